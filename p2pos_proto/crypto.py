@@ -3,7 +3,7 @@
 X25519 and Ed25519 come from PyNaCl (libsodium); BLAKE2b and HMAC from the
 standard library.  Two ChaCha20-Poly1305 AEADs are offered: the handshake uses
 libsodium's, the record layer uses OpenSSL's through ``cryptography``, which is
-about 3.5 times faster on 1200-byte records (bench/handshake_record.py).  Both
+about 2.3 times faster than PyNaCl's binding on 1200-byte records (bench/handshake_record.py).  Both
 compute the same function; tests check them against each other and Wycheproof.
 """
 
@@ -71,6 +71,8 @@ def sodium_encrypt(key: bytes, n: int, ad: bytes, plaintext: bytes) -> bytes:
 
 def sodium_decrypt(key: bytes, n: int, ad: bytes, ciphertext: bytes) -> bytes:
     """ChaCha20-Poly1305 (IETF) decryption via libsodium; raises DECRYPT_FAILED."""
+    if len(ciphertext) < TAGLEN:  # PyNaCl would raise a bare ValueError ("negative array length")
+        raise RemoteProtocolError("AEAD ciphertext shorter than its tag", ErrorCode.DECRYPT_FAILED)
     try:
         return _sodium.crypto_aead_chacha20poly1305_ietf_decrypt(ciphertext, ad, nonce_bytes(n), key)
     except nacl.exceptions.CryptoError as exc:
@@ -80,19 +82,20 @@ def sodium_decrypt(key: bytes, n: int, ad: bytes, ciphertext: bytes) -> bytes:
 class RecordAead:
     """ChaCha20-Poly1305 bound to one key, via OpenSSL (the record layer's hot path)."""
 
-    __slots__ = ("key", "_aead")
+    __slots__ = ("key", "raw")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
-        self._aead = ChaCha20Poly1305(key)
+        #: The library object; the record layer calls it directly on its hot path.
+        self.raw = ChaCha20Poly1305(key)
 
     def encrypt(self, nonce: bytes, plaintext: bytes, ad: bytes) -> bytes:
-        return self._aead.encrypt(nonce, plaintext, ad)
+        return self.raw.encrypt(nonce, plaintext, ad)
 
     def decrypt(self, nonce: bytes, ciphertext: bytes, ad: bytes) -> bytes | None:
         """Plaintext, or None when the tag does not verify (never raises on bad input)."""
         try:
-            return self._aead.decrypt(nonce, ciphertext, ad)
+            return self.raw.decrypt(nonce, ciphertext, ad)
         except InvalidTag:
             return None
 
@@ -106,8 +109,18 @@ def blake2b(data: bytes) -> bytes:
     return hashlib.blake2b(data).digest()
 
 
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
+
+
 def hmac_blake2b(key: bytes, data: bytes) -> bytes:
-    return hmac.digest(key, data, "blake2b512")
+    """HMAC (RFC 2104) over BLAKE2b-512, as Noise defines it; written out because the
+    standard library's generic HMAC costs twice as much for these short inputs."""
+    if len(key) > BLOCKLEN:
+        key = blake2b(key)
+    key = key.ljust(BLOCKLEN, b"\x00")
+    inner = hashlib.blake2b(key.translate(_IPAD) + data).digest()
+    return hashlib.blake2b(key.translate(_OPAD) + inner).digest()
 
 
 def hkdf(chaining_key: bytes, ikm: bytes, outputs: int) -> tuple[bytes, ...]:

@@ -1,8 +1,8 @@
 """Many sessions on one datagram socket (spec/session.md §4).
 
 The endpoint routes each datagram by the receiver index in its header, answers
-INIT packets by creating responder sessions, and remembers recent INIT
-ephemeral keys so that a replayed first message creates no new state.  It
+INIT packets by creating responder sessions, and remembers a digest of each
+recent INIT so that a replayed first message creates no new state.  It
 follows a peer that moves to a new address once a packet from there
 authenticates.  Addresses are opaque hashable values chosen by the driver.
 
@@ -13,15 +13,16 @@ Drive it like a session: ``receive_datagram(data, addr, now)``,
 from __future__ import annotations
 
 import collections
+import hashlib
 from collections.abc import Hashable
 
 from . import crypto
 from .errors import LocalProtocolError, ProtocolError
 from .events import Event, SessionClosed
-from .handshake import LocalKeys
+from .handshake import BindingCache, LocalKeys
 from .peer_id import PeerId
 from .session import SecureSession, SessionConfig, SessionState
-from .wire import INIT_HEADER, PacketType, receiver_index_untrusted
+from .wire import PacketType, receiver_index_untrusted
 
 Address = Hashable
 
@@ -45,12 +46,13 @@ class Endpoint:
         self._sessions: dict[int, SecureSession] = {}
         self._addrs: dict[int, Address] = {}
         self._events: collections.deque[Event] = collections.deque()
-        # INIT ephemeral key -> (expiry, session index); oldest first.
+        # Digest of an INIT packet -> (expiry, session index); oldest first.
         self._seen_inits: collections.OrderedDict[bytes, tuple[float, int]] = collections.OrderedDict()
         self._replay_ttl = replay_cache_ttl
         self._replay_size = replay_cache_size
         self._max_sessions = max_sessions
         self.drops: collections.Counter[str] = collections.Counter()
+        self.binding_cache = BindingCache()
 
     # -- application API -----------------------------------------------------
 
@@ -73,6 +75,7 @@ class Endpoint:
             expected_peer=expected_peer,
             remote_static=remote_static,
             random=self._random,
+            binding_cache=self.binding_cache,
         )
         self._add(session, addr)
         return session
@@ -139,8 +142,9 @@ class Endpoint:
     # -- internals ---------------------------------------------------------------
 
     def _receive_init(self, data: bytes, addr: Address, now: float) -> None:
-        ephemeral = data[INIT_HEADER.size : INIT_HEADER.size + crypto.DHLEN]
-        seen = self._seen_inits.get(ephemeral)
+        # Keyed on the whole packet: a forged variant of an INIT cannot shadow the genuine one.
+        digest = hashlib.blake2b(data, digest_size=16).digest()
+        seen = self._seen_inits.get(digest)
         if seen is not None:
             session = self._sessions.get(seen[1])
             if session is not None and session.state is not SessionState.CLOSED:
@@ -154,12 +158,18 @@ class Endpoint:
             return
         try:
             session = SecureSession.respond_untrusted(
-                self.keys, data, local_index=self._new_index(), now=now, config=self.config, random=self._random
+                self.keys,
+                data,
+                local_index=self._new_index(),
+                now=now,
+                config=self.config,
+                random=self._random,
+                binding_cache=self.binding_cache,
             )
         except ProtocolError:
             self.drops["bad_init"] += 1
             return
-        self._seen_inits[ephemeral] = (now + self._replay_ttl, session.local_index)
+        self._seen_inits[digest] = (now + self._replay_ttl, session.local_index)
         while len(self._seen_inits) > self._replay_size:
             self._seen_inits.popitem(last=False)
         self._add(session, addr)

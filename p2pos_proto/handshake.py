@@ -10,13 +10,14 @@ authenticated as its peer id before the session is usable (spec/handshake.md §6
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 
 from . import crypto
 from .errors import ErrorCode, RemoteProtocolError
 from .identity import DOMAIN_NOISE_STATIC, Identity, verify
-from .payload import CAP_MAX_RECORD_PLAINTEXT, HandshakePayload
+from .payload import CAP_MAX_RECORD_PLAINTEXT, SAS_NONCE_LEN, HandshakePayload
 from .peer_id import PeerId
 
 #: Noise prologue for every p2pos handshake (spec/handshake.md §3).
@@ -24,6 +25,11 @@ PROLOGUE = b"p2pos-handshake-v1"
 #: Protocol versions this implementation speaks.
 SUPPORTED_VERSIONS = (1,)
 SAS_DIGITS = 12
+#: An INIT packet is padded to at least this many bytes (spec/handshake.md §8).
+MIN_INIT_SIZE = 320
+#: Before the initiator's address is validated, a responder sends at most this
+#: many times the bytes it received (spec/handshake.md §8).
+AMPLIFICATION_FACTOR = 3
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -45,34 +51,61 @@ class LocalKeys:
         return cls.create(identity, random(crypto.DHLEN))
 
 
-def local_payload(
-    keys: LocalKeys, versions: tuple[int, ...], capabilities: dict[int, bytes], *, with_identity: bool = True
-) -> bytes:
-    """The payload this side sends in a message that carries its identity."""
-    if not with_identity:
-        return HandshakePayload(versions=versions).encode()
-    return HandshakePayload(
-        versions=versions,
-        identity_key=keys.identity.peer_id.public_key,
-        identity_sig=keys.binding_signature,
-        capabilities=capabilities,
-    ).encode()
+def with_identity(keys: LocalKeys, payload: HandshakePayload) -> HandshakePayload:
+    """``payload`` plus this side's identity binding."""
+    return dataclasses.replace(
+        payload, identity_key=keys.identity.peer_id.public_key, identity_sig=keys.binding_signature
+    )
+
+
+def padded(payload: HandshakePayload, overhead: int) -> bytes:
+    """Encode ``payload`` padded so that ``overhead`` + its length reaches MIN_INIT_SIZE."""
+    encoded = payload.encode()
+    short = MIN_INIT_SIZE - overhead - len(encoded)
+    if short <= 0:
+        return encoded
+    return dataclasses.replace(payload, padding=max(short - 4, 1)).encode()
 
 
 def default_capabilities(max_plaintext: int) -> dict[int, bytes]:
     return {CAP_MAX_RECORD_PLAINTEXT: max_plaintext.to_bytes(4, "big")}
 
 
+class BindingCache:
+    """Remembers identity bindings that verified, so a returning peer costs no Ed25519 check.
+
+    Only successes are stored, keyed by (identity key, static key, signature): a
+    hit proves exactly what a new verification would.  Bounded, least recently used.
+    """
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._entries: collections.OrderedDict[bytes, None] = collections.OrderedDict()
+
+    def check(self, peer: PeerId, remote_static: bytes, signature: bytes) -> bool:
+        key = peer.public_key + remote_static + signature
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return True
+        if not verify(peer, DOMAIN_NOISE_STATIC, remote_static, signature):
+            return False
+        self._entries[key] = None
+        if len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+        return True
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class VerifiedPeer:
-    """What a verified identity payload tells about the peer."""
+    """A peer payload whose identity binding checked out."""
 
     peer_id: PeerId
-    versions: tuple[int, ...]
-    capabilities: dict[int, bytes]
+    payload: HandshakePayload
 
 
-def verify_peer_payload_untrusted(payload: bytes, remote_static: bytes, expected: PeerId | None) -> VerifiedPeer:
+def verify_peer_payload_untrusted(
+    payload: bytes, remote_static: bytes, expected: PeerId | None, cache: BindingCache | None = None
+) -> VerifiedPeer:
     """Check a peer's identity payload against the Noise static key it proved.
 
     Raises RemoteProtocolError with MALFORMED_MESSAGE, UNKNOWN_CRITICAL_FIELD,
@@ -82,13 +115,18 @@ def verify_peer_payload_untrusted(payload: bytes, remote_static: bytes, expected
     if decoded.identity_key is None or decoded.identity_sig is None:
         raise RemoteProtocolError("handshake payload lacks the identity fields", ErrorCode.BAD_IDENTITY)
     peer = PeerId(decoded.identity_key)
-    if not verify(peer, DOMAIN_NOISE_STATIC, remote_static, decoded.identity_sig):
+    valid = (
+        cache.check(peer, remote_static, decoded.identity_sig)
+        if cache is not None
+        else verify(peer, DOMAIN_NOISE_STATIC, remote_static, decoded.identity_sig)
+    )
+    if not valid:
         raise RemoteProtocolError("identity signature over the Noise static key is invalid", ErrorCode.BAD_IDENTITY)
     if expected is not None and peer != expected:
         raise RemoteProtocolError(
             f"peer is {peer.short()}..., expected {expected.short()}...", ErrorCode.IDENTITY_MISMATCH
         )
-    return VerifiedPeer(peer, decoded.versions, decoded.capabilities)
+    return VerifiedPeer(peer, decoded)
 
 
 def choose_version(offered: tuple[int, ...], supported: tuple[int, ...]) -> int | None:
@@ -96,9 +134,20 @@ def choose_version(offered: tuple[int, ...], supported: tuple[int, ...]) -> int 
     return max(common) if common else None
 
 
-def short_authentication_string(handshake_hash: bytes) -> str:
-    """12 decimal digits in groups of four, from the handshake hash (spec/handshake.md §7)."""
-    digest = hashlib.blake2b(handshake_hash, digest_size=8, key=b"p2pos-sas-v1").digest()
+def sas_commitment(nonce: bytes) -> bytes:
+    """The INIT's commitment to the initiator's SAS nonce (spec/handshake.md §7)."""
+    return hashlib.blake2b(nonce, digest_size=SAS_NONCE_LEN, key=b"p2pos-sas-commit").digest()
+
+
+def short_authentication_string(hash_after_message_2: bytes, sas_nonce: bytes) -> str:
+    """12 decimal digits in groups of four (spec/handshake.md §7).
+
+    Computed over the handshake hash after message 2 and the initiator's nonce,
+    which was committed in message 1 and revealed only after message 2: neither
+    a responder nor an initiator in the middle can grind its messages to make
+    its two handshakes show the same code.
+    """
+    digest = hashlib.blake2b(hash_after_message_2 + sas_nonce, digest_size=8, key=b"p2pos-sas-v1").digest()
     number = int.from_bytes(digest, "big") % 10**SAS_DIGITS
     text = f"{number:0{SAS_DIGITS}d}"
     return " ".join(text[i : i + 4] for i in range(0, SAS_DIGITS, 4))

@@ -16,6 +16,8 @@ from .errors import ErrorCode, LocalProtocolError
 
 _ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
 _DECODE = {c: i for i, c in enumerate(_ALPHABET)}
+# ASCII only: str.lower() would turn the Kelvin sign into "k" and accept look-alikes.
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 VERSION_ED25519 = 0x01
 KEY_LEN = 32
 CHECKSUM_LEN = 4
@@ -75,7 +77,7 @@ class PeerId:
         """Parse the textual form; raises InvalidPeerId with a human explanation."""
         if not isinstance(text, str):
             raise InvalidPeerId("a peer id is a string")
-        cleaned = "".join(ch for ch in text.strip().lower() if ch not in " -\t")
+        cleaned = "".join(ch for ch in text.strip().translate(_ASCII_LOWER) if ch not in " -\t")
         if len(cleaned) != TEXT_LEN:
             raise InvalidPeerId(f"a peer id has {TEXT_LEN} characters, this one has {len(cleaned)}")
         try:

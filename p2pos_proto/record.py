@@ -12,10 +12,13 @@ records still in flight.  Old keys are then forgotten (forward secrecy).
 from __future__ import annotations
 
 import collections
+import struct
+
+from cryptography.exceptions import InvalidTag
 
 from . import crypto
 from .errors import ErrorCode, LocalProtocolError
-from .replay import ReplayWindow
+from .replay import RING_MASK, ReplayWindow
 from .wire import RECORD_HEADER
 
 HEADER_LEN = RECORD_HEADER.size
@@ -26,21 +29,27 @@ MAX_PLAINTEXT = 65535 - OVERHEAD
 COUNTER_LIMIT = 2**64 - 2**13 - 1
 #: How many epochs ahead a receiver will derive keys to follow the sender.
 MAX_EPOCH_SKIP = 3
-_NONCE_PREFIX = b"\x00\x00\x00\x00"
+#: The AEAD nonce: 32 zero bits, then the counter as a little-endian u64 (Noise).
+_NONCE = struct.Struct("<4xQ")
+_nonce = _NONCE.pack
+_unpack_header = RECORD_HEADER.unpack_from
+_pack_header = RECORD_HEADER.pack
 
 
 class RecordSender:
     """Seals records for one direction."""
 
     __slots__ = (
-        "receiver_index",
-        "epoch",
+        "_after_messages",
+        "_after_seconds",
         "_aead",
+        "_check_counter",
+        "_encrypt",
         "_next",
         "_rekey_counter",
         "_rekey_time",
-        "_after_messages",
-        "_after_seconds",
+        "epoch",
+        "receiver_index",
     )
 
     def __init__(
@@ -49,11 +58,13 @@ class RecordSender:
         self.receiver_index = receiver_index
         self.epoch = 0
         self._aead = crypto.RecordAead(key)
+        self._encrypt = self._aead.raw.encrypt
         self._next = 0
         self._after_messages = rekey_after_messages
         self._after_seconds = rekey_after_seconds
         self._rekey_counter = rekey_after_messages
         self._rekey_time = now + rekey_after_seconds
+        self._check_counter = min(self._rekey_counter, COUNTER_LIMIT)
 
     @property
     def next_counter(self) -> int:
@@ -61,20 +72,22 @@ class RecordSender:
 
     def _rekey(self, now: float) -> None:
         self._aead = crypto.RecordAead(crypto.rekey(self._aead.key))
+        self._encrypt = self._aead.raw.encrypt
         self.epoch = (self.epoch + 1) & 0xFF
         self._rekey_counter = self._next + self._after_messages
         self._rekey_time = now + self._after_seconds
+        self._check_counter = min(self._rekey_counter, COUNTER_LIMIT)
 
     def seal(self, ptype: int, plaintext: bytes, now: float) -> bytes:
         """One record's bytes.  Raises LocalProtocolError when the counter is exhausted."""
         n = self._next
-        if n >= self._rekey_counter or now >= self._rekey_time:
+        if n >= self._check_counter or now >= self._rekey_time:
+            if n >= COUNTER_LIMIT:
+                raise LocalProtocolError("record counter exhausted; start a new session", ErrorCode.COUNTER_EXHAUSTED)
             self._rekey(now)
-        if n >= COUNTER_LIMIT:
-            raise LocalProtocolError("record counter exhausted; start a new session", ErrorCode.COUNTER_EXHAUSTED)
         self._next = n + 1
-        header = RECORD_HEADER.pack(ptype, self.receiver_index, self.epoch, n)
-        return header + self._aead.encrypt(_NONCE_PREFIX + n.to_bytes(8, "little"), plaintext, header)
+        header = _pack_header(ptype, self.receiver_index, self.epoch, n)
+        return header + self._encrypt(_nonce(n), plaintext, header)
 
 
 class RecordReceiver:
@@ -84,42 +97,66 @@ class RecordReceiver:
     leaves every piece of state as it was and bumps one counter in ``drops``.
     """
 
-    __slots__ = ("epoch", "_aead", "_previous", "_previous_until", "_grace", "max_plaintext", "window", "drops")
+    __slots__ = (
+        "_aead",
+        "_decrypt",
+        "_grace",
+        "_max_size",
+        "_previous",
+        "_previous_until",
+        "drops",
+        "epoch",
+        "max_plaintext",
+        "window",
+    )
 
     def __init__(self, key: bytes, *, max_plaintext: int = MAX_PLAINTEXT, previous_key_grace: float = 10.0) -> None:
         self.epoch = 0
         self._aead = crypto.RecordAead(key)
+        self._decrypt = self._aead.raw.decrypt
         self._previous: crypto.RecordAead | None = None
         self._previous_until = 0.0
         self._grace = previous_key_grace
         self.max_plaintext = max_plaintext
+        self._max_size = max_plaintext + OVERHEAD
         self.window = ReplayWindow()
         self.drops: collections.Counter[str] = collections.Counter()
 
     def open_untrusted(self, data: bytes, now: float) -> tuple[int, bytes] | None:
         size = len(data)
-        if size < OVERHEAD:
-            self.drops["malformed"] += 1
+        if size < OVERHEAD or size > self._max_size:
+            self.drops["malformed" if size < OVERHEAD else "too_large"] += 1
             return None
-        if size - OVERHEAD > self.max_plaintext:
-            self.drops["too_large"] += 1
-            return None
-        ptype, _, epoch, counter = RECORD_HEADER.unpack_from(data)
+        ptype, _, epoch, counter = _unpack_header(data)
         window = self.window
+        top = window.top
+        if counter > top and epoch == self.epoch:
+            # The common case: a fresh counter under the current key.
+            try:
+                plaintext = self._decrypt(_nonce(counter), data[HEADER_LEN:], data[:HEADER_LEN])
+            except InvalidTag:
+                self.drops["auth"] += 1
+                return None
+            if counter >> 6 == top >> 6:  # same 64-bit block: ReplayWindow.update without the call
+                window.top = counter
+                window.blocks[(counter >> 6) & RING_MASK] |= 1 << (counter & 63)
+            else:
+                window.update(counter)
+            return ptype, plaintext
         if not window.check(counter):
             self.drops["replay"] += 1
             return None
-        nonce = _NONCE_PREFIX + counter.to_bytes(8, "little")
+        nonce = _nonce(counter)
         header = data[:HEADER_LEN]
         if epoch == self.epoch:
-            plaintext = self._aead.decrypt(nonce, data[HEADER_LEN:], header)
+            opened = self._aead.decrypt(nonce, data[HEADER_LEN:], header)
         else:
-            plaintext = self._open_other_epoch(epoch, nonce, data, header, now)
-        if plaintext is None:
+            opened = self._open_other_epoch(epoch, nonce, data, header, now)
+        if opened is None:
             self.drops["auth"] += 1
             return None
         window.update(counter)
-        return ptype, plaintext
+        return ptype, opened
 
     def _open_other_epoch(self, epoch: int, nonce: bytes, data: bytes, header: bytes, now: float) -> bytes | None:
         delta = (epoch - self.epoch) & 0xFF
@@ -138,5 +175,6 @@ class RecordReceiver:
             self._previous = chain[-2]
             self._previous_until = now + self._grace
             self._aead = chain[-1]
+            self._decrypt = self._aead.raw.decrypt
             self.epoch = epoch
         return plaintext

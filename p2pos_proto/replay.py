@@ -11,7 +11,7 @@ from __future__ import annotations
 
 _BLOCK_BITS = 64
 _BLOCKS = 128
-_RING_MASK = _BLOCKS - 1
+RING_MASK = _BLOCKS - 1
 #: Counters accepted below the highest one seen (ring size minus one block).
 WINDOW = _BLOCK_BITS * (_BLOCKS - 1)
 
@@ -19,10 +19,11 @@ WINDOW = _BLOCK_BITS * (_BLOCKS - 1)
 class ReplayWindow:
     """Tracks which counters have been accepted."""
 
-    __slots__ = ("_blocks", "top")
+    __slots__ = ("blocks", "top")
 
     def __init__(self) -> None:
-        self._blocks = [0] * _BLOCKS
+        #: The ring of 64-bit blocks (the record layer updates it inline on its fast path).
+        self.blocks = [0] * _BLOCKS
         #: The highest accepted counter, -1 before the first.
         self.top = -1
 
@@ -32,16 +33,17 @@ class ReplayWindow:
             return True
         if self.top - counter >= WINDOW:
             return False
-        return not (self._blocks[(counter >> 6) & _RING_MASK] >> (counter & 63)) & 1
+        return not (self.blocks[(counter >> 6) & RING_MASK] >> (counter & 63)) & 1
 
     def update(self, counter: int) -> None:
         """Mark ``counter`` as seen; call only after ``check`` and authentication."""
         top = self.top
-        blocks = self._blocks
+        blocks = self.blocks
         if counter > top:
             current = top >> 6
             target = counter >> 6
-            for step in range(1, min(target - current, _BLOCKS) + 1):
-                blocks[(current + step) & _RING_MASK] = 0
+            if target != current:
+                for step in range(1, min(target - current, _BLOCKS) + 1):
+                    blocks[(current + step) & RING_MASK] = 0
             self.top = counter
-        blocks[(counter >> 6) & _RING_MASK] |= 1 << (counter & 63)
+        blocks[(counter >> 6) & RING_MASK] |= 1 << (counter & 63)

@@ -3,7 +3,7 @@
 Drive it with:
 
 * ``receive_data(datagram, now)``: one datagram (or one frame from the stream
-  framer).  Never raises; bad input is dropped and counted in ``drops``.
+  framer).  Never raises; bad input is dropped and counted in ``stats()``.
 * ``data_to_send(now)``: datagrams to transmit, boundaries kept.
 * ``next_event()``: ``HandshakeCompleted``, ``MessageReceived``, ``SessionClosed``.
 * ``get_timer()`` / ``handle_timer(now)``: retransmission, timeouts, expiry.
@@ -19,26 +19,35 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import hmac
 
 from . import crypto
 from .errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import Event, HandshakeCompleted, MessageReceived, SessionClosed
 from .handshake import (
+    AMPLIFICATION_FACTOR,
+    MIN_INIT_SIZE,
     PROLOGUE,
     SUPPORTED_VERSIONS,
+    BindingCache,
     LocalKeys,
+    VerifiedPeer,
     choose_version,
     default_capabilities,
-    local_payload,
     max_plaintext_of,
+    padded,
+    sas_commitment,
     short_authentication_string,
     verify_peer_payload_untrusted,
+    with_identity,
 )
 from .noise import HandshakeState, Pattern
-from .payload import HandshakePayload
+from .payload import SAS_NONCE_LEN, HandshakePayload
 from .peer_id import PeerId
 from .record import MAX_PLAINTEXT, RecordReceiver, RecordSender
 from .wire import (
+    INIT_HEADER,
+    RECORD_TYPES,
     HandshakePacket,
     PacketType,
     encode_finish,
@@ -48,12 +57,17 @@ from .wire import (
 )
 
 MAX_CLOSE_REASON = 1024
+# Bytes of an INIT before its payload: header, ephemeral, and for IK the encrypted static and two tags.
+_INIT_OVERHEAD = {
+    Pattern.XX: INIT_HEADER.size + crypto.DHLEN,
+    Pattern.IK: INIT_HEADER.size + crypto.DHLEN + crypto.DHLEN + 2 * crypto.TAGLEN,
+}
 
 
 class SessionState(enum.Enum):
     AWAIT_RESPONSE = "await-response"  # initiator: INIT sent
     AWAIT_FINISH = "await-finish"  # XX responder: RESPONSE sent
-    AWAIT_CONFIRM = "await-confirm"  # IK responder: keys ready, waiting for a first record
+    AWAIT_CONFIRM = "await-confirm"  # IK responder: keys ready, waiting for the CONFIRM record
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -121,6 +135,7 @@ class SecureSession:
         config: SessionConfig,
         state: SessionState,
         expected_peer: PeerId | None = None,
+        binding_cache: BindingCache | None = None,
     ) -> None:
         self.keys = keys
         self.config = config
@@ -139,6 +154,7 @@ class SecureSession:
         self.drops: collections.Counter[str] = collections.Counter()
         self.close_code: ErrorCode | None = None
         self._expected = expected_peer
+        self._cache = binding_cache
         self._hs: HandshakeState | None = handshake
         self._sender: RecordSender | None = None
         self._receiver: RecordReceiver | None = None
@@ -146,6 +162,11 @@ class SecureSession:
         self._events: collections.deque[Event] = collections.deque()
         self._announced = self.initiator
         self._peer_confirmed = False
+        self._authenticated = 0
+        # SAS (spec/handshake.md §7): the initiator's nonce, or the commitment the responder holds.
+        self._sas_nonce: bytes | None = None
+        self._sas_commitment: bytes | None = None
+        self._hash_after_2: bytes | None = None
         # Handshake retransmission: the packet we resend, and the peer packet that asks for it again.
         self._resend_packet: bytes | None = None
         self._resend_trigger: bytes | None = None
@@ -154,7 +175,9 @@ class SecureSession:
         self._deadline: float | None = now + config.handshake_timeout
         self._expires_at: float | None = None
         self._last_drop = ""
-        self._authenticated = 0
+        # Anti-amplification (responder, before the initiator is validated): bytes in and out.
+        self._unvalidated_in = 0
+        self._unvalidated_out = 0
 
     # -- construction ----------------------------------------------------------
 
@@ -170,6 +193,7 @@ class SecureSession:
         remote_static: bytes | None = None,
         random: crypto.RandomSource = crypto.system_random,
         ephemeral: bytes | None = None,
+        binding_cache: BindingCache | None = None,
     ) -> SecureSession:
         """Start a handshake: IK when ``remote_static`` is known, XX otherwise.
 
@@ -185,6 +209,7 @@ class SecureSession:
             initiator=True,
             prologue=config.prologue,
             s=keys.static_private,
+            s_pub=keys.static_public,
             e=ephemeral,
             rs=remote_static,
             random=random,
@@ -197,10 +222,16 @@ class SecureSession:
             config=config,
             state=SessionState.AWAIT_RESPONSE,
             expected_peer=expected_peer,
+            binding_cache=binding_cache,
         )
-        payload = local_payload(keys, config.versions, config.all_capabilities(), with_identity=pattern is Pattern.IK)
+        session._sas_nonce = random(SAS_NONCE_LEN)
+        payload = HandshakePayload(
+            versions=config.versions, session_index=local_index, sas_commitment=sas_commitment(session._sas_nonce)
+        )
+        if pattern is Pattern.IK:
+            payload = dataclasses.replace(with_identity(keys, payload), capabilities=config.all_capabilities())
         try:
-            message = hs.write_message(payload)
+            message = hs.write_message(padded(payload, _INIT_OVERHEAD[pattern]))
         except RemoteProtocolError as exc:  # a low-order remote_static
             raise LocalProtocolError(f"cannot start IK: {exc}", exc.code) from exc
         session._send_handshake(encode_init(pattern, local_index, message), now)
@@ -217,6 +248,7 @@ class SecureSession:
         config: SessionConfig | None = None,
         random: crypto.RandomSource = crypto.system_random,
         ephemeral: bytes | None = None,
+        binding_cache: BindingCache | None = None,
     ) -> SecureSession:
         """Answer a received INIT packet.  Raises RemoteProtocolError if it is not acceptable.
 
@@ -227,22 +259,28 @@ class SecureSession:
         packet = parse_handshake_untrusted(init_packet)
         if packet.type is not PacketType.INIT or packet.pattern is None:
             raise RemoteProtocolError("not an INIT packet", ErrorCode.MALFORMED_MESSAGE)
+        if len(init_packet) < MIN_INIT_SIZE:
+            raise RemoteProtocolError(f"INIT shorter than {MIN_INIT_SIZE} bytes", ErrorCode.MALFORMED_MESSAGE)
         hs = HandshakeState(
             pattern=packet.pattern,
             initiator=False,
             prologue=config.prologue,
             s=keys.static_private,
+            s_pub=keys.static_public,
             e=ephemeral,
             random=random,
         )
-        payload = hs.read_message(packet.message)
+        raw = hs.read_message(packet.message)
+        verified: VerifiedPeer | None = None
         if packet.pattern is Pattern.IK:
-            verified = verify_peer_payload_untrusted(payload, hs.rs or b"", None)
-            offered, peer_caps = verified.versions, verified.capabilities
+            verified = verify_peer_payload_untrusted(raw, hs.rs or b"", None, binding_cache)
+            payload = verified.payload
         else:
-            plain = HandshakePayload.decode_untrusted(payload)
-            offered, peer_caps, verified = plain.versions, {}, None
-        version = choose_version(offered, config.versions)
+            payload = HandshakePayload.decode_untrusted(raw)
+        if payload.session_index != packet.sender_index:
+            raise RemoteProtocolError("INIT header and payload disagree on the index", ErrorCode.MALFORMED_MESSAGE)
+        if payload.sas_commitment is None:
+            raise RemoteProtocolError("INIT lacks the SAS commitment", ErrorCode.MALFORMED_MESSAGE)
         session = cls(
             keys=keys,
             handshake=hs,
@@ -250,15 +288,23 @@ class SecureSession:
             now=now,
             config=config,
             state=SessionState.AWAIT_FINISH if packet.pattern is Pattern.XX else SessionState.AWAIT_CONFIRM,
+            binding_cache=binding_cache,
         )
         session.remote_index = packet.sender_index
-        session.version = version
-        reply_versions = (version,) if version is not None else config.versions
-        message = hs.write_message(local_payload(keys, reply_versions, config.all_capabilities()))
+        session.version = version = choose_version(payload.versions, config.versions)
+        session._sas_commitment = payload.sas_commitment
+        session._unvalidated_in = len(init_packet)
+        reply = HandshakePayload(
+            versions=(version,) if version is not None else config.versions,
+            capabilities=config.all_capabilities(),
+            session_index=local_index,
+        )
+        message = hs.write_message(with_identity(keys, reply).encode())
+        session._hash_after_2 = hs.handshake_hash
         session._resend_trigger = init_packet
         session._send_handshake(encode_response(local_index, packet.sender_index, message), now)
         if verified is not None:
-            session._learn_peer(verified.peer_id, hs.rs or b"", peer_caps)
+            session._learn_peer(verified, hs.rs or b"")
             session._derive_keys(hs, now)
         return session
 
@@ -271,7 +317,7 @@ class SecureSession:
             return
         try:
             ptype = data[0]
-            if ptype >= PacketType.DATA:
+            if ptype in RECORD_TYPES:
                 self._receive_record(data, now)
             elif ptype in (PacketType.INIT, PacketType.RESPONSE, PacketType.FINISH):
                 self._receive_handshake(parse_handshake_untrusted(data), data, now)
@@ -305,8 +351,11 @@ class SecureSession:
         if self._expires_at is not None and now >= self._expires_at:
             self._close_with_record(ErrorCode.SESSION_EXPIRED, "session lifetime reached", now)
             return
-        if self._retransmit_at is not None and now >= self._retransmit_at and self._resend_packet is not None:
-            self._outbox.append(self._resend_packet)
+        if self._retransmit_at is not None and now >= self._retransmit_at:
+            if self._resend_packet is None:
+                self._retransmit_at = None
+                return
+            self._emit_handshake(self._resend_packet)
             self._retransmit_interval = min(self._retransmit_interval * 2, self.config.retransmit_max)
             self._retransmit_at = now + self._retransmit_interval
 
@@ -340,8 +389,9 @@ class SecureSession:
 
     def _receive_handshake(self, packet: HandshakePacket, data: bytes, now: float) -> None:
         if packet.type is PacketType.INIT:
-            if data == self._resend_trigger and self._resend_packet is not None and not self.initiator:
-                self._outbox.append(self._resend_packet)
+            if not self.initiator and self._resend_packet is not None and data == self._resend_trigger:
+                self._unvalidated_in += len(data)
+                self._emit_handshake(self._resend_packet)  # our RESPONSE was lost: say it again
             else:
                 self._drop("unexpected_handshake")
             return
@@ -351,8 +401,8 @@ class SecureSession:
         if packet.type is PacketType.RESPONSE and self.initiator:
             if self.state is SessionState.AWAIT_RESPONSE:
                 self._on_response(packet, data, now)
-            elif data == self._resend_trigger:
-                self._answer_duplicate_response(now)
+            elif data == self._resend_trigger and not self._peer_confirmed:
+                self._repeat_last_message(now)
             else:
                 self._drop("unexpected_handshake")
         elif packet.type is PacketType.FINISH and self.state is SessionState.AWAIT_FINISH:
@@ -371,74 +421,92 @@ class SecureSession:
             self._drop("handshake_auth")
             return None
 
+    def _verify(self, hs: HandshakeState, payload: bytes, expected: PeerId | None) -> VerifiedPeer | None:
+        """Check an authenticated payload; failures close the session (they come from the key holder)."""
+        try:
+            return verify_peer_payload_untrusted(payload, hs.rs or b"", expected, self._cache)
+        except RemoteProtocolError as exc:
+            self._finish(exc.code, str(exc), by_peer=False)
+            return None
+
     def _on_response(self, packet: HandshakePacket, data: bytes, now: float) -> None:
         attempt = self._try_read(packet.message)
         if attempt is None:
             return
-        hs, payload = attempt
-        # The payload decrypted, so it comes from the holder of the static key: failures are final.
-        try:
-            verified = verify_peer_payload_untrusted(payload, hs.rs or b"", self._expected)
-        except RemoteProtocolError as exc:
-            self._finish(exc.code, str(exc), by_peer=False)
+        hs, raw = attempt
+        if (verified := self._verify(hs, raw, self._expected)) is None:
             return
-        if len(verified.versions) != 1 or verified.versions[0] not in self.config.versions:
-            offered = ", ".join(map(str, verified.versions))
+        payload = verified.payload
+        if payload.session_index != packet.sender_index:
+            self._drop("index_mismatch")  # the header was altered in transit; wait for a clean copy
+            return
+        if len(payload.versions) != 1 or payload.versions[0] not in self.config.versions:
+            offered = ", ".join(map(str, payload.versions))
             self._finish(ErrorCode.UNSUPPORTED_VERSION, f"peer speaks versions {offered}", by_peer=False)
             return
-        self._hs = hs
         self._authenticated += 1
-        self.version = verified.versions[0]
+        self.version = payload.versions[0]
         self.remote_index = packet.sender_index
-        self._learn_peer(verified.peer_id, hs.rs or b"", verified.capabilities)
+        self._hash_after_2 = hs.handshake_hash
+        self._learn_peer(verified, hs.rs or b"")
         self._resend_trigger = data
         self._retransmit_at = None
+        self._resend_packet = None
         if hs.pattern is Pattern.XX:
-            message = hs.write_message(local_payload(self.keys, (self.version,), self.config.all_capabilities()))
+            finish = HandshakePayload(
+                versions=(self.version,), capabilities=self.config.all_capabilities(), sas_nonce=self._sas_nonce
+            )
+            message = hs.write_message(with_identity(self.keys, finish).encode())
             self._resend_packet = encode_finish(self.remote_index, message)
             self._outbox.append(self._resend_packet)
-        else:
-            self._resend_packet = None
         self._derive_keys(hs, now)
         self._transition(Input.RESPONSE_OK)
         self._announce()
         if hs.pattern is Pattern.IK:
-            self._seal(PacketType.KEEPALIVE, b"", now)  # key confirmation for the responder
+            self._seal(PacketType.CONFIRM, self._sas_nonce or b"", now)
 
-    def _answer_duplicate_response(self, now: float) -> None:
-        """The peer did not hear our last handshake message: say it again."""
-        if self._peer_confirmed or self.state is not SessionState.ESTABLISHED:
-            self._drop("unexpected_handshake")
-        elif self._resend_packet is not None:
+    def _repeat_last_message(self, now: float) -> None:
+        """The responder repeated its RESPONSE: it did not hear our FINISH or CONFIRM."""
+        if self._resend_packet is not None:
             self._outbox.append(self._resend_packet)
-        else:
-            self._seal(PacketType.KEEPALIVE, b"", now)
+        elif self._sender is not None:
+            self._seal(PacketType.CONFIRM, self._sas_nonce or b"", now)
 
     def _on_finish(self, packet: HandshakePacket, now: float) -> None:
         attempt = self._try_read(packet.message)
         if attempt is None:
             return
-        hs, payload = attempt
-        try:
-            verified = verify_peer_payload_untrusted(payload, hs.rs or b"", None)
-        except RemoteProtocolError as exc:
-            self._finish(exc.code, str(exc), by_peer=False)
+        hs, raw = attempt
+        if (verified := self._verify(hs, raw, None)) is None:
+            return
+        if not self._check_sas_nonce(verified.payload.sas_nonce):
             return
         if self.version is None:
             self._finish(ErrorCode.UNSUPPORTED_VERSION, "no common protocol version", by_peer=False)
             return
-        self._hs = hs
         self._authenticated += 1
-        self._learn_peer(verified.peer_id, hs.rs or b"", verified.capabilities)
+        self._learn_peer(verified, hs.rs or b"")
         self._derive_keys(hs, now)
         self._transition(Input.FINISH_OK)
         self._announce()
 
-    def _learn_peer(self, peer: PeerId, remote_static: bytes, caps: dict[int, bytes]) -> None:
-        self.peer_id = peer
+    def _check_sas_nonce(self, nonce: bytes | None) -> bool:
+        """The revealed nonce must open the INIT's commitment; if not, the peer cheated."""
+        if (
+            nonce is None
+            or self._sas_commitment is None
+            or not hmac.compare_digest(sas_commitment(nonce), self._sas_commitment)
+        ):
+            self._finish(ErrorCode.PROTOCOL_VIOLATION, "SAS nonce does not match its commitment", by_peer=False)
+            return False
+        self._sas_nonce = nonce
+        return True
+
+    def _learn_peer(self, verified: VerifiedPeer, remote_static: bytes) -> None:
+        self.peer_id = verified.peer_id
         self.remote_static = remote_static
-        self.peer_capabilities = caps
-        self.peer_max_plaintext = max_plaintext_of(caps, MAX_PLAINTEXT)
+        self.peer_capabilities = verified.payload.capabilities
+        self.peer_max_plaintext = max_plaintext_of(self.peer_capabilities, MAX_PLAINTEXT)
 
     def _derive_keys(self, hs: HandshakeState, now: float) -> None:
         k_init, k_resp = hs.split()
@@ -455,7 +523,6 @@ class SecureSession:
             recv, max_plaintext=cfg.max_record_plaintext, previous_key_grace=cfg.previous_key_grace
         )
         self.handshake_hash = hs.handshake_hash
-        self.sas = short_authentication_string(hs.handshake_hash)
         self._hs = None  # forget the ephemeral and the handshake secrets
         self._expires_at = now + cfg.session_lifetime
 
@@ -463,13 +530,13 @@ class SecureSession:
         """ESTABLISHED reached: stop handshake timers and tell the application."""
         self._deadline = None
         if not self.initiator:
-            self._resend_packet = None
+            self._resend_packet = self._resend_trigger = None
             self._retransmit_at = None
-            self._resend_trigger = None
-        self._announced = True
-        peer = self.peer_id
-        if peer is None or self.sas is None or self.handshake_hash is None or self.version is None:
+        peer, nonce, hash_2 = self.peer_id, self._sas_nonce, self._hash_after_2
+        if peer is None or nonce is None or hash_2 is None or self.handshake_hash is None or self.version is None:
             raise LocalProtocolError("internal: established without peer details", ErrorCode.INTERNAL_ERROR)
+        self.sas = short_authentication_string(hash_2, nonce)
+        self._announced = True
         self._events.append(
             HandshakeCompleted(
                 session_id=self.local_index,
@@ -499,23 +566,27 @@ class SecureSession:
             return
         ptype, plaintext = opened
         self._authenticated += 1
-        self._peer_confirmed = True
-        if self.initiator:
-            self._resend_packet = self._resend_trigger = None
         if self.state is SessionState.AWAIT_CONFIRM:
+            if ptype != PacketType.CONFIRM:
+                self._drop("unconfirmed")  # sent after a CONFIRM that was lost or is late
+                return
+            if not self._check_sas_nonce(plaintext):
+                return
             if self.version is None:
                 self._finish(ErrorCode.UNSUPPORTED_VERSION, "no common protocol version", by_peer=False)
                 return
             self._transition(Input.CONFIRMED)
             self._announce()
+            return
+        self._peer_confirmed = True
+        if self.initiator:
+            self._resend_packet = self._resend_trigger = None
         if ptype == PacketType.DATA:
             self._events.append(MessageReceived(session_id=self.local_index, data=plaintext))
         elif ptype == PacketType.CLOSE:
-            code = (
-                ErrorCode.from_wire(int.from_bytes(plaintext[:2], "big"))
-                if len(plaintext) >= 2
-                else (ErrorCode.PROTOCOL_VIOLATION)
-            )
+            code = ErrorCode.from_wire(int.from_bytes(plaintext[:2], "big"))
+            if len(plaintext) < 2:
+                code = ErrorCode.PROTOCOL_VIOLATION
             reason = plaintext[2 : 2 + MAX_CLOSE_REASON].decode("utf-8", "replace")
             self._finish(code, reason, by_peer=True)
 
@@ -532,9 +603,18 @@ class SecureSession:
 
     def _send_handshake(self, packet: bytes, now: float) -> None:
         self._resend_packet = packet
-        self._outbox.append(packet)
+        self._emit_handshake(packet)
         self._retransmit_interval = self.config.retransmit_initial
         self._retransmit_at = now + self._retransmit_interval
+
+    def _emit_handshake(self, packet: bytes) -> None:
+        """Queue a handshake packet; a responder obeys the anti-amplification limit (handshake.md §8)."""
+        if not self.initiator:
+            if self._unvalidated_out + len(packet) > AMPLIFICATION_FACTOR * self._unvalidated_in:
+                self._drop("amplification_limit")
+                return
+            self._unvalidated_out += len(packet)
+        self._outbox.append(packet)
 
     def _transition(self, event: Input) -> None:
         try:
@@ -546,7 +626,7 @@ class SecureSession:
 
     def _close_with_record(self, code: ErrorCode, reason: str, now: float) -> None:
         if self._sender is not None:
-            body = int(code).to_bytes(2, "big") + reason.encode("utf-8")[:MAX_CLOSE_REASON]
+            body = int(code).to_bytes(2, "big") + _truncate_utf8(reason, MAX_CLOSE_REASON)
             try:
                 self._outbox.append(self._sender.seal(PacketType.CLOSE, body, now))
             except LocalProtocolError:
@@ -556,6 +636,8 @@ class SecureSession:
     def _finish(self, code: ErrorCode, reason: str, *, by_peer: bool) -> None:
         self._transition(Input.CLOSE)
         self.close_code = code
+        if self._receiver is not None:
+            self.drops.update({f"record_{k}": v for k, v in self._receiver.drops.items()})
         self._hs = None
         self._sender = None
         self._receiver = None
@@ -582,6 +664,14 @@ class SecureSession:
         if self._receiver is not None:
             merged.update({f"record_{k}": v for k, v in self._receiver.drops.items()})
         return dict(merged)
+
+
+def _truncate_utf8(text: str, limit: int) -> bytes:
+    """At most ``limit`` bytes of UTF-8, never splitting a character."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return encoded
+    return encoded[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
 def _check_index(index: int) -> None:

@@ -8,6 +8,7 @@ All integers are big-endian except the AEAD nonce, which follows Noise.
     DATA      u8 0x04 | u32 receiver_index | u8 epoch | u64 counter | ciphertext
     KEEPALIVE u8 0x05 | (same header as DATA) | ciphertext of an empty plaintext
     CLOSE     u8 0x06 | (same header as DATA) | ciphertext of u16 code | reason
+    CONFIRM   u8 0x07 | (same header as DATA) | ciphertext of the IK initiator's SAS nonce
 """
 
 from __future__ import annotations
@@ -27,9 +28,10 @@ class PacketType(enum.IntEnum):
     DATA = 0x04
     KEEPALIVE = 0x05
     CLOSE = 0x06
+    CONFIRM = 0x07
 
 
-RECORD_TYPES = frozenset({PacketType.DATA, PacketType.KEEPALIVE, PacketType.CLOSE})
+RECORD_TYPES = frozenset({PacketType.DATA, PacketType.KEEPALIVE, PacketType.CLOSE, PacketType.CONFIRM})
 PATTERN_CODES = {Pattern.XX: 0x01, Pattern.IK: 0x02}
 _PATTERN_BY_CODE = {v: k for k, v in PATTERN_CODES.items()}
 

@@ -1,0 +1,51 @@
+# Two entry points for a fresh machine (see README): `make run` and `make test`.
+# Each builds its own virtualenv in .venv from pyproject.toml.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deps-installed
+# Strict editable mode links every file into build/, so mypy and tools see the
+# installed `p2pos.*` names while edits in the work tree take effect at once.
+EDITABLE := --config-settings editable_mode=strict
+
+.PHONY: run test lint typecheck unit conformance vectors bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip "setuptools>=69" wheel
+	$(PY) -m pip install -q -e '.[test]' $(EDITABLE)
+	touch $(STAMP)
+
+# Re-link on every run so that files added since the last install are importable.
+install: $(STAMP)
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e . $(EDITABLE)
+
+run: install
+	$(VENV)/bin/p2pos demo
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: install
+	$(VENV)/bin/mypy -p p2pos.proto -p p2pos.transports -p p2pos.adapters -p p2pos.conformance
+	$(VENV)/bin/mypy tests bench spec/vectors/generate.py
+
+vectors: install
+	$(PY) spec/vectors/generate.py --check
+
+unit: install
+	$(VENV)/bin/pytest -q
+
+conformance: install
+	mkdir -p results
+	$(PY) -m conformance --json results/conformance.json
+
+test: lint typecheck vectors unit conformance
+
+bench: install
+	$(PY) bench/handshake_record.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,283 @@
+"""Handshake cases that must fail safely: identity binding, payload rules, versions, weak keys, garbage.
+
+A rejected handshake message either ends the session with the spec error code
+(once the message authenticated) or is dropped without changing any state
+(when it did not); a rejected INIT creates no session (spec/handshake.md §2.2, §4-§6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from p2pos.proto.noise import Pattern
+from p2pos.proto.payload import F_VERSIONS
+from p2pos.proto.wire import PacketType, encode_finish, encode_init, encode_response
+
+from .checks import expect, expect_eq
+from .iut import Iut
+from .reference import (
+    IUT,
+    IUT_INDEX,
+    OTHER,
+    REF,
+    REF_INDEX,
+    Hand,
+    Link,
+    events_of,
+    handshake_message,
+    identity_payload,
+    no_event,
+    one_event,
+    one_packet,
+    one_packet_of,
+    out_of,
+    session_state,
+    start_session,
+    versions_payload,
+)
+from .registry import case
+
+WEAK = "handshake.md §2.2"
+INIT = "handshake.md §4.1"
+PARSING = "handshake.md §4.4"
+FIELDS = "handshake.md §5.1"
+VERSIONS = "handshake.md §5.3"
+BINDING = "handshake.md §6.2"
+DUPLICATES = "handshake.md §8.2"
+FAILURES = "handshake.md §8.4"
+
+#: X25519 public keys of small order (and non-canonical encodings of them): DH with any gives all zeros.
+LOW_ORDER = tuple(
+    bytes.fromhex(h)
+    for h in (
+        "00" * 32,
+        "01" + "00" * 31,
+        "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800",
+        "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157",
+        "ec" + "ff" * 30 + "7f",
+        "ed" + "ff" * 30 + "7f",
+        "ee" + "ff" * 30 + "7f",
+    )
+)
+_UNKNOWN_CRITICAL = ((0x8777, b"must understand"),)
+_UNKNOWN_OPTIONAL = ((0x0777, b"future field"),)
+
+
+def _iut_initiator(iut: Iut, *, expected: Any = None, pattern: Pattern = Pattern.XX) -> Hand:
+    """Start the IUT as initiator; the returned ``Hand`` has read its INIT and writes the RESPONSE."""
+    rs = REF.static_public if pattern is Pattern.IK else None
+    init = one_packet_of(start_session(iut, "initiator", expected_peer=expected, remote_static=rs))
+    hand = Hand(pattern, initiator=False)
+    hand.read(handshake_message(init, PacketType.INIT), "INIT")
+    return hand
+
+
+def _respond(iut: Iut, hand: Hand, payload: bytes, now: float = 0.0) -> dict[str, Any]:
+    return iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX, hand.write(payload)), now=now)
+
+
+def _expect_closed(iut: Iut, answer: dict[str, Any], code: str) -> None:
+    """The authenticated but unacceptable message ended the session with ``code``, sending nothing."""
+    expect_eq(out_of(answer), [], "datagrams sent after the rejected message")
+    no_event(answer, "handshake_completed", "the handshake must fail")
+    for event in events_of(answer, "closed"):
+        expect_eq(event.get("code"), code, "code of the closed event")
+    state = iut.ok("state")
+    expect_eq((state.get("state"), state.get("close_code")), ("closed", code), "state and close code")
+
+
+def _expect_no_session(iut: Iut, answer: dict[str, Any]) -> None:
+    expect_eq(out_of(answer), [], "datagrams sent in answer to a rejected INIT")
+    expect_eq(session_state(iut), "none", "state after a rejected INIT")
+
+
+def _responder_finish(iut: Iut, payload: bytes) -> tuple[dict[str, Any], Link]:
+    """IUT as XX responder; the reference's FINISH carries ``payload``.  Returns the answer and the keys."""
+    hand = Hand(Pattern.XX, initiator=True)
+    start_session(iut, "responder")
+    answer = iut.ok("receive", data=encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload())), now=0.0)
+    hand.read(handshake_message(one_packet(answer, PacketType.RESPONSE), PacketType.RESPONSE), "RESPONSE")
+    answer = iut.ok("receive", data=encode_finish(IUT_INDEX, hand.write(payload)), now=0.0)
+    k_i2r, k_r2i = hand.hs.split()
+    return answer, Link(k_i2r, k_r2i, IUT_INDEX, hand.hs.handshake_hash)
+
+
+def _expect_never_established(iut: Iut, answer: dict[str, Any], link: Link, code: str) -> None:
+    """A responder that refused the FINISH is not established and delivers nothing sealed with its keys."""
+    no_event(answer, "handshake_completed", "the FINISH must be refused")
+    no_event(answer, "closed", "a responder never announced the session, so it reports no close")
+    expect_eq(out_of(answer), [], "datagrams sent after the refused FINISH")
+    state = iut.ok("state")
+    expect_eq((state.get("state"), state.get("close_code")), ("closed", code), "state and close code")
+    answer = iut.ok("receive", data=link.data(b"should not arrive"), now=0.0)
+    no_event(answer, "message", "a record after the refused FINISH")
+
+
+@case("hs/xx/11", section=BINDING, title="a peer other than the expected one: IDENTITY_MISMATCH")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut, expected=str(OTHER.peer_id))
+    _expect_closed(iut, _respond(iut, hand, identity_payload(REF)), "IDENTITY_MISMATCH")
+
+
+@case("hs/xx/12", section=BINDING, title="an identity signature over another static key: BAD_IDENTITY")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    payload = identity_payload(REF, signed_static=OTHER.static_public)
+    _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
+
+
+@case("hs/xx/13", section=BINDING, title="an identity key that did not make the signature: BAD_IDENTITY")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    payload = identity_payload(REF).replace(REF.peer_id.public_key, OTHER.peer_id.public_key)
+    _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
+
+
+@case("hs/xx/14", section=BINDING, title="a RESPONSE without identity fields: BAD_IDENTITY")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    _expect_closed(iut, _respond(iut, hand, versions_payload()), "BAD_IDENTITY")
+
+
+@case("hs/xx/15", section=FAILURES, title="a responder refuses a FINISH with a bad identity signature")
+def _(iut: Iut) -> None:
+    answer, link = _responder_finish(iut, identity_payload(REF, signed_static=OTHER.static_public))
+    _expect_never_established(iut, answer, link, "BAD_IDENTITY")
+
+
+@case("hs/xx/16", section=FIELDS, title="an unknown critical payload field: UNKNOWN_CRITICAL_FIELD")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    _expect_closed(iut, _respond(iut, hand, identity_payload(REF, extra=_UNKNOWN_CRITICAL)), "UNKNOWN_CRITICAL_FIELD")
+
+
+@case("hs/xx/17", section=FIELDS, title="unknown non-critical fields and capabilities are ignored")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    payload = identity_payload(REF, extra=_UNKNOWN_OPTIONAL, capabilities=((0x0999, b"x"), (0x8999, b"y")))
+    answer = _respond(iut, hand, payload)
+    one_event(answer, "handshake_completed")
+    hand.check_identity(
+        hand.read(handshake_message(one_packet(answer, PacketType.FINISH), PacketType.FINISH), "FINISH")
+    )
+
+
+@case("hs/xx/18", section=FIELDS, title="an INIT with an unknown critical field creates no session")
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.XX, initiator=True)
+    start_session(iut, "responder")
+    init = encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload(extra=_UNKNOWN_CRITICAL)))
+    _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
+
+
+@case("hs/xx/19", section=FIELDS, title="an INIT with an unknown non-critical field is answered")
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.XX, initiator=True)
+    start_session(iut, "responder")
+    init = encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload(extra=_UNKNOWN_OPTIONAL)))
+    response = one_packet(iut.ok("receive", data=init, now=0.0), PacketType.RESPONSE)
+    hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+
+
+@case("hs/xx/20", section=VERSIONS, title="a RESPONSE choosing an unsupported version: UNSUPPORTED_VERSION")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    _expect_closed(iut, _respond(iut, hand, identity_payload(REF, versions=(2,))), "UNSUPPORTED_VERSION")
+
+
+@case("hs/xx/21", section=VERSIONS, title="an INIT offering only unknown versions never establishes")
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.XX, initiator=True)
+    start_session(iut, "responder")
+    init = encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload((2, 3))))
+    answer = iut.ok("receive", data=init, now=0.0)
+    response = one_packet(answer, PacketType.RESPONSE)
+    payload = hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+    expect(not set(payload.versions) & {2, 3}, f"the responder claims versions {payload.versions}")
+    answer = iut.ok("receive", data=encode_finish(IUT_INDEX, hand.write(identity_payload(REF, versions=(2,)))), now=0)
+    k_i2r, k_r2i = hand.hs.split()
+    _expect_never_established(iut, answer, Link(k_i2r, k_r2i, IUT_INDEX, b""), "UNSUPPORTED_VERSION")
+
+
+@case("hs/xx/22", section=FIELDS, title="a payload with a duplicated field: MALFORMED_MESSAGE")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    payload = identity_payload(REF, extra=((F_VERSIONS, b"\x00\x01"),))
+    _expect_closed(iut, _respond(iut, hand, payload), "MALFORMED_MESSAGE")
+
+
+@case("hs/xx/23", section=WEAK, title="an INIT with a low-order ephemeral key creates no session")
+def _(iut: Iut) -> str:
+    start_session(iut, "responder")
+    for point in LOW_ORDER:
+        init = encode_init(Pattern.XX, REF_INDEX, point + versions_payload())
+        _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
+    good = encode_init(Pattern.XX, REF_INDEX, Hand(Pattern.XX, initiator=True).write(versions_payload()))
+    one_packet(iut.ok("receive", data=good, now=0.0), PacketType.RESPONSE)
+    return f"{len(LOW_ORDER)} points refused, then a good INIT answered"
+
+
+@case("hs/xx/24", section=WEAK, title="a RESPONSE with a low-order ephemeral is dropped; the real one completes")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    for point in LOW_ORDER:
+        bad = encode_response(REF_INDEX, IUT_INDEX, point + bytes(48 + 16 + 60))
+        answer = iut.ok("receive", data=bad, now=0.0)
+        expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a low-order RESPONSE")
+    expect_eq(session_state(iut), "handshaking", "state after the bad RESPONSEs")
+    one_event(_respond(iut, hand, identity_payload(REF)), "handshake_completed")
+
+
+@case("hs/xx/25", section=FAILURES, title="a corrupted RESPONSE is dropped without harm; the real one completes")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    good = encode_response(REF_INDEX, IUT_INDEX, hand.write(identity_payload(REF)))
+    for pos in (9, 9 + 40, len(good) - 1):
+        bad = good[:pos] + bytes([good[pos] ^ 0x40]) + good[pos + 1 :]
+        answer = iut.ok("receive", data=bad, now=0.0)
+        expect_eq((out_of(answer), events_of(answer)), ([], []), f"answer to a RESPONSE damaged at byte {pos}")
+    for bad in (good[:40], good + b"\x00"):
+        answer = iut.ok("receive", data=bad, now=0.0)
+        expect_eq((out_of(answer), events_of(answer)), ([], []), f"answer to a RESPONSE of {len(bad)} bytes")
+    answer = iut.ok("receive", data=good, now=0.0)
+    one_event(answer, "handshake_completed")
+
+
+@case("hs/xx/26", section=DUPLICATES, title="a RESPONSE addressed to another receiver index is dropped")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    message = hand.write(identity_payload(REF))
+    answer = iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX ^ 1, message), now=0.0)
+    expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a misaddressed RESPONSE")
+    one_event(iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX, message), now=0.0), "handshake_completed")
+
+
+@case("hs/ik/5", section=BINDING, title="IK: a peer other than the expected one: IDENTITY_MISMATCH")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut, expected=str(OTHER.peer_id), pattern=Pattern.IK)
+    _expect_closed(iut, _respond(iut, hand, identity_payload(REF)), "IDENTITY_MISMATCH")
+
+
+@case("hs/ik/6", section=BINDING, title="an IK INIT with a bad identity signature creates no session")
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
+    start_session(iut, "responder")
+    payload = identity_payload(REF, signed_static=OTHER.static_public)
+    _expect_no_session(iut, iut.ok("receive", data=encode_init(Pattern.IK, REF_INDEX, hand.write(payload)), now=0.0))
+
+
+@case("hs/wire/1", section=INIT, title="an INIT with an unknown pattern code creates no session")
+def _(iut: Iut) -> None:
+    start_session(iut, "responder")
+    message = Hand(Pattern.XX, initiator=True).write(versions_payload())
+    for code in (0x00, 0x03, 0xFF):
+        init = bytes([PacketType.INIT, code]) + REF_INDEX.to_bytes(4, "big") + message
+        _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
+
+
+@case("hs/wire/2", section=PARSING, title="truncated INITs and non-INIT packets create no session")
+def _(iut: Iut) -> None:
+    start_session(iut, "responder")
+    init = encode_init(Pattern.XX, REF_INDEX, Hand(Pattern.XX, initiator=True).write(versions_payload()))
+    for bad in (init[:1], init[:6], init[:20], init[:37], b"\x07" + init[1:], b"\x04" + bytes(40)):
+        _expect_no_session(iut, iut.ok("receive", data=bad, now=0.0))

@@ -1,0 +1,312 @@
+"""Record layer cases: DATA, KEEPALIVE and CLOSE, size limits, rekeying, replay protection (spec/record.md).
+
+Each case first completes a normal handshake with ``establish``; the reference
+then seals records with any counter and epoch it likes and opens the IUT's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from p2pos.proto.noise import Pattern
+from p2pos.proto.wire import PacketType, encode_finish, encode_init
+
+from .checks import expect, expect_eq, unhex
+from .iut import Iut
+from .reference import (
+    IUT_INDEX,
+    REF,
+    REF_INDEX,
+    Hand,
+    Link,
+    epoch_key,
+    establish,
+    events_of,
+    get_timer,
+    handshake_message,
+    identity_payload,
+    no_event,
+    one_event,
+    one_packet,
+    out_of,
+    seal_record,
+    session_state,
+    start_session,
+    versions_payload,
+)
+from .registry import case
+
+LAYOUT = "record.md §2"
+CRYPTO = "record.md §3"
+SIZE = "record.md §4"
+REPLAY = "record.md §5"
+REKEY_SEND = "record.md §6.1"
+REKEY_RECV = "record.md §6.2"
+LIFETIME = "record.md §7"
+CLOSE = "record.md §8"
+RECEIVING = "record.md §9"
+
+
+def _messages(answer: dict[str, Any]) -> list[bytes]:
+    return [unhex(e.get("data"), "message data") for e in events_of(answer, "message")]
+
+
+def _deliver(iut: Iut, record: bytes, now: float = 0.0) -> list[bytes]:
+    """Feed one record to the IUT; the application messages it reported."""
+    return _messages(iut.ok("receive", data=record, now=now))
+
+
+def _send(iut: Iut, link: Link, data: bytes, now: float = 0.0) -> bytes:
+    """Have the IUT send ``data``; return the single DATA record's plaintext after checking it."""
+    opened = link.open(one_packet(iut.ok("send", data=data, now=now), PacketType.DATA))
+    expect_eq(opened.ptype, PacketType.DATA, "record type")
+    return opened.plaintext
+
+
+@case("rec/1", section=LAYOUT, title="DATA round trip with the IUT as XX initiator")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    expect_eq(_send(iut, link, b"hello from the IUT"), b"hello from the IUT", "plaintext received by the reference")
+    expect_eq(_deliver(iut, link.data(b"hello from the reference")), [b"hello from the reference"], "messages")
+    expect_eq(_deliver(iut, link.data(b"")), [b""], "an empty message")
+
+
+@case("rec/2", section=LAYOUT, title="DATA round trip with the IUT as XX responder")
+def _(iut: Iut) -> None:
+    link = establish(iut, "responder")
+    expect_eq(_deliver(iut, link.data(b"first")), [b"first"], "messages")
+    expect_eq(_send(iut, link, b"second"), b"second", "plaintext received by the reference")
+
+
+@case("rec/3", section=LAYOUT, title="DATA round trip after IK, in both roles of one pattern")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator", pattern=Pattern.IK)
+    expect_eq(_send(iut, link, b"ik data"), b"ik data", "plaintext received by the reference")
+    expect_eq(_deliver(iut, link.data(b"ik reply")), [b"ik reply"], "messages")
+
+
+@case("rec/4", section=CRYPTO, title="the first DATA record is byte-exact: header, counter 0, AEAD over the header")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    record = one_packet(iut.ok("send", data=b"exact", now=0.0), PacketType.DATA)
+    expected = seal_record(link.recv_key, PacketType.DATA, b"exact", receiver=REF_INDEX, epoch=0, counter=0)
+    expect_eq(record.hex(), expected.hex(), "DATA record bytes")
+
+
+@case("rec/5", section=RECEIVING, title="a KEEPALIVE delivers no message; the IUT's KEEPALIVE is empty")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    answer = iut.ok("receive", data=link.seal(PacketType.KEEPALIVE, b""), now=0.0)
+    expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a KEEPALIVE")
+    opened = link.open(one_packet(iut.ok("keepalive", now=0.0), PacketType.KEEPALIVE))
+    expect_eq(opened.plaintext, b"", "KEEPALIVE plaintext")
+    expect_eq(session_state(iut), "established", "state")
+
+
+@case("rec/6", section=CLOSE, title="a CLOSE record from the peer ends the session with its code")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    body = (0x0D).to_bytes(2, "big") + b"going away"
+    answer = iut.ok("receive", data=link.seal(PacketType.CLOSE, body), now=0.0)
+    event = one_event(answer, "closed")
+    expect_eq((event.get("code"), event.get("by_peer")), ("APPLICATION_CLOSE", True), "closed event")
+    expect_eq(event.get("reason"), "going away", "close reason")
+    expect_eq(session_state(iut), "closed", "state")
+    no_event(iut.ok("receive", data=link.data(b"late"), now=0.0), "message", "a record after CLOSE")
+
+
+@case("rec/7", section=CLOSE, title="closing sends a CLOSE record carrying the code; then sending fails")
+def _(iut: Iut) -> None:
+    link = establish(iut, "responder")
+    answer = iut.ok("close", code="APPLICATION_CLOSE", reason="bye", now=0.0)
+    opened = link.open(one_packet(answer, PacketType.CLOSE))
+    expect_eq(opened.plaintext[:2], (0x0D).to_bytes(2, "big"), "code in the CLOSE record")
+    expect_eq(opened.plaintext[2:], b"bye", "reason in the CLOSE record")
+    for event in events_of(answer, "closed"):
+        expect_eq((event.get("code"), event.get("by_peer")), ("APPLICATION_CLOSE", False), "closed event")
+    expect_eq(session_state(iut), "closed", "state")
+    expect(iut.call("send", data=b"x", now=0.0).get("ok") is False, "send after close must fail")
+
+
+@case("rec/8", section=RECEIVING, title="a corrupted record is dropped and the session still works")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    good = link.data(b"payload")
+    for pos in (0, 2, 5, 13, 14, len(good) - 1):
+        bad = good[:pos] + bytes([good[pos] ^ 0x01]) + good[pos + 1 :]
+        answer = iut.ok("receive", data=bad, now=0.0)
+        expect_eq((out_of(answer), events_of(answer)), ([], []), f"answer to a record damaged at byte {pos}")
+    for bad in (good[:14], good[:29], b"\x04"):
+        expect_eq(_deliver(iut, bad), [], f"a {len(bad)}-byte record")
+    expect_eq(_deliver(iut, good), [b"payload"], "the genuine record afterwards")
+    expect_eq(_send(iut, link, b"still here"), b"still here", "the IUT can still send")
+
+
+@case("rec/9", section=SIZE, title="a record over the receiver's plaintext limit is dropped")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator", config={"max_record_plaintext": 100})
+    expect_eq(_deliver(iut, link.data(bytes(101))), [], "a 101-byte message over a limit of 100")
+    expect_eq(_deliver(iut, link.data(bytes(100))), [bytes(100)], "a 100-byte message")
+
+
+@case("rec/10", section=SIZE, title="the IUT refuses to send more than the peer's advertised limit: RECORD_TOO_LARGE")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator", ref_max_plaintext=100)
+    expect_eq(iut.error("send", data=bytes(101), now=0.0), "RECORD_TOO_LARGE", "sending 101 bytes")
+    expect_eq(_send(iut, link, bytes(100)), bytes(100), "sending 100 bytes")
+
+
+@case("rec/11", section=RECEIVING, title="a record for another receiver index is dropped")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    stray = seal_record(link.send_key, PacketType.DATA, b"stray", receiver=IUT_INDEX ^ 0xFF, epoch=0, counter=0)
+    expect_eq(_deliver(iut, stray), [], "a record to another index")
+    expect_eq(_deliver(iut, link.data(b"ok", counter=1)), [b"ok"], "a record to the right index")
+
+
+@case("rec/12", section=RECEIVING, title="a record that arrives before FINISH is dropped; FINISH still completes")
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.XX, initiator=True)
+    start_session(iut, "responder")
+    answer = iut.ok("receive", data=encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload())), now=0.0)
+    response = one_packet(answer, PacketType.RESPONSE)
+    hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE")
+    finish = encode_finish(IUT_INDEX, hand.write(identity_payload(REF)))
+    k_i2r, k_r2i = hand.hs.split()
+    early = Link(k_i2r, k_r2i, IUT_INDEX, b"").data(b"early", counter=7)
+    expect_eq(_deliver(iut, early), [], "a record before FINISH")
+    one_event(iut.ok("receive", data=finish, now=0.0), "handshake_completed")
+
+
+@case("rec/13", section=CLOSE, title="a CLOSE shorter than 2 bytes reads as PROTOCOL_VIOLATION and is not answered")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    answer = iut.ok("receive", data=link.seal(PacketType.CLOSE, b"\x00"), now=0.0)
+    event = one_event(answer, "closed")
+    expect_eq((event.get("code"), event.get("by_peer")), ("PROTOCOL_VIOLATION", True), "closed event")
+    expect_eq(out_of(answer), [], "datagrams in answer to a CLOSE")
+
+
+@case("rec/14", section=CLOSE, title="a CLOSE with an unknown code reads as PROTOCOL_VIOLATION")
+def _(iut: Iut) -> None:
+    link = establish(iut, "responder")
+    answer = iut.ok("receive", data=link.seal(PacketType.CLOSE, b"\x77\x77why"), now=0.0)
+    event = one_event(answer, "closed")
+    expect_eq((event.get("code"), event.get("reason")), ("PROTOCOL_VIOLATION", "why"), "closed event")
+
+
+@case("rec/15", section=CLOSE, title="a CLOSE that does not authenticate changes nothing")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    close = link.seal(PacketType.CLOSE, b"\x00\x00")
+    answer = iut.ok("receive", data=close[:-1] + bytes([close[-1] ^ 0x80]), now=0.0)
+    expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a forged CLOSE")
+    expect_eq(session_state(iut), "established", "state")
+    expect_eq(_deliver(iut, link.data(b"alive")), [b"alive"], "a record after the forged CLOSE")
+
+
+@case("rec/rekey/1", section=REKEY_RECV, title="the receiver follows the sender into new epochs")
+def _(iut: Iut) -> str:
+    link = establish(iut, "initiator")
+    epochs = (0, 0, 1, 1, 2, 3, 3)
+    for i, epoch in enumerate(epochs):
+        expect_eq(
+            _deliver(iut, link.data(f"m{i}".encode(), epoch=epoch)), [f"m{i}".encode()], f"message in epoch {epoch}"
+        )
+    return f"epochs {epochs}"
+
+
+@case("rec/rekey/2", section=REKEY_SEND, title="the sender rekeys after the configured number of records")
+def _(iut: Iut) -> str:
+    link = establish(iut, "initiator", config={"rekey_after_messages": 2})
+    seen = []
+    for i in range(6):
+        answer = iut.ok("send", data=f"m{i}".encode(), now=0.0)
+        opened = link.open(one_packet(answer, PacketType.DATA))
+        expect_eq(opened.plaintext, f"m{i}".encode(), f"message {i}")
+        seen.append(opened.epoch)
+    expect_eq(seen, [0, 0, 1, 1, 2, 2], "epochs of six records with rekey_after_messages=2")
+    return f"epochs {seen}"
+
+
+@case("rec/rekey/3", section=REKEY_SEND, title="the sender rekeys after the configured time")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator", config={"rekey_after_seconds": 10.0})
+    first = link.open(one_packet(iut.ok("send", data=b"a", now=1.0), PacketType.DATA))
+    later = link.open(one_packet(iut.ok("send", data=b"b", now=11.0), PacketType.DATA))
+    expect_eq((first.epoch, later.epoch), (0, 1), "epochs of records sent at t=1 and t=11")
+
+
+@case("rec/rekey/4", section=REKEY_RECV, title="the previous epoch is accepted for a grace period, then refused")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator", config={"previous_key_grace": 5.0})
+    expect_eq(_deliver(iut, link.data(b"new", epoch=1, counter=10), now=1.0), [b"new"], "epoch 1 record")
+    expect_eq(_deliver(iut, link.data(b"late", epoch=0, counter=3), now=2.0), [b"late"], "epoch 0 within grace")
+    expect_eq(_deliver(iut, link.data(b"stale", epoch=0, counter=4), now=20.0), [], "epoch 0 after the grace")
+    expect_eq(_deliver(iut, link.data(b"current", epoch=1, counter=11), now=20.0), [b"current"], "epoch 1 again")
+
+
+@case(
+    "rec/rekey/5", section=REKEY_RECV, title="a record claiming a new epoch but sealed with the old key changes nothing"
+)
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    forged = seal_record(
+        epoch_key(link.send_key, 0), PacketType.DATA, b"forged", receiver=IUT_INDEX, epoch=1, counter=0
+    )
+    expect_eq(_deliver(iut, forged), [], "a record with a mismatched epoch")
+    expect_eq(_deliver(iut, link.data(b"epoch 0", epoch=0, counter=1)), [b"epoch 0"], "epoch 0 still current")
+
+
+@case("rec/rekey/6", section=REKEY_RECV, title="a record 4 epochs ahead is dropped; 3 ahead is followed")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    expect_eq(_deliver(iut, link.data(b"far", epoch=4, counter=0)), [], "a record in epoch 4")
+    expect_eq(_deliver(iut, link.data(b"near", epoch=3, counter=1)), [b"near"], "a record in epoch 3")
+    expect_eq(_deliver(iut, link.data(b"next", epoch=4, counter=2)), [b"next"], "epoch 4 once in epoch 3")
+
+
+@case("rec/replay/1", section=REPLAY, title="a duplicated record is delivered once")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    record = link.data(b"once")
+    expect_eq(_deliver(iut, record), [b"once"], "first copy")
+    expect_eq(_deliver(iut, record), [], "second copy")
+    expect_eq(_deliver(iut, record, now=5.0), [], "third copy, later")
+
+
+@case("rec/replay/2", section=REPLAY, title="reordered records within the window are each accepted once")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    for counter in (4, 2, 0, 3, 1, 1000, 100, 999):
+        data = f"c{counter}".encode()
+        expect_eq(_deliver(iut, link.data(data, counter=counter)), [data], f"counter {counter}")
+    expect_eq(_deliver(iut, link.data(b"dup", counter=2)), [], "counter 2 again")
+
+
+@case("rec/replay/3", section=REPLAY, title="a record far below the highest counter is refused as too old")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    expect_eq(_deliver(iut, link.data(b"top", counter=100_000)), [b"top"], "counter 100000")
+    expect_eq(_deliver(iut, link.data(b"old", counter=5)), [], "counter 5 after 100000")
+    expect_eq(_deliver(iut, link.data(b"recent", counter=99_000)), [b"recent"], "counter 99000 (in the window)")
+
+
+@case("rec/replay/4", section=REPLAY, title="a forged record does not advance the replay window")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    genuine = link.data(b"x", counter=1_000_000)
+    forged = genuine[:-1] + bytes([genuine[-1] ^ 1])
+    expect_eq(_deliver(iut, forged), [], "the forged record")
+    expect_eq(_deliver(iut, link.data(b"low", counter=5)), [b"low"], "counter 5 after a forged counter 1000000")
+
+
+@case("rec/lifetime/1", section=LIFETIME, title="a session past its lifetime closes with SESSION_EXPIRED")
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator", config={"session_lifetime": 60.0})
+    timer = get_timer(iut)
+    expect(timer is not None and timer <= 60.0, f"timer {timer} is after the lifetime")
+    answer = iut.ok("timer", now=60.0)
+    opened = link.open(one_packet(answer, PacketType.CLOSE))
+    expect_eq(opened.plaintext[:2], (0x0B).to_bytes(2, "big"), "code in the CLOSE record (SESSION_EXPIRED)")
+    expect_eq(session_state(iut), "closed", "state")

@@ -1,0 +1,55 @@
+"""``python -m conformance``: the command line of the conformance runner."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+
+from .registry import all_cases
+from .runner import FAIL, run_cases, summary_line, write_json, write_table
+
+
+def default_impl() -> list[str]:
+    """This repository's own adapter, run with the current interpreter."""
+    return [sys.executable, "-m", f"{__package__}.impl"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m conformance", description="Run the p2pos v1 conformance suite against an implementation."
+    )
+    parser.add_argument(
+        "--impl", metavar="CMD", help="the IUT command (split like a shell); default: this implementation"
+    )
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON to FILE")
+    parser.add_argument("-k", metavar="SUBSTRING", help="only the cases whose id contains SUBSTRING")
+    parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--markdown", action="store_true", help="with --list: as the table rows of spec/conformance.md")
+    parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per case (default 10)")
+    parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="cases run in parallel (default 4)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    cases = [c for c in all_cases() if args.k is None or args.k in c.id]
+    if args.list:
+        for c in cases:
+            print(
+                f"| `{c.id}` | {c.section} | {c.title} |"
+                if args.markdown
+                else f"{c.id:<16}  {c.section:<18}  {c.title}"
+            )
+        return 0
+    if not cases:
+        print(f"no case id contains {args.k!r}", file=sys.stderr)
+        return 2
+    command = shlex.split(args.impl) if args.impl else default_impl()
+    results = run_cases(cases, command, timeout=args.timeout, jobs=args.jobs)
+    write_table(results, sys.stdout)
+    print(summary_line(results))
+    if args.json:
+        write_json(args.json, args.impl or shlex.join(command), results)
+    return 1 if any(r.result == FAIL for r in results) else 0

@@ -1,0 +1,379 @@
+"""The reference peer: fixed keys, hand-built handshakes and records, all from ``p2pos.proto``.
+
+Cases drive the IUT through ``Iut`` and play the other side with the pieces
+here.  ``Hand`` is a bare Noise handshake whose payloads a case writes itself
+(so it can send an unknown critical field or a bad signature); ``Link`` holds
+the transport keys of an established session and seals and opens records with
+any counter and epoch.  ``establish`` runs a normal handshake with the IUT and
+returns the ``Link``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from typing import Any
+
+from p2pos.proto import crypto
+from p2pos.proto.errors import ProtocolError
+from p2pos.proto.handshake import PROLOGUE, LocalKeys, verify_peer_payload_untrusted
+from p2pos.proto.identity import DOMAIN_NOISE_STATIC, Identity
+from p2pos.proto.noise import HandshakeState, Pattern
+from p2pos.proto.payload import (
+    CAP_MAX_RECORD_PLAINTEXT,
+    F_CAPABILITIES,
+    F_IDENTITY_KEY,
+    F_IDENTITY_SIG,
+    F_VERSIONS,
+    HandshakePayload,
+    encode_fields,
+)
+from p2pos.proto.peer_id import PeerId
+from p2pos.proto.record import MAX_PLAINTEXT
+from p2pos.proto.wire import (
+    RECORD_HEADER,
+    PacketType,
+    encode_finish,
+    encode_init,
+    encode_response,
+    parse_handshake_untrusted,
+)
+
+from .checks import CaseFailed, expect, expect_eq, short, unhex_list
+from .iut import Iut
+
+#: Session indices: the IUT's and the reference peer's.
+IUT_INDEX = 0x1A2B3C4D
+REF_INDEX = 0x5E6F7081
+
+
+def derive(label: str) -> bytes:
+    """32 fixed bytes named by ``label`` (keys, seeds, ephemerals)."""
+    return hashlib.blake2b(label.encode(), digest_size=32, person=b"p2pos-conform").digest()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Party:
+    """One side's fixed key material: identity seed, Noise static and ephemeral private keys."""
+
+    name: str
+    seed: bytes
+    static: bytes
+    ephemeral: bytes
+
+    @classmethod
+    def named(cls, name: str) -> Party:
+        return cls(name, derive(f"{name}/identity"), derive(f"{name}/static"), derive(f"{name}/ephemeral"))
+
+    @property
+    def identity(self) -> Identity:
+        return _identity(self.seed)
+
+    @property
+    def keys(self) -> LocalKeys:
+        return LocalKeys.create(self.identity, self.static)
+
+    @property
+    def peer_id(self) -> PeerId:
+        return self.identity.peer_id
+
+    @property
+    def static_public(self) -> bytes:
+        return crypto.x25519_public(self.static)
+
+
+@functools.cache
+def _identity(seed: bytes) -> Identity:
+    return Identity.from_seed(seed)
+
+
+IUT = Party.named("iut")
+REF = Party.named("ref")
+OTHER = Party.named("other")
+
+# -- talking to the IUT's session ----------------------------------------------------
+
+
+def start_session(
+    iut: Iut,
+    role: str,
+    *,
+    party: Party = IUT,
+    remote_static: bytes | None = None,
+    expected_peer: PeerId | None = None,
+    now: float = 0.0,
+    config: dict[str, Any] | None = None,
+) -> list[bytes]:
+    """Create the IUT's session (``session`` command); returns the datagrams it sent."""
+    answer = iut.ok(
+        "session",
+        role=role,
+        seed=party.seed,
+        static=party.static,
+        ephemeral=party.ephemeral,
+        remote_static=remote_static,
+        expected_peer=str(expected_peer) if expected_peer is not None else None,
+        local_index=IUT_INDEX,
+        now=now,
+        config=config or {},
+    )
+    return out_of(answer)
+
+
+def out_of(answer: dict[str, Any]) -> list[bytes]:
+    """The datagrams in an answer's ``out`` list."""
+    return unhex_list(answer.get("out", []), "out")
+
+
+def events_of(answer: dict[str, Any], kind: str | None = None) -> list[dict[str, Any]]:
+    """The answer's events, optionally only those of type ``kind``."""
+    events = answer.get("events", [])
+    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
+        raise CaseFailed(f"events must be a list of objects, got {short(events)}")
+    return [e for e in events if kind is None or e.get("type") == kind]
+
+
+def one_event(answer: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The single event of type ``kind``; fail if there is not exactly one."""
+    found = events_of(answer, kind)
+    expect(len(found) == 1, f"expected one {kind!r} event, got {short(events_of(answer))}")
+    return found[0]
+
+
+def no_event(answer: dict[str, Any], kind: str, why: str) -> None:
+    found = events_of(answer, kind)
+    expect(not found, f"{why}: unexpected {kind!r} event {short(found)}")
+
+
+def one_packet(answer: dict[str, Any], ptype: PacketType) -> bytes:
+    """The single datagram in ``out``, which must be of type ``ptype``."""
+    out = out_of(answer)
+    expect(len(out) == 1, f"expected one {ptype.name} datagram, got {len(out)}")
+    expect(bool(out[0]) and out[0][0] == ptype, f"expected a {ptype.name} packet, got type {out[0][:1].hex()}")
+    return out[0]
+
+
+def get_timer(iut: Iut) -> float | None:
+    """The IUT's next timer (``get_timer``), checked to be a number or null."""
+    timer = iut.ok("get_timer").get("timer")
+    if timer is None:
+        return None
+    expect(isinstance(timer, int | float) and not isinstance(timer, bool), f"timer must be a number, got {timer!r}")
+    return float(timer)
+
+
+def session_state(iut: Iut) -> str:
+    state = iut.ok("state").get("state")
+    expect(isinstance(state, str), f"state must be a string, got {short(state)}")
+    return str(state)
+
+
+# -- hand-built handshakes --------------------------------------------------------------
+
+
+def versions_payload(versions: tuple[int, ...] = (1,), extra: tuple[tuple[int, bytes], ...] = ()) -> bytes:
+    """A payload with only the versions field (XX message 1), plus ``extra`` fields."""
+    return encode_fields([(F_VERSIONS, _versions(versions)), *extra])
+
+
+def identity_payload(
+    party: Party,
+    *,
+    versions: tuple[int, ...] = (1,),
+    max_plaintext: int = MAX_PLAINTEXT,
+    capabilities: tuple[tuple[int, bytes], ...] = (),
+    extra: tuple[tuple[int, bytes], ...] = (),
+    signed_static: bytes | None = None,
+) -> bytes:
+    """A payload carrying ``party``'s identity binding; ``signed_static`` forges what the signature covers."""
+    static = signed_static if signed_static is not None else party.static_public
+    caps = sorted([(CAP_MAX_RECORD_PLAINTEXT, max_plaintext.to_bytes(4, "big")), *capabilities])
+    return encode_fields(
+        [
+            (F_VERSIONS, _versions(versions)),
+            (F_IDENTITY_KEY, party.peer_id.public_key),
+            (F_IDENTITY_SIG, party.identity.sign(DOMAIN_NOISE_STATIC, static)),
+            (F_CAPABILITIES, encode_fields(caps)),
+            *extra,
+        ]
+    )
+
+
+def _versions(versions: tuple[int, ...]) -> bytes:
+    return b"".join(v.to_bytes(2, "big") for v in versions)
+
+
+class Hand:
+    """A bare Noise handshake for the reference side, with payloads the case chooses."""
+
+    def __init__(
+        self,
+        pattern: Pattern,
+        *,
+        initiator: bool,
+        party: Party = REF,
+        rs: bytes | None = None,
+        ephemeral: bytes | None = None,
+    ) -> None:
+        self.party = party
+        self.hs = HandshakeState(
+            pattern=pattern,
+            initiator=initiator,
+            prologue=PROLOGUE,
+            s=party.static,
+            e=ephemeral if ephemeral is not None else party.ephemeral,
+            rs=rs,
+        )
+
+    def write(self, payload: bytes) -> bytes:
+        return self.hs.write_message(payload)
+
+    def read(self, message: bytes, what: str) -> bytes:
+        """Read the IUT's handshake message; fail the case if it does not decrypt."""
+        try:
+            return self.hs.read_message(message)
+        except ProtocolError as exc:
+            raise CaseFailed(f"the IUT's {what} does not verify: {exc}") from None
+
+    def check_identity(self, payload: bytes, party: Party = IUT) -> HandshakePayload:
+        """Check the IUT's identity payload against the static key its message proved."""
+        try:
+            verify_peer_payload_untrusted(payload, self.hs.rs or b"", party.peer_id)
+            return HandshakePayload.decode_untrusted(payload)
+        except ProtocolError as exc:
+            raise CaseFailed(f"the IUT's identity payload is not valid: {exc}") from None
+
+
+def handshake_message(packet: bytes, ptype: PacketType) -> bytes:
+    """The Noise message inside an IUT's handshake packet of type ``ptype``."""
+    try:
+        parsed = parse_handshake_untrusted(packet)
+    except ProtocolError as exc:
+        raise CaseFailed(f"the IUT sent an unparseable handshake packet: {exc}") from None
+    expect_eq(parsed.type.name, ptype.name, "handshake packet type")
+    return parsed.message
+
+
+# -- records ------------------------------------------------------------------------------
+
+
+def epoch_key(key: bytes, epoch: int) -> bytes:
+    """The record key of ``epoch``: Noise REKEY applied ``epoch`` times."""
+    for _ in range(epoch):
+        key = crypto.rekey(key)
+    return key
+
+
+def seal_record(key: bytes, ptype: int, plaintext: bytes, *, receiver: int, epoch: int, counter: int) -> bytes:
+    """A record with an explicit header; ``key`` is the epoch's key."""
+    header = RECORD_HEADER.pack(ptype, receiver, epoch, counter)
+    return header + crypto.RecordAead(key).encrypt(crypto.nonce_bytes(counter), plaintext, header)
+
+
+@dataclasses.dataclass(slots=True)
+class Opened:
+    ptype: int
+    receiver: int
+    epoch: int
+    counter: int
+    plaintext: bytes
+
+
+@dataclasses.dataclass(slots=True)
+class Link:
+    """The reference side of an established session: its two record keys and the indices."""
+
+    send_key: bytes
+    recv_key: bytes
+    iut_index: int
+    handshake_hash: bytes
+    next_counter: int = 0
+    epoch: int = 0
+
+    def seal(self, ptype: int, plaintext: bytes, *, counter: int | None = None, epoch: int | None = None) -> bytes:
+        """A record to the IUT; counters count up unless given."""
+        if counter is None:
+            counter = self.next_counter
+            self.next_counter += 1
+        epoch = self.epoch if epoch is None else epoch
+        return seal_record(
+            epoch_key(self.send_key, epoch), ptype, plaintext, receiver=self.iut_index, epoch=epoch, counter=counter
+        )
+
+    def data(self, plaintext: bytes, **kw: int) -> bytes:
+        return self.seal(PacketType.DATA, plaintext, **kw)
+
+    def open(self, record: bytes) -> Opened:
+        """Open a record from the IUT (any epoch up to 8); fail the case if it does not authenticate."""
+        expect(len(record) >= RECORD_HEADER.size + crypto.TAGLEN, f"record too short: {record.hex()}")
+        ptype, receiver, epoch, counter = RECORD_HEADER.unpack_from(record)
+        expect(epoch < 8, f"record epoch {epoch} is implausible this early")
+        header = record[: RECORD_HEADER.size]
+        aead = crypto.RecordAead(epoch_key(self.recv_key, epoch))
+        plaintext = aead.decrypt(crypto.nonce_bytes(counter), record[RECORD_HEADER.size :], header)
+        if plaintext is None:
+            raise CaseFailed(f"the IUT's record (epoch {epoch}, counter {counter}) does not authenticate")
+        expect_eq(receiver, REF_INDEX, "receiver index of the IUT's record")
+        return Opened(ptype, receiver, epoch, counter, plaintext)
+
+
+def establish(
+    iut: Iut,
+    role: str,
+    *,
+    pattern: Pattern = Pattern.XX,
+    config: dict[str, Any] | None = None,
+    ref_max_plaintext: int = MAX_PLAINTEXT,
+    now: float = 0.0,
+) -> Link:
+    """Run a complete handshake with the IUT in ``role``; returns the reference side's ``Link``."""
+    ref_payload = identity_payload(REF, max_plaintext=ref_max_plaintext)
+    ik = pattern is Pattern.IK
+    if role == "initiator":
+        init = one_packet_of(
+            start_session(iut, role, remote_static=REF.static_public if ik else None, now=now, config=config)
+        )
+        hand = Hand(pattern, initiator=False)
+        payload = hand.read(handshake_message(init, PacketType.INIT), "INIT")
+        if ik:
+            hand.check_identity(payload)
+        sender = int.from_bytes(init[2:6], "big")
+        expect_eq(sender, IUT_INDEX, "INIT sender index")
+        answer = iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX, hand.write(ref_payload)), now=now)
+        one_event(answer, "handshake_completed")
+        reply = out_of(answer)
+        expect(len(reply) == 1, f"expected one datagram after RESPONSE, got {len(reply)}")
+        if not ik:
+            hand.check_identity(hand.read(handshake_message(reply[0], PacketType.FINISH), "FINISH"))
+        k_i2r, k_r2i = hand.hs.split()
+        link = Link(k_r2i, k_i2r, IUT_INDEX, hand.hs.handshake_hash)
+        if ik:
+            opened = link.open(reply[0])
+            expect_eq(opened.ptype, PacketType.KEEPALIVE, "IK initiator's key confirmation record type")
+        return link
+    start_session(iut, role, now=now, config=config)
+    hand = Hand(pattern, initiator=True, rs=IUT.static_public if ik else None)
+    first = ref_payload if ik else versions_payload()
+    answer = iut.ok("receive", data=encode_init(pattern, REF_INDEX, hand.write(first)), now=now)
+    response = one_packet(answer, PacketType.RESPONSE)
+    expect_eq(int.from_bytes(response[5:9], "big"), REF_INDEX, "RESPONSE receiver index")
+    iut_index = int.from_bytes(response[1:5], "big")
+    expect_eq(iut_index, IUT_INDEX, "RESPONSE sender index")
+    hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+    if ik:
+        k_i2r, k_r2i = hand.hs.split()
+        link = Link(k_i2r, k_r2i, iut_index, hand.hs.handshake_hash)
+        answer = iut.ok("receive", data=link.seal(PacketType.KEEPALIVE, b""), now=now)
+    else:
+        finish = encode_finish(iut_index, hand.write(ref_payload))
+        k_i2r, k_r2i = hand.hs.split()
+        link = Link(k_i2r, k_r2i, iut_index, hand.hs.handshake_hash)
+        answer = iut.ok("receive", data=finish, now=now)
+    one_event(answer, "handshake_completed")
+    return link
+
+
+def one_packet_of(out: list[bytes]) -> bytes:
+    expect(len(out) == 1, f"expected one datagram, got {len(out)}")
+    return out[0]

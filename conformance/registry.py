@@ -1,0 +1,61 @@
+"""The case registry: every case has a stable id, a spec section and a title.
+
+Ids never change meaning once published; a case that becomes wrong is
+retired (its id is not reused).  Register a case with the ``case`` decorator::
+
+    @case("id/peerid/1", section="identity.md §2", title="peer id of a seed")
+    def _(iut: Iut) -> str | None: ...
+
+The function returns an optional detail string on success and raises
+``CaseFailed`` otherwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .iut import Iut
+
+CaseFunc = Callable[["Iut"], "str | None"]
+_ID = re.compile(r"^[a-z]+(/[a-z0-9_-]+)*/[0-9]+$")
+_CASES: dict[str, Case] = {}
+#: The modules holding cases, loaded by ``all_cases`` in this order.
+CASE_MODULES = ("cases_identity", "cases_handshake", "cases_handshake_errors", "cases_record", "cases_framing")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Case:
+    """One conformance case."""
+
+    id: str
+    section: str
+    title: str
+    func: CaseFunc
+
+
+def case(case_id: str, *, section: str, title: str) -> Callable[[CaseFunc], CaseFunc]:
+    """Register the decorated function as the case ``case_id``."""
+    if not _ID.match(case_id):
+        raise ValueError(f"bad case id {case_id!r}: use lowercase area/sub/number")
+    if case_id in _CASES:
+        raise ValueError(f"duplicate case id {case_id!r}")
+
+    def register(func: CaseFunc) -> CaseFunc:
+        _CASES[case_id] = Case(case_id, section, title, func)
+        return func
+
+    return register
+
+
+def all_cases() -> list[Case]:
+    """Every registered case, by module in ``CASE_MODULES`` order, then in the order of definition."""
+    for name in CASE_MODULES:
+        importlib.import_module(f"{__package__}.{name}")
+    order = {name: i for i, name in enumerate(CASE_MODULES)}
+    defined = {case_id: i for i, case_id in enumerate(_CASES)}
+    return sorted(_CASES.values(), key=lambda c: (order.get(c.func.__module__.rpartition(".")[2], 99), defined[c.id]))

@@ -1,0 +1,109 @@
+"""Run cases against an IUT command and report pass / fail / unsupported per case."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TextIO
+
+from .checks import CaseFailed, Unsupported
+from .iut import Iut
+from .registry import Case
+
+PASS, FAIL, UNSUPPORTED = "pass", "fail", "unsupported"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Result:
+    """The outcome of one case."""
+
+    id: str
+    result: str
+    section: str
+    detail: str
+    duration: float
+    stderr: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "result": self.result,
+            "section": self.section,
+            "detail": self.detail,
+            "duration": round(self.duration, 4),
+        }
+
+
+def run_case(case: Case, command: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> Result:
+    """Start the IUT for ``case``, run it, and classify the outcome."""
+    start = time.monotonic()
+    iut = Iut(command, case.id, timeout, env)
+    stderr = ""
+    try:
+        detail = case.func(iut) or ""
+        result = PASS
+    except Unsupported as exc:
+        result, detail = UNSUPPORTED, str(exc)
+    except CaseFailed as exc:
+        result, detail = FAIL, str(exc)
+    except Exception as exc:  # a bug in the case or a wildly wrong answer: still a failure, never a crash
+        result, detail = FAIL, f"{type(exc).__name__} in the case: {exc}"
+    finally:
+        iut.finish()
+    if result == FAIL:
+        stderr = iut.stderr()
+        if iut.transcript:
+            detail += "\n  last exchanges:\n    " + "\n    ".join(line[:200] for line in iut.transcript[-4:])
+    return Result(case.id, result, case.section, detail, time.monotonic() - start, stderr)
+
+
+def run_cases(
+    cases: Iterable[Case], command: Sequence[str], *, timeout: float, jobs: int = 1, env: dict[str, str] | None = None
+) -> list[Result]:
+    """Run every case (``jobs`` at a time), returning results in case order."""
+    cases = list(cases)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        return list(pool.map(lambda c: run_case(c, command, timeout, env), cases))
+
+
+def summary(results: Sequence[Result]) -> dict[str, int]:
+    return {
+        "total": len(results),
+        "passed": sum(r.result == PASS for r in results),
+        "failed": sum(r.result == FAIL for r in results),
+        "unsupported": sum(r.result == UNSUPPORTED for r in results),
+    }
+
+
+def summary_line(results: Sequence[Result]) -> str:
+    counts = summary(results)
+    return f"{counts['passed']} passed, {counts['failed']} failed, {counts['unsupported']} unsupported"
+
+
+def write_table(results: Sequence[Result], out: TextIO) -> None:
+    """A fixed-width table: id, result, spec section, first line of the detail; then failures in full."""
+    width_id = max([len(r.id) for r in results] + [2])
+    width_sec = max([len(r.section) for r in results] + [7])
+    out.write(f"{'id':<{width_id}}  {'result':<11}  {'section':<{width_sec}}  detail\n")
+    for r in results:
+        first = r.detail.splitlines()[0] if r.detail else ""
+        out.write(f"{r.id:<{width_id}}  {r.result:<11}  {r.section:<{width_sec}}  {first}\n")
+    for r in results:
+        if r.result == FAIL:
+            out.write(f"\nFAIL {r.id} ({r.section}): {r.detail}\n")
+            if r.stderr:
+                out.write("  IUT stderr:\n" + "".join(f"    {line}\n" for line in r.stderr.splitlines()))
+
+
+def write_json(path: str, implementation: str, results: Sequence[Result]) -> None:
+    report = {
+        "implementation": implementation,
+        "cases": [r.to_json() for r in results],
+        "summary": summary(results),
+    }
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(report, fh, indent=2)
+        fh.write("\n")

@@ -1,0 +1,82 @@
+"""Generic helpers shared by the test modules.
+
+* ``VECTORS_DIR`` / ``vectors_dir()`` / ``load_vector_json()``: the third-party
+  test vectors in ``../shared/vectors`` (beside the repository, as in CI).  A
+  missing folder is a hard failure with a clear message, never a skip: a suite
+  that silently stops checking vectors is worse than a red one.
+* ``deterministic_random(seed)``: a ``RandomSource`` (``Callable[[int], bytes]``)
+  that returns the same stream for the same seed, for every ``random=`` argument
+  of the core.  Also available as the ``random_factory`` fixture.
+
+Test modules import the functions directly (``from conftest import ...``): they
+are needed at collection time to parametrize tests by vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: The repository root (this file is ``<root>/tests/conftest.py``).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The shared vectors: ``<root>/../shared/vectors``.
+VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
+
+RandomSource = Callable[[int], bytes]
+
+
+def vectors_dir() -> Path:
+    """The vectors folder; fails the calling test (or collection) if it is missing."""
+    if not VECTORS_DIR.is_dir():
+        pytest.fail(
+            f"test vectors not found at {VECTORS_DIR}: the repository expects a 'shared/vectors' "
+            "folder beside its clone (../shared/vectors from the repository root)",
+            pytrace=False,
+        )
+    return VECTORS_DIR
+
+
+def load_vector_json(relative: str) -> Any:
+    """Parse ``<vectors>/<relative>`` as JSON; fails with the path if the file is missing."""
+    path = vectors_dir() / relative
+    if not path.is_file():
+        pytest.fail(f"test vector file missing: {path}", pytrace=False)
+    with path.open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def deterministic_random(seed: int | bytes | str) -> RandomSource:
+    """A reproducible byte stream (BLAKE2b in counter mode) keyed by ``seed``.
+
+    Each call continues the stream, so two calls never return the same bytes;
+    two sources built from the same seed return identical sequences.
+    """
+    key = hashlib.blake2b(repr(seed).encode(), digest_size=32, person=b"p2pos-test-rng").digest()
+    state = {"counter": 0}
+
+    def draw(n: int) -> bytes:
+        out = bytearray()
+        while len(out) < n:
+            block = state["counter"].to_bytes(8, "little")
+            state["counter"] += 1
+            out += hashlib.blake2b(block, key=key).digest()
+        return bytes(out[:n])
+
+    return draw
+
+
+@pytest.fixture
+def random_factory() -> Callable[[int | bytes | str], RandomSource]:
+    """``random_factory(seed)`` builds a ``deterministic_random`` source."""
+    return deterministic_random
+
+
+@pytest.fixture
+def vectors_path() -> Path:
+    """The shared vectors folder (fails the test if it is missing)."""
+    return vectors_dir()

@@ -1,0 +1,118 @@
+"""The p2pos command: identity creation, clear errors, peer id checking."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from p2pos.adapters import cli, keystore
+from p2pos.proto import Identity, PeerId
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "p2pos.adapters.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+def test_id_creates_key_file_0600_and_shows_same_id(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    assert cli.main(["id", "--home", str(home)]) == 0
+    first = capsys.readouterr()
+    assert "created a new identity" in first.err
+    path = home / "identity.key"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    peer = PeerId.parse(first.out.strip())
+    assert cli.main(["id", "--home", str(home)]) == 0
+    second = capsys.readouterr()
+    assert second.out.strip() == str(peer)
+    assert "created" not in second.err
+    assert Identity.from_key_file(path.read_bytes()).peer_id == peer
+
+
+def test_id_uses_environment_home(tmp_path: Path) -> None:
+    result = run_cli("id", env={"P2POS_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "identity.key").exists()
+    PeerId.parse(result.stdout.strip())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x00\xff garbage",
+        b"-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n",
+        b"p2pos-identity-v1\nseed zz\npublic 00\n",
+        b"p2pos-identity-v1\npublic " + b"00" * 32 + b"\n",
+        b"",
+    ],
+)
+def test_corrupt_or_foreign_key_file_is_one_clear_line(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "identity.key").write_bytes(content)
+    result = run_cli("id", "--home", str(tmp_path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert "identity.key" in lines[0]
+    assert "not a p2pos identity file" in lines[0]
+    assert (tmp_path / "identity.key").read_bytes() == content  # never overwritten
+
+
+def test_mismatched_public_key_is_reported(tmp_path: Path) -> None:
+    a, b = Identity.from_seed(bytes(32)), Identity.from_seed(bytes([1]) * 32)
+    forged = a.to_key_file().replace(a.peer_id.public_key.hex().encode(), b.peer_id.public_key.hex().encode())
+    (tmp_path / "identity.key").write_bytes(forged)
+    result = run_cli("id", "--home", str(tmp_path))
+    assert result.returncode == 2
+    assert "does not match" in result.stderr
+
+
+def test_unreadable_home_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("id", "--home", str(blocker / "sub"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "p2pos:" in result.stderr
+
+
+def test_group_readable_key_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    keystore.create_identity(tmp_path / "identity.key")
+    (tmp_path / "identity.key").chmod(0o644)
+    assert cli.main(["id", "--home", str(tmp_path)]) == 0
+    assert "readable by other users" in capsys.readouterr().err
+
+
+def test_create_never_overwrites(tmp_path: Path) -> None:
+    path = tmp_path / "identity.key"
+    keystore.create_identity(path)
+    before = path.read_bytes()
+    with pytest.raises(keystore.KeyStoreError, match="already exists"):
+        keystore.create_identity(path)
+    assert path.read_bytes() == before
+
+
+def test_check_id(capsys: pytest.CaptureFixture[str]) -> None:
+    good = str(Identity.from_seed(bytes(range(32))).peer_id)
+    assert cli.main(["check-id", good.upper()]) == 0
+    typo = good[:10] + ("b" if good[10] != "b" else "c") + good[11:]
+    assert cli.main(["check-id", typo]) == 1
+    assert "typo" in capsys.readouterr().err
+
+
+def test_console_script_help() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for command in ("id", "check-id", "demo"):
+        assert command in result.stdout

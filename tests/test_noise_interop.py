@@ -1,0 +1,336 @@
+"""Interoperability with an independent Noise implementation: the ``noiseprotocol`` package.
+
+Two levels, for XX and IK, with p2pos in both roles:
+
+(a) raw Noise: p2pos ``HandshakeState`` against ``NoiseConnection``, handshake
+    messages with payloads, then transport messages both ways;
+(b) full p2pos: a real ``SecureSession`` against a peer whose Noise is done by
+    noiseprotocol but which speaks p2pos packets (``wire.encode_*``, payloads
+    from ``handshake.local_payload``, prologue ``handshake.PROLOGUE``).  The
+    session must complete with the right peer id, and records must cross in
+    both directions using noiseprotocol's transport ciphers with the p2pos
+    nonce format (explicit counter, set with ``CipherState.set_nonce``),
+    including across record-layer rekeys (Noise REKEY).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import pytest
+from conftest import deterministic_random
+from noise.connection import Keypair, NoiseConnection
+from p2pos.proto import crypto, handshake, wire
+from p2pos.proto.events import HandshakeCompleted, MessageReceived
+from p2pos.proto.handshake import PROLOGUE, LocalKeys, default_capabilities, local_payload
+from p2pos.proto.identity import Identity
+from p2pos.proto.noise import CipherState, HandshakeState, Pattern, protocol_name
+from p2pos.proto.payload import HandshakePayload
+from p2pos.proto.record import MAX_PLAINTEXT
+from p2pos.proto.session import SecureSession, SessionConfig, SessionState
+from p2pos.proto.wire import RECORD_HEADER, PacketType
+
+PATTERNS = [Pattern.XX, Pattern.IK]
+MESSAGES = {Pattern.XX: 3, Pattern.IK: 2}
+
+
+def make_connection(
+    pattern: Pattern, *, initiator: bool, static: bytes, ephemeral: bytes, prologue: bytes, rs: bytes | None = None
+) -> NoiseConnection:
+    """A noiseprotocol connection with every key pinned (so the test is deterministic)."""
+    conn = NoiseConnection.from_name(protocol_name(pattern))
+    if initiator:
+        conn.set_as_initiator()
+    else:
+        conn.set_as_responder()
+    conn.set_prologue(prologue)
+    conn.set_keypair_from_private_bytes(Keypair.STATIC, static)
+    conn.set_keypair_from_private_bytes(Keypair.EPHEMERAL, ephemeral)
+    if rs is not None:
+        conn.set_keypair_from_public_bytes(Keypair.REMOTE_STATIC, rs)
+    with warnings.catch_warnings():
+        # noiseprotocol warns that a pinned ephemeral is for tests only: it is.
+        warnings.simplefilter("ignore")
+        conn.start_handshake()
+    return conn
+
+
+# -- (a) raw Noise ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.value)
+@pytest.mark.parametrize("p2pos_initiates", [True, False], ids=["p2pos-initiator", "p2pos-responder"])
+def test_raw_noise_interop(pattern: Pattern, p2pos_initiates: bool) -> None:
+    rand = deterministic_random(f"raw-{pattern.value}-{p2pos_initiates}")
+    ours_s, theirs_s, ours_e, theirs_e = rand(32), rand(32), rand(32), rand(32)
+    prologue = b"interop prologue"
+    ours = HandshakeState(
+        pattern=pattern,
+        initiator=p2pos_initiates,
+        prologue=prologue,
+        s=ours_s,
+        e=ours_e,
+        # The IK initiator knows the responder's static key in advance.
+        rs=crypto.x25519_public(theirs_s) if pattern is Pattern.IK and p2pos_initiates else None,
+    )
+    theirs = make_connection(
+        pattern,
+        initiator=not p2pos_initiates,
+        static=theirs_s,
+        ephemeral=theirs_e,
+        prologue=prologue,
+        rs=crypto.x25519_public(ours_s) if pattern is Pattern.IK and not p2pos_initiates else None,
+    )
+
+    for i in range(MESSAGES[pattern]):
+        payload = f"handshake payload {i}".encode() * (i + 1)
+        if (i % 2 == 0) == p2pos_initiates:
+            assert theirs.read_message(ours.write_message(payload)) == payload
+        else:
+            assert ours.read_message(bytes(theirs.write_message(payload))) == payload
+    assert ours.is_finished() and theirs.handshake_finished
+    assert ours.handshake_hash == theirs.get_handshake_hash()
+    # Each side learned the other's static key.
+    assert ours.rs == crypto.x25519_public(theirs_s)
+
+    k_i2r, k_r2i = ours.split()
+    send = CipherState(k_i2r if p2pos_initiates else k_r2i)
+    recv = CipherState(k_r2i if p2pos_initiates else k_i2r)
+    for n in range(5):
+        out = f"p2pos -> noiseprotocol {n}".encode()
+        assert theirs.decrypt(send.encrypt_with_ad(b"", out)) == out
+        back = f"noiseprotocol -> p2pos {n}".encode() * n
+        assert recv.decrypt_with_ad(b"", theirs.encrypt(back)) == back
+    # Rekey (Noise §11.3) agrees as well.
+    send.k = crypto.rekey(send.k or b"")
+    theirs.rekey_inbound_cipher()
+    assert theirs.decrypt(send.encrypt_with_ad(b"", b"after rekey")) == b"after rekey"
+
+
+# -- (b) full p2pos ------------------------------------------------------------------
+
+
+class NoiseprotocolPeer:
+    """A p2pos peer whose Noise is noiseprotocol's: builds and parses p2pos packets by hand."""
+
+    def __init__(self, pattern: Pattern, *, initiator: bool, seed: str, remote_static: bytes | None = None) -> None:
+        rand = deterministic_random(seed)
+        self.identity = Identity.from_seed(rand(32))
+        self.keys = LocalKeys.create(self.identity, rand(32))
+        self.pattern = pattern
+        self.index = 0x51525354
+        self.remote_index = 0
+        self.conn = make_connection(
+            pattern,
+            initiator=initiator,
+            static=self.keys.static_private,
+            ephemeral=rand(32),
+            prologue=PROLOGUE,
+            rs=remote_static,
+        )
+        # Kept so the remote static key stays reachable after noiseprotocol drops its handshake state.
+        self._hs: Any = self.conn.noise_protocol.handshake_state
+        self.send_counter = 0
+        self.send_epoch = 0
+        self.recv_epoch = 0
+
+    @property
+    def remote_static(self) -> bytes:
+        public: bytes = self._hs.rs.public_bytes
+        return public
+
+    def payload(self, *, with_identity: bool = True) -> bytes:
+        return local_payload(self.keys, (1,), default_capabilities(MAX_PLAINTEXT), with_identity=with_identity)
+
+    # Records, with the p2pos layout and nonce (explicit counter; Noise nonce format).
+
+    def seal(self, ptype: PacketType, plaintext: bytes) -> bytes:
+        header = RECORD_HEADER.pack(ptype, self.remote_index, self.send_epoch, self.send_counter)
+        cipher = self.conn.noise_protocol.cipher_state_encrypt
+        cipher.set_nonce(self.send_counter)
+        self.send_counter += 1
+        return header + bytes(cipher.encrypt_with_ad(header, plaintext))
+
+    def open(self, record: bytes) -> tuple[int, bytes]:
+        ptype, receiver, epoch, counter = RECORD_HEADER.unpack_from(record)
+        assert receiver == self.index
+        while self.recv_epoch != epoch:
+            self.conn.rekey_inbound_cipher()  # the record layer's epochs are successive Noise REKEYs
+            self.recv_epoch += 1
+        cipher = self.conn.noise_protocol.cipher_state_decrypt
+        header, body = record[: RECORD_HEADER.size], record[RECORD_HEADER.size :]
+        # The lowest level: the AEAD with the p2pos nonce (the counter carried in the header).
+        direct = bytes(cipher.cipher.decrypt(cipher.k, counter, header, body))
+        cipher.set_nonce(counter)
+        plaintext = bytes(cipher.decrypt_with_ad(header, body))
+        assert plaintext == direct
+        return ptype, plaintext
+
+    def rekey_outbound(self) -> None:
+        self.conn.rekey_outbound_cipher()
+        self.send_epoch += 1
+
+
+def p2pos_keys(seed: str) -> LocalKeys:
+    rand = deterministic_random(seed)
+    return LocalKeys.create(Identity.from_seed(rand(32)), rand(32))
+
+
+def drain_events(session: SecureSession) -> list[Any]:
+    events = []
+    while (event := session.next_event()) is not None:
+        events.append(event)
+    return events
+
+
+def check_completed(session: SecureSession, peer: NoiseprotocolPeer) -> HandshakeCompleted:
+    events = drain_events(session)
+    assert len(events) == 1, events
+    done = events[0]
+    assert isinstance(done, HandshakeCompleted)
+    assert done.peer_id == peer.identity.peer_id
+    assert done.remote_static == peer.keys.static_public
+    assert done.pattern == peer.pattern.value
+    assert done.version == 1
+    assert session.state is SessionState.ESTABLISHED
+    assert session.peer_id == peer.identity.peer_id
+    return done
+
+
+def exchange_records(session: SecureSession, peer: NoiseprotocolPeer, now: float) -> None:
+    """DATA records both ways, across rekeys on both sides."""
+    for n in range(6):
+        message = f"from p2pos #{n}".encode()
+        session.send(message, now)
+        (record,) = session.data_to_send(now)
+        assert record[0] == PacketType.DATA
+        assert peer.open(record) == (PacketType.DATA, message)
+    assert peer.recv_epoch >= 2  # rekey_after_messages=2 in the config below
+
+    for n in range(6):
+        if n and n % 2 == 0:
+            peer.rekey_outbound()
+        message = f"from noiseprotocol #{n}".encode()
+        session.receive_data(peer.seal(PacketType.DATA, message), now)
+        assert drain_events(session) == [MessageReceived(session_id=session.local_index, data=message)]
+    assert session.stats() == {}
+
+
+CONFIG = SessionConfig(rekey_after_messages=2)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.value)
+def test_p2pos_initiator_with_noiseprotocol_responder(pattern: Pattern) -> None:
+    now = 100.0
+    keys = p2pos_keys(f"p2pos-init-{pattern.value}")
+    peer = NoiseprotocolPeer(pattern, initiator=False, seed=f"np-resp-{pattern.value}")
+    session = SecureSession.initiate(
+        keys,
+        local_index=7,
+        now=now,
+        config=CONFIG,
+        expected_peer=peer.identity.peer_id,
+        remote_static=peer.keys.static_public if pattern is Pattern.IK else None,
+        random=deterministic_random(f"p2pos-eph-{pattern.value}"),
+    )
+
+    (init,) = session.data_to_send(now)
+    packet = wire.parse_handshake_untrusted(init)
+    assert packet.type is PacketType.INIT and packet.pattern is pattern and packet.sender_index == 7
+    got = peer.conn.read_message(packet.message)
+    peer.remote_index = packet.sender_index
+    if pattern is Pattern.IK:
+        verified = handshake.verify_peer_payload_untrusted(bytes(got), peer.remote_static, keys.identity.peer_id)
+        assert verified.versions == (1,)
+    else:
+        assert HandshakePayload.decode_untrusted(bytes(got)).identity_key is None  # XX hides it until message 3
+    response = bytes(peer.conn.write_message(peer.payload()))
+    session.receive_data(wire.encode_response(peer.index, packet.sender_index, response), now)
+    done = check_completed(session, peer)
+
+    (confirm,) = session.data_to_send(now)
+    if pattern is Pattern.XX:
+        finish = wire.parse_handshake_untrusted(confirm)
+        assert finish.type is PacketType.FINISH and finish.receiver_index == peer.index
+        got = peer.conn.read_message(finish.message)
+        verified = handshake.verify_peer_payload_untrusted(bytes(got), peer.remote_static, keys.identity.peer_id)
+        assert verified.capabilities == CONFIG.all_capabilities()
+    else:
+        # IK: the initiator confirms its keys with an empty KEEPALIVE record.
+        assert peer.open(confirm) == (PacketType.KEEPALIVE, b"")
+    assert peer.conn.handshake_finished
+    assert done.handshake_hash == peer.conn.get_handshake_hash()
+    assert peer.remote_static == keys.static_public
+    exchange_records(session, peer, now)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.value)
+def test_noiseprotocol_initiator_with_p2pos_responder(pattern: Pattern) -> None:
+    now = 5.0
+    keys = p2pos_keys(f"p2pos-resp-{pattern.value}")
+    peer = NoiseprotocolPeer(
+        pattern,
+        initiator=True,
+        seed=f"np-init-{pattern.value}",
+        remote_static=keys.static_public if pattern is Pattern.IK else None,
+    )
+    first = bytes(peer.conn.write_message(peer.payload(with_identity=pattern is Pattern.IK)))
+    session = SecureSession.respond_untrusted(
+        keys,
+        wire.encode_init(pattern, peer.index, first),
+        local_index=9,
+        now=now,
+        config=CONFIG,
+        random=deterministic_random(f"p2pos-resp-eph-{pattern.value}"),
+    )
+    (resp,) = session.data_to_send(now)
+    packet = wire.parse_handshake_untrusted(resp)
+    assert packet.type is PacketType.RESPONSE
+    assert (packet.sender_index, packet.receiver_index) == (9, peer.index)
+    peer.remote_index = packet.sender_index
+    got = peer.conn.read_message(packet.message)
+    verified = handshake.verify_peer_payload_untrusted(bytes(got), peer.remote_static, keys.identity.peer_id)
+    assert verified.versions == (1,)
+
+    if pattern is Pattern.XX:
+        assert session.state is SessionState.AWAIT_FINISH
+        finish = bytes(peer.conn.write_message(peer.payload()))
+        session.receive_data(wire.encode_finish(session.local_index, finish), now)
+        done = check_completed(session, peer)
+    else:
+        # IK: the responder waits for a first authenticated record before announcing the peer.
+        assert session.state is SessionState.AWAIT_CONFIRM
+        assert drain_events(session) == []
+        session.receive_data(peer.seal(PacketType.KEEPALIVE, b""), now)
+        done = check_completed(session, peer)
+    assert peer.conn.handshake_finished
+    assert done.handshake_hash == peer.conn.get_handshake_hash()
+    assert session.data_to_send(now) == []
+    exchange_records(session, peer, now)
+
+
+@pytest.mark.parametrize("pattern", PATTERNS, ids=lambda p: p.value)
+def test_p2pos_rejects_noiseprotocol_peer_with_wrong_identity(pattern: Pattern) -> None:
+    # The peer binds its Noise static key to an identity other than the expected one.
+    now = 0.0
+    keys = p2pos_keys(f"p2pos-mismatch-{pattern.value}")
+    peer = NoiseprotocolPeer(pattern, initiator=False, seed=f"np-mismatch-{pattern.value}")
+    expected = p2pos_keys("somebody else").identity.peer_id
+    session = SecureSession.initiate(
+        keys,
+        local_index=1,
+        now=now,
+        expected_peer=expected,
+        remote_static=peer.keys.static_public if pattern is Pattern.IK else None,
+        random=deterministic_random("mismatch"),
+    )
+    (init,) = session.data_to_send(now)
+    packet = wire.parse_handshake_untrusted(init)
+    peer.conn.read_message(packet.message)
+    response = bytes(peer.conn.write_message(peer.payload()))
+    session.receive_data(wire.encode_response(peer.index, 1, response), now)
+    assert session.state is SessionState.CLOSED
+    assert session.close_code is not None and session.close_code.name == "IDENTITY_MISMATCH"
+    assert session.data_to_send(now) == []
+    assert session.peer_id is None
