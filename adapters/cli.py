@@ -1,8 +1,8 @@
 """The ``p2pos`` command.
 
-    p2pos id [--home DIR] [--show-key-path]   create or show the local identity
-    p2pos check-id PEER_ID                     validate a peer id (typo check)
-    p2pos demo                                 two local peers talk over UDP
+p2pos id [--home DIR] [--show-key-path]   create or show the local identity
+p2pos check-id PEER_ID                     validate a peer id (typo check)
+p2pos demo                                 two local peers talk over UDP
 """
 
 from __future__ import annotations

@@ -115,7 +115,11 @@ class Node:
     async def connect(
         self, addr: Address, *, expected_peer: PeerId | None = None, remote_static: bytes | None = None
     ) -> Connection:
-        """Handshake with the peer at ``addr``; raises ConnectionClosed if it fails."""
+        """Handshake with the peer at ``addr``; raises ConnectionClosed if it fails.
+
+        A malformed address raises ValueError before anything is sent.
+        """
+        addr = self.transport.check_address(addr)
         session = self.endpoint.connect(
             addr, trio.current_time(), expected_peer=expected_peer, remote_static=remote_static
         )

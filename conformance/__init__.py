@@ -9,7 +9,8 @@ with fixed keys, and checks the IUT's bytes and events.
 
 Modules: ``registry`` (cases and their ids), ``iut`` (one IUT process per
 case), ``reference`` (the reference peer and fixed keys), ``cases_*`` (the
-cases, by area), ``runner`` (results, table, JSON), ``cli`` (the command line),
+cases, by area: identity, handshake, handshake errors, amplification,
+endpoint, record, framing), ``runner`` (results, table, JSON), ``cli`` (the command line),
 ``impl`` (the adapter for this implementation).
 """
 

@@ -1,8 +1,9 @@
 """Handshake cases that must succeed: XX and IK in both roles, byte-exact packets, retransmission, SAS.
 
 The reference runs a "shadow" of the IUT's side, a ``SecureSession`` with the
-IUT's keys and ephemeral, fed the same packets: a conforming IUT sends the
-shadow's bytes exactly (spec/handshake.md §3, §4).
+IUT's keys, ephemeral and SAS nonce, fed the same packets: a conforming IUT
+sends the shadow's bytes exactly (spec/handshake.md §3, §4).  The SAS cases
+recompute the SAS from h2 and the nonce with ``hashlib`` (spec/handshake.md §7).
 """
 
 from __future__ import annotations
@@ -10,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from p2pos.proto import HandshakeCompleted, SecureSession, SessionConfig, short_authentication_string
+from p2pos.proto import HandshakeCompleted, SecureSession, SessionConfig
 from p2pos.proto.noise import Pattern
-from p2pos.proto.wire import PacketType, encode_init, encode_response
+from p2pos.proto.wire import PacketType
 
 from .checks import CaseFailed, expect, expect_eq, unhex
 from .iut import Iut
@@ -24,23 +25,28 @@ from .reference import (
     REF_INDEX,
     Hand,
     Link,
+    decode_payload,
+    establish,
     events_of,
     get_timer,
     handshake_message,
-    identity_payload,
+    init_payload,
+    nonce_source,
     one_event,
     one_packet,
     one_packet_of,
     out_of,
+    response_payload,
+    sas_commitment,
     session_state,
     start_session,
-    versions_payload,
 )
 from .registry import case
 
 NOISE = "handshake.md §3"
 PACKETS = "handshake.md §4"
 VERSIONS = "handshake.md §5.3"
+CONFIRMATION = "handshake.md §6.4"
 SAS = "handshake.md §7"
 TIMERS = "handshake.md §8.1"
 DUPLICATES = "handshake.md §8.2"
@@ -49,7 +55,13 @@ DEADLINE = "session.md §7"
 
 def _shadow_initiator(remote_static: bytes | None = None, config: SessionConfig | None = None) -> SecureSession:
     return SecureSession.initiate(
-        IUT.keys, local_index=IUT_INDEX, now=0.0, ephemeral=IUT.ephemeral, remote_static=remote_static, config=config
+        IUT.keys,
+        local_index=IUT_INDEX,
+        now=0.0,
+        ephemeral=IUT.ephemeral,
+        remote_static=remote_static,
+        config=config,
+        random=nonce_source(IUT.sas_nonce),
     )
 
 
@@ -61,7 +73,12 @@ def _shadow_responder(init: bytes, config: SessionConfig | None = None) -> Secur
 
 def _ref_initiator(remote_static: bytes | None = None) -> SecureSession:
     return SecureSession.initiate(
-        REF.keys, local_index=REF_INDEX, now=0.0, ephemeral=REF.ephemeral, remote_static=remote_static
+        REF.keys,
+        local_index=REF_INDEX,
+        now=0.0,
+        ephemeral=REF.ephemeral,
+        remote_static=remote_static,
+        random=nonce_source(REF.sas_nonce),
     )
 
 
@@ -136,7 +153,7 @@ def _(iut: Iut) -> None:
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
-    init = encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload((1, 2, 7))))
+    init = hand.init(init_payload(versions=(1, 2, 7)))
     response = one_packet(iut.ok("receive", data=init, now=0.0), PacketType.RESPONSE)
     payload = hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
     expect_eq(payload.versions, (1,), "versions in the RESPONSE payload")
@@ -225,8 +242,8 @@ def _(iut: Iut) -> None:
     init = _ref_initiator().data_to_send(0.0)[0]
     start_session(iut, "responder")
     response = one_packet(iut.ok("receive", data=init, now=0.0), PacketType.RESPONSE)
-    other = Hand(Pattern.XX, initiator=True, ephemeral=OTHER.ephemeral).write(versions_payload())
-    answer = iut.ok("receive", data=encode_init(Pattern.XX, REF_INDEX, other), now=0.1)
+    other = Hand(Pattern.XX, initiator=True, ephemeral=OTHER.ephemeral).init(init_payload())
+    answer = iut.ok("receive", data=other, now=0.1)
     expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to another INIT")
     again = one_packet(iut.ok("receive", data=init, now=0.2), PacketType.RESPONSE)
     expect_eq(again.hex(), response.hex(), "RESPONSE to the original INIT repeated")
@@ -240,22 +257,36 @@ def _(iut: Iut) -> None:
     expect_eq(init.hex(), shadow.hex(), "IK INIT bytes")
 
 
-@case("hs/ik/2", section=NOISE, title="IK as initiator: established on RESPONSE, confirms with a KEEPALIVE")
+@case("hs/ik/4", section=NOISE, title="an IK INIT made for another static key creates no session")
+def _(iut: Iut) -> None:
+    other = Hand(Pattern.IK, initiator=True, rs=REF.static_public)  # IUT is not REF
+    start_session(iut, "responder")
+    init = other.init(init_payload(Pattern.IK))
+    answer = iut.ok("receive", data=init, now=0.0)
+    expect_eq(out_of(answer), [], "datagrams sent")
+    expect_eq(session_state(iut), "none", "state")
+
+
+@case(
+    "hs/ik/8",
+    section=NOISE,
+    title="IK as initiator: established on RESPONSE, confirms with a byte-exact CONFIRM record",
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
     ref = _ref_responder(init)
     response = ref.data_to_send(0.0)[0]
     answer = iut.ok("receive", data=response, now=0.0)
-    confirm = one_packet(answer, PacketType.KEEPALIVE)
+    confirm = one_packet(answer, PacketType.CONFIRM)
     shadow = _shadow_initiator(REF.static_public)
     shadow.data_to_send(0.0)  # its INIT
     shadow.receive_data(response, 0.0)
-    expect_eq(confirm.hex(), shadow.data_to_send(0.0)[0].hex(), "key confirmation KEEPALIVE bytes")
+    expect_eq(confirm.hex(), shadow.data_to_send(0.0)[0].hex(), "CONFIRM record bytes")
     ref.receive_data(confirm, 0.0)
     _check_completed(one_event(answer, "handshake_completed"), _completed(ref), "IK")
 
 
-@case("hs/ik/3", section=NOISE, title="IK as responder: RESPONSE byte-exact, established on the first record")
+@case("hs/ik/9", section=NOISE, title="IK as responder: RESPONSE byte-exact, established on the CONFIRM record")
 def _(iut: Iut) -> None:
     ref = _ref_initiator(IUT.static_public)
     init = ref.data_to_send(0.0)[0]
@@ -263,62 +294,137 @@ def _(iut: Iut) -> None:
     answer = iut.ok("receive", data=init, now=0.0)
     response = one_packet(answer, PacketType.RESPONSE)
     expect_eq(response.hex(), _shadow_responder(init).data_to_send(0.0)[0].hex(), "IK RESPONSE bytes")
-    expect(not answer.get("events"), f"no event before key confirmation, got {answer.get('events')}")
+    expect(not answer.get("events"), f"no event before the CONFIRM record, got {answer.get('events')}")
     ref.receive_data(response, 0.0)
     ref_event = _completed(ref)
-    answer = iut.ok("receive", data=ref.data_to_send(0.0)[0], now=0.0)
+    confirm = ref.data_to_send(0.0)[0]
+    expect_eq(confirm[0], PacketType.CONFIRM, "internal: the reference's confirmation record type")
+    answer = iut.ok("receive", data=confirm, now=0.0)
+    expect_eq(out_of(answer), [], "datagrams after the CONFIRM record")
     _check_completed(one_event(answer, "handshake_completed"), ref_event, "IK")
 
 
-@case("hs/ik/4", section=NOISE, title="an IK INIT made for another static key creates no session")
-def _(iut: Iut) -> None:
-    other = Hand(Pattern.IK, initiator=True, rs=REF.static_public)  # IUT is not REF
-    start_session(iut, "responder")
-    init = encode_init(Pattern.IK, REF_INDEX, other.write(identity_payload(REF)))
-    answer = iut.ok("receive", data=init, now=0.0)
-    expect_eq(out_of(answer), [], "datagrams sent")
-    expect_eq(session_state(iut), "none", "state")
-
-
-@case("hs/ik/7", section=DUPLICATES, title="IK: a repeated RESPONSE is answered with a new KEEPALIVE")
+@case("hs/ik/10", section=DUPLICATES, title="IK: a repeated RESPONSE is answered with a new CONFIRM, same nonce")
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
     hand = Hand(Pattern.IK, initiator=False)
-    hand.check_identity(hand.read(handshake_message(init, PacketType.INIT), "INIT"))
-    response = encode_response(REF_INDEX, IUT_INDEX, hand.write(identity_payload(REF)))
+    commitment = hand.check_identity(hand.read(handshake_message(init, PacketType.INIT), "INIT")).sas_commitment
+    response = hand.response(response_payload())
     k_i2r, k_r2i = hand.hs.split()
-    link = Link(k_r2i, k_i2r, IUT_INDEX, hand.hs.handshake_hash)
-    first = link.open(one_packet(iut.ok("receive", data=response, now=0.0), PacketType.KEEPALIVE))
-    second = link.open(one_packet(iut.ok("receive", data=response, now=1.0), PacketType.KEEPALIVE))
-    expect(second.counter > first.counter, f"the second KEEPALIVE reuses counter {second.counter}")
-    expect_eq(second.plaintext, b"", "KEEPALIVE plaintext")
+    link = Link(k_r2i, k_i2r, IUT_INDEX, hand.hash)
+    first = link.open(one_packet(iut.ok("receive", data=response, now=0.0), PacketType.CONFIRM))
+    second = link.open(one_packet(iut.ok("receive", data=response, now=1.0), PacketType.CONFIRM))
+    expect(second.counter > first.counter, f"the second CONFIRM reuses counter {second.counter}")
+    expect_eq(sas_commitment(first.plaintext), commitment, "commitment of the first CONFIRM's nonce")
+    expect_eq(second.plaintext, first.plaintext, "nonce in the second CONFIRM")
 
 
-@case("hs/sas/1", section=SAS, title="the SAS is 12 digits from the handshake hash, equal on both sides (initiator)")
-def _(iut: Iut) -> str:
-    return _sas_for(iut, "initiator")
+@case(
+    "hs/ik/11",
+    section=CONFIRMATION,
+    title="IK responder: records before CONFIRM are dropped; the late CONFIRM completes",
+)
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
+    start_session(iut, "responder")
+    response = one_packet(iut.ok("receive", data=hand.init(init_payload(Pattern.IK)), now=0.0), PacketType.RESPONSE)
+    hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+    k_i2r, k_r2i = hand.hs.split()
+    link = Link(k_i2r, k_r2i, IUT_INDEX, hand.hash)
+    for early in (link.data(b"early", counter=1), link.seal(PacketType.KEEPALIVE, b"", counter=2)):
+        answer = iut.ok("receive", data=early, now=0.1)
+        expect_eq((out_of(answer), events_of(answer)), ([], []), f"answer to a type {early[0]} record before CONFIRM")
+    expect_eq(session_state(iut), "handshaking", "state before the CONFIRM record")
+    answer = iut.ok("receive", data=link.seal(PacketType.CONFIRM, REF.sas_nonce, counter=0), now=0.2)
+    one_event(answer, "handshake_completed")
+    answer = iut.ok("receive", data=link.data(b"after", counter=3), now=0.3)
+    expect_eq([e.get("data") for e in events_of(answer, "message")], [b"after".hex()], "messages after CONFIRM")
 
 
-@case("hs/sas/2", section=SAS, title="the SAS is 12 digits from the handshake hash, equal on both sides (responder)")
-def _(iut: Iut) -> str:
-    return _sas_for(iut, "responder")
+@case("hs/ik/12", section=DUPLICATES, title="IK responder: a duplicate CONFIRM after establishment is ignored")
+def _(iut: Iut) -> None:
+    link = establish(iut, "responder", pattern=Pattern.IK)
+    answer = iut.ok("receive", data=link.seal(PacketType.CONFIRM, REF.sas_nonce), now=0.5)
+    expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a second, authenticated CONFIRM")
+    expect_eq(session_state(iut), "established", "state")
+    answer = iut.ok("receive", data=link.data(b"still fine"), now=0.6)
+    expect_eq([e.get("data") for e in events_of(answer, "message")], [b"still fine".hex()], "messages")
 
 
-def _sas_for(iut: Iut, role: str) -> str:
-    if role == "initiator":
-        init = one_packet_of(start_session(iut, "initiator"))
-        ref = _ref_responder(init)
-        answer = iut.ok("receive", data=ref.data_to_send(0.0)[0], now=0.0)
-        ref.receive_data(one_packet(answer, PacketType.FINISH), 0.0)
-    else:
-        ref = _ref_initiator()
-        start_session(iut, "responder")
-        ref.receive_data(one_packet(iut.ok("receive", data=ref.data_to_send(0.0)[0], now=0.0), PacketType.RESPONSE), 0)
-        answer = iut.ok("receive", data=ref.data_to_send(0.0)[0], now=0.0)
-    ref_event = _completed(ref)
-    event = one_event(answer, "handshake_completed")
-    sas = event.get("sas")
-    expect(isinstance(sas, str) and re.fullmatch(r"\d{4} \d{4} \d{4}", sas) is not None, f"SAS format: {sas!r}")
-    expect_eq(sas, short_authentication_string(unhex(event.get("handshake_hash"), "handshake_hash")), "SAS of the hash")
-    expect_eq(sas, ref_event.sas, f"SAS as {role} vs the reference peer")
+@case(
+    "hs/ik/13", section=DUPLICATES, title="IK: once a record from the responder arrived, a repeated RESPONSE is dropped"
+)
+def _(iut: Iut) -> None:
+    init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
+    ref = _ref_responder(init)
+    response = ref.data_to_send(0.0)[0]
+    ref.receive_data(one_packet(iut.ok("receive", data=response, now=0.0), PacketType.CONFIRM), 0.0)
+    _completed(ref)
+    ref.send(b"confirmed", 0.0)
+    answer = iut.ok("receive", data=ref.data_to_send(0.0)[0], now=0.1)
+    expect_eq([e.get("data") for e in events_of(answer, "message")], [b"confirmed".hex()], "messages")
+    answer = iut.ok("receive", data=response, now=1.0)
+    expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to the repeated RESPONSE")
+
+
+_SAS_FORMAT = re.compile(r"\d{4} \d{4} \d{4}")
+
+
+def _sas_for(iut: Iut, role: str, pattern: Pattern) -> str:
+    """The IUT's SAS equals keyed BLAKE2b(h2 || nonce), recomputed here from the reference's h2 and nonce."""
+    link = establish(iut, role, pattern=pattern)
+    sas = link.completed.get("sas")
+    expect(isinstance(sas, str) and _SAS_FORMAT.fullmatch(sas) is not None, f"SAS format: {sas!r}")
+    expect_eq(sas, link.sas, f"SAS as {pattern.value} {role} vs BLAKE2b(h2 || nonce)")
     return str(sas)
+
+
+@case(
+    "hs/sas/1", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (XX initiator)"
+)
+def _(iut: Iut) -> str:
+    return _sas_for(iut, "initiator", Pattern.XX)
+
+
+@case(
+    "hs/sas/2", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (XX responder)"
+)
+def _(iut: Iut) -> str:
+    return _sas_for(iut, "responder", Pattern.XX)
+
+
+@case(
+    "hs/sas/3", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (IK initiator)"
+)
+def _(iut: Iut) -> str:
+    return _sas_for(iut, "initiator", Pattern.IK)
+
+
+@case(
+    "hs/sas/4", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (IK responder)"
+)
+def _(iut: Iut) -> str:
+    return _sas_for(iut, "responder", Pattern.IK)
+
+
+@case("hs/sas/5", section=SAS, title="XX: the IUT's INIT commits to the SAS nonce it was given; its FINISH reveals it")
+def _(iut: Iut) -> None:
+    init = one_packet_of(start_session(iut, "initiator"))
+    hand = Hand(Pattern.XX, initiator=False)
+    payload = decode_payload(hand.read(handshake_message(init, PacketType.INIT), "INIT"), "INIT")
+    expect_eq(payload.sas_commitment, sas_commitment(IUT.sas_nonce), "SAS commitment in the XX INIT")
+    answer = iut.ok("receive", data=hand.response(response_payload()), now=0.0)
+    finish = hand.read(handshake_message(one_packet(answer, PacketType.FINISH), PacketType.FINISH), "FINISH")
+    expect_eq(hand.check_identity(finish).sas_nonce, IUT.sas_nonce, "SAS nonce in the FINISH")
+
+
+@case("hs/sas/6", section=SAS, title="IK: the IUT's INIT commits to the SAS nonce it was given; its CONFIRM reveals it")
+def _(iut: Iut) -> None:
+    init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
+    hand = Hand(Pattern.IK, initiator=False)
+    payload = hand.check_identity(hand.read(handshake_message(init, PacketType.INIT), "INIT"))
+    expect_eq(payload.sas_commitment, sas_commitment(IUT.sas_nonce), "SAS commitment in the IK INIT")
+    answer = iut.ok("receive", data=hand.response(response_payload()), now=0.0)
+    k_i2r, k_r2i = hand.hs.split()
+    opened = Link(k_r2i, k_i2r, IUT_INDEX, hand.hash).open(one_packet(answer, PacketType.CONFIRM))
+    expect_eq(opened.plaintext, IUT.sas_nonce, "plaintext of the CONFIRM record")

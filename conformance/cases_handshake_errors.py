@@ -1,16 +1,19 @@
-"""Handshake cases that must fail safely: identity binding, payload rules, versions, weak keys, garbage.
+"""Handshake cases that must fail safely: identity binding, payload rules, versions, weak keys,
+SAS commitments, session indices, garbage.
 
 A rejected handshake message either ends the session with the spec error code
 (once the message authenticated) or is dropped without changing any state
-(when it did not); a rejected INIT creates no session (spec/handshake.md §2.2, §4-§6).
+(when it did not, or when only its unauthenticated header is wrong); a rejected
+INIT creates no session (spec/handshake.md §2.2, §4-§7).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from p2pos.proto.errors import ErrorCode
 from p2pos.proto.noise import Pattern
-from p2pos.proto.payload import F_VERSIONS
+from p2pos.proto.payload import F_SESSION_INDEX, F_VERSIONS
 from p2pos.proto.wire import PacketType, encode_finish, encode_init, encode_response
 
 from .checks import expect, expect_eq
@@ -23,14 +26,17 @@ from .reference import (
     REF_INDEX,
     Hand,
     Link,
+    decode_payload,
     events_of,
+    finish_payload,
     handshake_message,
-    identity_payload,
+    init_payload,
     no_event,
     one_event,
     one_packet,
     one_packet_of,
     out_of,
+    response_payload,
     session_state,
     start_session,
     versions_payload,
@@ -43,6 +49,7 @@ PARSING = "handshake.md §4.4"
 FIELDS = "handshake.md §5.1"
 VERSIONS = "handshake.md §5.3"
 BINDING = "handshake.md §6.2"
+SAS = "handshake.md §7"
 DUPLICATES = "handshake.md §8.2"
 FAILURES = "handshake.md §8.4"
 
@@ -73,7 +80,7 @@ def _iut_initiator(iut: Iut, *, expected: Any = None, pattern: Pattern = Pattern
 
 
 def _respond(iut: Iut, hand: Hand, payload: bytes, now: float = 0.0) -> dict[str, Any]:
-    return iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX, hand.write(payload)), now=now)
+    return iut.ok("receive", data=hand.response(payload), now=now)
 
 
 def _expect_closed(iut: Iut, answer: dict[str, Any], code: str) -> None:
@@ -95,7 +102,7 @@ def _responder_finish(iut: Iut, payload: bytes) -> tuple[dict[str, Any], Link]:
     """IUT as XX responder; the reference's FINISH carries ``payload``.  Returns the answer and the keys."""
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
-    answer = iut.ok("receive", data=encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload())), now=0.0)
+    answer = iut.ok("receive", data=hand.init(init_payload()), now=0.0)
     hand.read(handshake_message(one_packet(answer, PacketType.RESPONSE), PacketType.RESPONSE), "RESPONSE")
     answer = iut.ok("receive", data=encode_finish(IUT_INDEX, hand.write(payload)), now=0.0)
     k_i2r, k_r2i = hand.hs.split()
@@ -116,45 +123,46 @@ def _expect_never_established(iut: Iut, answer: dict[str, Any], link: Link, code
 @case("hs/xx/11", section=BINDING, title="a peer other than the expected one: IDENTITY_MISMATCH")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut, expected=str(OTHER.peer_id))
-    _expect_closed(iut, _respond(iut, hand, identity_payload(REF)), "IDENTITY_MISMATCH")
+    _expect_closed(iut, _respond(iut, hand, response_payload()), "IDENTITY_MISMATCH")
 
 
 @case("hs/xx/12", section=BINDING, title="an identity signature over another static key: BAD_IDENTITY")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    payload = identity_payload(REF, signed_static=OTHER.static_public)
+    payload = response_payload(signed_static=OTHER.static_public)
     _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
 
 
 @case("hs/xx/13", section=BINDING, title="an identity key that did not make the signature: BAD_IDENTITY")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    payload = identity_payload(REF).replace(REF.peer_id.public_key, OTHER.peer_id.public_key)
+    payload = response_payload().replace(REF.peer_id.public_key, OTHER.peer_id.public_key)
     _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
 
 
 @case("hs/xx/14", section=BINDING, title="a RESPONSE without identity fields: BAD_IDENTITY")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    _expect_closed(iut, _respond(iut, hand, versions_payload()), "BAD_IDENTITY")
+    payload = versions_payload(extra=((F_SESSION_INDEX, REF_INDEX.to_bytes(4, "big")),))
+    _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
 
 
 @case("hs/xx/15", section=FAILURES, title="a responder refuses a FINISH with a bad identity signature")
 def _(iut: Iut) -> None:
-    answer, link = _responder_finish(iut, identity_payload(REF, signed_static=OTHER.static_public))
+    answer, link = _responder_finish(iut, finish_payload(signed_static=OTHER.static_public))
     _expect_never_established(iut, answer, link, "BAD_IDENTITY")
 
 
 @case("hs/xx/16", section=FIELDS, title="an unknown critical payload field: UNKNOWN_CRITICAL_FIELD")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    _expect_closed(iut, _respond(iut, hand, identity_payload(REF, extra=_UNKNOWN_CRITICAL)), "UNKNOWN_CRITICAL_FIELD")
+    _expect_closed(iut, _respond(iut, hand, response_payload(extra=_UNKNOWN_CRITICAL)), "UNKNOWN_CRITICAL_FIELD")
 
 
 @case("hs/xx/17", section=FIELDS, title="unknown non-critical fields and capabilities are ignored")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    payload = identity_payload(REF, extra=_UNKNOWN_OPTIONAL, capabilities=((0x0999, b"x"), (0x8999, b"y")))
+    payload = response_payload(extra=_UNKNOWN_OPTIONAL, capabilities=((0x0999, b"x"), (0x8999, b"y")))
     answer = _respond(iut, hand, payload)
     one_event(answer, "handshake_completed")
     hand.check_identity(
@@ -166,7 +174,7 @@ def _(iut: Iut) -> None:
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
-    init = encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload(extra=_UNKNOWN_CRITICAL)))
+    init = hand.init(init_payload(extra=_UNKNOWN_CRITICAL))
     _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
 
 
@@ -174,7 +182,7 @@ def _(iut: Iut) -> None:
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
-    init = encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload(extra=_UNKNOWN_OPTIONAL)))
+    init = hand.init(init_payload(extra=_UNKNOWN_OPTIONAL))
     response = one_packet(iut.ok("receive", data=init, now=0.0), PacketType.RESPONSE)
     hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
 
@@ -182,19 +190,18 @@ def _(iut: Iut) -> None:
 @case("hs/xx/20", section=VERSIONS, title="a RESPONSE choosing an unsupported version: UNSUPPORTED_VERSION")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    _expect_closed(iut, _respond(iut, hand, identity_payload(REF, versions=(2,))), "UNSUPPORTED_VERSION")
+    _expect_closed(iut, _respond(iut, hand, response_payload(versions=(2,))), "UNSUPPORTED_VERSION")
 
 
 @case("hs/xx/21", section=VERSIONS, title="an INIT offering only unknown versions never establishes")
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
-    init = encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload((2, 3))))
-    answer = iut.ok("receive", data=init, now=0.0)
+    answer = iut.ok("receive", data=hand.init(init_payload(versions=(2, 3))), now=0.0)
     response = one_packet(answer, PacketType.RESPONSE)
     payload = hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
     expect(not set(payload.versions) & {2, 3}, f"the responder claims versions {payload.versions}")
-    answer = iut.ok("receive", data=encode_finish(IUT_INDEX, hand.write(identity_payload(REF, versions=(2,)))), now=0)
+    answer = iut.ok("receive", data=encode_finish(IUT_INDEX, hand.write(finish_payload(versions=(2,)))), now=0)
     k_i2r, k_r2i = hand.hs.split()
     _expect_never_established(iut, answer, Link(k_i2r, k_r2i, IUT_INDEX, b""), "UNSUPPORTED_VERSION")
 
@@ -202,7 +209,7 @@ def _(iut: Iut) -> None:
 @case("hs/xx/22", section=FIELDS, title="a payload with a duplicated field: MALFORMED_MESSAGE")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    payload = identity_payload(REF, extra=((F_VERSIONS, b"\x00\x01"),))
+    payload = response_payload(extra=((F_VERSIONS, b"\x00\x01"),))
     _expect_closed(iut, _respond(iut, hand, payload), "MALFORMED_MESSAGE")
 
 
@@ -210,9 +217,9 @@ def _(iut: Iut) -> None:
 def _(iut: Iut) -> str:
     start_session(iut, "responder")
     for point in LOW_ORDER:
-        init = encode_init(Pattern.XX, REF_INDEX, point + versions_payload())
+        init = encode_init(Pattern.XX, REF_INDEX, point + init_payload())  # XX message 1: e, plaintext payload
         _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
-    good = encode_init(Pattern.XX, REF_INDEX, Hand(Pattern.XX, initiator=True).write(versions_payload()))
+    good = Hand(Pattern.XX, initiator=True).init(init_payload())
     one_packet(iut.ok("receive", data=good, now=0.0), PacketType.RESPONSE)
     return f"{len(LOW_ORDER)} points refused, then a good INIT answered"
 
@@ -225,13 +232,13 @@ def _(iut: Iut) -> None:
         answer = iut.ok("receive", data=bad, now=0.0)
         expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a low-order RESPONSE")
     expect_eq(session_state(iut), "handshaking", "state after the bad RESPONSEs")
-    one_event(_respond(iut, hand, identity_payload(REF)), "handshake_completed")
+    one_event(_respond(iut, hand, response_payload()), "handshake_completed")
 
 
 @case("hs/xx/25", section=FAILURES, title="a corrupted RESPONSE is dropped without harm; the real one completes")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    good = encode_response(REF_INDEX, IUT_INDEX, hand.write(identity_payload(REF)))
+    good = hand.response(response_payload())
     for pos in (9, 9 + 40, len(good) - 1):
         bad = good[:pos] + bytes([good[pos] ^ 0x40]) + good[pos + 1 :]
         answer = iut.ok("receive", data=bad, now=0.0)
@@ -246,7 +253,7 @@ def _(iut: Iut) -> None:
 @case("hs/xx/26", section=DUPLICATES, title="a RESPONSE addressed to another receiver index is dropped")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
-    message = hand.write(identity_payload(REF))
+    message = hand.write(response_payload())
     answer = iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX ^ 1, message), now=0.0)
     expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a misaddressed RESPONSE")
     one_event(iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX, message), now=0.0), "handshake_completed")
@@ -255,21 +262,21 @@ def _(iut: Iut) -> None:
 @case("hs/ik/5", section=BINDING, title="IK: a peer other than the expected one: IDENTITY_MISMATCH")
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut, expected=str(OTHER.peer_id), pattern=Pattern.IK)
-    _expect_closed(iut, _respond(iut, hand, identity_payload(REF)), "IDENTITY_MISMATCH")
+    _expect_closed(iut, _respond(iut, hand, response_payload()), "IDENTITY_MISMATCH")
 
 
 @case("hs/ik/6", section=BINDING, title="an IK INIT with a bad identity signature creates no session")
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
     start_session(iut, "responder")
-    payload = identity_payload(REF, signed_static=OTHER.static_public)
-    _expect_no_session(iut, iut.ok("receive", data=encode_init(Pattern.IK, REF_INDEX, hand.write(payload)), now=0.0))
+    init = hand.init(init_payload(Pattern.IK, signed_static=OTHER.static_public))
+    _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
 
 
 @case("hs/wire/1", section=INIT, title="an INIT with an unknown pattern code creates no session")
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
-    message = Hand(Pattern.XX, initiator=True).write(versions_payload())
+    message = Hand(Pattern.XX, initiator=True).write(init_payload())
     for code in (0x00, 0x03, 0xFF):
         init = bytes([PacketType.INIT, code]) + REF_INDEX.to_bytes(4, "big") + message
         _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
@@ -278,6 +285,109 @@ def _(iut: Iut) -> None:
 @case("hs/wire/2", section=PARSING, title="truncated INITs and non-INIT packets create no session")
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
-    init = encode_init(Pattern.XX, REF_INDEX, Hand(Pattern.XX, initiator=True).write(versions_payload()))
+    init = Hand(Pattern.XX, initiator=True).init(init_payload())
     for bad in (init[:1], init[:6], init[:20], init[:37], b"\x07" + init[1:], b"\x04" + bytes(40)):
         _expect_no_session(iut, iut.ok("receive", data=bad, now=0.0))
+
+
+@case("hs/sas/7", section=SAS, title="an INIT without the SAS commitment creates no session (XX and IK)")
+def _(iut: Iut) -> None:
+    start_session(iut, "responder")
+    for pattern in (Pattern.XX, Pattern.IK):
+        hand = Hand(pattern, initiator=True, rs=IUT.static_public if pattern is Pattern.IK else None)
+        _expect_no_session(iut, iut.ok("receive", data=hand.init(init_payload(pattern, nonce=None)), now=0.0))
+    _expect_answered(iut)
+
+
+@case("hs/sas/8", section=SAS, title="a FINISH whose nonce does not open the INIT's commitment: PROTOCOL_VIOLATION")
+def _(iut: Iut) -> None:
+    answer, link = _responder_finish(iut, finish_payload(sas_nonce=OTHER.sas_nonce))
+    _expect_never_established(iut, answer, link, "PROTOCOL_VIOLATION")
+
+
+@case("hs/sas/9", section=SAS, title="a FINISH without the SAS nonce: PROTOCOL_VIOLATION")
+def _(iut: Iut) -> None:
+    answer, link = _responder_finish(iut, finish_payload(sas_nonce=None))
+    _expect_never_established(iut, answer, link, "PROTOCOL_VIOLATION")
+
+
+@case(
+    "hs/sas/10",
+    section=SAS,
+    title="IK: a CONFIRM whose nonce does not open the commitment: CLOSE with PROTOCOL_VIOLATION",
+)
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
+    start_session(iut, "responder")
+    response = one_packet(iut.ok("receive", data=hand.init(init_payload(Pattern.IK)), now=0.0), PacketType.RESPONSE)
+    hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+    k_i2r, k_r2i = hand.hs.split()
+    link = Link(k_i2r, k_r2i, IUT_INDEX, hand.hash)
+    answer = iut.ok("receive", data=link.seal(PacketType.CONFIRM, OTHER.sas_nonce), now=0.0)
+    no_event(answer, "handshake_completed", "the CONFIRM must be refused")
+    no_event(answer, "closed", "a responder never announced the session, so it reports no close")
+    closing = link.open(one_packet(answer, PacketType.CLOSE))
+    expect_eq(
+        closing.plaintext[:2], bytes([0, ErrorCode.PROTOCOL_VIOLATION]), "CLOSE code (the initiator is established)"
+    )
+    state = iut.ok("state")
+    expect_eq((state.get("state"), state.get("close_code")), ("closed", "PROTOCOL_VIOLATION"), "state and code")
+    no_event(iut.ok("receive", data=link.data(b"should not arrive"), now=0.0), "message", "a record after it")
+
+
+@case("hs/index/1", section=FIELDS, title="the IUT's INIT payload carries its own session index, as in the header")
+def _(iut: Iut) -> None:
+    init = one_packet_of(start_session(iut, "initiator"))
+    payload = decode_payload(Hand(Pattern.XX, initiator=False).read(init[6:], "INIT"), "INIT")
+    expect_eq(payload.session_index, IUT_INDEX, "session index in the INIT payload")
+    expect_eq(int.from_bytes(init[2:6], "big"), IUT_INDEX, "session index in the INIT header")
+
+
+@case("hs/index/2", section=FIELDS, title="the IUT's RESPONSE payload carries its own session index, as in the header")
+def _(iut: Iut) -> None:
+    hand = Hand(Pattern.XX, initiator=True)
+    start_session(iut, "responder")
+    response = one_packet(iut.ok("receive", data=hand.init(init_payload()), now=0.0), PacketType.RESPONSE)
+    payload = hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+    expect_eq(payload.session_index, IUT_INDEX, "session index in the RESPONSE payload")
+    expect_eq(int.from_bytes(response[1:5], "big"), IUT_INDEX, "session index in the RESPONSE header")
+
+
+@case("hs/index/3", section=FIELDS, title="an INIT whose payload index differs from its header creates no session")
+def _(iut: Iut) -> None:
+    start_session(iut, "responder")
+    for pattern in (Pattern.XX, Pattern.IK):
+        hand = Hand(pattern, initiator=True, rs=IUT.static_public if pattern is Pattern.IK else None)
+        init = hand.init(init_payload(pattern, index=REF_INDEX ^ 0x100))
+        _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
+    _expect_answered(iut)
+
+
+@case("hs/index/4", section=FIELDS, title="an INIT without the session index field creates no session")
+def _(iut: Iut) -> None:
+    start_session(iut, "responder")
+    hand = Hand(Pattern.XX, initiator=True)
+    _expect_no_session(iut, iut.ok("receive", data=hand.init(init_payload(index=None)), now=0.0))
+    _expect_answered(iut)
+
+
+@case(
+    "hs/index/5", section=FIELDS, title="a RESPONSE whose header index was altered is dropped; a clean copy completes"
+)
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    good = hand.response(response_payload())
+    altered = good[:1] + (REF_INDEX ^ 0x100).to_bytes(4, "big") + good[5:]
+    answer = iut.ok("receive", data=altered, now=0.0)
+    expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a RESPONSE with an altered sender index")
+    expect_eq(session_state(iut), "handshaking", "state after the altered RESPONSE")
+    answer = iut.ok("receive", data=good, now=0.1)
+    one_event(answer, "handshake_completed")
+    finish = one_packet(answer, PacketType.FINISH)
+    expect_eq(int.from_bytes(finish[1:5], "big"), REF_INDEX, "receiver index of the FINISH")
+
+
+def _expect_answered(iut: Iut) -> None:
+    """After refused INITs, a good XX INIT is still answered (the refusals left nothing behind)."""
+    good = Hand(Pattern.XX, initiator=True, ephemeral=OTHER.ephemeral).init(init_payload())
+    one_packet(iut.ok("receive", data=good, now=0.0), PacketType.RESPONSE)

@@ -1,4 +1,4 @@
-"""Record layer cases: DATA, KEEPALIVE and CLOSE, size limits, rekeying, replay protection (spec/record.md).
+"""Record layer cases: DATA, KEEPALIVE and CLOSE, unknown types, size limits, rekeying, replay (spec/record.md).
 
 Each case first completes a normal handshake with ``establish``; the reference
 then seals records with any counter and epoch it likes and opens the IUT's.
@@ -9,22 +9,22 @@ from __future__ import annotations
 from typing import Any
 
 from p2pos.proto.noise import Pattern
-from p2pos.proto.wire import PacketType, encode_finish, encode_init
+from p2pos.proto.wire import PacketType, encode_finish
 
 from .checks import expect, expect_eq, unhex
 from .iut import Iut
 from .reference import (
     IUT_INDEX,
-    REF,
     REF_INDEX,
     Hand,
     Link,
     epoch_key,
     establish,
     events_of,
+    finish_payload,
     get_timer,
     handshake_message,
-    identity_payload,
+    init_payload,
     no_event,
     one_event,
     one_packet,
@@ -32,7 +32,6 @@ from .reference import (
     seal_record,
     session_state,
     start_session,
-    versions_payload,
 )
 from .registry import case
 
@@ -168,10 +167,10 @@ def _(iut: Iut) -> None:
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
-    answer = iut.ok("receive", data=encode_init(Pattern.XX, REF_INDEX, hand.write(versions_payload())), now=0.0)
+    answer = iut.ok("receive", data=hand.init(init_payload()), now=0.0)
     response = one_packet(answer, PacketType.RESPONSE)
     hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE")
-    finish = encode_finish(IUT_INDEX, hand.write(identity_payload(REF)))
+    finish = encode_finish(IUT_INDEX, hand.write(finish_payload()))
     k_i2r, k_r2i = hand.hs.split()
     early = Link(k_i2r, k_r2i, IUT_INDEX, b"").data(b"early", counter=7)
     expect_eq(_deliver(iut, early), [], "a record before FINISH")
@@ -310,3 +309,25 @@ def _(iut: Iut) -> None:
     opened = link.open(one_packet(answer, PacketType.CLOSE))
     expect_eq(opened.plaintext[:2], (0x0B).to_bytes(2, "big"), "code in the CLOSE record (SESSION_EXPIRED)")
     expect_eq(session_state(iut), "closed", "state")
+
+
+@case("rec/16", section=LAYOUT, title="a record of an unknown type (0x08-0xff) is dropped even if it authenticates")
+def _(iut: Iut) -> str:
+    link = establish(iut, "initiator")
+    for ptype in (0x08, 0x42, 0xFF):
+        answer = iut.ok("receive", data=link.seal(ptype, b"from the future"), now=0.0)
+        expect_eq((out_of(answer), events_of(answer)), ([], []), f"answer to a sealed record of type 0x{ptype:02x}")
+    expect_eq(session_state(iut), "established", "state")
+    expect_eq(_deliver(iut, link.data(b"known")), [b"known"], "a DATA record afterwards")
+    return "types 0x08, 0x42, 0xff dropped"
+
+
+@case("rec/17", section=CLOSE, title="a long CLOSE reason is cut to 1024 bytes without splitting a UTF-8 character")
+def _(iut: Iut) -> None:
+    link = establish(iut, "responder")
+    reason = "ab" + "\u20ac" * 400  # 2 + 3 * 400 bytes: a character spans bytes 1022-1024
+    opened = link.open(one_packet(iut.ok("close", code="APPLICATION_CLOSE", reason=reason, now=0.0), PacketType.CLOSE))
+    expect_eq(opened.plaintext[:2], (0x0D).to_bytes(2, "big"), "code in the CLOSE record")
+    sent = opened.plaintext[2:]
+    expect(len(sent) <= 1024, f"the reason has {len(sent)} bytes, more than 1024")
+    expect_eq(sent, reason.encode()[:1022], "reason: the longest whole-character prefix of at most 1024 bytes")

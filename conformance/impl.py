@@ -2,6 +2,8 @@
 
 Run as ``python -m conformance.impl``; it reads one JSON command per line on
 stdin and answers one JSON object per line on stdout (spec/conformance.md).
+It holds one session, or (``endpoint`` command) one ``Endpoint`` whose
+randomness is a deterministic stream derived from its static key.
 It supports every case, so it ignores ``P2POS_TESTCASE`` except for two test
 hooks that prove the runner can fail:
 
@@ -13,6 +15,7 @@ hooks that prove the runner can fail:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import sys
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from p2pos.proto import (
+    Endpoint,
     ErrorCode,
     HandshakeCompleted,
     Identity,
@@ -34,6 +38,7 @@ from p2pos.proto import (
     SessionState,
     SignedRecord,
     StreamFramer,
+    crypto,
     frame,
 )
 from p2pos.proto.identity import verify
@@ -68,6 +73,33 @@ def _now(request: Json) -> float:
     return float(request.get("now", 0.0))
 
 
+def _nonce_then_system(nonce: bytes | None) -> crypto.RandomSource:
+    """The initiator's random source: the runner's SAS nonce for the one nonce draw, else the system's."""
+    pending = [nonce] if nonce is not None else []
+
+    def source(n: int) -> bytes:
+        if pending and n == len(pending[0]):
+            return pending.pop()
+        return crypto.system_random(n)
+
+    return source
+
+
+def _stream(seed: bytes) -> crypto.RandomSource:
+    """A deterministic byte stream (BLAKE2b in counter mode) for the endpoint's indices and ephemerals."""
+    counter = 0
+
+    def source(n: int) -> bytes:
+        nonlocal counter
+        out = b""
+        while len(out) < n:
+            out += hashlib.blake2b(counter.to_bytes(8, "big"), key=seed, digest_size=64).digest()
+            counter += 1
+        return out[:n]
+
+    return source
+
+
 def _config(raw: Any) -> SessionConfig:
     if not isinstance(raw, dict) or not set(raw) <= _CONFIG_FIELDS:
         raise CommandError("BAD_COMMAND", f"config keys must be among {sorted(_CONFIG_FIELDS)}")
@@ -78,11 +110,12 @@ def _config(raw: Any) -> SessionConfig:
 
 
 class Adapter:
-    """The state of one IUT process: at most one session and one framer."""
+    """The state of one IUT process: at most one session (or one endpoint) and one framer."""
 
     def __init__(self, bug: str = "") -> None:
         self.bug = bug
         self.session: SecureSession | None = None
+        self.endpoint: Endpoint | None = None
         self.pending: Json | None = None  # a responder's parameters until its INIT arrives
         self.framer = StreamFramer()
         self.handlers: dict[str, Callable[[Json], Json]] = {
@@ -94,6 +127,7 @@ class Adapter:
             "record_decode": self.record_decode,
             "key_file": self.key_file,
             "session": self.start_session,
+            "endpoint": self.start_endpoint,
             "receive": self.receive,
             "send": self.send,
             "keepalive": self.keepalive,
@@ -152,7 +186,7 @@ class Adapter:
     # -- session ---------------------------------------------------------------------
 
     def start_session(self, request: Json) -> Json:
-        if self.session is not None or self.pending is not None:
+        if self.session is not None or self.pending is not None or self.endpoint is not None:
             raise CommandError("BAD_COMMAND", "a session already exists")
         config = _config(request.get("config") or {})
         keys = LocalKeys.create(Identity.from_seed(_bytes(request, "seed")), _bytes(request, "static"))
@@ -170,8 +204,17 @@ class Adapter:
             expected_peer=PeerId.parse(expected) if expected is not None else None,
             remote_static=_opt_bytes(request, "remote_static"),
             ephemeral=_opt_bytes(request, "ephemeral"),
+            random=_nonce_then_system(_opt_bytes(request, "sas_nonce")),
         )
         return self._drain(_now(request))
+
+    def start_endpoint(self, request: Json) -> Json:
+        if self.session is not None or self.pending is not None or self.endpoint is not None:
+            raise CommandError("BAD_COMMAND", "a session already exists")
+        static = _bytes(request, "static")
+        keys = LocalKeys.create(Identity.from_seed(_bytes(request, "seed")), static)
+        self.endpoint = Endpoint(keys, config=_config(request.get("config") or {}), random=_stream(static))
+        return {"out": [], "events": []}
 
     def _need_session(self) -> SecureSession:
         if self.session is None:
@@ -180,6 +223,9 @@ class Adapter:
 
     def receive(self, request: Json) -> Json:
         data, now = _bytes(request, "data"), _now(request)
+        if self.endpoint is not None:
+            self.endpoint.receive_datagram(data, str(request.get("addr", "peer")), now)
+            return self._drain_endpoint(now)
         if self.session is None and self.pending is not None:
             params = self.pending["request"]
             try:
@@ -212,6 +258,11 @@ class Adapter:
         return self._drain(_now(request))
 
     def timer(self, request: Json) -> Json:
+        if self.endpoint is not None:
+            timer, now = self.endpoint.get_timer(), _now(request)
+            if timer is not None and timer <= now:
+                self.endpoint.handle_timer(now)
+            return self._drain_endpoint(now)
         session, now = self._need_session(), _now(request)
         timer = session.get_timer()
         if timer is not None and timer <= now:
@@ -219,9 +270,13 @@ class Adapter:
         return self._drain(now)
 
     def get_timer(self, request: Json) -> Json:
+        if self.endpoint is not None:
+            return {"timer": self.endpoint.get_timer()}
         return {"timer": self.session.get_timer() if self.session is not None else None}
 
     def state(self, request: Json) -> Json:
+        if self.endpoint is not None:
+            return {"state": "endpoint", "close_code": None, "sessions": len(self.endpoint.sessions())}
         session = self.session
         if session is None:
             return {"state": "none", "close_code": None}
@@ -237,6 +292,16 @@ class Adapter:
         out = [d.hex() for d in session.data_to_send(now)]
         events: list[Json] = []
         while (event := session.next_event()) is not None:
+            events.append(self._event(event))
+        return {"out": out, "events": events}
+
+    def _drain_endpoint(self, now: float) -> Json:
+        endpoint = self.endpoint
+        if endpoint is None:
+            raise CommandError("BAD_COMMAND", "no endpoint")
+        out = [datagram.hex() for datagram, _ in endpoint.datagrams_to_send(now)]
+        events: list[Json] = []
+        while (event := endpoint.next_event()) is not None:
             events.append(self._event(event))
         return {"out": out, "events": events}
 

@@ -2,10 +2,12 @@
 
 Cases drive the IUT through ``Iut`` and play the other side with the pieces
 here.  ``Hand`` is a bare Noise handshake whose payloads a case writes itself
-(so it can send an unknown critical field or a bad signature); ``Link`` holds
-the transport keys of an established session and seals and opens records with
-any counter and epoch.  ``establish`` runs a normal handshake with the IUT and
-returns the ``Link``.
+(so it can send an unknown critical field, a bad signature, a wrong session
+index or a nonce that does not open its commitment); ``Link`` holds the
+transport keys of an established session and seals and opens records with any
+counter and epoch.  ``establish`` runs a normal handshake with the IUT and
+returns the ``Link``.  The SAS commitment and the SAS itself are recomputed
+here with ``hashlib`` from spec/handshake.md §7, not taken from the core.
 """
 
 from __future__ import annotations
@@ -25,6 +27,10 @@ from p2pos.proto.payload import (
     F_CAPABILITIES,
     F_IDENTITY_KEY,
     F_IDENTITY_SIG,
+    F_PADDING,
+    F_SAS_COMMITMENT,
+    F_SAS_NONCE,
+    F_SESSION_INDEX,
     F_VERSIONS,
     HandshakePayload,
     encode_fields,
@@ -46,25 +52,60 @@ from .iut import Iut
 #: Session indices: the IUT's and the reference peer's.
 IUT_INDEX = 0x1A2B3C4D
 REF_INDEX = 0x5E6F7081
+#: The smallest INIT a responder answers, and its send budget per INIT byte (spec/handshake.md §8).
+MIN_INIT_SIZE = 320
+AMPLIFICATION_FACTOR = 3
+#: Bytes of an INIT before its payload: type, pattern, index, ephemeral; IK adds the sealed static and two tags.
+INIT_OVERHEAD = {Pattern.XX: 6 + 32, Pattern.IK: 6 + 32 + 48 + 16}
 
 
 def derive(label: str) -> bytes:
-    """32 fixed bytes named by ``label`` (keys, seeds, ephemerals)."""
+    """32 fixed bytes named by ``label`` (keys, seeds, ephemerals, SAS nonces)."""
     return hashlib.blake2b(label.encode(), digest_size=32, person=b"p2pos-conform").digest()
+
+
+def sas_commitment(nonce: bytes) -> bytes:
+    """The INIT's commitment to the initiator's SAS nonce, from spec/handshake.md §7 (not from the core)."""
+    return hashlib.blake2b(nonce, digest_size=32, key=b"p2pos-sas-commit").digest()
+
+
+def reference_sas(hash_after_message_2: bytes, nonce: bytes) -> str:
+    """The SAS of spec/handshake.md §7: 12 digits of keyed BLAKE2b(h2 || nonce), in groups of four."""
+    digest = hashlib.blake2b(hash_after_message_2 + nonce, digest_size=8, key=b"p2pos-sas-v1").digest()
+    text = f"{int.from_bytes(digest, 'big') % 10**12:012d}"
+    return f"{text[0:4]} {text[4:8]} {text[8:12]}"
+
+
+def nonce_source(nonce: bytes) -> crypto.RandomSource:
+    """A random source for a reference ``SecureSession`` that draws exactly one SAS nonce: ``nonce``."""
+
+    def source(n: int) -> bytes:
+        if n != len(nonce):
+            raise CaseFailed(f"internal: the reference session asked for {n} random bytes, not a SAS nonce")
+        return nonce
+
+    return source
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Party:
-    """One side's fixed key material: identity seed, Noise static and ephemeral private keys."""
+    """One side's fixed key material: identity seed, Noise static and ephemeral keys, SAS nonce."""
 
     name: str
     seed: bytes
     static: bytes
     ephemeral: bytes
+    sas_nonce: bytes
 
     @classmethod
     def named(cls, name: str) -> Party:
-        return cls(name, derive(f"{name}/identity"), derive(f"{name}/static"), derive(f"{name}/ephemeral"))
+        return cls(
+            name,
+            derive(f"{name}/identity"),
+            derive(f"{name}/static"),
+            derive(f"{name}/ephemeral"),
+            derive(f"{name}/sas-nonce"),
+        )
 
     @property
     def identity(self) -> Identity:
@@ -112,6 +153,7 @@ def start_session(
         seed=party.seed,
         static=party.static,
         ephemeral=party.ephemeral,
+        sas_nonce=party.sas_nonce if role == "initiator" else None,
         remote_static=remote_static,
         expected_peer=str(expected_peer) if expected_peer is not None else None,
         local_index=IUT_INDEX,
@@ -173,8 +215,40 @@ def session_state(iut: Iut) -> str:
 
 
 def versions_payload(versions: tuple[int, ...] = (1,), extra: tuple[tuple[int, bytes], ...] = ()) -> bytes:
-    """A payload with only the versions field (XX message 1), plus ``extra`` fields."""
+    """A payload with only the versions field, plus ``extra`` fields (no index, no commitment, no padding)."""
     return encode_fields([(F_VERSIONS, _versions(versions)), *extra])
+
+
+def init_payload(
+    pattern: Pattern = Pattern.XX,
+    *,
+    versions: tuple[int, ...] = (1,),
+    index: int | None = REF_INDEX,
+    nonce: bytes | None = REF.sas_nonce,
+    extra: tuple[tuple[int, bytes], ...] = (),
+    party: Party = REF,
+    signed_static: bytes | None = None,
+    max_plaintext: int = MAX_PLAINTEXT,
+    size: int = MIN_INIT_SIZE,
+) -> bytes:
+    """The reference's INIT payload: versions (IK: the identity), ``index``, the commitment to ``nonce``,
+    ``extra``, then padding so that the INIT packet is at least ``size`` bytes (exactly, when it can be).
+
+    ``index=None`` or ``nonce=None`` leaves that field out.
+    """
+    if pattern is Pattern.IK:
+        fields = _identity_fields(party, versions=versions, max_plaintext=max_plaintext, signed_static=signed_static)
+    else:
+        fields = [(F_VERSIONS, _versions(versions))]
+    if index is not None:
+        fields.append((F_SESSION_INDEX, index.to_bytes(4, "big")))
+    if nonce is not None:
+        fields.append((F_SAS_COMMITMENT, sas_commitment(nonce)))
+    fields.extend(extra)
+    short = size - INIT_OVERHEAD[pattern] - len(encode_fields(fields))
+    if short > 0:
+        fields.append((F_PADDING, bytes(max(short - 4, 0))))
+    return encode_fields(fields)
 
 
 def identity_payload(
@@ -185,23 +259,61 @@ def identity_payload(
     capabilities: tuple[tuple[int, bytes], ...] = (),
     extra: tuple[tuple[int, bytes], ...] = (),
     signed_static: bytes | None = None,
+    index: int | None = None,
+    sas_nonce: bytes | None = None,
 ) -> bytes:
-    """A payload carrying ``party``'s identity binding; ``signed_static`` forges what the signature covers."""
+    """A payload carrying ``party``'s identity binding; ``signed_static`` forges what the signature covers.
+
+    ``index`` adds the session index field (a RESPONSE), ``sas_nonce`` the SAS nonce field (a FINISH).
+    """
+    fields = _identity_fields(
+        party, versions=versions, max_plaintext=max_plaintext, capabilities=capabilities, signed_static=signed_static
+    )
+    if index is not None:
+        fields.append((F_SESSION_INDEX, index.to_bytes(4, "big")))
+    if sas_nonce is not None:
+        fields.append((F_SAS_NONCE, sas_nonce))
+    return encode_fields([*fields, *extra])
+
+
+def response_payload(**kw: Any) -> bytes:
+    """The reference's RESPONSE payload: its identity and its own index (keywords as ``identity_payload``)."""
+    return identity_payload(REF, **{"index": REF_INDEX, **kw})
+
+
+def finish_payload(**kw: Any) -> bytes:
+    """The reference's FINISH payload: its identity and its SAS nonce (keywords as ``identity_payload``)."""
+    return identity_payload(REF, **{"sas_nonce": REF.sas_nonce, **kw})
+
+
+def _identity_fields(
+    party: Party,
+    *,
+    versions: tuple[int, ...],
+    max_plaintext: int,
+    capabilities: tuple[tuple[int, bytes], ...] = (),
+    signed_static: bytes | None = None,
+) -> list[tuple[int, bytes]]:
     static = signed_static if signed_static is not None else party.static_public
     caps = sorted([(CAP_MAX_RECORD_PLAINTEXT, max_plaintext.to_bytes(4, "big")), *capabilities])
-    return encode_fields(
-        [
-            (F_VERSIONS, _versions(versions)),
-            (F_IDENTITY_KEY, party.peer_id.public_key),
-            (F_IDENTITY_SIG, party.identity.sign(DOMAIN_NOISE_STATIC, static)),
-            (F_CAPABILITIES, encode_fields(caps)),
-            *extra,
-        ]
-    )
+    return [
+        (F_VERSIONS, _versions(versions)),
+        (F_IDENTITY_KEY, party.peer_id.public_key),
+        (F_IDENTITY_SIG, party.identity.sign(DOMAIN_NOISE_STATIC, static)),
+        (F_CAPABILITIES, encode_fields(caps)),
+    ]
 
 
 def _versions(versions: tuple[int, ...]) -> bytes:
     return b"".join(v.to_bytes(2, "big") for v in versions)
+
+
+def decode_payload(payload: bytes, what: str) -> HandshakePayload:
+    """Decode one of the IUT's handshake payloads; fail the case if it does not parse."""
+    try:
+        return HandshakePayload.decode_untrusted(payload)
+    except ProtocolError as exc:
+        raise CaseFailed(f"the IUT's {what} payload does not parse: {exc}") from None
 
 
 class Hand:
@@ -228,6 +340,19 @@ class Hand:
 
     def write(self, payload: bytes) -> bytes:
         return self.hs.write_message(payload)
+
+    def init(self, payload: bytes, index: int = REF_INDEX) -> bytes:
+        """An INIT packet from the reference (initiator) carrying ``payload``."""
+        return encode_init(self.hs.pattern, index, self.write(payload))
+
+    def response(self, payload: bytes, receiver: int = IUT_INDEX, index: int = REF_INDEX) -> bytes:
+        """A RESPONSE packet from the reference (responder) carrying ``payload``."""
+        return encode_response(index, receiver, self.write(payload))
+
+    @property
+    def hash(self) -> bytes:
+        """The handshake hash so far (after message 2: the h2 of the SAS)."""
+        return self.hs.handshake_hash
 
     def read(self, message: bytes, what: str) -> bytes:
         """Read the IUT's handshake message; fail the case if it does not decrypt."""
@@ -288,6 +413,10 @@ class Link:
     recv_key: bytes
     iut_index: int
     handshake_hash: bytes
+    #: The SAS both sides should show, computed by ``reference_sas``.
+    sas: str = ""
+    #: The IUT's ``handshake_completed`` event.
+    completed: dict[str, Any] = dataclasses.field(default_factory=dict)
     next_counter: int = 0
     epoch: int = 0
 
@@ -327,50 +456,63 @@ def establish(
     ref_max_plaintext: int = MAX_PLAINTEXT,
     now: float = 0.0,
 ) -> Link:
-    """Run a complete handshake with the IUT in ``role``; returns the reference side's ``Link``."""
-    ref_payload = identity_payload(REF, max_plaintext=ref_max_plaintext)
+    """Run a complete handshake with the IUT in ``role``; returns the reference side's ``Link``.
+
+    The IUT's SAS nonce is checked against its commitment on the way; an IK
+    responder IUT is confirmed with the CONFIRM record (counter 0).
+    """
     ik = pattern is Pattern.IK
     if role == "initiator":
         init = one_packet_of(
             start_session(iut, role, remote_static=REF.static_public if ik else None, now=now, config=config)
         )
         hand = Hand(pattern, initiator=False)
-        payload = hand.read(handshake_message(init, PacketType.INIT), "INIT")
-        if ik:
-            hand.check_identity(payload)
+        raw = hand.read(handshake_message(init, PacketType.INIT), "INIT")
+        commitment = (hand.check_identity(raw) if ik else decode_payload(raw, "INIT")).sas_commitment
         sender = int.from_bytes(init[2:6], "big")
         expect_eq(sender, IUT_INDEX, "INIT sender index")
-        answer = iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX, hand.write(ref_payload)), now=now)
-        one_event(answer, "handshake_completed")
+        response = hand.response(identity_payload(REF, max_plaintext=ref_max_plaintext, index=REF_INDEX))
+        h2 = hand.hash
+        answer = iut.ok("receive", data=response, now=now)
+        completed = one_event(answer, "handshake_completed")
         reply = out_of(answer)
         expect(len(reply) == 1, f"expected one datagram after RESPONSE, got {len(reply)}")
+        nonce: bytes | None = None
         if not ik:
-            hand.check_identity(hand.read(handshake_message(reply[0], PacketType.FINISH), "FINISH"))
+            finish = hand.check_identity(hand.read(handshake_message(reply[0], PacketType.FINISH), "FINISH"))
+            nonce = finish.sas_nonce
         k_i2r, k_r2i = hand.hs.split()
-        link = Link(k_r2i, k_i2r, IUT_INDEX, hand.hs.handshake_hash)
+        link = Link(k_r2i, k_i2r, IUT_INDEX, hand.hash)
         if ik:
             opened = link.open(reply[0])
-            expect_eq(opened.ptype, PacketType.KEEPALIVE, "IK initiator's key confirmation record type")
+            expect_eq(opened.ptype, PacketType.CONFIRM, "IK initiator's key confirmation record type")
+            nonce = opened.plaintext
+        expect(
+            nonce is not None and commitment == sas_commitment(nonce),
+            "the IUT's SAS nonce does not open the commitment in its INIT",
+        )
+        link.sas, link.completed = reference_sas(h2, nonce or b""), completed
         return link
     start_session(iut, role, now=now, config=config)
     hand = Hand(pattern, initiator=True, rs=IUT.static_public if ik else None)
-    first = ref_payload if ik else versions_payload()
-    answer = iut.ok("receive", data=encode_init(pattern, REF_INDEX, hand.write(first)), now=now)
+    answer = iut.ok("receive", data=hand.init(init_payload(pattern, max_plaintext=ref_max_plaintext)), now=now)
     response = one_packet(answer, PacketType.RESPONSE)
     expect_eq(int.from_bytes(response[5:9], "big"), REF_INDEX, "RESPONSE receiver index")
     iut_index = int.from_bytes(response[1:5], "big")
     expect_eq(iut_index, IUT_INDEX, "RESPONSE sender index")
-    hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+    payload = hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
+    expect_eq(payload.session_index, iut_index, "session index in the RESPONSE payload")
+    h2 = hand.hash
     if ik:
         k_i2r, k_r2i = hand.hs.split()
-        link = Link(k_i2r, k_r2i, iut_index, hand.hs.handshake_hash)
-        answer = iut.ok("receive", data=link.seal(PacketType.KEEPALIVE, b""), now=now)
+        link = Link(k_i2r, k_r2i, iut_index, hand.hash)
+        answer = iut.ok("receive", data=link.seal(PacketType.CONFIRM, REF.sas_nonce), now=now)
     else:
-        finish = encode_finish(iut_index, hand.write(ref_payload))
+        finish_packet = encode_finish(iut_index, hand.write(finish_payload(max_plaintext=ref_max_plaintext)))
         k_i2r, k_r2i = hand.hs.split()
-        link = Link(k_i2r, k_r2i, iut_index, hand.hs.handshake_hash)
-        answer = iut.ok("receive", data=finish, now=now)
-    one_event(answer, "handshake_completed")
+        link = Link(k_i2r, k_r2i, iut_index, hand.hash)
+        answer = iut.ok("receive", data=finish_packet, now=now)
+    link.sas, link.completed = reference_sas(h2, REF.sas_nonce), one_event(answer, "handshake_completed")
     return link
 
 

@@ -1,7 +1,7 @@
 """The case registry: every case has a stable id, a spec section and a title.
 
 Ids never change meaning once published; a case that becomes wrong is
-retired (its id is not reused).  Register a case with the ``case`` decorator::
+retired: its id goes into ``RETIRED`` and can never be registered again.  Register a case with the ``case`` decorator::
 
     @case("id/peerid/1", section="identity.md §2", title="peer id of a seed")
     def _(iut: Iut) -> str | None: ...
@@ -24,8 +24,18 @@ if TYPE_CHECKING:
 CaseFunc = Callable[["Iut"], "str | None"]
 _ID = re.compile(r"^[a-z]+(/[a-z0-9_-]+)*/[0-9]+$")
 _CASES: dict[str, Case] = {}
+#: Ids that were published and then retired (spec/conformance.md §4.1): never to be registered again.
+RETIRED = frozenset({"hs/ik/2", "hs/ik/3", "hs/ik/7"})
 #: The modules holding cases, loaded by ``all_cases`` in this order.
-CASE_MODULES = ("cases_identity", "cases_handshake", "cases_handshake_errors", "cases_record", "cases_framing")
+CASE_MODULES = (
+    "cases_identity",
+    "cases_handshake",
+    "cases_handshake_errors",
+    "cases_amplification",
+    "cases_endpoint",
+    "cases_record",
+    "cases_framing",
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +54,8 @@ def case(case_id: str, *, section: str, title: str) -> Callable[[CaseFunc], Case
         raise ValueError(f"bad case id {case_id!r}: use lowercase area/sub/number")
     if case_id in _CASES:
         raise ValueError(f"duplicate case id {case_id!r}")
+    if case_id in RETIRED:
+        raise ValueError(f"case id {case_id!r} is retired and must not be reused")
 
     def register(func: CaseFunc) -> CaseFunc:
         _CASES[case_id] = Case(case_id, section, title, func)

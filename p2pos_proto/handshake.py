@@ -106,12 +106,17 @@ class VerifiedPeer:
 def verify_peer_payload_untrusted(
     payload: bytes, remote_static: bytes, expected: PeerId | None, cache: BindingCache | None = None
 ) -> VerifiedPeer:
-    """Check a peer's identity payload against the Noise static key it proved.
+    """Decode a peer's payload and check its identity binding (see ``check_identity``)."""
+    return check_identity(HandshakePayload.decode_untrusted(payload), remote_static, expected, cache)
 
-    Raises RemoteProtocolError with MALFORMED_MESSAGE, UNKNOWN_CRITICAL_FIELD,
-    BAD_IDENTITY or IDENTITY_MISMATCH.
+
+def check_identity(
+    decoded: HandshakePayload, remote_static: bytes, expected: PeerId | None, cache: BindingCache | None = None
+) -> VerifiedPeer:
+    """Check a decoded payload's identity binding against the Noise static key the peer proved.
+
+    Raises RemoteProtocolError with BAD_IDENTITY or IDENTITY_MISMATCH.
     """
-    decoded = HandshakePayload.decode_untrusted(payload)
     if decoded.identity_key is None or decoded.identity_sig is None:
         raise RemoteProtocolError("handshake payload lacks the identity fields", ErrorCode.BAD_IDENTITY)
     peer = PeerId(decoded.identity_key)

@@ -1,4 +1,4 @@
-"""The record layer: sealing and opening DATA, KEEPALIVE and CLOSE records (spec/record.md).
+"""The record layer: sealing and opening DATA, KEEPALIVE, CLOSE and CONFIRM records (spec/record.md).
 
 Each direction has its own key from the Noise split.  Records carry an
 explicit 64-bit counter (the AEAD nonce) and an 8-bit key epoch, so loss and
@@ -32,7 +32,8 @@ MAX_EPOCH_SKIP = 3
 #: The AEAD nonce: 32 zero bits, then the counter as a little-endian u64 (Noise).
 _NONCE = struct.Struct("<4xQ")
 _nonce = _NONCE.pack
-_unpack_header = RECORD_HEADER.unpack_from
+# Type, epoch and counter; the receiver index was already checked by whoever routed the record.
+_unpack_header = struct.Struct(">B4xBQ").unpack_from
 _pack_header = RECORD_HEADER.pack
 
 
@@ -127,7 +128,7 @@ class RecordReceiver:
         if size < OVERHEAD or size > self._max_size:
             self.drops["malformed" if size < OVERHEAD else "too_large"] += 1
             return None
-        ptype, _, epoch, counter = _unpack_header(data)
+        ptype, epoch, counter = _unpack_header(data)
         window = self.window
         top = window.top
         if counter > top and epoch == self.epoch:

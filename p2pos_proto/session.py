@@ -32,6 +32,7 @@ from .handshake import (
     BindingCache,
     LocalKeys,
     VerifiedPeer,
+    check_identity,
     choose_version,
     default_capabilities,
     max_plaintext_of,
@@ -57,6 +58,8 @@ from .wire import (
 )
 
 MAX_CLOSE_REASON = 1024
+#: Bound on the encoded capabilities a session advertises, so its RESPONSE fits one INIT's budget.
+MAX_CAPABILITY_BYTES = 256
 # Bytes of an INIT before its payload: header, ephemeral, and for IK the encrypted static and two tags.
 _INIT_OVERHEAD = {
     Pattern.XX: INIT_HEADER.size + crypto.DHLEN,
@@ -115,6 +118,9 @@ class SessionConfig:
             raise LocalProtocolError(f"max_record_plaintext must be 1..{MAX_PLAINTEXT}")
         if not self.versions:
             raise LocalProtocolError("at least one protocol version is needed")
+        if sum(4 + len(value) for value in self.capabilities.values()) > MAX_CAPABILITY_BYTES:
+            # A RESPONSE must fit the anti-amplification budget of one INIT (spec/handshake.md §8.5).
+            raise LocalProtocolError(f"capabilities take more than {MAX_CAPABILITY_BYTES} bytes")
 
     def all_capabilities(self) -> dict[int, bytes]:
         caps = default_capabilities(self.max_record_plaintext)
@@ -270,17 +276,15 @@ class SecureSession:
             e=ephemeral,
             random=random,
         )
-        raw = hs.read_message(packet.message)
-        verified: VerifiedPeer | None = None
-        if packet.pattern is Pattern.IK:
-            verified = verify_peer_payload_untrusted(raw, hs.rs or b"", None, binding_cache)
-            payload = verified.payload
-        else:
-            payload = HandshakePayload.decode_untrusted(raw)
+        payload = HandshakePayload.decode_untrusted(hs.read_message(packet.message))
+        # The cheap checks first: a doomed INIT costs no signature verification.
         if payload.session_index != packet.sender_index:
             raise RemoteProtocolError("INIT header and payload disagree on the index", ErrorCode.MALFORMED_MESSAGE)
         if payload.sas_commitment is None:
             raise RemoteProtocolError("INIT lacks the SAS commitment", ErrorCode.MALFORMED_MESSAGE)
+        verified: VerifiedPeer | None = None
+        if packet.pattern is Pattern.IK:
+            verified = check_identity(payload, hs.rs or b"", None, binding_cache)
         session = cls(
             keys=keys,
             handshake=hs,
@@ -437,6 +441,9 @@ class SecureSession:
         if (verified := self._verify(hs, raw, self._expected)) is None:
             return
         payload = verified.payload
+        if payload.session_index is None:
+            self._finish(ErrorCode.MALFORMED_MESSAGE, "RESPONSE payload lacks the session index", by_peer=False)
+            return
         if payload.session_index != packet.sender_index:
             self._drop("index_mismatch")  # the header was altered in transit; wait for a clean copy
             return
@@ -479,7 +486,7 @@ class SecureSession:
         hs, raw = attempt
         if (verified := self._verify(hs, raw, None)) is None:
             return
-        if not self._check_sas_nonce(verified.payload.sas_nonce):
+        if not self._check_sas_nonce(verified.payload.sas_nonce, now):
             return
         if self.version is None:
             self._finish(ErrorCode.UNSUPPORTED_VERSION, "no common protocol version", by_peer=False)
@@ -490,14 +497,18 @@ class SecureSession:
         self._transition(Input.FINISH_OK)
         self._announce()
 
-    def _check_sas_nonce(self, nonce: bytes | None) -> bool:
-        """The revealed nonce must open the INIT's commitment; if not, the peer cheated."""
+    def _check_sas_nonce(self, nonce: bytes | None, now: float) -> bool:
+        """The revealed nonce must open the INIT's commitment; if not, the peer cheated.
+
+        An IK responder already has record keys and tells the (established) initiator
+        with a CLOSE record; an XX responder has none and closes silently.
+        """
         if (
             nonce is None
             or self._sas_commitment is None
             or not hmac.compare_digest(sas_commitment(nonce), self._sas_commitment)
         ):
-            self._finish(ErrorCode.PROTOCOL_VIOLATION, "SAS nonce does not match its commitment", by_peer=False)
+            self._close_with_record(ErrorCode.PROTOCOL_VIOLATION, "SAS nonce does not match its commitment", now)
             return False
         self._sas_nonce = nonce
         return True
@@ -570,7 +581,7 @@ class SecureSession:
             if ptype != PacketType.CONFIRM:
                 self._drop("unconfirmed")  # sent after a CONFIRM that was lost or is late
                 return
-            if not self._check_sas_nonce(plaintext):
+            if not self._check_sas_nonce(plaintext, now):
                 return
             if self.version is None:
                 self._finish(ErrorCode.UNSUPPORTED_VERSION, "no common protocol version", by_peer=False)

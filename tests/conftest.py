@@ -4,6 +4,10 @@
   test vectors in ``../shared/vectors`` (beside the repository, as in CI).  A
   missing folder is a hard failure with a clear message, never a skip: a suite
   that silently stops checking vectors is worse than a red one.
+* Hypothesis profiles: ``ci`` (derandomized, so a CI run is reproducible, and
+  prints the blob to replay a failure) when the environment variable ``CI`` is
+  set, ``dev`` otherwise.  Both drop the per-example deadline: crypto on a
+  loaded machine is slow, and a flaky deadline is worse than a slow test.
 * ``deterministic_random(seed)``: a ``RandomSource`` (``Callable[[int], bytes]``)
   that returns the same stream for the same seed, for every ``random=`` argument
   of the core.  Also available as the ``random_factory`` fixture.
@@ -16,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import settings
 
 #: The repository root (this file is ``<root>/tests/conftest.py``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +34,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
 
 RandomSource = Callable[[int], bytes]
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if "CI" in os.environ else "dev")
 
 
 def vectors_dir() -> Path:

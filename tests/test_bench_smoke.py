@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench" / "handshake_record.py"
 
 FIGURES = {
     "p2pos_xx_handshakes_per_s",
+    "p2pos_xx_returning_handshakes_per_s",
     "p2pos_ik_handshakes_per_s",
     "noise_xx_handshakes_per_s",
     "noise_ik_handshakes_per_s",

@@ -58,7 +58,7 @@ def test_every_case_passes_against_this_implementation(tmp_path: Path) -> None:
     assert not failures, json.dumps(failures, indent=2) + out
     assert status == 0
     total = len(report["cases"])
-    assert total >= 30
+    assert total >= 100
     assert report["summary"] == {"total": total, "passed": total, "failed": 0, "unsupported": 0}
     match = SUMMARY.search(out)
     assert match is not None and match.groups() == (str(total), "0", "0")
@@ -75,10 +75,12 @@ def test_a_wrong_sas_fails_the_sas_cases(tmp_path: Path) -> None:
     status, out, report = run_suite(tmp_path, "-k", "hs/", env={"P2POS_IMPL_BUG": "flip-sas"})
     assert status == 1
     outcome = results(report)
-    for case_id in ("hs/sas/1", "hs/sas/2", "hs/xx/3", "hs/xx/4", "hs/ik/2", "hs/ik/3"):
+    sas_cases = ("hs/sas/1", "hs/sas/2", "hs/sas/3", "hs/sas/4", "hs/xx/3", "hs/xx/4", "hs/ik/8", "hs/ik/9")
+    for case_id in sas_cases:
         assert outcome[case_id] == "fail", case_id
-    assert outcome["hs/xx/1"] == "pass"  # an INIT has no SAS in it
-    assert report["summary"]["failed"] >= 6
+    for case_id in ("hs/xx/1", "hs/sas/5", "hs/sas/8", "hs/amp/4"):  # no SAS is shown in these
+        assert outcome[case_id] == "pass", case_id
+    assert report["summary"]["failed"] == len(sas_cases)
     assert "FAIL hs/sas/1" in out and "SAS" in out
 
 
@@ -86,7 +88,7 @@ def test_an_iut_that_supports_nothing_is_all_unsupported(tmp_path: Path) -> None
     impl = shlex.join([sys.executable, "-c", "raise SystemExit(127)"])
     status, out, report = run_suite(tmp_path, "--impl", impl)
     total = len(report["cases"])
-    assert total >= 30
+    assert total >= 100
     assert set(results(report).values()) == {"unsupported"}
     assert status == 0
     assert f"0 passed, 0 failed, {total} unsupported" in out
@@ -126,9 +128,24 @@ def test_a_misbehaving_iut_fails(tmp_path: Path, script: str, expected: str) -> 
         assert "boom" in out  # the IUT's stderr is shown for failures
 
 
-def test_the_spec_lists_every_case() -> None:
+def test_an_iut_without_an_endpoint_reports_those_cases_unsupported(tmp_path: Path) -> None:
+    status, _, report = run_suite(tmp_path, "-k", "hs/", env={"P2POS_IMPL_UNSUPPORTED": "hs/replay/"})
+    assert status == 0
+    outcome = results(report)
+    assert outcome.pop("hs/replay/1") == outcome.pop("hs/replay/2") == "unsupported"
+    assert len(outcome) >= 60 and set(outcome.values()) == {"pass"}
+
+
+def _spec_sections() -> tuple[str, str]:
+    """The case table of spec/conformance.md §4 and its retired-ids table (§4.1)."""
     spec = (REPO_ROOT / "spec" / "conformance.md").read_text(encoding="utf-8")
-    rows = [line for line in spec.split("\n## §4 Cases", 1)[1].splitlines() if line.startswith("| `")]
+    cases, retired = spec.split("\n## §4 Cases", 1)[1].split("\n### §4.1 Retired ids", 1)
+    return cases, retired.split("\n## ", 1)[0]
+
+
+def test_the_spec_lists_every_case() -> None:
+    cases, _ = _spec_sections()
+    rows = [line for line in cases.splitlines() if line.startswith("| `")]
     proc = subprocess.run(
         [sys.executable, "-m", "conformance", "--list", "--markdown"],
         cwd=REPO_ROOT,
@@ -150,3 +167,24 @@ def test_an_unknown_filter_is_an_error() -> None:
     )
     assert proc.returncode == 2
     assert "no-such-case" in proc.stderr
+
+
+def test_retired_ids_are_listed_and_never_reused() -> None:
+    _, retired = _spec_sections()
+    listed = {line.split("`")[1] for line in retired.splitlines() if line.startswith("| `")}
+    assert len(listed) >= 3
+    assert not listed & set(listed_ids())
+    # The registry knows the same ids and refuses to register any of them again.
+    script = (
+        "import sys\n"
+        "from conformance.registry import RETIRED, case\n"
+        "for case_id in sorted(RETIRED):\n"
+        "    try:\n"
+        "        case(case_id, section='handshake.md §3', title='reuse')\n"
+        "    except ValueError as exc:\n"
+        "        print(case_id, 'retired' in str(exc))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=60
+    )
+    assert proc.stdout.splitlines() == [f"{case_id} True" for case_id in sorted(listed)]

@@ -6,12 +6,14 @@ from collections.abc import Hashable
 
 import pytest
 from helpers import EndpointNet, SeededRandom, closed, completed, make_keys, of_type, ptype
+
 from p2pos.proto import (
     Endpoint,
     ErrorCode,
     HandshakeCompleted,
     LocalProtocolError,
     MessageReceived,
+    SessionClosed,
     SessionConfig,
     SessionState,
 )
@@ -139,16 +141,35 @@ def test_replay_within_handshake_gets_cached_response() -> None:
     completed(net.events["B"])
 
 
-def test_init_with_same_ephemeral_but_other_bytes_is_not_answered() -> None:
+def test_init_with_same_ephemeral_but_other_bytes_is_a_separate_handshake() -> None:
+    # The replay cache is keyed on the whole INIT (spec/session.md §4): a variant with
+    # the same ephemeral is not a replay.  It gets its own responder session, whose
+    # RESPONSE goes to the sender of the variant, and which can never complete (the
+    # sender lacks the ephemeral private key): the genuine handshake is unaffected.
     net, a, b = two_endpoints()
-    a.connect("B", net.now)
+    session = a.connect("B", net.now)
     ((_, _, init),) = net.outgoing()
     b.receive_datagram(init, "A", net.now)
-    b.datagrams_to_send(net.now)
-    forged = init + b"\x00\x04\x00\x00"  # an extra (unknown, non-critical) payload field
+    ((response, _),) = b.datagrams_to_send(net.now)
+    forged = init + b"\x00\x09\x00\x00"  # an extra (unknown, non-critical) payload field
     b.receive_datagram(forged, "mallory", net.now)
-    assert b.datagrams_to_send(net.now) == []
-    assert len(b.sessions()) == 1
+    ((shadow, dest),) = b.datagrams_to_send(net.now)
+    assert dest == "mallory" and ptype(shadow) is PacketType.RESPONSE and shadow != response
+    assert len(b.sessions()) == 2
+    # The shadow RESPONSE, passed on to the initiator, fails Noise (its transcript differs).
+    a.receive_datagram(shadow, "B", net.now)
+    assert session.state is SessionState.AWAIT_RESPONSE
+    assert session.stats() == {"handshake_auth": 1}
+    a.receive_datagram(response, "B", net.now)
+    net.flush()
+    assert completed(net.events["A"]).peer_id == BOB.identity.peer_id
+    assert completed(net.events["B"]).peer_id == ALICE.identity.peer_id
+    # The shadow session times out without a word to the application.
+    while net.next_timer() is not None and net.now < 20.0:
+        net.jump()
+        net.outgoing()
+    assert len(b.sessions()) == 1 and b.sessions()[0].is_established
+    assert of_type(net.events["B"], SessionClosed) == []
 
 
 def test_replay_cache_expires() -> None:

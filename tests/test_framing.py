@@ -6,6 +6,7 @@ import random
 
 import pytest
 from helpers import SessionPair, completed
+
 from p2pos.proto import ErrorCode, LocalProtocolError, StreamFramer, frame
 from p2pos.proto.framing import MAX_FRAME
 

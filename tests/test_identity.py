@@ -8,6 +8,7 @@ import pytest
 from conftest import deterministic_random
 from hypothesis import given
 from hypothesis import strategies as st
+
 from p2pos.proto import crypto
 from p2pos.proto.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from p2pos.proto.identity import (

@@ -101,3 +101,32 @@ def test_demo_command() -> None:
     assert result.returncode == 0, result.stderr
     assert "SAS" in result.stdout
     assert "demo finished" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("addr", "why"),
+    [
+        (("example.invalid", 4000), "not an IP address"),
+        (("127.0.0.1", 0), "not in 1..65535"),
+        (("127.0.0.1", 70000), "not in 1..65535"),
+        (("::1", 4000), "IPv6"),
+        ("127.0.0.1:4000", "(ip, port)"),
+    ],
+)
+async def test_bad_address_is_a_clear_error_and_creates_nothing(addr: object, why: str) -> None:
+    async with open_node(keys(1)) as a:
+        with pytest.raises(ValueError, match=why.replace("(", r"\(").replace(")", r"\)")):
+            await a.connect(addr)  # type: ignore[arg-type]
+        assert a.endpoint.sessions() == []
+
+
+async def test_a_failing_send_loses_one_datagram_not_the_node() -> None:
+    async with open_node(keys(1)) as a, open_node(keys(2)) as b:
+        await a.transport.send(b"x", ("127.0.0.1", 0))  # the kernel refuses: EINVAL
+        assert a.transport.send_errors == 1
+        assert a.transport.last_send_error is not None
+        with trio.fail_after(10):
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(b.accept)
+                conn = await a.connect(b.address, expected_peer=b.peer_id)
+        assert conn.sas

@@ -6,30 +6,44 @@ Two levels, for XX and IK, with p2pos in both roles:
     messages with payloads, then transport messages both ways;
 (b) full p2pos: a real ``SecureSession`` against a peer whose Noise is done by
     noiseprotocol but which speaks p2pos packets (``wire.encode_*``, payloads
-    from ``handshake.local_payload``, prologue ``handshake.PROLOGUE``).  The
-    session must complete with the right peer id, and records must cross in
-    both directions using noiseprotocol's transport ciphers with the p2pos
-    nonce format (explicit counter, set with ``CipherState.set_nonce``),
-    including across record-layer rekeys (Noise REKEY).
+    built from ``HandshakePayload``: a padded INIT with the session index and
+    the SAS commitment, a RESPONSE with the index, a FINISH or IK CONFIRM record
+    revealing the SAS nonce; prologue ``handshake.PROLOGUE``).  The session must
+    complete with the right peer id and a SAS equal to the formula computed from
+    noiseprotocol's handshake hash, and records must cross in both directions
+    using noiseprotocol's transport ciphers with the p2pos nonce format
+    (explicit counter, set with ``CipherState.set_nonce``), including across
+    record-layer rekeys (Noise REKEY).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
 import pytest
 from conftest import deterministic_random
 from noise.connection import Keypair, NoiseConnection
+
 from p2pos.proto import crypto, handshake, wire
 from p2pos.proto.events import HandshakeCompleted, MessageReceived
-from p2pos.proto.handshake import PROLOGUE, LocalKeys, default_capabilities, local_payload
+from p2pos.proto.handshake import (
+    MIN_INIT_SIZE,
+    PROLOGUE,
+    LocalKeys,
+    default_capabilities,
+    padded,
+    sas_commitment,
+    short_authentication_string,
+    with_identity,
+)
 from p2pos.proto.identity import Identity
 from p2pos.proto.noise import CipherState, HandshakeState, Pattern, protocol_name
 from p2pos.proto.payload import HandshakePayload
 from p2pos.proto.record import MAX_PLAINTEXT
 from p2pos.proto.session import SecureSession, SessionConfig, SessionState
-from p2pos.proto.wire import RECORD_HEADER, PacketType
+from p2pos.proto.wire import INIT_HEADER, RECORD_HEADER, PacketType
 
 PATTERNS = [Pattern.XX, Pattern.IK]
 MESSAGES = {Pattern.XX: 3, Pattern.IK: 2}
@@ -134,14 +148,37 @@ class NoiseprotocolPeer:
         self.send_counter = 0
         self.send_epoch = 0
         self.recv_epoch = 0
+        #: The SAS nonce this peer commits to when it initiates (spec/handshake.md §7).
+        self.sas_nonce = rand(32)
+
+    def running_hash(self) -> bytes:
+        """noiseprotocol's handshake hash so far (its public getter answers only once the handshake is done)."""
+        return bytes(self._hs.symmetric_state.get_handshake_hash())
 
     @property
     def remote_static(self) -> bytes:
         public: bytes = self._hs.rs.public_bytes
         return public
 
-    def payload(self, *, with_identity: bool = True) -> bytes:
-        return local_payload(self.keys, (1,), default_capabilities(MAX_PLAINTEXT), with_identity=with_identity)
+    def _identified(self, payload: HandshakePayload) -> HandshakePayload:
+        return with_identity(self.keys, dataclasses.replace(payload, capabilities=default_capabilities(MAX_PLAINTEXT)))
+
+    def init_payload(self) -> bytes:
+        """INIT: versions, our index, the SAS commitment (and identity in IK), padded to MIN_INIT_SIZE."""
+        payload = HandshakePayload(
+            versions=(1,), session_index=self.index, sas_commitment=sas_commitment(self.sas_nonce)
+        )
+        overhead = INIT_HEADER.size + crypto.DHLEN
+        if self.pattern is Pattern.IK:
+            payload = self._identified(payload)
+            overhead += crypto.DHLEN + 2 * crypto.TAGLEN
+        return padded(payload, overhead)
+
+    def response_payload(self) -> bytes:
+        return self._identified(HandshakePayload(versions=(1,), session_index=self.index)).encode()
+
+    def finish_payload(self) -> bytes:
+        return self._identified(HandshakePayload(versions=(1,), sas_nonce=self.sas_nonce)).encode()
 
     # Records, with the p2pos layout and nonce (explicit counter; Noise nonce format).
 
@@ -241,11 +278,14 @@ def test_p2pos_initiator_with_noiseprotocol_responder(pattern: Pattern) -> None:
     got = peer.conn.read_message(packet.message)
     peer.remote_index = packet.sender_index
     if pattern is Pattern.IK:
-        verified = handshake.verify_peer_payload_untrusted(bytes(got), peer.remote_static, keys.identity.peer_id)
-        assert verified.versions == (1,)
+        first = handshake.verify_peer_payload_untrusted(bytes(got), peer.remote_static, keys.identity.peer_id).payload
     else:
-        assert HandshakePayload.decode_untrusted(bytes(got)).identity_key is None  # XX hides it until message 3
-    response = bytes(peer.conn.write_message(peer.payload()))
+        first = HandshakePayload.decode_untrusted(bytes(got))
+        assert first.identity_key is None  # XX hides it until message 3
+    assert len(init) == MIN_INIT_SIZE and first.padding > 0
+    assert first.versions == (1,) and first.session_index == 7 and first.sas_commitment is not None
+    response = bytes(peer.conn.write_message(peer.response_payload()))
+    hash_after_2 = peer.running_hash()
     session.receive_data(wire.encode_response(peer.index, packet.sender_index, response), now)
     done = check_completed(session, peer)
 
@@ -255,10 +295,14 @@ def test_p2pos_initiator_with_noiseprotocol_responder(pattern: Pattern) -> None:
         assert finish.type is PacketType.FINISH and finish.receiver_index == peer.index
         got = peer.conn.read_message(finish.message)
         verified = handshake.verify_peer_payload_untrusted(bytes(got), peer.remote_static, keys.identity.peer_id)
-        assert verified.capabilities == CONFIG.all_capabilities()
+        assert verified.payload.capabilities == CONFIG.all_capabilities()
+        nonce = verified.payload.sas_nonce
     else:
-        # IK: the initiator confirms its keys with an empty KEEPALIVE record.
-        assert peer.open(confirm) == (PacketType.KEEPALIVE, b"")
+        # IK: the initiator confirms its keys with a CONFIRM record carrying the SAS nonce.
+        ptype, nonce = peer.open(confirm)
+        assert ptype == PacketType.CONFIRM
+    assert nonce is not None and sas_commitment(nonce) == first.sas_commitment
+    assert done.sas == short_authentication_string(hash_after_2, nonce)
     assert peer.conn.handshake_finished
     assert done.handshake_hash == peer.conn.get_handshake_hash()
     assert peer.remote_static == keys.static_public
@@ -275,10 +319,12 @@ def test_noiseprotocol_initiator_with_p2pos_responder(pattern: Pattern) -> None:
         seed=f"np-init-{pattern.value}",
         remote_static=keys.static_public if pattern is Pattern.IK else None,
     )
-    first = bytes(peer.conn.write_message(peer.payload(with_identity=pattern is Pattern.IK)))
+    first = bytes(peer.conn.write_message(peer.init_payload()))
+    init = wire.encode_init(pattern, peer.index, first)
+    assert len(init) == MIN_INIT_SIZE
     session = SecureSession.respond_untrusted(
         keys,
-        wire.encode_init(pattern, peer.index, first),
+        init,
         local_index=9,
         now=now,
         config=CONFIG,
@@ -291,19 +337,21 @@ def test_noiseprotocol_initiator_with_p2pos_responder(pattern: Pattern) -> None:
     peer.remote_index = packet.sender_index
     got = peer.conn.read_message(packet.message)
     verified = handshake.verify_peer_payload_untrusted(bytes(got), peer.remote_static, keys.identity.peer_id)
-    assert verified.versions == (1,)
+    assert verified.payload.versions == (1,) and verified.payload.session_index == 9
+    hash_after_2 = peer.running_hash()
 
     if pattern is Pattern.XX:
         assert session.state is SessionState.AWAIT_FINISH
-        finish = bytes(peer.conn.write_message(peer.payload()))
+        finish = bytes(peer.conn.write_message(peer.finish_payload()))
         session.receive_data(wire.encode_finish(session.local_index, finish), now)
         done = check_completed(session, peer)
     else:
-        # IK: the responder waits for a first authenticated record before announcing the peer.
+        # IK: the responder waits for the CONFIRM record (the SAS nonce) before announcing the peer.
         assert session.state is SessionState.AWAIT_CONFIRM
         assert drain_events(session) == []
-        session.receive_data(peer.seal(PacketType.KEEPALIVE, b""), now)
+        session.receive_data(peer.seal(PacketType.CONFIRM, peer.sas_nonce), now)
         done = check_completed(session, peer)
+    assert done.sas == short_authentication_string(hash_after_2, peer.sas_nonce)
     assert peer.conn.handshake_finished
     assert done.handshake_hash == peer.conn.get_handshake_hash()
     assert session.data_to_send(now) == []
@@ -328,7 +376,7 @@ def test_p2pos_rejects_noiseprotocol_peer_with_wrong_identity(pattern: Pattern) 
     (init,) = session.data_to_send(now)
     packet = wire.parse_handshake_untrusted(init)
     peer.conn.read_message(packet.message)
-    response = bytes(peer.conn.write_message(peer.payload()))
+    response = bytes(peer.conn.write_message(peer.response_payload()))
     session.receive_data(wire.encode_response(peer.index, 1, response), now)
     assert session.state is SessionState.CLOSED
     assert session.close_code is not None and session.close_code.name == "IDENTITY_MISMATCH"

@@ -16,6 +16,7 @@ import pytest
 from conftest import load_vector_json, vectors_dir
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from p2pos.proto import crypto
 from p2pos.proto.errors import ErrorCode, RemoteProtocolError
 from p2pos.proto.noise import CipherState, HandshakeState, Pattern, protocol_name

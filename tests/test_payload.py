@@ -7,6 +7,7 @@ import struct
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from p2pos.proto.errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from p2pos.proto.payload import (
     CAP_MAX_RECORD_PLAINTEXT,
@@ -14,6 +15,10 @@ from p2pos.proto.payload import (
     F_CAPABILITIES,
     F_IDENTITY_KEY,
     F_IDENTITY_SIG,
+    F_PADDING,
+    F_SAS_COMMITMENT,
+    F_SAS_NONCE,
+    F_SESSION_INDEX,
     F_VERSIONS,
     HandshakePayload,
     decode_fields_untrusted,
@@ -61,7 +66,11 @@ def test_field_order_does_not_matter() -> None:
     assert HandshakePayload.decode_untrusted(encode_fields(fields[::-1])) == FULL
 
 
-@pytest.mark.parametrize("ftype", [0x0000, 0x0005, 0x1234, 0x7FFF])
+#: The lowest field type the spec does not define (0x0001..0x0008 are known).
+UNKNOWN = 0x0009
+
+
+@pytest.mark.parametrize("ftype", [0x0000, UNKNOWN, 0x1234, 0x7FFF])
 def test_unknown_non_critical_fields_are_ignored(ftype: int) -> None:
     data = field(ftype, b"whatever") + FULL_BYTES + field(ftype + 0x10 if ftype < 0x7FEF else 0x10, b"")
     assert HandshakePayload.decode_untrusted(data) == FULL
@@ -150,9 +159,71 @@ def test_trailing_partial_field_is_malformed(extra: bytes) -> None:
 
 
 def test_trailing_complete_fields() -> None:
-    assert HandshakePayload.decode_untrusted(FULL_BYTES + field(0x0005, b"\x00\x00")) == FULL
+    assert HandshakePayload.decode_untrusted(FULL_BYTES + field(UNKNOWN, b"\x00\x00")) == FULL
     assert remote_error(FULL_BYTES + field(0x8005, b"")).code is ErrorCode.UNKNOWN_CRITICAL_FIELD
     assert remote_error(FULL_BYTES + field(F_VERSIONS, b"\x00\x01")).code is ErrorCode.MALFORMED_MESSAGE
+
+
+# -- the hardening fields (session index, SAS commitment and nonce, padding) ------------
+
+HARDENED = HandshakePayload(
+    versions=(1,),
+    session_index=0xDEADBEEF,
+    sas_commitment=bytes(range(32)),
+    sas_nonce=bytes(range(32, 64)),
+    padding=7,
+)
+
+
+def test_hardening_fields_round_trip_and_layout() -> None:
+    data = HARDENED.encode()
+    assert HandshakePayload.decode_untrusted(data) == HARDENED
+    assert decode_fields_untrusted(data) == [
+        (F_VERSIONS, b"\x00\x01"),
+        (F_SESSION_INDEX, bytes.fromhex("deadbeef")),
+        (F_SAS_COMMITMENT, bytes(range(32))),
+        (F_SAS_NONCE, bytes(range(32, 64))),
+        (F_PADDING, bytes(7)),
+    ]
+    assert HandshakePayload.decode_untrusted(field(F_SESSION_INDEX, bytes(4))).session_index == 0
+
+
+def test_padding_content_is_ignored() -> None:
+    # Padding is sent as zero bytes but only its length is kept: a receiver does not judge it.
+    decoded = HandshakePayload.decode_untrusted(field(F_PADDING, b"\xff" * 9) + field(F_VERSIONS, b"\x00\x01"))
+    assert decoded == HandshakePayload(versions=(1,), padding=9)
+    assert HandshakePayload.decode_untrusted(field(F_PADDING, b"")) == HandshakePayload()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        field(F_SESSION_INDEX, bytes(3)),
+        field(F_SESSION_INDEX, bytes(5)),
+        field(F_SAS_COMMITMENT, bytes(31)),
+        field(F_SAS_COMMITMENT, bytes(33)),
+        field(F_SAS_NONCE, b""),
+        field(F_SAS_NONCE, bytes(31)),
+        field(F_SAS_NONCE, bytes(64)),
+        field(F_SESSION_INDEX, bytes(4)) * 2,
+        field(F_PADDING, b"") * 2,
+    ],
+    ids=["index-3", "index-5", "commit-31", "commit-33", "nonce-0", "nonce-31", "nonce-64", "index-dup", "pad-dup"],
+)
+def test_bad_hardening_fields_are_malformed(data: bytes) -> None:
+    assert remote_error(data).code is ErrorCode.MALFORMED_MESSAGE
+
+
+@pytest.mark.parametrize("ftype", [F_SESSION_INDEX, F_SAS_COMMITMENT, F_SAS_NONCE, F_PADDING])
+def test_critical_bit_on_a_known_type_is_still_unknown(ftype: int) -> None:
+    assert remote_error(field(CRITICAL | ftype, bytes(32))).code is ErrorCode.UNKNOWN_CRITICAL_FIELD
+
+
+def test_session_index_must_fit_a_u32() -> None:
+    for index in (-1, 2**32):
+        with pytest.raises(LocalProtocolError):
+            HandshakePayload(session_index=index).encode()
+    assert len(HandshakePayload(session_index=2**32 - 1).encode()) == 8
 
 
 def test_encode_refuses_values_that_do_not_fit() -> None:
@@ -176,6 +247,10 @@ PAYLOADS = st.builds(
     identity_key=st.none() | st.binary(min_size=32, max_size=32),
     identity_sig=st.none() | st.binary(min_size=64, max_size=64),
     capabilities=st.dictionaries(u16, st.binary(max_size=20), max_size=5),
+    session_index=st.none() | st.integers(min_value=0, max_value=2**32 - 1),
+    sas_commitment=st.none() | st.binary(min_size=32, max_size=32),
+    sas_nonce=st.none() | st.binary(min_size=32, max_size=32),
+    padding=st.integers(min_value=0, max_value=400),
 )
 
 
@@ -196,7 +271,20 @@ def test_arbitrary_bytes_raise_only_remote_errors(data: bytes) -> None:
 
 FIELD_LISTS = st.lists(
     st.tuples(
-        st.sampled_from([F_VERSIONS, F_IDENTITY_KEY, F_IDENTITY_SIG, F_CAPABILITIES, 0x0042, 0x8042]),
+        st.sampled_from(
+            [
+                F_VERSIONS,
+                F_IDENTITY_KEY,
+                F_IDENTITY_SIG,
+                F_CAPABILITIES,
+                F_SESSION_INDEX,
+                F_SAS_COMMITMENT,
+                F_SAS_NONCE,
+                F_PADDING,
+                0x0042,
+                0x8042,
+            ]
+        ),
         st.binary(max_size=70),
     ),
     max_size=5,

@@ -9,6 +9,7 @@ import pytest
 from conftest import deterministic_random
 from hypothesis import given
 from hypothesis import strategies as st
+
 from p2pos.proto.errors import ErrorCode, LocalProtocolError
 from p2pos.proto.identity import Identity
 from p2pos.proto.peer_id import (

@@ -12,6 +12,7 @@ import functools
 from helpers import EndpointNet, LossyNet, SessionPair, completed, make_keys, of_type
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from p2pos.proto import (
     HandshakeCompleted,
     MessageReceived,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from p2pos.proto import ErrorCode, LocalProtocolError
 from p2pos.proto.record import (
     COUNTER_LIMIT,

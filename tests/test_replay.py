@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from p2pos.proto.replay import WINDOW, ReplayWindow
 
 RING_BITS = 64 * 128

@@ -17,6 +17,7 @@ from helpers import (
     of_type,
     ptype,
 )
+
 from p2pos.proto import (
     ErrorCode,
     HandshakeCompleted,
@@ -29,7 +30,7 @@ from p2pos.proto import (
     SessionState,
     crypto,
 )
-from p2pos.proto.handshake import local_payload
+from p2pos.proto.handshake import MIN_INIT_SIZE, padded, sas_commitment, with_identity
 from p2pos.proto.noise import HandshakeState, Pattern
 from p2pos.proto.payload import HandshakePayload
 from p2pos.proto.record import COUNTER_LIMIT
@@ -77,7 +78,7 @@ def test_handshake_completes(ik: bool) -> None:
     assert (done_a.session_id, done_b.session_id) == (INDEX_A, INDEX_B)
     assert (pair.a.remote_index, pair.b.remote_index) == (INDEX_B, INDEX_A)
     assert pair.a.sas == pair.b.sas == done_a.sas
-    expected = [PacketType.INIT, PacketType.FINISH] if not ik else [PacketType.INIT, PacketType.KEEPALIVE]
+    expected = [PacketType.INIT, PacketType.FINISH] if not ik else [PacketType.INIT, PacketType.CONFIRM]
     assert [ptype(d) for d in pair.sent_a] == expected
     assert [ptype(d) for d in pair.sent_b] == [PacketType.RESPONSE]
     assert pair.a.stats() == {} and pair.b.stats() == {}
@@ -104,7 +105,7 @@ def test_sessions_with_same_seed_differ_by_ephemeral() -> None:
     assert completed(one.events_a).sas != completed(two.events_a).sas
 
 
-def test_ik_responder_completes_only_after_first_record() -> None:
+def test_ik_responder_completes_only_after_confirm_record() -> None:
     pair = SessionPair(ik=True)
     (init,) = pair.take_a()
     pair.deliver_to_b(init)
@@ -115,24 +116,30 @@ def test_ik_responder_completes_only_after_first_record() -> None:
     assert pair.a.is_established
     completed(pair.events_a)
     (confirm,) = pair.take_a()
-    assert ptype(confirm) is PacketType.KEEPALIVE
+    assert ptype(confirm) is PacketType.CONFIRM
     assert pair.events_b == []
     with pytest.raises(LocalProtocolError):
         pair.b.send(b"too early", pair.now)
     pair.deliver_to_b(confirm)
     assert pair.b.is_established
     assert completed(pair.events_b).peer_id == pair.a_keys.identity.peer_id
-    assert not of_type(pair.events_b, MessageReceived)  # a keepalive is not a message
+    assert not of_type(pair.events_b, MessageReceived)  # a CONFIRM is not a message
 
 
-def test_ik_responder_confirmed_by_data() -> None:
+def test_ik_responder_is_not_confirmed_by_data() -> None:
+    # Only a CONFIRM (carrying the SAS nonce) completes an IK responder; DATA sent
+    # after a lost CONFIRM is dropped, and the handshake recovers by retransmission.
     pair = SessionPair(ik=True)
-    pair.flush(drop=drop_first(PacketType.KEEPALIVE, "a"))
+    pair.flush(drop=drop_first(PacketType.CONFIRM, "a"))
     assert pair.b.state is SessionState.AWAIT_CONFIRM
     pair.a.send(b"first", pair.now)
     pair.flush()
+    assert pair.events_b == [] and pair.messages_b() == []
+    assert pair.b.stats() == {"unconfirmed": 1}
+    pair.jump()  # the responder repeats its RESPONSE; the initiator answers with a fresh CONFIRM
+    pair.flush()
     assert isinstance(pair.events_b[0], HandshakeCompleted)
-    assert pair.messages_b() == [b"first"]
+    pair.check_messages_flow()
 
 
 @BOTH
@@ -269,13 +276,14 @@ def test_lost_finish_recovers() -> None:
 
 def test_lost_ik_confirmation_recovers() -> None:
     pair = SessionPair(ik=True)
-    pair.flush(drop=drop_first(PacketType.KEEPALIVE, "a"))
+    pair.flush(drop=drop_first(PacketType.CONFIRM, "a"))
     assert pair.a.is_established
     assert pair.b.state is SessionState.AWAIT_CONFIRM
     pair.jump()
     pair.flush()
     assert pair.b.is_established
-    assert len(packets(pair.sent_a, PacketType.KEEPALIVE)) == 2
+    confirms = packets(pair.sent_a, PacketType.CONFIRM)
+    assert len(confirms) == 2 and confirms[0] != confirms[1]  # a fresh record, not a replay
     assert completed(pair.events_a).sas == completed(pair.events_b).sas
     pair.check_messages_flow()
 
@@ -356,8 +364,9 @@ def test_mangled_response_dropped_then_handshake_completes(ik: bool) -> None:
     (init,) = pair.take_a()
     pair.deliver_to_b(init)
     (response,) = pair.take_b()
-    # Bytes 1..4 carry the responder's index, a routing hint that Noise does not cover.
-    bad = mangled(response, skip=range(1, 5))
+    # Bytes 1..4 carry the responder's index: Noise does not cover the header, but the
+    # payload repeats the index, so a flipped copy is dropped ("index_mismatch") too.
+    bad = mangled(response, skip=range(0))
     for datagram in bad:
         pair.deliver_to_a(datagram)
     assert pair.a.state is SessionState.AWAIT_RESPONSE
@@ -386,8 +395,8 @@ def test_mangled_finish_dropped_then_handshake_completes() -> None:
 
 def test_mangled_ik_confirmation_dropped() -> None:
     pair = SessionPair(ik=True)
-    pair.flush(drop=drop_first(PacketType.KEEPALIVE, "a"))
-    (confirm,) = packets(pair.sent_a, PacketType.KEEPALIVE)
+    pair.flush(drop=drop_first(PacketType.CONFIRM, "a"))
+    (confirm,) = packets(pair.sent_a, PacketType.CONFIRM)
     bad = mangled(confirm, skip=range(0))
     for datagram in bad:
         pair.deliver_to_b(datagram)
@@ -402,11 +411,12 @@ def test_mangled_init_rejected_by_responder(ik: bool) -> None:
     pair = SessionPair(ik=ik)
     (init,) = pair.take_a()
     keys = make_keys("bob")
-    # Truncations always fail.  In IK every byte after the header is authenticated;
-    # in XX the first message is not (Noise XX message 1 is "e" plus a clear payload).
-    candidates = [init[:n] for n in (0, 1, 5, 6, 37)]
-    if ik:
-        candidates += mangled(init, skip=range(2, 6))[10:]
+    # Truncations always fail (an INIT is at least 320 bytes), and so does a changed
+    # sender index (bytes 2..5, repeated in the payload).  In IK every byte after the
+    # header is authenticated; in XX the first message is not (Noise XX message 1 is
+    # "e" plus a clear payload).
+    candidates = [init[:n] for n in (0, 1, 5, 6, 37, len(init) - 1)]
+    candidates += mangled(init, skip=range(0) if ik else range(6, len(init)))[10:]
     for datagram in candidates:
         with pytest.raises(RemoteProtocolError):
             SecureSession.respond_untrusted(keys, datagram, local_index=1, now=0.0, random=SeededRandom(0))
@@ -492,6 +502,31 @@ def test_close_reason_is_capped_and_unknown_codes_read_as_protocol_violation() -
     event = closed(other.events_b)
     assert event.code is ErrorCode.PROTOCOL_VIOLATION
     assert event.reason == "\N{REPLACEMENT CHARACTER}" * 2
+
+
+@pytest.mark.parametrize(("char", "kept"), [("\N{EURO SIGN}", 341), ("\N{LATIN SMALL LETTER E WITH ACUTE}", 512)])
+def test_close_reason_is_cut_on_a_character_boundary(char: str, kept: int) -> None:
+    # 1024 bytes of UTF-8 at most, never half a character (3-byte: 341 fit; 2-byte: 512 fit).
+    pair = SessionPair()
+    pair.handshake()
+    pair.a.close(pair.now, ErrorCode.NO_ERROR, char * 2000)
+    (record,) = pair.take_a()
+    pair.deliver_to_b(record)
+    assert closed(pair.events_b).reason == char * kept
+
+
+def test_unknown_record_types_dropped_before_decryption() -> None:
+    pair = SessionPair()
+    pair.handshake()
+    sender = pair.a._sender
+    assert sender is not None
+    for kind in (0x08, 0x7F, 0xFF):
+        pair.deliver_to_b(sender.seal(kind, b"from the future", pair.now))
+    assert pair.b.stats() == {"unknown_type": 3}
+    receiver = pair.b._receiver
+    assert receiver is not None and receiver.window.top == -1  # never decrypted: the window did not move
+    assert pair.messages_b() == []
+    pair.check_messages_flow()
 
 
 def test_close_during_handshake_sends_nothing() -> None:
@@ -631,9 +666,14 @@ def test_transition_table_rejects_missing_entries() -> None:
 # -- weak ephemerals in an INIT -----------------------------------------------------------
 
 
+#: Sender index and payload of the hand-built INITs below: a valid one, padded (spec/handshake.md §5, §8).
+HAND_INDEX = 0x11223344
+HAND_PAYLOAD = HandshakePayload(versions=(1,), session_index=HAND_INDEX, sas_commitment=sas_commitment(bytes(32)))
+
+
 def xx_init_with_ephemeral(ephemeral_public: bytes) -> bytes:
-    payload = HandshakePayload(versions=(1,)).encode()
-    return encode_init(Pattern.XX, 0x11223344, ephemeral_public + payload)
+    payload = padded(HAND_PAYLOAD, 6 + 32)
+    return encode_init(Pattern.XX, HAND_INDEX, ephemeral_public + payload)
 
 
 def ik_init_with_ephemeral(ephemeral_public: bytes) -> bytes:
@@ -647,8 +687,8 @@ def ik_init_with_ephemeral(ephemeral_public: bytes) -> bytes:
         rs=bob.static_public,
         random=SeededRandom("ik-init"),
     )
-    message = hs.write_message(local_payload(keys, (1,), {}))
-    return encode_init(Pattern.IK, 0x11223344, ephemeral_public + message[32:])
+    message = hs.write_message(padded(with_identity(keys, HAND_PAYLOAD), 6 + 32 + 48 + 16))
+    return encode_init(Pattern.IK, HAND_INDEX, ephemeral_public + message[32:])
 
 
 @pytest.mark.parametrize("point", LOW_ORDER_POINTS, ids=lambda p: p[:4].hex())
@@ -663,9 +703,9 @@ def test_low_order_ephemeral_in_init_rejected(point: bytes, build: Callable[[byt
 def test_hand_built_xx_init_is_accepted() -> None:
     """The builder above is a valid INIT when the ephemeral is a real key: the rejection is about the key."""
     good = SeededRandom("e")(32)
-    session = SecureSession.respond_untrusted(
-        make_keys("bob"), xx_init_with_ephemeral(crypto.x25519_public(good)), local_index=1, now=0.0
-    )
+    init = xx_init_with_ephemeral(crypto.x25519_public(good))
+    assert len(init) == MIN_INIT_SIZE
+    session = SecureSession.respond_untrusted(make_keys("bob"), init, local_index=1, now=0.0)
     assert session.state is SessionState.AWAIT_FINISH
     assert isinstance(session.data_to_send(0.0)[0], bytes)
 

@@ -1,13 +1,22 @@
-"""spec/session.md §3 shows the session state machine; it must be exactly ``TRANSITIONS``."""
+"""The spec's diagrams and tables must be exactly what the code uses.
+
+spec/session.md §3 shows the session state machine (``TRANSITIONS``); the packet
+type tables (README.md §3, record.md §2), the payload field table (handshake.md
+§5.1) and the anti-amplification constants (handshake.md §8.5) name the wire
+values of ``wire.py``, ``payload.py`` and ``handshake.py``.
+"""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
+from p2pos.proto import handshake, payload
 from p2pos.proto.session import TRANSITIONS, SessionState
+from p2pos.proto.wire import RECORD_TYPES, PacketType
 
-SESSION_MD = Path(__file__).resolve().parents[1] / "spec" / "session.md"
+SPEC = Path(__file__).resolve().parents[1] / "spec"
+SESSION_MD = SPEC / "session.md"
 _EDGE = re.compile(r"^\s*(\w+) --> (\w+) : (\w+)\s*$")
 _START = re.compile(r"^\s*\[\*\] --> (\w+)")
 _ROW = re.compile(r"^\| `(\w+)` \| `(\w+)` \| `(\w+)` \|$")
@@ -63,3 +72,43 @@ def test_every_state_is_documented() -> None:
     section = _section_3()
     for state in SessionState:
         assert f"| `{state.name}` |" in section
+
+
+def _section(document: str, heading: str) -> str:
+    text = (SPEC / document).read_text(encoding="utf-8")
+    start = text.index(f"\n{heading} ")
+    end = text.find("\n#", start + 1)
+    return text[start : end if end != -1 else len(text)]
+
+
+def test_the_packet_type_table_is_the_wire_enum() -> None:
+    rows = re.findall(r"^\| `0x([0-9a-f]{2})` \| (\w+) \|", _section("README.md", "## §3"), flags=re.MULTILINE)
+    assert {int(code, 16): name for code, name in rows} == {t.value: t.name for t in PacketType}
+
+
+def test_the_record_type_column_is_the_record_types() -> None:
+    (row,) = [line for line in _section("record.md", "## §2").splitlines() if line.startswith("| 0 | type |")]
+    listed = {int(code, 16): name for code, name in re.findall(r"`0x([0-9a-f]{2})` (\w+)", row)}
+    assert listed == {t.value: t.name for t in RECORD_TYPES}
+
+
+def test_the_payload_field_table_is_the_payload_module() -> None:
+    rows = re.findall(r"^\| `0x([0-9a-f]{4})` \| ([^|]+) \|", _section("handshake.md", "### §5.1"), flags=re.MULTILINE)
+    documented = {int(code, 16): name.strip() for code, name in rows}
+    assert documented == {
+        payload.F_VERSIONS: "versions",
+        payload.F_IDENTITY_KEY: "identity key",
+        payload.F_IDENTITY_SIG: "identity signature",
+        payload.F_CAPABILITIES: "capabilities",
+        payload.F_SESSION_INDEX: "session index",
+        payload.F_SAS_COMMITMENT: "SAS commitment",
+        payload.F_SAS_NONCE: "SAS nonce",
+        payload.F_PADDING: "padding",
+    }
+    assert payload.SAS_NONCE_LEN == 32
+
+
+def test_the_anti_amplification_constants_are_the_code_constants() -> None:
+    section = _section("handshake.md", "### §8.5")
+    assert f"`MIN_INIT_SIZE = {handshake.MIN_INIT_SIZE}`" in section
+    assert f"`AMPLIFICATION_FACTOR = {handshake.AMPLIFICATION_FACTOR}`" in section

@@ -27,6 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from noise.connection import Keypair, NoiseConnection
+
 from p2pos.proto import (
     ErrorCode,
     Event,
@@ -186,7 +187,34 @@ def _payload_view(payload: HandshakePayload) -> Json:
         "identity_key": payload.identity_key.hex() if payload.identity_key is not None else None,
         "identity_sig": payload.identity_sig.hex() if payload.identity_sig is not None else None,
         "capabilities": {f"0x{k:04x}": v.hex() for k, v in sorted(payload.capabilities.items())},
+        "session_index": payload.session_index,
+        "sas_commitment": payload.sas_commitment.hex() if payload.sas_commitment is not None else None,
+        "sas_nonce": payload.sas_nonce.hex() if payload.sas_nonce is not None else None,
+        "padding": payload.padding,
     }
+
+
+def _fields(payload: bytes) -> dict[int, bytes]:
+    """An independent parse of a payload's top-level 'u16 type | u16 length | value' fields."""
+    fields: dict[int, bytes] = {}
+    pos = 0
+    while pos < len(payload):
+        ftype, length = int.from_bytes(payload[pos : pos + 2], "big"), int.from_bytes(payload[pos + 2 : pos + 4], "big")
+        assert ftype not in fields and pos + 4 + length <= len(payload)
+        fields[ftype] = payload[pos + 4 : pos + 4 + length]
+        pos += 4 + length
+    return fields
+
+
+def _sas(hash_after_message_2: bytes, nonce: bytes) -> str:
+    """The SAS of spec/handshake.md §7, written with hashlib only."""
+    digest = hashlib.blake2b(hash_after_message_2 + nonce, digest_size=8, key=b"p2pos-sas-v1").digest()
+    digits = f"{int.from_bytes(digest, 'big') % 10**12:012d}"
+    return f"{digits[:4]} {digits[4:8]} {digits[8:]}"
+
+
+def _commitment(nonce: bytes) -> bytes:
+    return hashlib.blake2b(nonce, digest_size=32, key=b"p2pos-sas-commit").digest()
 
 
 def test_handshake_payloads() -> None:
@@ -205,15 +233,30 @@ def test_handshake_payloads() -> None:
             assert info.value.code is ErrorCode[case["error"]], case["note"]
             errors.add(case["error"])
     assert errors == {"MALFORMED_MESSAGE", "UNKNOWN_CRITICAL_FIELD"}
+    for case in data["encodings"] + [c for c in data["decoding"] if c["error"] is None]:
+        fields = _fields(h(case["encoding"]))
+        view = case["fields"]
+        assert view["session_index"] == (int.from_bytes(fields[5], "big") if 5 in fields else None)
+        assert view["sas_commitment"] == (fields[6].hex() if 6 in fields else None)
+        assert view["sas_nonce"] == (fields[7].hex() if 7 in fields else None)
+        assert view["padding"] == len(fields.get(8, b""))
+    padded = [c for c in data["encodings"] if c["fields"]["padding"]]
+    assert padded and all(set(h(c["encoding"])[-c["fields"]["padding"] :]) == {0} for c in padded)
 
 
 def test_short_authentication_strings() -> None:
-    for case in load("sas.json")["cases"]:
-        digest = hashlib.blake2b(h(case["handshake_hash"]), digest_size=8, key=b"p2pos-sas-v1").digest()
+    cases = load("sas.json")["cases"]
+    for case in cases:
+        h2, nonce = h(case["handshake_hash_after_message_2"]), h(case["sas_nonce"])
+        assert len(h2) == 64 and len(nonce) == 32
+        assert _commitment(nonce).hex() == case["sas_commitment"]
+        digest = hashlib.blake2b(h2 + nonce, digest_size=8, key=b"p2pos-sas-v1").digest()
         assert digest.hex() == case["digest"]
-        digits = f"{int.from_bytes(digest, 'big') % 10**12:012d}"
-        assert case["sas"] == f"{digits[:4]} {digits[4:8]} {digits[8:]}"
-        assert short_authentication_string(h(case["handshake_hash"])) == case["sas"]
+        assert int.from_bytes(digest, "big") % 10**12 == case["number"]
+        assert case["sas"] == _sas(h2, nonce)
+        assert short_authentication_string(h2, nonce) == case["sas"]
+    # The nonce and the hash both matter: cases sharing one of them show different codes.
+    assert len({c["sas"] for c in cases}) == len(cases)
 
 
 # -- full handshakes ---------------------------------------------------------------------
@@ -221,6 +264,17 @@ def test_short_authentication_strings() -> None:
 
 def _no_random(n: int) -> bytes:
     raise AssertionError("the vectors inject every key: nothing may draw randomness")
+
+
+def _nonce_once(nonce: bytes) -> Any:
+    """A random source that yields the vector's SAS nonce once (the initiator's only draw)."""
+    left = [nonce]
+
+    def random(n: int) -> bytes:
+        assert n == len(nonce) and left, "the initiator draws only its 32-byte SAS nonce"
+        return left.pop()
+
+    return random
 
 
 def _keys(party: Json) -> LocalKeys:
@@ -272,7 +326,7 @@ def test_handshake_replays_byte_for_byte(name: str) -> None:
                 config=config,
                 expected_peer=PeerId.parse(ini["expected_peer"]) if ini["expected_peer"] else None,
                 remote_static=h(ini["remote_static"]) if ini["remote_static"] else None,
-                random=_no_random,
+                random=_nonce_once(h(data["sas_nonce"])),
                 ephemeral=h(ini["ephemeral_private"]["hex"]),
             )
         elif action == "respond":
@@ -305,7 +359,7 @@ def test_handshake_replays_byte_for_byte(name: str) -> None:
         assert events == step["events"], step
     completed = [e for s in data["steps"] for e in s["events"] if e["type"] == "HandshakeCompleted"]
     assert len(completed) == 2
-    assert {e["sas"] for e in completed} == {data["sas"]}
+    assert {e["sas"] for e in completed} == {data["sas"]} == {sessions["initiator"].sas}
     assert {e["handshake_hash"] for e in completed} == {data["handshake_hash"]}
     assert {e["peer_id"] for e in completed} == {ini["peer_id"], resp["peer_id"]}
     assert all(not s.drops for s in sessions.values())
@@ -355,6 +409,82 @@ def test_handshake_matches_an_independent_noise_implementation(name: str) -> Non
     assert bytes(parties["initiator"].noise_protocol.cipher_state_decrypt.k).hex() == keys["responder_to_initiator"][0]
 
 
+def _hash_after_message_2(data: Json) -> bytes:
+    """h right after Noise message 2, from the independent implementation."""
+    remote = h(data["initiator"]["remote_static"]) if data["initiator"]["remote_static"] else None
+    prologue = h(data["prologue"])
+    ini = _noise_party(data["protocol_name"], prologue, True, data["initiator"], remote)
+    resp = _noise_party(data["protocol_name"], prologue, False, data["responder"], None)
+    init, response = [p for p in data["packets"] if "noise_message" in p][:2]
+    resp.read_message(ini.write_message(h(init["payload"])))
+    ini.read_message(resp.write_message(h(response["payload"])))
+    if ini.handshake_finished:  # IK: message 2 is the last one
+        value: bytes = ini.get_handshake_hash()
+    else:
+        value = ini.noise_protocol.symmetric_state.get_handshake_hash()
+    return bytes(value)
+
+
+@pytest.mark.parametrize("name", ["handshake_xx.json", "handshake_ik.json"])
+def test_handshake_sas_commitment_and_nonce(name: str) -> None:
+    """The INIT commits to the nonce; FINISH (XX) or CONFIRM (IK) reveals it; the SAS is over h2 and it."""
+    data = load(name)
+    xx = "_XX_" in data["protocol_name"]
+    nonce = h(data["sas_nonce"])
+    assert len(nonce) == 32
+    init = next(p for p in data["packets"] if p.get("type") == "INIT")
+    commitment = _fields(h(init["payload"]))[0x0006]
+    assert commitment == _commitment(nonce) == h(data["sas_commitment"])
+    h2 = _hash_after_message_2(data)
+    assert h2.hex() == data["handshake_hash_after_message_2"]
+    assert (h2.hex() == data["handshake_hash"]) is (not xx)  # XX: message 3 is not in the SAS
+    assert _sas(h2, nonce) == data["sas"]
+    if xx:
+        assert _sas(h(data["handshake_hash"]), nonce) != data["sas"]
+        finish = next(p for p in data["packets"] if p.get("type") == "FINISH")
+        assert _fields(h(finish["payload"]))[0x0007] == nonce
+        assert all(
+            0x0007 not in _fields(h(p["payload"]))
+            for p in data["packets"]
+            if p.get("type") != "FINISH" and "payload" in p
+        )
+    else:
+        (confirm,) = [p for p in data["packets"] if p.get("type") == "CONFIRM"]
+        record = h(confirm["hex"])
+        assert record[0] == 0x07 and int.from_bytes(record[6:14], "big") == 0
+        key = h(data["transport_keys"]["initiator_to_responder"][0])
+        assert _open_record(key, record) == nonce
+        # The responder reports nothing until the CONFIRM record arrives.
+        confirm_step = next(s for s in data["steps"] if s.get("packet") == confirm["hex"])
+        before = data["steps"][: data["steps"].index(confirm_step)]
+        assert not [e for s in before if s["actor"] == "responder" for e in s["events"]]
+        assert [e["type"] for e in confirm_step["events"]] == ["HandshakeCompleted"]
+
+
+@pytest.mark.parametrize("name", ["handshake_xx.json", "handshake_ik.json"])
+def test_handshake_init_padding_and_session_indices(name: str) -> None:
+    data = load(name)
+    ini, resp = data["initiator"]["local_index"], data["responder"]["local_index"]
+    packets = {p["type"]: p for p in data["packets"] if "noise_message" in p}
+    init, response = h(packets["INIT"]["hex"]), h(packets["RESPONSE"]["hex"])
+    assert len(init) >= 320 and len(init) == packets["INIT"]["length"]
+    init_fields = _fields(h(packets["INIT"]["payload"]))
+    assert set(init_fields[0x0008]) == {0} and len(init_fields[0x0008]) == packets["INIT"]["payload_fields"]["padding"]
+    # Without the padding field the INIT would be shorter than the minimum: it pads exactly to 320.
+    assert len(init) == 320 and len(init) - 4 - len(init_fields[0x0008]) < 320
+    # The payload index authenticates the header's: INIT bytes 2..5, RESPONSE bytes 1..4.
+    assert int.from_bytes(init[2:6], "big") == int.from_bytes(init_fields[0x0005], "big") == ini
+    response_fields = _fields(h(packets["RESPONSE"]["payload"]))
+    assert int.from_bytes(response[1:5], "big") == int.from_bytes(response_fields[0x0005], "big") == resp
+    assert int.from_bytes(response[5:9], "big") == ini
+    if "FINISH" in packets:
+        assert 0x0005 not in _fields(h(packets["FINISH"]["payload"]))
+    # The responder stays within three times the bytes it received before validation.
+    received = sum(len(init) for s in data["steps"] if s["actor"] == "responder" and s.get("packet") == init.hex())
+    handshake_sent = [d for s in data["steps"] if s["actor"] == "responder" for d in s["sends"] if d[:2] == "02"]
+    assert sum(len(h(d)) for d in handshake_sent) <= 3 * received
+
+
 def _rekey(key: bytes) -> bytes:
     """Noise REKEY, written independently with cryptography's AEAD."""
     return ChaCha20Poly1305(key).encrypt(b"\x00" * 4 + b"\xff" * 8, bytes(32), b"")[:32]
@@ -372,7 +502,8 @@ def test_handshake_records_open_independently(name: str) -> None:
     for direction in ("initiator_to_responder", "responder_to_initiator"):
         assert keys[direction][1] == _rekey(h(keys[direction][0])).hex()
     records = [p for p in data["packets"] if "epoch" in p]
-    assert {p["type"] for p in records} == {"DATA", "KEEPALIVE", "CLOSE"}
+    ik = "_IK_" in data["protocol_name"]
+    assert {p["type"] for p in records} == {"DATA", "KEEPALIVE", "CLOSE"} | ({"CONFIRM"} if ik else set())
     assert {p["epoch"] for p in records} == {0, 1}
     for packet in records:
         record = h(packet["hex"])

@@ -25,6 +25,7 @@ import pytest
 from conftest import load_vector_json
 from hypothesis import given
 from hypothesis import strategies as st
+
 from p2pos.proto import crypto
 from p2pos.proto.errors import ErrorCode, RemoteProtocolError
 

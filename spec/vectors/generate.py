@@ -28,7 +28,15 @@ from p2pos.proto import crypto
 from p2pos.proto.errors import ErrorCode, ProtocolError
 from p2pos.proto.events import Event, HandshakeCompleted, MessageReceived, SessionClosed
 from p2pos.proto.framing import StreamFramer, frame
-from p2pos.proto.handshake import PROLOGUE, LocalKeys, short_authentication_string
+from p2pos.proto.handshake import (
+    MIN_INIT_SIZE,
+    PROLOGUE,
+    LocalKeys,
+    padded,
+    sas_commitment,
+    short_authentication_string,
+    with_identity,
+)
 from p2pos.proto.identity import (
     DOMAIN_NOISE_STATIC,
     Identity,
@@ -310,6 +318,7 @@ def key_file_vectors() -> Json:
 
 def payload_vectors() -> Json:
     alice = LocalKeys.create(Identity.from_seed(fixed("alice identity seed")), fixed("alice noise static key"))
+    nonce = fixed("payload example SAS nonce")
     encodings = []
     examples: list[tuple[str, HandshakePayload]] = [
         ("XX message 1: versions only", HandshakePayload(versions=(1,))),
@@ -324,6 +333,24 @@ def payload_vectors() -> Json:
         ),
         ("several versions, unknown capability", HandshakePayload(versions=(1, 2, 7), capabilities={0x7ABC: b"\xff"})),
         ("empty payload", HandshakePayload()),
+        (
+            "XX INIT payload: versions, session index, SAS commitment, padding to a 320-byte INIT",
+            HandshakePayload.decode_untrusted(
+                padded(
+                    HandshakePayload(versions=(1,), session_index=0x0A11CE01, sas_commitment=sas_commitment(nonce)),
+                    6 + 32,
+                )
+            ),
+        ),
+        (
+            "XX FINISH payload: identity, capabilities and the revealed SAS nonce",
+            with_identity(
+                alice,
+                HandshakePayload(
+                    versions=(1,), capabilities={CAP_MAX_RECORD_PLAINTEXT: (65505).to_bytes(4, "big")}, sas_nonce=nonce
+                ),
+            ),
+        ),
     ]
     for note, payload in examples:
         encoded = payload.encode()
@@ -346,6 +373,14 @@ def payload_vectors() -> Json:
         ("empty versions field", encode_fields([(0x0001, b"")])),
         ("identity key of 31 bytes", encode_fields([(0x0002, bytes(31))])),
         ("identity signature of 65 bytes", encode_fields([(0x0003, bytes(65))])),
+        ("session index of 3 bytes", encode_fields([(0x0005, b"\x00\x00\x01")])),
+        ("SAS commitment of 31 bytes", encode_fields([(0x0006, bytes(31))])),
+        ("SAS nonce of 33 bytes", encode_fields([(0x0007, bytes(33))])),
+        (
+            "session index and SAS commitment; padding content is ignored (only its length is reported)",
+            encode_fields([(0x0005, b"\x00\x00\x00\x07"), (0x0006, bytes(range(32))), (0x0008, b"\x01\x02\x03")]),
+        ),
+        ("empty padding field", encode_fields([v1, (0x0008, b"")])),
         ("truncated field header", b"\x00\x01\x00"),
         ("field length beyond the end", b"\x00\x01\x00\x04\x00\x01"),
     ]
@@ -361,8 +396,9 @@ def payload_vectors() -> Json:
         "description": (
             "Handshake payloads: a list of 'u16 type | u16 length | value' fields (big-endian). Types: 0x0001 "
             "versions (u16 list), 0x0002 identity key (32), 0x0003 identity signature (64), 0x0004 capabilities "
-            "(a nested field list). 'decoding': inputs with the decoded fields or the ErrorCode name a receiver "
-            "MUST report."
+            "(a nested field list), 0x0005 session index (u32), 0x0006 SAS commitment (32), 0x0007 SAS nonce (32), "
+            "0x0008 padding (zero bytes; its length is reported). 'decoding': inputs with the decoded fields or the "
+            "ErrorCode name a receiver MUST report."
         ),
         "spec": "spec/handshake.md §5",
         "encodings": encodings,
@@ -376,25 +412,43 @@ def _payload_json(payload: HandshakePayload) -> Json:
         "identity_key": payload.identity_key.hex() if payload.identity_key is not None else None,
         "identity_sig": payload.identity_sig.hex() if payload.identity_sig is not None else None,
         "capabilities": {f"0x{k:04x}": v.hex() for k, v in sorted(payload.capabilities.items())},
+        "session_index": payload.session_index,
+        "sas_commitment": payload.sas_commitment.hex() if payload.sas_commitment is not None else None,
+        "sas_nonce": payload.sas_nonce.hex() if payload.sas_nonce is not None else None,
+        "padding": payload.padding,
     }
 
 
 def sas_vectors() -> Json:
     cases = []
-    for h in (bytes(64), bytes([0xFF] * 64), fixed("sas example 1") * 2, fixed("sas example 2") * 2):
-        digest = hashlib.blake2b(h, digest_size=8, key=b"p2pos-sas-v1").digest()
+    inputs = [
+        (bytes(64), bytes(32)),
+        (bytes([0xFF] * 64), bytes([0xFF] * 32)),
+        (fixed("sas example 1") * 2, fixed("sas example 1 nonce")),
+        (fixed("sas example 2") * 2, fixed("sas example 2 nonce")),
+        (fixed("sas example 2") * 2, fixed("sas example 1 nonce")),
+    ]
+    for h2, nonce in inputs:
+        digest = hashlib.blake2b(h2 + nonce, digest_size=8, key=b"p2pos-sas-v1").digest()
+        commitment = sas_commitment(nonce)
+        _require(commitment == hashlib.blake2b(nonce, digest_size=32, key=b"p2pos-sas-commit").digest(), "commit")
         cases.append(
             {
-                "handshake_hash": h.hex(),
+                "handshake_hash_after_message_2": h2.hex(),
+                "sas_nonce": nonce.hex(),
+                "sas_commitment": commitment.hex(),
                 "digest": digest.hex(),
                 "number": int.from_bytes(digest, "big") % 10**12,
-                "sas": short_authentication_string(h),
+                "sas": short_authentication_string(h2, nonce),
             }
         )
     return {
         "description": (
-            "Short authentication string: digest = BLAKE2b(handshake_hash, key='p2pos-sas-v1', 8 bytes); "
-            "number = big-endian digest mod 10^12; 12 zero-padded digits in three groups of four."
+            "Short authentication string. The initiator's INIT carries sas_commitment = BLAKE2b(sas_nonce, "
+            "key='p2pos-sas-commit', 32 bytes); the nonce (32 bytes) is revealed after message 2. "
+            "digest = BLAKE2b(handshake_hash_after_message_2 || sas_nonce, key='p2pos-sas-v1', 8 bytes); "
+            "number = big-endian digest mod 10^12; 12 zero-padded digits in three groups of four. "
+            "The last two cases share a nonce or a hash with another case."
         ),
         "spec": "spec/handshake.md §7",
         "cases": cases,
@@ -501,8 +555,8 @@ def _describe_packet(name: str, sender: str, data: bytes, payload: bytes | None,
 
 def _noise_trace(
     pattern: Pattern, *, a: LocalKeys, b: LocalKeys, e_a: bytes, e_b: bytes, messages: list[bytes]
-) -> tuple[list[bytes], bytes, bytes, bytes]:
-    """Re-run the Noise handshake on the recorded messages: payloads, h, and the two split keys."""
+) -> tuple[list[bytes], list[bytes], bytes, bytes]:
+    """Re-run the Noise handshake on the recorded messages: payloads, h after each message, the split keys."""
     hs_i = HandshakeState(
         pattern=pattern,
         initiator=True,
@@ -513,15 +567,17 @@ def _noise_trace(
     )
     hs_r = HandshakeState(pattern=pattern, initiator=False, prologue=PROLOGUE, s=b.static_private, e=e_b)
     payloads = []
+    hashes = []
     writer, reader = hs_i, hs_r
     for message in messages:
         payload = reader.read_message(message)
         _require(writer.write_message(payload) == message, "noise replay reproduces the message")
+        _require(writer.handshake_hash == reader.handshake_hash, "both sides agree on h")
         payloads.append(payload)
+        hashes.append(reader.handshake_hash)
         writer, reader = reader, writer
-    _require(hs_i.handshake_hash == hs_r.handshake_hash, "both sides agree on h")
     k1, k2 = hs_i.split()
-    return payloads, hs_i.handshake_hash, k1, k2
+    return payloads, hashes, k1, k2
 
 
 def handshake_vectors(pattern: Pattern) -> Json:
@@ -534,6 +590,14 @@ def handshake_vectors(pattern: Pattern) -> Json:
     config = SessionConfig(rekey_after_messages=_REKEY_AFTER)
     rec = _Recorder()
     t0 = 100.0
+    # The initiator draws exactly one value from ``random``: its 32-byte SAS nonce.
+    sas_nonce = deterministic_random(f"{name} initiator SAS nonce")(32)
+    drawn: list[int] = []
+
+    def initiator_random(n: int) -> bytes:
+        _require(n == 32 and not drawn, "the initiator draws only its SAS nonce")
+        drawn.append(n)
+        return sas_nonce
 
     initiator = SecureSession.initiate(
         alice,
@@ -542,11 +606,12 @@ def handshake_vectors(pattern: Pattern) -> Json:
         config=config,
         expected_peer=bob.identity.peer_id if pattern is Pattern.IK else None,
         remote_static=bob.static_public if pattern is Pattern.IK else None,
-        random=deterministic_random("initiator"),
+        random=initiator_random,
         ephemeral=e_a,
     )
     rec.sessions["initiator"] = initiator
     (init,) = rec.drain("initiator", t0, {"actor": "initiator", "action": "initiate", "now": t0})
+    _require(len(init) >= MIN_INIT_SIZE, "INIT is padded")
     handshake_packets = [("INIT", "initiator", init)]
 
     t = t0 + 0.25
@@ -577,19 +642,26 @@ def handshake_vectors(pattern: Pattern) -> Json:
         _require(len(out) == 1, "XX initiator sends FINISH")
         handshake_packets.append(("FINISH", "initiator", finish))
     else:
-        (confirm,) = out  # the KEEPALIVE that confirms the keys to the IK responder
+        (confirm,) = out  # the CONFIRM record: key confirmation, and it reveals the SAS nonce
+        _require(confirm[0] == PacketType.CONFIRM, "IK initiator sends CONFIRM")
+        _require(not responder.is_established, "the IK responder waits for CONFIRM")
     t += 0.25
     responder.receive_data(confirm, t)
     rec.drain("responder", t, {"actor": "responder", "action": "receive", "now": t, "packet": confirm.hex()})
     _require(initiator.is_established and responder.is_established, "both established")
 
     messages = [parse_handshake_untrusted(p).message for _, _, p in handshake_packets]
-    payloads, h, k_i2r, k_r2i = _noise_trace(pattern, a=alice, b=bob, e_a=e_a, e_b=e_b, messages=messages)
+    payloads, hashes, k_i2r, k_r2i = _noise_trace(pattern, a=alice, b=bob, e_a=e_a, e_b=e_b, messages=messages)
+    h, h2 = hashes[-1], hashes[1]
     _require(h == initiator.handshake_hash == responder.handshake_hash, "handshake hash")
+    sas = short_authentication_string(h2, sas_nonce)
+    _require(sas == initiator.sas == responder.sas, "SAS over h after message 2 and the nonce")
     for (pname, sender, data), payload in zip(handshake_packets, payloads, strict=True):
         rec.packets.append(_describe_packet(pname, sender, data, payload))
     if pattern is Pattern.IK:
-        rec.packets.append(_describe_packet("KEEPALIVE (key confirmation)", "initiator", confirm, None))
+        rec.packets.append(
+            _describe_packet("CONFIRM (key confirmation, reveals the SAS nonce)", "initiator", confirm, None, sas_nonce)
+        )
 
     # Records: with rekey_after_messages=2 a sender moves to epoch 1 at its third record.
     def act(actor: str, action: str, now: float, **kwargs: Any) -> bytes:
@@ -631,10 +703,17 @@ def handshake_vectors(pattern: Pattern) -> Json:
             f"A complete Noise_{pattern.value} handshake between alice (initiator) and bob (responder), a lost "
             "RESPONSE recovered by retransmission, then records in both directions, across a rekey "
             "(rekey_after_messages=2), ending with a CLOSE. 'steps' can be replayed into fresh sessions "
-            "created with the same keys, indices and clock values: each step lists the datagrams "
-            "the actor sends and the events it reports. 'packets' annotates each distinct packet."
+            "created with the same keys, indices and clock values; the initiator's random source yields "
+            "'sas_nonce' (32 bytes, its only draw), the responder's is never used. Each step lists the datagrams "
+            "the actor sends and the events it reports. 'packets' annotates each distinct packet. "
+            + (
+                "The INIT is padded to 320 bytes and commits to the SAS nonce; FINISH reveals it."
+                if pattern is Pattern.XX
+                else "The INIT is padded to 320 bytes and commits to the SAS nonce; the initiator's first record, "
+                "CONFIRM, carries the nonce and establishes the responder."
+            )
         ),
-        "spec": ["spec/handshake.md §3-§7", "spec/record.md §2-§4", "spec/session.md §3"],
+        "spec": ["spec/handshake.md §3-§8", "spec/record.md §2-§4", "spec/session.md §3"],
         "protocol_name": protocol_name(pattern).decode(),
         "prologue": PROLOGUE.hex(),
         "config": {"rekey_after_messages": _REKEY_AFTER, "note": "every other SessionConfig field has its default"},
@@ -653,7 +732,10 @@ def handshake_vectors(pattern: Pattern) -> Json:
             "local_index": index_b,
         },
         "handshake_hash": h.hex(),
-        "sas": short_authentication_string(h),
+        "handshake_hash_after_message_2": h2.hex(),
+        "sas_nonce": sas_nonce.hex(),
+        "sas_commitment": sas_commitment(sas_nonce).hex(),
+        "sas": sas,
         "transport_keys": {
             "note": "Noise Split(): index 0 is epoch 0, index 1 is REKEY of it (epoch 1)",
             **epoch_keys,
