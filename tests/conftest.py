@@ -1,9 +1,10 @@
 """Generic helpers shared by the test modules.
 
 * ``VECTORS_DIR`` / ``vectors_dir()`` / ``load_vector_json()``: the third-party
-  test vectors in ``../shared/vectors`` (beside the repository, as in CI).  A
-  missing folder is a hard failure with a clear message, never a skip: a suite
-  that silently stops checking vectors is worse than a red one.
+  test vectors, verbatim copies in ``tests/vectors/`` so a lone clone runs the
+  whole suite; ``test_vector_copies.py`` proves them identical to
+  ``../shared/vectors`` whenever that folder is beside the repository (as in CI).
+  A missing file is a hard failure with a clear message, never a skip.
 * Hypothesis profiles: ``ci`` (derandomized, so a CI run is reproducible, and
   prints the blob to replay a failure) when the environment variable ``CI`` is
   set, ``dev`` otherwise.  Both drop the per-example deadline: crypto on a
@@ -30,8 +31,10 @@ from hypothesis import settings
 
 #: The repository root (this file is ``<root>/tests/conftest.py``).
 REPO_ROOT = Path(__file__).resolve().parents[1]
-#: The shared vectors: ``<root>/../shared/vectors``.
-VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
+#: The in-repository copies of the third-party vectors.
+VECTORS_DIR = REPO_ROOT / "tests" / "vectors"
+#: The project's shared vectors, beside the clone in CI: the copies must equal them.
+SHARED_VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
 
 RandomSource = Callable[[int], bytes]
 
@@ -44,8 +47,7 @@ def vectors_dir() -> Path:
     """The vectors folder; fails the calling test (or collection) if it is missing."""
     if not VECTORS_DIR.is_dir():
         pytest.fail(
-            f"test vectors not found at {VECTORS_DIR}: the repository expects a 'shared/vectors' "
-            "folder beside its clone (../shared/vectors from the repository root)",
+            f"test vectors not found at {VECTORS_DIR}: the checkout is incomplete",
             pytrace=False,
         )
     return VECTORS_DIR
