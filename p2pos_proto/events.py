@@ -38,6 +38,8 @@ class MessageReceived:
 
     session_id: int
     data: bytes
+    #: The record's counter: unique and increasing, the channel layer's packet number.
+    packet_number: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

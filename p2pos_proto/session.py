@@ -363,8 +363,11 @@ class SecureSession:
             self._retransmit_interval = min(self._retransmit_interval * 2, self.config.retransmit_max)
             self._retransmit_at = now + self._retransmit_interval
 
-    def send(self, data: bytes, now: float) -> None:
-        """Queue one application message as a DATA record.  Needs ESTABLISHED."""
+    def send(self, data: bytes, now: float) -> int:
+        """Queue one application message as a DATA record; returns its counter (packet number).
+
+        Needs ESTABLISHED.
+        """
         if self.state is not SessionState.ESTABLISHED or self._sender is None:
             raise LocalProtocolError(f"cannot send in state {self.state.value}")
         if len(data) > self.peer_max_plaintext:
@@ -372,7 +375,7 @@ class SecureSession:
                 f"message of {len(data)} bytes exceeds the record limit {self.peer_max_plaintext}",
                 ErrorCode.RECORD_TOO_LARGE,
             )
-        self._seal(PacketType.DATA, data, now)
+        return self._seal(PacketType.DATA, data, now)
 
     def send_keepalive(self, now: float) -> None:
         if self.state is not SessionState.ESTABLISHED:
@@ -593,7 +596,8 @@ class SecureSession:
         if self.initiator:
             self._resend_packet = self._resend_trigger = None
         if ptype == PacketType.DATA:
-            self._events.append(MessageReceived(session_id=self.local_index, data=plaintext))
+            counter = int.from_bytes(data[6:14], "big")  # record.md §2: the header's counter
+            self._events.append(MessageReceived(session_id=self.local_index, data=plaintext, packet_number=counter))
         elif ptype == PacketType.CLOSE:
             code = ErrorCode.from_wire(int.from_bytes(plaintext[:2], "big"))
             if len(plaintext) < 2:
@@ -601,14 +605,17 @@ class SecureSession:
             reason = plaintext[2 : 2 + MAX_CLOSE_REASON].decode("utf-8", "replace")
             self._finish(code, reason, by_peer=True)
 
-    def _seal(self, ptype: int, plaintext: bytes, now: float) -> None:
+    def _seal(self, ptype: int, plaintext: bytes, now: float) -> int:
+        """Seal and queue one record; returns its counter."""
         if self._sender is None:
             raise LocalProtocolError("no keys yet", ErrorCode.INTERNAL_ERROR)
+        counter = self._sender.next_counter
         try:
             self._outbox.append(self._sender.seal(ptype, plaintext, now))
         except LocalProtocolError as exc:
             self._finish(exc.code, str(exc), by_peer=False)
             raise
+        return counter
 
     # -- state helpers -----------------------------------------------------------
 

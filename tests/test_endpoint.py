@@ -46,14 +46,14 @@ def test_connect_and_exchange(ik: bool) -> None:
     assert b.address_of(responder.local_index) == "A"
     assert done_a.peer_id == BOB.identity.peer_id and done_b.peer_id == ALICE.identity.peer_id
     assert done_a.sas == done_b.sas
-    session.send(b"hi bob", net.now)
-    responder.send(b"hi alice", net.now)
+    to_bob = session.send(b"hi bob", net.now)
+    to_alice = responder.send(b"hi alice", net.now)
     net.flush()
     assert of_type(net.events["B"], MessageReceived) == [
-        MessageReceived(session_id=responder.local_index, data=b"hi bob")
+        MessageReceived(session_id=responder.local_index, data=b"hi bob", packet_number=to_bob)
     ]
     assert of_type(net.events["A"], MessageReceived) == [
-        MessageReceived(session_id=session.local_index, data=b"hi alice")
+        MessageReceived(session_id=session.local_index, data=b"hi alice", packet_number=to_alice)
     ]
 
 

@@ -249,8 +249,12 @@ def exchange_records(session: SecureSession, peer: NoiseprotocolPeer, now: float
         if n and n % 2 == 0:
             peer.rekey_outbound()
         message = f"from noiseprotocol #{n}".encode()
-        session.receive_data(peer.seal(PacketType.DATA, message), now)
-        assert drain_events(session) == [MessageReceived(session_id=session.local_index, data=message)]
+        record = peer.seal(PacketType.DATA, message)
+        session.receive_data(record, now)
+        counter = int.from_bytes(record[6:14], "big")
+        assert drain_events(session) == [
+            MessageReceived(session_id=session.local_index, data=message, packet_number=counter)
+        ]
     assert session.stats() == {}
 
 
