@@ -41,6 +41,7 @@ from p2pos.proto import (
     crypto,
     frame,
 )
+from p2pos.proto import frames as ch
 from p2pos.proto.identity import verify
 
 Json = dict[str, Any]
@@ -139,6 +140,8 @@ class Adapter:
             "frame_encode": self.frame_encode,
             "frame_feed": self.frame_feed,
             "frame_eof": self.frame_eof,
+            "frames_encode": self.frames_encode,
+            "frames_decode": self.frames_decode,
         }
 
     def handle(self, request: Json) -> Json:
@@ -344,6 +347,71 @@ class Adapter:
             frames.append(datagram.hex())
         error = self.framer.error
         return {"frames": frames, "error": error.code.name if error is not None else None}
+
+    # -- channel-layer frames ------------------------------------------------------------
+
+    def frames_encode(self, request: Json) -> Json:
+        raw = request.get("frames")
+        if not isinstance(raw, list):
+            raise CommandError("BAD_COMMAND", "'frames' must be a list")
+        return {"data": ch.encode_frames([_frame_from_json(obj) for obj in raw]).hex()}
+
+    def frames_decode(self, request: Json) -> Json:
+        return {"frames": [_frame_to_json(f) for f in ch.parse_frames_untrusted(_bytes(request, "data"))]}
+
+
+_FRAME_CLASSES: dict[str, type[ch.Frame]] = {
+    "padding": ch.Padding,
+    "ping": ch.Ping,
+    "ack": ch.Ack,
+    "open": ch.Open,
+    "accept": ch.Accept,
+    "refuse": ch.Refuse,
+    "stream": ch.Stream,
+    "reset": ch.Reset,
+    "stop_sending": ch.StopSending,
+    "max_data": ch.MaxData,
+    "max_channel_data": ch.MaxChannelData,
+    "data_blocked": ch.DataBlocked,
+    "channel_blocked": ch.ChannelBlocked,
+    "message": ch.Message,
+    "max_channels": ch.MaxChannels,
+    "close_channel": ch.CloseChannel,
+}
+_FRAME_NAMES = {cls: name for name, cls in _FRAME_CLASSES.items()}
+_KINDS = {"stream": ch.ChannelKind.STREAM, "message": ch.ChannelKind.MESSAGE}
+
+
+def _frame_from_json(obj: Any) -> ch.Frame:
+    """A frame from its JSON form (spec/conformance.md §3.6)."""
+    if not isinstance(obj, dict) or obj.get("type") not in _FRAME_CLASSES:
+        raise CommandError("BAD_COMMAND", f"not a frame object: {obj!r}")
+    fields = {k: v for k, v in obj.items() if k != "type"}
+    if "data" in fields:
+        fields["data"] = _bytes(fields, "data")
+    if "kind" in fields:
+        fields["kind"] = _KINDS[fields["kind"]]
+    if "ack_ranges" in fields:
+        fields["ack_ranges"] = tuple((int(gap), int(length)) for gap, length in fields["ack_ranges"])
+    for name, value in fields.items():
+        if isinstance(value, float | bool) and name != "fin":
+            raise CommandError("BAD_COMMAND", f"{name!r} must be an integer")
+    return _FRAME_CLASSES[obj["type"]](**fields)
+
+
+def _frame_to_json(frame: ch.Frame) -> Json:
+    """The JSON form of a frame (spec/conformance.md §3.6)."""
+    out: Json = {"type": _FRAME_NAMES[type(frame)]}
+    for field in dataclasses.fields(frame):
+        value = getattr(frame, field.name)
+        if isinstance(value, bytes):
+            value = value.hex()
+        elif isinstance(value, ch.ChannelKind):
+            value = value.name.lower()
+        elif isinstance(value, tuple):
+            value = [list(pair) for pair in value]
+        out[field.name] = value
+    return out
 
 
 def _unsupported(case_id: str) -> bool:

@@ -35,6 +35,7 @@ CASE_MODULES = (
     "cases_endpoint",
     "cases_record",
     "cases_framing",
+    "cases_frames",
 )
 
 

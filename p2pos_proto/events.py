@@ -53,3 +53,117 @@ class SessionClosed:
 
 
 Event = HandshakeCompleted | MessageReceived | SessionClosed
+
+
+# -- the channel layer (spec/channels.md §7) ------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelRequested:
+    """The peer wants to open a channel to ``service``: call ``accept_channel`` or ``refuse_channel``."""
+
+    channel_id: int
+    service: str
+    kind: str  # "stream" or "message"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelOpened:
+    """A channel this side opened was accepted by the peer (or one we accepted is ready)."""
+
+    channel_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelRefused:
+    """The peer refused a channel this side asked for."""
+
+    channel_id: int
+    code: ErrorCode
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelDataAvailable:
+    """Stream data can be read with ``read``; reported when readable data goes from none to some."""
+
+    channel_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelEnded:
+    """The peer finished its side of the stream: every byte has arrived (some may be unread)."""
+
+    channel_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelWritable:
+    """Send buffer space became available again on a channel that had filled it."""
+
+    channel_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelMessage:
+    """One whole message on a message channel (unreliable: some may never arrive)."""
+
+    channel_id: int
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelReset:
+    """The channel was aborted: by the peer (``by_peer``), or because the connection ended."""
+
+    channel_id: int
+    code: ErrorCode
+    reason: str
+    by_peer: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelClosed:
+    """Both directions finished and were acknowledged; the channel id is free."""
+
+    channel_id: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PingAcknowledged:
+    """A ``ping()`` was answered; ``rtt`` is the round trip it measured (seconds)."""
+
+    ping_id: int
+    rtt: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionReady:
+    """The handshake completed; channels can be opened (the HandshakeCompleted details)."""
+
+    handshake: HandshakeCompleted
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionClosed:
+    """The connection ended; every channel still open got a ChannelReset first."""
+
+    code: ErrorCode
+    reason: str
+    by_peer: bool
+
+
+ChannelEvent = (
+    ChannelRequested
+    | ChannelOpened
+    | ChannelRefused
+    | ChannelDataAvailable
+    | ChannelEnded
+    | ChannelWritable
+    | ChannelMessage
+    | ChannelReset
+    | ChannelClosed
+    | PingAcknowledged
+    | ConnectionReady
+    | ConnectionClosed
+)

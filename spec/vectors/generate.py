@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import sys
 from collections.abc import Callable
@@ -938,7 +939,20 @@ def build_vectors() -> dict[str, str]:
         "framing.json": framing_vectors(),
         "replay_window.json": replay_vectors(),
     }
-    return {name: json.dumps(obj, indent=2, ensure_ascii=False) + "\n" for name, obj in objects.items()}
+    texts = {name: json.dumps(obj, indent=2, ensure_ascii=False) + "\n" for name, obj in objects.items()}
+    texts.update(_frame_vectors())
+    return texts
+
+
+def _frame_vectors() -> dict[str, str]:
+    """The channel-layer frame vectors, written by generate_frames.py beside this script."""
+    spec = importlib.util.spec_from_file_location("generate_frames", Path(__file__).with_name("generate_frames.py"))
+    if spec is None or spec.loader is None:
+        raise RuntimeError("generate_frames.py not found beside generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    frames: dict[str, str] = module.build_vectors()
+    return frames
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,673 @@
+"""Multiplexed channels over one secure session: the DirectP2P connection (spec/channels.md).
+
+``Connection`` wraps a ``SecureSession`` and adds what QUIC adds over UDP:
+channels to named services, reliable ordered streams and unreliable messages,
+acknowledgements, loss recovery (RFC 9002), congestion control with pacing,
+flow control with auto-tuned windows, path MTU probing (RFC 8899) and liveness.
+A channel-layer packet is the plaintext of one DATA record; its packet number is
+the record counter (spec/frames.md §1).
+
+Drive it like the session, sans-IO:
+
+* ``receive_data(datagram, now)``: one datagram from the path; never raises.
+* ``data_to_send(now)``: what to transmit now (paced: call again at ``get_timer()``).
+* ``next_event()``: events until None (handshake, channels, pings, the end).
+* ``get_timer()`` / ``handle_timer(now)``.
+* Application calls: ``open_channel``, ``accept_channel``, ``refuse_channel``,
+  ``send``, ``finish``, ``send_message``, ``read``, ``reset_channel``,
+  ``close_channel``, ``ping``, ``close``.  After any of them, drain
+  ``data_to_send`` and ``next_event``.
+
+With ``ChannelConfig(reliable_carrier=True)`` the carrier is an ordered, lossless
+byte stream (the WebSocket relay or a QUIC stream through ``StreamFramer``):
+nothing is acknowledged or retransmitted and no congestion window applies; the
+channel semantics are the same.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+
+from . import frames as fr
+from .acks import AckTracker
+from .channel import Channel, ChannelInput, ChannelState
+from .congestion import Cubic, NewReno
+from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .events import (
+    ChannelClosed,
+    ChannelDataAvailable,
+    ChannelEnded,
+    ChannelEvent,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelRefused,
+    ChannelRequested,
+    ChannelReset,
+    ConnectionClosed,
+    ConnectionReady,
+    HandshakeCompleted,
+    MessageReceived,
+    SessionClosed,
+)
+from .flow import ReceiveWindow, SendCredit
+from .pacing import Pacer
+from .pmtu import PmtuDiscovery
+from .ranges import RangeSet
+from .record import OVERHEAD as RECORD_OVERHEAD
+from .recovery import LossRecovery
+from .rtt import RttEstimator
+from .sending import ControlKey, SendPath, Token
+from .session import SecureSession
+
+#: Channels the peer may open before our first MAX_CHANNELS arrives (spec/channels.md §2).
+INITIAL_MAX_CHANNELS = 100
+#: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
+INITIAL_MAX_DATA = 1024 * 1024
+
+
+class ConnectionState(enum.Enum):
+    HANDSHAKING = "handshaking"
+    READY = "ready"
+    CLOSING = "closing"  # graceful close: waiting for our data to be acknowledged
+    CLOSED = "closed"
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelConfig:
+    """Tunables of the channel layer; defaults are the spec's (spec/channels.md §8)."""
+
+    reliable_carrier: bool = False
+    congestion_control: str = "newreno"  # or "cubic"
+    max_datagram_size: int = 1452  # the PMTU search's ceiling (UDP payload bytes)
+    stream_frame_size: int = 16384  # packet size on a reliable carrier
+    idle_timeout: float = 30.0
+    keepalive_interval: float | None = 10.0
+    max_ack_delay: float = 0.025
+    close_timeout: float = 10.0
+    channel_window: int = 256 * 1024
+    channel_window_max: int = 16 * 1024 * 1024
+    connection_window: int = INITIAL_MAX_DATA
+    connection_window_max: int = 24 * 1024 * 1024
+    send_buffer: int = 1024 * 1024
+    max_channels: int = 4096
+    message_queue: int = 64
+    pmtu_probing: bool = True
+
+    def __post_init__(self) -> None:
+        if self.congestion_control not in ("newreno", "cubic"):
+            raise LocalProtocolError("congestion_control is 'newreno' or 'cubic'")
+        if not 1200 <= self.max_datagram_size <= 65507 or not 1200 <= self.stream_frame_size <= 65000:
+            raise LocalProtocolError("max_datagram_size and stream_frame_size must be 1200..65507")
+        if self.idle_timeout <= 0 or (self.keepalive_interval is not None and self.keepalive_interval <= 0):
+            raise LocalProtocolError("idle_timeout and keepalive_interval must be positive")
+        if self.connection_window < INITIAL_MAX_DATA:
+            raise LocalProtocolError(f"connection_window must be at least {INITIAL_MAX_DATA}")
+        if min(self.channel_window, self.send_buffer, self.max_channels, self.message_queue) < 1:
+            raise LocalProtocolError("windows, buffers and limits must be positive")
+
+
+class Connection(SendPath):
+    """Channels, reliability and liveness over one ``SecureSession``."""
+
+    def __init__(self, session: SecureSession, now: float, config: ChannelConfig | None = None) -> None:
+        self.session = session
+        self.config = config = config or ChannelConfig()
+        self.reliable = config.reliable_carrier
+        self.state = ConnectionState.HANDSHAKING
+        self.channels: dict[int, Channel] = {}
+        self._next_channel = 0 if session.initiator else 1
+        self._peer_parity = 1 if session.initiator else 0
+        self._peer_seen = RangeSet()  # indices (id // 2) of channels the peer ever opened
+        self._peer_opened = 0
+        self._peer_max_channels = INITIAL_MAX_CHANNELS
+        self._our_max_channels = config.max_channels
+        self._closed_peer_channels = 0
+        self.conn_credit = SendCredit(INITIAL_MAX_DATA)
+        self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
+        self.acks = AckTracker(max_ack_delay=config.max_ack_delay)
+        self.rtt = RttEstimator()
+        self.recovery: LossRecovery[list[Token]] = LossRecovery(rtt=self.rtt)
+        mds = 1200
+        self.cc = (
+            NewReno(max_datagram_size=mds) if config.congestion_control == "newreno" else Cubic(max_datagram_size=mds)
+        )
+        self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
+        self.pmtu = PmtuDiscovery(
+            max_plpmtu=config.max_datagram_size, enabled=config.pmtu_probing and not self.reliable
+        )
+        self._control: dict[ControlKey, fr.Frame] = {}
+        self._sent_control: dict[ControlKey, fr.Frame] = {}
+        self._sendable: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._conn_blocked: set[int] = set()
+        self._events: collections.deque[ChannelEvent | HandshakeCompleted] = collections.deque()
+        self._pings: dict[int, None] = {}
+        self._next_ping = 0
+        self._pto_probes = 0
+        self._pacing_at: float | None = None
+        self._app_limited = True
+        self._last_received = now
+        self._last_sent = now
+        self.keepalive_interval = config.keepalive_interval
+        self._close_deadline: float | None = None
+        self._close_code = ErrorCode.NO_ERROR
+        self._close_reason = ""
+        self.lost_packets = 0
+        self._absorb_session(now)
+
+    # -- driver API ------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        """Feed one datagram from the path.  Never raises."""
+        self.session.receive_data(data, now)
+        self._absorb_session(now)
+
+    def data_to_send(self, now: float) -> list[bytes]:
+        """Datagrams to transmit now, paced; call again at ``get_timer()``."""
+        if self.state in (ConnectionState.READY, ConnectionState.CLOSING):
+            self._queue_window_updates(now)
+            self._build_packets(now)
+            if self.state is ConnectionState.CLOSING and self._all_sent_and_acked():
+                self.session.close(now, self._close_code, self._close_reason)
+        out = self.session.data_to_send(now)
+        self._absorb_session(now)
+        return out
+
+    def next_event(self) -> ChannelEvent | HandshakeCompleted | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        times = [self.session.get_timer()]
+        if self.state in (ConnectionState.READY, ConnectionState.CLOSING):
+            times += [self._last_received + self.config.idle_timeout, self._close_deadline, self._pacing_at]
+            if self.keepalive_interval is not None:
+                times.append(self._last_sent + self.keepalive_interval)
+            if not self.reliable:
+                times += [self.recovery.get_loss_detection_timer(), self.acks.get_timer(), self.pmtu.get_timer()]
+        due = [t for t in times if t is not None]
+        return min(due) if due else None
+
+    def handle_timer(self, now: float) -> None:
+        timer = self.session.get_timer()
+        if timer is not None and now >= timer:
+            self.session.handle_timer(now)
+            self._absorb_session(now)
+        if self.state not in (ConnectionState.READY, ConnectionState.CLOSING):
+            return
+        if now >= self._last_received + self.config.idle_timeout:
+            self._abort(ErrorCode.IDLE_TIMEOUT, "no packet from the peer within the idle timeout", now)
+            return
+        if self._close_deadline is not None and now >= self._close_deadline:
+            self._abort(self._close_code, "graceful close timed out", now)
+            return
+        if self._pacing_at is not None and now >= self._pacing_at:
+            self._pacing_at = None
+        if self.keepalive_interval is not None and now >= self._last_sent + self.keepalive_interval:
+            self._control[(fr.FrameType.PING, 0)] = fr.Ping()
+            self._last_sent = now  # re-armed when the PING actually leaves
+        if self.reliable:
+            return
+        timer = self.recovery.get_loss_detection_timer()
+        if timer is not None and now >= timer:
+            result = self.recovery.on_loss_detection_timeout(now)
+            self._on_lost(result.lost, now)
+            if result.persistent_congestion:
+                self.cc.on_persistent_congestion(now)
+            self._pto_probes += result.probes_to_send
+        timer = self.pmtu.get_timer()
+        if timer is not None and now >= timer:
+            self.pmtu.handle_timer(now)
+
+    # -- application API --------------------------------------------------------------------
+
+    def open_channel(
+        self, service: str, now: float, *, kind: fr.ChannelKind = fr.ChannelKind.STREAM, retransmissions: int = 0
+    ) -> int:
+        """Ask the peer's ``service`` for a channel; ``ChannelOpened`` or ``ChannelRefused`` follows."""
+        if self.state not in (ConnectionState.HANDSHAKING, ConnectionState.READY):
+            raise LocalProtocolError(f"cannot open a channel while {self.state.value}")
+        if not 1 <= len(service.encode("utf-8")) <= 255:
+            raise LocalProtocolError("a service name is 1 to 255 bytes of UTF-8")
+        channel_id = self._next_channel
+        if channel_id // 2 >= self._peer_max_channels:
+            raise LocalProtocolError(
+                f"the peer allows {self._peer_max_channels} channels; wait for some to close", ErrorCode.CHANNEL_LIMIT
+            )
+        self._next_channel += 2
+        channel = self._new_channel(channel_id, kind, service, ChannelState.OPENING, now, retrans=retransmissions)
+        self._control[(fr.FrameType.OPEN, channel_id)] = fr.Open(
+            channel_id=channel_id, kind=kind, service=service, initial_max_data=channel.window.limit
+        )
+        return channel_id
+
+    def accept_channel(self, channel_id: int, now: float) -> None:
+        channel = self._channel(channel_id)
+        channel.transition(ChannelInput.ACCEPT)
+        self._control[(fr.FrameType.ACCEPT, channel_id)] = fr.Accept(
+            channel_id=channel_id, initial_max_data=channel.window.limit
+        )
+        self._mark_sendable(channel)
+
+    def refuse_channel(
+        self, channel_id: int, now: float, code: ErrorCode = ErrorCode.CHANNEL_REFUSED, reason: str = ""
+    ) -> None:
+        channel = self._channel(channel_id)
+        channel.transition(ChannelInput.REFUSE)
+        self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
+            channel_id=channel_id, code=int(code), reason=_truncate(reason, 1024)
+        )
+        self._forget(channel)
+
+    def send(self, channel_id: int, data: bytes, now: float) -> int:
+        """Queue stream bytes; returns how many fit the send buffer (``ChannelWritable`` says when more do)."""
+        channel = self._channel(channel_id)
+        if channel.send is None or channel.local_finished:
+            raise LocalProtocolError(f"channel {channel_id} is not a stream open for sending")
+        if channel.state not in (ChannelState.OPEN, ChannelState.OPENING):
+            raise LocalProtocolError(f"channel {channel_id} is {channel.state.value}")
+        room = max(0, self.config.send_buffer - channel.send.buffered)
+        accepted = data[:room]
+        if accepted:
+            channel.send.write(accepted)
+            self._mark_sendable(channel)
+        if len(accepted) < len(data):
+            channel.want_writable = True
+        return len(accepted)
+
+    def finish(self, channel_id: int, now: float) -> None:
+        """Half-close: no more data from this side (the FIN follows the queued bytes)."""
+        channel = self._channel(channel_id)
+        if channel.send is None:
+            self.close_channel(channel_id, now)
+            return
+        if not channel.local_finished:
+            channel.local_finished = True
+            channel.send.finish()
+            self._mark_sendable(channel)
+
+    def send_message(self, channel_id: int, data: bytes, now: float, *, retransmissions: int | None = None) -> int:
+        """Queue one whole message on a message channel; returns its id.  May be lost."""
+        channel = self._channel(channel_id)
+        if channel.messages is None or channel.local_finished:
+            raise LocalProtocolError(f"channel {channel_id} is not a message channel open for sending")
+        message_id = channel.messages.push(data, retransmissions)
+        self._mark_sendable(channel)
+        return message_id
+
+    def read(self, channel_id: int, max_bytes: int | None = None) -> bytes:
+        """Up to ``max_bytes`` of stream data (all that is readable when None); ``b""`` if none."""
+        channel = self._channel(channel_id, allow_closed=True)
+        if channel.recv is None:
+            raise LocalProtocolError(f"channel {channel_id} is not a stream")
+        data = channel.recv.read(max_bytes)
+        if data:
+            self.conn_window.on_consumed(len(data))
+        if channel.recv.readable == 0:
+            channel.data_reported = False
+        self._maybe_done(channel)
+        return data
+
+    def reset_channel(self, channel_id: int, now: float, code: ErrorCode = ErrorCode.APPLICATION_CLOSE) -> None:
+        """Abort the channel in both directions; the peer gets ``ChannelReset``."""
+        channel = self._channel(channel_id)
+        final = channel.send.reset() if channel.send is not None else 0
+        self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(
+            channel_id=channel_id, code=int(code), final_size=final
+        )
+        self._release_receive(channel)
+        channel.transition(ChannelInput.RESET)
+        self._forget(channel)
+
+    def close_channel(self, channel_id: int, now: float) -> None:
+        """Finish this side: FIN on a stream, CLOSE_CHANNEL on a message channel."""
+        channel = self._channel(channel_id)
+        if channel.send is not None:
+            self.finish(channel_id, now)
+        elif not channel.local_finished:
+            channel.local_finished = True
+            self._control[(fr.FrameType.CLOSE_CHANNEL, channel_id)] = fr.CloseChannel(channel_id=channel_id)
+
+    def ping(self, now: float) -> int:
+        """Send a PING; ``PingAcknowledged`` reports its round trip."""
+        ping_id = self._next_ping
+        self._next_ping += 1
+        self._control[(fr.FrameType.PING, ping_id + 1)] = fr.Ping()
+        self._pings[ping_id] = None
+        return ping_id
+
+    def close(self, now: float, code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """Close the connection.  With NO_ERROR it is graceful: everything sent is delivered first."""
+        if self.state is ConnectionState.CLOSED:
+            return
+        if code is not ErrorCode.NO_ERROR or self.state is ConnectionState.HANDSHAKING:
+            self._abort(code, reason, now)
+            return
+        self.state = ConnectionState.CLOSING
+        self._close_code, self._close_reason = code, reason
+        self._close_deadline = now + self.config.close_timeout
+        for channel in list(self.channels.values()):
+            if channel.state is ChannelState.OPEN:
+                self.close_channel(channel.id, now)
+
+    def stats(self) -> dict[str, float]:
+        return {
+            "cwnd": self.cc.congestion_window,
+            "bytes_in_flight": self.recovery.bytes_in_flight,
+            "smoothed_rtt": self.rtt.smoothed_rtt,
+            "mtu": self.pmtu.current_mtu,
+            "lost_packets": self.lost_packets,
+            "channels": len(self.channels),
+        }
+
+    def _all_sent_and_acked(self) -> bool:
+        """Graceful close may end the session: every byte and FIN we sent was acknowledged."""
+        if self._control:
+            return False
+        for channel in self.channels.values():
+            if channel.send is not None and not (channel.send.is_finished_and_acked or channel.send.is_reset):
+                return False
+            if channel.messages is not None and (len(channel.messages) or not channel.local_done):
+                return False
+        return self.reliable or self.recovery.ack_eliciting_in_flight == 0
+
+    # -- hooks of the send path --------------------------------------------------------------
+
+    def _stream_frame_size(self) -> int:
+        return self.config.stream_frame_size
+
+    def _send_buffer_size(self) -> int:
+        return self.config.send_buffer
+
+    def _current_control(self, ftype: int, channel_id: int) -> fr.Frame | None:
+        """The control frame to resend for a lost one, rebuilt from the current state."""
+        channel = self.channels.get(channel_id)
+        if ftype == fr.FrameType.MAX_DATA:
+            return fr.MaxData(maximum=self.conn_window.limit)
+        if ftype == fr.FrameType.MAX_CHANNELS:
+            return fr.MaxChannels(maximum=self._our_max_channels)
+        if ftype == fr.FrameType.MAX_CHANNEL_DATA:
+            if channel is None or channel.recv is None or channel.recv.final_size is not None:
+                return None
+            return fr.MaxChannelData(channel_id=channel_id, maximum=channel.window.limit)
+        if ftype == fr.FrameType.OPEN:
+            if channel is None or channel.state is not ChannelState.OPENING:
+                return None
+            return fr.Open(
+                channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
+            )
+        if ftype == fr.FrameType.ACCEPT:
+            if channel is None or channel.state is not ChannelState.OPEN:
+                return None
+            return fr.Accept(channel_id=channel_id, initial_max_data=channel.window.limit)
+        return self._sent_control.get((ftype, channel_id))
+
+    # -- channels ----------------------------------------------------------------------------
+
+    def _new_channel(
+        self, channel_id: int, kind: fr.ChannelKind, service: str, state: ChannelState, now: float, *, retrans: int
+    ) -> Channel:
+        cfg = self.config
+        window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
+        room = self.pmtu.current_mtu - RECORD_OVERHEAD - 32
+        channel = Channel(
+            channel_id,
+            kind,
+            service,
+            state=state,
+            window=window,
+            message_queue=cfg.message_queue,
+            message_size=room,
+            retransmissions=retrans,
+        )
+        self.channels[channel_id] = channel
+        return channel
+
+    def _channel(self, channel_id: int, *, allow_closed: bool = False) -> Channel:
+        channel = self.channels.get(channel_id)
+        if channel is None or (channel.state is ChannelState.CLOSED and not allow_closed):
+            raise LocalProtocolError(f"no open channel {channel_id}", ErrorCode.CHANNEL_STATE_ERROR)
+        return channel
+
+    def _mark_sendable(self, channel: Channel) -> None:
+        if channel.wants_to_send():
+            self._sendable[channel.id] = None
+
+    def _maybe_done(self, channel: Channel) -> None:
+        if channel.state is ChannelState.OPEN and channel.both_done():
+            channel.transition(ChannelInput.DONE)
+            self._events.append(ChannelClosed(channel_id=channel.id))
+            self._forget(channel)
+
+    def _forget(self, channel: Channel) -> None:
+        """The channel is closed: free its id (a closed peer channel raises the peer's allowance)."""
+        self.channels.pop(channel.id, None)
+        self._sendable.pop(channel.id, None)
+        self._conn_blocked.discard(channel.id)
+        if channel.id % 2 == self._peer_parity:
+            self._closed_peer_channels += 1
+            if self._closed_peer_channels + self.config.max_channels - self._our_max_channels >= (
+                self.config.max_channels // 2
+            ):
+                self._our_max_channels = self._closed_peer_channels + self.config.max_channels
+                self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
+
+    def _release_receive(self, channel: Channel) -> None:
+        """Return a dropped channel's unread bytes to the connection window."""
+        if channel.recv is not None:
+            unread = channel.recv.window.highest_received - channel.recv.bytes_read
+            if unread > 0:
+                self.conn_window.on_consumed(unread)
+
+    # -- session events ----------------------------------------------------------------------
+
+    def _absorb_session(self, now: float) -> None:
+        while (event := self.session.next_event()) is not None:
+            if isinstance(event, HandshakeCompleted):
+                self.state = ConnectionState.READY
+                self._last_received = self._last_sent = now
+                self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
+                if self.conn_window.limit > INITIAL_MAX_DATA:
+                    self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.limit)
+                self._events.append(ConnectionReady(handshake=event))
+                for channel in self.channels.values():
+                    self._mark_sendable(channel)
+            elif isinstance(event, MessageReceived):
+                self._on_packet(event.packet_number, event.data, now)
+            elif isinstance(event, SessionClosed):
+                self._terminate(event.code, event.reason, event.by_peer)
+
+    def _terminate(self, code: ErrorCode, reason: str, by_peer: bool) -> None:
+        if self.state is ConnectionState.CLOSED:
+            return
+        self.state = ConnectionState.CLOSED
+        for channel in list(self.channels.values()):
+            finished = channel.recv is not None and channel.recv.final_size is not None and channel.ended_reported
+            if channel.state is not ChannelState.CLOSED and not finished:
+                self._events.append(ChannelReset(channel_id=channel.id, code=code, reason=reason, by_peer=by_peer))
+                channel.state = ChannelState.CLOSED
+        self._sendable.clear()
+        self._events.append(ConnectionClosed(code=code, reason=reason, by_peer=by_peer))
+
+    def _abort(self, code: ErrorCode, reason: str, now: float) -> None:
+        """Close at once: the session sends CLOSE, every channel learns why."""
+        if self.session.is_established:
+            self.session.close(now, code, reason)
+            self._absorb_session(now)
+        else:
+            self.session.close(now, code, reason)
+            self._terminate(code, reason, by_peer=False)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _on_packet(self, pn: int, plaintext: bytes, now: float) -> None:
+        if self.state is ConnectionState.CLOSED:
+            return
+        self._last_received = now
+        try:
+            frames = fr.parse_frames_untrusted(plaintext)
+            eliciting = any(fr.is_ack_eliciting(frame) for frame in frames)
+            if not self.reliable:
+                self.acks.on_packet(pn, eliciting, now)
+            for frame in frames:
+                self._on_frame(frame, now)
+        except RemoteProtocolError as exc:
+            self._abort(exc.code, str(exc), now)
+
+    def _on_frame(self, frame: fr.Frame, now: float) -> None:
+        match frame:
+            case fr.Ack():
+                if not self.reliable:
+                    self._on_ack(frame, now)
+            case fr.Padding() | fr.Ping():
+                pass
+            case fr.Open():
+                self._on_open(frame, now)
+            case fr.Accept():
+                channel = self._own_channel(frame.channel_id)
+                if channel is not None:
+                    self._implicitly_accepted(channel)
+                    if channel.credit.update_limit(frame.initial_max_data):
+                        self._mark_sendable(channel)
+            case fr.Refuse():
+                channel = self._own_channel(frame.channel_id)
+                if channel is not None and channel.state is ChannelState.OPENING:
+                    channel.transition(ChannelInput.REFUSE)
+                    self._forget(channel)
+                    code = ErrorCode.from_wire(frame.code)
+                    self._events.append(ChannelRefused(channel_id=channel.id, code=code, reason=frame.reason))
+            case fr.Stream():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    self._on_stream(channel, frame)
+            case fr.Message():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    self._on_message(channel, frame)
+            case fr.Reset():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    self._on_reset(channel, frame)
+            case fr.StopSending():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    self._events.append(
+                        ChannelReset(
+                            channel_id=channel.id, code=ErrorCode.from_wire(frame.code), reason="", by_peer=True
+                        )
+                    )
+                    self.reset_channel(channel.id, now, ErrorCode.from_wire(frame.code))
+            case fr.MaxData():
+                if self.conn_credit.update_limit(frame.maximum):
+                    for channel_id in self._conn_blocked:
+                        self._sendable[channel_id] = None
+                    self._conn_blocked.clear()
+            case fr.MaxChannelData():
+                channel = self.channels.get(frame.channel_id)
+                if channel is not None and channel.credit.update_limit(frame.maximum):
+                    self._mark_sendable(channel)
+            case fr.DataBlocked() | fr.ChannelBlocked():
+                pass  # our updates are driven by reading; nothing to do
+            case fr.MaxChannels():
+                self._peer_max_channels = max(self._peer_max_channels, frame.maximum)
+            case fr.CloseChannel():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None and channel.messages is not None:
+                    channel.remote_done = True
+                    if not channel.ended_reported:
+                        channel.ended_reported = True
+                        self._events.append(ChannelEnded(channel_id=channel.id))
+                    self._maybe_done(channel)
+
+    def _on_open(self, frame: fr.Open, now: float) -> None:
+        channel_id = frame.channel_id
+        if channel_id % 2 != self._peer_parity:
+            raise RemoteProtocolError(
+                f"OPEN of channel {channel_id}, which is ours to open", ErrorCode.PROTOCOL_VIOLATION
+            )
+        index = channel_id // 2
+        if index in self._peer_seen:
+            return  # a retransmitted OPEN
+        if index >= self._our_max_channels:
+            raise RemoteProtocolError(f"channel {channel_id} beyond our MAX_CHANNELS", ErrorCode.CHANNEL_LIMIT)
+        self._peer_seen.add(index, index + 1)
+        channel = self._new_channel(channel_id, frame.kind, frame.service, ChannelState.REQUESTED, now, retrans=0)
+        channel.credit.update_limit(frame.initial_max_data)
+        kind = "stream" if frame.kind is fr.ChannelKind.STREAM else "message"
+        self._events.append(ChannelRequested(channel_id=channel_id, service=frame.service, kind=kind))
+
+    def _own_channel(self, channel_id: int) -> Channel | None:
+        if channel_id % 2 == self._peer_parity:
+            raise RemoteProtocolError(
+                f"ACCEPT/REFUSE of the peer's own channel {channel_id}", ErrorCode.PROTOCOL_VIOLATION
+            )
+        if channel_id >= self._next_channel:
+            raise RemoteProtocolError(f"channel {channel_id} was never opened", ErrorCode.PROTOCOL_VIOLATION)
+        return self.channels.get(channel_id)
+
+    def _peer_frame_channel(self, channel_id: int) -> Channel | None:
+        """The channel a data frame from the peer belongs to; None if it is already closed here."""
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            if channel.state is ChannelState.OPENING:
+                self._implicitly_accepted(channel)
+            return channel if channel.state is not ChannelState.CLOSED else None
+        if channel_id % 2 == self._peer_parity:
+            if channel_id // 2 not in self._peer_seen:
+                raise RemoteProtocolError(
+                    f"frame for channel {channel_id} before its OPEN", ErrorCode.CHANNEL_STATE_ERROR
+                )
+        elif channel_id >= self._next_channel:
+            raise RemoteProtocolError(f"frame for channel {channel_id}, never opened", ErrorCode.CHANNEL_STATE_ERROR)
+        return None
+
+    def _implicitly_accepted(self, channel: Channel) -> None:
+        """ACCEPT arrived, or data that can only follow an ACCEPT that is late (spec/channels.md §2)."""
+        if channel.state is ChannelState.OPENING:
+            channel.transition(ChannelInput.ACCEPTED)
+            self._events.append(ChannelOpened(channel_id=channel.id))
+
+    def _on_stream(self, channel: Channel, frame: fr.Stream) -> None:
+        if channel.recv is None:
+            raise RemoteProtocolError(f"STREAM on message channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
+        increase = channel.recv.receive_untrusted(frame.offset, frame.data, frame.fin)
+        if increase:
+            self.conn_window.receive_increment_untrusted(increase)
+        if channel.recv.readable and not channel.data_reported:
+            channel.data_reported = True
+            self._events.append(ChannelDataAvailable(channel_id=channel.id))
+        recv = channel.recv
+        if (
+            recv.final_size is not None
+            and not channel.ended_reported
+            and recv.bytes_read + recv.readable == recv.final_size
+        ):
+            channel.ended_reported = True
+            self._events.append(ChannelEnded(channel_id=channel.id))
+            self._maybe_done(channel)
+
+    def _on_message(self, channel: Channel, frame: fr.Message) -> None:
+        seen = channel.seen_messages
+        if seen is None:
+            raise RemoteProtocolError(f"MESSAGE on stream channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
+        if seen.check(frame.message_id):  # a retransmitted message is delivered once
+            seen.update(frame.message_id)
+            self._events.append(ChannelMessage(channel_id=channel.id, data=frame.data))
+
+    def _on_reset(self, channel: Channel, frame: fr.Reset) -> None:
+        if channel.recv is not None:
+            increase = channel.recv.receive_reset_untrusted(frame.final_size)
+            if increase:
+                self.conn_window.receive_increment_untrusted(increase)
+            self._release_receive(channel)
+        if channel.send is not None:
+            channel.send.reset()
+        code = ErrorCode.from_wire(frame.code)
+        self._events.append(ChannelReset(channel_id=channel.id, code=code, reason="", by_peer=True))
+        channel.transition(ChannelInput.RESET)
+        self._forget(channel)
+
+
+def _truncate(text: str, limit: int) -> str:
+    """At most ``limit`` bytes of UTF-8, never splitting a character."""
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")

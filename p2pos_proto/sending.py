@@ -1,0 +1,366 @@
+"""The connection's send path: packet building, acknowledgements, loss (spec/channels.md §4-§6).
+
+``SendPath`` is the half of ``Connection`` that decides what goes into each
+packet and what happens when a packet is acknowledged or lost.  Per packet, in
+order: an ACK when one is due (or can ride along), queued control frames, then
+stream data and messages from the channels in round-robin order, one chunk per
+channel per turn, so that every channel gets its share (spec/channels.md §5).
+Ack-eliciting packets obey the congestion window and the pacer, except PTO
+probes (RFC 9002 §7.5); ACK-only packets obey neither.  A PMTU probe is a PING
+padded to the probed size (RFC 8899 §4.1) whose loss does not count as
+congestion (RFC 9000 §14.4).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+from . import frames as fr
+from .acks import AckTracker
+from .channel import Channel, ChannelState
+from .congestion import Cubic, NewReno
+from .errors import ErrorCode
+from .events import ChannelEvent, ChannelWritable, HandshakeCompleted, PingAcknowledged
+from .flow import ReceiveWindow, SendCredit
+from .pacing import Pacer
+from .pmtu import PmtuDiscovery
+from .record import OVERHEAD as RECORD_OVERHEAD
+from .recovery import LossRecovery, SentPacket
+from .rtt import RttEstimator
+from .session import SecureSession
+from .varint import size as varint_size
+
+_STREAM, _MESSAGE, _CONTROL, _PING, _PROBE = range(5)
+Token = tuple[int, int, int, int, bool]
+ControlKey = tuple[int, int]
+_MIN_ROOM = 24
+#: Control frames resent as they were when lost (the rest are rebuilt from current state).
+_REMEMBERED = frozenset(
+    {fr.FrameType.REFUSE, fr.FrameType.RESET, fr.FrameType.STOP_SENDING, fr.FrameType.CLOSE_CHANNEL}
+)
+#: The ACK delay field counts microseconds (spec/frames.md §4.3).
+_MICROS = 1_000_000
+
+
+class SendPath:
+    """Packet building and the fate of sent packets; mixed into ``Connection``."""
+
+    session: SecureSession
+    reliable: bool
+    channels: dict[int, Channel]
+    conn_credit: SendCredit
+    conn_window: ReceiveWindow
+    acks: AckTracker
+    rtt: RttEstimator
+    recovery: LossRecovery[list[Token]]
+    cc: NewReno | Cubic
+    pacer: Pacer
+    pmtu: PmtuDiscovery
+    lost_packets: int
+    _control: dict[ControlKey, fr.Frame]
+    _sent_control: dict[ControlKey, fr.Frame]
+    _sendable: collections.OrderedDict[int, None]
+    _conn_blocked: set[int]
+    _events: collections.deque[ChannelEvent | HandshakeCompleted]
+    _pings: dict[int, None]
+    _pto_probes: int
+    _pacing_at: float | None
+    _app_limited: bool
+    _last_sent: float
+
+    def _abort(self, code: ErrorCode, reason: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _maybe_done(self, channel: Channel) -> None:
+        raise NotImplementedError
+
+    def _mark_sendable(self, channel: Channel) -> None:
+        raise NotImplementedError
+
+    # -- building packets -------------------------------------------------------------------
+
+    def _packet_size(self) -> int:
+        if self.reliable:
+            return self._stream_frame_size()
+        return self.pmtu.current_mtu
+
+    def _stream_frame_size(self) -> int:
+        raise NotImplementedError
+
+    def _queue_window_updates(self, now: float) -> None:
+        """MAX_DATA / MAX_CHANNEL_DATA when the application has read half a window (spec/flow.md §3)."""
+        srtt = self.rtt.smoothed_rtt if self.rtt.has_sample else 0.0
+        for channel in self.channels.values():
+            window = channel.window
+            if channel.recv is not None and channel.recv.final_size is None and window.should_send_update():
+                maximum = window.new_limit(now, srtt)
+                self._control[(fr.FrameType.MAX_CHANNEL_DATA, channel.id)] = fr.MaxChannelData(
+                    channel_id=channel.id, maximum=maximum
+                )
+                self.conn_window.ensure_window(int(window.window * 1.5))
+        if self.conn_window.should_send_update():
+            self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.new_limit(now, srtt))
+
+    def _build_packets(self, now: float) -> None:
+        self._maybe_probe_pmtu(now)
+        while True:
+            size = self._packet_size()
+            probe = self._pto_probes > 0
+            may_elicit = self.reliable or probe or self.cc.available(self.recovery.bytes_in_flight) >= size
+            if may_elicit and not self.reliable and not probe:
+                at = self.pacer.next_send_time(now, size)
+                if at > now:
+                    may_elicit = False
+                    self._pacing_at = at
+            if not may_elicit and self._has_work():
+                self._app_limited = False  # the window or the pacer holds data back (RFC 9002 §7.8)
+            room = size - RECORD_OVERHEAD
+            parts: list[bytes] = []
+            tokens: list[Token] = []
+            with_ack = False
+            if (
+                not self.reliable
+                and self.acks.has_ranges()
+                and (self.acks.ack_due(now) or (may_elicit and self._has_work()))
+            ):
+                ack = fr.encode_frame(fr.Ack.from_ranges(self.acks.snapshot(), int(self.acks.ack_delay(now) * _MICROS)))
+                if len(ack) <= room:
+                    parts.append(ack)
+                    room -= len(ack)
+                    with_ack = True
+            eliciting = False
+            if may_elicit:
+                room, eliciting = self._add_control(parts, tokens, room)
+                room, data = self._add_data(parts, tokens, room)
+                eliciting = eliciting or data
+                if probe and not eliciting:
+                    parts.append(fr.encode_frame(fr.Ping()))
+                    eliciting = True
+                if not eliciting:
+                    self._app_limited = True
+                elif self._has_work():
+                    self._app_limited = False
+            if not parts:
+                return
+            self._send_packet(b"".join(parts), tokens, now, eliciting=eliciting, with_ack=with_ack)
+            if probe and eliciting:
+                self._pto_probes -= 1
+            if not eliciting:
+                return
+
+    def _send_packet(
+        self, plaintext: bytes, tokens: list[Token], now: float, *, eliciting: bool, with_ack: bool
+    ) -> int:
+        pn = self.session.send(plaintext, now)
+        size = len(plaintext) + RECORD_OVERHEAD
+        if with_ack:
+            self.acks.on_ack_sent()
+        if eliciting:
+            self._last_sent = now
+        if self.reliable:
+            self._on_delivered(tokens, now, 0.0)  # a lossless carrier: sent is delivered
+            return pn
+        self.recovery.on_packet_sent(pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens)
+        if eliciting:
+            self.pacer.on_packet_sent(now, size)
+        return pn
+
+    def _has_work(self) -> bool:
+        return bool(self._control or self._sendable or self._pto_probes)
+
+    def _add_control(self, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
+        eliciting = False
+        for key in list(self._control):
+            encoded = fr.encode_frame(self._control[key])
+            if len(encoded) > room:
+                continue
+            frame = self._control.pop(key)
+            if key[0] in _REMEMBERED:
+                self._sent_control[key] = frame
+            parts.append(encoded)
+            room -= len(encoded)
+            eliciting = True
+            if key[0] == fr.FrameType.PING and key[1] > 0:
+                tokens.append((_PING, key[1] - 1, 0, 0, False))
+            else:
+                tokens.append((_CONTROL, key[0], key[1], 0, False))
+            if room < _MIN_ROOM:
+                break
+        return room, eliciting
+
+    def _add_data(self, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
+        """Stream chunks and messages, one per channel per turn (round robin)."""
+        sendable = self._sendable
+        added = False
+        turns = len(sendable)
+        while room >= _MIN_ROOM and sendable and turns > 0:
+            channel_id, _ = sendable.popitem(last=False)
+            turns -= 1
+            channel = self.channels.get(channel_id)
+            if channel is None or channel.state is not ChannelState.OPEN:
+                continue
+            if channel.send is not None:
+                room, sent = self._add_stream_chunk(channel, parts, tokens, room)
+            else:
+                room, sent = self._add_message(channel, parts, tokens, room)
+            added = added or sent
+            if channel.wants_to_send() and channel_id not in self._conn_blocked:
+                sendable[channel_id] = None
+                if sent:
+                    turns += 1
+        return room, added
+
+    def _add_stream_chunk(
+        self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int
+    ) -> tuple[int, bool]:
+        send = channel.send
+        if send is None:
+            return room, False
+        header_room = room - 1 - varint_size(channel.id) - 8 - varint_size(room)
+        credit = min(channel.credit.available(), self.conn_credit.available())
+        before = send.sent_offset
+        chunk = send.next_chunk(header_room, credit)
+        if chunk is None:
+            if send.unsent and channel.credit.available() > 0:
+                self._conn_blocked.add(channel.id)
+                if self.conn_credit.should_send_blocked():
+                    self._control[(fr.FrameType.DATA_BLOCKED, 0)] = fr.DataBlocked(
+                        limit=self.conn_credit.on_blocked_sent()
+                    )
+            elif send.unsent and channel.credit.should_send_blocked():
+                self._control[(fr.FrameType.CHANNEL_BLOCKED, channel.id)] = fr.ChannelBlocked(
+                    channel_id=channel.id, limit=channel.credit.on_blocked_sent()
+                )
+            return room, False
+        offset, data, fin = chunk
+        new = send.sent_offset - before
+        if new:
+            channel.credit.consume(new)
+            self.conn_credit.consume(new)
+        encoded = fr.stream_header(channel.id, offset, len(data), fin)
+        parts.append(encoded)
+        parts.append(data)
+        tokens.append((_STREAM, channel.id, offset, len(data), fin))
+        return room - len(encoded) - len(data), True
+
+    def _add_message(self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
+        queue = channel.messages
+        if queue is None:
+            return room, False
+        popped = queue.pop(room - 2 - varint_size(channel.id) - 8 - varint_size(room))
+        if popped is None:
+            return room, False
+        message_id, data = popped
+        encoded = fr.encode_frame(fr.Message(channel_id=channel.id, message_id=message_id, data=data))
+        parts.append(encoded)
+        tokens.append((_MESSAGE, channel.id, message_id, 0, False))
+        return room - len(encoded), True
+
+    def _maybe_probe_pmtu(self, now: float) -> None:
+        """RFC 8899 §4.1: a PING padded to the probed size, when the window has room for it."""
+        if self.reliable:
+            return
+        size = self.pmtu.probe_size_to_send(now)
+        if size is None or self.cc.available(self.recovery.bytes_in_flight) < size:
+            return
+        ping = fr.encode_frame(fr.Ping())
+        padding = size - RECORD_OVERHEAD - len(ping)
+        if padding < 1:
+            return
+        pn = self._send_packet(
+            ping + bytes(padding), [(_PROBE, 0, size, 0, False)], now, eliciting=True, with_ack=False
+        )
+        self.pmtu.on_probe_sent(pn, size, now)
+
+    # -- the fate of sent packets -----------------------------------------------------------
+
+    def _on_ack(self, frame: fr.Ack, now: float) -> None:
+        result = self.recovery.on_ack_received(frame.ranges(), frame.ack_delay / _MICROS, now)
+        if result.acked_unsent:
+            self._abort(ErrorCode.PROTOCOL_VIOLATION, "ACK of a packet never sent", now)
+            return
+        for packet in result.newly_acked:
+            self._on_delivered(packet.payload, now, now - packet.time_sent, packet)
+        congestion = [p for p in result.newly_acked if not self._is_probe(p)]
+        if congestion:
+            self.cc.on_packets_acked(congestion, now, rtt=self.rtt, app_limited=self._app_limited)
+        self._on_lost(result.lost, now)
+        if result.persistent_congestion:
+            self.cc.on_persistent_congestion(now)
+        self.pacer.update_rate(self.cc.congestion_window, self.rtt.smoothed_rtt, self.cc.max_datagram_size)
+
+    @staticmethod
+    def _is_probe(packet: SentPacket[list[Token]]) -> bool:
+        return bool(packet.payload) and packet.payload[0][0] == _PROBE
+
+    def _on_delivered(
+        self, tokens: list[Token], now: float, rtt: float, packet: SentPacket[list[Token]] | None = None
+    ) -> None:
+        for kind, a, b, c, fin in tokens:
+            if kind == _STREAM:
+                channel = self.channels.get(a)
+                if channel is not None and channel.send is not None:
+                    channel.send.on_acked(b, c, fin)
+                    if channel.want_writable and channel.send.buffered * 2 <= self._send_buffer_size():
+                        channel.want_writable = False
+                        self._events.append(ChannelWritable(channel_id=a))
+                    self._maybe_done(channel)
+            elif kind == _MESSAGE:
+                channel = self.channels.get(a)
+                if channel is not None and channel.messages is not None:
+                    channel.messages.on_acked(b)
+            elif kind == _CONTROL:
+                self._sent_control.pop((a, b), None)
+                channel = self.channels.get(b) if a == fr.FrameType.CLOSE_CHANNEL else None
+                if channel is not None:
+                    channel.local_done = True
+                    self._maybe_done(channel)
+            elif kind == _PING and a in self._pings:
+                del self._pings[a]
+                self._events.append(PingAcknowledged(ping_id=a, rtt=rtt))
+            elif kind == _PROBE and packet is not None and self.pmtu.on_probe_acked(packet.pn, now):
+                self.cc.set_max_datagram_size(self.pmtu.current_mtu)
+        if packet is not None and not self._is_probe(packet):
+            self.pmtu.on_packet_acked(packet.size)
+
+    def _send_buffer_size(self) -> int:
+        raise NotImplementedError
+
+    def _on_lost(self, lost: Sequence[SentPacket[list[Token]]], now: float) -> None:
+        if not lost:
+            return
+        congestion = [p for p in lost if not self._is_probe(p)]
+        self.lost_packets += len(congestion)
+        for packet in lost:
+            if self._is_probe(packet):
+                self.pmtu.on_probe_lost(packet.pn, now)
+            else:
+                self._requeue(packet.payload)
+        if congestion:
+            self.cc.on_packets_lost(congestion, now)
+            if self.pmtu.on_packets_lost([p.size for p in congestion], now):
+                self.cc.set_max_datagram_size(self.pmtu.current_mtu)
+
+    def _requeue(self, tokens: list[Token]) -> None:
+        """Queue again what a lost packet carried that still matters (RFC 9000 §13.3)."""
+        for kind, a, b, c, fin in tokens:
+            if kind in (_STREAM, _MESSAGE):
+                channel = self.channels.get(a)
+                if channel is None:
+                    continue
+                if kind == _STREAM and channel.send is not None:
+                    channel.send.on_lost(b, c, fin)
+                elif channel.messages is not None:
+                    channel.messages.on_lost(b)
+                self._mark_sendable(channel)
+            elif kind == _PING:
+                if a in self._pings:
+                    self._control[(fr.FrameType.PING, a + 1)] = fr.Ping()
+            elif kind == _CONTROL:
+                frame = self._current_control(a, b)
+                if frame is not None:
+                    self._control.setdefault((a, b), frame)
+
+    def _current_control(self, ftype: int, channel_id: int) -> fr.Frame | None:
+        raise NotImplementedError
