@@ -365,7 +365,6 @@ class LossRecovery(Generic[P]):
             return lost, False
         rtt = self.rtt
         loss_delay = rtt.loss_delay()
-        lost_send_time = now - loss_delay
         lost_below = largest_acked - self.packet_threshold  # numbers <= this are lost
         first_sample = rtt.first_sample_time
         congestion_duration = self.persistent_congestion_duration()
@@ -383,7 +382,10 @@ class LossRecovery(Generic[P]):
                 continue
             if state == _LOST:
                 continue
-            if packet.time_sent <= lost_send_time or packet.pn <= lost_below:
+            # ``time_sent + loss_delay <= now`` rather than ``time_sent <= now - loss_delay``:
+            # the same float expression as the timer, so a timer fired at its deadline
+            # always finds the packet lost (the other form can miss by one rounding).
+            if packet.time_sent + loss_delay <= now or packet.pn <= lost_below:
                 packet.state = _LOST
                 self._remove(packet)
                 lost.append(packet)

@@ -444,3 +444,20 @@ def test_bytes_in_flight_stays_consistent(ops: list[tuple[object, ...]]) -> None
 
 def pns_of(packets: list[SentPacket[int]]) -> list[int]:
     return [p.pn for p in packets]
+
+
+def test_loss_timer_at_its_deadline_always_declares_loss() -> None:
+    """Regression: ``now - loss_delay`` can round below ``time_sent`` when now == time_sent + loss_delay."""
+    hazards = 0
+    for step in range(2000):
+        rec = make(initial_rtt=0.1)
+        start = step * 0.0491
+        send(rec, 0, start)
+        send(rec, 1, start + 0.001)
+        assert rec.on_ack_received([(1, 1)], 0.0, now=start + 0.05).lost == []
+        timer = rec.get_loss_detection_timer()
+        assert timer is not None
+        hazards += timer - rec.rtt.loss_delay() < start
+        assert pns(rec.on_loss_detection_timeout(timer).lost) == [0], step
+    # The rounding case did occur among these start times.
+    assert hazards > 0
