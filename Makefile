@@ -46,6 +46,7 @@ test: lint typecheck vectors unit conformance
 
 bench: install
 	$(PY) bench/handshake_record.py
+	$(PY) bench/channels.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -4,6 +4,10 @@ Run as ``python -m conformance.impl``; it reads one JSON command per line on
 stdin and answers one JSON object per line on stdout (spec/conformance.md).
 It holds one session, or (``endpoint`` command) one ``Endpoint`` whose
 randomness is a deterministic stream derived from its static key.
+With ``conn_session`` it runs a channel-layer ``Connection`` over the session
+instead (spec/conformance.md §3.7): channels to its listed services are
+accepted, others refused with SERVICE_UNKNOWN, and the ``echo`` service sends
+back what it reads.
 It supports every case, so it ignores ``P2POS_TESTCASE`` except for two test
 hooks that prove the runner can fail:
 
@@ -42,10 +46,29 @@ from p2pos.proto import (
     frame,
 )
 from p2pos.proto import frames as ch
+from p2pos.proto.connection import ChannelConfig, Connection
+from p2pos.proto.events import (
+    ChannelClosed,
+    ChannelDataAvailable,
+    ChannelEnded,
+    ChannelEvent,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelRefused,
+    ChannelRequested,
+    ChannelReset,
+    ChannelWritable,
+    ConnectionClosed,
+    ConnectionReady,
+    PingAcknowledged,
+)
 from p2pos.proto.identity import verify
 
 Json = dict[str, Any]
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SessionConfig)} - {"capabilities", "prologue"}
+_CHANNEL_CONFIG_FIELDS = {f.name for f in dataclasses.fields(ChannelConfig)}
+#: The service whose streams and messages the adapter sends back (spec/conformance.md §3.7).
+ECHO = "echo"
 
 
 class CommandError(Exception):
@@ -110,6 +133,12 @@ def _config(raw: Any) -> SessionConfig:
     return SessionConfig(**values)
 
 
+def _channel_config(raw: Any) -> ChannelConfig:
+    if not isinstance(raw, dict) or not set(raw) <= _CHANNEL_CONFIG_FIELDS:
+        raise CommandError("BAD_COMMAND", f"channel_config keys must be among {sorted(_CHANNEL_CONFIG_FIELDS)}")
+    return ChannelConfig(**raw)
+
+
 class Adapter:
     """The state of one IUT process: at most one session (or one endpoint) and one framer."""
 
@@ -119,6 +148,10 @@ class Adapter:
         self.endpoint: Endpoint | None = None
         self.pending: Json | None = None  # a responder's parameters until its INIT arrives
         self.framer = StreamFramer()
+        self.conn: Connection | None = None
+        self.conn_setup: tuple[ChannelConfig, frozenset[str]] | None = None  # until the responder's INIT
+        self.echo: dict[int, bytearray] = {}  # echo channels: bytes read and not yet sent back
+        self.echo_fin: set[int] = set()  # echo streams whose FIN is owed once the bytes are sent
         self.handlers: dict[str, Callable[[Json], Json]] = {
             "peer_id": self.peer_id,
             "parse_peer_id": self.parse_peer_id,
@@ -142,6 +175,15 @@ class Adapter:
             "frame_eof": self.frame_eof,
             "frames_encode": self.frames_encode,
             "frames_decode": self.frames_decode,
+            "conn_session": self.conn_session,
+            "conn_receive": self.conn_receive,
+            "conn_open": self.conn_open,
+            "conn_send": self.conn_send,
+            "conn_reset": self.conn_reset,
+            "conn_ping": self.conn_ping,
+            "conn_close": self.conn_close,
+            "conn_timer": self.conn_timer,
+            "conn_state": self.conn_state,
         }
 
     def handle(self, request: Json) -> Json:
@@ -198,18 +240,24 @@ class Adapter:
             return {"out": []}
         if request.get("role") != "initiator":
             raise CommandError("BAD_COMMAND", "role is 'initiator' or 'responder'")
-        expected = request.get("expected_peer")
-        self.session = SecureSession.initiate(
-            keys,
-            local_index=int(request.get("local_index", 0)),
-            now=_now(request),
-            config=config,
-            expected_peer=PeerId.parse(expected) if expected is not None else None,
-            remote_static=_opt_bytes(request, "remote_static"),
-            ephemeral=_opt_bytes(request, "ephemeral"),
-            random=_nonce_then_system(_opt_bytes(request, "sas_nonce")),
-        )
+        self.session = _initiate(request, keys, config)
         return self._drain(_now(request))
+
+    def _respond(self, data: bytes, now: float) -> SecureSession:
+        """The responder's session from its first INIT (raises ``ProtocolError`` if refused)."""
+        if self.pending is None:
+            raise CommandError("BAD_COMMAND", "no responder is waiting")
+        params = self.pending["request"]
+        session = SecureSession.respond_untrusted(
+            self.pending["keys"],
+            data,
+            local_index=int(params.get("local_index", 0)),
+            now=now,
+            config=self.pending["config"],
+            ephemeral=_opt_bytes(params, "ephemeral"),
+        )
+        self.pending = None
+        return session
 
     def start_endpoint(self, request: Json) -> Json:
         if self.session is not None or self.pending is not None or self.endpoint is not None:
@@ -230,19 +278,10 @@ class Adapter:
             self.endpoint.receive_datagram(data, str(request.get("addr", "peer")), now)
             return self._drain_endpoint(now)
         if self.session is None and self.pending is not None:
-            params = self.pending["request"]
             try:
-                self.session = SecureSession.respond_untrusted(
-                    self.pending["keys"],
-                    data,
-                    local_index=int(params.get("local_index", 0)),
-                    now=now,
-                    config=self.pending["config"],
-                    ephemeral=_opt_bytes(params, "ephemeral"),
-                )
+                self.session = self._respond(data, now)
             except ProtocolError as exc:
                 return {"out": [], "events": [], "rejected": exc.code.name}
-            self.pending = None
             return self._drain(now)
         self._need_session().receive_data(data, now)
         return self._drain(now)
@@ -359,6 +398,176 @@ class Adapter:
     def frames_decode(self, request: Json) -> Json:
         return {"frames": [_frame_to_json(f) for f in ch.parse_frames_untrusted(_bytes(request, "data"))]}
 
+    # -- channel-layer connection (spec/conformance.md §3.7) -------------------------------
+
+    def conn_session(self, request: Json) -> Json:
+        if self.session is not None or self.pending is not None or self.endpoint is not None or self.conn:
+            raise CommandError("BAD_COMMAND", "a session already exists")
+        config = _config(request.get("config") or {})
+        channel_config = _channel_config(request.get("channel_config") or {})
+        services = request.get("services") or []
+        if not isinstance(services, list) or not all(isinstance(name, str) for name in services):
+            raise CommandError("BAD_COMMAND", "'services' must be a list of names")
+        keys = LocalKeys.create(Identity.from_seed(_bytes(request, "seed")), _bytes(request, "static"))
+        self.conn_setup = (channel_config, frozenset(services))
+        if request.get("role") == "responder":
+            self.pending = {"keys": keys, "config": config, "request": request}
+            return {"out": [], "events": []}
+        if request.get("role") != "initiator":
+            raise CommandError("BAD_COMMAND", "role is 'initiator' or 'responder'")
+        self.conn = Connection(_initiate(request, keys, config), _now(request), channel_config)
+        return self._pump(_now(request))
+
+    def _need_conn(self) -> Connection:
+        if self.conn is None:
+            raise CommandError("BAD_COMMAND", "no connection")
+        return self.conn
+
+    def conn_receive(self, request: Json) -> Json:
+        data, now = _bytes(request, "data"), _now(request)
+        if self.conn is None and self.pending is not None and self.conn_setup is not None:
+            try:
+                session = self._respond(data, now)
+            except ProtocolError as exc:
+                return {"out": [], "events": [], "rejected": exc.code.name}
+            self.conn = Connection(session, now, self.conn_setup[0])
+            return self._pump(now)
+        self._need_conn().receive_data(data, now)
+        return self._pump(now)
+
+    def conn_open(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        kind = _KINDS[str(request.get("kind", "stream"))]
+        channel_id = conn.open_channel(str(request.get("service")), now, kind=kind)
+        return {"channel_id": channel_id, **self._pump(now)}
+
+    def conn_send(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        channel_id, data = int(request["channel_id"]), _bytes(request, "data")
+        channel = conn.channels.get(channel_id)
+        if channel is not None and channel.kind is ch.ChannelKind.MESSAGE:
+            accepted = len(data)
+            conn.send_message(channel_id, data, now)
+        else:
+            accepted = conn.send(channel_id, data, now) if data else 0
+        if request.get("fin"):
+            conn.close_channel(channel_id, now)
+        return {"accepted": accepted, **self._pump(now)}
+
+    def conn_reset(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        channel_id = int(request["channel_id"])
+        conn.reset_channel(channel_id, now, ErrorCode[str(request.get("code", "APPLICATION_CLOSE"))])
+        self.echo.pop(channel_id, None)
+        return self._pump(now)
+
+    def conn_ping(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        return {"ping_id": conn.ping(now), **self._pump(now)}
+
+    def conn_close(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        conn.close(now, ErrorCode[str(request.get("code", "NO_ERROR"))], str(request.get("reason", "")))
+        return self._pump(now)
+
+    def conn_timer(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        timer = conn.get_timer()
+        if timer is not None and timer <= now:
+            conn.handle_timer(now)
+        return self._pump(now)
+
+    def conn_state(self, request: Json) -> Json:
+        conn = self.conn
+        if conn is None:
+            return {"state": "none", "channels": [], "timer": None}
+        channels = [
+            {"channel_id": c.id, "state": c.state.value, "service": c.service, "kind": c.kind.name.lower()}
+            for c in sorted(conn.channels.values(), key=lambda c: c.id)
+        ]
+        return {"state": conn.state.value, "channels": channels, "timer": conn.get_timer()}
+
+    def _pump(self, now: float) -> Json:
+        """Play the application (accept, read, echo) and drain the connection until it is quiet."""
+        conn = self._need_conn()
+        out: list[str] = []
+        events: list[Json] = []
+        while True:
+            handled = self._conn_events(conn, now, events)
+            batch = conn.data_to_send(now)
+            out.extend(d.hex() for d in batch)
+            if not batch and not handled:
+                break
+        return {"out": out, "events": events, "timer": conn.get_timer()}
+
+    def _conn_events(self, conn: Connection, now: float, events: list[Json]) -> bool:
+        handled = False
+        while (event := conn.next_event()) is not None:
+            handled = True
+            events.extend(self._conn_event(conn, event, now))
+        return handled
+
+    def _conn_event(self, conn: Connection, event: ChannelEvent | HandshakeCompleted, now: float) -> list[Json]:
+        """The JSON of one connection event, after the adapter's application has reacted to it."""
+        match event:
+            case ConnectionReady():
+                return [self._event(event.handshake)]
+            case HandshakeCompleted():
+                return [self._event(event)]
+            case ChannelRequested():
+                services = self.conn_setup[1] if self.conn_setup is not None else frozenset()
+                if event.service in services:
+                    conn.accept_channel(event.channel_id, now)
+                    if event.service == ECHO:
+                        self.echo[event.channel_id] = bytearray()
+                else:
+                    conn.refuse_channel(event.channel_id, now, ErrorCode.SERVICE_UNKNOWN, "no such service")
+                return [{**_event_json(event), "accepted": event.service in services}]
+            case ChannelDataAvailable():
+                return self._read(conn, event.channel_id, now)
+            case ChannelEnded():
+                found = self._read(conn, event.channel_id, now) if self._is_stream(conn, event.channel_id) else []
+                if event.channel_id in self.echo:
+                    self.echo_fin.add(event.channel_id)
+                    self._flush_echo(conn, event.channel_id, now)
+                return [*found, _event_json(event)]
+            case ChannelWritable():
+                self._flush_echo(conn, event.channel_id, now)
+                return []
+            case ChannelMessage():
+                if event.channel_id in self.echo and event.channel_id in conn.channels:
+                    conn.send_message(event.channel_id, event.data, now)
+            case ChannelReset() | ChannelClosed():
+                self.echo.pop(event.channel_id, None)
+        return [_event_json(event)]
+
+    @staticmethod
+    def _is_stream(conn: Connection, channel_id: int) -> bool:
+        channel = conn.channels.get(channel_id)
+        return channel is not None and channel.kind is ch.ChannelKind.STREAM
+
+    def _read(self, conn: Connection, channel_id: int, now: float) -> list[Json]:
+        data = conn.read(channel_id) if channel_id in conn.channels else b""
+        if channel_id in self.echo and data:
+            self.echo[channel_id] += data
+            self._flush_echo(conn, channel_id, now)
+        return [{"type": "channel_data", "channel_id": channel_id, "data": data.hex()}] if data else []
+
+    def _flush_echo(self, conn: Connection, channel_id: int, now: float) -> None:
+        """Send back what the echo service read (as much as fits), then its FIN once all is sent."""
+        pending = self.echo.get(channel_id)
+        channel = conn.channels.get(channel_id)
+        if pending is None or channel is None or channel.kind is not ch.ChannelKind.STREAM:
+            if channel is not None and channel_id in self.echo_fin:
+                self.echo_fin.discard(channel_id)
+                conn.close_channel(channel_id, now)
+            return
+        if pending:
+            del pending[: conn.send(channel_id, bytes(pending), now)]
+        if not pending and channel_id in self.echo_fin:
+            self.echo_fin.discard(channel_id)
+            conn.finish(channel_id, now)
+
 
 _FRAME_CLASSES: dict[str, type[ch.Frame]] = {
     "padding": ch.Padding,
@@ -412,6 +621,45 @@ def _frame_to_json(frame: ch.Frame) -> Json:
             value = [list(pair) for pair in value]
         out[field.name] = value
     return out
+
+
+_CONN_EVENTS = {
+    ChannelRequested: "channel_requested",
+    ChannelOpened: "channel_opened",
+    ChannelRefused: "channel_refused",
+    ChannelEnded: "channel_ended",
+    ChannelMessage: "channel_message",
+    ChannelReset: "channel_reset",
+    ChannelClosed: "channel_closed",
+    PingAcknowledged: "ping_acknowledged",
+    ConnectionClosed: "connection_closed",
+}
+
+
+def _event_json(event: ChannelEvent) -> Json:
+    """A connection event as JSON (spec/conformance.md §3.7): its fields, codes by name, bytes as hex."""
+    out: Json = {"type": _CONN_EVENTS[type(event)]}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        out[field.name] = (
+            value.name if isinstance(value, ErrorCode) else value.hex() if isinstance(value, bytes) else value
+        )
+    return out
+
+
+def _initiate(request: Json, keys: LocalKeys, config: SessionConfig) -> SecureSession:
+    """An initiator's session from the fields of a ``session`` or ``conn_session`` command."""
+    expected = request.get("expected_peer")
+    return SecureSession.initiate(
+        keys,
+        local_index=int(request.get("local_index", 0)),
+        now=_now(request),
+        config=config,
+        expected_peer=PeerId.parse(expected) if expected is not None else None,
+        remote_static=_opt_bytes(request, "remote_static"),
+        ephemeral=_opt_bytes(request, "ephemeral"),
+        random=_nonce_then_system(_opt_bytes(request, "sas_nonce")),
+    )
 
 
 def _unsupported(case_id: str) -> bool:

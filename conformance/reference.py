@@ -145,10 +145,17 @@ def start_session(
     expected_peer: PeerId | None = None,
     now: float = 0.0,
     config: dict[str, Any] | None = None,
+    command: str = "session",
+    extra: dict[str, Any] | None = None,
 ) -> list[bytes]:
-    """Create the IUT's session (``session`` command); returns the datagrams it sent."""
+    """Create the IUT's session (``session`` command); returns the datagrams it sent.
+
+    ``command="conn_session"`` with ``extra`` (its ``services`` and ``channel_config``)
+    creates a channel-layer connection instead (spec/conformance.md §3.7).
+    """
     answer = iut.ok(
-        "session",
+        command,
+        **(extra or {}),
         role=role,
         seed=party.seed,
         static=party.static,
@@ -417,6 +424,8 @@ class Link:
     sas: str = ""
     #: The IUT's ``handshake_completed`` event.
     completed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Records the IUT sent with its last handshake answer, after the handshake packet (channel layer only).
+    trailing: list[bytes] = dataclasses.field(default_factory=list)
     next_counter: int = 0
     epoch: int = 0
 
@@ -455,16 +464,30 @@ def establish(
     config: dict[str, Any] | None = None,
     ref_max_plaintext: int = MAX_PLAINTEXT,
     now: float = 0.0,
+    channels: dict[str, Any] | None = None,
 ) -> Link:
     """Run a complete handshake with the IUT in ``role``; returns the reference side's ``Link``.
 
     The IUT's SAS nonce is checked against its commitment on the way; an IK
-    responder IUT is confirmed with the CONFIRM record (counter 0).
+    responder IUT is confirmed with the CONFIRM record (counter 0).  With
+    ``channels`` (the extra fields of ``conn_session``: ``services``,
+    ``channel_config``) the IUT runs its channel layer (``conn_session`` and
+    ``conn_receive``); the records it sends along with its last handshake answer
+    are kept in ``Link.trailing``.
     """
     ik = pattern is Pattern.IK
+    start, receive = ("session", "receive") if channels is None else ("conn_session", "conn_receive")
     if role == "initiator":
         init = one_packet_of(
-            start_session(iut, role, remote_static=REF.static_public if ik else None, now=now, config=config)
+            start_session(
+                iut,
+                role,
+                remote_static=REF.static_public if ik else None,
+                now=now,
+                config=config,
+                command=start,
+                extra=channels,
+            )
         )
         hand = Hand(pattern, initiator=False)
         raw = hand.read(handshake_message(init, PacketType.INIT), "INIT")
@@ -473,10 +496,12 @@ def establish(
         expect_eq(sender, IUT_INDEX, "INIT sender index")
         response = hand.response(identity_payload(REF, max_plaintext=ref_max_plaintext, index=REF_INDEX))
         h2 = hand.hash
-        answer = iut.ok("receive", data=response, now=now)
+        answer = iut.ok(receive, data=response, now=now)
         completed = one_event(answer, "handshake_completed")
         reply = out_of(answer)
-        expect(len(reply) == 1, f"expected one datagram after RESPONSE, got {len(reply)}")
+        if channels is None:
+            expect(len(reply) == 1, f"expected one datagram after RESPONSE, got {len(reply)}")
+        expect(len(reply) >= 1, "expected a datagram after RESPONSE, got none")
         nonce: bytes | None = None
         if not ik:
             finish = hand.check_identity(hand.read(handshake_message(reply[0], PacketType.FINISH), "FINISH"))
@@ -491,11 +516,11 @@ def establish(
             nonce is not None and commitment == sas_commitment(nonce),
             "the IUT's SAS nonce does not open the commitment in its INIT",
         )
-        link.sas, link.completed = reference_sas(h2, nonce or b""), completed
+        link.sas, link.completed, link.trailing = reference_sas(h2, nonce or b""), completed, reply[1:]
         return link
-    start_session(iut, role, now=now, config=config)
+    start_session(iut, role, now=now, config=config, command=start, extra=channels)
     hand = Hand(pattern, initiator=True, rs=IUT.static_public if ik else None)
-    answer = iut.ok("receive", data=hand.init(init_payload(pattern, max_plaintext=ref_max_plaintext)), now=now)
+    answer = iut.ok(receive, data=hand.init(init_payload(pattern, max_plaintext=ref_max_plaintext)), now=now)
     response = one_packet(answer, PacketType.RESPONSE)
     expect_eq(int.from_bytes(response[5:9], "big"), REF_INDEX, "RESPONSE receiver index")
     iut_index = int.from_bytes(response[1:5], "big")
@@ -506,13 +531,15 @@ def establish(
     if ik:
         k_i2r, k_r2i = hand.hs.split()
         link = Link(k_i2r, k_r2i, iut_index, hand.hash)
-        answer = iut.ok("receive", data=link.seal(PacketType.CONFIRM, REF.sas_nonce), now=now)
+        answer = iut.ok(receive, data=link.seal(PacketType.CONFIRM, REF.sas_nonce), now=now)
     else:
         finish_packet = encode_finish(iut_index, hand.write(finish_payload(max_plaintext=ref_max_plaintext)))
         k_i2r, k_r2i = hand.hs.split()
         link = Link(k_i2r, k_r2i, iut_index, hand.hash)
-        answer = iut.ok("receive", data=finish_packet, now=now)
+        answer = iut.ok(receive, data=finish_packet, now=now)
     link.sas, link.completed = reference_sas(h2, REF.sas_nonce), one_event(answer, "handshake_completed")
+    if channels is not None:
+        link.trailing = out_of(answer)
     return link
 
 

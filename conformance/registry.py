@@ -36,6 +36,7 @@ CASE_MODULES = (
     "cases_record",
     "cases_framing",
     "cases_frames",
+    "cases_channels",
 )
 
 

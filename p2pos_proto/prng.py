@@ -112,12 +112,12 @@ class Prng:
         """A non-negative int of ``k`` random bits (``k`` >= 0)."""
         if k < 0:
             raise LocalProtocolError("number of bits must be non-negative")
-        value = 0
-        got = 0
-        while got < k:
-            value = (value << 64) | self.next64()
-            got += 64
-        return value >> (got - k)
+        words = (k + 63) // 64
+        if words <= 1:
+            return self.next64() >> (64 - k) if k else 0
+        # The words, most significant first: built in one pass (shifting a growing int is quadratic).
+        value = int.from_bytes(b"".join(self.next64().to_bytes(8, "big") for _ in range(words)), "big")
+        return value >> (words * 64 - k)
 
     def randbelow(self, n: int) -> int:
         """An int uniformly drawn from [0, n), without modulo bias (rejection sampling)."""
@@ -157,4 +157,5 @@ class Prng:
         """``n`` random bytes, so a Prng can stand in for ``crypto.RandomSource`` in tests."""
         if n < 0:
             raise LocalProtocolError("byte count must be non-negative")
-        return self.getrandbits(8 * n).to_bytes(n, "big") if n else b""
+        # The same bytes as getrandbits(8 * n).to_bytes(n, "big"), without the big-int round trip.
+        return b"".join(self.next64().to_bytes(8, "big") for _ in range((n + 7) // 8))[:n]
