@@ -120,10 +120,14 @@ class Connection(SendPath):
         self._next_channel = 0 if session.initiator else 1
         self._peer_parity = 1 if session.initiator else 0
         self._peer_seen = RangeSet()  # indices (id // 2) of channels the peer ever opened
-        self._peer_opened = 0
+        self._peer_open = 0  # the peer's channels we hold now
         self._peer_max_channels = INITIAL_MAX_CHANNELS
+        self._peer_max_known = False  # the first MAX_CHANNELS replaces the initial allowance
         self._our_max_channels = config.max_channels
         self._closed_peer_channels = 0
+        #: Stream channels we reset before knowing the peer's final size: id -> (highest received,
+        #: limit), kept until the peer's answering RESET says how much it sent (spec/flow.md §3.3).
+        self._reset_unsettled: dict[int, tuple[int, int]] = {}
         self.conn_credit = SendCredit(INITIAL_MAX_DATA)
         self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
         self.acks = AckTracker(max_ack_delay=config.max_ack_delay)
@@ -141,6 +145,7 @@ class Connection(SendPath):
         self._sent_control: dict[ControlKey, fr.Frame] = {}
         self._sendable: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._conn_blocked: set[int] = set()
+        self._read_channels: dict[int, None] = {}  # channels read since the last window check
         self._events: collections.deque[ChannelEvent | HandshakeCompleted] = collections.deque()
         self._pings: dict[int, None] = {}
         self._next_ping = 0
@@ -303,19 +308,30 @@ class Connection(SendPath):
         data = channel.recv.read(max_bytes)
         if data:
             self.conn_window.on_consumed(len(data))
+            self._read_channels[channel_id] = None
         if channel.recv.readable == 0:
             channel.data_reported = False
         self._maybe_done(channel)
         return data
 
     def reset_channel(self, channel_id: int, now: float, code: ErrorCode = ErrorCode.APPLICATION_CLOSE) -> None:
-        """Abort the channel in both directions; the peer gets ``ChannelReset``."""
+        """Abort the channel in both directions; the peer gets ``ChannelReset``.
+
+        The peer answers with a RESET of its own carrying the final size of its
+        direction, which settles the connection window for bytes still in flight.
+        """
         channel = self._channel(channel_id)
         final = channel.send.reset() if channel.send is not None else 0
         self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(
             channel_id=channel_id, code=int(code), final_size=final
         )
         self._release_receive(channel)
+        recv = channel.recv
+        if recv is not None and recv.final_size is None:
+            unsettled = self._reset_unsettled
+            unsettled[channel_id] = (recv.window.highest_received, recv.window.limit)
+            if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
+                del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
 
@@ -379,29 +395,6 @@ class Connection(SendPath):
     def _send_buffer_size(self) -> int:
         return self.config.send_buffer
 
-    def _current_control(self, ftype: int, channel_id: int) -> fr.Frame | None:
-        """The control frame to resend for a lost one, rebuilt from the current state."""
-        channel = self.channels.get(channel_id)
-        if ftype == fr.FrameType.MAX_DATA:
-            return fr.MaxData(maximum=self.conn_window.limit)
-        if ftype == fr.FrameType.MAX_CHANNELS:
-            return fr.MaxChannels(maximum=self._our_max_channels)
-        if ftype == fr.FrameType.MAX_CHANNEL_DATA:
-            if channel is None or channel.recv is None or channel.recv.final_size is not None:
-                return None
-            return fr.MaxChannelData(channel_id=channel_id, maximum=channel.window.limit)
-        if ftype == fr.FrameType.OPEN:
-            if channel is None or channel.state is not ChannelState.OPENING:
-                return None
-            return fr.Open(
-                channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
-            )
-        if ftype == fr.FrameType.ACCEPT:
-            if channel is None or channel.state is not ChannelState.OPEN:
-                return None
-            return fr.Accept(channel_id=channel_id, initial_max_data=channel.window.limit)
-        return self._sent_control.get((ftype, channel_id))
-
     # -- channels ----------------------------------------------------------------------------
 
     def _new_channel(
@@ -441,16 +434,22 @@ class Connection(SendPath):
 
     def _forget(self, channel: Channel) -> None:
         """The channel is closed: free its id (a closed peer channel raises the peer's allowance)."""
-        self.channels.pop(channel.id, None)
+        if self.channels.pop(channel.id, None) is None:
+            return
         self._sendable.pop(channel.id, None)
         self._conn_blocked.discard(channel.id)
         if channel.id % 2 == self._peer_parity:
-            self._closed_peer_channels += 1
-            if self._closed_peer_channels + self.config.max_channels - self._our_max_channels >= (
-                self.config.max_channels // 2
-            ):
-                self._our_max_channels = self._closed_peer_channels + self.config.max_channels
-                self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
+            self._peer_open -= 1
+            self._peer_channel_done()
+
+    def _peer_channel_done(self) -> None:
+        """One more peer channel index is used up: raise MAX_CHANNELS by half the limit at a time."""
+        self._closed_peer_channels += 1
+        if self._closed_peer_channels + self.config.max_channels - self._our_max_channels >= (
+            self.config.max_channels // 2
+        ):
+            self._our_max_channels = self._closed_peer_channels + self.config.max_channels
+            self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
 
     def _release_receive(self, channel: Channel) -> None:
         """Return a dropped channel's unread bytes to the connection window."""
@@ -548,6 +547,8 @@ class Connection(SendPath):
                 channel = self._peer_frame_channel(frame.channel_id)
                 if channel is not None:
                     self._on_reset(channel, frame)
+                else:
+                    self._settle_reset(frame)
             case fr.StopSending():
                 channel = self._peer_frame_channel(frame.channel_id)
                 if channel is not None:
@@ -569,7 +570,10 @@ class Connection(SendPath):
             case fr.DataBlocked() | fr.ChannelBlocked():
                 pass  # our updates are driven by reading; nothing to do
             case fr.MaxChannels():
-                self._peer_max_channels = max(self._peer_max_channels, frame.maximum)
+                # The first one replaces the initial allowance, even downwards (spec/channels.md §2).
+                known = self._peer_max_known
+                self._peer_max_channels = max(self._peer_max_channels, frame.maximum) if known else frame.maximum
+                self._peer_max_known = True
             case fr.CloseChannel():
                 channel = self._peer_frame_channel(frame.channel_id)
                 if channel is not None and channel.messages is not None:
@@ -588,9 +592,17 @@ class Connection(SendPath):
         index = channel_id // 2
         if index in self._peer_seen:
             return  # a retransmitted OPEN
-        if index >= self._our_max_channels:
+        if index >= max(self._our_max_channels, INITIAL_MAX_CHANNELS):
             raise RemoteProtocolError(f"channel {channel_id} beyond our MAX_CHANNELS", ErrorCode.CHANNEL_LIMIT)
         self._peer_seen.add(index, index + 1)
+        if index >= self._our_max_channels or self._peer_open >= self.config.max_channels:
+            # Opened before our (lower) MAX_CHANNELS reached the peer: refuse the channel, keep the connection.
+            self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
+                channel_id=channel_id, code=int(ErrorCode.CHANNEL_LIMIT), reason="too many channels"
+            )
+            self._peer_channel_done()
+            return
+        self._peer_open += 1
         channel = self._new_channel(channel_id, frame.kind, frame.service, ChannelState.REQUESTED, now, retrans=0)
         channel.credit.update_limit(frame.initial_max_data)
         kind = "stream" if frame.kind is fr.ChannelKind.STREAM else "message"
@@ -661,11 +673,29 @@ class Connection(SendPath):
                 self.conn_window.receive_increment_untrusted(increase)
             self._release_receive(channel)
         if channel.send is not None:
-            channel.send.reset()
+            # Answer with our own final size, so the peer can settle the connection window (spec/flow.md §3.3).
+            self._control[(fr.FrameType.RESET, channel.id)] = fr.Reset(
+                channel_id=channel.id, code=frame.code, final_size=channel.send.reset()
+            )
         code = ErrorCode.from_wire(frame.code)
         self._events.append(ChannelReset(channel_id=channel.id, code=code, reason="", by_peer=True))
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
+
+    def _settle_reset(self, frame: fr.Reset) -> None:
+        """The answer to a RESET of ours: charge the connection for what the peer sent (spec/flow.md §3.3)."""
+        unsettled = self._reset_unsettled.pop(frame.channel_id, None)
+        if unsettled is None:
+            return
+        highest, limit = unsettled
+        if frame.final_size > limit:
+            raise RemoteProtocolError(f"final size {frame.final_size} beyond {limit}", ErrorCode.FLOW_CONTROL_ERROR)
+        if frame.final_size < highest:
+            raise RemoteProtocolError(f"final size {frame.final_size} below {highest}", ErrorCode.FINAL_SIZE_ERROR)
+        increase = frame.final_size - highest
+        if increase:
+            self.conn_window.receive_increment_untrusted(increase)
+            self.conn_window.on_consumed(increase)
 
 
 def _truncate(text: str, limit: int) -> str:

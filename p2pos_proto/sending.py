@@ -62,6 +62,8 @@ class SendPath:
     _sent_control: dict[ControlKey, fr.Frame]
     _sendable: collections.OrderedDict[int, None]
     _conn_blocked: set[int]
+    _read_channels: dict[int, None]
+    _our_max_channels: int
     _events: collections.deque[ChannelEvent | HandshakeCompleted]
     _pings: dict[int, None]
     _pto_probes: int
@@ -91,7 +93,11 @@ class SendPath:
     def _queue_window_updates(self, now: float) -> None:
         """MAX_DATA / MAX_CHANNEL_DATA when the application has read half a window (spec/flow.md §3)."""
         srtt = self.rtt.smoothed_rtt if self.rtt.has_sample else 0.0
-        for channel in self.channels.values():
+        read, self._read_channels = self._read_channels, {}
+        for channel_id in read:  # only a read can make an update due: O(channels read), not O(channels)
+            channel = self.channels.get(channel_id)
+            if channel is None:
+                continue
             window = channel.window
             if channel.recv is not None and channel.recv.final_size is None and window.should_send_update():
                 maximum = window.new_limit(now, srtt)
@@ -363,4 +369,24 @@ class SendPath:
                     self._control.setdefault((a, b), frame)
 
     def _current_control(self, ftype: int, channel_id: int) -> fr.Frame | None:
-        raise NotImplementedError
+        """The control frame to resend for a lost one, rebuilt from the current state."""
+        channel = self.channels.get(channel_id)
+        if ftype == fr.FrameType.MAX_DATA:
+            return fr.MaxData(maximum=self.conn_window.limit)
+        if ftype == fr.FrameType.MAX_CHANNELS:
+            return fr.MaxChannels(maximum=self._our_max_channels)
+        if ftype == fr.FrameType.MAX_CHANNEL_DATA:
+            if channel is None or channel.recv is None or channel.recv.final_size is not None:
+                return None
+            return fr.MaxChannelData(channel_id=channel_id, maximum=channel.window.limit)
+        if ftype == fr.FrameType.OPEN:
+            if channel is None or channel.state is not ChannelState.OPENING:
+                return None
+            return fr.Open(
+                channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
+            )
+        if ftype == fr.FrameType.ACCEPT:
+            if channel is None or channel.state is not ChannelState.OPEN:
+                return None
+            return fr.Accept(channel_id=channel_id, initial_max_data=channel.window.limit)
+        return self._sent_control.get((ftype, channel_id))

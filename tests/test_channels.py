@@ -1,0 +1,337 @@
+"""Channel semantics of the connection (spec/channels.md §2-§5): open, refuse, half-close, reset,
+STOP_SENDING, fair scheduling, message channels and the MAX_CHANNELS limit.
+
+Every test runs two ``Connection`` objects over the seeded link emulator in
+simulated time (``chan_helpers.Pair``).
+"""
+
+from __future__ import annotations
+
+import pytest
+from chan_helpers import Pair, Side, closed, digest, one_way, payload
+
+from p2pos.proto.connection import ChannelConfig, ConnectionState
+from p2pos.proto.errors import ErrorCode, LocalProtocolError
+from p2pos.proto.events import (
+    ChannelClosed,
+    ChannelDataAvailable,
+    ChannelEnded,
+    ChannelEvent,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelRefused,
+    ChannelRequested,
+    ChannelReset,
+    ConnectionClosed,
+    HandshakeCompleted,
+)
+from p2pos.proto.frames import ChannelKind, FrameType, StopSending, Stream
+from p2pos.proto.link import LinkConfig
+
+Event = ChannelEvent | HandshakeCompleted
+
+
+def _ids(side: Side, kind: type[Event]) -> list[int]:
+    return [e.channel_id for e in side.of(kind) if hasattr(e, "channel_id")]
+
+
+def test_open_accept_and_channel_ids() -> None:
+    pair = Pair()
+    pair.connect()
+    first = pair.a.c.open_channel("files", pair.now)
+    second = pair.a.c.open_channel("chat", pair.now, kind=ChannelKind.MESSAGE)
+    theirs = pair.b.c.open_channel("files", pair.now)
+    assert (first, second, theirs) == (0, 2, 1)  # even ids for the initiator, odd for the responder
+    pair.run(pair.now + 1.0, lambda now: len(pair.a.of(ChannelOpened)) == 2 and len(pair.b.of(ChannelOpened)) == 1)
+    requested = pair.b.of(ChannelRequested)
+    assert [(e.channel_id, e.service, e.kind) for e in requested if isinstance(e, ChannelRequested)] == [
+        (0, "files", "stream"),
+        (2, "chat", "message"),
+    ]
+    assert _ids(pair.a, ChannelOpened) == [0, 2]
+    assert _ids(pair.b, ChannelOpened) == [1]
+    assert _ids(pair.a, ChannelRequested) == [1]
+    assert all(pair.a.c.channels[i].is_open for i in (0, 1, 2))
+
+
+def test_refuse_with_a_reason_frees_the_id() -> None:
+    pair = Pair()
+    pair.connect()
+    pair.b.auto_accept = False
+
+    def refuse(side: Side, event: Event, now: float) -> None:
+        if isinstance(event, ChannelRequested):
+            side.c.refuse_channel(event.channel_id, now, ErrorCode.CHANNEL_REFUSED, "busy, try later ✓")
+
+    pair.b.hook = refuse
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.run(pair.now + 2.0, lambda now: bool(pair.a.of(ChannelRefused)))
+    (refused,) = pair.a.of(ChannelRefused)
+    assert refused == ChannelRefused(channel_id=channel_id, code=ErrorCode.CHANNEL_REFUSED, reason="busy, try later ✓")
+    assert channel_id not in pair.a.c.channels and channel_id not in pair.b.c.channels
+    assert not pair.a.of(ChannelOpened)
+    with pytest.raises(LocalProtocolError):
+        pair.a.c.send(channel_id, b"x", pair.now)
+    # The connection is fine: the next channel works.
+    pair.b.hook = None
+    pair.b.auto_accept = True
+    data = payload(5000)
+    other, _ = one_way(pair, data, pair.now + 5.0)
+    assert other == channel_id + 2
+    assert pair.b.received[other] == data
+
+
+def test_unknown_service_is_refused_with_service_unknown() -> None:
+    pair = Pair()
+    pair.connect()
+    channel_id = pair.a.c.open_channel("no-such-plugin", pair.now)
+    pair.run(pair.now + 2.0, lambda now: bool(pair.a.of(ChannelRefused)))
+    (refused,) = pair.a.of(ChannelRefused)
+    assert isinstance(refused, ChannelRefused)
+    assert (refused.channel_id, refused.code) == (channel_id, ErrorCode.SERVICE_UNKNOWN)
+    assert "no-such-plugin" in refused.reason
+    assert not pair.a.c.channels and not pair.b.c.channels
+
+
+def test_half_close_then_the_other_direction_then_closed() -> None:
+    pair = Pair(LinkConfig(delay=0.02, loss=0.02), seed=4)
+    pair.connect()
+    up, down = payload(60_000, 1), payload(90_000, 2)
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.a.write(channel_id, up)
+    pair.run(pair.now + 30.0, lambda now: bool(pair.b.of(ChannelEnded)))
+    assert bytes(pair.b.received[channel_id]) == up
+    # a finished its side; a's channel stays open: the other direction is still going.
+    assert channel_id in pair.a.c.channels and channel_id in pair.b.c.channels
+    with pytest.raises(LocalProtocolError):
+        pair.a.c.send(channel_id, b"more", pair.now)
+    assert not pair.a.of(ChannelClosed) and not pair.b.of(ChannelClosed)
+    pair.b.write(channel_id, down)  # b keeps sending after a's FIN, then FINs too
+    pair.run(pair.now + 30.0, lambda now: closed(pair.a, channel_id) and closed(pair.b, channel_id))
+    assert bytes(pair.a.received[channel_id]) == down
+    assert _ids(pair.a, ChannelEnded) == [channel_id]
+    assert not pair.a.c.channels and not pair.b.c.channels
+    assert not pair.a.of(ChannelReset) and not pair.b.of(ChannelReset)
+    with pytest.raises(LocalProtocolError):
+        pair.a.c.read(channel_id)
+
+
+def test_reset_by_the_receiver_aborts_both_sides_and_late_frames_are_ignored() -> None:
+    pair = Pair(LinkConfig(delay=0.03), seed=2)
+    pair.connect()
+    reset_at: list[float] = []
+
+    def reset_on_data(side: Side, event: Event, now: float) -> None:
+        if isinstance(event, ChannelDataAvailable) and not reset_at:
+            reset_at.append(now)
+            side.c.reset_channel(event.channel_id, now, ErrorCode.APPLICATION_CLOSE)
+
+    pair.b.hook = reset_on_data
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.a.write(channel_id, payload(3_000_000))
+    pair.run(pair.now + 5.0)
+    (reset,) = pair.a.of(ChannelReset)
+    assert reset == ChannelReset(channel_id=channel_id, code=ErrorCode.APPLICATION_CLOSE, reason="", by_peer=True)
+    assert not pair.b.of(ChannelReset)  # the side that resets gets no event: it asked for it
+    assert channel_id not in pair.a.c.channels and channel_id not in pair.b.c.channels
+    # a had more in flight than b read before resetting: those STREAM frames reached b later (no
+    # loss on this link) and were ignored without harming the connection.
+    session = pair.a.c.session
+    assert hasattr(session, "sent_frames")
+    sent = sum(len(f.data) for f in session.sent_frames() if isinstance(f, Stream) and f.channel_id == channel_id)
+    assert sent > len(pair.b.received.get(channel_id, b"")) + 10_000
+    assert pair.a.c.state is ConnectionState.READY and pair.b.c.state is ConnectionState.READY
+    data = payload(200_000, 9)
+    other, _ = one_way(pair, data, pair.now + 10.0)
+    assert digest(pair.b.received[other]) == digest(data)
+
+
+def test_reset_by_the_sender_and_of_an_opening_channel() -> None:
+    pair = Pair(LinkConfig(delay=0.03), seed=3)
+    pair.connect()
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.a.write(channel_id, payload(1_000_000), finish=False)
+    pair.run(pair.now + 0.3)
+    assert channel_id in pair.b.c.channels
+    pair.a.c.reset_channel(channel_id, pair.now, ErrorCode.CHANNEL_REFUSED)
+    pair.a.outgoing.clear()
+    assert channel_id not in pair.a.c.channels
+    pair.run(pair.now + 1.0)
+    resets = pair.b.of(ChannelReset)
+    assert resets == [ChannelReset(channel_id=channel_id, code=ErrorCode.CHANNEL_REFUSED, reason="", by_peer=True)]
+    assert channel_id not in pair.b.c.channels
+    # Reset while still OPENING: the peer reports the request, then the reset.
+    early = pair.a.c.open_channel("files", pair.now)
+    pair.a.c.reset_channel(early, pair.now)
+    pair.run(pair.now + 1.0)
+    assert early not in pair.a.c.channels and early not in pair.b.c.channels
+    assert pair.a.c.state is ConnectionState.READY
+
+
+def test_stop_sending_makes_the_peer_reset() -> None:
+    pair = Pair(LinkConfig(delay=0.02), seed=5)
+    pair.connect()
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.a.write(channel_id, payload(2_000_000))
+    pair.run(pair.now + 0.2)
+    assert pair.b.received.get(channel_id)
+    # No application call sends STOP_SENDING (spec/channels.md §3.3): queue the frame as the connection would.
+    pair.b.c._control[(FrameType.STOP_SENDING, channel_id)] = StopSending(
+        channel_id=channel_id, code=int(ErrorCode.APPLICATION_CLOSE)
+    )
+    pair.run(pair.now + 1.0)
+    code = ErrorCode.APPLICATION_CLOSE
+    assert pair.a.of(ChannelReset) == [ChannelReset(channel_id=channel_id, code=code, reason="", by_peer=True)]
+    assert pair.b.of(ChannelReset) == [ChannelReset(channel_id=channel_id, code=code, reason="", by_peer=True)]
+    assert channel_id not in pair.a.c.channels and channel_id not in pair.b.c.channels
+
+
+def test_resets_do_not_leak_connection_credit() -> None:
+    """A reset channel's bytes in flight must not eat the connection window for good (spec/flow.md §3.3)."""
+    config = ChannelConfig(connection_window=1 << 20, connection_window_max=1 << 20, channel_window=512 * 1024)
+    pair = Pair(LinkConfig(delay=0.03), config_a=config, config_b=config, seed=6)
+    pair.connect()
+
+    def reset_on_data(side: Side, event: Event, now: float) -> None:
+        if isinstance(event, ChannelDataAvailable):
+            side.c.reset_channel(event.channel_id, now)
+
+    pair.b.hook = reset_on_data
+    for i in range(8):
+        channel_id = pair.a.c.open_channel("files", pair.now)
+        pair.a.write(channel_id, payload(600_000, i))
+        pair.run(pair.now + 3.0, lambda now, c=channel_id: c not in pair.a.c.channels)  # type: ignore[misc]
+        pair.a.outgoing.clear()
+        pair.run(pair.now + 1.0)
+    # Every byte the sender counted against the connection window was counted by the receiver too.
+    assert pair.a.c.conn_credit.sent == pair.b.c.conn_window.highest_received
+    pair.b.hook = None
+    data = payload(3_000_000, 99)
+    other, _ = one_way(pair, data, pair.now + 30.0)
+    assert closed(pair.b, other), f"stalled: credit {pair.a.c.conn_credit.available()}"
+    assert digest(pair.b.received[other]) == digest(data)
+
+
+def test_ten_channels_share_the_link_fairly() -> None:
+    bandwidth = 500_000.0
+    link = LinkConfig(delay=0.02, bandwidth=bandwidth, queue_bytes=40_000)
+    pair = Pair(link, seed=7)
+    pair.connect()
+    ids = [pair.a.c.open_channel("files", pair.now) for _ in range(10)]
+    data = {i: payload(150_000, i) for i in ids}
+    for i in ids:
+        pair.a.write(i, data[i])
+    start = pair.now
+    pair.run(start + 2.0)  # about two thirds of the way: compare progress
+    progress = [len(pair.b.received.get(i, b"")) for i in ids]
+    assert min(progress) > 0.8 * max(progress), progress
+    pair.run(start + 30.0, lambda now: len(pair.b.of(ChannelEnded)) == len(ids))
+    finished = {e.channel_id: t for t, e in pair.b.events if isinstance(e, ChannelEnded)}
+    spread = max(finished.values()) - min(finished.values())
+    total = max(finished.values()) - start
+    assert spread < 0.1 * total, (spread, total)
+    assert all(pair.b.received[i] == data[i] for i in ids)
+
+
+def _message(n: int) -> bytes:
+    return n.to_bytes(4, "big") + payload(100 + n % 300, n)
+
+
+def _send_messages(pair: Pair, count: int, retransmissions: int) -> tuple[int, list[bytes]]:
+    channel_id = pair.a.c.open_channel("media", pair.now, kind=ChannelKind.MESSAGE, retransmissions=retransmissions)
+    pair.run(pair.now + 2.0, lambda now: bool(pair.a.of(ChannelOpened)))
+    for n in range(count):
+        pair.a.c.send_message(channel_id, _message(n), pair.now)
+        pair.run(pair.now + 0.01)
+    pair.run(pair.now + 3.0)
+    got = [e.data for e in pair.b.of(ChannelMessage) if isinstance(e, ChannelMessage) and e.channel_id == channel_id]
+    return channel_id, got
+
+
+def test_messages_arrive_whole_on_a_clean_link() -> None:
+    pair = Pair(LinkConfig(delay=0.01))
+    pair.connect()
+    _, got = _send_messages(pair, 200, 0)
+    assert got == [_message(n) for n in range(200)]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_messages_over_loss_are_never_duplicated_or_damaged(seed: int) -> None:
+    link = LinkConfig(delay=0.02, loss=0.2, duplicate=0.1, reorder=0.1, reorder_delay=0.015)
+    results = {}
+    for budget in (0, 3):
+        pair = Pair(link, seed=seed)
+        pair.connect()
+        _, got = _send_messages(pair, 300, budget)
+        numbers = [int.from_bytes(m[:4], "big") for m in got]
+        assert len(set(numbers)) == len(numbers), "a message was delivered twice"
+        assert all(m == _message(n) for m, n in zip(got, numbers, strict=True)), "a damaged message"
+        results[budget] = len(numbers)
+    assert 0.65 * 300 < results[0] < 0.95 * 300, results  # unreliable: about 80% arrive
+    assert results[3] > 0.97 * 300, results  # three retransmissions recover nearly everything
+
+
+def test_message_channel_close_both_ways() -> None:
+    pair = Pair()
+    pair.connect()
+    channel_id, got = _send_messages(pair, 5, 0)
+    assert len(got) == 5
+    pair.a.c.close_channel(channel_id, pair.now)
+    with pytest.raises(LocalProtocolError):
+        pair.a.c.send_message(channel_id, b"late", pair.now)
+    pair.run(pair.now + 1.0)
+    assert _ids(pair.b, ChannelEnded) == [channel_id]
+    assert not closed(pair.a, channel_id)
+    pair.b.c.close_channel(channel_id, pair.now)
+    pair.run(pair.now + 1.0, lambda now: closed(pair.a, channel_id) and closed(pair.b, channel_id))
+    assert closed(pair.a, channel_id) and closed(pair.b, channel_id)
+    assert not pair.a.c.channels and not pair.b.c.channels
+
+
+def test_max_channels_is_respected_and_grows_as_channels_close() -> None:
+    pair = Pair(config_b=ChannelConfig(max_channels=4))
+    pair.connect()
+    pair.run(pair.now + 0.5)  # b's MAX_CHANNELS arrives
+    ids = [pair.a.c.open_channel("files", pair.now) for _ in range(4)]
+    with pytest.raises(LocalProtocolError) as info:
+        pair.a.c.open_channel("files", pair.now)
+    assert info.value.code is ErrorCode.CHANNEL_LIMIT
+    pair.run(pair.now + 1.0)
+    assert len(pair.b.of(ChannelRequested)) == 4
+    # Close two of them completely; the limit rises and two more can be opened.
+    from chan_helpers import finish_back
+
+    pair.b.hook = finish_back
+    for channel_id in ids[:2]:
+        pair.a.c.finish(channel_id, pair.now)
+    pair.run(pair.now + 2.0, lambda now: all(closed(pair.b, i) and closed(pair.a, i) for i in ids[:2]))
+    pair.run(pair.now + 0.5)
+    more = [pair.a.c.open_channel("files", pair.now) for _ in range(2)]
+    with pytest.raises(LocalProtocolError):
+        pair.a.c.open_channel("files", pair.now)
+    pair.run(pair.now + 1.0)
+    assert _ids(pair.a, ChannelOpened) == ids + more
+    assert not pair.a.of(ConnectionClosed) and not pair.b.of(ConnectionClosed)
+
+
+def test_opens_before_max_channels_arrives_do_not_kill_the_connection() -> None:
+    """The peer may open 100 channels before our first MAX_CHANNELS (spec/channels.md §2).
+
+    A receiver configured for fewer must refuse the extra ones, not close the connection.
+    """
+    pair = Pair(config_b=ChannelConfig(max_channels=3))
+    opened: list[int] = []
+
+    def open_many(side: Side, event: Event, now: float) -> None:
+        if type(event).__name__ == "ConnectionReady":
+            opened.extend(side.c.open_channel("files", now) for _ in range(6))
+
+    pair.a.hook = open_many
+    pair.run(3.0)
+    assert len(opened) == 6
+    assert not pair.a.of(ConnectionClosed) and not pair.b.of(ConnectionClosed)
+    assert len(pair.a.of(ChannelOpened)) == 3
+    refused = pair.a.of(ChannelRefused)
+    assert len(refused) == 3 and all(
+        isinstance(e, ChannelRefused) and e.code is ErrorCode.CHANNEL_LIMIT for e in refused
+    )
