@@ -95,6 +95,19 @@ class AckTracker:
         """The ranges to put in an ACK frame, highest first."""
         return [(low, high) for low, high in self.ranges]
 
+    def on_ack_acknowledged(self, largest: int) -> None:
+        """The peer received an ACK whose largest acknowledged number was ``largest``.
+
+        RFC 9000 §13.2.4: numbers up to it need not be acknowledged again, so the
+        ranges shrink to what the peer has not yet seen acknowledged.
+        """
+        kept: list[list[int]] = []
+        for low, high in self.ranges:
+            if high <= largest:
+                break
+            kept.append([max(low, largest + 1), high])
+        self.ranges = kept
+
     def on_ack_sent(self) -> None:
         """An ACK carrying every range went out: nothing is due until more arrives."""
         self._unacked_eliciting = 0

@@ -31,7 +31,9 @@ from .rtt import RttEstimator
 from .session import SecureSession
 from .varint import size as varint_size
 
-_STREAM, _MESSAGE, _CONTROL, _PING, _PROBE = range(5)
+_STREAM, _MESSAGE, _CONTROL, _PING, _PROBE, _ACK = range(6)
+#: An ACK rides along with data only while it is this small (a due ACK is sent regardless).
+_PIGGYBACK_ACK = 32
 Token = tuple[int, int, int, int, bool]
 ControlKey = tuple[int, int]
 _MIN_ROOM = 24
@@ -110,6 +112,7 @@ class SendPath:
 
     def _build_packets(self, now: float) -> None:
         self._maybe_probe_pmtu(now)
+        ack_only_sent = False
         while True:
             size = self._packet_size()
             probe = self._pto_probes > 0
@@ -125,16 +128,15 @@ class SendPath:
             parts: list[bytes] = []
             tokens: list[Token] = []
             with_ack = False
-            if (
-                not self.reliable
-                and self.acks.has_ranges()
-                and (self.acks.ack_due(now) or (may_elicit and self._has_work()))
-            ):
-                ack = fr.encode_frame(fr.Ack.from_ranges(self.acks.snapshot(), int(self.acks.ack_delay(now) * _MICROS)))
-                if len(ack) <= room:
+            due = self.acks.ack_due(now)
+            if not self.reliable and self.acks.has_ranges() and (due or (may_elicit and self._has_work())):
+                snapshot = self.acks.snapshot()
+                ack = fr.encode_frame(fr.Ack.from_ranges(snapshot, int(self.acks.ack_delay(now) * _MICROS)))
+                if len(ack) <= room and (due or len(ack) <= _PIGGYBACK_ACK):
                     parts.append(ack)
                     room -= len(ack)
                     with_ack = True
+                    tokens.append((_ACK, snapshot[0][1], 0, 0, False))
             eliciting = False
             if may_elicit:
                 room, eliciting = self._add_control(parts, tokens, room)
@@ -147,13 +149,16 @@ class SendPath:
                     self._app_limited = True
                 elif self._has_work():
                     self._app_limited = False
-            if not parts:
+            if not parts or (not eliciting and ack_only_sent):
                 return
             self._send_packet(b"".join(parts), tokens, now, eliciting=eliciting, with_ack=with_ack)
             if probe and eliciting:
                 self._pto_probes -= 1
             if not eliciting:
-                return
+                # A due ACK that left no room: one ACK-only packet, then the data gets a packet of its own.
+                ack_only_sent = True
+                if not (may_elicit and self._has_work()):
+                    return
 
     def _send_packet(
         self, plaintext: bytes, tokens: list[Token], now: float, *, eliciting: bool, with_ack: bool
@@ -322,6 +327,8 @@ class SendPath:
                 if channel is not None:
                     channel.local_done = True
                     self._maybe_done(channel)
+            elif kind == _ACK:
+                self.acks.on_ack_acknowledged(a)
             elif kind == _PING and a in self._pings:
                 del self._pings[a]
                 self._events.append(PingAcknowledged(ping_id=a, rtt=rtt))

@@ -108,3 +108,18 @@ def test_ack_every_is_configurable() -> None:
         assert not tracker.ack_due(0.0)
     tracker.on_packet(3, True, 0.0)
     assert tracker.ack_due(0.0)
+
+
+def test_ranges_shrink_once_an_ack_is_acknowledged() -> None:
+    """RFC 9000 §13.2.4: numbers up to an acknowledged ACK's largest are not reported again."""
+    tracker = AckTracker()
+    for pn in (1, 2, 3, 5, 6, 9, 10, 11):
+        tracker.on_packet(pn, True, 0.0)
+    assert tracker.snapshot() == [(9, 11), (5, 6), (1, 3)]
+    tracker.on_ack_acknowledged(5)
+    assert tracker.snapshot() == [(9, 11), (6, 6)]
+    tracker.on_ack_acknowledged(11)
+    assert tracker.snapshot() == []
+    assert not tracker.has_ranges()
+    tracker.on_packet(12, True, 0.0)
+    assert tracker.snapshot() == [(12, 12)]

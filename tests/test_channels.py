@@ -335,3 +335,24 @@ def test_opens_before_max_channels_arrives_do_not_kill_the_connection() -> None:
     assert len(refused) == 3 and all(
         isinstance(e, ChannelRefused) and e.code is ErrorCode.CHANNEL_LIMIT for e in refused
     )
+
+
+def test_a_full_size_message_is_not_starved_by_a_large_ack() -> None:
+    """An ACK with many ranges must not keep a full-size message out of every packet."""
+    pair = Pair(LinkConfig(delay=0.01), config_a=ChannelConfig(pmtu_probing=False))
+    now = pair.connect()
+    a = pair.a.conn
+    assert a is not None
+    channel_id = a.open_channel("media", now, kind=ChannelKind.MESSAGE)
+    pair.run(now + 1.0, lambda t: channel_id in _ids(pair.a, ChannelOpened))
+    now = pair.now + 1.0
+    base = (a.acks.largest or 0) + 10
+    for i in range(40):  # as if packets from b arrived with many gaps
+        a.acks.on_packet(base + 3 * i, False, now)
+    a.acks.on_packet(base + 200, True, now)  # and something ack-eliciting: an ACK is due
+    channel = a.channels[channel_id]
+    assert channel.messages is not None
+    a.send_message(channel_id, bytes(channel.messages.max_message_size), now)
+    sizes = [len(d) for d in a.data_to_send(now)]
+    assert len(channel.messages) == 0, f"the message is still queued after datagrams of {sizes} bytes"
+    assert max(sizes) > channel.messages.max_message_size
