@@ -534,7 +534,8 @@ def run_until(
     """Move ``peers`` (one per end of ``link``) from event to event until ``until`` or ``stop``.
 
     Each step: every peer's ``data_to_send`` goes into the link; then, if ``stop(now)``
-    holds, return ``now``; else time jumps to the next delivery or peer timer (never
+    holds, return ``now``; else what the peers have to send after ``stop`` (where an
+    application writes) goes into the link too, and time jumps to the next delivery or peer timer (never
     sleeping), arrivals are fed with ``receive_data`` and due timers fired with
     ``handle_timer``.  Returns the time reached: ``until`` when nothing is left to do
     before it.  Peers are visited in the order of ``peers``, so runs are reproducible.
@@ -549,8 +550,13 @@ def run_until(
         for end, peer in order:
             for datagram in peer.data_to_send(now):
                 link.send(end, datagram, now)
-        if stop is not None and stop(now):
-            return now
+        if stop is not None:
+            if stop(now):
+                return now
+            # ``stop`` is where a test's application acts: send what it wrote at this instant.
+            for end, peer in order:
+                for datagram in peer.data_to_send(now):
+                    link.send(end, datagram, now)
         nxt = link.next_delivery_time()
         for _, peer in order:
             timer = peer.get_timer()
