@@ -4,9 +4,29 @@ No sockets, no clock, no randomness of its own: time comes in as ``now``
 arguments and randomness through injectable ``random`` callables.
 """
 
+from .connection import ChannelConfig, Connection, ConnectionState
 from .endpoint import Endpoint
 from .errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-from .events import Event, HandshakeCompleted, MessageReceived, SessionClosed
+from .events import (
+    ChannelClosed,
+    ChannelDataAvailable,
+    ChannelEnded,
+    ChannelEvent,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelRefused,
+    ChannelRequested,
+    ChannelReset,
+    ChannelWritable,
+    ConnectionClosed,
+    ConnectionReady,
+    Event,
+    HandshakeCompleted,
+    MessageReceived,
+    PingAcknowledged,
+    SessionClosed,
+)
+from .frames import ChannelKind
 from .framing import StreamFramer, frame
 from .handshake import LocalKeys, short_authentication_string
 from .identity import Identity, SignedRecord
@@ -14,6 +34,22 @@ from .peer_id import InvalidPeerId, PeerId
 from .session import SecureSession, SessionConfig, SessionState
 
 __all__ = [
+    "ChannelClosed",
+    "ChannelConfig",
+    "ChannelDataAvailable",
+    "ChannelEnded",
+    "ChannelEvent",
+    "ChannelKind",
+    "ChannelMessage",
+    "ChannelOpened",
+    "ChannelRefused",
+    "ChannelRequested",
+    "ChannelReset",
+    "ChannelWritable",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionReady",
+    "ConnectionState",
     "Endpoint",
     "ErrorCode",
     "Event",
@@ -23,6 +59,7 @@ __all__ = [
     "LocalKeys",
     "LocalProtocolError",
     "MessageReceived",
+    "PingAcknowledged",
     "PeerId",
     "ProtocolError",
     "RemoteProtocolError",

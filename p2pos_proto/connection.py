@@ -183,15 +183,24 @@ class Connection(SendPath):
         return self._events.popleft() if self._events else None
 
     def get_timer(self) -> float | None:
-        times = [self.session.get_timer()]
-        if self.state in (ConnectionState.READY, ConnectionState.CLOSING):
-            times += [self._last_received + self.config.idle_timeout, self._close_deadline, self._pacing_at]
+        """The earliest of the session's, loss detection's, the ACK's, pacing's and liveness timers."""
+        best = self.session.get_timer()
+        if self.state is ConnectionState.READY or self.state is ConnectionState.CLOSING:
+            idle = self._last_received + self.config.idle_timeout
+            best = idle if best is None or idle < best else best
             if self.keepalive_interval is not None:
-                times.append(self._last_sent + self.keepalive_interval)
-            if not self.reliable:
-                times += [self.recovery.get_loss_detection_timer(), self.acks.get_timer(), self.pmtu.get_timer()]
-        due = [t for t in times if t is not None]
-        return min(due) if due else None
+                keepalive = self._last_sent + self.keepalive_interval
+                best = keepalive if keepalive < best else best
+            for timer in (
+                self._close_deadline,
+                self._pacing_at,
+                None if self.reliable else self.recovery.get_loss_detection_timer(),
+                None if self.reliable else self.acks.get_timer(),
+                None if self.reliable else self.pmtu.get_timer(),
+            ):
+                if timer is not None and timer < best:
+                    best = timer
+        return best
 
     def handle_timer(self, now: float) -> None:
         timer = self.session.get_timer()

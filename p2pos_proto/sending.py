@@ -112,6 +112,8 @@ class SendPath:
 
     def _build_packets(self, now: float) -> None:
         self._maybe_probe_pmtu(now)
+        if not (self._control or self._sendable or self._pto_probes or self.acks.ack_due(now)):
+            return  # the common case when a driver polls: nothing to send
         ack_only_sent = False
         while True:
             size = self._packet_size()
