@@ -53,7 +53,7 @@ from .events import (
 )
 from .flow import ReceiveWindow, SendCredit
 from .pacing import Pacer
-from .pmtu import PmtuDiscovery
+from .pmtu import BASE_PLPMTU, PmtuDiscovery
 from .ranges import RangeSet
 from .record import OVERHEAD as RECORD_OVERHEAD
 from .recovery import LossRecovery
@@ -344,6 +344,11 @@ class Connection(SendPath):
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
 
+    def stop_sending(self, channel_id: int, now: float, code: ErrorCode = ErrorCode.APPLICATION_CLOSE) -> None:
+        """Ask the peer to abort the channel (STOP_SENDING); its RESET follows, then ``ChannelReset``."""
+        self._channel(channel_id)
+        self._control[(fr.FrameType.STOP_SENDING, channel_id)] = fr.StopSending(channel_id=channel_id, code=int(code))
+
     def close_channel(self, channel_id: int, now: float) -> None:
         """Finish this side: FIN on a stream, CLOSE_CHANNEL on a message channel."""
         channel = self._channel(channel_id)
@@ -411,7 +416,8 @@ class Connection(SendPath):
     ) -> Channel:
         cfg = self.config
         window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
-        room = self.pmtu.current_mtu - RECORD_OVERHEAD - 32
+        # Messages are sized for the base PMTU: they must fit even after a black-hole fallback.
+        room = BASE_PLPMTU - RECORD_OVERHEAD - 32
         channel = Channel(
             channel_id,
             kind,

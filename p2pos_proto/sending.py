@@ -85,9 +85,9 @@ class SendPath:
     # -- building packets -------------------------------------------------------------------
 
     def _packet_size(self) -> int:
-        if self.reliable:
-            return self._stream_frame_size()
-        return self.pmtu.current_mtu
+        """The datagram size to build: the path MTU (or the framed size), within the peer's record limit."""
+        size = self._stream_frame_size() if self.reliable else self.pmtu.current_mtu
+        return min(size, self.session.peer_max_plaintext + RECORD_OVERHEAD)
 
     def _stream_frame_size(self) -> int:
         raise NotImplementedError
@@ -277,6 +277,8 @@ class SendPath:
         size = self.pmtu.probe_size_to_send(now)
         if size is None or self.cc.available(self.recovery.bytes_in_flight) < size:
             return
+        if size > self.session.peer_max_plaintext + RECORD_OVERHEAD:
+            return  # the peer would refuse such a record: the MTU the search may reach is capped
         ping = fr.encode_frame(fr.Ping())
         padding = size - RECORD_OVERHEAD - len(ping)
         if padding < 1:
@@ -398,4 +400,11 @@ class SendPath:
             if channel is None or channel.state is not ChannelState.OPEN:
                 return None
             return fr.Accept(channel_id=channel_id, initial_max_data=channel.window.limit)
+        if ftype == fr.FrameType.DATA_BLOCKED:  # still blocked: say so again (RFC 9000 §13.3)
+            credit = self.conn_credit
+            return fr.DataBlocked(limit=credit.limit) if credit.available() == 0 else None
+        if ftype == fr.FrameType.CHANNEL_BLOCKED:
+            if channel is None or channel.credit.available() != 0:
+                return None
+            return fr.ChannelBlocked(channel_id=channel_id, limit=channel.credit.limit)
         return self._sent_control.get((ftype, channel_id))

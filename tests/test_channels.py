@@ -25,7 +25,7 @@ from p2pos.proto.events import (
     ConnectionClosed,
     HandshakeCompleted,
 )
-from p2pos.proto.frames import ChannelKind, FrameType, StopSending, Stream
+from p2pos.proto.frames import ChannelBlocked, ChannelKind, DataBlocked, FrameType, Stream
 from p2pos.proto.link import LinkConfig
 
 Event = ChannelEvent | HandshakeCompleted
@@ -175,10 +175,7 @@ def test_stop_sending_makes_the_peer_reset() -> None:
     pair.a.write(channel_id, payload(2_000_000))
     pair.run(pair.now + 0.2)
     assert pair.b.received.get(channel_id)
-    # No application call sends STOP_SENDING (spec/channels.md §3.3): queue the frame as the connection would.
-    pair.b.c._control[(FrameType.STOP_SENDING, channel_id)] = StopSending(
-        channel_id=channel_id, code=int(ErrorCode.APPLICATION_CLOSE)
-    )
+    pair.b.c.stop_sending(channel_id, pair.now)
     pair.run(pair.now + 1.0)
     code = ErrorCode.APPLICATION_CLOSE
     assert pair.a.of(ChannelReset) == [ChannelReset(channel_id=channel_id, code=code, reason="", by_peer=True)]
@@ -356,3 +353,41 @@ def test_a_full_size_message_is_not_starved_by_a_large_ack() -> None:
     sizes = [len(d) for d in a.data_to_send(now)]
     assert len(channel.messages) == 0, f"the message is still queued after datagrams of {sizes} bytes"
     assert max(sizes) > channel.messages.max_message_size
+
+
+def test_lost_blocked_frames_are_sent_again_while_still_blocked() -> None:
+    """A lost DATA_BLOCKED / CHANNEL_BLOCKED is rebuilt from the credit if the sender is still blocked."""
+    pair = Pair(LinkConfig(delay=0.01))
+    pair.connect()
+    a = pair.a.c
+    channel_id = a.open_channel("files", pair.now)
+    pair.run(pair.now + 0.5, lambda now: channel_id in _ids(pair.a, ChannelOpened))
+    channel = a.channels[channel_id]
+    channel.credit.sent = channel.credit.limit  # exhaust the channel's credit
+    assert isinstance(a._current_control(FrameType.CHANNEL_BLOCKED, channel_id), ChannelBlocked)
+    channel.credit.update_limit(channel.credit.limit + 10)
+    assert a._current_control(FrameType.CHANNEL_BLOCKED, channel_id) is None
+    a.conn_credit.sent = a.conn_credit.limit
+    assert a._current_control(FrameType.DATA_BLOCKED, 0) == DataBlocked(limit=a.conn_credit.limit)
+
+
+def test_packets_respect_the_peers_record_limit() -> None:
+    """A peer that accepts only small records never gets a larger one, whatever the path MTU."""
+    pair = Pair(LinkConfig(delay=0.01))
+    pair.connect()
+    a = pair.a.c
+    a.session.peer_max_plaintext = 600
+    channel_id = a.open_channel("files", pair.now)
+    pair.a.write(channel_id, payload(50_000))
+    sizes: list[int] = []
+    original = pair.link.send
+
+    def spy(src: str, datagram: bytes, now: float) -> None:
+        if src == "a":
+            sizes.append(len(datagram))
+        original(src, datagram, now)
+
+    pair.link.send = spy  # type: ignore[method-assign,assignment]
+    pair.run(pair.now + 5.0, lambda now: len(pair.b.received.get(channel_id, b"")) == 50_000)
+    assert len(pair.b.received[channel_id]) == 50_000
+    assert max(sizes) <= 600 + 30
