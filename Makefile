@@ -30,7 +30,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy -p p2pos.proto -p p2pos.transports -p p2pos.adapters -p p2pos.conformance
-	$(VENV)/bin/mypy tests bench spec/vectors/generate.py
+	$(VENV)/bin/mypy tests bench spec/vectors
 
 vectors: install
 	$(PY) spec/vectors/generate.py --check

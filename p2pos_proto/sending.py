@@ -133,7 +133,7 @@ class SendPath:
             due = self.acks.ack_due(now)
             if not self.reliable and self.acks.has_ranges() and (due or (may_elicit and self._has_work())):
                 snapshot = self.acks.snapshot()
-                ack = fr.encode_frame(fr.Ack.from_ranges(snapshot, int(self.acks.ack_delay(now) * _MICROS)))
+                ack = fr.encode_frame(fr.Ack.from_ranges(snapshot, round(self.acks.ack_delay(now) * _MICROS)))
                 if len(ack) <= room and (due or len(ack) <= _PIGGYBACK_ACK):
                     parts.append(ack)
                     room -= len(ack)

@@ -941,6 +941,7 @@ def build_vectors() -> dict[str, str]:
     }
     texts = {name: json.dumps(obj, indent=2, ensure_ascii=False) + "\n" for name, obj in objects.items()}
     texts.update(_frame_vectors())
+    texts.update(_channel_vectors())
     return texts
 
 
@@ -953,6 +954,18 @@ def _frame_vectors() -> dict[str, str]:
     spec.loader.exec_module(module)
     frames: dict[str, str] = module.build_vectors()
     return frames
+
+
+def _channel_vectors() -> dict[str, str]:
+    """The channel-layer transcript, written by generate_channels.py beside this script."""
+    path = Path(__file__).with_name("generate_channels.py")
+    spec = importlib.util.spec_from_file_location("generate_channels", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError("generate_channels.py not found beside generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    channels: dict[str, str] = module.build_vectors()
+    return channels
 
 
 def main(argv: list[str] | None = None) -> int:
