@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 from p2pos.proto import handshake, payload
+from p2pos.proto.channel import TRANSITIONS as CHANNEL_TRANSITIONS
+from p2pos.proto.channel import ChannelState
 from p2pos.proto.session import TRANSITIONS, SessionState
 from p2pos.proto.wire import RECORD_TYPES, PacketType
 
@@ -112,3 +114,26 @@ def test_the_anti_amplification_constants_are_the_code_constants() -> None:
     section = _section("handshake.md", "### §8.5")
     assert f"`MIN_INIT_SIZE = {handshake.MIN_INIT_SIZE}`" in section
     assert f"`AMPLIFICATION_FACTOR = {handshake.AMPLIFICATION_FACTOR}`" in section
+
+
+def _channels_section_3_1() -> str:
+    text = (SPEC / "channels.md").read_text(encoding="utf-8")
+    start = text.index("### §3.1 ")
+    return text[start : text.index("\n### §3.2 ", start)]
+
+
+def test_the_channel_state_machine_in_channels_md_is_the_code() -> None:
+    """channels.md §3.1: both the Mermaid diagram and the table equal channel.TRANSITIONS."""
+    expected = {
+        (state.name, event.name, target.name)
+        for state, row in CHANNEL_TRANSITIONS.items()
+        for event, target in row.items()
+    }
+    section = _channels_section_3_1()
+    (block,) = re.findall(r"```mermaid\n(.*?)```", section, flags=re.DOTALL)
+    edges = {(m.group(1), m.group(3), m.group(2)) for line in block.splitlines() if (m := _EDGE.match(line))}
+    assert edges == expected
+    rows = {m.groups() for line in section.splitlines() if (m := _ROW.match(line))}
+    assert rows == expected
+    for state in ChannelState:
+        assert f"| `{state.name}` |" in section
