@@ -1,4 +1,4 @@
-"""One channel of a connection: its state, buffers and pending control frames (spec/channels.md §2-§3).
+"""One channel of a connection: its state and buffers (spec/channels.md §2-§3).
 
 A channel is opened towards a named service on the peer (OPEN), which accepts
 (ACCEPT) or refuses (REFUSE) it.  A *stream* channel carries two reliable,
@@ -6,8 +6,8 @@ ordered byte streams, one per direction, each ended by a FIN or aborted by a
 RESET; a *message* channel carries whole messages that may be lost (a bounded
 number of retransmissions per message) and each side ends its direction with
 CLOSE_CHANNEL.  The channel is closed, and its id forgotten, when both
-directions are done.  The ``Connection`` owns the channels and turns their
-pending flags into frames.
+directions are done.  The ``Connection`` owns the channels; its control-frame
+queue and send path turn their state into frames.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class ChannelRequested:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelOpened:
-    """A channel this side opened was accepted by the peer (or one we accepted is ready)."""
+    """A channel this side opened was accepted by the peer (or data implied the late ACCEPT)."""
 
     channel_id: int
 
