@@ -16,13 +16,13 @@ compares it with the committed files and consumes the files independently.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import importlib.util
 import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from p2pos.proto import crypto
@@ -945,50 +945,31 @@ def build_vectors() -> dict[str, str]:
     return texts
 
 
-def _frame_vectors() -> dict[str, str]:
-    """The channel-layer frame vectors, written by generate_frames.py beside this script."""
+def _frames_generator() -> ModuleType:
+    """generate_frames.py, which also holds the command line all generators share."""
     spec = importlib.util.spec_from_file_location("generate_frames", Path(__file__).with_name("generate_frames.py"))
     if spec is None or spec.loader is None:
         raise RuntimeError("generate_frames.py not found beside generate.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    frames: dict[str, str] = module.build_vectors()
+    return module
+
+
+def _frame_vectors() -> dict[str, str]:
+    """The channel-layer frame vectors, written by generate_frames.py beside this script."""
+    frames: dict[str, str] = _frames_generator().build_vectors()
     return frames
 
 
 def _channel_vectors() -> dict[str, str]:
     """The channel-layer transcript, written by generate_channels.py beside this script."""
-    path = Path(__file__).with_name("generate_channels.py")
-    spec = importlib.util.spec_from_file_location("generate_channels", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError("generate_channels.py not found beside generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    channels: dict[str, str] = module.build_vectors()
+    channels: dict[str, str] = _frames_generator().load_sibling("generate_channels").build_vectors()
     return channels
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
-    parser.add_argument("--dir", type=Path, default=VECTORS_DIR, help="output folder (default: beside this script)")
-    args = parser.parse_args(argv)
-    vectors = build_vectors()
-    stale = []
-    for name, text in vectors.items():
-        path = args.dir / name
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(name)
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path}")
-    if stale:
-        print(f"out of date: {', '.join(stale)} (run spec/vectors/generate.py)", file=sys.stderr)
-        return 1
-    return 0
+    status: int = _frames_generator().write_or_check(build_vectors(), argv, script="generate.py", doc=__doc__)
+    return status
 
 
 if __name__ == "__main__":

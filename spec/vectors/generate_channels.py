@@ -21,7 +21,6 @@ DATA records, the plaintext its receiver decrypted and the frames it holds
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import hashlib
 import heapq
@@ -30,6 +29,7 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from p2pos.proto.connection import ChannelConfig, Connection
@@ -81,17 +81,17 @@ def local_keys(name: str) -> LocalKeys:
     return LocalKeys.create(Identity.from_seed(fixed(f"{name} identity seed")), fixed(f"{name} noise static key"))
 
 
-def _load_frame_to_json() -> Callable[[Frame], Json]:
+def _load_generate_frames() -> ModuleType:
     spec = importlib.util.spec_from_file_location("generate_frames", Path(__file__).with_name("generate_frames.py"))
     if spec is None or spec.loader is None:
         raise RuntimeError("generate_frames.py not found beside generate_channels.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    function: Callable[[Frame], Json] = module.frame_to_json
-    return function
+    return module
 
 
-frame_to_json = _load_frame_to_json()
+_FRAMES = _load_generate_frames()
+frame_to_json: Callable[[Frame], Json] = _FRAMES.frame_to_json
 
 
 class TappedSession(SecureSession):
@@ -355,25 +355,8 @@ def build_vectors() -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="compare with the file instead of writing it")
-    parser.add_argument("--dir", type=Path, default=VECTORS_DIR, help="output folder (default: beside this script)")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, text in build_vectors().items():
-        path = args.dir / name
-        current = path.read_text(encoding="utf-8") if path.exists() else None
-        if current == text:
-            continue
-        if args.check:
-            stale.append(name)
-        else:
-            path.write_text(text, encoding="utf-8")
-            print(f"wrote {path}")
-    if stale:
-        print(f"out of date: {', '.join(stale)} (run spec/vectors/generate_channels.py)", file=sys.stderr)
-        return 1
-    return 0
+    status: int = _FRAMES.write_or_check(build_vectors(), argv, script="generate_channels.py", doc=__doc__)
+    return status
 
 
 if __name__ == "__main__":

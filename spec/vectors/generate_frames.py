@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from p2pos.proto import varint
@@ -211,13 +213,14 @@ def build_vectors() -> dict[str, str]:
     return {"frames.json": json.dumps(frame_vectors(), indent=2, ensure_ascii=False) + "\n"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--check", action="store_true", help="compare with the file instead of writing it")
+def write_or_check(vectors: dict[str, str], argv: list[str] | None, *, script: str, doc: str | None) -> int:
+    """The generators' command line: write ``vectors`` beside the script, or ``--check`` them."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
+    parser.add_argument("--check", action="store_true", help="compare with the files instead of writing them")
     parser.add_argument("--dir", type=Path, default=VECTORS_DIR, help="output folder (default: beside this script)")
     args = parser.parse_args(argv)
     stale = []
-    for name, text in build_vectors().items():
+    for name, text in vectors.items():
         path = args.dir / name
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text:
@@ -228,9 +231,24 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")
     if stale:
-        print(f"out of date: {', '.join(stale)} (run spec/vectors/generate_frames.py)", file=sys.stderr)
+        print(f"out of date: {', '.join(stale)} (run spec/vectors/{script})", file=sys.stderr)
         return 1
     return 0
+
+
+def load_sibling(name: str) -> ModuleType:
+    """Another generator of this folder, by path (the folder is not a package)."""
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"{path} not found")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def main(argv: list[str] | None = None) -> int:
+    return write_or_check(build_vectors(), argv, script="generate_frames.py", doc=__doc__)
 
 
 if __name__ == "__main__":
