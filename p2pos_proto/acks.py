@@ -20,6 +20,7 @@ class AckTracker:
         "_largest_time",
         "_max_ack_delay",
         "_max_ranges",
+        "_news",
         "_unacked_eliciting",
         "ranges",
     )
@@ -33,6 +34,8 @@ class AckTracker:
         self._unacked_eliciting = 0
         self._ack_at: float | None = None
         self._largest_time = 0.0
+        # A packet arrived since the last ACK was sent: only then may an ACK ride along with data.
+        self._news = False
 
     @property
     def largest(self) -> int | None:
@@ -51,6 +54,7 @@ class AckTracker:
         else:
             self._insert_old(pn)
         del ranges[self._max_ranges :]
+        self._news = True
         if not ack_eliciting:
             return
         self._unacked_eliciting += 1
@@ -87,6 +91,10 @@ class AckTracker:
     def has_ranges(self) -> bool:
         return bool(self.ranges)
 
+    def has_news(self) -> bool:
+        """Whether a packet arrived since the last ACK was sent (and there is something to acknowledge)."""
+        return self._news and bool(self.ranges)
+
     def ack_delay(self, now: float) -> float:
         """Time since the largest packet arrived (reported in the ACK, RFC 9000 §13.2.5)."""
         return max(0.0, now - self._largest_time)
@@ -112,3 +120,4 @@ class AckTracker:
         """An ACK carrying every range went out: nothing is due until more arrives."""
         self._unacked_eliciting = 0
         self._ack_at = None
+        self._news = False

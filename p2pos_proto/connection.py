@@ -65,6 +65,9 @@ from .session import SecureSession
 INITIAL_MAX_CHANNELS = 100
 #: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
 INITIAL_MAX_DATA = 1024 * 1024
+#: The first byte of a packet that starts with a STREAM or STREAM_FIN frame.
+_STREAM_TYPES = (bytes([fr.FrameType.STREAM]), bytes([fr.FrameType.STREAM_FIN]))
+_STREAM_TYPE_VALUES = (int(fr.FrameType.STREAM), int(fr.FrameType.STREAM_FIN))
 
 
 class ConnectionState(enum.Enum):
@@ -165,8 +168,11 @@ class Connection(SendPath):
 
     def receive_data(self, data: bytes, now: float) -> None:
         """Feed one datagram from the path.  Never raises."""
-        self.session.receive_data(data, now)
-        self._absorb_session(now)
+        opened = self.session.receive_data_record(data, now)
+        if opened is not None:  # the hot path: a DATA record, no session event in between
+            self._on_packet(opened[0], opened[1], now)
+        else:
+            self._absorb_session(now)
 
     def data_to_send(self, now: float) -> list[bytes]:
         """Datagrams to transmit now, paced; call again at ``get_timer()``."""
@@ -519,6 +525,9 @@ class Connection(SendPath):
             return
         self._last_received = now
         try:
+            if plaintext[:1] in _STREAM_TYPES:
+                self._on_stream_packet(pn, plaintext, now)
+                return
             frames = fr.parse_frames_untrusted(plaintext)
             eliciting = any(fr.is_ack_eliciting(frame) for frame in frames)
             if not self.reliable:
@@ -527,6 +536,26 @@ class Connection(SendPath):
                 self._on_frame(frame, now)
         except RemoteProtocolError as exc:
             self._abort(exc.code, str(exc), now)
+
+    def _on_stream_packet(self, pn: int, plaintext: bytes, now: float) -> None:
+        """The hot path for a packet that starts with STREAM frames (bulk data): no ``Stream`` objects.
+
+        As for any packet, every frame is parsed before any is processed.
+        """
+        streams = []
+        pos, end = 0, len(plaintext)
+        while pos < end and plaintext[pos] in _STREAM_TYPE_VALUES:
+            channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, pos)
+            streams.append((channel_id, offset, data, fin))
+        rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < end else []
+        if not self.reliable:
+            self.acks.on_packet(pn, True, now)
+        for channel_id, offset, data, fin in streams:
+            channel = self._peer_frame_channel(channel_id)
+            if channel is not None:
+                self._on_stream(channel, offset, data, fin)
+        for frame in rest:
+            self._on_frame(frame, now)
 
     def _on_frame(self, frame: fr.Frame, now: float) -> None:
         match frame:
@@ -553,7 +582,7 @@ class Connection(SendPath):
             case fr.Stream():
                 channel = self._peer_frame_channel(frame.channel_id)
                 if channel is not None:
-                    self._on_stream(channel, frame)
+                    self._on_stream(channel, frame.offset, frame.data, frame.fin)
             case fr.Message():
                 channel = self._peer_frame_channel(frame.channel_id)
                 if channel is not None:
@@ -654,16 +683,16 @@ class Connection(SendPath):
             channel.transition(ChannelInput.ACCEPTED)
             self._events.append(ChannelOpened(channel_id=channel.id))
 
-    def _on_stream(self, channel: Channel, frame: fr.Stream) -> None:
+    def _on_stream(self, channel: Channel, offset: int, data: bytes, fin: bool) -> None:
         if channel.recv is None:
             raise RemoteProtocolError(f"STREAM on message channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
-        increase = channel.recv.receive_untrusted(frame.offset, frame.data, frame.fin)
+        recv = channel.recv
+        increase = recv.receive_untrusted(offset, data, fin)
         if increase:
             self.conn_window.receive_increment_untrusted(increase)
-        if channel.recv.readable and not channel.data_reported:
+        if not channel.data_reported and recv.readable:
             channel.data_reported = True
             self._events.append(ChannelDataAvailable(channel_id=channel.id))
-        recv = channel.recv
         if (
             recv.final_size is not None
             and not channel.ended_reported

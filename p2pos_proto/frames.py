@@ -418,8 +418,15 @@ def _read_text(buf: bytes, pos: int, lowest: int, highest: int, what: str) -> tu
         raise RemoteProtocolError(f"{what} is not UTF-8", _MALFORMED) from None
 
 
-def _parse_stream(buf: bytes, pos: int, fin: bool) -> tuple[Frame, int]:
-    channel_id, pos = _read(buf, pos)
+def parse_stream_untrusted(buf: bytes, pos: int) -> tuple[int, int, bytes, bool, int]:
+    """The STREAM / STREAM_FIN frame whose type byte is ``buf[pos]``, without a ``Stream`` object.
+
+    Returns ``(channel_id, offset, data, fin, position after it)``; raises
+    ``RemoteProtocolError`` as ``parse_frames_untrusted`` does.  The receive hot
+    path of a packet that starts with a STREAM frame (connection.py).
+    """
+    fin = buf[pos] == FrameType.STREAM_FIN
+    channel_id, pos = _read(buf, pos + 1)
     offset, pos = _read(buf, pos)
     length, pos = _read(buf, pos)
     if offset + length > MAX_STREAM_END:
@@ -427,7 +434,12 @@ def _parse_stream(buf: bytes, pos: int, fin: bool) -> tuple[Frame, int]:
     end = pos + length
     if end > len(buf):
         raise RemoteProtocolError("STREAM data runs past the end of the packet", _MALFORMED)
-    return Stream(channel_id=channel_id, offset=offset, data=buf[pos:end], fin=fin), end
+    return channel_id, offset, buf[pos:end], fin, end
+
+
+def _parse_stream(buf: bytes, pos: int) -> tuple[Frame, int]:
+    channel_id, offset, data, fin, end = parse_stream_untrusted(buf, pos - 1)
+    return Stream(channel_id=channel_id, offset=offset, data=data, fin=fin), end
 
 
 def _parse_ack(buf: bytes, pos: int) -> tuple[Frame, int]:
@@ -504,8 +516,8 @@ _PARSERS: dict[int, _Parser] = {
     FrameType.OPEN: _parse_open,
     FrameType.ACCEPT: _two(Accept, "channel_id", "initial_max_data"),
     FrameType.REFUSE: _parse_refuse,
-    FrameType.STREAM: lambda buf, pos: _parse_stream(buf, pos, False),
-    FrameType.STREAM_FIN: lambda buf, pos: _parse_stream(buf, pos, True),
+    FrameType.STREAM: _parse_stream,
+    FrameType.STREAM_FIN: _parse_stream,
     FrameType.RESET: _parse_reset,
     FrameType.STOP_SENDING: _two(StopSending, "channel_id", "code"),
     FrameType.MAX_DATA: _one(MaxData, "maximum"),

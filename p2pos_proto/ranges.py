@@ -66,6 +66,19 @@ class RangeSet:
         starts[i:j] = new_starts
         ends[i:j] = new_ends
 
+    def extend_end(self, start: int, end: int) -> bool:
+        """Add ``[start, end)`` if it starts exactly where the highest interval ends.
+
+        The in-order fast path of the stream buffers: O(1), no bisect.  Returns
+        False, changing nothing, when the set is empty, ``start`` is elsewhere
+        or the range is empty; then call ``add``.
+        """
+        ends = self._ends
+        if ends and ends[-1] == start < end:
+            ends[-1] = end
+            return True
+        return False
+
     def clear(self) -> None:
         """Remove everything."""
         self._starts.clear()

@@ -63,6 +63,11 @@ class ReceiveBuffer:
         start = max(offset, self._read_offset)
         if start >= end:
             return increase
+        if start == offset and self._received.extend_end(start, end):
+            # In order, right after everything received so far: keep the frame's bytes as they are.
+            self._chunks[start] = bytes(data)
+            self.buffered += end - start
+            return increase
         view = memoryview(data)
         for gap_start, gap_end in self._received.gaps(start, end):
             self._chunks[gap_start] = bytes(view[gap_start - offset : gap_end - offset])

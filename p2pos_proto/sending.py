@@ -37,12 +37,16 @@ _PIGGYBACK_ACK = 32
 Token = tuple[int, int, int, int, bool]
 ControlKey = tuple[int, int]
 _MIN_ROOM = 24
+_OPEN = ChannelState.OPEN  # a module global is quicker to read than an enum member
 #: Control frames resent as they were when lost (the rest are rebuilt from current state).
 _REMEMBERED = frozenset(
     {fr.FrameType.REFUSE, fr.FrameType.RESET, fr.FrameType.STOP_SENDING, fr.FrameType.CLOSE_CHANNEL}
 )
 #: The ACK delay field counts microseconds (spec/frames.md §4.3).
 _MICROS = 1_000_000
+#: A paced packet due within this long goes now (spec/recovery.md §6): a driver's timers are not
+#: finer than this, and waking once per packet at a high rate costs more than the pacing is worth.
+PACING_GRANULARITY = 0.001
 
 
 class SendPath:
@@ -111,49 +115,56 @@ class SendPath:
             self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.new_limit(now, srtt))
 
     def _build_packets(self, now: float) -> None:
+        self._pacing_at = None  # armed again below if the pacer holds a packet back
         self._maybe_probe_pmtu(now)
-        if not (self._control or self._sendable or self._pto_probes or self.acks.ack_due(now)):
+        acks = self.acks
+        if not (self._control or self._sendable or self._pto_probes or acks.ack_due(now)):
             return  # the common case when a driver polls: nothing to send
         ack_only_sent = False
+        reliable = self.reliable
+        size = self._packet_size()  # fixed while building: the path MTU moves only on ACKs and timers
+        recovery, cc, pacer = self.recovery, self.cc, self.pacer
         while True:
-            size = self._packet_size()
             probe = self._pto_probes > 0
-            may_elicit = self.reliable or probe or self.cc.available(self.recovery.bytes_in_flight) >= size
-            if may_elicit and not self.reliable and not probe:
-                at = self.pacer.next_send_time(now, size)
-                if at > now:
+            may_elicit = reliable or probe or cc.available(recovery.bytes_in_flight) >= size
+            if may_elicit and not reliable and not probe:
+                at = pacer.next_send_time(now, size)
+                if at > now + PACING_GRANULARITY:
                     may_elicit = False
                     self._pacing_at = at
-            if not may_elicit and self._has_work():
+            has_work = bool(self._control or self._sendable or self._pto_probes)
+            if not may_elicit and has_work:
                 self._app_limited = False  # the window or the pacer holds data back (RFC 9002 §7.8)
             room = size - RECORD_OVERHEAD
             parts: list[bytes] = []
             tokens: list[Token] = []
             with_ack = False
-            due = self.acks.ack_due(now)
-            if not self.reliable and self.acks.has_ranges() and (due or (may_elicit and self._has_work())):
-                snapshot = self.acks.snapshot()
-                ack = fr.encode_frame(fr.Ack.from_ranges(snapshot, round(self.acks.ack_delay(now) * _MICROS)))
-                if len(ack) <= room and (due or len(ack) <= _PIGGYBACK_ACK):
-                    parts.append(ack)
-                    room -= len(ack)
-                    with_ack = True
-                    tokens.append((_ACK, snapshot[0][1], 0, 0, False))
+            if not reliable and acks.has_news():
+                due = acks.ack_due(now)
+                if due or (may_elicit and has_work):
+                    snapshot = acks.snapshot()
+                    ack = fr.encode_frame(fr.Ack.from_ranges(snapshot, round(acks.ack_delay(now) * _MICROS)))
+                    if len(ack) <= room and (due or len(ack) <= _PIGGYBACK_ACK):
+                        parts.append(ack)
+                        room -= len(ack)
+                        with_ack = True
+                        tokens.append((_ACK, snapshot[0][1], 0, 0, False))
             eliciting = False
             if may_elicit:
-                room, eliciting = self._add_control(parts, tokens, room)
-                room, data = self._add_data(parts, tokens, room)
-                eliciting = eliciting or data
+                if self._control:
+                    room, eliciting = self._add_control(parts, tokens, room)
+                if self._sendable and room >= _MIN_ROOM and self._add_data(parts, tokens, room):
+                    eliciting = True
                 if probe and not eliciting:
                     parts.append(fr.encode_frame(fr.Ping()))
                     eliciting = True
                 if not eliciting:
                     self._app_limited = True
-                elif self._has_work():
+                elif self._control or self._sendable or self._pto_probes:
                     self._app_limited = False
             if not parts or (not eliciting and ack_only_sent):
                 return
-            self._send_packet(b"".join(parts), tokens, now, eliciting=eliciting, with_ack=with_ack)
+            self._send_packet(parts[0] if len(parts) == 1 else b"".join(parts), tokens, now, eliciting, with_ack)
             if probe and eliciting:
                 self._pto_probes -= 1
             if not eliciting:
@@ -162,9 +173,7 @@ class SendPath:
                 if not (may_elicit and self._has_work()):
                     return
 
-    def _send_packet(
-        self, plaintext: bytes, tokens: list[Token], now: float, *, eliciting: bool, with_ack: bool
-    ) -> int:
+    def _send_packet(self, plaintext: bytes, tokens: list[Token], now: float, eliciting: bool, with_ack: bool) -> int:
         pn = self.session.send(plaintext, now)
         size = len(plaintext) + RECORD_OVERHEAD
         if with_ack:
@@ -202,27 +211,33 @@ class SendPath:
                 break
         return room, eliciting
 
-    def _add_data(self, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
-        """Stream chunks and messages, one per channel per turn (round robin)."""
+    def _add_data(self, parts: list[bytes], tokens: list[Token], room: int) -> bool:
+        """Stream chunks and messages, one per channel per turn (round robin); True if any was added."""
         sendable = self._sendable
+        channels = self.channels
         added = False
         turns = len(sendable)
         while room >= _MIN_ROOM and sendable and turns > 0:
             channel_id, _ = sendable.popitem(last=False)
             turns -= 1
-            channel = self.channels.get(channel_id)
-            if channel is None or channel.state is not ChannelState.OPEN:
+            channel = channels.get(channel_id)
+            if channel is None or channel.state is not _OPEN:
                 continue
-            if channel.send is not None:
+            send = channel.send
+            if send is not None:
                 room, sent = self._add_stream_chunk(channel, parts, tokens, room)
+                credit = channel.credit
+                wants = send.wants_to_send(credit.limit - credit.sent)  # Channel.wants_to_send, inlined
             else:
                 room, sent = self._add_message(channel, parts, tokens, room)
-            added = added or sent
-            if channel.wants_to_send() and channel_id not in self._conn_blocked:
+                wants = channel.wants_to_send()
+            if sent:
+                added = True
+            if wants and channel_id not in self._conn_blocked:
                 sendable[channel_id] = None
                 if sent:
                     turns += 1
-        return room, added
+        return added
 
     def _add_stream_chunk(
         self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int
@@ -230,31 +245,36 @@ class SendPath:
         send = channel.send
         if send is None:
             return room, False
-        header_room = room - 1 - varint_size(channel.id) - 8 - varint_size(room)
-        credit = min(channel.credit.available(), self.conn_credit.available())
+        channel_id = channel.id
+        # The frame header: type, channel id, offset (up to 8 bytes), length (at most room).
+        header_room = (
+            room
+            - 9
+            - (1 if channel_id < 64 else varint_size(channel_id))
+            - (1 if room < 64 else 2 if room < 16384 else 4)
+        )
+        credit, conn_credit = channel.credit, self.conn_credit
+        available = min(credit.limit - credit.sent, conn_credit.limit - conn_credit.sent)
         before = send.sent_offset
-        chunk = send.next_chunk(header_room, credit)
+        chunk = send.next_chunk(header_room, available)
         if chunk is None:
-            if send.unsent and channel.credit.available() > 0:
-                self._conn_blocked.add(channel.id)
-                if self.conn_credit.should_send_blocked():
-                    self._control[(fr.FrameType.DATA_BLOCKED, 0)] = fr.DataBlocked(
-                        limit=self.conn_credit.on_blocked_sent()
-                    )
-            elif send.unsent and channel.credit.should_send_blocked():
-                self._control[(fr.FrameType.CHANNEL_BLOCKED, channel.id)] = fr.ChannelBlocked(
-                    channel_id=channel.id, limit=channel.credit.on_blocked_sent()
+            if send.unsent and credit.available() > 0:
+                self._conn_blocked.add(channel_id)
+                if conn_credit.should_send_blocked():
+                    self._control[(fr.FrameType.DATA_BLOCKED, 0)] = fr.DataBlocked(limit=conn_credit.on_blocked_sent())
+            elif send.unsent and credit.should_send_blocked():
+                self._control[(fr.FrameType.CHANNEL_BLOCKED, channel_id)] = fr.ChannelBlocked(
+                    channel_id=channel_id, limit=credit.on_blocked_sent()
                 )
             return room, False
         offset, data, fin = chunk
         new = send.sent_offset - before
         if new:
-            channel.credit.consume(new)
-            self.conn_credit.consume(new)
-        encoded = fr.stream_header(channel.id, offset, len(data), fin)
-        parts.append(encoded)
-        parts.append(data)
-        tokens.append((_STREAM, channel.id, offset, len(data), fin))
+            credit.consume(new)
+            conn_credit.consume(new)
+        encoded = fr.stream_header(channel_id, offset, len(data), fin)
+        parts.append(encoded + data)
+        tokens.append((_STREAM, channel_id, offset, len(data), fin))
         return room - len(encoded) - len(data), True
 
     def _add_message(self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
@@ -283,9 +303,7 @@ class SendPath:
         padding = size - RECORD_OVERHEAD - len(ping)
         if padding < 1:
             return
-        pn = self._send_packet(
-            ping + bytes(padding), [(_PROBE, 0, size, 0, False)], now, eliciting=True, with_ack=False
-        )
+        pn = self._send_packet(ping + bytes(padding), [(_PROBE, 0, size, 0, False)], now, True, False)
         self.pmtu.on_probe_sent(pn, size, now)
 
     # -- the fate of sent packets -----------------------------------------------------------
@@ -295,8 +313,7 @@ class SendPath:
         if result.acked_unsent:
             self._abort(ErrorCode.PROTOCOL_VIOLATION, "ACK of a packet never sent", now)
             return
-        for packet in result.newly_acked:
-            self._on_delivered(packet.payload, now, now - packet.time_sent, packet)
+        self._on_acked_packets(result.newly_acked, now)
         congestion = [p for p in result.newly_acked if not self._is_probe(p)]
         if congestion:
             self.cc.on_packets_acked(congestion, now, rtt=self.rtt, app_limited=self._app_limited)
@@ -304,6 +321,34 @@ class SendPath:
         if result.persistent_congestion:
             self.cc.on_persistent_congestion(now)
         self.pacer.update_rate(self.cc.congestion_window, self.rtt.smoothed_rtt, self.cc.max_datagram_size)
+
+    def _on_acked_packets(self, packets: list[SentPacket[list[Token]]], now: float) -> None:
+        """``_on_delivered`` for each packet; consecutive stream chunks of one channel are freed as one range.
+
+        Bulk transfers acknowledge many single-chunk packets at once: merging their
+        contiguous chunks costs one ``SendBuffer.on_acked`` instead of one per packet.
+        """
+        channel_id = start = end = -1
+        largest = 0
+        for packet in packets:
+            tokens = packet.payload
+            if len(tokens) == 1 and (token := tokens[0])[0] == _STREAM and not token[4]:
+                largest = max(largest, packet.size)
+                if token[1] == channel_id and token[2] == end:
+                    end += token[3]
+                    continue
+                if channel_id >= 0:
+                    self._on_delivered([(_STREAM, channel_id, start, end - start, False)], now, 0.0)
+                channel_id, start, end = token[1], token[2], token[2] + token[3]
+                continue
+            if channel_id >= 0:  # keep the order of effects: the merged range first
+                self._on_delivered([(_STREAM, channel_id, start, end - start, False)], now, 0.0)
+                channel_id = -1
+            self._on_delivered(tokens, now, now - packet.time_sent, packet)
+        if channel_id >= 0:
+            self._on_delivered([(_STREAM, channel_id, start, end - start, False)], now, 0.0)
+        if largest:
+            self.pmtu.on_packet_acked(largest)
 
     @staticmethod
     def _is_probe(packet: SentPacket[list[Token]]) -> bool:

@@ -42,6 +42,7 @@ from p2pos.proto.frames import (
     message_frame_overhead,
     opened_by_initiator,
     parse_frames_untrusted,
+    parse_stream_untrusted,
     stream_frame_overhead,
     stream_header,
 )
@@ -473,3 +474,28 @@ def test_vectors_hold_both_ways() -> None:
         assert parse_error(bytes.fromhex(case["packet"])) is ErrorCode[case["error"]], case["note"]
         codes.add(case["error"])
     assert codes == {"MALFORMED_MESSAGE", "PROTOCOL_VIOLATION"}
+
+
+@given(st.lists(frames, min_size=1, max_size=4), st.data())
+def test_parse_stream_agrees_with_the_general_parser(items: list[Frame], data: st.DataObject) -> None:
+    """The connection's hot path (parse_stream_untrusted) reads a STREAM frame exactly as parse_frames does."""
+    packet = encode_frames(items)
+    if data.draw(st.booleans()):  # sometimes damaged: both must fail alike
+        index = data.draw(st.integers(min_value=0, max_value=len(packet) - 1))
+        packet = packet[:index] + bytes([data.draw(st.integers(0, 255))]) + packet[index + 1 :]
+    if packet[0] not in (0x06, 0x07):
+        return
+    try:
+        general = parse_frames_untrusted(packet)[0]
+    except RemoteProtocolError:
+        general = None
+    try:
+        channel_id, offset, payload, fin, end = parse_stream_untrusted(packet, 0)
+    except RemoteProtocolError:
+        assert general is None  # a first frame that does not parse fails the packet
+        return
+    # The general parser may still fail on a later frame; if not, its first frame is the same.
+    assert general is None or general == Stream(channel_id=channel_id, offset=offset, data=payload, fin=fin)
+    assert end <= len(packet)
+    if end == len(packet):
+        assert general is not None

@@ -153,3 +153,23 @@ def test_matches_reference_model(ops: list[tuple[str, int, int]]) -> None:
             first_gap += 1
         assert ranges.first_gap(probe_start) == first_gap
         assert (probe_start in ranges) == (probe_start in model)
+
+
+def test_extend_end_is_add_at_the_top_only() -> None:
+    ranges = RangeSet([(0, 10), (20, 30)])
+    assert ranges.extend_end(30, 35) and list(ranges) == [(0, 10), (20, 35)]
+    # Anywhere else (inside, below, past a gap, empty) it changes nothing and says so.
+    for start, end in ((10, 12), (25, 40), (36, 40), (35, 35), (0, 5)):
+        assert not ranges.extend_end(start, end)
+    assert list(ranges) == [(0, 10), (20, 35)]
+    assert not RangeSet().extend_end(0, 5)
+
+
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=LIMIT), st.integers(min_value=0, max_value=30))))
+def test_extend_end_agrees_with_add(ops: list[tuple[int, int]]) -> None:
+    fast, slow = RangeSet(), RangeSet()
+    for start, length in ops:
+        if not fast.extend_end(start, start + length):
+            fast.add(start, start + length)
+        slow.add(start, start + length)
+        assert list(fast) == list(slow)

@@ -717,3 +717,71 @@ def test_session_closed_event_type() -> None:
     pair.flush()
     assert isinstance(pair.events_a[-1], SessionClosed)
     assert pair.events_a[-1].code is ErrorCode.INTERNAL_ERROR
+
+
+# -- the channel layer's hot path ---------------------------------------------------
+
+
+@BOTH
+def test_receive_data_record_returns_data_records_without_events(ik: bool) -> None:
+    pair = SessionPair(ik=ik)
+    pair.handshake()
+    pair.flush()
+    # Until a record from the peer authenticated, the slow path runs: an event, and None.
+    first = pair.a.send(b"first", pair.now)
+    (record,) = pair.take_a()
+    assert pair.b.receive_data_record(record, pair.now) is None
+    event = pair.b.next_event()
+    assert isinstance(event, MessageReceived) and (event.packet_number, event.data) == (first, b"first")
+    counter = pair.a.send(b"bulk", pair.now)
+    (record,) = pair.take_a()
+    assert pair.b.receive_data_record(record, pair.now) == (counter, b"bulk")
+    assert pair.b.next_event() is None
+    # A replay, forgeries and datagrams that are no DATA record: None, handled as receive_data does.
+    pair.a.send(b"x", pair.now)
+    (fresh,) = pair.take_a()
+    before = pair.b.stats()
+    assert pair.b.receive_data_record(record, pair.now) is None
+    assert pair.b.receive_data_record(fresh[:-1] + bytes([fresh[-1] ^ 1]), pair.now) is None
+    assert pair.b.receive_data_record(fresh[:1] + b"\x00\x00\x00\x00" + fresh[5:], pair.now) is None
+    assert pair.b.receive_data_record(b"", pair.now) is None
+    assert pair.b.next_event() is None
+    after = pair.b.stats()
+    assert after["record_replay"] == before.get("record_replay", 0) + 1
+    assert after["record_auth"] == before.get("record_auth", 0) + 1
+    assert after["wrong_index"] == before.get("wrong_index", 0) + 1
+    assert after["empty"] == before.get("empty", 0) + 1
+    assert pair.b.receive_data_record(fresh, pair.now) == (counter + 1, b"x")
+    pair.a.close(pair.now)
+    (close,) = pair.take_a()
+    assert pair.b.receive_data_record(close, pair.now) is None
+    assert isinstance(pair.b.next_event(), SessionClosed)
+
+
+def test_receive_data_record_waits_for_the_ik_confirmation() -> None:
+    """Before the IK responder is confirmed, DATA goes the slow way and is dropped (handshake.md)."""
+    pair = SessionPair(ik=True)
+    (init,) = pair.take_a()
+    pair.deliver_to_b(init)
+    for datagram in pair.take_b():
+        pair.deliver_to_a(datagram)
+    confirm = pair.take_a()
+    pair.a.send(b"early", pair.now)
+    (early,) = pair.take_a()
+    assert pair.b.receive_data_record(early, pair.now) is None
+    assert pair.b.stats()["unconfirmed"] == 1
+    for datagram in confirm:
+        pair.deliver_to_b(datagram)
+    assert pair.b.state is SessionState.ESTABLISHED
+    while pair.b.next_event() is not None:
+        pass
+    # The first record after the confirmation still takes the slow path; the next ones the fast one.
+    counter = pair.a.send(b"late", pair.now)
+    (data,) = pair.take_a()
+    assert pair.b.receive_data_record(data, pair.now) is None
+    event = pair.b.next_event()
+    assert isinstance(event, MessageReceived) and (event.packet_number, event.data) == (counter, b"late")
+    counter = pair.a.send(b"later", pair.now)
+    (data,) = pair.take_a()
+    assert pair.b.receive_data_record(data, pair.now) == (counter, b"later")
+    assert pair.b.next_event() is None
