@@ -557,6 +557,38 @@ def _(iut: Iut) -> str | None:
     return None
 
 
+@case("ch/reset/4", section=RESET, title="an application code in RESET reaches the application verbatim")
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut)
+    channel_id = peer.open("sink")
+    peer.send(ch.Stream(channel_id=channel_id, offset=0, data=b"abc"), at=0.1)
+    code = 0x1_0000_0001  # errors.md §3: 0x100 and above belong to the application
+    reply = peer.send(ch.Reset(channel_id=channel_id, code=code, final_size=3), at=0.2)
+    resets = reply.events("channel_reset")
+    expect(
+        len(resets) == 1
+        and resets[0].get("code") == "APPLICATION_CLOSE"
+        and resets[0].get("application_code") == code
+        and resets[0].get("by_peer") is True,
+        f"a channel_reset event with APPLICATION_CLOSE and application_code {code}, got {short(reply.answer)}",
+    )
+    expect_open(reply, "a RESET with an application code")
+    return None
+
+
+@case("ch/reset/5", section=RESET, title="STOP_SENDING with an application code is answered by RESET with that code")
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut)
+    channel_id = peer.open_echo()
+    peer.send(ch.Stream(channel_id=channel_id, offset=0, data=payload(10)), at=0.1)
+    reply = peer.send(ch.StopSending(channel_id=channel_id, code=0x4242), at=0.2)
+    resets = [f for f in reply.frames(ch.Reset) if f.channel_id == channel_id]
+    expect(len(resets) == 1, f"expected a RESET answering STOP_SENDING, got {short(reply.packets, 200)}")
+    expect_eq(resets[0].code, 0x4242, "RESET code (the application code of the STOP_SENDING)")
+    expect_open(reply, "a STOP_SENDING with an application code")
+    return None
+
+
 # -- errors (channels.md §3, frames.md §5, §6) ---------------------------------------------------------
 
 

@@ -457,7 +457,8 @@ class Adapter:
     def conn_reset(self, request: Json) -> Json:
         conn, now = self._need_conn(), _now(request)
         channel_id = int(request["channel_id"])
-        conn.reset_channel(channel_id, now, ErrorCode[str(request.get("code", "APPLICATION_CLOSE"))])
+        code = request.get("code", "APPLICATION_CLOSE")
+        conn.reset_channel(channel_id, now, int(code) if isinstance(code, int) else ErrorCode[str(code)])
         self.echo.pop(channel_id, None)
         return self._pump(now)
 

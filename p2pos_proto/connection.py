@@ -34,7 +34,13 @@ from . import frames as fr
 from .acks import AckTracker
 from .channel import Channel, ChannelInput, ChannelState
 from .congestion import Cubic, NewReno
-from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .errors import (
+    ErrorCode,
+    LocalProtocolError,
+    RemoteProtocolError,
+    channel_code_from_wire,
+    channel_code_to_wire,
+)
 from .events import (
     ChannelClosed,
     ChannelDataAvailable,
@@ -270,12 +276,14 @@ class Connection(SendPath):
         self._mark_sendable(channel)
 
     def refuse_channel(
-        self, channel_id: int, now: float, code: ErrorCode = ErrorCode.CHANNEL_REFUSED, reason: str = ""
+        self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.CHANNEL_REFUSED, reason: str = ""
     ) -> None:
+        """Refuse a requested channel; ``code`` is an ErrorCode or an application code (errors.md §3)."""
+        wire = channel_code_to_wire(code)
         channel = self._channel(channel_id)
         channel.transition(ChannelInput.REFUSE)
         self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
-            channel_id=channel_id, code=int(code), reason=_truncate(reason, 1024)
+            channel_id=channel_id, code=wire, reason=_truncate(reason, 1024)
         )
         self._forget(channel)
 
@@ -329,17 +337,17 @@ class Connection(SendPath):
         self._maybe_done(channel)
         return data
 
-    def reset_channel(self, channel_id: int, now: float, code: ErrorCode = ErrorCode.APPLICATION_CLOSE) -> None:
+    def reset_channel(self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.APPLICATION_CLOSE) -> None:
         """Abort the channel in both directions; the peer gets ``ChannelReset``.
 
-        The peer answers with a RESET of its own carrying the final size of its
+        ``code`` is an ErrorCode or an application code (errors.md §3).  The peer
+        answers with a RESET of its own carrying the final size of its
         direction, which settles the connection window for bytes still in flight.
         """
+        wire = channel_code_to_wire(code)
         channel = self._channel(channel_id)
         final = channel.send.reset() if channel.send is not None else 0
-        self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(
-            channel_id=channel_id, code=int(code), final_size=final
-        )
+        self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(channel_id=channel_id, code=wire, final_size=final)
         self._release_receive(channel)
         recv = channel.recv
         if recv is not None and recv.final_size is None:
@@ -350,10 +358,11 @@ class Connection(SendPath):
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
 
-    def stop_sending(self, channel_id: int, now: float, code: ErrorCode = ErrorCode.APPLICATION_CLOSE) -> None:
+    def stop_sending(self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.APPLICATION_CLOSE) -> None:
         """Ask the peer to abort the channel (STOP_SENDING); its RESET follows, then ``ChannelReset``."""
+        wire = channel_code_to_wire(code)
         self._channel(channel_id)
-        self._control[(fr.FrameType.STOP_SENDING, channel_id)] = fr.StopSending(channel_id=channel_id, code=int(code))
+        self._control[(fr.FrameType.STOP_SENDING, channel_id)] = fr.StopSending(channel_id=channel_id, code=wire)
 
     def close_channel(self, channel_id: int, now: float) -> None:
         """Finish this side: FIN on a stream, CLOSE_CHANNEL on a message channel."""
@@ -577,8 +586,10 @@ class Connection(SendPath):
                 if channel is not None and channel.state is ChannelState.OPENING:
                     channel.transition(ChannelInput.REFUSE)
                     self._forget(channel)
-                    code = ErrorCode.from_wire(frame.code)
-                    self._events.append(ChannelRefused(channel_id=channel.id, code=code, reason=frame.reason))
+                    code, app_code = channel_code_from_wire(frame.code)
+                    self._events.append(
+                        ChannelRefused(channel_id=channel.id, code=code, reason=frame.reason, application_code=app_code)
+                    )
             case fr.Stream():
                 channel = self._peer_frame_channel(frame.channel_id)
                 if channel is not None:
@@ -596,12 +607,14 @@ class Connection(SendPath):
             case fr.StopSending():
                 channel = self._peer_frame_channel(frame.channel_id)
                 if channel is not None:
+                    code, app_code = channel_code_from_wire(frame.code)
                     self._events.append(
                         ChannelReset(
-                            channel_id=channel.id, code=ErrorCode.from_wire(frame.code), reason="", by_peer=True
+                            channel_id=channel.id, code=code, reason="", by_peer=True, application_code=app_code
                         )
                     )
-                    self.reset_channel(channel.id, now, ErrorCode.from_wire(frame.code))
+                    # The answering RESET repeats the peer's code as it was (an unknown one as PROTOCOL_VIOLATION).
+                    self.reset_channel(channel.id, now, code if app_code is None else app_code)
             case fr.MaxData():
                 if self.conn_credit.update_limit(frame.maximum):
                     for channel_id in self._conn_blocked:
@@ -721,8 +734,10 @@ class Connection(SendPath):
             self._control[(fr.FrameType.RESET, channel.id)] = fr.Reset(
                 channel_id=channel.id, code=frame.code, final_size=channel.send.reset()
             )
-        code = ErrorCode.from_wire(frame.code)
-        self._events.append(ChannelReset(channel_id=channel.id, code=code, reason="", by_peer=True))
+        code, app_code = channel_code_from_wire(frame.code)
+        self._events.append(
+            ChannelReset(channel_id=channel.id, code=code, reason="", by_peer=True, application_code=app_code)
+        )
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
 

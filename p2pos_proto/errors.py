@@ -50,6 +50,45 @@ class ErrorCode(enum.IntEnum):
             return cls.PROTOCOL_VIOLATION
 
 
+#: REFUSE, RESET and STOP_SENDING codes from here up are the application's own (spec/errors.md §3).
+APPLICATION_CODE_MIN = 0x100
+#: The largest code a frame can carry (a varint).
+APPLICATION_CODE_MAX = (1 << 62) - 1
+
+
+def channel_code_to_wire(code: ErrorCode | int) -> int:
+    """The wire value of a code an application passes for one channel (REFUSE, RESET, STOP_SENDING).
+
+    Either an ``ErrorCode`` or an application code in ``APPLICATION_CODE_MIN`` ..
+    ``APPLICATION_CODE_MAX``; anything else raises ``LocalProtocolError``.
+    """
+    if isinstance(code, ErrorCode):
+        return int(code)
+    if isinstance(code, int) and not isinstance(code, bool):
+        if APPLICATION_CODE_MIN <= code <= APPLICATION_CODE_MAX:
+            return code
+        try:
+            return int(ErrorCode(code))
+        except ValueError:
+            pass
+    raise LocalProtocolError(
+        f"a channel code is an ErrorCode or an application code 0x100..2^62-1, not {code!r}",
+        ErrorCode.PROTOCOL_VIOLATION,
+    )
+
+
+def channel_code_from_wire(value: int) -> tuple[ErrorCode, int | None]:
+    """Read a REFUSE / RESET / STOP_SENDING code: ``(code, application_code)``.
+
+    An application code comes back as ``(APPLICATION_CLOSE, value)``; any other
+    value as ``(ErrorCode.from_wire(value), None)`` (unknown codes read as
+    PROTOCOL_VIOLATION).
+    """
+    if value >= APPLICATION_CODE_MIN:
+        return ErrorCode.APPLICATION_CLOSE, value
+    return ErrorCode.from_wire(value), None
+
+
 class ProtocolError(Exception):
     """Root of every error the core raises."""
 

@@ -76,11 +76,16 @@ class ChannelOpened:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelRefused:
-    """The peer refused a channel this side asked for."""
+    """The peer refused a channel this side asked for.
+
+    With an application code (spec/errors.md §3) ``code`` is APPLICATION_CLOSE
+    and ``application_code`` holds the value; otherwise it is None.
+    """
 
     channel_id: int
     code: ErrorCode
     reason: str
+    application_code: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -114,12 +119,16 @@ class ChannelMessage:
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelReset:
-    """The channel was aborted: by the peer (``by_peer``), or because the connection ended."""
+    """The channel was aborted: by the peer (``by_peer``), or because the connection ended.
+
+    ``application_code`` as for ``ChannelRefused``.
+    """
 
     channel_id: int
     code: ErrorCode
     reason: str
     by_peer: bool
+    application_code: int | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

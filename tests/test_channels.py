@@ -183,6 +183,56 @@ def test_stop_sending_makes_the_peer_reset() -> None:
     assert channel_id not in pair.a.c.channels and channel_id not in pair.b.c.channels
 
 
+def test_application_codes_travel_verbatim() -> None:
+    """errors.md §3: codes from 0x100 up are the application's, in REFUSE, RESET and STOP_SENDING."""
+    pair = Pair(LinkConfig(delay=0.02), seed=6)
+    pair.connect()
+    pair.b.auto_accept = False
+
+    def refuse(side: Side, event: Event, now: float) -> None:
+        if isinstance(event, ChannelRequested) and event.service == "chat":
+            side.c.refuse_channel(event.channel_id, now, 0x4001, "quota")
+        elif isinstance(event, ChannelRequested):
+            side.c.accept_channel(event.channel_id, now)
+
+    pair.b.hook = refuse
+    refused_id = pair.a.c.open_channel("chat", pair.now)
+    reset_id = pair.a.c.open_channel("files", pair.now)
+    stopped_id = pair.a.c.open_channel("files", pair.now)
+    for channel_id in (reset_id, stopped_id):
+        pair.a.write(channel_id, payload(500_000, channel_id), finish=False)
+    pair.run(pair.now + 0.5)
+    assert pair.a.of(ChannelRefused) == [
+        ChannelRefused(channel_id=refused_id, code=ErrorCode.APPLICATION_CLOSE, reason="quota", application_code=0x4001)
+    ]
+    big = (1 << 62) - 1
+    pair.a.c.reset_channel(reset_id, pair.now, big)
+    pair.b.c.stop_sending(stopped_id, pair.now, 0x100)
+    pair.run(pair.now + 1.0)
+    app = ErrorCode.APPLICATION_CLOSE
+    assert pair.b.of(ChannelReset) == [
+        ChannelReset(channel_id=reset_id, code=app, reason="", by_peer=True, application_code=big),
+        ChannelReset(channel_id=stopped_id, code=app, reason="", by_peer=True, application_code=0x100),
+    ]
+    # a heard the STOP_SENDING code and answered with a RESET carrying the same value.
+    assert pair.a.of(ChannelReset) == [
+        ChannelReset(channel_id=stopped_id, code=app, reason="", by_peer=True, application_code=0x100)
+    ]
+    assert pair.a.c.state is ConnectionState.READY and pair.b.c.state is ConnectionState.READY
+
+
+@pytest.mark.parametrize("code", [0x19, 0xFF + 1 - 2, -1, 1 << 62, True, 2.0])
+def test_codes_outside_both_ranges_are_refused_by_the_api(code: object) -> None:
+    pair = Pair()
+    pair.connect()
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.run(pair.now + 0.5)
+    for call in (pair.a.c.reset_channel, pair.a.c.stop_sending):
+        with pytest.raises(LocalProtocolError):
+            call(channel_id, pair.now, code)  # type: ignore[arg-type]
+    assert channel_id in pair.a.c.channels  # nothing changed
+
+
 def test_resets_do_not_leak_connection_credit() -> None:
     """A reset channel's bytes in flight must not eat the connection window for good (spec/flow.md §3.3)."""
     config = ChannelConfig(connection_window=1 << 20, connection_window_max=1 << 20, channel_window=512 * 1024)
