@@ -27,8 +27,10 @@ from p2pos.proto.frames import (
     MaxChannels,
     Message,
     Open,
+    Ping,
     Refuse,
     Reset,
+    StopSending,
     Stream,
     parse_frames_untrusted,
 )
@@ -89,6 +91,8 @@ def frame_json(frame: Frame) -> Json:
         Message: "message",
         MaxChannels: "max_channels",
         CloseChannel: "close_channel",
+        Ping: "ping",
+        StopSending: "stop_sending",
     }
     out: Json = {"type": names[type(frame)]}
     for field in dataclasses.fields(frame):
@@ -117,17 +121,29 @@ def test_every_plaintext_parses_to_the_recorded_frames() -> None:
         frames = parse_frames_untrusted(plaintext)
         assert [frame_json(f) for f in frames] == record["frames"]
         seen.update(f["type"] for f in record["frames"])
-    assert {"ack", "open", "accept", "refuse", "stream", "reset", "message", "max_channels", "close_channel"} <= seen
+    assert {
+        "ack",
+        "open",
+        "accept",
+        "refuse",
+        "stream",
+        "reset",
+        "message",
+        "max_channels",
+        "close_channel",
+        "ping",
+        "stop_sending",
+    } <= seen
 
 
 def test_the_transcript_covers_the_brief() -> None:
     data = load()
     kinds = [r["type"] for r in data["datagrams"]]
-    assert kinds[:3] == ["INIT", "RESPONSE", "FINISH"] and set(kinds[3:]) == {"DATA"}
+    assert kinds[:3] == ["INIT", "RESPONSE", "FINISH"] and set(kinds[3:-1]) == {"DATA"} and kinds[-1] == "CLOSE"
     frames = [f for r in data["datagrams"] for f in r.get("frames", [])]
     fins = [f for f in frames if f["type"] == "stream" and f["fin"]]
     assert {f["channel_id"] for f in fins} == {0} and len(fins) == 2
-    assert {f["channel_id"] for f in frames if f["type"] == "stream" and not f["fin"]} == {0, 1}
+    assert {f["channel_id"] for f in frames if f["type"] == "stream" and not f["fin"]} == {0, 1, 3}
     assert [f["data"] for f in frames if f["type"] == "message"] == [b"first message".hex(), b"second message".hex()]
     assert [f["code"] for f in frames if f["type"] == "refuse"] == [int(ErrorCode.SERVICE_UNKNOWN)]
     events = {(s["actor"], e["type"], e.get("channel_id")) for s in data["steps"] for e in s["events"]}
@@ -136,6 +152,15 @@ def test_the_transcript_covers_the_brief() -> None:
         assert (actor, "ChannelClosed", 0) in events and (actor, "ChannelClosed", 2) in events
     assert ("alice", "ChannelRefused", 4) in events and ("bob", "ChannelReset", 1) in events
     assert ("bob", "ChannelMessage", 2) in events
+    assert ("alice", "PingAcknowledged", None) in events
+    stops = [f for f in frames if f["type"] == "stop_sending"]
+    assert [(f["channel_id"], f["code"]) for f in stops] == [(3, 0x4242)]
+    assert (3, 0x4242) in {(f["channel_id"], f["code"]) for f in frames if f["type"] == "reset"}
+    resets = [e for s in data["steps"] for e in s["events"] if e["type"] == "ChannelReset" and e["channel_id"] == 3]
+    assert {(e["code"], e["application_code"]) for e in resets} == {("APPLICATION_CLOSE", 0x4242)} and len(resets) == 2
+    for actor in ("alice", "bob"):
+        assert (actor, "ConnectionClosed", None) in events
+    assert data["final_timers"] == {"alice": None, "bob": None}
 
 
 # -- replay ---------------------------------------------------------------------------
@@ -212,8 +237,15 @@ def _call(conn: Connection, action: str, args: Json, now: float) -> Any:
             return conn.close_channel(cid, now)
         case "reset_channel":
             return conn.reset_channel(cid, now, ErrorCode[args["code"]])
+        case "stop_sending":
+            code = args["code"]
+            return conn.stop_sending(cid, now, ErrorCode[code] if isinstance(code, str) else int(code))
         case "read":
             return conn.read(cid).hex()
+        case "ping":
+            return conn.ping(now)
+        case "close":
+            return conn.close(now)
     raise AssertionError(f"unknown action {action}")
 
 

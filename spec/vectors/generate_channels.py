@@ -67,6 +67,11 @@ SCRIPT: list[tuple[float, str, str, Json]] = [
     (0.5, "alice", "open_channel", {"service": "no-such-service", "kind": "stream"}),
     (0.6, "bob", "open_channel", {"service": "upload", "kind": "stream"}),
     (0.6, "bob", "send", {"channel_id": 1, "data": b"a file alice will not finish reading".hex()}),
+    (0.7, "alice", "ping", {}),
+    (0.8, "bob", "open_channel", {"service": "upload", "kind": "stream"}),
+    (0.8, "bob", "send", {"channel_id": 3, "data": b"a second file, stopped by alice".hex()}),
+    (0.9, "alice", "stop_sending", {"channel_id": 3, "code": 0x4242}),
+    (1.0, "alice", "close", {}),
 ]
 SERVICES = {"alice": {"upload"}, "bob": {"echo", "chat"}}
 
@@ -155,10 +160,21 @@ def apply(conn: Connection, action: str, args: Json, now: float) -> Any:
     if action == "close_channel":
         return conn.close_channel(cid, now)
     if action == "reset_channel":
-        return conn.reset_channel(cid, now, ErrorCode[args["code"]])
+        return conn.reset_channel(cid, now, _code(args["code"]))
+    if action == "stop_sending":
+        return conn.stop_sending(cid, now, _code(args["code"]))
     if action == "read":
         return conn.read(cid).hex()
+    if action == "ping":
+        return conn.ping(now)
+    if action == "close":
+        return conn.close(now)
     raise RuntimeError(f"unknown action {action}")
+
+
+def _code(value: str | int) -> ErrorCode | int:
+    """A code in the script: an ErrorCode by name, or an application code as a number (errors.md §3)."""
+    return ErrorCode[value] if isinstance(value, str) else value
 
 
 class _Transcript:
@@ -196,6 +212,8 @@ class _Transcript:
                 timer = self.conns[actor].get_timer() if actor in self.conns else None
                 if timer is not None:
                     candidates.append((timer, 2 + rank, actor))
+            if not candidates:
+                break  # both connections closed: nothing is left to happen
             now, _, what = min(candidates)
             if now >= END:
                 break
