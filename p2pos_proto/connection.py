@@ -128,7 +128,9 @@ class Connection(SendPath, ReceivePath):
         self._reset_unsettled: dict[int, tuple[int, int]] = {}
         self.conn_credit = SendCredit(INITIAL_MAX_DATA)
         self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
-        self.acks = AckTracker(max_ack_delay=config.max_ack_delay)
+        # On a reliable carrier only packets with a PING are acknowledged, each at once (channels.md §10).
+        self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=1 if self.reliable else 2)
+        self._ping_packets: dict[int, tuple[float, list[Token]]] = {}
         self.rtt = RttEstimator()
         self.recovery: LossRecovery[list[Token]] = LossRecovery(rtt=self.rtt)
         mds = 1200
@@ -196,7 +198,7 @@ class Connection(SendPath, ReceivePath):
                 self._close_deadline,
                 self._pacing_at,
                 None if self.reliable else self.recovery.get_loss_detection_timer(),
-                None if self.reliable else self.acks.get_timer(),
+                self.acks.get_timer(),
                 None if self.reliable else self.pmtu.get_timer(),
             ):
                 if timer is not None and timer < best:
@@ -490,6 +492,8 @@ class Connection(SendPath, ReceivePath):
                 self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
                 if self.conn_window.limit > INITIAL_MAX_DATA:
                     self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.limit)
+                if self.reliable:  # the first RTT sample, for window auto-tuning (channels.md §10)
+                    self._control[(fr.FrameType.PING, 0)] = fr.Ping()
                 self._events.append(ConnectionReady(handshake=event))
                 for channel in self.channels.values():
                     self._mark_sendable(channel)

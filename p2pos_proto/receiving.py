@@ -69,6 +69,9 @@ class ReceivePath:
     def _on_ack(self, frame: fr.Ack, now: float) -> None:
         raise NotImplementedError
 
+    def _on_reliable_ack(self, frame: fr.Ack, now: float) -> None:
+        raise NotImplementedError
+
     def _new_channel(
         self, channel_id: int, kind: fr.ChannelKind, service: str, state: ChannelState, now: float, *, retrans: int
     ) -> Channel:
@@ -104,6 +107,8 @@ class ReceivePath:
             eliciting = any(fr.is_ack_eliciting(frame) for frame in frames)
             if not self.reliable:
                 self.acks.on_packet(pn, eliciting, now)
+            elif any(isinstance(frame, fr.Ping) for frame in frames):
+                self.acks.on_packet(pn, True, now)  # answered, for the peer's RTT (channels.md §10)
             for frame in frames:
                 self._on_frame(frame, now)
         except RemoteProtocolError as exc:
@@ -120,7 +125,7 @@ class ReceivePath:
             channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, pos)
             streams.append((channel_id, offset, data, fin))
         rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < end else []
-        if not self.reliable:
+        if not self.reliable or any(isinstance(frame, fr.Ping) for frame in rest):
             self.acks.on_packet(pn, True, now)
         for channel_id, offset, data, fin in streams:
             channel = self._peer_frame_channel(channel_id)
@@ -132,7 +137,9 @@ class ReceivePath:
     def _on_frame(self, frame: fr.Frame, now: float) -> None:
         match frame:
             case fr.Ack():
-                if not self.reliable:
+                if self.reliable:
+                    self._on_reliable_ack(frame, now)
+                else:
                     self._on_ack(frame, now)
             case fr.Padding() | fr.Ping():
                 pass

@@ -42,6 +42,8 @@ _OPEN = ChannelState.OPEN  # a module global is quicker to read than an enum mem
 _REMEMBERED = frozenset(
     {fr.FrameType.REFUSE, fr.FrameType.RESET, fr.FrameType.STOP_SENDING, fr.FrameType.CLOSE_CHANNEL}
 )
+#: PING packets on a reliable carrier waiting for their ACK (older ones are forgotten).
+_MAX_PING_PACKETS = 64
 #: The ACK delay field counts microseconds (spec/frames.md §4.3).
 _MICROS = 1_000_000
 #: A paced packet due within this long goes now (spec/recovery.md §6): a driver's timers are not
@@ -76,6 +78,7 @@ class SendPath:
     _pacing_at: float | None
     _app_limited: bool
     _last_sent: float
+    _ping_packets: dict[int, tuple[float, list[Token]]]
 
     def _abort(self, code: ErrorCode, reason: str, now: float) -> None:
         raise NotImplementedError
@@ -139,7 +142,7 @@ class SendPath:
             parts: list[bytes] = []
             tokens: list[Token] = []
             with_ack = False
-            if not reliable and acks.has_news():
+            if acks.has_news():  # on a reliable carrier only PING packets are recorded (channels.md §10)
                 due = acks.ack_due(now)
                 if due or (may_elicit and has_work):
                     snapshot = acks.snapshot()
@@ -181,7 +184,15 @@ class SendPath:
         if eliciting:
             self._last_sent = now
         if self.reliable:
-            self._on_delivered(tokens, now, 0.0)  # a lossless carrier: sent is delivered
+            # A lossless carrier: sent is delivered, except that a PING waits for the peer's ACK,
+            # the one RTT sample such a carrier gives (spec/channels.md §10).
+            if any(t[0] == _PING or (t[0] == _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):
+                pings = self._ping_packets
+                pings[pn] = (now, [t for t in tokens if t[0] == _PING])
+                if len(pings) > _MAX_PING_PACKETS:  # a peer that never answers: forget the oldest
+                    del pings[next(iter(pings))]
+                tokens = [t for t in tokens if t[0] != _PING]
+            self._on_delivered(tokens, now, 0.0)
             return pn
         self.recovery.on_packet_sent(pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens)
         if eliciting:
@@ -307,6 +318,17 @@ class SendPath:
         self.pmtu.on_probe_sent(pn, size, now)
 
     # -- the fate of sent packets -----------------------------------------------------------
+
+    def _on_reliable_ack(self, frame: fr.Ack, now: float) -> None:
+        """An ACK on a reliable carrier: it answers PINGs (spec/channels.md §10); take the RTT sample."""
+        pings = self._ping_packets
+        if frame.largest not in pings:
+            return  # nothing we asked for: ignored
+        for pn in [pn for pn in pings if pn <= frame.largest]:
+            sent, tokens = pings.pop(pn)
+            if pn == frame.largest:
+                self.rtt.update(now - sent, frame.ack_delay / _MICROS, now)
+            self._on_delivered(tokens, now, now - sent)
 
     def _on_ack(self, frame: fr.Ack, now: float) -> None:
         result = self.recovery.on_ack_received(frame.ranges(), frame.ack_delay / _MICROS, now)

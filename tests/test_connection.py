@@ -8,7 +8,19 @@ All in simulated time over the seeded link emulator (``chan_helpers``).
 from __future__ import annotations
 
 import pytest
-from chan_helpers import INDEX_A, INDEX_B, FramedPair, Pair, Side, TappedSession, closed, digest, one_way, payload
+from chan_helpers import (
+    INDEX_A,
+    INDEX_B,
+    FramedPair,
+    Pair,
+    Side,
+    TappedSession,
+    closed,
+    digest,
+    finish_back,
+    one_way,
+    payload,
+)
 
 from p2pos.proto import frames as fr
 from p2pos.proto.connection import ChannelConfig, Connection, ConnectionState
@@ -221,9 +233,11 @@ def test_reliable_carrier_same_semantics_no_acks() -> None:
     pair.a.c.reset_channel(other, pair.now)
     pair.run(pair.now + 1.0)
     assert [e.channel_id for e in pair.b.of(ChannelReset) if isinstance(e, ChannelReset)] == [other]
-    for side in (pair.a, pair.b):
+    for side, other in ((pair.a, pair.b), (pair.b, pair.a)):
         sent = _sent_frames(side)
-        assert not any(isinstance(f, fr.Ack) for f in sent)
+        # Only packets carrying a PING are acknowledged (channels.md §10): one ACK per PING at most.
+        acks = [f for f in sent if isinstance(f, fr.Ack)]
+        assert 1 <= len(acks) <= sum(1 for f in _sent_frames(other) if isinstance(f, fr.Ping))
         stream = [f for f in sent if isinstance(f, fr.Stream)]
         assert sum(len(f.data) for f in stream) == (len(up) if side is pair.a else len(down))  # nothing resent
         assert side.c.lost_packets == 0
@@ -232,6 +246,50 @@ def test_reliable_carrier_same_semantics_no_acks() -> None:
     pair.a.c.close(pair.now)
     pair.run(pair.now + 5.0, lambda now: bool(_closed_events(pair.b)))
     assert [(e.code, e.by_peer) for e in _closed_events(pair.b)] == [(ErrorCode.NO_ERROR, True)]
+
+
+def _reliable_pair(delay: float) -> Pair:
+    """A lossless, ordered link with a fixed delay (a byte stream's framed datagrams), in reliable-carrier mode."""
+    config = ChannelConfig(reliable_carrier=True)
+    link = LinkConfig(delay=delay, mtu=65535)
+    pair = Pair(link, link, config_a=config, config_b=config, seed=3)
+    pair.connect()
+    return pair
+
+
+def test_ping_on_a_reliable_carrier_measures_the_round_trip() -> None:
+    pair = _reliable_pair(0.04)
+    pair.run(pair.now + 0.5)
+    for side in (pair.a, pair.b):
+        assert side.c.rtt.has_sample and abs(side.c.rtt.smoothed_rtt - 0.08) < 0.002  # the PING sent when ready
+    ping_id = pair.a.c.ping(pair.now)
+    pair.run(pair.now + 1.0)
+    acks = [e for e in pair.a.of(PingAcknowledged) if isinstance(e, PingAcknowledged)]
+    assert [e.ping_id for e in acks] == [ping_id] and abs(acks[0].rtt - 0.08) < 0.002
+
+
+def test_windows_auto_tune_on_a_reliable_carrier() -> None:
+    """flow.md §4 needs an RTT: on a reliable carrier PINGs give it, so a fast reader's window grows."""
+    pair = _reliable_pair(0.05)
+    windows: list[int] = []
+
+    def watch(side: Side, event: Event, now: float) -> None:
+        channel = side.c.channels.get(getattr(event, "channel_id", -1))
+        if channel is not None and channel.recv is not None:
+            windows.append(channel.window.window)
+        finish_back(side, event, now)
+
+    data = payload(8_000_000, 5)
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.b.hook = watch
+    pair.a.write(channel_id, data)
+    start = pair.now
+    end = pair.run(start + 60.0, lambda now: closed(pair.a, channel_id) and closed(pair.b, channel_id))
+    assert digest(pair.b.received[channel_id]) == digest(data)
+    initial = ChannelConfig().channel_window
+    assert windows[0] == initial and max(windows) >= 4 * initial
+    # With the initial window alone: 256 KB per 100 ms round trip, over 3 s for 8 MB.
+    assert end - start < 2.0
 
 
 # -- PMTU (spec/recovery.md §7, RFC 8899) --------------------------------------------------
