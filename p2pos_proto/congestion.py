@@ -1,11 +1,15 @@
 """Congestion control: NewReno (RFC 9002 §7) and CUBIC (RFC 9438) (spec/recovery.md §5).
 
-A controller only decides the congestion window; ``recovery.LossRecovery``
-owns ``bytes_in_flight`` and tells the caller which packets were acknowledged
-or lost.  After each ACK the connection calls, in this order:
-``on_packets_acked`` (newly acknowledged), ``on_packets_lost`` (newly lost,
-except PMTU probes), ``on_persistent_congestion`` (if reported), and sends
-while ``available(bytes_in_flight)`` is at least one packet.
+A controller decides the congestion window (and, if it has a model of the
+path, the pacing rate); ``recovery.LossRecovery`` owns ``bytes_in_flight`` and
+tells the caller which packets were acknowledged or lost.  After sending each
+in-flight packet the connection calls ``on_packet_sent``.  After each ACK it
+calls, in this order: ``on_packets_acked`` (newly acknowledged),
+``on_packets_lost`` (newly lost, except PMTU probes),
+``on_persistent_congestion`` (if reported); then it paces at ``pacing_rate``
+if that is not None (else at a rate derived from the window, spec/recovery.md
+§6), and sends while ``available(bytes_in_flight)`` is at least one packet.
+``bbr.Bbr`` is the third controller behind this interface.
 
 All sizes are bytes of datagram payload; ``max_datagram_size`` is the current
 path MTU (``pmtu.PmtuDiscovery.current_mtu``): call ``set_max_datagram_size``
@@ -54,8 +58,21 @@ class CongestionController(Protocol):
     @property
     def max_datagram_size(self) -> int: ...
 
+    @property
+    def pacing_rate(self) -> float | None:
+        """Bytes per second the pacer should use, or None to derive it from the window and the RTT."""
+        ...
+
     def available(self, bytes_in_flight: int) -> int:
         """How many more bytes may be in flight now (0 when the window is full)."""
+        ...
+
+    def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
+        """An in-flight (ack-eliciting) packet was just sent; ``bytes_in_flight`` includes it.
+
+        ``app_limited`` is true when the sender has nothing more to send now
+        (it is held back neither by the window nor by the pacer).
+        """
         ...
 
     def on_packets_acked(
@@ -114,8 +131,16 @@ class _WindowBase:
     def in_slow_start(self) -> bool:
         return self._cwnd < self.ssthresh
 
+    @property
+    def pacing_rate(self) -> float | None:
+        """Always None: the pacer derives the rate from the window (spec/recovery.md §6)."""
+        return None
+
     def available(self, bytes_in_flight: int) -> int:
         return max(0, int(self._cwnd) - bytes_in_flight)
+
+    def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
+        """Nothing to do: a window-based controller only learns from acknowledgements and losses."""
 
     def in_recovery(self, sent_time: float) -> bool:
         """RFC 9002 A.6 ``InCongestionRecovery``: was a packet sent before the current recovery began?"""

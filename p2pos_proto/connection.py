@@ -32,8 +32,9 @@ import enum
 
 from . import frames as fr
 from .acks import AckTracker
+from .bbr import Bbr
 from .channel import Channel, ChannelInput, ChannelState
-from .congestion import Cubic, NewReno
+from .congestion import CongestionController, Cubic, NewReno
 from .errors import (
     ErrorCode,
     LocalProtocolError,
@@ -64,6 +65,10 @@ from .session import SecureSession
 INITIAL_MAX_DATA = 1024 * 1024
 
 
+#: The congestion controllers ``ChannelConfig.congestion_control`` names (spec/recovery.md §5).
+_CONTROLLERS: dict[str, type[NewReno] | type[Cubic] | type[Bbr]] = {"newreno": NewReno, "cubic": Cubic, "bbr": Bbr}
+
+
 class ConnectionState(enum.Enum):
     HANDSHAKING = "handshaking"
     READY = "ready"
@@ -76,7 +81,7 @@ class ChannelConfig:
     """Tunables of the channel layer; defaults are the spec's (spec/channels.md §8)."""
 
     reliable_carrier: bool = False
-    congestion_control: str = "newreno"  # or "cubic"
+    congestion_control: str = "bbr"  # or "newreno", "cubic" (spec/recovery.md §5)
     max_datagram_size: int = 1452  # the PMTU search's ceiling (UDP payload bytes)
     stream_frame_size: int = 16384  # packet size on a reliable carrier
     idle_timeout: float = 30.0
@@ -93,8 +98,8 @@ class ChannelConfig:
     pmtu_probing: bool = True
 
     def __post_init__(self) -> None:
-        if self.congestion_control not in ("newreno", "cubic"):
-            raise LocalProtocolError("congestion_control is 'newreno' or 'cubic'")
+        if self.congestion_control not in _CONTROLLERS:
+            raise LocalProtocolError(f"congestion_control is one of {', '.join(map(repr, _CONTROLLERS))}")
         if not 1200 <= self.max_datagram_size <= 65507 or not 1200 <= self.stream_frame_size <= 65000:
             raise LocalProtocolError("max_datagram_size and stream_frame_size must be 1200..65507")
         if self.idle_timeout <= 0 or (self.keepalive_interval is not None and self.keepalive_interval <= 0):
@@ -134,9 +139,7 @@ class Connection(SendPath, ReceivePath):
         self.rtt = RttEstimator()
         self.recovery: LossRecovery[list[Token]] = LossRecovery(rtt=self.rtt)
         mds = 1200
-        self.cc = (
-            NewReno(max_datagram_size=mds) if config.congestion_control == "newreno" else Cubic(max_datagram_size=mds)
-        )
+        self.cc: CongestionController = _CONTROLLERS[config.congestion_control](max_datagram_size=mds)
         self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         self.pmtu = PmtuDiscovery(
             max_plpmtu=config.max_datagram_size, enabled=config.pmtu_probing and not self.reliable
@@ -231,6 +234,7 @@ class Connection(SendPath, ReceivePath):
             self._on_lost(result.lost, now)
             if result.persistent_congestion:
                 self.cc.on_persistent_congestion(now)
+            self._update_pacer()
             self._pto_probes += result.probes_to_send
         timer = self.pmtu.get_timer()
         if timer is not None and now >= timer:

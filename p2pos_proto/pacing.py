@@ -7,7 +7,9 @@ a clock: the connection asks ``next_send_time(now, size)``; if that is later
 than ``now`` it arms its timer there instead of sending, and after sending it
 calls ``on_packet_sent(now, size)``.  Call ``update_rate`` whenever the
 congestion window or the smoothed RTT changes (after each ACK that produced an
-RTT sample or moved the window).
+RTT sample or moved the window); with a controller that sets its own rate
+(``congestion.CongestionController.pacing_rate`` not None, e.g. ``bbr.Bbr``),
+call ``set_rate`` instead.
 """
 
 from __future__ import annotations
@@ -58,6 +60,23 @@ class Pacer:
 
     def update_rate(self, congestion_window: int, smoothed_rtt: float, max_datagram_size: int | None = None) -> None:
         """Re-derive the rate from the window and the RTT (and the path MTU, if it changed)."""
+        self._set_capacity(congestion_window, max_datagram_size)
+        if smoothed_rtt <= 0:
+            self._rate = float("inf")
+        else:
+            self._rate = self._gain * congestion_window / smoothed_rtt
+
+    def set_rate(self, rate: float, congestion_window: int, max_datagram_size: int | None = None) -> None:
+        """Pace at ``rate`` bytes per second, as the congestion controller says (spec/recovery.md §6).
+
+        The gain does not apply; the burst stays bounded by the window, as in ``update_rate``.
+        """
+        if not 0 < rate < float("inf"):
+            raise LocalProtocolError("the pacing rate must be positive and finite")
+        self._set_capacity(congestion_window, max_datagram_size)
+        self._rate = float(rate)
+
+    def _set_capacity(self, congestion_window: int, max_datagram_size: int | None) -> None:
         if max_datagram_size is not None:
             if max_datagram_size <= 0:
                 raise LocalProtocolError("max_datagram_size must be positive")
@@ -65,10 +84,6 @@ class Pacer:
         # The burst is also bounded by the window: pacing must not allow more than cwnd at once.
         self._capacity = float(max(self._mds, min(self._burst_packets * self._mds, congestion_window)))
         self._tokens = min(self._tokens, self._capacity)
-        if smoothed_rtt <= 0:
-            self._rate = float("inf")
-        else:
-            self._rate = self._gain * congestion_window / smoothed_rtt
 
     def _refill(self, now: float) -> None:
         last = self._last

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from . import frames as fr
 from .acks import AckTracker
 from .channel import Channel, ChannelState
-from .congestion import Cubic, NewReno
+from .congestion import CongestionController
 from .errors import ErrorCode
 from .events import ChannelEvent, ChannelWritable, HandshakeCompleted, PingAcknowledged
 from .flow import ReceiveWindow, SendCredit
@@ -62,7 +62,7 @@ class SendPath:
     acks: AckTracker
     rtt: RttEstimator
     recovery: LossRecovery[list[Token]]
-    cc: NewReno | Cubic
+    cc: CongestionController
     pacer: Pacer
     pmtu: PmtuDiscovery
     lost_packets: int
@@ -194,9 +194,13 @@ class SendPath:
                 tokens = [t for t in tokens if t[0] != _PING]
             self._on_delivered(tokens, now, 0.0)
             return pn
-        self.recovery.on_packet_sent(pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens)
+        packet = self.recovery.on_packet_sent(
+            pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens
+        )
         if eliciting:
             self.pacer.on_packet_sent(now, size)
+            if not tokens or tokens[0][0] != _PROBE:  # a PMTU probe is no sample of the path's delivery rate
+                self.cc.on_packet_sent(packet, self.recovery.bytes_in_flight, now, app_limited=not self._has_work())
         return pn
 
     def _has_work(self) -> bool:
@@ -342,7 +346,16 @@ class SendPath:
         self._on_lost(result.lost, now)
         if result.persistent_congestion:
             self.cc.on_persistent_congestion(now)
-        self.pacer.update_rate(self.cc.congestion_window, self.rtt.smoothed_rtt, self.cc.max_datagram_size)
+        self._update_pacer()
+
+    def _update_pacer(self) -> None:
+        """The controller's own pacing rate if it has one (BBR), else one derived from the window (recovery.md §6)."""
+        cc = self.cc
+        rate = cc.pacing_rate
+        if rate is None:
+            self.pacer.update_rate(cc.congestion_window, self.rtt.smoothed_rtt, cc.max_datagram_size)
+        else:
+            self.pacer.set_rate(rate, cc.congestion_window, cc.max_datagram_size)
 
     def _on_acked_packets(self, packets: list[SentPacket[list[Token]]], now: float) -> None:
         """``_on_delivered`` for each packet; consecutive stream chunks of one channel are freed as one range.

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from p2pos.proto.bbr import Bbr
 from p2pos.proto.congestion import (
     CUBIC_BETA,
     CUBIC_C,
@@ -44,8 +45,23 @@ def test_initial_window() -> None:
 
 
 def test_protocol_is_satisfied() -> None:
-    controllers: list[CongestionController] = [NewReno(), Cubic()]
+    controllers: list[CongestionController] = [NewReno(), Cubic(), Bbr()]
     assert all(c.congestion_window == 12000 for c in controllers)
+
+
+@pytest.mark.parametrize("controller", [NewReno, Cubic])
+def test_window_controllers_ignore_sends_and_leave_pacing_to_the_window(
+    controller: type[NewReno] | type[Cubic],
+) -> None:
+    cc = controller()
+    assert cc.pacing_rate is None
+    for n in range(20):
+        cc.on_packet_sent(pkt(0.0, pn=n), (n + 1) * MDS, 0.0, app_limited=n % 2 == 0)
+    assert cc.congestion_window == 12000
+    assert cc.in_slow_start
+    ack(cc, 10, sent=0.0, now=0.1)
+    assert cc.congestion_window == 24000
+    assert cc.pacing_rate is None
 
 
 def test_newreno_slow_start() -> None:
@@ -268,9 +284,9 @@ def test_cubic_persistent_congestion_and_slow_start() -> None:
 # -- the pieces together ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("controller", [NewReno, Cubic])
+@pytest.mark.parametrize("controller", [NewReno, Cubic, Bbr])
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_transfer_over_lossy_link(controller: type[NewReno] | type[Cubic], seed: int) -> None:
+def test_transfer_over_lossy_link(controller: type[NewReno] | type[Cubic] | type[Bbr], seed: int) -> None:
     """LossRecovery + a controller + Pacer deliver every unit over a seeded 10%-loss link."""
     import heapq
     import random
@@ -307,8 +323,9 @@ def test_transfer_over_lossy_link(controller: type[NewReno] | type[Cubic], seed:
             unit = to_send.pop(0)
             if unit in delivered:
                 continue
-            rec.on_packet_sent(pn, now, MDS, ack_eliciting=True, in_flight=True, payload=unit)
+            sent = rec.on_packet_sent(pn, now, MDS, ack_eliciting=True, in_flight=True, payload=unit)
             pacer.on_packet_sent(now, MDS)
+            cc.on_packet_sent(sent, rec.bytes_in_flight, now, app_limited=len(to_send) == 0)
             if rng.random() >= 0.1:
                 heapq.heappush(arrivals, (now + one_way, pn, unit))
             pn += 1
@@ -343,7 +360,11 @@ def test_transfer_over_lossy_link(controller: type[NewReno] | type[Cubic], seed:
             on_lost(result.lost)
             if result.persistent_congestion:
                 cc.on_persistent_congestion(now)
-            pacer.update_rate(cc.congestion_window, rec.rtt.smoothed_rtt)
+            rate = cc.pacing_rate
+            if rate is not None:
+                pacer.set_rate(rate, cc.congestion_window)
+            else:
+                pacer.update_rate(cc.congestion_window, rec.rtt.smoothed_rtt)
         timer = rec.get_loss_detection_timer()
         if timer is not None and now >= timer:
             timeout = rec.on_loss_detection_timeout(now)

@@ -233,11 +233,11 @@ def test_reliable_carrier_same_semantics_no_acks() -> None:
     pair.a.c.reset_channel(other, pair.now)
     pair.run(pair.now + 1.0)
     assert [e.channel_id for e in pair.b.of(ChannelReset) if isinstance(e, ChannelReset)] == [other]
-    for side, other in ((pair.a, pair.b), (pair.b, pair.a)):
+    for side, peer in ((pair.a, pair.b), (pair.b, pair.a)):
         sent = _sent_frames(side)
         # Only packets carrying a PING are acknowledged (channels.md §10): one ACK per PING at most.
         acks = [f for f in sent if isinstance(f, fr.Ack)]
-        assert 1 <= len(acks) <= sum(1 for f in _sent_frames(other) if isinstance(f, fr.Ping))
+        assert 1 <= len(acks) <= sum(1 for f in _sent_frames(peer) if isinstance(f, fr.Ping))
         stream = [f for f in sent if isinstance(f, fr.Stream)]
         assert sum(len(f.data) for f in stream) == (len(up) if side is pair.a else len(down))  # nothing resent
         assert side.c.lost_packets == 0

@@ -2,7 +2,7 @@
 
 Data always arrives complete and in order (SHA-256 checked) under loss (random
 and in bursts), reordering, duplication, corruption, long delays and bandwidth
-limits; 1000 channels with tiny windows finish; goodput at 1% loss.
+limits; 1000 channels with tiny windows finish; goodput at 1% loss (BBR, and the limits of NewReno and CUBIC).
 """
 
 from __future__ import annotations
@@ -145,21 +145,47 @@ def _goodput(mbit: float, congestion_control: str, loss: float, seed: int) -> fl
 
 @pytest.mark.parametrize(
     ("mbit", "congestion_control", "seed"),
-    [(1, "newreno", 1), (1, "newreno", 4), (1, "cubic", 1), (1, "cubic", 2), (2, "cubic", 1), (2, "cubic", 2)],
+    [(10, "bbr", 1), (10, "bbr", 2), (10, "bbr", 3), (50, "bbr", 1), (1, "bbr", 1)],
 )
 def test_goodput_at_one_percent_loss_and_50ms_rtt(mbit: float, congestion_control: str, seed: int) -> None:
-    """Issue 3 item 5: at least 70% of the capacity at 1% loss, 50 ms RTT.
+    """Issue 3 item 5: at least 70% of the capacity at 1% random loss, 50 ms RTT, with the default controller.
 
-    Met at 1-2 Mbit/s.  Above that any loss-based controller is held by its loss
-    response, not by the link: NewReno averages about 1.22 * MSS / (RTT * sqrt(p))
-    (Mathis et al. 1997), ~350 KB/s or 2.8 Mbit/s here, and CUBIC's Reno-friendly
-    region gives about the same at a 50 ms RTT; so at 10 Mbit/s both reach only
-    25-30% (see the report of issue 3 for the table and the options).
+    BBR (spec/recovery.md §5.6) paces at its bandwidth estimate and ignores loss
+    below 2% per round trip: 0.83-0.89 of the capacity from 1 to 50 Mbit/s here.
+    """
+    assert ChannelConfig().congestion_control == congestion_control
+    assert _goodput(mbit, congestion_control, 0.01, seed) >= 0.7
+
+
+@pytest.mark.parametrize(
+    ("mbit", "congestion_control", "seed"),
+    [(1, "newreno", 1), (1, "newreno", 4), (1, "cubic", 1), (1, "cubic", 2), (2, "cubic", 1), (2, "cubic", 2)],
+)
+def test_loss_based_controllers_reach_70_percent_only_on_slow_links(
+    mbit: float, congestion_control: str, seed: int
+) -> None:
+    """NewReno and CUBIC reach 70% at 1% loss and 50 ms only up to 1-2 Mbit/s.
+
+    Above that any loss-based controller is held by its loss response, not by the
+    link: NewReno averages about 1.22 * MSS / (RTT * sqrt(p)) (Mathis et al. 1997),
+    ~350 KB/s or 2.8 Mbit/s here, and CUBIC's Reno-friendly region gives about the
+    same at a 50 ms RTT; at 10 Mbit/s both reach only 20-30% (checked below), which
+    is why BBR is the default.
     """
     assert _goodput(mbit, congestion_control, 0.01, seed) >= 0.7
 
 
 @pytest.mark.parametrize("congestion_control", ["newreno", "cubic"])
+def test_loss_based_controllers_are_held_back_by_random_loss_at_10_mbit(congestion_control: str) -> None:
+    assert _goodput(10, congestion_control, 0.01, 1) < 0.4
+
+
+def test_bbr_backs_off_when_loss_is_above_its_threshold() -> None:
+    """At 5% random loss (above LOSS_THRESH) BBR bounds its data in flight: it is no loss-blind flood."""
+    assert _goodput(10, "bbr", 0.05, 1) < 0.5
+
+
+@pytest.mark.parametrize("congestion_control", ["newreno", "cubic", "bbr"])
 def test_a_clean_link_is_filled(congestion_control: str) -> None:
     assert _goodput(10, congestion_control, 0.0, 1) >= 0.9
 

@@ -104,3 +104,38 @@ def test_invalid_parameters() -> None:
         Pacer(congestion_window=12000, smoothed_rtt=0.1, burst_packets=0)
     with pytest.raises(LocalProtocolError):
         Pacer(congestion_window=12000, smoothed_rtt=0.1, gain=0.0)
+
+
+def test_set_rate_is_explicit() -> None:
+    pacer = Pacer(congestion_window=12000, smoothed_rtt=0.1, burst_packets=2)
+    pacer.set_rate(250_000.0, 60000)
+    # The controller's rate as given: no gain, no window / RTT.
+    assert pacer.rate == 250_000.0
+    assert pacer.capacity == 2 * MDS
+    now = 0.0
+    sent = 0
+    while now < 1.0:
+        now = pacer.next_send_time(now, MDS)
+        pacer.on_packet_sent(now, MDS)
+        sent += MDS
+    assert sent == pytest.approx(250_000.0 + 2 * MDS, abs=2 * MDS)
+
+
+def test_set_rate_burst_bounded_by_window_and_mtu() -> None:
+    pacer = Pacer(congestion_window=120000, smoothed_rtt=0.1, burst_packets=10)
+    pacer.set_rate(1e6, 2400)
+    assert pacer.capacity == 2400
+    pacer.set_rate(1e6, 120000, max_datagram_size=1500)
+    assert pacer.capacity == 15000
+    # update_rate afterwards derives the rate from the window again.
+    pacer.update_rate(120000, 0.1)
+    assert pacer.rate == pytest.approx(1.25 * 120000 / 0.1)
+
+
+@pytest.mark.parametrize("rate", [0.0, -1.0, float("inf"), float("nan")])
+def test_set_rate_rejects_nonsense(rate: float) -> None:
+    pacer = Pacer(congestion_window=12000, smoothed_rtt=0.1)
+    with pytest.raises(LocalProtocolError):
+        pacer.set_rate(rate, 12000)
+    with pytest.raises(LocalProtocolError):
+        pacer.set_rate(1e6, 12000, max_datagram_size=0)
