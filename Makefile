@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 # installed `p2pos.*` names while edits in the work tree take effect at once.
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: run test lint typecheck unit conformance vectors bench install clean
+.PHONY: run test lint typecheck unit conformance vectors bench install clean compiled test-compiled
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ lint: install
 
 typecheck: install
 	$(VENV)/bin/mypy -p p2pos.proto -p p2pos.transports -p p2pos.adapters -p p2pos.conformance
-	$(VENV)/bin/mypy tests bench spec/vectors
+	$(VENV)/bin/mypy tests bench spec/vectors tools
 
 vectors: install
 	$(PY) spec/vectors/generate.py --check
@@ -42,11 +42,24 @@ conformance: install
 	mkdir -p results
 	$(PY) -m conformance --json results/conformance.json
 
-test: lint typecheck vectors unit conformance
+# The same core compiled with mypyc (tools/compile_core.py) into build/compiled: the tests and the
+# conformance suite run against it too, so that the faster build is held to the same behaviour.
+COMPILED := build/compiled
 
-bench: install
+compiled: install
+	$(PY) tools/compile_core.py --out $(COMPILED)
+
+test-compiled: compiled
+	PYTHONPATH=$(COMPILED) $(VENV)/bin/pytest -q
+	mkdir -p results
+	PYTHONPATH=$(COMPILED) $(PY) -m conformance --json results/conformance-compiled.json
+
+test: lint typecheck vectors unit conformance test-compiled
+
+bench: install compiled
 	$(PY) bench/handshake_record.py
 	$(PY) bench/channels.py
+	PYTHONPATH=$(COMPILED) $(PY) bench/channels.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -53,6 +53,8 @@ QUICK_TRANSFER_BYTES = 1 << 18
 #: One-way delay of the in-memory link, in simulated seconds: a 2 ms round trip, so
 #: packets are paced and acknowledged one by one as on a real path.
 LINK_DELAY = 0.001
+#: The application writes at most this much per ``send`` call.
+WRITE_CHUNK = 256 * 1024
 #: A transfer that needs more simulated time than this is stuck: the figures would be meaningless.
 STUCK_AFTER = 60.0
 
@@ -207,7 +209,10 @@ class Transfer:
     def run(self, *, verify: bool = False) -> None:
         """Move ``size`` bytes from a to b.  ``verify`` hashes every channel's bytes (not for timing)."""
         a, b, ids = self.a, self.b, self.ids
+        # Per channel: its share and how much of it the connection has taken (offsets, not slices:
+        # re-slicing the rest after every partial write would copy megabytes in the application).
         pending = dict(zip(ids, self.shares, strict=True))
+        taken = dict.fromkeys(ids, 0)
         received = dict.fromkeys(ids, 0)
         pieces: dict[int, list[bytes]] | None = {cid: [] for cid in ids} if verify else None
         left = self.size
@@ -215,12 +220,16 @@ class Transfer:
         def write() -> None:
             # The application: round robin over the channels, as much as each send buffer takes.
             for cid in list(pending):
-                rest = pending[cid]
-                n = a.send(cid, rest, self.now)
-                if n == len(rest):
+                share, offset = pending[cid], taken[cid]
+                while offset < len(share):  # until the send buffer is full (ChannelWritable says when not)
+                    offered = share[offset : offset + WRITE_CHUNK]
+                    n = a.send(cid, offered, self.now)
+                    offset += n
+                    if n < len(offered):
+                        break
+                taken[cid] = offset
+                if offset == len(share):
                     del pending[cid]
-                else:
-                    pending[cid] = rest[n:]
 
         def app() -> bool:
             nonlocal left
@@ -372,8 +381,17 @@ def report(results: list[Result], settings: Settings, measured: list[Case]) -> d
             "datagram_bytes": DATAGRAM,
             "transfer_bytes_per_op": measured[0].transfer.size,
             "link_delay_s": LINK_DELAY,
+            "core": core_build(),
+            "congestion_control": measured[0].transfer.a.config.congestion_control,
         },
     }
+
+
+def core_build() -> str:
+    """Which core this run measured: ``"compiled"`` (tools/compile_core.py, mypyc) or ``"python"``."""
+    from p2pos.proto import connection
+
+    return "python" if connection.__file__.endswith(".py") else "compiled"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     say(
         f"channels: python {platform.python_version()}, cryptography {_version('cryptography')}, "
         f"{os.cpu_count()} CPUs; {DATAGRAM}-byte datagrams, {size} bytes per transfer, "
-        f"link delay {LINK_DELAY * 1e3:g} ms"
+        f"link delay {LINK_DELAY * 1e3:g} ms; core: {core_build()}"
     )
     measured = cases(size)
     todo = contenders(measured)

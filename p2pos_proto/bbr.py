@@ -22,49 +22,49 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
-from .congestion import DEFAULT_DATAGRAM_SIZE, initial_window
+from .congestion import DEFAULT_DATAGRAM_SIZE, CongestionController, initial_window
 from .delivery import DeliveryRateSampler, RateSample, WindowedMax
 from .errors import LocalProtocolError
 from .recovery import SentPacket
 from .rtt import RttEstimator
 
 #: 4 * ln 2: the Startup pacing gain that doubles the sending rate every round trip (BBRv3).
-STARTUP_PACING_GAIN = 4 * math.log(2)
+STARTUP_PACING_GAIN: Final = 4 * math.log(2)
 #: The window gain in every state but ProbeRTT: twice the estimated BDP.
-CWND_GAIN = 2.0
+CWND_GAIN: Final = 2.0
 #: Drain paces at the inverse of the Startup gain, to empty the queue Startup built.
-DRAIN_PACING_GAIN = 1 / STARTUP_PACING_GAIN
+DRAIN_PACING_GAIN: Final = 1 / STARTUP_PACING_GAIN
 #: ProbeBW's eight phases of (at least) one min RTT each: probe up, drain down, cruise six times.
-PROBE_BW_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+PROBE_BW_GAINS: Final[tuple[float, ...]] = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 #: The ProbeBW phase entered after Drain and after ProbeRTT (the first cruise phase).
-PROBE_BW_FIRST_PHASE = 2
+PROBE_BW_FIRST_PHASE: Final = 2
 #: Pace slightly below the estimate, so that a queue can drain (BBRv3 pacing margin).
-PACING_MARGIN = 0.01
+PACING_MARGIN: Final = 0.01
 #: Startup is over when the bandwidth grew less than this factor ...
-FULL_BW_GROWTH = 1.25
+FULL_BW_GROWTH: Final = 1.25
 #: ... for this many round trips in a row.
-FULL_BW_ROUNDS = 3
+FULL_BW_ROUNDS: Final = 3
 #: A round trip losing more than this fraction of its packets (bytes delivered + lost) is congested (BBRv2).
-LOSS_THRESH = 0.02
+LOSS_THRESH: Final = 0.02
 #: In Startup, a congested round trip must also lose at least this many packets to end Startup.
-STARTUP_FULL_LOSS_COUNT = 6
+STARTUP_FULL_LOSS_COUNT: Final = 6
 #: On congestion, ``inflight_hi`` is never set below this fraction of the BDP (BBRv2 beta).
-BETA = 0.7
+BETA: Final = 0.7
 #: The bandwidth filter's window, in round trips.
-BW_WINDOW_ROUNDS = 10
+BW_WINDOW_ROUNDS: Final = 10
 #: The min RTT filter's window, in seconds; ProbeRTT runs when it expires.
-MIN_RTT_WINDOW = 10.0
+MIN_RTT_WINDOW: Final = 10.0
 #: ProbeRTT holds the window at the minimum for at least this long (and one round trip), in seconds.
-PROBE_RTT_DURATION = 0.2
+PROBE_RTT_DURATION: Final = 0.2
 #: The minimum window, in datagrams (BBR's minimum pipe).
-MINIMUM_WINDOW_PACKETS = 4
+MINIMUM_WINDOW_PACKETS: Final = 4
 #: Datagrams of headroom on top of ``CWND_GAIN * BDP`` for ACK and pacing quantisation.
-CWND_HEADROOM_PACKETS = 3
+CWND_HEADROOM_PACKETS: Final = 3
 #: Per-packet send state older than this many smoothed RTTs (and at least PRUNE_MIN seconds) is dropped.
-PRUNE_RTTS = 8
-PRUNE_MIN = 1.0
+PRUNE_RTTS: Final = 8
+PRUNE_MIN: Final = 1.0
 
 
 class BbrState(Enum):
@@ -86,7 +86,7 @@ TRANSITIONS: dict[BbrState, frozenset[BbrState]] = {
 }
 
 
-class Bbr:
+class Bbr(CongestionController):
     """A BBR congestion controller behind the ``congestion.CongestionController`` interface."""
 
     __slots__ = (

@@ -20,26 +20,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Final
 
 from .errors import LocalProtocolError
 from .recovery import SentPacket
 from .rtt import RttEstimator
 
 #: RFC 9002 §7.2: the initial window is 10 datagrams, capped at max(14720, 2 * max_datagram_size).
-INITIAL_WINDOW_PACKETS = 10
+INITIAL_WINDOW_PACKETS: Final = 10
 #: RFC 9002 §7.2 kMinimumWindow, in datagrams.
-MINIMUM_WINDOW_PACKETS = 2
+MINIMUM_WINDOW_PACKETS: Final = 2
 #: RFC 9002 §7.3.2 kLossReductionFactor.
-LOSS_REDUCTION_FACTOR = 0.5
+LOSS_REDUCTION_FACTOR: Final = 0.5
 #: RFC 9438 §5.1 C, in segments per second cubed.
-CUBIC_C = 0.4
+CUBIC_C: Final = 0.4
 #: RFC 9438 §4.6 beta_cubic, the multiplicative decrease factor.
-CUBIC_BETA = 0.7
+CUBIC_BETA: Final = 0.7
 #: RFC 9438 §4.3 alpha_cubic: makes the Reno-friendly estimate as fair as Reno with beta_cubic.
-CUBIC_ALPHA = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
+CUBIC_ALPHA: Final = 3 * (1 - CUBIC_BETA) / (1 + CUBIC_BETA)
 #: The default maximum datagram size: the path MTU every p2pos path supports (spec/frames.md §1).
-DEFAULT_DATAGRAM_SIZE = 1200
+DEFAULT_DATAGRAM_SIZE: Final = 1200
 
 
 def initial_window(max_datagram_size: int) -> int:
@@ -47,25 +47,32 @@ def initial_window(max_datagram_size: int) -> int:
     return min(INITIAL_WINDOW_PACKETS * max_datagram_size, max(14720, 2 * max_datagram_size))
 
 
-class CongestionController(Protocol):
-    """What the connection needs from a congestion controller."""
+class CongestionController:
+    """What the connection needs from a congestion controller: the base of NewReno, CUBIC and BBR.
+
+    A base class rather than a Protocol, so that the connection's calls are
+    direct method calls once compiled (tools/compile_core.py).
+    """
+
+    __slots__ = ()
 
     @property
     def congestion_window(self) -> int:
         """The window in bytes."""
-        ...
+        raise NotImplementedError
 
     @property
-    def max_datagram_size(self) -> int: ...
+    def max_datagram_size(self) -> int:
+        raise NotImplementedError
 
     @property
     def pacing_rate(self) -> float | None:
         """Bytes per second the pacer should use, or None to derive it from the window and the RTT."""
-        ...
+        raise NotImplementedError
 
     def available(self, bytes_in_flight: int) -> int:
         """How many more bytes may be in flight now (0 when the window is full)."""
-        ...
+        raise NotImplementedError
 
     def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
         """An in-flight (ack-eliciting) packet was just sent; ``bytes_in_flight`` includes it.
@@ -73,7 +80,7 @@ class CongestionController(Protocol):
         ``app_limited`` is true when the sender has nothing more to send now
         (it is held back neither by the window nor by the pacer).
         """
-        ...
+        raise NotImplementedError
 
     def on_packets_acked(
         self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
@@ -84,22 +91,22 @@ class CongestionController(Protocol):
         or flow control rather than by the window or the pacer when it last
         sent (RFC 9002 §7.8): the window then does not grow.
         """
-        ...
+        raise NotImplementedError
 
     def on_packets_lost(self, packets: Sequence[SentPacket[Any]], now: float) -> None:
         """React to newly lost packets: at most one reduction per recovery period."""
-        ...
+        raise NotImplementedError
 
     def on_persistent_congestion(self, now: float) -> None:
         """Collapse to the minimum window (RFC 9002 §7.6.2)."""
-        ...
+        raise NotImplementedError
 
     def set_max_datagram_size(self, max_datagram_size: int) -> None:
         """The path MTU changed (DPLPMTUD, RFC 9002 §7.2)."""
-        ...
+        raise NotImplementedError
 
 
-class _WindowBase:
+class _WindowBase(CongestionController):
     """What NewReno and CUBIC share: window bookkeeping and the recovery period."""
 
     __slots__ = ("_cwnd", "_mds", "_recovery_start", "ssthresh")
@@ -213,7 +220,7 @@ class NewReno(_WindowBase):
 
     def _reduce(self) -> None:
         # RFC 9002 §7.3.2: halve, never below the minimum window.
-        self.ssthresh = int(self._cwnd * LOSS_REDUCTION_FACTOR)
+        self.ssthresh = float(int(self._cwnd * LOSS_REDUCTION_FACTOR))
         self._cwnd = float(max(int(self.ssthresh), self.minimum_window))
         self._acked_bytes = 0
 
@@ -297,7 +304,7 @@ class Cubic(_WindowBase):
         self._w_max = cwnd * (1 + CUBIC_BETA) / 2 if cwnd < self._w_max else cwnd
         self._cwnd_prior = cwnd
         # RFC 9438 §4.6: ssthresh = cwnd * beta_cubic, never below the minimum window.
-        self.ssthresh = max(int(cwnd * CUBIC_BETA), self.minimum_window)
+        self.ssthresh = float(max(int(cwnd * CUBIC_BETA), self.minimum_window))
         self._cwnd = float(self.ssthresh)
         self._epoch_start = None
 

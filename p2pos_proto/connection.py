@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+from typing import Final
 
 from . import frames as fr
 from .acks import AckTracker
@@ -58,11 +59,11 @@ from .receiving import INITIAL_MAX_CHANNELS, ReceivePath
 from .record import OVERHEAD as RECORD_OVERHEAD
 from .recovery import LossRecovery
 from .rtt import RttEstimator
-from .sending import ControlKey, SendPath, Token
+from .sending import ControlKey, Token
 from .session import SecureSession
 
 #: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
-INITIAL_MAX_DATA = 1024 * 1024
+INITIAL_MAX_DATA: Final = 1024 * 1024
 
 
 #: The congestion controllers ``ChannelConfig.congestion_control`` names (spec/recovery.md §5).
@@ -110,7 +111,7 @@ class ChannelConfig:
             raise LocalProtocolError("windows, buffers and limits must be positive")
 
 
-class Connection(SendPath, ReceivePath):
+class Connection(ReceivePath):
     """Channels, reliability and liveness over one ``SecureSession``."""
 
     def __init__(self, session: SecureSession, now: float, config: ChannelConfig | None = None) -> None:

@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from .recovery import SentPacket
 
 #: The most packets whose send-time state is kept; older entries are dropped first.
-MAX_TRACKED = 1 << 16
+MAX_TRACKED: Final = 1 << 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

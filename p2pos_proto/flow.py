@@ -20,20 +20,22 @@ never shrinks, so memory stays bounded by ``maximum``.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 #: Largest stream offset or byte count a varint can carry (RFC 9000 §16).
-MAX_OFFSET = (1 << 62) - 1
+MAX_OFFSET: Final = (1 << 62) - 1
 
 #: Defaults (spec/flow.md §4): initial and maximum windows per channel and per connection.
-DEFAULT_CHANNEL_WINDOW = 64 * 1024
-DEFAULT_CHANNEL_MAX_WINDOW = 16 * 1024 * 1024
-DEFAULT_CONNECTION_WINDOW = 1024 * 1024
-DEFAULT_CONNECTION_MAX_WINDOW = 24 * 1024 * 1024
+DEFAULT_CHANNEL_WINDOW: Final = 64 * 1024
+DEFAULT_CHANNEL_MAX_WINDOW: Final = 16 * 1024 * 1024
+DEFAULT_CONNECTION_WINDOW: Final = 1024 * 1024
+DEFAULT_CONNECTION_MAX_WINDOW: Final = 24 * 1024 * 1024
 #: The connection window is kept at least this multiple of the largest channel window.
-CONNECTION_WINDOW_RATIO = 1.5
+CONNECTION_WINDOW_RATIO: Final = 1.5
 #: Auto-tuning doubles the window when the last one was read within this many RTTs (scaled).
-AUTOTUNE_RTTS = 2.0
+AUTOTUNE_RTTS: Final = 2.0
 
 
 class SendCredit:

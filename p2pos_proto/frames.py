@@ -24,6 +24,7 @@ import dataclasses
 import enum
 import re
 from collections.abc import Callable, Iterable
+from typing import Final
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .varint import MAX_VARINT
@@ -32,13 +33,13 @@ from .varint import encode as _v
 from .varint import size as varint_size
 
 #: Longest service name in OPEN, in UTF-8 bytes (spec/frames.md §4.4).
-MAX_SERVICE = 255
+MAX_SERVICE: Final = 255
 #: Longest reason text in REFUSE, in UTF-8 bytes (spec/frames.md §4.6).
-MAX_REASON = 1024
+MAX_REASON: Final = 1024
 #: The largest offset + length of a stream, and the largest value of any field (RFC 9000 §19.8).
-MAX_STREAM_END = MAX_VARINT
+MAX_STREAM_END: Final = MAX_VARINT
 
-_MALFORMED = ErrorCode.MALFORMED_MESSAGE
+_MALFORMED: Final = ErrorCode.MALFORMED_MESSAGE
 
 
 class FrameType(enum.IntEnum):
@@ -382,7 +383,7 @@ def encode_frames(frames: Iterable[Frame]) -> bytes:
 # -- parsing ----------------------------------------------------------------------------
 
 _Parser = Callable[[bytes, int], tuple[Frame, int]]
-_ZEROS = re.compile(b"\x00+")
+_ZEROS: Final = re.compile(b"\x00+")
 
 
 def _ack_ranges(largest: int, first_range: int, pairs: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -418,6 +419,9 @@ def _read_text(buf: bytes, pos: int, lowest: int, highest: int, what: str) -> tu
         raise RemoteProtocolError(f"{what} is not UTF-8", _MALFORMED) from None
 
 
+_STREAM_FIN: Final = int(FrameType.STREAM_FIN)
+
+
 def parse_stream_untrusted(buf: bytes, pos: int) -> tuple[int, int, bytes, bool, int]:
     """The STREAM / STREAM_FIN frame whose type byte is ``buf[pos]``, without a ``Stream`` object.
 
@@ -425,7 +429,7 @@ def parse_stream_untrusted(buf: bytes, pos: int) -> tuple[int, int, bytes, bool,
     ``RemoteProtocolError`` as ``parse_frames_untrusted`` does.  The receive hot
     path of a packet that starts with a STREAM frame (connection.py).
     """
-    fin = buf[pos] == FrameType.STREAM_FIN
+    fin = buf[pos] == _STREAM_FIN
     channel_id, pos = _read(buf, pos + 1)
     offset, pos = _read(buf, pos)
     length, pos = _read(buf, pos)
@@ -509,7 +513,8 @@ def _parse_reset(buf: bytes, pos: int) -> tuple[Frame, int]:
     return Reset(channel_id=channel_id, code=code, final_size=final_size), pos
 
 
-_PING = Ping()
+_PING: Final = Ping()
+_PADDING: Final = int(FrameType.PADDING)
 _PARSERS: dict[int, _Parser] = {
     FrameType.PING: lambda buf, pos: (_PING, pos),
     FrameType.ACK: _parse_ack,
@@ -547,7 +552,7 @@ def parse_frames_untrusted(packet: bytes) -> list[Frame]:
             pos += 1
         else:
             kind, pos = _read(packet, pos)
-        if kind == FrameType.PADDING:
+        if kind == _PADDING:
             zeros = _ZEROS.match(packet, pos)
             after = zeros.end() if zeros is not None else pos
             if frames and isinstance(last := frames[-1], Padding):

@@ -14,12 +14,14 @@ call ``set_rate`` instead.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .errors import LocalProtocolError
 
 #: RFC 9002 §7.7: pace at N times the window per RTT.
-PACING_GAIN = 1.25
+PACING_GAIN: Final = 1.25
 #: The largest burst sent back to back, in datagrams.
-BURST_PACKETS = 10
+BURST_PACKETS: Final = 10
 
 
 class Pacer:

@@ -27,23 +27,24 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
+from typing import Final
 
 from .errors import LocalProtocolError
 
 #: RFC 8899 §5.1.2 BASE_PLPMTU: what every p2pos path carries (RFC 9000 §14's 1200 bytes).
-BASE_PLPMTU = 1200
+BASE_PLPMTU: Final = 1200
 #: RFC 8899 §5.1.2 MIN_PLPMTU: used in the ERROR state.
-MIN_PLPMTU = 1200
+MIN_PLPMTU: Final = 1200
 #: A default MAX_PLPMTU: a 1500-byte Ethernet MTU minus IPv6 (40) and UDP (8) headers.
-MAX_PLPMTU = 1452
+MAX_PLPMTU: Final = 1452
 #: RFC 8899 §5.1.2 MAX_PROBES: losses of one probe size before it is taken as too big.
-MAX_PROBES = 3
+MAX_PROBES: Final = 3
 #: RFC 8899 §5.1.1 PMTU_RAISE_TIMER: how long SEARCH_COMPLETE waits before probing upwards again (seconds).
-PMTU_RAISE_TIMER = 600.0
+PMTU_RAISE_TIMER: Final = 600.0
 #: RFC 8899 §5.1.1 PROBE_TIMER (>= 15 s): how long ERROR waits before trying BASE_PLPMTU again (seconds).
-PROBE_TIMER = 15.0
+PROBE_TIMER: Final = 15.0
 #: The search ends when the largest confirmed and the smallest failed size are closer than this (bytes).
-SEARCH_GRANULARITY = 16
+SEARCH_GRANULARITY: Final = 16
 
 
 class PmtuState(enum.Enum):

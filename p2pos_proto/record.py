@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import struct
+from typing import Final
 
 from cryptography.exceptions import InvalidTag
 
@@ -21,16 +22,16 @@ from .errors import ErrorCode, LocalProtocolError
 from .replay import RING_MASK, ReplayWindow
 from .wire import RECORD_HEADER
 
-HEADER_LEN = RECORD_HEADER.size
-OVERHEAD = HEADER_LEN + crypto.TAGLEN
+HEADER_LEN: Final = RECORD_HEADER.size
+OVERHEAD: Final = HEADER_LEN + crypto.TAGLEN
 #: Largest plaintext of one record: a record fits a 16-bit length (spec/record.md §4).
-MAX_PLAINTEXT = 65535 - OVERHEAD
+MAX_PLAINTEXT: Final = 65535 - OVERHEAD
 #: A sender stops before this counter, as WireGuard does (2^64 - 2^13 - 1).
-COUNTER_LIMIT = 2**64 - 2**13 - 1
+COUNTER_LIMIT: Final = 2**64 - 2**13 - 1
 #: How many epochs ahead a receiver will derive keys to follow the sender.
-MAX_EPOCH_SKIP = 3
+MAX_EPOCH_SKIP: Final = 3
 #: The AEAD nonce: 32 zero bits, then the counter as a little-endian u64 (Noise).
-_NONCE = struct.Struct("<4xQ")
+_NONCE: Final = struct.Struct("<4xQ")
 _nonce = _NONCE.pack
 # Type, epoch and counter; the receiver index was already checked by whoever routed the record.
 _unpack_header = struct.Struct(">B4xBQ").unpack_from

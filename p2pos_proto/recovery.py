@@ -25,27 +25,26 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 from .errors import LocalProtocolError
 from .rtt import RttEstimator
 
 #: RFC 9002 §6.1.1 kPacketThreshold: a packet is lost once a packet sent this many later is acknowledged.
-PACKET_THRESHOLD = 3
+PACKET_THRESHOLD: Final = 3
 #: RFC 9002 §7.6.1 kPersistentCongestionThreshold, in probe timeouts.
-PERSISTENT_CONGESTION_THRESHOLD = 3
+PERSISTENT_CONGESTION_THRESHOLD: Final = 3
 #: Ack-eliciting packets the caller may send when the probe timer fires (RFC 9002 §6.2.4 allows one or two).
-PTO_PROBES = 2
+PTO_PROBES: Final = 2
 # The PTO backs off as 2**pto_count (RFC 9002 §6.2.1); the exponent is capped only so that
 # the float cannot overflow: 2**30 PTOs is decades, the idle timeout ends the connection first.
-_MAX_BACKOFF_EXPONENT = 30
+_MAX_BACKOFF_EXPONENT: Final = 30
 # Trim the tombstones at the front of the packet list once there are this many (and half the list).
-_COMPACT_AFTER = 64
+_COMPACT_AFTER: Final = 64
 
-_OUTSTANDING = 0
-_ACKED = 1
-_LOST = 2
+_OUTSTANDING: Final = 0
+_ACKED: Final = 1
+_LOST: Final = 2
 
 P = TypeVar("P")
 
@@ -95,7 +94,6 @@ def _pn(packet: SentPacket[P]) -> int:
     return packet.pn
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class AckResult(Generic[P]):
     """What one ACK frame changed (returned by ``LossRecovery.on_ack_received``).
 
@@ -106,21 +104,34 @@ class AckResult(Generic[P]):
     and queues their data for retransmission; calls
     ``on_persistent_congestion`` on the controller if ``persistent_congestion``;
     updates the pacer if ``rtt_updated``.
+
+    A plain class rather than a dataclass: it is created for every ACK, and a
+    generic dataclass cannot be compiled by mypyc (tools/compile_core.py).
     """
 
-    #: Packets acknowledged for the first time, in packet-number order.
-    newly_acked: list[SentPacket[P]] = field(default_factory=list)
-    #: Packets declared lost by this ACK, in packet-number order.
-    lost: list[SentPacket[P]] = field(default_factory=list)
-    #: Whether the ACK produced an RTT sample (RFC 9002 §5.1).
-    rtt_updated: bool = False
-    #: Whether ``lost`` establishes persistent congestion (RFC 9002 §7.6).
-    persistent_congestion: bool = False
-    #: The ACK covered a packet number above every number sent: the peer is lying.
-    acked_unsent: bool = False
+    __slots__ = ("acked_unsent", "lost", "newly_acked", "persistent_congestion", "rtt_updated")
+
+    def __init__(
+        self,
+        *,
+        newly_acked: list[SentPacket[P]] | None = None,
+        lost: list[SentPacket[P]] | None = None,
+        rtt_updated: bool = False,
+        persistent_congestion: bool = False,
+        acked_unsent: bool = False,
+    ) -> None:
+        #: Packets acknowledged for the first time, in packet-number order.
+        self.newly_acked: list[SentPacket[P]] = newly_acked if newly_acked is not None else []
+        #: Packets declared lost by this ACK, in packet-number order.
+        self.lost: list[SentPacket[P]] = lost if lost is not None else []
+        #: Whether the ACK produced an RTT sample (RFC 9002 §5.1).
+        self.rtt_updated = rtt_updated
+        #: Whether ``lost`` establishes persistent congestion (RFC 9002 §7.6).
+        self.persistent_congestion = persistent_congestion
+        #: The ACK covered a packet number above every number sent: the peer is lying.
+        self.acked_unsent = acked_unsent
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class TimeoutResult(Generic[P]):
     """What the loss detection timer did (returned by ``LossRecovery.on_loss_detection_timeout``).
 
@@ -130,9 +141,14 @@ class TimeoutResult(Generic[P]):
     the oldest unacknowledged data (``LossRecovery.outstanding()``), else a PING.
     """
 
-    lost: list[SentPacket[P]] = field(default_factory=list)
-    probes_to_send: int = 0
-    persistent_congestion: bool = False
+    __slots__ = ("lost", "persistent_congestion", "probes_to_send")
+
+    def __init__(
+        self, *, lost: list[SentPacket[P]] | None = None, probes_to_send: int = 0, persistent_congestion: bool = False
+    ) -> None:
+        self.lost: list[SentPacket[P]] = lost if lost is not None else []
+        self.probes_to_send = probes_to_send
+        self.persistent_congestion = persistent_congestion
 
 
 class LossRecovery(Generic[P]):

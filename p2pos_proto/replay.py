@@ -9,11 +9,13 @@ authenticated, so forged packets never move the window.
 
 from __future__ import annotations
 
-_BLOCK_BITS = 64
-_BLOCKS = 128
-RING_MASK = _BLOCKS - 1
+from typing import Final
+
+_BLOCK_BITS: Final = 64
+_BLOCKS: Final = 128
+RING_MASK: Final = _BLOCKS - 1
 #: Counters accepted below the highest one seen (ring size minus one block).
-WINDOW = _BLOCK_BITS * (_BLOCKS - 1)
+WINDOW: Final = _BLOCK_BITS * (_BLOCKS - 1)
 
 
 class ReplayWindow:

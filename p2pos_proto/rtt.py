@@ -10,14 +10,16 @@ pacer and the congestion controller.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .errors import LocalProtocolError
 
 #: RFC 9002 §6.2.2 kInitialRtt: the RTT assumed before the first sample (seconds).
-INITIAL_RTT = 0.333
+INITIAL_RTT: Final = 0.333
 #: RFC 9002 §6.1.2 kGranularity: the system timer granularity (seconds).
-GRANULARITY = 0.001
+GRANULARITY: Final = 0.001
 #: RFC 9000 §18.2 default max_ack_delay: how long the peer may delay an ACK (seconds).
-DEFAULT_MAX_ACK_DELAY = 0.025
+DEFAULT_MAX_ACK_DELAY: Final = 0.025
 
 
 class RttEstimator:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
+from typing import Final
 
 from . import frames as fr
 from .acks import AckTracker
@@ -31,28 +32,33 @@ from .rtt import RttEstimator
 from .session import SecureSession
 from .varint import size as varint_size
 
-_STREAM, _MESSAGE, _CONTROL, _PING, _PROBE, _ACK = range(6)
+_STREAM: Final = 0
+_MESSAGE: Final = 1
+_CONTROL: Final = 2
+_PING: Final = 3
+_PROBE: Final = 4
+_ACK: Final = 5
 #: An ACK rides along with data only while it is this small (a due ACK is sent regardless).
-_PIGGYBACK_ACK = 32
+_PIGGYBACK_ACK: Final = 32
 Token = tuple[int, int, int, int, bool]
 ControlKey = tuple[int, int]
-_MIN_ROOM = 24
-_OPEN = ChannelState.OPEN  # a module global is quicker to read than an enum member
+_MIN_ROOM: Final = 24
+_OPEN: Final = ChannelState.OPEN  # a module global is quicker to read than an enum member
 #: Control frames resent as they were when lost (the rest are rebuilt from current state).
-_REMEMBERED = frozenset(
+_REMEMBERED: Final = frozenset(
     {fr.FrameType.REFUSE, fr.FrameType.RESET, fr.FrameType.STOP_SENDING, fr.FrameType.CLOSE_CHANNEL}
 )
 #: PING packets on a reliable carrier waiting for their ACK (older ones are forgotten).
-_MAX_PING_PACKETS = 64
+_MAX_PING_PACKETS: Final = 64
 #: The ACK delay field counts microseconds (spec/frames.md §4.3).
-_MICROS = 1_000_000
+_MICROS: Final = 1_000_000
 #: A paced packet due within this long goes now (spec/recovery.md §6): a driver's timers are not
 #: finer than this, and waking once per packet at a high rate costs more than the pacing is worth.
-PACING_GRANULARITY = 0.001
+PACING_GRANULARITY: Final = 0.001
 
 
 class SendPath:
-    """Packet building and the fate of sent packets; mixed into ``Connection``."""
+    """Packet building and the fate of sent packets; the base of ``ReceivePath`` and ``Connection``."""
 
     session: SecureSession
     reliable: bool
@@ -358,32 +364,43 @@ class SendPath:
             self.pacer.set_rate(rate, cc.congestion_window, cc.max_datagram_size)
 
     def _on_acked_packets(self, packets: list[SentPacket[list[Token]]], now: float) -> None:
-        """``_on_delivered`` for each packet; consecutive stream chunks of one channel are freed as one range.
+        """``_on_delivered`` for each packet; contiguous stream chunks of a channel are freed as one range.
 
-        Bulk transfers acknowledge many single-chunk packets at once: merging their
-        contiguous chunks costs one ``SendBuffer.on_acked`` instead of one per packet.
+        Bulk transfers acknowledge many packets of stream chunks at once, with
+        round robin interleaving the channels: merging each channel's contiguous
+        chunks costs one ``SendBuffer.on_acked`` per channel and ACK instead of
+        one per chunk.  A packet with anything but stream chunks first settles
+        the merged ranges, so effects keep their order.
         """
-        channel_id = start = end = -1
+        runs: dict[int, list[int]] = {}  # channel id -> [start, end) of acknowledged, unsettled bytes
         largest = 0
         for packet in packets:
             tokens = packet.payload
-            if len(tokens) == 1 and (token := tokens[0])[0] == _STREAM and not token[4]:
+            if all(token[0] == _STREAM for token in tokens) and tokens:
                 largest = max(largest, packet.size)
-                if token[1] == channel_id and token[2] == end:
-                    end += token[3]
-                    continue
-                if channel_id >= 0:
-                    self._on_delivered([(_STREAM, channel_id, start, end - start, False)], now, 0.0)
-                channel_id, start, end = token[1], token[2], token[2] + token[3]
+                for _, channel_id, offset, length, fin in tokens:
+                    run = runs.get(channel_id)
+                    if run is not None and run[1] == offset:
+                        run[1] = offset + length
+                    else:
+                        if run is not None:
+                            self._settle(channel_id, run, False, now)
+                        run = runs[channel_id] = [offset, offset + length]
+                    if fin:  # nothing follows a FIN: settle it now, with its flag
+                        self._settle(channel_id, run, True, now)
+                        del runs[channel_id]
                 continue
-            if channel_id >= 0:  # keep the order of effects: the merged range first
-                self._on_delivered([(_STREAM, channel_id, start, end - start, False)], now, 0.0)
-                channel_id = -1
+            for channel_id, run in runs.items():
+                self._settle(channel_id, run, False, now)
+            runs.clear()
             self._on_delivered(tokens, now, now - packet.time_sent, packet)
-        if channel_id >= 0:
-            self._on_delivered([(_STREAM, channel_id, start, end - start, False)], now, 0.0)
+        for channel_id, run in runs.items():
+            self._settle(channel_id, run, False, now)
         if largest:
             self.pmtu.on_packet_acked(largest)
+
+    def _settle(self, channel_id: int, run: list[int], fin: bool, now: float) -> None:
+        self._on_delivered([(_STREAM, channel_id, run[0], run[1] - run[0], fin)], now, 0.0)
 
     @staticmethod
     def _is_probe(packet: SentPacket[list[Token]]) -> bool:

@@ -20,6 +20,7 @@ import collections
 import dataclasses
 import enum
 import hmac
+from typing import Final
 
 from . import crypto
 from .errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -57,14 +58,14 @@ from .wire import (
     parse_handshake_untrusted,
 )
 
-MAX_CLOSE_REASON = 1024
+MAX_CLOSE_REASON: Final = 1024
 #: Bound on the encoded capabilities a session advertises, so its RESPONSE fits one INIT's budget.
-MAX_CAPABILITY_BYTES = 256
+MAX_CAPABILITY_BYTES: Final = 256
 #: The DATA record type as a plain int and as a first byte, for the per-packet paths.
-_DATA = int(PacketType.DATA)
-_DATA_TYPE = bytes([_DATA])
+_DATA: Final = int(PacketType.DATA)
+_DATA_TYPE: Final = bytes([_DATA])
 # Bytes of an INIT before its payload: header, ephemeral, and for IK the encrypted static and two tags.
-_INIT_OVERHEAD = {
+_INIT_OVERHEAD: Final = {
     Pattern.XX: INIT_HEADER.size + crypto.DHLEN,
     Pattern.IK: INIT_HEADER.size + crypto.DHLEN + crypto.DHLEN + 2 * crypto.TAGLEN,
 }
@@ -85,8 +86,8 @@ class Input(enum.Enum):
     CLOSE = "close"
 
 
-_S = SessionState
-_ESTABLISHED = SessionState.ESTABLISHED  # a module global is quicker to read than an enum member
+_S: Final = SessionState
+_ESTABLISHED: Final = SessionState.ESTABLISHED  # a module global is quicker to read than an enum member
 #: Every allowed transition (spec/session.md §3); anything else is a local error.
 TRANSITIONS: dict[SessionState, dict[Input, SessionState]] = {
     _S.AWAIT_RESPONSE: {Input.RESPONSE_OK: _S.ESTABLISHED, Input.CLOSE: _S.CLOSED},

@@ -10,18 +10,20 @@ path, so they avoid loops and allocations beyond the one result.
 
 from __future__ import annotations
 
+from typing import Final
+
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 
 #: The largest value a varint can carry: 2^62 - 1.
-MAX_VARINT = (1 << 62) - 1
+MAX_VARINT: Final = (1 << 62) - 1
 
-_MAX_1 = 0x3F
-_MAX_2 = 0x3FFF
-_MAX_4 = 0x3FFF_FFFF
-_PREFIX_2 = 0x4000
-_PREFIX_4 = 0x8000_0000
-_PREFIX_8 = 0xC000_0000_0000_0000
-_ONE_BYTE = tuple(bytes((v,)) for v in range(_MAX_1 + 1))
+_MAX_1: Final = 0x3F
+_MAX_2: Final = 0x3FFF
+_MAX_4: Final = 0x3FFF_FFFF
+_PREFIX_2: Final = 0x4000
+_PREFIX_4: Final = 0x8000_0000
+_PREFIX_8: Final = 0xC000_0000_0000_0000
+_ONE_BYTE: Final = tuple(bytes((v,)) for v in range(_MAX_1 + 1))
 
 
 def encode(value: int) -> bytes:

@@ -9,6 +9,10 @@
   prints the blob to replay a failure) when the environment variable ``CI`` is
   set, ``dev`` otherwise.  Both drop the per-example deadline: crypto on a
   loaded machine is slow, and a flaky deadline is worse than a slow test.
+* ``COMPILED_CORE`` / ``ILL_TYPED``: whether the core's per-packet modules are
+  the mypyc-compiled ones (``make test-compiled``, tools/compile_core.py), and
+  the exceptions an ill-typed argument may raise: ``LocalProtocolError`` from
+  the pure core's own checks, or already ``TypeError`` from a compiled one.
 * ``deterministic_random(seed)``: a ``RandomSource`` (``Callable[[int], bytes]``)
   that returns the same stream for the same seed, for every ``random=`` argument
   of the core.  Also available as the ``random_factory`` fixture.
@@ -37,6 +41,26 @@ VECTORS_DIR = REPO_ROOT / "tests" / "vectors"
 SHARED_VECTORS_DIR = REPO_ROOT.parent / "shared" / "vectors"
 
 RandomSource = Callable[[int], bytes]
+
+
+def _compiled_core() -> bool:
+    from p2pos.proto import connection
+
+    return not connection.__file__.endswith(".py")
+
+
+#: True when the tests run against the compiled core (``make test-compiled``).
+COMPILED_CORE = _compiled_core()
+
+
+def _ill_typed() -> tuple[type[Exception], ...]:
+    from p2pos.proto import LocalProtocolError
+
+    return (LocalProtocolError, TypeError) if COMPILED_CORE else (LocalProtocolError,)
+
+
+#: What passing a value of the wrong type to the core raises (see the module docstring).
+ILL_TYPED = _ill_typed()
 
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)

@@ -9,6 +9,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import ILL_TYPED
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -344,7 +345,6 @@ def test_stream_end_limit() -> None:
         MaxData(maximum=MAX_VARINT + 1),
         Reset(channel_id=0, code=0, final_size=2**62),
         Message(channel_id=-2, message_id=0, data=b""),
-        Open(channel_id=0, kind=7, service="x", initial_max_data=0),  # type: ignore[arg-type]
     ],
 )
 def test_bad_values_are_local_errors(frame: Frame) -> None:
@@ -352,8 +352,11 @@ def test_bad_values_are_local_errors(frame: Frame) -> None:
         encode_frame(frame)
 
 
-def test_encoding_a_non_frame_is_a_local_error() -> None:
-    with pytest.raises(LocalProtocolError):
+def test_ill_typed_frames_are_refused() -> None:
+    """A kind that is no ChannelKind, or no frame at all: refused (a compiled core already refuses the type)."""
+    with pytest.raises(ILL_TYPED):
+        encode_frame(Open(channel_id=0, kind=7, service="x", initial_max_data=0))  # type: ignore[arg-type]
+    with pytest.raises(ILL_TYPED):
         encode_frame("PING")  # type: ignore[arg-type]
 
 
