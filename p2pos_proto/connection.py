@@ -291,7 +291,7 @@ class Connection(ReceivePath):
         if channel.state not in (ChannelState.OPEN, ChannelState.OPENING):
             raise LocalProtocolError(f"channel {channel_id} is {channel.state.value}")
         room = max(0, self.config.send_buffer - channel.send.buffered)
-        accepted = data[:room]
+        accepted = data if len(data) <= room else data[:room]  # no copy when it all fits
         if accepted:
             channel.send.write(accepted)
             self._mark_sendable(channel)
