@@ -109,7 +109,7 @@ class CongestionController:
 class _WindowBase(CongestionController):
     """What NewReno and CUBIC share: window bookkeeping and the recovery period."""
 
-    __slots__ = ("_cwnd", "_mds", "_recovery_start", "ssthresh")
+    __slots__ = ("_cwnd", "_mds", "_peak_in_flight", "_recovery_start", "ssthresh")
 
     def __init__(self, *, max_datagram_size: int = DEFAULT_DATAGRAM_SIZE) -> None:
         _check_size(max_datagram_size)
@@ -120,6 +120,8 @@ class _WindowBase(CongestionController):
         self.ssthresh: float = math.inf
         # RFC 9002 A.4 congestion_recovery_start_time; None outside any recovery period.
         self._recovery_start: float | None = None
+        # The most bytes in flight at any send since the last acknowledgement (see ``window_used``).
+        self._peak_in_flight = 0
 
     @property
     def congestion_window(self) -> int:
@@ -147,7 +149,23 @@ class _WindowBase(CongestionController):
         return max(0, int(self._cwnd) - bytes_in_flight)
 
     def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
-        """Nothing to do: a window-based controller only learns from acknowledgements and losses."""
+        """Note how much of the window is in use (``window_used``)."""
+        self._peak_in_flight = max(self._peak_in_flight, bytes_in_flight)
+
+    def window_used(self) -> bool:
+        """Was the window the limit since the last acknowledgement?  Then, and only then, may it grow.
+
+        RFC 9002 §7.8 forbids growing an under-used window; the connection's
+        ``app_limited`` flag misses a sender held by flow control between bursts
+        the pacer spaces out (recovery.md §5.4).  As Linux's
+        ``tcp_is_cwnd_limited``: in slow start the data in flight must have
+        reached half the window (slow start at most doubles it per round trip),
+        in congestion avoidance all but two datagrams of it.  Resets the peak.
+        """
+        peak, self._peak_in_flight = self._peak_in_flight, 0
+        if self._cwnd < self.ssthresh:
+            return 2 * peak >= self._cwnd
+        return peak + 2 * self._mds >= self._cwnd
 
     def in_recovery(self, sent_time: float) -> bool:
         """RFC 9002 A.6 ``InCongestionRecovery``: was a packet sent before the current recovery began?"""
@@ -200,7 +218,7 @@ class NewReno(_WindowBase):
         self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
     ) -> None:
         """RFC 9002 A.6 ``OnPacketsAcked``: slow start, then +1 datagram per window acknowledged."""
-        if app_limited:
+        if not self.window_used() or app_limited:
             # RFC 9002 §7.8: an under-used window is not evidence that a larger one works.
             return
         for packet in packets:
@@ -260,7 +278,7 @@ class Cubic(_WindowBase):
         self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
     ) -> None:
         """Slow start below ``ssthresh``; above it, RFC 9438 §4.2-§4.4 per acknowledged packet."""
-        if app_limited:
+        if not self.window_used() or app_limited:
             # RFC 9438 §5.8: no growth while the window is not the limit.
             return
         for packet in packets:

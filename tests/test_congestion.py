@@ -28,6 +28,8 @@ def pkt(time_sent: float, size: int = MDS, pn: int = 0, in_flight: bool = True) 
 
 
 def ack(cc: CongestionController, count: int, sent: float, now: float, size: int = MDS) -> None:
+    """Acknowledge ``count`` packets of a sender that was using its whole window (so it may grow)."""
+    cc.on_packet_sent(pkt(sent, size), cc.congestion_window, sent, app_limited=False)
     cc.on_packets_acked([pkt(sent, size) for _ in range(count)], now, rtt=RTT, app_limited=False)
 
 
@@ -50,7 +52,34 @@ def test_protocol_is_satisfied() -> None:
 
 
 @pytest.mark.parametrize("controller", [NewReno, Cubic])
-def test_window_controllers_ignore_sends_and_leave_pacing_to_the_window(
+def test_an_under_used_window_does_not_grow(controller: type[NewReno] | type[Cubic]) -> None:
+    """RFC 9002 §7.8: a sender held below its window (here by flow control) earns no growth."""
+    cc = controller()
+    for n in range(50):
+        cc.on_packet_sent(pkt(n * 0.01, pn=n), 3 * MDS, n * 0.01, app_limited=False)  # 3 of 10 packets in flight
+        cc.on_packets_acked([pkt(n * 0.01, pn=n)], n * 0.01 + 0.1, rtt=RTT, app_limited=False)
+    assert cc.congestion_window == 12000
+    # Once the window is the limit again, slow start resumes.
+    cc.on_packet_sent(pkt(1.0, pn=99), 12000, 1.0, app_limited=False)
+    cc.on_packets_acked([pkt(1.0, pn=99)], 1.1, rtt=RTT, app_limited=False)
+    assert cc.congestion_window == 12000 + MDS
+    # In congestion avoidance the window must be used to within two datagrams.
+    cc.on_packets_lost([pkt(1.05, pn=100)], 1.2)
+    window = cc.congestion_window
+    for n in range(200):
+        t = 2.0 + n * 0.01
+        cc.on_packet_sent(pkt(t, pn=200 + n), window - 3 * MDS, t, app_limited=False)
+        cc.on_packets_acked([pkt(t, pn=200 + n)], t + 0.1, rtt=RTT, app_limited=False)
+    assert cc.congestion_window == window
+    for n in range(200):
+        t = 5.0 + n * 0.01
+        cc.on_packet_sent(pkt(t, pn=400 + n), cc.congestion_window, t, app_limited=False)
+        cc.on_packets_acked([pkt(t, pn=400 + n)], t + 0.1, rtt=RTT, app_limited=False)
+    assert cc.congestion_window > window
+
+
+@pytest.mark.parametrize("controller", [NewReno, Cubic])
+def test_window_controllers_leave_pacing_to_the_window(
     controller: type[NewReno] | type[Cubic],
 ) -> None:
     cc = controller()
@@ -205,6 +234,7 @@ def _run_rounds(cc: Cubic, start: float, seconds: float, rtt: float = 0.1) -> li
         sent = now
         now += rtt
         count = cc.congestion_window // MDS
+        cc.on_packet_sent(pkt(sent), cc.congestion_window, sent, app_limited=False)  # the window is used
         cc.on_packets_acked([pkt(sent) for _ in range(count)], now, rtt=RTT, app_limited=False)
         trace.append((now - start, cc.congestion_window))
     return trace
@@ -265,6 +295,7 @@ def test_cubic_reno_friendly_region_at_small_windows() -> None:
         sent = now
         now += 2.0
         count = cc.congestion_window // MDS
+        cc.on_packet_sent(pkt(sent), cc.congestion_window, sent, app_limited=False)
         cc.on_packets_acked([pkt(sent) for _ in range(count)], now, rtt=slow, app_limited=False)
     # W_est grows at least alpha_cubic datagrams per RTT: 5 rounds gain well over 2 datagrams.
     assert cc.congestion_window >= 8400 + 2 * MDS

@@ -246,3 +246,16 @@ def test_mixed_workload_with_resets_keeps_data_and_credit_exact(seed: int) -> No
     assert not pair.a.of(ConnectionClosed) and not pair.b.of(ConnectionClosed)
     assert pair.a.c.conn_credit.sent == pair.b.c.conn_window.highest_received
     assert pair.b.c.conn_credit.sent == pair.a.c.conn_window.highest_received
+
+
+@pytest.mark.parametrize("congestion_control", ["newreno", "cubic"])
+def test_a_sender_held_by_flow_control_does_not_inflate_its_window(congestion_control: str) -> None:
+    """RFC 9002 §7.8: with at most 64 KiB in flight (the peer's window), the window stays near that."""
+    window = 64 * 1024
+    config = ChannelConfig(congestion_control=congestion_control, channel_window=window, channel_window_max=window)
+    pair = Pair(LinkConfig(delay=0.02), config_a=config, config_b=config, seed=2)
+    pair.connect()
+    data = payload(3_000_000, 8)
+    channel_id, _ = one_way(pair, data, pair.now + 60.0)
+    assert digest(pair.b.received[channel_id]) == digest(data)
+    assert pair.a.c.cc.congestion_window <= 2 * window + 4 * 1200
