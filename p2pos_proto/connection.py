@@ -236,7 +236,9 @@ class Connection(ReceivePath):
             if result.persistent_congestion:
                 self.cc.on_persistent_congestion(now)
             self._update_pacer()
-            self._pto_probes += result.probes_to_send
+            if result.probes_to_send:
+                self._pto_probes += result.probes_to_send
+                self._probe_with_oldest_data(result.probes_to_send)
         timer = self.pmtu.get_timer()
         if timer is not None and now >= timer:
             self.pmtu.handle_timer(now)
@@ -483,6 +485,22 @@ class Connection(ReceivePath):
             unread = channel.recv.window.highest_received - channel.recv.bytes_read
             if unread > 0:
                 self.conn_window.on_consumed(unread)
+
+    def _probe_with_oldest_data(self, probes: int) -> None:
+        """RFC 9002 §6.2.4: with nothing new to send, a PTO probe carries the oldest unacknowledged data.
+
+        The data of the oldest outstanding packets is queued again (they are not
+        declared lost: if they arrive after all, the copy is harmless).  A probe
+        of a tail loss then repairs it, instead of a PING whose ACK only reveals it.
+        """
+        if self._control or self._sendable:
+            return  # new data or frames are waiting: they make the probes
+        for packet in self.recovery.outstanding():
+            if probes == 0:
+                break
+            if packet.ack_eliciting and not self._is_probe(packet):
+                self._requeue(packet.payload)
+                probes -= 1
 
     def _closed(self) -> bool:
         return self.state is ConnectionState.CLOSED
