@@ -111,8 +111,9 @@ class Transfer:
         self.counters = Counters()
         self.a = Connection(SecureSession.initiate(keys_a, local_index=1, now=0.0, random=Prng(5)), 0.0, config)
         self._responder = _Responder(keys_b, config)
-        self._to_a: collections.deque[tuple[float, bytes]] = collections.deque()
-        self._to_b: collections.deque[tuple[float, bytes]] = collections.deque()
+        # In flight each way: (arrival time, the datagrams one step sent), in arrival order.
+        self._to_a: collections.deque[tuple[float, list[bytes]]] = collections.deque()
+        self._to_b: collections.deque[tuple[float, list[bytes]]] = collections.deque()
         # What each run writes: an equal share per channel, different bytes on each channel.
         share, extra = divmod(size, channels)
         payload = random.Random(3).randbytes(size)
@@ -173,15 +174,15 @@ class Transfer:
             self.now = now
             finished = app()
             out = a.data_to_send(now)
-            counters.a_to_b += len(out)
-            for datagram in out:
-                to_b.append((now + delay, datagram))
+            if out:
+                counters.a_to_b += len(out)
+                to_b.append((now + delay, out))
             b = resp.conn
             if b is not None:
                 out = b.data_to_send(now)
-                counters.b_to_a += len(out)
-                for datagram in out:
-                    to_a.append((now + delay, datagram))
+                if out:
+                    counters.b_to_a += len(out)
+                    to_a.append((now + delay, out))
             if finished:
                 return
             nxt = to_b[0][0] if to_b else None
@@ -194,9 +195,16 @@ class Transfer:
                 raise BenchError(f"transfer stuck at simulated t={now:.3f} s")
             now = max(now, nxt)
             while to_b and to_b[0][0] <= now:
-                resp.receive_data(to_b.popleft()[1], now)
+                batch = to_b.popleft()[1]
+                receive = resp.receive_data if resp.conn is None else resp.conn.receive_data
+                for datagram in batch:
+                    receive(datagram, now)
+                    if resp.conn is not None:
+                        receive = resp.conn.receive_data
             while to_a and to_a[0][0] <= now:
-                a.receive_data(to_a.popleft()[1], now)
+                receive = a.receive_data
+                for datagram in to_a.popleft()[1]:
+                    receive(datagram, now)
             b = resp.conn
             for peer in (a, b):
                 if peer is not None:
