@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import re
+import struct
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -309,10 +310,17 @@ def max_message_payload(channel_id: int, message_id: int, budget: int) -> int:
 # -- encoding ---------------------------------------------------------------------------
 
 
+#: Type, a 1-byte channel id, a 4-byte offset and a 2-byte length varint (the prefix bits set by the caller).
+_pack_stream_1_4_2: Final = struct.Struct(">BBIH").pack
+
+
 def stream_header(channel_id: int, offset: int, length: int, fin: bool) -> bytes:
     """The bytes of a STREAM/STREAM_FIN frame before its data; the data follows directly."""
     if offset + length > MAX_STREAM_END:
         raise LocalProtocolError("stream offset + length exceeds 2^62-1", _MALFORMED)
+    if 0 <= channel_id < 0x40 and 0x4000 <= offset <= 0x3FFF_FFFF and 0x40 <= length <= 0x3FFF:
+        # The bulk of a transfer: the shortest varints are 1, 4 and 2 bytes long, packed at once.
+        return _pack_stream_1_4_2(7 if fin else 6, channel_id, offset | 0x8000_0000, length | 0x4000)
     kind = b"\x07" if fin else b"\x06"
     return kind + _v(channel_id) + _v(offset) + _v(length)
 

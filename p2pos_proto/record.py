@@ -125,6 +125,16 @@ class RecordReceiver:
         self.drops: collections.Counter[str] = collections.Counter()
 
     def open_untrusted(self, data: bytes, now: float) -> tuple[int, bytes] | None:
+        """``(packet_type, plaintext)`` of an authentic, fresh record, else None."""
+        opened = self._open(data, now)
+        return None if opened is None else (opened[0], opened[2])
+
+    def open_counted_untrusted(self, data: bytes, now: float) -> tuple[int, bytes] | None:
+        """``(counter, plaintext)`` of an authentic, fresh record, else None: the channel layer's packet number."""
+        opened = self._open(data, now)
+        return None if opened is None else (opened[1], opened[2])
+
+    def _open(self, data: bytes, now: float) -> tuple[int, int, bytes] | None:
         size = len(data)
         if size < OVERHEAD or size > self._max_size:
             self.drops["malformed" if size < OVERHEAD else "too_large"] += 1
@@ -144,7 +154,7 @@ class RecordReceiver:
                 window.blocks[(counter >> 6) & RING_MASK] |= 1 << (counter & 63)
             else:
                 window.update(counter)
-            return ptype, plaintext
+            return ptype, counter, plaintext
         if not window.check(counter):
             self.drops["replay"] += 1
             return None
@@ -158,7 +168,7 @@ class RecordReceiver:
             self.drops["auth"] += 1
             return None
         window.update(counter)
-        return ptype, opened
+        return ptype, counter, opened
 
     def _open_other_epoch(self, epoch: int, nonce: bytes, data: bytes, header: bytes, now: float) -> bytes | None:
         delta = (epoch - self.epoch) & 0xFF

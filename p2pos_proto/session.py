@@ -151,6 +151,8 @@ class SecureSession:
         self.keys = keys
         self.config = config
         self.local_index = local_index
+        # What every DATA record for this session starts with: its type and our index (record.md §2).
+        self._data_prefix = _DATA_TYPE + local_index.to_bytes(4, "big")
         self.remote_index = 0
         self.initiator = handshake.initiator
         self.pattern = handshake.pattern
@@ -348,15 +350,14 @@ class SecureSession:
             self._peer_confirmed
             and receiver is not None
             and self.state is _ESTABLISHED
-            and data[:1] == _DATA_TYPE
-            and int.from_bytes(data[1:5], "big") == self.local_index
+            and data.startswith(self._data_prefix)  # record.md §2: DATA, then our index
         ):
-            opened = receiver.open_untrusted(data, now)
+            opened = receiver.open_counted_untrusted(data, now)
             if opened is None:
                 self._last_drop = "record"
                 return None
             self._authenticated += 1
-            return int.from_bytes(data[6:14], "big"), opened[1]  # record.md §2: the header's counter
+            return opened
         self.receive_data(data, now)
         return None
 

@@ -48,6 +48,7 @@ from p2pos.proto.frames import (
     stream_header,
 )
 from p2pos.proto.varint import MAX_VARINT
+from p2pos.proto.varint import encode as encode_varint
 
 VECTORS = Path(__file__).resolve().parents[1] / "spec" / "vectors"
 
@@ -502,3 +503,17 @@ def test_parse_stream_agrees_with_the_general_parser(items: list[Frame], data: s
     assert end <= len(packet)
     if end == len(packet):
         assert general is not None
+
+
+@given(
+    st.one_of(st.integers(0, 70), varints),
+    st.one_of(st.integers(0, 2**14 + 70), st.integers(2**14 - 5, 2**30 + 5), st.integers(0, 2**40)),
+    st.one_of(st.integers(0, 70), st.integers(0, 2**14 + 5)),
+    st.booleans(),
+)
+def test_stream_header_is_the_shortest_varints(channel_id: int, offset: int, length: int, fin: bool) -> None:
+    """The packed fast path of stream_header writes exactly what the varint encoder would."""
+    if offset + length > MAX_VARINT:
+        return
+    expected = bytes([7 if fin else 6]) + encode_varint(channel_id) + encode_varint(offset) + encode_varint(length)
+    assert stream_header(channel_id, offset, length, fin) == expected
