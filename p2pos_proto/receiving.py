@@ -99,8 +99,16 @@ class ReceivePath(SendPath):
 
         As for any packet, every frame is parsed before any is processed.
         """
-        streams = []
-        pos, end = 0, len(plaintext)
+        end = len(plaintext)
+        channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, 0)
+        if pos == end:  # one STREAM frame: the bulk of any transfer
+            if not self.reliable:
+                self.acks.on_packet(pn, True, now)
+            channel = self._peer_frame_channel(channel_id)
+            if channel is not None:
+                self._on_stream(channel, offset, data, fin)
+            return
+        streams = [(channel_id, offset, data, fin)]
         while pos < end and plaintext[pos] in _STREAM_TYPE_VALUES:
             channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, pos)
             streams.append((channel_id, offset, data, fin))

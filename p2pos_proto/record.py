@@ -33,8 +33,8 @@ MAX_EPOCH_SKIP: Final = 3
 #: The AEAD nonce: 32 zero bits, then the counter as a little-endian u64 (Noise).
 _NONCE: Final = struct.Struct("<4xQ")
 _nonce = _NONCE.pack
-# Type, epoch and counter; the receiver index was already checked by whoever routed the record.
-_unpack_header = struct.Struct(">B4xBQ").unpack_from
+# Epoch and counter (after the type and the receiver index, which whoever routed the record checked).
+_unpack_header = struct.Struct(">5xBQ").unpack_from
 _pack_header = RECORD_HEADER.pack
 
 
@@ -126,20 +126,16 @@ class RecordReceiver:
 
     def open_untrusted(self, data: bytes, now: float) -> tuple[int, bytes] | None:
         """``(packet_type, plaintext)`` of an authentic, fresh record, else None."""
-        opened = self._open(data, now)
-        return None if opened is None else (opened[0], opened[2])
+        opened = self.open_counted_untrusted(data, now)
+        return None if opened is None else (data[0], opened[1])
 
     def open_counted_untrusted(self, data: bytes, now: float) -> tuple[int, bytes] | None:
         """``(counter, plaintext)`` of an authentic, fresh record, else None: the channel layer's packet number."""
-        opened = self._open(data, now)
-        return None if opened is None else (opened[1], opened[2])
-
-    def _open(self, data: bytes, now: float) -> tuple[int, int, bytes] | None:
         size = len(data)
         if size < OVERHEAD or size > self._max_size:
             self.drops["malformed" if size < OVERHEAD else "too_large"] += 1
             return None
-        ptype, epoch, counter = _unpack_header(data)
+        epoch, counter = _unpack_header(data)
         window = self.window
         top = window.top
         if counter > top and epoch == self.epoch:
@@ -154,7 +150,7 @@ class RecordReceiver:
                 window.blocks[(counter >> 6) & RING_MASK] |= 1 << (counter & 63)
             else:
                 window.update(counter)
-            return ptype, counter, plaintext
+            return counter, plaintext
         if not window.check(counter):
             self.drops["replay"] += 1
             return None
@@ -168,7 +164,7 @@ class RecordReceiver:
             self.drops["auth"] += 1
             return None
         window.update(counter)
-        return ptype, counter, opened
+        return counter, opened
 
     def _open_other_epoch(self, epoch: int, nonce: bytes, data: bytes, header: bytes, now: float) -> bytes | None:
         delta = (epoch - self.epoch) & 0xFF
