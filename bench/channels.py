@@ -103,7 +103,9 @@ class Transfer:
     runs, as in one long transfer: congestion and flow-control windows stay warm.
     """
 
-    def __init__(self, channels: int, size: int, keys_a: LocalKeys, keys_b: LocalKeys, *, delay: float) -> None:
+    def __init__(
+        self, channels: int, size: int, keys_a: LocalKeys, keys_b: LocalKeys, *, delay: float, active: int = 0
+    ) -> None:
         config = ChannelConfig(max_datagram_size=DATAGRAM, pmtu_probing=False, keepalive_interval=None)
         self.delay = delay
         self.size = size
@@ -115,15 +117,17 @@ class Transfer:
         self._to_a: collections.deque[tuple[float, list[bytes]]] = collections.deque()
         self._to_b: collections.deque[tuple[float, list[bytes]]] = collections.deque()
         # What each run writes: an equal share per channel, different bytes on each channel.
-        share, extra = divmod(size, channels)
+        # ``active`` of the channels carry the data (all of them when 0); the others stay open and idle.
+        carrying = active or channels
+        share, extra = divmod(size, carrying)
         payload = random.Random(3).randbytes(size)
         self.shares: list[bytes] = []
         start = 0
-        for i in range(channels):
+        for i in range(carrying):
             end = start + share + (1 if i < extra else 0)
             self.shares.append(payload[start:end])
             start = end
-        self.ids = self._open(channels)
+        self.ids = self._open(channels)[:carrying]
         if self._responder.conn is None:
             raise BenchError("the responder never saw the INIT")
         self.b: Connection = self._responder.conn
@@ -293,6 +297,13 @@ def cases(size: int) -> list[Case]:
     ]
     out.append(
         Case(
+            "p2pos_1of1000ch_goodput_MBps",
+            "p2pos bulk transfer, 1 of 1000 open channels",
+            Transfer(1000, size, keys_a, keys_b, delay=LINK_DELAY, active=1),
+        )
+    )
+    out.append(
+        Case(
             "p2pos_1ch_batched_goodput_MBps",
             "p2pos bulk transfer, 1 channel, zero delay",
             Transfer(1, size, keys_a, keys_b, delay=0.0),
@@ -330,6 +341,7 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
     }
     for n in CHANNEL_COUNTS[1:-1]:
         out[f"p2pos_{n}ch_vs_1ch"] = ratio(f"p2pos_{n}ch_goodput_MBps", one)
+    out["p2pos_1of1000ch_vs_1ch"] = ratio("p2pos_1of1000ch_goodput_MBps", one)
     out["p2pos_1ch_batched_vs_raw_aead"] = ratio("p2pos_1ch_batched_goodput_MBps", raw)
     return out
 
