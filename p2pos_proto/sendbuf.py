@@ -91,8 +91,11 @@ class SendBuffer:
 
     # -- the packet builder ---------------------------------------------------------
 
-    def next_chunk(self, max_len: int, max_new: int | None = None) -> tuple[int, bytes, bool] | None:
+    def next_chunk(self, max_len: int, max_new: int | None = None) -> tuple[int, bytes | bytearray, bool] | None:
         """The next STREAM frame's ``(offset, data, fin)``, or None if nothing is due.
+
+        ``data`` is a copy (a ``bytearray`` slice: one copy, the caller's frame header is
+        prepended with a second); it stays valid whatever the buffer does next.
 
         Lost ranges come first, in offset order; then new data, at most ``max_new``
         bytes of it (the flow control credit, spec/flow.md §3); then a lone FIN.
@@ -105,13 +108,13 @@ class SendBuffer:
         lost = self._lost.pop_first(max_len)
         if lost is not None:
             start, end = lost
-            return start, bytes(self._data[start - self._base : end - self._base]), self._ends_stream(end)
+            return start, self._data[start - self._base : end - self._base], self._ends_stream(end)
         unsent = self.write_offset - self.sent_offset
         count = min(max_len, unsent) if max_new is None else min(max_len, unsent, max_new)
         if count > 0:
             start = self.sent_offset
             self.sent_offset = end = start + count
-            return start, bytes(self._data[start - self._base : end - self._base]), self._ends_stream(end)
+            return start, self._data[start - self._base : end - self._base], self._ends_stream(end)
         if self._fin_pending and self.sent_offset == self.final_size:
             self._fin_pending = False
             return self.sent_offset, b"", True

@@ -167,7 +167,8 @@ def transfer(
             chunk = sender.next_chunk(rng.randint(0, max_len), max_new=limit - sender.sent_offset)
             if chunk is None:
                 break
-            in_flight.append(chunk)
+            offset, payload, fin = chunk
+            in_flight.append((offset, bytes(payload), fin))  # as a STREAM frame carries it
         rng.shuffle(in_flight)
         keep: list[tuple[int, bytes, bool]] = []
         for offset, payload, fin in in_flight:
