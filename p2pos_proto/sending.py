@@ -141,7 +141,7 @@ class SendPath:
                 if at > now + PACING_GRANULARITY:
                     may_elicit = False
                     self._pacing_at = at
-            has_work = bool(self._control or self._sendable or self._pto_probes)
+            has_work = self._has_work()
             if not may_elicit and has_work:
                 self._app_limited = False  # the window or the pacer holds data back (RFC 9002 §7.8)
             room = size - RECORD_OVERHEAD
@@ -169,7 +169,7 @@ class SendPath:
                     eliciting = True
                 if not eliciting:
                     self._app_limited = True
-                elif self._control or self._sendable or self._pto_probes:
+                elif self._has_work():
                     self._app_limited = False
             if not parts or (not eliciting and ack_only_sent):
                 return
@@ -244,17 +244,13 @@ class SendPath:
             channel = channels.get(channel_id)
             if channel is None or channel.state is not _OPEN:
                 continue
-            send = channel.send
-            if send is not None:
+            if channel.send is not None:
                 room, sent = self._add_stream_chunk(channel, parts, tokens, room)
-                credit = channel.credit
-                wants = send.wants_to_send(credit.limit - credit.sent)  # Channel.wants_to_send, inlined
             else:
                 room, sent = self._add_message(channel, parts, tokens, room)
-                wants = channel.wants_to_send()
             if sent:
                 added = True
-            if wants and channel_id not in self._conn_blocked:
+            if channel.wants_to_send() and channel_id not in self._conn_blocked:
                 sendable[channel_id] = None
                 if sent:
                     turns += 1
@@ -268,14 +264,9 @@ class SendPath:
             return room, False
         channel_id = channel.id
         # The frame header: type, channel id, offset (up to 8 bytes), length (at most room).
-        header_room = (
-            room
-            - 9
-            - (1 if channel_id < 64 else varint_size(channel_id))
-            - (1 if room < 64 else 2 if room < 16384 else 4)
-        )
+        header_room = room - 1 - varint_size(channel_id) - 8 - varint_size(room)
         credit, conn_credit = channel.credit, self.conn_credit
-        available = min(credit.limit - credit.sent, conn_credit.limit - conn_credit.sent)
+        available = min(credit.available(), conn_credit.available())
         before = send.sent_offset
         chunk = send.next_chunk(header_room, available)
         if chunk is None:
@@ -376,7 +367,7 @@ class SendPath:
         largest = 0
         for packet in packets:
             tokens = packet.payload
-            if all(token[0] == _STREAM for token in tokens) and tokens:
+            if tokens and all(token[0] == _STREAM for token in tokens):
                 largest = max(largest, packet.size)
                 for _, channel_id, offset, length, fin in tokens:
                     run = runs.get(channel_id)

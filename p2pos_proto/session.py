@@ -399,21 +399,14 @@ class SecureSession:
 
         Needs ESTABLISHED.
         """
-        sender = self._sender
-        if self.state is not _ESTABLISHED or sender is None:
+        if self.state is not _ESTABLISHED or self._sender is None:
             raise LocalProtocolError(f"cannot send in state {self.state.value}")
         if len(data) > self.peer_max_plaintext:
             raise LocalProtocolError(
                 f"message of {len(data)} bytes exceeds the record limit {self.peer_max_plaintext}",
                 ErrorCode.RECORD_TOO_LARGE,
             )
-        counter = sender.next_counter
-        try:  # _seal, inlined: this is the channel layer's per-packet path
-            self._outbox.append(sender.seal(_DATA, data, now))
-        except LocalProtocolError as exc:
-            self._finish(exc.code, str(exc), by_peer=False)
-            raise
-        return counter
+        return self._seal(_DATA, data, now)
 
     def send_keepalive(self, now: float) -> None:
         if self.state is not SessionState.ESTABLISHED:
