@@ -11,6 +11,7 @@ which closes the connection with the frame's error code (channels.md §11).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Final
 
 from . import frames as fr
@@ -30,8 +31,7 @@ from .sending import SendPath
 
 #: Channels the peer may open before our first MAX_CHANNELS arrives (spec/channels.md §2).
 INITIAL_MAX_CHANNELS: Final = 100
-#: The first byte of a packet that starts with a STREAM or STREAM_FIN frame.
-_STREAM_TYPES: Final = (bytes([fr.FrameType.STREAM]), bytes([fr.FrameType.STREAM_FIN]))
+#: The frame types that start a packet taking the STREAM hot path.
 _STREAM_TYPE_VALUES: Final = (int(fr.FrameType.STREAM), int(fr.FrameType.STREAM_FIN))
 # Enum members read on every packet, as module constants (an enum member is a class attribute lookup).
 _OPENING: Final = ChannelState.OPENING
@@ -80,15 +80,11 @@ class ReceivePath(SendPath):
             return
         self._last_received = now
         try:
-            if plaintext[:1] in _STREAM_TYPES:
+            if plaintext and plaintext[0] in _STREAM_TYPE_VALUES:
                 self._on_stream_packet(pn, plaintext, now)
                 return
             frames = fr.parse_frames_untrusted(plaintext)
-            eliciting = any(fr.is_ack_eliciting(frame) for frame in frames)
-            if not self.reliable:
-                self.acks.on_packet(pn, eliciting, now)
-            elif any(isinstance(frame, fr.Ping) for frame in frames):
-                self.acks.on_packet(pn, True, now)  # answered, for the peer's RTT (channels.md §10)
+            self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
             for frame in frames:
                 self._on_frame(frame, now)
         except RemoteProtocolError as exc:
@@ -102,8 +98,7 @@ class ReceivePath(SendPath):
         end = len(plaintext)
         channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, 0)
         if pos == end:  # one STREAM frame: the bulk of any transfer
-            if not self.reliable:
-                self.acks.on_packet(pn, True, now)
+            self._record_packet(pn, True, (), now)
             channel = self._peer_frame_channel(channel_id)
             if channel is not None:
                 self._on_stream(channel, offset, data, fin)
@@ -113,14 +108,24 @@ class ReceivePath(SendPath):
             channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, pos)
             streams.append((channel_id, offset, data, fin))
         rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < end else []
-        if not self.reliable or any(isinstance(frame, fr.Ping) for frame in rest):
-            self.acks.on_packet(pn, True, now)
+        self._record_packet(pn, True, rest, now)
         for channel_id, offset, data, fin in streams:
             channel = self._peer_frame_channel(channel_id)
             if channel is not None:
                 self._on_stream(channel, offset, data, fin)
         for frame in rest:
             self._on_frame(frame, now)
+
+    def _record_packet(self, pn: int, eliciting: bool, frames: Sequence[fr.Frame], now: float) -> None:
+        """Note a packet for acknowledgement (channels.md §4).
+
+        On a reliable carrier only a packet holding a PING is acknowledged, so
+        that the peer gets its RTT sample (channels.md §10).
+        """
+        if not self.reliable:
+            self.acks.on_packet(pn, eliciting, now)
+        elif any(isinstance(frame, fr.Ping) for frame in frames):
+            self.acks.on_packet(pn, True, now)
 
     def _on_frame(self, frame: fr.Frame, now: float) -> None:
         match frame:
