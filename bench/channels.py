@@ -199,16 +199,13 @@ class Transfer:
                 raise BenchError(f"transfer stuck at simulated t={now:.3f} s")
             now = max(now, nxt)
             while to_b and to_b[0][0] <= now:
-                batch = to_b.popleft()[1]
-                receive = resp.receive_data if resp.conn is None else resp.conn.receive_data
-                for datagram in batch:
-                    receive(datagram, now)
-                    if resp.conn is not None:
-                        receive = resp.conn.receive_data
+                # Until the INIT created b's connection the responder wrapper takes the datagrams.
+                receiver = resp if resp.conn is None else resp.conn
+                for datagram in to_b.popleft()[1]:
+                    receiver.receive_data(datagram, now)
             while to_a and to_a[0][0] <= now:
-                receive = a.receive_data
                 for datagram in to_a.popleft()[1]:
-                    receive(datagram, now)
+                    a.receive_data(datagram, now)
             b = resp.conn
             for peer in (a, b):
                 if peer is not None:

@@ -221,7 +221,7 @@ def test_application_codes_travel_verbatim() -> None:
     assert pair.a.c.state is ConnectionState.READY and pair.b.c.state is ConnectionState.READY
 
 
-@pytest.mark.parametrize("code", [0x19, 0xFF + 1 - 2, -1, 1 << 62, True, 2.0])
+@pytest.mark.parametrize("code", [0x19, 0xFE, -1, 1 << 62, True, 2.0])
 def test_codes_outside_both_ranges_are_refused_by_the_api(code: object) -> None:
     pair = Pair()
     pair.connect()
