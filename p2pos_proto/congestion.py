@@ -120,7 +120,7 @@ class _WindowBase(CongestionController):
         self.ssthresh: float = math.inf
         # RFC 9002 A.4 congestion_recovery_start_time; None outside any recovery period.
         self._recovery_start: float | None = None
-        # The most bytes in flight at any send since the last acknowledgement (see ``window_used``).
+        # The most bytes in flight at any send since the last acknowledgement (see ``_window_used_since_ack``).
         self._peak_in_flight = 0
 
     @property
@@ -149,10 +149,10 @@ class _WindowBase(CongestionController):
         return max(0, int(self._cwnd) - bytes_in_flight)
 
     def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
-        """Note how much of the window is in use (``window_used``)."""
+        """Note how much of the window is in use (``_window_used_since_ack``)."""
         self._peak_in_flight = max(self._peak_in_flight, bytes_in_flight)
 
-    def window_used(self) -> bool:
+    def _window_used_since_ack(self) -> bool:
         """Was the window the limit since the last acknowledgement?  Then, and only then, may it grow.
 
         RFC 9002 §7.8 forbids growing an under-used window; the connection's
@@ -218,7 +218,7 @@ class NewReno(_WindowBase):
         self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
     ) -> None:
         """RFC 9002 A.6 ``OnPacketsAcked``: slow start, then +1 datagram per window acknowledged."""
-        if not self.window_used() or app_limited:
+        if not self._window_used_since_ack() or app_limited:
             # RFC 9002 §7.8: an under-used window is not evidence that a larger one works.
             return
         for packet in packets:
@@ -278,7 +278,7 @@ class Cubic(_WindowBase):
         self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
     ) -> None:
         """Slow start below ``ssthresh``; above it, RFC 9438 §4.2-§4.4 per acknowledged packet."""
-        if not self.window_used() or app_limited:
+        if not self._window_used_since_ack() or app_limited:
             # RFC 9438 §5.8: no growth while the window is not the limit.
             return
         for packet in packets:
