@@ -62,9 +62,6 @@ PROBE_RTT_DURATION: Final = 0.2
 MINIMUM_WINDOW_PACKETS: Final = 4
 #: Datagrams of headroom on top of ``CWND_GAIN * BDP`` for ACK and pacing quantisation.
 CWND_HEADROOM_PACKETS: Final = 3
-#: Per-packet send state older than this many smoothed RTTs (and at least PRUNE_MIN seconds) is dropped.
-PRUNE_RTTS: Final = 8
-PRUNE_MIN: Final = 1.0
 
 
 class BbrState(Enum):
@@ -227,17 +224,12 @@ class Bbr(CongestionController):
     def round_count(self) -> int:
         return self._round_count
 
-    @property
-    def tracked_packets(self) -> int:
-        """Packets whose send state is kept for delivery-rate samples."""
-        return self._sampler.tracked
-
     # -- inputs -------------------------------------------------------------------------------
 
     def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
         """Record an in-flight packet just sent; ``bytes_in_flight`` includes it (spec/recovery.md §5.6.2)."""
         self._inflight = bytes_in_flight
-        self._sampler.on_packet_sent(packet.pn, packet.time_sent, packet.size, bytes_in_flight, app_limited=app_limited)
+        self._sampler.on_packet_sent(packet, bytes_in_flight, app_limited=app_limited)
 
     def on_packets_acked(
         self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
@@ -253,7 +245,6 @@ class Bbr(CongestionController):
         if rtt.has_sample:
             self._srtt = rtt.smoothed_rtt
         sample = self._sampler.on_packets_acked(packets, now, self._min_rtt if self._min_rtt < math.inf else 0.0)
-        self._sampler.prune(now - max(PRUNE_RTTS * self._srtt, PRUNE_MIN))
         self._round_delivered += acked
         round_start = False
         if sample is not None and sample.prior_delivered >= self._next_round_delivered:

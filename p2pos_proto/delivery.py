@@ -7,11 +7,10 @@ longer of the send and the acknowledgement intervals, is a sample of the
 path's delivery rate.  ``bbr.Bbr`` owns one ``DeliveryRateSampler`` and feeds
 it from its own ``on_packet_sent`` / ``on_packets_acked`` / ``on_packets_lost``.
 
-The per-packet state lives in a dict keyed by packet number, in send order;
-an entry leaves when its packet is acknowledged or lost, or when ``prune``
-finds it older than the horizon the caller gives (a packet the caller never
-reports again, such as a PMTU probe, cannot keep it alive), and the dict
-never holds more than ``MAX_TRACKED`` entries.
+The per-packet state lives on the ``recovery.SentPacket`` itself (the draft's
+``P.*`` fields), so it is kept exactly as long as loss recovery keeps the
+packet and costs no allocation or lookup of its own; a packet the sampler was
+never told of (``delivered`` -1, e.g. a PMTU probe) gives no sample.
 """
 
 from __future__ import annotations
@@ -19,17 +18,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from .recovery import SentPacket
-
-#: The most packets whose send-time state is kept; older entries are dropped first.
-MAX_TRACKED: Final = 1 << 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RateSample:
-    """What one ACK teaches about the path (the draft's ``rs``), from its newest tracked packet."""
+    """What one ACK teaches about the path (the draft's ``rs``), from its newest packet with send state."""
 
     #: Bytes per second, or None when the interval was too short to be trusted (shorter than min RTT).
     delivery_rate: float | None
@@ -45,33 +41,10 @@ class RateSample:
     is_app_limited: bool
 
 
-class _SendState:
-    """The draft's per-packet ``P.*`` fields."""
-
-    __slots__ = ("delivered", "delivered_time", "first_sent_time", "is_app_limited", "time_sent", "tx_in_flight")
-
-    def __init__(
-        self,
-        *,
-        delivered: int,
-        delivered_time: float,
-        first_sent_time: float,
-        time_sent: float,
-        tx_in_flight: int,
-        is_app_limited: bool,
-    ) -> None:
-        self.delivered = delivered
-        self.delivered_time = delivered_time
-        self.first_sent_time = first_sent_time
-        self.time_sent = time_sent
-        self.tx_in_flight = tx_in_flight
-        self.is_app_limited = is_app_limited
-
-
 class DeliveryRateSampler:
-    """Connection-wide delivery counters (the draft's ``C.*``) and per-packet send state."""
+    """Connection-wide delivery counters (the draft's ``C.*``); per-packet state goes on the packets."""
 
-    __slots__ = ("_app_limited_until", "_delivered_time", "_first_sent_time", "_packets", "delivered", "lost")
+    __slots__ = ("_app_limited_until", "_delivered_time", "_first_sent_time", "delivered", "lost")
 
     def __init__(self) -> None:
         #: Total bytes acknowledged (``C.delivered``).
@@ -84,36 +57,26 @@ class DeliveryRateSampler:
         self._first_sent_time = 0.0
         # C.app_limited: the delivered count that ends the current application-limited bubble; 0 if none.
         self._app_limited_until = 0
-        self._packets: dict[int, _SendState] = {}
 
-    @property
-    def tracked(self) -> int:
-        """How many packets have send state (for tests and statistics)."""
-        return len(self._packets)
-
-    def on_packet_sent(self, pn: int, time_sent: float, size: int, bytes_in_flight: int, *, app_limited: bool) -> None:
-        """Remember the delivery state at the send of an in-flight packet.
+    def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, *, app_limited: bool) -> None:
+        """Record on ``packet`` the delivery state at its send; it is in flight and just sent.
 
         ``bytes_in_flight`` includes this packet.  ``app_limited``: the sender
         has nothing more to send now; samples taken until everything in flight
         is delivered are then marked application-limited (draft §3.4).
         """
-        if bytes_in_flight <= size:
+        time_sent = packet.time_sent
+        if bytes_in_flight <= packet.size:
             # Nothing else in flight: the send and the delivery intervals both start now.
             self._first_sent_time = time_sent
             self._delivered_time = time_sent
         if app_limited:
             self._app_limited_until = max(self.delivered + bytes_in_flight, 1)
-        self._packets[pn] = _SendState(
-            delivered=self.delivered,
-            delivered_time=self._delivered_time,
-            first_sent_time=self._first_sent_time,
-            time_sent=time_sent,
-            tx_in_flight=bytes_in_flight,
-            is_app_limited=self._app_limited_until != 0,
-        )
-        if len(self._packets) > MAX_TRACKED:
-            del self._packets[next(iter(self._packets))]
+        packet.delivered = self.delivered
+        packet.delivered_time = self._delivered_time
+        packet.first_sent_time = self._first_sent_time
+        packet.tx_in_flight = bytes_in_flight
+        packet.app_limited = self._app_limited_until != 0
 
     def on_packets_acked(self, packets: Sequence[SentPacket[Any]], now: float, min_rtt: float) -> RateSample | None:
         """Count newly acknowledged packets (in packet-number order); one sample, or None without send state.
@@ -121,16 +84,17 @@ class DeliveryRateSampler:
         ``min_rtt`` (0.0 while unknown) rejects samples over a shorter
         interval, which ACK compression would inflate (draft §3.3).
         """
-        newest: _SendState | None = None
+        newest: SentPacket[Any] | None = None
         for packet in packets:
             self.delivered += packet.size
-            self._delivered_time = now
-            state = self._packets.pop(packet.pn, None)
-            if state is None:
+            if packet.delivered < 0:
                 continue
-            if newest is None or state.delivered >= newest.delivered:
-                newest = state
-                self._first_sent_time = state.time_sent
+            if newest is None or packet.delivered >= newest.delivered:
+                newest = packet
+        if packets:
+            self._delivered_time = now
+        if newest is not None:
+            self._first_sent_time = newest.time_sent
         if self._app_limited_until and self.delivered > self._app_limited_until:
             self._app_limited_until = 0
         if newest is None:
@@ -148,29 +112,19 @@ class DeliveryRateSampler:
             interval=interval,
             prior_delivered=newest.delivered,
             tx_in_flight=newest.tx_in_flight,
-            is_app_limited=newest.is_app_limited,
+            is_app_limited=newest.app_limited,
         )
 
     def on_packets_lost(self, packets: Sequence[SentPacket[Any]]) -> int | None:
-        """Forget newly lost packets; the bytes in flight when the newest of them was sent, if known."""
+        """Count newly lost packets; the bytes in flight when the newest of them was sent, if known."""
         tx_in_flight: int | None = None
         newest = -1.0
         for packet in packets:
             self.lost += packet.size
-            state = self._packets.pop(packet.pn, None)
-            if state is not None and state.time_sent >= newest:
-                newest = state.time_sent
-                tx_in_flight = state.tx_in_flight
+            if packet.delivered >= 0 and packet.time_sent >= newest:
+                newest = packet.time_sent
+                tx_in_flight = packet.tx_in_flight
         return tx_in_flight
-
-    def prune(self, sent_before: float) -> None:
-        """Drop the state of packets sent before ``sent_before``: they are long lost or were never reported."""
-        packets = self._packets
-        while packets:
-            pn = next(iter(packets))
-            if packets[pn].time_sent >= sent_before:
-                return
-            del packets[pn]
 
 
 class WindowedMax:

@@ -57,7 +57,20 @@ class SentPacket(Generic[P]):
     data of a lost packet or drop it once acknowledged.
     """
 
-    __slots__ = ("ack_eliciting", "in_flight", "payload", "pn", "size", "state", "time_sent")
+    __slots__ = (
+        "ack_eliciting",
+        "app_limited",
+        "delivered",
+        "delivered_time",
+        "first_sent_time",
+        "in_flight",
+        "payload",
+        "pn",
+        "size",
+        "state",
+        "time_sent",
+        "tx_in_flight",
+    )
 
     def __init__(
         self, pn: int, time_sent: float, size: int, *, ack_eliciting: bool, in_flight: bool, payload: P
@@ -76,6 +89,13 @@ class SentPacket(Generic[P]):
         self.payload = payload
         # _OUTSTANDING, _ACKED or _LOST; read ``acked`` / ``lost``.
         self.state = _OUTSTANDING
+        #: The delivery-rate state at its send (spec/recovery.md §5.6.2), written by
+        #: ``delivery.DeliveryRateSampler``; ``delivered`` is -1 for a packet it was not told of.
+        self.delivered = -1
+        self.delivered_time = 0.0
+        self.first_sent_time = 0.0
+        self.tx_in_flight = 0
+        self.app_limited = False
 
     @property
     def acked(self) -> bool:

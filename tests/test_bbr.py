@@ -29,7 +29,7 @@ from p2pos.proto.bbr import (
     BbrState,
 )
 from p2pos.proto.congestion import CongestionController, NewReno, initial_window
-from p2pos.proto.delivery import MAX_TRACKED, DeliveryRateSampler
+from p2pos.proto.delivery import DeliveryRateSampler
 from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.pacing import Pacer
 from p2pos.proto.recovery import SentPacket
@@ -507,41 +507,19 @@ def test_probe_rtt_when_min_rtt_is_stale() -> None:
 # -- bookkeeping -------------------------------------------------------------------------------------
 
 
-def test_per_packet_state_is_bounded() -> None:
-    sender, cc, _ = bulk(loss=0.05, seed=4)
-    most = 0
-
-    def watch(s: Sender) -> None:
-        nonlocal most
-        most = max(most, bbr(s).tracked_packets)
-
-    sender.on_ack = watch
-    sender.run(6.0)
-    # Only packets in flight have state: acknowledged and lost ones are forgotten.
-    assert most <= sender.max_in_flight // MDS + 1
-    assert cc.tracked_packets == len(sender.outstanding)
-
-
-def test_unreported_packets_are_pruned() -> None:
-    cc = Bbr()
-    rtt = RttEstimator()
-    # Packets never acknowledged nor declared lost (e.g. a PMTU probe the caller filters out).
-    for pn in range(8):
-        packet = SentPacket(pn, 0.0, MDS, ack_eliciting=True, in_flight=True, payload=None)
-        cc.on_packet_sent(packet, (pn + 1) * MDS, 0.0, app_limited=False)
-    late = SentPacket(8, 4.9, MDS, ack_eliciting=True, in_flight=True, payload=None)
-    cc.on_packet_sent(late, 9 * MDS, 4.9, app_limited=False)
-    assert cc.tracked_packets == 9
-    rtt.update(0.1, 0.0, 5.0)
-    cc.on_packets_acked([late], 5.0, rtt=rtt, app_limited=False)
-    assert cc.tracked_packets == 0
-
-
-def test_sampler_caps_its_state() -> None:
+def test_state_lives_on_the_packets() -> None:
+    # The sampler keeps no per-packet table: what it needs at an ACK is on the packet itself.
     sampler = DeliveryRateSampler()
-    for pn in range(MAX_TRACKED + 10):
-        sampler.on_packet_sent(pn, pn * 1e-6, MDS, (pn + 1) * MDS, app_limited=False)
-    assert sampler.tracked == MAX_TRACKED
+    probe = _packet(0, 0.0)  # never told of (a PMTU probe): no state, no sample
+    packets = [_packet(pn, 0.01 * pn) for pn in (1, 2)]
+    for n, packet in enumerate(packets, 2):
+        sampler.on_packet_sent(packet, n * MDS, app_limited=False)
+    assert probe.delivered == -1
+    assert [(p.delivered, p.tx_in_flight, p.first_sent_time) for p in packets] == [(0, 2 * MDS, 0.0), (0, 3 * MDS, 0.0)]
+    assert sampler.on_packets_acked([probe], 0.1, 0.05) is None
+    sample = sampler.on_packets_acked(packets, 0.12, 0.05)
+    assert sample is not None and sample.prior_delivered == 0 and sample.delivered == 3 * MDS
+    assert sampler.delivered == 3 * MDS
 
 
 def test_set_max_datagram_size() -> None:
@@ -580,7 +558,7 @@ def test_delivery_rate_sample() -> None:
     sampler = DeliveryRateSampler()
     packets = [_packet(pn, pn * 0.01) for pn in range(10)]
     for n, packet in enumerate(packets, 1):
-        sampler.on_packet_sent(packet.pn, packet.time_sent, MDS, n * MDS, app_limited=False)
+        sampler.on_packet_sent(packet, n * MDS, app_limited=False)
     # Acknowledged one by one, 10 ms apart, from t = 0.1.
     sample = None
     for packet in packets:
@@ -593,13 +571,13 @@ def test_delivery_rate_sample() -> None:
     assert sample.tx_in_flight == 10 * MDS
     assert not sample.is_app_limited
     assert sampler.delivered == 10 * MDS
-    assert sampler.tracked == 0
 
 
 def test_delivery_rate_rejects_intervals_below_min_rtt() -> None:
     sampler = DeliveryRateSampler()
-    sampler.on_packet_sent(0, 0.0, MDS, MDS, app_limited=False)
-    sample = sampler.on_packets_acked([_packet(0, 0.0)], 0.04, 0.05)
+    packet = _packet(0, 0.0)
+    sampler.on_packet_sent(packet, MDS, app_limited=False)
+    sample = sampler.on_packets_acked([packet], 0.04, 0.05)
     assert sample is not None
     assert sample.delivery_rate is None
     assert sample.delivered == MDS
@@ -607,33 +585,35 @@ def test_delivery_rate_rejects_intervals_below_min_rtt() -> None:
 
 def test_app_limited_mark_lasts_until_the_flight_is_delivered() -> None:
     sampler = DeliveryRateSampler()
-    sampler.on_packet_sent(0, 0.0, MDS, MDS, app_limited=False)
-    sampler.on_packet_sent(1, 0.0, MDS, 2 * MDS, app_limited=True)
-    sampler.on_packet_sent(2, 0.01, MDS, 3 * MDS, app_limited=False)
-    first = sampler.on_packets_acked([_packet(0, 0.0)], 0.1, 0.05)
+    p = [_packet(0, 0.0), _packet(1, 0.0), _packet(2, 0.01), _packet(3, 0.1), _packet(4, 0.2)]
+    sampler.on_packet_sent(p[0], MDS, app_limited=False)
+    sampler.on_packet_sent(p[1], 2 * MDS, app_limited=True)
+    sampler.on_packet_sent(p[2], 3 * MDS, app_limited=False)
+    first = sampler.on_packets_acked([p[0]], 0.1, 0.05)
     assert first is not None and not first.is_app_limited
-    sampler.on_packet_sent(3, 0.1, MDS, 3 * MDS, app_limited=False)
-    second = sampler.on_packets_acked([_packet(1, 0.0)], 0.11, 0.05)
-    third = sampler.on_packets_acked([_packet(2, 0.01)], 0.12, 0.05)
+    sampler.on_packet_sent(p[3], 3 * MDS, app_limited=False)
+    second = sampler.on_packets_acked([p[1]], 0.11, 0.05)
+    third = sampler.on_packets_acked([p[2]], 0.12, 0.05)
     assert second is not None and second.is_app_limited
     assert third is not None and third.is_app_limited
     # Packet 3 was sent before the bubble (2 datagrams) was delivered: still marked.
-    fourth = sampler.on_packets_acked([_packet(3, 0.1)], 0.2, 0.05)
+    fourth = sampler.on_packets_acked([p[3]], 0.2, 0.05)
     assert fourth is not None and fourth.is_app_limited
     # Everything in flight at the mark is delivered: new sends are not application-limited.
-    sampler.on_packet_sent(4, 0.2, MDS, MDS, app_limited=False)
-    fifth = sampler.on_packets_acked([_packet(4, 0.2)], 0.3, 0.05)
+    sampler.on_packet_sent(p[4], MDS, app_limited=False)
+    fifth = sampler.on_packets_acked([p[4]], 0.3, 0.05)
     assert fifth is not None and not fifth.is_app_limited
 
 
-def test_lost_packets_leave_the_sampler() -> None:
+def test_lost_packets_count_and_give_their_flight() -> None:
     sampler = DeliveryRateSampler()
+    p = [_packet(pn, pn * 0.01) for pn in range(3)]
     for pn in range(3):
-        sampler.on_packet_sent(pn, pn * 0.01, MDS, (pn + 1) * MDS, app_limited=False)
-    assert sampler.on_packets_lost([_packet(0, 0.0), _packet(1, 0.01)]) == 2 * MDS
+        sampler.on_packet_sent(p[pn], (pn + 1) * MDS, app_limited=False)
+    assert sampler.on_packets_lost([p[0], p[1]]) == 2 * MDS
     assert sampler.lost == 2 * MDS
-    assert sampler.tracked == 1
-    assert sampler.on_packets_lost([_packet(7, 0.0)]) is None
+    assert sampler.on_packets_lost([_packet(7, 0.0)]) is None  # never told of: no flight known
+    assert sampler.lost == 3 * MDS
 
 
 def test_bandwidth_window_is_in_rounds() -> None:
