@@ -14,6 +14,7 @@ call ``set_rate`` instead.
 
 from __future__ import annotations
 
+import math
 from typing import Final
 
 from .errors import LocalProtocolError
@@ -64,7 +65,7 @@ class Pacer:
         """Re-derive the rate from the window and the RTT (and the path MTU, if it changed)."""
         self._set_capacity(congestion_window, max_datagram_size)
         if smoothed_rtt <= 0:
-            self._rate = float("inf")
+            self._rate = math.inf
         else:
             self._rate = self._gain * congestion_window / smoothed_rtt
 
@@ -73,7 +74,7 @@ class Pacer:
 
         The gain does not apply; the burst stays bounded by the window, as in ``update_rate``.
         """
-        if not 0 < rate < float("inf"):
+        if not 0 < rate < math.inf:
             raise LocalProtocolError("the pacing rate must be positive and finite")
         self._set_capacity(congestion_window, max_datagram_size)
         self._rate = float(rate)
@@ -96,7 +97,7 @@ class Pacer:
 
     def next_send_time(self, now: float, packet_size: int) -> float:
         """The earliest time a packet of ``packet_size`` bytes may leave: ``now`` or later."""
-        if self._rate == float("inf"):
+        if self._rate == math.inf:
             return now
         self._refill(now)
         # A packet larger than the bucket waits for a full bucket, not forever.
@@ -107,7 +108,7 @@ class Pacer:
 
     def on_packet_sent(self, now: float, size: int) -> None:
         """Spend ``size`` bytes of tokens.  PTO probes, which are not paced, may drive the bucket negative."""
-        if self._rate == float("inf"):
+        if self._rate == math.inf:
             return
         self._refill(now)
         self._tokens -= size

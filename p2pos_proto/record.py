@@ -32,10 +32,10 @@ COUNTER_LIMIT: Final = 2**64 - 2**13 - 1
 MAX_EPOCH_SKIP: Final = 3
 #: The AEAD nonce: 32 zero bits, then the counter as a little-endian u64 (Noise).
 _NONCE: Final = struct.Struct("<4xQ")
-_nonce = _NONCE.pack
+_nonce: Final = _NONCE.pack
 # Epoch and counter (after the type and the receiver index, which whoever routed the record checked).
-_unpack_header = struct.Struct(">5xBQ").unpack_from
-_pack_header = RECORD_HEADER.pack
+_unpack_header: Final = struct.Struct(">5xBQ").unpack_from
+_pack_header: Final = RECORD_HEADER.pack
 
 
 class RecordSender:
@@ -135,6 +135,8 @@ class RecordReceiver:
         if size < OVERHEAD or size > self._max_size:
             self.drops["malformed" if size < OVERHEAD else "too_large"] += 1
             return None
+        epoch: int
+        counter: int
         epoch, counter = _unpack_header(data)
         window = self.window
         top = window.top

@@ -65,7 +65,7 @@ class ReceiveBuffer:
             return increase
         if start == offset and self._received.extend_end(start, end):
             # In order, right after everything received so far: keep the frame's bytes as they are.
-            self._chunks[start] = bytes(data)
+            self._chunks[start] = data if isinstance(data, bytes) else bytes(data)
             self.buffered += end - start
             return increase
         view = memoryview(data)

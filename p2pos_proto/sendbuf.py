@@ -110,7 +110,9 @@ class SendBuffer:
             start, end = lost
             return start, self._data[start - self._base : end - self._base], self._ends_stream(end)
         unsent = self.write_offset - self.sent_offset
-        count = min(max_len, unsent) if max_new is None else min(max_len, unsent, max_new)
+        count = min(max_len, unsent)
+        if max_new is not None:
+            count = min(count, max_new)  # two-argument min: mypyc compiles it inline
         if count > 0:
             start = self.sent_offset
             self.sent_offset = end = start + count
