@@ -220,7 +220,7 @@ class Transfer:
         a, b, ids = self.a, self.b, self.ids
         # Per channel: its share and how much of it the connection has taken (offsets, not slices:
         # re-slicing the rest after every partial write would copy megabytes in the application).
-        pending = dict(zip(ids, self.shares, strict=True))
+        pending = {cid: memoryview(share) for cid, share in zip(ids, self.shares, strict=True)}
         taken = dict.fromkeys(ids, 0)
         received = dict.fromkeys(ids, 0)
         pieces: dict[int, list[bytes]] | None = {cid: [] for cid in ids} if verify else None
@@ -231,7 +231,7 @@ class Transfer:
             for cid in list(pending):
                 share, offset = pending[cid], taken[cid]
                 while offset < len(share):  # until the send buffer is full (ChannelWritable says when not)
-                    offered = share[offset : offset + WRITE_CHUNK]
+                    offered = share[offset : offset + WRITE_CHUNK]  # a view: send copies only what it takes
                     n = a.send(cid, offered, self.now)
                     offset += n
                     if n < len(offered):

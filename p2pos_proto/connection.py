@@ -285,8 +285,13 @@ class Connection(ReceivePath):
         )
         self._forget(channel)
 
-    def send(self, channel_id: int, data: bytes, now: float) -> int:
-        """Queue stream bytes; returns how many fit the send buffer (``ChannelWritable`` says when more do)."""
+    def send(self, channel_id: int, data: bytes | bytearray | memoryview, now: float) -> int:
+        """Queue stream bytes; returns how many fit the send buffer (``ChannelWritable`` says when more do).
+
+        The bytes are copied into the send buffer, so ``data`` may be a view into
+        the application's own buffer (offer a ``memoryview`` slice of a large
+        payload: only what fits is copied, once).
+        """
         channel = self._channel(channel_id)
         if channel.send is None or channel.local_finished:
             raise LocalProtocolError(f"channel {channel_id} is not a stream open for sending")

@@ -58,7 +58,7 @@ class SendBuffer:
 
     # -- the application ------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray | memoryview) -> None:
         """Append application bytes; refused after ``finish`` or ``reset``."""
         if self.final_size is not None or self.is_reset:
             raise LocalProtocolError("write after the stream was finished or reset", ErrorCode.CHANNEL_STATE_ERROR)

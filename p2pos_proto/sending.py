@@ -239,15 +239,10 @@ class SendPath:
         added = False
         turns = len(sendable)
         while room >= _MIN_ROOM and sendable and turns > 0:
-            # The next channel leaves the front of the queue and, if it still has data, rejoins at
-            # the back.  A channel alone in the queue keeps its place: the same order, less work.
-            alone = len(sendable) == 1
-            channel_id = next(iter(sendable)) if alone else sendable.popitem(last=False)[0]
+            channel_id, _ = sendable.popitem(last=False)
             turns -= 1
             channel = channels.get(channel_id)
             if channel is None or channel.state is not _OPEN:
-                if alone:
-                    del sendable[channel_id]
                 continue
             if channel.send is not None:
                 room, sent = self._add_stream_chunk(channel, parts, tokens, room)
@@ -256,12 +251,9 @@ class SendPath:
             if sent:
                 added = True
             if channel.wants_to_send() and channel_id not in self._conn_blocked:
-                if not alone:
-                    sendable[channel_id] = None
+                sendable[channel_id] = None
                 if sent:
                     turns += 1
-            elif alone:
-                del sendable[channel_id]
         return added
 
     def _add_stream_chunk(

@@ -116,6 +116,18 @@ def test_half_close_then_the_other_direction_then_closed() -> None:
         pair.a.c.read(channel_id)
 
 
+def test_send_takes_a_view_and_copies_only_what_fits() -> None:
+    pair = Pair(config_a=ChannelConfig(send_buffer=4096))
+    pair.connect()
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    source = bytearray(payload(6000, 3))
+    assert pair.a.c.send(channel_id, memoryview(source)[100:], pair.now) == 4096  # what fits the send buffer
+    expected = bytes(source[100:4196])
+    source[:] = bytes(len(source))  # the application reuses its buffer: what was queued is a copy
+    pair.run(pair.now + 10.0, lambda now: len(pair.b.received.get(channel_id, b"")) == 4096)
+    assert bytes(pair.b.received[channel_id]) == expected
+
+
 def test_reset_by_the_receiver_aborts_both_sides_and_late_frames_are_ignored() -> None:
     pair = Pair(LinkConfig(delay=0.03), seed=2)
     pair.connect()
