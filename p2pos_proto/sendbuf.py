@@ -143,6 +143,11 @@ class SendBuffer:
         start = max(offset, self._base)
         if start >= end:
             return
+        if start == self._base and not self._acked and not self._lost:
+            # The common case: the acknowledged prefix simply grows.
+            del self._data[: end - start]
+            self._base = end
+            return
         self._lost.subtract(start, end)
         self._acked.add(start, end)
         first = self._acked.first()

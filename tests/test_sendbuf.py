@@ -33,6 +33,26 @@ def test_new_data_in_order_then_fin() -> None:
     assert buf.is_finished_and_acked
 
 
+def test_acks_release_the_prefix_in_and_out_of_order() -> None:
+    buf = SendBuffer()
+    buf.write(bytes(range(250)) * 12)
+    chunks = [buf.next_chunk(1000) for _ in range(3)]
+    assert [c[0] for c in chunks if c is not None] == [0, 1000, 2000]
+    buf.on_acked(0, 1000, False)  # the prefix grows: released at once
+    assert buf.buffered == 2000
+    buf.on_acked(2000, 1000, False)  # beyond a gap: held until the gap is acknowledged
+    assert buf.buffered == 2000
+    buf.on_lost(1000, 1000, False)
+    assert buf.next_chunk(1000) == (1000, (bytes(range(250)) * 12)[1000:2000], False)
+    buf.on_acked(1000, 1000, False)  # fills the gap: everything up to 3000 goes
+    assert buf.buffered == 0
+    assert buf.next_chunk(1000) is None and not buf.has_retransmissions
+    buf.write(b"more")
+    assert buf.next_chunk(1000) == (3000, b"more", False)
+    buf.on_acked(3000, 4, False)
+    assert buf.buffered == 0 and buf.write_offset == 3004
+
+
 def test_lone_fin_when_finish_comes_after_the_data() -> None:
     buf = SendBuffer()
     buf.write(b"abc")
