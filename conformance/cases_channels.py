@@ -439,6 +439,19 @@ def _(iut: Iut) -> str | None:
     return _acked_by(peer, pn, 2.0)
 
 
+@case("ch/ack/5", section=ACKS, title="ACK-only packets are not acknowledged on their own")
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut)
+    peer.send(ch.Ping(), at=1.0)
+    _acked_by(peer, peer.link.next_counter - 1, 1.0)  # the IUT has sent packets to acknowledge
+    for i in range(10):  # more than a receiver counts before an ACK may ride along with data (channels.md §4)
+        reply = peer.send(ack_of(p.pn for p in peer.received), at=1.1 + i * 0.001)
+        expect(not reply.packets, f"the IUT answered an ACK-only packet with {short(reply.packets, 200)}")
+    reply = peer.timer(1.5)
+    expect(not reply.packets, f"the IUT acknowledged ACK-only packets on their own: {short(reply.packets, 200)}")
+    return None
+
+
 # -- flow control (flow.md §3) -------------------------------------------------------------------
 
 

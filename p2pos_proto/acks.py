@@ -10,6 +10,12 @@ holes stay unreported, which at worst makes the peer retransmit data we have.
 
 from __future__ import annotations
 
+from typing import Final
+
+#: ACK-only packets received since the last ACK that make an ACK worth a ride along with data
+#: (spec/channels.md §4): the peer learns now and then that its ACKs arrived.
+ACK_ONLY_PER_ACK: Final = 8
+
 
 class AckTracker:
     """Received packet numbers and the ACK timer."""
@@ -20,6 +26,7 @@ class AckTracker:
         "_largest_time",
         "_max_ack_delay",
         "_max_ranges",
+        "_ack_only",
         "_news",
         "_unacked_eliciting",
         "ranges",
@@ -34,8 +41,10 @@ class AckTracker:
         self._unacked_eliciting = 0
         self._ack_at: float | None = None
         self._largest_time = 0.0
-        # A packet arrived since the last ACK was sent: only then may an ACK ride along with data.
+        # An ack-eliciting packet arrived since the last ACK was sent, and how many ACK-only packets
+        # did: only then may an ACK ride along with data (has_news).
         self._news = False
+        self._ack_only = 0
 
     @property
     def largest(self) -> int | None:
@@ -54,9 +63,10 @@ class AckTracker:
         else:
             self._insert_old(pn)
         del ranges[self._max_ranges :]
-        self._news = True
         if not ack_eliciting:
+            self._ack_only += 1
             return
+        self._news = True
         self._unacked_eliciting += 1
         if not in_order or self._unacked_eliciting >= self._ack_every:
             self._ack_at = now
@@ -92,8 +102,15 @@ class AckTracker:
         return bool(self.ranges)
 
     def has_news(self) -> bool:
-        """Whether a packet arrived since the last ACK was sent (and there is something to acknowledge)."""
-        return self._news and bool(self.ranges)
+        """Whether an ACK is worth sending along with other frames (spec/channels.md §4).
+
+        True when an ack-eliciting packet arrived since the last ACK was sent,
+        or ``ACK_ONLY_PER_ACK`` ACK-only packets did: acknowledging every ACK of a
+        one-way transfer would make each of the sender's data packets carry an
+        ACK for the receiver to process, for nothing; acknowledging them now and
+        then lets the receiver forget its old ranges and sent ACKs (RFC 9000 §13.2.4).
+        """
+        return (self._news or self._ack_only >= ACK_ONLY_PER_ACK) and bool(self.ranges)
 
     def ack_delay(self, now: float) -> float:
         """Time since the largest packet arrived (reported in the ACK, RFC 9000 §13.2.5)."""
@@ -121,3 +138,4 @@ class AckTracker:
         self._unacked_eliciting = 0
         self._ack_at = None
         self._news = False
+        self._ack_only = 0

@@ -24,7 +24,7 @@ import dataclasses
 import enum
 import re
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
@@ -104,21 +104,8 @@ class Ack:
 
         Raises ``LocalProtocolError`` for an empty, unordered or out-of-range list.
         """
-        it = iter(ranges)
-        first = next(it, None)
-        if first is None:
-            raise LocalProtocolError("an ACK needs at least one range")
-        low, high = first
-        if not 0 <= low <= high <= MAX_VARINT:
-            raise LocalProtocolError(f"bad ACK range {first}")
-        pairs = []
-        for next_low, next_high in it:
-            # RFC 9000 §19.3.1: gap = previous smallest - largest - 2, length = largest - smallest.
-            if not 0 <= next_low <= next_high <= low - 2:
-                raise LocalProtocolError(f"ACK range {(next_low, next_high)} does not follow {(low, high)} with a gap")
-            pairs.append((low - next_high - 2, next_high - next_low))
-            low = next_low
-        return cls(largest=first[1], ack_delay=ack_delay, first_range=first[1] - first[0], ack_ranges=tuple(pairs))
+        largest, first_range, pairs = _ack_fields(ranges)
+        return cls(largest=largest, ack_delay=ack_delay, first_range=first_range, ack_ranges=tuple(pairs))
 
     def ranges(self) -> list[tuple[int, int]]:
         """The acknowledged packet numbers as inclusive ``(low, high)`` ranges, highest first.
@@ -342,10 +329,7 @@ def encode_frame(frame: Frame) -> bytes:
             return stream_header(frame.channel_id, frame.offset, len(frame.data), frame.fin) + frame.data
         case Ack():
             frame.ranges()  # validates: LocalProtocolError on underflow
-            parts = [b"\x02", _v(frame.largest), _v(frame.ack_delay), _v(len(frame.ack_ranges)), _v(frame.first_range)]
-            for gap, length in frame.ack_ranges:
-                parts += (_v(gap), _v(length))
-            return b"".join(parts)
+            return _encode_ack(frame.largest, frame.ack_delay, frame.first_range, frame.ack_ranges)
         case Padding():
             if frame.length < 1:
                 raise LocalProtocolError("padding length must be at least 1", _MALFORMED)
@@ -409,6 +393,52 @@ def _ack_ranges(largest: int, first_range: int, pairs: Iterable[tuple[int, int]]
     return out
 
 
+def _ack_fields(ranges: Iterable[tuple[int, int]]) -> tuple[int, int, list[tuple[int, int]]]:
+    """``(largest, first_range, (gap, length) pairs)`` of inclusive ranges, highest first (RFC 9000 §19.3.1).
+
+    Raises ``LocalProtocolError`` for an empty, unordered or out-of-range list.
+    """
+    it = iter(ranges)
+    first = next(it, None)
+    if first is None:
+        raise LocalProtocolError("an ACK needs at least one range")
+    low, high = first
+    if not 0 <= low <= high <= MAX_VARINT:
+        raise LocalProtocolError(f"bad ACK range {first}")
+    pairs = []
+    for next_low, next_high in it:
+        # gap = previous smallest - largest - 2, length = largest - smallest.
+        if not 0 <= next_low <= next_high <= low - 2:
+            raise LocalProtocolError(f"ACK range {(next_low, next_high)} does not follow {(low, high)} with a gap")
+        pairs.append((low - next_high - 2, next_high - next_low))
+        low = next_low
+    return high, high - first[0], pairs
+
+
+def _encode_ack(largest: int, ack_delay: int, first_range: int, pairs: Sequence[tuple[int, int]]) -> bytes:
+    parts = [b"\x02", _v(largest), _v(ack_delay), _v(len(pairs)), _v(first_range)]
+    for gap, length in pairs:
+        parts += (_v(gap), _v(length))
+    return b"".join(parts)
+
+
+def encode_ack(ranges: Iterable[tuple[int, int]], ack_delay: int) -> bytes:
+    """The bytes of ``Ack.from_ranges(ranges, ack_delay)`` without the ``Ack`` object (the receive hot path)."""
+    largest, first_range, pairs = _ack_fields(ranges)
+    return _encode_ack(largest, ack_delay, first_range, pairs)
+
+
+def parse_ack_untrusted(buf: bytes, pos: int) -> tuple[list[tuple[int, int]], int, int]:
+    """The ACK frame whose type byte is ``buf[pos]``, without an ``Ack`` object.
+
+    Returns ``(ranges, ack_delay, position after it)``: the inclusive ranges,
+    highest first, as ``Ack.ranges()`` gives them.  Raises ``RemoteProtocolError``
+    as ``parse_frames_untrusted`` does.
+    """
+    largest, ack_delay, first_range, pairs, end = _read_ack(buf, pos + 1)
+    return _ack_ranges(largest, first_range, pairs), ack_delay, end
+
+
 def _take(buf: bytes, pos: int, length: int) -> tuple[bytes, int]:
     end = pos + length
     if end > len(buf):
@@ -454,7 +484,8 @@ def _parse_stream(buf: bytes, pos: int) -> tuple[Frame, int]:
     return Stream(channel_id=channel_id, offset=offset, data=data, fin=fin), end
 
 
-def _parse_ack(buf: bytes, pos: int) -> tuple[Frame, int]:
+def _read_ack(buf: bytes, pos: int) -> tuple[int, int, int, list[tuple[int, int]], int]:
+    """An ACK frame's fields after its type byte: ``(largest, ack_delay, first_range, pairs, end)``."""
     largest, pos = _read(buf, pos)
     ack_delay, pos = _read(buf, pos)
     count, pos = _read(buf, pos)
@@ -466,6 +497,11 @@ def _parse_ack(buf: bytes, pos: int) -> tuple[Frame, int]:
         gap, pos = _read(buf, pos)
         length, pos = _read(buf, pos)
         pairs.append((gap, length))
+    return largest, ack_delay, first_range, pairs, pos
+
+
+def _parse_ack(buf: bytes, pos: int) -> tuple[Frame, int]:
+    largest, ack_delay, first_range, pairs, pos = _read_ack(buf, pos)
     _ack_ranges(largest, first_range, pairs)
     return Ack(largest=largest, ack_delay=ack_delay, first_range=first_range, ack_ranges=tuple(pairs)), pos
 

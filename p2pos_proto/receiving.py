@@ -5,7 +5,8 @@ packet into state changes and events: it parses every frame of a packet before
 acting on any (frames.md §5), records the packet for acknowledgement
 (channels.md §4), and hands each frame to its handler.  A packet that starts
 with STREAM frames, the bulk of any transfer, takes a shorter path without
-``Stream`` objects.  Frames that break a rule raise ``RemoteProtocolError``,
+``Stream`` objects, and one that starts with an ACK (what a data sender mostly
+receives) one without an ``Ack`` object.  Frames that break a rule raise ``RemoteProtocolError``,
 which closes the connection with the frame's error code (channels.md §11).
 """
 
@@ -33,6 +34,7 @@ from .sending import SendPath
 INITIAL_MAX_CHANNELS: Final = 100
 #: The frame types that start a packet taking the STREAM hot path.
 _STREAM_TYPE_VALUES: Final = (int(fr.FrameType.STREAM), int(fr.FrameType.STREAM_FIN))
+_ACK_TYPE: Final = int(fr.FrameType.ACK)
 # Enum members read on every packet, as module constants (an enum member is a class attribute lookup).
 _OPENING: Final = ChannelState.OPENING
 _CLOSED: Final = ChannelState.CLOSED
@@ -83,6 +85,9 @@ class ReceivePath(SendPath):
             if plaintext and plaintext[0] in _STREAM_TYPE_VALUES:
                 self._on_stream_packet(pn, plaintext, now)
                 return
+            if plaintext and plaintext[0] == _ACK_TYPE and not self.reliable:
+                self._on_ack_packet(pn, plaintext, now)
+                return
             frames = fr.parse_frames_untrusted(plaintext)
             self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
             for frame in frames:
@@ -116,6 +121,18 @@ class ReceivePath(SendPath):
         for frame in rest:
             self._on_frame(frame, now)
 
+    def _on_ack_packet(self, pn: int, plaintext: bytes, now: float) -> None:
+        """The hot path for a packet that starts with an ACK (the data sender's return path): no ``Ack`` object.
+
+        As for any packet, every frame is parsed before any is processed.
+        """
+        ranges, ack_delay, pos = fr.parse_ack_untrusted(plaintext, 0)
+        rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < len(plaintext) else []
+        self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in rest), rest, now)
+        self._on_ack(ranges, ack_delay, now)
+        for frame in rest:
+            self._on_frame(frame, now)
+
     def _record_packet(self, pn: int, eliciting: bool, frames: Sequence[fr.Frame], now: float) -> None:
         """Note a packet for acknowledgement (channels.md §4).
 
@@ -133,7 +150,7 @@ class ReceivePath(SendPath):
                 if self.reliable:
                     self._on_reliable_ack(frame, now)
                 else:
-                    self._on_ack(frame, now)
+                    self._on_ack(frame.ranges(), frame.ack_delay, now)
             case fr.Padding() | fr.Ping():
                 pass
             case fr.Open():

@@ -152,7 +152,7 @@ class SendPath:
                 due = acks.ack_due(now)
                 if due or (may_elicit and has_work):
                     snapshot = acks.snapshot()
-                    ack = fr.encode_frame(fr.Ack.from_ranges(snapshot, round(acks.ack_delay(now) * _MICROS)))
+                    ack = fr.encode_ack(snapshot, round(acks.ack_delay(now) * _MICROS))
                     if len(ack) <= room and (due or len(ack) <= _PIGGYBACK_ACK):
                         parts.append(ack)
                         room -= len(ack)
@@ -331,8 +331,9 @@ class SendPath:
                 self.rtt.update(now - sent, frame.ack_delay / _MICROS, now)
             self._on_delivered(tokens, now, now - sent)
 
-    def _on_ack(self, frame: fr.Ack, now: float) -> None:
-        result = self.recovery.on_ack_received(frame.ranges(), frame.ack_delay / _MICROS, now)
+    def _on_ack(self, ranges: list[tuple[int, int]], ack_delay: int, now: float) -> None:
+        """An ACK frame: ``ranges`` as ``Ack.ranges()`` gives them, ``ack_delay`` in microseconds."""
+        result = self.recovery.on_ack_received(ranges, ack_delay / _MICROS, now)
         if result.acked_unsent:
             self._abort(ErrorCode.PROTOCOL_VIOLATION, "ACK of a packet never sent", now)
             return

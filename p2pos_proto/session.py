@@ -371,8 +371,11 @@ class SecureSession:
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` next has work, or None."""
-        times = [t for t in (self._retransmit_at, self._deadline, self._expires_at) if t is not None]
-        return min(times) if times else None
+        best = self._retransmit_at
+        for t in (self._deadline, self._expires_at):
+            if t is not None and (best is None or t < best):
+                best = t
+        return best
 
     def handle_timer(self, now: float) -> None:
         if self.state is SessionState.CLOSED:

@@ -7,7 +7,7 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pos.proto.acks import AckTracker
+from p2pos.proto.acks import ACK_ONLY_PER_ACK, AckTracker
 from p2pos.proto.frames import Ack, encode_frame, parse_frames_untrusted
 
 
@@ -99,6 +99,22 @@ def test_packets_that_elicit_nothing_arm_no_timer() -> None:
     tracker.on_packet(9, False, 0.0)  # even a gap: ACK-only packets are not acknowledged (RFC 9000 §13.2.1)
     assert tracker.get_timer() is None
     assert tracker.snapshot() == [(9, 9), (0, 4)]
+
+
+def test_ack_only_packets_make_news_only_now_and_then() -> None:
+    tracker = AckTracker()
+    assert not tracker.has_news()
+    for pn in range(ACK_ONLY_PER_ACK - 1):
+        tracker.on_packet(pn, False, 0.0)
+        assert not tracker.has_news()  # nothing the peer needs to hear yet
+    tracker.on_packet(ACK_ONLY_PER_ACK - 1, False, 0.0)
+    assert tracker.has_news()  # now and then: the peer may forget what its ACKs delivered
+    tracker.on_ack_sent()
+    assert not tracker.has_news()
+    tracker.on_packet(100, True, 0.0)
+    assert tracker.has_news()  # any ack-eliciting packet is news at once
+    tracker.on_ack_sent()
+    assert not tracker.has_news()
 
 
 def test_ack_every_is_configurable() -> None:

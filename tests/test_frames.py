@@ -35,6 +35,7 @@ from p2pos.proto.frames import (
     Reset,
     StopSending,
     Stream,
+    encode_ack,
     encode_frame,
     encode_frames,
     is_ack_eliciting,
@@ -42,6 +43,7 @@ from p2pos.proto.frames import (
     max_stream_payload,
     message_frame_overhead,
     opened_by_initiator,
+    parse_ack_untrusted,
     parse_frames_untrusted,
     parse_stream_untrusted,
     stream_frame_overhead,
@@ -258,6 +260,29 @@ def test_ack_ranges_round_trip(ranges: list[tuple[int, int]], delay: int) -> Non
     assert ack.largest == ranges[0][1]
     (parsed,) = parse_frames_untrusted(encode_frame(ack))
     assert isinstance(parsed, Ack) and parsed.ranges() == ranges
+
+
+@given(ack_ranges(), varints, st.binary(max_size=8))
+def test_ack_shortcuts_match_the_frame_objects(ranges: list[tuple[int, int]], delay: int, after: bytes) -> None:
+    # encode_ack / parse_ack_untrusted: the receive and send hot paths, without Ack objects.
+    wire = encode_ack(ranges, delay)
+    assert wire == encode_frame(Ack.from_ranges(ranges, ack_delay=delay))
+    assert parse_ack_untrusted(wire + after, 0) == (ranges, delay, len(wire))
+    assert parse_ack_untrusted(b"\x01" + wire, 1) == (ranges, delay, len(wire) + 1)
+
+
+def test_ack_shortcuts_refuse_what_the_objects_refuse() -> None:
+    with pytest.raises(LocalProtocolError):
+        encode_ack([(5, 9), (6, 7)], 0)
+    for wire in (
+        bytes([2, 5, 0, 0, 6]),
+        bytes([2, 10, 0, 1, 2, 7, 0]),
+        bytes([2, 10, 0, 1]),
+        bytes([2, 10, 0, 200, 1]),
+    ):
+        with pytest.raises(RemoteProtocolError) as raised:
+            parse_ack_untrusted(wire, 0)
+        assert raised.value.code is ErrorCode.MALFORMED_MESSAGE
 
 
 def test_ack_fields_follow_rfc9000() -> None:
