@@ -198,13 +198,21 @@ class Connection(ReceivePath):
             if self.keepalive_interval is not None:
                 keepalive = self._last_sent + self.keepalive_interval
                 best = keepalive if keepalive < best else best
-            for timer in (
-                self._close_deadline,
-                self._pacing_at,
-                None if self.reliable else self.recovery.get_loss_detection_timer(),
-                self.acks.get_timer(),
-                None if self.reliable else self.pmtu.get_timer(),
-            ):
+            # One comparison each rather than a loop over a tuple: drivers ask after every step.
+            timer = self._close_deadline
+            if timer is not None and timer < best:
+                best = timer
+            timer = self._pacing_at
+            if timer is not None and timer < best:
+                best = timer
+            timer = self.acks.get_timer()
+            if timer is not None and timer < best:
+                best = timer
+            if not self.reliable:
+                timer = self.recovery.get_loss_detection_timer()
+                if timer is not None and timer < best:
+                    best = timer
+                timer = self.pmtu.get_timer()
                 if timer is not None and timer < best:
                     best = timer
         return best

@@ -17,28 +17,50 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .recovery import SentPacket
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
 class RateSample:
-    """What one ACK teaches about the path (the draft's ``rs``), from its newest packet with send state."""
+    """What one ACK teaches about the path (the draft's ``rs``), from its newest packet with send state.
 
-    #: Bytes per second, or None when the interval was too short to be trusted (shorter than min RTT).
-    delivery_rate: float | None
-    #: Bytes delivered over the interval.
-    delivered: int
-    #: ``max(send_elapsed, ack_elapsed)`` in seconds.
-    interval: float
-    #: The sampler's total delivered bytes when the newest acknowledged packet was sent.
-    prior_delivered: int
-    #: Bytes in flight when that packet was sent (including it).
-    tx_in_flight: int
-    #: Whether the sender was application-limited at any time this sample covers.
-    is_app_limited: bool
+    A plain class rather than a dataclass: one is made per ACK, and a dataclass's
+    generated ``__init__`` runs as interpreted code even in the compiled core.
+    Treat it as read-only.
+    """
+
+    __slots__ = ("delivered", "delivery_rate", "interval", "is_app_limited", "prior_delivered", "tx_in_flight")
+
+    def __init__(
+        self,
+        *,
+        delivery_rate: float | None,
+        delivered: int,
+        interval: float,
+        prior_delivered: int,
+        tx_in_flight: int,
+        is_app_limited: bool,
+    ) -> None:
+        #: Bytes per second, or None when the interval was too short to be trusted (shorter than min RTT).
+        self.delivery_rate = delivery_rate
+        #: Bytes delivered over the interval.
+        self.delivered = delivered
+        #: ``max(send_elapsed, ack_elapsed)`` in seconds.
+        self.interval = interval
+        #: The sampler's total delivered bytes when the newest acknowledged packet was sent.
+        self.prior_delivered = prior_delivered
+        #: Bytes in flight when that packet was sent (including it).
+        self.tx_in_flight = tx_in_flight
+        #: Whether the sender was application-limited at any time this sample covers.
+        self.is_app_limited = is_app_limited
+
+    def __repr__(self) -> str:
+        return (
+            f"RateSample(delivery_rate={self.delivery_rate}, delivered={self.delivered}, interval={self.interval}, "
+            f"prior_delivered={self.prior_delivered}, tx_in_flight={self.tx_in_flight}, "
+            f"is_app_limited={self.is_app_limited})"
+        )
 
 
 class DeliveryRateSampler:

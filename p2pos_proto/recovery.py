@@ -23,7 +23,6 @@ the list is trimmed from the front, so ACK processing costs
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from typing import Final, Generic, TypeVar
 
@@ -110,8 +109,20 @@ class SentPacket(Generic[P]):
         return f"SentPacket(pn={self.pn}, size={self.size}, time_sent={self.time_sent}, {state})"
 
 
-def _pn(packet: SentPacket[P]) -> int:
-    return packet.pn
+def _first_above(packets: list[SentPacket[P]], pn: int, lo: int) -> int:
+    """The index of the first packet from ``lo`` on whose number is above ``pn`` (the list is in number order).
+
+    ``bisect_right`` with a key, written out: a key function is called through
+    the generic interface even in the compiled core.
+    """
+    hi = len(packets)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if packets[mid].pn <= pn:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 class AckResult(Generic[P]):
@@ -277,9 +288,11 @@ class LossRecovery(Generic[P]):
         packets = self._packets
         head = self._head
         newly_acked: list[SentPacket[P]] = []
+        # Ranges in order of their lowest number: the packets found are then in number order too
+        # (a packet in a range that overlaps an earlier one was found with the earlier one).
         for low, high in sorted(ranges):
-            start = bisect_left(packets, low, head, key=_pn)
-            stop = bisect_right(packets, high, start, key=_pn)
+            start = _first_above(packets, low - 1, head)
+            stop = _first_above(packets, high, start)
             for index in range(start, stop):
                 packet = packets[index]
                 if packet.state == _OUTSTANDING:
@@ -292,8 +305,6 @@ class LossRecovery(Generic[P]):
         for packet in newly_acked:
             self._remove(packet)
             ack_eliciting = ack_eliciting or packet.ack_eliciting
-        # Overlapping ranges could, in theory, list packets out of order.
-        newly_acked.sort(key=_pn)
 
         # RFC 9002 §5.1: a sample only when the largest acknowledged is newly acknowledged
         # and at least one newly acknowledged packet is ack-eliciting.
@@ -339,7 +350,7 @@ class LossRecovery(Generic[P]):
 
     def pto_period(self) -> float:
         """The current probe timeout including backoff: ``pto_duration * 2**pto_count``."""
-        return self.rtt.pto_duration() * (2.0 ** min(self.pto_count, _MAX_BACKOFF_EXPONENT))
+        return self.rtt.pto_duration() * (1 << min(self.pto_count, _MAX_BACKOFF_EXPONENT))
 
     def persistent_congestion_duration(self) -> float:
         """RFC 9002 §7.6.1: ``pto_duration * kPersistentCongestionThreshold`` (no backoff)."""

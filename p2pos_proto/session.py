@@ -372,9 +372,12 @@ class SecureSession:
     def get_timer(self) -> float | None:
         """When ``handle_timer`` next has work, or None."""
         best = self._retransmit_at
-        for t in (self._deadline, self._expires_at):
-            if t is not None and (best is None or t < best):
-                best = t
+        timer = self._deadline
+        if timer is not None and (best is None or timer < best):
+            best = timer
+        timer = self._expires_at
+        if timer is not None and (best is None or timer < best):
+            best = timer
         return best
 
     def handle_timer(self, now: float) -> None:
