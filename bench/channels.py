@@ -55,6 +55,8 @@ QUICK_TRANSFER_BYTES = 1 << 18
 #: One-way delay of the in-memory link, in simulated seconds: a 2 ms round trip, so
 #: packets are paced and acknowledged one by one as on a real path.
 LINK_DELAY = 0.001
+#: The bottleneck of the informational ACK-clocked case, bytes per simulated second (1 Gbit/s).
+BOTTLENECK_RATE = 125e6
 #: The application writes at most this much per ``send`` call.
 WRITE_CHUNK = 256 * 1024
 #: A transfer that needs more simulated time than this is stuck: the figures would be meaningless.
@@ -111,10 +113,22 @@ class Transfer:
     """
 
     def __init__(
-        self, channels: int, size: int, keys_a: LocalKeys, keys_b: LocalKeys, *, delay: float, active: int = 0
+        self,
+        channels: int,
+        size: int,
+        keys_a: LocalKeys,
+        keys_b: LocalKeys,
+        *,
+        delay: float,
+        active: int = 0,
+        rate: float | None = None,
     ) -> None:
         config = ChannelConfig(max_datagram_size=DATAGRAM, pmtu_probing=False, keepalive_interval=None)
         self.delay = delay
+        # A bottleneck each way (bytes per simulated second), or None for an infinitely fast link.
+        # Each step's datagrams leave back to back and arrive together when the last has crossed.
+        self.rate = rate
+        self._free_at = [0.0, 0.0]  # when the link a->b, b->a is free again
         self.size = size
         self.now = 0.0
         self.counters = Counters()
@@ -185,7 +199,7 @@ class Transfer:
         arrival or timer, arrivals are fed with ``receive_data`` and due timers fired.
         """
         a, resp, to_a, to_b, counters = self.a, self._responder, self._to_a, self._to_b, self.counters
-        delay = self.delay
+        delay, rate, free_at = self.delay, self.rate, self._free_at
         now = start = self.now
         while True:
             self.now = now
@@ -193,13 +207,21 @@ class Transfer:
             out = a.data_to_send(now)
             if out:
                 counters.a_to_b += len(out)
-                to_b.append((now + delay, out))
+                if rate is None:
+                    to_b.append((now + delay, out))
+                else:
+                    free_at[0] = max(now, free_at[0]) + sum(map(len, out)) / rate
+                    to_b.append((free_at[0] + delay, out))
             b = resp.conn
             if b is not None:
                 out = b.data_to_send(now)
                 if out:
                     counters.b_to_a += len(out)
-                    to_a.append((now + delay, out))
+                    if rate is None:
+                        to_a.append((now + delay, out))
+                    else:
+                        free_at[1] = max(now, free_at[1]) + sum(map(len, out)) / rate
+                        to_a.append((free_at[1] + delay, out))
             if finished:
                 return
             nxt = to_b[0][0] if to_b else None
@@ -320,6 +342,13 @@ def cases(size: int) -> list[Case]:
     ]
     out.append(
         Case(
+            "p2pos_1ch_1gbit_goodput_MBps",
+            "p2pos bulk, 1 channel, 1 Gbit/s bottleneck",
+            Transfer(1, size, keys_a, keys_b, delay=LINK_DELAY, rate=BOTTLENECK_RATE),
+        )
+    )
+    out.append(
+        Case(
             "p2pos_1ch_batched_goodput_MBps",
             "p2pos bulk, 1 channel, zero delay",
             Transfer(1, size, keys_a, keys_b, delay=0.0),
@@ -359,6 +388,7 @@ def ratios(figures: dict[str, float]) -> dict[str, float]:
         out[f"p2pos_{n}open_vs_1ch"] = ratio(f"p2pos_1of{n}open_goodput_MBps", one)
     for n in CHANNEL_COUNTS[1:]:
         out[f"p2pos_split{n}_vs_1ch"] = ratio(f"p2pos_split{n}_goodput_MBps", one)
+    out["p2pos_1ch_1gbit_vs_raw_aead"] = ratio("p2pos_1ch_1gbit_goodput_MBps", raw)
     out["p2pos_1ch_batched_vs_raw_aead"] = ratio("p2pos_1ch_batched_goodput_MBps", raw)
     return out
 

@@ -28,6 +28,7 @@ FIGURES = {
     "p2pos_split10_goodput_MBps",
     "p2pos_split100_goodput_MBps",
     "p2pos_split1000_goodput_MBps",
+    "p2pos_1ch_1gbit_goodput_MBps",
     "p2pos_1ch_batched_goodput_MBps",
 }
 TARGET_RATIOS = {"p2pos_1ch_vs_raw_aead", "p2pos_1000open_vs_1ch"}
@@ -37,6 +38,7 @@ RATIOS = TARGET_RATIOS | {
     "p2pos_split10_vs_1ch",
     "p2pos_split100_vs_1ch",
     "p2pos_split1000_vs_1ch",
+    "p2pos_1ch_1gbit_vs_raw_aead",
     "p2pos_1ch_batched_vs_raw_aead",
 }
 
