@@ -16,8 +16,10 @@ Why: the channel layer spends almost all its time in per-packet Python
 pure-Python core stays the reference: CI runs the test suite against both
 (``make test-compiled``), and ``make bench`` measures both.
 
-``session.py`` stays interpreted: tests and the vector generator subclass
-``SecureSession``, which a compiled class does not allow.
+``SecureSession`` (session.py) is compiled with ``allow_interpreted_subclasses``
+(the staged copy is marked, see ``SUBCLASSED``): tests and the vector generator
+subclass it.  ``errors.py`` and ``events.py`` stay interpreted: interpreted code
+subclasses their classes too.
 """
 
 from __future__ import annotations
