@@ -10,7 +10,8 @@
   set, ``dev`` otherwise.  Both drop the per-example deadline: crypto on a
   loaded machine is slow, and a flaky deadline is worse than a slow test.
 * ``COMPILED_CORE`` / ``ILL_TYPED``: whether the core's per-packet modules are
-  the mypyc-compiled ones (``make test-compiled``, tools/compile_core.py), and
+  the mypyc-compiled ones (``make test-compiled``: the wheel built with
+  ``P2POS_COMPILE=1``, setup.py and tools/compile_core.py), and
   the exceptions an ill-typed argument may raise: ``LocalProtocolError`` from
   the pure core's own checks, or already ``TypeError`` from a compiled one.
 * ``deterministic_random(seed)``: a ``RandomSource`` (``Callable[[int], bytes]``)

@@ -1,0 +1,35 @@
+"""The core is either wholly pure Python or wholly compiled (setup.py, tools/compile_core.py).
+
+``make test`` runs the suite twice: against the editable install (pure Python)
+and against the wheel built with ``P2POS_COMPILE=1`` (``make test-compiled``).
+In the second run every per-packet module must come from an extension: a
+module that silently fell back to its Python source would make the compiled
+run test the wrong thing, and a compiled install slower than promised.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from conftest import COMPILED_CORE, REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "tools"))
+import compile_core
+
+
+def test_the_per_packet_modules_are_all_pure_or_all_compiled() -> None:
+    modules = {name: importlib.import_module(f"p2pos.proto.{name}") for name in compile_core.COMPILED}
+    compiled = sorted(name for name, module in modules.items() if not str(module.__file__).endswith(".py"))
+    assert compiled == (sorted(modules) if COMPILED_CORE else [])
+
+
+def test_the_rest_of_the_core_stays_interpreted() -> None:
+    # Interpreted code subclasses their classes (tools/compile_core.py says why).
+    for name in ("errors", "events"):
+        assert str(importlib.import_module(f"p2pos.proto.{name}").__file__).endswith(".py")
+
+
+def test_the_compiled_modules_are_the_ones_with_python_sources() -> None:
+    sources = {path.stem for path in (REPO_ROOT / "p2pos_proto").glob("*.py")}
+    assert set(compile_core.COMPILED) <= sources
