@@ -10,6 +10,7 @@ run test the wrong thing, and a compiled install slower than promised.
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 
 from conftest import COMPILED_CORE, REPO_ROOT
@@ -33,3 +34,16 @@ def test_the_rest_of_the_core_stays_interpreted() -> None:
 def test_the_compiled_modules_are_the_ones_with_python_sources() -> None:
     sources = {path.stem for path in (REPO_ROOT / "p2pos_proto").glob("*.py")}
     assert set(compile_core.COMPILED) <= sources
+
+
+def test_the_core_needs_no_build_tool_at_run_time() -> None:
+    # A compiled install has the project's dependencies, not mypy's: mypy_extensions must not be
+    # imported at run time (the decorator that lets tests subclass SecureSession is compile-time only).
+    script = (
+        "import sys; sys.modules['mypy_extensions'] = None\n"
+        "import p2pos.proto\n"
+        "from p2pos.proto.session import SecureSession\n"
+        "type('Tapped', (SecureSession,), {})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr

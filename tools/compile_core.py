@@ -66,7 +66,7 @@ STAMP = "p2pos-compiled.txt"
 
 
 def _fingerprint() -> str:
-    sources = sorted((ROOT / "p2pos_proto").glob("*.py"))
+    sources = [*sorted((ROOT / "p2pos_proto").glob("*.py")), Path(__file__).resolve()]  # and this tool's own edits
     parts = [f"{path.name} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in sources]
     return "\n".join([sys.version, *parts, *COMPILED]) + "\n"
 
@@ -79,7 +79,10 @@ def _allow_subclasses(path: Path, cls: str) -> None:
         raise SystemExit(f"compile_core: expected one {header!r} in {path.name}")
     text = text.replace(header, f"@mypyc_attr(allow_interpreted_subclasses=True)\n{header}")
     future = "from __future__ import annotations\n"
-    text = text.replace(future, future + "\nfrom mypy_extensions import mypyc_attr\n", 1)
+    # Imported for mypyc only: the decorator is applied at compile time, and mypy_extensions need
+    # not be installed where the compiled core runs.
+    imports = "\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from mypy_extensions import mypyc_attr\n"
+    text = text.replace(future, future + imports, 1)
     path.write_text(text, encoding="utf-8")
 
 
