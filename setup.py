@@ -40,7 +40,7 @@ class BuildPyWithCompiledCore(build_py):
         import compile_core
 
         compile_core.build(CORE_BUILD)
-        for extension in CORE_BUILD.rglob("*.so"):
+        for extension in compile_core.extensions(CORE_BUILD):
             target = Path(self.build_lib) / extension.relative_to(CORE_BUILD)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(extension, target)

@@ -32,6 +32,7 @@ import argparse
 import shutil
 import subprocess
 import sys
+from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,12 +111,17 @@ def build(out: Path) -> None:
         raise SystemExit(f"compile_core: mypyc failed ({result.returncode})")
     init.unlink()
     shutil.rmtree(out / "build", ignore_errors=True)
-    built = sorted(path.name for path in package.glob("*.so"))
+    built = sorted(path.name for path in extensions(package))
     missing = [name for name in COMPILED if not any(so.startswith(name + ".") for so in built)]
     if missing:
         raise SystemExit(f"compile_core: no extension built for {missing}")
     stamp.write_text(fingerprint, encoding="utf-8")
     print(f"compile_core: {len(built)} modules compiled into {package}")
+
+
+def extensions(folder: Path) -> list[Path]:
+    """The extension modules under ``folder`` (``.so`` here, ``.pyd`` on Windows), the shared mypyc one included."""
+    return sorted(path for path in folder.rglob("*") if path.name.endswith(tuple(EXTENSION_SUFFIXES)))
 
 
 def main(argv: list[str] | None = None) -> int:
