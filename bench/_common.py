@@ -116,6 +116,31 @@ def run_rounds(contenders: Sequence[Contender], settings: Settings, *, log: Call
     return [Result(c, tuple(samples[c.key])) for c in contenders]
 
 
+def print_figures(results: Sequence[Result], *, width: int, value_width: int, digits: int) -> None:
+    """The figures table: each contender's median and how much its rounds spread."""
+    say("")
+    say(f"{'figure (median of rounds)':<{width}} {'value':>{value_width}}  unit          spread")
+    for r in results:
+        say(
+            f"{r.contender.label:<{width}} {r.median:>{value_width}.{digits}f}  {r.contender.unit:<12}  {r.spread:6.1%}"
+        )
+
+
+def print_ratios(ratios: dict[str, float], targets: dict[str, float], *, width: int, digits: int) -> dict[str, bool]:
+    """The ratios table, targets first marked met or MISSED; returns whether each target was met."""
+    met = {name: ratios[name] >= minimum for name, minimum in targets.items()}
+    say("")
+    say(f"{'ratio':<{width}} {'value':>8}  target")
+    for name, value in ratios.items():
+        if name in targets:
+            verdict = "met" if met[name] else "MISSED"
+            say(f"{name:<{width}} {value:>8.{digits}f}  >= {targets[name]:.{digits - 1}f}  {verdict}")
+        else:
+            say(f"{name:<{width}} {value:>8.{digits}f}  (informational)")
+    say(f"targets met: {sum(met.values())}/{len(met)}")
+    return met
+
+
 def say(line: str) -> None:
     """Human-readable output: stdout, flushed so progress shows while it runs."""
     print(line, flush=True)

@@ -25,7 +25,17 @@ import sys
 from collections.abc import Callable
 from importlib import metadata
 
-from _common import Contender, Result, Settings, emit_json, parse_settings, run_rounds, say
+from _common import (
+    Contender,
+    Result,
+    Settings,
+    emit_json,
+    parse_settings,
+    print_figures,
+    print_ratios,
+    run_rounds,
+    say,
+)
 from handshake_record import raw_aead
 
 from p2pos.proto import ErrorCode, Identity, LocalKeys, LocalProtocolError, SecureSession
@@ -191,6 +201,16 @@ class Transfer:
         self._drive(setup)
         return ids
 
+    def _put(self, queue: collections.deque[tuple[float, list[bytes]]], way: int, out: list[bytes], now: float) -> None:
+        """One step's datagrams onto the link (``way`` 0: a->b, 1: b->a): they arrive together after the delay.
+
+        With a bottleneck they leave back to back once the link is free, and arrive when the last has crossed.
+        """
+        departed = now
+        if self.rate is not None:
+            departed = self._free_at[way] = max(now, self._free_at[way]) + sum(map(len, out)) / self.rate
+        queue.append((departed + self.delay, out))
+
     def _drive(self, app: Callable[[], bool]) -> None:
         """Move both ends from event to event (as link.run_until does) until ``app()`` returns True.
 
@@ -199,7 +219,6 @@ class Transfer:
         arrival or timer, arrivals are fed with ``receive_data`` and due timers fired.
         """
         a, resp, to_a, to_b, counters = self.a, self._responder, self._to_a, self._to_b, self.counters
-        delay, rate, free_at = self.delay, self.rate, self._free_at
         now = start = self.now
         while True:
             self.now = now
@@ -207,21 +226,13 @@ class Transfer:
             out = a.data_to_send(now)
             if out:
                 counters.a_to_b += len(out)
-                if rate is None:
-                    to_b.append((now + delay, out))
-                else:
-                    free_at[0] = max(now, free_at[0]) + sum(map(len, out)) / rate
-                    to_b.append((free_at[0] + delay, out))
+                self._put(to_b, 0, out, now)
             b = resp.conn
             if b is not None:
                 out = b.data_to_send(now)
                 if out:
                     counters.b_to_a += len(out)
-                    if rate is None:
-                        to_a.append((now + delay, out))
-                    else:
-                        free_at[1] = max(now, free_at[1]) + sum(map(len, out)) / rate
-                        to_a.append((free_at[1] + delay, out))
+                    self._put(to_a, 1, out, now)
             if finished:
                 return
             nxt = to_b[0][0] if to_b else None
@@ -402,21 +413,9 @@ def _version(dist: str) -> str:
 
 def report(results: list[Result], settings: Settings, measured: list[Case]) -> dict[str, object]:
     figures = {r.contender.key: r.median for r in results}
-    say("")
-    say(f"{'figure (median of rounds)':<44} {'value':>10}  unit          spread")
-    for r in results:
-        say(f"{r.contender.label:<44} {r.median:>10.2f}  {r.contender.unit:<12}  {r.spread:6.1%}")
+    print_figures(results, width=44, value_width=10, digits=2)
     computed = ratios(figures)
-    met = {name: computed[name] >= minimum for name, minimum in TARGETS.items()}
-    say("")
-    say(f"{'ratio':<44} {'value':>8}  target")
-    for name, value in computed.items():
-        if name in TARGETS:
-            verdict = "met" if met[name] else "MISSED"
-            say(f"{name:<44} {value:>8.3f}  >= {TARGETS[name]:.2f}  {verdict}")
-        else:
-            say(f"{name:<44} {value:>8.3f}  (informational)")
-    say(f"targets met: {sum(met.values())}/{len(met)}")
+    met = print_ratios(computed, TARGETS, width=44, digits=3)
     say("")
     say("datagrams per transfer (a->b data, b->a mostly ACKs) and the state reached:")
     details: dict[str, dict[str, float]] = {}

@@ -21,7 +21,17 @@ from collections.abc import Callable
 from importlib import metadata
 
 import nacl.bindings
-from _common import Contender, Result, Settings, emit_json, parse_settings, run_rounds, say
+from _common import (
+    Contender,
+    Result,
+    Settings,
+    emit_json,
+    parse_settings,
+    print_figures,
+    print_ratios,
+    run_rounds,
+    say,
+)
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from noise.connection import Keypair, NoiseConnection
@@ -365,21 +375,9 @@ def _version(dist: str) -> str:
 
 def report(results: list[Result], settings: Settings) -> dict[str, object]:
     figures = {r.contender.key: r.median for r in results}
-    say("")
-    say(f"{'figure (median of rounds)':<42} {'value':>12}  unit          spread")
-    for r in results:
-        say(f"{r.contender.label:<42} {r.median:>12.1f}  {r.contender.unit:<12}  {r.spread:6.1%}")
+    print_figures(results, width=42, value_width=12, digits=1)
     computed = ratios(figures)
-    met = {name: computed[name] >= minimum for name, minimum in TARGETS.items()}
-    say("")
-    say(f"{'ratio':<42} {'value':>8}  target")
-    for name, value in computed.items():
-        if name in TARGETS:
-            verdict = "met" if met[name] else "MISSED"
-            say(f"{name:<42} {value:>8.2f}  >= {TARGETS[name]:.1f}  {verdict}")
-        else:
-            say(f"{name:<42} {value:>8.2f}  (informational)")
-    say(f"targets met: {sum(met.values())}/{len(met)}")
+    met = print_ratios(computed, TARGETS, width=42, digits=2)
     return {
         "bench": "handshake_record",
         "figures": {k: round(v, 3) for k, v in figures.items()},
