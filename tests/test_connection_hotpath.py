@@ -13,7 +13,7 @@ from __future__ import annotations
 from chan_helpers import Pair, TappedSession, digest, one_way, payload
 
 from p2pos.proto import frames as fr
-from p2pos.proto.connection import ChannelConfig, ConnectionState
+from p2pos.proto.connection import ChannelConfig, Connection, ConnectionState
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.events import ChannelDataAvailable, ConnectionClosed
 from p2pos.proto.link import LinkConfig
@@ -28,6 +28,12 @@ def _open_pair() -> tuple[Pair, int]:
     pair.run(pair.now + 0.5)
     assert bytes(pair.b.received[channel_id]) == b"hello"
     return pair, channel_id
+
+
+def _close_code(conn: Connection) -> ErrorCode | None:
+    """The code of the first ConnectionClosed the connection queued, if any."""
+    closed = [e for e in conn._events if isinstance(e, ConnectionClosed)]
+    return closed[0].code if closed else None
 
 
 def test_stream_frames_followed_by_other_frames_are_all_handled() -> None:
@@ -61,8 +67,7 @@ def test_a_bad_frame_after_stream_frames_closes_before_any_data_is_taken() -> No
     b._on_packet(10**6, plaintext, pair.now)
     assert b.state is not ConnectionState.READY
     assert recv.window.highest_received == before and recv.readable == 0
-    closed = [e for e in b._events if isinstance(e, ConnectionClosed)]
-    assert closed and closed[0].code is ErrorCode.PROTOCOL_VIOLATION
+    assert _close_code(b) is ErrorCode.PROTOCOL_VIOLATION
     assert not any(isinstance(e, ChannelDataAvailable) for e in b._events)
 
 
@@ -93,8 +98,7 @@ def test_a_bad_frame_after_an_ack_closes_before_the_ack_is_taken() -> None:
     a._on_packet(10**6, plaintext, pair.now + 0.02)
     assert a.state is not ConnectionState.READY
     assert a.recovery.outstanding_count == outstanding
-    closed = [e for e in a._events if isinstance(e, ConnectionClosed)]
-    assert closed and closed[0].code is ErrorCode.PROTOCOL_VIOLATION
+    assert _close_code(a) is ErrorCode.PROTOCOL_VIOLATION
 
 
 def test_a_flow_control_violation_on_the_hot_path_closes_the_connection() -> None:
@@ -105,8 +109,7 @@ def test_a_flow_control_violation_on_the_hot_path_closes_the_connection() -> Non
     beyond = recv.window.limit
     plaintext = fr.encode_frame(fr.Stream(channel_id=channel_id, offset=beyond, data=b"x", fin=False))
     b._on_packet(10**6, plaintext, pair.now)
-    closed = [e for e in b._events if isinstance(e, ConnectionClosed)]
-    assert closed and closed[0].code is ErrorCode.FLOW_CONTROL_ERROR
+    assert _close_code(b) is ErrorCode.FLOW_CONTROL_ERROR
 
 
 def test_acks_ride_along_only_when_something_new_arrived() -> None:
