@@ -6,7 +6,7 @@ Run ``python bench/channels.py`` (about a minute), ``--quick`` for a smoke run,
 figure means and which targets apply.  The last line of stdout is one JSON
 object: ``{"bench": "channels", "figures": {...}, "ratios": {...}, ...}``.
 
-Two ``Connection``s (p2pos.proto.connection) live in this process and hand
+Two ``Connection``s (p2pos.proto.channels.connection) live in this process and hand
 their 1200-byte datagrams to each other through a lossless in-memory link with
 a fixed delay, on a simulated clock: no sockets, no sleeping.  The figures are
 wall-clock time (``time.perf_counter``) of both ends together, so they measure
@@ -39,7 +39,7 @@ from _common import (
 from handshake_record import raw_aead
 
 from p2pos.proto import ErrorCode, Identity, LocalKeys, LocalProtocolError, SecureSession
-from p2pos.proto.connection import ChannelConfig, Connection, ConnectionState
+from p2pos.proto.channels.connection import ChannelConfig, Connection, ConnectionState
 from p2pos.proto.events import (
     ChannelDataAvailable,
     ChannelOpened,
@@ -47,8 +47,8 @@ from p2pos.proto.events import (
     ChannelWritable,
     ConnectionReady,
 )
-from p2pos.proto.prng import Prng
-from p2pos.proto.record import OVERHEAD as RECORD_OVERHEAD
+from p2pos.proto.session.record import OVERHEAD as RECORD_OVERHEAD
+from p2pos.proto.simulation.prng import Prng
 
 #: UDP payload of every datagram (PMTU probing off, so the path MTU stays there).
 DATAGRAM = 1200
@@ -455,7 +455,7 @@ def report(results: list[Result], settings: Settings, measured: list[Case]) -> d
 
 def core_build() -> str:
     """Which core this run measured: ``"compiled"`` (tools/compile_core.py, mypyc) or ``"python"``."""
-    from p2pos.proto import connection
+    from p2pos.proto.channels import connection
 
     return "python" if connection.__file__.endswith(".py") else "compiled"
 

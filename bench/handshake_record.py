@@ -37,9 +37,9 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from noise.connection import Keypair, NoiseConnection
 
 from p2pos.proto import HandshakeCompleted, Identity, LocalKeys, MessageReceived, SecureSession, SessionConfig
-from p2pos.proto.handshake import PROLOGUE, BindingCache
-from p2pos.proto.record import HEADER_LEN, RecordReceiver, RecordSender
-from p2pos.proto.wire import PacketType
+from p2pos.proto.handshake.handshake import PROLOGUE, BindingCache
+from p2pos.proto.session.record import HEADER_LEN, RecordReceiver, RecordSender
+from p2pos.proto.session.wire import PacketType
 
 SIZES = (1200, 16384)
 NOISE_XX = b"Noise_XX_25519_ChaChaPoly_BLAKE2b"
@@ -240,7 +240,7 @@ def raw_aead(size: int) -> Callable[[], None]:
 def pynacl_aead(size: int) -> Callable[[], None]:
     """PyNaCl's (libsodium's) ChaCha20-Poly1305 binding, same inputs as ``raw_aead``.
 
-    Informational: it backs the claim in p2pos_proto/crypto.py that the record
+    Informational: it backs the claim in p2pos_proto/identity/crypto.py that the record
     layer is faster on cryptography's AEAD than on this one.
     """
     key = os.urandom(32)

@@ -8,9 +8,9 @@ included, retransmissions counted; whatever would exceed that is not sent.
 
 from __future__ import annotations
 
-from p2pos.proto.noise import Pattern
-from p2pos.proto.payload import F_PADDING, decode_fields_untrusted
-from p2pos.proto.wire import PacketType, encode_finish
+from p2pos.proto.handshake.noise import Pattern
+from p2pos.proto.handshake.payload import F_PADDING, decode_fields_untrusted
+from p2pos.proto.session.wire import PacketType, encode_finish
 
 from .checks import CaseFailed, expect, expect_eq
 from .iut import Iut

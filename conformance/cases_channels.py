@@ -2,7 +2,7 @@
 
 The IUT runs its channel layer over a session (``conn_session``, spec/conformance.md
 §3.7); the runner completes the handshake with ``establish`` and then plays the
-peer itself: it builds frames with ``p2pos.proto.frames``, seals them into DATA
+peer itself: it builds frames with ``p2pos.proto.channels.frames``, seals them into DATA
 records with the ``Link``'s keys, and opens and parses the IUT's records.  So the
 cases check the frames and CLOSE codes the IUT sends, not its internal state.
 The IUT is the session responder unless a case says otherwise, so it opens odd
@@ -15,9 +15,9 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
-from p2pos.proto import frames as ch
+from p2pos.proto.channels import frames as ch
 from p2pos.proto.errors import ErrorCode, ProtocolError
-from p2pos.proto.wire import PacketType
+from p2pos.proto.session.wire import PacketType
 
 from .checks import CaseFailed, expect, expect_eq, short
 from .iut import Iut

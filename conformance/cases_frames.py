@@ -2,7 +2,7 @@
 
 The IUT encodes frames given in the JSON form of spec/conformance.md §3.6
 (``frames_encode``) and decodes packets (``frames_decode``).  Expected bytes
-come from the reference core (``p2pos.proto.frames``); the IUT's decoded
+come from the reference core (``p2pos.proto.channels.frames``); the IUT's decoded
 frames are read back here (``_from_json``) and compared as frames, with
 consecutive PADDING frames merged, since an IUT may report them one by one.
 Ids are ``frame/ch/N``: ``frame/N`` belongs to the stream framer (framing.md).
@@ -14,8 +14,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from p2pos.proto import frames as ch
-from p2pos.proto.varint import MAX_VARINT
+from p2pos.proto.channels import frames as ch
+from p2pos.proto.common.varint import MAX_VARINT
 
 from .checks import CaseFailed, expect_eq, short, unhex
 from .iut import Iut

@@ -12,8 +12,8 @@ import re
 from typing import Any
 
 from p2pos.proto import HandshakeCompleted, SecureSession, SessionConfig
-from p2pos.proto.noise import Pattern
-from p2pos.proto.wire import PacketType
+from p2pos.proto.handshake.noise import Pattern
+from p2pos.proto.session.wire import PacketType
 
 from .checks import CaseFailed, expect, expect_eq, unhex
 from .iut import Iut

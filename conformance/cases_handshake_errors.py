@@ -12,9 +12,9 @@ from __future__ import annotations
 from typing import Any
 
 from p2pos.proto.errors import ErrorCode
-from p2pos.proto.noise import Pattern
-from p2pos.proto.payload import F_SESSION_INDEX, F_VERSIONS
-from p2pos.proto.wire import PacketType, encode_finish, encode_init, encode_response
+from p2pos.proto.handshake.noise import Pattern
+from p2pos.proto.handshake.payload import F_SESSION_INDEX, F_VERSIONS
+from p2pos.proto.session.wire import PacketType, encode_finish, encode_init, encode_response
 
 from .checks import expect, expect_eq
 from .iut import Iut

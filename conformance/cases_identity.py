@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from p2pos.proto import crypto
-from p2pos.proto.identity import Identity, SignedRecord
-from p2pos.proto.peer_id import b32encode
+from p2pos.proto.identity import crypto
+from p2pos.proto.identity.identity import Identity, SignedRecord
+from p2pos.proto.identity.peer_id import b32encode
 
 from .checks import expect, expect_eq, unhex
 from .iut import Iut

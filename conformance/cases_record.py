@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from p2pos.proto.noise import Pattern
-from p2pos.proto.wire import PacketType, encode_finish
+from p2pos.proto.handshake.noise import Pattern
+from p2pos.proto.session.wire import PacketType, encode_finish
 
 from .checks import expect, expect_eq, unhex
 from .iut import Iut

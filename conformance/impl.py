@@ -42,11 +42,10 @@ from p2pos.proto import (
     SessionState,
     SignedRecord,
     StreamFramer,
-    crypto,
     frame,
 )
-from p2pos.proto import frames as ch
-from p2pos.proto.connection import ChannelConfig, Connection
+from p2pos.proto.channels import frames as ch
+from p2pos.proto.channels.connection import ChannelConfig, Connection
 from p2pos.proto.events import (
     ChannelClosed,
     ChannelDataAvailable,
@@ -62,7 +61,8 @@ from p2pos.proto.events import (
     ConnectionReady,
     PingAcknowledged,
 )
-from p2pos.proto.identity import verify
+from p2pos.proto.identity import crypto
+from p2pos.proto.identity.identity import verify
 
 Json = dict[str, Any]
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SessionConfig)} - {"capabilities", "prologue"}

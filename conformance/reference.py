@@ -17,12 +17,10 @@ import functools
 import hashlib
 from typing import Any
 
-from p2pos.proto import crypto
 from p2pos.proto.errors import ProtocolError
-from p2pos.proto.handshake import PROLOGUE, LocalKeys, verify_peer_payload_untrusted
-from p2pos.proto.identity import DOMAIN_NOISE_STATIC, Identity
-from p2pos.proto.noise import HandshakeState, Pattern
-from p2pos.proto.payload import (
+from p2pos.proto.handshake.handshake import PROLOGUE, LocalKeys, verify_peer_payload_untrusted
+from p2pos.proto.handshake.noise import HandshakeState, Pattern
+from p2pos.proto.handshake.payload import (
     CAP_MAX_RECORD_PLAINTEXT,
     F_CAPABILITIES,
     F_IDENTITY_KEY,
@@ -35,9 +33,11 @@ from p2pos.proto.payload import (
     HandshakePayload,
     encode_fields,
 )
-from p2pos.proto.peer_id import PeerId
-from p2pos.proto.record import MAX_PLAINTEXT
-from p2pos.proto.wire import (
+from p2pos.proto.identity import crypto
+from p2pos.proto.identity.identity import DOMAIN_NOISE_STATIC, Identity
+from p2pos.proto.identity.peer_id import PeerId
+from p2pos.proto.session.record import MAX_PLAINTEXT
+from p2pos.proto.session.wire import (
     RECORD_HEADER,
     PacketType,
     encode_finish,

@@ -4,8 +4,9 @@ No sockets, no clock, no randomness of its own: time comes in as ``now``
 arguments and randomness through injectable ``random`` callables.
 """
 
-from .connection import ChannelConfig, Connection, ConnectionState
-from .endpoint import Endpoint
+from .channels.connection import ChannelConfig, Connection, ConnectionState
+from .channels.frames import ChannelKind
+from .endpoint.endpoint import Endpoint
 from .errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from .events import (
     ChannelClosed,
@@ -26,12 +27,11 @@ from .events import (
     PingAcknowledged,
     SessionClosed,
 )
-from .frames import ChannelKind
-from .framing import StreamFramer, frame
-from .handshake import LocalKeys, short_authentication_string
-from .identity import Identity, SignedRecord
-from .peer_id import InvalidPeerId, PeerId
-from .session import SecureSession, SessionConfig, SessionState
+from .handshake.handshake import LocalKeys, short_authentication_string
+from .identity.identity import Identity, SignedRecord
+from .identity.peer_id import InvalidPeerId, PeerId
+from .session.framing import StreamFramer, frame
+from .session.session import SecureSession, SessionConfig, SessionState
 
 __all__ = [
     "ChannelClosed",

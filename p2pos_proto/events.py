@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import ErrorCode
-from .peer_id import PeerId
+from .identity.peer_id import PeerId
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,8 +26,9 @@ from collections.abc import Callable
 from helpers import make_keys
 
 from p2pos.proto import RemoteProtocolError, SecureSession
-from p2pos.proto.channel import ChannelState
-from p2pos.proto.connection import ChannelConfig, Connection
+from p2pos.proto.channels.channel import ChannelState
+from p2pos.proto.channels.connection import ChannelConfig, Connection
+from p2pos.proto.channels.frames import Frame, parse_frames_untrusted
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.events import (
     ChannelClosed,
@@ -38,10 +39,9 @@ from p2pos.proto.events import (
     ChannelWritable,
     HandshakeCompleted,
 )
-from p2pos.proto.frames import Frame, parse_frames_untrusted
-from p2pos.proto.framing import StreamFramer, frame
-from p2pos.proto.link import LinkConfig, LinkEmulator, run_until
-from p2pos.proto.prng import Prng
+from p2pos.proto.session.framing import StreamFramer, frame
+from p2pos.proto.simulation.link import LinkConfig, LinkEmulator, run_until
+from p2pos.proto.simulation.prng import Prng
 
 KEYS_A = make_keys("channels-a")
 KEYS_B = make_keys("channels-b")

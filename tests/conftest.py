@@ -45,7 +45,7 @@ RandomSource = Callable[[int], bytes]
 
 
 def _compiled_core() -> bool:
-    from p2pos.proto import connection
+    from p2pos.proto.channels import connection
 
     return not connection.__file__.endswith(".py")
 

@@ -23,8 +23,8 @@ from typing import TypeVar
 
 from p2pos.proto import Endpoint, Identity, LocalKeys, RemoteProtocolError, SecureSession, SessionConfig
 from p2pos.proto.events import Event, HandshakeCompleted, MessageReceived, SessionClosed
-from p2pos.proto.peer_id import PeerId
-from p2pos.proto.wire import PacketType
+from p2pos.proto.identity.peer_id import PeerId
+from p2pos.proto.session.wire import PacketType
 
 _E = TypeVar("_E", HandshakeCompleted, MessageReceived, SessionClosed)
 

@@ -36,40 +36,46 @@ from importlib.machinery import EXTENSION_SUFFIXES
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The modules on the per-packet path of the channel layer (and what they call per packet).
+#: The modules on the per-packet path of the channel layer (and what they call per packet), as
+#: dotted names under ``p2pos.proto``.
 COMPILED = (
-    "acks",
-    "bbr",
-    "channel",
-    "congestion",
-    "connection",
-    "delivery",
-    "flow",
-    "frames",
-    "pacing",
-    "pmtu",
-    "ranges",
-    "receiving",
-    "record",
-    "recovery",
-    "recvbuf",
-    "replay",
-    "rtt",
-    "sendbuf",
-    "sending",
-    "session",
-    "varint",
+    "channels.channel",
+    "channels.connection",
+    "channels.flow",
+    "channels.frames",
+    "channels.receiving",
+    "channels.recvbuf",
+    "channels.sendbuf",
+    "channels.sending",
+    "common.ranges",
+    "common.varint",
+    "recovery.acks",
+    "recovery.bbr",
+    "recovery.congestion",
+    "recovery.delivery",
+    "recovery.pacing",
+    "recovery.pmtu",
+    "recovery.recovery",
+    "recovery.rtt",
+    "session.record",
+    "session.replay",
+    "session.session",
 )
 #: Compiled classes that tests (and the vector generator) subclass: mypyc must allow that.
-SUBCLASSED = {"session": "SecureSession"}
+SUBCLASSED = {"session.session": "SecureSession"}
 #: A file in ``OUT`` that says what was compiled from which sources (the build is skipped when current).
 STAMP = "p2pos-compiled.txt"
 
 
 def _fingerprint() -> str:
-    sources = [*sorted((ROOT / "p2pos_proto").glob("*.py")), Path(__file__).resolve()]  # and this tool's own edits
-    parts = [f"{path.name} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in sources]
+    sources = [*sorted((ROOT / "p2pos_proto").rglob("*.py")), Path(__file__).resolve()]  # and this tool's own edits
+    parts = [f"{path.relative_to(ROOT)} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in sources]
     return "\n".join([sys.version, *parts, *COMPILED]) + "\n"
+
+
+def _path(module: str) -> str:
+    """``channels.connection`` -> ``channels/connection``: a compiled module's path under the package."""
+    return module.replace(".", "/")
 
 
 def _allow_subclasses(path: Path, cls: str) -> None:
@@ -102,8 +108,8 @@ def build(out: Path) -> None:
     init = out / "p2pos" / "__init__.py"
     init.write_text("", encoding="utf-8")
     for module, cls in SUBCLASSED.items():
-        _allow_subclasses(package / f"{module}.py", cls)
-    sources = [f"p2pos/proto/{name}.py" for name in COMPILED]
+        _allow_subclasses(package / f"{_path(module)}.py", cls)
+    sources = [f"p2pos/proto/{_path(name)}.py" for name in COMPILED]
     command = [sys.executable, "-m", "mypyc", *sources]
     result = subprocess.run(command, cwd=out, capture_output=True, text=True, check=False)
     if result.returncode != 0:
@@ -111,8 +117,8 @@ def build(out: Path) -> None:
         raise SystemExit(f"compile_core: mypyc failed ({result.returncode})")
     init.unlink()
     shutil.rmtree(out / "build", ignore_errors=True)
-    built = sorted(path.name for path in extensions(package))
-    missing = [name for name in COMPILED if not any(so.startswith(name + ".") for so in built)]
+    built = sorted(str(path.relative_to(package)) for path in extensions(package))
+    missing = [name for name in COMPILED if not any(so.startswith(_path(name) + ".") for so in built)]
     if missing:
         raise SystemExit(f"compile_core: no extension built for {missing}")
     stamp.write_text(fingerprint, encoding="utf-8")

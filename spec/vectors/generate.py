@@ -10,7 +10,7 @@ the same on every run.  Fixed keys are derived from a readable label with
 ``BLAKE2b-256("p2pos test vector: " || label)``; each file lists both the label
 and the resulting bytes, so an implementation never needs the derivation.
 
-``build_vectors()`` returns ``{file name: JSON text}``; tests/test_spec_vectors.py
+``build_vectors()`` returns ``{file name: JSON text}``; tests/spec/test_spec_vectors.py
 compares it with the committed files and consumes the files independently.
 """
 
@@ -25,11 +25,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from p2pos.proto import crypto
 from p2pos.proto.errors import ErrorCode, ProtocolError
 from p2pos.proto.events import Event, HandshakeCompleted, MessageReceived, SessionClosed
-from p2pos.proto.framing import StreamFramer, frame
-from p2pos.proto.handshake import (
+from p2pos.proto.handshake.handshake import (
     MIN_INIT_SIZE,
     PROLOGUE,
     LocalKeys,
@@ -38,20 +36,22 @@ from p2pos.proto.handshake import (
     short_authentication_string,
     with_identity,
 )
-from p2pos.proto.identity import (
+from p2pos.proto.handshake.noise import HandshakeState, Pattern, protocol_name
+from p2pos.proto.handshake.payload import CAP_MAX_RECORD_PLAINTEXT, HandshakePayload, encode_fields
+from p2pos.proto.identity import crypto
+from p2pos.proto.identity.identity import (
     DOMAIN_NOISE_STATIC,
     Identity,
     SignedRecord,
     signed_message,
     verify,
 )
-from p2pos.proto.noise import HandshakeState, Pattern, protocol_name
-from p2pos.proto.payload import CAP_MAX_RECORD_PLAINTEXT, HandshakePayload, encode_fields
-from p2pos.proto.peer_id import InvalidPeerId, PeerId, b32encode
-from p2pos.proto.record import RecordReceiver, RecordSender
-from p2pos.proto.replay import ReplayWindow
-from p2pos.proto.session import SecureSession, SessionConfig
-from p2pos.proto.wire import RECORD_HEADER, PacketType, parse_handshake_untrusted
+from p2pos.proto.identity.peer_id import InvalidPeerId, PeerId, b32encode
+from p2pos.proto.session.framing import StreamFramer, frame
+from p2pos.proto.session.record import RecordReceiver, RecordSender
+from p2pos.proto.session.replay import ReplayWindow
+from p2pos.proto.session.session import SecureSession, SessionConfig
+from p2pos.proto.session.wire import RECORD_HEADER, PacketType, parse_handshake_untrusted
 
 VECTORS_DIR = Path(__file__).resolve().parent
 Json = dict[str, Any]

@@ -13,7 +13,7 @@ indices are fixed; ephemerals and every random source come from seeded
 each step one side receives a datagram, handles its timer, or makes one
 application call, then its ``data_to_send`` and ``next_event`` are drained.
 Every step is written down, so it can be replayed into fresh connections
-(tests/test_channel_vectors.py does), and every datagram is listed with, for
+(tests/channels/test_channel_vectors.py does), and every datagram is listed with, for
 DATA records, the plaintext its receiver decrypted and the frames it holds
 (JSON form of spec/conformance.md §3.6).  ``build_vectors()`` returns
 ``{file name: JSON text}`` as ``generate.py`` does.
@@ -32,16 +32,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from p2pos.proto.connection import ChannelConfig, Connection
+from p2pos.proto.channels.connection import ChannelConfig, Connection
+from p2pos.proto.channels.frames import ChannelKind, Frame, parse_frames_untrusted
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.events import MessageReceived
-from p2pos.proto.frames import ChannelKind, Frame, parse_frames_untrusted
-from p2pos.proto.handshake import LocalKeys
-from p2pos.proto.identity import Identity
-from p2pos.proto.peer_id import PeerId
-from p2pos.proto.prng import Prng
-from p2pos.proto.session import SecureSession
-from p2pos.proto.wire import PacketType
+from p2pos.proto.handshake.handshake import LocalKeys
+from p2pos.proto.identity.identity import Identity
+from p2pos.proto.identity.peer_id import PeerId
+from p2pos.proto.session.session import SecureSession
+from p2pos.proto.session.wire import PacketType
+from p2pos.proto.simulation.prng import Prng
 
 VECTORS_DIR = Path(__file__).resolve().parent
 Json = dict[str, Any]
@@ -347,7 +347,7 @@ def channel_vectors() -> Json:
             "and RESETs (bob answers with his RESET and final size). Keys are those of handshake_xx.json "
             "(labels hashed as in generate.py); session indices are fixed; each side's random source is "
             "Prng(random_prng_seed) and its ephemeral private key the first 32 bytes of "
-            "Prng(ephemeral_prng_seed) (p2pos_proto/prng.py, xoshiro256**). The link is perfect with a fixed "
+            "Prng(ephemeral_prng_seed) (p2pos_proto/simulation/prng.py, xoshiro256**). The link is perfect with a fixed "
             "one-way delay. 'steps' are replayable in order: 'initiate' creates alice's session and Connection, "
             "bob's first 'receive' creates his with SecureSession.respond_untrusted, 'handle_timer' is called "
             "at the time given, other actions are application calls with 'args' (bytes in hex, codes by name) "

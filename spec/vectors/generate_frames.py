@@ -8,7 +8,7 @@ Run from the repository root::
 Nothing here is random, so the output is the same on every run.  Frames are
 written in the JSON form of spec/conformance.md §3.6 (``frame_to_json``).
 ``build_vectors()`` returns ``{file name: JSON text}`` as ``generate.py`` does;
-tests/test_frames.py compares it with the committed file and consumes the file
+tests/channels/test_frames.py compares it with the committed file and consumes the file
 independently.
 """
 
@@ -24,9 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from p2pos.proto import varint
-from p2pos.proto.errors import ErrorCode, ProtocolError
-from p2pos.proto.frames import (
+from p2pos.proto.channels.frames import (
     Accept,
     Ack,
     ChannelBlocked,
@@ -49,6 +47,8 @@ from p2pos.proto.frames import (
     encode_frames,
     parse_frames_untrusted,
 )
+from p2pos.proto.common import varint
+from p2pos.proto.errors import ErrorCode, ProtocolError
 
 VECTORS_DIR = Path(__file__).resolve().parent
 Json = dict[str, Any]

@@ -1,0 +1,338 @@
+"""The connection's receive path: packets and frames from the peer (spec/channels.md §2-§4, flow.md §3).
+
+``ReceivePath`` is the half of ``Connection`` that turns an authenticated
+packet into state changes and events: it parses every frame of a packet before
+acting on any (frames.md §5), records the packet for acknowledgement
+(channels.md §4), and hands each frame to its handler.  A packet that starts
+with STREAM frames, the bulk of any transfer, takes a shorter path without
+``Stream`` objects, and one that starts with an ACK (what a data sender mostly
+receives) one without an ``Ack`` object.  Frames that break a rule raise ``RemoteProtocolError``,
+which closes the connection with the frame's error code (channels.md §11).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from ..common.ranges import RangeSet
+from ..errors import ErrorCode, RemoteProtocolError, channel_code_from_wire
+from ..events import (
+    ChannelDataAvailable,
+    ChannelEnded,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelRefused,
+    ChannelRequested,
+    ChannelReset,
+)
+from . import frames as fr
+from .channel import Channel, ChannelInput, ChannelState
+from .sending import SendPath
+
+#: Channels the peer may open before our first MAX_CHANNELS arrives (spec/channels.md §2).
+INITIAL_MAX_CHANNELS: Final = 100
+#: The frame types that start a packet taking the STREAM hot path.
+_STREAM_TYPE_VALUES: Final = (int(fr.FrameType.STREAM), int(fr.FrameType.STREAM_FIN))
+_ACK_TYPE: Final = int(fr.FrameType.ACK)
+# Enum members read on every packet, as module constants (an enum member is a class attribute lookup).
+_OPENING: Final = ChannelState.OPENING
+_CLOSED: Final = ChannelState.CLOSED
+
+
+class ReceivePath(SendPath):
+    """Packets and frames from the peer; ``Connection`` derives from it.
+
+    One chain of single inheritance (``SendPath`` <- ``ReceivePath`` <-
+    ``Connection``) rather than two mixins, so that mypyc can compile it.
+    """
+
+    # The send path declares the attributes both halves use.
+    _next_channel: int
+    _peer_parity: int
+    _peer_seen: RangeSet
+    _peer_open: int
+    _peer_max_channels: int
+    _peer_max_known: bool
+    _max_channels: int
+    _reset_unsettled: dict[int, tuple[int, int]]
+
+    def _closed(self) -> bool:
+        raise NotImplementedError
+
+    def _new_channel(
+        self, channel_id: int, kind: fr.ChannelKind, service: str, state: ChannelState, now: float, *, retrans: int
+    ) -> Channel:
+        raise NotImplementedError
+
+    def _forget(self, channel: Channel) -> None:
+        raise NotImplementedError
+
+    def _peer_channel_done(self) -> None:
+        raise NotImplementedError
+
+    def _release_receive(self, channel: Channel) -> None:
+        raise NotImplementedError
+
+    def reset_channel(self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.APPLICATION_CLOSE) -> None:
+        raise NotImplementedError
+
+    def _on_packet(self, pn: int, plaintext: bytes, now: float) -> None:
+        if self._closed():
+            return
+        self._last_received = now
+        try:
+            if plaintext and plaintext[0] in _STREAM_TYPE_VALUES:
+                self._on_stream_packet(pn, plaintext, now)
+                return
+            if plaintext and plaintext[0] == _ACK_TYPE and not self.reliable:
+                self._on_ack_packet(pn, plaintext, now)
+                return
+            frames = fr.parse_frames_untrusted(plaintext)
+            self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
+            for frame in frames:
+                self._on_frame(frame, now)
+        except RemoteProtocolError as exc:
+            self._abort(exc.code, str(exc), now)
+
+    def _on_stream_packet(self, pn: int, plaintext: bytes, now: float) -> None:
+        """The hot path for a packet that starts with STREAM frames (bulk data): no ``Stream`` objects.
+
+        As for any packet, every frame is parsed before any is processed.
+        """
+        end = len(plaintext)
+        channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, 0)
+        if pos == end:  # one STREAM frame: the bulk of any transfer
+            self._record_packet(pn, True, (), now)
+            channel = self._peer_frame_channel(channel_id)
+            if channel is not None:
+                self._on_stream(channel, offset, data, fin)
+            return
+        streams = [(channel_id, offset, data, fin)]
+        while pos < end and plaintext[pos] in _STREAM_TYPE_VALUES:
+            channel_id, offset, data, fin, pos = fr.parse_stream_untrusted(plaintext, pos)
+            streams.append((channel_id, offset, data, fin))
+        rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < end else []
+        self._record_packet(pn, True, rest, now)
+        for channel_id, offset, data, fin in streams:
+            channel = self._peer_frame_channel(channel_id)
+            if channel is not None:
+                self._on_stream(channel, offset, data, fin)
+        for frame in rest:
+            self._on_frame(frame, now)
+
+    def _on_ack_packet(self, pn: int, plaintext: bytes, now: float) -> None:
+        """The hot path for a packet that starts with an ACK (the data sender's return path): no ``Ack`` object.
+
+        As for any packet, every frame is parsed before any is processed.
+        """
+        ranges, ack_delay, pos = fr.parse_ack_untrusted(plaintext, 0)
+        rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < len(plaintext) else []
+        self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in rest), rest, now)
+        self._on_ack(ranges, ack_delay, now)
+        for frame in rest:
+            self._on_frame(frame, now)
+
+    def _record_packet(self, pn: int, eliciting: bool, frames: Sequence[fr.Frame], now: float) -> None:
+        """Note a packet for acknowledgement (channels.md §4).
+
+        On a reliable carrier only a packet holding a PING is acknowledged, so
+        that the peer gets its RTT sample (channels.md §10).
+        """
+        if not self.reliable:
+            self.acks.on_packet(pn, eliciting, now)
+        elif any(isinstance(frame, fr.Ping) for frame in frames):
+            self.acks.on_packet(pn, True, now)
+
+    def _on_frame(self, frame: fr.Frame, now: float) -> None:
+        match frame:
+            case fr.Ack():
+                if self.reliable:
+                    self._on_reliable_ack(frame, now)
+                else:
+                    self._on_ack(frame.ranges(), frame.ack_delay, now)
+            case fr.Padding() | fr.Ping():
+                pass
+            case fr.Open():
+                self._on_open(frame, now)
+            case fr.Accept():
+                channel = self._own_channel(frame.channel_id)
+                if channel is not None:
+                    self._implicitly_accepted(channel)
+                    if channel.credit.update_limit(frame.initial_max_data):
+                        self._mark_sendable(channel)
+            case fr.Refuse():
+                channel = self._own_channel(frame.channel_id)
+                if channel is not None and channel.state is ChannelState.OPENING:
+                    channel.transition(ChannelInput.REFUSE)
+                    self._forget(channel)
+                    code, app_code = channel_code_from_wire(frame.code)
+                    self._events.append(
+                        ChannelRefused(channel_id=channel.id, code=code, reason=frame.reason, application_code=app_code)
+                    )
+            case fr.Stream():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    self._on_stream(channel, frame.offset, frame.data, frame.fin)
+            case fr.Message():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    self._on_message(channel, frame)
+            case fr.Reset():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    self._on_reset(channel, frame)
+                else:
+                    self._settle_reset(frame)
+            case fr.StopSending():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None:
+                    code, app_code = channel_code_from_wire(frame.code)
+                    self._events.append(
+                        ChannelReset(
+                            channel_id=channel.id, code=code, reason="", by_peer=True, application_code=app_code
+                        )
+                    )
+                    # The answering RESET repeats the peer's code as it was (an unknown one as PROTOCOL_VIOLATION).
+                    self.reset_channel(channel.id, now, code if app_code is None else app_code)
+            case fr.MaxData():
+                if self.conn_credit.update_limit(frame.maximum):
+                    for channel_id in self._conn_blocked:
+                        self._sendable[channel_id] = None
+                    self._conn_blocked.clear()
+            case fr.MaxChannelData():
+                channel = self.channels.get(frame.channel_id)
+                if channel is not None and channel.credit.update_limit(frame.maximum):
+                    self._mark_sendable(channel)
+            case fr.DataBlocked() | fr.ChannelBlocked():
+                pass  # our updates are driven by reading; nothing to do
+            case fr.MaxChannels():
+                # The first one replaces the initial allowance, even downwards (spec/channels.md §2).
+                known = self._peer_max_known
+                self._peer_max_channels = max(self._peer_max_channels, frame.maximum) if known else frame.maximum
+                self._peer_max_known = True
+            case fr.CloseChannel():
+                channel = self._peer_frame_channel(frame.channel_id)
+                if channel is not None and channel.messages is not None:
+                    channel.remote_done = True
+                    if not channel.ended_reported:
+                        channel.ended_reported = True
+                        self._events.append(ChannelEnded(channel_id=channel.id))
+                    self._maybe_done(channel)
+
+    def _on_open(self, frame: fr.Open, now: float) -> None:
+        channel_id = frame.channel_id
+        if channel_id % 2 != self._peer_parity:
+            raise RemoteProtocolError(
+                f"OPEN of channel {channel_id}, which is ours to open", ErrorCode.PROTOCOL_VIOLATION
+            )
+        index = channel_id // 2
+        if index in self._peer_seen:
+            return  # a retransmitted OPEN
+        if index >= max(self._our_max_channels, INITIAL_MAX_CHANNELS):
+            raise RemoteProtocolError(f"channel {channel_id} beyond our MAX_CHANNELS", ErrorCode.CHANNEL_LIMIT)
+        self._peer_seen.add(index, index + 1)
+        if index >= self._our_max_channels or self._peer_open >= self._max_channels:
+            # Opened before our (lower) MAX_CHANNELS reached the peer: refuse the channel, keep the connection.
+            self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
+                channel_id=channel_id, code=int(ErrorCode.CHANNEL_LIMIT), reason="too many channels"
+            )
+            self._peer_channel_done()
+            return
+        self._peer_open += 1
+        channel = self._new_channel(channel_id, frame.kind, frame.service, ChannelState.REQUESTED, now, retrans=0)
+        channel.credit.update_limit(frame.initial_max_data)
+        kind = "stream" if frame.kind is fr.ChannelKind.STREAM else "message"
+        self._events.append(ChannelRequested(channel_id=channel_id, service=frame.service, kind=kind))
+
+    def _own_channel(self, channel_id: int) -> Channel | None:
+        if channel_id % 2 == self._peer_parity:
+            raise RemoteProtocolError(
+                f"ACCEPT/REFUSE of the peer's own channel {channel_id}", ErrorCode.PROTOCOL_VIOLATION
+            )
+        if channel_id >= self._next_channel:
+            raise RemoteProtocolError(f"channel {channel_id} was never opened", ErrorCode.PROTOCOL_VIOLATION)
+        return self.channels.get(channel_id)
+
+    def _peer_frame_channel(self, channel_id: int) -> Channel | None:
+        """The channel a data frame from the peer belongs to; None if it is already closed here."""
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            state = channel.state
+            if state is _OPENING:
+                self._implicitly_accepted(channel)
+            return channel if state is not _CLOSED else None
+        if channel_id % 2 == self._peer_parity:
+            if channel_id // 2 not in self._peer_seen:
+                raise RemoteProtocolError(
+                    f"frame for channel {channel_id} before its OPEN", ErrorCode.CHANNEL_STATE_ERROR
+                )
+        elif channel_id >= self._next_channel:
+            raise RemoteProtocolError(f"frame for channel {channel_id}, never opened", ErrorCode.CHANNEL_STATE_ERROR)
+        return None
+
+    def _implicitly_accepted(self, channel: Channel) -> None:
+        """ACCEPT arrived, or data that can only follow an ACCEPT that is late (spec/channels.md §2)."""
+        if channel.state is ChannelState.OPENING:
+            channel.transition(ChannelInput.ACCEPTED)
+            self._events.append(ChannelOpened(channel_id=channel.id))
+
+    def _on_stream(self, channel: Channel, offset: int, data: bytes, fin: bool) -> None:
+        if channel.recv is None:
+            raise RemoteProtocolError(f"STREAM on message channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
+        recv = channel.recv
+        increase = recv.receive_untrusted(offset, data, fin)
+        if increase:
+            self.conn_window.receive_increment_untrusted(increase)
+        if not channel.data_reported and recv.readable:
+            channel.data_reported = True
+            self._events.append(ChannelDataAvailable(channel_id=channel.id))
+        if (
+            recv.final_size is not None
+            and not channel.ended_reported
+            and recv.bytes_read + recv.readable == recv.final_size
+        ):
+            channel.ended_reported = True
+            self._events.append(ChannelEnded(channel_id=channel.id))
+            self._maybe_done(channel)
+
+    def _on_message(self, channel: Channel, frame: fr.Message) -> None:
+        seen = channel.seen_messages
+        if seen is None:
+            raise RemoteProtocolError(f"MESSAGE on stream channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
+        if seen.check(frame.message_id):  # a retransmitted message is delivered once
+            seen.update(frame.message_id)
+            self._events.append(ChannelMessage(channel_id=channel.id, data=frame.data))
+
+    def _on_reset(self, channel: Channel, frame: fr.Reset) -> None:
+        if channel.recv is not None:
+            increase = channel.recv.receive_reset_untrusted(frame.final_size)
+            if increase:
+                self.conn_window.receive_increment_untrusted(increase)
+            self._release_receive(channel)
+        if channel.send is not None:
+            # Answer with our own final size, so the peer can settle the connection window (spec/flow.md §3.3).
+            self._control[(fr.FrameType.RESET, channel.id)] = fr.Reset(
+                channel_id=channel.id, code=frame.code, final_size=channel.send.reset()
+            )
+        code, app_code = channel_code_from_wire(frame.code)
+        self._events.append(
+            ChannelReset(channel_id=channel.id, code=code, reason="", by_peer=True, application_code=app_code)
+        )
+        channel.transition(ChannelInput.RESET)
+        self._forget(channel)
+
+    def _settle_reset(self, frame: fr.Reset) -> None:
+        """The answer to a RESET of ours: charge the connection for what the peer sent (spec/flow.md §3.3)."""
+        unsettled = self._reset_unsettled.pop(frame.channel_id, None)
+        if unsettled is None:
+            return
+        highest, limit = unsettled
+        if frame.final_size > limit:
+            raise RemoteProtocolError(f"final size {frame.final_size} beyond {limit}", ErrorCode.FLOW_CONTROL_ERROR)
+        if frame.final_size < highest:
+            raise RemoteProtocolError(f"final size {frame.final_size} below {highest}", ErrorCode.FINAL_SIZE_ERROR)
+        increase = frame.final_size - highest
+        if increase:
+            self.conn_window.receive_increment_untrusted(increase)
+            self.conn_window.on_consumed(increase)

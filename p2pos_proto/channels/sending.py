@@ -1,0 +1,499 @@
+"""The connection's send path: packet building, acknowledgements, loss (spec/channels.md §4-§6).
+
+``SendPath`` is the half of ``Connection`` that decides what goes into each
+packet and what happens when a packet is acknowledged or lost.  Per packet, in
+order: an ACK when one is due (or can ride along), queued control frames, then
+stream data and messages from the channels in round-robin order, one chunk per
+channel per turn, so that every channel gets its share (spec/channels.md §5).
+Ack-eliciting packets obey the congestion window and the pacer, except PTO
+probes (RFC 9002 §7.5); ACK-only packets obey neither.  A PMTU probe is a PING
+padded to the probed size (RFC 8899 §4.1) whose loss does not count as
+congestion (RFC 9000 §14.4).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+from typing import Final
+
+from ..common.varint import size as varint_size
+from ..errors import ErrorCode
+from ..events import ChannelEvent, ChannelWritable, HandshakeCompleted, PingAcknowledged
+from ..recovery.acks import AckTracker
+from ..recovery.congestion import CongestionController
+from ..recovery.pacing import Pacer
+from ..recovery.pmtu import PmtuDiscovery
+from ..recovery.recovery import LossRecovery, SentPacket
+from ..recovery.rtt import RttEstimator
+from ..session.record import OVERHEAD as RECORD_OVERHEAD
+from ..session.session import SecureSession
+from . import frames as fr
+from .channel import Channel, ChannelState
+from .flow import ReceiveWindow, SendCredit
+
+_STREAM: Final = 0
+_MESSAGE: Final = 1
+_CONTROL: Final = 2
+_PING: Final = 3
+_PROBE: Final = 4
+_ACK: Final = 5
+#: An ACK rides along with data only while it is this small (a due ACK is sent regardless).
+_PIGGYBACK_ACK: Final = 32
+Token = tuple[int, int, int, int, bool]
+ControlKey = tuple[int, int]
+_MIN_ROOM: Final = 24
+_OPEN: Final = ChannelState.OPEN  # a module global is quicker to read than an enum member
+#: Control frames resent as they were when lost (the rest are rebuilt from current state).
+_REMEMBERED: Final = frozenset(
+    {fr.FrameType.REFUSE, fr.FrameType.RESET, fr.FrameType.STOP_SENDING, fr.FrameType.CLOSE_CHANNEL}
+)
+#: PING packets on a reliable carrier waiting for their ACK (older ones are forgotten).
+_MAX_PING_PACKETS: Final = 64
+#: The ACK delay field counts microseconds (spec/frames.md §4.3).
+_MICROS: Final = 1_000_000
+#: A paced packet due within this long goes now (spec/recovery.md §6): a driver's timers are not
+#: finer than this, and waking once per packet at a high rate costs more than the pacing is worth.
+PACING_GRANULARITY: Final = 0.001
+
+
+class SendPath:
+    """Packet building and the fate of sent packets; the base of ``ReceivePath`` and ``Connection``."""
+
+    session: SecureSession
+    reliable: bool
+    channels: dict[int, Channel]
+    conn_credit: SendCredit
+    conn_window: ReceiveWindow
+    acks: AckTracker
+    rtt: RttEstimator
+    recovery: LossRecovery[list[Token]]
+    cc: CongestionController
+    pacer: Pacer
+    pmtu: PmtuDiscovery
+    lost_packets: int
+    _control: dict[ControlKey, fr.Frame]
+    _sent_control: dict[ControlKey, fr.Frame]
+    _sendable: collections.OrderedDict[int, None]
+    _conn_blocked: set[int]
+    _read_channels: dict[int, None]
+    _our_max_channels: int
+    _events: collections.deque[ChannelEvent | HandshakeCompleted]
+    _pings: dict[int, None]
+    _pto_probes: int
+    _pacing_at: float | None
+    _app_limited: bool
+    _last_sent: float
+    _ping_packets: dict[int, tuple[float, list[Token]]]
+
+    def _abort(self, code: ErrorCode, reason: str, now: float) -> None:
+        raise NotImplementedError
+
+    def _maybe_done(self, channel: Channel) -> None:
+        raise NotImplementedError
+
+    def _mark_sendable(self, channel: Channel) -> None:
+        raise NotImplementedError
+
+    # -- building packets -------------------------------------------------------------------
+
+    def _packet_size(self) -> int:
+        """The datagram size to build: the path MTU (or the framed size), within the peer's record limit."""
+        size = self._stream_frame_size() if self.reliable else self.pmtu.current_mtu
+        return min(size, self.session.peer_max_plaintext + RECORD_OVERHEAD)
+
+    def _stream_frame_size(self) -> int:
+        raise NotImplementedError
+
+    def _queue_window_updates(self, now: float) -> None:
+        """MAX_DATA / MAX_CHANNEL_DATA when the application has read half a window (spec/flow.md §3)."""
+        srtt = self.rtt.smoothed_rtt if self.rtt.has_sample else 0.0
+        read, self._read_channels = self._read_channels, {}
+        for channel_id in read:  # only a read can make an update due: O(channels read), not O(channels)
+            channel = self.channels.get(channel_id)
+            if channel is None:
+                continue
+            window = channel.window
+            if channel.recv is not None and channel.recv.final_size is None and window.should_send_update():
+                maximum = window.new_limit(now, srtt)
+                self._control[(fr.FrameType.MAX_CHANNEL_DATA, channel.id)] = fr.MaxChannelData(
+                    channel_id=channel.id, maximum=maximum
+                )
+                self.conn_window.ensure_window(int(window.window * 1.5))
+        if self.conn_window.should_send_update():
+            self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.new_limit(now, srtt))
+
+    def _build_packets(self, now: float) -> None:
+        self._pacing_at = None  # armed again below if the pacer holds a packet back
+        self._maybe_probe_pmtu(now)
+        acks = self.acks
+        if not (self._control or self._sendable or self._pto_probes or acks.ack_due(now)):
+            return  # the common case when a driver polls: nothing to send
+        ack_only_sent = False
+        reliable = self.reliable
+        size = self._packet_size()  # fixed while building: the path MTU moves only on ACKs and timers
+        recovery, cc, pacer = self.recovery, self.cc, self.pacer
+        while True:
+            probe = self._pto_probes > 0
+            may_elicit = reliable or probe or cc.available(recovery.bytes_in_flight) >= size
+            if may_elicit and not reliable and not probe:
+                at = pacer.next_send_time(now, size)
+                if at > now + PACING_GRANULARITY:
+                    may_elicit = False
+                    self._pacing_at = at
+            has_work = self._has_work()
+            if not may_elicit and has_work:
+                self._app_limited = False  # the window or the pacer holds data back (RFC 9002 §7.8)
+            room = size - RECORD_OVERHEAD
+            parts: list[bytes] = []
+            tokens: list[Token] = []
+            with_ack = False
+            if acks.has_news():  # on a reliable carrier only PING packets are recorded (channels.md §10)
+                due = acks.ack_due(now)
+                if due or (may_elicit and has_work):
+                    snapshot = acks.snapshot()
+                    ack = fr.encode_ack(snapshot, round(acks.ack_delay(now) * _MICROS))
+                    if len(ack) <= room and (due or len(ack) <= _PIGGYBACK_ACK):
+                        parts.append(ack)
+                        room -= len(ack)
+                        with_ack = True
+                        tokens.append((_ACK, snapshot[0][1], 0, 0, False))
+            eliciting = False
+            if may_elicit:
+                if self._control:
+                    room, eliciting = self._add_control(parts, tokens, room)
+                if self._sendable and room >= _MIN_ROOM and self._add_data(parts, tokens, room):
+                    eliciting = True
+                if probe and not eliciting:
+                    parts.append(fr.encode_frame(fr.Ping()))
+                    eliciting = True
+                if not eliciting:
+                    self._app_limited = True
+                elif self._has_work():
+                    self._app_limited = False
+            if not parts or (not eliciting and ack_only_sent):
+                return
+            self._send_packet(parts[0] if len(parts) == 1 else b"".join(parts), tokens, now, eliciting, with_ack)
+            if probe and eliciting:
+                self._pto_probes -= 1
+            if not eliciting:
+                # A due ACK that left no room: one ACK-only packet, then the data gets a packet of its own.
+                ack_only_sent = True
+                if not (may_elicit and self._has_work()):
+                    return
+
+    def _send_packet(self, plaintext: bytes, tokens: list[Token], now: float, eliciting: bool, with_ack: bool) -> int:
+        pn = self.session.send(plaintext, now)
+        size = len(plaintext) + RECORD_OVERHEAD
+        if with_ack:
+            self.acks.on_ack_sent()
+        if eliciting:
+            self._last_sent = now
+        if self.reliable:
+            # A lossless carrier: sent is delivered, except that a PING waits for the peer's ACK,
+            # the one RTT sample such a carrier gives (spec/channels.md §10).
+            if any(t[0] == _PING or (t[0] == _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):
+                pings = self._ping_packets
+                pings[pn] = (now, [t for t in tokens if t[0] == _PING])
+                if len(pings) > _MAX_PING_PACKETS:  # a peer that never answers: forget the oldest
+                    del pings[next(iter(pings))]
+                tokens = [t for t in tokens if t[0] != _PING]
+            self._on_delivered(tokens, now, 0.0)
+            return pn
+        packet = self.recovery.on_packet_sent(
+            pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens
+        )
+        if eliciting:
+            self.pacer.on_packet_sent(now, size)
+            if not tokens or tokens[0][0] != _PROBE:  # a PMTU probe is no sample of the path's delivery rate
+                self.cc.on_packet_sent(packet, self.recovery.bytes_in_flight, now, app_limited=not self._has_work())
+        return pn
+
+    def _has_work(self) -> bool:
+        return bool(self._control or self._sendable or self._pto_probes)
+
+    def _add_control(self, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
+        eliciting = False
+        for key in list(self._control):
+            encoded = fr.encode_frame(self._control[key])
+            if len(encoded) > room:
+                continue
+            frame = self._control.pop(key)
+            if key[0] in _REMEMBERED:
+                self._sent_control[key] = frame
+            parts.append(encoded)
+            room -= len(encoded)
+            eliciting = True
+            if key[0] == fr.FrameType.PING and key[1] > 0:
+                tokens.append((_PING, key[1] - 1, 0, 0, False))
+            else:
+                tokens.append((_CONTROL, key[0], key[1], 0, False))
+            if room < _MIN_ROOM:
+                break
+        return room, eliciting
+
+    def _add_data(self, parts: list[bytes], tokens: list[Token], room: int) -> bool:
+        """Stream chunks and messages, one per channel per turn (round robin); True if any was added."""
+        sendable = self._sendable
+        channels = self.channels
+        added = False
+        turns = len(sendable)
+        while room >= _MIN_ROOM and sendable and turns > 0:
+            channel_id, _ = sendable.popitem(last=False)
+            turns -= 1
+            channel = channels.get(channel_id)
+            if channel is None or channel.state is not _OPEN:
+                continue
+            if channel.send is not None:
+                room, sent = self._add_stream_chunk(channel, parts, tokens, room)
+            else:
+                room, sent = self._add_message(channel, parts, tokens, room)
+            if sent:
+                added = True
+            if channel.wants_to_send() and channel_id not in self._conn_blocked:
+                sendable[channel_id] = None
+                if sent:
+                    turns += 1
+        return added
+
+    def _add_stream_chunk(
+        self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int
+    ) -> tuple[int, bool]:
+        send = channel.send
+        if send is None:
+            return room, False
+        channel_id = channel.id
+        # The frame header: type, channel id, offset (up to 8 bytes), length (at most room).
+        header_room = room - 1 - varint_size(channel_id) - 8 - varint_size(room)
+        credit, conn_credit = channel.credit, self.conn_credit
+        available = min(credit.available(), conn_credit.available())
+        before = send.sent_offset
+        chunk = send.next_chunk(header_room, available)
+        if chunk is None:
+            if send.unsent and credit.available() > 0:
+                self._conn_blocked.add(channel_id)
+                if conn_credit.should_send_blocked():
+                    self._control[(fr.FrameType.DATA_BLOCKED, 0)] = fr.DataBlocked(limit=conn_credit.on_blocked_sent())
+            elif send.unsent and credit.should_send_blocked():
+                self._control[(fr.FrameType.CHANNEL_BLOCKED, channel_id)] = fr.ChannelBlocked(
+                    channel_id=channel_id, limit=credit.on_blocked_sent()
+                )
+            return room, False
+        offset, data, fin = chunk
+        new = send.sent_offset - before
+        if new:
+            credit.consume(new)
+            conn_credit.consume(new)
+        encoded = fr.stream_header(channel_id, offset, len(data), fin)
+        parts.append(encoded + data)
+        tokens.append((_STREAM, channel_id, offset, len(data), fin))
+        return room - len(encoded) - len(data), True
+
+    def _add_message(self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
+        queue = channel.messages
+        if queue is None:
+            return room, False
+        popped = queue.pop(room - 2 - varint_size(channel.id) - 8 - varint_size(room))
+        if popped is None:
+            return room, False
+        message_id, data = popped
+        encoded = fr.encode_frame(fr.Message(channel_id=channel.id, message_id=message_id, data=data))
+        parts.append(encoded)
+        tokens.append((_MESSAGE, channel.id, message_id, 0, False))
+        return room - len(encoded), True
+
+    def _maybe_probe_pmtu(self, now: float) -> None:
+        """RFC 8899 §4.1: a PING padded to the probed size, when the window has room for it."""
+        if self.reliable:
+            return
+        size = self.pmtu.probe_size_to_send(now)
+        if size is None or self.cc.available(self.recovery.bytes_in_flight) < size:
+            return
+        if size > self.session.peer_max_plaintext + RECORD_OVERHEAD:
+            return  # the peer would refuse such a record: the MTU the search may reach is capped
+        ping = fr.encode_frame(fr.Ping())
+        padding = size - RECORD_OVERHEAD - len(ping)
+        if padding < 1:
+            return
+        pn = self._send_packet(ping + bytes(padding), [(_PROBE, 0, size, 0, False)], now, True, False)
+        self.pmtu.on_probe_sent(pn, size, now)
+
+    # -- the fate of sent packets -----------------------------------------------------------
+
+    def _on_reliable_ack(self, frame: fr.Ack, now: float) -> None:
+        """An ACK on a reliable carrier: it answers PINGs (spec/channels.md §10); take the RTT sample."""
+        pings = self._ping_packets
+        if frame.largest not in pings:
+            return  # nothing we asked for: ignored
+        for pn in [pn for pn in pings if pn <= frame.largest]:
+            sent, tokens = pings.pop(pn)
+            if pn == frame.largest:
+                self.rtt.update(now - sent, frame.ack_delay / _MICROS, now)
+            self._on_delivered(tokens, now, now - sent)
+
+    def _on_ack(self, ranges: list[tuple[int, int]], ack_delay: int, now: float) -> None:
+        """An ACK frame: ``ranges`` as ``Ack.ranges()`` gives them, ``ack_delay`` in microseconds."""
+        result = self.recovery.on_ack_received(ranges, ack_delay / _MICROS, now)
+        if result.acked_unsent:
+            self._abort(ErrorCode.PROTOCOL_VIOLATION, "ACK of a packet never sent", now)
+            return
+        self._on_acked_packets(result.newly_acked, now)
+        congestion = [p for p in result.newly_acked if not self._is_probe(p)]
+        if congestion:
+            self.cc.on_packets_acked(congestion, now, rtt=self.rtt, app_limited=self._app_limited)
+        self._on_lost(result.lost, now)
+        if result.persistent_congestion:
+            self.cc.on_persistent_congestion(now)
+        self._update_pacer()
+
+    def _update_pacer(self) -> None:
+        """The controller's own pacing rate if it has one (BBR), else one derived from the window (recovery.md §6)."""
+        cc = self.cc
+        rate = cc.pacing_rate
+        if rate is None:
+            self.pacer.update_rate(cc.congestion_window, self.rtt.smoothed_rtt, cc.max_datagram_size)
+        else:
+            self.pacer.set_rate(rate, cc.congestion_window, cc.max_datagram_size)
+
+    def _on_acked_packets(self, packets: list[SentPacket[list[Token]]], now: float) -> None:
+        """``_on_delivered`` for each packet; contiguous stream chunks of a channel are freed as one range.
+
+        Bulk transfers acknowledge many packets of stream chunks at once, with
+        round robin interleaving the channels: merging each channel's contiguous
+        chunks costs one ``SendBuffer.on_acked`` per channel and ACK instead of
+        one per chunk.  A packet with anything but stream chunks first settles
+        the merged ranges, so effects keep their order.
+        """
+        runs: dict[int, list[int]] = {}  # channel id -> [start, end) of acknowledged, unsettled bytes
+        largest = 0
+        for packet in packets:
+            tokens = packet.payload
+            if tokens and all(token[0] == _STREAM for token in tokens):
+                largest = max(largest, packet.size)
+                for _, channel_id, offset, length, fin in tokens:
+                    run = runs.get(channel_id)
+                    if run is not None and run[1] == offset:
+                        run[1] = offset + length
+                    else:
+                        if run is not None:
+                            self._settle(channel_id, run, False, now)
+                        run = runs[channel_id] = [offset, offset + length]
+                    if fin:  # nothing follows a FIN: settle it now, with its flag
+                        self._settle(channel_id, run, True, now)
+                        del runs[channel_id]
+                continue
+            for channel_id, run in runs.items():
+                self._settle(channel_id, run, False, now)
+            runs.clear()
+            self._on_delivered(tokens, now, now - packet.time_sent, packet)
+        for channel_id, run in runs.items():
+            self._settle(channel_id, run, False, now)
+        if largest:
+            self.pmtu.on_packet_acked(largest)
+
+    def _settle(self, channel_id: int, run: list[int], fin: bool, now: float) -> None:
+        self._on_delivered([(_STREAM, channel_id, run[0], run[1] - run[0], fin)], now, 0.0)
+
+    @staticmethod
+    def _is_probe(packet: SentPacket[list[Token]]) -> bool:
+        return bool(packet.payload) and packet.payload[0][0] == _PROBE
+
+    def _on_delivered(
+        self, tokens: list[Token], now: float, rtt: float, packet: SentPacket[list[Token]] | None = None
+    ) -> None:
+        for kind, a, b, c, fin in tokens:
+            if kind == _STREAM:
+                channel = self.channels.get(a)
+                if channel is not None and channel.send is not None:
+                    channel.send.on_acked(b, c, fin)
+                    if channel.want_writable and channel.send.buffered * 2 <= self._send_buffer_size():
+                        channel.want_writable = False
+                        self._events.append(ChannelWritable(channel_id=a))
+                    self._maybe_done(channel)
+            elif kind == _MESSAGE:
+                channel = self.channels.get(a)
+                if channel is not None and channel.messages is not None:
+                    channel.messages.on_acked(b)
+            elif kind == _CONTROL:
+                self._sent_control.pop((a, b), None)
+                channel = self.channels.get(b) if a == fr.FrameType.CLOSE_CHANNEL else None
+                if channel is not None:
+                    channel.local_done = True
+                    self._maybe_done(channel)
+            elif kind == _ACK:
+                self.acks.on_ack_acknowledged(a)
+            elif kind == _PING and a in self._pings:
+                del self._pings[a]
+                self._events.append(PingAcknowledged(ping_id=a, rtt=rtt))
+            elif kind == _PROBE and packet is not None and self.pmtu.on_probe_acked(packet.pn, now):
+                self.cc.set_max_datagram_size(self.pmtu.current_mtu)
+        if packet is not None and not self._is_probe(packet):
+            self.pmtu.on_packet_acked(packet.size)
+
+    def _send_buffer_size(self) -> int:
+        raise NotImplementedError
+
+    def _on_lost(self, lost: Sequence[SentPacket[list[Token]]], now: float) -> None:
+        if not lost:
+            return
+        congestion = [p for p in lost if not self._is_probe(p)]
+        self.lost_packets += len(congestion)
+        for packet in lost:
+            if self._is_probe(packet):
+                self.pmtu.on_probe_lost(packet.pn, now)
+            else:
+                self._requeue(packet.payload)
+        if congestion:
+            self.cc.on_packets_lost(congestion, now)
+            if self.pmtu.on_packets_lost([p.size for p in congestion], now):
+                self.cc.set_max_datagram_size(self.pmtu.current_mtu)
+
+    def _requeue(self, tokens: list[Token]) -> None:
+        """Queue again what a lost packet carried that still matters (RFC 9000 §13.3)."""
+        for kind, a, b, c, fin in tokens:
+            if kind in (_STREAM, _MESSAGE):
+                channel = self.channels.get(a)
+                if channel is None:
+                    continue
+                if kind == _STREAM and channel.send is not None:
+                    channel.send.on_lost(b, c, fin)
+                elif channel.messages is not None:
+                    channel.messages.on_lost(b)
+                self._mark_sendable(channel)
+            elif kind == _PING:
+                if a in self._pings:
+                    self._control[(fr.FrameType.PING, a + 1)] = fr.Ping()
+            elif kind == _CONTROL:
+                frame = self._current_control(a, b)
+                if frame is not None:
+                    self._control.setdefault((a, b), frame)
+
+    def _current_control(self, ftype: int, channel_id: int) -> fr.Frame | None:
+        """The control frame to resend for a lost one, rebuilt from the current state."""
+        channel = self.channels.get(channel_id)
+        if ftype == fr.FrameType.MAX_DATA:
+            return fr.MaxData(maximum=self.conn_window.limit)
+        if ftype == fr.FrameType.MAX_CHANNELS:
+            return fr.MaxChannels(maximum=self._our_max_channels)
+        if ftype == fr.FrameType.MAX_CHANNEL_DATA:
+            if channel is None or channel.recv is None or channel.recv.final_size is not None:
+                return None
+            return fr.MaxChannelData(channel_id=channel_id, maximum=channel.window.limit)
+        if ftype == fr.FrameType.OPEN:
+            if channel is None or channel.state is not ChannelState.OPENING:
+                return None
+            return fr.Open(
+                channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
+            )
+        if ftype == fr.FrameType.ACCEPT:
+            if channel is None or channel.state is not ChannelState.OPEN:
+                return None
+            return fr.Accept(channel_id=channel_id, initial_max_data=channel.window.limit)
+        if ftype == fr.FrameType.DATA_BLOCKED:  # still blocked: say so again (RFC 9000 §13.3)
+            credit = self.conn_credit
+            return fr.DataBlocked(limit=credit.limit) if credit.available() == 0 else None
+        if ftype == fr.FrameType.CHANNEL_BLOCKED:
+            if channel is None or channel.credit.available() != 0:
+                return None
+            return fr.ChannelBlocked(channel_id=channel_id, limit=channel.credit.limit)
+        return self._sent_control.get((ftype, channel_id))

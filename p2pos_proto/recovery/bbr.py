@@ -1,0 +1,458 @@
+"""BBR: a model-based, loss-tolerant congestion controller (spec/recovery.md §5.6).
+
+Follows the ideas of BBR v1/v2 (draft-cardwell-iccrg-bbr-congestion-control):
+the controller models the path by its bottleneck bandwidth (the largest
+delivery rate, ``delivery.DeliveryRateSampler``, seen over the last
+``BW_WINDOW_ROUNDS`` round trips) and its round-trip propagation time (the
+smallest RTT seen over ``MIN_RTT_WINDOW`` seconds), then paces at
+``pacing_gain * bandwidth`` and bounds the window at ``cwnd_gain * BDP``.
+
+Random loss does not move the model.  Only a round trip that loses more than
+``LOSS_THRESH`` of its packets does: it bounds the data in flight at
+``inflight_hi`` (BBRv2), which only probing without such loss raises again.
+
+Besides the ``congestion.CongestionController`` calls, the connection must call
+``on_packet_sent`` right after every in-flight packet it sends and, whenever
+``pacing_rate`` is not None, pace at that rate (``pacing.Pacer.set_rate``)
+instead of deriving one from the window.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import Enum
+from typing import Any, Final
+
+from ..errors import LocalProtocolError
+from .congestion import DEFAULT_DATAGRAM_SIZE, CongestionController, initial_window
+from .delivery import DeliveryRateSampler, RateSample, WindowedMax
+from .recovery import SentPacket
+from .rtt import RttEstimator
+
+#: 4 * ln 2: the Startup pacing gain that doubles the sending rate every round trip (BBRv3).
+STARTUP_PACING_GAIN: Final = 4 * math.log(2)
+#: The window gain in every state but ProbeRTT: twice the estimated BDP.
+CWND_GAIN: Final = 2.0
+#: Drain paces at the inverse of the Startup gain, to empty the queue Startup built.
+DRAIN_PACING_GAIN: Final = 1 / STARTUP_PACING_GAIN
+#: ProbeBW's eight phases of (at least) one min RTT each: probe up, drain down, cruise six times.
+PROBE_BW_GAINS: Final[tuple[float, ...]] = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
+#: The ProbeBW phase entered after Drain and after ProbeRTT (the first cruise phase).
+PROBE_BW_FIRST_PHASE: Final = 2
+#: Pace slightly below the estimate, so that a queue can drain (BBRv3 pacing margin).
+PACING_MARGIN: Final = 0.01
+#: Startup is over when the bandwidth grew less than this factor ...
+FULL_BW_GROWTH: Final = 1.25
+#: ... for this many round trips in a row.
+FULL_BW_ROUNDS: Final = 3
+#: A round trip losing more than this fraction of its packets (bytes delivered + lost) is congested (BBRv2).
+LOSS_THRESH: Final = 0.02
+#: In Startup, a congested round trip must also lose at least this many packets to end Startup.
+STARTUP_FULL_LOSS_COUNT: Final = 6
+#: On congestion, ``inflight_hi`` is never set below this fraction of the BDP (BBRv2 beta).
+BETA: Final = 0.7
+#: The bandwidth filter's window, in round trips.
+BW_WINDOW_ROUNDS: Final = 10
+#: The min RTT filter's window, in seconds; ProbeRTT runs when it expires.
+MIN_RTT_WINDOW: Final = 10.0
+#: ProbeRTT holds the window at the minimum for at least this long (and one round trip), in seconds.
+PROBE_RTT_DURATION: Final = 0.2
+#: The minimum window, in datagrams (BBR's minimum pipe).
+MINIMUM_WINDOW_PACKETS: Final = 4
+#: Datagrams of headroom on top of ``CWND_GAIN * BDP`` for ACK and pacing quantisation.
+CWND_HEADROOM_PACKETS: Final = 3
+
+
+class BbrState(Enum):
+    """The four states of spec/recovery.md §5.6.3."""
+
+    STARTUP = "startup"
+    DRAIN = "drain"
+    PROBE_BW = "probe_bw"
+    PROBE_RTT = "probe_rtt"
+
+
+#: The transitions the state machine may take (spec/recovery.md §5.6.3); persistent
+#: congestion restarts Startup from any state.
+TRANSITIONS: dict[BbrState, frozenset[BbrState]] = {
+    BbrState.STARTUP: frozenset({BbrState.DRAIN, BbrState.PROBE_RTT, BbrState.STARTUP}),
+    BbrState.DRAIN: frozenset({BbrState.PROBE_BW, BbrState.PROBE_RTT, BbrState.STARTUP}),
+    BbrState.PROBE_BW: frozenset({BbrState.PROBE_RTT, BbrState.STARTUP}),
+    BbrState.PROBE_RTT: frozenset({BbrState.PROBE_BW, BbrState.STARTUP}),
+}
+
+
+class Bbr(CongestionController):
+    """A BBR congestion controller behind the ``congestion.CongestionController`` interface."""
+
+    __slots__ = (
+        "_bw",
+        "_cwnd",
+        "_cycle_start",
+        "_full_bw",
+        "_full_bw_count",
+        "_full_bw_reached",
+        "_inflight",
+        "_inflight_hi",
+        "_loss_handled",
+        "_mds",
+        "_min_rtt",
+        "_min_rtt_stamp",
+        "_next_round_delivered",
+        "_pacing_rate",
+        "_phase",
+        "_probe_rtt_done",
+        "_probe_rtt_round_done",
+        "_round_count",
+        "_round_delivered",
+        "_round_flight",
+        "_round_lost",
+        "_round_lost_packets",
+        "_sampler",
+        "_srtt",
+        "_state",
+        "_up_acked",
+        "_up_rounds",
+    )
+
+    def __init__(self, *, max_datagram_size: int = DEFAULT_DATAGRAM_SIZE) -> None:
+        if max_datagram_size <= 0:
+            raise LocalProtocolError("max_datagram_size must be positive")
+        self._mds = max_datagram_size
+        self._cwnd = initial_window(max_datagram_size)
+        self._sampler = DeliveryRateSampler()
+        # The model: windowed max bandwidth (bytes/s) and windowed min RTT (inf until the first sample).
+        self._bw = WindowedMax(BW_WINDOW_ROUNDS)
+        self._min_rtt = math.inf
+        self._min_rtt_stamp = 0.0
+        self._srtt = 0.0
+        # Bytes in flight as this controller counts them (sent, minus acknowledged and lost).
+        self._inflight = 0
+        # Round trips: a round ends when a packet sent after the previous round ended is acknowledged.
+        self._round_count = 0
+        self._next_round_delivered = 0
+        self._round_delivered = 0
+        self._round_lost = 0
+        self._round_lost_packets = 0
+        self._round_flight = 0
+        self._loss_handled = False
+        # Startup's plateau detection.
+        self._full_bw = 0.0
+        self._full_bw_count = 0
+        self._full_bw_reached = False
+        # The BBRv2 upper bound on bytes in flight; None until a congested round trip.
+        self._inflight_hi: int | None = None
+        self._state = BbrState.STARTUP
+        self._phase = PROBE_BW_FIRST_PHASE
+        self._cycle_start = 0.0
+        # Probing up against inflight_hi: rounds into the phase and bytes acknowledged towards the next step.
+        self._up_rounds = 0
+        self._up_acked = 0
+        # ProbeRTT: when it may end (None until the window has drained to the minimum).
+        self._probe_rtt_done: float | None = None
+        self._probe_rtt_round_done = False
+        self._pacing_rate = 0.0
+
+    # -- what the connection reads ------------------------------------------------------------
+
+    @property
+    def congestion_window(self) -> int:
+        if self._state is BbrState.PROBE_RTT:
+            return min(self._cwnd, self.minimum_window)
+        return self._cwnd
+
+    @property
+    def max_datagram_size(self) -> int:
+        return self._mds
+
+    @property
+    def minimum_window(self) -> int:
+        """Four datagrams (spec/recovery.md §5.6.1)."""
+        return MINIMUM_WINDOW_PACKETS * self._mds
+
+    @property
+    def pacing_rate(self) -> float | None:
+        """Bytes per second; None until the first acknowledgement (the pacer then uses cwnd / srtt)."""
+        return self._pacing_rate or None
+
+    def available(self, bytes_in_flight: int) -> int:
+        return max(0, self.congestion_window - bytes_in_flight)
+
+    # -- the model, for statistics and tests --------------------------------------------------
+
+    @property
+    def state(self) -> BbrState:
+        return self._state
+
+    @property
+    def bandwidth(self) -> float:
+        """The bottleneck bandwidth estimate in bytes per second (0.0 before the first sample)."""
+        return self._bw.best
+
+    @property
+    def min_rtt(self) -> float:
+        """The propagation RTT estimate in seconds (``math.inf`` before the first sample)."""
+        return self._min_rtt
+
+    @property
+    def bdp(self) -> float | None:
+        """``bandwidth * min_rtt`` in bytes, or None while either is unknown."""
+        bw = self._bw.best
+        return bw * self._min_rtt if bw > 0 and self._min_rtt < math.inf else None
+
+    @property
+    def inflight_hi(self) -> int | None:
+        return self._inflight_hi
+
+    @property
+    def pacing_gain(self) -> float:
+        if self._state is BbrState.STARTUP:
+            return STARTUP_PACING_GAIN
+        if self._state is BbrState.DRAIN:
+            return DRAIN_PACING_GAIN
+        if self._state is BbrState.PROBE_BW:
+            return PROBE_BW_GAINS[self._phase]
+        return 1.0
+
+    @property
+    def probe_bw_phase(self) -> int:
+        """The index into ``PROBE_BW_GAINS`` (meaningful in ProbeBW)."""
+        return self._phase
+
+    @property
+    def round_count(self) -> int:
+        return self._round_count
+
+    # -- inputs -------------------------------------------------------------------------------
+
+    def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
+        """Record an in-flight packet just sent; ``bytes_in_flight`` includes it (spec/recovery.md §5.6.2)."""
+        self._inflight = bytes_in_flight
+        self._sampler.on_packet_sent(packet, bytes_in_flight, app_limited=app_limited)
+
+    def on_packets_acked(
+        self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
+    ) -> None:
+        """Update the model from newly acknowledged packets (in packet-number order), then the state and window.
+
+        ``app_limited`` is not used: the samples carry the marks ``on_packet_sent`` made.
+        """
+        acked = sum(p.size for p in packets if p.in_flight)
+        if not packets:
+            return
+        self._inflight = max(0, self._inflight - acked)
+        if rtt.has_sample:
+            self._srtt = rtt.smoothed_rtt
+        sample = self._sampler.on_packets_acked(packets, now, self._min_rtt if self._min_rtt < math.inf else 0.0)
+        self._round_delivered += acked
+        round_start = False
+        if sample is not None and sample.prior_delivered >= self._next_round_delivered:
+            round_start = True
+            self._start_round()
+        if sample is not None:
+            self._update_bandwidth(sample)
+        min_rtt_expired = self._update_min_rtt(now - packets[-1].time_sent, now)
+        if self._state is BbrState.PROBE_BW and self._phase == 0:
+            self._probe_inflight_hi_up(acked, round_start)
+        if self._state is BbrState.STARTUP and round_start and sample is not None:
+            self._check_full_bandwidth(sample)
+        self._check_drain(now)
+        if self._state is BbrState.PROBE_BW:
+            self._advance_cycle(now)
+        self._check_probe_rtt(now, round_start, min_rtt_expired)
+        self._set_pacing_rate()
+        self._set_cwnd(acked)
+
+    def on_packets_lost(self, packets: Sequence[SentPacket[Any]], now: float) -> None:
+        """Count newly lost packets against the round; only a congested round trip reacts (§5.6.4)."""
+        lost = sum(p.size for p in packets if p.in_flight)
+        if not lost:
+            return
+        self._inflight = max(0, self._inflight - lost)
+        tx_in_flight = self._sampler.on_packets_lost(packets)
+        self._round_lost += lost
+        self._round_lost_packets += sum(1 for p in packets if p.in_flight)
+        if self._loss_handled or not self._loss_too_high():
+            return
+        if self._state is BbrState.STARTUP and self._round_lost_packets < STARTUP_FULL_LOSS_COUNT:
+            return
+        self._loss_handled = True
+        bdp = self.bdp or float(self._cwnd)
+        at_loss = tx_in_flight if tx_in_flight is not None else self._inflight + lost
+        self._inflight_hi = max(at_loss, int(BETA * bdp), self.minimum_window)
+        if self._state is BbrState.STARTUP:
+            self._full_bw_reached = True
+            self._enter(BbrState.DRAIN, now)
+            self._check_drain(now)
+        elif self._state is BbrState.PROBE_BW and self._phase == 0:
+            self._start_phase(1, now)
+        self._set_pacing_rate()
+        self._set_cwnd(0)
+
+    def on_persistent_congestion(self, now: float) -> None:
+        """Minimum window, and the model restarts from scratch in Startup (min RTT is kept)."""
+        self._cwnd = self.minimum_window
+        self._bw.reset()
+        self._inflight_hi = None
+        self._full_bw = 0.0
+        self._full_bw_count = 0
+        self._full_bw_reached = False
+        self._probe_rtt_done = None
+        self._enter(BbrState.STARTUP, now)
+        self._pacing_rate = STARTUP_PACING_GAIN * self._cwnd / self._srtt if self._srtt > 0 else 0.0
+
+    def set_max_datagram_size(self, max_datagram_size: int) -> None:
+        """Adopt a new path MTU: the minimum window and the headroom follow it (§5.5)."""
+        if max_datagram_size <= 0:
+            raise LocalProtocolError("max_datagram_size must be positive")
+        self._mds = max_datagram_size
+        self._cwnd = max(self._cwnd, self.minimum_window)
+        if self._inflight_hi is not None:
+            self._inflight_hi = max(self._inflight_hi, self.minimum_window)
+
+    # -- the model ----------------------------------------------------------------------------
+
+    def _start_round(self) -> None:
+        self._round_count += 1
+        self._next_round_delivered = self._sampler.delivered
+        self._round_delivered = 0
+        self._round_lost = 0
+        self._round_lost_packets = 0
+        self._round_flight = self._inflight
+        self._loss_handled = False
+
+    def _loss_too_high(self) -> bool:
+        # The round's packets are those in flight when it started; until they are all
+        # accounted for, that flight is the denominator, so one early loss is not 100%.
+        total = max(self._round_delivered + self._round_lost, self._round_flight)
+        return self._round_lost > LOSS_THRESH * total
+
+    def _update_bandwidth(self, sample: RateSample) -> None:
+        rate = sample.delivery_rate
+        # An application-limited sample only shows what the path can at least do.
+        if rate is not None and (not sample.is_app_limited or rate >= self._bw.best):
+            self._bw.update(self._round_count, rate)
+
+    def _update_min_rtt(self, rtt_sample: float, now: float) -> bool:
+        expired = self._min_rtt < math.inf and now > self._min_rtt_stamp + MIN_RTT_WINDOW
+        if rtt_sample <= self._min_rtt or expired:
+            self._min_rtt = max(rtt_sample, 0.0)
+            self._min_rtt_stamp = now
+        return expired
+
+    def _probe_inflight_hi_up(self, acked: int, round_start: bool) -> None:
+        """BBRv2's probe up: while ``inflight_hi`` holds the window, raise it by 1, 2, 4, ... datagrams per round."""
+        if self._inflight_hi is None:
+            return
+        if round_start:
+            self._up_rounds = min(self._up_rounds + 1, 30)
+        if self._inflight + acked + self._mds < self._inflight_hi:
+            return  # the window is not what limits the sender
+        # One datagram of growth per ``step`` bytes acknowledged: 2**up_rounds datagrams per window.
+        step = max(self._cwnd >> self._up_rounds, self._mds)
+        self._up_acked += acked
+        if self._up_acked >= step:
+            grow = self._up_acked // step
+            self._up_acked -= grow * step
+            self._inflight_hi += grow * self._mds
+
+    def _check_full_bandwidth(self, sample: RateSample) -> None:
+        if self._full_bw_reached or sample.is_app_limited:
+            return
+        bw = self._bw.best
+        if bw >= self._full_bw * FULL_BW_GROWTH:
+            self._full_bw = bw
+            self._full_bw_count = 0
+            return
+        self._full_bw_count += 1
+        if self._full_bw_count >= FULL_BW_ROUNDS:
+            self._full_bw_reached = True
+
+    def _check_drain(self, now: float) -> None:
+        if self._state is BbrState.STARTUP and self._full_bw_reached:
+            self._enter(BbrState.DRAIN, now)
+        bdp = self.bdp
+        if self._state is BbrState.DRAIN and (bdp is None or self._inflight <= bdp):
+            self._enter(BbrState.PROBE_BW, now)
+            self._start_phase(PROBE_BW_FIRST_PHASE, now)
+
+    def _advance_cycle(self, now: float) -> None:
+        bdp = self.bdp or float(self._cwnd)
+        gain = PROBE_BW_GAINS[self._phase]
+        full_length = now - self._cycle_start > self._min_rtt
+        if gain > 1:
+            advance = full_length and self._inflight >= gain * bdp
+        elif gain < 1:
+            # Down lasts until the queue is gone, however long that takes (BBRv3).
+            advance = self._inflight <= bdp
+        else:
+            advance = full_length
+        if advance:
+            self._start_phase((self._phase + 1) % len(PROBE_BW_GAINS), now)
+
+    def _start_phase(self, phase: int, now: float) -> None:
+        self._phase = phase
+        self._cycle_start = now
+        self._up_rounds = 0
+        self._up_acked = 0
+
+    def _check_probe_rtt(self, now: float, round_start: bool, min_rtt_expired: bool) -> None:
+        if min_rtt_expired and self._state is not BbrState.PROBE_RTT:
+            self._enter(BbrState.PROBE_RTT, now)
+            self._probe_rtt_done = None
+            return
+        if self._state is not BbrState.PROBE_RTT:
+            return
+        if self._probe_rtt_done is None:
+            if self._inflight <= self.minimum_window:
+                # Drained to the minimum: hold it for PROBE_RTT_DURATION and one full round trip.
+                self._probe_rtt_done = now + PROBE_RTT_DURATION
+                self._probe_rtt_round_done = False
+                self._next_round_delivered = self._sampler.delivered
+            return
+        if round_start:
+            self._probe_rtt_round_done = True
+        if self._probe_rtt_round_done and now >= self._probe_rtt_done:
+            self._min_rtt_stamp = now
+            self._probe_rtt_done = None
+            if self._full_bw_reached:
+                self._enter(BbrState.PROBE_BW, now)
+                self._start_phase(PROBE_BW_FIRST_PHASE, now)
+            else:
+                self._enter(BbrState.STARTUP, now)
+
+    def _enter(self, state: BbrState, now: float) -> None:
+        if state not in TRANSITIONS[self._state]:
+            raise LocalProtocolError(f"BBR cannot go from {self._state.value} to {state.value}")
+        self._state = state
+
+    # -- the outputs --------------------------------------------------------------------------
+
+    def _set_pacing_rate(self) -> None:
+        if not self._pacing_rate and self._srtt > 0:
+            # The first RTT sample: Startup's gain applied to the window per RTT, until the
+            # bandwidth samples (the first ones cover a single datagram) catch up.
+            self._pacing_rate = STARTUP_PACING_GAIN * self._cwnd / self._srtt
+        bw = self._bw.best
+        if bw <= 0:
+            return
+        rate = self.pacing_gain * bw * (1 - PACING_MARGIN)
+        # Startup never slows down on a lower (e.g. early, partial) sample.
+        if self._full_bw_reached or rate > self._pacing_rate:
+            self._pacing_rate = rate
+
+    def _set_cwnd(self, acked: int) -> None:
+        bdp = self.bdp
+        cwnd = self._cwnd
+        if bdp is not None:
+            target = int(CWND_GAIN * bdp) + CWND_HEADROOM_PACKETS * self._mds
+            if self._full_bw_reached:
+                cwnd = min(cwnd + acked, target)
+            elif cwnd < target or self._sampler.delivered < initial_window(self._mds):
+                cwnd += acked
+        else:
+            cwnd += acked
+        if self._inflight_hi is not None:
+            cwnd = min(cwnd, self._inflight_hi)
+        self._cwnd = max(cwnd, self.minimum_window)

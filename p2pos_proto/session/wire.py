@@ -1,0 +1,113 @@
+"""Packet layouts on a datagram path (spec/record.md §2, spec/handshake.md §4).
+
+All integers are big-endian except the AEAD nonce, which follows Noise.
+
+    INIT      u8 0x01 | u8 pattern | u32 sender_index | noise message 1
+    RESPONSE  u8 0x02 | u32 sender_index | u32 receiver_index | noise message 2
+    FINISH    u8 0x03 | u32 receiver_index | noise message 3 (XX only)
+    DATA      u8 0x04 | u32 receiver_index | u8 epoch | u64 counter | ciphertext
+    KEEPALIVE u8 0x05 | (same header as DATA) | ciphertext of an empty plaintext
+    CLOSE     u8 0x06 | (same header as DATA) | ciphertext of u16 code | reason
+    CONFIRM   u8 0x07 | (same header as DATA) | ciphertext of the IK initiator's SAS nonce
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+
+from ..errors import ErrorCode, RemoteProtocolError
+from ..handshake.noise import Pattern
+
+
+class PacketType(enum.IntEnum):
+    INIT = 0x01
+    RESPONSE = 0x02
+    FINISH = 0x03
+    DATA = 0x04
+    KEEPALIVE = 0x05
+    CLOSE = 0x06
+    CONFIRM = 0x07
+
+
+RECORD_TYPES = frozenset({PacketType.DATA, PacketType.KEEPALIVE, PacketType.CLOSE, PacketType.CONFIRM})
+PATTERN_CODES = {Pattern.XX: 0x01, Pattern.IK: 0x02}
+_PATTERN_BY_CODE = {v: k for k, v in PATTERN_CODES.items()}
+
+INIT_HEADER = struct.Struct(">BBI")
+RESPONSE_HEADER = struct.Struct(">BII")
+FINISH_HEADER = struct.Struct(">BI")
+RECORD_HEADER = struct.Struct(">BIBQ")
+#: Longest noise message p2pos sends or accepts (Noise caps messages at 65535).
+MAX_HANDSHAKE_MESSAGE = 65535 - RESPONSE_HEADER.size
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class HandshakePacket:
+    """A parsed INIT, RESPONSE or FINISH packet.  Indices not carried are 0."""
+
+    type: PacketType
+    pattern: Pattern | None
+    sender_index: int
+    receiver_index: int
+    message: bytes
+
+
+def encode_init(pattern: Pattern, sender_index: int, message: bytes) -> bytes:
+    return INIT_HEADER.pack(PacketType.INIT, PATTERN_CODES[pattern], sender_index) + message
+
+
+def encode_response(sender_index: int, receiver_index: int, message: bytes) -> bytes:
+    return RESPONSE_HEADER.pack(PacketType.RESPONSE, sender_index, receiver_index) + message
+
+
+def encode_finish(receiver_index: int, message: bytes) -> bytes:
+    return FINISH_HEADER.pack(PacketType.FINISH, receiver_index) + message
+
+
+def packet_type_untrusted(data: bytes) -> PacketType:
+    if not data:
+        raise RemoteProtocolError("empty datagram", ErrorCode.MALFORMED_MESSAGE)
+    try:
+        return PacketType(data[0])
+    except ValueError:
+        raise RemoteProtocolError(f"unknown packet type 0x{data[0]:02x}", ErrorCode.MALFORMED_MESSAGE) from None
+
+
+def parse_handshake_untrusted(data: bytes) -> HandshakePacket:
+    """Parse an INIT, RESPONSE or FINISH packet; raises RemoteProtocolError."""
+    ptype = packet_type_untrusted(data)
+    if len(data) > MAX_HANDSHAKE_MESSAGE + RESPONSE_HEADER.size:
+        raise RemoteProtocolError("handshake packet too long", ErrorCode.MALFORMED_MESSAGE)
+    if ptype is PacketType.INIT:
+        if len(data) < INIT_HEADER.size:
+            raise RemoteProtocolError("truncated INIT", ErrorCode.MALFORMED_MESSAGE)
+        _, code, sender = INIT_HEADER.unpack_from(data)
+        pattern = _PATTERN_BY_CODE.get(code)
+        if pattern is None:
+            raise RemoteProtocolError(f"unknown pattern code {code}", ErrorCode.UNSUPPORTED_VERSION)
+        return HandshakePacket(ptype, pattern, sender, 0, data[INIT_HEADER.size :])
+    if ptype is PacketType.RESPONSE:
+        if len(data) < RESPONSE_HEADER.size:
+            raise RemoteProtocolError("truncated RESPONSE", ErrorCode.MALFORMED_MESSAGE)
+        _, sender, receiver = RESPONSE_HEADER.unpack_from(data)
+        return HandshakePacket(ptype, None, sender, receiver, data[RESPONSE_HEADER.size :])
+    if ptype is PacketType.FINISH:
+        if len(data) < FINISH_HEADER.size:
+            raise RemoteProtocolError("truncated FINISH", ErrorCode.MALFORMED_MESSAGE)
+        _, receiver = FINISH_HEADER.unpack_from(data)
+        return HandshakePacket(ptype, None, 0, receiver, data[FINISH_HEADER.size :])
+    raise RemoteProtocolError("not a handshake packet", ErrorCode.MALFORMED_MESSAGE)
+
+
+def receiver_index_untrusted(data: bytes) -> int | None:
+    """The receiver index a packet is addressed to, or None for INIT (and for garbage)."""
+    if len(data) < 5:
+        return None
+    ptype = data[0]
+    if ptype == PacketType.RESPONSE:
+        return int.from_bytes(data[5:9], "big") if len(data) >= 9 else None
+    if ptype == PacketType.FINISH or ptype in RECORD_TYPES:
+        return int.from_bytes(data[1:5], "big")
+    return None
