@@ -1,212 +1,500 @@
-"""The trio node: a p2pos ``Endpoint`` driven over a UDP transport.
+"""The trio node: an ``Endpoint`` with the channel layer, driven over UDP sockets.
 
-    async with open_node(keys, host="127.0.0.1") as node:
-        conn = await node.connect(("127.0.0.1", 4000), expected_peer=peer)
-        await conn.send(b"hello")
-        reply = await conn.receive()
+    async with open_node(keys, hosts=("127.0.0.1", "::1")) as node:
+        listener = node.listen("chat")                    # incoming channels to "chat"
+        stream = await node.connect(peer_id, ("127.0.0.1", 4000), "chat")
+        await stream.send_all(b"hello")                   # a trio.abc.HalfCloseableStream
+        reply = await stream.receive_some()
 
-Incoming sessions arrive through ``await node.accept()``.  All time comes from
-``trio.current_time()``, so tests can run under ``trio.testing.MockClock``.
+Every session runs the channel layer.  ``connect`` reuses the authenticated
+session to that peer if there is one, or handshakes with the peer at
+``address``, expecting exactly ``peer_id``: a different key answering there is
+``ConnectFailed`` (IDENTITY_MISMATCH), never a session.  A refused service is
+``ServiceRefused``; a vanished peer surfaces as ``ChannelBroken`` (a
+``trio.BrokenResourceError``) on its channels, with the reason.
+
+The driver is thin, as aioquic's asyncio glue is: one receive task per socket
+feeds batches of datagrams (UDP GRO) into the endpoint; one timer task sleeps
+until the endpoint's single deadline, re-armed only when it changes; one
+transmit task sends what the endpoint has queued, a batch per session (UDP
+GSO), coalescing everything that happened since it last ran.  All time comes
+from ``trio.current_time()``, so the node runs under ``trio.testing.MockClock``
+and over any object with the transport's methods (the link emulator in tests).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
-from collections.abc import AsyncIterator
-from typing import assert_never
+from collections.abc import AsyncIterator, Hashable, Sequence
+from typing import Protocol, cast
 
 import trio
 
 from p2pos.proto import (
+    ChannelClosed,
+    ChannelConfig,
+    ChannelDataAvailable,
+    ChannelEnded,
+    ChannelKind,
+    ChannelMessage,
+    ChannelOpened,
+    ChannelRefused,
+    ChannelRequested,
+    ChannelReset,
+    ChannelWritable,
+    ConnectionClosed,
+    ConnectionReady,
     Endpoint,
     ErrorCode,
     HandshakeCompleted,
     LocalKeys,
     MessageReceived,
     PeerId,
-    ProtocolError,
+    PingAcknowledged,
     SessionClosed,
     SessionConfig,
 )
-from p2pos.transports.udp import Address, UdpTransport
+from p2pos.proto.events import ForeignDatagramReceived
+from p2pos.proto.session.record import MAX_PLAINTEXT
 
-_QUEUE = 1024
+from .streams import ChannelBroken, ChannelStream, MessageChannel
+
+Address = tuple[str, int]
+#: Channels a listener holds for ``accept`` before it refuses more ("busy").
+BACKLOG = 64
 
 
-class ConnectionClosed(Exception):
-    """The session ended; ``code`` and ``reason`` say why."""
+class Transport(Protocol):
+    """What the node needs of a socket (transports/udp.py ``UdpTransport``, or an emulated link)."""
 
-    def __init__(self, code: ErrorCode, reason: str, by_peer: bool) -> None:
-        who = "peer" if by_peer else "local side"
-        super().__init__(f"session closed by {who}: {code.name}{f' ({reason})' if reason else ''}")
+    local_address: Address
+
+    def check_address(self, addr: object) -> Address: ...
+    def max_udp_payload(self, addr: Address) -> int: ...
+    async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None: ...
+    async def receive_batch(self) -> list[tuple[bytes, Address]]: ...
+    def close(self) -> None: ...
+
+
+class ConnectFailed(Exception):
+    """No session with the peer: the handshake failed, timed out, or another key answered."""
+
+    def __init__(self, code: ErrorCode, reason: str) -> None:
+        super().__init__(f"could not connect: {code.name}{f' ({reason})' if reason else ''}")
         self.code = code
         self.reason = reason
-        self.by_peer = by_peer
 
 
-class Connection:
-    """An established, authenticated session to one peer."""
+class ServiceRefused(Exception):
+    """The peer refused a channel to ``service``; ``code`` and ``reason`` say why."""
 
-    def __init__(self, node: Node, session_id: int, event: HandshakeCompleted) -> None:
+    def __init__(self, service: str, code: ErrorCode, reason: str, application_code: int | None) -> None:
+        super().__init__(f"peer refused service {service!r}: {code.name}{f' ({reason})' if reason else ''}")
+        self.service = service
+        self.code = code
+        self.reason = reason
+        self.application_code = application_code
+
+
+@dataclasses.dataclass(eq=False)
+class Peer:
+    """An authenticated session to one peer."""
+
+    session_id: int
+    peer_id: PeerId
+    #: The short authentication string both people can compare (spec/handshake.md §7).
+    sas: str
+    #: The peer's Noise static key: the next session to it uses the 1-RTT IK handshake.
+    remote_static: bytes
+
+
+class Listener:
+    """Incoming channels to one service: ``await accept()`` or ``async for``."""
+
+    def __init__(self, node: Node, service: str, kind: ChannelKind) -> None:
+        self.service = service
+        self.kind = kind
         self._node = node
-        self.session_id = session_id
-        self.peer_id: PeerId = event.peer_id
-        self.sas = event.sas
-        self.remote_static = event.remote_static
-        self._send_messages, self._messages = trio.open_memory_channel[bytes](_QUEUE)
-        self.closed: ConnectionClosed | None = None
+        self._send, self._receive = trio.open_memory_channel[ChannelStream | MessageChannel](BACKLOG)
 
-    async def send(self, data: bytes) -> None:
-        """Send one message (at most the record limit, ~64 KiB)."""
-        if self.closed is not None:
-            raise self.closed
-        session = self._node.endpoint.session(self.session_id)
-        if session is None:
-            raise ConnectionClosed(ErrorCode.INTERNAL_ERROR, "session gone", False)
-        session.send(data, trio.current_time())
-        await self._node.flush()
+    async def accept(self) -> ChannelStream | MessageChannel:
+        return await self._receive.receive()
 
-    async def receive(self) -> bytes:
-        """The next message; raises ConnectionClosed once the session has ended."""
+    def __aiter__(self) -> Listener:
+        return self
+
+    async def __anext__(self) -> ChannelStream | MessageChannel:
         try:
-            return await self._messages.receive()
+            return await self.accept()
         except trio.EndOfChannel:
-            raise self.closed or ConnectionClosed(ErrorCode.INTERNAL_ERROR, "closed", False) from None
+            raise StopAsyncIteration from None
 
-    async def aclose(self, code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
-        session = self._node.endpoint.session(self.session_id)
-        if session is not None:
-            session.close(trio.current_time(), code, reason)
-            await self._node.flush()
-
-    def _deliver(self, data: bytes) -> None:
-        try:
-            self._send_messages.send_nowait(data)
-        except trio.WouldBlock:
-            # The application is not reading.  Reliability and flow control arrive with channels;
-            # until then a datagram-like session drops, as UDP would.
-            self._node.dropped_messages += 1
-
-    def _closed(self, exc: ConnectionClosed) -> None:
-        self.closed = exc
-        self._send_messages.close()
+    def close(self) -> None:
+        self._node._listeners.pop(self.service, None)
+        self._send.close()
 
 
 class Node:
-    """Runs one Endpoint on one UDP socket.  Create with ``open_node``."""
+    """Runs one Endpoint on one or more UDP sockets.  Create with ``open_node``."""
 
-    def __init__(self, keys: LocalKeys, transport: UdpTransport, config: SessionConfig | None) -> None:
+    def __init__(
+        self,
+        keys: LocalKeys,
+        transports: Sequence[Transport],
+        *,
+        config: SessionConfig | None = None,
+        channels: ChannelConfig | None = None,
+    ) -> None:
         self.keys = keys
         self.peer_id = keys.identity.peer_id
-        self.transport = transport
-        self.endpoint = Endpoint(keys, config=config)
-        self.dropped_messages = 0
-        self._connections: dict[int, Connection] = {}
-        self._pending: dict[int, trio.MemorySendChannel[Connection | ConnectionClosed]] = {}
-        self._send_incoming, self._incoming = trio.open_memory_channel[Connection](_QUEUE)
-        self._wake = trio.CancelScope()
-        self._send_lock = trio.Lock()
+        self.transports = list(transports)
+        self._base_channels = channels or ChannelConfig()
+        self.endpoint = Endpoint(keys, config=config, channels=self._channel_config_for)
+        self._peers: dict[PeerId, Peer] = {}
+        self._by_session: dict[int, Peer] = {}
+        self._connecting: dict[int, trio.MemorySendChannel[Peer | ConnectFailed]] = {}
+        self._dialing: dict[PeerId, trio.Event] = {}
+        self._opening: dict[tuple[int, int], trio.MemorySendChannel[ChannelOpened | ChannelRefused]] = {}
+        self._channels: dict[tuple[int, int], ChannelStream | MessageChannel] = {}
+        self._listeners: dict[str, Listener] = {}
+        self._deadline = math.inf
+        self._timer_scope = trio.CancelScope()
+        self._transmit = trio.Event()
+        #: Datagrams of other protocols (STUN, TURN, ...) seen on the node's sockets, by protocol.
+        self.foreign: dict[str, int] = {}
 
     @property
     def address(self) -> Address:
-        return self.transport.local_address
+        """The first socket's address."""
+        return self.transports[0].local_address
 
-    async def connect(
-        self, addr: Address, *, expected_peer: PeerId | None = None, remote_static: bytes | None = None
-    ) -> Connection:
-        """Handshake with the peer at ``addr``; raises ConnectionClosed if it fails.
+    @property
+    def addresses(self) -> list[Address]:
+        return [t.local_address for t in self.transports]
 
-        A malformed address raises ValueError before anything is sent.
-        """
-        addr = self.transport.check_address(addr)
-        session = self.endpoint.connect(
-            addr, trio.current_time(), expected_peer=expected_peer, remote_static=remote_static
-        )
-        send, receive = trio.open_memory_channel[Connection | ConnectionClosed](1)
-        self._pending[session.local_index] = send
-        await self.flush()
-        result = await receive.receive()
-        if isinstance(result, ConnectionClosed):
+    # -- the application API ---------------------------------------------------------
+
+    def listen(self, service: str, *, kind: ChannelKind = ChannelKind.STREAM) -> Listener:
+        """Accept channels to ``service`` (other services are refused with SERVICE_UNKNOWN)."""
+        if service in self._listeners:
+            raise ValueError(f"already listening on {service!r}")
+        listener = Listener(self, service, kind)
+        self._listeners[service] = listener
+        return listener
+
+    async def connect_peer(self, peer_id: PeerId, address: object, *, remote_static: bytes | None = None) -> Peer:
+        """The authenticated session to ``peer_id``, made at ``address`` if there is none yet."""
+        local = self._socket_for(address)
+        remote = self.transports[local].check_address(address)
+        while (existing := self._peers.get(peer_id)) is None and (dialing := self._dialing.get(peer_id)) is not None:
+            await dialing.wait()  # one handshake per peer: concurrent connects share it
+        if existing is not None:
+            await trio.lowlevel.checkpoint()
+            return existing
+        done = self._dialing[peer_id] = trio.Event()
+        try:
+            session = self.endpoint.connect(
+                remote, trio.current_time(), local=local, expected_peer=peer_id, remote_static=remote_static
+            )
+            send, receive = trio.open_memory_channel[Peer | ConnectFailed](1)
+            self._connecting[session.local_index] = send
+            self._updated(session.local_index)
+            result = await receive.receive()
+        finally:
+            del self._dialing[peer_id]
+            done.set()
+        if isinstance(result, ConnectFailed):
             raise result
         return result
 
-    async def accept(self) -> Connection:
-        """The next incoming, authenticated connection."""
-        return await self._incoming.receive()
+    async def connect(
+        self,
+        peer_id: PeerId,
+        address: object,
+        service: str,
+        *,
+        kind: ChannelKind = ChannelKind.STREAM,
+        remote_static: bytes | None = None,
+    ) -> ChannelStream | MessageChannel:
+        """A channel to ``service`` on ``peer_id`` (reached at ``address`` if no session exists yet).
 
-    async def flush(self) -> None:
-        """Send everything the endpoint has queued and re-arm the timer."""
-        async with self._send_lock:
-            for data, addr in self.endpoint.datagrams_to_send(trio.current_time()):
-                await self.transport.send(data, addr)  # type: ignore[arg-type]
-        self._dispatch_events()
-        self._wake.cancel()
+        Raises ConnectFailed (no session: handshake failed, timed out, or another key answered),
+        ServiceRefused (the peer said no), or ValueError for a malformed address.
+        """
+        peer = await self.connect_peer(peer_id, address, remote_static=remote_static)
+        connection = self.endpoint.connection(peer.session_id)
+        if connection is None:
+            raise ConnectFailed(ErrorCode.INTERNAL_ERROR, "the session ended")
+        channel_id = connection.open_channel(service, trio.current_time(), kind=kind)
+        send, receive = trio.open_memory_channel[ChannelOpened | ChannelRefused](1)
+        self._opening[(peer.session_id, channel_id)] = send
+        channel = self._make_channel(peer, channel_id, service, kind)
+        self._updated(peer.session_id)
+        result = await receive.receive()
+        if isinstance(result, ChannelRefused):
+            self._channels.pop((peer.session_id, channel_id), None)
+            raise ServiceRefused(service, result.code, result.reason, result.application_code)
+        return channel
+
+    def peer(self, peer_id: PeerId) -> Peer | None:
+        return self._peers.get(peer_id)
+
+    async def close_peer(self, peer_id: PeerId, code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
+        """Close the session to ``peer_id`` (gracefully with NO_ERROR: sent data is delivered first)."""
+        peer = self._peers.get(peer_id)
+        connection = self.endpoint.connection(peer.session_id) if peer is not None else None
+        if peer is not None and connection is not None:
+            connection.close(trio.current_time(), code, reason)
+            self._updated(peer.session_id)
+        await trio.lowlevel.checkpoint()
+
+    # -- the driver ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            timer = self.endpoint.get_timer()
-            self._wake = trio.CancelScope(deadline=timer if timer is not None else math.inf)
-            with self._wake:
-                data, addr = await self.transport.receive()
-                self.endpoint.receive_datagram(data, addr, trio.current_time())
-            now = trio.current_time()
-            timer = self.endpoint.get_timer()
-            if timer is not None and now >= timer:
-                self.endpoint.handle_timer(now)
-            await self.flush()
+        async with trio.open_nursery() as nursery:
+            for local, transport in enumerate(self.transports):
+                nursery.start_soon(self._receive_loop, local, transport)
+            nursery.start_soon(self._timer_loop)
+            nursery.start_soon(self._transmit_loop)
+            task_status.started()
 
-    def _dispatch_events(self) -> None:
+    async def _receive_loop(self, local: int, transport: Transport) -> None:
+        endpoint = self.endpoint
+        while True:
+            batch = await transport.receive_batch()
+            now = trio.current_time()
+            for data, address in batch:
+                endpoint.receive_data(data, address, now, local)
+            self._after_input()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            with trio.CancelScope(deadline=self._deadline) as self._timer_scope:
+                await trio.sleep_forever()
+            self.endpoint.handle_timer(trio.current_time())
+            self._deadline = math.inf  # re-read below
+            self._after_input()
+            await trio.lowlevel.checkpoint()
+
+    async def _transmit_loop(self) -> None:
+        while True:
+            await self._transmit.wait()
+            self._transmit = trio.Event()
+            for datagrams, address, local in self.endpoint.data_to_send(trio.current_time()):
+                await self._transport(local).send_batch(datagrams, cast(Address, address))
+            self._dispatch()
+            self._rearm()
+
+    def _updated(self, session_id: int) -> None:
+        """The application called session ``session_id``'s connection: collect and transmit."""
+        self.endpoint.updated(session_id)
+        self._after_input()
+
+    def _after_input(self) -> None:
+        self._dispatch()
+        self._transmit.set()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        timer = self.endpoint.get_timer()
+        deadline = math.inf if timer is None else timer
+        if deadline != self._deadline:
+            self._deadline = deadline
+            self._timer_scope.deadline = deadline
+
+    # -- events -----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
         while (event := self.endpoint.next_event()) is not None:
             match event:
-                case HandshakeCompleted():
-                    conn = Connection(self, event.session_id, event)
-                    self._connections[event.session_id] = conn
-                    pending = self._pending.pop(event.session_id, None)
-                    if pending is not None:
-                        pending.send_nowait(conn)
-                    else:
-                        try:
-                            self._send_incoming.send_nowait(conn)
-                        except trio.WouldBlock:
-                            session = self.endpoint.session(event.session_id)
-                            if session is not None:
-                                session.close(trio.current_time(), ErrorCode.APPLICATION_CLOSE, "busy")
-                case MessageReceived():
-                    target = self._connections.get(event.session_id)
-                    if target is not None:
-                        target._deliver(event.data)
-                case SessionClosed():
-                    closed = ConnectionClosed(event.code, event.reason, event.by_peer)
-                    pending = self._pending.pop(event.session_id, None)
-                    if pending is not None:
-                        pending.send_nowait(closed)
-                    conn_closed = self._connections.pop(event.session_id, None)
-                    if conn_closed is not None:
-                        conn_closed._closed(closed)
-                case _:
-                    assert_never(event)
+                case ConnectionReady():
+                    self._on_ready(event.session_id, event.handshake)
+                case ConnectionClosed():
+                    self._on_closed(event.session_id, event.code, event.reason, event.by_peer)
+                case ChannelRequested():
+                    self._on_requested(event)
+                case ChannelOpened() | ChannelRefused():
+                    opening = self._opening.pop((event.session_id, event.channel_id), None)
+                    if opening is not None:
+                        opening.send_nowait(event)
+                case ChannelDataAvailable():
+                    channel = self._channels.get((event.session_id, event.channel_id))
+                    if isinstance(channel, ChannelStream):
+                        channel._on_data()
+                case ChannelEnded():
+                    channel = self._channels.get((event.session_id, event.channel_id))
+                    if channel is not None:
+                        channel._on_end()
+                case ChannelWritable():
+                    channel = self._channels.get((event.session_id, event.channel_id))
+                    if channel is not None:
+                        channel._on_writable()
+                case ChannelMessage():
+                    channel = self._channels.get((event.session_id, event.channel_id))
+                    if isinstance(channel, MessageChannel):
+                        channel._on_message(event.data)
+                case ChannelReset():
+                    key = (event.session_id, event.channel_id)
+                    broken = ChannelBroken(
+                        f"channel reset{' by the peer' if event.by_peer else ''}: {event.code.name}"
+                        + (f" ({event.reason})" if event.reason else ""),
+                        event.code,
+                        by_peer=event.by_peer,
+                        application_code=event.application_code,
+                    )
+                    opening = self._opening.pop(key, None)
+                    if opening is not None:
+                        opening.send_nowait(
+                            ChannelRefused(
+                                session_id=event.session_id,
+                                channel_id=event.channel_id,
+                                code=event.code,
+                                reason=event.reason,
+                            )
+                        )
+                    channel = self._channels.get(key)
+                    if channel is not None:
+                        channel._on_broken(broken)
+                case ChannelClosed():
+                    self._channels.pop((event.session_id, event.channel_id), None)
+                case ForeignDatagramReceived():
+                    self.foreign[event.protocol] = self.foreign.get(event.protocol, 0) + 1
+                case PingAcknowledged() | HandshakeCompleted() | MessageReceived() | SessionClosed():
+                    pass  # not produced with the channel layer on top, or nothing to route
+
+    def _on_ready(self, session_id: int, handshake: HandshakeCompleted) -> None:
+        peer = Peer(session_id, handshake.peer_id, handshake.sas, handshake.remote_static)
+        self._by_session[session_id] = peer
+        self._peers.setdefault(peer.peer_id, peer)
+        connecting = self._connecting.pop(session_id, None)
+        if connecting is not None:
+            connecting.send_nowait(peer)
+
+    def _on_closed(self, session_id: int, code: ErrorCode, reason: str, by_peer: bool) -> None:
+        connecting = self._connecting.pop(session_id, None)
+        if connecting is not None:
+            connecting.send_nowait(ConnectFailed(code, reason))
+        peer = self._by_session.pop(session_id, None)
+        if peer is not None and self._peers.get(peer.peer_id) is peer:
+            del self._peers[peer.peer_id]
+        who = "the peer" if by_peer else "this side"
+        broken = ChannelBroken(
+            f"connection closed by {who}: {code.name}{f' ({reason})' if reason else ''}", code, by_peer=by_peer
+        )
+        for key in [key for key in self._opening if key[0] == session_id]:
+            self._opening.pop(key).send_nowait(
+                ChannelRefused(session_id=session_id, channel_id=key[1], code=code, reason=reason)
+            )
+        for key in [key for key in self._channels if key[0] == session_id]:
+            self._channels.pop(key)._on_broken(broken)
+
+    def _on_requested(self, event: ChannelRequested) -> None:
+        connection = self.endpoint.connection(event.session_id)
+        peer = self._by_session.get(event.session_id)
+        if connection is None or peer is None:
+            return
+        now = trio.current_time()
+        listener = self._listeners.get(event.service)
+        kind = ChannelKind.STREAM if event.kind == "stream" else ChannelKind.MESSAGE
+        if listener is None or listener.kind is not kind:
+            connection.refuse_channel(event.channel_id, now, ErrorCode.SERVICE_UNKNOWN, f"no {event.kind} service")
+        else:
+            channel = self._make_channel(peer, event.channel_id, event.service, kind)
+            try:
+                listener._send.send_nowait(channel)
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                self._channels.pop((event.session_id, event.channel_id), None)
+                connection.refuse_channel(event.channel_id, now, ErrorCode.CHANNEL_REFUSED, "busy")
+            else:
+                connection.accept_channel(event.channel_id, now)
+        self.endpoint.updated(event.session_id)
+        self._transmit.set()
+
+    def _make_channel(
+        self, peer: Peer, channel_id: int, service: str, kind: ChannelKind
+    ) -> ChannelStream | MessageChannel:
+        channel: ChannelStream | MessageChannel
+        if kind is ChannelKind.STREAM:
+            channel = ChannelStream(self, peer.session_id, channel_id, service, peer.peer_id)
+        else:
+            queue = self._base_channels.message_queue
+            channel = MessageChannel(self, peer.session_id, channel_id, service, peer.peer_id, queue=queue)
+        self._channels[(peer.session_id, channel_id)] = channel
+        return channel
+
+    # -- paths -------------------------------------------------------------------------
+
+    def _socket_for(self, address: object) -> int:
+        """The first socket whose address family fits ``address``; ValueError with the reason if none."""
+        errors = []
+        for local, transport in enumerate(self.transports):
+            try:
+                transport.check_address(address)
+            except ValueError as exc:
+                errors.append(str(exc))
+            else:
+                return local
+        raise ValueError("; ".join(errors) or "the node has no socket")
+
+    def _transport(self, local: Hashable) -> Transport:
+        """The socket the endpoint calls ``local``: the node names its sockets by their index."""
+        return self.transports[cast(int, local)]
+
+    def _channel_config_for(self, address: Hashable, local: Hashable) -> ChannelConfig:
+        """The PMTU search's ceiling follows the outgoing interface's MTU, within the largest record."""
+        transport = self._transport(local)
+        try:
+            payload = transport.max_udp_payload(cast(Address, address))
+        except OSError:
+            return self._base_channels
+        ceiling = min(payload, MAX_PLAINTEXT + 30, 65507)
+        if ceiling == self._base_channels.max_datagram_size or ceiling < 1200:
+            return self._base_channels
+        return dataclasses.replace(self._base_channels, max_datagram_size=ceiling)
 
 
 @contextlib.asynccontextmanager
 async def open_node(
-    keys: LocalKeys, *, host: str = "127.0.0.1", port: int = 0, config: SessionConfig | None = None
+    keys: LocalKeys,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    hosts: Sequence[str] | None = None,
+    config: SessionConfig | None = None,
+    channels: ChannelConfig | None = None,
+    transports: Sequence[Transport] | None = None,
 ) -> AsyncIterator[Node]:
-    """A running node bound to ``host:port`` (0 picks a free port)."""
-    transport = await UdpTransport.bind(host, port)
-    node = Node(keys, transport, config)
+    """A running node with a UDP socket on each of ``hosts`` (default: ``host``; port 0 picks one).
+
+    ``transports`` replaces the sockets (tests pass emulated links).  On exit, every session is
+    closed (the peers are told) and the sockets are released.
+    """
+    from p2pos.transports.udp import UdpTransport
+
+    owned: list[Transport] = []
     try:
+        if transports is None:
+            for h in hosts or (host,):
+                owned.append(await UdpTransport.bind(h, port))
+            transports = owned
+        node = Node(keys, transports, config=config, channels=channels)
         async with trio.open_nursery() as nursery:
             await nursery.start(node.run)
             try:
                 yield node
             finally:
-                for session in node.endpoint.sessions():
-                    if session.is_established:
-                        session.close(trio.current_time())
-                with contextlib.suppress(OSError, ProtocolError):
-                    await node.flush()
+                now = trio.current_time()
+                for peer in list(node._by_session.values()):
+                    connection = node.endpoint.connection(peer.session_id)
+                    if connection is not None:
+                        connection.close(now, ErrorCode.APPLICATION_CLOSE, "node shutting down")
+                        node.endpoint.updated(peer.session_id)
+                with contextlib.suppress(OSError), trio.move_on_after(1):
+                    for datagrams, address, local in node.endpoint.data_to_send(now):
+                        await node._transport(local).send_batch(datagrams, cast(Address, address))
                 nursery.cancel_scope.cancel()
     finally:
-        transport.close()
+        for transport in owned:
+            transport.close()

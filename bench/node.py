@@ -92,10 +92,19 @@ SESSION_TIMEOUT = 180.0
 #: Seconds between the client's exit and the server's result line.
 RESULT_TIMEOUT = 15.0
 
-#: ratio key -> minimum it should reach.  None yet: the targets compare p2pos with these baselines.
-TARGETS: dict[str, float] = {}
+#: ratio key -> minimum it should reach (issue 9: p2pos against the baselines, measured in the same run).
+TARGETS: dict[str, float] = {
+    "p2pos_1200_vs_aioquic_goodput": 5.0,
+    "p2pos_1200_vs_trio_udp_goodput": 1.0,
+    "p2pos_pmtu_vs_libp2p_goodput": 2.0,
+    "aioquic_vs_p2pos_setup": 1.0,
+}
 #: (ratio key, numerator figure, denominator figure), computed when both figures exist.
 RATIOS: tuple[tuple[str, str, str], ...] = (
+    ("p2pos_1200_vs_aioquic_goodput", "p2pos_1200_goodput_MBps", "aioquic_goodput_MBps"),
+    ("p2pos_1200_vs_trio_udp_goodput", "p2pos_1200_goodput_MBps", "trio_udp_goodput_MBps"),
+    ("p2pos_pmtu_vs_libp2p_goodput", "p2pos_pmtu_goodput_MBps", "libp2p_goodput_MBps"),
+    ("aioquic_vs_p2pos_setup", "aioquic_setup_ms", "p2pos_1200_setup_ms"),
     ("aioquic_vs_trio_udp_goodput", "aioquic_goodput_MBps", "trio_udp_goodput_MBps"),
     ("libp2p_vs_trio_udp_goodput", "libp2p_goodput_MBps", "trio_udp_goodput_MBps"),
     ("libp2p_vs_aioquic_goodput", "libp2p_goodput_MBps", "aioquic_goodput_MBps"),
@@ -180,6 +189,8 @@ class Stack:
     python: Callable[[Options], str] = own_python
     #: What its ``setup_ms`` is, in the figures' labels.
     setup_label: str = "connect to 1st echoed byte"
+    #: Arguments before the role (``server`` / ``client``).
+    args: tuple[str, ...] = ()
 
 
 STACKS: tuple[Stack, ...] = (
@@ -190,6 +201,20 @@ STACKS: tuple[Stack, ...] = (
         bulk_bytes=256 * MIB,
         lossy=True,
         setup_label="new socket, 1-byte echo",
+    ),
+    Stack(
+        name="p2pos_1200",
+        label="p2pos, 1200-B datagrams",
+        script="p2pos_peer.py",
+        bulk_bytes=128 * MIB,
+        args=("--mtu", "fixed"),
+    ),
+    Stack(
+        name="p2pos_pmtu",
+        label="p2pos, discovered MTU",
+        script="p2pos_peer.py",
+        bulk_bytes=256 * MIB,
+        args=("--mtu", "discover"),
     ),
     Stack(name="aioquic", label="aioquic", script="aioquic_peer.py", bulk_bytes=32 * MIB),
     Stack(name="libp2p", label="py-libp2p", script="libp2p_peer.py", bulk_bytes=128 * MIB, python=libp2p_python),
@@ -284,7 +309,7 @@ def run_session(stack: Stack, python: str, options: Options) -> Session:
     """One server and one client of ``stack``: set-ups, then one bulk transfer."""
     bulk_bytes = stack.quick_bulk_bytes if options.quick else stack.bulk_bytes
     script = str(PEERS / stack.script)
-    server = Peer([python, script, "server"], f"{stack.name} server")
+    server = Peer([python, script, *stack.args, "server"], f"{stack.name} server")
     client: Peer | None = None
     try:
         ready = server.next_json(STARTUP_TIMEOUT)
@@ -292,6 +317,7 @@ def run_session(stack: Stack, python: str, options: Options) -> Session:
             [
                 python,
                 script,
+                *stack.args,
                 "client",
                 "--server",
                 json.dumps(ready),

@@ -52,16 +52,36 @@ class SessionClosed:
     by_peer: bool
 
 
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ForeignDatagramReceived:
+    """A datagram of another protocol on a p2pos socket (spec/session.md §4.1), passed on whole.
+
+    ``protocol`` is the ``Protocol`` value its first byte names ("stun", "turn-channel", ...);
+    ``address`` is where it came from and ``local`` the socket it arrived on, as the driver gave
+    them.  It belongs to no session.
+    """
+
+    protocol: str
+    data: bytes
+    address: object
+    local: object
+
+
 Event = HandshakeCompleted | MessageReceived | SessionClosed
 
 
 # -- the channel layer (spec/channels.md §7) ------------------------------------------
+#
+# Every channel-layer event carries ``session_id`` too, set by the ``Connection`` that reports it:
+# the local index of the session under it (``SecureSession.local_index``), so that a driver
+# holding many connections routes each event without knowing which connection it drained.
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class ChannelRequested:
     """The peer wants to open a channel to ``service``: call ``accept_channel`` or ``refuse_channel``."""
 
+    session_id: int
     channel_id: int
     service: str
     kind: str  # "stream" or "message"
@@ -71,6 +91,7 @@ class ChannelRequested:
 class ChannelOpened:
     """A channel this side opened was accepted by the peer (or data implied the late ACCEPT)."""
 
+    session_id: int
     channel_id: int
 
 
@@ -82,6 +103,7 @@ class ChannelRefused:
     and ``application_code`` holds the value; otherwise it is None.
     """
 
+    session_id: int
     channel_id: int
     code: ErrorCode
     reason: str
@@ -92,6 +114,7 @@ class ChannelRefused:
 class ChannelDataAvailable:
     """Stream data can be read with ``read``; reported when readable data goes from none to some."""
 
+    session_id: int
     channel_id: int
 
 
@@ -99,6 +122,7 @@ class ChannelDataAvailable:
 class ChannelEnded:
     """The peer finished its side of the stream: every byte has arrived (some may be unread)."""
 
+    session_id: int
     channel_id: int
 
 
@@ -106,6 +130,7 @@ class ChannelEnded:
 class ChannelWritable:
     """Send buffer space became available again on a channel that had filled it."""
 
+    session_id: int
     channel_id: int
 
 
@@ -113,6 +138,7 @@ class ChannelWritable:
 class ChannelMessage:
     """One whole message on a message channel (unreliable: some may never arrive)."""
 
+    session_id: int
     channel_id: int
     data: bytes
 
@@ -124,6 +150,7 @@ class ChannelReset:
     ``application_code`` as for ``ChannelRefused``.
     """
 
+    session_id: int
     channel_id: int
     code: ErrorCode
     reason: str
@@ -135,6 +162,7 @@ class ChannelReset:
 class ChannelClosed:
     """Both directions finished and were acknowledged; the channel id is free."""
 
+    session_id: int
     channel_id: int
 
 
@@ -142,6 +170,7 @@ class ChannelClosed:
 class PingAcknowledged:
     """A ``ping()`` was answered; ``rtt`` is the round trip it measured (seconds)."""
 
+    session_id: int
     ping_id: int
     rtt: float
 
@@ -150,6 +179,7 @@ class PingAcknowledged:
 class ConnectionReady:
     """The handshake completed; channels can be opened (the HandshakeCompleted details)."""
 
+    session_id: int
     handshake: HandshakeCompleted
 
 
@@ -157,6 +187,7 @@ class ConnectionReady:
 class ConnectionClosed:
     """The connection ended; every channel still open got a ChannelReset first."""
 
+    session_id: int
     code: ErrorCode
     reason: str
     by_peer: bool

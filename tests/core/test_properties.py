@@ -134,8 +134,8 @@ def test_endpoint_survives_junk(data: st.DataObject) -> None:
         mutations(sent),
     )
     for datagram in data.draw(st.lists(one, max_size=10)):
-        a.receive_datagram(datagram, "evil", net.now)
-        b.receive_datagram(datagram, "evil", net.now)
+        a.receive_data(datagram, "evil", net.now)
+        b.receive_data(datagram, "evil", net.now)
     net.flush()  # answers to "evil" go nowhere
     assert a.address_of(session.local_index) == "B" and b.address_of(responder.local_index) == "A"
     session.send(b"still here", net.now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 import pytest
-from helpers import EndpointNet, SeededRandom, closed, completed, make_keys, of_type, ptype
+from helpers import EndpointNet, SeededRandom, closed, completed, flat, make_keys, of_type, ptype
 
 from p2pos.proto import (
     Endpoint,
@@ -100,9 +100,9 @@ def test_replayed_init_creates_nothing() -> None:
     (responder,) = b.sessions()
     net.now = 50.0
     for source in ("A", "mallory"):
-        b.receive_datagram(init, source, net.now)
+        b.receive_data(init, source, net.now)
     assert b.sessions() == [responder]
-    assert b.datagrams_to_send(net.now) == []
+    assert flat(b.data_to_send(net.now)) == []
     assert responder.stats() == {"unexpected_handshake": 2}
     assert b.address_of(responder.local_index) == "A"
     assert len(of_type(net.events["B"], HandshakeCompleted)) == 1
@@ -116,26 +116,26 @@ def test_replayed_init_after_close_creates_nothing() -> None:
     session.close(net.now)
     net.flush()
     assert a.sessions() == [] and b.sessions() == []
-    b.receive_datagram(init, "mallory", 60.0)
+    b.receive_data(init, "mallory", 60.0)
     assert b.sessions() == []
     assert b.drops == {"replayed_init": 1}
-    assert b.datagrams_to_send(60.0) == []
+    assert flat(b.data_to_send(60.0)) == []
 
 
 def test_replay_within_handshake_gets_cached_response() -> None:
     net, a, b = two_endpoints()
     a.connect("B", net.now)
     ((_, _, init),) = net.outgoing()
-    b.receive_datagram(init, "A", net.now)
-    ((response, dest),) = b.datagrams_to_send(net.now)
+    b.receive_data(init, "A", net.now)
+    ((response, dest),) = flat(b.data_to_send(net.now))
     assert dest == "A" and ptype(response) is PacketType.RESPONSE
     for source in ("A", "A", "mallory"):
-        b.receive_datagram(init, source, net.now)
+        b.receive_data(init, source, net.now)
         # The cached RESPONSE goes to the address the INIT first came from, never to the replayer.
-        assert b.datagrams_to_send(net.now) == [(response, "A")]
+        assert flat(b.data_to_send(net.now)) == [(response, "A")]
     assert len(b.sessions()) == 1
     assert b.address_of(b.sessions()[0].local_index) == "A"
-    a.receive_datagram(response, "B", net.now)
+    a.receive_data(response, "B", net.now)
     net.flush()
     completed(net.events["A"])
     completed(net.events["B"])
@@ -149,18 +149,18 @@ def test_init_with_same_ephemeral_but_other_bytes_is_a_separate_handshake() -> N
     net, a, b = two_endpoints()
     session = a.connect("B", net.now)
     ((_, _, init),) = net.outgoing()
-    b.receive_datagram(init, "A", net.now)
-    ((response, _),) = b.datagrams_to_send(net.now)
+    b.receive_data(init, "A", net.now)
+    ((response, _),) = flat(b.data_to_send(net.now))
     forged = init + b"\x00\x09\x00\x00"  # an extra (unknown, non-critical) payload field
-    b.receive_datagram(forged, "mallory", net.now)
-    ((shadow, dest),) = b.datagrams_to_send(net.now)
+    b.receive_data(forged, "mallory", net.now)
+    ((shadow, dest),) = flat(b.data_to_send(net.now))
     assert dest == "mallory" and ptype(shadow) is PacketType.RESPONSE and shadow != response
     assert len(b.sessions()) == 2
     # The shadow RESPONSE, passed on to the initiator, fails Noise (its transcript differs).
-    a.receive_datagram(shadow, "B", net.now)
+    a.receive_data(shadow, "B", net.now)
     assert session.state is SessionState.AWAIT_RESPONSE
     assert session.stats() == {"handshake_auth": 1}
-    a.receive_datagram(response, "B", net.now)
+    a.receive_data(response, "B", net.now)
     net.flush()
     assert completed(net.events["A"]).peer_id == BOB.identity.peer_id
     assert completed(net.events["B"]).peer_id == ALICE.identity.peer_id
@@ -193,7 +193,7 @@ def test_roaming_follows_authenticated_packets_only() -> None:
     net.source_of["B"] = "B2"
     net.alias["B2"] = "B"
     garbage = b"\x04" + session.local_index.to_bytes(4, "big") + b"\x00" + (12345).to_bytes(8, "big") + bytes(30)
-    a.receive_datagram(garbage, "evil", net.now)
+    a.receive_data(garbage, "evil", net.now)
     assert a.address_of(session.local_index) == "B"
     responder.send(b"from my new address", net.now)
     net.flush()
@@ -205,8 +205,8 @@ def test_roaming_follows_authenticated_packets_only() -> None:
     assert dest == "B2"
     # An attacker replaying Bob's authenticated record from elsewhere does not move the session.
     (record,) = [d for src, _, d in net.log if src == "B2" and ptype(d) is PacketType.DATA]
-    a.receive_datagram(record, "evil", net.now)
-    a.receive_datagram(garbage, "evil", net.now)
+    a.receive_data(record, "evil", net.now)
+    a.receive_data(garbage, "evil", net.now)
     assert a.address_of(session.local_index) == "B2"
     assert session.stats() == {"record_replay": 1, "record_auth": 2}
 
@@ -215,9 +215,9 @@ def test_handshake_packets_from_a_new_address_roam() -> None:
     net, a, b = two_endpoints()
     session = a.connect("B", net.now)
     ((_, _, init),) = net.outgoing()
-    b.receive_datagram(init, "A", net.now)
-    ((response, _),) = b.datagrams_to_send(net.now)
-    a.receive_datagram(response, "B-other", net.now)
+    b.receive_data(init, "A", net.now)
+    ((response, _),) = flat(b.data_to_send(net.now))
+    a.receive_data(response, "B-other", net.now)
     assert session.is_established
     assert a.address_of(session.local_index) == "B-other"
 
@@ -247,8 +247,8 @@ def test_timed_out_sessions_are_removed() -> None:
     net, a, b = two_endpoints()
     a.connect("B", net.now)
     ((_, _, init),) = net.outgoing()
-    b.receive_datagram(init, "A", net.now)
-    b.datagrams_to_send(net.now)  # the RESPONSE is lost, and so is everything after it
+    b.receive_data(init, "A", net.now)
+    flat(b.data_to_send(net.now))  # the RESPONSE is lost, and so is everything after it
     while net.next_timer() is not None and net.now < 100.0:
         net.jump()
         net.outgoing()
@@ -271,13 +271,13 @@ def test_session_lifetime_expiry_removes_sessions() -> None:
 
 def test_drops_counted() -> None:
     _, _, b = two_endpoints()
-    b.receive_datagram(b"", "x", 0.0)
-    b.receive_datagram(b"\x04\x00\x00\x00\x01" + bytes(40), "x", 0.0)
-    b.receive_datagram(b"\x02\x00", "x", 0.0)
-    b.receive_datagram(b"\x01\x01\x00\x00\x00\x01" + bytes(10), "x", 0.0)
-    b.receive_datagram(b"\x01\x09\x00\x00\x00\x01" + bytes(60), "x", 0.0)
+    b.receive_data(b"", "x", 0.0)
+    b.receive_data(b"\x04\x00\x00\x00\x01" + bytes(40), "x", 0.0)
+    b.receive_data(b"\x02\x00", "x", 0.0)
+    b.receive_data(b"\x01\x01\x00\x00\x00\x01" + bytes(10), "x", 0.0)
+    b.receive_data(b"\x01\x09\x00\x00\x00\x01" + bytes(60), "x", 0.0)
     assert b.drops == {"empty": 1, "unknown_session": 2, "bad_init": 2}
-    assert b.sessions() == [] and b.datagrams_to_send(0.0) == []
+    assert b.sessions() == [] and flat(b.data_to_send(0.0)) == []
     assert b.get_timer() is None
 
 

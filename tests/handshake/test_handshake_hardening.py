@@ -36,6 +36,7 @@ from helpers import (
     SessionPair,
     completed,
     drop_first,
+    flat,
     make_keys,
     of_type,
     ptype,
@@ -372,9 +373,9 @@ def test_sessions_send_inits_of_exactly_min_init_size(ik: bool) -> None:
 @PATTERNS
 def test_short_init_reaches_no_state_on_an_endpoint(pattern: Pattern) -> None:
     b = Endpoint(BOB, random=SeededRandom("B"))
-    b.receive_datagram(HandInitiator(pattern).init(size=MIN_INIT_SIZE - 1), "A", 0.0)
+    b.receive_data(HandInitiator(pattern).init(size=MIN_INIT_SIZE - 1), "A", 0.0)
     assert b.drops == {"bad_init": 1}
-    assert b.sessions() == [] and b.datagrams_to_send(0.0) == [] and b.get_timer() is None
+    assert b.sessions() == [] and flat(b.data_to_send(0.0)) == [] and b.get_timer() is None
 
 
 @PATTERNS
@@ -555,9 +556,9 @@ def test_forged_init_variant_delivered_first_does_not_block_the_genuine(ik: bool
     variants = list(xx_variants(init)) if not ik else [flip(init, len(init) - 1), init + b"\x00\x09\x00\x00"]
     for forged in variants:
         assert forged != init and forged[6:38] == init[6:38]  # same ephemeral
-        b.receive_datagram(forged, "mallory", net.now)
-    b.datagrams_to_send(net.now)  # the answers to the variants go to mallory
-    b.receive_datagram(init, "A", net.now)
+        b.receive_data(forged, "mallory", net.now)
+    flat(b.data_to_send(net.now))  # the answers to the variants go to mallory
+    b.receive_data(init, "A", net.now)
     net.flush()
     assert session.is_established
     assert completed(net.events["A"]).peer_id == BOB.identity.peer_id
@@ -660,13 +661,13 @@ def test_sessions_without_a_cache_verify_every_time(verify_calls: list[tuple[Pee
 def test_refused_confirm_leaves_no_trace_on_an_endpoint() -> None:
     b = Endpoint(BOB, random=SeededRandom("B"))
     hand = HandInitiator(Pattern.IK)
-    b.receive_datagram(hand.init(), "A", 0.0)
-    ((response, _),) = b.datagrams_to_send(0.0)
+    b.receive_data(hand.init(), "A", 0.0)
+    ((response, _),) = flat(b.data_to_send(0.0))
     hand.read_response(response)
-    b.receive_datagram(hand.confirm(bytes(32)), "A", 0.0)
-    ((closing, addr),) = b.datagrams_to_send(0.0)
+    b.receive_data(hand.confirm(bytes(32)), "A", 0.0)
+    ((closing, addr),) = flat(b.data_to_send(0.0))
     assert closing[0] == PacketType.CLOSE and addr == "A"
-    assert b.sessions() == [] and b.next_event() is None and b.datagrams_to_send(0.0) == []
+    assert b.sessions() == [] and b.next_event() is None and flat(b.data_to_send(0.0)) == []
 
 
 def test_response_without_session_index_is_a_fatal_malformed_message() -> None:
