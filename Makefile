@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 # installed `p2pos.*` names while edits in the work tree take effect at once.
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: run test lint typecheck unit conformance vectors bench install clean compiled test-compiled
+.PHONY: run test lint typecheck unit conformance vectors bench install clean compiled test-compiled test-install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +21,19 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e . $(EDITABLE)
 
+# The main job runs what users run: the core compiled by mypyc (build/compiled, below) where this
+# machine can build it, else the pure-Python core, saying why; `p2pos version` shows which one runs.
 run: install
-	$(VENV)/bin/p2pos demo
+	@mkdir -p build; core=$(COMPILED); \
+	if ! why=$$($(PY) tools/compile_core.py --check); then \
+	    core=; echo "make run: running the pure-Python core: $$why"; \
+	else \
+	    $(MAKE) -s -q $(COMPILED_STAMP) || echo "make run: building the compiled core (a few minutes the first time; log: build/compile.log)"; \
+	    if ! $(MAKE) -s --no-print-directory $(COMPILED_STAMP) >build/compile.log 2>&1; then \
+	        core=; echo "make run: running the pure-Python core: building the compiled one failed (see build/compile.log)"; \
+	    fi; \
+	fi; \
+	PYTHONPATH=$$core $(VENV)/bin/p2pos version && PYTHONPATH=$$core $(VENV)/bin/p2pos demo
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -43,22 +54,35 @@ conformance: install
 	$(PY) -m conformance --json results/conformance.json
 
 # The wheel with the core compiled by mypyc (setup.py, tools/compile_core.py), unpacked into
-# build/compiled: the tests and the conformance suite run against it too, so that what a
-# compiled install ships is held to the same behaviour. (tools/compile_core.py caches the
-# compiled modules in build/mypyc-core: only changed sources are compiled again.)
+# build/compiled: `make run` runs it, and the tests and the conformance suite run against it
+# too, so that what a compiled install ships is held to the same behaviour. It is rebuilt when
+# a packaged source changes (and tools/compile_core.py caches the compiled modules in
+# build/mypyc-core: only changed sources are compiled again).
 COMPILED := build/compiled
+COMPILED_STAMP := $(COMPILED)/.built
+PACKAGED := $(shell find p2pos_proto transports adapters conformance -name '*.py' -o -name py.typed) \
+	setup.py pyproject.toml MANIFEST.in tools/compile_core.py tools/build_backend.py
 
-compiled: install
-	rm -rf build/wheel build/lib.* $(COMPILED)
+$(COMPILED_STAMP): $(STAMP) $(PACKAGED)
+	rm -rf build/wheel $(COMPILED)
 	P2POS_COMPILE=1 $(PY) -m pip wheel -q --no-deps --no-build-isolation -w build/wheel .
 	$(PY) -m zipfile -e build/wheel/p2pos-*.whl $(COMPILED)
+	touch $@
 
-test-compiled: compiled
+compiled: $(COMPILED_STAMP)
+
+test-compiled: install compiled
 	PYTHONPATH=$(COMPILED) $(VENV)/bin/pytest -q
 	mkdir -p results
 	PYTHONPATH=$(COMPILED) $(PY) -m conformance --json results/conformance-compiled.json
 
-test: lint typecheck vectors unit conformance test-compiled
+# `P2POS_COMPILE=1 pip install .` with build isolation in a fresh virtualenv, from a copy of the
+# files a clone has: the compiled core must install (mypyc compiles it from scratch there) and
+# run the demo, and a wheel built without the variable must be pure Python (tools/check_install.py).
+test-install: install
+	$(PY) tools/check_install.py --python $(PYTHON)
+
+test: lint typecheck vectors unit conformance test-compiled test-install
 
 bench: install compiled
 	$(PY) bench/handshake_record.py
@@ -66,4 +90,4 @@ bench: install compiled
 	PYTHONPATH=$(COMPILED) $(PY) bench/channels.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -3,9 +3,11 @@
 With ``P2POS_COMPILE=1`` a wheel (``pip wheel .``, ``pip install .``) also carries
 the core's per-packet modules compiled by mypyc (tools/compile_core.py), next to
 their Python sources: the import system prefers the extension, and the wheel is
-tagged for this Python and platform.  mypy (which ships mypyc) and a C compiler
-are then needed at build time.  Without the variable, and for editable installs
-always, the package is pure Python, exactly as before.
+tagged for this Python and platform.  A C compiler (and Python's headers) are then
+needed at build time, and mypy with the core's typed dependencies: the build backend
+(tools/build_backend.py) asks the isolated build environment for those.  Without the
+variable, and for editable installs always, the package is pure Python, exactly as
+before.
 
 The compiled core runs the channel layer about 2.5 times as fast
 (bench/channels.py); CI runs every test and conformance case against the wheel's
@@ -33,12 +35,19 @@ class BuildPyWithCompiledCore(build_py):
     """``build_py``, then the compiled core's extension modules into the build tree."""
 
     def run(self) -> None:
-        super().run()
-        if not COMPILE or self.editable_mode:
-            return
         sys.path.insert(0, str(ROOT / "tools"))
         import compile_core
 
+        if not self.editable_mode:
+            # pip builds in the source tree: what an earlier build left in build/lib* (a module
+            # since removed, extensions compiled from older sources) must not reach this wheel.
+            build_lib = Path(self.build_lib)
+            shutil.rmtree(build_lib / "p2pos", ignore_errors=True)
+            for stale in compile_core.extensions(build_lib):  # mypyc's shared library lies at the top
+                stale.unlink()
+        super().run()
+        if not COMPILE or self.editable_mode:
+            return
         compile_core.build(CORE_BUILD)
         for extension in compile_core.extensions(CORE_BUILD):
             target = Path(self.build_lib) / extension.relative_to(CORE_BUILD)
@@ -56,5 +65,4 @@ class CompiledCoreDistribution(Distribution):
 setup(
     cmdclass={"build_py": BuildPyWithCompiledCore},
     distclass=CompiledCoreDistribution,
-    setup_requires=["mypy>=1.10"] if COMPILE else [],
 )

@@ -3,6 +3,7 @@
 p2pos id [--home DIR] [--show-key-path]   create or show the local identity
 p2pos check-id PEER_ID                     validate a peer id (typo check)
 p2pos demo                                 two local peers talk over UDP
+p2pos version                              the version, the Python, and which core runs
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import trio
 
 from p2pos.proto import InvalidPeerId, PeerId, __version__
 
-from . import keystore
+from . import build_info, keystore
 
 
 def _cmd_id(args: argparse.Namespace) -> int:
@@ -50,6 +51,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_version(args: argparse.Namespace) -> int:
+    for line in build_info.describe(build_info.build_info()):
+        print(line)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="p2pos", description="p2pos peer-to-peer application server")
     parser.add_argument("--version", action="version", version=f"p2pos {__version__}")
@@ -63,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.set_defaults(func=_cmd_check_id)
     p_demo = sub.add_parser("demo", help="two local peers handshake over UDP and exchange messages")
     p_demo.set_defaults(func=_cmd_demo)
+    p_version = sub.add_parser(
+        "version", help="show the version, the Python, and whether the core is compiled (mypyc) or pure Python"
+    )
+    p_version.set_defaults(func=_cmd_version)
     return parser
 
 

@@ -2,6 +2,7 @@
 """Compile the core's per-packet modules with mypyc: the same source, run as C extensions.
 
     python tools/compile_core.py [--out build/compiled]
+    python tools/compile_core.py --check    # can this machine compile it? (else: why not, exit 1)
 
 Copies ``p2pos_proto/`` to ``OUT/p2pos/proto/`` and compiles the modules in
 ``COMPILED`` there with mypyc (shipped with mypy, a test dependency; needs a C
@@ -13,7 +14,9 @@ install never picks up a stale extension.
 
 setup.py calls ``build`` when a wheel is built with ``P2POS_COMPILE=1`` and
 ships the extensions beside the Python sources; ``make compiled`` builds that
-wheel and unpacks it into build/compiled, which CI tests.
+wheel and unpacks it into build/compiled, which CI tests and ``make run`` runs
+(falling back to the pure-Python core, with the reason ``--check`` prints, where
+this machine cannot compile it).
 
 Why: the channel layer spends almost all its time in per-packet Python
 (bench/channels.py); compiled, the same code runs about 2.5 times as fast.  The
@@ -29,10 +32,15 @@ subclasses their classes too.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import os
+import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from importlib.machinery import EXTENSION_SUFFIXES
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,10 +75,34 @@ SUBCLASSED = {"session.session": "SecureSession"}
 STAMP = "p2pos-compiled.txt"
 
 
+def _mypy_version() -> str:
+    try:
+        return f"mypy {version('mypy')}"
+    except PackageNotFoundError:
+        return "no mypy"
+
+
 def _fingerprint() -> str:
     sources = [*sorted((ROOT / "p2pos_proto").rglob("*.py")), Path(__file__).resolve()]  # and this tool's own edits
     parts = [f"{path.relative_to(ROOT)} {path.stat().st_size} {path.stat().st_mtime_ns}" for path in sources]
-    return "\n".join([sys.version, *parts, *COMPILED]) + "\n"
+    return "\n".join([sys.version, _mypy_version(), *parts, *COMPILED]) + "\n"
+
+
+def missing_toolchain() -> str | None:
+    """Why this Python cannot compile the core here (``None`` when it can): compiler, headers, mypyc.
+
+    The compiler is the one setuptools will call: ``$CC``, else the one Python was built with.
+    """
+    command = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    compiler = (shlex.split(command) or ["cc"])[0]
+    if shutil.which(compiler) is None:
+        return f"no C compiler ({compiler!r} is not on PATH)"
+    headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not headers.is_file():
+        return f"no Python headers ({headers} is missing: install the python3-dev package)"
+    if importlib.util.find_spec("mypyc") is None:
+        return "mypyc is not installed (pip install mypy)"
+    return None
 
 
 def _path(module: str) -> str:
@@ -99,6 +131,9 @@ def build(out: Path) -> None:
     if stamp.exists() and stamp.read_text(encoding="utf-8") == fingerprint:
         print(f"compile_core: {out} is current")
         return
+    reason = missing_toolchain()
+    if reason is not None:
+        raise SystemExit(f"compile_core: cannot compile the core: {reason}")
     if out.exists():
         shutil.rmtree(out)
     package = out / "p2pos" / "proto"
@@ -133,7 +168,12 @@ def extensions(folder: Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "build" / "compiled", help="output folder")
+    parser.add_argument("--check", action="store_true", help="only say why this machine cannot compile (exit 1)")
     args = parser.parse_args(argv)
+    if args.check:
+        reason = missing_toolchain()
+        print(reason or "compile_core: this machine can compile the core")
+        return 0 if reason is None else 1
     build(args.out.resolve())
     return 0
 

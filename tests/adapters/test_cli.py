@@ -1,16 +1,19 @@
-"""The p2pos command: identity creation, clear errors, peer id checking."""
+"""The p2pos command: identity creation, clear errors, peer id checking, which core runs."""
 
 from __future__ import annotations
 
 import os
+import platform
 import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import COMPILED_CORE
 
-from p2pos.adapters import cli, keystore
+import p2pos.proto
+from p2pos.adapters import build_info, cli, keystore
 from p2pos.proto import Identity, PeerId
 
 
@@ -114,5 +117,34 @@ def test_check_id(capsys: pytest.CaptureFixture[str]) -> None:
 def test_console_script_help() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("id", "check-id", "demo"):
+    for command in ("id", "check-id", "demo", "version"):
         assert command in result.stdout
+
+
+# This suite runs twice (tests/conftest.py): on the pure core, and with the compiled one first on
+# PYTHONPATH (make test-compiled); `p2pos version` must tell them apart.
+EXPECTED_CORE = "compiled (mypyc)" if COMPILED_CORE else "pure Python"
+
+
+def test_core_build_tells_compiled_from_pure() -> None:
+    assert build_info.core_build() == ("compiled" if COMPILED_CORE else "pure")
+
+
+def test_version_says_which_core_runs_and_from_where(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["version"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    core_dir = Path(str(p2pos.proto.__file__)).parent
+    assert lines == [
+        f"p2pos {p2pos.proto.__version__}",
+        f"python {platform.python_implementation()} {platform.python_version()} "
+        f"({platform.system()} {platform.machine()})",
+        f"core {EXPECTED_CORE}, loaded from {core_dir}",
+    ]
+
+
+def test_version_command_in_a_new_process() -> None:
+    # What a user sees: the core the console script imports (PYTHONPATH carries over, so the
+    # compiled run's subprocess loads the compiled core too).
+    result = run_cli("version")
+    assert result.returncode == 0, result.stderr
+    assert f"core {EXPECTED_CORE}, loaded from " in result.stdout
