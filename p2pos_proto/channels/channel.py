@@ -7,12 +7,16 @@ RESET; a *message* channel carries whole messages that may be lost (a bounded
 number of retransmissions per message) and each side ends its direction with
 CLOSE_CHANNEL.  The channel is closed, and its id forgotten, when both
 directions are done.  The ``Connection`` owns the channels; its control-frame
-queue and send path turn their state into frames.
+queue and send path turn their state into frames.  ``ChannelConfig``, the
+tunables of the whole channel layer, lives here too, below every module of the
+connection that reads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from typing import Final
 
 from ..errors import ErrorCode, LocalProtocolError
 from ..session.replay import ReplayWindow
@@ -20,6 +24,45 @@ from .flow import ReceiveWindow, SendCredit
 from .frames import ChannelKind
 from .recvbuf import ReceiveBuffer
 from .sendbuf import MessageQueue, SendBuffer
+
+#: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
+INITIAL_MAX_DATA: Final = 1024 * 1024
+#: The names ``ChannelConfig.congestion_control`` accepts (spec/recovery.md §5; sending.CONTROLLERS).
+CONGESTION_CONTROLLERS: Final = ("newreno", "cubic", "bbr")
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelConfig:
+    """Tunables of the channel layer; defaults are the spec's (spec/channels.md §8)."""
+
+    reliable_carrier: bool = False
+    congestion_control: str = "bbr"  # or "newreno", "cubic" (spec/recovery.md §5)
+    max_datagram_size: int = 1452  # the PMTU search's ceiling (UDP payload bytes)
+    stream_frame_size: int = 16384  # packet size on a reliable carrier
+    idle_timeout: float = 30.0
+    keepalive_interval: float | None = 10.0
+    max_ack_delay: float = 0.025
+    close_timeout: float = 10.0
+    channel_window: int = 256 * 1024
+    channel_window_max: int = 16 * 1024 * 1024
+    connection_window: int = INITIAL_MAX_DATA
+    connection_window_max: int = 24 * 1024 * 1024
+    send_buffer: int = 1024 * 1024
+    max_channels: int = 4096
+    message_queue: int = 64
+    pmtu_probing: bool = True
+
+    def __post_init__(self) -> None:
+        if self.congestion_control not in CONGESTION_CONTROLLERS:
+            raise LocalProtocolError(f"congestion_control is one of {', '.join(map(repr, CONGESTION_CONTROLLERS))}")
+        if not 1200 <= self.max_datagram_size <= 65507 or not 1200 <= self.stream_frame_size <= 65000:
+            raise LocalProtocolError("max_datagram_size and stream_frame_size must be 1200..65507")
+        if self.idle_timeout <= 0 or (self.keepalive_interval is not None and self.keepalive_interval <= 0):
+            raise LocalProtocolError("idle_timeout and keepalive_interval must be positive")
+        if self.connection_window < INITIAL_MAX_DATA:
+            raise LocalProtocolError(f"connection_window must be at least {INITIAL_MAX_DATA}")
+        if min(self.channel_window, self.send_buffer, self.max_channels, self.message_queue) < 1:
+            raise LocalProtocolError("windows, buffers and limits must be positive")
 
 
 class ChannelState(enum.Enum):

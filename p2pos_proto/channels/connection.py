@@ -26,19 +26,12 @@ channel semantics are the same.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import enum
 from typing import Final
 
-from ..common.ranges import RangeSet
-from ..errors import (
-    ErrorCode,
-    LocalProtocolError,
-    channel_code_to_wire,
-)
+from ..common.text import truncate_utf8
+from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError, channel_code_to_wire
 from ..events import (
-    ChannelClosed,
     ChannelEvent,
     ChannelReset,
     ConnectionClosed,
@@ -47,27 +40,15 @@ from ..events import (
     MessageReceived,
     SessionClosed,
 )
-from ..recovery.acks import AckTracker
-from ..recovery.bbr import Bbr
-from ..recovery.congestion import CongestionController, Cubic, NewReno
-from ..recovery.pacing import Pacer
-from ..recovery.pmtu import BASE_PLPMTU, PmtuDiscovery
-from ..recovery.recovery import LossRecovery
-from ..recovery.rtt import RttEstimator
-from ..session.record import OVERHEAD as RECORD_OVERHEAD
-from ..session.session import SecureSession
+from ..session.session import SecureSession, SessionState
 from . import frames as fr
-from .channel import Channel, ChannelInput, ChannelState
-from .flow import ReceiveWindow, SendCredit
-from .receiving import INITIAL_MAX_CHANNELS, ReceivePath
-from .sending import ControlKey, Token
+from .channel import INITIAL_MAX_DATA, Channel, ChannelConfig, ChannelInput, ChannelState
+from .receiving import ReceivePath
 
-#: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
-INITIAL_MAX_DATA: Final = 1024 * 1024
+__all__ = ["INITIAL_MAX_DATA", "TRANSITIONS", "ChannelConfig", "Connection", "ConnectionInput", "ConnectionState"]
 
-
-#: The congestion controllers ``ChannelConfig.congestion_control`` names (spec/recovery.md §5).
-_CONTROLLERS: dict[str, type[NewReno] | type[Cubic] | type[Bbr]] = {"newreno": NewReno, "cubic": Cubic, "bbr": Bbr}
+#: One shared default: a connection keeps a reference, not a copy (bench/memory.py).
+_DEFAULT_CONFIG: Final = ChannelConfig()
 
 
 class ConnectionState(enum.Enum):
@@ -77,122 +58,102 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
-class ChannelConfig:
-    """Tunables of the channel layer; defaults are the spec's (spec/channels.md §8)."""
+class ConnectionInput(enum.Enum):
+    HANDSHAKE_DONE = "handshake-done"  # the session reported HandshakeCompleted
+    CLOSE = "close"  # the application asked for a graceful close (``close`` with NO_ERROR)
+    END = "end"  # the session ended: closed by either side, an error, a timeout, or a graceful close done
 
-    reliable_carrier: bool = False
-    congestion_control: str = "bbr"  # or "newreno", "cubic" (spec/recovery.md §5)
-    max_datagram_size: int = 1452  # the PMTU search's ceiling (UDP payload bytes)
-    stream_frame_size: int = 16384  # packet size on a reliable carrier
-    idle_timeout: float = 30.0
-    keepalive_interval: float | None = 10.0
-    max_ack_delay: float = 0.025
-    close_timeout: float = 10.0
-    channel_window: int = 256 * 1024
-    channel_window_max: int = 16 * 1024 * 1024
-    connection_window: int = INITIAL_MAX_DATA
-    connection_window_max: int = 24 * 1024 * 1024
-    send_buffer: int = 1024 * 1024
-    max_channels: int = 4096
-    message_queue: int = 64
-    pmtu_probing: bool = True
 
-    def __post_init__(self) -> None:
-        if self.congestion_control not in _CONTROLLERS:
-            raise LocalProtocolError(f"congestion_control is one of {', '.join(map(repr, _CONTROLLERS))}")
-        if not 1200 <= self.max_datagram_size <= 65507 or not 1200 <= self.stream_frame_size <= 65000:
-            raise LocalProtocolError("max_datagram_size and stream_frame_size must be 1200..65507")
-        if self.idle_timeout <= 0 or (self.keepalive_interval is not None and self.keepalive_interval <= 0):
-            raise LocalProtocolError("idle_timeout and keepalive_interval must be positive")
-        if self.connection_window < INITIAL_MAX_DATA:
-            raise LocalProtocolError(f"connection_window must be at least {INITIAL_MAX_DATA}")
-        if min(self.channel_window, self.send_buffer, self.max_channels, self.message_queue) < 1:
-            raise LocalProtocolError("windows, buffers and limits must be positive")
+_C, _CI = ConnectionState, ConnectionInput
+#: Every allowed transition (spec/channels.md §9); anything else is a local error (INTERNAL_ERROR).
+TRANSITIONS: dict[ConnectionState, dict[ConnectionInput, ConnectionState]] = {
+    _C.HANDSHAKING: {_CI.HANDSHAKE_DONE: _C.READY, _CI.END: _C.CLOSED},
+    _C.READY: {_CI.CLOSE: _C.CLOSING, _CI.END: _C.CLOSED},
+    _C.CLOSING: {_CI.END: _C.CLOSED},
+    _C.CLOSED: {},
+}
+# Read on every call of the driver API: module globals are quicker to read than enum members.
+_READY: Final = ConnectionState.READY
+_CLOSING: Final = ConnectionState.CLOSING
+_CLOSED: Final = ConnectionState.CLOSED
 
 
 class Connection(ReceivePath):
     """Channels, reliability and liveness over one ``SecureSession``."""
 
+    __slots__ = (
+        "_close_code",
+        "_close_deadline",
+        "_close_reason",
+        "_last_received",
+        "_next_ping",
+        "keepalive_interval",
+        "state",
+    )
+
     def __init__(self, session: SecureSession, now: float, config: ChannelConfig | None = None) -> None:
-        self.session = session
-        self.config = config = config or ChannelConfig()
-        self.reliable = config.reliable_carrier
+        super().__init__(session, now, config or _DEFAULT_CONFIG)
         self.state = ConnectionState.HANDSHAKING
-        self.channels: dict[int, Channel] = {}
-        self._next_channel = 0 if session.initiator else 1
-        self._peer_parity = 1 if session.initiator else 0
-        self._peer_seen = RangeSet()  # indices (id // 2) of channels the peer ever opened
-        self._peer_open = 0  # the peer's channels we hold now
-        self._peer_max_channels = INITIAL_MAX_CHANNELS
-        self._peer_max_known = False  # the first MAX_CHANNELS replaces the initial allowance
-        self._our_max_channels = config.max_channels
-        self._max_channels = config.max_channels  # the most peer channels held at once
-        self._closed_peer_channels = 0
-        #: Stream channels we reset before knowing the peer's final size: id -> (highest received,
-        #: limit), kept until the peer's answering RESET says how much it sent (spec/flow.md §3.3).
-        self._reset_unsettled: dict[int, tuple[int, int]] = {}
-        self.conn_credit = SendCredit(INITIAL_MAX_DATA)
-        self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
-        # On a reliable carrier only packets with a PING are acknowledged, each at once (channels.md §10).
-        self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=1 if self.reliable else 2)
-        self._ping_packets: dict[int, tuple[float, list[Token]]] = {}
-        self.rtt = RttEstimator()
-        self.recovery: LossRecovery[list[Token]] = LossRecovery(rtt=self.rtt)
-        mds = 1200
-        self.cc: CongestionController = _CONTROLLERS[config.congestion_control](max_datagram_size=mds)
-        self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
-        self.pmtu = PmtuDiscovery(
-            max_plpmtu=config.max_datagram_size, enabled=config.pmtu_probing and not self.reliable
-        )
-        self._control: dict[ControlKey, fr.Frame] = {}
-        self._sent_control: dict[ControlKey, fr.Frame] = {}
-        self._sendable: collections.OrderedDict[int, None] = collections.OrderedDict()
-        self._conn_blocked: set[int] = set()
-        self._read_channels: dict[int, None] = {}  # channels read since the last window check
-        self._events: collections.deque[ChannelEvent | HandshakeCompleted] = collections.deque()
-        self._pings: dict[int, None] = {}
         self._next_ping = 0
-        self._pto_probes = 0
-        self._pacing_at: float | None = None
-        self._app_limited = True
         self._last_received = now
-        self._last_sent = now
-        self.keepalive_interval = config.keepalive_interval
+        self.keepalive_interval = self.config.keepalive_interval
         self._close_deadline: float | None = None
         self._close_code = ErrorCode.NO_ERROR
         self._close_reason = ""
-        self.lost_packets = 0
         self._absorb_session(now)
 
     # -- driver API ------------------------------------------------------------------------
 
     def receive_data(self, data: bytes, now: float) -> None:
-        """Feed one datagram from the path.  Never raises."""
-        opened = self.session.receive_data_record(data, now)
-        if opened is not None:  # the hot path: a DATA record, no session event in between
-            self._on_packet(opened[0], opened[1], now)
-        else:
-            self._absorb_session(now)
+        """Feed one datagram from the path.  Never raises.
+
+        A frame that breaks a rule closes the connection with its code; a failed
+        internal invariant (a ``LocalProtocolError`` inside the receive path) closes it
+        with INTERNAL_ERROR (channels.md §11).  Either way the peer is told and
+        ``ConnectionClosed`` follows.
+        """
+        try:
+            opened = self.session.receive_data_record(data, now)
+            if opened is not None:  # the hot path: a DATA record, no session event in between
+                self._packet(opened[0], opened[1], now)
+            else:
+                self._absorb_session(now)
+        except LocalProtocolError as exc:
+            self._internal_error(exc, now)
 
     def data_to_send(self, now: float) -> list[bytes]:
         """Datagrams to transmit now, paced; call again at ``get_timer()``."""
-        if self.state in (ConnectionState.READY, ConnectionState.CLOSING):
-            self._queue_window_updates(now)
-            self._build_packets(now)
-            if self.state is ConnectionState.CLOSING and self._all_sent_and_acked():
-                self.session.close(now, self._close_code, self._close_reason)
+        state = self.state
+        if state is _READY or state is _CLOSING:
+            try:
+                self._queue_window_updates(now)
+                self._build_packets(now)
+                if state is _CLOSING and self._all_sent_and_acked():
+                    self.session.close(now, self._close_code, self._close_reason)
+            except LocalProtocolError as exc:
+                self._internal_error(exc, now)
         out = self.session.data_to_send(now)
         self._absorb_session(now)
         return out
 
     def next_event(self) -> ChannelEvent | HandshakeCompleted | None:
-        return self._events.popleft() if self._events else None
+        events = self._events
+        if not events:
+            return None
+        pos = self._event_pos
+        event = events[pos]
+        pos += 1
+        if pos == len(events):
+            events.clear()  # frees the list's items array too
+            pos = 0
+        self._event_pos = pos
+        return event
 
     def get_timer(self) -> float | None:
         """The earliest of the session's, loss detection's, the ACK's, pacing's and liveness timers."""
         best = self.session.get_timer()
-        if self.state is ConnectionState.READY or self.state is ConnectionState.CLOSING:
+        state = self.state
+        if state is _READY or state is _CLOSING:
             idle = self._last_received + self.config.idle_timeout
             best = idle if best is None or idle < best else best
             if self.keepalive_interval is not None:
@@ -218,11 +179,18 @@ class Connection(ReceivePath):
         return best
 
     def handle_timer(self, now: float) -> None:
+        """Fire whatever timer is due (any wake-up is harmless).  Never raises, as ``receive_data``."""
+        try:
+            self._handle_timer(now)
+        except LocalProtocolError as exc:
+            self._internal_error(exc, now)
+
+    def _handle_timer(self, now: float) -> None:
         timer = self.session.get_timer()
         if timer is not None and now >= timer:
             self.session.handle_timer(now)
             self._absorb_session(now)
-        if self.state not in (ConnectionState.READY, ConnectionState.CLOSING):
+        if self.state is not _READY and self.state is not _CLOSING:
             return
         if now >= self._last_received + self.config.idle_timeout:
             self._abort(ErrorCode.IDLE_TIMEOUT, "no packet from the peer within the idle timeout", now)
@@ -257,7 +225,7 @@ class Connection(ReceivePath):
         self, service: str, now: float, *, kind: fr.ChannelKind = fr.ChannelKind.STREAM, retransmissions: int = 0
     ) -> int:
         """Ask the peer's ``service`` for a channel; ``ChannelOpened`` or ``ChannelRefused`` follows."""
-        if self.state not in (ConnectionState.HANDSHAKING, ConnectionState.READY):
+        if self.state is not ConnectionState.HANDSHAKING and self.state is not _READY:
             raise LocalProtocolError(f"cannot open a channel while {self.state.value}")
         if not 1 <= len(service.encode("utf-8")) <= 255:
             raise LocalProtocolError("a service name is 1 to 255 bytes of UTF-8")
@@ -289,7 +257,7 @@ class Connection(ReceivePath):
         channel = self._channel(channel_id)
         channel.transition(ChannelInput.REFUSE)
         self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
-            channel_id=channel_id, code=wire, reason=_truncate(reason, 1024)
+            channel_id=channel_id, code=wire, reason=truncate_utf8(reason, 1024)
         )
         self._forget(channel)
 
@@ -356,18 +324,7 @@ class Connection(ReceivePath):
         direction, which settles the connection window for bytes still in flight.
         """
         wire = channel_code_to_wire(code)
-        channel = self._channel(channel_id)
-        final = channel.send.reset() if channel.send is not None else 0
-        self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(channel_id=channel_id, code=wire, final_size=final)
-        self._release_receive(channel)
-        recv = channel.recv
-        if recv is not None and recv.final_size is None:
-            unsettled = self._reset_unsettled
-            unsettled[channel_id] = (recv.window.highest_received, recv.window.limit)
-            if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
-                del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
-        channel.transition(ChannelInput.RESET)
-        self._forget(channel)
+        self._reset_channel(self._channel(channel_id), wire)
 
     def stop_sending(self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.APPLICATION_CLOSE) -> None:
         """Ask the peer to abort the channel (STOP_SENDING); its RESET follows, then ``ChannelReset``."""
@@ -393,13 +350,17 @@ class Connection(ReceivePath):
         return ping_id
 
     def close(self, now: float, code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
-        """Close the connection.  With NO_ERROR it is graceful: everything sent is delivered first."""
-        if self.state is ConnectionState.CLOSED:
+        """Close the connection.  With NO_ERROR it is graceful: everything sent is delivered first.
+
+        Idempotent; an error code during a graceful close aborts it.
+        """
+        state = self.state
+        if state is _CLOSED or (state is _CLOSING and code is ErrorCode.NO_ERROR):
             return
-        if code is not ErrorCode.NO_ERROR or self.state is ConnectionState.HANDSHAKING:
+        if code is not ErrorCode.NO_ERROR or state is ConnectionState.HANDSHAKING:
             self._abort(code, reason, now)
             return
-        self.state = ConnectionState.CLOSING
+        self._transition(ConnectionInput.CLOSE)
         self._close_code, self._close_reason = code, reason
         self._close_deadline = now + self.config.close_timeout
         for channel in list(self.channels.values()):
@@ -427,77 +388,13 @@ class Connection(ReceivePath):
                 return False
         return self.reliable or self.recovery.ack_eliciting_in_flight == 0
 
-    # -- hooks of the send path --------------------------------------------------------------
-
-    def _stream_frame_size(self) -> int:
-        return self.config.stream_frame_size
-
-    def _send_buffer_size(self) -> int:
-        return self.config.send_buffer
-
     # -- channels ----------------------------------------------------------------------------
-
-    def _new_channel(
-        self, channel_id: int, kind: fr.ChannelKind, service: str, state: ChannelState, now: float, *, retrans: int
-    ) -> Channel:
-        cfg = self.config
-        window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
-        # Messages are sized for the base PMTU: they must fit even after a black-hole fallback.
-        room = BASE_PLPMTU - RECORD_OVERHEAD - 32
-        channel = Channel(
-            channel_id,
-            kind,
-            service,
-            state=state,
-            window=window,
-            message_queue=cfg.message_queue,
-            message_size=room,
-            retransmissions=retrans,
-        )
-        self.channels[channel_id] = channel
-        return channel
 
     def _channel(self, channel_id: int, *, allow_closed: bool = False) -> Channel:
         channel = self.channels.get(channel_id)
         if channel is None or (channel.state is ChannelState.CLOSED and not allow_closed):
             raise LocalProtocolError(f"no open channel {channel_id}", ErrorCode.CHANNEL_STATE_ERROR)
         return channel
-
-    def _mark_sendable(self, channel: Channel) -> None:
-        if channel.wants_to_send():
-            self._sendable[channel.id] = None
-
-    def _maybe_done(self, channel: Channel) -> None:
-        if channel.state is ChannelState.OPEN and channel.both_done():
-            channel.transition(ChannelInput.DONE)
-            self._events.append(ChannelClosed(channel_id=channel.id))
-            self._forget(channel)
-
-    def _forget(self, channel: Channel) -> None:
-        """The channel is closed: free its id (a closed peer channel raises the peer's allowance)."""
-        if self.channels.pop(channel.id, None) is None:
-            return
-        self._sendable.pop(channel.id, None)
-        self._conn_blocked.discard(channel.id)
-        if channel.id % 2 == self._peer_parity:
-            self._peer_open -= 1
-            self._peer_channel_done()
-
-    def _peer_channel_done(self) -> None:
-        """One more peer channel index is used up: raise MAX_CHANNELS by half the limit at a time."""
-        self._closed_peer_channels += 1
-        if self._closed_peer_channels + self.config.max_channels - self._our_max_channels >= (
-            self.config.max_channels // 2
-        ):
-            self._our_max_channels = self._closed_peer_channels + self.config.max_channels
-            self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
-
-    def _release_receive(self, channel: Channel) -> None:
-        """Return a dropped channel's unread bytes to the connection window."""
-        if channel.recv is not None:
-            unread = channel.recv.window.highest_received - channel.recv.bytes_read
-            if unread > 0:
-                self.conn_window.on_consumed(unread)
 
     def _probe_with_oldest_data(self, probes: int) -> None:
         """RFC 9002 §6.2.4: with nothing new to send, a PTO probe carries the oldest unacknowledged data.
@@ -515,51 +412,77 @@ class Connection(ReceivePath):
                 self._requeue(packet.payload)
                 probes -= 1
 
-    def _closed(self) -> bool:
-        return self.state is ConnectionState.CLOSED
-
     # -- session events ----------------------------------------------------------------------
 
+    def _transition(self, event: ConnectionInput) -> None:
+        try:
+            self.state = TRANSITIONS[self.state][event]
+        except KeyError:
+            raise LocalProtocolError(
+                f"connection: no transition from {self.state.value} on {event.value}", ErrorCode.INTERNAL_ERROR
+            ) from None
+
+    def _packet(self, pn: int, plaintext: bytes, now: float) -> None:
+        """One authenticated packet; a frame that breaks a rule closes the connection (channels.md §11)."""
+        if self.state is _CLOSED:
+            return
+        self._last_received = now
+        try:
+            self._on_packet(pn, plaintext, now)
+        except RemoteProtocolError as exc:
+            self._abort(exc.code, str(exc), now)
+
     def _absorb_session(self, now: float) -> None:
-        while (event := self.session.next_event()) is not None:
-            if isinstance(event, HandshakeCompleted):
-                self.state = ConnectionState.READY
+        session = self.session
+        while (event := session.next_event()) is not None:
+            if self.state is _CLOSED:
+                continue  # aborted: what the session still had queued no longer matters
+            if isinstance(event, MessageReceived):
+                self._packet(event.packet_number, event.data, now)
+            elif isinstance(event, HandshakeCompleted):
+                self._transition(ConnectionInput.HANDSHAKE_DONE)
                 self._last_received = self._last_sent = now
                 self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
                 if self.conn_window.limit > INITIAL_MAX_DATA:
                     self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.limit)
                 if self.reliable:  # the first RTT sample, for window auto-tuning (channels.md §10)
                     self._control[(fr.FrameType.PING, 0)] = fr.Ping()
-                self._events.append(ConnectionReady(handshake=event))
+                self._events.append(ConnectionReady(session_id=session.local_index, handshake=event))
                 for channel in self.channels.values():
                     self._mark_sendable(channel)
-            elif isinstance(event, MessageReceived):
-                self._on_packet(event.packet_number, event.data, now)
             elif isinstance(event, SessionClosed):
                 self._terminate(event.code, event.reason, event.by_peer)
 
     def _terminate(self, code: ErrorCode, reason: str, by_peer: bool) -> None:
-        if self.state is ConnectionState.CLOSED:
+        if self.state is _CLOSED:
             return
-        self.state = ConnectionState.CLOSED
+        self._transition(ConnectionInput.END)
+        session_id = self.session.local_index
         for channel in list(self.channels.values()):
             finished = channel.recv is not None and channel.recv.final_size is not None and channel.ended_reported
             if channel.state is not ChannelState.CLOSED and not finished:
-                self._events.append(ChannelReset(channel_id=channel.id, code=code, reason=reason, by_peer=by_peer))
+                self._events.append(
+                    ChannelReset(
+                        session_id=session_id, channel_id=channel.id, code=code, reason=reason, by_peer=by_peer
+                    )
+                )
                 channel.state = ChannelState.CLOSED
         self._sendable.clear()
-        self._events.append(ConnectionClosed(code=code, reason=reason, by_peer=by_peer))
+        self._events.append(ConnectionClosed(session_id=session_id, code=code, reason=reason, by_peer=by_peer))
 
     def _abort(self, code: ErrorCode, reason: str, now: float) -> None:
-        """Close at once: the session sends CLOSE, every channel learns why."""
-        if self.session.is_established:
-            self.session.close(now, code, reason)
-            self._absorb_session(now)
-        else:
-            self.session.close(now, code, reason)
+        """Close at once: the session sends CLOSE (if it has keys), every channel learns why.
+
+        A session that already closed (a counter exhausted while sealing, say) queued its
+        own ``SessionClosed``: the connection ends with that code instead.
+        """
+        session = self.session
+        if session.state is not SessionState.CLOSED:
+            session.close(now, code, reason)
             self._terminate(code, reason, by_peer=False)
+        self._absorb_session(now)  # after the above, drops what the session still queued
+        self._terminate(code, reason, by_peer=False)
 
-
-def _truncate(text: str, limit: int) -> str:
-    """At most ``limit`` bytes of UTF-8, never splitting a character."""
-    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+    def _internal_error(self, exc: LocalProtocolError, now: float) -> None:
+        """An internal invariant failed while handling input: close with INTERNAL_ERROR (channels.md §11)."""
+        self._abort(ErrorCode.INTERNAL_ERROR, f"internal error: {exc}", now)

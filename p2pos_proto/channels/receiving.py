@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Final
 
 from ..common.ranges import RangeSet
-from ..errors import ErrorCode, RemoteProtocolError, channel_code_from_wire
+from ..errors import ErrorCode, RemoteProtocolError, channel_code_from_wire, channel_code_to_wire
 from ..events import (
     ChannelDataAvailable,
     ChannelEnded,
@@ -26,8 +26,12 @@ from ..events import (
     ChannelRequested,
     ChannelReset,
 )
+from ..recovery.pmtu import BASE_PLPMTU
+from ..session.record import OVERHEAD as RECORD_OVERHEAD
+from ..session.session import SecureSession
 from . import frames as fr
-from .channel import Channel, ChannelInput, ChannelState
+from .channel import Channel, ChannelConfig, ChannelInput, ChannelState
+from .flow import ReceiveWindow
 from .sending import SendPath
 
 #: Channels the peer may open before our first MAX_CHANNELS arrives (spec/channels.md §2).
@@ -44,56 +48,84 @@ class ReceivePath(SendPath):
     """Packets and frames from the peer; ``Connection`` derives from it.
 
     One chain of single inheritance (``SendPath`` <- ``ReceivePath`` <-
-    ``Connection``) rather than two mixins, so that mypyc can compile it.
+    ``Connection``) rather than two mixins, so that mypyc can compile it; this layer
+    initialises the state only frames from the peer (and ``open_channel``) change.
     """
 
-    # The send path declares the attributes both halves use.
-    _next_channel: int
-    _peer_parity: int
-    _peer_seen: RangeSet
-    _peer_open: int
-    _peer_max_channels: int
-    _peer_max_known: bool
-    _max_channels: int
-    _reset_unsettled: dict[int, tuple[int, int]]
+    __slots__ = (
+        "_max_channels",
+        "_next_channel",
+        "_peer_max_channels",
+        "_peer_max_known",
+        "_peer_seen",
+        "_reset_unsettled",
+    )
 
-    def _closed(self) -> bool:
-        raise NotImplementedError
+    def __init__(self, session: SecureSession, now: float, config: ChannelConfig) -> None:
+        super().__init__(session, now, config)
+        self._next_channel = 0 if session.initiator else 1
+        #: Indices (id // 2) of channels the peer ever opened; made at its first OPEN.
+        self._peer_seen: RangeSet | None = None
+        self._peer_max_channels = INITIAL_MAX_CHANNELS
+        self._peer_max_known = False  # the first MAX_CHANNELS replaces the initial allowance
+        self._max_channels = config.max_channels  # the most peer channels held at once
+        #: Stream channels we reset before knowing the peer's final size: id -> (highest received,
+        #: limit), kept until the peer's answering RESET says how much it sent (spec/flow.md §3.3).
+        self._reset_unsettled: dict[int, tuple[int, int]] = {}
 
     def _new_channel(
         self, channel_id: int, kind: fr.ChannelKind, service: str, state: ChannelState, now: float, *, retrans: int
     ) -> Channel:
-        raise NotImplementedError
+        cfg = self.config
+        window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
+        # Messages are sized for the base PMTU: they must fit even after a black-hole fallback.
+        room = BASE_PLPMTU - RECORD_OVERHEAD - 32
+        channel = Channel(
+            channel_id,
+            kind,
+            service,
+            state=state,
+            window=window,
+            message_queue=cfg.message_queue,
+            message_size=room,
+            retransmissions=retrans,
+        )
+        self.channels[channel_id] = channel
+        return channel
 
-    def _forget(self, channel: Channel) -> None:
-        raise NotImplementedError
-
-    def _peer_channel_done(self) -> None:
-        raise NotImplementedError
-
-    def _release_receive(self, channel: Channel) -> None:
-        raise NotImplementedError
-
-    def reset_channel(self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.APPLICATION_CLOSE) -> None:
-        raise NotImplementedError
+    def _reset_channel(self, channel: Channel, wire_code: int) -> None:
+        """Abort ``channel`` in both directions with RESET (``Connection.reset_channel``, STOP_SENDING)."""
+        channel_id = channel.id
+        final = channel.send.reset() if channel.send is not None else 0
+        self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(
+            channel_id=channel_id, code=wire_code, final_size=final
+        )
+        self._release_receive(channel)
+        recv = channel.recv
+        if recv is not None and recv.final_size is None:
+            unsettled = self._reset_unsettled
+            unsettled[channel_id] = (recv.window.highest_received, recv.window.limit)
+            if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
+                del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
+        channel.transition(ChannelInput.RESET)
+        self._forget(channel)
 
     def _on_packet(self, pn: int, plaintext: bytes, now: float) -> None:
-        if self._closed():
+        """One authenticated packet of an open connection.
+
+        Raises ``RemoteProtocolError`` for a frame that breaks a rule: the
+        ``Connection`` closes with its code (channels.md §11).
+        """
+        if plaintext and plaintext[0] in _STREAM_TYPE_VALUES:
+            self._on_stream_packet(pn, plaintext, now)
             return
-        self._last_received = now
-        try:
-            if plaintext and plaintext[0] in _STREAM_TYPE_VALUES:
-                self._on_stream_packet(pn, plaintext, now)
-                return
-            if plaintext and plaintext[0] == _ACK_TYPE and not self.reliable:
-                self._on_ack_packet(pn, plaintext, now)
-                return
-            frames = fr.parse_frames_untrusted(plaintext)
-            self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
-            for frame in frames:
-                self._on_frame(frame, now)
-        except RemoteProtocolError as exc:
-            self._abort(exc.code, str(exc), now)
+        if plaintext and plaintext[0] == _ACK_TYPE and not self.reliable:
+            self._on_ack_packet(pn, plaintext, now)
+            return
+        frames = fr.parse_frames_untrusted(plaintext)
+        self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
+        for frame in frames:
+            self._on_frame(frame, now)
 
     def _on_stream_packet(self, pn: int, plaintext: bytes, now: float) -> None:
         """The hot path for a packet that starts with STREAM frames (bulk data): no ``Stream`` objects.
@@ -168,7 +200,13 @@ class ReceivePath(SendPath):
                     self._forget(channel)
                     code, app_code = channel_code_from_wire(frame.code)
                     self._events.append(
-                        ChannelRefused(channel_id=channel.id, code=code, reason=frame.reason, application_code=app_code)
+                        ChannelRefused(
+                            session_id=self.session.local_index,
+                            channel_id=channel.id,
+                            code=code,
+                            reason=frame.reason,
+                            application_code=app_code,
+                        )
                     )
             case fr.Stream():
                 channel = self._peer_frame_channel(frame.channel_id)
@@ -190,11 +228,16 @@ class ReceivePath(SendPath):
                     code, app_code = channel_code_from_wire(frame.code)
                     self._events.append(
                         ChannelReset(
-                            channel_id=channel.id, code=code, reason="", by_peer=True, application_code=app_code
+                            session_id=self.session.local_index,
+                            channel_id=channel.id,
+                            code=code,
+                            reason="",
+                            by_peer=True,
+                            application_code=app_code,
                         )
                     )
                     # The answering RESET repeats the peer's code as it was (an unknown one as PROTOCOL_VIOLATION).
-                    self.reset_channel(channel.id, now, code if app_code is None else app_code)
+                    self._reset_channel(channel, channel_code_to_wire(code if app_code is None else app_code))
             case fr.MaxData():
                 if self.conn_credit.update_limit(frame.maximum):
                     for channel_id in self._conn_blocked:
@@ -217,7 +260,7 @@ class ReceivePath(SendPath):
                     channel.remote_done = True
                     if not channel.ended_reported:
                         channel.ended_reported = True
-                        self._events.append(ChannelEnded(channel_id=channel.id))
+                        self._events.append(ChannelEnded(session_id=self.session.local_index, channel_id=channel.id))
                     self._maybe_done(channel)
 
     def _on_open(self, frame: fr.Open, now: float) -> None:
@@ -227,11 +270,14 @@ class ReceivePath(SendPath):
                 f"OPEN of channel {channel_id}, which is ours to open", ErrorCode.PROTOCOL_VIOLATION
             )
         index = channel_id // 2
-        if index in self._peer_seen:
+        seen = self._peer_seen
+        if seen is None:
+            seen = self._peer_seen = RangeSet()
+        elif index in seen:
             return  # a retransmitted OPEN
         if index >= max(self._our_max_channels, INITIAL_MAX_CHANNELS):
             raise RemoteProtocolError(f"channel {channel_id} beyond our MAX_CHANNELS", ErrorCode.CHANNEL_LIMIT)
-        self._peer_seen.add(index, index + 1)
+        seen.add(index, index + 1)
         if index >= self._our_max_channels or self._peer_open >= self._max_channels:
             # Opened before our (lower) MAX_CHANNELS reached the peer: refuse the channel, keep the connection.
             self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
@@ -243,7 +289,11 @@ class ReceivePath(SendPath):
         channel = self._new_channel(channel_id, frame.kind, frame.service, ChannelState.REQUESTED, now, retrans=0)
         channel.credit.update_limit(frame.initial_max_data)
         kind = "stream" if frame.kind is fr.ChannelKind.STREAM else "message"
-        self._events.append(ChannelRequested(channel_id=channel_id, service=frame.service, kind=kind))
+        self._events.append(
+            ChannelRequested(
+                session_id=self.session.local_index, channel_id=channel_id, service=frame.service, kind=kind
+            )
+        )
 
     def _own_channel(self, channel_id: int) -> Channel | None:
         if channel_id % 2 == self._peer_parity:
@@ -263,7 +313,8 @@ class ReceivePath(SendPath):
                 self._implicitly_accepted(channel)
             return channel if state is not _CLOSED else None
         if channel_id % 2 == self._peer_parity:
-            if channel_id // 2 not in self._peer_seen:
+            seen = self._peer_seen
+            if seen is None or channel_id // 2 not in seen:
                 raise RemoteProtocolError(
                     f"frame for channel {channel_id} before its OPEN", ErrorCode.CHANNEL_STATE_ERROR
                 )
@@ -275,7 +326,7 @@ class ReceivePath(SendPath):
         """ACCEPT arrived, or data that can only follow an ACCEPT that is late (spec/channels.md §2)."""
         if channel.state is ChannelState.OPENING:
             channel.transition(ChannelInput.ACCEPTED)
-            self._events.append(ChannelOpened(channel_id=channel.id))
+            self._events.append(ChannelOpened(session_id=self.session.local_index, channel_id=channel.id))
 
     def _on_stream(self, channel: Channel, offset: int, data: bytes, fin: bool) -> None:
         if channel.recv is None:
@@ -286,14 +337,14 @@ class ReceivePath(SendPath):
             self.conn_window.receive_increment_untrusted(increase)
         if not channel.data_reported and recv.readable:
             channel.data_reported = True
-            self._events.append(ChannelDataAvailable(channel_id=channel.id))
+            self._events.append(ChannelDataAvailable(session_id=self.session.local_index, channel_id=channel.id))
         if (
             recv.final_size is not None
             and not channel.ended_reported
             and recv.bytes_read + recv.readable == recv.final_size
         ):
             channel.ended_reported = True
-            self._events.append(ChannelEnded(channel_id=channel.id))
+            self._events.append(ChannelEnded(session_id=self.session.local_index, channel_id=channel.id))
             self._maybe_done(channel)
 
     def _on_message(self, channel: Channel, frame: fr.Message) -> None:
@@ -302,7 +353,9 @@ class ReceivePath(SendPath):
             raise RemoteProtocolError(f"MESSAGE on stream channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
         if seen.check(frame.message_id):  # a retransmitted message is delivered once
             seen.update(frame.message_id)
-            self._events.append(ChannelMessage(channel_id=channel.id, data=frame.data))
+            self._events.append(
+                ChannelMessage(session_id=self.session.local_index, channel_id=channel.id, data=frame.data)
+            )
 
     def _on_reset(self, channel: Channel, frame: fr.Reset) -> None:
         if channel.recv is not None:
@@ -317,7 +370,14 @@ class ReceivePath(SendPath):
             )
         code, app_code = channel_code_from_wire(frame.code)
         self._events.append(
-            ChannelReset(channel_id=channel.id, code=code, reason="", by_peer=True, application_code=app_code)
+            ChannelReset(
+                session_id=self.session.local_index,
+                channel_id=channel.id,
+                code=code,
+                reason="",
+                by_peer=True,
+                application_code=app_code,
+            )
         )
         channel.transition(ChannelInput.RESET)
         self._forget(channel)

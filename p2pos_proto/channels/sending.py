@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from typing import Final
 
 from ..common.varint import size as varint_size
-from ..errors import ErrorCode
-from ..events import ChannelEvent, ChannelWritable, HandshakeCompleted, PingAcknowledged
+from ..errors import ErrorCode, RemoteProtocolError
+from ..events import ChannelClosed, ChannelEvent, ChannelWritable, HandshakeCompleted, PingAcknowledged
 from ..recovery.acks import AckTracker
-from ..recovery.congestion import CongestionController
+from ..recovery.bbr import Bbr
+from ..recovery.congestion import CongestionController, Cubic, NewReno
 from ..recovery.pacing import Pacer
 from ..recovery.pmtu import PmtuDiscovery
 from ..recovery.recovery import LossRecovery, SentPacket
@@ -29,7 +30,7 @@ from ..recovery.rtt import RttEstimator
 from ..session.record import OVERHEAD as RECORD_OVERHEAD
 from ..session.session import SecureSession
 from . import frames as fr
-from .channel import Channel, ChannelState
+from .channel import INITIAL_MAX_DATA, Channel, ChannelConfig, ChannelInput, ChannelState
 from .flow import ReceiveWindow, SendCredit
 
 _STREAM: Final = 0
@@ -55,55 +56,137 @@ _MICROS: Final = 1_000_000
 #: A paced packet due within this long goes now (spec/recovery.md §6): a driver's timers are not
 #: finer than this, and waking once per packet at a high rate costs more than the pacing is worth.
 PACING_GRANULARITY: Final = 0.001
+#: The congestion controllers ``ChannelConfig.congestion_control`` names (spec/recovery.md §5).
+CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
+    "newreno": NewReno,
+    "cubic": Cubic,
+    "bbr": Bbr,
+}
 
 
 class SendPath:
-    """Packet building and the fate of sent packets; the base of ``ReceivePath`` and ``Connection``."""
+    """Packet building and the fate of sent packets; the base of ``ReceivePath`` and ``Connection``.
 
-    session: SecureSession
-    reliable: bool
-    channels: dict[int, Channel]
-    conn_credit: SendCredit
-    conn_window: ReceiveWindow
-    acks: AckTracker
-    rtt: RttEstimator
-    recovery: LossRecovery[list[Token]]
-    cc: CongestionController
-    pacer: Pacer
-    pmtu: PmtuDiscovery
-    lost_packets: int
-    _control: dict[ControlKey, fr.Frame]
-    _sent_control: dict[ControlKey, fr.Frame]
-    _sendable: collections.OrderedDict[int, None]
-    _conn_blocked: set[int]
-    _read_channels: dict[int, None]
-    _our_max_channels: int
-    _events: collections.deque[ChannelEvent | HandshakeCompleted]
-    _pings: dict[int, None]
-    _pto_probes: int
-    _pacing_at: float | None
-    _app_limited: bool
-    _last_sent: float
-    _ping_packets: dict[int, tuple[float, list[Token]]]
+    The connection is one class built in three layers of single inheritance, so that mypyc
+    compiles it into one native class (one attribute read per field on the per-packet paths):
+    this base owns, and initialises, the state both paths share (the channels, flow control,
+    ACKs, loss recovery, congestion control, pacing, PMTU, the control-frame queue and the
+    events); ``ReceivePath`` adds what only frames from the peer change; ``Connection`` adds
+    the driver and application API and the connection's state machine.  Every method a layer
+    calls is defined in that layer or below it.
+    """
 
-    def _abort(self, code: ErrorCode, reason: str, now: float) -> None:
-        raise NotImplementedError
+    __slots__ = (
+        "_app_limited",
+        "_closed_peer_channels",
+        "_conn_blocked",
+        "_control",
+        "_event_pos",
+        "_events",
+        "_last_sent",
+        "_our_max_channels",
+        "_pacing_at",
+        "_peer_open",
+        "_peer_parity",
+        "_ping_packets",
+        "_pings",
+        "_pto_probes",
+        "_read_channels",
+        "_sendable",
+        "_sent_control",
+        "acks",
+        "cc",
+        "channels",
+        "config",
+        "conn_credit",
+        "conn_window",
+        "lost_packets",
+        "pacer",
+        "pmtu",
+        "recovery",
+        "reliable",
+        "rtt",
+        "session",
+    )
 
-    def _maybe_done(self, channel: Channel) -> None:
-        raise NotImplementedError
+    def __init__(self, session: SecureSession, now: float, config: ChannelConfig) -> None:
+        self.session = session
+        self.config = config
+        self.reliable = reliable = config.reliable_carrier
+        self.channels: dict[int, Channel] = {}
+        self._peer_parity = 1 if session.initiator else 0
+        self._peer_open = 0  # the peer's channels we hold now
+        self._our_max_channels = config.max_channels
+        self._closed_peer_channels = 0
+        self.conn_credit = SendCredit(INITIAL_MAX_DATA)
+        self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
+        # On a reliable carrier only packets with a PING are acknowledged, each at once (channels.md §10).
+        self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=1 if reliable else 2)
+        self._ping_packets: dict[int, tuple[float, list[Token]]] = {}
+        self.rtt = RttEstimator()
+        self.recovery: LossRecovery[list[Token]] = LossRecovery(rtt=self.rtt)
+        mds = 1200
+        self.cc: CongestionController = CONTROLLERS[config.congestion_control](max_datagram_size=mds)
+        self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
+        self.pmtu = PmtuDiscovery(max_plpmtu=config.max_datagram_size, enabled=config.pmtu_probing and not reliable)
+        self._control: dict[ControlKey, fr.Frame] = {}
+        self._sent_control: dict[ControlKey, fr.Frame] = {}
+        self._sendable: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._conn_blocked: dict[int, None] = {}  # a dict as a set: an empty set takes 216 bytes, a dict 64
+        self._read_channels: dict[int, None] = {}  # channels read since the last window check
+        # Events wait in a list read from ``_event_pos`` on (an empty deque takes 760 bytes).
+        self._events: list[ChannelEvent | HandshakeCompleted] = []
+        self._event_pos = 0
+        self._pings: dict[int, None] = {}
+        self._pto_probes = 0
+        self._pacing_at: float | None = None
+        self._app_limited = True
+        self._last_sent = now
+        self.lost_packets = 0
+
+    # -- channel bookkeeping both paths use ----------------------------------------------------
 
     def _mark_sendable(self, channel: Channel) -> None:
-        raise NotImplementedError
+        if channel.wants_to_send():
+            self._sendable[channel.id] = None
+
+    def _maybe_done(self, channel: Channel) -> None:
+        if channel.state is _OPEN and channel.both_done():
+            channel.transition(ChannelInput.DONE)
+            self._events.append(ChannelClosed(session_id=self.session.local_index, channel_id=channel.id))
+            self._forget(channel)
+
+    def _forget(self, channel: Channel) -> None:
+        """The channel is closed: free its id (a closed peer channel raises the peer's allowance)."""
+        if self.channels.pop(channel.id, None) is None:
+            return
+        self._sendable.pop(channel.id, None)
+        self._conn_blocked.pop(channel.id, None)
+        if channel.id % 2 == self._peer_parity:
+            self._peer_open -= 1
+            self._peer_channel_done()
+
+    def _peer_channel_done(self) -> None:
+        """One more peer channel index is used up: raise MAX_CHANNELS by half the limit at a time."""
+        self._closed_peer_channels += 1
+        limit = self.config.max_channels
+        if self._closed_peer_channels + limit - self._our_max_channels >= limit // 2:
+            self._our_max_channels = self._closed_peer_channels + limit
+            self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
+
+    def _release_receive(self, channel: Channel) -> None:
+        """Return a dropped channel's unread bytes to the connection window."""
+        if channel.recv is not None:
+            unread = channel.recv.window.highest_received - channel.recv.bytes_read
+            if unread > 0:
+                self.conn_window.on_consumed(unread)
 
     # -- building packets -------------------------------------------------------------------
 
     def _packet_size(self) -> int:
         """The datagram size to build: the path MTU (or the framed size), within the peer's record limit."""
-        size = self._stream_frame_size() if self.reliable else self.pmtu.current_mtu
+        size = self.config.stream_frame_size if self.reliable else self.pmtu.current_mtu
         return min(size, self.session.peer_max_plaintext + RECORD_OVERHEAD)
-
-    def _stream_frame_size(self) -> int:
-        raise NotImplementedError
 
     def _queue_window_updates(self, now: float) -> None:
         """MAX_DATA / MAX_CHANNEL_DATA when the application has read half a window (spec/flow.md §3)."""
@@ -271,7 +354,7 @@ class SendPath:
         chunk = send.next_chunk(header_room, available)
         if chunk is None:
             if send.unsent and credit.available() > 0:
-                self._conn_blocked.add(channel_id)
+                self._conn_blocked[channel_id] = None
                 if conn_credit.should_send_blocked():
                     self._control[(fr.FrameType.DATA_BLOCKED, 0)] = fr.DataBlocked(limit=conn_credit.on_blocked_sent())
             elif send.unsent and credit.should_send_blocked():
@@ -334,9 +417,8 @@ class SendPath:
     def _on_ack(self, ranges: list[tuple[int, int]], ack_delay: int, now: float) -> None:
         """An ACK frame: ``ranges`` as ``Ack.ranges()`` gives them, ``ack_delay`` in microseconds."""
         result = self.recovery.on_ack_received(ranges, ack_delay / _MICROS, now)
-        if result.acked_unsent:
-            self._abort(ErrorCode.PROTOCOL_VIOLATION, "ACK of a packet never sent", now)
-            return
+        if result.acked_unsent:  # the receive path closes the connection with this code (channels.md §11)
+            raise RemoteProtocolError("ACK of a packet never sent", ErrorCode.PROTOCOL_VIOLATION)
         self._on_acked_packets(result.newly_acked, now)
         congestion = [p for p in result.newly_acked if not self._is_probe(p)]
         if congestion:
@@ -406,9 +488,9 @@ class SendPath:
                 channel = self.channels.get(a)
                 if channel is not None and channel.send is not None:
                     channel.send.on_acked(b, c, fin)
-                    if channel.want_writable and channel.send.buffered * 2 <= self._send_buffer_size():
+                    if channel.want_writable and channel.send.buffered * 2 <= self.config.send_buffer:
                         channel.want_writable = False
-                        self._events.append(ChannelWritable(channel_id=a))
+                        self._events.append(ChannelWritable(session_id=self.session.local_index, channel_id=a))
                     self._maybe_done(channel)
             elif kind == _MESSAGE:
                 channel = self.channels.get(a)
@@ -424,14 +506,11 @@ class SendPath:
                 self.acks.on_ack_acknowledged(a)
             elif kind == _PING and a in self._pings:
                 del self._pings[a]
-                self._events.append(PingAcknowledged(ping_id=a, rtt=rtt))
+                self._events.append(PingAcknowledged(session_id=self.session.local_index, ping_id=a, rtt=rtt))
             elif kind == _PROBE and packet is not None and self.pmtu.on_probe_acked(packet.pn, now):
                 self.cc.set_max_datagram_size(self.pmtu.current_mtu)
         if packet is not None and not self._is_probe(packet):
             self.pmtu.on_packet_acked(packet.size)
-
-    def _send_buffer_size(self) -> int:
-        raise NotImplementedError
 
     def _on_lost(self, lost: Sequence[SentPacket[list[Token]]], now: float) -> None:
         if not lost:

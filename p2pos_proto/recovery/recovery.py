@@ -455,7 +455,15 @@ class LossRecovery(Generic[P]):
         end = len(packets)
         while head < end and packets[head].state != _OUTSTANDING:
             head += 1
-        if head >= _COMPACT_AFTER and 2 * head >= end:
+        if head == end:
+            # Nothing outstanding: a fresh list, so that an idle connection keeps no tombstones
+            # and no over-allocated list (the benchmark of bench/memory.py).
+            if end:
+                self._packets = []
+            head = 0
+        elif 2 * head >= end and (head >= _COMPACT_AFTER or end <= _COMPACT_AFTER):
+            # Mostly tombstones: drop them (always when the list is short, so that a quiet
+            # connection does not keep them; when it is long, only once there are enough).
             del packets[:head]
             head = 0
         self._head = head

@@ -22,6 +22,7 @@ import enum
 import hmac
 from typing import Final
 
+from ..common.text import truncate_utf8
 from ..errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
 from ..events import Event, HandshakeCompleted, MessageReceived, SessionClosed
 from ..handshake.handshake import (
@@ -133,8 +134,55 @@ class SessionConfig:
         return caps
 
 
+#: One shared default: a session keeps a reference, not a copy (bench/memory.py).
+_DEFAULT_CONFIG: Final = SessionConfig()
+
+
 class SecureSession:
     """One handshake and the record layer that follows it."""
+
+    __slots__ = (
+        "_announced",
+        "_authenticated",
+        "_cache",
+        "_data_prefix",
+        "_deadline",
+        "_event_pos",
+        "_events",
+        "_expected",
+        "_expires_at",
+        "_hash_after_2",
+        "_hs",
+        "_last_drop",
+        "_outbox",
+        "_peer_confirmed",
+        "_receiver",
+        "_resend_packet",
+        "_resend_trigger",
+        "_retransmit_at",
+        "_retransmit_interval",
+        "_sas_commitment",
+        "_sas_nonce",
+        "_sender",
+        "_unvalidated_in",
+        "_unvalidated_out",
+        "close_code",
+        "config",
+        "drops",
+        "handshake_hash",
+        "initiator",
+        "keys",
+        "local_index",
+        "pattern",
+        "peer_capabilities",
+        "peer_id",
+        "peer_max_plaintext",
+        "remote_index",
+        "remote_static",
+        "sas",
+        "state",
+        "version",
+    )
 
     def __init__(
         self,
@@ -172,7 +220,9 @@ class SecureSession:
         self._sender: RecordSender | None = None
         self._receiver: RecordReceiver | None = None
         self._outbox: list[bytes] = []
-        self._events: collections.deque[Event] = collections.deque()
+        # Events wait in a list read from ``_event_pos`` on (an empty deque takes 760 bytes).
+        self._events: list[Event] = []
+        self._event_pos = 0
         self._announced = self.initiator
         self._peer_confirmed = False
         self._authenticated = 0
@@ -212,7 +262,7 @@ class SecureSession:
 
         After this, drain ``data_to_send`` (the INIT packet).
         """
-        config = config or SessionConfig()
+        config = config or _DEFAULT_CONFIG
         _check_index(local_index)
         pattern = Pattern.IK if remote_static is not None else Pattern.XX
         if remote_static is not None and len(remote_static) != crypto.DHLEN:
@@ -267,7 +317,7 @@ class SecureSession:
 
         No state survives a raise, so a caller may simply drop the packet.
         """
-        config = config or SessionConfig()
+        config = config or _DEFAULT_CONFIG
         _check_index(local_index)
         packet = parse_handshake_untrusted(init_packet)
         if packet.type is not PacketType.INIT or packet.pattern is None:
@@ -367,7 +417,17 @@ class SecureSession:
         return out
 
     def next_event(self) -> Event | None:
-        return self._events.popleft() if self._events else None
+        events = self._events
+        if not events:
+            return None
+        pos = self._event_pos
+        event = events[pos]
+        pos += 1
+        if pos == len(events):
+            events.clear()  # frees the list's items array too
+            pos = 0
+        self._event_pos = pos
+        return event
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` next has work, or None."""
@@ -588,6 +648,11 @@ class SecureSession:
             raise LocalProtocolError("internal: established without peer details", ErrorCode.INTERNAL_ERROR)
         self.sas = short_authentication_string(hash_2, nonce)
         self._announced = True
+        # What only the handshake needed (bench/memory.py).  An IK initiator keeps its SAS nonce
+        # until the peer is confirmed: a lost CONFIRM is sent again (``_repeat_last_message``).
+        self._hash_after_2 = self._sas_commitment = None
+        if not self.initiator:
+            self._sas_nonce = None
         self._events.append(
             HandshakeCompleted(
                 session_id=self.local_index,
@@ -631,7 +696,7 @@ class SecureSession:
             return
         self._peer_confirmed = True
         if self.initiator:
-            self._resend_packet = self._resend_trigger = None
+            self._resend_packet = self._resend_trigger = self._sas_nonce = None
         if ptype == PacketType.DATA:
             counter = int.from_bytes(data[6:14], "big")  # record.md §2: the header's counter
             self._events.append(MessageReceived(session_id=self.local_index, data=plaintext, packet_number=counter))
@@ -681,7 +746,7 @@ class SecureSession:
 
     def _close_with_record(self, code: ErrorCode, reason: str, now: float) -> None:
         if self._sender is not None:
-            body = int(code).to_bytes(2, "big") + _truncate_utf8(reason, MAX_CLOSE_REASON)
+            body = int(code).to_bytes(2, "big") + truncate_utf8(reason, MAX_CLOSE_REASON).encode("utf-8")
             try:
                 self._outbox.append(self._sender.seal(PacketType.CLOSE, body, now))
             except LocalProtocolError:
@@ -719,14 +784,6 @@ class SecureSession:
         if self._receiver is not None:
             merged.update({f"record_{k}": v for k, v in self._receiver.drops.items()})
         return dict(merged)
-
-
-def _truncate_utf8(text: str, limit: int) -> bytes:
-    """At most ``limit`` bytes of UTF-8, never splitting a character."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= limit:
-        return encoded
-    return encoded[:limit].decode("utf-8", "ignore").encode("utf-8")
 
 
 def _check_index(index: int) -> None:

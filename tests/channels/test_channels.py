@@ -8,7 +8,7 @@ simulated time (``chan_helpers.Pair``).
 from __future__ import annotations
 
 import pytest
-from chan_helpers import Pair, Side, closed, digest, one_way, payload
+from chan_helpers import INDEX_A, INDEX_B, Pair, Side, closed, digest, one_way, payload
 
 from p2pos.proto.channels.connection import ChannelConfig, ConnectionState
 from p2pos.proto.channels.frames import ChannelBlocked, ChannelKind, DataBlocked, FrameType, Stream
@@ -67,7 +67,9 @@ def test_refuse_with_a_reason_frees_the_id() -> None:
     channel_id = pair.a.c.open_channel("files", pair.now)
     pair.run(pair.now + 2.0, lambda now: bool(pair.a.of(ChannelRefused)))
     (refused,) = pair.a.of(ChannelRefused)
-    assert refused == ChannelRefused(channel_id=channel_id, code=ErrorCode.CHANNEL_REFUSED, reason="busy, try later ✓")
+    assert refused == ChannelRefused(
+        session_id=INDEX_A, channel_id=channel_id, code=ErrorCode.CHANNEL_REFUSED, reason="busy, try later ✓"
+    )
     assert channel_id not in pair.a.c.channels and channel_id not in pair.b.c.channels
     assert not pair.a.of(ChannelOpened)
     with pytest.raises(LocalProtocolError):
@@ -143,7 +145,9 @@ def test_reset_by_the_receiver_aborts_both_sides_and_late_frames_are_ignored() -
     pair.a.write(channel_id, payload(3_000_000))
     pair.run(pair.now + 5.0)
     (reset,) = pair.a.of(ChannelReset)
-    assert reset == ChannelReset(channel_id=channel_id, code=ErrorCode.APPLICATION_CLOSE, reason="", by_peer=True)
+    assert reset == ChannelReset(
+        session_id=INDEX_A, channel_id=channel_id, code=ErrorCode.APPLICATION_CLOSE, reason="", by_peer=True
+    )
     assert not pair.b.of(ChannelReset)  # the side that resets gets no event: it asked for it
     assert channel_id not in pair.a.c.channels and channel_id not in pair.b.c.channels
     # a had more in flight than b read before resetting: those STREAM frames reached b later (no
@@ -170,7 +174,9 @@ def test_reset_by_the_sender_and_of_an_opening_channel() -> None:
     assert channel_id not in pair.a.c.channels
     pair.run(pair.now + 1.0)
     resets = pair.b.of(ChannelReset)
-    assert resets == [ChannelReset(channel_id=channel_id, code=ErrorCode.CHANNEL_REFUSED, reason="", by_peer=True)]
+    assert resets == [
+        ChannelReset(session_id=INDEX_B, channel_id=channel_id, code=ErrorCode.CHANNEL_REFUSED, reason="", by_peer=True)
+    ]
     assert channel_id not in pair.b.c.channels
     # Reset while still OPENING: the peer reports the request, then the reset.
     early = pair.a.c.open_channel("files", pair.now)
@@ -190,8 +196,12 @@ def test_stop_sending_makes_the_peer_reset() -> None:
     pair.b.c.stop_sending(channel_id, pair.now)
     pair.run(pair.now + 1.0)
     code = ErrorCode.APPLICATION_CLOSE
-    assert pair.a.of(ChannelReset) == [ChannelReset(channel_id=channel_id, code=code, reason="", by_peer=True)]
-    assert pair.b.of(ChannelReset) == [ChannelReset(channel_id=channel_id, code=code, reason="", by_peer=True)]
+    assert pair.a.of(ChannelReset) == [
+        ChannelReset(session_id=INDEX_A, channel_id=channel_id, code=code, reason="", by_peer=True)
+    ]
+    assert pair.b.of(ChannelReset) == [
+        ChannelReset(session_id=INDEX_B, channel_id=channel_id, code=code, reason="", by_peer=True)
+    ]
     assert channel_id not in pair.a.c.channels and channel_id not in pair.b.c.channels
 
 
@@ -215,7 +225,13 @@ def test_application_codes_travel_verbatim() -> None:
         pair.a.write(channel_id, payload(500_000, channel_id), finish=False)
     pair.run(pair.now + 0.5)
     assert pair.a.of(ChannelRefused) == [
-        ChannelRefused(channel_id=refused_id, code=ErrorCode.APPLICATION_CLOSE, reason="quota", application_code=0x4001)
+        ChannelRefused(
+            session_id=INDEX_A,
+            channel_id=refused_id,
+            code=ErrorCode.APPLICATION_CLOSE,
+            reason="quota",
+            application_code=0x4001,
+        )
     ]
     big = (1 << 62) - 1
     pair.a.c.reset_channel(reset_id, pair.now, big)
@@ -223,12 +239,16 @@ def test_application_codes_travel_verbatim() -> None:
     pair.run(pair.now + 1.0)
     app = ErrorCode.APPLICATION_CLOSE
     assert pair.b.of(ChannelReset) == [
-        ChannelReset(channel_id=reset_id, code=app, reason="", by_peer=True, application_code=big),
-        ChannelReset(channel_id=stopped_id, code=app, reason="", by_peer=True, application_code=0x100),
+        ChannelReset(session_id=INDEX_B, channel_id=reset_id, code=app, reason="", by_peer=True, application_code=big),
+        ChannelReset(
+            session_id=INDEX_B, channel_id=stopped_id, code=app, reason="", by_peer=True, application_code=0x100
+        ),
     ]
     # a heard the STOP_SENDING code and answered with a RESET carrying the same value.
     assert pair.a.of(ChannelReset) == [
-        ChannelReset(channel_id=stopped_id, code=app, reason="", by_peer=True, application_code=0x100)
+        ChannelReset(
+            session_id=INDEX_A, channel_id=stopped_id, code=app, reason="", by_peer=True, application_code=0x100
+        )
     ]
     assert pair.a.c.state is ConnectionState.READY and pair.b.c.state is ConnectionState.READY
 

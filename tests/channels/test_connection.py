@@ -407,7 +407,10 @@ def test_a_connection_over_an_unfinished_handshake_closes_cleanly() -> None:
     events = []
     while (event := conn.next_event()) is not None:
         events.append(event)
-    assert events[-1] == ConnectionClosed(code=ErrorCode.APPLICATION_CLOSE, reason="bye", by_peer=False)
+    assert events[-1] == ConnectionClosed(
+        session_id=INDEX_A, code=ErrorCode.APPLICATION_CLOSE, reason="bye", by_peer=False
+    )
+    assert all(e.session_id == INDEX_A for e in events)  # every event names its connection
     assert any(isinstance(e, ChannelReset) and e.channel_id == channel_id for e in events)
     assert conn.get_timer() is None
     assert INDEX_B != INDEX_A

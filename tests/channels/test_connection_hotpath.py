@@ -48,7 +48,7 @@ def test_stream_frames_followed_by_other_frames_are_all_handled() -> None:
             fr.Ping(),
         ]
     )
-    b._on_packet(10**6, plaintext, pair.now)
+    b._packet(10**6, plaintext, pair.now)
     assert b.conn_credit.limit == limit + 1000
     assert b.read(channel_id) == b" world!"
     recv = b.channels[channel_id].recv
@@ -64,7 +64,7 @@ def test_a_bad_frame_after_stream_frames_closes_before_any_data_is_taken() -> No
     assert recv is not None
     before = recv.window.highest_received
     plaintext = fr.encode_frame(fr.Stream(channel_id=channel_id, offset=5, data=b"lost", fin=False)) + b"\x3f"
-    b._on_packet(10**6, plaintext, pair.now)
+    b._packet(10**6, plaintext, pair.now)
     assert b.state is not ConnectionState.READY
     assert recv.window.highest_received == before and recv.readable == 0
     assert _close_code(b) is ErrorCode.PROTOCOL_VIOLATION
@@ -81,7 +81,7 @@ def test_a_packet_that_starts_with_an_ack_has_every_frame_handled() -> None:
     limit = a.conn_credit.limit
     plaintext = fr.encode_ack([(0, largest)], 0) + fr.encode_frames([fr.MaxData(maximum=limit + 1000), fr.Ping()])
     acks_before = a.acks.largest
-    a._on_packet(10**6, plaintext, pair.now + 0.02)
+    a._packet(10**6, plaintext, pair.now + 0.02)
     assert a.state is ConnectionState.READY
     assert a.recovery.outstanding_count == 0  # the ACK was processed
     assert a.conn_credit.limit == limit + 1000  # and the frames after it
@@ -95,7 +95,7 @@ def test_a_bad_frame_after_an_ack_closes_before_the_ack_is_taken() -> None:
     pair.a.data_to_send(pair.now)
     outstanding = a.recovery.outstanding_count
     plaintext = fr.encode_ack([(0, a.recovery.largest_sent)], 0) + b"\x3f"
-    a._on_packet(10**6, plaintext, pair.now + 0.02)
+    a._packet(10**6, plaintext, pair.now + 0.02)
     assert a.state is not ConnectionState.READY
     assert a.recovery.outstanding_count == outstanding
     assert _close_code(a) is ErrorCode.PROTOCOL_VIOLATION
@@ -108,7 +108,7 @@ def test_a_flow_control_violation_on_the_hot_path_closes_the_connection() -> Non
     assert recv is not None
     beyond = recv.window.limit
     plaintext = fr.encode_frame(fr.Stream(channel_id=channel_id, offset=beyond, data=b"x", fin=False))
-    b._on_packet(10**6, plaintext, pair.now)
+    b._packet(10**6, plaintext, pair.now)
     assert _close_code(b) is ErrorCode.FLOW_CONTROL_ERROR
 
 
