@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 # installed `p2pos.*` names while edits in the work tree take effect at once.
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: run test lint typecheck unit conformance vectors bench install clean compiled test-compiled test-install
+.PHONY: system-deps run test lint typecheck unit conformance vectors bench install clean compiled test-compiled test-install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,12 +82,21 @@ test-compiled: install compiled
 test-install: install
 	$(PY) tools/check_install.py --python $(PYTHON)
 
-test: lint typecheck vectors unit conformance test-compiled test-install
+test: system-deps lint typecheck vectors unit conformance test-compiled test-install
+
+# The system tools the namespace tests use (ip, nft): installed from Debian's packages when
+# missing and we are root (as CI is); elsewhere those tests skip and say why.
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && ! { command -v ip && command -v nft; } >/dev/null 2>&1; then \
+	    echo "installing iproute2 and nftables for the namespace tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null; \
+	fi
 
 bench: install compiled
 	$(PY) bench/handshake_record.py
 	$(PY) bench/channels.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/channels.py
+	PYTHONPATH=$(COMPILED) $(PY) bench/node.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis

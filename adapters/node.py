@@ -62,6 +62,8 @@ from p2pos.proto.session.record import MAX_PLAINTEXT
 from .streams import ChannelBroken, ChannelStream, MessageChannel
 
 Address = tuple[str, int]
+#: The channel layer's default PMTU ceiling: the node replaces it with what the interface carries.
+_DEFAULT_CEILING = ChannelConfig().max_datagram_size
 #: Channels a listener holds for ``accept`` before it refuses more ("busy").
 BACKLOG = 64
 
@@ -449,10 +451,13 @@ class Node:
             payload = transport.max_udp_payload(cast(Address, address))
         except OSError:
             return self._base_channels
+        base = self._base_channels
         ceiling = min(payload, MAX_PLAINTEXT + 30, 65507)
-        if ceiling == self._base_channels.max_datagram_size or ceiling < 1200:
-            return self._base_channels
-        return dataclasses.replace(self._base_channels, max_datagram_size=ceiling)
+        if base.max_datagram_size != _DEFAULT_CEILING:  # the application chose a ceiling: keep within it
+            ceiling = min(ceiling, base.max_datagram_size)
+        if ceiling == base.max_datagram_size or ceiling < 1200 or not base.pmtu_probing:
+            return base
+        return dataclasses.replace(base, max_datagram_size=ceiling)
 
 
 @contextlib.asynccontextmanager

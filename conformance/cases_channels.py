@@ -271,7 +271,7 @@ def _(iut: Iut) -> str | None:
         f"channel_refused event for channel 1 with SERVICE_UNKNOWN, got {short(reply.answer.get('events'))}",
     )
     opened = reply.events("channel_opened")
-    expect(opened == [{"type": "channel_opened", "channel_id": 3}], f"channel_opened for 3, got {short(opened)}")
+    expect([o.get("channel_id") for o in opened] == [3], f"channel_opened for 3, got {short(opened)}")
     return None
 
 

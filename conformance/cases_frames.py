@@ -3,14 +3,13 @@
 The IUT encodes frames given in the JSON form of spec/conformance.md §3.6
 (``frames_encode``) and decodes packets (``frames_decode``).  Expected bytes
 come from the reference core (``p2pos.proto.channels.frames``); the IUT's decoded
-frames are read back here (``_from_json``) and compared as frames, with
+frames are read back here (``frame_json.frame_from_json``) and compared as frames, with
 consecutive PADDING frames merged, since an IUT may report them one by one.
 Ids are ``frame/ch/N``: ``frame/N`` belongs to the stream framer (framing.md).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -18,65 +17,17 @@ from p2pos.proto.channels import frames as ch
 from p2pos.proto.common.varint import MAX_VARINT
 
 from .checks import CaseFailed, expect_eq, short, unhex
+from .frame_json import frame_from_json, frame_to_json
 from .iut import Iut
 from .registry import case
-
-_NAMES: dict[str, type[ch.Frame]] = {
-    "padding": ch.Padding,
-    "ping": ch.Ping,
-    "ack": ch.Ack,
-    "open": ch.Open,
-    "accept": ch.Accept,
-    "refuse": ch.Refuse,
-    "stream": ch.Stream,
-    "reset": ch.Reset,
-    "stop_sending": ch.StopSending,
-    "max_data": ch.MaxData,
-    "max_channel_data": ch.MaxChannelData,
-    "data_blocked": ch.DataBlocked,
-    "channel_blocked": ch.ChannelBlocked,
-    "message": ch.Message,
-    "max_channels": ch.MaxChannels,
-    "close_channel": ch.CloseChannel,
-}
-_TYPES = {cls: name for name, cls in _NAMES.items()}
-_KINDS = {"stream": ch.ChannelKind.STREAM, "message": ch.ChannelKind.MESSAGE}
-
-
-def _to_json(frame: ch.Frame) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": _TYPES[type(frame)]}
-    for field in dataclasses.fields(frame):
-        value = getattr(frame, field.name)
-        if isinstance(value, bytes):
-            value = value.hex()
-        elif isinstance(value, ch.ChannelKind):
-            value = value.name.lower()
-        elif isinstance(value, tuple):
-            value = [list(pair) for pair in value]
-        out[field.name] = value
-    return out
 
 
 def _from_json(obj: Any, what: str) -> ch.Frame:
     """A frame from the IUT's JSON; fail the case if the object is not one."""
-    if not isinstance(obj, dict) or obj.get("type") not in _NAMES:
-        raise CaseFailed(f"{what}: not a frame object: {short(obj)}")
-    cls = _NAMES[obj["type"]]
-    names = {f.name for f in dataclasses.fields(cls)}
-    fields = {k: v for k, v in obj.items() if k != "type"}
-    if not set(fields) <= names:
-        raise CaseFailed(f"{what}: unexpected fields {sorted(set(fields) - names)} for {obj['type']}")
     try:
-        if "data" in fields:
-            fields["data"] = unhex(fields["data"], f"{what}.data")
-        if "kind" in fields:
-            fields["kind"] = _KINDS[fields["kind"]]
-        if "ack_ranges" in fields:
-            fields["ack_ranges"] = tuple((gap, length) for gap, length in fields["ack_ranges"])
-        frame: ch.Frame = cls(**fields)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CaseFailed(f"{what}: bad frame object {short(obj)}: {exc}") from None
-    return frame
+        return frame_from_json(obj)
+    except ValueError as exc:
+        raise CaseFailed(f"{what}: {short(str(exc), 160)}") from None
 
 
 def _merged(frames: Sequence[ch.Frame]) -> list[ch.Frame]:
@@ -100,11 +51,11 @@ def _round_trip(iut: Iut, frames: Sequence[ch.Frame], what: str) -> None:
     """The IUT encodes each frame (and all together) as the reference does, and decodes them back."""
     for frame in frames:
         expected = ch.encode_frame(frame)
-        got = unhex(iut.ok("frames_encode", frames=[_to_json(frame)]).get("data"), "data")
-        expect_eq(got.hex(), expected.hex(), f"{what}: encoding of {_to_json(frame)}")
+        got = unhex(iut.ok("frames_encode", frames=[frame_to_json(frame)]).get("data"), "data")
+        expect_eq(got.hex(), expected.hex(), f"{what}: encoding of {frame_to_json(frame)}")
         expect_eq(_decode(iut, expected), [frame], f"{what}: decoding of {expected.hex()}")
     packet = ch.encode_frames(frames)
-    got = unhex(iut.ok("frames_encode", frames=[_to_json(f) for f in frames]).get("data"), "data")
+    got = unhex(iut.ok("frames_encode", frames=[frame_to_json(f) for f in frames]).get("data"), "data")
     expect_eq(got.hex(), packet.hex(), f"{what}: the packet of all frames")
     expect_eq(_decode(iut, packet), _merged(frames), f"{what}: decoding the packet of all frames")
 
@@ -239,7 +190,7 @@ def _(iut: Iut) -> None:
     ]
     packet = ch.encode_frames(frames)
     expect_eq(_decode(iut, packet), frames, "frames of the packet")
-    got = unhex(iut.ok("frames_encode", frames=[_to_json(f) for f in frames]).get("data"), "data")
+    got = unhex(iut.ok("frames_encode", frames=[frame_to_json(f) for f in frames]).get("data"), "data")
     expect_eq(got.hex(), packet.hex(), "the IUT's encoding of the same frames")
     expect_eq(_decode(iut, b""), [], "an empty packet")
 

@@ -286,7 +286,9 @@ def _(iut: Iut) -> None:
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
     init = Hand(Pattern.XX, initiator=True).init(init_payload())
-    for bad in (init[:1], init[:6], init[:20], init[:37], b"\x07" + init[1:], b"\x04" + bytes(40)):
+    confirm, data = bytes([PacketType.CONFIRM]), bytes([PacketType.DATA])
+    first_draft = b"\x01"  # INIT's type before it moved into 4-15 (spec/README.md §7): now a STUN first byte
+    for bad in (init[:1], init[:6], init[:20], init[:37], confirm + init[1:], data + bytes(40), first_draft + init[1:]):
         _expect_no_session(iut, iut.ok("receive", data=bad, now=0.0))
 
 

@@ -135,7 +135,7 @@ def _(iut: Iut) -> None:
         bad = good[:pos] + bytes([good[pos] ^ 0x01]) + good[pos + 1 :]
         answer = iut.ok("receive", data=bad, now=0.0)
         expect_eq((out_of(answer), events_of(answer)), ([], []), f"answer to a record damaged at byte {pos}")
-    for bad in (good[:14], good[:29], b"\x04"):
+    for bad in (good[:14], good[:29], bytes([PacketType.DATA])):
         expect_eq(_deliver(iut, bad), [], f"a {len(bad)}-byte record")
     expect_eq(_deliver(iut, good), [b"payload"], "the genuine record afterwards")
     expect_eq(_send(iut, link, b"still here"), b"still here", "the IUT can still send")
@@ -311,15 +311,23 @@ def _(iut: Iut) -> None:
     expect_eq(session_state(iut), "closed", "state")
 
 
-@case("rec/16", section=LAYOUT, title="a record of an unknown type (0x08-0xff) is dropped even if it authenticates")
+#: Unassigned types inside p2pos's range 4-15, and first bytes outside it (spec/session.md §4.1).
+_UNKNOWN_TYPES = (0x0B, 0x0F, 0x00, 0x01, 0x42, 0xFF)
+
+
+@case(
+    "rec/16",
+    section=LAYOUT,
+    title="a record of an unknown type (0x0b-0x0f, or not p2pos) is dropped though it authenticates",
+)
 def _(iut: Iut) -> str:
     link = establish(iut, "initiator")
-    for ptype in (0x08, 0x42, 0xFF):
+    for ptype in _UNKNOWN_TYPES:
         answer = iut.ok("receive", data=link.seal(ptype, b"from the future"), now=0.0)
         expect_eq((out_of(answer), events_of(answer)), ([], []), f"answer to a sealed record of type 0x{ptype:02x}")
     expect_eq(session_state(iut), "established", "state")
     expect_eq(_deliver(iut, link.data(b"known")), [b"known"], "a DATA record afterwards")
-    return "types 0x08, 0x42, 0xff dropped"
+    return "types " + ", ".join(f"0x{t:02x}" for t in _UNKNOWN_TYPES) + " dropped"
 
 
 @case("rec/17", section=CLOSE, title="a long CLOSE reason is cut to 1024 bytes without splitting a UTF-8 character")

@@ -13,7 +13,8 @@ hooks that prove the runner can fail:
 
 * ``P2POS_IMPL_UNSUPPORTED=prefix,...``: exit 127 for case ids with a listed prefix;
 * ``P2POS_IMPL_BUG=flip-sas``: report a wrong SAS in ``handshake_completed``;
-  ``P2POS_IMPL_BUG=hang``: never answer.
+  ``P2POS_IMPL_BUG=drop-foreign``: drop datagrams of other protocols instead of
+  reporting them (``foreign_datagram``); ``P2POS_IMPL_BUG=hang``: never answer.
 """
 
 from __future__ import annotations
@@ -59,10 +60,13 @@ from p2pos.proto.events import (
     ChannelWritable,
     ConnectionClosed,
     ConnectionReady,
+    ForeignDatagramReceived,
     PingAcknowledged,
 )
 from p2pos.proto.identity import crypto
 from p2pos.proto.identity.identity import verify
+
+from .frame_json import CHANNEL_KINDS, frame_from_json, frame_to_json
 
 Json = dict[str, Any]
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SessionConfig)} - {"capabilities", "prologue"}
@@ -275,7 +279,8 @@ class Adapter:
     def receive(self, request: Json) -> Json:
         data, now = _bytes(request, "data"), _now(request)
         if self.endpoint is not None:
-            self.endpoint.receive_datagram(data, str(request.get("addr", "peer")), now)
+            # The endpoint demultiplexes (spec/session.md §4.1): other protocols come back as events.
+            self.endpoint.receive_data(data, str(request.get("addr", "peer")), now)
             return self._drain_endpoint(now)
         if self.session is None and self.pending is not None:
             try:
@@ -341,10 +346,14 @@ class Adapter:
         endpoint = self.endpoint
         if endpoint is None:
             raise CommandError("BAD_COMMAND", "no endpoint")
-        out = [datagram.hex() for datagram, _ in endpoint.datagrams_to_send(now)]
+        out = [datagram.hex() for datagrams, _, _ in endpoint.data_to_send(now) for datagram in datagrams]
         events: list[Json] = []
         while (event := endpoint.next_event()) is not None:
-            events.append(self._event(event))
+            if isinstance(event, ForeignDatagramReceived):
+                if self.bug != "drop-foreign":
+                    events.append(_foreign_json(event))
+            elif isinstance(event, HandshakeCompleted | MessageReceived | SessionClosed):
+                events.append(self._event(event))
         return {"out": out, "events": events}
 
     def _event(self, event: HandshakeCompleted | MessageReceived | SessionClosed) -> Json:
@@ -396,7 +405,7 @@ class Adapter:
         return {"data": ch.encode_frames([_frame_from_json(obj) for obj in raw]).hex()}
 
     def frames_decode(self, request: Json) -> Json:
-        return {"frames": [_frame_to_json(f) for f in ch.parse_frames_untrusted(_bytes(request, "data"))]}
+        return {"frames": [frame_to_json(f) for f in ch.parse_frames_untrusted(_bytes(request, "data"))]}
 
     # -- channel-layer connection (spec/conformance.md §3.7) -------------------------------
 
@@ -437,7 +446,7 @@ class Adapter:
 
     def conn_open(self, request: Json) -> Json:
         conn, now = self._need_conn(), _now(request)
-        kind = _KINDS[str(request.get("kind", "stream"))]
+        kind = CHANNEL_KINDS[str(request.get("kind", "stream"))]
         channel_id = conn.open_channel(str(request.get("service")), now, kind=kind)
         return {"channel_id": channel_id, **self._pump(now)}
 
@@ -570,58 +579,12 @@ class Adapter:
             conn.finish(channel_id, now)
 
 
-_FRAME_CLASSES: dict[str, type[ch.Frame]] = {
-    "padding": ch.Padding,
-    "ping": ch.Ping,
-    "ack": ch.Ack,
-    "open": ch.Open,
-    "accept": ch.Accept,
-    "refuse": ch.Refuse,
-    "stream": ch.Stream,
-    "reset": ch.Reset,
-    "stop_sending": ch.StopSending,
-    "max_data": ch.MaxData,
-    "max_channel_data": ch.MaxChannelData,
-    "data_blocked": ch.DataBlocked,
-    "channel_blocked": ch.ChannelBlocked,
-    "message": ch.Message,
-    "max_channels": ch.MaxChannels,
-    "close_channel": ch.CloseChannel,
-}
-_FRAME_NAMES = {cls: name for name, cls in _FRAME_CLASSES.items()}
-_KINDS = {"stream": ch.ChannelKind.STREAM, "message": ch.ChannelKind.MESSAGE}
-
-
 def _frame_from_json(obj: Any) -> ch.Frame:
-    """A frame from its JSON form (spec/conformance.md §3.6)."""
-    if not isinstance(obj, dict) or obj.get("type") not in _FRAME_CLASSES:
-        raise CommandError("BAD_COMMAND", f"not a frame object: {obj!r}")
-    fields = {k: v for k, v in obj.items() if k != "type"}
-    if "data" in fields:
-        fields["data"] = _bytes(fields, "data")
-    if "kind" in fields:
-        fields["kind"] = _KINDS[fields["kind"]]
-    if "ack_ranges" in fields:
-        fields["ack_ranges"] = tuple((int(gap), int(length)) for gap, length in fields["ack_ranges"])
-    for name, value in fields.items():
-        if isinstance(value, float | bool) and name != "fin":
-            raise CommandError("BAD_COMMAND", f"{name!r} must be an integer")
-    return _FRAME_CLASSES[obj["type"]](**fields)
-
-
-def _frame_to_json(frame: ch.Frame) -> Json:
-    """The JSON form of a frame (spec/conformance.md §3.6)."""
-    out: Json = {"type": _FRAME_NAMES[type(frame)]}
-    for field in dataclasses.fields(frame):
-        value = getattr(frame, field.name)
-        if isinstance(value, bytes):
-            value = value.hex()
-        elif isinstance(value, ch.ChannelKind):
-            value = value.name.lower()
-        elif isinstance(value, tuple):
-            value = [list(pair) for pair in value]
-        out[field.name] = value
-    return out
+    """A frame from the runner's JSON (spec/conformance.md §3.6); BAD_COMMAND if it is not one."""
+    try:
+        return frame_from_json(obj)
+    except ValueError as exc:
+        raise CommandError("BAD_COMMAND", str(exc)) from None
 
 
 _CONN_EVENTS = {
@@ -638,14 +601,24 @@ _CONN_EVENTS = {
 
 
 def _event_json(event: ChannelEvent) -> Json:
-    """A connection event as JSON (spec/conformance.md §3.7): its fields, codes by name, bytes as hex."""
+    """A connection event as JSON (spec/conformance.md §3.7): its fields, codes by name, bytes as hex.
+
+    ``session_id`` is left out: an IUT process holds one session.
+    """
     out: Json = {"type": _CONN_EVENTS[type(event)]}
     for field in dataclasses.fields(event):
+        if field.name == "session_id":
+            continue
         value = getattr(event, field.name)
         out[field.name] = (
             value.name if isinstance(value, ErrorCode) else value.hex() if isinstance(value, bytes) else value
         )
     return out
+
+
+def _foreign_json(event: ForeignDatagramReceived) -> Json:
+    """A datagram of another protocol, passed on (spec/conformance.md §2.2, spec/session.md §4.1)."""
+    return {"type": "foreign_datagram", "protocol": event.protocol, "data": event.data.hex(), "addr": event.address}
 
 
 def _initiate(request: Json, keys: LocalKeys, config: SessionConfig) -> SecureSession:

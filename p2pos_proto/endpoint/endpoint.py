@@ -30,7 +30,6 @@ something happened to are asked for output.  Drive it like a session:
 from __future__ import annotations
 
 import collections
-import dataclasses
 import hashlib
 from collections.abc import Callable, Hashable
 
@@ -281,8 +280,6 @@ class Endpoint:
     def _collect(self, index: int, driven: SecureSession | Connection) -> None:
         events = self._events
         while (event := driven.next_event()) is not None:
-            if event.session_id != index:  # a channel event the connection left unstamped
-                event = dataclasses.replace(event, session_id=index)
             events.append(event)
         if self._finished(index, driven):
             self._reap(index)

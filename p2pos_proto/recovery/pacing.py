@@ -2,7 +2,8 @@
 
 A token bucket in bytes, refilled at ``N * congestion_window / smoothed_rtt``
 (N = 1.25, so that the window can be used in full despite timer jitter) and
-holding at most ``burst_packets`` datagrams.  It never sleeps and never reads
+holding at most ``burst_packets`` datagrams, or at high rates ``BURST_INTERVAL``
+of sending (at most ``MAX_BURST_PACKETS`` datagrams), and never more than the window.  It never sleeps and never reads
 a clock: the connection asks ``next_send_time(now, size)``; if that is later
 than ``now`` it arms its timer there instead of sending, and after sending it
 calls ``on_packet_sent(now, size)``.  Call ``update_rate`` whenever the
@@ -21,8 +22,14 @@ from ..errors import LocalProtocolError
 
 #: RFC 9002 §7.7: pace at N times the window per RTT.
 PACING_GAIN: Final = 1.25
-#: The largest burst sent back to back, in datagrams.
+#: The burst always allowed back to back, in datagrams.
 BURST_PACKETS: Final = 10
+#: At high rates the bucket also holds this much sending time (seconds): timers fire about every
+#: millisecond (``PACING_GRANULARITY``), and a bucket of 10 datagrams would then cap the rate at 10
+#: datagrams per wake-up (12 MB/s at 1200 bytes) whatever the path carries (quinn uses 2 ms too).
+BURST_INTERVAL: Final = 0.002
+#: ... but never more than this many datagrams at once.
+MAX_BURST_PACKETS: Final = 256
 
 
 class Pacer:
@@ -63,11 +70,11 @@ class Pacer:
 
     def update_rate(self, congestion_window: int, smoothed_rtt: float, max_datagram_size: int | None = None) -> None:
         """Re-derive the rate from the window and the RTT (and the path MTU, if it changed)."""
-        self._set_capacity(congestion_window, max_datagram_size)
         if smoothed_rtt <= 0:
             self._rate = math.inf
         else:
             self._rate = self._gain * congestion_window / smoothed_rtt
+        self._set_capacity(congestion_window, max_datagram_size)
 
     def set_rate(self, rate: float, congestion_window: int, max_datagram_size: int | None = None) -> None:
         """Pace at ``rate`` bytes per second, as the congestion controller says (spec/recovery.md §6).
@@ -76,16 +83,20 @@ class Pacer:
         """
         if not 0 < rate < math.inf:
             raise LocalProtocolError("the pacing rate must be positive and finite")
-        self._set_capacity(congestion_window, max_datagram_size)
         self._rate = float(rate)
+        self._set_capacity(congestion_window, max_datagram_size)
 
     def _set_capacity(self, congestion_window: int, max_datagram_size: int | None) -> None:
         if max_datagram_size is not None:
             if max_datagram_size <= 0:
                 raise LocalProtocolError("max_datagram_size must be positive")
             self._mds = max_datagram_size
-        # The burst is also bounded by the window: pacing must not allow more than cwnd at once.
-        self._capacity = float(max(self._mds, min(self._burst_packets * self._mds, congestion_window)))
+        # At least the fixed burst, or BURST_INTERVAL of sending at the rate when that is more
+        # (up to MAX_BURST_PACKETS); and bounded by the window: never more than cwnd at once.
+        burst = float(self._burst_packets * self._mds)
+        if self._rate != math.inf and self._rate * BURST_INTERVAL > burst:
+            burst = min(self._rate * BURST_INTERVAL, float(MAX_BURST_PACKETS * self._mds))
+        self._capacity = max(float(self._mds), min(burst, float(congestion_window)))
         self._tokens = min(self._tokens, self._capacity)
 
     def _refill(self, now: float) -> None:

@@ -2,13 +2,17 @@
 
 All integers are big-endian except the AEAD nonce, which follows Noise.
 
-    INIT      u8 0x01 | u8 pattern | u32 sender_index | noise message 1
-    RESPONSE  u8 0x02 | u32 sender_index | u32 receiver_index | noise message 2
-    FINISH    u8 0x03 | u32 receiver_index | noise message 3 (XX only)
-    DATA      u8 0x04 | u32 receiver_index | u8 epoch | u64 counter | ciphertext
-    KEEPALIVE u8 0x05 | (same header as DATA) | ciphertext of an empty plaintext
-    CLOSE     u8 0x06 | (same header as DATA) | ciphertext of u16 code | reason
-    CONFIRM   u8 0x07 | (same header as DATA) | ciphertext of the IK initiator's SAS nonce
+    INIT      u8 0x04 | u8 pattern | u32 sender_index | noise message 1
+    RESPONSE  u8 0x05 | u32 sender_index | u32 receiver_index | noise message 2
+    FINISH    u8 0x06 | u32 receiver_index | noise message 3 (XX only)
+    DATA      u8 0x07 | u32 receiver_index | u8 epoch | u64 counter | ciphertext
+    KEEPALIVE u8 0x08 | (same header as DATA) | ciphertext of an empty plaintext
+    CLOSE     u8 0x09 | (same header as DATA) | ciphertext of u16 code | reason
+    CONFIRM   u8 0x0a | (same header as DATA) | ciphertext of the IK initiator's SAS nonce
+
+Every type lies in 4-15, the first-byte range RFC 7983 (as updated by RFC 9443)
+leaves free, so p2pos shares a UDP socket with STUN, TURN, DTLS and QUIC
+(spec/session.md §4.1, ``endpoint/demux.py``); 0x0b-0x0f are unassigned.
 """
 
 from __future__ import annotations
@@ -22,13 +26,15 @@ from ..handshake.noise import Pattern
 
 
 class PacketType(enum.IntEnum):
-    INIT = 0x01
-    RESPONSE = 0x02
-    FINISH = 0x03
-    DATA = 0x04
-    KEEPALIVE = 0x05
-    CLOSE = 0x06
-    CONFIRM = 0x07
+    """The first byte of every p2pos packet (spec/README.md §3), inside 4-15 (spec/session.md §4.1)."""
+
+    INIT = 0x04
+    RESPONSE = 0x05
+    FINISH = 0x06
+    DATA = 0x07
+    KEEPALIVE = 0x08
+    CLOSE = 0x09
+    CONFIRM = 0x0A
 
 
 RECORD_TYPES = frozenset({PacketType.DATA, PacketType.KEEPALIVE, PacketType.CLOSE, PacketType.CONFIRM})

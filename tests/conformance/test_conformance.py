@@ -128,12 +128,25 @@ def test_a_misbehaving_iut_fails(tmp_path: Path, script: str, expected: str) -> 
         assert "boom" in out  # the IUT's stderr is shown for failures
 
 
+def test_an_iut_that_drops_other_protocols_fails_the_demux_cases(tmp_path: Path) -> None:
+    # spec/session.md §4.1: STUN, TURN, DTLS, QUIC... must be passed on, not dropped as bad p2pos.
+    status, out, report = run_suite(tmp_path, "-k", "ep/", env={"P2POS_IMPL_BUG": "drop-foreign"})
+    assert status == 1
+    outcome = results(report)
+    assert outcome.pop("ep/demux/5") == "pass"  # an unassigned type in 4-15 is dropped either way
+    assert len(outcome) >= 5 and set(outcome.values()) == {"fail"}
+    assert "FAIL ep/demux/1" in out and "foreign_datagram" in out
+
+
 def test_an_iut_without_an_endpoint_reports_those_cases_unsupported(tmp_path: Path) -> None:
     status, _, report = run_suite(tmp_path, "-k", "hs/", env={"P2POS_IMPL_UNSUPPORTED": "hs/replay/"})
     assert status == 0
     outcome = results(report)
     assert outcome.pop("hs/replay/1") == outcome.pop("hs/replay/2") == "unsupported"
     assert len(outcome) >= 60 and set(outcome.values()) == {"pass"}
+    status, _, report = run_suite(tmp_path, "-k", "ep/", env={"P2POS_IMPL_UNSUPPORTED": "ep/"})
+    assert status == 0
+    assert len(results(report)) >= 6 and set(results(report).values()) == {"unsupported"}
 
 
 def _spec_sections() -> tuple[str, str]:

@@ -217,7 +217,7 @@ def test_wire_parsers_raise_only_remote_errors(data: bytes) -> None:
     data=st.one_of(
         st.binary(max_size=200),
         st.builds(
-            lambda pattern, rest: bytes([1, pattern]) + rest,
+            lambda pattern, rest: bytes([PacketType.INIT, pattern]) + rest,
             st.sampled_from([1, 2, 3]),
             st.binary(min_size=0, max_size=250),
         ),
@@ -229,7 +229,7 @@ def test_respond_untrusted_raises_only_remote_errors(data: bytes) -> None:
     except RemoteProtocolError:
         return
     # Only an XX INIT (whose first message is unauthenticated) can be accepted from random bytes.
-    assert data[:2] == b"\x01\x01"
+    assert data[:2] == bytes([PacketType.INIT, 0x01])  # INIT, pattern XX
     assert len(session.data_to_send(0.0)) == 1
 
 

@@ -192,7 +192,8 @@ def test_roaming_follows_authenticated_packets_only() -> None:
     # Bob's NAT rebinds: his packets now come from "B2".
     net.source_of["B"] = "B2"
     net.alias["B2"] = "B"
-    garbage = b"\x04" + session.local_index.to_bytes(4, "big") + b"\x00" + (12345).to_bytes(8, "big") + bytes(30)
+    garbage = bytes([PacketType.DATA]) + session.local_index.to_bytes(4, "big") + b"\x00" + (12345).to_bytes(8, "big")
+    garbage += bytes(30)
     a.receive_data(garbage, "evil", net.now)
     assert a.address_of(session.local_index) == "B"
     responder.send(b"from my new address", net.now)
@@ -272,10 +273,10 @@ def test_session_lifetime_expiry_removes_sessions() -> None:
 def test_drops_counted() -> None:
     _, _, b = two_endpoints()
     b.receive_data(b"", "x", 0.0)
-    b.receive_data(b"\x04\x00\x00\x00\x01" + bytes(40), "x", 0.0)
-    b.receive_data(b"\x02\x00", "x", 0.0)
-    b.receive_data(b"\x01\x01\x00\x00\x00\x01" + bytes(10), "x", 0.0)
-    b.receive_data(b"\x01\x09\x00\x00\x00\x01" + bytes(60), "x", 0.0)
+    b.receive_data(bytes([PacketType.DATA]) + b"\x00\x00\x00\x01" + bytes(40), "x", 0.0)
+    b.receive_data(bytes([PacketType.RESPONSE, 0]), "x", 0.0)
+    b.receive_data(bytes([PacketType.INIT, 0x01]) + b"\x00\x00\x00\x01" + bytes(10), "x", 0.0)
+    b.receive_data(bytes([PacketType.INIT, 0x09]) + b"\x00\x00\x00\x01" + bytes(60), "x", 0.0)
     assert b.drops == {"empty": 1, "unknown_session": 2, "bad_init": 2}
     assert b.sessions() == [] and flat(b.data_to_send(0.0)) == []
     assert b.get_timer() is None

@@ -139,3 +139,25 @@ def test_set_rate_rejects_nonsense(rate: float) -> None:
         pacer.set_rate(rate, 12000)
     with pytest.raises(LocalProtocolError):
         pacer.set_rate(1e6, 12000, max_datagram_size=0)
+
+
+def test_at_high_rates_the_bucket_holds_two_milliseconds_of_sending() -> None:
+    """A 1 ms timer must not cap the rate at 10 datagrams per wake-up (spec/recovery.md §6)."""
+    pacer = Pacer(congestion_window=10_000_000, smoothed_rtt=0.1, burst_packets=10)
+    pacer.set_rate(100e6, 10_000_000)  # 100 MB/s: 2 ms of it is 200 kB
+    assert pacer.capacity == pytest.approx(200_000)
+    pacer.set_rate(1e9, 10_000_000)  # capped at 256 datagrams
+    assert pacer.capacity == 256 * MDS
+    pacer.set_rate(1e9, 50_000)  # and by the window
+    assert pacer.capacity == 50_000
+    pacer.set_rate(1e6, 10_000_000)  # low rates keep the fixed burst
+    assert pacer.capacity == 10 * MDS
+    # Waking every millisecond, the sender now keeps up with 100 MB/s.
+    pacer.set_rate(100e6, 10_000_000)
+    now, sent = 0.0, 0
+    while now < 0.1:
+        while pacer.next_send_time(now, MDS) <= now:
+            pacer.on_packet_sent(now, MDS)
+            sent += MDS
+        now += 0.001
+    assert sent / 0.1 == pytest.approx(100e6, rel=0.05)

@@ -430,7 +430,11 @@ def test_wrong_pattern_and_non_init_rejected(ik: bool) -> None:
     pair = SessionPair(ik=ik)
     (init,) = pair.take_a()
     keys = make_keys("bob")
-    for datagram in (init[:1] + b"\x07" + init[2:], b"\x02" + init[1:], b"\x04" + init[1:]):
+    for datagram in (
+        init[:1] + b"\x07" + init[2:],
+        bytes([PacketType.RESPONSE]) + init[1:],
+        bytes([PacketType.DATA]) + init[1:],
+    ):
         with pytest.raises(RemoteProtocolError):
             SecureSession.respond_untrusted(keys, datagram, local_index=1, now=0.0)
 
@@ -452,7 +456,7 @@ def test_packets_for_another_index_dropped() -> None:
 def test_records_before_keys_dropped() -> None:
     pair = SessionPair()
     (init,) = pair.take_a()
-    pair.a.receive_data(b"\x04" + INDEX_A.to_bytes(4, "big") + bytes(30), 0.0)
+    pair.a.receive_data(bytes([PacketType.DATA]) + INDEX_A.to_bytes(4, "big") + bytes(30), 0.0)
     pair.a.receive_data(b"", 0.0)
     pair.a.receive_data(b"\x00\x01", 0.0)
     assert pair.a.stats() == {"no_keys": 1, "empty": 1, "unknown_type": 1}
@@ -520,9 +524,9 @@ def test_unknown_record_types_dropped_before_decryption() -> None:
     pair.handshake()
     sender = pair.a._sender
     assert sender is not None
-    for kind in (0x08, 0x7F, 0xFF):
+    for kind in (0x0B, 0x0F, 0x01, 0x7F, 0xFF):  # unassigned in 4-15, then outside it
         pair.deliver_to_b(sender.seal(kind, b"from the future", pair.now))
-    assert pair.b.stats() == {"unknown_type": 3}
+    assert pair.b.stats() == {"unknown_type": 5}
     receiver = pair.b._receiver
     assert receiver is not None and receiver.window.top == -1  # never decrypted: the window did not move
     assert pair.messages_b() == []

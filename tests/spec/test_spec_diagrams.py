@@ -1,9 +1,10 @@
 """The spec's diagrams and tables must be exactly what the code uses.
 
 spec/session.md §3 shows the session state machine (``TRANSITIONS``); the packet
-type tables (README.md §3, record.md §2), the payload field table (handshake.md
-§5.1) and the anti-amplification constants (handshake.md §8.5) name the wire
-values of ``wire.py``, ``payload.py`` and ``handshake.py``.
+type tables (README.md §3, record.md §2, handshake.md §4), the first-byte
+table (session.md §4.1), the payload field table (handshake.md §5.1) and the
+anti-amplification constants (handshake.md §8.5) name the wire values of
+``wire.py``, ``demux.py``, ``payload.py`` and ``handshake.py``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from p2pos.proto.channels.channel import TRANSITIONS as CHANNEL_TRANSITIONS
 from p2pos.proto.channels.channel import ChannelState
+from p2pos.proto.endpoint.demux import BY_FIRST_BYTE
 from p2pos.proto.handshake import handshake, payload
 from p2pos.proto.session.session import TRANSITIONS, SessionState
 from p2pos.proto.session.wire import RECORD_TYPES, PacketType
@@ -92,6 +94,25 @@ def test_the_record_type_column_is_the_record_types() -> None:
     (row,) = [line for line in _section("record.md", "## §2").splitlines() if line.startswith("| 0 | type |")]
     listed = {int(code, 16): name for code, name in re.findall(r"`0x([0-9a-f]{2})` (\w+)", row)}
     assert listed == {t.value: t.name for t in RECORD_TYPES}
+
+
+def test_the_handshake_layouts_name_the_handshake_types() -> None:
+    for heading, ptype in (
+        ("### §4.1", PacketType.INIT),
+        ("### §4.2", PacketType.RESPONSE),
+        ("### §4.3", PacketType.FINISH),
+    ):
+        section = _section("handshake.md", heading)
+        assert f"| 0 | type | u8 | `0x{ptype.value:02x}` |" in section, heading
+    assert f"|  type = 0x{PacketType.INIT.value:02x}  |" in _section("handshake.md", "### §4.1")
+
+
+def test_the_first_byte_table_is_the_demultiplexer() -> None:
+    rows = re.findall(r"^\| (\d+)-(\d+) \| [^|]+ \| `([a-z0-9-]+)` \|", _section("session.md", "### §4.1"), flags=re.M)
+    documented = {byte: name for low, high, name in rows for byte in range(int(low), int(high) + 1)}
+    assert sorted(documented) == list(range(256))
+    assert sum(int(high) - int(low) + 1 for low, high, _ in rows) == 256  # no range overlaps another
+    assert documented == {byte: protocol.value for byte, protocol in enumerate(BY_FIRST_BYTE)}
 
 
 def test_the_payload_field_table_is_the_payload_module() -> None:

@@ -54,6 +54,16 @@ from p2pos.proto.session.replay import ReplayWindow
 SPEC_VECTORS = Path(__file__).resolve().parents[2] / "spec" / "vectors"
 VECTOR_FILES = sorted(p.name for p in SPEC_VECTORS.glob("*.json"))
 Json = dict[str, Any]
+#: The packet types of spec/README.md §3, written out here, not read from ``PacketType``.
+SPEC_PACKET_TYPES = {
+    "INIT": 0x04,
+    "RESPONSE": 0x05,
+    "FINISH": 0x06,
+    "DATA": 0x07,
+    "KEEPALIVE": 0x08,
+    "CLOSE": 0x09,
+    "CONFIRM": 0x0A,
+}
 
 
 def load(name: str) -> Json:
@@ -451,7 +461,7 @@ def test_handshake_sas_commitment_and_nonce(name: str) -> None:
     else:
         (confirm,) = [p for p in data["packets"] if p.get("type") == "CONFIRM"]
         record = h(confirm["hex"])
-        assert record[0] == 0x07 and int.from_bytes(record[6:14], "big") == 0
+        assert record[0] == SPEC_PACKET_TYPES["CONFIRM"] and int.from_bytes(record[6:14], "big") == 0
         key = h(data["transport_keys"]["initiator_to_responder"][0])
         assert _open_record(key, record) == nonce
         # The responder reports nothing until the CONFIRM record arrives.
@@ -526,7 +536,8 @@ def test_record_layer_rekey_chain_and_records() -> None:
     for case in data["records"]:
         record = h(case["hex"])
         assert case["epoch"] == case["counter"] // 2
-        assert record[0] == {"DATA": 4, "KEEPALIVE": 5, "CLOSE": 6}[case["type"]]
+        assert case["type"] in {"DATA", "KEEPALIVE", "CLOSE"}
+        assert record[0] == SPEC_PACKET_TYPES[case["type"]]
         assert _open_record(chain[case["epoch"]], record).hex() == case["plaintext"]
         assert case["nonce"] == (b"\x00" * 4 + case["counter"].to_bytes(8, "little")).hex()
 
@@ -590,3 +601,24 @@ def test_signature_independent_rejects_tampering() -> None:
     with pytest.raises(InvalidSignature):
         Ed25519PublicKey.from_public_bytes(h(case["public_key"])).verify(bytes(signature), h(case["signed_bytes"]))
     assert not verify(PeerId(h(case["public_key"])), h(case["domain"]), h(case["message"]), bytes(signature))
+
+
+def _vector_packets() -> list[tuple[str, str, bytes]]:
+    """(file, type name, bytes) of every packet in the vector files, from the files alone."""
+    found = []
+    for name in ("handshake_xx.json", "handshake_ik.json"):
+        found += [(name, p["type"], h(p["hex"])) for p in load(name)["packets"]]
+    found += [("record_layer.json", r["type"], h(r["hex"])) for r in load("record_layer.json")["records"]]
+    found += [("channels.json", d["type"], h(d["hex"])) for d in load("channels.json")["datagrams"]]
+    return found
+
+
+def test_every_vector_packet_starts_with_its_type_inside_4_to_15() -> None:
+    # spec/session.md §4.1: p2pos owns first bytes 4-15 only (RFC 7983, RFC 9443).
+    packets = _vector_packets()
+    assert {kind for _, kind, _ in packets} == set(SPEC_PACKET_TYPES)
+    for name, kind, packet in packets:
+        assert packet[0] == SPEC_PACKET_TYPES[kind], (name, kind, packet[:1].hex())
+        assert 4 <= packet[0] <= 15, (name, kind)
+    records = load("record_layer.json")["receive_sequence"]
+    assert records and all(4 <= h(step["record"])[0] <= 15 for step in records)
