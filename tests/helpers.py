@@ -18,10 +18,11 @@ import functools
 import hashlib
 import heapq
 import random
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
 from p2pos.proto import Endpoint, Identity, LocalKeys, RemoteProtocolError, SecureSession, SessionConfig
+from p2pos.proto.endpoint.endpoint import EndpointEvent
 from p2pos.proto.events import Event, HandshakeCompleted, MessageReceived, SessionClosed
 from p2pos.proto.identity.peer_id import PeerId
 from p2pos.proto.session.wire import PacketType
@@ -80,7 +81,7 @@ def drop_first(kind: PacketType, sender: str, count: int = 1) -> DropRule:
     return rule
 
 
-def of_type(events: list[Event], cls: type[_E]) -> list[_E]:
+def of_type(events: Sequence[object], cls: type[_E]) -> list[_E]:
     return [e for e in events if isinstance(e, cls)]
 
 
@@ -240,7 +241,7 @@ class SessionPair:
             raise AssertionError("messages did not flow")
 
 
-def completed(events: list[Event]) -> HandshakeCompleted:
+def completed(events: Sequence[object]) -> HandshakeCompleted:
     """The single HandshakeCompleted in ``events``."""
     found = of_type(events, HandshakeCompleted)
     if len(found) != 1:
@@ -248,7 +249,7 @@ def completed(events: list[Event]) -> HandshakeCompleted:
     return found[0]
 
 
-def closed(events: list[Event]) -> SessionClosed:
+def closed(events: Sequence[object]) -> SessionClosed:
     found = of_type(events, SessionClosed)
     if len(found) != 1:
         raise AssertionError(f"expected one SessionClosed, got {events}")
@@ -274,7 +275,7 @@ class EndpointNet:
     def __init__(self, now: float = 0.0) -> None:
         self.now = now
         self.endpoints: dict[Hashable, Endpoint] = {}
-        self.events: dict[Hashable, list[Event]] = {}
+        self.events: dict[Hashable, list[EndpointEvent]] = {}
         self.source_of: dict[Hashable, Hashable] = {}
         self.alias: dict[Hashable, Hashable] = {}
         #: Every datagram sent: (source, destination, bytes).

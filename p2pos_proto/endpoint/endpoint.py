@@ -49,7 +49,6 @@ Address = Hashable
 EndpointEvent = Event | ChannelEvent | ForeignDatagramReceived
 #: Sessions at most, by default: the limit is one of memory (bench/node.py measures it per session).
 DEFAULT_MAX_SESSIONS = 65536
-_PACKET_TYPES = frozenset(PacketType)
 
 
 class Endpoint:
@@ -165,7 +164,7 @@ class Endpoint:
             self._receive_init(data, address, local, now)
             return
         protocol = BY_FIRST_BYTE[data[0]]
-        if protocol is not Protocol.P2POS and data[0] not in _PACKET_TYPES:
+        if protocol is not Protocol.P2POS:
             self.passed_on[protocol.value] += 1
             self._events.append(
                 ForeignDatagramReceived(protocol=protocol.value, data=data, address=address, local=local)

@@ -20,7 +20,8 @@ def test_endpoint_bench_reports_the_cost_per_datagram_and_keepalives() -> None:
     assert summary["bench"] == "endpoint"
     figures = summary["figures"]
     assert {"us_per_datagram_10_sessions", "us_per_datagram_500_sessions"} <= set(figures)
-    assert figures["idle_keepalive_datagrams_per_s_500_sessions"] > figures["idle_keepalive_datagrams_per_s_10_sessions"]
+    keepalives = "idle_keepalive_datagrams_per_s_{}_sessions"
+    assert figures[keepalives.format(500)] > figures[keepalives.format(10)]
     assert set(summary["ratios"]) == {"cost_10_over_500_sessions"}
 
 

@@ -207,7 +207,7 @@ def test_sas_is_the_formula_over_h2_and_the_committed_nonce(pattern: Pattern) ->
     a.receive_data(response, 0.0)
     (third,) = a.data_to_send(0.0)
     b.receive_data(third, 0.0)
-    done_a, done_b = completed(drain(a)), completed(drain(b))  # type: ignore[arg-type]
+    done_a, done_b = completed(drain(a)), completed(drain(b))
 
     # Replay the transcript with two fresh Noise states holding the same keys: they
     # must write the very bytes the sessions sent, and give h2 after message 2.
@@ -272,7 +272,7 @@ def test_finish_with_the_committed_nonce_completes() -> None:
     (response,) = b.data_to_send(0.0)
     hand.read_response(response)
     b.receive_data(hand.finish(hand.nonce), 0.0)
-    assert completed(drain(b)).peer_id == ALICE.identity.peer_id  # type: ignore[arg-type]
+    assert completed(drain(b)).peer_id == ALICE.identity.peer_id
 
 
 @pytest.mark.parametrize("nonce", [bytes(32), b"", b"\x01" * 31], ids=["other-nonce", "empty", "short"])
@@ -296,7 +296,7 @@ def test_ik_confirm_with_the_committed_nonce_completes() -> None:
     (response,) = b.data_to_send(0.0)
     hand.read_response(response)
     b.receive_data(hand.confirm(hand.nonce), 0.0)
-    assert completed(drain(b)).peer_id == ALICE.identity.peer_id  # type: ignore[arg-type]
+    assert completed(drain(b)).peer_id == ALICE.identity.peer_id
 
 
 # -- IK: nothing counts before the CONFIRM ------------------------------------------------
