@@ -134,6 +134,10 @@ def plan_runs(sizes: Sequence[int], *, max_segments: int = MAX_SEGMENTS, max_byt
     shorter one (GSO's rule: only the last segment may be shorter), after ``max_segments``,
     or before ``max_bytes`` would be exceeded.  An empty datagram or one larger than
     ``max_bytes`` is a run of its own: it goes out (or fails) alone with a plain send.
+
+    A lone datagram larger than the one after it (a path-MTU probe ahead of data) is a run of
+    its own too: on a path narrower than the probe a router drops a GSO packet whole, so a
+    shorter datagram sharing its send would be lost with it (tests/transports/test_pmtu_netns.py).
     """
     runs: list[Run] = []
     i, n = 0, len(sizes)
@@ -148,6 +152,9 @@ def plan_runs(sizes: Sequence[int], *, max_segments: int = MAX_SEGMENTS, max_byt
                 stop += 1
                 total += size
                 if size < segment:
+                    if stop - i == 2:  # [large, shorter]: the large one goes alone
+                        stop -= 1
+                        total -= size
                     break
         runs.append(Run(start=i, stop=stop, segment=segment))
         i = stop

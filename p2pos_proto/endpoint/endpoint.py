@@ -184,18 +184,19 @@ class Endpoint:
     def data_to_send(self, now: float) -> list[tuple[list[bytes], Address, Hashable]]:
         """``(datagrams, address, local)`` for every session with output: send each batch in order."""
         out: list[tuple[list[bytes], Address, Hashable]] = []
-        pending = self._pending
-        while pending:
-            index = next(iter(pending))
-            del pending[index]
-            driven = self._driven.get(index)
-            if driven is None:
-                continue
-            datagrams = driven.data_to_send(now)
-            if datagrams:
-                address, local = self._routes[index]
-                out.append((datagrams, address, local))
-            self._collect(index, driven)
+        while self._pending:
+            # A fresh dict each time: popping from the front of a long-lived one leaves deleted
+            # slots that every later ``next(iter(...))`` would walk past (O(sessions) per call).
+            pending, self._pending = self._pending, {}
+            for index in pending:
+                driven = self._driven.get(index)
+                if driven is None:
+                    continue
+                datagrams = driven.data_to_send(now)
+                if datagrams:
+                    address, local = self._routes[index]
+                    out.append((datagrams, address, local))
+                self._collect(index, driven)
         return out
 
     def next_event(self) -> EndpointEvent | None:

@@ -35,6 +35,9 @@ def spans(sizes: list[int]) -> list[tuple[int, int, int]]:
         ([1200, 1200, 500, 1200], [(0, 3, 1200), (3, 4, 1200)]),
         # a longer one starts a new run
         ([500, 1200, 1200], [(0, 1, 500), (1, 3, 1200)]),
+        # a lone larger datagram (a PMTU probe ahead of data) goes alone, not with the next one
+        ([1472, 1194, 1194], [(0, 1, 1472), (1, 3, 1194)]),
+        ([1472, 1194], [(0, 1, 1472), (1, 2, 1194)]),
         ([100, 100, 50, 50, 50, 10], [(0, 3, 100), (3, 6, 50)]),
         # empty datagrams go alone
         ([100, 0, 100], [(0, 1, 100), (1, 2, 0), (2, 3, 100)]),
