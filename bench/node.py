@@ -237,6 +237,7 @@ class Peer:
             stderr=subprocess.PIPE,
             text=True,
             cwd=PEERS,
+            env=_peer_environment(),
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
@@ -457,6 +458,16 @@ def _versions(pythons: dict[str, str]) -> dict[str, str | None]:
     if "libp2p" in pythons:
         versions["libp2p"] = _installed_version(Path(pythons["libp2p"]), "libp2p")
     return versions
+
+
+def _peer_environment() -> dict[str, str]:
+    """This process's environment, with ``PYTHONPATH`` made absolute: the peers run in bench/peers/,
+    and ``PYTHONPATH=build/compiled`` (how ``make bench`` picks the compiled core) must still hold."""
+    env = dict(os.environ)
+    paths = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    return env
 
 
 def run_part(name: str, argv: list[str]) -> dict[str, object] | None:

@@ -152,7 +152,8 @@ def test_goodput_at_one_percent_loss_and_50ms_rtt(mbit: float, congestion_contro
     """Issue 3 item 5: at least 70% of the capacity at 1% random loss, 50 ms RTT, with the default controller.
 
     BBR (spec/recovery.md §5.6) paces at its bandwidth estimate and ignores loss
-    below 2% per round trip: 0.83-0.89 of the capacity from 1 to 50 Mbit/s here.
+    below 2% per round trip.  These few seeds are a regression check, not the figure:
+    bench/goodput_loss.py reports the range over seeds 0-19 (worst 0.71, medians 0.82-0.90).
     """
     assert ChannelConfig().congestion_control == congestion_control
     assert _goodput(mbit, congestion_control, 0.01, seed) >= 0.7
