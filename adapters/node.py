@@ -64,6 +64,8 @@ from .streams import ChannelBroken, ChannelStream, MessageChannel
 Address = tuple[str, int]
 #: The channel layer's default PMTU ceiling: the node replaces it with what the interface carries.
 _DEFAULT_CEILING = ChannelConfig().max_datagram_size
+#: Datagrams received between two chances to transmit (ACKs, window updates).
+RECEIVE_CHUNK = 32
 #: Channels a listener holds for ``accept`` before it refuses more ("busy").
 BACKLOG = 64
 
@@ -266,10 +268,15 @@ class Node:
         endpoint = self.endpoint
         while True:
             batch = await transport.receive_batch()
-            now = trio.current_time()
-            for data, address in batch:
-                endpoint.receive_data(data, address, now, local)
-            self._after_input()
+            for start in range(0, len(batch), RECEIVE_CHUNK):
+                now = trio.current_time()
+                for data, address in batch[start : start + RECEIVE_CHUNK]:
+                    endpoint.receive_data(data, address, now, local)
+                self._after_input()
+                if start + RECEIVE_CHUNK < len(batch):
+                    # Let the transmit task send the ACKs for this chunk before the next one: a
+                    # sender is clocked by them, and a whole GRO batch can be a thousand datagrams.
+                    await trio.lowlevel.checkpoint()
 
     async def _timer_loop(self) -> None:
         while True:
