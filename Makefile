@@ -97,6 +97,7 @@ bench: install compiled
 	$(PY) bench/channels.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/channels.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/node.py
+	$(PY) bench/goodput_loss.py
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis
