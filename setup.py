@@ -26,7 +26,14 @@ from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
 ROOT = Path(__file__).resolve().parent
-COMPILE = os.environ.get("P2POS_COMPILE") == "1"
+sys.path.insert(0, str(ROOT / "tools"))
+import compile_core  # noqa: E402
+
+#: Compile the core into this wheel: by default wherever a C compiler and Python's headers exist;
+#: ``P2POS_COMPILE=1`` insists (and fails without them), ``P2POS_COMPILE=0`` builds pure Python.
+COMPILE = compile_core.wants_compiled()
+#: Whether the builder asked for it explicitly: then a failed compile fails the build.
+INSISTED = os.environ.get("P2POS_COMPILE") == "1"
 #: Where tools/compile_core.py builds (and caches) the compiled core for wheels.
 CORE_BUILD = ROOT / "build" / "mypyc-core"
 
@@ -35,9 +42,6 @@ class BuildPyWithCompiledCore(build_py):
     """``build_py``, then the compiled core's extension modules into the build tree."""
 
     def run(self) -> None:
-        sys.path.insert(0, str(ROOT / "tools"))
-        import compile_core
-
         if not self.editable_mode:
             # pip builds in the source tree: what an earlier build left in build/lib* (a module
             # since removed, extensions compiled from older sources) must not reach this wheel.
@@ -48,7 +52,14 @@ class BuildPyWithCompiledCore(build_py):
         super().run()
         if not COMPILE or self.editable_mode:
             return
-        compile_core.build(CORE_BUILD)
+        try:
+            compile_core.build(CORE_BUILD)
+        except (SystemExit, OSError) as failure:
+            if INSISTED:
+                raise
+            # Chosen by default, not asked for: the pure-Python core still works, so say why and go on.
+            print(f"p2pos: building the pure-Python core; compiling it failed: {failure}", file=sys.stderr)
+            return
         for extension in compile_core.extensions(CORE_BUILD):
             target = Path(self.build_lib) / extension.relative_to(CORE_BUILD)
             target.parent.mkdir(parents=True, exist_ok=True)

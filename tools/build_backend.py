@@ -1,14 +1,15 @@
 """The build backend (pyproject.toml): setuptools', plus what mypyc needs to compile the core.
 
-With ``P2POS_COMPILE=1`` setup.py compiles the core's per-packet modules with mypyc
+Wherever a C compiler and Python's headers exist (or with ``P2POS_COMPILE=1``; never with
+``P2POS_COMPILE=0``) setup.py compiles the core's per-packet modules with mypyc
 (tools/compile_core.py), and mypyc type-checks the core first: the build environment then
 needs mypy and every third-party package the core imports, with their type information
 (``cryptography`` and ``PyNaCl``).  Under PEP 517 build isolation (a plain
 ``pip install .``) that environment holds only what the backend asks for, so this backend
 adds them to ``get_requires_for_build_wheel``.  Their versions are the project's own pins:
 mypy's from the ``test`` extra, the core's dependencies from ``[project].dependencies``.
-Without the variable, and for sdists and editable installs, it asks for nothing more than
-setuptools does.
+When it does not compile, and for sdists and editable installs, it asks for nothing more
+than setuptools does.
 
 pyproject.toml loads this module from the source tree (``backend-path = ["tools"]``).
 tests/core/test_packaging.py holds ``CORE_IMPORTS`` to what the core really imports.
@@ -16,7 +17,6 @@ tests/core/test_packaging.py holds ``CORE_IMPORTS`` to what the core really impo
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from pathlib import Path
@@ -52,8 +52,10 @@ COMPILER = "mypy"
 
 
 def compiling() -> bool:
-    """Whether this build compiles the core (setup.py reads the same variable)."""
-    return os.environ.get("P2POS_COMPILE") == "1"
+    """Whether this build compiles the core: ``compile_core.wants_compiled`` (setup.py asks the same)."""
+    import compile_core  # beside this module (backend-path)
+
+    return compile_core.wants_compiled()
 
 
 def _name(requirement: str) -> str:

@@ -88,7 +88,17 @@ def _fingerprint() -> str:
     return "\n".join([sys.version, _mypy_version(), *parts, *COMPILED]) + "\n"
 
 
-def missing_toolchain() -> str | None:
+def wants_compiled(environ: dict[str, str] | None = None) -> bool:
+    """Whether a wheel build compiles the core: ``P2POS_COMPILE=1`` always (failing without a
+    toolchain), ``P2POS_COMPILE=0`` never, and by default wherever a C compiler and Python's
+    headers exist (mypyc itself the build environment gets from tools/build_backend.py)."""
+    value = (os.environ if environ is None else environ).get("P2POS_COMPILE", "")
+    if value in ("0", "1"):
+        return value == "1"
+    return missing_toolchain(need_mypyc=False) is None
+
+
+def missing_toolchain(*, need_mypyc: bool = True) -> str | None:
     """Why this Python cannot compile the core here (``None`` when it can): compiler, headers, mypyc.
 
     The compiler is the one setuptools will call: ``$CC``, else the one Python was built with.
@@ -100,7 +110,7 @@ def missing_toolchain() -> str | None:
     headers = Path(sysconfig.get_paths()["include"]) / "Python.h"
     if not headers.is_file():
         return f"no Python headers ({headers} is missing: install the python3-dev package)"
-    if importlib.util.find_spec("mypyc") is None:
+    if need_mypyc and importlib.util.find_spec("mypyc") is None:
         return "mypyc is not installed (pip install mypy)"
     return None
 

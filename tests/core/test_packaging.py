@@ -1,8 +1,9 @@
 """Packaging: what the build asks for, and what an sdist or a wheel holds.
 
 The build backend (tools/build_backend.py) asks an isolated build environment for mypy and
-the core's typed dependencies when ``P2POS_COMPILE=1``: mypyc type-checks the core before it
-compiles it, so every third-party package the core imports must be there.  The sdist must
+the core's typed dependencies when it compiles (by default where a C compiler exists):
+mypyc type-checks the core before it compiles it, so every third-party package the core
+imports must be there.  The sdist must
 carry the in-tree backend and tools/compile_core.py, and neither an sdist nor a wheel may
 pick up what lies around a work tree (.venv, build/, caches, what an earlier build left in
 build/lib).  ``make test-install`` proves the whole of it in a fresh virtualenv
@@ -27,6 +28,7 @@ from conftest import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "tools"))
 import build_backend
+import compile_core
 
 PYPROJECT = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
 #: Installed package -> folder in the repository.
@@ -64,8 +66,26 @@ def test_only_a_compiling_wheel_build_asks_for_more(monkeypatch: pytest.MonkeyPa
         monkeypatch.delenv("P2POS_COMPILE", raising=False)
     else:
         monkeypatch.setenv("P2POS_COMPILE", value)
-    extra = build_backend.compile_requirements() if value == "1" else []
+    # Unset: compiled by default wherever a C compiler and Python's headers exist (as here).
+    compiles = value == "1" or (value is None and compile_core.missing_toolchain(need_mypyc=False) is None)
+    extra = build_backend.compile_requirements() if compiles else []
     assert build_backend.get_requires_for_build_wheel() == ["base", *extra]
+
+
+@pytest.mark.parametrize(
+    ("environ", "toolchain", "expected"),
+    [
+        ({"P2POS_COMPILE": "1"}, False, True),
+        ({"P2POS_COMPILE": "0"}, True, False),
+        ({}, True, True),
+        ({}, False, False),
+    ],
+)
+def test_the_core_is_compiled_by_default_where_a_toolchain_exists(
+    monkeypatch: pytest.MonkeyPatch, environ: dict[str, str], toolchain: bool, expected: bool
+) -> None:
+    monkeypatch.setattr(compile_core, "missing_toolchain", lambda *, need_mypyc=True: None if toolchain else "no cc")
+    assert compile_core.wants_compiled(environ) is expected
 
 
 def test_the_package_list_names_every_package() -> None:
@@ -112,6 +132,7 @@ def _build(copy: Path, hook: str) -> Path:
     out = copy / "dist" / hook
     env = {name: value for name, value in os.environ.items() if name not in ("PYTHONPATH", "P2POS_COMPILE")}
     env["PYTHONPATH"] = str(copy / "tools")
+    env["P2POS_COMPILE"] = "0"  # the pure build: a compiled one is proven by make test-install
     script = f"import build_backend, sys; print(build_backend.{hook}(sys.argv[1]))"
     done = subprocess.run(
         [sys.executable, "-c", script, str(out)],
@@ -134,7 +155,7 @@ def test_the_sdist_carries_the_build_tools_and_no_junk(project_copy: Path) -> No
     assert not [name for name in names if name.startswith((".venv", "build/")) or "__pycache__" in name]
 
 
-def test_a_wheel_built_without_the_variable_is_pure_and_clean(project_copy: Path) -> None:
+def test_a_wheel_built_with_compile_0_is_pure_and_clean(project_copy: Path) -> None:
     wheel = _build(project_copy, "build_wheel")
     assert wheel.name.endswith("-py3-none-any.whl")
     with zipfile.ZipFile(wheel) as archive:
