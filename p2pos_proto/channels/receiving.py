@@ -38,6 +38,10 @@ from .sending import SendPath
 INITIAL_MAX_CHANNELS: Final = 100
 #: The frame types that start a packet taking the STREAM hot path.
 _STREAM_TYPE_VALUES: Final = (int(fr.FrameType.STREAM), int(fr.FrameType.STREAM_FIN))
+# The same as two integers: mypyc compiles ``x in (A, B)`` (a tuple display) to two comparisons,
+# but ``x in _STREAM_TYPE_VALUES`` (a tuple object) to a call.
+_STREAM_TYPE: Final = int(fr.FrameType.STREAM)
+_STREAM_FIN_TYPE: Final = int(fr.FrameType.STREAM_FIN)
 _ACK_TYPE: Final = int(fr.FrameType.ACK)
 # Enum members read on every packet, as module constants (an enum member is a class attribute lookup).
 _OPENING: Final = ChannelState.OPENING
@@ -116,10 +120,11 @@ class ReceivePath(SendPath):
         Raises ``RemoteProtocolError`` for a frame that breaks a rule: the
         ``Connection`` closes with its code (channels.md §11).
         """
-        if plaintext and plaintext[0] in _STREAM_TYPE_VALUES:
+        first = plaintext[0] if plaintext else -1
+        if first in (_STREAM_TYPE, _STREAM_FIN_TYPE):
             self._on_stream_packet(pn, plaintext, now)
             return
-        if plaintext and plaintext[0] == _ACK_TYPE and not self.reliable:
+        if first == _ACK_TYPE and not self.reliable:
             self._on_ack_packet(pn, plaintext, now)
             return
         frames = fr.parse_frames_untrusted(plaintext)

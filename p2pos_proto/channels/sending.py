@@ -64,6 +64,16 @@ CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
 }
 
 
+def _only_stream(tokens: list[Token]) -> bool:
+    """True when ``tokens`` is not empty and all are stream chunks (a loop: a generator costs an object per call)."""
+    if not tokens:
+        return False
+    for token in tokens:  # noqa: SIM110 (all() of a generator: an object per call in the compiled core)
+        if token[0] != _STREAM:
+            return False
+    return True
+
+
 class SendPath:
     """Packet building and the fate of sent packets; the base of ``ReceivePath`` and ``Connection``.
 
@@ -319,6 +329,8 @@ class SendPath:
         """Stream chunks and messages, one per channel per turn (round robin); True if any was added."""
         sendable = self._sendable
         channels = self.channels
+        if len(sendable) == 1:
+            return self._add_data_one(parts, tokens, room)
         added = False
         turns = len(sendable)
         while room >= _MIN_ROOM and sendable and turns > 0:
@@ -338,6 +350,26 @@ class SendPath:
                 if sent:
                     turns += 1
         return added
+
+    def _add_data_one(self, parts: list[bytes], tokens: list[Token], room: int) -> bool:
+        """``_add_data`` with one sendable channel (a bulk transfer): the same outcome, without
+        popping the channel from ``_sendable`` and putting it back for every packet."""
+        sendable = self._sendable
+        channel_id = next(iter(sendable))
+        channel = self.channels.get(channel_id)
+        if channel is None or channel.state is not _OPEN:
+            del sendable[channel_id]
+            return False
+        if channel.send is not None:
+            room, sent = self._add_stream_chunk(channel, parts, tokens, room)
+        else:
+            room, sent = self._add_message(channel, parts, tokens, room)
+        if not channel.wants_to_send() or channel_id in self._conn_blocked:
+            sendable.pop(channel_id, None)
+        elif sent and room >= _MIN_ROOM:
+            # Its turn came again in the same packet (round robin over one channel).
+            self._add_data_one(parts, tokens, room)
+        return sent
 
     def _add_stream_chunk(
         self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int
@@ -450,7 +482,7 @@ class SendPath:
         largest = 0
         for packet in packets:
             tokens = packet.payload
-            if tokens and all(token[0] == _STREAM for token in tokens):
+            if _only_stream(tokens):
                 largest = max(largest, packet.size)
                 for _, channel_id, offset, length, fin in tokens:
                     run = runs.get(channel_id)

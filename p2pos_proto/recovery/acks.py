@@ -62,7 +62,8 @@ class AckTracker:
                 ranges.insert(0, [pn, pn])
         else:
             self._insert_old(pn)
-        del ranges[self._max_ranges :]
+        if len(ranges) > self._max_ranges:
+            del ranges[self._max_ranges :]
         if not ack_eliciting:
             self._ack_only += 1
             return
