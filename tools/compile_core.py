@@ -44,7 +44,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The modules on the per-packet path of the channel layer (and what they call per packet), as
+#: The modules on the per-packet path (the endpoint, the session and the channel layer, and what they
+#: call per packet), as
 #: dotted names under ``p2pos.proto``.
 COMPILED = (
     "channels.channel",
@@ -57,6 +58,9 @@ COMPILED = (
     "channels.sending",
     "common.ranges",
     "common.varint",
+    "endpoint.demux",
+    "endpoint.endpoint",
+    "endpoint.timers",
     "recovery.acks",
     "recovery.bbr",
     "recovery.congestion",
@@ -68,6 +72,7 @@ COMPILED = (
     "session.record",
     "session.replay",
     "session.session",
+    "session.wire",
 )
 #: Compiled classes that tests (and the vector generator) subclass: mypyc must allow that.
 SUBCLASSED = {"session.session": "SecureSession"}
