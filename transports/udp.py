@@ -124,6 +124,9 @@ class UdpTransport:
     ) -> UdpTransport:
         """A transport on ``host:port`` (0 picks a free port); ``::1`` and other IPv6 hosts bind IPv6.
 
+        An IPv6 socket is IPv6 only (``IPV6_V6ONLY``): a node keeps one socket per family, so
+        ``0.0.0.0`` and ``::`` can both hold the same port.
+
         ``offload`` None means on unless the environment sets ``P2POS_UDP_OFFLOAD=0``.
         ``buffer_size`` is asked for both directions (see ``send_buffer_size``).
         """
@@ -132,6 +135,8 @@ class UdpTransport:
         family = _socket.AF_INET6 if ":" in host else _socket.AF_INET
         sock = _socket.socket(family, _socket.SOCK_DGRAM)
         try:
+            if family == _socket.AF_INET6:
+                sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
             buffer_sizes = socket_options.size_buffers(sock, buffer_size)
             socket_options.forbid_fragmentation(sock)
             gso = offload and enable_gso(sock)

@@ -290,3 +290,16 @@ async def test_bind_accepts_a_name_and_v6_loopback() -> None:
             assert transport.local_address[1] > 0
         finally:
             transport.close()
+
+
+async def test_ipv4_and_ipv6_wildcards_share_a_port() -> None:
+    """A node keeps one socket per family: ``::`` must not also claim the IPv4 port (IPV6_V6ONLY).
+
+    Only binds; nothing is sent.
+    """
+    v4 = await UdpTransport.bind("0.0.0.0", 0)
+    try:
+        v6 = await UdpTransport.bind("::", v4.local_address[1])
+        v6.close()
+    finally:
+        v4.close()
