@@ -57,11 +57,13 @@ from p2pos.proto import (
     SessionConfig,
 )
 from p2pos.proto.events import ForeignDatagramReceived
-from p2pos.proto.session.record import MAX_PLAINTEXT
 
 from .streams import ChannelBroken, ChannelStream, MessageChannel
 
 Address = tuple[str, int]
+#: The largest UDP payload (IPv4), and so the highest PMTU ceiling ChannelConfig accepts; a record
+#: (at most 65535 bytes, spec/record.md) always fits it.
+_LARGEST_DATAGRAM = 65507
 #: The channel layer's default PMTU ceiling: the node replaces it with what the interface carries.
 _DEFAULT_CEILING = ChannelConfig().max_datagram_size
 #: Datagrams received between two chances to transmit (ACKs, window updates).
@@ -82,11 +84,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+def _why(code: ErrorCode, reason: str) -> str:
+    """``CODE (reason)``: how every error here names what the core said."""
+    return f"{code.name} ({reason})" if reason else code.name
+
+
 class ConnectFailed(Exception):
     """No session with the peer: the handshake failed, timed out, or another key answered."""
 
     def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(f"could not connect: {code.name}{f' ({reason})' if reason else ''}")
+        super().__init__(f"could not connect: {_why(code, reason)}")
         self.code = code
         self.reason = reason
 
@@ -95,7 +102,7 @@ class ServiceRefused(Exception):
     """The peer refused a channel to ``service``; ``code`` and ``reason`` say why."""
 
     def __init__(self, service: str, code: ErrorCode, reason: str, application_code: int | None) -> None:
-        super().__init__(f"peer refused service {service!r}: {code.name}{f' ({reason})' if reason else ''}")
+        super().__init__(f"peer refused service {service!r}: {_why(code, reason)}")
         self.service = service
         self.code = code
         self.reason = reason
@@ -291,10 +298,14 @@ class Node:
         while True:
             await self._transmit.wait()
             self._transmit = trio.Event()
-            for datagrams, address, local in self.endpoint.data_to_send(trio.current_time()):
-                await self._transport(local).send_batch(datagrams, cast(Address, address))
+            await self._send_queued()
             self._dispatch()
             self._rearm()
+
+    async def _send_queued(self) -> None:
+        """Send what the endpoint has queued, a batch (one GSO run or more) per session."""
+        for datagrams, address, local in self.endpoint.data_to_send(trio.current_time()):
+            await self._transport(local).send_batch(datagrams, cast(Address, address))
 
     def _updated(self, session_id: int) -> None:
         """The application called session ``session_id``'s connection: collect and transmit."""
@@ -347,22 +358,12 @@ class Node:
                 case ChannelReset():
                     key = (event.session_id, event.channel_id)
                     broken = ChannelBroken(
-                        f"channel reset{' by the peer' if event.by_peer else ''}: {event.code.name}"
-                        + (f" ({event.reason})" if event.reason else ""),
+                        f"channel reset{' by the peer' if event.by_peer else ''}: {_why(event.code, event.reason)}",
                         event.code,
                         by_peer=event.by_peer,
                         application_code=event.application_code,
                     )
-                    opening = self._opening.pop(key, None)
-                    if opening is not None:
-                        opening.send_nowait(
-                            ChannelRefused(
-                                session_id=event.session_id,
-                                channel_id=event.channel_id,
-                                code=event.code,
-                                reason=event.reason,
-                            )
-                        )
+                    self._fail_opening(key, event.code, event.reason)
                     channel = self._channels.get(key)
                     if channel is not None:
                         channel._on_broken(broken)
@@ -389,15 +390,17 @@ class Node:
         if peer is not None and self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
         who = "the peer" if by_peer else "this side"
-        broken = ChannelBroken(
-            f"connection closed by {who}: {code.name}{f' ({reason})' if reason else ''}", code, by_peer=by_peer
-        )
+        broken = ChannelBroken(f"connection closed by {who}: {_why(code, reason)}", code, by_peer=by_peer)
         for key in [key for key in self._opening if key[0] == session_id]:
-            self._opening.pop(key).send_nowait(
-                ChannelRefused(session_id=session_id, channel_id=key[1], code=code, reason=reason)
-            )
+            self._fail_opening(key, code, reason)
         for key in [key for key in self._channels if key[0] == session_id]:
             self._channels.pop(key)._on_broken(broken)
+
+    def _fail_opening(self, key: tuple[int, int], code: ErrorCode, reason: str) -> None:
+        """A channel this side is opening ended before the peer answered: its ``connect`` raises."""
+        opening = self._opening.pop(key, None)
+        if opening is not None:
+            opening.send_nowait(ChannelRefused(session_id=key[0], channel_id=key[1], code=code, reason=reason))
 
     def _on_requested(self, event: ChannelRequested) -> None:
         connection = self.endpoint.connection(event.session_id)
@@ -459,7 +462,7 @@ class Node:
         except OSError:
             return self._base_channels
         base = self._base_channels
-        ceiling = min(payload, MAX_PLAINTEXT + 30, 65507)
+        ceiling = min(payload, _LARGEST_DATAGRAM)
         if base.max_datagram_size != _DEFAULT_CEILING:  # the application chose a ceiling: keep within it
             ceiling = min(ceiling, base.max_datagram_size)
         if ceiling == base.max_datagram_size or ceiling < 1200 or not base.pmtu_probing:
@@ -504,8 +507,7 @@ async def open_node(
                         connection.close(now, ErrorCode.APPLICATION_CLOSE, "node shutting down")
                         node.endpoint.updated(peer.session_id)
                 with contextlib.suppress(OSError), trio.move_on_after(1):
-                    for datagrams, address, local in node.endpoint.data_to_send(now):
-                        await node._transport(local).send_batch(datagrams, cast(Address, address))
+                    await node._send_queued()
                 nursery.cancel_scope.cancel()
     finally:
         for transport in owned:

@@ -156,10 +156,8 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
         with self._send_busy:
             if self._closed:
                 raise trio.ClosedResourceError("the channel was closed")
-            if not self._eof_sent and self._broken is None:
-                self._eof_sent = True
-                self._connection().finish(self.channel_id, trio.current_time())
-                self._updated()
+            if self._broken is None:
+                self._finish()
             await trio.lowlevel.checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
@@ -191,15 +189,20 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
                 unread = self._unread()
                 if unread:
                     self._reset(ErrorCode.APPLICATION_CLOSE)
-                elif not self._eof_sent:
-                    self._eof_sent = True
-                    self._connection().finish(self.channel_id, trio.current_time())
-                    self._updated()
+                else:
+                    self._finish()
             self._readable.set()
             self._writable.set()
         await trio.lowlevel.checkpoint()
 
     # -- internals -----------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Send the FIN after the queued bytes, once."""
+        if not self._eof_sent:
+            self._eof_sent = True
+            self._connection().finish(self.channel_id, trio.current_time())
+            self._updated()
 
     def _check_sendable(self) -> None:
         if self._closed or self._eof_sent:

@@ -58,9 +58,6 @@ class EmulatedTransport:
             self._link._rearm()
         await trio.lowlevel.checkpoint()
 
-    async def send(self, data: bytes, addr: Address) -> None:
-        await self.send_batch([data], addr)
-
     async def receive_batch(self) -> list[tuple[bytes, Address]]:
         while not self._queue:
             await self._arrived.wait()

@@ -47,7 +47,7 @@ from .timers import TimerHeap
 Address = Hashable
 #: What the endpoint reports: session events, channel events, and datagrams of other protocols.
 EndpointEvent = Event | ChannelEvent | ForeignDatagramReceived
-#: Sessions at most, by default: the limit is one of memory (bench/node.py measures it per session).
+#: Sessions at most, by default: the limit is one of memory (bench/memory.py measures it per session).
 DEFAULT_MAX_SESSIONS = 65536
 
 

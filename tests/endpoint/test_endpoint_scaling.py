@@ -21,7 +21,6 @@ from p2pos.proto import (
     HandshakeCompleted,
     MessageReceived,
 )
-from p2pos.proto.endpoint.demux import BY_FIRST_BYTE, Protocol
 from p2pos.proto.endpoint.endpoint import DEFAULT_MAX_SESSIONS
 from p2pos.proto.endpoint.timers import TimerHeap
 from p2pos.proto.events import ForeignDatagramReceived
@@ -165,10 +164,6 @@ def test_other_protocols_are_passed_on_whole(datagram: bytes, protocol: str) -> 
         protocol=protocol, data=datagram, address=("198.18.0.9", 3478), local=3
     )
     assert a.passed_on[protocol] == 1 and not a.drops and len(a) == 0
-
-
-def test_the_demultiplexing_table_leaves_4_to_15_to_p2pos() -> None:
-    assert {b for b in range(256) if BY_FIRST_BYTE[b] is Protocol.P2POS} == set(range(4, 16))
 
 
 def test_the_session_limit_is_one_of_memory() -> None:
