@@ -174,11 +174,15 @@ class Endpoint:
         if index is None or (driven := self._driven.get(index)) is None:
             self.drops["unknown_session"] += 1
             return
-        session = self._sessions[index]
-        before = session.stats_authenticated()
-        driven.receive_data(data, now)
-        if session.stats_authenticated() != before:
-            self._routes[index] = (address, local)  # roaming: follow authenticated packets
+        route = (address, local)
+        if self._routes[index] == route:  # the usual case: nothing to learn about the path
+            driven.receive_data(data, now)
+        else:
+            session = self._sessions[index]
+            before = session.stats_authenticated()
+            driven.receive_data(data, now)
+            if session.stats_authenticated() != before:
+                self._routes[index] = route  # roaming: follow authenticated packets only
         self._touch(index, driven)
 
     def data_to_send(self, now: float) -> list[tuple[list[bytes], Address, Hashable]]:
