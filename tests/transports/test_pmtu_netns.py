@@ -26,8 +26,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -35,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import netns_lab
 import pytest
 
 from p2pos.proto.recovery.pmtu import BASE_PLPMTU, SEARCH_GRANULARITY
@@ -46,25 +45,7 @@ FIRST_HOP_PAYLOAD, PATH_PAYLOAD = WIDE_MTU - 28, NARROW_MTU - 28
 TRANSFER = 2_000_000
 A_ADDR, RA_ADDR, RB_ADDR, B_ADDR = "198.18.6.1", "198.18.6.2", "198.18.7.2", "198.18.7.1"
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(
-        os.geteuid() != 0 and "CI" not in os.environ,
-        reason="creating network namespaces needs root (CI runs as root and never skips this)",
-    ),
-]
-
-
-def ip_command() -> str:
-    found = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip") if Path(p).exists()), None)
-    if found is None:
-        pytest.fail("the `ip` command (iproute2) is needed for the namespace tests", pytrace=False)
-    return found
-
-
-def namespaces(ip: str) -> set[str]:
-    listed = subprocess.run([ip, "netns", "list"], capture_output=True, text=True, check=False).stdout
-    return {line.split()[0] for line in listed.splitlines() if line.strip()}
+pytestmark = netns_lab.MARKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,23 +77,12 @@ class Path3:
 @pytest.fixture(params=["icmp", "icmp-dropped"])
 def path3(request: pytest.FixtureRequest) -> Iterator[Path3]:
     """Namespaces p2pm-a-XXXX, p2pm-r-XXXX and p2pm-b-XXXX: A (1500) -- R -- (1400) B."""
-    ip = ip_command()
-    suffix = secrets.token_hex(3)
-    a, r, b = f"p2pm-a-{suffix}", f"p2pm-r-{suffix}", f"p2pm-b-{suffix}"
-    veth_a, veth_ra, veth_rb, veth_b = f"pma{suffix}", f"pmra{suffix}", f"pmrb{suffix}", f"pmb{suffix}"
-    created: list[str] = []
-
-    def sh(*args: str) -> None:
-        result = subprocess.run([ip, *args], capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}", pytrace=False)
-
-    try:
-        for namespace in (a, r, b):
-            sh("netns", "add", namespace)
-            created.append(namespace)
-        sh("link", "add", veth_a, "netns", a, "type", "veth", "peer", "name", veth_ra, "netns", r)
-        sh("link", "add", veth_b, "netns", b, "type", "veth", "peer", "name", veth_rb, "netns", r)
+    with netns_lab.lab("p2pm") as lab:
+        a, r, b = lab.namespaces("a", "r", "b")
+        suffix = lab.suffix
+        veth_a, veth_ra, veth_rb, veth_b = f"pma{suffix}", f"pmra{suffix}", f"pmrb{suffix}", f"pmb{suffix}"
+        lab.ip("link", "add", veth_a, "netns", a, "type", "veth", "peer", "name", veth_ra, "netns", r)
+        lab.ip("link", "add", veth_b, "netns", b, "type", "veth", "peer", "name", veth_rb, "netns", r)
         links = (
             (a, veth_a, WIDE_MTU, A_ADDR),
             (r, veth_ra, WIDE_MTU, RA_ADDR),
@@ -120,26 +90,20 @@ def path3(request: pytest.FixtureRequest) -> Iterator[Path3]:
             (b, veth_b, NARROW_MTU, B_ADDR),
         )
         for namespace, veth, mtu, addr in links:
-            sh("-n", namespace, "link", "set", veth, "mtu", str(mtu))
-            sh("-n", namespace, "addr", "add", f"{addr}/24", "dev", veth)
-            sh("-n", namespace, "link", "set", veth, "up")
+            lab.ip("-n", namespace, "link", "set", veth, "mtu", str(mtu))
+            lab.ip("-n", namespace, "addr", "add", f"{addr}/24", "dev", veth)
+            lab.ip("-n", namespace, "link", "set", veth, "up")
         for namespace in (a, r, b):
-            sh("-n", namespace, "link", "set", "lo", "up")
-        sh("-n", a, "route", "add", "default", "via", RA_ADDR)
-        sh("-n", b, "route", "add", "default", "via", RB_ADDR)
-        sh("netns", "exec", r, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+            lab.ip("-n", namespace, "link", "set", "lo", "up")
+        lab.ip("-n", a, "route", "add", "default", "via", RA_ADDR)
+        lab.ip("-n", b, "route", "add", "default", "via", RB_ADDR)
+        lab.ip("netns", "exec", r, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         icmp_dropped = request.param == "icmp-dropped"
         if icmp_dropped:
             # R's "fragmentation needed" is R's own packet (the output path, not forwarding): a policy
             # rule sends every ICMP route lookup in R to a blackhole, so R can send none (iproute2 only).
-            sh("-n", r, "rule", "add", "ipproto", "icmp", "blackhole")
-        yield Path3(ip, a, r, b, icmp_dropped)
-    finally:
-        for namespace in created:  # deleting a namespace deletes its ends of the veth pairs
-            subprocess.run([ip, "netns", "del", namespace], capture_output=True, check=False)
-        left = namespaces(ip) & set(created)
-        if left:
-            pytest.fail(f"namespaces left behind: {sorted(left)}", pytrace=False)
+            lab.ip("-n", r, "rule", "add", "ipproto", "icmp", "blackhole")
+        yield Path3(lab.ip_path, a, r, b, icmp_dropped)
 
 
 def run_pair(path: Path3, env: dict[str, str] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:

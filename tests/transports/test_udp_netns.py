@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import netns_lab
 import pytest
 
 PEER_SCRIPT = Path(__file__).with_name("netns_peer.py")
@@ -30,20 +28,7 @@ FAMILIES = {
     "v6": ("2001:2:0:5::1", "2001:2:0:5::2", 64, LINK_MTU - 40 - 8),
 }
 
-pytestmark = [
-    pytest.mark.netns,
-    pytest.mark.skipif(
-        os.geteuid() != 0 and "CI" not in os.environ,
-        reason="creating network namespaces needs root (CI runs as root and never skips this)",
-    ),
-]
-
-
-def ip_command() -> str:
-    found = shutil.which("ip") or next((p for p in ("/usr/sbin/ip", "/sbin/ip") if Path(p).exists()), None)
-    if found is None:
-        pytest.fail("the `ip` command (iproute2) is needed for the namespace tests", pytrace=False)
-    return found
+pytestmark = netns_lab.MARKS
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,33 +52,18 @@ class Link:
 @pytest.fixture(params=sorted(FAMILIES))
 def link(request: pytest.FixtureRequest) -> Iterator[Link]:
     """Namespaces p2pt-a-XXXX and p2pt-b-XXXX joined by a veth pair with a 1280-byte MTU."""
-    ip = ip_command()
     addr_a, addr_b, prefix, max_payload = FAMILIES[request.param]
-    suffix = secrets.token_hex(3)
-    a, b = f"p2pt-a-{suffix}", f"p2pt-b-{suffix}"
-    veth_a, veth_b = f"p2a{suffix}", f"p2b{suffix}"
-    created: list[str] = []
-
-    def sh(*args: str) -> None:
-        result = subprocess.run([ip, *args], capture_output=True, text=True, check=False)
-        if result.returncode != 0:
-            pytest.fail(f"`ip {' '.join(args)}` failed: {result.stderr.strip()}", pytrace=False)
-
-    try:
-        for namespace in (a, b):
-            sh("netns", "add", namespace)
-            created.append(namespace)
-        sh("link", "add", veth_a, "netns", a, "type", "veth", "peer", "name", veth_b, "netns", b)
+    with netns_lab.lab("p2pt") as lab:
+        a, b = lab.namespaces("a", "b")
+        veth_a, veth_b = f"p2a{lab.suffix}", f"p2b{lab.suffix}"
+        lab.ip("link", "add", veth_a, "netns", a, "type", "veth", "peer", "name", veth_b, "netns", b)
         for namespace, veth, addr in ((a, veth_a, addr_a), (b, veth_b, addr_b)):
-            sh("-n", namespace, "link", "set", veth, "mtu", str(LINK_MTU))
+            lab.ip("-n", namespace, "link", "set", veth, "mtu", str(LINK_MTU))
             extra = ["nodad"] if ":" in addr else []
-            sh("-n", namespace, "addr", "add", f"{addr}/{prefix}", "dev", veth, *extra)
-            sh("-n", namespace, "link", "set", veth, "up")
-            sh("-n", namespace, "link", "set", "lo", "up")
-        yield Link(ip, a, b, addr_a, addr_b, max_payload)
-    finally:
-        for namespace in created:  # deleting a namespace deletes its end of the veth pair
-            subprocess.run([ip, "netns", "del", namespace], capture_output=True, check=False)
+            lab.ip("-n", namespace, "addr", "add", f"{addr}/{prefix}", "dev", veth, *extra)
+            lab.ip("-n", namespace, "link", "set", veth, "up")
+            lab.ip("-n", namespace, "link", "set", "lo", "up")
+        yield Link(lab.ip_path, a, b, addr_a, addr_b, max_payload)
 
 
 def test_oversized_datagrams_fail_instead_of_fragmenting(link: Link) -> None:
