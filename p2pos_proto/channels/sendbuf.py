@@ -16,31 +16,63 @@ with a budget of retransmissions (0: never retransmitted).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
+from typing import Final
 
 from ..common.ranges import RangeSet
 from ..errors import ErrorCode, LocalProtocolError
 from .flow import MAX_OFFSET
 
 
+_EMPTY: Final = memoryview(b"")
+#: A write at least this large is kept as a piece of its own; smaller ones are gathered first.
+_PIECE: Final = 16 * 1024
+#: A larger write that is not ``bytes`` is copied into pieces of at most this size.
+_MAX_PIECE: Final = 64 * 1024
+
+
 class SendBuffer:
-    """One reliable stream direction: bytes written, in flight, lost and acknowledged."""
+    """One reliable stream direction: bytes written, in flight, lost and acknowledged.
+
+    The bytes live in immutable pieces (``bytes``), each written once: a large write
+    becomes a piece as it is, small writes are gathered in a ``bytearray`` tail that
+    becomes a piece when a frame needs its bytes.  Acknowledged pieces are dropped
+    from the front.  One contiguous buffer would copy everything still held each time
+    it grows after its acknowledged prefix was cut off; pieces are never copied again,
+    and a frame's data is a view of one piece (``take_new``).
+    """
 
     __slots__ = (
         "_acked",
         "_base",
-        "_data",
+        "_cursor",
+        "_end",
         "_fin_acked",
         "_fin_pending",
+        "_first",
         "_lost",
+        "_pieces",
+        "_starts",
+        "_tail",
         "final_size",
         "is_reset",
         "sent_offset",
     )
 
     def __init__(self) -> None:
-        #: Bytes from offset ``_base`` up to the end of what was written.
-        self._data = bytearray()
+        #: Written bytes from ``_starts[_first]`` on, in pieces (views of immutable ``bytes``);
+        #: ``_starts[i]`` is the offset of ``_pieces[i]``.  Entries below ``_first`` are released
+        #: (dropped in batches, so that a release is O(1) amortised).
+        self._pieces: list[memoryview] = []
+        self._starts: list[int] = []
+        self._first = 0
+        #: Written bytes after the last piece, not yet needed by a frame.
+        self._tail = bytearray()
+        #: The offset after the last byte written.
+        self._end = 0
+        #: The piece that holds ``sent_offset`` (where ``take_new`` looks first).
+        self._cursor = 0
         #: Every offset below ``_base`` is acknowledged and released.
         self._base = 0
         #: Acknowledged ranges above ``_base`` (never touching it).
@@ -59,19 +91,44 @@ class SendBuffer:
     # -- the application ------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append application bytes; refused after ``finish`` or ``reset``."""
+        """Append application bytes (copied once, unless ``data`` is ``bytes``); refused after ``finish`` or ``reset``."""
         if self.final_size is not None or self.is_reset:
             raise LocalProtocolError("write after the stream was finished or reset", ErrorCode.CHANNEL_STATE_ERROR)
-        if self.write_offset + len(data) > MAX_OFFSET:
+        size = len(data)
+        if self._end + size > MAX_OFFSET:
             raise LocalProtocolError("stream offset would exceed 2^62-1", ErrorCode.FLOW_CONTROL_ERROR)
-        self._data += data
+        if size >= _PIECE:
+            self._seal_tail()
+            if isinstance(data, bytes):
+                self._add_piece(data, self._end)  # immutable: kept as it is, no copy
+            else:
+                # Copied in pieces of at most _MAX_PIECE: copies that size come from the heap, while
+                # a larger one is a fresh mmap whose every page faults when first written.
+                view = memoryview(data)
+                for start in range(0, size, _MAX_PIECE):
+                    self._add_piece(bytes(view[start : start + _MAX_PIECE]), self._end + start)
+        elif size:
+            self._tail += data
+        self._end += size
+
+    def _add_piece(self, piece: bytes, start: int) -> None:
+        self._starts.append(start)
+        self._pieces.append(memoryview(piece))
+
+    def _seal_tail(self) -> None:
+        """The gathered small writes become a piece."""
+        tail = self._tail
+        if tail:
+            self._starts.append(self._end - len(tail))
+            self._pieces.append(memoryview(bytes(tail)))
+            self._tail = bytearray()
 
     def finish(self) -> None:
         """End the stream after the bytes written so far (a FIN goes out with or after them)."""
         if self.is_reset:
             raise LocalProtocolError("finish after reset", ErrorCode.CHANNEL_STATE_ERROR)
         if self.final_size is None:
-            self.final_size = self.write_offset
+            self.final_size = self._end
             self._fin_pending = True
 
     def reset(self) -> int:
@@ -81,8 +138,11 @@ class SendBuffer:
         credit already used.  Later ``on_acked`` / ``on_lost`` calls are ignored.
         """
         self.is_reset = True
-        self._data = bytearray()
-        self._base = self.sent_offset
+        self._pieces = []
+        self._starts = []
+        self._first = self._cursor = 0
+        self._tail = bytearray()
+        self._base = self._end = self.sent_offset
         self._acked.clear()
         self._lost.clear()
         self._fin_pending = False
@@ -91,11 +151,13 @@ class SendBuffer:
 
     # -- the packet builder ---------------------------------------------------------
 
-    def next_chunk(self, max_len: int, max_new: int | None = None) -> tuple[int, bytes | bytearray, bool] | None:
+    def next_chunk(
+        self, max_len: int, max_new: int | None = None
+    ) -> tuple[int, bytes | bytearray | memoryview, bool] | None:
         """The next STREAM frame's ``(offset, data, fin)``, or None if nothing is due.
 
-        ``data`` is a copy (a ``bytearray`` slice: one copy, the caller's frame header is
-        prepended with a second); it stays valid whatever the buffer does next.
+        ``data`` is a view of an immutable piece or a copy: it stays valid whatever
+        the buffer does next.
 
         Lost ranges come first, in offset order; then new data, at most ``max_new``
         bytes of it (the flow control credit, spec/flow.md §3); then a lone FIN.
@@ -108,19 +170,80 @@ class SendBuffer:
         lost = self._lost.pop_first(max_len)
         if lost is not None:
             start, end = lost
-            return start, self._data[start - self._base : end - self._base], self._ends_stream(end)
-        unsent = self.write_offset - self.sent_offset
-        count = min(max_len, unsent)
+            return start, self._slice(start, end), self._ends_stream(end)
+        count = min(max_len, self._end - self.sent_offset)
         if max_new is not None:
             count = min(count, max_new)  # two-argument min: mypyc compiles it inline
         if count > 0:
             start = self.sent_offset
-            self.sent_offset = end = start + count
-            return start, self._data[start - self._base : end - self._base], self._ends_stream(end)
+            data = self._take(start, count)
+            end = start + len(data)
+            self.sent_offset = end
+            return start, data, self._ends_stream(end)
         if self._fin_pending and self.sent_offset == self.final_size:
             self._fin_pending = False
             return self.sent_offset, b"", True
         return None
+
+    def take_new(self, max_len: int, max_new: int) -> memoryview:
+        """``next_chunk`` for a stream with nothing lost to resend: up to ``max_len`` new bytes
+        (at most ``max_new``), starting at the old ``sent_offset``; empty when none are due.
+
+        The bulk sender's fast path: no tuple per packet, and the bytes are a view of one
+        piece (a chunk may stop short at a piece's end).  The chunk ends the stream when
+        ``sent_offset`` reaches ``final_size`` (``ends_stream_at``).
+        """
+        count = min(max_len, self._end - self.sent_offset)
+        count = min(count, max_new)
+        if count <= 0 or self.is_reset or self._lost:
+            return _EMPTY
+        start = self.sent_offset
+        data = self._take(start, count)
+        self.sent_offset = start + len(data)
+        return data
+
+    def _take(self, start: int, count: int) -> memoryview:
+        """Up to ``count`` bytes from ``start`` (``>= _base``), within the piece that holds ``start``."""
+        cursor = self._cursor
+        starts = self._starts
+        if cursor < self._first or cursor >= len(starts) or starts[cursor] > start:
+            cursor = self._locate(start)
+        elif cursor + 1 < len(starts) and starts[cursor + 1] <= start:
+            cursor += 1
+            if cursor + 1 < len(starts) and starts[cursor + 1] <= start:
+                cursor = self._locate(start)
+        if cursor >= len(starts) or start - starts[cursor] >= len(self._pieces[cursor]):
+            self._seal_tail()  # the bytes are still in the tail
+            cursor = len(starts) - 1
+        self._cursor = cursor
+        at = start - starts[cursor]
+        piece = self._pieces[cursor]
+        if at == 0 and count >= len(piece):
+            return piece
+        return piece[at : at + count]
+
+    def _locate(self, offset: int) -> int:
+        """The index of the piece holding ``offset``: the last one when it is in the tail, or none is held."""
+        if len(self._starts) == self._first:
+            return len(self._starts)
+        return max(bisect_right(self._starts, offset, self._first) - 1, self._first)
+
+    def _slice(self, start: int, end: int) -> bytes | memoryview:
+        """Bytes ``[start, end)``, all held (a lost range may span pieces)."""
+        first = self._take(start, end - start)
+        if len(first) == end - start:
+            return first
+        parts: list[bytes | memoryview] = [first]
+        offset = start + len(first)
+        while offset < end:
+            part = self._take(offset, end - offset)
+            parts.append(part)
+            offset += len(part)
+        return b"".join(parts)
+
+    def ends_stream_at(self, end: int) -> bool:
+        """True when a chunk ending at ``end`` carries the FIN (and the FIN is then no longer pending)."""
+        return self._ends_stream(end)
 
     def _ends_stream(self, end: int) -> bool:
         if end != self.final_size:
@@ -145,16 +268,36 @@ class SendBuffer:
             return
         if start == self._base and not self._acked and not self._lost:
             # The common case: the acknowledged prefix simply grows.
-            del self._data[: end - start]
-            self._base = end
+            self._release(end)
             return
         self._lost.subtract(start, end)
         self._acked.add(start, end)
         first = self._acked.first()
         if first is not None and first[0] == self._base:
-            del self._data[: first[1] - self._base]  # amortised O(1) for a bytearray prefix
-            self._base = first[1]
             self._acked.subtract(*first)
+            self._release(first[1])
+
+    def _release(self, base: int) -> None:
+        """Every byte below ``base`` is acknowledged: drop the pieces that hold only such bytes."""
+        self._base = base
+        starts, pieces = self._starts, self._pieces
+        first = self._first
+        count = len(starts)
+        while first < count and starts[first] + len(pieces[first]) <= base:
+            first += 1
+        if first > 16 and first * 2 > count:  # drop released entries in batches: O(1) amortised
+            del starts[:first]
+            del pieces[:first]
+            self._cursor = max(0, self._cursor - first)
+            first = 0
+        else:
+            for i in range(self._first, first):
+                pieces[i] = _EMPTY  # free the bytes now; the entry goes with the next batch
+        self._first = first
+        if base == self._end and first == count:  # everything acknowledged: nothing held
+            starts.clear()
+            pieces.clear()
+            self._first = self._cursor = 0
 
     def on_lost(self, offset: int, length: int, fin: bool) -> None:
         """A frame sent with ``next_chunk`` was declared lost: resend what is not acked."""
@@ -173,12 +316,20 @@ class SendBuffer:
     @property
     def write_offset(self) -> int:
         """The offset the next written byte will have."""
-        return self._base + len(self._data)
+        return self._end
 
     @property
     def buffered(self) -> int:
-        """Bytes held in memory: written and not yet acknowledged."""
-        return len(self._data)
+        """Bytes written and not yet acknowledged (what the send buffer's limit counts)."""
+        return self._end - self._base
+
+    @property
+    def held(self) -> int:
+        """Bytes in memory: ``buffered`` plus what acknowledged bytes share a piece with unacknowledged ones."""
+        held = len(self._tail)
+        for i in range(self._first, len(self._pieces)):
+            held += len(self._pieces[i])
+        return held
 
     @property
     def unsent(self) -> int:

@@ -9,6 +9,11 @@ Ack-eliciting packets obey the congestion window and the pacer, except PTO
 probes (RFC 9002 §7.5); ACK-only packets obey neither.  A PMTU probe is a PING
 padded to the probed size (RFC 8899 §4.1) whose loss does not count as
 congestion (RFC 9000 §14.4).
+
+A bulk transfer on one channel takes a fast path (``_stream_burst``) that builds
+the same packets without the general loop's per-packet lists and dispatch; what a
+sent packet carried is kept as a tuple of tokens, which the garbage collector
+stops tracking, so that thousands of packets in flight do not slow its passes.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ _ACK: Final = 5
 #: An ACK rides along with data only while it is this small (a due ACK is sent regardless).
 _PIGGYBACK_ACK: Final = 32
 Token = tuple[int, int, int, int, bool]
+#: What one sent packet carried (a tuple: unlike a list, the garbage collector stops tracking it).
+Tokens = tuple[Token, ...]
 ControlKey = tuple[int, int]
 _MIN_ROOM: Final = 24
 _OPEN: Final = ChannelState.OPEN  # a module global is quicker to read than an enum member
@@ -64,7 +71,7 @@ CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
 }
 
 
-def _only_stream(tokens: list[Token]) -> bool:
+def _only_stream(tokens: Tokens) -> bool:
     """True when ``tokens`` is not empty and all are stream chunks (a loop: a generator costs an object per call)."""
     if not tokens:
         return False
@@ -132,9 +139,9 @@ class SendPath:
         self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
         # On a reliable carrier only packets with a PING are acknowledged, each at once (channels.md §10).
         self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=1 if reliable else 2)
-        self._ping_packets: dict[int, tuple[float, list[Token]]] = {}
+        self._ping_packets: dict[int, tuple[float, Tokens]] = {}
         self.rtt = RttEstimator()
-        self.recovery: LossRecovery[list[Token]] = LossRecovery(rtt=self.rtt)
+        self.recovery: LossRecovery[Tokens] = LossRecovery(rtt=self.rtt)
         mds = 1200
         self.cc: CongestionController = CONTROLLERS[config.congestion_control](max_datagram_size=mds)
         self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
@@ -226,7 +233,12 @@ class SendPath:
         reliable = self.reliable
         size = self._packet_size()  # fixed while building: the path MTU moves only on ACKs and timers
         recovery, cc, pacer = self.recovery, self.cc, self.pacer
+        burst = not reliable  # the bulk fast path may take over (``_stream_burst``)
         while True:
+            if burst and len(self._sendable) == 1 and not (self._control or self._pto_probes or acks.has_news()):
+                if self._stream_burst(now, size):
+                    return
+                burst = False  # it stopped short: this turn goes the general way
             probe = self._pto_probes > 0
             may_elicit = reliable or probe or cc.available(recovery.bytes_in_flight) >= size
             if may_elicit and not reliable and not probe:
@@ -266,7 +278,8 @@ class SendPath:
                     self._app_limited = False
             if not parts or (not eliciting and ack_only_sent):
                 return
-            self._send_packet(parts[0] if len(parts) == 1 else b"".join(parts), tokens, now, eliciting, with_ack)
+            self._send_packet(parts[0] if len(parts) == 1 else b"".join(parts), tuple(tokens), now, eliciting, with_ack)
+            burst = not reliable
             if probe and eliciting:
                 self._pto_probes -= 1
             if not eliciting:
@@ -275,7 +288,61 @@ class SendPath:
                 if not (may_elicit and self._has_work()):
                     return
 
-    def _send_packet(self, plaintext: bytes, tokens: list[Token], now: float, eliciting: bool, with_ack: bool) -> int:
+    def _stream_burst(self, now: float, size: int) -> bool:
+        """The bulk sender's fast path: full packets of new data from the one sendable stream channel.
+
+        Called when nothing else waits (no control frame, no PTO probe, no ACK to send or
+        piggyback: none of that changes while packets are built) and exactly one channel is
+        sendable.  Each packet is what the general loop would build, one STREAM frame, without
+        its per-packet lists, dispatch and checks.  True: the congestion window or the pacer
+        stopped it, as it would stop the general loop.  False: the general loop takes over
+        (lost data to resend, no credit, the channel is done or not a stream, a short chunk).
+        """
+        for channel_id in self._sendable:
+            break
+        else:
+            return False
+        channel = self.channels.get(channel_id)
+        if channel is None or channel.state is not _OPEN:
+            return False
+        send = channel.send
+        if send is None or send.has_retransmissions:
+            return False
+        room = size - RECORD_OVERHEAD
+        max_len = room - 1 - varint_size(channel_id) - 8 - varint_size(room)  # as _add_stream_chunk
+        credit, conn_credit = channel.credit, self.conn_credit
+        recovery, cc, pacer, session = self.recovery, self.cc, self.pacer, self.session
+        while True:
+            if cc.available(recovery.bytes_in_flight) < size:
+                self._app_limited = False
+                return True
+            at = pacer.next_send_time(now, size)
+            if at > now + PACING_GRANULARITY:
+                self._pacing_at = at
+                self._app_limited = False
+                return True
+            offset = send.sent_offset
+            data = send.take_new(max_len, min(credit.available(), conn_credit.available()))
+            count = len(data)
+            if count == 0:
+                return False
+            credit.consume(count)
+            conn_credit.consume(count)
+            fin = send.ends_stream_at(offset + count)
+            plaintext = fr.stream_header(channel_id, offset, count, fin) + data
+            pn = session.send(plaintext, now)
+            self._last_sent = now
+            packet_size = len(plaintext) + RECORD_OVERHEAD
+            packet = recovery.on_packet_sent(
+                pn, now, packet_size, ack_eliciting=True, in_flight=True, payload=((_STREAM, channel_id, offset, count, fin),)
+            )
+            pacer.on_packet_sent(now, packet_size)
+            more = channel.wants_to_send()
+            cc.on_packet_sent(packet, recovery.bytes_in_flight, now, app_limited=not more)
+            if not more or count < max_len:
+                return False
+
+    def _send_packet(self, plaintext: bytes, tokens: Tokens, now: float, eliciting: bool, with_ack: bool) -> int:
         pn = self.session.send(plaintext, now)
         size = len(plaintext) + RECORD_OVERHEAD
         if with_ack:
@@ -287,10 +354,10 @@ class SendPath:
             # the one RTT sample such a carrier gives (spec/channels.md §10).
             if any(t[0] == _PING or (t[0] == _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):
                 pings = self._ping_packets
-                pings[pn] = (now, [t for t in tokens if t[0] == _PING])
+                pings[pn] = (now, tuple([t for t in tokens if t[0] == _PING]))
                 if len(pings) > _MAX_PING_PACKETS:  # a peer that never answers: forget the oldest
                     del pings[next(iter(pings))]
-                tokens = [t for t in tokens if t[0] != _PING]
+                tokens = tuple([t for t in tokens if t[0] != _PING])
             self._on_delivered(tokens, now, 0.0)
             return pn
         packet = self.recovery.on_packet_sent(
@@ -430,7 +497,7 @@ class SendPath:
         padding = size - RECORD_OVERHEAD - len(ping)
         if padding < 1:
             return
-        pn = self._send_packet(ping + bytes(padding), [(_PROBE, 0, size, 0, False)], now, True, False)
+        pn = self._send_packet(ping + bytes(padding), ((_PROBE, 0, size, 0, False),), now, True, False)
         self.pmtu.on_probe_sent(pn, size, now)
 
     # -- the fate of sent packets -----------------------------------------------------------
@@ -469,7 +536,7 @@ class SendPath:
         else:
             self.pacer.set_rate(rate, cc.congestion_window, cc.max_datagram_size)
 
-    def _on_acked_packets(self, packets: list[SentPacket[list[Token]]], now: float) -> None:
+    def _on_acked_packets(self, packets: list[SentPacket[Tokens]], now: float) -> None:
         """``_on_delivered`` for each packet; contiguous stream chunks of a channel are freed as one range.
 
         Bulk transfers acknowledge many packets of stream chunks at once, with
@@ -506,14 +573,14 @@ class SendPath:
             self.pmtu.on_packet_acked(largest)
 
     def _settle(self, channel_id: int, run: list[int], fin: bool, now: float) -> None:
-        self._on_delivered([(_STREAM, channel_id, run[0], run[1] - run[0], fin)], now, 0.0)
+        self._on_delivered(((_STREAM, channel_id, run[0], run[1] - run[0], fin),), now, 0.0)
 
     @staticmethod
-    def _is_probe(packet: SentPacket[list[Token]]) -> bool:
+    def _is_probe(packet: SentPacket[Tokens]) -> bool:
         return bool(packet.payload) and packet.payload[0][0] == _PROBE
 
     def _on_delivered(
-        self, tokens: list[Token], now: float, rtt: float, packet: SentPacket[list[Token]] | None = None
+        self, tokens: Tokens, now: float, rtt: float, packet: SentPacket[Tokens] | None = None
     ) -> None:
         for kind, a, b, c, fin in tokens:
             if kind == _STREAM:
@@ -544,7 +611,7 @@ class SendPath:
         if packet is not None and not self._is_probe(packet):
             self.pmtu.on_packet_acked(packet.size)
 
-    def _on_lost(self, lost: Sequence[SentPacket[list[Token]]], now: float) -> None:
+    def _on_lost(self, lost: Sequence[SentPacket[Tokens]], now: float) -> None:
         if not lost:
             return
         congestion = [p for p in lost if not self._is_probe(p)]
@@ -559,7 +626,7 @@ class SendPath:
             if self.pmtu.on_packets_lost([p.size for p in congestion], now):
                 self.cc.set_max_datagram_size(self.pmtu.current_mtu)
 
-    def _requeue(self, tokens: list[Token]) -> None:
+    def _requeue(self, tokens: Tokens) -> None:
         """Queue again what a lost packet carried that still matters (RFC 9000 §13.3)."""
         for kind, a, b, c, fin in tokens:
             if kind in (_STREAM, _MESSAGE):

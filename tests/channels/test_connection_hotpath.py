@@ -6,6 +6,8 @@
   ``ACK_ONLY_PER_ACK`` ACK-only packets did.
 * The pacer's timer is not armed for a packet due within ``PACING_GRANULARITY``.
 * Contiguous stream chunks acknowledged by one ACK are released as one range.
+* A bulk transfer on one channel (``SendPath._stream_burst``) fills its packets and keeps to
+  the congestion window.
 """
 
 from __future__ import annotations
@@ -193,3 +195,46 @@ def test_many_channels_acknowledged_together_release_their_buffers() -> None:
         channel = pair.a.c.channels.get(cid)
         assert channel is None or channel.send is None or channel.send.buffered == 0
     assert pair.a.c.conn_credit.sent == sum(len(b) for b in blobs.values())
+
+
+def test_a_bulk_transfer_fills_packets_and_keeps_to_the_window() -> None:
+    """The one-channel fast path (``SendPath._stream_burst``): full packets, one STREAM frame each,
+    never more in flight than the congestion window allows, and lost data resent (by the general loop)."""
+    link = LinkConfig(delay=0.01, loss=0.02, bandwidth=20e6, queue_bytes=200_000)
+    pair = Pair(link, LinkConfig(delay=0.01), seed=9)
+    pair.connect()
+    side = pair.a
+    original = side.data_to_send
+    overshoot: list[tuple[int, int]] = []
+
+    def checked(now: float) -> list[bytes]:
+        conn = side.c
+        before = conn.recovery.bytes_in_flight
+        out = original(now)
+        after = conn.recovery.bytes_in_flight
+        # New packets go out only while a whole one fits the window (a loss may leave more in
+        # flight than a shrunken window: then nothing new is sent).
+        if after > before and after > conn.cc.congestion_window:
+            overshoot.append((after, conn.cc.congestion_window))
+        return out
+
+    side.data_to_send = checked  # type: ignore[method-assign]
+    data = payload(3_000_000, 9)
+    channel_id, _ = one_way(pair, data, pair.now + 60.0)
+    assert digest(pair.b.received[channel_id]) == digest(data)
+    assert not overshoot, overshoot[:3]
+    session = side.c.session
+    assert isinstance(session, TappedSession)
+    stream_packets = 0
+    short = 0
+    for plaintext in session.sent_plaintexts:
+        frames = fr.parse_frames_untrusted(plaintext)
+        if not any(isinstance(f, fr.Stream) for f in frames):
+            continue
+        stream_packets += 1
+        if len(plaintext) < side.c.pmtu.current_mtu - 30 - 16:  # room for the record header and tag, and a varint
+            short += 1
+    assert side.c.lost_packets > 10  # the loss was real, so retransmissions were exercised
+    # Short packets: the end of the stream and retransmitted ranges cut by what was acknowledged.
+    assert stream_packets >= len(data) // side.c.pmtu.current_mtu
+    assert short <= side.c.lost_packets + 5, (short, side.c.lost_packets, stream_packets)

@@ -156,11 +156,21 @@ def test_reset_drops_everything() -> None:
 
 
 def transfer(
-    data: bytes, seed: int, loss: float, max_len: int, credit_step: int, high_water: int | None = None
+    data: bytes,
+    seed: int,
+    loss: float,
+    max_len: int,
+    credit_step: int,
+    high_water: int | None = None,
+    *,
+    big_writes: bool = False,
 ) -> tuple[bytes, SendBuffer, int]:
     """Send ``data`` through random loss, reordered acks and spurious losses into a ReceiveBuffer.
 
     The writer waits while more than ``high_water`` bytes are buffered (None: never).
+    ``big_writes``: some writes are large enough to be pieces of their own, some are
+    ``bytes``, some views, and new data is taken with ``take_new`` (the bulk fast path)
+    as often as with ``next_chunk``.
     """
     rng = random.Random(seed)
     sender = SendBuffer()
@@ -177,17 +187,27 @@ def transfer(
         if written < len(data):
             if high_water is None or sender.buffered < high_water:
                 step = rng.randint(1, 4 * max_len)
-                sender.write(data[written : written + step])
+                if big_writes and rng.random() < 0.3:
+                    step = rng.choice((rng.randint(16 * 1024 - 2, 40 * 1024), rng.randint(64 * 1024 - 2, 150 * 1024)))
+                piece = data[written : written + step]
+                sender.write(memoryview(piece) if big_writes and rng.random() < 0.5 else piece)
                 written = min(len(data), written + step)
         elif not finished:
             sender.finish()
             finished = True
         limit = min(len(data), credit_step * rounds)  # flow control credit grows over time
         for _ in range(rng.randint(1, 4)):
-            chunk = sender.next_chunk(rng.randint(0, max_len), max_new=limit - sender.sent_offset)
-            if chunk is None:
-                break
-            offset, payload, fin = chunk
+            if big_writes and not sender.has_retransmissions and rng.random() < 0.5:
+                offset = sender.sent_offset
+                new = sender.take_new(rng.randint(0, max_len), limit - sender.sent_offset)
+                if not new:
+                    break
+                payload, fin = new, sender.ends_stream_at(offset + len(new))
+            else:
+                chunk = sender.next_chunk(rng.randint(0, max_len), max_new=limit - sender.sent_offset)
+                if chunk is None:
+                    break
+                offset, payload, fin = chunk
             in_flight.append((offset, bytes(payload), fin))  # as a STREAM frame carries it
         rng.shuffle(in_flight)
         keep: list[tuple[int, bytes, bool]] = []
@@ -231,6 +251,39 @@ def test_random_loss_and_acks_deliver_every_byte(
     assert sender.sent_offset == len(data)
 
 
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(("loss", "max_len"), [(0.0, 1158), (0.1, 300), (0.3, 1158), (0.1, 5000), (0.3, 97)])
+def test_pieces_large_and_small_writes_views_and_the_fast_path(seed: int, loss: float, max_len: int) -> None:
+    """Writes large enough to be pieces of their own mixed with gathered small ones; frames that
+    span pieces (lost ranges), and ``take_new``, which stops at a piece's end."""
+    data = random.Random(seed).randbytes(min(150_000, max_len * 400))
+    out, sender, _ = transfer(data, seed, loss, max_len, credit_step=max_len * 3 + 7, big_writes=True)
+    assert out == data
+    assert sender.buffered == 0
+    assert sender.held == 0
+    assert sender.sent_offset == len(data)
+
+
+def test_take_new_views_one_piece_and_reports_the_fin() -> None:
+    buf = SendBuffer()
+    big = bytes(range(256)) * 80  # 20480 bytes: a piece of its own
+    buf.write(b"small")
+    buf.write(big)
+    buf.finish()
+    first = buf.take_new(1000, 1000)
+    assert bytes(first) == b"small"  # the gathered writes are a piece: the chunk stops at its end
+    assert not buf.ends_stream_at(5)
+    second = buf.take_new(20480, 10**9)
+    assert isinstance(second, memoryview) and bytes(second) == big
+    assert buf.ends_stream_at(5 + len(big))
+    assert len(buf.take_new(100, 100)) == 0
+    assert buf.next_chunk(100) is None  # the FIN went with the last chunk
+    buf.on_acked(0, 5, False)
+    assert buf.held == len(big) and buf.buffered == len(big)
+    buf.on_acked(5, len(big), True)
+    assert buf.held == 0 and buf.is_finished_and_acked
+
+
 def test_memory_is_released_during_a_long_transfer() -> None:
     data = random.Random(7).randbytes(400_000)
     high_water = 32 * 1200
@@ -253,7 +306,7 @@ def test_bulk_transfer_releases_acked_bytes() -> None:
     largest_held = 0
     for _ in range(1024):
         buf.write(block)
-        largest_held = max(largest_held, len(buf._data))
+        largest_held = max(largest_held, buf.held)
         while (chunk := buf.next_chunk(1200)) is not None:
             buf.on_acked(chunk[0], len(chunk[1]), chunk[2])
             sent += len(chunk[1])
