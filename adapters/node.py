@@ -80,7 +80,7 @@ class Transport(Protocol):
     def check_address(self, addr: object) -> Address: ...
     def max_udp_payload(self, addr: Address) -> int: ...
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None: ...
-    async def receive_batch(self) -> list[tuple[bytes, Address]]: ...
+    async def receive_runs(self) -> list[tuple[list[bytes], Address]]: ...
     def close(self) -> None: ...
 
 
@@ -274,16 +274,22 @@ class Node:
     async def _receive_loop(self, local: int, transport: Transport) -> None:
         endpoint = self.endpoint
         while True:
-            batch = await transport.receive_batch()
-            for start in range(0, len(batch), RECEIVE_CHUNK):
-                now = trio.current_time()
-                for data, address in batch[start : start + RECEIVE_CHUNK]:
-                    endpoint.receive_data(data, address, now, local)
-                self._after_input()
-                if start + RECEIVE_CHUNK < len(batch):
-                    # Let the transmit task send the ACKs for this chunk before the next one: a
-                    # sender is clocked by them, and a whole GRO batch can be a thousand datagrams.
-                    await trio.lowlevel.checkpoint()
+            runs = await transport.receive_runs()
+            now = trio.current_time()
+            taken = 0  # datagrams fed since the transmit task last had a turn
+            for datagrams, address in runs:
+                for start in range(0, len(datagrams), RECEIVE_CHUNK):
+                    if taken >= RECEIVE_CHUNK:
+                        # Let the transmit task send the ACKs for what came so far: a sender is
+                        # clocked by them, and a whole batch can be a thousand datagrams.
+                        self._after_input()
+                        await trio.lowlevel.checkpoint()
+                        now = trio.current_time()
+                        taken = 0
+                    chunk = datagrams if len(datagrams) <= RECEIVE_CHUNK else datagrams[start : start + RECEIVE_CHUNK]
+                    endpoint.receive_datagrams(chunk, address, now, local)
+                    taken += len(chunk)
+            self._after_input()
 
     async def _timer_loop(self) -> None:
         while True:

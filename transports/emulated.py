@@ -6,7 +6,7 @@
         async with open_node(alice, transports=[link.a]) as a, open_node(bob, transports=[link.b]) as b:
             ...
 
-Each end has the node's transport methods (``send_batch``, ``receive_batch``,
+Each end has the node's transport methods (``send_batch``, ``receive_batch``, ``receive_runs``,
 ``check_address``, ``max_udp_payload``); ``run`` hands every datagram over at
 the time the emulator (p2pos_proto/simulation/link.py) says it arrives, taken
 from ``trio.current_time()``, so the whole network runs under
@@ -65,6 +65,16 @@ class EmulatedTransport:
         batch = list(self._queue)
         self._queue.clear()
         return batch
+
+    async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
+        """``receive_batch`` as runs of datagrams from one address (here: from the one peer)."""
+        runs: list[tuple[list[bytes], Address]] = []
+        for data, source in await self.receive_batch():
+            if runs and runs[-1][1] == source:
+                runs[-1][0].append(data)
+            else:
+                runs.append(([data], source))
+        return runs
 
     def close(self) -> None:
         """Stop sending and receiving (the peer sees a vanished host)."""

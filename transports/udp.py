@@ -15,6 +15,7 @@ Receiving: ``receive()`` returns one datagram; ``receive_batch()`` returns every
 one ``recvmsg`` gave (with GRO, several datagrams of one flow cut apart by the kernel's
 segment size), plus whatever further calls return without waiting (at most
 ``max_calls`` calls in all, so one busy socket cannot starve the other tasks).
+``receive_runs()`` returns the same as ``(datagrams, address)`` runs, one per call.
 
 At bind time the socket gets buffers sized for the bandwidth-delay product and is
 told never to fragment (``socket_options.py``); ``max_udp_payload(addr)`` gives the
@@ -62,6 +63,8 @@ OFFLOAD_ENV = "P2POS_UDP_OFFLOAD"
 
 Address = tuple[str, int]
 Received = tuple[bytes, Address]
+#: Datagrams from one address, in order: what one receive call gave.
+ReceivedRun = tuple[list[bytes], Address]
 
 
 class UdpTransport:
@@ -80,6 +83,8 @@ class UdpTransport:
         buffer_sizes: tuple[int, int] | None = None,
     ) -> None:
         self._raw = sock  # non-blocking once wrapped: ``receive_batch`` reads it without waiting
+        #: Addresses checked fit for the raw socket (``_direct``).
+        self._direct_addresses: dict[Address, None] = {}
         self._sock = trio.socket.from_stdlib_socket(sock)
         host, port = sock.getsockname()[:2]
         self.local_address: Address = (host, port)
@@ -176,13 +181,10 @@ class UdpTransport:
 
     async def send(self, data: bytes, addr: Address) -> None:
         """Send one datagram.  A failure loses only this datagram (UDP may lose any): it is counted."""
-        self.send_calls += 1
-        try:
-            await self._sock.sendto(data, addr)
-        except OSError as exc:
-            self._lost(1, exc)
+        if self._send_now(data, addr):
+            await trio.lowlevel.checkpoint()
         else:
-            self.datagrams_sent += 1
+            await self._send_waiting(data, addr)
 
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
         """Send ``datagrams`` to ``addr`` in order, each as its own UDP datagram.
@@ -193,19 +195,96 @@ class UdpTransport:
         it carried, counted in ``send_errors``.  If the kernel refuses a GSO call
         (``gso.GSO_REFUSALS``), its run is re-sent one datagram per call; if that works
         and no GSO call has ever succeeded, GSO is off for good (``gso_refused``).
+
+        Calls go straight to the socket while its buffer has room, and the batch yields
+        to other tasks once (trio's socket methods would yield, and check the address,
+        on every call); only a full buffer makes a call wait.
         """
-        if not datagrams:
-            await trio.lowlevel.checkpoint()
-            return
+        waited = False
         if not self.gso:
             for data in datagrams:
-                await self.send(data, addr)
-            return
-        for run in plan_runs([len(data) for data in datagrams]):
-            if run.count == 1:
-                await self.send(datagrams[run.start], addr)
-            else:
-                await self._send_segments(datagrams[run.start : run.stop], run.segment, addr)
+                if not self._send_now(data, addr):
+                    await self._send_waiting(data, addr)
+                    waited = True
+        else:
+            for run in plan_runs([len(data) for data in datagrams]):
+                if run.count == 1:
+                    if not self._send_now(datagrams[run.start], addr):
+                        await self._send_waiting(datagrams[run.start], addr)
+                        waited = True
+                else:
+                    segments = datagrams[run.start : run.stop]
+                    done = self._segments_now(segments, run.segment, addr)
+                    if done is not True:
+                        if done is False:
+                            await self._send_segments(segments, run.segment, addr)
+                        else:
+                            await self._after_refusal(segments, addr, done)
+                        waited = True
+        if not waited:
+            await trio.lowlevel.checkpoint()
+
+    def _direct(self, addr: Address) -> bool:
+        """True if ``addr`` may go to the socket as it is: an (ip, port) this socket reaches.
+
+        Anything else takes trio's path, which resolves or refuses it.  Checked once per address.
+        """
+        if addr in self._direct_addresses:
+            return True
+        try:
+            if self.check_address(addr) != addr:
+                return False
+        except ValueError:
+            return False
+        if len(self._direct_addresses) >= 4096:
+            self._direct_addresses.clear()
+        self._direct_addresses[addr] = None
+        return True
+
+    def _send_now(self, data: bytes, addr: Address) -> bool:
+        """One datagram, if the socket takes it without waiting; False: use ``_send_waiting``."""
+        if not self._direct(addr):
+            return False
+        try:
+            self._raw.sendto(data, addr)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self.send_calls += 1
+            self._lost(1, exc)
+            return True
+        self.send_calls += 1
+        self.datagrams_sent += 1
+        return True
+
+    async def _send_waiting(self, data: bytes, addr: Address) -> None:
+        self.send_calls += 1
+        try:
+            await self._sock.sendto(data, addr)
+        except OSError as exc:
+            self._lost(1, exc)
+        else:
+            self.datagrams_sent += 1
+
+    def _segments_now(self, run: Sequence[bytes], segment: int, addr: Address) -> bool | OSError:
+        """One GSO call, if the socket takes it without waiting.  True: done (sent, or lost and
+        counted); False: use ``_send_segments``; an error: GSO refused, use ``_after_refusal``."""
+        if not self._direct(addr):
+            return False
+        try:
+            self._raw.sendmsg(run, [segment_cmsg(segment)], 0, addr)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self.send_calls += 1
+            if exc.errno in GSO_REFUSALS:
+                return exc
+            self._lost(len(run), exc)
+            return True
+        self.send_calls += 1
+        self.datagrams_sent += len(run)
+        self._gso_worked = True
+        return True
 
     async def _send_segments(self, run: Sequence[bytes], segment: int, addr: Address) -> None:
         # The datagrams go as the iovec, so the kernel gathers them without a join here.
@@ -215,19 +294,22 @@ class UdpTransport:
         except OSError as exc:
             if exc.errno not in GSO_REFUSALS:
                 self._lost(len(run), exc)
-                return
-            # Refused: by GSO (no offload on this route, an old kernel) or by the datagrams
-            # themselves (a segment over the MTU: EINVAL).  Plain sends tell which.
-            self.gso_fallbacks += 1
-            errors = self.send_errors
-            for data in run:
-                await self.send(data, addr)
-            if self.send_errors == errors and not self._gso_worked:
-                self.gso = False
-                self.gso_refused = exc
+            else:
+                await self._after_refusal(run, addr, exc)
             return
         self.datagrams_sent += len(run)
         self._gso_worked = True
+
+    async def _after_refusal(self, run: Sequence[bytes], addr: Address, exc: OSError) -> None:
+        """A GSO call was refused: by GSO (no offload on this route, an old kernel) or by the
+        datagrams themselves (a segment over the MTU: EINVAL).  Plain sends tell which."""
+        self.gso_fallbacks += 1
+        errors = self.send_errors
+        for data in run:
+            await self._send_waiting(data, addr)
+        if self.send_errors == errors and not self._gso_worked:
+            self.gso = False
+            self.gso_refused = exc
 
     def _lost(self, count: int, exc: OSError) -> None:
         self.send_errors += count
@@ -249,12 +331,17 @@ class UdpTransport:
         one flow), then up to ``max_calls - 1`` more that return at once while datagrams
         are queued.  Datagrams left over by ``receive`` come first.  Never empty.
         """
+        return [(data, addr) for datagrams, addr in await self.receive_runs(max_calls) for data in datagrams]
+
+    async def receive_runs(self, max_calls: int = RECEIVE_BATCH_CALLS) -> list[ReceivedRun]:
+        """``receive_batch`` as runs: ``(datagrams, address)``, one per receive call (a GRO
+        buffer's segments come from one address), so that a driver routes each run once."""
         if self._pending:
             await trio.lowlevel.checkpoint()
-            batch = list(self._pending)
+            runs = [([data], addr) for data, addr in self._pending]
             self._pending.clear()
         else:
-            batch = await self._receive_waiting()
+            runs = [await self._receive_waiting_run()]
         for _ in range(max_calls - 1):
             try:
                 if self.gro:
@@ -268,10 +355,16 @@ class UdpTransport:
                 if exc.errno in _TRANSIENT:
                     continue
                 break  # a real error: the next waiting call raises it
-            batch.extend(self._split(data, ancdata, flags, source))
-        return batch
+            run = self._split(data, ancdata, flags, source)
+            if run[0]:
+                runs.append(run)
+        return runs
 
     async def _receive_waiting(self) -> list[Received]:
+        datagrams, addr = await self._receive_waiting_run()
+        return [(data, addr) for data in datagrams]
+
+    async def _receive_waiting_run(self) -> ReceivedRun:
         while True:
             try:
                 if self.gro:
@@ -283,24 +376,24 @@ class UdpTransport:
                 if exc.errno in _TRANSIENT:
                     continue
                 raise
-            batch = self._split(data, ancdata, flags, source)
-            if batch:
-                return batch
+            run = self._split(data, ancdata, flags, source)
+            if run[0]:
+                return run
 
-    def _split(self, data: bytes, ancdata: list[tuple[int, int, bytes]], flags: int, source: object) -> list[Received]:
-        """One received buffer as datagrams (cut by the GRO segment size, if any)."""
+    def _split(self, data: bytes, ancdata: list[tuple[int, int, bytes]], flags: int, source: object) -> ReceivedRun:
+        """One received buffer as a run of datagrams (cut by the GRO segment size, if any)."""
         self.receive_calls += 1
         segment = gro_segment_size(ancdata)
+        host, port = cast("tuple[str, int]", source)[:2]  # IPv6 adds flow info and scope
+        addr: Address = (host, port)
         if flags & _socket.MSG_TRUNC:
             self.receive_truncated += 1
             if segment is None:
-                return []  # one datagram, cut short: drop it as if lost
+                return [], addr  # one datagram, cut short: drop it as if lost
             data = data[: len(data) - len(data) % segment]  # keep the whole segments
-        host, port = cast("tuple[str, int]", source)[:2]  # IPv6 adds flow info and scope
-        addr: Address = (host, port)
         datagrams = split_segments(data, segment)
         self.datagrams_received += len(datagrams)
-        return [(datagram, addr) for datagram in datagrams]
+        return datagrams, addr
 
     def close(self) -> None:
         self._sock.close()

@@ -24,7 +24,6 @@ from ..common.ranges import RangeSet
 from ..errors import ErrorCode, LocalProtocolError
 from .flow import MAX_OFFSET
 
-
 _EMPTY: Final = memoryview(b"")
 #: A write at least this large is kept as a piece of its own; smaller ones are gathered first.
 _PIECE: Final = 16 * 1024
@@ -91,7 +90,10 @@ class SendBuffer:
     # -- the application ------------------------------------------------------------
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Append application bytes (copied once, unless ``data`` is ``bytes``); refused after ``finish`` or ``reset``."""
+        """Append application bytes (copied once, unless ``data`` is ``bytes``).
+
+        Refused after ``finish`` or ``reset``.
+        """
         if self.final_size is not None or self.is_reset:
             raise LocalProtocolError("write after the stream was finished or reset", ErrorCode.CHANNEL_STATE_ERROR)
         size = len(data)

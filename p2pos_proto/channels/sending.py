@@ -298,10 +298,7 @@ class SendPath:
         stopped it, as it would stop the general loop.  False: the general loop takes over
         (lost data to resend, no credit, the channel is done or not a stream, a short chunk).
         """
-        for channel_id in self._sendable:
-            break
-        else:
-            return False
+        channel_id = next(iter(self._sendable))
         channel = self.channels.get(channel_id)
         if channel is None or channel.state is not _OPEN:
             return False
@@ -334,7 +331,12 @@ class SendPath:
             self._last_sent = now
             packet_size = len(plaintext) + RECORD_OVERHEAD
             packet = recovery.on_packet_sent(
-                pn, now, packet_size, ack_eliciting=True, in_flight=True, payload=((_STREAM, channel_id, offset, count, fin),)
+                pn,
+                now,
+                packet_size,
+                ack_eliciting=True,
+                in_flight=True,
+                payload=((_STREAM, channel_id, offset, count, fin),),
             )
             pacer.on_packet_sent(now, packet_size)
             more = channel.wants_to_send()
@@ -579,9 +581,7 @@ class SendPath:
     def _is_probe(packet: SentPacket[Tokens]) -> bool:
         return bool(packet.payload) and packet.payload[0][0] == _PROBE
 
-    def _on_delivered(
-        self, tokens: Tokens, now: float, rtt: float, packet: SentPacket[Tokens] | None = None
-    ) -> None:
+    def _on_delivered(self, tokens: Tokens, now: float, rtt: float, packet: SentPacket[Tokens] | None = None) -> None:
         for kind, a, b, c, fin in tokens:
             if kind == _STREAM:
                 channel = self.channels.get(a)

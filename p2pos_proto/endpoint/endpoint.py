@@ -20,6 +20,8 @@ session's deadline sits in a heap (``timers.py``), and only sessions that
 something happened to are asked for output.  Drive it like a session:
 
 * ``receive_data(data, address, now, local=...)``: one datagram; never raises.
+  ``receive_datagrams(datagrams, address, now, local=...)``: a run of them from one
+  address (a GRO buffer's segments), each session's events and timer collected once.
 * ``data_to_send(now)``: ``(datagrams, address, local)`` batches, one per session
   with output (a batch goes to one address: a driver may send it with UDP GSO).
 * ``next_event()`` until None; ``get_timer()`` / ``handle_timer(now)``.
@@ -184,6 +186,35 @@ class Endpoint:
             if session.stats_authenticated() != before:
                 self._routes[index] = route  # roaming: follow authenticated packets only
         self._touch(index, driven)
+
+    def receive_datagrams(self, datagrams: list[bytes], address: Address, now: float, local: Hashable = 0) -> None:
+        """``receive_data`` for each of ``datagrams``, all from ``address`` on socket ``local``,
+        in order (a GRO buffer's segments are such a run).  Never raises.
+
+        A run of datagrams for one session on its known route is fed to it one after
+        the other, and its events, output and timer are collected once, after the run:
+        per datagram, only the session's own work remains.
+        """
+        run: SecureSession | Connection | None = None  # the session whose run is open
+        run_index = 0
+        route = (address, local)
+        for data in datagrams:
+            index = receiver_index_untrusted(data) if data and data[0] != PacketType.INIT else None
+            if run is not None and index == run_index:
+                run.receive_data(data, now)
+                continue
+            if run is not None:
+                self._touch(run_index, run)
+                run = None
+            if index is not None and self._routes.get(index) == route:
+                driven = self._driven.get(index)
+                if driven is not None:
+                    run, run_index = driven, index
+                    driven.receive_data(data, now)
+                    continue
+            self.receive_data(data, address, now, local)  # anything else: one at a time
+        if run is not None:
+            self._touch(run_index, run)
 
     def data_to_send(self, now: float) -> list[tuple[list[bytes], Address, Hashable]]:
         """``(datagrams, address, local)`` for every session with output: send each batch in order."""

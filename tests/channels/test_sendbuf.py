@@ -202,13 +202,14 @@ def transfer(
                 new = sender.take_new(rng.randint(0, max_len), limit - sender.sent_offset)
                 if not new:
                     break
-                payload, fin = new, sender.ends_stream_at(offset + len(new))
+                taken: bytes | bytearray | memoryview = new
+                fin = sender.ends_stream_at(offset + len(new))
             else:
                 chunk = sender.next_chunk(rng.randint(0, max_len), max_new=limit - sender.sent_offset)
                 if chunk is None:
                     break
-                offset, payload, fin = chunk
-            in_flight.append((offset, bytes(payload), fin))  # as a STREAM frame carries it
+                offset, taken, fin = chunk
+            in_flight.append((offset, bytes(taken), fin))  # as a STREAM frame carries it
         rng.shuffle(in_flight)
         keep: list[tuple[int, bytes, bool]] = []
         for offset, payload, fin in in_flight:

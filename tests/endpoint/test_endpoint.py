@@ -294,3 +294,51 @@ def test_session_limit() -> None:
     assert b.drops["too_many_sessions"] >= 1
     with pytest.raises(LocalProtocolError):
         b.connect("A", net.now)
+
+
+World = tuple[
+    list[object], dict[str, int], dict[str, int], list[tuple[tuple[bytes, ...], Hashable, Hashable]], float | None
+]
+
+
+def _run_world(batched: bool) -> World:
+    """Bob's endpoint fed the same datagrams one by one or as runs per address (``receive_datagrams``)."""
+    net = EndpointNet()
+    a, b, c = net.add("A", ALICE), net.add("B", BOB), net.add("C", CAROL)
+    s1, s2 = a.connect("B", net.now), a.connect("B", net.now)
+    net.flush()
+    for i in range(3):
+        s1.send(b"one %d" % i, net.now)
+    for i in range(2):
+        s2.send(b"two %d" % i, net.now)
+    c.connect("B", net.now)
+    out = net.outgoing()
+    from_a = [data for source, dest, data in out if source == "A" and dest == "B"]
+    (init_c,) = [data for source, dest, data in out if source == "C"]
+    one, two = from_a[:3], from_a[3:]
+    assert len(one) == 3 and len(two) == 2
+    stun = bytes([0x01, 0x01, 0x00, 0x00]) + bytes(16)  # a STUN success response: passed on
+    unknown = bytes([one[0][0]]) + b"\xff\xff\xff\xff" + one[0][5:]  # a record for no session
+    run = [*one[:2], stun, *two, one[2], unknown, one[2]]  # the last: a replay, dropped by the session
+    net.now += 0.01
+    if batched:
+        b.receive_datagrams(run, "A", net.now)
+        b.receive_datagrams([init_c], "C", net.now)
+    else:
+        for data in run:
+            b.receive_data(data, "A", net.now)
+        b.receive_data(init_c, "C", net.now)
+    events: list[object] = []
+    while (event := b.next_event()) is not None:
+        events.append(event)
+    sent = [(tuple(datagrams), address, local) for datagrams, address, local in b.data_to_send(net.now)]
+    return events, dict(b.drops), dict(b.passed_on), sent, b.get_timer()
+
+
+def test_a_run_of_datagrams_is_handled_as_the_same_datagrams_one_by_one() -> None:
+    one_by_one, batched = _run_world(False), _run_world(True)
+    events, drops, passed_on, sent, timer = batched
+    assert batched == one_by_one
+    assert len(of_type(events, MessageReceived)) == 5
+    assert drops == {"unknown_session": 1} and sum(passed_on.values()) == 1
+    assert sent and timer is not None  # Carol's RESPONSE, and the sessions' timers

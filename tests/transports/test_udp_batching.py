@@ -158,17 +158,29 @@ async def test_a_failed_datagram_loses_only_itself(host: str, offload: bool) -> 
     assert tx.last_send_error is not None and tx.last_send_error.errno == errno.EMSGSIZE
 
 
-class RefusingSocket:
-    """A trio socket whose next ``times`` GSO calls (sendmsg with a cmsg) fail with ``code``."""
+class Refusals:
+    """The next ``times`` GSO calls (sendmsg with a cmsg) fail with ``code``, whichever way they go."""
 
-    def __init__(self, inner: Any, code: int, times: int) -> None:
-        self.inner, self.code, self.times = inner, code, times
+    def __init__(self, code: int, times: int) -> None:
+        self.code, self.times = code, times
 
-    async def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+    def refuse(self, ancdata: Any) -> bool:
         if ancdata and self.times:
             self.times -= 1
+            return True
+        return False
+
+
+class RefusingSocket:
+    """The transport's trio socket, through ``Refusals``."""
+
+    def __init__(self, inner: Any, refusals: Refusals) -> None:
+        self.inner, self.refusals = inner, refusals
+
+    async def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+        if self.refusals.refuse(ancdata):
             await trio.lowlevel.checkpoint()
-            raise OSError(self.code, os.strerror(self.code))
+            raise OSError(self.refusals.code, os.strerror(self.refusals.code))
         result: int = await self.inner.sendmsg(buffers, ancdata, flags, address)
         return result
 
@@ -176,10 +188,32 @@ class RefusingSocket:
         return getattr(self.inner, name)
 
 
+class RefusingRawSocket:
+    """The transport's plain socket (the calls that need not wait), through ``Refusals``."""
+
+    def __init__(self, inner: Any, refusals: Refusals) -> None:
+        self.inner, self.refusals = inner, refusals
+
+    def sendmsg(self, buffers: Any, ancdata: Any = (), flags: int = 0, address: Any = None) -> int:
+        if self.refusals.refuse(ancdata):
+            raise OSError(self.refusals.code, os.strerror(self.refusals.code))
+        result: int = self.inner.sendmsg(buffers, ancdata, flags, address)
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def refuse_gso(monkeypatch: pytest.MonkeyPatch, transport: UdpTransport, code: int, times: int) -> None:
+    refusals = Refusals(code, times)
+    monkeypatch.setattr(transport, "_sock", RefusingSocket(transport._sock, refusals))
+    monkeypatch.setattr(transport, "_raw", RefusingRawSocket(transport._raw, refusals))
+
+
 async def test_gso_refused_by_the_kernel_falls_back_for_good(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sent = numbered([800] * 6)
     async with pair(host, True, True) as (tx, rx):
-        monkeypatch.setattr(tx, "_sock", RefusingSocket(tx._sock, errno.EIO, times=1))
+        refuse_gso(monkeypatch, tx, errno.EIO, times=1)
         await tx.send_batch(sent, rx.local_address)
         got = await collect(rx, len(sent))
         assert [data for data, _ in got] == sent
@@ -206,7 +240,7 @@ async def test_gso_refusal_caused_by_the_datagrams_keeps_gso(host: str) -> None:
 async def test_a_failed_gso_call_loses_only_its_run(host: str, monkeypatch: pytest.MonkeyPatch) -> None:
     sent = numbered([600] * 3 + [900] * 3)  # two runs
     async with pair(host, True, True) as (tx, rx):
-        monkeypatch.setattr(tx, "_sock", RefusingSocket(tx._sock, errno.ENOBUFS, times=1))
+        refuse_gso(monkeypatch, tx, errno.ENOBUFS, times=1)
         await tx.send_batch(sent, rx.local_address)
         got = await collect(rx, 3)
         assert [data for data, _ in got] == sent[3:]
@@ -303,3 +337,29 @@ async def test_ipv4_and_ipv6_wildcards_share_a_port() -> None:
         v6.close()
     finally:
         v4.close()
+
+
+async def test_receive_runs_keep_each_receive_call_from_one_address(host: str, offload: bool) -> None:
+    """``receive_runs``: the same datagrams as ``receive_batch``, as runs of one source each;
+    with GRO a run holds many datagrams (the node routes each run once)."""
+    first, second = numbered([1200] * 30), numbered([700] * 5)
+    async with pair(host, offload, offload) as (tx, rx):
+        other = await bound(host, offload)
+        try:
+            await tx.send_batch(first, rx.local_address)
+            await other.send_batch(second, rx.local_address)
+            runs: list[tuple[list[bytes], Address]] = []
+            with trio.fail_after(5):
+                while sum(len(datagrams) for datagrams, _ in runs) < len(first) + len(second):
+                    runs.extend(await rx.receive_runs())
+        finally:
+            other.close()
+        by_source: dict[Address, list[bytes]] = {}
+        for datagrams, address in runs:
+            assert datagrams
+            by_source.setdefault(address, []).extend(datagrams)
+        assert by_source == {tx.local_address: first, other.local_address: second}
+        if offload:
+            assert max(len(datagrams) for datagrams, _ in runs) > 1
+        else:
+            assert all(len(datagrams) == 1 for datagrams, _ in runs)
