@@ -14,10 +14,13 @@ session to that peer if there is one, or handshakes with the peer at
 ``trio.BrokenResourceError``) on its channels, with the reason.
 
 The driver is thin, as aioquic's asyncio glue is: one receive task per socket
-feeds batches of datagrams (UDP GRO) into the endpoint; one timer task sleeps
-until the endpoint's single deadline, re-armed only when it changes; one
-transmit task sends what the endpoint has queued, a batch per session (UDP
-GSO), coalescing everything that happened since it last ran.  All time comes
+feeds runs of datagrams (a UDP GRO buffer's segments, routed once per run) into
+the endpoint, and every ``RECEIVE_CHUNK`` datagrams sends the output (the ACKs that
+clock the sender) straight to the socket if it takes it without waiting; one
+timer task sleeps until the endpoint's single deadline, re-armed only when it
+changes; one transmit task sends what the endpoint has queued, a batch per
+session (UDP GSO), coalescing everything that happened since it last ran, and
+whatever the receive task could not send at once (first, so order is kept).  All time comes
 from ``trio.current_time()``, so the node runs under ``trio.testing.MockClock``
 and over any object with the transport's methods (the link emulator in tests).
 """
@@ -68,6 +71,8 @@ _LARGEST_DATAGRAM = 65507
 _DEFAULT_CEILING = ChannelConfig().max_datagram_size
 #: Datagrams received between two chances to transmit (ACKs, window updates).
 RECEIVE_CHUNK = 32
+#: The receive loop lets other tasks run (the application reading) after this many chunks.
+YIELD_EVERY_CHUNKS = 4
 #: Channels a listener holds for ``accept`` before it refuses more ("busy").
 BACKLOG = 64
 
@@ -80,6 +85,7 @@ class Transport(Protocol):
     def check_address(self, addr: object) -> Address: ...
     def max_udp_payload(self, addr: Address) -> int: ...
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None: ...
+    def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int: ...
     async def receive_runs(self) -> list[tuple[list[bytes], Address]]: ...
     def close(self) -> None: ...
 
@@ -173,6 +179,10 @@ class Node:
         self._deadline = math.inf
         self._timer_scope = trio.CancelScope()
         self._transmit = trio.Event()
+        #: Output the receive loop could not send without waiting: the transmit task sends it first.
+        self._backlog: list[tuple[Sequence[bytes], Address, Hashable]] = []
+        #: The transmit task is sending (it may be waiting for socket buffer space).
+        self._sending = False
         #: Datagrams of other protocols (STUN, TURN, ...) seen on the node's sockets, by protocol.
         self.foreign: dict[str, int] = {}
 
@@ -276,20 +286,27 @@ class Node:
         while True:
             runs = await transport.receive_runs()
             now = trio.current_time()
-            taken = 0  # datagrams fed since the transmit task last had a turn
+            taken = 0  # datagrams fed since the output was last sent
+            chunks = 0
             for datagrams, address in runs:
                 for start in range(0, len(datagrams), RECEIVE_CHUNK):
                     if taken >= RECEIVE_CHUNK:
-                        # Let the transmit task send the ACKs for what came so far: a sender is
-                        # clocked by them, and a whole batch can be a thousand datagrams.
-                        self._after_input()
-                        await trio.lowlevel.checkpoint()
+                        # Send the ACKs for what came so far, from here if the socket takes them at
+                        # once: a sender is clocked by them, and a batch can be a thousand datagrams.
+                        self._dispatch()
+                        self._send_now()
+                        self._rearm()
+                        chunks += 1
+                        if chunks % YIELD_EVERY_CHUNKS == 0:
+                            await trio.lowlevel.checkpoint()  # the application reads meanwhile
                         now = trio.current_time()
                         taken = 0
                     chunk = datagrams if len(datagrams) <= RECEIVE_CHUNK else datagrams[start : start + RECEIVE_CHUNK]
                     endpoint.receive_datagrams(chunk, address, now, local)
                     taken += len(chunk)
-            self._after_input()
+            self._dispatch()
+            self._send_now()
+            self._rearm()
 
     async def _timer_loop(self) -> None:
         while True:
@@ -309,9 +326,35 @@ class Node:
             self._rearm()
 
     async def _send_queued(self) -> None:
-        """Send what the endpoint has queued, a batch (one GSO run or more) per session."""
-        for datagrams, address, local in self.endpoint.data_to_send(trio.current_time()):
-            await self._transport(local).send_batch(datagrams, cast(Address, address))
+        """Send the backlog, then what the endpoint has queued, a batch (one GSO run or more) per session."""
+        self._sending = True
+        try:
+            while self._backlog:
+                backlog, self._backlog = self._backlog, []
+                for datagrams, to, local in backlog:
+                    await self._transport(local).send_batch(datagrams, to)
+            for datagrams, address, local in self.endpoint.data_to_send(trio.current_time()):
+                await self._transport(local).send_batch(datagrams, cast(Address, address))
+        finally:
+            self._sending = False
+
+    def _send_now(self) -> None:
+        """Send what the endpoint has queued without waiting; what cannot go at once (the socket
+        is full, or the transmit task is sending: order is kept) is left to the transmit task."""
+        batches = self.endpoint.data_to_send(trio.current_time())
+        if not batches:
+            return
+        for datagrams, destination, local in batches:
+            to = cast(Address, destination)
+            if self._sending or self._backlog:
+                self._backlog.append((datagrams, to, local))
+                continue
+            sent = self._transport(local).send_batch_now(datagrams, to)
+            if sent < len(datagrams):
+                self._backlog.append((datagrams[sent:], to, local))
+        if self._backlog:
+            self._transmit.set()
+        self._dispatch()  # building output may have ended a connection
 
     def _updated(self, session_id: int) -> None:
         """The application called session ``session_id``'s connection: collect and transmit."""

@@ -58,6 +58,16 @@ class EmulatedTransport:
             self._link._rearm()
         await trio.lowlevel.checkpoint()
 
+    def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
+        """``send_batch`` without waiting: an emulated link always takes everything."""
+        if not self.closed:
+            now = trio.current_time()
+            for datagram in datagrams:
+                self._link.link.send(self.end, datagram, now)
+            self.datagrams_sent += len(datagrams)
+            self._link._rearm()
+        return len(datagrams)
+
     async def receive_batch(self) -> list[tuple[bytes, Address]]:
         while not self._queue:
             await self._arrived.wait()

@@ -224,6 +224,26 @@ class UdpTransport:
         if not waited:
             await trio.lowlevel.checkpoint()
 
+    def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
+        """``send_batch`` without waiting: how many of ``datagrams`` went (or were lost and
+        counted); the rest would have to wait for buffer space (or need trio's address path,
+        or a GSO refusal to be handled): pass them to ``send_batch``."""
+        done = 0
+        if not self.gso:
+            for data in datagrams:
+                if not self._send_now(data, addr):
+                    return done
+                done += 1
+            return done
+        for run in plan_runs([len(data) for data in datagrams]):
+            if run.count == 1:
+                if not self._send_now(datagrams[run.start], addr):
+                    return done
+            elif self._segments_now(datagrams[run.start : run.stop], run.segment, addr) is not True:
+                return done  # would block, or refused: ``send_batch`` makes the call again and handles it
+            done = run.stop
+        return done
+
     def _direct(self, addr: Address) -> bool:
         """True if ``addr`` may go to the socket as it is: an (ip, port) this socket reaches.
 

@@ -363,3 +363,39 @@ async def test_receive_runs_keep_each_receive_call_from_one_address(host: str, o
             assert max(len(datagrams) for datagrams, _ in runs) > 1
         else:
             assert all(len(datagrams) == 1 for datagrams, _ in runs)
+
+
+async def test_send_batch_now_sends_what_the_socket_takes_without_waiting(host: str, offload: bool) -> None:
+    """``send_batch_now`` (the node's receive loop sends its ACKs with it): delivers as ``send_batch``
+    does while the socket has room, and says how many went when it has not."""
+    sent = numbered(MIXED[:-3])  # without the 65000-byte datagram
+    async with pair(host, offload, offload) as (tx, rx):
+        assert tx.send_batch_now(sent, rx.local_address) == len(sent)
+        got = await collect(rx, len(sent))
+        assert [data for data, _ in got] == sent
+        assert tx.datagrams_sent == len(sent) and tx.send_errors == 0
+        assert tx.send_calls == (len(plan_runs(MIXED[:-3])) if offload else len(sent))
+
+
+async def test_send_batch_now_leaves_what_would_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A socket whose buffer is full (EAGAIN) after two calls: the count says where to go on."""
+    async with pair("127.0.0.1", False, False) as (tx, rx):
+        calls = 0
+        raw = tx._raw
+
+        class Filling:
+            def sendto(self, data: bytes, addr: Any) -> int:
+                nonlocal calls
+                calls += 1
+                if calls > 2:
+                    raise BlockingIOError(errno.EAGAIN, "full")
+                result: int = raw.sendto(data, addr)
+                return result
+
+        monkeypatch.setattr(tx, "_raw", Filling())
+        sent = numbered([100] * 5)
+        assert tx.send_batch_now(sent, rx.local_address) == 2
+        monkeypatch.setattr(tx, "_raw", raw)
+        await tx.send_batch(sent[2:], rx.local_address)
+        got = await collect(rx, len(sent))
+    assert [data for data, _ in got] == sent
