@@ -34,9 +34,9 @@ _MAX_PIECE: Final = 64 * 1024
 class SendBuffer:
     """One reliable stream direction: bytes written, in flight, lost and acknowledged.
 
-    The bytes live in immutable pieces (``bytes``), each written once: a large write
-    becomes a piece as it is, small writes are gathered in a ``bytearray`` tail that
-    becomes a piece when a frame needs its bytes.  Acknowledged pieces are dropped
+    The bytes live in pieces that never change once made, each written once: a large
+    write becomes a piece as it is (or a copy of it), small writes are gathered in a
+    ``bytearray`` tail that becomes a piece when a frame needs its bytes.  Acknowledged pieces are dropped
     from the front.  One contiguous buffer would copy everything still held each time
     it grows after its acknowledged prefix was cut off; pieces are never copied again,
     and a frame's data is a view of one piece (``take_new``).
@@ -60,7 +60,7 @@ class SendBuffer:
     )
 
     def __init__(self) -> None:
-        #: Written bytes from ``_starts[_first]`` on, in pieces (views of immutable ``bytes``);
+        #: Written bytes from ``_starts[_first]`` on, in pieces (views of bytes never changed again);
         #: ``_starts[i]`` is the offset of ``_pieces[i]``.  Entries below ``_first`` are released
         #: (dropped in batches, so that a release is O(1) amortised).
         self._pieces: list[memoryview] = []
@@ -118,11 +118,12 @@ class SendBuffer:
         self._pieces.append(memoryview(piece))
 
     def _seal_tail(self) -> None:
-        """The gathered small writes become a piece."""
+        """The gathered small writes become a piece: the bytearray itself, never written again
+        (a new one gathers what comes next), so no copy is made."""
         tail = self._tail
         if tail:
             self._starts.append(self._end - len(tail))
-            self._pieces.append(memoryview(bytes(tail)))
+            self._pieces.append(memoryview(tail))
             self._tail = bytearray()
 
     def finish(self) -> None:
@@ -158,7 +159,7 @@ class SendBuffer:
     ) -> tuple[int, bytes | bytearray | memoryview, bool] | None:
         """The next STREAM frame's ``(offset, data, fin)``, or None if nothing is due.
 
-        ``data`` is a view of an immutable piece or a copy: it stays valid whatever
+        ``data`` is a view of a piece (which never changes) or a copy: it stays valid whatever
         the buffer does next.
 
         Lost ranges come first, in offset order; then new data, at most ``max_new``
@@ -178,31 +179,28 @@ class SendBuffer:
             count = min(count, max_new)  # two-argument min: mypyc compiles it inline
         if count > 0:
             start = self.sent_offset
-            data = self._take(start, count)
-            end = start + len(data)
-            self.sent_offset = end
-            return start, data, self._ends_stream(end)
+            self.sent_offset = end = start + count
+            return start, self._slice(start, end), self._ends_stream(end)
         if self._fin_pending and self.sent_offset == self.final_size:
             self._fin_pending = False
             return self.sent_offset, b"", True
         return None
 
-    def take_new(self, max_len: int, max_new: int) -> memoryview:
+    def take_new(self, max_len: int, max_new: int) -> bytes | memoryview:
         """``next_chunk`` for a stream with nothing lost to resend: up to ``max_len`` new bytes
         (at most ``max_new``), starting at the old ``sent_offset``; empty when none are due.
 
         The bulk sender's fast path: no tuple per packet, and the bytes are a view of one
-        piece (a chunk may stop short at a piece's end).  The chunk ends the stream when
-        ``sent_offset`` reaches ``final_size`` (``ends_stream_at``).
+        piece (joined from two where the chunk crosses a piece's end).  The chunk ends the
+        stream when ``sent_offset`` reaches ``final_size`` (``ends_stream_at``).
         """
         count = min(max_len, self._end - self.sent_offset)
         count = min(count, max_new)
         if count <= 0 or self.is_reset or self._lost:
-            return _EMPTY
+            return b""
         start = self.sent_offset
-        data = self._take(start, count)
-        self.sent_offset = start + len(data)
-        return data
+        self.sent_offset = start + count
+        return self._slice(start, start + count)
 
     def _take(self, start: int, count: int) -> memoryview:
         """Up to ``count`` bytes from ``start`` (``>= _base``), within the piece that holds ``start``."""
@@ -231,7 +229,7 @@ class SendBuffer:
         return max(bisect_right(self._starts, offset, self._first) - 1, self._first)
 
     def _slice(self, start: int, end: int) -> bytes | memoryview:
-        """Bytes ``[start, end)``, all held (a lost range may span pieces)."""
+        """Bytes ``[start, end)``, all written and not released: a view of one piece, or joined."""
         first = self._take(start, end - start)
         if len(first) == end - start:
             return first

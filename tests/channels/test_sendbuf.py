@@ -256,7 +256,7 @@ def test_random_loss_and_acks_deliver_every_byte(
 @pytest.mark.parametrize(("loss", "max_len"), [(0.0, 1158), (0.1, 300), (0.3, 1158), (0.1, 5000), (0.3, 97)])
 def test_pieces_large_and_small_writes_views_and_the_fast_path(seed: int, loss: float, max_len: int) -> None:
     """Writes large enough to be pieces of their own mixed with gathered small ones; frames that
-    span pieces (lost ranges), and ``take_new``, which stops at a piece's end."""
+    span pieces, and ``take_new``."""
     data = random.Random(seed).randbytes(min(150_000, max_len * 400))
     out, sender, _ = transfer(data, seed, loss, max_len, credit_step=max_len * 3 + 7, big_writes=True)
     assert out == data
@@ -265,23 +265,23 @@ def test_pieces_large_and_small_writes_views_and_the_fast_path(seed: int, loss: 
     assert sender.sent_offset == len(data)
 
 
-def test_take_new_views_one_piece_and_reports_the_fin() -> None:
+def test_take_new_views_one_piece_joins_across_pieces_and_reports_the_fin() -> None:
     buf = SendBuffer()
     big = bytes(range(256)) * 80  # 20480 bytes: a piece of its own
     buf.write(b"small")
     buf.write(big)
     buf.finish()
-    first = buf.take_new(1000, 1000)
-    assert bytes(first) == b"small"  # the gathered writes are a piece: the chunk stops at its end
-    assert not buf.ends_stream_at(5)
-    second = buf.take_new(20480, 10**9)
-    assert isinstance(second, memoryview) and bytes(second) == big
+    first = buf.take_new(1000, 1000)  # the gathered small write, then the start of the big one
+    assert bytes(first) == (b"small" + big)[:1000] and len(first) == 1000
+    assert not buf.ends_stream_at(1000)
+    second = buf.take_new(len(big) - 995, 10**9)  # inside the big piece: a view, no copy
+    assert isinstance(second, memoryview) and bytes(second) == big[995:]
     assert buf.ends_stream_at(5 + len(big))
     assert len(buf.take_new(100, 100)) == 0
     assert buf.next_chunk(100) is None  # the FIN went with the last chunk
-    buf.on_acked(0, 5, False)
-    assert buf.held == len(big) and buf.buffered == len(big)
-    buf.on_acked(5, len(big), True)
+    buf.on_acked(0, 1000, False)
+    assert buf.held == len(big) and buf.buffered == len(big) - 995
+    buf.on_acked(1000, len(big) - 995, True)
     assert buf.held == 0 and buf.is_finished_and_acked
 
 
