@@ -50,12 +50,7 @@ class EmulatedTransport:
         return self._link.link.config(self.end).mtu
 
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
-        if not self.closed:
-            now = trio.current_time()
-            for datagram in datagrams:
-                self._link.link.send(self.end, datagram, now)
-            self.datagrams_sent += len(datagrams)
-            self._link._rearm()
+        self.send_batch_now(datagrams, addr)
         await trio.lowlevel.checkpoint()
 
     def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
