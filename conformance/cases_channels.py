@@ -383,6 +383,22 @@ def _(iut: Iut) -> str | None:
     return None
 
 
+@case("ch/data/4", section="conformance.md §3.7", title="conn_send on a message channel takes the whole message")
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut)
+    reply = peer.call("conn_open", service="chat", kind="message")
+    channel_id = int(reply.answer["channel_id"])
+    peer.send(ch.Accept(channel_id=channel_id, initial_max_data=65536), at=0.1)
+    message = payload(1000, seed=5)
+    reply = peer.call("conn_send", channel_id=channel_id, data=message, fin=False)
+    expect_eq(reply.answer.get("accepted"), len(message), "accepted for one message (the whole message or nothing)")
+    if not reply.frames(ch.Message):
+        reply = peer.timer(peer.now + 0.05)
+    got = [f.data for f in reply.frames(ch.Message) if f.channel_id == channel_id]
+    expect_eq(got, [message], "the MESSAGE frames sent: one, whole, never split")
+    return None
+
+
 # -- acknowledgements (channels.md §4) -------------------------------------------------------
 
 

@@ -389,6 +389,34 @@ def _(iut: Iut) -> None:
     expect_eq(int.from_bytes(finish[1:5], "big"), REF_INDEX, "receiver index of the FINISH")
 
 
+@case("hs/order/1", section=FAILURES, title="a RESPONSE with a bad signature and no shared version: BAD_IDENTITY")
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    payload = response_payload(signed_static=OTHER.static_public, versions=(2,))
+    _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
+
+
+@case(
+    "hs/order/2",
+    section=FAILURES,
+    title="a RESPONSE with an altered header index and no shared version is dropped; its clean copy closes",
+)
+def _(iut: Iut) -> None:
+    hand = _iut_initiator(iut)
+    good = hand.response(response_payload(versions=(2,)))
+    altered = good[:1] + (REF_INDEX ^ 0x100).to_bytes(4, "big") + good[5:]
+    answer = iut.ok("receive", data=altered, now=0.0)
+    expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to a RESPONSE with an altered sender index")
+    expect_eq(session_state(iut), "handshaking", "state after the altered RESPONSE (the index is checked first)")
+    _expect_closed(iut, iut.ok("receive", data=good, now=0.1), "UNSUPPORTED_VERSION")
+
+
+@case("hs/order/3", section=FAILURES, title="a FINISH with a bad signature and a wrong SAS nonce: BAD_IDENTITY")
+def _(iut: Iut) -> None:
+    answer, link = _responder_finish(iut, finish_payload(signed_static=OTHER.static_public, sas_nonce=OTHER.sas_nonce))
+    _expect_never_established(iut, answer, link, "BAD_IDENTITY")
+
+
 def _expect_answered(iut: Iut) -> None:
     """After refused INITs, a good XX INIT is still answered (the refusals left nothing behind)."""
     good = Hand(Pattern.XX, initiator=True, ephemeral=OTHER.ephemeral).init(init_payload())

@@ -250,3 +250,19 @@ def _(iut: Iut) -> None:
         ("missing public line", b"\n".join(line for line in good.split(b"\n") if not line.startswith(b"public"))),
     ):
         expect_eq(iut.error("key_file", data=bad), "INVALID_KEY_FILE", what)
+
+
+@case(
+    "id/keyfile/3",
+    section=KEYFILE,
+    title="key files load with hex in either case and white space around lines; not with white space in a value",
+)
+def _(iut: Iut) -> None:
+    good = REF.identity.to_key_file()
+    seed, public = REF.seed.hex().encode(), REF.peer_id.public_key.hex().encode()
+    upper = good.replace(seed, seed.upper()).replace(public, public.upper())
+    spaced = b"\r\n \t" + good.replace(b"\n", b" \t\r\n\t").replace(b"seed ", b"seed\t  ") + b"\n"
+    for what, variant in (("upper-case hex", upper), ("spaces, tabs and blank lines around lines", spaced)):
+        expect_eq(iut.ok("key_file", data=variant).get("peer_id"), str(REF.peer_id), f"peer id ({what})")
+    inside = good.replace(b"seed " + seed[:2], b"seed " + seed[:2] + b" ")
+    expect_eq(iut.error("key_file", data=inside), "INVALID_KEY_FILE", "white space inside the seed")

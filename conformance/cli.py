@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from .registry import all_cases
-from .runner import FAIL, run_cases, summary_line, write_json, write_table
+from .runner import FAIL, precheck, run_cases, summary_line, write_json, write_table
 
 
 def default_impl() -> list[str]:
@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--markdown", action="store_true", help="with --list: as the table rows of spec/conformance.md")
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per case (default 10)")
     parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="cases run in parallel (default 4)")
+    parser.add_argument(
+        "--no-precheck", action="store_true", help="skip the check that the IUT exits 127 for an unknown case id"
+    )
     return parser
 
 
@@ -47,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no case id contains {args.k!r}", file=sys.stderr)
         return 2
     command = shlex.split(args.impl) if args.impl else default_impl()
+    if not args.no_precheck:
+        problem = precheck(command, args.timeout)
+        if problem is not None:
+            print(f"compliance pre-check failed: {problem}", file=sys.stderr)
+            return 2
     results = run_cases(cases, command, timeout=args.timeout, jobs=args.jobs)
     write_table(results, sys.stdout)
     print(summary_line(results))

@@ -8,8 +8,9 @@ With ``conn_session`` it runs a channel-layer ``Connection`` over the session
 instead (spec/conformance.md §3.7): channels to its listed services are
 accepted, others refused with SERVICE_UNKNOWN, and the ``echo`` service sends
 back what it reads.
-It supports every case, so it ignores ``P2POS_TESTCASE`` except for two test
-hooks that prove the runner can fail:
+It supports every case of the areas in ``AREAS`` and exits 127 for any other case id
+(the runner's compliance pre-check tries a random one); otherwise it ignores
+``P2POS_TESTCASE`` except for two test hooks that prove the runner can fail:
 
 * ``P2POS_IMPL_UNSUPPORTED=prefix,...``: exit 127 for case ids with a listed prefix;
 * ``P2POS_IMPL_BUG=flip-sas``: report a wrong SAS in ``handshake_completed``;
@@ -636,7 +637,14 @@ def _initiate(request: Json, keys: LocalKeys, config: SessionConfig) -> SecureSe
     )
 
 
+#: The areas of case ids this adapter implements (spec/conformance.md §4); an id of any other
+#: area is a case it does not know, and it exits 127 as the compliance pre-check requires.
+AREAS = ("id/", "hs/", "rec/", "ep/", "frame/", "ch/")
+
+
 def _unsupported(case_id: str) -> bool:
+    if case_id and not case_id.startswith(AREAS):
+        return True
     prefixes = [p for p in os.environ.get("P2POS_IMPL_UNSUPPORTED", "").split(",") if p]
     return any(case_id.startswith(p) for p in prefixes)
 

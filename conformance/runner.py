@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
+from . import __version__
 from .checks import CaseFailed, Unsupported
 from .iut import Iut
 from .registry import Case
@@ -60,6 +62,23 @@ def run_case(case: Case, command: Sequence[str], timeout: float, env: dict[str, 
     return Result(case.id, result, case.section, detail, time.monotonic() - start, stderr)
 
 
+def precheck(command: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> str | None:
+    """The compliance pre-check (spec/conformance.md §1): an IUT must exit 127 for a case id it does
+    not know, or "unsupported" would mean nothing.  Runs it under a random id; None when it passes,
+    else why not."""
+    case_id = f"precheck/{secrets.token_hex(6)}"
+    iut = Iut(command, case_id, timeout, env)
+    try:
+        answer = iut.call("peer_id", seed=bytes(32))
+    except Unsupported:
+        return None
+    except CaseFailed as exc:
+        return f"under the unknown case id {case_id!r} the IUT did not exit with status 127: {exc}"
+    finally:
+        iut.finish()
+    return f"the IUT answered under the unknown case id {case_id!r} ({answer}) instead of exiting with status 127"
+
+
 def run_cases(
     cases: Iterable[Case], command: Sequence[str], *, timeout: float, jobs: int = 1, env: dict[str, str] | None = None
 ) -> list[Result]:
@@ -100,6 +119,7 @@ def write_table(results: Sequence[Result], out: TextIO) -> None:
 
 def write_json(path: str, implementation: str, results: Sequence[Result]) -> None:
     report = {
+        "runner_version": __version__,
         "implementation": implementation,
         "cases": [r.to_json() for r in results],
         "summary": summary(results),

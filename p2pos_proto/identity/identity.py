@@ -16,6 +16,7 @@ the file (mode 0600) is the adapters' job.
 from __future__ import annotations
 
 import dataclasses
+import re
 import struct
 
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
@@ -30,6 +31,12 @@ RECORD_VERSION = 1
 MAX_RECORD_PAYLOAD = 65536
 
 KEY_FILE_MAGIC = b"p2pos-identity-v1\n"
+#: Key-file line ends (spec/identity.md §4): LF, CRLF or CR.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+#: Key-file white space around lines and between a key and its value: space and tab.
+_BLANKS = b" \t"
+_KEY_VALUE = re.compile(r"[ \t]+")
+_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
 
 def signed_message(domain: bytes, message: bytes) -> bytes:
@@ -85,25 +92,28 @@ class Identity:
         def bad(why: str) -> LocalProtocolError:
             return LocalProtocolError(f"not a p2pos identity file: {why}", ErrorCode.INVALID_KEY_FILE)
 
-        if not data.startswith(KEY_FILE_MAGIC):
+        # White space (spaces, tabs, blank lines) around lines and around the file is ignored;
+        # the first line that is not blank is the magic (spec/identity.md §4).
+        lines = [line.strip(_BLANKS) for line in _LINE_END.split(data)]
+        lines = [line for line in lines if line]
+        if not lines or lines[0] != KEY_FILE_MAGIC.rstrip(b"\n"):
             raise bad("it does not start with 'p2pos-identity-v1'")
-        try:
-            text = data[len(KEY_FILE_MAGIC) :].decode("ascii")
-        except UnicodeDecodeError:
-            raise bad("it is not ASCII text") from None
         fields: dict[str, str] = {}
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            key, _, value = line.partition(" ")
-            fields[key] = value.strip()
+        for raw in lines[1:]:
+            try:
+                line = raw.decode("ascii")
+            except UnicodeDecodeError:
+                raise bad("it is not ASCII text") from None
+            key, _, value = _KEY_VALUE.sub(" ", line, count=1).partition(" ")
+            fields[key] = value
         try:
-            seed = bytes.fromhex(fields["seed"])
-            public = bytes.fromhex(fields["public"])
+            seed_hex, public_hex = fields["seed"], fields["public"]
         except KeyError as exc:
             raise bad(f"the {exc.args[0]!r} line is missing") from None
-        except ValueError:
-            raise bad("a key is not valid hex") from None
+        # Hex digits in either case, nothing else (white space inside a value is not skipped).
+        if not (_HEX.fullmatch(seed_hex) and _HEX.fullmatch(public_hex)):
+            raise bad("a key is not valid hex")
+        seed, public = bytes.fromhex(seed_hex), bytes.fromhex(public_hex)
         if len(seed) != 32:
             raise bad("the seed is not 32 bytes")
         identity = cls(seed)

@@ -284,6 +284,10 @@ def key_file_vectors() -> Json:
             good.replace(b"seed " + alice.seed.hex().encode(), b"seed " + alice.seed[:31].hex().encode()),
         ),
         ("not ASCII", good + "\u00e9\n".encode()),
+        (
+            "white space inside the seed",
+            good.replace(b"seed " + alice.seed.hex()[:2].encode(), b"seed " + alice.seed.hex()[:2].encode() + b" "),
+        ),
     ]
     invalid = []
     for note, data in invalid_inputs:
@@ -295,10 +299,16 @@ def key_file_vectors() -> Json:
             raise RuntimeError(f"invalid key file {note!r} parsed")
     tolerant = good.replace(b"\n", b"\r\n").replace(b"p2pos-identity-v1\r\n", b"p2pos-identity-v1\n") + b"\n\n"
     _require(Identity.from_key_file(tolerant).peer_id == alice.peer_id, "tolerant key file")
+    upper = good.replace(alice.seed.hex().encode(), alice.seed.hex().upper().encode())
+    upper = upper.replace(alice.peer_id.public_key.hex().encode(), alice.peer_id.public_key.hex().upper().encode())
+    spaced = b"\n  " + good.replace(b"\n", b" \t\n\t").replace(b"seed ", b"seed\t ").rstrip(b"\t")
+    for variant in (upper, spaced):
+        _require(Identity.from_key_file(variant).peer_id == alice.peer_id, "lenient key file")
     return {
         "description": (
             "Identity key files: the line 'p2pos-identity-v1', then 'seed <64 hex>' and 'public <64 hex>' lines "
-            "(ASCII). 'valid' files load to the given peer id; 'invalid' files MUST be refused with the error code."
+            "(ASCII). 'valid' files load to the given peer id; 'invalid' files MUST be refused with the error code. "
+            "A writer emits the first 'valid' file exactly (lower-case hex, one trailing newline)."
         ),
         "spec": "spec/identity.md §4",
         "valid": [
@@ -308,6 +318,18 @@ def key_file_vectors() -> Json:
                 "file": tolerant.decode("ascii"),
                 "peer_id": str(alice.peer_id),
                 "note": "CRLF line ends and blank lines are accepted",
+            },
+            {
+                "seed": _keyed("alice identity seed"),
+                "file": upper.decode("ascii"),
+                "peer_id": str(alice.peer_id),
+                "note": "hex is read in either case",
+            },
+            {
+                "seed": _keyed("alice identity seed"),
+                "file": spaced.decode("ascii"),
+                "peer_id": str(alice.peer_id),
+                "note": "spaces and tabs around lines and between key and value, and blank lines, are ignored",
             },
         ],
         "invalid": invalid,

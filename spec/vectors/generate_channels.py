@@ -36,7 +36,8 @@ from p2pos.proto.channels.connection import ChannelConfig, Connection
 from p2pos.proto.channels.frames import ChannelKind, Frame, parse_frames_untrusted
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.events import MessageReceived
-from p2pos.proto.handshake.handshake import LocalKeys
+from p2pos.proto.handshake.handshake import LocalKeys, sas_commitment
+from p2pos.proto.handshake.payload import SAS_NONCE_LEN
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.identity.peer_id import PeerId
 from p2pos.proto.session.session import SecureSession
@@ -187,20 +188,34 @@ class _Transcript:
         self.datagrams: list[Json] = []
         self.flight: list[tuple[float, int, str, int]] = []  # (arrival, seq, to, datagram index)
         self.queue: list[tuple[str, str, Json]] = []  # reactions due at the current time
+        self.sas_nonce = b""  # alice's SAS nonce, the first 32 bytes of her random source
 
     def run(self) -> None:
+        source = Prng(SEEDS["alice"]["random"])
+        drawn: list[bytes] = []
+
+        def alice_random(n: int) -> bytes:
+            drawn.append(source(n))
+            return drawn[-1]
+
         alice = TappedSession.initiate(
             local_keys("alice"),
             local_index=INDEX["alice"],
             now=0.0,
-            random=Prng(SEEDS["alice"]["random"]),
+            random=alice_random,
             ephemeral=Prng(SEEDS["alice"]["ephemeral"])(32),
         )
         if not isinstance(alice, TappedSession):
             raise RuntimeError("SecureSession.initiate did not build the subclass")
+        # The initiator's first draw is its SAS nonce (spec/handshake.md §7); the INIT commits to it.
+        if not drawn or len(drawn[0]) != SAS_NONCE_LEN:
+            raise RuntimeError("alice's first random draw is not her SAS nonce")
+        self.sas_nonce = drawn[0]
         self.sessions["alice"] = alice
         self.conns["alice"] = Connection(alice, 0.0, CONFIG)
         self._finish_step({"time": 0.0, "actor": "alice", "action": "initiate"})
+        if sas_commitment(self.sas_nonce).hex() not in self.datagrams[0]["hex"]:
+            raise RuntimeError("alice's INIT does not carry the commitment to her SAS nonce")
         script = list(SCRIPT)
         while True:
             candidates: list[tuple[float, int, str]] = []
@@ -337,6 +352,8 @@ def channel_vectors() -> Json:
             "ephemeral_prng_seed": SEEDS[name]["ephemeral"],
             "ephemeral_private": Prng(SEEDS[name]["ephemeral"])(32).hex(),
         }
+    # Only the initiator has a SAS nonce (spec/handshake.md §7): her INIT commits to it, her FINISH reveals it.
+    parties["alice"]["sas_nonce"] = transcript.sas_nonce.hex()
     return {
         "description": (
             "A deterministic channel-layer transcript: alice (initiator) and bob (responder) complete an XX "
@@ -347,7 +364,8 @@ def channel_vectors() -> Json:
             "and RESETs (bob answers with his RESET and final size). Keys are those of handshake_xx.json "
             "(labels hashed as in generate.py); session indices are fixed; each side's random source is "
             "Prng(random_prng_seed) and its ephemeral private key the first 32 bytes of "
-            "Prng(ephemeral_prng_seed) (p2pos_proto/simulation/prng.py, xoshiro256**). "
+            "Prng(ephemeral_prng_seed) (p2pos_proto/simulation/prng.py, xoshiro256**). alice's 'sas_nonce' "
+            "is the first 32 bytes of her random source, drawn when she initiates (bob, the responder, has none). "
             "The link is perfect with a fixed one-way delay. 'steps' are replayable in order: 'initiate' "
             "creates alice's session and Connection, "
             "bob's first 'receive' creates his with SecureSession.respond_untrusted, 'handle_timer' is called "

@@ -34,7 +34,7 @@ from p2pos.proto.channels.frames import (
 )
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.events import MessageReceived
-from p2pos.proto.handshake.handshake import LocalKeys
+from p2pos.proto.handshake.handshake import LocalKeys, sas_commitment
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.identity.peer_id import PeerId
 from p2pos.proto.session.session import SecureSession
@@ -247,6 +247,15 @@ def _call(conn: Connection, action: str, args: Json, now: float) -> Any:
         case "close":
             return conn.close(now)
     raise AssertionError(f"unknown action {action}")
+
+
+def test_alice_sas_nonce_is_her_first_random_draw_and_the_init_commits_to_it() -> None:
+    data = load()
+    nonce = bytes.fromhex(data["alice"]["sas_nonce"])
+    assert nonce == Prng(data["alice"]["random_prng_seed"])(32)
+    assert "sas_nonce" not in data["bob"]
+    init = data["datagrams"][0]
+    assert init["type"] == "INIT" and sas_commitment(nonce).hex() in init["hex"]
 
 
 def test_replay_gives_identical_datagrams_and_events() -> None:

@@ -95,6 +95,33 @@ def test_an_iut_that_supports_nothing_is_all_unsupported(tmp_path: Path) -> None
     assert report["implementation"] == impl
 
 
+def test_an_iut_that_claims_every_case_fails_the_compliance_pre_check(tmp_path: Path) -> None:
+    """spec/conformance.md §1: under a random case id an IUT must exit 127, or its
+    "unsupported" answers would mean nothing; the runner checks that before any case."""
+    claims_all = "import sys\nfor line in sys.stdin: print('{\"ok\": true}', flush=True)"
+    impl = shlex.join([sys.executable, "-c", claims_all])
+    report = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "conformance", "--json", str(report), "-k", "id/sig/1", "--impl", impl],
+        check=False,
+        cwd=REPO_ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("P2POS_")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "compliance pre-check failed" in proc.stderr and "precheck/" in proc.stderr
+    assert not report.exists()
+
+
+def test_the_report_names_the_runner_version(tmp_path: Path) -> None:
+    from p2pos.conformance import __version__
+
+    _, _, report = run_suite(tmp_path, "-k", "id/peerid/1")
+    assert report["runner_version"] == __version__
+
+
 def test_unsupported_areas_are_reported_as_such(tmp_path: Path) -> None:
     status, _, report = run_suite(tmp_path, "-k", "frame/", env={"P2POS_IMPL_UNSUPPORTED": "frame/5,frame/6"})
     assert status == 0
@@ -120,7 +147,8 @@ def test_a_hanging_iut_fails_on_the_timeout(tmp_path: Path) -> None:
 )
 def test_a_misbehaving_iut_fails(tmp_path: Path, script: str, expected: str) -> None:
     impl = shlex.join([sys.executable, "-c", script])
-    status, out, report = run_suite(tmp_path, "-k", "id/sig/1", "--impl", impl)
+    # (--no-precheck: these stand-ins would fail the compliance pre-check before any case ran)
+    status, out, report = run_suite(tmp_path, "-k", "id/sig/1", "--impl", impl, "--no-precheck")
     assert status == 1
     assert results(report) == {"id/sig/1": "fail"}
     assert expected in report["cases"][0]["detail"]

@@ -208,6 +208,26 @@ def test_key_file_round_trip() -> None:
     assert Identity.from_key_file(crlf).peer_id == ALICE.peer_id
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        KEY_FILE_MAGIC + f"seed {ALICE.seed.hex().upper()}\npublic {ALICE.peer_id.public_key.hex().upper()}\n".encode(),
+        KEY_FILE_MAGIC
+        + f"seed {ALICE.seed.hex()[:32].upper()}{ALICE.seed.hex()[32:]}\n".encode()
+        + f"public {ALICE.peer_id.public_key.hex()}\n".encode(),
+        b"\n \t\r\n  p2pos-identity-v1 \t\r\n"
+        + f"\t seed \t {ALICE.seed.hex()}  \n  public\t{ALICE.peer_id.public_key.hex()}\t\n \n\t".encode(),
+        b"p2pos-identity-v1\r" + f"seed {ALICE.seed.hex()}\rpublic {ALICE.peer_id.public_key.hex()}".encode(),
+    ],
+    ids=["upper-case-hex", "mixed-case-hex", "white-space-around-lines-and-file", "cr-ends-no-final-newline"],
+)
+def test_key_file_reads_either_hex_case_and_ignores_surrounding_white_space(data: bytes) -> None:
+    """spec/identity.md §4: written in lower case with one trailing newline, read more leniently."""
+    assert Identity.from_key_file(data).seed == ALICE.seed
+    assert ALICE.to_key_file().decode("ascii") == ALICE.to_key_file().decode("ascii").lower()
+    assert ALICE.to_key_file().endswith(b"\n") and not ALICE.to_key_file().endswith(b"\n\n")
+
+
 def _key_file_error(data: bytes) -> str:
     with pytest.raises(LocalProtocolError) as info:
         Identity.from_key_file(data)
@@ -241,6 +261,10 @@ PUB_HEX = ALICE.peer_id.public_key.hex()
         (KEY_FILE_MAGIC + f"seed {SEED_HEX}\n".encode(), "'public' line is missing"),
         (KEY_FILE_MAGIC, "'seed' line is missing"),
         (KEY_FILE_MAGIC + f"seed={SEED_HEX}\npublic={PUB_HEX}\n".encode(), "line is missing"),
+        (KEY_FILE_MAGIC + f"seed {SEED_HEX[:32]} {SEED_HEX[32:]}\npublic {PUB_HEX}\n".encode(), "not valid hex"),
+        (KEY_FILE_MAGIC + f"seed {SEED_HEX}\npublic 0x{PUB_HEX}\n".encode(), "not valid hex"),
+        (KEY_FILE_MAGIC + f"seed {SEED_HEX}\vpublic {PUB_HEX}\n".encode(), "'public' line is missing"),
+        (b"\n\nseed 00\np2pos-identity-v1\n", "does not start with"),
     ],
     ids=[
         "empty",
@@ -259,6 +283,10 @@ PUB_HEX = ALICE.peer_id.public_key.hex()
         "no-public",
         "magic-only",
         "wrong-syntax",
+        "space-inside-hex",
+        "hex-prefix",
+        "vertical-tab-is-no-line-end",
+        "magic-not-first",
     ],
 )
 def test_corrupt_key_files(data: bytes, expected: str) -> None:
