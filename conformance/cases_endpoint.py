@@ -223,7 +223,12 @@ def _(iut: Iut) -> None:
     _still_works(iut, link)
 
 
-@case("ep/demux/5", section=DEMUX, title="a first byte in 4-15 that is no packet type is dropped, not passed on")
+@case(
+    "ep/demux/5",
+    section=DEMUX,
+    title="a first byte in 4-15 that is no packet type is dropped, not passed on",
+    requirements=("RCD-2.6",),
+)
 def _(iut: Iut) -> str:
     link = _start_session(iut)
     assigned = {int(t) for t in PacketType}

@@ -271,6 +271,7 @@ def _(iut: Iut) -> None:
     "hs/ik/8",
     section=NOISE,
     title="IK as initiator: established on RESPONSE, confirms with a byte-exact CONFIRM record",
+    requirements=("RCD-2.4",),
 )
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
@@ -286,7 +287,12 @@ def _(iut: Iut) -> None:
     _check_completed(one_event(answer, "handshake_completed"), _completed(ref), "IK")
 
 
-@case("hs/ik/9", section=NOISE, title="IK as responder: RESPONSE byte-exact, established on the CONFIRM record")
+@case(
+    "hs/ik/9",
+    section=NOISE,
+    title="IK as responder: RESPONSE byte-exact, established on the CONFIRM record",
+    requirements=("RCD-9.2",),
+)
 def _(iut: Iut) -> None:
     ref = _ref_initiator(IUT.static_public)
     init = ref.data_to_send(0.0)[0]
@@ -304,7 +310,12 @@ def _(iut: Iut) -> None:
     _check_completed(one_event(answer, "handshake_completed"), ref_event, "IK")
 
 
-@case("hs/ik/10", section=DUPLICATES, title="IK: a repeated RESPONSE is answered with a new CONFIRM, same nonce")
+@case(
+    "hs/ik/10",
+    section=DUPLICATES,
+    title="IK: a repeated RESPONSE is answered with a new CONFIRM, same nonce",
+    requirements=("RCD-2.4",),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
     hand = Hand(Pattern.IK, initiator=False)
@@ -323,6 +334,7 @@ def _(iut: Iut) -> None:
     "hs/ik/11",
     section=CONFIRMATION,
     title="IK responder: records before CONFIRM are dropped; the late CONFIRM completes",
+    requirements=("RCD-9.2",),
 )
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
@@ -341,7 +353,12 @@ def _(iut: Iut) -> None:
     expect_eq([e.get("data") for e in events_of(answer, "message")], [b"after".hex()], "messages after CONFIRM")
 
 
-@case("hs/ik/12", section=DUPLICATES, title="IK responder: a duplicate CONFIRM after establishment is ignored")
+@case(
+    "hs/ik/12",
+    section=DUPLICATES,
+    title="IK responder: a duplicate CONFIRM after establishment is ignored",
+    requirements=("RCD-2.5",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "responder", pattern=Pattern.IK)
     answer = iut.ok("receive", data=link.seal(PacketType.CONFIRM, REF.sas_nonce), now=0.5)
@@ -352,7 +369,10 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "hs/ik/13", section=DUPLICATES, title="IK: once a record from the responder arrived, a repeated RESPONSE is dropped"
+    "hs/ik/13",
+    section=DUPLICATES,
+    title="IK: once a record from the responder arrived, a repeated RESPONSE is dropped",
+    requirements=("RCD-2.4",),
 )
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))

@@ -317,6 +317,7 @@ def _(iut: Iut) -> None:
     "hs/sas/10",
     section=SAS,
     title="IK: a CONFIRM whose nonce does not open the commitment: CLOSE with PROTOCOL_VIOLATION",
+    requirements=("RCD-9.2",),
 )
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)

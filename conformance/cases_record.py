@@ -62,7 +62,12 @@ def _send(iut: Iut, link: Link, data: bytes, now: float = 0.0) -> bytes:
     return opened.plaintext
 
 
-@case("rec/1", section=LAYOUT, title="DATA round trip with the IUT as XX initiator")
+@case(
+    "rec/1",
+    section=LAYOUT,
+    title="DATA round trip with the IUT as XX initiator",
+    requirements=("RCD-2.1", "RCD-2.2", "RCD-3.3", "RCD-9.3"),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     expect_eq(_send(iut, link, b"hello from the IUT"), b"hello from the IUT", "plaintext received by the reference")
@@ -70,21 +75,30 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"")), [b""], "an empty message")
 
 
-@case("rec/2", section=LAYOUT, title="DATA round trip with the IUT as XX responder")
+@case(
+    "rec/2", section=LAYOUT, title="DATA round trip with the IUT as XX responder", requirements=("RCD-2.1", "RCD-3.3")
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
     expect_eq(_deliver(iut, link.data(b"first")), [b"first"], "messages")
     expect_eq(_send(iut, link, b"second"), b"second", "plaintext received by the reference")
 
 
-@case("rec/3", section=LAYOUT, title="DATA round trip after IK, in both roles of one pattern")
+@case(
+    "rec/3", section=LAYOUT, title="DATA round trip after IK, in both roles of one pattern", requirements=("RCD-2.1",)
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", pattern=Pattern.IK)
     expect_eq(_send(iut, link, b"ik data"), b"ik data", "plaintext received by the reference")
     expect_eq(_deliver(iut, link.data(b"ik reply")), [b"ik reply"], "messages")
 
 
-@case("rec/4", section=CRYPTO, title="the first DATA record is byte-exact: header, counter 0, AEAD over the header")
+@case(
+    "rec/4",
+    section=CRYPTO,
+    title="the first DATA record is byte-exact: header, counter 0, AEAD over the header",
+    requirements=("RCD-2.1", "RCD-3.1"),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     record = one_packet(iut.ok("send", data=b"exact", now=0.0), PacketType.DATA)
@@ -92,7 +106,12 @@ def _(iut: Iut) -> None:
     expect_eq(record.hex(), expected.hex(), "DATA record bytes")
 
 
-@case("rec/5", section=RECEIVING, title="a KEEPALIVE delivers no message; the IUT's KEEPALIVE is empty")
+@case(
+    "rec/5",
+    section=RECEIVING,
+    title="a KEEPALIVE delivers no message; the IUT's KEEPALIVE is empty",
+    requirements=("RCD-2.3", "RCD-9.3"),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     answer = iut.ok("receive", data=link.seal(PacketType.KEEPALIVE, b""), now=0.0)
@@ -102,7 +121,12 @@ def _(iut: Iut) -> None:
     expect_eq(session_state(iut), "established", "state")
 
 
-@case("rec/6", section=CLOSE, title="a CLOSE record from the peer ends the session with its code")
+@case(
+    "rec/6",
+    section=CLOSE,
+    title="a CLOSE record from the peer ends the session with its code",
+    requirements=("RCD-8.3",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     body = (0x0D).to_bytes(2, "big") + b"going away"
@@ -114,7 +138,12 @@ def _(iut: Iut) -> None:
     no_event(iut.ok("receive", data=link.data(b"late"), now=0.0), "message", "a record after CLOSE")
 
 
-@case("rec/7", section=CLOSE, title="closing sends a CLOSE record carrying the code; then sending fails")
+@case(
+    "rec/7",
+    section=CLOSE,
+    title="closing sends a CLOSE record carrying the code; then sending fails",
+    requirements=("RCD-8.1",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
     answer = iut.ok("close", code="APPLICATION_CLOSE", reason="bye", now=0.0)
@@ -127,7 +156,12 @@ def _(iut: Iut) -> None:
     expect(iut.call("send", data=b"x", now=0.0).get("ok") is False, "send after close must fail")
 
 
-@case("rec/8", section=RECEIVING, title="a corrupted record is dropped and the session still works")
+@case(
+    "rec/8",
+    section=RECEIVING,
+    title="a corrupted record is dropped and the session still works",
+    requirements=("RCD-2.1", "RCD-9.1"),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     good = link.data(b"payload")
@@ -141,21 +175,31 @@ def _(iut: Iut) -> None:
     expect_eq(_send(iut, link, b"still here"), b"still here", "the IUT can still send")
 
 
-@case("rec/9", section=SIZE, title="a record over the receiver's plaintext limit is dropped")
+@case(
+    "rec/9",
+    section=SIZE,
+    title="a record over the receiver's plaintext limit is dropped",
+    requirements=("RCD-4.2", "RCD-9.1"),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"max_record_plaintext": 100})
     expect_eq(_deliver(iut, link.data(bytes(101))), [], "a 101-byte message over a limit of 100")
     expect_eq(_deliver(iut, link.data(bytes(100))), [bytes(100)], "a 100-byte message")
 
 
-@case("rec/10", section=SIZE, title="the IUT refuses to send more than the peer's advertised limit: RECORD_TOO_LARGE")
+@case(
+    "rec/10",
+    section=SIZE,
+    title="the IUT refuses to send more than the peer's advertised limit: RECORD_TOO_LARGE",
+    requirements=("RCD-4.1",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", ref_max_plaintext=100)
     expect_eq(iut.error("send", data=bytes(101), now=0.0), "RECORD_TOO_LARGE", "sending 101 bytes")
     expect_eq(_send(iut, link, bytes(100)), bytes(100), "sending 100 bytes")
 
 
-@case("rec/11", section=RECEIVING, title="a record for another receiver index is dropped")
+@case("rec/11", section=RECEIVING, title="a record for another receiver index is dropped", requirements=("RCD-9.1",))
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     stray = seal_record(link.send_key, PacketType.DATA, b"stray", receiver=IUT_INDEX ^ 0xFF, epoch=0, counter=0)
@@ -163,7 +207,12 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"ok", counter=1)), [b"ok"], "a record to the right index")
 
 
-@case("rec/12", section=RECEIVING, title="a record that arrives before FINISH is dropped; FINISH still completes")
+@case(
+    "rec/12",
+    section=RECEIVING,
+    title="a record that arrives before FINISH is dropped; FINISH still completes",
+    requirements=("RCD-9.1",),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
@@ -177,7 +226,12 @@ def _(iut: Iut) -> None:
     one_event(iut.ok("receive", data=finish, now=0.0), "handshake_completed")
 
 
-@case("rec/13", section=CLOSE, title="a CLOSE shorter than 2 bytes reads as PROTOCOL_VIOLATION and is not answered")
+@case(
+    "rec/13",
+    section=CLOSE,
+    title="a CLOSE shorter than 2 bytes reads as PROTOCOL_VIOLATION and is not answered",
+    requirements=("RCD-8.2", "RCD-8.3"),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     answer = iut.ok("receive", data=link.seal(PacketType.CLOSE, b"\x00"), now=0.0)
@@ -186,7 +240,9 @@ def _(iut: Iut) -> None:
     expect_eq(out_of(answer), [], "datagrams in answer to a CLOSE")
 
 
-@case("rec/14", section=CLOSE, title="a CLOSE with an unknown code reads as PROTOCOL_VIOLATION")
+@case(
+    "rec/14", section=CLOSE, title="a CLOSE with an unknown code reads as PROTOCOL_VIOLATION", requirements=("RCD-8.2",)
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
     answer = iut.ok("receive", data=link.seal(PacketType.CLOSE, b"\x77\x77why"), now=0.0)
@@ -194,7 +250,7 @@ def _(iut: Iut) -> None:
     expect_eq((event.get("code"), event.get("reason")), ("PROTOCOL_VIOLATION", "why"), "closed event")
 
 
-@case("rec/15", section=CLOSE, title="a CLOSE that does not authenticate changes nothing")
+@case("rec/15", section=CLOSE, title="a CLOSE that does not authenticate changes nothing", requirements=("RCD-8.4",))
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     close = link.seal(PacketType.CLOSE, b"\x00\x00")
@@ -204,7 +260,12 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"alive")), [b"alive"], "a record after the forged CLOSE")
 
 
-@case("rec/rekey/1", section=REKEY_RECV, title="the receiver follows the sender into new epochs")
+@case(
+    "rec/rekey/1",
+    section=REKEY_RECV,
+    title="the receiver follows the sender into new epochs",
+    requirements=("RCD-5.2", "RCD-6.3"),
+)
 def _(iut: Iut) -> str:
     link = establish(iut, "initiator")
     epochs = (0, 0, 1, 1, 2, 3, 3)
@@ -215,20 +276,28 @@ def _(iut: Iut) -> str:
     return f"epochs {epochs}"
 
 
-@case("rec/rekey/2", section=REKEY_SEND, title="the sender rekeys after the configured number of records")
+@case(
+    "rec/rekey/2",
+    section=REKEY_SEND,
+    title="the sender rekeys after the configured number of records",
+    requirements=("RCD-3.2", "RCD-6.1", "RCD-6.2"),
+)
 def _(iut: Iut) -> str:
     link = establish(iut, "initiator", config={"rekey_after_messages": 2})
     seen = []
+    counters: list[int] = []
     for i in range(6):
         answer = iut.ok("send", data=f"m{i}".encode(), now=0.0)
         opened = link.open(one_packet(answer, PacketType.DATA))
         expect_eq(opened.plaintext, f"m{i}".encode(), f"message {i}")
         seen.append(opened.epoch)
+        counters.append(opened.counter)
     expect_eq(seen, [0, 0, 1, 1, 2, 2], "epochs of six records with rekey_after_messages=2")
+    expect(counters == sorted(set(counters)), f"counters must never repeat, across epochs too: {counters}")
     return f"epochs {seen}"
 
 
-@case("rec/rekey/3", section=REKEY_SEND, title="the sender rekeys after the configured time")
+@case("rec/rekey/3", section=REKEY_SEND, title="the sender rekeys after the configured time", requirements=("RCD-6.2",))
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"rekey_after_seconds": 10.0})
     first = link.open(one_packet(iut.ok("send", data=b"a", now=1.0), PacketType.DATA))
@@ -236,7 +305,12 @@ def _(iut: Iut) -> None:
     expect_eq((first.epoch, later.epoch), (0, 1), "epochs of records sent at t=1 and t=11")
 
 
-@case("rec/rekey/4", section=REKEY_RECV, title="the previous epoch is accepted for a grace period, then refused")
+@case(
+    "rec/rekey/4",
+    section=REKEY_RECV,
+    title="the previous epoch is accepted for a grace period, then refused",
+    requirements=("RCD-6.3",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"previous_key_grace": 5.0})
     expect_eq(_deliver(iut, link.data(b"new", epoch=1, counter=10), now=1.0), [b"new"], "epoch 1 record")
@@ -246,7 +320,10 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "rec/rekey/5", section=REKEY_RECV, title="a record claiming a new epoch but sealed with the old key changes nothing"
+    "rec/rekey/5",
+    section=REKEY_RECV,
+    title="a record claiming a new epoch but sealed with the old key changes nothing",
+    requirements=("RCD-6.4",),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -257,7 +334,12 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"epoch 0", epoch=0, counter=1)), [b"epoch 0"], "epoch 0 still current")
 
 
-@case("rec/rekey/6", section=REKEY_RECV, title="a record 4 epochs ahead is dropped; 3 ahead is followed")
+@case(
+    "rec/rekey/6",
+    section=REKEY_RECV,
+    title="a record 4 epochs ahead is dropped; 3 ahead is followed",
+    requirements=("RCD-6.3",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     expect_eq(_deliver(iut, link.data(b"far", epoch=4, counter=0)), [], "a record in epoch 4")
@@ -265,7 +347,9 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"next", epoch=4, counter=2)), [b"next"], "epoch 4 once in epoch 3")
 
 
-@case("rec/replay/1", section=REPLAY, title="a duplicated record is delivered once")
+@case(
+    "rec/replay/1", section=REPLAY, title="a duplicated record is delivered once", requirements=("RCD-5.1", "RCD-5.4")
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     record = link.data(b"once")
@@ -274,7 +358,12 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, record, now=5.0), [], "third copy, later")
 
 
-@case("rec/replay/2", section=REPLAY, title="reordered records within the window are each accepted once")
+@case(
+    "rec/replay/2",
+    section=REPLAY,
+    title="reordered records within the window are each accepted once",
+    requirements=("RCD-5.1",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     for counter in (4, 2, 0, 3, 1, 1000, 100, 999):
@@ -283,7 +372,12 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"dup", counter=2)), [], "counter 2 again")
 
 
-@case("rec/replay/3", section=REPLAY, title="a record far below the highest counter is refused as too old")
+@case(
+    "rec/replay/3",
+    section=REPLAY,
+    title="a record far below the highest counter is refused as too old",
+    requirements=("RCD-5.1",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     expect_eq(_deliver(iut, link.data(b"top", counter=100_000)), [b"top"], "counter 100000")
@@ -291,7 +385,12 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"recent", counter=99_000)), [b"recent"], "counter 99000 (in the window)")
 
 
-@case("rec/replay/4", section=REPLAY, title="a forged record does not advance the replay window")
+@case(
+    "rec/replay/4",
+    section=REPLAY,
+    title="a forged record does not advance the replay window",
+    requirements=("RCD-5.3",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     genuine = link.data(b"x", counter=1_000_000)
@@ -300,7 +399,12 @@ def _(iut: Iut) -> None:
     expect_eq(_deliver(iut, link.data(b"low", counter=5)), [b"low"], "counter 5 after a forged counter 1000000")
 
 
-@case("rec/lifetime/1", section=LIFETIME, title="a session past its lifetime closes with SESSION_EXPIRED")
+@case(
+    "rec/lifetime/1",
+    section=LIFETIME,
+    title="a session past its lifetime closes with SESSION_EXPIRED",
+    requirements=("RCD-7.2",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"session_lifetime": 60.0})
     timer = get_timer(iut)
@@ -319,6 +423,7 @@ _UNKNOWN_TYPES = (0x0B, 0x0F, 0x00, 0x01, 0x42, 0xFF)
     "rec/16",
     section=LAYOUT,
     title="a record of an unknown type (0x0b-0x0f, or not p2pos) is dropped though it authenticates",
+    requirements=("RCD-2.6", "RCD-9.1"),
 )
 def _(iut: Iut) -> str:
     link = establish(iut, "initiator")
@@ -330,7 +435,12 @@ def _(iut: Iut) -> str:
     return "types " + ", ".join(f"0x{t:02x}" for t in _UNKNOWN_TYPES) + " dropped"
 
 
-@case("rec/17", section=CLOSE, title="a long CLOSE reason is cut to 1024 bytes without splitting a UTF-8 character")
+@case(
+    "rec/17",
+    section=CLOSE,
+    title="a long CLOSE reason is cut to 1024 bytes without splitting a UTF-8 character",
+    requirements=("RCD-8.1",),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
     reason = "ab" + "\u20ac" * 400  # 2 + 3 * 400 bytes: a character spans bytes 1022-1024
@@ -339,3 +449,16 @@ def _(iut: Iut) -> None:
     sent = opened.plaintext[2:]
     expect(len(sent) <= 1024, f"the reason has {len(sent)} bytes, more than 1024")
     expect_eq(sent, reason.encode()[:1022], "reason: the longest whole-character prefix of at most 1024 bytes")
+
+
+@case(
+    "rec/18",
+    section=CLOSE,
+    title="a CLOSE is sent once: no timer sends it again",
+    requirements=("RCD-8.5",),
+)
+def _(iut: Iut) -> None:
+    establish(iut, "responder")
+    one_packet(iut.ok("close", code="APPLICATION_CLOSE", reason="bye", now=0.0), PacketType.CLOSE)
+    for now in (0.5, 3.0, 30.0, 300.0):
+        expect_eq(out_of(iut.ok("timer", now=now)), [], f"datagrams at t={now} s after the CLOSE")

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .registry import all_cases
 from .runner import FAIL, precheck, run_cases, summary_line, write_json, write_table
+from .traceability import problems, table
 
 
 def default_impl() -> list[str]:
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-k", metavar="SUBSTRING", help="only the cases whose id contains SUBSTRING")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--markdown", action="store_true", help="with --list: as the table rows of spec/conformance.md")
+    parser.add_argument(
+        "--trace", action="store_true", help="print the traceability table of spec/conformance.md §6 and exit"
+    )
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per case (default 10)")
     parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="cases run in parallel (default 4)")
     parser.add_argument(
@@ -37,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.trace:
+        everything = all_cases()
+        print(table(everything), end="")
+        for broken in problems(everything):
+            print(f"traceability: {broken}", file=sys.stderr)
+        return 0
     cases = [c for c in all_cases() if args.k is None or args.k in c.id]
     if args.list:
         for c in cases:

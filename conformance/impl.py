@@ -68,6 +68,7 @@ from p2pos.proto.identity import crypto
 from p2pos.proto.identity.identity import verify
 
 from .frame_json import CHANNEL_KINDS, frame_from_json, frame_to_json
+from .impl_bugs import install_bug
 
 Json = dict[str, Any]
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SessionConfig)} - {"capabilities", "prologue"}
@@ -550,6 +551,8 @@ class Adapter:
                     conn.send_message(event.channel_id, event.data, now)
             case ChannelReset() | ChannelClosed():
                 self.echo.pop(event.channel_id, None)
+            case PingAcknowledged() if self.bug == "no-ping-ack":
+                return []
         return [_event_json(event)]
 
     @staticmethod
@@ -653,6 +656,7 @@ def main() -> int:
     if _unsupported(os.environ.get("P2POS_TESTCASE", "")):
         return 127
     bug = os.environ.get("P2POS_IMPL_BUG", "")
+    install_bug(bug, globals())
     adapter = Adapter(bug)
     for line in sys.stdin:
         if not line.strip():

@@ -37,6 +37,8 @@ CASE_MODULES = (
     "cases_framing",
     "cases_frames",
     "cases_channels",
+    "cases_recovery",
+    "cases_bugs",
 )
 
 
@@ -48,10 +50,14 @@ class Case:
     section: str
     title: str
     func: CaseFunc
+    #: The requirement ids of spec/ (spec/conformance.md §6) that the case tests.
+    requirements: tuple[str, ...] = ()
 
 
-def case(case_id: str, *, section: str, title: str) -> Callable[[CaseFunc], CaseFunc]:
-    """Register the decorated function as the case ``case_id``."""
+def case(
+    case_id: str, *, section: str, title: str, requirements: tuple[str, ...] = ()
+) -> Callable[[CaseFunc], CaseFunc]:
+    """Register the decorated function as the case ``case_id``, testing ``requirements``."""
     if not _ID.match(case_id):
         raise ValueError(f"bad case id {case_id!r}: use lowercase area/sub/number")
     if case_id in _CASES:
@@ -60,7 +66,7 @@ def case(case_id: str, *, section: str, title: str) -> Callable[[CaseFunc], Case
         raise ValueError(f"case id {case_id!r} is retired and must not be reused")
 
     def register(func: CaseFunc) -> CaseFunc:
-        _CASES[case_id] = Case(case_id, section, title, func)
+        _CASES[case_id] = Case(case_id, section, title, func, requirements)
         return func
 
     return register

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from suite_helpers import run_conformance
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) unsupported$", re.MULTILINE)
@@ -25,20 +26,8 @@ SUMMARY = re.compile(r"^(\d+) passed, (\d+) failed, (\d+) unsupported$", re.MULT
 
 def run_suite(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, dict[str, Any]]:
     """Run the suite; returns (exit status, stdout, the --json report)."""
-    report = tmp_path / "report.json"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("P2POS_")}
-    full_env.update(env or {})
-    proc = subprocess.run(
-        [sys.executable, "-m", "conformance", "--json", str(report), *args],
-        check=False,
-        cwd=REPO_ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.exists(), proc.stdout + proc.stderr
-    return proc.returncode, proc.stdout, json.loads(report.read_text())
+    proc, report = run_conformance(tmp_path / "report.json", *args, env=env)
+    return proc.returncode, proc.stdout, report
 
 
 def results(report: dict[str, Any]) -> dict[str, str]:

@@ -1,0 +1,57 @@
+"""The issue 10 cases (conformance/cases_bugs.py) fail against the bugs they were written for.
+
+An implementation written from the spec passed the whole suite while each of these rules
+was broken.  The adapter's ``P2POS_IMPL_BUG`` hooks (conformance/impl.py) break one rule
+each inside the IUT process; the case made for that rule must then fail, and only it.
+That the cases pass against the unbroken adapter is checked with the whole suite in
+test_conformance.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from suite_helpers import run_conformance
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_buggy(tmp_path: Path, prefix: str, bug: str) -> tuple[int, str, dict[str, str]]:
+    """Run the cases whose id contains ``prefix`` against the adapter with ``P2POS_IMPL_BUG=bug``.
+
+    Returns the exit status, stdout and each case's result.  (``--no-precheck``: the hooks
+    leave the adapter's answer to an unknown case id alone, so the pre-check would only cost time.)
+    """
+    proc, data = run_conformance(
+        tmp_path / "report.json", "-k", prefix, "--no-precheck", "-j", "2", env={"P2POS_IMPL_BUG": bug}, pure=True
+    )
+    for c in data["cases"]:  # a case must fail on the broken rule, not on an adapter that died
+        assert "exited with status" not in c["detail"], c
+    return proc.returncode, proc.stdout, {c["id"]: c["result"] for c in data["cases"]}
+
+
+#: Hook name -> the id prefix to run (``-k``) -> the cases that must fail under it.
+BUGS = [
+    ("ack-unsent", "ch/err/7", {"ch/err/7"}),
+    ("no-final-size", "ch/flow/", {"ch/flow/4", "ch/flow/5"}),
+    ("stream-on-message", "ch/err/6", {"ch/err/6"}),
+    ("dup-message", "ch/data/5", {"ch/data/5"}),
+    ("reset-written", "ch/reset/6", {"ch/reset/6"}),
+    ("no-ping-ack", "ch/live/3", {"ch/live/3"}),
+    ("lowest-version", "hs/ver/", {"hs/ver/1"}),
+    ("ignore-versions", "hs/ver/", {"hs/ver/1", "hs/ver/2", "hs/ver/3"}),
+    ("response-no-index", "hs/index/6", {"hs/index/6"}),
+    ("ik-weak-send", "hs/ik/14", {"hs/ik/14"}),
+    ("sig-key-only", "id/sig/6", {"id/sig/6"}),
+    ("sig-r-only", "id/sig/7", {"id/sig/7"}),
+    ("replay-edge", "rec/replay/5", {"rec/replay/5"}),
+]
+
+
+@pytest.mark.parametrize(("bug", "prefix", "failing"), BUGS, ids=[bug for bug, _, _ in BUGS])
+def test_the_case_catches_the_bug(tmp_path: Path, bug: str, prefix: str, failing: set[str]) -> None:
+    status, out, outcome = run_buggy(tmp_path, prefix, bug)
+    assert failing <= set(outcome), outcome
+    assert {case_id for case_id, result in outcome.items() if result == "fail"} == failing, out
+    assert status == 1
