@@ -91,7 +91,12 @@ def small_order_key_signature() -> bytes:
     return big_r + r.to_bytes(32, "little")
 
 
-@case("id/sig/6", section=VERIFY, title="a signature whose R alone has small order is refused (the key is sound)")
+@case(
+    "id/sig/6",
+    section=VERIFY,
+    title="a signature whose R alone has small order is refused (the key is sound)",
+    requirements=("ID-3.2.5",),
+)
 def _(iut: Iut) -> None:
     answer = iut.ok(
         "verify",
@@ -106,7 +111,12 @@ def _(iut: Iut) -> None:
     expect_eq(answer.get("valid"), True, "REF's own signature of the same message")
 
 
-@case("id/sig/7", section=VERIFY, title="a small-order key is refused though R is an ordinary point")
+@case(
+    "id/sig/7",
+    section=VERIFY,
+    title="a small-order key is refused though R is an ordinary point",
+    requirements=("ID-3.2.4",),
+)
 def _(iut: Iut) -> None:
     answer = iut.ok(
         "verify", public_key=_NEUTRAL, domain=_DOMAIN, message=_MESSAGE, signature=small_order_key_signature()

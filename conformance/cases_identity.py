@@ -38,14 +38,19 @@ def _expect_invalid(iut: Iut, text: str, what: str) -> None:
     expect_eq(iut.error("parse_peer_id", text=text), "INVALID_PEER_ID", what)
 
 
-@case("id/peerid/1", section=ENCODING, title="the peer id of a seed is the reference text")
+@case(
+    "id/peerid/1",
+    section=ENCODING,
+    title="the peer id of a seed is the reference text",
+    requirements=("ID-1.1", "ID-1.3", "ID-2.1.1", "ID-2.2.8"),
+)
 def _(iut: Iut) -> str:
     for seed in _SEEDS:
         expect_eq(iut.ok("peer_id", seed=seed).get("peer_id"), _ref_text(seed), f"peer id of seed {seed.hex()[:8]}")
     return f"{len(_SEEDS)} seeds"
 
 
-@case("id/peerid/2", section=PEERID, title="a peer id parses back to its public key")
+@case("id/peerid/2", section=PEERID, title="a peer id parses back to its public key", requirements=("ID-1.3",))
 def _(iut: Iut) -> None:
     for seed in _SEEDS:
         identity = Identity.from_seed(seed)
@@ -53,7 +58,12 @@ def _(iut: Iut) -> None:
         expect_eq(unhex(answer.get("public_key"), "public_key"), identity.peer_id.public_key, "parsed public key")
 
 
-@case("id/peerid/3", section=PEERID, title="a one-character typo is caught by the checksum")
+@case(
+    "id/peerid/3",
+    section=PEERID,
+    title="a one-character typo is caught by the checksum",
+    requirements=("ID-2.2.1", "ID-2.2.7"),
+)
 def _(iut: Iut) -> str:
     text = _ref_text()
     tried = 0
@@ -66,21 +76,36 @@ def _(iut: Iut) -> str:
     return f"{tried} typos rejected"
 
 
-@case("id/peerid/4", section=PEERID, title="a peer id of the wrong length is rejected")
+@case(
+    "id/peerid/4",
+    section=PEERID,
+    title="a peer id of the wrong length is rejected",
+    requirements=("ID-2.2.1", "ID-2.2.3"),
+)
 def _(iut: Iut) -> None:
     text = _ref_text()
     for bad in (text[:-1], text + "a", text[:30], "", text + text):
         _expect_invalid(iut, bad, f"length {len(bad)}")
 
 
-@case("id/peerid/5", section=PEERID, title="characters outside the base32 alphabet are rejected")
+@case(
+    "id/peerid/5",
+    section=PEERID,
+    title="characters outside the base32 alphabet are rejected",
+    requirements=("ID-2.2.1", "ID-2.2.4"),
+)
 def _(iut: Iut) -> None:
     text = _ref_text()
     for ch in "0189=_/+é":
         _expect_invalid(iut, text[:10] + ch + text[11:], f"character {ch!r}")
 
 
-@case("id/peerid/6", section=PEERID, title="non-canonical trailing bits are rejected")
+@case(
+    "id/peerid/6",
+    section=PEERID,
+    title="non-canonical trailing bits are rejected",
+    requirements=("ID-2.2.1", "ID-2.2.5"),
+)
 def _(iut: Iut) -> None:
     text = _ref_text()
     # 37 bytes fill 296 of the 300 bits of 60 characters: the last character's 4 low bits must be zero.
@@ -90,7 +115,7 @@ def _(iut: Iut) -> None:
         _expect_invalid(iut, text[:-1] + alphabet[last | low], f"trailing bits {low:04b}")
 
 
-@case("id/peerid/7", section=PEERID, title="upper case, spaces and dashes are tolerated")
+@case("id/peerid/7", section=PEERID, title="upper case, spaces and dashes are tolerated", requirements=("ID-2.2.2",))
 def _(iut: Iut) -> None:
     text = _ref_text()
     key = REF.peer_id.public_key
@@ -105,7 +130,12 @@ def _(iut: Iut) -> None:
         expect_eq(unhex(answer.get("public_key"), "public_key"), key, f"parse of {variant!r}")
 
 
-@case("id/peerid/8", section=PEERID, title="an unknown version byte is rejected even with a good checksum")
+@case(
+    "id/peerid/8",
+    section=PEERID,
+    title="an unknown version byte is rejected even with a good checksum",
+    requirements=("ID-2.2.1", "ID-2.2.6"),
+)
 def _(iut: Iut) -> None:
     for version in (0x00, 0x02, 0xFF):
         _expect_invalid(iut, _raw_peer_id(version, REF.peer_id.public_key), f"version {version}")
@@ -113,7 +143,12 @@ def _(iut: Iut) -> None:
     expect_eq(unhex(answer.get("public_key"), "public_key"), REF.peer_id.public_key, "version 1 control")
 
 
-@case("id/sig/1", section=SIG, title="signatures are Ed25519 over the domain-separated message")
+@case(
+    "id/sig/1",
+    section=SIG,
+    title="signatures are Ed25519 over the domain-separated message",
+    requirements=("ID-1.1", "ID-3.1.1", "ID-3.1.2"),
+)
 def _(iut: Iut) -> None:
     for domain, message in ((b"p2pos/test", b"hello"), (b"d", b""), (bytes(range(1, 256)), bytes(1000))):
         answer = iut.ok("sign", seed=REF.seed, domain=domain, message=message)
@@ -121,7 +156,7 @@ def _(iut: Iut) -> None:
         expect_eq(unhex(answer.get("signature"), "signature"), expected, f"signature under {domain[:16]!r}")
 
 
-@case("id/sig/2", section=VERIFY, title="a valid signature verifies under its own domain")
+@case("id/sig/2", section=VERIFY, title="a valid signature verifies under its own domain", requirements=("ID-3.2.1",))
 def _(iut: Iut) -> None:
     sig = REF.identity.sign(b"p2pos/test", b"message")
     answer = iut.ok(
@@ -130,7 +165,9 @@ def _(iut: Iut) -> None:
     expect_eq(answer.get("valid"), True, "verification of a good signature")
 
 
-@case("id/sig/3", section=SIG, title="a signature made under one domain fails under another")
+@case(
+    "id/sig/3", section=SIG, title="a signature made under one domain fails under another", requirements=("ID-3.2.1",)
+)
 def _(iut: Iut) -> None:
     key = REF.peer_id.public_key
     sig = REF.identity.sign(b"p2pos/dht-record", b"message")
@@ -144,7 +181,12 @@ def _(iut: Iut) -> None:
     expect_eq(answer.get("valid"), False, "a plain Ed25519 signature of the message")
 
 
-@case("id/sig/4", section=VERIFY, title="a damaged signature or the wrong key does not verify")
+@case(
+    "id/sig/4",
+    section=VERIFY,
+    title="a damaged signature or the wrong key does not verify",
+    requirements=("ID-3.2.1", "ID-3.2.6"),
+)
 def _(iut: Iut) -> None:
     sig = REF.identity.sign(b"p2pos/test", b"message")
     flipped = bytes([sig[0] ^ 1]) + sig[1:]
@@ -161,7 +203,12 @@ def _(iut: Iut) -> None:
 _L = 2**252 + 27742317777372353535851937790883648493
 
 
-@case("id/sig/5", section=VERIFY, title="strict Ed25519: small-order keys and non-canonical S are refused")
+@case(
+    "id/sig/5",
+    section=VERIFY,
+    title="strict Ed25519: small-order keys and non-canonical S are refused",
+    requirements=("ID-3.2.1", "ID-3.2.2"),
+)
 def _(iut: Iut) -> None:
     neutral = b"\x01" + bytes(31)
     # With the neutral element as key and as R, S = 0 satisfies the cofactorless equation for any message.
@@ -181,7 +228,12 @@ def _ref_record(payload: bytes = b"record payload", domain: bytes = b"p2pos/test
     return SignedRecord.create(REF.identity, domain, payload)
 
 
-@case("id/record/1", section=RECORD, title="a signed record encodes byte for byte like the reference")
+@case(
+    "id/record/1",
+    section=RECORD,
+    title="a signed record encodes byte for byte like the reference",
+    requirements=("ID-3.3.1",),
+)
 def _(iut: Iut) -> None:
     for payload in (b"", b"record payload", derive("payload") * 100):
         answer = iut.ok("record_create", seed=REF.seed, domain=b"p2pos/test-record", payload=payload)
@@ -189,7 +241,12 @@ def _(iut: Iut) -> None:
         expect_eq(unhex(answer.get("record"), "record"), expected, f"record of a {len(payload)}-byte payload")
 
 
-@case("id/record/2", section=RECORD, title="a reference record decodes to its signer, domain and payload")
+@case(
+    "id/record/2",
+    section=RECORD,
+    title="a reference record decodes to its signer, domain and payload",
+    requirements=("ID-3.3.1",),
+)
 def _(iut: Iut) -> None:
     record = _ref_record()
     for domain in (None, b"p2pos/test-record"):
@@ -199,7 +256,12 @@ def _(iut: Iut) -> None:
         expect_eq(unhex(answer.get("payload"), "payload"), record.payload, "payload")
 
 
-@case("id/record/3", section=RECORD, title="a tampered record fails with BAD_IDENTITY")
+@case(
+    "id/record/3",
+    section=RECORD,
+    title="a tampered record fails with BAD_IDENTITY",
+    requirements=("ID-3.3.5", "ID-3.3.6"),
+)
 def _(iut: Iut) -> None:
     data = _ref_record().encode()
     sig_start = len(data) - 64
@@ -212,13 +274,23 @@ def _(iut: Iut) -> None:
         expect_eq(iut.error("record_decode", data=bad, domain=None), "BAD_IDENTITY", what)
 
 
-@case("id/record/4", section=RECORD, title="a record under another domain than expected is rejected")
+@case(
+    "id/record/4",
+    section=RECORD,
+    title="a record under another domain than expected is rejected",
+    requirements=("ID-3.3.5",),
+)
 def _(iut: Iut) -> None:
     data = _ref_record().encode()
     expect_eq(iut.error("record_decode", data=data, domain=b"p2pos/other"), "BAD_IDENTITY", "wrong domain")
 
 
-@case("id/record/5", section=RECORD, title="truncated, extended or empty-domain records are MALFORMED_MESSAGE")
+@case(
+    "id/record/5",
+    section=RECORD,
+    title="truncated, extended or empty-domain records are MALFORMED_MESSAGE",
+    requirements=("ID-3.3.3",),
+)
 def _(iut: Iut) -> None:
     data = _ref_record().encode()
     empty_domain = data[:33] + b"\x00" + data[34 + len(b"p2pos/test-record") :]
@@ -227,19 +299,34 @@ def _(iut: Iut) -> None:
     expect(iut.call("record_decode", data=empty_domain, domain=None).get("ok") is False, "empty domain accepted")
 
 
-@case("id/record/6", section=RECORD, title="a record of an unknown version is UNSUPPORTED_VERSION")
+@case(
+    "id/record/6",
+    section=RECORD,
+    title="a record of an unknown version is UNSUPPORTED_VERSION",
+    requirements=("ID-3.3.2",),
+)
 def _(iut: Iut) -> None:
     data = _ref_record().encode()
     expect_eq(iut.error("record_decode", data=b"\x02" + data[1:], domain=None), "UNSUPPORTED_VERSION", "version 2")
 
 
-@case("id/keyfile/1", section=KEYFILE, title="a reference key file loads to its peer id")
+@case(
+    "id/keyfile/1",
+    section=KEYFILE,
+    title="a reference key file loads to its peer id",
+    requirements=("ID-4.2", "ID-4.4", "ID-4.8"),
+)
 def _(iut: Iut) -> None:
     answer = iut.ok("key_file", data=REF.identity.to_key_file())
     expect_eq(answer.get("peer_id"), str(REF.peer_id), "peer id of the key file")
 
 
-@case("id/keyfile/2", section=KEYFILE, title="damaged key files are INVALID_KEY_FILE")
+@case(
+    "id/keyfile/2",
+    section=KEYFILE,
+    title="damaged key files are INVALID_KEY_FILE",
+    requirements=("ID-4.2", "ID-4.7", "ID-4.8", "ID-4.9"),
+)
 def _(iut: Iut) -> None:
     good = REF.identity.to_key_file()
     mismatched = good.replace(REF.peer_id.public_key.hex().encode(), OTHER.peer_id.public_key.hex().encode())
@@ -256,6 +343,7 @@ def _(iut: Iut) -> None:
     "id/keyfile/3",
     section=KEYFILE,
     title="key files load with hex in either case and white space around lines; not with white space in a value",
+    requirements=("ID-4.1", "ID-4.4", "ID-4.6", "ID-4.9"),
 )
 def _(iut: Iut) -> None:
     good = REF.identity.to_key_file()

@@ -39,6 +39,7 @@ CASE_MODULES = (
     "cases_channels",
     "cases_recovery",
     "cases_bugs",
+    "cases_errors",
 )
 
 

@@ -41,11 +41,29 @@ ID = re.compile(r"^([A-Z]+)-\d+(?:\.\d+)+[a-z]?$")
 UNTESTABLE: Mapping[str, str] = {
     "FRM-3.1": "a receiver's own limit: the control protocol has no command to set it, cases use the default",
     "RCD-4.3": "advice to applications about the size of their messages, not a rule for an implementation",
+    "ID-1.2": "the quality of a random source cannot be seen: the control protocol hands the seed in",
+    "ID-1.4": "how an implementation compares peers is internal: no command compares two peer ids",
+    "ID-2.1.2": "what an implementation shows in logs and prompts is outside the wire and the control protocol",
+    "ID-2.1.3": "a user interface's use of the short form cannot be seen; handshakes authenticate the full key",
+    "ID-3.1.4": "a rule for the authors of other layers' specifications, not for an implementation",
+    "ID-4.10": "the control protocol has no command that writes a key file, only one that loads it",
+    "ID-5.1": "advice to people comparing peer ids, not a rule for an implementation",
+    "ID-5.2": "a rule for the design of layers that sign data; identity.md defines none that needs freshness",
 }
 #: Requirements that can be tested but have no case yet, each with what the case needs.  The
 #: table marks them; issue 10 is done when this is empty.
 PENDING: Mapping[str, str] = {
     "RCD-7.1": "a control command that starts a session's counters near the limit",
+    "ID-1.5": "a handshake checking that the IUT's Noise static key is not the X25519 form of its identity key",
+    "ID-3.1.3": "`sign` (and `record_create`) with an empty and a 256-byte domain, expecting a refusal",
+    "ID-3.2.3": "`verify` with a key that is not a canonical point encoding (y >= p, or no point), expecting false",
+    "ID-3.2.7": "`verify` with a 31- and a 33-byte public key, expecting false rather than an error",
+    "ID-3.2.8": "`verify` of a signature whose R has a small-order component added, valid only cofactored",
+    "ID-3.2.9": "the Wycheproof ed25519_test.json cases through `verify`, each expecting the file's verdict",
+    "ID-3.3.4": "`record_decode` of records with domain length 0 and payload length 65537, expecting MALFORMED_MESSAGE",
+    "ID-3.3.7": "records breaking two checks at once (version 2 and truncated; trailing bytes and a wrong domain)",
+    "ID-4.3": "`key_file` with a non-ASCII byte in a line after the magic, expecting INVALID_KEY_FILE",
+    "ID-4.5": "`key_file` with an unknown key and with a repeated key, checking the last value wins",
 }
 BEGIN, END = "<!-- traceability: begin (python -m conformance --trace) -->", "<!-- traceability: end -->"
 
