@@ -214,6 +214,7 @@ class Connection(ReceivePath):
             self._update_pacer()
             if result.probes_to_send:
                 self._pto_probes += result.probes_to_send
+                self._suspect_black_hole(now)
                 self._probe_with_oldest_data(result.probes_to_send)
         timer = self.pmtu.get_timer()
         if timer is not None and now >= timer:
@@ -395,6 +396,15 @@ class Connection(ReceivePath):
         if channel is None or (channel.state is ChannelState.CLOSED and not allow_closed):
             raise LocalProtocolError(f"no open channel {channel_id}", ErrorCode.CHANNEL_STATE_ERROR)
         return channel
+
+    def _suspect_black_hole(self, now: float) -> None:
+        """A probe timeout with only packets above the base size in flight counts for black hole
+        detection as a batch of them lost (recovery.md §7.4): when the path stops carrying large
+        packets, nothing else may ever be declared lost (every probe is large too), while the
+        small packets that keep the connection alive get through."""
+        sizes = [p.size for p in self.recovery.outstanding() if p.in_flight and not self._is_probe(p)]
+        if self.pmtu.on_packets_lost(sizes, now):
+            self.cc.set_max_datagram_size(self.pmtu.current_mtu)
 
     def _probe_with_oldest_data(self, probes: int) -> None:
         """RFC 9002 §6.2.4: with nothing new to send, a PTO probe carries the oldest unacknowledged data.

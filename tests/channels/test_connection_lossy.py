@@ -7,6 +7,8 @@ limits; 1000 channels with tiny windows finish; goodput at 1% loss (BBR, and the
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from chan_helpers import Pair, Side, TappedSession, closed, digest, finish_back, one_way, payload
 
@@ -290,3 +292,24 @@ def test_a_lost_tail_is_repaired_by_the_probe_itself() -> None:
     # One PTO and one trip repair it: no extra round trip for a PING's ACK to reveal the loss first.
     done = max(t for t, e in pair.b.events if isinstance(e, ChannelDataAvailable))
     assert done - lost_at < REPAIR_WITHIN, done - lost_at
+
+
+def test_a_path_whose_mtu_falls_below_the_confirmed_size_is_not_a_dead_end() -> None:
+    """recovery.md §7.4: after the path stops carrying the confirmed size, every data packet and
+    every PTO probe is lost while the peer's keepalives and their ACKs still get through, so no
+    packet is ever declared lost.  Probe timeouts count for black hole detection: the sender
+    falls back to the base size, searches again, and the transfer completes."""
+    config = ChannelConfig(max_datagram_size=8000)
+    pair = Pair(LinkConfig(delay=0.005, mtu=8000), LinkConfig(delay=0.005), config_a=config, config_b=config)
+    pair.connect()
+    pair.run(pair.now + 3.0)
+    assert pair.a.c.pmtu.current_mtu == 8000  # the search confirmed the whole path
+    pair.link.reconfigure("a", dataclasses.replace(pair.link.config("a"), mtu=1400), pair.now)
+    data = payload(200_000, 1)
+    channel_id = pair.a.c.open_channel("files", pair.now)
+    pair.a.write(channel_id, data)
+    start = pair.now
+    end = pair.run(start + 30.0, lambda now: len(pair.b.received.get(channel_id, b"")) >= len(data))
+    assert digest(pair.b.received[channel_id]) == digest(data)
+    assert end - start < 10.0, f"took {end - start:.1f} s"
+    assert 1200 <= pair.a.c.pmtu.current_mtu <= 1400  # searched again, below the new MTU
