@@ -199,7 +199,7 @@ class Endpoint:
         run_index = 0
         route = (address, local)
         for data in datagrams:
-            index = receiver_index_untrusted(data) if data and data[0] != PacketType.INIT else None
+            index = receiver_index_untrusted(data)  # None for INIT, garbage and other protocols
             if run is not None and index == run_index:
                 run.receive_data(data, now)
                 continue
