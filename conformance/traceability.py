@@ -12,7 +12,7 @@ markdown kept in spec/conformance.md §6; ``problems()`` lists what breaks the r
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .registry import Case
@@ -74,34 +74,33 @@ def spec_dir() -> Path:
     return beside if beside.is_dir() else Path.cwd() / "spec"
 
 
-def requirements(spec: Path | None = None) -> dict[str, str]:
-    """Every requirement id in spec/, mapped to its document (in document and text order)."""
-    spec = spec or spec_dir()
-    found: dict[str, str] = {}
+def _tags(spec: Path) -> Iterator[tuple[str, str]]:
+    """``(id, document)`` for every requirement id where spec/ defines it, in document and text order."""
     for name in PREFIXES:
         path = spec / name
         if path.exists():
             for match in TAG.finditer(path.read_text(encoding="utf-8")):
-                found.setdefault(match.group(1), name)
+                yield match.group(1), name
+
+
+def requirements(spec: Path | None = None) -> dict[str, str]:
+    """Every requirement id in spec/, mapped to its document (in document and text order)."""
+    found: dict[str, str] = {}
+    for rid, name in _tags(spec or spec_dir()):
+        found.setdefault(rid, name)
     return found
 
 
 def problems(cases: Iterable[Case], spec: Path | None = None) -> list[str]:
     """What breaks the rules of conformance.md §6: duplicated, misplaced, unknown or unmapped ids."""
-    spec = spec or spec_dir()
     out: list[str] = []
     seen: dict[str, str] = {}
-    for name, prefix in PREFIXES.items():
-        path = spec / name
-        if not path.exists():
-            continue
-        for match in TAG.finditer(path.read_text(encoding="utf-8")):
-            rid = match.group(1)
-            if rid in seen:
-                out.append(f"{rid} is defined twice ({seen[rid]} and {name})")
-            seen[rid] = name
-            if not rid.startswith(prefix + "-"):
-                out.append(f"{rid} in {name}: ids there start with {prefix}-")
+    for rid, name in _tags(spec or spec_dir()):
+        if rid in seen:
+            out.append(f"{rid} is defined twice ({seen[rid]} and {name})")
+        seen[rid] = name
+        if not rid.startswith(PREFIXES[name] + "-"):
+            out.append(f"{rid} in {name}: ids there start with {PREFIXES[name]}-")
     tested: set[str] = set()
     for c in cases:
         for rid in c.requirements:
