@@ -60,12 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"no case id contains {args.k!r}", file=sys.stderr)
         return 2
     command = shlex.split(args.impl) if args.impl else default_impl()
-    if not args.no_precheck:
-        problem = precheck(command, args.timeout)
-        if problem is not None:
-            print(f"compliance pre-check failed: {problem}", file=sys.stderr)
-            return 2
-    results = run_cases(cases, command, timeout=args.timeout, jobs=args.jobs)
+    try:
+        if not args.no_precheck:
+            problem = precheck(command, args.timeout)
+            if problem is not None:
+                print(f"compliance pre-check failed: {problem}", file=sys.stderr)
+                return 2
+        results = run_cases(cases, command, timeout=args.timeout, jobs=args.jobs)
+    except OSError as exc:  # the command itself cannot be started
+        print(f"cannot start the IUT {shlex.join(command)!r}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     write_table(results, sys.stdout)
     print(summary_line(results))
     if args.json:

@@ -218,3 +218,16 @@ def test_retired_ids_are_listed_and_never_reused() -> None:
         [sys.executable, "-c", script], cwd=REPO_ROOT, capture_output=True, text=True, check=True, timeout=60
     )
     assert proc.stdout.splitlines() == [f"{case_id} True" for case_id in sorted(listed)]
+
+
+def test_an_iut_command_that_cannot_start_is_one_clear_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "conformance", "--impl", str(tmp_path / "no-such-adapter"), "-k", "id/peerid/1"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("cannot start the IUT") and "Traceback" not in proc.stderr, proc.stderr
