@@ -174,13 +174,10 @@ class SendBuffer:
         if lost is not None:
             start, end = lost
             return start, self._slice(start, end), self._ends_stream(end)
-        count = min(max_len, self._end - self.sent_offset)
-        if max_new is not None:
-            count = min(count, max_new)  # two-argument min: mypyc compiles it inline
-        if count > 0:
-            start = self.sent_offset
-            self.sent_offset = end = start + count
-            return start, self._slice(start, end), self._ends_stream(end)
+        start = self.sent_offset
+        new = self.take_new(max_len, MAX_OFFSET if max_new is None else max_new)
+        if new:
+            return start, new, self._ends_stream(start + len(new))
         if self._fin_pending and self.sent_offset == self.final_size:
             self._fin_pending = False
             return self.sent_offset, b"", True
