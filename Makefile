@@ -9,7 +9,7 @@ STAMP := $(VENV)/.deps-installed
 # installed `p2pos.*` names while edits in the work tree take effect at once.
 EDITABLE := --config-settings editable_mode=strict
 
-.PHONY: system-deps run test lint typecheck unit conformance vectors bench install clean compiled test-compiled test-install
+.PHONY: system-deps run test lint typecheck unit conformance vectors bench install clean compiled test-compiled test-install mutation
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -98,6 +98,20 @@ bench: install compiled
 	PYTHONPATH=$(COMPILED) $(PY) bench/channels.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/node.py
 	$(PY) bench/goodput_loss.py
+
+# Mutation testing of the conformance suite (conformance/MUTATION.md): on demand, not part of
+# `make test`. Its own virtualenv holds cosmic-ray, coverage and p2pos installed from a wheel of
+# this tree (not linked to it), so the runner's reference peer never runs a mutant; only the
+# IUT's copy of the core in build/mutation is mutated. MUTATION_ARGS: e.g. `--sample 2000`.
+MUTATION := build/mutation
+MUTATION_ARGS ?=
+mutation:
+	test -x $(MUTATION)/venv/bin/cosmic-ray || { $(PYTHON) -m venv $(MUTATION)/venv && \
+	    $(MUTATION)/venv/bin/pip install -q --upgrade pip "setuptools>=69" wheel && \
+	    $(MUTATION)/venv/bin/pip install -q "cosmic-ray==8.7.0" "coverage>=7.4" && \
+	    $(MUTATION)/venv/bin/pip install -q --no-build-isolation .; }
+	$(MUTATION)/venv/bin/pip install -q --no-deps --no-build-isolation --force-reinstall .
+	nice -n 10 $(MUTATION)/venv/bin/python -m conformance.mutation all $(MUTATION_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info results .mypy_cache .pytest_cache .ruff_cache .hypothesis

@@ -7,11 +7,14 @@ default is this repository's own adapter, ``conformance.impl``, which wraps
 ``p2pos.proto``.  The runner plays the other side with ``p2pos.proto`` itself,
 with fixed keys, and checks the IUT's bytes and events.
 
-Modules: ``registry`` (cases and their ids), ``iut`` (one IUT process per
-case), ``reference`` (the reference peer and fixed keys), ``cases_*`` (the
-cases, by area: identity, handshake, handshake errors, amplification,
-endpoint, record, framing), ``runner`` (results, table, JSON), ``cli`` (the command line),
-``impl`` (the adapter for this implementation).
+Modules: ``registry`` (cases and their ids), ``iut`` (the IUT process: one per case, or one
+long-lived process reset between cases), ``reference`` (the reference peer and fixed keys),
+``impaired`` (the impaired network between them), ``cases_*`` (the cases, by area;
+``cases_req_*`` hold those written for requirements no earlier case tested), ``runner``
+(results, verdicts, table, JSON), ``traceability`` and ``trace_reasons`` (requirement ids and
+the table of spec/conformance.md §6), ``cli`` (the command line), ``impl`` (the adapter for
+this implementation), ``mutation`` (mutation testing of the suite, conformance/MUTATION.md;
+run on its own, never imported by the suite).
 """
 
 __version__ = "1.0"

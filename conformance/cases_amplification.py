@@ -72,7 +72,17 @@ def _within_budget(iut: Iut, pattern: Pattern) -> str:
     return f"{len(sent)} datagrams, {total} of {budget} bytes"
 
 
-@case("hs/amp/1", section=AMPLIFICATION, title="the IUT's XX INIT is at least 320 bytes, padded with zero bytes")
+@case(
+    "hs/amp/1",
+    section=AMPLIFICATION,
+    title="the IUT's XX INIT is at least 320 bytes, padded with zero bytes",
+    requirements=(
+        "HS-3.4",
+        "HS-4.1.3",
+        "HS-5.1.1",
+        "HS-5.1.2",
+    ),
+)
 def _(iut: Iut) -> str:
     init = one_packet_of(start_session(iut, "initiator"))
     expect(len(init) >= MIN_INIT_SIZE, f"the INIT has {len(init)} bytes, fewer than {MIN_INIT_SIZE}")
@@ -80,7 +90,15 @@ def _(iut: Iut) -> str:
     return f"{len(init)} bytes"
 
 
-@case("hs/amp/2", section=AMPLIFICATION, title="the IUT's IK INIT is at least 320 bytes, padded with zero bytes")
+@case(
+    "hs/amp/2",
+    section=AMPLIFICATION,
+    title="the IUT's IK INIT is at least 320 bytes, padded with zero bytes",
+    requirements=(
+        "HS-4.1.3",
+        "HS-5.1.2",
+    ),
+)
 def _(iut: Iut) -> str:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
     expect(len(init) >= MIN_INIT_SIZE, f"the INIT has {len(init)} bytes, fewer than {MIN_INIT_SIZE}")
@@ -88,7 +106,19 @@ def _(iut: Iut) -> str:
     return f"{len(init)} bytes"
 
 
-@case("hs/amp/3", section=AMPLIFICATION, title="an INIT of 319 bytes creates no session (XX, IK); 320 is answered")
+@case(
+    "hs/amp/3",
+    section=AMPLIFICATION,
+    title="an INIT of 319 bytes creates no session (XX, IK); 320 is answered",
+    requirements=(
+        "HS-4.1.4",
+        "HS-8.4.2",
+        "SES-2.2",
+        "ERR-1.10",
+        "CONF-3.2.4",
+        "CONF-3.2.10",
+    ),
+)
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
     for pattern in (Pattern.XX, Pattern.IK):
@@ -103,17 +133,42 @@ def _(iut: Iut) -> None:
     one_packet(iut.ok("receive", data=init, now=0.0), PacketType.RESPONSE)
 
 
-@case("hs/amp/4", section=AMPLIFICATION, title="XX responder: one INIT, no FINISH: at most 3x its bytes sent in all")
+@case(
+    "hs/amp/4",
+    section=AMPLIFICATION,
+    title="XX responder: one INIT, no FINISH: at most 3x its bytes sent in all",
+    requirements=(
+        "HS-8.5.1",
+        "HS-8.5.3",
+    ),
+)
 def _(iut: Iut) -> str:
     return _within_budget(iut, Pattern.XX)
 
 
-@case("hs/amp/5", section=AMPLIFICATION, title="IK responder: one INIT, no CONFIRM: at most 3x its bytes sent in all")
+@case(
+    "hs/amp/5",
+    section=AMPLIFICATION,
+    title="IK responder: one INIT, no CONFIRM: at most 3x its bytes sent in all",
+    requirements=(
+        "HS-6.4.7",
+        "HS-8.5.1",
+    ),
+)
 def _(iut: Iut) -> str:
     return _within_budget(iut, Pattern.IK)
 
 
-@case("hs/amp/6", section=AMPLIFICATION, title="a duplicate INIT adds to the budget: the spent responder answers it")
+@case(
+    "hs/amp/6",
+    section=AMPLIFICATION,
+    title="a duplicate INIT adds to the budget: the spent responder answers it",
+    requirements=(
+        "HS-8.2.1",
+        "HS-8.5.1",
+        "HS-8.5.3",
+    ),
+)
 def _(iut: Iut) -> str:
     init = Hand(Pattern.XX, initiator=True).init(init_payload())
     start_session(iut, "responder", config=_FAST)
@@ -130,7 +185,12 @@ def _(iut: Iut) -> str:
     return f"{spent} bytes before the duplicate, {total} of {budget} in all"
 
 
-@case("hs/amp/7", section=AMPLIFICATION, title="an INIT padded to 1200 bytes is answered and the handshake completes")
+@case(
+    "hs/amp/7",
+    section=AMPLIFICATION,
+    title="an INIT padded to 1200 bytes is answered and the handshake completes",
+    requirements=("HS-5.1.7",),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     init = hand.init(init_payload(size=1200))

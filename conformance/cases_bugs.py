@@ -143,7 +143,16 @@ def _(iut: Iut) -> None:
 # -- handshake -----------------------------------------------------------------------------
 
 
-@case("hs/ver/1", section=VERSIONS, title="a responder supporting 1, 2, 7 offered 1, 2, 9 chooses 2 and uses it")
+@case(
+    "hs/ver/1",
+    section=VERSIONS,
+    title="a responder supporting 1, 2, 7 offered 1, 2, 9 chooses 2 and uses it",
+    requirements=(
+        "GEN-4.1",
+        "HS-5.3.4",
+        "HS-5.3.7",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder", config={"versions": [1, 2, 7]})
@@ -155,7 +164,19 @@ def _(iut: Iut) -> None:
     expect_eq(one_event(answer, "handshake_completed").get("version"), 2, "version of handshake_completed")
 
 
-@case("hs/ver/2", section=VERSIONS, title="an initiator supporting 1, 2, 7 offers them all and follows the choice 2")
+@case(
+    "hs/ver/2",
+    section=VERSIONS,
+    title="an initiator supporting 1, 2, 7 offers them all and follows the choice 2",
+    requirements=(
+        "GEN-4.1",
+        "HS-5.3.1",
+        "HS-5.3.3",
+        "HS-5.3.6",
+        "HS-5.3.7",
+        "CONF-3.2.2",
+    ),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", config={"versions": [1, 2, 7]}))
     hand = Hand(Pattern.XX, initiator=False)
@@ -170,7 +191,10 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "hs/ver/3", section=VERSIONS, title="a responder supporting 1, 2, 7 offered only 3, 9 answers with its whole list"
+    "hs/ver/3",
+    section=VERSIONS,
+    title="a responder supporting 1, 2, 7 offered only 3, 9 answers with its whole list",
+    requirements=("HS-5.3.5",),
 )
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
@@ -181,13 +205,30 @@ def _(iut: Iut) -> None:
     expect_eq(sorted(listed.versions), [1, 2, 7], "versions in the RESPONSE (no common one: all the responder speaks)")
 
 
-@case("hs/index/6", section=FAILURES, title="a RESPONSE without the session index field: MALFORMED_MESSAGE")
+@case(
+    "hs/index/6",
+    section=FAILURES,
+    title="a RESPONSE without the session index field: MALFORMED_MESSAGE",
+    requirements=(
+        "HS-8.4.2",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     _expect_closed(iut, _respond(iut, hand, identity_payload(REF)), "MALFORMED_MESSAGE")
 
 
-@case("hs/ik/14", section=WEAK, title="an IK initiator given a low-order responder static key fails with WEAK_KEY")
+@case(
+    "hs/ik/14",
+    section=WEAK,
+    title="an IK initiator given a low-order responder static key fails with WEAK_KEY",
+    requirements=(
+        "HS-2.2.1",
+        "HS-2.2.4",
+        "ERR-1.9",
+    ),
+)
 def _(iut: Iut) -> None:
     for key in LOW_ORDER:
         answer = iut.call(
@@ -213,7 +254,16 @@ def _(iut: Iut) -> None:
 # -- channel layer -----------------------------------------------------------------------------
 
 
-@case("ch/err/6", section=KINDS, title="a STREAM frame on a message channel closes with CHANNEL_STATE_ERROR")
+@case(
+    "ch/err/6",
+    section=KINDS,
+    title="a STREAM frame on a message channel closes with CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.5.1",
+        "CH-11.1",
+        "ERR-1.24",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open_echo(kind=ch.ChannelKind.MESSAGE)
@@ -222,7 +272,15 @@ def _(iut: Iut) -> None:
     expect_close(reply, ErrorCode.CHANNEL_STATE_ERROR, "STREAM on a message channel")
 
 
-@case("ch/data/5", section=KINDS, title="a MESSAGE received again with the same message id is delivered once")
+@case(
+    "ch/data/5",
+    section=KINDS,
+    title="a MESSAGE received again with the same message id is delivered once",
+    requirements=(
+        "FRA-4.14.3",
+        "CH-2.5.5",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open_echo(kind=ch.ChannelKind.MESSAGE)
@@ -239,7 +297,17 @@ def _(iut: Iut) -> None:
     expect_eq(echoed, [first, second], "messages echoed back (each once)")
 
 
-@case("ch/err/7", section=ACK, title="an ACK of a packet number the IUT never sent closes with PROTOCOL_VIOLATION")
+@case(
+    "ch/err/7",
+    section=ACK,
+    title="an ACK of a packet number the IUT never sent closes with PROTOCOL_VIOLATION",
+    requirements=(
+        "CH-6.2.3",
+        "CH-11.1",
+        "REC-3.2.1",
+        "ERR-1.29",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     peer.send(ch.Ping(), at=0.1)
@@ -249,7 +317,16 @@ def _(iut: Iut) -> None:
     expect_close(reply, ErrorCode.PROTOCOL_VIOLATION, f"an ACK of packet {highest + 50} (the IUT sent up to {highest})")
 
 
-@case("ch/flow/4", section=FINAL, title="data ending beyond a known final size closes with FINAL_SIZE_ERROR")
+@case(
+    "ch/flow/4",
+    section=FINAL,
+    title="data ending beyond a known final size closes with FINAL_SIZE_ERROR",
+    requirements=(
+        "FLOW-1.3",
+        "FLOW-2.1.5",
+        "ERR-1.21",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -261,7 +338,16 @@ def _(iut: Iut) -> None:
     expect_close(reply, ErrorCode.FINAL_SIZE_ERROR, "data up to 13 after a final size of 10")
 
 
-@case("ch/flow/5", section=FINAL, title="a STREAM_FIN that changes the final size closes with FINAL_SIZE_ERROR")
+@case(
+    "ch/flow/5",
+    section=FINAL,
+    title="a STREAM_FIN that changes the final size closes with FINAL_SIZE_ERROR",
+    requirements=(
+        "FLOW-1.3",
+        "FLOW-1.4",
+        "ERR-1.21",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -277,7 +363,21 @@ def _(iut: Iut) -> None:
     expect_close(reply, ErrorCode.FINAL_SIZE_ERROR, "a STREAM_FIN at 8 after one at 10")
 
 
-@case("ch/reset/6", section=RESET, title="the IUT's RESET carries the highest offset it sent, not the bytes written")
+@case(
+    "ch/reset/6",
+    section=RESET,
+    title="the IUT's RESET carries the highest offset it sent, not the bytes written",
+    requirements=(
+        "FRA-4.5.2",
+        "FRA-4.8.3",
+        "CH-3.3.1",
+        "FLOW-2.2.4",
+        "FLOW-3.2.1",
+        "FLOW-3.3.3",
+        "CONF-3.7.10",
+        "CONF-3.7.14",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = int(peer.call("conn_open", service="files", kind="stream").answer["channel_id"])
@@ -298,7 +398,16 @@ def _(iut: Iut) -> str | None:
     return None if isinstance(written, int) and written > sent else f"only {written} bytes written: inconclusive"
 
 
-@case("ch/live/3", section="channels.md §9.1", title="the IUT's ping is acknowledged: ping_acknowledged with its RTT")
+@case(
+    "ch/live/3",
+    section="channels.md §9.1",
+    title="the IUT's ping is acknowledged: ping_acknowledged with its RTT",
+    requirements=(
+        "CH-9.1.1",
+        "CONF-3.7.11",
+        "CONF-3.7.19",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     peer.now = 1.0

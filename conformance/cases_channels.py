@@ -222,7 +222,21 @@ def payload(n: int, seed: int = 1) -> bytes:
 # -- opening channels (channels.md §2) -----------------------------------------------------
 
 
-@case("ch/open/1", section=OPEN, title="an OPEN to an unknown service is refused with SERVICE_UNKNOWN")
+@case(
+    "ch/open/1",
+    section=OPEN,
+    title="an OPEN to an unknown service is refused with SERVICE_UNKNOWN",
+    requirements=(
+        "FRA-4.6.1",
+        "CH-2.2.2",
+        "CH-2.2.4",
+        "CH-3.4.3",
+        "ERR-1.1",
+        "ERR-1.25",
+        "ERR-3.4",
+        "CONF-3.7.3",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open("no-such-service")
@@ -236,7 +250,23 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/open/2", section=OPEN, title="an OPEN to a listed service gets an ACCEPT with the IUT's window")
+@case(
+    "ch/open/2",
+    section=OPEN,
+    title="an OPEN to a listed service gets an ACCEPT with the IUT's window",
+    requirements=(
+        "SES-1.5",
+        "FRA-4.5.1",
+        "CH-2.2.2",
+        "CH-2.2.3",
+        "CH-2.2.13",
+        "CONF-3.7.1",
+        "CONF-3.7.2",
+        "CONF-3.7.3",
+        "CONF-3.7.7",
+        "CONF-3.7.19",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, channel_window=5000)
     channel_id = peer.open_echo()
@@ -249,7 +279,28 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/open/3", section=OPEN, title="the IUT's OPEN has its own parity; REFUSE and ACCEPT reach its application")
+@case(
+    "ch/open/3",
+    section=OPEN,
+    title="the IUT's OPEN has its own parity; REFUSE and ACCEPT reach its application",
+    requirements=(
+        "FRA-3.5",
+        "FRA-4.4.1",
+        "FRA-4.6.1",
+        "FRA-6.1",
+        "FRA-6.2",
+        "CH-2.1.1",
+        "CH-2.1.2",
+        "CH-2.2.1",
+        "CH-2.2.5",
+        "CH-2.4.2",
+        "CH-3.4.1",
+        "ERR-1.25",
+        "CONF-3.7.6",
+        "CONF-3.7.8",
+        "CONF-3.7.19",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     first = peer.call("conn_open", service="chat", kind="stream")
@@ -279,6 +330,13 @@ def _(iut: Iut) -> str | None:
     "ch/open/4",
     section="channels.md §2.1",
     title="as initiator the IUT opens even ids; an OPEN of an even id is PROTOCOL_VIOLATION",
+    requirements=(
+        "FRA-6.1",
+        "CH-2.1.1",
+        "CH-2.2.9",
+        "CH-11.1",
+        "ERR-1.29",
+    ),
 )
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, role="initiator")
@@ -291,7 +349,17 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/limit/1", section=LIMIT, title="the IUT advertises MAX_CHANNELS and never accepts a channel beyond it")
+@case(
+    "ch/limit/1",
+    section=LIMIT,
+    title="the IUT advertises MAX_CHANNELS and never accepts a channel beyond it",
+    requirements=(
+        "FRA-4.15.1",
+        "CH-2.4.4",
+        "ERR-1.23",
+        "CONF-3.7.2",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, max_channels=2)
     limits = peer.first.frames(ch.MaxChannels)
@@ -313,7 +381,17 @@ def _(iut: Iut) -> str | None:
     return "refused the channel"
 
 
-@case("ch/limit/2", section=LIMIT, title="an OPEN beyond MAX_CHANNELS and the initial 100 closes with CHANNEL_LIMIT")
+@case(
+    "ch/limit/2",
+    section=LIMIT,
+    title="an OPEN beyond MAX_CHANNELS and the initial 100 closes with CHANNEL_LIMIT",
+    requirements=(
+        "CH-2.2.11",
+        "CH-2.4.8",
+        "CH-11.1",
+        "ERR-1.23",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, max_channels=2)
     peer.open_echo()
@@ -326,7 +404,23 @@ def _(iut: Iut) -> str | None:
 # -- data ---------------------------------------------------------------------------------------
 
 
-@case("ch/data/1", section="frames.md §4.7", title="stream data comes back from echo byte for byte, reassembled")
+@case(
+    "ch/data/1",
+    section="frames.md §4.7",
+    title="stream data comes back from echo byte for byte, reassembled",
+    requirements=(
+        "SES-1.5",
+        "FRA-1.3",
+        "FRA-3.5",
+        "FRA-4.7.1",
+        "CH-1.1",
+        "FLOW-2.1.1",
+        "FLOW-2.1.2",
+        "CONF-3.7.1",
+        "CONF-3.7.4",
+        "CONF-3.7.5",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open_echo()
@@ -346,7 +440,21 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/data/2", section=FINISH, title="a FIN on an echo stream ends the IUT's stream at the same size")
+@case(
+    "ch/data/2",
+    section=FINISH,
+    title="a FIN on an echo stream ends the IUT's stream at the same size",
+    requirements=(
+        "FRA-4.7.1",
+        "CH-3.2.1",
+        "CH-3.2.2",
+        "CH-3.2.7",
+        "FLOW-1.1",
+        "FLOW-1.2",
+        "FLOW-2.1.1",
+        "CONF-3.7.5",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open_echo()
@@ -366,7 +474,20 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/data/3", section="frames.md §4.14", title="messages on an echo message channel come back whole")
+@case(
+    "ch/data/3",
+    section="frames.md §4.14",
+    title="messages on an echo message channel come back whole",
+    requirements=(
+        "FRA-4.14.1",
+        "FRA-4.14.4",
+        "FRA-4.16.1",
+        "CH-2.5.2",
+        "CH-2.5.6",
+        "CH-3.2.3",
+        "CONF-3.7.5",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open_echo(kind=ch.ChannelKind.MESSAGE)
@@ -383,7 +504,17 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/data/4", section="conformance.md §3.7", title="conn_send on a message channel takes the whole message")
+@case(
+    "ch/data/4",
+    section="conformance.md §3.7",
+    title="conn_send on a message channel takes the whole message",
+    requirements=(
+        "FRA-4.14.5",
+        "CH-2.5.2",
+        "CONF-3.7.9",
+        "CONF-3.7.16",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     reply = peer.call("conn_open", service="chat", kind="message")
@@ -414,7 +545,18 @@ def _acked_by(peer: Peer, pn: int, sent_at: float) -> str:
     return "on the ACK timer"
 
 
-@case("ch/ack/1", section=ACKS, title="a PING is acknowledged within max_ack_delay")
+@case(
+    "ch/ack/1",
+    section=ACKS,
+    title="a PING is acknowledged within max_ack_delay",
+    requirements=(
+        "FRA-1.1",
+        "FRA-3.2",
+        "FRA-4.2.1",
+        "CH-4.5",
+        "CH-4.18",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     pn = peer.link.next_counter
@@ -422,7 +564,20 @@ def _(iut: Iut) -> str | None:
     return _acked_by(peer, pn, 1.0)
 
 
-@case("ch/ack/2", section=ACKS, title="ACK ranges report exactly the packets received, gaps included")
+@case(
+    "ch/ack/2",
+    section=ACKS,
+    title="ACK ranges report exactly the packets received, gaps included",
+    requirements=(
+        "SES-5.3",
+        "FRA-1.1",
+        "FRA-1.2",
+        "FRA-4.3.1",
+        "CH-4.1",
+        "CH-4.7",
+        "CH-5.3.2",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     base = peer.link.next_counter
@@ -435,7 +590,15 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/ack/3", section=ACKS, title="a packet of PADDING only is not acknowledged on its own")
+@case(
+    "ch/ack/3",
+    section=ACKS,
+    title="a packet of PADDING only is not acknowledged on its own",
+    requirements=(
+        "FRA-3.3",
+        "CH-4.6",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     reply = peer.send(ch.Padding(length=20), at=1.0)
@@ -445,7 +608,16 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/ack/4", section=ACKS, title="stream data is acknowledged within max_ack_delay")
+@case(
+    "ch/ack/4",
+    section=ACKS,
+    title="stream data is acknowledged within max_ack_delay",
+    requirements=(
+        "FRA-3.2",
+        "CH-4.5",
+        "CH-4.18",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -455,7 +627,16 @@ def _(iut: Iut) -> str | None:
     return _acked_by(peer, pn, 2.0)
 
 
-@case("ch/ack/5", section=ACKS, title="ACK-only packets are not acknowledged on their own")
+@case(
+    "ch/ack/5",
+    section=ACKS,
+    title="ACK-only packets are not acknowledged on their own",
+    requirements=(
+        "FRA-3.3",
+        "CH-4.6",
+        "CH-4.17",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     peer.send(ch.Ping(), at=1.0)
@@ -471,7 +652,17 @@ def _(iut: Iut) -> str | None:
 # -- flow control (flow.md §3) -------------------------------------------------------------------
 
 
-@case("ch/flow/1", section="flow.md §3.1", title="STREAM data beyond the channel window closes with FLOW_CONTROL_ERROR")
+@case(
+    "ch/flow/1",
+    section="flow.md §3.1",
+    title="STREAM data beyond the channel window closes with FLOW_CONTROL_ERROR",
+    requirements=(
+        "FLOW-3.1.1",
+        "FLOW-6.1",
+        "ERR-1.20",
+        "CONF-3.7.2",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, channel_window=1000)
     channel_id = peer.open("sink")
@@ -489,7 +680,17 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/flow/2", section="flow.md §3", title="data beyond the 1 MiB connection credit closes with FLOW_CONTROL_ERROR")
+@case(
+    "ch/flow/2",
+    section="flow.md §3",
+    title="data beyond the 1 MiB connection credit closes with FLOW_CONTROL_ERROR",
+    requirements=(
+        "FRA-4.10.1",
+        "FLOW-3.1.1",
+        "FLOW-3.2.4",
+        "ERR-1.20",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, channel_window=4 * 1024 * 1024)
     expect(not peer.first.frames(ch.MaxData), "the IUT raised the connection limit with the default config")
@@ -502,7 +703,19 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/flow/3", section="flow.md §3.2", title="the IUT sends no more than the window the runner advertised")
+@case(
+    "ch/flow/3",
+    section="flow.md §3.2",
+    title="the IUT sends no more than the window the runner advertised",
+    requirements=(
+        "FRA-4.4.5",
+        "FRA-4.11.1",
+        "CH-2.2.7",
+        "CH-5.2.3",
+        "FLOW-2.2.4",
+        "FLOW-3.2.1",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open_echo(window=100)
@@ -538,7 +751,20 @@ def _all_frames(peer: Peer, cls: type[F]) -> list[F]:
 # -- reset (channels.md §3) -----------------------------------------------------------------------
 
 
-@case("ch/reset/1", section=RESET, title="a RESET from the peer drops the channel; later data for it is ignored")
+@case(
+    "ch/reset/1",
+    section=RESET,
+    title="a RESET from the peer drops the channel; later data for it is ignored",
+    requirements=(
+        "CH-2.6.1",
+        "CH-3.1.2",
+        "CH-3.3.4",
+        "CH-3.4.3",
+        "CH-7.2.4",
+        "FLOW-2.1.6",
+        "ERR-3.4",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -558,7 +784,19 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/reset/2", section=RESET, title="the IUT's reset sends RESET with its code and final size")
+@case(
+    "ch/reset/2",
+    section=RESET,
+    title="the IUT's reset sends RESET with its code and final size",
+    requirements=(
+        "FRA-4.8.1",
+        "FRA-4.8.3",
+        "CH-3.3.1",
+        "FLOW-1.1",
+        "FLOW-3.3.3",
+        "CONF-3.7.10",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open_echo()
@@ -573,7 +811,19 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/reset/3", section=RESET, title="STOP_SENDING makes the IUT reset the channel with that code")
+@case(
+    "ch/reset/3",
+    section=RESET,
+    title="STOP_SENDING makes the IUT reset the channel with that code",
+    requirements=(
+        "FRA-4.9.1",
+        "FRA-4.9.2",
+        "CH-3.3.1",
+        "CH-3.3.11",
+        "CH-3.4.2",
+        "ERR-1.1",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open_echo()
@@ -586,7 +836,18 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/reset/4", section=RESET, title="an application code in RESET reaches the application verbatim")
+@case(
+    "ch/reset/4",
+    section=RESET,
+    title="an application code in RESET reaches the application verbatim",
+    requirements=(
+        "CH-3.4.1",
+        "CH-3.4.3",
+        "ERR-3.4",
+        "ERR-3.5",
+        "ERR-3.6",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -605,7 +866,19 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/reset/5", section=RESET, title="STOP_SENDING with an application code is answered by RESET with that code")
+@case(
+    "ch/reset/5",
+    section=RESET,
+    title="STOP_SENDING with an application code is answered by RESET with that code",
+    requirements=(
+        "FRA-4.9.2",
+        "CH-3.3.11",
+        "CH-3.4.2",
+        "CH-3.4.3",
+        "ERR-3.5",
+        "ERR-3.7",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     channel_id = peer.open_echo()
@@ -621,7 +894,17 @@ def _(iut: Iut) -> str | None:
 # -- errors (channels.md §3, frames.md §5, §6) ---------------------------------------------------------
 
 
-@case("ch/err/1", section=MISSING, title="STREAM for a channel the peer never opened closes with CHANNEL_STATE_ERROR")
+@case(
+    "ch/err/1",
+    section=MISSING,
+    title="STREAM for a channel the peer never opened closes with CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.6.2",
+        "CH-11.1",
+        "ERR-1.24",
+        "ERR-2.14",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     reply = peer.send(ch.Stream(channel_id=4, offset=0, data=b"hi"), at=0.1)
@@ -629,7 +912,16 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/err/2", section=MISSING, title="STREAM for an IUT channel id not yet used closes with CHANNEL_STATE_ERROR")
+@case(
+    "ch/err/2",
+    section=MISSING,
+    title="STREAM for an IUT channel id not yet used closes with CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.6.2",
+        "CH-11.1",
+        "ERR-1.24",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     reply = peer.send(ch.Stream(channel_id=peer.iut_parity + 8, offset=0, data=b"hi"), at=0.1)
@@ -637,7 +929,16 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/err/3", section=OPEN, title="an OPEN with the IUT's own parity is PROTOCOL_VIOLATION")
+@case(
+    "ch/err/3",
+    section=OPEN,
+    title="an OPEN with the IUT's own parity is PROTOCOL_VIOLATION",
+    requirements=(
+        "CH-2.2.9",
+        "CH-11.1",
+        "ERR-1.29",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     bad = ch.Open(channel_id=peer.iut_parity, kind=ch.ChannelKind.STREAM, service="echo", initial_max_data=100)
@@ -647,7 +948,18 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/err/4", section="frames.md §5", title="an unknown frame type closes with PROTOCOL_VIOLATION")
+@case(
+    "ch/err/4",
+    section="frames.md §5",
+    title="an unknown frame type closes with PROTOCOL_VIOLATION",
+    requirements=(
+        "FRA-3.4",
+        "FRA-5.2",
+        "CH-11.1",
+        "CH-11.2",
+        "ERR-1.29",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     reply = peer.send_raw(ch.encode_frame(ch.Ping()) + bytes([0x3E]), at=0.1)
@@ -655,7 +967,20 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/err/5", section="frames.md §5", title="a truncated frame closes with MALFORMED_MESSAGE, none of it acted on")
+@case(
+    "ch/err/5",
+    section="frames.md §5",
+    title="a truncated frame closes with MALFORMED_MESSAGE, none of it acted on",
+    requirements=(
+        "FRA-1.4",
+        "FRA-4.7.3",
+        "FRA-5.1",
+        "FRA-5.2",
+        "CH-11.1",
+        "CH-11.2",
+        "ERR-1.29",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     opening = ch.encode_frame(ch.Open(channel_id=0, kind=ch.ChannelKind.STREAM, service="echo", initial_max_data=9))
@@ -669,7 +994,16 @@ def _(iut: Iut) -> str | None:
 # -- liveness -------------------------------------------------------------------------------------------
 
 
-@case("ch/live/1", section="channels.md §9.3", title="a keepalive PING leaves after keepalive_interval of silence")
+@case(
+    "ch/live/1",
+    section="channels.md §9.3",
+    title="a keepalive PING leaves after keepalive_interval of silence",
+    requirements=(
+        "CH-9.3.1",
+        "CH-9.3.4",
+        "REC-4.3.6",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, keepalive_interval=2.0)
     reply = peer.timer(1.9)
@@ -679,7 +1013,19 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/live/2", section="channels.md §9.2", title="silence for idle_timeout closes the session with IDLE_TIMEOUT")
+@case(
+    "ch/live/2",
+    section="channels.md §9.2",
+    title="silence for idle_timeout closes the session with IDLE_TIMEOUT",
+    requirements=(
+        "CH-9.2.1",
+        "ERR-1.22",
+        "ERR-2.14",
+        "CONF-2.8",
+        "CONF-3.7.13",
+        "CONF-3.7.19",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, idle_timeout=5.0)
     peer.send(ch.Ping(), at=1.0)
@@ -692,7 +1038,21 @@ def _(iut: Iut) -> str | None:
     return None
 
 
-@case("ch/close/1", section="channels.md §9.4", title="a graceful close delivers every byte, then CLOSE with NO_ERROR")
+@case(
+    "ch/close/1",
+    section="channels.md §9.4",
+    title="a graceful close delivers every byte, then CLOSE with NO_ERROR",
+    requirements=(
+        "CH-3.2.1",
+        "CH-9.4.2",
+        "CH-9.4.3",
+        "FLOW-1.1",
+        "FLOW-1.2",
+        "ERR-1.2",
+        "ERR-2.14",
+        "CONF-3.7.12",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
     reply = peer.call("conn_open", service="files", kind="stream")
@@ -722,7 +1082,15 @@ def _(iut: Iut) -> str | None:
 # -- reliable carriers (channels.md §10) ----------------------------------------------------------------
 
 
-@case("ch/rel/1", section="channels.md §10", title="on a reliable carrier only a PING packet is acknowledged, at once")
+@case(
+    "ch/rel/1",
+    section="channels.md §10",
+    title="on a reliable carrier only a PING packet is acknowledged, at once",
+    requirements=(
+        "CH-10.1",
+        "CONF-3.7.2",
+    ),
+)
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, reliable_carrier=True)
     channel_id = peer.open("sink")

@@ -59,7 +59,17 @@ def _sessions(iut: Iut) -> object:
     return iut.ok("state").get("sessions")
 
 
-@case("hs/replay/1", section=REPLAY_CACHE, title="a forged variant of an INIT, sent first, does not block the real one")
+@case(
+    "hs/replay/1",
+    section=REPLAY_CACHE,
+    title="a forged variant of an INIT, sent first, does not block the real one",
+    requirements=(
+        "HS-8.3.3",
+        "SES-4.1.8",
+        "ERR-2.1",
+        "CONF-3.3.1",
+    ),
+)
 def _(iut: Iut) -> None:
     _start_endpoint(iut)
     hand = Hand(Pattern.XX, initiator=True)
@@ -74,7 +84,18 @@ def _(iut: Iut) -> None:
     one_event(_complete(iut, hand, response, 0.2), "handshake_completed")
 
 
-@case("hs/replay/2", section=REPLAY_CACHE, title="an INIT replayed after its handshake completed creates nothing")
+@case(
+    "hs/replay/2",
+    section=REPLAY_CACHE,
+    title="an INIT replayed after its handshake completed creates nothing",
+    requirements=(
+        "HS-8.3.1",
+        "HS-8.3.2",
+        "SES-4.1.8",
+        "ERR-1.14",
+        "CONF-3.3.3",
+    ),
+)
 def _(iut: Iut) -> str:
     _start_endpoint(iut)
     hand = Hand(Pattern.XX, initiator=True)
@@ -170,7 +191,22 @@ def _still_works(iut: Iut, link: Link, now: float = 0.2) -> None:
     expect_eq(_sessions(iut), 1, "sessions")
 
 
-@case("ep/demux/1", section=DEMUX, title="STUN Binding request and response are passed on; no session, no answer")
+@case(
+    "ep/demux/1",
+    section=DEMUX,
+    title="STUN Binding request and response are passed on; no session, no answer",
+    requirements=(
+        "GEN-3.3",
+        "SES-4.1.2",
+        "SES-4.1.3",
+        "SES-5.5",
+        "ERR-2.6",
+        "CONF-2.2.6",
+        "CONF-3.3.1",
+        "CONF-3.3.3",
+        "CONF-3.3.5",
+    ),
+)
 def _(iut: Iut) -> None:
     _start_endpoint(iut)
     _passed_on(iut, BINDING_REQUEST, "a STUN Binding request")
@@ -184,7 +220,16 @@ def _(iut: Iut) -> None:
     one_event(_complete(iut, hand, response, 0.4), "handshake_completed")
 
 
-@case("ep/demux/2", section=DEMUX, title="STUN datagrams from the peer's address leave its session as it was")
+@case(
+    "ep/demux/2",
+    section=DEMUX,
+    title="STUN datagrams from the peer's address leave its session as it was",
+    requirements=(
+        "SES-4.1.2",
+        "SES-4.1.3",
+        "ERR-2.6",
+    ),
+)
 def _(iut: Iut) -> None:
     link = _start_session(iut)
     _passed_on(iut, BINDING_REQUEST, "a STUN Binding request")
@@ -194,7 +239,19 @@ def _(iut: Iut) -> None:
     _still_works(iut, link)
 
 
-@case("ep/demux/3", section=DEMUX, title="TURN ChannelData is passed on whole, even when it carries a p2pos record")
+@case(
+    "ep/demux/3",
+    section=DEMUX,
+    title="TURN ChannelData is passed on whole, even when it carries a p2pos record",
+    requirements=(
+        "SES-4.1.1",
+        "SES-4.1.2",
+        "SES-4.1.6",
+        "SES-8.3",
+        "ERR-2.6",
+        "CONF-3.3.5",
+    ),
+)
 def _(iut: Iut) -> None:
     link = _start_session(iut)
     _passed_on(iut, _channel_data(b"relayed bytes"), "TURN ChannelData on channel 0x4001")
@@ -206,7 +263,16 @@ def _(iut: Iut) -> None:
     expect_eq([unhex(m.get("data"), "message data") for m in messages], [b"relayed"], "the unwrapped record")
 
 
-@case("ep/demux/4", section=DEMUX, title="DTLS, QUIC, ZRTP and RTP datagrams are passed on, each under its protocol")
+@case(
+    "ep/demux/4",
+    section=DEMUX,
+    title="DTLS, QUIC, ZRTP and RTP datagrams are passed on, each under its protocol",
+    requirements=(
+        "SES-4.1.2",
+        "ERR-2.6",
+        "CONF-3.3.5",
+    ),
+)
 def _(iut: Iut) -> None:
     link = _start_session(iut)
     client_hello = bytes([22, 0xFE, 0xFD, 0, 0]) + bytes(6) + struct.pack(">H", 12) + bytes([1]) + bytes(11)
@@ -227,7 +293,13 @@ def _(iut: Iut) -> None:
     "ep/demux/5",
     section=DEMUX,
     title="a first byte in 4-15 that is no packet type is dropped, not passed on",
-    requirements=("RCD-2.6",),
+    requirements=(
+        "GEN-3.2",
+        "RCD-2.6",
+        "SES-4.1.5",
+        "ERR-2.7",
+        "CONF-3.3.6",
+    ),
 )
 def _(iut: Iut) -> str:
     link = _start_session(iut)
@@ -242,7 +314,21 @@ def _(iut: Iut) -> str:
     return "types " + ", ".join(f"0x{b:02x}" for b in unassigned) + " dropped"
 
 
-@case("ep/demux/6", section=DEMUX, title="every first byte outside 4-15 is passed on under its RFC 7983/9443 protocol")
+@case(
+    "ep/demux/6",
+    section=DEMUX,
+    title="every first byte outside 4-15 is passed on under its RFC 7983/9443 protocol",
+    requirements=(
+        "GEN-3.3",
+        "SES-4.1.1",
+        "SES-4.1.2",
+        "SES-4.1.3",
+        "SES-5.5",
+        "SES-8.3",
+        "ERR-2.6",
+        "CONF-3.3.5",
+    ),
+)
 def _(iut: Iut) -> str:
     link = _start_session(iut)
     foreign = [b for b in range(256) if _protocol(b) != "p2pos"]

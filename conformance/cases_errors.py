@@ -68,7 +68,20 @@ def _expect_fatal(reply: Reply, code: ErrorCode, what: str) -> None:
 # -- FLOW_CONTROL_ERROR: a RESET final size beyond a limit (flow.md §6) ---------------------------
 
 
-@case("ch/fatal/1", section=FLOW_ERRORS, title="a RESET whose final size passes the channel window: FLOW_CONTROL_ERROR")
+@case(
+    "ch/fatal/1",
+    section=FLOW_ERRORS,
+    title="a RESET whose final size passes the channel window: FLOW_CONTROL_ERROR",
+    requirements=(
+        "CH-3.3.3",
+        "FLOW-3.1.1",
+        "FLOW-3.3.1",
+        "FLOW-6.1",
+        "ERR-1.1",
+        "ERR-1.20",
+        "ERR-2.14",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut, channel_window=1000)
     channel_id = peer.open("sink")
@@ -78,7 +91,18 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.FLOW_CONTROL_ERROR, "a RESET with final size 1001 on a window of 1000")
 
 
-@case("ch/fatal/2", section=FLOW_ERRORS, title="a RESET final size beyond the connection credit: FLOW_CONTROL_ERROR")
+@case(
+    "ch/fatal/2",
+    section=FLOW_ERRORS,
+    title="a RESET final size beyond the connection credit: FLOW_CONTROL_ERROR",
+    requirements=(
+        "CH-3.3.3",
+        "FLOW-3.1.1",
+        "FLOW-3.3.1",
+        "FLOW-6.1",
+        "ERR-1.20",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut, channel_window=4 * CONNECTION_CREDIT)
     expect(not peer.first.frames(ch.MaxData), "the IUT raised the connection limit with the default config")
@@ -92,7 +116,16 @@ def _(iut: Iut) -> None:
 # -- FINAL_SIZE_ERROR: the ways flow.md §1 lists that no other case provokes ----------------------
 
 
-@case("ch/fatal/3", section=FINAL, title="a STREAM_FIN below data already received: FINAL_SIZE_ERROR")
+@case(
+    "ch/fatal/3",
+    section=FINAL,
+    title="a STREAM_FIN below data already received: FINAL_SIZE_ERROR",
+    requirements=(
+        "FLOW-1.5",
+        "FLOW-6.1",
+        "ERR-1.21",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -102,7 +135,17 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.FINAL_SIZE_ERROR, "a STREAM_FIN at 5 after data up to 10")
 
 
-@case("ch/fatal/4", section=FINAL, title="a RESET below data already received: FINAL_SIZE_ERROR")
+@case(
+    "ch/fatal/4",
+    section=FINAL,
+    title="a RESET below data already received: FINAL_SIZE_ERROR",
+    requirements=(
+        "CH-3.3.3",
+        "FLOW-1.5",
+        "FLOW-6.1",
+        "ERR-1.21",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -112,7 +155,17 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.FINAL_SIZE_ERROR, "a RESET with final size 5 after data up to 10")
 
 
-@case("ch/fatal/5", section=FINAL, title="a RESET whose final size differs from the STREAM_FIN's: FINAL_SIZE_ERROR")
+@case(
+    "ch/fatal/5",
+    section=FINAL,
+    title="a RESET whose final size differs from the STREAM_FIN's: FINAL_SIZE_ERROR",
+    requirements=(
+        "CH-3.3.3",
+        "FLOW-1.3",
+        "FLOW-6.1",
+        "ERR-1.21",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open("sink")
@@ -128,7 +181,16 @@ def _(iut: Iut) -> None:
 # -- CHANNEL_STATE_ERROR: wrong kind, frames for channels never opened (channels.md §2.5, §2.6) ----
 
 
-@case("ch/fatal/6", section=KINDS, title="a MESSAGE frame on a stream channel closes with CHANNEL_STATE_ERROR")
+@case(
+    "ch/fatal/6",
+    section=KINDS,
+    title="a MESSAGE frame on a stream channel closes with CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.5.1",
+        "CH-11.1",
+        "ERR-1.24",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open_echo()
@@ -137,7 +199,15 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.CHANNEL_STATE_ERROR, "MESSAGE on a stream channel")
 
 
-@case("ch/fatal/7", section=MISSING, title="a RESET for a channel the peer never opened: CHANNEL_STATE_ERROR")
+@case(
+    "ch/fatal/7",
+    section=MISSING,
+    title="a RESET for a channel the peer never opened: CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.6.2",
+        "ERR-1.24",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     # The runner's parity, never opened (channels.md §2.6).
@@ -145,7 +215,15 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.CHANNEL_STATE_ERROR, "RESET on channel 6 without an OPEN")
 
 
-@case("ch/fatal/8", section=MISSING, title="a STOP_SENDING for an IUT channel id not yet used: CHANNEL_STATE_ERROR")
+@case(
+    "ch/fatal/8",
+    section=MISSING,
+    title="a STOP_SENDING for an IUT channel id not yet used: CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.6.2",
+        "ERR-1.24",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     # The IUT's parity, above every id it opened (it opened none).
@@ -153,14 +231,30 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.CHANNEL_STATE_ERROR, "STOP_SENDING on an IUT channel id never opened")
 
 
-@case("ch/fatal/9", section=MISSING, title="a CLOSE_CHANNEL for a channel never opened: CHANNEL_STATE_ERROR")
+@case(
+    "ch/fatal/9",
+    section=MISSING,
+    title="a CLOSE_CHANNEL for a channel never opened: CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.6.2",
+        "ERR-1.24",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     reply = peer.send(ch.CloseChannel(channel_id=10), at=0.1)
     _expect_fatal(reply, ErrorCode.CHANNEL_STATE_ERROR, "CLOSE_CHANNEL on channel 10 without an OPEN")
 
 
-@case("ch/fatal/10", section=MISSING, title="a MESSAGE for a channel never opened: CHANNEL_STATE_ERROR")
+@case(
+    "ch/fatal/10",
+    section=MISSING,
+    title="a MESSAGE for a channel never opened: CHANNEL_STATE_ERROR",
+    requirements=(
+        "CH-2.6.2",
+        "ERR-1.24",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     reply = peer.send(ch.Message(channel_id=12, message_id=0, data=b"nobody listens"), at=0.1)
@@ -171,26 +265,69 @@ def _(iut: Iut) -> None:
 # -- handshake payload errors in a FINISH, seen by a responder (handshake.md §5.1) ---------------
 
 
-@case("hs/fatal/1", section=FIELDS, title="a FINISH with an unknown critical field: UNKNOWN_CRITICAL_FIELD")
+@case(
+    "hs/fatal/1",
+    section=FIELDS,
+    title="a FINISH with an unknown critical field: UNKNOWN_CRITICAL_FIELD",
+    requirements=(
+        "HS-5.1.4",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "SES-3.11",
+        "ERR-1.11",
+    ),
+)
 def _(iut: Iut) -> None:
     answer, link = _responder_finish(iut, finish_payload(extra=_UNKNOWN_CRITICAL))
     _expect_never_established(iut, answer, link, "UNKNOWN_CRITICAL_FIELD")
 
 
-@case("hs/fatal/2", section=FIELDS, title="a FINISH with a duplicated field: MALFORMED_MESSAGE")
+@case(
+    "hs/fatal/2",
+    section=FIELDS,
+    title="a FINISH with a duplicated field: MALFORMED_MESSAGE",
+    requirements=(
+        "HS-5.1.6",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "SES-3.11",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     answer, link = _responder_finish(iut, finish_payload(extra=((F_VERSIONS, b"\x00\x01"),)))
     _expect_never_established(iut, answer, link, "MALFORMED_MESSAGE")
 
 
-@case("hs/fatal/3", section=FIELDS, title="a RESPONSE whose session index is 3 bytes long: MALFORMED_MESSAGE")
+@case(
+    "hs/fatal/3",
+    section=FIELDS,
+    title="a RESPONSE whose session index is 3 bytes long: MALFORMED_MESSAGE",
+    requirements=(
+        "HS-5.1.6",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     payload = identity_payload(REF, extra=((F_SESSION_INDEX, REF_INDEX.to_bytes(4, "big")[1:]),))
     _expect_closed(iut, _respond(iut, hand, payload), "MALFORMED_MESSAGE")
 
 
-@case("hs/fatal/4", section=FIELDS, title="a FINISH whose SAS nonce is 31 bytes long: MALFORMED_MESSAGE")
+@case(
+    "hs/fatal/4",
+    section=FIELDS,
+    title="a FINISH whose SAS nonce is 31 bytes long: MALFORMED_MESSAGE",
+    requirements=(
+        "HS-5.1.6",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "SES-3.11",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     answer, link = _responder_finish(iut, finish_payload(sas_nonce=REF.sas_nonce[:31]))
     _expect_never_established(iut, answer, link, "MALFORMED_MESSAGE")
@@ -199,25 +336,70 @@ def _(iut: Iut) -> None:
 # -- the same rules in an IK RESPONSE, seen by an IK initiator (handshake.md §5, §6.2) -----------
 
 
-@case("hs/fatal/5", section=BINDING, title="IK: a RESPONSE signed over another static key: BAD_IDENTITY")
+@case(
+    "hs/fatal/5",
+    section=BINDING,
+    title="IK: a RESPONSE signed over another static key: BAD_IDENTITY",
+    requirements=(
+        "HS-6.2.2",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.6",
+        "ERR-2.10",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut, pattern=Pattern.IK)
     _expect_closed(iut, _respond(iut, hand, response_payload(signed_static=OTHER.static_public)), "BAD_IDENTITY")
 
 
-@case("hs/fatal/6", section=FIELDS, title="IK: a RESPONSE with an unknown critical field: UNKNOWN_CRITICAL_FIELD")
+@case(
+    "hs/fatal/6",
+    section=FIELDS,
+    title="IK: a RESPONSE with an unknown critical field: UNKNOWN_CRITICAL_FIELD",
+    requirements=(
+        "HS-5.1.4",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.11",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut, pattern=Pattern.IK)
     _expect_closed(iut, _respond(iut, hand, response_payload(extra=_UNKNOWN_CRITICAL)), "UNKNOWN_CRITICAL_FIELD")
 
 
-@case("hs/fatal/7", section=VERSIONS, title="IK: a RESPONSE choosing an unsupported version: UNSUPPORTED_VERSION")
+@case(
+    "hs/fatal/7",
+    section=VERSIONS,
+    title="IK: a RESPONSE choosing an unsupported version: UNSUPPORTED_VERSION",
+    requirements=(
+        "HS-5.3.6",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.8",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut, pattern=Pattern.IK)
     _expect_closed(iut, _respond(iut, hand, response_payload(versions=(2,))), "UNSUPPORTED_VERSION")
 
 
-@case("hs/fatal/8", section=SAS, title="IK: a CONFIRM without a SAS nonce: CLOSE with PROTOCOL_VIOLATION")
+@case(
+    "hs/fatal/8",
+    section=SAS,
+    title="IK: a CONFIRM without a SAS nonce: CLOSE with PROTOCOL_VIOLATION",
+    requirements=(
+        "HS-6.4.5",
+        "HS-7.1.5",
+        "HS-8.4.2",
+        "HS-8.4.6",
+        "SES-3.1",
+        "SES-3.9",
+        "ERR-1.3",
+        "ERR-2.11",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
     start_session(iut, "responder")
@@ -237,7 +419,16 @@ def _(iut: Iut) -> None:
 # -- a fatal code received in CLOSE (errors.md §1: "fatal when received in CLOSE") ----------------
 
 
-@case("rec/fatal/1", section=CLOSE, title="a CLOSE with FLOW_CONTROL_ERROR ends the connection with it, unanswered")
+@case(
+    "rec/fatal/1",
+    section=CLOSE,
+    title="a CLOSE with FLOW_CONTROL_ERROR ends the connection with it, unanswered",
+    requirements=(
+        "ERR-1.27",
+        "ERR-2.12",
+        "ERR-3.2",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     body = int(ErrorCode.FLOW_CONTROL_ERROR).to_bytes(2, "big") + b"too much"
@@ -251,7 +442,12 @@ def _(iut: Iut) -> None:
 # -- ACCEPT and REFUSE for ids the IUT did not open: PROTOCOL_VIOLATION (channels.md §2.2) -------
 
 
-@case("ch/fatal/11", section=OPEN, title="an ACCEPT of an id of the runner's own parity: PROTOCOL_VIOLATION")
+@case(
+    "ch/fatal/11",
+    section=OPEN,
+    title="an ACCEPT of an id of the runner's own parity: PROTOCOL_VIOLATION",
+    requirements=("CH-2.2.15",),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open_echo()  # held, but opened by the runner: only the IUT may accept it
@@ -259,7 +455,12 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.PROTOCOL_VIOLATION, f"an ACCEPT of the runner's channel {channel_id}")
 
 
-@case("ch/fatal/12", section=OPEN, title="an ACCEPT of an IUT id the IUT never opened: PROTOCOL_VIOLATION")
+@case(
+    "ch/fatal/12",
+    section=OPEN,
+    title="an ACCEPT of an IUT id the IUT never opened: PROTOCOL_VIOLATION",
+    requirements=("CH-2.2.15",),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.iut_parity + 4
@@ -267,7 +468,12 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.PROTOCOL_VIOLATION, f"an ACCEPT of channel {channel_id}, never opened")
 
 
-@case("ch/fatal/13", section=OPEN, title="a REFUSE of an IUT id the IUT never opened: PROTOCOL_VIOLATION")
+@case(
+    "ch/fatal/13",
+    section=OPEN,
+    title="a REFUSE of an IUT id the IUT never opened: PROTOCOL_VIOLATION",
+    requirements=("CH-2.2.15",),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.iut_parity + 2
@@ -278,7 +484,17 @@ def _(iut: Iut) -> None:
 # -- packets that do not parse, received on a live connection (frames.md §5) ----------------------
 
 
-@case("ch/fatal/14", section=PARSE, title="a live OPEN with an unknown channel kind closes with MALFORMED_MESSAGE")
+@case(
+    "ch/fatal/14",
+    section=PARSE,
+    title="a live OPEN with an unknown channel kind closes with MALFORMED_MESSAGE",
+    requirements=(
+        "FRA-4.4.2",
+        "FRA-5.2",
+        "CH-11.1",
+        "ERR-1.29",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     good = ch.encode_frame(ch.Open(channel_id=0, kind=ch.ChannelKind.STREAM, service="echo", initial_max_data=100))
@@ -288,7 +504,17 @@ def _(iut: Iut) -> None:
     _expect_fatal(reply, ErrorCode.MALFORMED_MESSAGE, "an OPEN of kind 2")
 
 
-@case("ch/fatal/15", section=PARSE, title="live STREAM data ending beyond 2^62-1 closes with MALFORMED_MESSAGE")
+@case(
+    "ch/fatal/15",
+    section=PARSE,
+    title="live STREAM data ending beyond 2^62-1 closes with MALFORMED_MESSAGE",
+    requirements=(
+        "FRA-4.7.4",
+        "FRA-5.2",
+        "FLOW-6.3",
+        "ERR-1.29",
+    ),
+)
 def _(iut: Iut) -> None:
     peer = Peer(iut)
     channel_id = peer.open("sink")

@@ -68,13 +68,31 @@ FORMAT, TYPES, ERRORS = "frames.md §4", "frames.md §3", "frames.md §5"
 _SERVICE_MAX = "s" * ch.MAX_SERVICE
 
 
-@case("frame/ch/1", section="frames.md §4.1", title="PADDING and PING encode and decode byte for byte")
+@case(
+    "frame/ch/1",
+    section="frames.md §4.1",
+    title="PADDING and PING encode and decode byte for byte",
+    requirements=(
+        "FRA-4.1.2",
+        "FRA-4.2.1",
+        "CONF-3.6.1",
+    ),
+)
 def _(iut: Iut) -> None:
     _round_trip(iut, [ch.Ping(), ch.Padding(length=1), ch.Padding(length=7), ch.Ping()], "PADDING/PING")
     expect_eq(_decode(iut, bytes(300)), [ch.Padding(length=300)], "300 zero bytes")
 
 
-@case("frame/ch/2", section="frames.md §4.3", title="ACK with several ranges encodes and decodes byte for byte")
+@case(
+    "frame/ch/2",
+    section="frames.md §4.3",
+    title="ACK with several ranges encodes and decodes byte for byte",
+    requirements=(
+        "FRA-2.1",
+        "FRA-4.3.1",
+        "CONF-3.6.5",
+    ),
+)
 def _(iut: Iut) -> None:
     acks = [
         ch.Ack(largest=0, ack_delay=0, first_range=0),
@@ -85,7 +103,12 @@ def _(iut: Iut) -> None:
     expect_eq(ch.encode_frame(acks[1]).hex(), "020c19020201020102", "reference encoding (frames.md §4.3)")
 
 
-@case("frame/ch/3", section="frames.md §4.4", title="OPEN of stream and message channels, UTF-8 service names")
+@case(
+    "frame/ch/3",
+    section="frames.md §4.4",
+    title="OPEN of stream and message channels, UTF-8 service names",
+    requirements=("FRA-4.4.1",),
+)
 def _(iut: Iut) -> None:
     opens = [
         ch.Open(channel_id=0, kind=ch.ChannelKind.STREAM, service="chat", initial_max_data=65536),
@@ -95,7 +118,15 @@ def _(iut: Iut) -> None:
     _round_trip(iut, opens, "OPEN")
 
 
-@case("frame/ch/4", section="frames.md §4.5", title="ACCEPT and REFUSE encode and decode byte for byte")
+@case(
+    "frame/ch/4",
+    section="frames.md §4.5",
+    title="ACCEPT and REFUSE encode and decode byte for byte",
+    requirements=(
+        "FRA-4.5.1",
+        "FRA-4.6.1",
+    ),
+)
 def _(iut: Iut) -> None:
     frames: list[ch.Frame] = [
         ch.Accept(channel_id=3, initial_max_data=262144),
@@ -106,7 +137,16 @@ def _(iut: Iut) -> None:
     _round_trip(iut, frames, "ACCEPT/REFUSE")
 
 
-@case("frame/ch/5", section="frames.md §4.7", title="STREAM and STREAM_FIN (0x06/0x07), with and without data")
+@case(
+    "frame/ch/5",
+    section="frames.md §4.7",
+    title="STREAM and STREAM_FIN (0x06/0x07), with and without data",
+    requirements=(
+        "FRA-2.1",
+        "FRA-4.7.1",
+        "CONF-3.6.1",
+    ),
+)
 def _(iut: Iut) -> None:
     frames: list[ch.Frame] = [
         ch.Stream(channel_id=2, offset=0, data=b"hello"),
@@ -118,7 +158,15 @@ def _(iut: Iut) -> None:
     _round_trip(iut, frames, "STREAM")
 
 
-@case("frame/ch/6", section="frames.md §4.8", title="RESET and STOP_SENDING encode and decode byte for byte")
+@case(
+    "frame/ch/6",
+    section="frames.md §4.8",
+    title="RESET and STOP_SENDING encode and decode byte for byte",
+    requirements=(
+        "FRA-4.8.1",
+        "FRA-4.9.1",
+    ),
+)
 def _(iut: Iut) -> None:
     frames: list[ch.Frame] = [
         ch.Reset(channel_id=6, code=3, final_size=1234),
@@ -128,7 +176,19 @@ def _(iut: Iut) -> None:
     _round_trip(iut, frames, "RESET/STOP_SENDING")
 
 
-@case("frame/ch/7", section="frames.md §4.10", title="flow-control frames: MAX_DATA to MAX_CHANNELS")
+@case(
+    "frame/ch/7",
+    section="frames.md §4.10",
+    title="flow-control frames: MAX_DATA to MAX_CHANNELS",
+    requirements=(
+        "FRA-2.1",
+        "FRA-4.10.1",
+        "FRA-4.11.1",
+        "FRA-4.12.1",
+        "FRA-4.13.1",
+        "FRA-4.15.1",
+    ),
+)
 def _(iut: Iut) -> None:
     frames: list[ch.Frame] = [
         ch.MaxData(maximum=1 << 24),
@@ -140,7 +200,16 @@ def _(iut: Iut) -> None:
     _round_trip(iut, frames, "flow control")
 
 
-@case("frame/ch/8", section="frames.md §4.14", title="MESSAGE (also empty) and CLOSE_CHANNEL")
+@case(
+    "frame/ch/8",
+    section="frames.md §4.14",
+    title="MESSAGE (also empty) and CLOSE_CHANNEL",
+    requirements=(
+        "FRA-4.14.1",
+        "FRA-4.14.4",
+        "FRA-4.16.1",
+    ),
+)
 def _(iut: Iut) -> None:
     frames: list[ch.Frame] = [
         ch.Message(channel_id=9, message_id=0, data=b"\x00\x01\x02"),
@@ -150,7 +219,17 @@ def _(iut: Iut) -> None:
     _round_trip(iut, frames, "MESSAGE/CLOSE_CHANNEL")
 
 
-@case("frame/ch/9", section="frames.md §2", title="varints use the shortest encoding at every boundary")
+@case(
+    "frame/ch/9",
+    section="frames.md §2",
+    title="varints use the shortest encoding at every boundary",
+    requirements=(
+        "FRA-2.1",
+        "FRA-2.2",
+        "CONF-2.1.2",
+        "CONF-3.6.1",
+    ),
+)
 def _(iut: Iut) -> None:
     for value in (0, 63, 64, 16383, 16384, 2**30 - 1, 2**30, 2**62 - 1):
         got = unhex(iut.ok("frames_encode", frames=[{"type": "max_data", "maximum": value}]).get("data"), "data")
@@ -158,7 +237,12 @@ def _(iut: Iut) -> None:
         expect_eq(_decode(iut, got), [ch.MaxData(maximum=value)], f"decoding MAX_DATA of {value}")
 
 
-@case("frame/ch/10", section="frames.md §2", title="non-minimal varints are accepted, in the frame type too")
+@case(
+    "frame/ch/10",
+    section="frames.md §2",
+    title="non-minimal varints are accepted, in the frame type too",
+    requirements=("FRA-2.3",),
+)
 def _(iut: Iut) -> None:
     packet = bytes.fromhex("4006" + "c000000000000002" + "80000000" + "4005") + b"hello"
     expect_eq(_decode(iut, packet), [ch.Stream(channel_id=2, offset=0, data=b"hello")], "non-minimal STREAM")
@@ -166,7 +250,19 @@ def _(iut: Iut) -> None:
         expect_eq(_decode(iut, bytes.fromhex("0a" + encoding)), [ch.MaxData(maximum=37)], f"varint {encoding}")
 
 
-@case("frame/ch/11", section=TYPES, title="a packet of every frame type decodes to those frames, in order")
+@case(
+    "frame/ch/11",
+    section=TYPES,
+    title="a packet of every frame type decodes to those frames, in order",
+    requirements=(
+        "FRA-1.3",
+        "FRA-3.1",
+        "FRA-4.1.2",
+        "FRA-4.7.2",
+        "CONF-3.6.3",
+        "CONF-3.6.5",
+    ),
+)
 def _(iut: Iut) -> None:
     frames: list[ch.Frame] = [
         ch.Padding(length=2),
@@ -195,7 +291,19 @@ def _(iut: Iut) -> None:
     expect_eq(_decode(iut, b""), [], "an empty packet")
 
 
-@case("frame/ch/12", section=ERRORS, title="every truncation inside a frame is MALFORMED_MESSAGE")
+@case(
+    "frame/ch/12",
+    section=ERRORS,
+    title="every truncation inside a frame is MALFORMED_MESSAGE",
+    requirements=(
+        "FRA-2.5",
+        "FRA-5.1",
+        "FRA-5.3",
+        "FRA-5.4",
+        "ERR-4.3",
+        "CONF-3.6.3",
+    ),
+)
 def _(iut: Iut) -> None:
     frames: list[ch.Frame] = [
         ch.Ack.from_ranges([(300, 310), (100, 200)], ack_delay=1000),
@@ -215,13 +323,31 @@ def _(iut: Iut) -> None:
             _rejects(iut, packet[:cut], "MALFORMED_MESSAGE", f"the first {cut} bytes")
 
 
-@case("frame/ch/13", section=TYPES, title="an unknown frame type is PROTOCOL_VIOLATION, even after valid frames")
+@case(
+    "frame/ch/13",
+    section=TYPES,
+    title="an unknown frame type is PROTOCOL_VIOLATION, even after valid frames",
+    requirements=(
+        "FRA-3.4",
+        "FRA-5.3",
+        "FRA-5.4",
+        "CONF-3.6.3",
+    ),
+)
 def _(iut: Iut) -> None:
     for packet in ("11", "013f", "4011", "0a05" + "20", "060000026869" + "c000000000000100"):
         _rejects(iut, bytes.fromhex(packet), "PROTOCOL_VIOLATION", "unknown frame type")
 
 
-@case("frame/ch/14", section="frames.md §4.3", title="ACK ranges that go below packet number 0 are MALFORMED_MESSAGE")
+@case(
+    "frame/ch/14",
+    section="frames.md §4.3",
+    title="ACK ranges that go below packet number 0 are MALFORMED_MESSAGE",
+    requirements=(
+        "FRA-4.3.3",
+        "FRA-5.3",
+    ),
+)
 def _(iut: Iut) -> None:
     _rejects(iut, bytes.fromhex("0205000006"), "MALFORMED_MESSAGE", "first range larger than largest")
     _rejects(iut, bytes.fromhex("020a0001020700"), "MALFORMED_MESSAGE", "a gap that underflows")
@@ -231,7 +357,18 @@ def _(iut: Iut) -> None:
     expect_eq(_decode(iut, bytes.fromhex("020a0001020006")), [exact], "ranges reaching packet number 0 exactly")
 
 
-@case("frame/ch/15", section="frames.md §4.4", title="service names are 1..255 bytes of UTF-8, else MALFORMED_MESSAGE")
+@case(
+    "frame/ch/15",
+    section="frames.md §4.4",
+    title="service names are 1..255 bytes of UTF-8, else MALFORMED_MESSAGE",
+    requirements=(
+        "FRA-4.4.2",
+        "FRA-4.4.3",
+        "FRA-4.4.4",
+        "FRA-5.3",
+        "CONF-3.6.2",
+    ),
+)
 def _(iut: Iut) -> None:
     def open_packet(service: bytes, kind: int = 0) -> bytes:
         return bytes([0x03, 0x02, kind]) + ch.encode_frame(ch.MaxData(maximum=len(service)))[1:] + service + b"\x00"
@@ -247,7 +384,17 @@ def _(iut: Iut) -> None:
     iut.error("frames_encode", frames=[too_long])
 
 
-@case("frame/ch/16", section="frames.md §4.6", title="REFUSE reasons: at most 1024 bytes of UTF-8")
+@case(
+    "frame/ch/16",
+    section="frames.md §4.6",
+    title="REFUSE reasons: at most 1024 bytes of UTF-8",
+    requirements=(
+        "FRA-4.6.3",
+        "FRA-4.6.4",
+        "FRA-5.3",
+        "CONF-3.6.2",
+    ),
+)
 def _(iut: Iut) -> None:
     reason = bytes([0x05, 0x01, 0x18]) + ch.encode_frame(ch.MaxData(maximum=1025))[1:] + b"r" * 1025
     _rejects(iut, reason, "MALFORMED_MESSAGE", "a 1025-byte reason")
@@ -257,7 +404,18 @@ def _(iut: Iut) -> None:
     iut.error("frames_encode", frames=[too_long])
 
 
-@case("frame/ch/17", section="frames.md §4.7", title="data past the packet or a stream end over 2^62-1 is malformed")
+@case(
+    "frame/ch/17",
+    section="frames.md §4.7",
+    title="data past the packet or a stream end over 2^62-1 is malformed",
+    requirements=(
+        "FRA-4.7.3",
+        "FRA-4.7.4",
+        "FRA-4.14.4",
+        "FRA-5.3",
+        "CONF-3.6.2",
+    ),
+)
 def _(iut: Iut) -> None:
     _rejects(iut, bytes.fromhex("060000056869"), "MALFORMED_MESSAGE", "STREAM data past the packet")
     _rejects(iut, bytes.fromhex("0e0000020a"), "MALFORMED_MESSAGE", "MESSAGE data past the packet")

@@ -31,14 +31,28 @@ def _eof(iut: Iut) -> tuple[list[bytes], Any]:
     "frame/1",
     section=RECEIVING,
     title="whole frames fed at once come out as datagrams",
-    requirements=("FRM-1.1", "FRM-2.1", "FRM-3.2", "FRM-3.6"),
+    requirements=(
+        "FRM-1.1",
+        "FRM-2.1",
+        "FRM-3.2",
+        "FRM-3.6",
+        "CONF-3.4.2",
+    ),
 )
 def _(iut: Iut) -> None:
     expect_eq(_feed(iut, _frame(_A) + _frame(_B)), ([_A, _B], None), "frames and error")
     expect_eq(_eof(iut), ([], None), "a clean end of stream at a frame boundary")
 
 
-@case("frame/2", section=RECEIVING, title="frames fed one byte at a time come out whole", requirements=("FRM-3.2",))
+@case(
+    "frame/2",
+    section=RECEIVING,
+    title="frames fed one byte at a time come out whole",
+    requirements=(
+        "FRM-3.2",
+        "CONF-3.4.2",
+    ),
+)
 def _(iut: Iut) -> None:
     stream = _frame(_A) + _frame(_B) + _frame(b"z")
     frames: list[bytes] = []
@@ -53,7 +67,11 @@ def _(iut: Iut) -> None:
     "frame/3",
     section=RECEIVING,
     title="a zero length is FRAMING_ERROR, and the error is final",
-    requirements=("FRM-3.3", "FRM-3.5"),
+    requirements=(
+        "FRM-3.3",
+        "FRM-3.5",
+        "ERR-1.16",
+    ),
 )
 def _(iut: Iut) -> None:
     frames, error = _feed(iut, _frame(_A) + b"\x00\x00" + _frame(_B))
@@ -65,7 +83,12 @@ def _(iut: Iut) -> None:
     "frame/4",
     section=RECEIVING,
     title="a stream that ends inside a frame is FRAMING_ERROR",
-    requirements=("FRM-3.4", "FRM-3.5"),
+    requirements=(
+        "FRM-3.4",
+        "FRM-3.5",
+        "ERR-1.16",
+        "CONF-3.4.2",
+    ),
 )
 def _(iut: Iut) -> None:
     expect_eq(_feed(iut, _frame(_A) + _frame(_B)[:-1]), ([_A], None), "before the end")
@@ -76,7 +99,10 @@ def _(iut: Iut) -> None:
     "frame/5",
     section=RECEIVING,
     title="a stream that ends inside a length prefix is FRAMING_ERROR",
-    requirements=("FRM-3.4",),
+    requirements=(
+        "FRM-3.4",
+        "ERR-1.16",
+    ),
 )
 def _(iut: Iut) -> None:
     expect_eq(_feed(iut, _frame(_A) + b"\x00"), ([_A], None), "before the end")
@@ -101,7 +127,12 @@ def _(iut: Iut) -> None:
     "frame/7",
     section=FORMAT,
     title="encoding: a length prefix for 1..65535 bytes, FRAMING_ERROR otherwise",
-    requirements=("FRM-2.1", "FRM-2.2"),
+    requirements=(
+        "GEN-2.2.1",
+        "FRM-2.1",
+        "FRM-2.2",
+        "CONF-3.4.1",
+    ),
 )
 def _(iut: Iut) -> None:
     answer = iut.ok("frame_encode", data=b"abc")

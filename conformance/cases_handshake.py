@@ -103,13 +103,50 @@ def _check_completed(event: dict[str, Any], ref: HandshakeCompleted, pattern: st
     expect_eq(unhex(event.get("remote_static"), "remote_static"), REF.static_public, "remote static key")
 
 
-@case("hs/xx/1", section=PACKETS, title="XX INIT is byte-exact with a fixed ephemeral")
+@case(
+    "hs/xx/1",
+    section=PACKETS,
+    title="XX INIT is byte-exact with a fixed ephemeral",
+    requirements=(
+        "GEN-2.2.1",
+        "GEN-3.1",
+        "HS-1.1",
+        "HS-2.1.1",
+        "HS-3.1",
+        "HS-4.1.1",
+        "HS-5.1.9",
+        "SES-1.2",
+        "SES-8.4",
+        "CONF-2.9",
+        "CONF-2.1.1",
+        "CONF-2.2.5",
+        "CONF-3.2.2",
+    ),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator"))
     expect_eq(init.hex(), _shadow_initiator().data_to_send(0.0)[0].hex(), "INIT bytes")
 
 
-@case("hs/xx/2", section=PACKETS, title="XX RESPONSE is byte-exact with a fixed ephemeral")
+@case(
+    "hs/xx/2",
+    section=PACKETS,
+    title="XX RESPONSE is byte-exact with a fixed ephemeral",
+    requirements=(
+        "GEN-3.1",
+        "HS-2.1.1",
+        "HS-3.1",
+        "HS-3.2",
+        "HS-4.2.1",
+        "HS-5.1.9",
+        "HS-5.3.1",
+        "HS-5.3.2",
+        "SES-1.2",
+        "SES-8.4",
+        "CONF-2.2.5",
+        "CONF-3.2.3",
+    ),
+)
 def _(iut: Iut) -> None:
     init = _ref_initiator().data_to_send(0.0)[0]
     start_session(iut, "responder")
@@ -117,7 +154,39 @@ def _(iut: Iut) -> None:
     expect_eq(response.hex(), _shadow_responder(init).data_to_send(0.0)[0].hex(), "RESPONSE bytes")
 
 
-@case("hs/xx/3", section=NOISE, title="XX as initiator: FINISH byte-exact, both sides agree on the peer and hash")
+@case(
+    "hs/xx/3",
+    section=NOISE,
+    title="XX as initiator: FINISH byte-exact, both sides agree on the peer and hash",
+    requirements=(
+        "GEN-3.1",
+        "GEN-4.3",
+        "HS-1.1",
+        "HS-2.1.1",
+        "HS-3.1",
+        "HS-3.2",
+        "HS-3.3",
+        "HS-3.6",
+        "HS-4.1",
+        "HS-4.3.1",
+        "HS-5.1.9",
+        "HS-5.3.1",
+        "HS-5.3.2",
+        "HS-6.1.1",
+        "HS-6.1.2",
+        "HS-6.2.4",
+        "SES-1.3",
+        "SES-1.4",
+        "SES-2.7",
+        "SES-3.2",
+        "SES-3.4",
+        "SES-5.2",
+        "SES-8.4",
+        "CONF-2.1.1",
+        "CONF-2.1.3",
+        "CONF-2.2.6",
+    ),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator"))
     ref = _ref_responder(init)
@@ -135,7 +204,25 @@ def _(iut: Iut) -> None:
     expect_eq(session_state(iut), "established", "state")
 
 
-@case("hs/xx/4", section=NOISE, title="XX as responder: established on FINISH with the initiator's identity")
+@case(
+    "hs/xx/4",
+    section=NOISE,
+    title="XX as responder: established on FINISH with the initiator's identity",
+    requirements=(
+        "HS-3.1",
+        "HS-3.2",
+        "HS-3.6",
+        "HS-6.1.1",
+        "HS-6.1.2",
+        "HS-6.2.4",
+        "HS-8.3.4",
+        "SES-3.2",
+        "SES-3.11",
+        "SES-5.2",
+        "SES-8.2",
+        "CONF-3.2.3",
+    ),
+)
 def _(iut: Iut) -> None:
     ref = _ref_initiator()
     start_session(iut, "responder")
@@ -149,7 +236,15 @@ def _(iut: Iut) -> None:
     _check_completed(one_event(answer, "handshake_completed"), ref_event, "XX")
 
 
-@case("hs/xx/5", section=VERSIONS, title="the responder picks the highest common version")
+@case(
+    "hs/xx/5",
+    section=VERSIONS,
+    title="the responder picks the highest common version",
+    requirements=(
+        "GEN-4.1",
+        "HS-5.3.4",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
@@ -162,7 +257,28 @@ def _(iut: Iut) -> None:
 _FAST = {"retransmit_initial": 1.0, "retransmit_max": 4.0, "handshake_timeout": 15.0}
 
 
-@case("hs/xx/6", section=TIMERS, title="INIT is resent byte for byte at 1, 3, 7, 11 s; at 15 s the handshake ends")
+@case(
+    "hs/xx/6",
+    section=TIMERS,
+    title="INIT is resent byte for byte at 1, 3, 7, 11 s; at 15 s the handshake ends",
+    requirements=(
+        "GEN-2.2.2",
+        "HS-8.1.1",
+        "HS-8.1.3",
+        "HS-8.1.5",
+        "SES-1.1",
+        "SES-2.7",
+        "SES-6.2",
+        "SES-7.1",
+        "SES-7.3",
+        "SES-7.5",
+        "ERR-1.4",
+        "ERR-4.4",
+        "CONF-2.7",
+        "CONF-2.8",
+        "CONF-3.2.9",
+    ),
+)
 def _(iut: Iut) -> str:
     init = one_packet_of(start_session(iut, "initiator"))
     times: list[float] = []
@@ -181,7 +297,12 @@ def _(iut: Iut) -> str:
     return f"resent at {times}"
 
 
-@case("hs/xx/7", section=DUPLICATES, title="a duplicate INIT is answered with the identical RESPONSE")
+@case(
+    "hs/xx/7",
+    section=DUPLICATES,
+    title="a duplicate INIT is answered with the identical RESPONSE",
+    requirements=("HS-8.2.1",),
+)
 def _(iut: Iut) -> None:
     init = _ref_initiator().data_to_send(0.0)[0]
     start_session(iut, "responder")
@@ -190,7 +311,17 @@ def _(iut: Iut) -> None:
     expect_eq(again.hex(), response.hex(), "RESPONSE to the duplicate INIT")
 
 
-@case("hs/xx/8", section=TIMERS, title="the responder resends the identical RESPONSE when its timer fires")
+@case(
+    "hs/xx/8",
+    section=TIMERS,
+    title="the responder resends the identical RESPONSE when its timer fires",
+    requirements=(
+        "HS-8.1.2",
+        "HS-8.1.3",
+        "SES-7.5",
+        "CONF-3.2.9",
+    ),
+)
 def _(iut: Iut) -> None:
     init = _ref_initiator().data_to_send(0.0)[0]
     start_session(iut, "responder", config=_FAST)
@@ -202,7 +333,12 @@ def _(iut: Iut) -> None:
     expect_eq(again.hex(), response.hex(), "retransmitted RESPONSE")
 
 
-@case("hs/xx/9", section=DUPLICATES, title="a repeated RESPONSE (FINISH lost) gets the identical FINISH again")
+@case(
+    "hs/xx/9",
+    section=DUPLICATES,
+    title="a repeated RESPONSE (FINISH lost) gets the identical FINISH again",
+    requirements=("HS-8.2.3",),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator"))
     response = _ref_responder(init).data_to_send(0.0)[0]
@@ -212,7 +348,25 @@ def _(iut: Iut) -> None:
     expect(not answer.get("events"), f"no new event for a repeated RESPONSE, got {answer.get('events')}")
 
 
-@case("hs/xx/10", section=DEADLINE, title="a handshake with no answer ends with HANDSHAKE_TIMEOUT")
+@case(
+    "hs/xx/10",
+    section=DEADLINE,
+    title="a handshake with no answer ends with HANDSHAKE_TIMEOUT",
+    requirements=(
+        "HS-8.1.5",
+        "SES-1.1",
+        "SES-3.2",
+        "SES-3.7",
+        "SES-3.9",
+        "SES-7.1",
+        "SES-7.2",
+        "SES-7.3",
+        "ERR-1.4",
+        "ERR-2.8",
+        "ERR-2.10",
+        "CONF-3.2.10",
+    ),
+)
 def _(iut: Iut) -> None:
     start_session(iut, "initiator", config={**_FAST, "handshake_timeout": 5.0})
     answer = iut.ok("timer", now=5.0)
@@ -224,7 +378,12 @@ def _(iut: Iut) -> None:
     expect_eq(get_timer(iut), None, "timer of a closed session")
 
 
-@case("hs/xx/27", section=DUPLICATES, title="once a record from the responder arrived, a repeated RESPONSE is dropped")
+@case(
+    "hs/xx/27",
+    section=DUPLICATES,
+    title="once a record from the responder arrived, a repeated RESPONSE is dropped",
+    requirements=("HS-8.2.4",),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator"))
     ref = _ref_responder(init)
@@ -237,7 +396,12 @@ def _(iut: Iut) -> None:
     expect_eq((out_of(answer), events_of(answer)), ([], []), "answer to the repeated RESPONSE")
 
 
-@case("hs/xx/28", section=DUPLICATES, title="a different INIT reaching an existing responder session is dropped")
+@case(
+    "hs/xx/28",
+    section=DUPLICATES,
+    title="a different INIT reaching an existing responder session is dropped",
+    requirements=("HS-8.2.2",),
+)
 def _(iut: Iut) -> None:
     init = _ref_initiator().data_to_send(0.0)[0]
     start_session(iut, "responder")
@@ -249,7 +413,23 @@ def _(iut: Iut) -> None:
     expect_eq(again.hex(), response.hex(), "RESPONSE to the original INIT repeated")
 
 
-@case("hs/ik/1", section=PACKETS, title="IK INIT (remote static known) is byte-exact")
+@case(
+    "hs/ik/1",
+    section=PACKETS,
+    title="IK INIT (remote static known) is byte-exact",
+    requirements=(
+        "HS-1.2",
+        "HS-2.1.1",
+        "HS-3.1",
+        "HS-4.1.1",
+        "HS-5.3.1",
+        "HS-6.1.1",
+        "SES-1.2",
+        "SES-8.4",
+        "CONF-2.9",
+        "CONF-3.2.2",
+    ),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
     expect_eq(init[1], 0x02, "pattern code of an IK INIT")
@@ -257,7 +437,12 @@ def _(iut: Iut) -> None:
     expect_eq(init.hex(), shadow.hex(), "IK INIT bytes")
 
 
-@case("hs/ik/4", section=NOISE, title="an IK INIT made for another static key creates no session")
+@case(
+    "hs/ik/4",
+    section=NOISE,
+    title="an IK INIT made for another static key creates no session",
+    requirements=("SES-2.2",),
+)
 def _(iut: Iut) -> None:
     other = Hand(Pattern.IK, initiator=True, rs=REF.static_public)  # IUT is not REF
     start_session(iut, "responder")
@@ -271,7 +456,22 @@ def _(iut: Iut) -> None:
     "hs/ik/8",
     section=NOISE,
     title="IK as initiator: established on RESPONSE, confirms with a byte-exact CONFIRM record",
-    requirements=("RCD-2.4",),
+    requirements=(
+        "GEN-3.1",
+        "HS-2.1.1",
+        "HS-3.1",
+        "HS-3.2",
+        "HS-3.3",
+        "HS-3.5",
+        "HS-3.6",
+        "HS-4.1",
+        "HS-6.4.3",
+        "HS-7.1.3",
+        "RCD-2.4",
+        "SES-1.3",
+        "SES-3.2",
+        "SES-3.5",
+    ),
 )
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
@@ -291,7 +491,23 @@ def _(iut: Iut) -> None:
     "hs/ik/9",
     section=NOISE,
     title="IK as responder: RESPONSE byte-exact, established on the CONFIRM record",
-    requirements=("RCD-9.2",),
+    requirements=(
+        "HS-2.1.1",
+        "HS-3.1",
+        "HS-3.2",
+        "HS-3.3",
+        "HS-3.6",
+        "HS-4.2.1",
+        "HS-5.3.1",
+        "HS-5.3.2",
+        "HS-6.4.1",
+        "HS-6.4.2",
+        "HS-6.4.4",
+        "HS-8.3.4",
+        "RCD-9.2",
+        "SES-3.2",
+        "SES-5.7",
+    ),
 )
 def _(iut: Iut) -> None:
     ref = _ref_initiator(IUT.static_public)
@@ -314,7 +530,10 @@ def _(iut: Iut) -> None:
     "hs/ik/10",
     section=DUPLICATES,
     title="IK: a repeated RESPONSE is answered with a new CONFIRM, same nonce",
-    requirements=("RCD-2.4",),
+    requirements=(
+        "HS-8.2.3",
+        "RCD-2.4",
+    ),
 )
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
@@ -334,7 +553,17 @@ def _(iut: Iut) -> None:
     "hs/ik/11",
     section=CONFIRMATION,
     title="IK responder: records before CONFIRM are dropped; the late CONFIRM completes",
-    requirements=("RCD-9.2",),
+    requirements=(
+        "HS-6.4.1",
+        "HS-6.4.2",
+        "HS-6.4.4",
+        "HS-6.4.6",
+        "HS-8.4.2",
+        "RCD-9.2",
+        "SES-5.6",
+        "SES-5.7",
+        "ERR-2.4",
+    ),
 )
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
@@ -372,7 +601,10 @@ def _(iut: Iut) -> None:
     "hs/ik/13",
     section=DUPLICATES,
     title="IK: once a record from the responder arrived, a repeated RESPONSE is dropped",
-    requirements=("RCD-2.4",),
+    requirements=(
+        "HS-8.2.4",
+        "RCD-2.4",
+    ),
 )
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
@@ -400,34 +632,73 @@ def _sas_for(iut: Iut, role: str, pattern: Pattern) -> str:
 
 
 @case(
-    "hs/sas/1", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (XX initiator)"
+    "hs/sas/1",
+    section=SAS,
+    title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (XX initiator)",
+    requirements=(
+        "HS-7.1.7",
+        "SES-3.4",
+    ),
 )
 def _(iut: Iut) -> str:
     return _sas_for(iut, "initiator", Pattern.XX)
 
 
 @case(
-    "hs/sas/2", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (XX responder)"
+    "hs/sas/2",
+    section=SAS,
+    title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (XX responder)",
+    requirements=(
+        "HS-7.1.7",
+        "SES-3.4",
+    ),
 )
 def _(iut: Iut) -> str:
     return _sas_for(iut, "responder", Pattern.XX)
 
 
 @case(
-    "hs/sas/3", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (IK initiator)"
+    "hs/sas/3",
+    section=SAS,
+    title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (IK initiator)",
+    requirements=(
+        "HS-7.1.7",
+        "SES-3.4",
+    ),
 )
 def _(iut: Iut) -> str:
     return _sas_for(iut, "initiator", Pattern.IK)
 
 
 @case(
-    "hs/sas/4", section=SAS, title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (IK responder)"
+    "hs/sas/4",
+    section=SAS,
+    title="the SAS is 12 digits from h2 and the nonce, as the spec computes it (IK responder)",
+    requirements=(
+        "HS-7.1.7",
+        "SES-3.4",
+    ),
 )
 def _(iut: Iut) -> str:
     return _sas_for(iut, "responder", Pattern.IK)
 
 
-@case("hs/sas/5", section=SAS, title="XX: the IUT's INIT commits to the SAS nonce it was given; its FINISH reveals it")
+@case(
+    "hs/sas/5",
+    section=SAS,
+    title="XX: the IUT's INIT commits to the SAS nonce it was given; its FINISH reveals it",
+    requirements=(
+        "HS-3.4",
+        "HS-5.1.1",
+        "HS-5.3.1",
+        "HS-6.1.1",
+        "HS-6.1.2",
+        "HS-7.1.1",
+        "HS-7.1.3",
+        "SES-1.2",
+        "CONF-2.9",
+    ),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator"))
     hand = Hand(Pattern.XX, initiator=False)
@@ -438,7 +709,19 @@ def _(iut: Iut) -> None:
     expect_eq(hand.check_identity(finish).sas_nonce, IUT.sas_nonce, "SAS nonce in the FINISH")
 
 
-@case("hs/sas/6", section=SAS, title="IK: the IUT's INIT commits to the SAS nonce it was given; its CONFIRM reveals it")
+@case(
+    "hs/sas/6",
+    section=SAS,
+    title="IK: the IUT's INIT commits to the SAS nonce it was given; its CONFIRM reveals it",
+    requirements=(
+        "HS-5.3.1",
+        "HS-6.4.3",
+        "HS-7.1.1",
+        "HS-7.1.3",
+        "SES-1.2",
+        "SES-3.5",
+    ),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator", remote_static=REF.static_public))
     hand = Hand(Pattern.IK, initiator=False)

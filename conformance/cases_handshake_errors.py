@@ -120,46 +120,122 @@ def _expect_never_established(iut: Iut, answer: dict[str, Any], link: Link, code
     no_event(answer, "message", "a record after the refused FINISH")
 
 
-@case("hs/xx/11", section=BINDING, title="a peer other than the expected one: IDENTITY_MISMATCH")
+@case(
+    "hs/xx/11",
+    section=BINDING,
+    title="a peer other than the expected one: IDENTITY_MISMATCH",
+    requirements=(
+        "HS-6.2.3",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "SES-3.9",
+        "ERR-1.7",
+        "ERR-2.8",
+        "ERR-2.10",
+        "CONF-2.1.4",
+        "CONF-3.2.2",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut, expected=str(OTHER.peer_id))
     _expect_closed(iut, _respond(iut, hand, response_payload()), "IDENTITY_MISMATCH")
 
 
-@case("hs/xx/12", section=BINDING, title="an identity signature over another static key: BAD_IDENTITY")
+@case(
+    "hs/xx/12",
+    section=BINDING,
+    title="an identity signature over another static key: BAD_IDENTITY",
+    requirements=(
+        "HS-6.2.2",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "SES-3.9",
+        "ERR-1.6",
+        "ERR-2.10",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     payload = response_payload(signed_static=OTHER.static_public)
     _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
 
 
-@case("hs/xx/13", section=BINDING, title="an identity key that did not make the signature: BAD_IDENTITY")
+@case(
+    "hs/xx/13",
+    section=BINDING,
+    title="an identity key that did not make the signature: BAD_IDENTITY",
+    requirements=(
+        "HS-6.2.2",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.6",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     payload = response_payload().replace(REF.peer_id.public_key, OTHER.peer_id.public_key)
     _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
 
 
-@case("hs/xx/14", section=BINDING, title="a RESPONSE without identity fields: BAD_IDENTITY")
+@case(
+    "hs/xx/14",
+    section=BINDING,
+    title="a RESPONSE without identity fields: BAD_IDENTITY",
+    requirements=(
+        "HS-6.2.1",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.6",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     payload = versions_payload(extra=((F_SESSION_INDEX, REF_INDEX.to_bytes(4, "big")),))
     _expect_closed(iut, _respond(iut, hand, payload), "BAD_IDENTITY")
 
 
-@case("hs/xx/15", section=FAILURES, title="a responder refuses a FINISH with a bad identity signature")
+@case(
+    "hs/xx/15",
+    section=FAILURES,
+    title="a responder refuses a FINISH with a bad identity signature",
+    requirements=(
+        "HS-6.2.2",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.6",
+    ),
+)
 def _(iut: Iut) -> None:
     answer, link = _responder_finish(iut, finish_payload(signed_static=OTHER.static_public))
     _expect_never_established(iut, answer, link, "BAD_IDENTITY")
 
 
-@case("hs/xx/16", section=FIELDS, title="an unknown critical payload field: UNKNOWN_CRITICAL_FIELD")
+@case(
+    "hs/xx/16",
+    section=FIELDS,
+    title="an unknown critical payload field: UNKNOWN_CRITICAL_FIELD",
+    requirements=(
+        "HS-5.1.4",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.11",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     _expect_closed(iut, _respond(iut, hand, response_payload(extra=_UNKNOWN_CRITICAL)), "UNKNOWN_CRITICAL_FIELD")
 
 
-@case("hs/xx/17", section=FIELDS, title="unknown non-critical fields and capabilities are ignored")
+@case(
+    "hs/xx/17",
+    section=FIELDS,
+    title="unknown non-critical fields and capabilities are ignored",
+    requirements=(
+        "GEN-4.4",
+        "HS-5.1.5",
+        "HS-5.2.1",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     payload = response_payload(extra=_UNKNOWN_OPTIONAL, capabilities=((0x0999, b"x"), (0x8999, b"y")))
@@ -170,7 +246,16 @@ def _(iut: Iut) -> None:
     )
 
 
-@case("hs/xx/18", section=FIELDS, title="an INIT with an unknown critical field creates no session")
+@case(
+    "hs/xx/18",
+    section=FIELDS,
+    title="an INIT with an unknown critical field creates no session",
+    requirements=(
+        "HS-5.1.4",
+        "SES-2.2",
+        "ERR-1.11",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
@@ -178,7 +263,15 @@ def _(iut: Iut) -> None:
     _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
 
 
-@case("hs/xx/19", section=FIELDS, title="an INIT with an unknown non-critical field is answered")
+@case(
+    "hs/xx/19",
+    section=FIELDS,
+    title="an INIT with an unknown non-critical field is answered",
+    requirements=(
+        "GEN-4.4",
+        "HS-5.1.5",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
@@ -187,13 +280,34 @@ def _(iut: Iut) -> None:
     hand.check_identity(hand.read(handshake_message(response, PacketType.RESPONSE), "RESPONSE"))
 
 
-@case("hs/xx/20", section=VERSIONS, title="a RESPONSE choosing an unsupported version: UNSUPPORTED_VERSION")
+@case(
+    "hs/xx/20",
+    section=VERSIONS,
+    title="a RESPONSE choosing an unsupported version: UNSUPPORTED_VERSION",
+    requirements=(
+        "HS-5.3.6",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.8",
+        "ERR-2.10",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     _expect_closed(iut, _respond(iut, hand, response_payload(versions=(2,))), "UNSUPPORTED_VERSION")
 
 
-@case("hs/xx/21", section=VERSIONS, title="an INIT offering only unknown versions never establishes")
+@case(
+    "hs/xx/21",
+    section=VERSIONS,
+    title="an INIT offering only unknown versions never establishes",
+    requirements=(
+        "HS-5.3.5",
+        "HS-5.3.8",
+        "HS-8.4.2",
+        "ERR-1.8",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
@@ -206,14 +320,34 @@ def _(iut: Iut) -> None:
     _expect_never_established(iut, answer, Link(k_i2r, k_r2i, IUT_INDEX, b""), "UNSUPPORTED_VERSION")
 
 
-@case("hs/xx/22", section=FIELDS, title="a payload with a duplicated field: MALFORMED_MESSAGE")
+@case(
+    "hs/xx/22",
+    section=FIELDS,
+    title="a payload with a duplicated field: MALFORMED_MESSAGE",
+    requirements=(
+        "HS-5.1.6",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     payload = response_payload(extra=((F_VERSIONS, b"\x00\x01"),))
     _expect_closed(iut, _respond(iut, hand, payload), "MALFORMED_MESSAGE")
 
 
-@case("hs/xx/23", section=WEAK, title="an INIT with a low-order ephemeral key creates no session")
+@case(
+    "hs/xx/23",
+    section=WEAK,
+    title="an INIT with a low-order ephemeral key creates no session",
+    requirements=(
+        "HS-2.2.1",
+        "HS-2.2.3",
+        "SES-2.2",
+        "ERR-1.9",
+    ),
+)
 def _(iut: Iut) -> str:
     start_session(iut, "responder")
     for point in LOW_ORDER:
@@ -224,7 +358,16 @@ def _(iut: Iut) -> str:
     return f"{len(LOW_ORDER)} points refused, then a good INIT answered"
 
 
-@case("hs/xx/24", section=WEAK, title="a RESPONSE with a low-order ephemeral is dropped; the real one completes")
+@case(
+    "hs/xx/24",
+    section=WEAK,
+    title="a RESPONSE with a low-order ephemeral is dropped; the real one completes",
+    requirements=(
+        "HS-2.2.3",
+        "HS-8.4.1",
+        "ERR-1.9",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     for point in LOW_ORDER:
@@ -235,7 +378,26 @@ def _(iut: Iut) -> None:
     one_event(_respond(iut, hand, response_payload()), "handshake_completed")
 
 
-@case("hs/xx/25", section=FAILURES, title="a corrupted RESPONSE is dropped without harm; the real one completes")
+@case(
+    "hs/xx/25",
+    section=FAILURES,
+    title="a corrupted RESPONSE is dropped without harm; the real one completes",
+    requirements=(
+        "GEN-2.3.1",
+        "HS-4.4.2",
+        "HS-4.4.3",
+        "HS-7.1.4",
+        "HS-8.4.1",
+        "HS-8.4.2",
+        "SES-2.3",
+        "SES-8.1",
+        "ERR-1.5",
+        "ERR-2.1",
+        "ERR-2.2",
+        "ERR-3.11",
+        "CONF-3.2.5",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     good = hand.response(response_payload())
@@ -250,7 +412,16 @@ def _(iut: Iut) -> None:
     one_event(answer, "handshake_completed")
 
 
-@case("hs/xx/26", section=DUPLICATES, title="a RESPONSE addressed to another receiver index is dropped")
+@case(
+    "hs/xx/26",
+    section=DUPLICATES,
+    title="a RESPONSE addressed to another receiver index is dropped",
+    requirements=(
+        "HS-8.2.7",
+        "SES-8.1",
+        "ERR-2.2",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     message = hand.write(response_payload())
@@ -259,13 +430,31 @@ def _(iut: Iut) -> None:
     one_event(iut.ok("receive", data=encode_response(REF_INDEX, IUT_INDEX, message), now=0.0), "handshake_completed")
 
 
-@case("hs/ik/5", section=BINDING, title="IK: a peer other than the expected one: IDENTITY_MISMATCH")
+@case(
+    "hs/ik/5",
+    section=BINDING,
+    title="IK: a peer other than the expected one: IDENTITY_MISMATCH",
+    requirements=(
+        "HS-6.2.3",
+        "ERR-1.7",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut, expected=str(OTHER.peer_id), pattern=Pattern.IK)
     _expect_closed(iut, _respond(iut, hand, response_payload()), "IDENTITY_MISMATCH")
 
 
-@case("hs/ik/6", section=BINDING, title="an IK INIT with a bad identity signature creates no session")
+@case(
+    "hs/ik/6",
+    section=BINDING,
+    title="an IK INIT with a bad identity signature creates no session",
+    requirements=(
+        "HS-6.2.2",
+        "HS-8.4.2",
+        "SES-2.2",
+        "ERR-1.6",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
     start_session(iut, "responder")
@@ -273,7 +462,16 @@ def _(iut: Iut) -> None:
     _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
 
 
-@case("hs/wire/1", section=INIT, title="an INIT with an unknown pattern code creates no session")
+@case(
+    "hs/wire/1",
+    section=INIT,
+    title="an INIT with an unknown pattern code creates no session",
+    requirements=(
+        "HS-4.1.2",
+        "SES-2.2",
+        "ERR-1.8",
+    ),
+)
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
     message = Hand(Pattern.XX, initiator=True).write(init_payload())
@@ -282,7 +480,20 @@ def _(iut: Iut) -> None:
         _expect_no_session(iut, iut.ok("receive", data=init, now=0.0))
 
 
-@case("hs/wire/2", section=PARSING, title="truncated INITs and non-INIT packets create no session")
+@case(
+    "hs/wire/2",
+    section=PARSING,
+    title="truncated INITs and non-INIT packets create no session",
+    requirements=(
+        "HS-4.4.2",
+        "HS-4.4.3",
+        "SES-2.2",
+        "ERR-1.10",
+        "ERR-2.2",
+        "ERR-3.11",
+        "ERR-4.4",
+    ),
+)
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
     init = Hand(Pattern.XX, initiator=True).init(init_payload())
@@ -292,7 +503,17 @@ def _(iut: Iut) -> None:
         _expect_no_session(iut, iut.ok("receive", data=bad, now=0.0))
 
 
-@case("hs/sas/7", section=SAS, title="an INIT without the SAS commitment creates no session (XX and IK)")
+@case(
+    "hs/sas/7",
+    section=SAS,
+    title="an INIT without the SAS commitment creates no session (XX and IK)",
+    requirements=(
+        "HS-7.1.2",
+        "HS-8.4.2",
+        "SES-2.2",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
     for pattern in (Pattern.XX, Pattern.IK):
@@ -301,13 +522,38 @@ def _(iut: Iut) -> None:
     _expect_answered(iut)
 
 
-@case("hs/sas/8", section=SAS, title="a FINISH whose nonce does not open the INIT's commitment: PROTOCOL_VIOLATION")
+@case(
+    "hs/sas/8",
+    section=SAS,
+    title="a FINISH whose nonce does not open the INIT's commitment: PROTOCOL_VIOLATION",
+    requirements=(
+        "HS-7.1.5",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "SES-3.1",
+        "SES-3.9",
+        "SES-3.11",
+        "ERR-1.3",
+        "ERR-2.10",
+    ),
+)
 def _(iut: Iut) -> None:
     answer, link = _responder_finish(iut, finish_payload(sas_nonce=OTHER.sas_nonce))
     _expect_never_established(iut, answer, link, "PROTOCOL_VIOLATION")
 
 
-@case("hs/sas/9", section=SAS, title="a FINISH without the SAS nonce: PROTOCOL_VIOLATION")
+@case(
+    "hs/sas/9",
+    section=SAS,
+    title="a FINISH without the SAS nonce: PROTOCOL_VIOLATION",
+    requirements=(
+        "HS-7.1.5",
+        "HS-8.4.2",
+        "HS-8.4.5",
+        "SES-3.11",
+        "ERR-1.3",
+    ),
+)
 def _(iut: Iut) -> None:
     answer, link = _responder_finish(iut, finish_payload(sas_nonce=None))
     _expect_never_established(iut, answer, link, "PROTOCOL_VIOLATION")
@@ -317,7 +563,21 @@ def _(iut: Iut) -> None:
     "hs/sas/10",
     section=SAS,
     title="IK: a CONFIRM whose nonce does not open the commitment: CLOSE with PROTOCOL_VIOLATION",
-    requirements=("RCD-9.2",),
+    requirements=(
+        "HS-6.4.4",
+        "HS-6.4.5",
+        "HS-7.1.5",
+        "HS-8.4.2",
+        "HS-8.4.6",
+        "RCD-9.2",
+        "SES-3.1",
+        "SES-3.9",
+        "SES-3.11",
+        "SES-5.8",
+        "ERR-1.1",
+        "ERR-1.3",
+        "ERR-2.11",
+    ),
 )
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.IK, initiator=True, rs=IUT.static_public)
@@ -338,7 +598,17 @@ def _(iut: Iut) -> None:
     no_event(iut.ok("receive", data=link.data(b"should not arrive"), now=0.0), "message", "a record after it")
 
 
-@case("hs/index/1", section=FIELDS, title="the IUT's INIT payload carries its own session index, as in the header")
+@case(
+    "hs/index/1",
+    section=FIELDS,
+    title="the IUT's INIT payload carries its own session index, as in the header",
+    requirements=(
+        "HS-3.4",
+        "HS-4.3",
+        "HS-5.1.1",
+        "HS-5.3.1",
+    ),
+)
 def _(iut: Iut) -> None:
     init = one_packet_of(start_session(iut, "initiator"))
     payload = decode_payload(Hand(Pattern.XX, initiator=False).read(init[6:], "INIT"), "INIT")
@@ -346,7 +616,18 @@ def _(iut: Iut) -> None:
     expect_eq(int.from_bytes(init[2:6], "big"), IUT_INDEX, "session index in the INIT header")
 
 
-@case("hs/index/2", section=FIELDS, title="the IUT's RESPONSE payload carries its own session index, as in the header")
+@case(
+    "hs/index/2",
+    section=FIELDS,
+    title="the IUT's RESPONSE payload carries its own session index, as in the header",
+    requirements=(
+        "HS-4.3",
+        "HS-5.1.1",
+        "HS-5.3.1",
+        "HS-6.1.1",
+        "HS-6.1.2",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
     start_session(iut, "responder")
@@ -356,7 +637,17 @@ def _(iut: Iut) -> None:
     expect_eq(int.from_bytes(response[1:5], "big"), IUT_INDEX, "session index in the RESPONSE header")
 
 
-@case("hs/index/3", section=FIELDS, title="an INIT whose payload index differs from its header creates no session")
+@case(
+    "hs/index/3",
+    section=FIELDS,
+    title="an INIT whose payload index differs from its header creates no session",
+    requirements=(
+        "HS-4.4",
+        "HS-8.4.2",
+        "SES-2.2",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
     for pattern in (Pattern.XX, Pattern.IK):
@@ -366,7 +657,17 @@ def _(iut: Iut) -> None:
     _expect_answered(iut)
 
 
-@case("hs/index/4", section=FIELDS, title="an INIT without the session index field creates no session")
+@case(
+    "hs/index/4",
+    section=FIELDS,
+    title="an INIT without the session index field creates no session",
+    requirements=(
+        "HS-4.4",
+        "HS-8.4.2",
+        "SES-2.2",
+        "ERR-1.10",
+    ),
+)
 def _(iut: Iut) -> None:
     start_session(iut, "responder")
     hand = Hand(Pattern.XX, initiator=True)
@@ -375,7 +676,15 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "hs/index/5", section=FIELDS, title="a RESPONSE whose header index was altered is dropped; a clean copy completes"
+    "hs/index/5",
+    section=FIELDS,
+    title="a RESPONSE whose header index was altered is dropped; a clean copy completes",
+    requirements=(
+        "HS-4.1",
+        "HS-4.5",
+        "HS-8.4.2",
+        "ERR-2.4",
+    ),
 )
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
@@ -390,7 +699,15 @@ def _(iut: Iut) -> None:
     expect_eq(int.from_bytes(finish[1:5], "big"), REF_INDEX, "receiver index of the FINISH")
 
 
-@case("hs/order/1", section=FAILURES, title="a RESPONSE with a bad signature and no shared version: BAD_IDENTITY")
+@case(
+    "hs/order/1",
+    section=FAILURES,
+    title="a RESPONSE with a bad signature and no shared version: BAD_IDENTITY",
+    requirements=(
+        "HS-8.4.3",
+        "ERR-1.6",
+    ),
+)
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
     payload = response_payload(signed_static=OTHER.static_public, versions=(2,))
@@ -401,6 +718,11 @@ def _(iut: Iut) -> None:
     "hs/order/2",
     section=FAILURES,
     title="a RESPONSE with an altered header index and no shared version is dropped; its clean copy closes",
+    requirements=(
+        "HS-4.5",
+        "HS-8.4.3",
+        "ERR-1.8",
+    ),
 )
 def _(iut: Iut) -> None:
     hand = _iut_initiator(iut)
@@ -412,7 +734,15 @@ def _(iut: Iut) -> None:
     _expect_closed(iut, iut.ok("receive", data=good, now=0.1), "UNSUPPORTED_VERSION")
 
 
-@case("hs/order/3", section=FAILURES, title="a FINISH with a bad signature and a wrong SAS nonce: BAD_IDENTITY")
+@case(
+    "hs/order/3",
+    section=FAILURES,
+    title="a FINISH with a bad signature and a wrong SAS nonce: BAD_IDENTITY",
+    requirements=(
+        "HS-8.4.3",
+        "ERR-1.6",
+    ),
+)
 def _(iut: Iut) -> None:
     answer, link = _responder_finish(iut, finish_payload(signed_static=OTHER.static_public, sas_nonce=OTHER.sas_nonce))
     _expect_never_established(iut, answer, link, "BAD_IDENTITY")

@@ -42,7 +42,18 @@ def _expect_invalid(iut: Iut, text: str, what: str) -> None:
     "id/peerid/1",
     section=ENCODING,
     title="the peer id of a seed is the reference text",
-    requirements=("ID-1.1", "ID-1.3", "ID-2.1.1", "ID-2.2.8"),
+    requirements=(
+        "ID-1.1",
+        "ID-1.3",
+        "ID-2.1.1",
+        "ID-2.2.8",
+        "CONF-2.3",
+        "CONF-2.4",
+        "CONF-2.5",
+        "CONF-2.1.3",
+        "CONF-2.2.1",
+        "CONF-3.1.1",
+    ),
 )
 def _(iut: Iut) -> str:
     for seed in _SEEDS:
@@ -50,7 +61,18 @@ def _(iut: Iut) -> str:
     return f"{len(_SEEDS)} seeds"
 
 
-@case("id/peerid/2", section=PEERID, title="a peer id parses back to its public key", requirements=("ID-1.3",))
+@case(
+    "id/peerid/2",
+    section=PEERID,
+    title="a peer id parses back to its public key",
+    requirements=(
+        "ID-1.3",
+        "CONF-2.3",
+        "CONF-2.5",
+        "CONF-2.1.1",
+        "CONF-3.1.2",
+    ),
+)
 def _(iut: Iut) -> None:
     for seed in _SEEDS:
         identity = Identity.from_seed(seed)
@@ -62,7 +84,15 @@ def _(iut: Iut) -> None:
     "id/peerid/3",
     section=PEERID,
     title="a one-character typo is caught by the checksum",
-    requirements=("ID-2.2.1", "ID-2.2.7"),
+    requirements=(
+        "ID-2.2.1",
+        "ID-2.2.7",
+        "ERR-1.18",
+        "ERR-4.1",
+        "CONF-2.1.4",
+        "CONF-2.2.2",
+        "CONF-3.1.2",
+    ),
 )
 def _(iut: Iut) -> str:
     text = _ref_text()
@@ -80,7 +110,11 @@ def _(iut: Iut) -> str:
     "id/peerid/4",
     section=PEERID,
     title="a peer id of the wrong length is rejected",
-    requirements=("ID-2.2.1", "ID-2.2.3"),
+    requirements=(
+        "ID-2.2.1",
+        "ID-2.2.3",
+        "ERR-1.18",
+    ),
 )
 def _(iut: Iut) -> None:
     text = _ref_text()
@@ -92,7 +126,11 @@ def _(iut: Iut) -> None:
     "id/peerid/5",
     section=PEERID,
     title="characters outside the base32 alphabet are rejected",
-    requirements=("ID-2.2.1", "ID-2.2.4"),
+    requirements=(
+        "ID-2.2.1",
+        "ID-2.2.4",
+        "ERR-1.18",
+    ),
 )
 def _(iut: Iut) -> None:
     text = _ref_text()
@@ -104,7 +142,11 @@ def _(iut: Iut) -> None:
     "id/peerid/6",
     section=PEERID,
     title="non-canonical trailing bits are rejected",
-    requirements=("ID-2.2.1", "ID-2.2.5"),
+    requirements=(
+        "ID-2.2.1",
+        "ID-2.2.5",
+        "ERR-1.18",
+    ),
 )
 def _(iut: Iut) -> None:
     text = _ref_text()
@@ -134,7 +176,12 @@ def _(iut: Iut) -> None:
     "id/peerid/8",
     section=PEERID,
     title="an unknown version byte is rejected even with a good checksum",
-    requirements=("ID-2.2.1", "ID-2.2.6"),
+    requirements=(
+        "GEN-4.5",
+        "ID-2.2.1",
+        "ID-2.2.6",
+        "ERR-1.18",
+    ),
 )
 def _(iut: Iut) -> None:
     for version in (0x00, 0x02, 0xFF):
@@ -147,7 +194,13 @@ def _(iut: Iut) -> None:
     "id/sig/1",
     section=SIG,
     title="signatures are Ed25519 over the domain-separated message",
-    requirements=("ID-1.1", "ID-3.1.1", "ID-3.1.2"),
+    requirements=(
+        "GEN-4.3",
+        "ID-1.1",
+        "ID-3.1.1",
+        "ID-3.1.2",
+        "CONF-3.1.3",
+    ),
 )
 def _(iut: Iut) -> None:
     for domain, message in ((b"p2pos/test", b"hello"), (b"d", b""), (bytes(range(1, 256)), bytes(1000))):
@@ -156,7 +209,15 @@ def _(iut: Iut) -> None:
         expect_eq(unhex(answer.get("signature"), "signature"), expected, f"signature under {domain[:16]!r}")
 
 
-@case("id/sig/2", section=VERIFY, title="a valid signature verifies under its own domain", requirements=("ID-3.2.1",))
+@case(
+    "id/sig/2",
+    section=VERIFY,
+    title="a valid signature verifies under its own domain",
+    requirements=(
+        "ID-3.2.1",
+        "CONF-3.1.4",
+    ),
+)
 def _(iut: Iut) -> None:
     sig = REF.identity.sign(b"p2pos/test", b"message")
     answer = iut.ok(
@@ -185,7 +246,12 @@ def _(iut: Iut) -> None:
     "id/sig/4",
     section=VERIFY,
     title="a damaged signature or the wrong key does not verify",
-    requirements=("ID-3.2.1", "ID-3.2.6"),
+    requirements=(
+        "ID-3.2.1",
+        "ID-3.2.6",
+        "CONF-3.1.4",
+        "CONF-3.1.5",
+    ),
 )
 def _(iut: Iut) -> None:
     sig = REF.identity.sign(b"p2pos/test", b"message")
@@ -207,7 +273,11 @@ _L = 2**252 + 27742317777372353535851937790883648493
     "id/sig/5",
     section=VERIFY,
     title="strict Ed25519: small-order keys and non-canonical S are refused",
-    requirements=("ID-3.2.1", "ID-3.2.2"),
+    requirements=(
+        "ID-3.2.1",
+        "ID-3.2.2",
+        "ID-3.2.4",
+    ),
 )
 def _(iut: Iut) -> None:
     neutral = b"\x01" + bytes(31)
@@ -232,7 +302,10 @@ def _ref_record(payload: bytes = b"record payload", domain: bytes = b"p2pos/test
     "id/record/1",
     section=RECORD,
     title="a signed record encodes byte for byte like the reference",
-    requirements=("ID-3.3.1",),
+    requirements=(
+        "ID-3.3.1",
+        "CONF-3.1.6",
+    ),
 )
 def _(iut: Iut) -> None:
     for payload in (b"", b"record payload", derive("payload") * 100):
@@ -245,7 +318,10 @@ def _(iut: Iut) -> None:
     "id/record/2",
     section=RECORD,
     title="a reference record decodes to its signer, domain and payload",
-    requirements=("ID-3.3.1",),
+    requirements=(
+        "ID-3.3.1",
+        "CONF-3.1.7",
+    ),
 )
 def _(iut: Iut) -> None:
     record = _ref_record()
@@ -260,7 +336,11 @@ def _(iut: Iut) -> None:
     "id/record/3",
     section=RECORD,
     title="a tampered record fails with BAD_IDENTITY",
-    requirements=("ID-3.3.5", "ID-3.3.6"),
+    requirements=(
+        "ID-3.3.5",
+        "ID-3.3.6",
+        "ERR-4.1",
+    ),
 )
 def _(iut: Iut) -> None:
     data = _ref_record().encode()
@@ -278,7 +358,10 @@ def _(iut: Iut) -> None:
     "id/record/4",
     section=RECORD,
     title="a record under another domain than expected is rejected",
-    requirements=("ID-3.3.5",),
+    requirements=(
+        "ID-3.3.5",
+        "CONF-3.1.7",
+    ),
 )
 def _(iut: Iut) -> None:
     data = _ref_record().encode()
@@ -289,7 +372,11 @@ def _(iut: Iut) -> None:
     "id/record/5",
     section=RECORD,
     title="truncated, extended or empty-domain records are MALFORMED_MESSAGE",
-    requirements=("ID-3.3.3",),
+    requirements=(
+        "ID-3.3.3",
+        "ID-3.3.4",
+        "ERR-4.3",
+    ),
 )
 def _(iut: Iut) -> None:
     data = _ref_record().encode()
@@ -314,7 +401,12 @@ def _(iut: Iut) -> None:
     "id/keyfile/1",
     section=KEYFILE,
     title="a reference key file loads to its peer id",
-    requirements=("ID-4.2", "ID-4.4", "ID-4.8"),
+    requirements=(
+        "ID-4.2",
+        "ID-4.4",
+        "ID-4.8",
+        "CONF-3.1.8",
+    ),
 )
 def _(iut: Iut) -> None:
     answer = iut.ok("key_file", data=REF.identity.to_key_file())
@@ -325,7 +417,16 @@ def _(iut: Iut) -> None:
     "id/keyfile/2",
     section=KEYFILE,
     title="damaged key files are INVALID_KEY_FILE",
-    requirements=("ID-4.2", "ID-4.7", "ID-4.8", "ID-4.9"),
+    requirements=(
+        "ID-4.2",
+        "ID-4.7",
+        "ID-4.8",
+        "ID-4.9",
+        "ERR-1.19",
+        "ERR-4.1",
+        "CONF-2.2.2",
+        "CONF-3.1.8",
+    ),
 )
 def _(iut: Iut) -> None:
     good = REF.identity.to_key_file()

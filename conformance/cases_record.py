@@ -66,7 +66,20 @@ def _send(iut: Iut, link: Link, data: bytes, now: float = 0.0) -> bytes:
     "rec/1",
     section=LAYOUT,
     title="DATA round trip with the IUT as XX initiator",
-    requirements=("RCD-2.1", "RCD-2.2", "RCD-3.3", "RCD-9.3"),
+    requirements=(
+        "HS-3.5",
+        "RCD-2.1",
+        "RCD-2.2",
+        "RCD-3.3",
+        "RCD-9.3",
+        "SES-1.4",
+        "SES-5.3",
+        "CONF-2.3",
+        "CONF-2.7",
+        "CONF-2.2.5",
+        "CONF-2.2.6",
+        "CONF-3.2.6",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -76,7 +89,14 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "rec/2", section=LAYOUT, title="DATA round trip with the IUT as XX responder", requirements=("RCD-2.1", "RCD-3.3")
+    "rec/2",
+    section=LAYOUT,
+    title="DATA round trip with the IUT as XX responder",
+    requirements=(
+        "HS-3.5",
+        "RCD-2.1",
+        "RCD-3.3",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
@@ -85,7 +105,13 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "rec/3", section=LAYOUT, title="DATA round trip after IK, in both roles of one pattern", requirements=("RCD-2.1",)
+    "rec/3",
+    section=LAYOUT,
+    title="DATA round trip after IK, in both roles of one pattern",
+    requirements=(
+        "HS-3.5",
+        "RCD-2.1",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", pattern=Pattern.IK)
@@ -97,7 +123,16 @@ def _(iut: Iut) -> None:
     "rec/4",
     section=CRYPTO,
     title="the first DATA record is byte-exact: header, counter 0, AEAD over the header",
-    requirements=("RCD-2.1", "RCD-3.1"),
+    requirements=(
+        "GEN-2.2.1",
+        "GEN-3.1",
+        "HS-3.5",
+        "RCD-2.1",
+        "RCD-3.1",
+        "SES-1.3",
+        "SES-8.4",
+        "CONF-2.9",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -110,7 +145,13 @@ def _(iut: Iut) -> None:
     "rec/5",
     section=RECEIVING,
     title="a KEEPALIVE delivers no message; the IUT's KEEPALIVE is empty",
-    requirements=("RCD-2.3", "RCD-9.3"),
+    requirements=(
+        "GEN-3.1",
+        "RCD-2.3",
+        "RCD-9.3",
+        "SES-7.7",
+        "CONF-3.2.7",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -125,7 +166,21 @@ def _(iut: Iut) -> None:
     "rec/6",
     section=CLOSE,
     title="a CLOSE record from the peer ends the session with its code",
-    requirements=("RCD-8.3",),
+    requirements=(
+        "RCD-8.3",
+        "SES-1.4",
+        "SES-3.1",
+        "SES-3.2",
+        "SES-3.7",
+        "SES-3.10",
+        "SES-5.4",
+        "SES-5.8",
+        "ERR-1.27",
+        "ERR-2.8",
+        "CONF-2.1.4",
+        "CONF-2.2.6",
+        "CONF-3.2.10",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -142,7 +197,22 @@ def _(iut: Iut) -> None:
     "rec/7",
     section=CLOSE,
     title="closing sends a CLOSE record carrying the code; then sending fails",
-    requirements=("RCD-8.1",),
+    requirements=(
+        "GEN-3.1",
+        "RCD-8.1",
+        "SES-2.4",
+        "SES-2.6",
+        "SES-2.8",
+        "SES-3.8",
+        "SES-5.4",
+        "ERR-1.1",
+        "ERR-1.15",
+        "ERR-2.9",
+        "ERR-3.1",
+        "ERR-4.2",
+        "CONF-3.2.6",
+        "CONF-3.2.8",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
@@ -160,7 +230,18 @@ def _(iut: Iut) -> None:
     "rec/8",
     section=RECEIVING,
     title="a corrupted record is dropped and the session still works",
-    requirements=("RCD-2.1", "RCD-9.1"),
+    requirements=(
+        "GEN-2.3.1",
+        "RCD-2.1",
+        "RCD-9.1",
+        "SES-2.3",
+        "SES-8.1",
+        "ERR-1.5",
+        "ERR-2.2",
+        "ERR-3.11",
+        "ERR-4.4",
+        "CONF-3.2.5",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -179,7 +260,13 @@ def _(iut: Iut) -> None:
     "rec/9",
     section=SIZE,
     title="a record over the receiver's plaintext limit is dropped",
-    requirements=("RCD-4.2", "RCD-9.1"),
+    requirements=(
+        "RCD-4.2",
+        "RCD-9.1",
+        "SES-6.3",
+        "ERR-1.12",
+        "ERR-2.2",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"max_record_plaintext": 100})
@@ -191,7 +278,17 @@ def _(iut: Iut) -> None:
     "rec/10",
     section=SIZE,
     title="the IUT refuses to send more than the peer's advertised limit: RECORD_TOO_LARGE",
-    requirements=("RCD-4.1",),
+    requirements=(
+        "HS-5.2.5",
+        "RCD-4.1",
+        "SES-2.8",
+        "SES-2.9",
+        "ERR-1.12",
+        "ERR-4.1",
+        "ERR-4.2",
+        "CONF-2.2.2",
+        "CONF-3.2.6",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", ref_max_plaintext=100)
@@ -199,7 +296,17 @@ def _(iut: Iut) -> None:
     expect_eq(_send(iut, link, bytes(100)), bytes(100), "sending 100 bytes")
 
 
-@case("rec/11", section=RECEIVING, title="a record for another receiver index is dropped", requirements=("RCD-9.1",))
+@case(
+    "rec/11",
+    section=RECEIVING,
+    title="a record for another receiver index is dropped",
+    requirements=(
+        "HS-8.2.7",
+        "RCD-9.1",
+        "ERR-2.2",
+        "ERR-3.11",
+    ),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     stray = seal_record(link.send_key, PacketType.DATA, b"stray", receiver=IUT_INDEX ^ 0xFF, epoch=0, counter=0)
@@ -211,7 +318,10 @@ def _(iut: Iut) -> None:
     "rec/12",
     section=RECEIVING,
     title="a record that arrives before FINISH is dropped; FINISH still completes",
-    requirements=("RCD-9.1",),
+    requirements=(
+        "RCD-9.1",
+        "SES-5.6",
+    ),
 )
 def _(iut: Iut) -> None:
     hand = Hand(Pattern.XX, initiator=True)
@@ -230,7 +340,15 @@ def _(iut: Iut) -> None:
     "rec/13",
     section=CLOSE,
     title="a CLOSE shorter than 2 bytes reads as PROTOCOL_VIOLATION and is not answered",
-    requirements=("RCD-8.2", "RCD-8.3"),
+    requirements=(
+        "RCD-8.2",
+        "RCD-8.3",
+        "SES-3.10",
+        "ERR-1.3",
+        "ERR-2.8",
+        "ERR-2.12",
+        "ERR-3.2",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -241,7 +359,15 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "rec/14", section=CLOSE, title="a CLOSE with an unknown code reads as PROTOCOL_VIOLATION", requirements=("RCD-8.2",)
+    "rec/14",
+    section=CLOSE,
+    title="a CLOSE with an unknown code reads as PROTOCOL_VIOLATION",
+    requirements=(
+        "RCD-8.2",
+        "SES-5.4",
+        "ERR-1.3",
+        "ERR-1.27",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
@@ -250,7 +376,19 @@ def _(iut: Iut) -> None:
     expect_eq((event.get("code"), event.get("reason")), ("PROTOCOL_VIOLATION", "why"), "closed event")
 
 
-@case("rec/15", section=CLOSE, title="a CLOSE that does not authenticate changes nothing", requirements=("RCD-8.4",))
+@case(
+    "rec/15",
+    section=CLOSE,
+    title="a CLOSE that does not authenticate changes nothing",
+    requirements=(
+        "GEN-2.3.1",
+        "RCD-8.4",
+        "SES-8.1",
+        "ERR-1.5",
+        "ERR-2.1",
+        "ERR-3.11",
+    ),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     close = link.seal(PacketType.CLOSE, b"\x00\x00")
@@ -280,7 +418,13 @@ def _(iut: Iut) -> str:
     "rec/rekey/2",
     section=REKEY_SEND,
     title="the sender rekeys after the configured number of records",
-    requirements=("RCD-3.2", "RCD-6.1", "RCD-6.2"),
+    requirements=(
+        "RCD-3.2",
+        "RCD-6.1",
+        "RCD-6.2",
+        "SES-6.3",
+        "CONF-3.2.2",
+    ),
 )
 def _(iut: Iut) -> str:
     link = establish(iut, "initiator", config={"rekey_after_messages": 2})
@@ -297,7 +441,17 @@ def _(iut: Iut) -> str:
     return f"epochs {seen}"
 
 
-@case("rec/rekey/3", section=REKEY_SEND, title="the sender rekeys after the configured time", requirements=("RCD-6.2",))
+@case(
+    "rec/rekey/3",
+    section=REKEY_SEND,
+    title="the sender rekeys after the configured time",
+    requirements=(
+        "GEN-2.2.2",
+        "RCD-6.2",
+        "SES-1.1",
+        "CONF-2.8",
+    ),
+)
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"rekey_after_seconds": 10.0})
     first = link.open(one_packet(iut.ok("send", data=b"a", now=1.0), PacketType.DATA))
@@ -309,7 +463,10 @@ def _(iut: Iut) -> None:
     "rec/rekey/4",
     section=REKEY_RECV,
     title="the previous epoch is accepted for a grace period, then refused",
-    requirements=("RCD-6.3",),
+    requirements=(
+        "RCD-6.3",
+        "SES-1.1",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"previous_key_grace": 5.0})
@@ -323,7 +480,11 @@ def _(iut: Iut) -> None:
     "rec/rekey/5",
     section=REKEY_RECV,
     title="a record claiming a new epoch but sealed with the old key changes nothing",
-    requirements=("RCD-6.4",),
+    requirements=(
+        "RCD-6.4",
+        "SES-8.1",
+        "ERR-2.1",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -348,7 +509,15 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "rec/replay/1", section=REPLAY, title="a duplicated record is delivered once", requirements=("RCD-5.1", "RCD-5.4")
+    "rec/replay/1",
+    section=REPLAY,
+    title="a duplicated record is delivered once",
+    requirements=(
+        "RCD-5.1",
+        "RCD-5.4",
+        "SES-5.10",
+        "ERR-2.2",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -362,7 +531,10 @@ def _(iut: Iut) -> None:
     "rec/replay/2",
     section=REPLAY,
     title="reordered records within the window are each accepted once",
-    requirements=("RCD-5.1",),
+    requirements=(
+        "RCD-5.1",
+        "SES-5.9",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -389,7 +561,12 @@ def _(iut: Iut) -> None:
     "rec/replay/4",
     section=REPLAY,
     title="a forged record does not advance the replay window",
-    requirements=("RCD-5.3",),
+    requirements=(
+        "GEN-2.3.1",
+        "RCD-5.3",
+        "SES-8.1",
+        "ERR-2.1",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
@@ -403,7 +580,19 @@ def _(iut: Iut) -> None:
     "rec/lifetime/1",
     section=LIFETIME,
     title="a session past its lifetime closes with SESSION_EXPIRED",
-    requirements=("RCD-7.2",),
+    requirements=(
+        "RCD-7.2",
+        "SES-1.1",
+        "SES-3.6",
+        "SES-3.8",
+        "SES-7.1",
+        "SES-7.4",
+        "ERR-1.1",
+        "ERR-1.13",
+        "ERR-2.8",
+        "ERR-2.9",
+        "CONF-2.8",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "initiator", config={"session_lifetime": 60.0})
@@ -423,7 +612,17 @@ _UNKNOWN_TYPES = (0x0B, 0x0F, 0x00, 0x01, 0x42, 0xFF)
     "rec/16",
     section=LAYOUT,
     title="a record of an unknown type (0x0b-0x0f, or not p2pos) is dropped though it authenticates",
-    requirements=("RCD-2.6", "RCD-9.1"),
+    requirements=(
+        "GEN-3.2",
+        "RCD-2.6",
+        "RCD-9.1",
+        "SES-2.3",
+        "SES-4.1.5",
+        "SES-4.1.15",
+        "ERR-2.7",
+        "CONF-3.2.5",
+        "CONF-3.3.7",
+    ),
 )
 def _(iut: Iut) -> str:
     link = establish(iut, "initiator")
@@ -439,7 +638,15 @@ def _(iut: Iut) -> str:
     "rec/17",
     section=CLOSE,
     title="a long CLOSE reason is cut to 1024 bytes without splitting a UTF-8 character",
-    requirements=("RCD-8.1",),
+    requirements=(
+        "RCD-8.1",
+        "SES-2.6",
+        "SES-3.8",
+        "ERR-1.15",
+        "ERR-2.9",
+        "ERR-3.1",
+        "CONF-3.2.8",
+    ),
 )
 def _(iut: Iut) -> None:
     link = establish(iut, "responder")
@@ -455,10 +662,72 @@ def _(iut: Iut) -> None:
     "rec/18",
     section=CLOSE,
     title="a CLOSE is sent once: no timer sends it again",
-    requirements=("RCD-8.5",),
+    requirements=(
+        "RCD-8.5",
+        "ERR-3.2",
+    ),
 )
 def _(iut: Iut) -> None:
     establish(iut, "responder")
     one_packet(iut.ok("close", code="APPLICATION_CLOSE", reason="bye", now=0.0), PacketType.CLOSE)
     for now in (0.5, 3.0, 30.0, 300.0):
         expect_eq(out_of(iut.ok("timer", now=now)), [], f"datagrams at t={now} s after the CLOSE")
+
+
+@case(
+    "rec/replay/6",
+    section=REPLAY,
+    title="records accepted in counter order are refused when replayed after later ones",
+    requirements=("RCD-5.1", "RCD-5.4"),
+)
+def _(iut: Iut) -> None:
+    link = establish(iut, "initiator")
+    # In order, within one 64-counter block and across the next ones.
+    counters = (0, 1, 2, 3, 62, 63, 64, 65, 127, 128, 130)
+    records = [(c, link.data(f"c{c}".encode(), counter=c)) for c in counters]
+    for c, record in records:
+        expect_eq(_deliver(iut, record), [f"c{c}".encode()], f"counter {c}, in order")
+    for c, record in records:
+        expect_eq(_deliver(iut, record), [], f"counter {c} again, after counter {counters[-1]}")
+
+
+@case(
+    "rec/replay/7",
+    section=REPLAY,
+    title="after a jump of more than the ring, counters in the new window are fresh though their blocks held old ones",
+    requirements=("RCD-5.1",),
+)
+def _(iut: Iut) -> None:
+    # spec/record.md §5: accepting c > top clears the blocks after top's block up to c's (at most
+    # all 128). Counter c sits in ring block (c div 64) mod 128, so after a jump of 8192 or more
+    # the blocks of counters 0-130 are reused by counters in the new window, which are fresh.
+    link = establish(iut, "initiator")
+    for c in (5, 64, 130):
+        expect_eq(_deliver(iut, link.data(f"c{c}".encode(), counter=c)), [f"c{c}".encode()], f"counter {c}")
+    expect_eq(_deliver(iut, link.data(b"jump", counter=8600)), [b"jump"], "counter 8600 after 130")
+    for c in (8197, 8256, 8322):  # the slots of counters 5, 64 and 130 (blocks 128-130: ring blocks 0-2)
+        expect_eq(_deliver(iut, link.data(f"c{c}".encode(), counter=c)), [f"c{c}".encode()], f"counter {c}")
+    # A second jump of more than the ring, from a top in another block (8604, block 134).
+    expect_eq(_deliver(iut, link.data(b"top", counter=8604)), [b"top"], "counter 8604")
+    expect_eq(_deliver(iut, link.data(b"far", counter=91780)), [b"far"], "counter 91780 after 8604")
+    for c in (90117, 90176, 90242):  # ring blocks 0-2 again (blocks 1408-1410): in the window
+        expect_eq(_deliver(iut, link.data(f"c{c}".encode(), counter=c)), [f"c{c}".encode()], f"counter {c}")
+    # A third, from block 1434 to block 2868: ring block 0 (block 2816) held 90117's bit.
+    expect_eq(_deliver(iut, link.data(b"again", counter=183560)), [b"again"], "counter 183560 after 91780")
+    expect_eq(_deliver(iut, link.data(b"c180229", counter=180229)), [b"c180229"], "counter 180229")
+
+
+@case(
+    "rec/replay/8",
+    section=REPLAY,
+    title="after counters 0-3, a jump far past the ring leaves counters 40960-40963 fresh",
+    requirements=("RCD-5.1",),
+)
+def _(iut: Iut) -> None:
+    # As rec/replay/7, from the first block: counters 40960-40963 reuse the bits of 0-3.
+    link = establish(iut, "initiator")
+    for c in range(4):
+        expect_eq(_deliver(iut, link.data(f"c{c}".encode(), counter=c)), [f"c{c}".encode()], f"counter {c}")
+    expect_eq(_deliver(iut, link.data(b"jump", counter=46660)), [b"jump"], "counter 46660 after 3")
+    for c in range(40960, 40964):
+        expect_eq(_deliver(iut, link.data(f"c{c}".encode(), counter=c)), [f"c{c}".encode()], f"counter {c}")

@@ -34,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per case (default 10)")
     parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="cases run in parallel (default 4)")
     parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="a failed case that tests only SHOULD or MAY rules fails the run (default: it is a warning)",
+    )
+    parser.add_argument(
         "--no-precheck", action="store_true", help="skip the check that the IUT exits 127 for an unknown case id"
     )
     return parser
@@ -66,12 +71,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if problem is not None:
                 print(f"compliance pre-check failed: {problem}", file=sys.stderr)
                 return 2
-        results = run_cases(cases, command, timeout=args.timeout, jobs=args.jobs)
+        results = run_cases(cases, command, timeout=args.timeout, jobs=args.jobs, strict=args.strict)
     except OSError as exc:  # the command itself cannot be started
         print(f"cannot start the IUT {shlex.join(command)!r}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     write_table(results, sys.stdout)
     print(summary_line(results))
     if args.json:
-        write_json(args.json, args.impl or shlex.join(command), results)
+        write_json(args.json, args.impl or shlex.join(command), results, strict=args.strict)
     return 1 if any(r.result == FAIL for r in results) else 0

@@ -26,6 +26,7 @@ left, so that cases can check what the IUT resent and how much it had in flight.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -61,6 +62,17 @@ class Sent:
         return any(isinstance(f, ch.Stream) for f in self.packet.frames)
 
 
+_local = threading.local()
+
+
+def record_seeds() -> list[int]:
+    """Start recording, for the case about to run on this thread, the seed of every seeded link
+    it makes; returns the list the seeds go into (the runner reports them)."""
+    _local.seeds = []
+    seeds: list[int] = _local.seeds
+    return seeds
+
+
 class ImpairedPeer(Peer):
     """A ``Peer`` with an impaired path to the IUT; see the module docstring."""
 
@@ -81,6 +93,8 @@ class ImpairedPeer(Peer):
         self.data_count = 0
         self.blackhole = False
         self.seed = seed
+        if link is not None and hasattr(_local, "seeds"):
+            _local.seeds.append(seed)
         self.emulator: LinkEmulator[str] | None = (
             LinkEmulator(seed, link, link_back or link, ends=(IUT, REF)) if link is not None else None
         )

@@ -153,11 +153,13 @@ class Adapter:
         self.session: SecureSession | None = None
         self.endpoint: Endpoint | None = None
         self.pending: Json | None = None  # a responder's parameters until its INIT arrives
+        self.first_send_counter: int | None = None  # session config "first_send_counter", until keys exist
         self.framer = StreamFramer()
         self.conn: Connection | None = None
         self.conn_setup: tuple[ChannelConfig, frozenset[str]] | None = None  # until the responder's INIT
         self.echo: dict[int, bytearray] = {}  # echo channels: bytes read and not yet sent back
         self.echo_fin: set[int] = set()  # echo streams whose FIN is owed once the bytes are sent
+        self.refuse_reason = "no such service"  # what the application says when it refuses a channel
         self.handlers: dict[str, Callable[[Json], Json]] = {
             "peer_id": self.peer_id,
             "parse_peer_id": self.parse_peer_id,
@@ -218,7 +220,10 @@ class Adapter:
         return {"signature": identity.sign(_bytes(request, "domain"), _bytes(request, "message")).hex()}
 
     def verify(self, request: Json) -> Json:
-        peer = PeerId(_bytes(request, "public_key"))
+        public_key = _bytes(request, "public_key")
+        if len(public_key) != 32:  # a key of the wrong length is invalid, not an error (identity.md §3.2)
+            return {"valid": False}
+        peer = PeerId(public_key)
         valid = verify(peer, _bytes(request, "domain"), _bytes(request, "message"), _bytes(request, "signature"))
         return {"valid": valid}
 
@@ -239,7 +244,12 @@ class Adapter:
     def start_session(self, request: Json) -> Json:
         if self.session is not None or self.pending is not None or self.endpoint is not None:
             raise CommandError("BAD_COMMAND", "a session already exists")
-        config = _config(request.get("config") or {})
+        raw_config = dict(request.get("config") or {})
+        # A test hook, not a tunable of spec/session.md §6 (spec/conformance.md §3.2): the counter
+        # the send direction jumps to once the session's keys exist.
+        first = raw_config.pop("first_send_counter", None)
+        self.first_send_counter = None if first is None else int(first)
+        config = _config(raw_config)
         keys = LocalKeys.create(Identity.from_seed(_bytes(request, "seed")), _bytes(request, "static"))
         if request.get("role") == "responder":
             self.pending = {"keys": keys, "config": config, "request": request}
@@ -270,8 +280,14 @@ class Adapter:
             raise CommandError("BAD_COMMAND", "a session already exists")
         static = _bytes(request, "static")
         keys = LocalKeys.create(Identity.from_seed(_bytes(request, "seed")), static)
-        self.endpoint = Endpoint(keys, config=_config(request.get("config") or {}), random=_stream(static))
-        return {"out": [], "events": []}
+        # ``max_sessions`` is optional (spec/conformance.md §3.3): echoed when honoured.
+        limit = request.get("max_sessions")
+        config = _config(request.get("config") or {})
+        if limit is None:
+            self.endpoint = Endpoint(keys, config=config, random=_stream(static))
+            return {"out": [], "events": []}
+        self.endpoint = Endpoint(keys, config=config, random=_stream(static), max_sessions=int(limit))
+        return {"out": [], "events": [], "max_sessions": int(limit)}
 
     def _need_session(self) -> SecureSession:
         if self.session is None:
@@ -338,6 +354,8 @@ class Adapter:
 
     def _drain(self, now: float) -> Json:
         session = self._need_session()
+        if self.first_send_counter is not None and session._sender is not None:
+            session._sender._next, self.first_send_counter = self.first_send_counter, None
         out = [d.hex() for d in session.data_to_send(now)]
         events: list[Json] = []
         while (event := session.next_event()) is not None:
@@ -348,15 +366,18 @@ class Adapter:
         endpoint = self.endpoint
         if endpoint is None:
             raise CommandError("BAD_COMMAND", "no endpoint")
-        out = [datagram.hex() for datagrams, _, _ in endpoint.data_to_send(now) for datagram in datagrams]
+        batches = endpoint.data_to_send(now)
+        out = [datagram.hex() for datagrams, _, _ in batches for datagram in datagrams]
+        # Where each datagram goes (spec/conformance.md §3.3): the session's route (spec/session.md §4.2).
+        to = [str(addr) for datagrams, addr, _ in batches for _ in datagrams]
         events: list[Json] = []
         while (event := endpoint.next_event()) is not None:
             if isinstance(event, ForeignDatagramReceived):
                 if self.bug != "drop-foreign":
                     events.append(_foreign_json(event))
             elif isinstance(event, HandshakeCompleted | MessageReceived | SessionClosed):
-                events.append(self._event(event))
-        return {"out": out, "events": events}
+                events.append({**self._event(event), "session_id": event.session_id})
+        return {"out": out, "to": to, "events": events}
 
     def _event(self, event: HandshakeCompleted | MessageReceived | SessionClosed) -> Json:
         match event:
@@ -421,6 +442,7 @@ class Adapter:
             raise CommandError("BAD_COMMAND", "'services' must be a list of names")
         keys = LocalKeys.create(Identity.from_seed(_bytes(request, "seed")), _bytes(request, "static"))
         self.conn_setup = (channel_config, frozenset(services))
+        self.refuse_reason = str(request.get("refuse_reason", "no such service"))
         if request.get("role") == "responder":
             self.pending = {"keys": keys, "config": config, "request": request}
             return {"out": [], "events": []}
@@ -435,6 +457,8 @@ class Adapter:
         return self.conn
 
     def conn_receive(self, request: Json) -> Json:
+        # The optional ``addr`` (the datagram's source) is ignored: this Connection wraps one
+        # session and never sees addresses (an endpoint routes them, session.md §4.2).
         data, now = _bytes(request, "data"), _now(request)
         if self.conn is None and self.pending is not None and self.conn_setup is not None:
             try:
@@ -449,21 +473,32 @@ class Adapter:
     def conn_open(self, request: Json) -> Json:
         conn, now = self._need_conn(), _now(request)
         kind = CHANNEL_KINDS[str(request.get("kind", "stream"))]
-        channel_id = conn.open_channel(str(request.get("service")), now, kind=kind)
-        return {"channel_id": channel_id, **self._pump(now)}
+        # ``retransmissions`` (optional): the message retransmission budget (channels.md §6.1), echoed.
+        budget = request.get("retransmissions")
+        if budget is None:
+            channel_id = conn.open_channel(str(request.get("service")), now, kind=kind)
+            return {"channel_id": channel_id, **self._pump(now)}
+        channel_id = conn.open_channel(str(request.get("service")), now, kind=kind, retransmissions=int(budget))
+        return {"channel_id": channel_id, "retransmissions": int(budget), **self._pump(now)}
 
     def conn_send(self, request: Json) -> Json:
         conn, now = self._need_conn(), _now(request)
         channel_id, data = int(request["channel_id"]), _bytes(request, "data")
         channel = conn.channels.get(channel_id)
+        budget = request.get("retransmissions")  # optional: this message's budget (channels.md §6.1), echoed
+        echoed: Json = {}
         if channel is not None and channel.kind is ch.ChannelKind.MESSAGE:
             accepted = len(data)
-            conn.send_message(channel_id, data, now)
+            if budget is None:
+                conn.send_message(channel_id, data, now)
+            else:
+                conn.send_message(channel_id, data, now, retransmissions=int(budget))
+                echoed = {"retransmissions": int(budget)}
         else:
             accepted = conn.send(channel_id, data, now) if data else 0
         if request.get("fin"):
             conn.close_channel(channel_id, now)
-        return {"accepted": accepted, **self._pump(now)}
+        return {"accepted": accepted, **echoed, **self._pump(now)}
 
     def conn_reset(self, request: Json) -> Json:
         conn, now = self._need_conn(), _now(request)
@@ -533,7 +568,7 @@ class Adapter:
                     if event.service == ECHO:
                         self.echo[event.channel_id] = bytearray()
                 else:
-                    conn.refuse_channel(event.channel_id, now, ErrorCode.SERVICE_UNKNOWN, "no such service")
+                    conn.refuse_channel(event.channel_id, now, ErrorCode.SERVICE_UNKNOWN, self.refuse_reason)
                 return [{**_event_json(event), "accepted": event.service in services}]
             case ChannelDataAvailable():
                 return self._read(conn, event.channel_id, now)
@@ -642,7 +677,7 @@ def _initiate(request: Json, keys: LocalKeys, config: SessionConfig) -> SecureSe
 
 #: The areas of case ids this adapter implements (spec/conformance.md §4); an id of any other
 #: area is a case it does not know, and it exits 127 as the compliance pre-check requires.
-AREAS = ("id/", "hs/", "rec/", "ep/", "frame/", "ch/")
+AREAS = ("id/", "hs/", "rec/", "ep/", "frame/", "ch/", "ses/", "err/", "conf/")
 
 
 def _unsupported(case_id: str) -> bool:
@@ -673,6 +708,12 @@ def main() -> int:
         if request.get("cmd") == "quit":
             print(json.dumps({"ok": True}), flush=True)
             return 0
+        if request.get("cmd") == "reset":  # spec/conformance.md §3.5: a fresh adapter for the next case
+            if _unsupported(str(request.get("case", ""))):
+                return 127
+            adapter = Adapter(bug)
+            print(json.dumps({"ok": True}), flush=True)
+            continue
         print(json.dumps(adapter.handle(request)), flush=True)
     return 0
 

@@ -1,9 +1,15 @@
-"""One implementation-under-test process per case, spoken to in JSON lines.
+"""The implementation under test, a process spoken to in JSON lines.
 
 The runner starts the IUT command with ``P2POS_TESTCASE`` set to the case id.
 An IUT that does not support the case exits with status 127 before answering;
 ``Iut.call`` then raises ``Unsupported``.  Every answer must arrive before the
 case's deadline; a hang fails the case.  Stderr is kept for the report.
+
+Normally there is one process per case.  ``LongLived`` keeps one process for
+many cases instead, sending the optional ``reset`` command (spec/conformance.md
+§3.5) between them; the mutation driver (conformance/mutation.py) uses it, since
+starting a process per case would not fit its budget.  An IUT without ``reset``
+gets one process per case there too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from .checks import CaseFailed, Unsupported, short
 
 UNSUPPORTED_STATUS = 127
 _STDERR_LIMIT = 4000
+#: Seconds an IUT has to answer ``reset`` before the runner starts a new process instead.
+_RESET_TIMEOUT = 5.0
 
 
 def _jsonable(value: Any) -> Any:
@@ -128,6 +136,39 @@ class Iut:
             raise CaseFailed(f"{cmd!r} failed without an error name: {short(answer)}")
         return error
 
+    def reset(self, case_id: str, timeout: float) -> bool:
+        """Long-lived mode: ask the IUT to forget every state and run ``case_id`` next.
+
+        True when it did (the deadline, transcript and stderr then start afresh); False when it
+        cannot (no ``reset`` command, it exited, or it did not answer in time): start a new
+        process for the case instead.
+        """
+        self.case_id = case_id
+        self.deadline = time.monotonic() + min(timeout, _RESET_TIMEOUT)
+        self._answered = 0
+        try:
+            answer = self.call("reset", case=case_id)
+        except (CaseFailed, Unsupported):
+            return False
+        if answer.get("ok") is not True:
+            return False
+        self.deadline = time.monotonic() + timeout
+        self.transcript = []
+        self._answered = 0
+        del self._stderr[:]
+        return True
+
+    def alive(self) -> bool:
+        """Whether the process is still running."""
+        return self._proc.poll() is None
+
+    def exit_status(self, timeout: float) -> int | None:
+        """The process's exit status, waiting up to ``timeout`` seconds for it to exit; None if it has not."""
+        try:
+            return self._proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
     def finish(self) -> None:
         """Ask the IUT to quit, then make sure the process is gone."""
         proc = self._proc
@@ -150,3 +191,41 @@ class Iut:
         """What the IUT wrote to stderr (the end of it, if long)."""
         text = "".join(self._stderr)
         return text if len(text) <= _STDERR_LIMIT else "..." + text[-_STDERR_LIMIT:]
+
+
+class LongLived:
+    """One IUT process for many cases, reset between them (spec/conformance.md §3.5).
+
+    ``acquire`` hands out the process for the next case (a new one when there is none, when it
+    exited, or when it does not take ``reset``); ``release`` keeps it for the next case, or ends
+    it (``keep=False``: after a failed case, whose state nobody knows).
+    """
+
+    def __init__(self, command: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.command = list(command)
+        self.env = env
+        self._iut: Iut | None = None
+        #: Processes started, and cases run in a reused process (for the report).
+        self.started = 0
+        self.reused = 0
+
+    def acquire(self, case_id: str, timeout: float) -> Iut:
+        iut, self._iut = self._iut, None
+        if iut is not None:
+            if iut.alive() and iut.reset(case_id, timeout):
+                self.reused += 1
+                return iut
+            iut.finish()
+        self.started += 1
+        return Iut(self.command, case_id, timeout, self.env)
+
+    def release(self, iut: Iut, *, keep: bool) -> None:
+        if keep and iut.alive():
+            self._iut = iut
+        else:
+            iut.finish()
+
+    def close(self) -> None:
+        if self._iut is not None:
+            self._iut.finish()
+            self._iut = None

@@ -40,6 +40,15 @@ CASE_MODULES = (
     "cases_recovery",
     "cases_bugs",
     "cases_errors",
+    "cases_req_identity",
+    "cases_req_handshake",
+    "cases_req_session",
+    "cases_req_frames",
+    "cases_req_channels",
+    "cases_req_recovery",
+    "cases_req_retransmit",
+    "cases_req_pacing",
+    "cases_req_conformance",
 )
 
 

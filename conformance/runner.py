@@ -1,4 +1,9 @@
-"""Run cases against an IUT command and report pass / fail / unsupported per case."""
+"""Run cases against an IUT command and report pass / fail / warn / unsupported per case.
+
+A failed case whose requirements (spec/conformance.md §6) are all of level SHOULD or MAY is a
+``warn`` in the default, non-strict mode and a ``fail`` in strict mode (h2spec's idea): the
+implementation departs from a recommendation, not from the protocol.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,13 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TextIO
 
-from . import __version__
+from . import __version__, impaired
 from .checks import CaseFailed, Unsupported
 from .iut import Iut
 from .registry import Case
+from .traceability import levels
 
-PASS, FAIL, UNSUPPORTED = "pass", "fail", "unsupported"
+PASS, FAIL, WARN, UNSUPPORTED = "pass", "fail", "warn", "unsupported"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,20 +34,48 @@ class Result:
     detail: str
     duration: float
     stderr: str = ""
+    #: The requirement ids the case cites.
+    requirements: tuple[str, ...] = ()
+    #: The seeds of the impaired-network links the case ran through (spec/conformance.md §3.8).
+    seeds: tuple[int, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "result": self.result,
             "section": self.section,
             "detail": self.detail,
             "duration": round(self.duration, 4),
+            "requirements": list(self.requirements),
         }
+        if self.result in (FAIL, WARN):
+            out["failed_requirements"] = list(self.requirements)
+        if self.seeds:
+            out["seed"] = self.seeds[0] if len(self.seeds) == 1 else list(self.seeds)
+        return out
 
 
-def run_case(case: Case, command: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> Result:
-    """Start the IUT for ``case``, run it, and classify the outcome."""
+def verdict(case: Case, strict: bool, level_of: dict[str, str]) -> str:
+    """What a failure of ``case`` is: ``warn`` when not ``strict`` and every requirement it cites is
+    a SHOULD or a MAY, else ``fail`` (a case citing none counts as testing a MUST)."""
+    if strict or not case.requirements:
+        return FAIL
+    return WARN if all(level_of.get(rid, "MUST") != "MUST" for rid in case.requirements) else FAIL
+
+
+def run_case(
+    case: Case,
+    command: Sequence[str],
+    timeout: float,
+    env: dict[str, str] | None = None,
+    *,
+    strict: bool = False,
+    level_of: dict[str, str] | None = None,
+) -> Result:
+    """Start the IUT for ``case``, run it, and classify the outcome (``level_of``: requirement
+    levels, read from spec/ when not given)."""
     start = time.monotonic()
+    seeds = impaired.record_seeds()
     iut = Iut(command, case.id, timeout, env)
     stderr = ""
     try:
@@ -56,10 +90,20 @@ def run_case(case: Case, command: Sequence[str], timeout: float, env: dict[str, 
     finally:
         iut.finish()
     if result == FAIL:
+        result = verdict(case, strict, levels() if level_of is None else level_of)
         stderr = iut.stderr()
         if iut.transcript:
             detail += "\n  last exchanges:\n    " + "\n    ".join(line[:200] for line in iut.transcript[-4:])
-    return Result(case.id, result, case.section, detail, time.monotonic() - start, stderr)
+    return Result(
+        case.id,
+        result,
+        case.section,
+        detail,
+        time.monotonic() - start,
+        stderr,
+        case.requirements,
+        tuple(seeds),
+    )
 
 
 def precheck(command: Sequence[str], timeout: float, env: dict[str, str] | None = None) -> str | None:
@@ -80,12 +124,19 @@ def precheck(command: Sequence[str], timeout: float, env: dict[str, str] | None 
 
 
 def run_cases(
-    cases: Iterable[Case], command: Sequence[str], *, timeout: float, jobs: int = 1, env: dict[str, str] | None = None
+    cases: Iterable[Case],
+    command: Sequence[str],
+    *,
+    timeout: float,
+    jobs: int = 1,
+    env: dict[str, str] | None = None,
+    strict: bool = False,
 ) -> list[Result]:
     """Run every case (``jobs`` at a time), returning results in case order."""
     cases = list(cases)
+    level_of = levels()
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        return list(pool.map(lambda c: run_case(c, command, timeout, env), cases))
+        return list(pool.map(lambda c: run_case(c, command, timeout, env, strict=strict, level_of=level_of), cases))
 
 
 def summary(results: Sequence[Result]) -> dict[str, int]:
@@ -93,13 +144,17 @@ def summary(results: Sequence[Result]) -> dict[str, int]:
         "total": len(results),
         "passed": sum(r.result == PASS for r in results),
         "failed": sum(r.result == FAIL for r in results),
+        "warned": sum(r.result == WARN for r in results),
         "unsupported": sum(r.result == UNSUPPORTED for r in results),
     }
 
 
 def summary_line(results: Sequence[Result]) -> str:
     counts = summary(results)
-    return f"{counts['passed']} passed, {counts['failed']} failed, {counts['unsupported']} unsupported"
+    return (
+        f"{counts['passed']} passed, {counts['failed']} failed, {counts['warned']} warned,"
+        f" {counts['unsupported']} unsupported"
+    )
 
 
 def write_table(results: Sequence[Result], out: TextIO) -> None:
@@ -111,16 +166,18 @@ def write_table(results: Sequence[Result], out: TextIO) -> None:
         first = r.detail.splitlines()[0] if r.detail else ""
         out.write(f"{r.id:<{width_id}}  {r.result:<11}  {r.section:<{width_sec}}  {first}\n")
     for r in results:
-        if r.result == FAIL:
-            out.write(f"\nFAIL {r.id} ({r.section}): {r.detail}\n")
+        if r.result in (FAIL, WARN):
+            cited = f" [{', '.join(r.requirements)}]" if r.requirements else ""
+            out.write(f"\n{r.result.upper()} {r.id} ({r.section}){cited}: {r.detail}\n")
             if r.stderr:
                 out.write("  IUT stderr:\n" + "".join(f"    {line}\n" for line in r.stderr.splitlines()))
 
 
-def write_json(path: str, implementation: str, results: Sequence[Result]) -> None:
+def write_json(path: str, implementation: str, results: Sequence[Result], *, strict: bool = False) -> None:
     report = {
         "runner_version": __version__,
         "implementation": implementation,
+        "strict": strict,
         "cases": [r.to_json() for r in results],
         "summary": summary(results),
     }

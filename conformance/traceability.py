@@ -4,8 +4,8 @@ A rule of spec/ carries a stable id, shown in the text as ``**[FRM-3.5]**`` at i
 the document's prefix (``PREFIXES``), its section, and the rule's number in that section
 (a letter is appended for a rule inserted later, ``CH-4.2a``; an id is never reused).  Every
 id maps to the cases that test it (``Case.requirements``) or to a one-line reason why it
-cannot be seen on the wire (``UNTESTABLE``); a rule that can be tested but has no case yet is
-listed in ``PENDING`` with what its case needs.  ``table()`` renders the mapping as the
+cannot be seen on the wire (``UNTESTABLE`` in ``trace_reasons``); a rule that can be tested but
+has no case yet is listed in ``PENDING`` there with what its case needs.  ``table()`` renders the mapping as the
 markdown kept in spec/conformance.md §6; ``problems()`` lists what breaks the rules.
 """
 
@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from .registry import Case
+from .trace_reasons import PENDING, UNTESTABLE
 
 #: The prefix of each document's requirement ids.
 PREFIXES: Mapping[str, str] = {
@@ -36,34 +37,22 @@ PREFIXES: Mapping[str, str] = {
 TAG = re.compile(r"\*\*\[([A-Z]+-\d+(?:\.\d+)+[a-z]?)\]\*\*")
 #: The whole of an id (as cases and ``UNTESTABLE`` cite it).
 ID = re.compile(r"^([A-Z]+)-\d+(?:\.\d+)+[a-z]?$")
-#: Requirements no case can test, each with why: it cannot be seen on the wire or through the
-#: control protocol (an implementation's private choice, memory, a rule for the reader of the spec).
-UNTESTABLE: Mapping[str, str] = {
-    "FRM-3.1": "a receiver's own limit: the control protocol has no command to set it, cases use the default",
-    "RCD-4.3": "advice to applications about the size of their messages, not a rule for an implementation",
-    "ID-1.2": "the quality of a random source cannot be seen: the control protocol hands the seed in",
-    "ID-1.4": "how an implementation compares peers is internal: no command compares two peer ids",
-    "ID-2.1.2": "what an implementation shows in logs and prompts is outside the wire and the control protocol",
-    "ID-2.1.3": "a user interface's use of the short form cannot be seen; handshakes authenticate the full key",
-    "ID-3.1.4": "a rule for the authors of other layers' specifications, not for an implementation",
-    "ID-4.10": "the control protocol has no command that writes a key file, only one that loads it",
-    "ID-5.1": "advice to people comparing peer ids, not a rule for an implementation",
-    "ID-5.2": "a rule for the design of layers that sign data; identity.md defines none that needs freshness",
-}
-#: Requirements that can be tested but have no case yet, each with what the case needs.  The
-#: table marks them; issue 10 is done when this is empty.
-PENDING: Mapping[str, str] = {
-    "RCD-7.1": "a control command that starts a session's counters near the limit",
-    "ID-1.5": "a handshake checking that the IUT's Noise static key is not the X25519 form of its identity key",
-    "ID-3.1.3": "`sign` (and `record_create`) with an empty and a 256-byte domain, expecting a refusal",
-    "ID-3.2.3": "`verify` with a key that is not a canonical point encoding (y >= p, or no point), expecting false",
-    "ID-3.2.7": "`verify` with a 31- and a 33-byte public key, expecting false rather than an error",
-    "ID-3.2.8": "`verify` of a signature whose R has a small-order component added, valid only cofactored",
-    "ID-3.2.9": "the Wycheproof ed25519_test.json cases through `verify`, each expecting the file's verdict",
-    "ID-3.3.4": "`record_decode` of records with domain length 0 and payload length 65537, expecting MALFORMED_MESSAGE",
-    "ID-3.3.7": "records breaking two checks at once (version 2 and truncated; trailing bytes and a wrong domain)",
-    "ID-4.3": "`key_file` with a non-ASCII byte in a line after the magic, expecting INVALID_KEY_FILE",
-    "ID-4.5": "`key_file` with an unknown key and with a repeated key, checking the last value wins",
+#: BCP 14 keywords (README.md §2), longest first, and the level each gives a rule.
+KEYWORD = re.compile(
+    r"\b(MUST NOT|MUST|SHALL NOT|SHALL|REQUIRED|SHOULD NOT|SHOULD|NOT RECOMMENDED|RECOMMENDED|MAY|OPTIONAL)\b"
+)
+LEVELS: Mapping[str, str] = {
+    "MUST NOT": "MUST",
+    "MUST": "MUST",
+    "SHALL NOT": "MUST",
+    "SHALL": "MUST",
+    "REQUIRED": "MUST",
+    "SHOULD NOT": "SHOULD",
+    "SHOULD": "SHOULD",
+    "NOT RECOMMENDED": "SHOULD",
+    "RECOMMENDED": "SHOULD",
+    "MAY": "MAY",
+    "OPTIONAL": "MAY",
 }
 BEGIN, END = "<!-- traceability: begin (python -m conformance --trace) -->", "<!-- traceability: end -->"
 
@@ -74,20 +63,58 @@ def spec_dir() -> Path:
     return beside if beside.is_dir() else Path.cwd() / "spec"
 
 
-def _tags(spec: Path) -> Iterator[tuple[str, str]]:
-    """``(id, document)`` for every requirement id where spec/ defines it, in document and text order."""
+LIST_ITEM = re.compile(r"(\*|-|\d+\.) ")
+
+
+def _lead_in(text: str, at: int) -> int:
+    """Where the text that introduces the rule at ``at`` starts: its paragraph, or for an item of
+    a list (paragraphs of items) the paragraph ending in ':' before the list."""
+    start = text.rfind("\n\n", 0, at) + 2
+    while LIST_ITEM.match(text, start) and start > 2:
+        before = text.rfind("\n\n", 0, start - 2) + 2
+        if text[:start].rstrip().endswith(":"):
+            return before
+        start = before
+    return start
+
+
+def _tags(spec: Path) -> Iterator[tuple[str, str, str | None]]:
+    """``(id, document, level)`` for every requirement id where spec/ defines it, in document and
+    text order.  The level is that of the first BCP 14 keyword after the tag, before the next tag
+    or the end of the paragraph; failing that, of the last one before the tag in its paragraph or,
+    for an item of a list, in the list's lead-in; None when there is none."""
     for name in PREFIXES:
         path = spec / name
         if path.exists():
-            for match in TAG.finditer(path.read_text(encoding="utf-8")):
-                yield match.group(1), name
+            text = path.read_text(encoding="utf-8")
+            matches = list(TAG.finditer(text))
+            for i, match in enumerate(matches):
+                end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+                paragraph = text.find("\n\n", match.end())
+                if paragraph != -1:
+                    end = min(end, paragraph)
+                keyword = KEYWORD.search(text, match.end(), end)
+                if keyword is None:  # an item of a list whose lead-in holds the keyword
+                    before = list(KEYWORD.finditer(text, _lead_in(text, match.start()), match.start()))
+                    keyword = before[-1] if before else None
+                yield match.group(1), name, LEVELS[keyword.group(1)] if keyword else None
 
 
 def requirements(spec: Path | None = None) -> dict[str, str]:
     """Every requirement id in spec/, mapped to its document (in document and text order)."""
     found: dict[str, str] = {}
-    for rid, name in _tags(spec or spec_dir()):
+    for rid, name, _ in _tags(spec or spec_dir()):
         found.setdefault(rid, name)
+    return found
+
+
+def levels(spec: Path | None = None) -> dict[str, str]:
+    """Every requirement id in spec/, mapped to its level: ``MUST``, ``SHOULD`` or ``MAY``.
+
+    A rule without a keyword (``problems`` reports it) counts as ``MUST``."""
+    found: dict[str, str] = {}
+    for rid, _, level in _tags(spec or spec_dir()):
+        found.setdefault(rid, level or "MUST")
     return found
 
 
@@ -95,7 +122,9 @@ def problems(cases: Iterable[Case], spec: Path | None = None) -> list[str]:
     """What breaks the rules of conformance.md §6: duplicated, misplaced, unknown or unmapped ids."""
     out: list[str] = []
     seen: dict[str, str] = {}
-    for rid, name in _tags(spec or spec_dir()):
+    for rid, name, level in _tags(spec or spec_dir()):
+        if level is None:
+            out.append(f"{rid} ({name}) has no BCP 14 keyword between its tag and the next tag or paragraph end")
         if rid in seen:
             out.append(f"{rid} is defined twice ({seen[rid]} and {name})")
         seen[rid] = name
@@ -129,7 +158,8 @@ def table(cases: Iterable[Case], spec: Path | None = None) -> str:
     for c in cases:
         for rid in c.requirements:
             by_requirement.setdefault(rid, []).append(c.id)
-    rows = ["| requirement | document | cases, or why none |", "|---|---|---|"]
+    rows = ["| requirement | level | document | cases, or why none |", "|---|---|---|---|"]
+    level_of = levels(spec)
     for rid, name in requirements(spec).items():
         cited = by_requirement.get(rid)
         if cited:
@@ -138,5 +168,5 @@ def table(cases: Iterable[Case], spec: Path | None = None) -> str:
             how = f"**pending**: needs {PENDING[rid]}"
         else:
             how = f"none: {UNTESTABLE.get(rid, '**unmapped**')}"
-        rows.append(f"| {rid} | {name} | {how} |")
+        rows.append(f"| {rid} | {level_of[rid]} | {name} | {how} |")
     return "\n".join(rows) + "\n"

@@ -964,6 +964,7 @@ def build_vectors() -> dict[str, str]:
     texts = {name: json.dumps(obj, indent=2, ensure_ascii=False) + "\n" for name, obj in objects.items()}
     texts.update(_frame_vectors())
     texts.update(_channel_vectors())
+    texts.update(_frames_generator().load_sibling("generate_signatures").build_vectors())
     return texts
 
 

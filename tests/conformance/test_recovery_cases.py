@@ -169,9 +169,28 @@ def run_case(tmp_path: Path, case_id: str, *args: str) -> dict[str, Any]:
     ],
 )
 def test_a_broken_recovery_fails_its_case(tmp_path: Path, case_id: str, bug: str, expected: str) -> None:
-    result = run_case(tmp_path, case_id, "--impl", broken_impl(tmp_path, bug), "--no-precheck")
+    # --strict: the ACK frequency rules are SHOULDs, a warning otherwise (test_should_rules_only_warn).
+    result = run_case(tmp_path, case_id, "--impl", broken_impl(tmp_path, bug), "--no-precheck", "--strict")
     assert result["result"] == "fail", result
     assert expected in result["detail"], result
+
+
+def test_should_rules_only_warn_unless_strict(tmp_path: Path) -> None:
+    """spec/conformance.md §1: ch/ackfreq/1 tests only SHOULD rules (channels.md §4), so an IUT
+    that acknowledges too rarely gets a warning, and the run passes; --strict makes it a failure."""
+    impl = broken_impl(tmp_path, "ack-every-100")
+    proc, report = run_conformance(
+        tmp_path / "report.json", "-k", "ch/ackfreq/1", "--impl", impl, "--no-precheck", pure=True
+    )
+    (case,) = report["cases"]
+    assert case["result"] == "warn" and proc.returncode == 0, case
+    assert case["failed_requirements"] == case["requirements"] != []
+    assert report["summary"]["warned"] == 1 and report["strict"] is False
+    assert "WARN ch/ackfreq/1" in proc.stdout and "0 passed, 0 failed, 1 warned, 0 unsupported" in proc.stdout
+    proc, report = run_conformance(
+        tmp_path / "strict.json", "-k", "ch/ackfreq/1", "--impl", impl, "--no-precheck", "--strict", pure=True
+    )
+    assert report["cases"][0]["result"] == "fail" and proc.returncode == 1 and report["strict"] is True
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from p2pos.conformance.registry import Case, all_cases
-from p2pos.conformance.traceability import BEGIN, END, UNTESTABLE, problems, requirements, table
+from p2pos.conformance.trace_reasons import UNTESTABLE
+from p2pos.conformance.traceability import BEGIN, END, problems, requirements, table
 
 SPEC = Path(__file__).resolve().parents[2] / "spec"
 
