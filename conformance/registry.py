@@ -48,6 +48,8 @@ CASE_MODULES = (
     "cases_req_recovery",
     "cases_req_retransmit",
     "cases_req_pacing",
+    "cases_req_controllers",
+    "cases_req_bbr",
     "cases_req_conformance",
 )
 
