@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +38,29 @@ def run_conformance(
     )
     assert report.exists(), proc.stdout + proc.stderr
     return proc, json.loads(report.read_text())
+
+
+def broken_impl(tmp_path: Path, bug: str, patch: str) -> str:
+    """An IUT command: this implementation's adapter with the Python statements ``patch`` run
+    first, to break the core the way ``bug`` names (a monkeypatch of the pure-Python core: run
+    the suite with ``pure=True``)."""
+    script = tmp_path / f"impl_{re.sub(r'[^A-Za-z0-9]', '_', bug)}.py"
+    script.write_text(
+        f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n{patch}"
+        "from conformance.impl import main\nraise SystemExit(main())\n"
+    )
+    return shlex.join([sys.executable, str(script)])
+
+
+def run_case(tmp_path: Path, case_id: str, *args: str, adapter_may_exit: bool = False) -> dict[str, Any]:
+    """Run one case through the command line, on the pure-Python core; returns its entry of the
+    --json report.  Unless ``adapter_may_exit``, a case must fail on the broken rule, not on an
+    adapter that died."""
+    proc, report = run_conformance(
+        tmp_path / "report.json", "-k", case_id, "-j", "1", "--timeout", "60", *args, pure=True
+    )
+    cases = [c for c in report["cases"] if c["id"] == case_id]
+    assert len(cases) == 1, proc.stdout
+    if not adapter_may_exit:
+        assert "exited with status" not in cases[0]["detail"], cases[0]
+    return dict(cases[0])

@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from conformance import mutation as m
-from conformance.checks import Unsupported
-from conformance.iut import Iut, LongLived
-from conformance.registry import all_cases
-from conformance.runner import run_case
+from p2pos.conformance import mutation as m
+from p2pos.conformance.checks import Unsupported
+from p2pos.conformance.iut import Iut, LongLived
+from p2pos.conformance.registry import all_cases
+from p2pos.conformance.runner import run_case
 
-COMMAND = [sys.executable, "-m", "conformance.impl"]
+COMMAND = [sys.executable, "-m", "p2pos.conformance.impl"]
 
 
 def test_reset_forgets_the_state() -> None:
@@ -171,7 +171,8 @@ def test_mutation_is_not_imported_by_the_suite() -> None:
     import subprocess
 
     code = (
-        "import sys; from conformance import registry as r; r.all_cases(); print('conformance.mutation' in sys.modules)"
+        "import sys; from p2pos.conformance import registry as r; r.all_cases(); "
+        "print(any(name.endswith('conformance.mutation') for name in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

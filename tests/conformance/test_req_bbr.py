@@ -9,13 +9,11 @@ unbroken adapter, and reports unsupported for an IUT that refuses ``congestion_c
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-from suite_helpers import run_conformance
+import suite_helpers
+from suite_helpers import run_case
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -116,24 +114,7 @@ BUGS = {
 
 def broken_impl(tmp_path: Path, bug: str) -> str:
     """An IUT command: this implementation's adapter with ``BUGS[bug]`` applied first."""
-    script = tmp_path / f"impl_{bug.replace('-', '_')}.py"
-    script.write_text(
-        f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n{BUGS[bug]}"
-        "from conformance.impl import main\nraise SystemExit(main())\n"
-    )
-    return shlex.join([sys.executable, str(script)])
-
-
-def run_case(tmp_path: Path, case_id: str, *args: str) -> dict[str, Any]:
-    """Run one case through the command line; returns its entry of the --json report."""
-    proc, report = run_conformance(
-        tmp_path / "report.json", "-k", case_id, "-j", "1", "--timeout", "60", *args, pure=True
-    )
-    cases = [c for c in report["cases"] if c["id"] == case_id]
-    assert len(cases) == 1, proc.stdout
-    # A case must fail on the broken rule, not on an adapter that died.
-    assert "exited with status" not in cases[0]["detail"], cases[0]
-    return dict(cases[0])
+    return suite_helpers.broken_impl(tmp_path, bug, BUGS[bug])
 
 
 @pytest.mark.parametrize(

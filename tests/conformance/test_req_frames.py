@@ -8,12 +8,11 @@ requirements are all SHOULD, for the right reason; the unbroken adapter passes e
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import suite_helpers
 from suite_helpers import run_conformance
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -180,22 +179,12 @@ BUGS = {
 
 def broken_impl(tmp_path: Path, bug: str) -> str:
     """An IUT command: this implementation's adapter with ``BUGS[bug]`` applied first."""
-    script = tmp_path / f"impl_{bug.replace('-', '_')}.py"
-    script.write_text(
-        f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n{BUGS[bug]}"
-        "from conformance.impl import main\nraise SystemExit(main())\n"
-    )
-    return shlex.join([sys.executable, str(script)])
+    return suite_helpers.broken_impl(tmp_path, bug, BUGS[bug])
 
 
 def run_case(tmp_path: Path, case_id: str, *args: str) -> dict[str, Any]:
-    """Run one case through the command line; returns its entry of the --json report."""
-    proc, report = run_conformance(
-        tmp_path / "report.json", "-k", case_id, "-j", "1", "--timeout", "60", *args, pure=True
-    )
-    cases = [c for c in report["cases"] if c["id"] == case_id]
-    assert len(cases) == 1, proc.stdout
-    return dict(cases[0])
+    """One case run through the command line (the adapter may exit: some bugs are crashes)."""
+    return suite_helpers.run_case(tmp_path, case_id, *args, adapter_may_exit=True)
 
 
 @pytest.mark.parametrize(

@@ -9,12 +9,11 @@ allows.  The pattern is tests/conformance/test_recovery_cases.py's.
 
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import suite_helpers
 from suite_helpers import run_conformance
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -164,12 +163,7 @@ BUGS = {
 
 def broken_impl(tmp_path: Path, bug: str) -> str:
     """An IUT command: this implementation's adapter with ``BUGS[bug]`` applied first."""
-    script = tmp_path / f"impl_{bug.replace('-', '_')}.py"
-    script.write_text(
-        f"import sys\nsys.path.insert(0, {str(REPO_ROOT)!r})\n{BUGS[bug]}"
-        "from conformance.impl import main\nraise SystemExit(main())\n"
-    )
-    return shlex.join([sys.executable, str(script)])
+    return suite_helpers.broken_impl(tmp_path, bug, BUGS[bug])
 
 
 def run_cases(tmp_path: Path, *args: str) -> dict[str, dict[str, Any]]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conformance import runner, traceability
-from conformance.checks import CaseFailed
-from conformance.registry import Case
+from p2pos.conformance import runner, traceability
+from p2pos.conformance.checks import CaseFailed
+from p2pos.conformance.registry import Case
 
 
 def _failing(iut: object) -> str | None:
@@ -40,7 +40,7 @@ def test_a_warned_case_reports_its_requirements_and_does_not_fail_the_run(tmp_pa
     import sys
 
     case = Case("x/1", "x.md §1", "t", _failing, ("X-1.2",))
-    command = [sys.executable, "-m", "conformance.impl"]
+    command = [sys.executable, "-m", "p2pos.conformance.impl"]
     warned = runner.run_case(case, command, 10.0, strict=False, level_of=LEVELS)
     failed = runner.run_case(case, command, 10.0, strict=True, level_of=LEVELS)
     assert (warned.result, failed.result) == (runner.WARN, runner.FAIL)

@@ -94,7 +94,7 @@ def test_the_independent_arithmetic_agrees_with_libsodium() -> None:
 
 def test_the_conformance_cases_check_the_same_edges() -> None:
     # conformance/cases_req_identity.py builds the edges with PyNaCl for the `verify` cases.
-    from conformance.cases_req_identity import EDGE_DOMAIN, signature_edges
+    from p2pos.conformance.cases_req_identity import EDGE_DOMAIN, signature_edges
 
     built = [
         {
