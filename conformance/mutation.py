@@ -592,7 +592,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 
 #: The survivors' triage: the table of conformance/MUTATION.md whose rows start with a mutant id.
-TRIAGE_DOC = Path(__file__).with_name("MUTATION.md")
+TRIAGE_DOC = Path(__file__).resolve().with_name("MUTATION.md")
 #: Triage verdicts that take a survivor out of the requirement kill rate: it breaks no requirement
 #: (an equivalent mutant, or one the spec allows), or no case can see it on the wire or through
 #: the control protocol (MUTATION.md says why, row by row).
