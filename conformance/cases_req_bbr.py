@@ -23,7 +23,7 @@ from typing import Any
 from p2pos.proto.channels import frames as ch
 
 from .cases_channels import Reply, ack_of
-from .cases_req_pacing import BIG, MDS, PathPeer, eliciting, payload
+from .cases_req_pacing import BIG, MDS, PathPeer, congestion_after_mtu_rise, eliciting, payload
 from .checks import CaseFailed, Unsupported, expect
 from .impaired import IUT, REF, LinkConfig, Sent
 from .iut import Iut
@@ -736,51 +736,8 @@ def _(iut: Iut) -> str | None:
     # BBR's window its minimum, 4 datagrams of the new size (5808 bytes).  Once the runner lifts
     # the limit the IUT puts four 1452-byte datagrams in flight before any ACK of them can come
     # back; a minimum window still reckoned in 1200-byte datagrams (4800 bytes) fits only three.
-    delay, step, grant = 0.01, 0.01, 500
-    peer = BbrPeer(iut, delay=delay, bandwidth=None, pmtu_probing=True)
-    channel_id = peer.open_files(window=grant)
-    offered = peer.offer(channel_id, payload(400_000, seed=73))
-    expect(offered >= 100_000, f"internal: the IUT took only {offered} bytes")
-    limit = grant
-    t = peer.now
-
-    def tick() -> None:
-        nonlocal t, limit
-        t += step
-        peer.run(t, auto_ack=True)
-        limit += grant
-        peer.send(ch.MaxChannelData(channel_id=channel_id, maximum=limit))
-
-    for _ in range(30):
-        tick()
-    mtu = max((s.size for s in peer.sent if s.delivered and _probe(s)), default=MDS)
-    expect(mtu > MDS, f"internal: no probe above {MDS} bytes was acknowledged ({peer.describe()})")
-    peer.blackhole = True
-    cut = len(peer.sent)
-    for _ in range(18):
-        tick()
-    peer.blackhole = False
-    lost = [s for s in peer.sent[cut:] if s.ack_eliciting]
-    expect(len(lost) >= 10, f"internal: the IUT sent only {len(lost)} packets in 180 ms of blackhole")
-    before = len(peer.sent)
-    for _ in range(40):
-        t += step / 10
-        peer.run(t, auto_ack=True)
-        if any(s.delivered for s in peer.sent[before:]):
-            break
-    expect(any(s.delivered for s in peer.sent[before:]), f"internal: no packet after the blackhole by {peer.now:.3f} s")
-    peer.send(ch.MaxChannelData(channel_id=channel_id, maximum=BIG))
-    released = peer.now + delay
-    start = len(peer.sent)
-    peer.run(released + 2 * delay, auto_ack=True)
-    fresh = [s for s in eliciting(peer.sent[start:]) if s.time < released + 2 * delay]
-    most = max(
-        (
-            sum(f.size for f in fresh if f.time <= s.time and peer.acked_at.get(f.packet.pn, BIG) > s.time)
-            for s in fresh
-        ),
-        default=0,
-    )
+    peer = BbrPeer(iut, delay=0.01, bandwidth=None, pmtu_probing=True)
+    mtu, lost, fresh, most = congestion_after_mtu_rise(peer, seed=73)
     sizes = [s.size for s in fresh][:6]
     expect(
         most > MINIMUM_WINDOW,

@@ -445,10 +445,34 @@ def _(iut: Iut) -> str | None:
     # The minimum of every controller is at least two datagrams of the current size (§5.1, §5.5):
     # once the runner lifts the limit the IUT must have two 1452-byte datagrams in flight before
     # any ACK of them can come back.  A controller still at 1200 bytes (2400) fits only one.
+    peer = PathPeer(iut, delay=0.01, pmtu_probing=True)
+    mtu, lost, fresh, most = congestion_after_mtu_rise(peer, seed=61)
+    expect(
+        most > 2 * MDS,
+        f"after persistent congestion ({len(lost)} packets of {min(s.size for s in lost)}-{max(s.size for s in lost)} "
+        f"bytes lost over {lost[-1].time - lost[0].time:.3f} s) the IUT had at most {most} bytes in flight in the "
+        f"round trip after the limit was lifted (packets {[s.size for s in fresh][:6]}): its window is below two "
+        f"datagrams of the path MTU {mtu} it uses ({2 * mtu} bytes), the minimum window at 1200 bytes",
+    )
+    return (
+        f"path MTU {mtu}; {len(lost)} packets lost over {lost[-1].time - lost[0].time:.3f} s; then {most} bytes in "
+        f"flight at once (packets {[s.size for s in fresh][:6]})"
+    )
+
+
+def congestion_after_mtu_rise(peer: PathPeer, *, seed: int) -> tuple[int, list[Sent], list[Sent], int]:
+    """The scenario of ``ch/pmtu/6`` (and ``ch/bbr/8``) on ``peer`` (PMTU probing on, a path
+    that carries 1452 bytes, 10 ms each way): 500 bytes of credit every 10 ms, so the IUT sends
+    a small packet each time and its first probe raises the path MTU; then every packet of the
+    IUT is lost for 180 ms (it goes on sending within its window, so no probe timeout fires, and
+    small packets are no black hole signal, recovery.md §7.4), and the ACK of its next packet
+    makes them lost: persistent congestion (§4.4).  Right after that ACK the runner lifts the
+    limit.  Returns the path MTU the IUT confirmed, the packets lost in the blackhole, the
+    ack-eliciting packets sent in the round trip after the limit was lifted, and the most bytes
+    of those in flight at once (those lost are declared lost by then, the rest acknowledged)."""
     delay, step, grant = 0.01, 0.01, 500
-    peer = PathPeer(iut, delay=delay, pmtu_probing=True)
     channel_id = peer.open_files(window=grant)
-    offered = peer.offer(channel_id, payload(400_000, seed=61))
+    offered = peer.offer(channel_id, payload(400_000, seed=seed))
     expect(offered >= 100_000, f"internal: the IUT took only {offered} bytes")
     limit = grant
     t = peer.now
@@ -471,8 +495,6 @@ def _(iut: Iut) -> str | None:
     peer.blackhole = False
     lost = [s for s in peer.sent[cut:] if s.ack_eliciting]
     expect(len(lost) >= 10, f"internal: the IUT sent only {len(lost)} packets in 180 ms of blackhole")
-    # The IUT's next packet arrives and is acknowledged at once; right after that ACK the runner
-    # lifts the limit.  No more credit until then.
     before = len(peer.sent)
     for _ in range(40):
         t += step / 10
@@ -485,8 +507,6 @@ def _(iut: Iut) -> str | None:
     start = len(peer.sent)
     peer.run(released + 2 * delay, auto_ack=True)
     fresh = [s for s in eliciting(peer.sent[start:]) if s.time < released + 2 * delay]
-    # In flight: the packets sent since the limit was lifted (those lost in the blackhole are
-    # declared lost by now, and everything else was acknowledged).
     most = max(
         (
             sum(f.size for f in fresh if f.time <= s.time and peer.acked_at.get(f.packet.pn, BIG) > s.time)
@@ -494,14 +514,4 @@ def _(iut: Iut) -> str | None:
         ),
         default=0,
     )
-    expect(
-        most > 2 * MDS,
-        f"after persistent congestion ({len(lost)} packets of {min(s.size for s in lost)}-{max(s.size for s in lost)} "
-        f"bytes lost over {lost[-1].time - lost[0].time:.3f} s) the IUT had at most {most} bytes in flight in the "
-        f"round trip after the limit was lifted (packets {[s.size for s in fresh][:6]}): its window is below two "
-        f"datagrams of the path MTU {mtu} it uses ({2 * mtu} bytes), the minimum window at 1200 bytes",
-    )
-    return (
-        f"path MTU {mtu}; {len(lost)} packets lost over {lost[-1].time - lost[0].time:.3f} s; then {most} bytes in "
-        f"flight at once (packets {[s.size for s in fresh][:6]})"
-    )
+    return mtu, lost, fresh, most
