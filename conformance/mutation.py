@@ -48,7 +48,15 @@ from .checks import CaseFailed, Unsupported
 from .iut import Iut, LongLived
 from .registry import Case, all_cases
 
-ROOT = Path(__file__).resolve().parent.parent
+
+def _source_root() -> Path:
+    """The source tree: this module's, or the current directory when it is imported from an
+    installed copy (the compiled core's wheel, as `make test-compiled` does)."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "p2pos_proto").is_dir() else Path.cwd()
+
+
+ROOT = _source_root()
 CORE = ROOT / "p2pos_proto"
 #: The wire-relevant modules (issue 10), by name; paths are relative to the core package.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -592,7 +600,7 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
 
 
 #: The survivors' triage: the table of conformance/MUTATION.md whose rows start with a mutant id.
-TRIAGE_DOC = Path(__file__).resolve().with_name("MUTATION.md")
+TRIAGE_DOC = ROOT / "conformance" / "MUTATION.md"
 #: Triage verdicts that take a survivor out of the requirement kill rate: it breaks no requirement
 #: (an equivalent mutant, or one the spec allows), or no case can see it on the wire or through
 #: the control protocol (MUTATION.md says why, row by row).
