@@ -337,7 +337,8 @@ def prepare(work: Work, jobs: int, k: str | None) -> None:
     _copy_core(CORE, work.pristine)
     _copy_core(CORE, work.iut_core())
     cov_mod = importlib.import_module("coverage")
-    cases = [c for c in all_cases() if k is None or k in c.id]
+    patterns = [part for part in (k or "").split(",") if part]
+    cases = [c for c in all_cases() if not patterns or any(part in c.id for part in patterns)]
     covdir = Path(tempfile.mkdtemp(prefix="cov-", dir=work.root))
     include = f"{work.iut_core()}/*"
 
@@ -599,8 +600,10 @@ def summarize(records: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
     return table
 
 
-#: The survivors' triage: the table of conformance/MUTATION.md whose rows start with a mutant id.
+#: The survivors' triage: the tables of conformance/MUTATION.md and of the files of
+#: conformance/triage/ (one a module group) whose rows start with a mutant id.
 TRIAGE_DOC = ROOT / "conformance" / "MUTATION.md"
+TRIAGE_DIR = ROOT / "conformance" / "triage"
 #: Triage verdicts that take a survivor out of the requirement kill rate: it breaks no requirement
 #: (an equivalent mutant, or one the spec allows), or no case can see it on the wire or through
 #: the control protocol (MUTATION.md says why, row by row).
@@ -617,10 +620,33 @@ def read_triage(text: str) -> dict[str, tuple[str, str]]:
     return out
 
 
+def triage_docs() -> list[Path]:
+    return [p for p in [TRIAGE_DOC, *sorted(TRIAGE_DIR.glob("*.md"))] if p.exists()]
+
+
+def read_all_triage() -> dict[str, tuple[str, str]]:
+    """The triage rows of every triage document (a later document's row for an id wins)."""
+    out: dict[str, tuple[str, str]] = {}
+    for doc in triage_docs():
+        out.update(read_triage(doc.read_text()))
+    return out
+
+
+def retry(work: Work) -> int:
+    """Forget the results of the survivors and unexecuted mutants, so that ``run`` tests them
+    again (after ``prepare`` has mapped new cases); killed, equivalent and incompetent mutants
+    keep their verdicts, since adding cases cannot revive them."""
+    lines = [line for line in work.results.read_text().splitlines() if line.strip()]
+    keep = [line for line in lines if json.loads(line)["verdict"] not in (SURVIVED, NOT_RUN)]
+    work.results.write_text("".join(line + "\n" for line in keep))
+    print(f"retry: {len(lines) - len(keep)} survivors and unexecuted mutants to run again")
+    return len(lines) - len(keep)
+
+
 def report(work: Work) -> str:
     planned = json.loads(work.plan.read_text())
     records = [json.loads(line) for line in work.results.read_text().splitlines() if line.strip()]
-    triage = read_triage(TRIAGE_DOC.read_text()) if TRIAGE_DOC.exists() else {}
+    triage = read_all_triage()
     for r in records:
         if r["verdict"] in (SURVIVED, NOT_RUN) and triage.get(r["id"], ("",))[0] in EXCUSED:
             r["verdict_before_triage"], r["verdict"] = r["verdict"], "excused"
@@ -667,7 +693,8 @@ def report(work: Work) -> str:
         "",
         "Kill rate: killed / (killed + survived + not executed), the mutants that break a requirement as",
         "far as the triage knows; equivalent (annotations only), incompetent (no valid Python) and",
-        "excused (triaged in conformance/MUTATION.md: equivalent, no requirement, unobservable) left out.",
+        "excused (triaged in conformance/MUTATION.md and conformance/triage/: equivalent, no requirement,",
+        "unobservable) left out.",
     ]
     lines += ["", "## Survivors and mutants no case executes", ""]
     for r in records:
@@ -693,15 +720,15 @@ def report(work: Work) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.mutation", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("prepare", "plan", "run", "report", "all"))
+    parser.add_argument("step", choices=("prepare", "plan", "retry", "run", "report", "all"))
     parser.add_argument("--work", default=str(ROOT / "build" / "mutation"), help="the work directory")
     parser.add_argument("--modules", default=",".join(DEFAULT_GROUPS), help=f"among {', '.join(GROUPS)}")
     parser.add_argument("--sample", type=int, default=0, help="mutants drawn at random (0: all)")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--budget", type=float, default=6600.0, help="seconds for the run step (default 110 min)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="cases mapped (prepare) or mutants run in parallel")
-    parser.add_argument("--only", default="", help="plan: only these mutant ids (comma-separated)")
-    parser.add_argument("-k", help="prepare: only the cases whose id contains this (for tests)")
+    parser.add_argument("--only", default="", help="plan: only these mutant ids (comma-separated, or @FILE)")
+    parser.add_argument("-k", help="prepare: only the cases whose id contains one of these (comma-separated)")
     args = parser.parse_args(argv)
     work = Work(Path(args.work).resolve())
     groups = [g for g in args.modules.split(",") if g]
@@ -711,7 +738,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.step in ("prepare", "all"):
         prepare(work, args.jobs, args.k)
     if args.step in ("plan", "all"):
-        plan(work, groups, args.sample, args.seed, [i for i in args.only.split(",") if i])
+        only = Path(args.only[1:]).read_text().split() if args.only.startswith("@") else args.only.split(",")
+        plan(work, groups, args.sample, args.seed, [i for i in only if i])
+    if args.step == "retry":
+        retry(work)
     if args.step in ("run", "all"):
         run(work, args.budget, args.jobs)
     if args.step in ("report", "all"):

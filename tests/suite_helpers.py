@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,3 +65,29 @@ def run_case(tmp_path: Path, case_id: str, *args: str, adapter_may_exit: bool = 
     if not adapter_may_exit:
         assert "exited with status" not in cases[0]["detail"], cases[0]
     return dict(cases[0])
+
+
+def mutant_impl(tmp_path: Path, relpath: str, old: str, new: str) -> str:
+    """An IUT command: this implementation's adapter on a copy of the pure-Python core in which
+    the one occurrence of ``old`` in ``relpath`` (relative to p2pos_proto/) is replaced by
+    ``new``: a mutant of the mutation run (conformance/MUTATION.md), so that CI checks that a
+    case written to kill it still does.  Only the IUT imports the copy (``p2pos`` is a namespace
+    package and the copy comes first on its ``PYTHONPATH``); the runner's reference peer does not."""
+    copy = tmp_path / "mutant"
+    core = copy / "p2pos" / "proto"
+    shutil.copytree(REPO_ROOT / "p2pos_proto", core, ignore=shutil.ignore_patterns("__pycache__", "*.so"))
+    target = core / relpath
+    text = target.read_text()
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times in {relpath}, not once"
+    target.write_text(text.replace(old, new))
+    return shlex.join(["env", f"PYTHONPATH={copy}", sys.executable, "-m", "conformance.impl"])
+
+
+def assert_case_kills(tmp_path: Path, case_id: str, relpath: str, old: str, new: str) -> dict[str, Any]:
+    """The case ``case_id`` fails (or warns, for a SHOULD) against the mutant ``old`` -> ``new``
+    of ``relpath``; returns its report entry."""
+    outcome = run_case(
+        tmp_path, case_id, "--impl", mutant_impl(tmp_path, relpath, old, new), "--no-precheck", adapter_may_exit=True
+    )
+    assert outcome["result"] in ("fail", "warn"), outcome
+    return outcome

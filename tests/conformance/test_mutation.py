@@ -178,9 +178,11 @@ def test_mutation_is_not_imported_by_the_suite() -> None:
     assert out.strip() == "False"
 
 
-def test_the_triage_table_parses() -> None:
-    rows = m.read_triage(m.TRIAGE_DOC.read_text())
+def test_the_triage_tables_parse() -> None:
+    rows = m.read_all_triage()
     assert rows, "conformance/MUTATION.md has no triage rows"
+    for doc in m.triage_docs():
+        assert m.read_triage(doc.read_text()) or doc == m.TRIAGE_DOC, f"{doc} has no triage rows"
     for mutant_id, (verdict, why) in rows.items():
         module, _, rest = mutant_id.partition(":core/")
         assert (m.CORE / module).is_file() and rest, mutant_id
@@ -189,3 +191,14 @@ def test_the_triage_table_parses() -> None:
     assert m.read_triage("| `a.py:core/X:1` | equivalent | - | same |\n| mutant | verdict |") == {
         "a.py:core/X:1": ("equivalent", "same")
     }
+
+
+def test_retry_keeps_only_verdicts_new_cases_cannot_change(tmp_path) -> None:
+    work = m.Work(tmp_path)
+    verdicts = [m.KILLED, m.SURVIVED, m.NOT_RUN, m.EQUIVALENT, m.INCOMPETENT, m.NO_MUTATION]
+    work.results.write_text("".join(f'{{"id": "x:{v}", "verdict": "{v}"}}\n' for v in verdicts))
+    assert m.retry(work) == 2
+    kept = [line for line in work.results.read_text().splitlines() if line]
+    assert [line.split('"verdict": ')[1] for line in kept] == [
+        f'"{v}"}}' for v in (m.KILLED, m.EQUIVALENT, m.INCOMPETENT, m.NO_MUTATION)
+    ]
