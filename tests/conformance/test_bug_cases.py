@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 from suite_helpers import run_conformance
 
+#: Every test here runs the pure-Python core, whatever core this run uses (a broken core is a
+#: patched or mutated pure one): the compiled pass of `make test` leaves them out.
+pytestmark = pytest.mark.pure_core
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

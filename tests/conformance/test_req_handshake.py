@@ -14,6 +14,11 @@ import pytest
 import suite_helpers
 from suite_helpers import run_case
 
+#: Every test here runs the pure-Python core, whatever core this run uses (a broken core is a
+#: patched or mutated pure one): the compiled pass of `make test` leaves them out.
+pytestmark = pytest.mark.pure_core
+
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _SESSION = "from p2pos.proto.session import session as s\nS = s.SecureSession\n"
 
