@@ -8,6 +8,7 @@ the lines a mutant changed, and the cases chosen for them from a coverage map.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -193,7 +194,7 @@ def test_the_triage_tables_parse() -> None:
     }
 
 
-def test_retry_keeps_only_verdicts_new_cases_cannot_change(tmp_path) -> None:
+def test_retry_keeps_only_verdicts_new_cases_cannot_change(tmp_path: Path) -> None:
     work = m.Work(tmp_path)
     verdicts = [m.KILLED, m.SURVIVED, m.NOT_RUN, m.EQUIVALENT, m.INCOMPETENT, m.NO_MUTATION]
     work.results.write_text("".join(f'{{"id": "x:{v}", "verdict": "{v}"}}\n' for v in verdicts))
