@@ -61,7 +61,7 @@ class Endpoint:
         keys: LocalKeys,
         *,
         config: SessionConfig | None = None,
-        channels: ChannelConfig | Callable[[Address, Hashable], ChannelConfig] | None = None,
+        channels: ChannelConfig | Callable[[Address, Hashable], ChannelConfig | None] | None = None,
         random: crypto.RandomSource = crypto.system_random,
         replay_cache_ttl: float = 300.0,
         replay_cache_size: int = 65536,
@@ -70,7 +70,8 @@ class Endpoint:
         self.keys = keys
         self.config = config or SessionConfig()
         #: The channel layer's configuration, or a function of a session's (address, local socket)
-        #: that returns it (a driver that knows each path's MTU sets the PMTU ceiling per path).
+        #: that returns it (a driver that knows each path's MTU sets the PMTU ceiling per path),
+        #: or None there for a bare session (records carry another protocol, e.g. rendezvous).
         self.channel_config = channels
         self._random = random
         self._sessions: dict[int, SecureSession] = {}
@@ -100,11 +101,13 @@ class Endpoint:
         local: Hashable = 0,
         expected_peer: PeerId | None = None,
         remote_static: bytes | None = None,
+        channels: bool = True,
     ) -> SecureSession:
         """Start a handshake towards ``address`` from socket ``local``; IK if ``remote_static`` is known.
 
         Returns the session; with channels, ``connection(session.local_index)`` is its Connection.
-        After this, drain ``data_to_send``.
+        ``channels=False``: a bare session whatever the endpoint's channel configuration (its
+        records carry another protocol).  After this, drain ``data_to_send``.
         """
         if len(self._sessions) >= self._max_sessions:
             raise LocalProtocolError(f"too many sessions (max_sessions={self._max_sessions})")
@@ -118,7 +121,7 @@ class Endpoint:
             random=self._random,
             binding_cache=self.binding_cache,
         )
-        self._add(session, address, local, now)
+        self._add(session, address, local, now, channels=channels)
         return session
 
     def session(self, session_id: int) -> SecureSession | None:
@@ -296,13 +299,17 @@ class Endpoint:
             self._seen_inits.popitem(last=False)
         self._add(session, address, local, now)
 
-    def _add(self, session: SecureSession, address: Address, local: Hashable, now: float) -> None:
+    def _add(
+        self, session: SecureSession, address: Address, local: Hashable, now: float, *, channels: bool = True
+    ) -> None:
         index = session.local_index
         self._sessions[index] = session
         driven: SecureSession | Connection = session
-        config = self.channel_config
+        config = self.channel_config if channels else None
+        if config is not None and not isinstance(config, ChannelConfig):
+            config = config(address, local)
         if config is not None:
-            driven = Connection(session, now, config if isinstance(config, ChannelConfig) else config(address, local))
+            driven = Connection(session, now, config)
         self._driven[index] = driven
         self._routes[index] = (address, local)
         self._touch(index, driven)
