@@ -632,12 +632,19 @@ def read_all_triage() -> dict[str, tuple[str, str]]:
     return out
 
 
-def retry(work: Work) -> int:
-    """Forget the results of the survivors and unexecuted mutants, so that ``run`` tests them
-    again (after ``prepare`` has mapped new cases); killed, equivalent and incompetent mutants
-    keep their verdicts, since adding cases cannot revive them."""
+def retry(work: Work, *, triaged_too: bool = False) -> int:
+    """Forget the results of the survivors and unexecuted mutants not excused by the triage, so
+    that ``run`` tests them again (after ``prepare`` has mapped new cases); killed, equivalent
+    and incompetent mutants keep their verdicts, since adding cases cannot revive them, and so
+    do excused survivors (their triage row stands) unless ``triaged_too``."""
+    triage = {} if triaged_too else read_all_triage()
     lines = [line for line in work.results.read_text().splitlines() if line.strip()]
-    keep = [line for line in lines if json.loads(line)["verdict"] not in (SURVIVED, NOT_RUN)]
+    keep = []
+    for line in lines:
+        record = json.loads(line)
+        again = record["verdict"] in (SURVIVED, NOT_RUN) and triage.get(record["id"], ("",))[0] not in EXCUSED
+        if not again:
+            keep.append(line)
     work.results.write_text("".join(line + "\n" for line in keep))
     print(f"retry: {len(lines) - len(keep)} survivors and unexecuted mutants to run again")
     return len(lines) - len(keep)
@@ -728,6 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=6600.0, help="seconds for the run step (default 110 min)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="cases mapped (prepare) or mutants run in parallel")
     parser.add_argument("--only", default="", help="plan: only these mutant ids (comma-separated, or @FILE)")
+    parser.add_argument("--triaged-too", action="store_true", help="retry: also the survivors the triage excuses")
     parser.add_argument("-k", help="prepare: only the cases whose id contains one of these (comma-separated)")
     args = parser.parse_args(argv)
     work = Work(Path(args.work).resolve())
@@ -741,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         only = Path(args.only[1:]).read_text().split() if args.only.startswith("@") else args.only.split(",")
         plan(work, groups, args.sample, args.seed, [i for i in only if i])
     if args.step == "retry":
-        retry(work)
+        retry(work, triaged_too=args.triaged_too)
     if args.step in ("run", "all"):
         run(work, args.budget, args.jobs)
     if args.step in ("report", "all"):

@@ -198,8 +198,17 @@ def test_retry_keeps_only_verdicts_new_cases_cannot_change(tmp_path: Path) -> No
     work = m.Work(tmp_path)
     verdicts = [m.KILLED, m.SURVIVED, m.NOT_RUN, m.EQUIVALENT, m.INCOMPETENT, m.NO_MUTATION]
     work.results.write_text("".join(f'{{"id": "x:{v}", "verdict": "{v}"}}\n' for v in verdicts))
-    assert m.retry(work) == 2
+    assert m.retry(work, triaged_too=True) == 2
     kept = [line for line in work.results.read_text().splitlines() if line]
     assert [line.split('"verdict": ')[1] for line in kept] == [
         f'"{v}"}}' for v in (m.KILLED, m.EQUIVALENT, m.INCOMPETENT, m.NO_MUTATION)
     ]
+
+
+def test_retry_keeps_the_survivors_the_triage_excuses(tmp_path: Path) -> None:
+    work = m.Work(tmp_path)
+    excused = "session/record.py:core/ReplaceBinaryOperator_Mul_Div:0"  # equivalent in MUTATION.md
+    assert m.read_all_triage()[excused][0] == "equivalent"
+    work.results.write_text(f'{{"id": "{excused}", "verdict": "survived"}}\n{{"id": "x:1", "verdict": "survived"}}\n')
+    assert m.retry(work) == 1
+    assert excused in work.results.read_text() and "x:1" not in work.results.read_text()
