@@ -19,6 +19,10 @@ from suite_helpers import run_case
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+#: Every test here runs the pure-Python core, whatever core this run uses (a broken core is a
+#: patched or mutated pure one): the compiled pass of `make test` leaves them out.
+pytestmark = pytest.mark.pure_core
+
 #: A plain-Python Ed25519 verifier with switches, installed as ``crypto.ed25519_verify``.
 _VERIFIER = f"""
 import hashlib, importlib.util
@@ -26,10 +30,6 @@ _spec = importlib.util.spec_from_file_location("gs", {str(REPO_ROOT / "spec/vect
 gs = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(gs)
 from p2pos.proto.identity import crypto
-
-#: Every test here runs the pure-Python core, whatever core this run uses (a broken core is a
-#: patched or mutated pure one): the compiled pass of `make test` leaves them out.
-pytestmark = pytest.mark.pure_core
 
 CANONICAL_8 = {{gs.encode(t) for t in gs.TORSION}}
 def make_verify(*, canonical_key, blocked_y, cofactored):
