@@ -104,7 +104,7 @@ bench: install compiled
 # this tree (not linked to it), so the runner's reference peer never runs a mutant; only the
 # IUT's copy of the core in build/mutation is mutated. MUTATION_ARGS: e.g. `--sample 2000`.
 MUTATION := build/mutation
-MUTATION_ARGS ?=
+MUTATION_ARGS ?= --sample 1500
 mutation:
 	test -x $(MUTATION)/venv/bin/cosmic-ray || { $(PYTHON) -m venv $(MUTATION)/venv && \
 	    $(MUTATION)/venv/bin/pip install -q --upgrade pip "setuptools>=69" wheel && \

@@ -419,6 +419,8 @@ BAD_CONFIG: tuple[dict[str, Any], ...] = (
     {"connection_window": 1000},
     {"channel_window": 0},
     {"max_channels": 0},
+    {"channel_window": 2 << 20, "channel_window_max": 1 << 20},
+    {"connection_window": 4 << 20, "connection_window_max": 2 << 20},
 )
 
 

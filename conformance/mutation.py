@@ -329,13 +329,18 @@ def _copy_core(source: Path, target: Path) -> None:
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.so"))
 
 
-def prepare(work: Work, jobs: int, k: str | None) -> None:
+def prepare(work: Work, jobs: int, k: str | None, *, keep_pristine: bool = False) -> None:
     """Copy the core twice (pristine, and the IUT's), map each case's coverage, and run the
-    baseline: every case in one long-lived IUT against the unmutated copy."""
+    baseline: every case in one long-lived IUT against the unmutated copy.
+
+    ``keep_pristine``: keep the pristine copy of an earlier ``prepare`` (the code the plan's
+    mutants were drawn from), so that new cases are mapped, and survivors run again, against
+    that code even if the work tree's core has changed since."""
     _check_venv()
     work.root.mkdir(parents=True, exist_ok=True)
-    _copy_core(CORE, work.pristine)
-    _copy_core(CORE, work.iut_core())
+    if not (keep_pristine and work.pristine.is_dir()):
+        _copy_core(CORE, work.pristine)
+    _copy_core(work.pristine, work.iut_core())
     cov_mod = importlib.import_module("coverage")
     patterns = [part for part in (k or "").split(",") if part]
     cases = [c for c in all_cases() if not patterns or any(part in c.id for part in patterns)]
@@ -588,6 +593,42 @@ def run(work: Work, budget: float, jobs: int = 1) -> None:
         print(f"budget of {budget:.0f} s spent: {total - counter[0]} mutants left (run again to go on)")
 
 
+# -- kill rows -----------------------------------------------------------------------------
+
+#: The kill rows CI checks (tests/conformance/test_mutant_kills.py): (case, module, old, new, mutant id).
+KILL_FILES = "tests/conformance/kills_*.py"
+
+
+def check_kills(work: Work) -> list[str]:
+    """Whether each kill row's text replacement is exactly its mutant (cosmic-ray's, on the
+    pristine core): a row that tests another mutant than the one it names proves nothing about
+    it.  Returns the rows that do not match."""
+    import runpy
+
+    rows = [row for path in sorted(ROOT.glob(KILL_FILES)) for row in runpy.run_path(str(path))["KILLS"]]
+    relpaths = sorted({row[1] for row in rows})
+    mutants = {m["id"]: m for m in _enumerate(work, relpaths)}
+    problems = []
+    for case_id, relpath, old, new, mutant_id in rows:
+        original = (work.pristine / relpath).read_text()
+        mutant = mutants.get(mutant_id)
+        if mutant is None:
+            problems.append(f"{case_id} {mutant_id}: no such mutant")
+            continue
+        expected = _mutate(original, mutant["operator"], mutant["args"], mutant["occurrence"])
+        replaced = original.replace(old, new, 1) if original.count(old) == 1 else None
+        # Compared as syntax trees: cosmic-ray may leave a space where it deleted a token.
+        if replaced is None or expected is None or ast.dump(ast.parse(replaced)) != ast.dump(ast.parse(expected)):
+            wanted = [
+                d for d in difflib.unified_diff(original.splitlines(), (expected or "").splitlines(), lineterm="", n=0)
+            ]
+            problems.append(f"{case_id} {mutant_id}: the row's replacement is not this mutant: {wanted[2:4]}")
+    print(f"check-kills: {len(rows)} rows, {len(problems)} do not match their mutant")
+    for problem in problems:
+        print("  " + problem)
+    return problems
+
+
 # -- report --------------------------------------------------------------------------------
 
 
@@ -727,7 +768,7 @@ def report(work: Work) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.mutation", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("prepare", "plan", "retry", "run", "report", "all"))
+    parser.add_argument("step", choices=("prepare", "plan", "retry", "run", "report", "check-kills", "all"))
     parser.add_argument("--work", default=str(ROOT / "build" / "mutation"), help="the work directory")
     parser.add_argument("--modules", default=",".join(DEFAULT_GROUPS), help=f"among {', '.join(GROUPS)}")
     parser.add_argument("--sample", type=int, default=0, help="mutants drawn at random (0: all)")
@@ -735,6 +776,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=6600.0, help="seconds for the run step (default 110 min)")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="cases mapped (prepare) or mutants run in parallel")
     parser.add_argument("--only", default="", help="plan: only these mutant ids (comma-separated, or @FILE)")
+    parser.add_argument("--keep-pristine", action="store_true", help="prepare: keep the earlier pristine core")
     parser.add_argument("--triaged-too", action="store_true", help="retry: also the survivors the triage excuses")
     parser.add_argument("-k", help="prepare: only the cases whose id contains one of these (comma-separated)")
     args = parser.parse_args(argv)
@@ -744,10 +786,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown modules {unknown}: choose among {', '.join(GROUPS)}")
     if args.step in ("prepare", "all"):
-        prepare(work, args.jobs, args.k)
+        prepare(work, args.jobs, args.k, keep_pristine=args.keep_pristine)
     if args.step in ("plan", "all"):
         only = Path(args.only[1:]).read_text().split() if args.only.startswith("@") else args.only.split(",")
         plan(work, groups, args.sample, args.seed, [i for i in only if i])
+    if args.step == "check-kills":
+        return 1 if check_kills(work) else 0
     if args.step == "retry":
         retry(work, triaged_too=args.triaged_too)
     if args.step in ("run", "all"):

@@ -51,6 +51,13 @@ CASE_MODULES = (
     "cases_req_controllers",
     "cases_req_bbr",
     "cases_req_conformance",
+    "cases_mut_hsrec",
+    "cases_mut_session",
+    "cases_mut_frames",
+    "cases_mut_chconn",
+    "cases_mut_chsend",
+    "cases_mut_bbr",
+    "cases_mut_loss",
 )
 
 

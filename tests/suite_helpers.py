@@ -86,8 +86,8 @@ def mutant_impl(tmp_path: Path, relpath: str, old: str, new: str) -> str:
 def assert_case_kills(tmp_path: Path, case_id: str, relpath: str, old: str, new: str) -> dict[str, Any]:
     """The case ``case_id`` fails (or warns, for a SHOULD) against the mutant ``old`` -> ``new``
     of ``relpath``; returns its report entry."""
-    outcome = run_case(
-        tmp_path, case_id, "--impl", mutant_impl(tmp_path, relpath, old, new), "--no-precheck", adapter_may_exit=True
-    )
+    # 15 s a case (a later --timeout wins): some mutants hang, and every case passes in 3 s unmutated.
+    impl = mutant_impl(tmp_path, relpath, old, new)
+    outcome = run_case(tmp_path, case_id, "--impl", impl, "--no-precheck", "--timeout", "15", adapter_may_exit=True)
     assert outcome["result"] in ("fail", "warn"), outcome
     return outcome

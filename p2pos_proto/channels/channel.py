@@ -18,6 +18,7 @@ import dataclasses
 import enum
 from typing import Final
 
+from ..common.varint import MAX_VARINT
 from ..errors import ErrorCode, LocalProtocolError
 from ..session.replay import ReplayWindow
 from .flow import ReceiveWindow, SendCredit
@@ -63,6 +64,12 @@ class ChannelConfig:
             raise LocalProtocolError(f"connection_window must be at least {INITIAL_MAX_DATA}")
         if min(self.channel_window, self.send_buffer, self.max_channels, self.message_queue) < 1:
             raise LocalProtocolError("windows, buffers and limits must be positive")
+        if self.channel_window > self.channel_window_max or self.connection_window > self.connection_window_max:
+            raise LocalProtocolError(
+                "an initial window cannot exceed its maximum (channel_window_max, connection_window_max)"
+            )
+        if max(self.channel_window_max, self.connection_window_max) > MAX_VARINT:
+            raise LocalProtocolError(f"window maxima must be at most 2^62-1 ({MAX_VARINT})")
 
 
 class ChannelState(enum.Enum):

@@ -473,3 +473,22 @@ def test_packets_respect_the_peers_record_limit() -> None:
     pair.run(pair.now + 5.0, lambda now: len(pair.b.received.get(channel_id, b"")) == 50_000)
     assert len(pair.b.received[channel_id]) == 50_000
     assert max(sizes) <= 600 + 30
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"channel_window": 2 << 20, "channel_window_max": 1 << 20},
+        {"connection_window": 4 << 20, "connection_window_max": 2 << 20},
+        {"connection_window_max": 1 << 62},
+        {"channel_window_max": 1 << 62},
+    ],
+)
+def test_a_window_above_its_maximum_is_refused_when_configured(fields: dict[str, int]) -> None:
+    # CH-8.1: refused at once, not later by an INTERNAL_ERROR close when a peer opens a channel.
+    with pytest.raises(LocalProtocolError, match="window"):
+        ChannelConfig(**fields)  # type: ignore[arg-type]
+
+
+def test_windows_at_their_maxima_are_fine() -> None:
+    ChannelConfig(channel_window=1 << 20, channel_window_max=1 << 20, connection_window_max=(1 << 62) - 1)

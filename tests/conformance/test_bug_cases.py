@@ -40,13 +40,13 @@ def run_buggy(tmp_path: Path, prefix: str, bug: str) -> tuple[int, str, dict[str
 #: Hook name -> the id prefix to run (``-k``) -> the cases that must fail under it.
 BUGS = [
     ("ack-unsent", "ch/err/7", {"ch/err/7"}),
-    ("no-final-size", "ch/flow/", {"ch/flow/4", "ch/flow/5", "ch/flow/16"}),
+    ("no-final-size", "ch/flow/", {"ch/flow/4", "ch/flow/5", "ch/flow/16", "ch/flow/26"}),
     ("stream-on-message", "ch/err/6", {"ch/err/6"}),
     ("dup-message", "ch/data/5", {"ch/data/5"}),
     ("reset-written", "ch/reset/6", {"ch/reset/6"}),
     ("no-ping-ack", "ch/live/3", {"ch/live/3"}),
     ("lowest-version", "hs/ver/", {"hs/ver/1"}),
-    ("ignore-versions", "hs/ver/", {"hs/ver/1", "hs/ver/2", "hs/ver/3", "hs/ver/6"}),
+    ("ignore-versions", "hs/ver/", {"hs/ver/1", "hs/ver/2", "hs/ver/3", "hs/ver/6", "hs/ver/9"}),
     ("response-no-index", "hs/index/6", {"hs/index/6"}),
     ("ik-weak-send", "hs/ik/14", {"hs/ik/14"}),
     ("sig-key-only", "id/sig/6", {"id/sig/6"}),
