@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Callable
 
 from p2pos.proto.channels import frames as ch
 
@@ -599,45 +600,7 @@ def _(iut: Iut) -> str | None:
     # once the runner offers plenty the IUT is still in Startup, its flight more than doubling
     # each round trip.  An IUT whose round trips spanned two flights counts 6 losses in one,
     # ends Startup and caps its flight at inflight_hi, about one flight.
-    delay = 0.025
-    peer = BbrPeer(iut, delay=delay, bandwidth=None)
-    channel_id = peer.open_files()
-    peer.run(peer.now + 2 * delay, auto_ack=True)
-    chunk = payload(9600, seed=83)
-    arrival = peer.now
-    flights = []
-    for _ in range(6):
-        peer.drop_data = frozenset(range(peer.data_count + 1, peer.data_count + 4))
-        before = len(peer.sent)
-        peer.run(arrival, auto_ack=False)
-        expect(peer.offer(channel_id, chunk) == len(chunk), "internal: the IUT did not take 9600 bytes")
-        peer.run(peer.now + delay + 0.005, auto_ack=False)
-        flight = [s for s in peer.sent[before:] if s.ack_eliciting]
-        flights.append(flight)
-        peer.ack()
-        arrival = peer.now + delay
-    peer.drop_data = frozenset()
-    peer.run(arrival, auto_ack=True)
-    release = peer.now
-    rtt = 2 * delay
-    most_before = max(sum(s.size for s in f) for f in flights)
-    big = payload(1 << 16, seed=89)
-    t = release
-    while t < release + 4 * rtt:
-        while peer.offer(channel_id, big) == len(big) and peer.in_flight(peer.now) < 1 << 20:
-            pass
-        t += 0.01
-        peer.run(t, auto_ack=True)
-    most = max((f for _, f in peer.flight_at_sends(release, release + 4 * rtt)), default=0)
-    sizes = [len(f) for f in flights]
-    expect(
-        most >= 2.5 * most_before,
-        f"the IUT sent {sizes} packets in 6 flights one round trip apart, 3 of each lost (fewer than "
-        f"STARTUP_FULL_LOSS_COUNT in each round trip, each flight its own round trip: recovery.md §5.6.2); with "
-        f"plenty of data from {release:.3f} s its flight rose only to {most} bytes in 4 round trips, from "
-        f"{most_before} bytes: it left Startup, as if a round trip had lost 6 packets (recovery.md §5.6.4)",
-    )
-    return f"flights of {sizes} packets, 3 lost each; then up to {most} bytes in flight (from {most_before})"
+    return _startup_flights(iut, _ack_flight, "each flight its own round trip: recovery.md §5.6.2")
 
 
 @case(
@@ -790,51 +753,13 @@ def _(iut: Iut) -> str | None:
     # still in Startup when the runner offers plenty: its flight more than doubles each round
     # trip.  An IUT that took the older packet's state for the sample counts two flights' losses
     # in one round trip (6), ends Startup and caps its flight.
-    delay = 0.025
-    peer = BbrPeer(iut, delay=delay, bandwidth=None)
-    channel_id = peer.open_files()
-    peer.run(peer.now + 2 * delay, auto_ack=True)
-    chunk = payload(9600, seed=83)
-    arrival = peer.now
-    flights = []
-    for _ in range(6):
-        peer.drop_data = frozenset(range(peer.data_count + 1, peer.data_count + 4))
-        before = len(peer.sent)
-        peer.run(arrival, auto_ack=False)
-        expect(peer.offer(channel_id, chunk) == len(chunk), "internal: the IUT did not take 9600 bytes")
-        peer.run(peer.now + delay + 0.005, auto_ack=False)
-        flight = [s for s in peer.sent[before:] if s.ack_eliciting]
-        flights.append(flight)
-        newest = max(p.pn for p in peer.received)
-        pns = [p.pn for p in peer.received if p.pn != newest]
-        peer.send(ack_of(pns))
-        arrival = peer.now + delay
-        for pn in pns:
-            peer.acked_at.setdefault(pn, arrival)
-    peer.drop_data = frozenset()
-    peer.run(arrival, auto_ack=True)
-    peer.ack()
-    release = peer.now
-    rtt = 2 * delay
-    most_before = max(sum(s.size for s in f) for f in flights)
-    big = payload(1 << 16, seed=89)
-    t = release
-    while t < release + 4 * rtt:
-        while peer.offer(channel_id, big) == len(big) and peer.in_flight(peer.now) < 1 << 20:
-            pass
-        t += 0.01
-        peer.run(t, auto_ack=True)
-    most = max((f for _, f in peer.flight_at_sends(release, release + 4 * rtt)), default=0)
-    sizes = [len(f) for f in flights]
-    expect(
-        most >= 2.5 * most_before,
-        f"the IUT sent {sizes} packets in 6 flights one round trip apart, 3 of each lost, each ACK also "
-        f"acknowledging the previous flight's last packet (the sample is the newest packet's: each flight its own "
-        f"round trip, recovery.md §5.6.2); with plenty of data from {release:.3f} s its flight rose only to {most} "
-        f"bytes in 4 round trips, from {most_before} bytes: it left Startup, as if a round trip had lost 6 packets "
-        f"(recovery.md §5.6.4)",
+    return _startup_flights(
+        iut,
+        _ack_all_but_newest_flight_packet,
+        "each ACK also acknowledging the previous flight's last packet (the sample is the newest packet's: "
+        "each flight its own round trip, recovery.md §5.6.2)",
+        ack_the_rest=True,
     )
-    return f"flights of {sizes} packets, 3 lost each; then up to {most} bytes in flight (from {most_before})"
 
 
 def _replay_bw(peer: BbrPeer, min_rtt: float) -> list[tuple[float, float, bool, Sent]]:
@@ -1049,3 +974,66 @@ def _(iut: Iut) -> str | None:
         f"IUT sent only {sent} bytes in the next 30 ms: it was still draining (recovery.md §5.6.3)",
     )
     return f"6 of 16 lost, declared at {arrival:.3f} s; then {sent} bytes sent in 30 ms (inflight_hi about {cap})"
+
+
+def _ack_flight(peer: BbrPeer) -> float:
+    """Acknowledge everything received; returns when the ACK reaches the IUT."""
+    peer.ack()
+    return peer.now + peer.delay
+
+
+def _ack_all_but_newest_flight_packet(peer: BbrPeer) -> float:
+    """Acknowledge everything but the newest packet received (the next ACK takes it)."""
+    newest = max(p.pn for p in peer.received)
+    pns = [p.pn for p in peer.received if p.pn != newest]
+    peer.send(ack_of(pns))
+    arrival = peer.now + peer.delay
+    for pn in pns:
+        peer.acked_at.setdefault(pn, arrival)
+    return arrival
+
+
+def _startup_flights(iut: Iut, ack: Callable[[BbrPeer], float], how: str, *, ack_the_rest: bool = False) -> str:
+    """ch/bbr/18 and /21: six Startup flights one round trip apart, the first 3 data packets of
+    each dropped, each acknowledged by ``ack`` (which returns when that ACK reaches the IUT; with
+    ``ack_the_rest``, what it left out is acknowledged after the last flight); then plenty of
+    data: an IUT still in Startup more than doubles its flight each round trip."""
+    delay = 0.025
+    peer = BbrPeer(iut, delay=delay, bandwidth=None)
+    channel_id = peer.open_files()
+    peer.run(peer.now + 2 * delay, auto_ack=True)
+    chunk = payload(9600, seed=83)
+    arrival = peer.now
+    flights = []
+    for _ in range(6):
+        peer.drop_data = frozenset(range(peer.data_count + 1, peer.data_count + 4))
+        before = len(peer.sent)
+        peer.run(arrival, auto_ack=False)
+        expect(peer.offer(channel_id, chunk) == len(chunk), "internal: the IUT did not take 9600 bytes")
+        peer.run(peer.now + delay + 0.005, auto_ack=False)
+        flights.append([s for s in peer.sent[before:] if s.ack_eliciting])
+        arrival = ack(peer)
+    peer.drop_data = frozenset()
+    peer.run(arrival, auto_ack=True)
+    if ack_the_rest:
+        peer.ack()
+    release = peer.now
+    rtt = 2 * delay
+    most_before = max(sum(s.size for s in f) for f in flights)
+    big = payload(1 << 16, seed=89)
+    t = release
+    while t < release + 4 * rtt:
+        while peer.offer(channel_id, big) == len(big) and peer.in_flight(peer.now) < 1 << 20:
+            pass
+        t += 0.01
+        peer.run(t, auto_ack=True)
+    most = max((f for _, f in peer.flight_at_sends(release, release + 4 * rtt)), default=0)
+    sizes = [len(f) for f in flights]
+    expect(
+        most >= 2.5 * most_before,
+        f"the IUT sent {sizes} packets in 6 flights one round trip apart, 3 of each lost (fewer than "
+        f"STARTUP_FULL_LOSS_COUNT in each round trip), {how}; with plenty of data from {release:.3f} s its "
+        f"flight rose only to {most} bytes in 4 round trips, from {most_before} bytes: it left Startup, as if a "
+        "round trip had lost 6 packets (recovery.md §5.6.4)",
+    )
+    return f"flights of {sizes} packets, 3 lost each; then up to {most} bytes in flight (from {most_before})"
