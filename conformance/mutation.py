@@ -32,6 +32,7 @@ import importlib
 import json
 import os
 import random
+import runpy
 import shutil
 import sqlite3
 import subprocess
@@ -603,8 +604,6 @@ def check_kills(work: Work) -> list[str]:
     """Whether each kill row's text replacement is exactly its mutant (cosmic-ray's, on the
     pristine core): a row that tests another mutant than the one it names proves nothing about
     it.  Returns the rows that do not match."""
-    import runpy
-
     rows = [row for path in sorted(ROOT.glob(KILL_FILES)) for row in runpy.run_path(str(path))["KILLS"]]
     relpaths = sorted({row[1] for row in rows})
     mutants = {m["id"]: m for m in _enumerate(work, relpaths)}
@@ -619,9 +618,7 @@ def check_kills(work: Work) -> list[str]:
         replaced = original.replace(old, new, 1) if original.count(old) == 1 else None
         # Compared as syntax trees: cosmic-ray may leave a space where it deleted a token.
         if replaced is None or expected is None or ast.dump(ast.parse(replaced)) != ast.dump(ast.parse(expected)):
-            wanted = [
-                d for d in difflib.unified_diff(original.splitlines(), (expected or "").splitlines(), lineterm="", n=0)
-            ]
+            wanted = list(difflib.unified_diff(original.splitlines(), (expected or "").splitlines(), lineterm="", n=0))
             problems.append(f"{case_id} {mutant_id}: the row's replacement is not this mutant: {wanted[2:4]}")
     print(f"check-kills: {len(rows)} rows, {len(problems)} do not match their mutant")
     for problem in problems:
@@ -673,6 +670,11 @@ def read_all_triage() -> dict[str, tuple[str, str]]:
     return out
 
 
+def _excused(triage: dict[str, tuple[str, str]], record: dict[str, Any]) -> bool:
+    """A survivor or unexecuted mutant whose triage row takes it out of the kill rate."""
+    return record["verdict"] in (SURVIVED, NOT_RUN) and triage.get(record["id"], ("",))[0] in EXCUSED
+
+
 def retry(work: Work, *, triaged_too: bool = False) -> int:
     """Forget the results of the survivors and unexecuted mutants not excused by the triage, so
     that ``run`` tests them again (after ``prepare`` has mapped new cases); killed, equivalent
@@ -680,12 +682,11 @@ def retry(work: Work, *, triaged_too: bool = False) -> int:
     do excused survivors (their triage row stands) unless ``triaged_too``."""
     triage = {} if triaged_too else read_all_triage()
     lines = [line for line in work.results.read_text().splitlines() if line.strip()]
-    keep = []
-    for line in lines:
-        record = json.loads(line)
-        again = record["verdict"] in (SURVIVED, NOT_RUN) and triage.get(record["id"], ("",))[0] not in EXCUSED
-        if not again:
-            keep.append(line)
+    keep = [
+        line
+        for line in lines
+        if json.loads(line)["verdict"] not in (SURVIVED, NOT_RUN) or _excused(triage, json.loads(line))
+    ]
     work.results.write_text("".join(line + "\n" for line in keep))
     print(f"retry: {len(lines) - len(keep)} survivors and unexecuted mutants to run again")
     return len(lines) - len(keep)
@@ -696,7 +697,7 @@ def report(work: Work) -> str:
     records = [json.loads(line) for line in work.results.read_text().splitlines() if line.strip()]
     triage = read_all_triage()
     for r in records:
-        if r["verdict"] in (SURVIVED, NOT_RUN) and triage.get(r["id"], ("",))[0] in EXCUSED:
+        if _excused(triage, r):
             r["verdict_before_triage"], r["verdict"] = r["verdict"], "excused"
     table = summarize(records)
     lines = [
