@@ -14,7 +14,7 @@ from p2pos.proto.session.wire import PacketType
 
 from .cases_amplification import AMPLIFICATION
 from .cases_handshake_errors import _expect_closed, _iut_initiator, _respond
-from .cases_record import REKEY_RECV, REKEY_SEND, REPLAY, _deliver
+from .cases_record import REKEY_RECV, REKEY_SEND, REPLAY, _deliver, _in_order_then_replayed
 from .cases_req_handshake import CAPABILITIES, FIELDS, VERSIONS, _response_with_caps
 from .checks import CaseFailed, expect, expect_eq, short
 from .iut import Iut
@@ -61,11 +61,7 @@ def _(iut: Iut) -> None:
     # 127, 128 and 129 are where `mod 128` differs from other reductions (127 mod 127 = 0).
     link = establish(iut, "initiator")
     counters = (8133, 8134, 8200, 8260)  # blocks 127, 127, 128, 129
-    records = [(c, link.data(f"c{c}".encode(), counter=c)) for c in counters]
-    for c, record in records:
-        expect_eq(_deliver(iut, record), [f"c{c}".encode()], f"counter {c}, in order")
-    for c, record in records:
-        expect_eq(_deliver(iut, record), [], f"counter {c} again, after counter {counters[-1]}")
+    _in_order_then_replayed(iut, link, counters)
 
 
 @case(

@@ -55,6 +55,15 @@ def _deliver(iut: Iut, record: bytes, now: float = 0.0) -> list[bytes]:
     return _messages(iut.ok("receive", data=record, now=now))
 
 
+def _in_order_then_replayed(iut: Iut, link: Link, counters: tuple[int, ...]) -> None:
+    """Records with ``counters``, in order, are all delivered; each one again afterwards is not."""
+    records = [(c, link.data(f"c{c}".encode(), counter=c)) for c in counters]
+    for c, record in records:
+        expect_eq(_deliver(iut, record), [f"c{c}".encode()], f"counter {c}, in order")
+    for c, record in records:
+        expect_eq(_deliver(iut, record), [], f"counter {c} again, after counter {counters[-1]}")
+
+
 def _send(iut: Iut, link: Link, data: bytes, now: float = 0.0) -> bytes:
     """Have the IUT send ``data``; return the single DATA record's plaintext after checking it."""
     opened = link.open(one_packet(iut.ok("send", data=data, now=now), PacketType.DATA))
@@ -684,11 +693,7 @@ def _(iut: Iut) -> None:
     link = establish(iut, "initiator")
     # In order, within one 64-counter block and across the next ones.
     counters = (0, 1, 2, 3, 62, 63, 64, 65, 127, 128, 130)
-    records = [(c, link.data(f"c{c}".encode(), counter=c)) for c in counters]
-    for c, record in records:
-        expect_eq(_deliver(iut, record), [f"c{c}".encode()], f"counter {c}, in order")
-    for c, record in records:
-        expect_eq(_deliver(iut, record), [], f"counter {c} again, after counter {counters[-1]}")
+    _in_order_then_replayed(iut, link, counters)
 
 
 @case(
