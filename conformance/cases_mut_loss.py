@@ -114,13 +114,7 @@ def _(iut: Iut) -> str | None:
     ),
 )
 def _(iut: Iut) -> str | None:
-    flow = Flow(iut, "newreno", rtt=SHORT_RTT, limit_credit=True)
-    flow.grant(INITIAL_WINDOW + 2 * BASE_DATAGRAM)
-    flow.supply()
-    flow.fill("the initial window (recovery.md §5.1)")
-    for n in range(2):
-        flow.round(f"slow start, round {n + 1}")
-    flow.timer_loss("a congestion event (in slow start)")
+    flow = _newreno_after_a_loss(iut)
     # Congestion avoidance, held by flow control: 24000 bytes of credit per round trip, about half
     # the window, given just before the ACK of the previous 24000, so that the pacer still holds
     # some back then (not application-limited by §5.4.1).  The bytes in flight peak near 80% of
@@ -403,13 +397,7 @@ def _(iut: Iut) -> str | None:
     ),
 )
 def _(iut: Iut) -> str | None:
-    flow = Flow(iut, "newreno", rtt=SHORT_RTT, limit_credit=True)
-    flow.grant(INITIAL_WINDOW + 2 * BASE_DATAGRAM)
-    flow.supply()
-    flow.fill("the initial window (recovery.md §5.1)")
-    for n in range(2):
-        flow.round(f"slow start, round {n + 1}")
-    flow.timer_loss("a congestion event (in slow start)")
+    flow = _newreno_after_a_loss(iut)
     # Congestion avoidance, held by flow control as in ch/newreno/6, but with credit that brings
     # the bytes in flight (the last flight and what the pacer lets out before the ACK) to the
     # window less 1.5 datagrams: within two datagrams of it, so the window grows (§5.4.2), by
@@ -553,3 +541,16 @@ def _(iut: Iut) -> str | None:
         f"{newer.packet.pn}",
     )
     return peer.model.describe()
+
+
+def _newreno_after_a_loss(iut: Iut) -> Flow:
+    """ch/newreno/6 and /7: NewReno held by flow control, two slow-start rounds, then a loss by
+    the timer: the next rounds are congestion avoidance."""
+    flow = Flow(iut, "newreno", rtt=SHORT_RTT, limit_credit=True)
+    flow.grant(INITIAL_WINDOW + 2 * BASE_DATAGRAM)
+    flow.supply()
+    flow.fill("the initial window (recovery.md §5.1)")
+    for n in range(2):
+        flow.round(f"slow start, round {n + 1}")
+    flow.timer_loss("a congestion event (in slow start)")
+    return flow
