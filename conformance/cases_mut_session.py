@@ -20,7 +20,6 @@ from .cases_req_session import _ik_responder
 from .checks import Unsupported, expect, expect_eq, short
 from .iut import Iut
 from .reference import (
-    IUT,
     IUT_INDEX,
     REF,
     REF_INDEX,
@@ -35,6 +34,7 @@ from .reference import (
     one_event,
     one_packet,
     out_of,
+    session_fields,
     session_state,
     start_session,
 )
@@ -126,19 +126,7 @@ def _(iut: Iut) -> None:
 def _(iut: Iut) -> None:
     for size in (31, 16, 1):
         key = bytes(range(9, 9 + size))
-        answer = iut.call(
-            "session",
-            role="initiator",
-            seed=IUT.seed,
-            static=IUT.static,
-            ephemeral=IUT.ephemeral,
-            sas_nonce=IUT.sas_nonce,
-            remote_static=key.hex(),
-            expected_peer=None,
-            local_index=IUT_INDEX,
-            now=0.0,
-            config={},
-        )
+        answer = iut.call("session", **session_fields("initiator", remote_static=key))
         expect(answer.get("ok") is False, f"IK to a {size}-byte static key: expected an error, got {short(answer)}")
         expect_eq(session_state(iut), "none", f"state after the refused {size}-byte static key")
 
@@ -188,19 +176,7 @@ def _(iut: Iut) -> None:
 )
 def _(iut: Iut) -> None:
     top = 2**32 - 1
-    answer = iut.call(
-        "session",
-        role="initiator",
-        seed=IUT.seed,
-        static=IUT.static,
-        ephemeral=IUT.ephemeral,
-        sas_nonce=IUT.sas_nonce,
-        remote_static=None,
-        expected_peer=None,
-        local_index=top,
-        now=0.0,
-        config={},
-    )
+    answer = iut.call("session", **session_fields("initiator", local_index=top))
     expect(answer.get("ok") is True, f"a session with index 2^32 - 1 must start, got {short(answer)}")
     expect_eq(int.from_bytes(one_packet(answer, PacketType.INIT)[2:6], "big"), top, "sender index of the INIT")
 
@@ -246,19 +222,7 @@ def _(iut: Iut) -> None:
     requirements=("SES-2.8", "HS-4.2.1"),
 )
 def _(iut: Iut) -> None:
-    answer = iut.call(
-        "session",
-        role="responder",
-        seed=IUT.seed,
-        static=IUT.static,
-        ephemeral=IUT.ephemeral,
-        sas_nonce=None,
-        remote_static=None,
-        expected_peer=None,
-        local_index=0,
-        now=0.0,
-        config={},
-    )
+    answer = iut.call("session", **session_fields("responder", local_index=0))
     expect(answer.get("ok") is True, f"a responder with index 0 must be accepted, got {short(answer)}")
     init = Hand(Pattern.XX, initiator=True).init(init_payload(Pattern.XX))
     response = one_packet(iut.ok("receive", data=init, now=0.0), PacketType.RESPONSE)

@@ -156,18 +156,36 @@ def start_session(
     answer = iut.ok(
         command,
         **(extra or {}),
-        role=role,
-        seed=party.seed,
-        static=party.static,
-        ephemeral=party.ephemeral,
-        sas_nonce=party.sas_nonce if role == "initiator" else None,
-        remote_static=remote_static,
-        expected_peer=str(expected_peer) if expected_peer is not None else None,
-        local_index=IUT_INDEX,
-        now=now,
-        config=config or {},
+        **session_fields(
+            role, party=party, remote_static=remote_static, expected_peer=expected_peer, now=now, config=config
+        ),
     )
     return out_of(answer)
+
+
+def session_fields(
+    role: str,
+    *,
+    party: Party = IUT,
+    remote_static: bytes | None = None,
+    expected_peer: PeerId | None = None,
+    local_index: int = IUT_INDEX,
+    now: float = 0.0,
+    config: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The fields of a ``session`` command (spec/conformance.md §3.2) for ``party``'s keys."""
+    return {
+        "role": role,
+        "seed": party.seed,
+        "static": party.static,
+        "ephemeral": party.ephemeral,
+        "sas_nonce": party.sas_nonce if role == "initiator" else None,
+        "remote_static": remote_static,
+        "expected_peer": str(expected_peer) if expected_peer is not None else None,
+        "local_index": local_index,
+        "now": now,
+        "config": config or {},
+    }
 
 
 def out_of(answer: dict[str, Any]) -> list[bytes]:
