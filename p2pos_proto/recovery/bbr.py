@@ -358,7 +358,9 @@ class Bbr(CongestionController):
             self._inflight_hi += grow * self._mds
 
     def _check_full_bandwidth(self, sample: RateSample) -> None:
-        if self._full_bw_reached or sample.is_app_limited:
+        # Only a round with a valid, not application-limited sample shows whether the bandwidth
+        # still grows: a round whose sample was rejected (shorter than the min RTT) shows nothing.
+        if self._full_bw_reached or sample.is_app_limited or sample.delivery_rate is None:
             return
         bw = self._bw.best
         if bw >= self._full_bw * FULL_BW_GROWTH:

@@ -65,7 +65,7 @@ class RateSample:
 class DeliveryRateSampler:
     """Connection-wide delivery counters (the draft's ``C.*``); per-packet state goes on the packets."""
 
-    __slots__ = ("_app_limited_until", "_delivered_time", "_first_sent_time", "delivered", "lost")
+    __slots__ = ("_app_limited_until", "_delivered_time", "_first_sent_time", "_started", "delivered", "lost")
 
     def __init__(self) -> None:
         #: Total bytes acknowledged (``C.delivered``).
@@ -73,9 +73,12 @@ class DeliveryRateSampler:
         #: Total bytes declared lost.
         self.lost = 0
         # C.delivered_time: when ``delivered`` last grew; C.first_sent_time: the send time of the
-        # newest packet acknowledged (the start of the current send interval).
+        # newest packet acknowledged (the start of the current send interval).  Both are set by the
+        # first packet sent (``_started``): the caller's clock may read anything, and intervals
+        # measured from 0.0 would make the first samples a rate over the clock's whole reading.
         self._delivered_time = 0.0
         self._first_sent_time = 0.0
+        self._started = False
         # C.app_limited: the delivered count that ends the current application-limited bubble; 0 if none.
         self._app_limited_until = 0
 
@@ -87,8 +90,10 @@ class DeliveryRateSampler:
         is delivered are then marked application-limited (draft §3.4).
         """
         time_sent = packet.time_sent
-        if bytes_in_flight <= packet.size:
-            # Nothing else in flight: the send and the delivery intervals both start now.
+        if bytes_in_flight <= packet.size or not self._started:
+            # Nothing else in flight, or the first packet (``bytes_in_flight`` may count packets the
+            # sampler is never told of, such as a PMTU probe sent first): both intervals start now.
+            self._started = True
             self._first_sent_time = time_sent
             self._delivered_time = time_sent
         if app_limited:
