@@ -2,8 +2,11 @@
 
 p2pos id [--home DIR] [--show-key-path]   create or show the local identity
 p2pos check-id PEER_ID                     validate a peer id (typo check)
-p2pos demo                                 two local peers talk over UDP
+p2pos demo [--in-process]                  a local p2pos network moves a file (netdemo.py)
 p2pos version                              the version, the Python, and which core runs
+p2pos relay --listen HOST:PORT [--home DIR] a rendezvous node
+p2pos up | status | serve | pipe | expose | forward | verify | plugin | events | stop
+                                           the daemon and its clients (cli_apps.py)
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import trio
 from p2pos.proto import InvalidPeerId, PeerId, __version__
 
 from . import build_info, keystore
+from .home import SettingsError
 
 
 def _cmd_id(args: argparse.Namespace) -> int:
@@ -45,15 +49,76 @@ def _cmd_check_id(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    if args.in_process:
+        from .demo import run_demo
 
-    trio.run(run_demo)
-    return 0
+        trio.run(run_demo)
+        return 0
+    from .netdemo import main as network_demo
+
+    return network_demo()
 
 
 def _cmd_version(args: argparse.Namespace) -> int:
     for line in build_info.describe(build_info.build_info()):
         print(line)
+    return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host.strip("[]") or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT (e.g. 127.0.0.1:3478 or [::1]:3478), got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _cmd_relay(args: argparse.Namespace) -> int:
+    import signal
+
+    from p2pos.proto.handshake.handshake import LocalKeys
+    from p2pos.proto.rendezvous.node import NodeConfig
+
+    from . import logs
+    from .home import Home
+    from .relay import RelayServer, bootstrap_string
+
+    logs.setup(args.log_level)
+    home = Home.chosen(args.home)
+    identity, created = keystore.load_or_create(home.identity)
+    if created:
+        print(f"created a new identity in {home.identity}", file=sys.stderr)
+    keys = LocalKeys.generate(identity)
+    try:
+        config = NodeConfig(
+            default_lease=args.default_lease,
+            lookup_rate=args.lookup_rate,
+            lookup_burst=args.lookup_burst,
+            register_rate=args.register_rate,
+            register_burst=args.register_burst,
+            max_registrations=args.max_registrations,
+        )
+    except ValueError as exc:
+        print(f"p2pos: relay: {exc}", file=sys.stderr)
+        return 2
+
+    async def serve() -> None:
+        host, port = args.listen
+        server = await RelayServer.bind(keys, host, port, config=config)
+        print(f"rendezvous node {identity.peer_id} listening on UDP {server.address[0]}:{server.address[1]}")
+        print(f"bootstrap: {bootstrap_string(keys, server.address)}", flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.run)
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(serve)
+    except OSError as exc:
+        print(
+            f"p2pos: relay: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc.strerror or exc}", file=sys.stderr
+        )
+        return 1
     return 0
 
 
@@ -68,20 +133,54 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = sub.add_parser("check-id", help="check a peer id for typos")
     p_check.add_argument("peer_id")
     p_check.set_defaults(func=_cmd_check_id)
-    p_demo = sub.add_parser("demo", help="two local peers handshake over UDP and exchange messages")
+    p_demo = sub.add_parser(
+        "demo", help="a rendezvous node and two daemons on this machine; a file through p2pos pipe/serve"
+    )
+    p_demo.add_argument(
+        "--in-process", action="store_true", help="instead: two nodes in this process, three channels at once"
+    )
     p_demo.set_defaults(func=_cmd_demo)
     p_version = sub.add_parser(
         "version", help="show the version, the Python, and whether the core is compiled (mypyc) or pure Python"
     )
     p_version.set_defaults(func=_cmd_version)
+    p_relay = sub.add_parser("relay", help="run a rendezvous node (peers register, look each other up, are introduced)")
+    p_relay.add_argument(
+        "--listen", type=_host_port, required=True, metavar="HOST:PORT", help="the UDP address to serve"
+    )
+    p_relay.add_argument("--home", help="state folder holding the node's identity")
+    p_relay.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    p_relay.add_argument("--default-lease", type=int, default=600, help="seconds granted when a peer asks 0")
+    p_relay.add_argument("--lookup-rate", type=float, default=20.0, help="lookups a second per registered peer")
+    p_relay.add_argument("--lookup-burst", type=float, default=100.0, help="lookup burst per registered peer")
+    p_relay.add_argument("--register-rate", type=float, default=10.0, help="new sessions a second per source IP")
+    p_relay.add_argument("--register-burst", type=float, default=10.0, help="new-session burst per source IP")
+    p_relay.add_argument("--max-registrations", type=int, default=100_000)
+    p_relay.set_defaults(func=_cmd_relay)
+    from .cli_apps import add_commands
+
+    add_commands(sub, "the daemon's home folder (default $P2POS_HOME, else the XDG folders)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    after: list[str] | None = None
+    if "--" in argv:  # `p2pos serve SERVICE [OPTIONS] -- CMD ...`: CMD is not ours to parse
+        cut = argv.index("--")
+        argv, after = argv[:cut], argv[cut + 1 :]
     args = build_parser().parse_args(argv)
+    if after is not None:
+        if not hasattr(args, "command_line"):
+            print(f"p2pos {args.command}: nothing may follow --", file=sys.stderr)
+            return 2
+        args.command_line = after
     try:
         result: int = args.func(args)
     except keystore.KeyStoreError as exc:
+        print(f"p2pos: {exc}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
         print(f"p2pos: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import AsyncIterator, Hashable, Sequence
+from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, cast
 
 import trio
@@ -75,6 +75,13 @@ RECEIVE_CHUNK = 32
 YIELD_EVERY_CHUNKS = 4
 #: Channels a listener holds for ``accept`` before it refuses more ("busy").
 BACKLOG = 64
+#: The application codes (errors.md §3) a node refuses channels with: the peer is not on the
+#: service's allow list, the service's backlog is full.
+NOT_ALLOWED = 0x100
+BUSY = 0x101
+#: The first byte of a stateless reset (rendezvous.md §6): the endpoint drops it, the node hands it
+#: to ``on_reset`` when it comes from an address in ``reset_sources``.
+STATELESS_RESET = 0x0B
 
 
 class Transport(Protocol):
@@ -88,6 +95,14 @@ class Transport(Protocol):
     def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int: ...
     async def receive_runs(self) -> list[tuple[list[bytes], Address]]: ...
     def close(self) -> None: ...
+
+
+def _show(address: object) -> str:
+    """``host:port`` (``[host]:port`` for IPv6) of a UDP address, else its repr."""
+    if isinstance(address, tuple) and len(address) >= 2:
+        host, port = address[0], address[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return repr(address)
 
 
 def _why(code: ErrorCode, reason: str) -> str:
@@ -130,9 +145,13 @@ class Peer:
 class Listener:
     """Incoming channels to one service: ``await accept()`` or ``async for``."""
 
-    def __init__(self, node: Node, service: str, kind: ChannelKind) -> None:
+    def __init__(
+        self, node: Node, service: str, kind: ChannelKind, allow: Callable[[PeerId], bool] | None = None
+    ) -> None:
         self.service = service
         self.kind = kind
+        #: Who may open channels to this service (None: any peer).
+        self.allow = allow
         self._node = node
         self._send, self._receive = trio.open_memory_channel[ChannelStream | MessageChannel](BACKLOG)
 
@@ -185,6 +204,15 @@ class Node:
         self._sending = False
         #: Datagrams of other protocols (STUN, TURN, ...) seen on the node's sockets, by protocol.
         self.foreign: dict[str, int] = {}
+        #: Called with each event of a bare session (one made with ``channels=False``, whose records
+        #: carry another protocol: the rendezvous clients' sessions).
+        self.on_bare_event: Callable[[HandshakeCompleted | MessageReceived | SessionClosed], None] | None = None
+        #: Stateless resets (type 0x0b) from these addresses go to ``on_reset(data, address)``.
+        self.reset_sources: set[Address] = set()
+        self.on_reset: Callable[[bytes, Address], None] | None = None
+        #: Told what happens (``kind``, fields): peers connecting and leaving, channels opened and
+        #: refused.  The daemon numbers them for its app API (spec/appapi.md §5).
+        self.observer: Callable[..., None] | None = None
 
     @property
     def address(self) -> Address:
@@ -197,11 +225,17 @@ class Node:
 
     # -- the application API ---------------------------------------------------------
 
-    def listen(self, service: str, *, kind: ChannelKind = ChannelKind.STREAM) -> Listener:
-        """Accept channels to ``service`` (other services are refused with SERVICE_UNKNOWN)."""
+    def listen(
+        self, service: str, *, kind: ChannelKind = ChannelKind.STREAM, allow: Callable[[PeerId], bool] | None = None
+    ) -> Listener:
+        """Accept channels to ``service`` (other services are refused with SERVICE_UNKNOWN).
+
+        ``allow(peer_id)`` says who may open them (default: any peer); others are refused with
+        the application code ``NOT_ALLOWED``.
+        """
         if service in self._listeners:
             raise ValueError(f"already listening on {service!r}")
-        listener = Listener(self, service, kind)
+        listener = Listener(self, service, kind, allow)
         self._listeners[service] = listener
         return listener
 
@@ -271,6 +305,13 @@ class Node:
             self._updated(peer.session_id)
         await trio.lowlevel.checkpoint()
 
+    def peers(self) -> list[Peer]:
+        return list(self._peers.values())
+
+    def poke(self) -> None:
+        """Something called the endpoint directly (a rendezvous client): collect and transmit."""
+        self._after_input()
+
     # -- the driver ------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -289,6 +330,8 @@ class Node:
             taken = 0  # datagrams fed since the output was last sent
             chunks = 0
             for datagrams, address in runs:
+                if address in self.reset_sources:
+                    self._take_resets(datagrams, address)
                 for start in range(0, len(datagrams), RECEIVE_CHUNK):
                     if taken >= RECEIVE_CHUNK:
                         # Send the ACKs for what came so far, from here if the socket takes them at
@@ -356,6 +399,16 @@ class Node:
             self._transmit.set()
         self._dispatch()  # building output may have ended a connection
 
+    def _take_resets(self, datagrams: list[bytes], address: Address) -> None:
+        if self.on_reset is not None:
+            for data in datagrams:
+                if data and data[0] == STATELESS_RESET:
+                    self.on_reset(data, address)
+
+    def _notify(self, kind: str, **fields: object) -> None:
+        if self.observer is not None:
+            self.observer(kind, **fields)
+
     def _updated(self, session_id: int) -> None:
         """The application called session ``session_id``'s connection: collect and transmit."""
         self.endpoint.updated(session_id)
@@ -420,13 +473,20 @@ class Node:
                     self._channels.pop((event.session_id, event.channel_id), None)
                 case ForeignDatagramReceived():
                     self.foreign[event.protocol] = self.foreign.get(event.protocol, 0) + 1
-                case PingAcknowledged() | HandshakeCompleted() | MessageReceived() | SessionClosed():
-                    pass  # not produced with the channel layer on top, or nothing to route
+                case HandshakeCompleted() | MessageReceived() | SessionClosed():
+                    if self.on_bare_event is not None:  # a bare session's (channels=False)
+                        self.on_bare_event(event)
+                case PingAcknowledged():
+                    pass  # nothing to route
 
     def _on_ready(self, session_id: int, handshake: HandshakeCompleted) -> None:
         peer = Peer(session_id, handshake.peer_id, handshake.sas, handshake.remote_static)
         self._by_session[session_id] = peer
-        self._peers.setdefault(peer.peer_id, peer)
+        # The newest session to a peer carries its new channels: the peer may have restarted (its
+        # old session is then dead and ends at its idle timeout) or roamed.
+        self._peers[peer.peer_id] = peer
+        address = self.endpoint.address_of(session_id)
+        self._notify("peer_connected", peer_id=str(peer.peer_id), address=_show(address))
         connecting = self._connecting.pop(session_id, None)
         if connecting is not None:
             connecting.send_nowait(peer)
@@ -438,6 +498,11 @@ class Node:
         peer = self._by_session.pop(session_id, None)
         if peer is not None and self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
+            replacement = next((p for p in self._by_session.values() if p.peer_id == peer.peer_id), None)
+            if replacement is not None:  # another session to the same peer takes over
+                self._peers[peer.peer_id] = replacement
+            else:
+                self._notify("peer_disconnected", peer_id=str(peer.peer_id), why=_why(code, reason))
         who = "the peer" if by_peer else "this side"
         broken = ChannelBroken(f"connection closed by {who}: {_why(code, reason)}", code, by_peer=by_peer)
         for key in [key for key in self._opening if key[0] == session_id]:
@@ -461,15 +526,21 @@ class Node:
         kind = ChannelKind.STREAM if event.kind == "stream" else ChannelKind.MESSAGE
         if listener is None or listener.kind is not kind:
             connection.refuse_channel(event.channel_id, now, ErrorCode.SERVICE_UNKNOWN, f"no {event.kind} service")
+            self._notify("channel_refused", peer_id=str(peer.peer_id), service=event.service, why="no_service")
+        elif listener.allow is not None and not listener.allow(peer.peer_id):
+            connection.refuse_channel(event.channel_id, now, NOT_ALLOWED, "not allowed")
+            self._notify("channel_refused", peer_id=str(peer.peer_id), service=event.service, why="not_allowed")
         else:
             channel = self._make_channel(peer, event.channel_id, event.service, kind)
             try:
                 listener._send.send_nowait(channel)
             except (trio.WouldBlock, trio.ClosedResourceError):
                 self._channels.pop((event.session_id, event.channel_id), None)
-                connection.refuse_channel(event.channel_id, now, ErrorCode.CHANNEL_REFUSED, "busy")
+                connection.refuse_channel(event.channel_id, now, BUSY, "busy")
+                self._notify("channel_refused", peer_id=str(peer.peer_id), service=event.service, why="busy")
             else:
                 connection.accept_channel(event.channel_id, now)
+                self._notify("channel_opened", peer_id=str(peer.peer_id), service=event.service, direction="in")
         self.endpoint.updated(event.session_id)
         self._transmit.set()
 

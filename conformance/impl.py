@@ -8,6 +8,8 @@ With ``conn_session`` it runs a channel-layer ``Connection`` over the session
 instead (spec/conformance.md §3.7): channels to its listed services are
 accepted, others refused with SERVICE_UNKNOWN, and the ``echo`` service sends
 back what it reads.
+With ``rdv_node`` or ``rdv_client`` it runs a rendezvous node or a peer's rendezvous client
+instead (spec/conformance.md §3.9, §3.10; ``impl_rdv.py``).
 It supports every case of the areas in ``AREAS`` and exits 127 for any other case id
 (the runner's compliance pre-check tries a random one); otherwise it ignores
 ``P2POS_TESTCASE`` except for two test hooks that prove the runner can fail:
@@ -69,6 +71,7 @@ from p2pos.proto.identity.identity import verify
 
 from .frame_json import CHANNEL_KINDS, frame_from_json, frame_to_json
 from .impl_bugs import install_bug
+from .impl_rdv import RdvClientMode, RdvError, RdvMode
 
 Json = dict[str, Any]
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SessionConfig)} - {"capabilities", "prologue"}
@@ -152,6 +155,7 @@ class Adapter:
         self.bug = bug
         self.session: SecureSession | None = None
         self.endpoint: Endpoint | None = None
+        self.rdv: RdvMode | RdvClientMode | None = None  # rendezvous roles (spec/conformance.md §3.9, §3.10)
         self.pending: Json | None = None  # a responder's parameters until its INIT arrives
         self.first_send_counter: int | None = None  # session config "first_send_counter", until keys exist
         self.framer = StreamFramer()
@@ -192,6 +196,10 @@ class Adapter:
             "conn_close": self.conn_close,
             "conn_timer": self.conn_timer,
             "conn_state": self.conn_state,
+            "rdv_node": self.rdv_node,
+            "rdv_restart": self.rdv_restart,
+            "rdv_client": self.rdv_client,
+            "rdv_lookup": self.rdv_lookup,
         }
 
     def handle(self, request: Json) -> Json:
@@ -202,6 +210,8 @@ class Adapter:
             return {"ok": True, **handler(request)}
         except CommandError as exc:
             return {"ok": False, "error": exc.code, "message": str(exc)}
+        except RdvError as exc:
+            return {"ok": False, "error": "BAD_COMMAND", "message": str(exc)}
         except ProtocolError as exc:
             return {"ok": False, "error": exc.code.name, "message": str(exc)}
         except (KeyError, ValueError, TypeError) as exc:
@@ -289,6 +299,30 @@ class Adapter:
         self.endpoint = Endpoint(keys, config=config, random=_stream(static), max_sessions=int(limit))
         return {"out": [], "events": [], "max_sessions": int(limit)}
 
+    def rdv_node(self, request: Json) -> Json:
+        """Run a rendezvous node (spec/conformance.md §3.9); impl_rdv.py does the rest."""
+        if self.session is not None or self.pending is not None or self.endpoint is not None or self.rdv:
+            raise CommandError("BAD_COMMAND", "a session already exists")
+        self.rdv = RdvMode(request)
+        return self.rdv.drain(_now(request))
+
+    def rdv_restart(self, request: Json) -> Json:
+        if not isinstance(self.rdv, RdvMode):
+            raise CommandError("BAD_COMMAND", "no rendezvous node")
+        return self.rdv.restart(request)
+
+    def rdv_client(self, request: Json) -> Json:
+        """Run a peer's rendezvous client (spec/conformance.md §3.10)."""
+        if self.session is not None or self.pending is not None or self.endpoint is not None or self.rdv:
+            raise CommandError("BAD_COMMAND", "a session already exists")
+        self.rdv = RdvClientMode(request)
+        return self.rdv.drain(_now(request))
+
+    def rdv_lookup(self, request: Json) -> Json:
+        if not isinstance(self.rdv, RdvClientMode):
+            raise CommandError("BAD_COMMAND", "no rendezvous client")
+        return self.rdv.lookup(request)
+
     def _need_session(self) -> SecureSession:
         if self.session is None:
             raise CommandError("BAD_COMMAND", "no session")
@@ -296,6 +330,8 @@ class Adapter:
 
     def receive(self, request: Json) -> Json:
         data, now = _bytes(request, "data"), _now(request)
+        if self.rdv is not None:
+            return self.rdv.receive(request)
         if self.endpoint is not None:
             # The endpoint demultiplexes (spec/session.md §4.1): other protocols come back as events.
             self.endpoint.receive_data(data, str(request.get("addr", "peer")), now)
@@ -323,6 +359,8 @@ class Adapter:
         return self._drain(_now(request))
 
     def timer(self, request: Json) -> Json:
+        if self.rdv is not None:
+            return self.rdv.timer(request)
         if self.endpoint is not None:
             timer, now = self.endpoint.get_timer(), _now(request)
             if timer is not None and timer <= now:
@@ -335,11 +373,15 @@ class Adapter:
         return self._drain(now)
 
     def get_timer(self, request: Json) -> Json:
+        if self.rdv is not None:
+            return self.rdv.get_timer()
         if self.endpoint is not None:
             return {"timer": self.endpoint.get_timer()}
         return {"timer": self.session.get_timer() if self.session is not None else None}
 
     def state(self, request: Json) -> Json:
+        if self.rdv is not None:
+            return self.rdv.state()
         if self.endpoint is not None:
             return {"state": "endpoint", "close_code": None, "sessions": len(self.endpoint.sessions())}
         session = self.session
@@ -677,7 +719,7 @@ def _initiate(request: Json, keys: LocalKeys, config: SessionConfig) -> SecureSe
 
 #: The areas of case ids this adapter implements (spec/conformance.md §4); an id of any other
 #: area is a case it does not know, and it exits 127 as the compliance pre-check requires.
-AREAS = ("id/", "hs/", "rec/", "ep/", "frame/", "ch/", "ses/", "err/", "conf/")
+AREAS = ("id/", "hs/", "rec/", "ep/", "frame/", "ch/", "ses/", "err/", "conf/", "rdv/")
 
 
 def _unsupported(case_id: str) -> bool:

@@ -58,6 +58,9 @@ CASE_MODULES = (
     "cases_mut_chsend",
     "cases_mut_bbr",
     "cases_mut_loss",
+    "cases_rendezvous",
+    "cases_rendezvous_limits",
+    "cases_rendezvous_client",
 )
 
 

@@ -30,6 +30,7 @@ PREFIXES: Mapping[str, str] = {
     "channels.md": "CH",
     "flow.md": "FLOW",
     "recovery.md": "REC",
+    "rendezvous.md": "RDV",
     "errors.md": "ERR",
     "conformance.md": "CONF",
 }

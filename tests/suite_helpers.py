@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_conformance(
-    report: Path, *args: str, env: dict[str, str] | None = None, pure: bool = False, timeout: float = 120
+    report: Path, *args: str, env: dict[str, str] | None = None, pure: bool = False, timeout: float = 300
 ) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     """Run the suite with ``--json report`` and ``args``; returns the process and the report.
 

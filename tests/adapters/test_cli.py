@@ -117,8 +117,29 @@ def test_check_id(capsys: pytest.CaptureFixture[str]) -> None:
 def test_console_script_help() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
-    for command in ("id", "check-id", "demo", "version"):
+    commands = ["id", "check-id", "demo", "version", "relay", "up", "status", "serve", "pipe", "expose", "forward"]
+    commands += ["verify", "plugin", "events", "stop"]
+    for command in commands:
         assert command in result.stdout
+
+
+@pytest.mark.parametrize("command", ["up", "status", "serve", "pipe", "expose", "forward", "verify", "plugin", "stop"])
+def test_every_daemon_command_has_help(command: str) -> None:
+    result = run_cli(command, "--help")
+    assert result.returncode == 0 and "--home" in result.stdout, result.stderr
+
+
+def test_client_commands_without_a_daemon_say_so_in_one_line(tmp_path: Path) -> None:
+    result = run_cli("status", "--home", str(tmp_path))
+    assert result.returncode == 3
+    assert result.stderr.startswith("p2pos: the daemon is not running") and result.stderr.count("\n") == 1
+
+
+def test_serve_without_an_allow_list_is_refused(tmp_path: Path) -> None:
+    result = run_cli("serve", "echo", "--home", str(tmp_path), "--", "cat")
+    assert result.returncode == 2 and "--allow PEER" in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("serve", "echo", "--home", str(tmp_path), "--allow-any")
+    assert result.returncode == 2 and "give the command to run after --" in result.stderr
 
 
 # This suite runs twice (tests/conftest.py): on the pure core, and with the compiled one first on

@@ -26,6 +26,8 @@ ALLOWED: dict[str, set[str]] = {
     "recovery": {"common", "errors", "events"},
     "channels": {"recovery", "session", "handshake", "identity", "common", "errors", "events"},
     "endpoint": _BELOW_ENDPOINT,
+    "nat": {"common", "errors"},
+    "rendezvous": _BELOW_ENDPOINT | {"endpoint", "nat"},
     "simulation": {"errors"},
     "__init__": _BELOW_ENDPOINT | {"endpoint"},
 }

@@ -1,0 +1,437 @@
+"""The daemon's commands: ``p2pos up`` runs it; the others talk to it through the app API.
+
+    p2pos up [--home DIR] [--bootstrap PEERID@HOST:PORT]... [--listen HOST:PORT]...
+    p2pos status [--json]
+    p2pos serve SERVICE (--allow PEER... | --allow-any) -- CMD [ARG...]
+    p2pos pipe PEER SERVICE
+    p2pos expose SERVICE --to HOST:PORT (--allow PEER... | --allow-any)
+    p2pos forward PEER SERVICE --listen HOST:PORT
+    p2pos verify PEER [--yes | --sas STRING] [--json]
+    p2pos plugin list|start|stop [NAME] [--json]
+    p2pos events [--after N]
+    p2pos stop
+
+Every failure is one line on stderr and a non-zero exit (1: refused or failed, 2: bad usage or
+settings, 3: the daemon is not running), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from .bridge import CHUNK, splice
+from .client import Client, ClientError, DaemonNotRunning
+from .home import Home, Settings, SettingsError, parse_host_port
+
+log = logging.getLogger("p2pos.cli")
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 1, 2, 3
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    print(f"p2pos: {message}", file=sys.stderr)
+    return code
+
+
+def run_client(body: Callable[[Client], Awaitable[int]], args: argparse.Namespace) -> int:
+    """Run a client command; ClientError and the rest become one line and an exit status."""
+    home = Home.chosen(args.home)
+    client = Client.for_home(home)
+    try:
+        return trio.run(body, client)
+    except DaemonNotRunning:
+        return fail(f"the daemon is not running for {home.config} (start it with: p2pos up)", EXIT_NO_DAEMON)
+    except ClientError as exc:
+        return fail(exc.message)
+    except (OSError, trio.BrokenResourceError) as exc:
+        return fail(f"the connection to the daemon broke: {exc}")
+    except KeyboardInterrupt:
+        return 130
+
+
+def _print(data: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    print(json.dumps(data, indent=1) if as_json else text(data))
+
+
+# -- up ----------------------------------------------------------------------------------------
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from . import logs
+    from .daemon import AlreadyRunning, open_daemon
+    from .keystore import KeyStoreError
+
+    home = Home.chosen(args.home)
+    overrides = {
+        "listen": args.listen,
+        "bootstrap": args.bootstrap,
+        "api_port": args.api_port,
+        "log_level": args.log_level,
+        "lease": args.lease,
+        "keepalive": args.keepalive,
+        "lookup_timeout": args.lookup_timeout,
+        "bench": True if args.bench else None,
+    }
+    try:
+        settings = Settings.load(home.config_file, overrides)
+    except SettingsError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    logs.setup(settings.log_level, home.logs / "daemon.log")
+
+    async def main() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with open_daemon(home, settings) as daemon:
+                print(f"p2pos daemon {daemon.peer_id} (API: {home.api_socket})", flush=True)
+                async with trio.open_nursery() as nursery:
+
+                    async def on_signal() -> None:
+                        async for signum in signals:
+                            log.info("received %s: stopping", signal.Signals(signum).name)
+                            daemon.stop()
+
+                    nursery.start_soon(on_signal)
+                    await daemon.stopping.wait()
+                    nursery.cancel_scope.cancel()
+
+    try:
+        trio.run(main)
+    except AlreadyRunning as exc:
+        return fail(str(exc))
+    except (SettingsError, KeyStoreError) as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return fail(f"cannot start: {exc}")
+    logging.getLogger("p2pos.daemon").info("stopped")
+    return 0
+
+
+# -- status, verify, plugins, events, stop -----------------------------------------------------
+
+
+def _status_text(status: dict[str, Any]) -> str:
+    lines = [f"peer id   {status['peer_id']}", f"core      {status['core']}  (p2pos {status['version']})"]
+    lines.append(f"UDP       {', '.join(status['addresses'])}")
+    for r in status["registrations"] or [{"node": None}]:
+        if r["node"] is None and "state" not in r:
+            lines.append("rendezvous  none configured (p2pos up --bootstrap PEERID@HOST:PORT)")
+        else:
+            seen = f", sees us at {r['observed']}" if r.get("observed") else ""
+            lines.append(f"rendezvous  {r['address']} {r['state']}{seen}  ({r['node'] or 'key not pinned yet'})")
+    for p in status["peers"]:
+        mark = " verified" if p["verified"] else ""
+        lines.append(
+            f"peer      {p['peer_id']} {p['path']} {p['address']} rtt {p['rtt_ms']} ms, {p['channels']} channels{mark}"
+        )
+    for s in status["services"]:
+        who = "any peer" if s["allow_any"] else ", ".join(s["allow"])
+        lines.append(f"service   {s['name']} ({s['kind']}) allows {who}")
+    for p in status["plugins"]:
+        lines.append(f"plugin    {p['name']} {p['state']}" + (f" ({p['error']})" if p.get("error") else ""))
+    return "\n".join(lines)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> int:
+        _print(await client.status(), args.json, _status_text)
+        return 0
+
+    return run_client(body, args)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> int:
+        answer = await client.sas(args.peer)
+        sas = answer["sas"]
+        if args.json and not (args.yes or args.sas):
+            _print(answer, True, str)
+            return 0
+        print(f"peer {answer['peer_id']}\nshort authentication string: {sas}")
+        print("Both of you must see the same string; compare it over a channel you trust (in person, a call).")
+        confirmed = args.sas
+        if args.yes:
+            confirmed = sas
+        elif confirmed is None and sys.stdin.isatty():
+            reply = await trio.to_thread.run_sync(input, "Does the other person see the same string? [y/N] ")
+            confirmed = sas if reply.strip().lower() in ("y", "yes") else None
+        if confirmed is None:
+            print("not marked verified" + (" (already verified before)" if answer["verified"] else ""))
+            return 0
+        result = await client.verify(args.peer, confirmed)
+        print(f"peer {result['peer_id']} is verified; the daemon remembers it")
+        return 0
+
+    return run_client(body, args)
+
+
+def cmd_plugin(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> int:
+        if args.action == "list":
+            answer = await client.plugins()
+            _print(
+                answer,
+                args.json,
+                lambda a: (
+                    "\n".join(
+                        f"{p['name']:16} {p['state']:8} restarts {p['restarts']}"
+                        + (f"  {p['error']}" if p["error"] else "")
+                        for p in a["plugins"]
+                    )
+                    or "no plugins (put one in the home's plugins/ folder)"
+                ),
+            )
+            return 0
+        if not args.name:
+            return fail(f"plugin {args.action}: which plugin? (p2pos plugin {args.action} NAME)", EXIT_USAGE)
+        answer = await client.plugin(args.name, args.action)
+        _print(answer, args.json, lambda p: f"{p['name']} {p['state']}")
+        return 0
+
+    return run_client(body, args)
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> int:
+        async for event in client.events(args.after):
+            print(json.dumps(event), flush=True)
+        return 0
+
+    return run_client(body, args)
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> int:
+        await client.stop()
+        print("the daemon is stopping")
+        return 0
+
+    return run_client(body, args)
+
+
+# -- pipe, serve, expose, forward ----------------------------------------------------------
+
+
+class StdioStream(trio.abc.HalfCloseableStream):
+    """This process's stdin and stdout as one stream (threads: works for files, pipes and ttys)."""
+
+    def __init__(self) -> None:
+        self._out_closed = False
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        return await trio.to_thread.run_sync(os.read, 0, max_bytes or CHUNK, abandon_on_cancel=True)
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            written = await trio.to_thread.run_sync(os.write, 1, view)
+            view = view[written:]
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def send_eof(self) -> None:
+        if not self._out_closed:
+            self._out_closed = True
+            os.close(1)
+
+    async def aclose(self) -> None:
+        await self.send_eof()
+
+
+def cmd_pipe(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> int:
+        stream = await client.connect(args.peer, args.service)
+        clean = await splice(StdioStream(), stream)
+        return 0 if clean else fail("the channel broke before the end")
+
+    return run_client(body, args)
+
+
+def _allow_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.allow_any and args.allow:
+        raise SettingsError("give --allow PEER or --allow-any, not both")
+    if not args.allow_any and not args.allow:
+        raise SettingsError("say who may connect: --allow PEER (repeatable) or --allow-any")
+    return {"allow": args.allow or None, "allow_any": args.allow_any}
+
+
+async def _serve_channels(
+    client: Client, service: str, allow: dict[str, Any], handle: Callable[[str, trio.abc.Stream], Awaitable[None]]
+) -> int:
+    """Register ``service``, take its channels one after the other, handle each in its own task."""
+    await client.put_service(service, **allow)
+    print(f"serving {service}", file=sys.stderr, flush=True)
+    failure: Exception | None = None
+    try:
+        async with trio.open_nursery() as nursery:
+            while failure is None:
+                try:
+                    peer, stream = await client.accept(service)
+                except (ClientError, OSError, trio.BrokenResourceError) as exc:
+                    # Raised from here it would leave the nursery as an ExceptionGroup (a traceback):
+                    # the daemon stopped, say; the channels being served end with it.
+                    failure = exc
+                    nursery.cancel_scope.cancel()
+                else:
+                    nursery.start_soon(handle, peer, stream)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(2), contextlib.suppress(ClientError, OSError):
+            await client.delete_service(service)
+    assert failure is not None  # the loop ends only with one
+    raise failure
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    command = args.command_line
+    if not command:
+        return fail("serve: give the command to run after --, e.g. p2pos serve echo --allow-any -- cat", EXIT_USAGE)
+    try:
+        allow = _allow_body(args)
+    except SettingsError as exc:
+        return fail(str(exc), EXIT_USAGE)
+
+    async def handle(peer: str, stream: trio.abc.Stream) -> None:
+        env = {**os.environ, "P2POS_PEER": peer, "P2POS_SERVICE": args.service}
+        try:
+            process = await trio.lowlevel.open_process(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        except OSError as exc:
+            print(f"p2pos: serve: cannot run {command[0]}: {exc.strerror or exc}", file=sys.stderr)
+            await stream.aclose()
+            return
+        assert process.stdin is not None and process.stdout is not None
+        await splice(stream, trio.StapledStream(process.stdin, process.stdout))
+        with trio.move_on_after(5):
+            await process.wait()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    return run_client(lambda client: _serve_channels(client, args.service, allow, handle), args)
+
+
+def cmd_expose(args: argparse.Namespace) -> int:
+    try:
+        allow = _allow_body(args)
+        host, port = parse_host_port(args.to, what="--to")
+    except SettingsError as exc:
+        return fail(str(exc), EXIT_USAGE)
+
+    async def handle(peer: str, stream: trio.abc.Stream) -> None:
+        try:
+            tcp = await trio.open_tcp_stream(host, port)
+        except OSError as exc:
+            print(f"p2pos: expose: cannot connect to {args.to}: {exc.strerror or exc}", file=sys.stderr)
+            await stream.aclose()
+            return
+        await splice(stream, tcp)
+
+    return run_client(lambda client: _serve_channels(client, args.service, allow, handle), args)
+
+
+def cmd_forward(args: argparse.Namespace) -> int:
+    try:
+        host, port = parse_host_port(args.listen, what="--listen")
+    except SettingsError as exc:
+        return fail(str(exc), EXIT_USAGE)
+
+    async def body(client: Client) -> int:
+        await client.sas(args.peer)  # fails now, with its reason, if the peer cannot be reached
+
+        async def handle(tcp: trio.SocketStream) -> None:
+            try:
+                stream = await client.connect(args.peer, args.service)
+            except ClientError as exc:
+                print(f"p2pos: forward: {exc.message}", file=sys.stderr)
+                await tcp.aclose()
+                return
+            await splice(tcp, stream)
+
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        bound = listeners[0].socket.getsockname()
+        print(f"forwarding {bound[0]}:{bound[1]} -> {args.peer} {args.service}", file=sys.stderr, flush=True)
+        await trio.serve_listeners(handle, listeners)
+
+    return run_client(body, args)
+
+
+# -- the parser ------------------------------------------------------------------------------
+
+
+def add_commands(sub: Any, home_help: str) -> None:
+    def parser(name: str, help_text: str, func: Callable[[argparse.Namespace], int], *, json_flag: bool = False) -> Any:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--home", help=home_help)
+        if json_flag:
+            p.add_argument("--json", action="store_true", help="print JSON instead of text")
+        p.set_defaults(func=func)
+        return p
+
+    up = parser("up", "run the daemon (until p2pos stop, SIGINT or SIGTERM)", cmd_up)
+    up.add_argument(
+        "--listen", action="append", metavar="HOST:PORT", help="UDP address for peers (repeatable; default 0.0.0.0:0)"
+    )
+    up.add_argument(
+        "--bootstrap",
+        action="append",
+        metavar="PEERID@HOST:PORT",
+        help="a rendezvous node (repeatable); HOST:PORT alone pins the key met first",
+    )
+    up.add_argument("--api-port", type=int, help="the app API's TCP port on 127.0.0.1 (0: any, -1: none)")
+    up.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+    up.add_argument("--lease", type=int, help="seconds of registration asked of rendezvous nodes (default 600)")
+    up.add_argument("--keepalive", type=float, help="seconds between keepalives to rendezvous nodes (default 25)")
+    up.add_argument("--lookup-timeout", type=float, help="seconds to wait for a lookup (default 5)")
+    up.add_argument("--bench", action="store_true", help="serve node-level transfers for bench/daemon.py")
+
+    parser("status", "the daemon's identity, registrations, peers, services and plugins", cmd_status, json_flag=True)
+
+    serve = parser("serve", "run CMD for each incoming channel, stdin/stdout bound to it (as inetd)", cmd_serve)
+    serve.add_argument("service")
+    serve.add_argument("--allow", action="append", metavar="PEER", help="a peer that may connect (repeatable)")
+    serve.add_argument("--allow-any", action="store_true", help="any peer may connect")
+    serve.set_defaults(command_line=[])
+    serve.usage = "p2pos serve [-h] [--home HOME] (--allow PEER ... | --allow-any) SERVICE -- CMD [ARG ...]"
+    serve.epilog = "The command follows --: p2pos serve echo --allow-any -- cat"
+
+    pipe = parser("pipe", "connect stdin/stdout to SERVICE on PEER (as netcat)", cmd_pipe)
+    pipe.add_argument("peer")
+    pipe.add_argument("service")
+
+    expose = parser("expose", "carry channels to SERVICE to a local TCP server", cmd_expose)
+    expose.add_argument("service")
+    expose.add_argument("--to", required=True, metavar="HOST:PORT")
+    expose.add_argument("--allow", action="append", metavar="PEER", help="a peer that may connect (repeatable)")
+    expose.add_argument("--allow-any", action="store_true", help="any peer may connect")
+
+    forward = parser(
+        "forward", "listen on local TCP and carry each connection to SERVICE on PEER (as ssh -L)", cmd_forward
+    )
+    forward.add_argument("peer")
+    forward.add_argument("service")
+    forward.add_argument("--listen", required=True, metavar="HOST:PORT")
+
+    verify = parser(
+        "verify", "show the short authentication string of PEER; mark it verified", cmd_verify, json_flag=True
+    )
+    verify.add_argument("peer")
+    verify.add_argument("--yes", action="store_true", help="mark verified without asking (you compared it)")
+    verify.add_argument("--sas", help="mark verified if this is the string (what the other person read out)")
+
+    plugin = parser("plugin", "list, start or stop plugins", cmd_plugin, json_flag=True)
+    plugin.add_argument("action", choices=("list", "start", "stop"))
+    plugin.add_argument("name", nargs="?")
+
+    events = parser("events", "follow the daemon's numbered events (JSON lines)", cmd_events)
+    events.add_argument("--after", type=int, help="start after this event number (default: new events only)")
+
+    parser("stop", "stop the daemon", cmd_stop)

@@ -1,0 +1,368 @@
+"""The daemon, ``p2pos up``: a node, its rendezvous registrations, services, plugins and the app API.
+
+    async with open_daemon(home, settings) as daemon:   # bound, registered, serving the API
+        await daemon.stopping.wait()                     # POST /v1/stop, SIGINT or SIGTERM
+
+What apps can do (spec/appapi.md) is the public methods here; adapters/api.py maps HTTP requests
+onto them.  Errors are ``ApiError`` with the stable codes of spec/appapi.md §2.1: the API turns
+them into JSON, the command line into one line on stderr.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import logging
+import math
+import os
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from p2pos.proto import ChannelKind, ErrorCode, Identity, LocalKeys, PeerId, __version__
+from p2pos.proto.rendezvous.client import ClientConfig
+
+from . import apisockets, keystore, selftest
+from .build_info import core_build
+from .eventlog import EventLog
+from .home import Home, Settings, SettingsError, parse_host_port
+from .httpapi import ApiError
+from .jsonstore import JsonStore
+from .node import BUSY, NOT_ALLOWED, ConnectFailed, Listener, Node, Peer, ServiceRefused, _show, open_node
+from .plugins import Plugins
+from .rendezvous import Bootstrap, LookupFailed, Rendezvous
+from .streams import ChannelStream, MessageChannel
+
+log = logging.getLogger("p2pos.daemon")
+
+SERVICE_NAME = re.compile(r"[a-z0-9._-]{1,64}")
+#: A channel on an existing session not answered this long: the session is taken for dead (the
+#: peer restarted) and the peer is looked up and reached again.
+STALE_SESSION_TIMEOUT = 3.0
+
+
+class AlreadyRunning(Exception):
+    """Another daemon serves this home."""
+
+
+def parse_peer(text: str) -> PeerId:
+    try:
+        return PeerId.parse(text)
+    except Exception as exc:  # InvalidPeerId says what is wrong with it
+        raise ApiError(400, "invalid_peer_id", f"{text!r} is not a peer id: {exc}") from None
+
+
+def check_service(name: str) -> str:
+    if not SERVICE_NAME.fullmatch(name):
+        raise ApiError(400, "invalid_service", f"{name!r}: a service name is 1-64 of a-z 0-9 . _ -")
+    return name
+
+
+@dataclasses.dataclass(eq=False)
+class Service:
+    name: str
+    kind: ChannelKind
+    allow: set[PeerId]
+    allow_any: bool
+    listener: Listener
+
+    def allows(self, peer: PeerId) -> bool:
+        return self.allow_any or peer in self.allow
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": "stream" if self.kind is ChannelKind.STREAM else "message",
+            "allow": sorted(str(p) for p in self.allow),
+            "allow_any": self.allow_any,
+            "waiting": self.listener._receive.statistics().current_buffer_used,
+        }
+
+
+class Daemon:
+    def __init__(self, home: Home, settings: Settings, identity: Identity, node: Node, events: EventLog) -> None:
+        self.home, self.settings, self.identity, self.node, self.events = home, settings, identity, node, events
+        self.peer_id = identity.peer_id
+        self.services: dict[str, Service] = {}
+        self.peers = JsonStore(home.peers)
+        self.rendezvous = Rendezvous(
+            node,
+            config=ClientConfig(
+                lease=settings.lease, keepalive_interval=settings.keepalive, lookup_timeout=settings.lookup_timeout
+            ),
+            pins=JsonStore(home.nodes),
+            notify=self.event,
+        )
+        self.plugins = Plugins(home, notify=self.event)
+        self.stopping = trio.Event()
+        node.observer = self.event
+
+    def event(self, kind: str, **fields: Any) -> None:
+        self.events.append(kind, **fields)
+
+    # -- services ---------------------------------------------------------------------------
+
+    def put_service(self, name: str, *, allow: list[str] | None, allow_any: bool, kind: str = "stream") -> Service:
+        check_service(name)
+        if name.startswith("_"):
+            raise ApiError(400, "invalid_service", f"{name!r}: names starting with _ are the daemon's own")
+        if kind not in ("stream", "message"):
+            raise ApiError(400, "bad_request", f"kind must be 'stream' or 'message', not {kind!r}")
+        if not allow_any and not allow:
+            raise ApiError(400, "bad_request", "say who may connect: a non-empty 'allow' list or 'allow_any': true")
+        peers = {parse_peer(p) for p in allow or ()}
+        channel_kind = ChannelKind.STREAM if kind == "stream" else ChannelKind.MESSAGE
+        existing = self.services.get(name)
+        if existing is not None:
+            if existing.kind is not channel_kind:
+                raise ApiError(409, "conflict", f"service {name!r} exists as a {existing.describe()['kind']} service")
+            existing.allow, existing.allow_any = peers, allow_any
+            return existing
+        service = Service(name, channel_kind, peers, allow_any, None)  # type: ignore[arg-type]
+        service.listener = self.node.listen(name, kind=channel_kind, allow=service.allows)
+        self.services[name] = service
+        log.info("service %s: %s", name, "any peer" if allow_any else ", ".join(p.short() for p in peers))
+        return service
+
+    def delete_service(self, name: str) -> None:
+        service = self.services.pop(check_service(name), None)
+        if service is None:
+            raise ApiError(404, "not_found", f"no service {name!r}")
+        service.listener.close()
+        while True:  # channels nobody took: reset them, the peers learn at once
+            try:
+                channel = service.listener._receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            _reset_now(channel)
+
+    async def accept(self, name: str) -> ChannelStream | MessageChannel:
+        service = self.services.get(check_service(name))
+        if service is None:
+            raise ApiError(404, "not_found", f"no service {name!r} (PUT /v1/services/{name} first)")
+        try:
+            return await service.listener.accept()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ApiError(404, "not_found", f"service {name!r} was removed") from None
+
+    # -- channels to peers ------------------------------------------------------------------
+
+    async def connect(self, peer_text: str, service: str, *, kind: str = "stream") -> ChannelStream | MessageChannel:
+        peer = parse_peer(peer_text)
+        check_service(service)
+        if peer == self.peer_id:
+            raise ApiError(400, "bad_request", "that is this daemon's own peer id")
+        channel_kind = ChannelKind.STREAM if kind == "stream" else ChannelKind.MESSAGE
+        for _attempt in range(2):
+            existing = self.node.peer(peer)
+            if existing is not None:
+                address: object = self.node.endpoint.address_of(existing.session_id)
+            else:
+                try:
+                    address, _candidates = await self.rendezvous.lookup(peer)
+                except LookupFailed as exc:
+                    raise ApiError(502, "peer_unreachable", f"cannot find peer {peer.short()}: {exc}") from None
+            with trio.move_on_after(STALE_SESSION_TIMEOUT if existing is not None else math.inf) as waiting:
+                channel = await self._open(peer, address, service, channel_kind)
+            if not waiting.cancelled_caught:
+                break
+            # The session did not answer: the peer restarted or moved.  Drop it, find the peer again.
+            log.info("session with %s does not answer; connecting again", peer.short())
+            await self._drop_session(peer, existing)
+        else:
+            raise ApiError(502, "peer_unreachable", f"peer {peer.short()} does not answer")
+        self.event("channel_opened", peer_id=str(peer), service=service, direction="out")
+        return channel
+
+    async def _open(
+        self, peer: PeerId, address: object, service: str, kind: ChannelKind
+    ) -> ChannelStream | MessageChannel:
+        try:
+            return await self.node.connect(peer, address, service, kind=kind)
+        except ConnectFailed as exc:
+            where = _show(address)
+            raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()} at {where}: {exc}") from None
+        except ServiceRefused as exc:
+            short = peer.short()
+            if exc.application_code == NOT_ALLOWED:
+                raise ApiError(403, "not_allowed", f"peer {short} does not allow this daemon on {service!r}") from None
+            if exc.application_code == BUSY:
+                raise ApiError(503, "too_many", f"peer {short}: service {service!r} is busy") from None
+            why = exc.reason or exc.code.name
+            refusals = (ErrorCode.SERVICE_UNKNOWN, ErrorCode.CHANNEL_REFUSED, ErrorCode.CHANNEL_LIMIT)
+            if exc.application_code is None and exc.code not in refusals:  # the session ended meanwhile
+                raise ApiError(502, "peer_unreachable", f"peer {short}: the session ended ({why})") from None
+            raise ApiError(502, "service_refused", f"peer {short} has no service {service!r} ({why})") from None
+        except ValueError as exc:
+            raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: {exc}") from None
+
+    async def _drop_session(self, peer: PeerId, stale: Peer | None) -> None:
+        if stale is None:
+            return
+        connection = self.node.endpoint.connection(stale.session_id)
+        if connection is not None:
+            connection.close(trio.current_time(), ErrorCode.IDLE_TIMEOUT, "no answer")
+            self.node._updated(stale.session_id)
+        with trio.move_on_after(1):
+            while self.node.peer(peer) is stale:
+                await trio.sleep(0.01)
+
+    # -- peers ------------------------------------------------------------------------------
+
+    async def sas(self, peer_text: str) -> dict[str, Any]:
+        peer = parse_peer(peer_text)
+        session = self.node.peer(peer)
+        if session is None:
+            if peer == self.peer_id:
+                raise ApiError(400, "bad_request", "that is this daemon's own peer id")
+            try:
+                address, _ = await self.rendezvous.lookup(peer)
+                session = await self.node.connect_peer(peer, address)
+            except (LookupFailed, ConnectFailed, ValueError) as exc:
+                raise ApiError(502, "peer_unreachable", f"no session with peer {peer.short()}: {exc}") from None
+        return {"peer_id": str(peer), "sas": session.sas, "verified": self.is_verified(peer)}
+
+    def verify(self, peer_text: str, sas: object) -> dict[str, Any]:
+        peer = parse_peer(peer_text)
+        session = self.node.peer(peer)
+        if session is None:
+            raise ApiError(409, "conflict", f"no session with peer {peer.short()}: ask for its sas first")
+        if not isinstance(sas, str) or _digits(sas) != _digits(session.sas):
+            raise ApiError(409, "conflict", "the string does not match this session's: do not trust this peer")
+        self.peers.data.setdefault(str(peer), {})["verified"] = True
+        self.peers.save()
+        self.event("verified", peer_id=str(peer))
+        return {"peer_id": str(peer), "sas": session.sas, "verified": True}
+
+    def unverify(self, peer_text: str) -> None:
+        peer = parse_peer(peer_text)
+        if self.peers.data.pop(str(peer), None) is not None:
+            self.peers.save()
+
+    def is_verified(self, peer: PeerId) -> bool:
+        return bool(self.peers.data.get(str(peer), {}).get("verified"))
+
+    # -- status -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        peers = []
+        for peer in self.node.peers():
+            connection = self.node.endpoint.connection(peer.session_id)
+            stats = connection.stats() if connection is not None else {}
+            peers.append(
+                {
+                    "peer_id": str(peer.peer_id),
+                    "address": _show(self.node.endpoint.address_of(peer.session_id)),
+                    "path": "direct",
+                    "rtt_ms": round(stats.get("smoothed_rtt", 0.0) * 1000, 3),
+                    "channels": int(stats.get("channels", 0)),
+                    "verified": self.is_verified(peer.peer_id),
+                }
+            )
+        return {
+            "version": __version__,
+            "peer_id": str(self.peer_id),
+            "core": core_build(),
+            "addresses": [_show(a) for a in self.node.addresses],
+            "registrations": self.rendezvous.status(),
+            "peers": peers,
+            "services": [s.describe() for s in self.services.values()],
+            "plugins": self.plugins.status(),
+        }
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stop requested")
+            self.stopping.set()
+
+
+def _digits(sas: str) -> str:
+    return "".join(ch for ch in sas if ch.isalnum()).lower()
+
+
+def _reset_now(channel: ChannelStream | MessageChannel) -> None:
+    connection = channel._node.endpoint.connection(channel.session_id)
+    if connection is not None:
+        with contextlib.suppress(Exception):
+            connection.reset_channel(channel.channel_id, trio.current_time(), ErrorCode.CHANNEL_REFUSED)
+            channel._node._updated(channel.session_id)
+
+
+def load_identity(home: Home) -> Identity:
+    identity, created = keystore.load_or_create(home.identity)
+    if created:
+        log.info("created a new identity in %s", home.identity)
+    elif keystore.insecure_permissions(home.identity):
+        log.warning("%s can be read by others: chmod 600 it", home.identity)
+    return identity
+
+
+@contextlib.asynccontextmanager
+async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
+    """A running daemon: bound, serving the API, registering with its rendezvous nodes."""
+    from .api import make_api
+
+    identity = load_identity(home)
+    keys = LocalKeys.generate(identity)
+    bootstraps = [Bootstrap.parse(text) for text in settings.bootstrap]
+    hosts = [parse_host_port(text, what="listen address") for text in settings.listen]
+    ports = {port for _, port in hosts}
+    if len(ports) > 1:
+        raise SettingsError("listen: every address must use the same port (or 0)")
+    home.run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    events = EventLog()
+    async with contextlib.AsyncExitStack() as stack:
+        try:
+            unix_listener = await apisockets.bind_unix(home.api_socket)
+        except apisockets.AddressInUse as exc:
+            raise AlreadyRunning(f"a daemon is already running for this home ({home.api_socket}): {exc}") from None
+        stack.callback(_unlink, home.api_socket)
+        node = await stack.enter_async_context(open_node(keys, hosts=[h for h, _ in hosts], port=ports.pop()))
+        daemon = Daemon(home, settings, identity, node, events)
+        api = make_api(daemon)
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        nursery.start_soon(functools.partial(apisockets.serve_listener, api, unix_listener, needs_token=False))
+        if settings.api_port >= 0:
+            api.token = apisockets.make_token_file(home.api_token)
+            stack.callback(_unlink, home.api_token)
+            port = await nursery.start(apisockets.serve_tcp, api, settings.api_port)
+            _write(home.api_port, f"{port}\n")
+            stack.callback(_unlink, home.api_port)
+        _write(home.pid_file, f"{os.getpid()}\n")
+        stack.callback(_unlink, home.pid_file)
+        await nursery.start(daemon.rendezvous.run)
+        for bootstrap in bootstraps:
+            await daemon.rendezvous.add(bootstrap)
+        if settings.bench:
+            await nursery.start(selftest.serve, daemon)
+        await nursery.start(daemon.plugins.run, daemon)
+        daemon.event("started", peer_id=str(daemon.peer_id))
+        log.info(
+            "daemon %s up: UDP %s, API %s", daemon.peer_id, ", ".join(_show(a) for a in node.addresses), home.api_socket
+        )
+        try:
+            yield daemon
+        finally:
+            daemon.event("stopping")
+            with trio.CancelScope(shield=True), trio.move_on_after(8):
+                await daemon.plugins.stop_all()
+                daemon.rendezvous.close()
+                await trio.sleep(0.05)  # let the closes leave
+            nursery.cancel_scope.cancel()
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()

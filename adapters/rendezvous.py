@@ -1,0 +1,267 @@
+"""The daemon's rendezvous clients: registered with every configured node, looking peers up on
+all of them at once (spec/rendezvous.md).
+
+Each ``RendezvousClient`` (sans-IO, p2pos_proto/rendezvous/client.py) keeps a bare session on the
+node's own ``Endpoint``, so the NAT binding the rendezvous node sees is the one peers reach.  This
+module wires them to a running ``Node``: their session events and the nodes' stateless resets
+come through the node's hooks, one task fires their timers, and ``lookup`` asks every
+registered node and takes the first answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Callable
+
+import trio
+
+from p2pos.proto import HandshakeCompleted, MessageReceived, PeerId, SessionClosed
+from p2pos.proto.rendezvous.client import (
+    ClientConfig,
+    ClientState,
+    IntroductionReceived,
+    LookupAnswered,
+    RegistrationChanged,
+    RendezvousClient,
+)
+
+from .home import SettingsError, parse_host_port
+from .jsonstore import JsonStore
+from .node import Address, Node, _show
+
+log = logging.getLogger("p2pos.rendezvous")
+
+
+class LookupFailed(Exception):
+    """No rendezvous node knows the peer (or none answered); the message says what each said."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Bootstrap:
+    """A parsed ``PEERID@HOST:PORT`` (``peer_id`` None for a bare ``HOST:PORT``)."""
+
+    text: str
+    peer_id: PeerId | None
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Bootstrap:
+        who, sep, where = text.strip().rpartition("@")
+        peer_id = None
+        if sep:
+            try:
+                peer_id = PeerId.parse(who)
+            except Exception as exc:  # InvalidPeerId: its message says what is wrong
+                raise SettingsError(f"bootstrap {text!r}: bad peer id: {exc}") from None
+        host, port = parse_host_port(where, what=f"bootstrap {text!r}:")
+        if port == 0:
+            raise SettingsError(f"bootstrap {text!r}: port 0")
+        return cls(text.strip(), peer_id, host, port)
+
+
+@dataclasses.dataclass(eq=False)
+class Registration:
+    bootstrap: Bootstrap
+    address: Address
+    client: RendezvousClient
+
+
+class Rendezvous:
+    """The rendezvous clients of one daemon.  ``await nursery.start(rdv.run)`` then ``add``."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        config: ClientConfig | None = None,
+        pins: JsonStore | None = None,
+        notify: Callable[..., None] | None = None,
+    ) -> None:
+        self.node = node
+        self.config = config or ClientConfig()
+        self.pins = pins
+        self._notify = notify or (lambda kind, **fields: None)
+        self.registrations: list[Registration] = []
+        self._answers: dict[tuple[int, int], trio.MemorySendChannel[LookupAnswered]] = {}
+        self._wake = trio.Event()
+        node.on_bare_event = self._on_session_event
+        node.on_reset = self._on_reset
+
+    async def add(self, bootstrap: Bootstrap) -> Registration:
+        """Start registering with the node ``bootstrap`` names (its host name resolved now)."""
+        try:
+            infos = await trio.socket.getaddrinfo(bootstrap.host, bootstrap.port, type=trio.socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise SettingsError(f"bootstrap {bootstrap.text!r}: cannot resolve {bootstrap.host}: {exc}") from None
+        last_error = "no address"
+        for info in infos:
+            raw = info[4]
+            candidate = (str(raw[0]), int(raw[1]))
+            try:
+                local = self.node._socket_for(candidate)
+            except ValueError as exc:
+                last_error = str(exc)
+                continue
+            address = self.node.transports[local].check_address(candidate)
+            break
+        else:
+            raise SettingsError(f"bootstrap {bootstrap.text!r}: no socket can reach it ({last_error})")
+        node_id = bootstrap.peer_id
+        if node_id is None:
+            pinned = self.pins.data.get(_show(address)) if self.pins is not None else None
+            if pinned:
+                node_id = PeerId.parse(pinned)
+                log.info("bootstrap %s: using the key pinned at first contact, %s", bootstrap.text, node_id)
+            else:
+                log.warning(
+                    "bootstrap %s has no peer id: the key met first will be pinned (give PEERID@%s to be sure)",
+                    bootstrap.text,
+                    _show(address),
+                )
+        client = RendezvousClient(
+            self.node.endpoint, node_id, address, local=local, config=self.config, candidates=self._candidates()
+        )
+        registration = Registration(bootstrap, address, client)
+        self.registrations.append(registration)
+        self.node.reset_sources.add(address)
+        self._wake.set()
+        return registration
+
+    async def lookup(self, peer_id: PeerId, *, timeout: float | None = None) -> tuple[Address, tuple[Address, ...]]:
+        """Where ``peer_id`` is, asking every registered node at once: the first that knows wins.
+
+        Raises LookupFailed with what each node said if none knows it.
+        """
+        active = [r for r in self.registrations if r.client.state is ClientState.REGISTERED]
+        if not active:
+            raise LookupFailed(
+                "not registered with any rendezvous node" if self.registrations else "no rendezvous node is configured"
+            )
+        send, receive = trio.open_memory_channel[LookupAnswered](len(active))
+        now = trio.current_time()
+        keys = []
+        for registration in active:
+            txid = registration.client.lookup(peer_id.public_key, now)
+            key = (id(registration.client), txid)
+            keys.append(key)
+            self._answers[key] = send.clone()
+        send.close()
+        self._after_calls()
+        reasons = []
+        try:
+            with trio.move_on_after(timeout if timeout is not None else self.config.lookup_timeout + 1):
+                async for answer in receive:
+                    if answer.observed is not None:
+                        return (answer.observed, answer.candidates)
+                    reasons.append(f"{answer.node.short() if answer.node else '?'}: {answer.why}")
+        finally:
+            for key in keys:
+                channel = self._answers.pop(key, None)
+                if channel is not None:
+                    channel.close()
+        raise LookupFailed("; ".join(reasons) or "no rendezvous node answered")
+
+    def status(self) -> list[dict[str, object]]:
+        return [
+            {
+                "node": str(r.client.node) if r.client.node is not None else None,
+                "address": _show(r.address),
+                "state": r.client.state.value,
+                "observed": _show(r.client.observed) if r.client.observed is not None else None,
+            }
+            for r in self.registrations
+        ]
+
+    def close(self) -> None:
+        now = trio.current_time()
+        for registration in self.registrations:
+            registration.client.close(now)
+        self.node.poke()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Fire the clients' timers until cancelled."""
+        task_status.started()
+        while True:
+            timers = [t for r in self.registrations if (t := r.client.get_timer()) is not None]
+            deadline = min(timers) if timers else math.inf
+            with trio.move_on_at(deadline):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            for registration in self.registrations:
+                timer = registration.client.get_timer()
+                if timer is not None and timer <= now:
+                    registration.client.handle_timer(now)
+            self._after_calls(wake=False)
+
+    # -- hooks and events -------------------------------------------------------------------
+
+    def _candidates(self) -> tuple[Address, ...]:
+        """This daemon's own addresses, for peers on the same network (not wildcards)."""
+        return tuple(a for a in self.node.addresses if a[0] not in ("0.0.0.0", "::"))  # noqa: S104 (not a bind)
+
+    def _client_of(self, session_id: int) -> RendezvousClient | None:
+        for registration in self.registrations:
+            if registration.client.owns(session_id):
+                return registration.client
+        return None
+
+    def _on_session_event(self, event: HandshakeCompleted | MessageReceived | SessionClosed) -> None:
+        client = self._client_of(event.session_id)
+        if client is None:
+            return
+        pinned_before = client.node
+        client.handle_event(event, trio.current_time())
+        if pinned_before is None and client.node is not None and self.pins is not None:
+            self.pins.data[_show(client.address)] = str(client.node)
+            self.pins.save()
+            log.warning("pinned rendezvous node %s at %s", client.node, _show(client.address))
+        self._after_calls(poke=False)
+
+    def _on_reset(self, data: bytes, address: Address) -> None:
+        for registration in self.registrations:
+            if registration.address == address and registration.client.receive_reset_untrusted(
+                data, address, trio.current_time()
+            ):
+                log.info("rendezvous node %s restarted (stateless reset): registering again", _show(address))
+                self._after_calls(poke=False)
+                return
+
+    def _after_calls(self, *, poke: bool = True, wake: bool = True) -> None:
+        """The clients may have called the endpoint and queued events: route them, transmit.
+
+        From the node's hooks (``poke=False``) the node transmits and re-arms its timer itself
+        once its dispatch returns.
+        """
+        for registration in self.registrations:
+            client = registration.client
+            while (event := client.next_event()) is not None:
+                self._client_event(registration, event)
+        if wake:  # the clients' timers may have moved: the run task re-reads them
+            self._wake.set()
+        if poke:
+            self.node.poke()
+
+    def _client_event(
+        self, registration: Registration, event: RegistrationChanged | LookupAnswered | IntroductionReceived
+    ) -> None:
+        node = str(event.node) if event.node is not None else _show(registration.address)
+        match event:
+            case RegistrationChanged(observed=None):
+                log.warning("registration with %s lost: %s", node, event.why)
+                self._notify("registration_lost", node=node, why=event.why)
+            case RegistrationChanged():
+                log.info("registered with %s; it sees us at %s", node, _show(event.observed))
+                self._notify("registered", node=node, observed=_show(event.observed))
+            case LookupAnswered():
+                channel = self._answers.pop((id(registration.client), event.txid), None)
+                if channel is not None:
+                    channel.send_nowait(event)
+                    channel.close()
+            case IntroductionReceived():
+                peer = PeerId(event.peer_id)
+                log.info("introduced to %s at %s by %s", peer, _show(event.observed), node)
+                self._notify("introduced", peer_id=str(peer), observed=_show(event.observed))

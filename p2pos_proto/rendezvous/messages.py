@@ -1,0 +1,276 @@
+"""Rendezvous messages (spec/rendezvous.md §3): the plaintext of the records between a peer and
+a rendezvous node.
+
+Every message is ``u8 type | u32 txid | body``.  A request's ``txid`` is chosen by the peer and
+echoed in the answer, so a peer that retries a request (records are not retransmitted) matches
+answers to requests and the node answers a repeated request again.  Addresses are
+``u8 family (4 or 6) | address (4 or 16 bytes) | u16 port``; peer ids are the 32-byte Ed25519
+keys of identity.md §1.  ``decode_untrusted`` refuses trailing bytes, short bodies, unknown
+families and too many candidates with ``RemoteProtocolError(MALFORMED_MESSAGE)``; an unknown
+message type is ``None`` (ignored, so later versions can add messages).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import struct
+from typing import Final
+
+from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+
+PEER_ID_LEN: Final = 32
+RESET_TOKEN_LEN: Final = 16
+#: The most candidate addresses one message carries (a peer's interfaces, mapped addresses).
+MAX_CANDIDATES: Final = 16
+#: The longest ERROR reason, in UTF-8 bytes.
+MAX_REASON: Final = 255
+
+Address = tuple[str, int]
+
+
+class MessageType(enum.IntEnum):
+    REGISTER = 0x01
+    REGISTERED = 0x02
+    LOOKUP = 0x03
+    FOUND = 0x04
+    NOT_FOUND = 0x05
+    INTRODUCTION = 0x06
+    UNREGISTER = 0x07
+    UNREGISTERED = 0x08
+    ERROR = 0x09
+
+
+class RendezvousError(enum.IntEnum):
+    """The codes of an ERROR message."""
+
+    RATE_LIMITED = 0x01
+    NOT_REGISTERED = 0x02
+    MALFORMED = 0x03
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Register:
+    txid: int
+    lease: int  # seconds asked for
+    candidates: tuple[Address, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Registered:
+    txid: int
+    lease: int  # seconds granted
+    observed: Address
+    reset_token: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Lookup:
+    txid: int
+    peer_id: bytes
+    introduce: bool
+    candidates: tuple[Address, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Found:
+    txid: int
+    peer_id: bytes
+    observed: Address
+    candidates: tuple[Address, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NotFound:
+    txid: int
+    peer_id: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Introduction:
+    txid: int
+    peer_id: bytes  # the peer that asked
+    observed: Address
+    candidates: tuple[Address, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Unregister:
+    txid: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Unregistered:
+    txid: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Error:
+    txid: int
+    code: int
+    reason: str = ""
+
+
+Message = Register | Registered | Lookup | Found | NotFound | Introduction | Unregister | Unregistered | Error
+
+_HEAD = struct.Struct(">BI")
+_U32 = struct.Struct(">I")
+_U16 = struct.Struct(">H")
+
+
+# -- encoding --------------------------------------------------------------------------------
+
+
+def _address(addr: Address) -> bytes:
+    host, port = addr
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise LocalProtocolError(f"not an IP address: {host!r}") from None
+    if not 0 <= port <= 0xFFFF:
+        raise LocalProtocolError(f"port {port} out of range")
+    return bytes((ip.version,)) + ip.packed + _U16.pack(port)
+
+
+def _candidates(candidates: tuple[Address, ...]) -> bytes:
+    if len(candidates) > MAX_CANDIDATES:
+        raise LocalProtocolError(f"{len(candidates)} candidates, at most {MAX_CANDIDATES}")
+    return bytes((len(candidates),)) + b"".join(_address(c) for c in candidates)
+
+
+def _peer_id(peer_id: bytes) -> bytes:
+    if len(peer_id) != PEER_ID_LEN:
+        raise LocalProtocolError(f"a peer id is {PEER_ID_LEN} bytes, not {len(peer_id)}")
+    return bytes(peer_id)
+
+
+def encode(message: Message) -> bytes:
+    """The bytes of ``message``; ``LocalProtocolError`` for a value that does not fit."""
+    if not 0 <= message.txid <= 0xFFFF_FFFF:
+        raise LocalProtocolError(f"txid {message.txid} does not fit a u32")
+    match message:
+        case Register(lease=lease, candidates=candidates):
+            body = _u32(lease) + _candidates(candidates)
+            kind = MessageType.REGISTER
+        case Registered(lease=lease, observed=observed, reset_token=token):
+            if len(token) != RESET_TOKEN_LEN:
+                raise LocalProtocolError(f"a reset token is {RESET_TOKEN_LEN} bytes")
+            body = _u32(lease) + _address(observed) + token
+            kind = MessageType.REGISTERED
+        case Lookup(peer_id=peer_id, introduce=introduce, candidates=candidates):
+            body = _peer_id(peer_id) + bytes((int(introduce),)) + _candidates(candidates)
+            kind = MessageType.LOOKUP
+        case Found(peer_id=peer_id, observed=observed, candidates=candidates):
+            body = _peer_id(peer_id) + _address(observed) + _candidates(candidates)
+            kind = MessageType.FOUND
+        case NotFound(peer_id=peer_id):
+            body, kind = _peer_id(peer_id), MessageType.NOT_FOUND
+        case Introduction(peer_id=peer_id, observed=observed, candidates=candidates):
+            body = _peer_id(peer_id) + _address(observed) + _candidates(candidates)
+            kind = MessageType.INTRODUCTION
+        case Unregister():
+            body, kind = b"", MessageType.UNREGISTER
+        case Unregistered():
+            body, kind = b"", MessageType.UNREGISTERED
+        case Error(code=code, reason=reason):
+            text = reason.encode()
+            if len(text) > MAX_REASON or not 0 <= code <= 0xFFFF:
+                raise LocalProtocolError("an ERROR's code must fit a u16 and its reason 255 bytes")
+            body = _U16.pack(code) + bytes((len(text),)) + text
+            kind = MessageType.ERROR
+    return _HEAD.pack(kind, message.txid) + body
+
+
+def _u32(value: int) -> bytes:
+    if not 0 <= value <= 0xFFFF_FFFF:
+        raise LocalProtocolError(f"{value} does not fit a u32")
+    return _U32.pack(value)
+
+
+# -- decoding --------------------------------------------------------------------------------
+
+
+class _Reader:
+    __slots__ = ("data", "pos")
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.pos = data, 0
+
+    def take(self, n: int) -> bytes:
+        end = self.pos + n
+        if end > len(self.data):
+            raise _malformed("message too short")
+        out = self.data[self.pos : end]
+        self.pos = end
+        return out
+
+    def byte(self) -> int:
+        return self.take(1)[0]
+
+    def u16(self) -> int:
+        return int(_U16.unpack(self.take(2))[0])
+
+    def u32(self) -> int:
+        return int(_U32.unpack(self.take(4))[0])
+
+    def address(self) -> Address:
+        family = self.byte()
+        if family == 4:
+            host = str(ipaddress.IPv4Address(self.take(4)))
+        elif family == 6:
+            host = str(ipaddress.IPv6Address(self.take(16)))
+        else:
+            raise _malformed(f"unknown address family {family}")
+        return host, self.u16()
+
+    def candidates(self) -> tuple[Address, ...]:
+        count = self.byte()
+        if count > MAX_CANDIDATES:
+            raise _malformed(f"{count} candidates, at most {MAX_CANDIDATES}")
+        return tuple(self.address() for _ in range(count))
+
+    def end(self) -> None:
+        if self.pos != len(self.data):
+            raise _malformed(f"{len(self.data) - self.pos} bytes after the message")
+
+
+def _malformed(why: str) -> RemoteProtocolError:
+    return RemoteProtocolError(f"malformed rendezvous message: {why}", ErrorCode.MALFORMED_MESSAGE)
+
+
+def decode_untrusted(data: bytes) -> Message | None:
+    """The message in ``data``; None for an unknown type; ``RemoteProtocolError`` if malformed."""
+    r = _Reader(bytes(data))
+    kind, txid = r.byte(), r.u32()
+    message: Message
+    if kind == MessageType.REGISTER:
+        message = Register(txid=txid, lease=r.u32(), candidates=r.candidates())
+    elif kind == MessageType.REGISTERED:
+        message = Registered(txid=txid, lease=r.u32(), observed=r.address(), reset_token=r.take(RESET_TOKEN_LEN))
+    elif kind == MessageType.LOOKUP:
+        peer_id, flags = r.take(PEER_ID_LEN), r.byte()
+        if flags > 1:
+            raise _malformed(f"unknown LOOKUP flags 0x{flags:02x}")
+        message = Lookup(txid=txid, peer_id=peer_id, introduce=bool(flags), candidates=r.candidates())
+    elif kind == MessageType.FOUND:
+        message = Found(txid=txid, peer_id=r.take(PEER_ID_LEN), observed=r.address(), candidates=r.candidates())
+    elif kind == MessageType.NOT_FOUND:
+        message = NotFound(txid=txid, peer_id=r.take(PEER_ID_LEN))
+    elif kind == MessageType.INTRODUCTION:
+        message = Introduction(txid=txid, peer_id=r.take(PEER_ID_LEN), observed=r.address(), candidates=r.candidates())
+    elif kind == MessageType.UNREGISTER:
+        message = Unregister(txid=txid)
+    elif kind == MessageType.UNREGISTERED:
+        message = Unregistered(txid=txid)
+    elif kind == MessageType.ERROR:
+        code, length = r.u16(), r.byte()
+        try:
+            reason = r.take(length).decode()
+        except UnicodeDecodeError:
+            raise _malformed("ERROR reason is not UTF-8") from None
+        message = Error(txid=txid, code=code, reason=reason)
+    else:
+        return None
+    r.end()
+    return message

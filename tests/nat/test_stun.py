@@ -1,0 +1,67 @@
+"""STUN Binding (p2pos_proto/nat/stun.py) against RFC 5769's sample XOR-MAPPED-ADDRESS values."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from p2pos.proto.nat import stun
+
+# RFC 5769 §2.2 and §2.3: the transaction id of the sample responses and their attributes.
+TXID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
+V4_ATTR = bytes.fromhex("002000080001a147e112a643")  # 192.0.2.1 port 32853
+V6_ATTR = bytes.fromhex("002000140002a1470113a9faa5d3f179bc25f4b5bed2b9d9")  # 2001:db8:1234:5678:11:2233:4455:6677
+
+
+def test_rfc5769_ipv4() -> None:
+    response = stun.binding_success(TXID, ("192.0.2.1", 32853))
+    assert response == bytes.fromhex("0101000c2112a442") + TXID + V4_ATTR
+    assert len(response) == 32
+    assert stun.mapped_address_untrusted(response, TXID) == ("192.0.2.1", 32853)
+
+
+def test_rfc5769_ipv6() -> None:
+    response = stun.binding_success(TXID, ("2001:db8:1234:5678:11:2233:4455:6677", 32853))
+    assert response == bytes.fromhex("010100182112a442") + TXID + V6_ATTR
+    assert len(response) == 44
+    assert stun.mapped_address_untrusted(response, TXID) == ("2001:db8:1234:5678:11:2233:4455:6677", 32853)
+
+
+def test_the_sample_response_with_other_attributes_parses() -> None:
+    # RFC 5769 §2.2 whole: SOFTWARE (padded), XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY, FINGERPRINT.
+    body = (
+        bytes.fromhex("8022000b") + b"test vector" + b"\x20"
+        + V4_ATTR
+        + bytes.fromhex("00080014") + bytes(20)
+        + bytes.fromhex("80280004c07d4c96")
+    )  # fmt: skip
+    response = bytes.fromhex("0101") + len(body).to_bytes(2, "big") + bytes.fromhex("2112a442") + TXID + body
+    assert stun.mapped_address_untrusted(response, TXID) == ("192.0.2.1", 32853)
+    assert stun.mapped_address_untrusted(response, bytes(12)) is None
+
+
+def test_binding_requests() -> None:
+    bare = stun.binding_request(TXID)
+    assert len(bare) == 20 and stun.binding_request_untrusted(bare) == TXID
+    fingerprint = bytes.fromhex("000100082112a442") + TXID + bytes.fromhex("80280004deadbeef")
+    assert stun.binding_request_untrusted(fingerprint) == TXID
+    # A comprehension-required attribute (USERNAME) is not answered; nor a bad length or cookie.
+    username = bytes.fromhex("000100082112a442") + TXID + bytes.fromhex("00060004") + b"user"
+    assert stun.binding_request_untrusted(username) is None
+    assert stun.binding_request_untrusted(bare + b"\x00") is None
+    assert stun.binding_request_untrusted(bare[:4] + bytes(4) + bare[8:]) is None
+    assert stun.binding_request_untrusted(stun.binding_success(TXID, ("10.0.0.1", 1))) is None
+
+
+@pytest.mark.parametrize("host", ["10.1.2.3", "198.18.0.1", "2001:2::1", "::1"])
+def test_response_is_at_most_three_times_a_bare_request(host: str) -> None:
+    response = stun.binding_success(TXID, (host, 65535))
+    assert len(response) <= 3 * len(stun.binding_request(TXID))
+    assert stun.mapped_address_untrusted(response, TXID) == (host, 65535)
+
+
+@given(st.binary(max_size=120))
+def test_any_bytes_never_raise(data: bytes) -> None:
+    stun.binding_request_untrusted(data)
+    stun.mapped_address_untrusted(data, TXID)

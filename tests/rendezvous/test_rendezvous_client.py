@@ -1,0 +1,138 @@
+"""The rendezvous client (p2pos_proto/rendezvous/client.py) against the node, in memory."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from helpers import SeededRandom, make_keys
+
+from p2pos.proto import Endpoint
+from p2pos.proto.rendezvous.client import (
+    ClientState,
+    IntroductionReceived,
+    LookupAnswered,
+    RegistrationChanged,
+    RendezvousClient,
+)
+from p2pos.proto.rendezvous.messages import Address
+from p2pos.proto.rendezvous.node import STATELESS_RESET, RendezvousNode
+
+NODE = ("198.18.0.1", 3478)
+ALICE = ("198.18.5.5", 40001)
+BOB = ("198.18.6.6", 40002)
+NODE_ID = make_keys("node").identity.peer_id
+
+
+def pid(name: str) -> bytes:
+    return make_keys(name).identity.peer_id.public_key
+
+
+class World:
+    """A node and peers with clients; ``run_until`` moves time from timer to timer."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.node = RendezvousNode(make_keys("node"), random=SeededRandom("node"))
+        self.node_up = True
+        self.endpoints: dict[Address, Endpoint] = {}
+        self.clients: dict[Address, RendezvousClient] = {}
+        self.events: dict[Address, list[object]] = {}
+
+    def add(self, addr: Address, name: str) -> RendezvousClient:
+        ep = Endpoint(make_keys(name), random=SeededRandom(name))
+        self.endpoints[addr] = ep
+        self.clients[addr] = RendezvousClient(ep, NODE_ID, NODE, candidates=((f"10.0.0.{len(self.clients) + 1}", 1),))
+        self.events[addr] = []
+        return self.clients[addr]
+
+    def step(self) -> bool:
+        moved = False
+        for datagrams, to, _ in self.node.datagrams_to_send(self.now):
+            dest = cast(Address, to)
+            for data in datagrams:
+                moved = True
+                if data[0] == STATELESS_RESET:
+                    self.clients[dest].receive_reset_untrusted(data, NODE, self.now)
+                else:
+                    self.endpoints[dest].receive_data(data, NODE, self.now)
+        for addr, ep in self.endpoints.items():
+            client = self.clients[addr]
+            while (event := ep.next_event()) is not None:
+                if client.owns(getattr(event, "session_id", -1)):
+                    client.handle_event(event, self.now)
+            while (cevent := client.next_event()) is not None:
+                self.events[addr].append(cevent)
+            for datagrams, _, _ in ep.data_to_send(self.now):
+                for data in datagrams:
+                    moved = True
+                    if self.node_up:
+                        self.node.receive_datagram(data, addr, self.now)
+        return moved
+
+    def run_until(self, end: float) -> None:
+        while True:
+            while self.step():
+                pass
+            timers = [t for c in self.clients.values() if (t := c.get_timer()) is not None]
+            timers += [t for ep in self.endpoints.values() if (t := ep.get_timer()) is not None]
+            if (t := self.node.get_timer()) is not None:
+                timers.append(t)
+            nxt = min(timers, default=end)
+            if nxt > end:
+                self.now = end
+                return
+            self.now = max(self.now, nxt)
+            for c in self.clients.values():
+                c.handle_timer(self.now)
+            for ep in self.endpoints.values():
+                ep.handle_timer(self.now)
+            self.node.handle_timer(self.now)
+
+
+def test_register_lookup_and_introduction() -> None:
+    w = World()
+    alice, bob = w.add(ALICE, "alice"), w.add(BOB, "bob")
+    w.run_until(1.0)
+    assert alice.state is ClientState.REGISTERED and bob.state is ClientState.REGISTERED
+    assert RegistrationChanged(node=NODE_ID, observed=ALICE) in w.events[ALICE]
+    txid = alice.lookup(pid("bob"), w.now)
+    w.run_until(2.0)
+    answer = next(e for e in w.events[ALICE] if isinstance(e, LookupAnswered))
+    assert answer.txid == txid and answer.observed == BOB and answer.candidates == (("10.0.0.2", 1),)
+    intro = next(e for e in w.events[BOB] if isinstance(e, IntroductionReceived))
+    assert intro.peer_id == pid("alice") and intro.observed == ALICE
+
+
+def test_renews_at_half_the_lease_and_keeps_the_binding_alive() -> None:
+    w = World()
+    alice = w.add(ALICE, "alice")
+    w.run_until(1.0)
+    first = w.node.registration(pid("alice"))
+    assert first is not None and 600.0 <= first.expires <= 601.0
+    expires = first.expires
+    w.run_until(3000.0)
+    reg = w.node.registration(pid("alice"))
+    assert alice.state is ClientState.REGISTERED and reg is not None and reg.expires > expires + 2000
+
+
+def test_a_restarted_node_is_registered_with_again_at_the_next_packet() -> None:
+    w = World()
+    alice = w.add(ALICE, "alice")
+    w.run_until(1.0)
+    w.node = RendezvousNode(make_keys("node"), random=SeededRandom("restarted"))
+    assert w.node.registration(pid("alice")) is None
+    w.run_until(27.0)  # the keepalive at 25 s draws a stateless reset; the client registers again
+    assert alice.state is ClientState.REGISTERED and w.node.registration(pid("alice")) is not None
+    lost = [e for e in w.events[ALICE] if isinstance(e, RegistrationChanged) and e.observed is None]
+    assert len(lost) == 1 and "stateless reset" in lost[0].why
+
+
+def test_a_lookup_without_answer_fails_after_its_timeout() -> None:
+    w = World()
+    alice = w.add(ALICE, "alice")
+    w.run_until(1.0)
+    w.node_up = False
+    txid = alice.lookup(pid("bob"), w.now)
+    w.run_until(10.0)
+    (answer,) = [e for e in w.events[ALICE] if isinstance(e, LookupAnswered)]
+    assert answer.txid == txid and answer.observed is None and answer.why == "no answer"
