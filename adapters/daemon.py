@@ -14,7 +14,6 @@ import contextlib
 import dataclasses
 import functools
 import logging
-import math
 import os
 import re
 from collections.abc import AsyncIterator
@@ -166,9 +165,8 @@ class Daemon:
                     address, _candidates = await self.rendezvous.lookup(peer)
                 except LookupFailed as exc:
                     raise ApiError(502, "peer_unreachable", f"cannot find peer {peer.short()}: {exc}") from None
-            with trio.move_on_after(STALE_SESSION_TIMEOUT if existing is not None else math.inf) as waiting:
-                channel = await self._open(peer, address, service, channel_kind)
-            if not waiting.cancelled_caught:
+            channel = await self._open_watching(peer, existing, address, service, channel_kind)
+            if channel is not None:
                 break
             # The session did not answer: the peer restarted or moved.  Drop it, find the peer again.
             log.info("session with %s does not answer; connecting again", peer.short())
@@ -177,6 +175,37 @@ class Daemon:
             raise ApiError(502, "peer_unreachable", f"peer {peer.short()} does not answer")
         self.event("channel_opened", peer_id=str(peer), service=service, direction="out")
         return channel
+
+    async def _open_watching(
+        self, peer: PeerId, existing: Peer | None, address: object, service: str, kind: ChannelKind
+    ) -> ChannelStream | MessageChannel | None:
+        """``_open``; None if it rides an existing session from which nothing arrives for
+        ``STALE_SESSION_TIMEOUT`` seconds while it waits (the peer restarted or went away)."""
+        if existing is None:
+            return await self._open(peer, address, service, kind)
+        result: list[ChannelStream | MessageChannel] = []
+        failure: list[ApiError] = []
+        started = trio.current_time()
+        async with trio.open_nursery() as nursery:
+
+            async def opener() -> None:
+                try:
+                    result.append(await self._open(peer, address, service, kind))
+                except ApiError as exc:
+                    failure.append(exc)
+                nursery.cancel_scope.cancel()
+
+            async def watchdog() -> None:
+                await trio.sleep(STALE_SESSION_TIMEOUT)
+                connection = self.node.endpoint.connection(existing.session_id)
+                if connection is None or connection.last_received < started:
+                    nursery.cancel_scope.cancel()  # nothing came back since the OPEN: stale
+
+            nursery.start_soon(opener)
+            nursery.start_soon(watchdog)
+        if failure:
+            raise failure[0]
+        return result[0] if result else None
 
     async def _open(
         self, peer: PeerId, address: object, service: str, kind: ChannelKind

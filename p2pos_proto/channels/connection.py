@@ -368,6 +368,11 @@ class Connection(ReceivePath):
             if channel.state is ChannelState.OPEN:
                 self.close_channel(channel.id, now)
 
+    @property
+    def last_received(self) -> float:
+        """When the last packet from the peer was processed (liveness, for drivers)."""
+        return self._last_received
+
     def stats(self) -> dict[str, float]:
         return {
             "cwnd": self.cc.congestion_window,
