@@ -26,6 +26,9 @@ from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from .streams import MessageChannel
 
 CHUNK = 256 * 1024
+#: A WebSocket message larger than this is refused (1009) before it is whole: far above what one
+#: channel message carries, so the channel's own limit speaks first for any real message.
+MAX_WS_MESSAGE = 1 << 20
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
@@ -108,18 +111,23 @@ async def websocket_bridge(stream: trio.abc.Stream, leftover: bytes, channel: Me
 
     async def from_app() -> None:
         parts: list[bytes] = []
+        size = 0
         while True:
             for event in ws.events():
                 if isinstance(event, wse.Message):
                     data = event.data.encode() if isinstance(event.data, str) else bytes(event.data)
                     parts.append(data)
+                    size += len(data)
+                    if size > MAX_WS_MESSAGE:  # fragments are joined in memory: bound them (1009)
+                        await flush(ws.send(wse.CloseConnection(code=1009, reason="message too big")))
+                        return
                     if event.message_finished:
                         try:
                             await channel.send(b"".join(parts))
                         except ValueError as exc:  # larger than a channel message can be: 1009 (RFC 6455 §7.4.1)
                             await flush(ws.send(wse.CloseConnection(code=1009, reason=str(exc)[:120])))
                             return
-                        parts = []
+                        parts, size = [], 0
                 elif isinstance(event, wse.Ping):
                     await flush(ws.send(event.response()))
                 elif isinstance(event, wse.CloseConnection):
