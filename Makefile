@@ -97,6 +97,8 @@ bench: install compiled
 	$(PY) bench/channels.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/channels.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/node.py
+	PYTHONPATH=$(COMPILED) $(PY) bench/daemon.py
+	PYTHONPATH=$(COMPILED) $(PY) bench/rendezvous.py
 	$(PY) bench/goodput_loss.py
 
 # Mutation testing of the conformance suite (conformance/MUTATION.md): on demand, not part of

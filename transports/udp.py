@@ -67,6 +67,10 @@ Received = tuple[bytes, Address]
 ReceivedRun = tuple[list[bytes], Address]
 
 
+#: Addresses ``_direct`` remembers as checked: a rendezvous node answers tens of thousands of peers.
+DIRECT_ADDRESSES = 65536
+
+
 class UdpTransport:
     """A bound UDP socket.  Use ``await UdpTransport.bind(host, port)``.
 
@@ -256,8 +260,8 @@ class UdpTransport:
                 return False
         except ValueError:
             return False
-        if len(self._direct_addresses) >= 4096:
-            self._direct_addresses.clear()
+        if len(self._direct_addresses) >= DIRECT_ADDRESSES:  # forget the oldest (dicts keep order)
+            del self._direct_addresses[next(iter(self._direct_addresses))]
         self._direct_addresses[addr] = None
         return True
 

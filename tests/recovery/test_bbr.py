@@ -515,7 +515,10 @@ def test_state_lives_on_the_packets() -> None:
     for n, packet in enumerate(packets, 2):
         sampler.on_packet_sent(packet, n * MDS, app_limited=False)
     assert probe.delivered == -1
-    assert [(p.delivered, p.tx_in_flight, p.first_sent_time) for p in packets] == [(0, 2 * MDS, 0.01), (0, 3 * MDS, 0.01)]
+    assert [(p.delivered, p.tx_in_flight, p.first_sent_time) for p in packets] == [
+        (0, 2 * MDS, 0.01),
+        (0, 3 * MDS, 0.01),
+    ]
     assert sampler.on_packets_acked([probe], 0.1, 0.05) is None
     sample = sampler.on_packets_acked(packets, 0.12, 0.05)
     assert sample is not None and sample.prior_delivered == 0 and sample.delivered == 3 * MDS
