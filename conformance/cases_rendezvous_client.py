@@ -417,3 +417,25 @@ def _(iut: Iut) -> None:
     expect(len(times) >= 4, f"REGISTERs at {times}")
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(times)]
     expect_eq(gaps[:3], [0.5, 1.0, 2.0], "gaps between REGISTERs")
+
+
+@case(
+    "rdv/client/14",
+    section=SECTION,
+    title="a renewal unanswered for 15 s: the registration is lost and the client connects again",
+    requirements=("RDV-7.6", "RDV-7.4"),
+)
+def _(iut: Iut) -> None:
+    net = ClientNet(iut, config={"lease": 60})
+    _registered(net)
+    net.drop_records_to_iut = True  # from now on the node's answers never arrive
+    net.run_until(44.9)
+    expect_eq(net.times(PacketType.INIT, since=1.0), [], "INITs while the renewal is still young")
+    expect_eq(net.of_type("rdv_lost"), [], "losses reported before 15 s")
+    net.run_until(50.0)
+    renewal = net.requests(m.Register)[1]
+    lost = net.of_type("rdv_lost")
+    expect(len(lost) == 1, f"one loss reported by 50 s, got {lost}")
+    expect(abs(lost[0][0] - (renewal + 15.0)) < 0.01, f"lost at {lost[0][0]} s, the renewal was at {renewal} s")
+    inits = net.times(PacketType.INIT, since=1.0)
+    expect(bool(inits) and renewal + 15.0 <= inits[0] <= renewal + 17.0, f"INITs after the loss: {inits}")

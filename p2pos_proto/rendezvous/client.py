@@ -44,6 +44,8 @@ class ClientConfig:
     retry_max: float = 4.0
     #: A lookup unanswered this long fails.
     lookup_timeout: float = 5.0
+    #: A REGISTER unanswered this long: the registration is lost, connect again (RDV-7.6).
+    register_timeout: float = 15.0
     #: Reconnecting after a failure: first delay, doubled up to ``reconnect_max``.
     reconnect_initial: float = 1.0
     reconnect_max: float = 60.0
@@ -169,10 +171,7 @@ class RendezvousClient:
             return False
         if not hmac.compare_digest(bytes(data[-m.RESET_TOKEN_LEN :]), token):
             return False
-        session = self.endpoint.session(self.session_id) if self.session_id is not None else None
-        if session is not None:
-            session.close(now)
-            self.endpoint.updated(session.local_index)
+        self._close_session(now)
         self._lost("the node restarted (stateless reset)", now, delay=0.0)
         return True
 
@@ -192,6 +191,10 @@ class RendezvousClient:
             if now < pending.next_retry:
                 continue
             message = pending.message
+            if isinstance(message, m.Register) and now - pending.first_sent >= self.config.register_timeout:
+                self._close_session(now)
+                self._lost("the node does not answer", now)
+                return
             if isinstance(message, m.Lookup) and now - pending.first_sent >= self.config.lookup_timeout:
                 del self._pending[txid]
                 self._events.append(
@@ -202,6 +205,8 @@ class RendezvousClient:
             pending.next_retry = now + pending.interval
             if isinstance(message, m.Lookup):  # fail it on time, not at the next repeat
                 pending.next_retry = min(pending.next_retry, pending.first_sent + self.config.lookup_timeout)
+            elif isinstance(message, m.Register):
+                pending.next_retry = min(pending.next_retry, pending.first_sent + self.config.register_timeout)
             self._send(message, now)
         if self._keepalive_at is not None and now >= self._keepalive_at:
             session = self.endpoint.session(self.session_id) if self.session_id is not None else None
@@ -221,6 +226,12 @@ class RendezvousClient:
         self.session_id = session.local_index
         self.state = ClientState.CONNECTING
         self._keepalive_at = None
+
+    def _close_session(self, now: float) -> None:
+        session = self.endpoint.session(self.session_id) if self.session_id is not None else None
+        if session is not None:
+            session.close(now)
+            self.endpoint.updated(session.local_index)
 
     def _register(self, now: float) -> None:
         if self._register_txid is not None:
