@@ -156,6 +156,12 @@ def test_the_first_bandwidth_sample_is_timed_from_the_first_packet_not_from_cloc
             if timer is not None and timer <= now:
                 side.handle_timer(now)
         to_b = a.data_to_send(now)
-        if a.c.cc.bandwidth > 0:
+        if _bbr(a).bandwidth > 0:
             break
-    assert a.c.cc.bandwidth > 1000
+    assert _bbr(a).bandwidth > 1000
+
+
+def _bbr(side: Side) -> Bbr:
+    cc = side.c.cc
+    assert isinstance(cc, Bbr)
+    return cc
