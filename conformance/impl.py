@@ -23,7 +23,6 @@ It supports every case of the areas in ``AREAS`` and exits 127 for any other cas
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import sys
@@ -72,6 +71,7 @@ from p2pos.proto.identity.identity import verify
 from .frame_json import CHANNEL_KINDS, frame_from_json, frame_to_json
 from .impl_bugs import install_bug
 from .impl_rdv import RdvClientMode, RdvError, RdvMode
+from .seeded import seeded_stream
 
 Json = dict[str, Any]
 _CONFIG_FIELDS = {f.name for f in dataclasses.fields(SessionConfig)} - {"capabilities", "prologue"}
@@ -114,21 +114,6 @@ def _nonce_then_system(nonce: bytes | None) -> crypto.RandomSource:
         if pending and n == len(pending[0]):
             return pending.pop()
         return crypto.system_random(n)
-
-    return source
-
-
-def _stream(seed: bytes) -> crypto.RandomSource:
-    """A deterministic byte stream (BLAKE2b in counter mode) for the endpoint's indices and ephemerals."""
-    counter = 0
-
-    def source(n: int) -> bytes:
-        nonlocal counter
-        out = b""
-        while len(out) < n:
-            out += hashlib.blake2b(counter.to_bytes(8, "big"), key=seed, digest_size=64).digest()
-            counter += 1
-        return out[:n]
 
     return source
 
@@ -294,9 +279,9 @@ class Adapter:
         limit = request.get("max_sessions")
         config = _config(request.get("config") or {})
         if limit is None:
-            self.endpoint = Endpoint(keys, config=config, random=_stream(static))
+            self.endpoint = Endpoint(keys, config=config, random=seeded_stream(static))
             return {"out": [], "events": []}
-        self.endpoint = Endpoint(keys, config=config, random=_stream(static), max_sessions=int(limit))
+        self.endpoint = Endpoint(keys, config=config, random=seeded_stream(static), max_sessions=int(limit))
         return {"out": [], "events": [], "max_sessions": int(limit)}
 
     def rdv_node(self, request: Json) -> Json:

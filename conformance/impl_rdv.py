@@ -18,7 +18,6 @@ import ipaddress
 from typing import Any
 
 from p2pos.proto import Endpoint, Identity, LocalKeys, PeerId
-from p2pos.proto.identity import crypto
 from p2pos.proto.rendezvous.client import (
     ClientConfig,
     ClientEvent,
@@ -28,6 +27,8 @@ from p2pos.proto.rendezvous.client import (
     RendezvousClient,
 )
 from p2pos.proto.rendezvous.node import STATELESS_RESET, NodeConfig, RendezvousNode
+
+from .seeded import seeded_stream
 
 Json = dict[str, Any]
 _NODE_FIELDS = {f.name for f in dataclasses.fields(NodeConfig)}
@@ -58,21 +59,6 @@ def format_address(addr: object) -> str:
     return str(addr)
 
 
-def _stream(seed: bytes) -> crypto.RandomSource:
-    """A deterministic byte stream (BLAKE2b in counter mode)."""
-    counter = 0
-
-    def source(n: int) -> bytes:
-        nonlocal counter
-        out = b""
-        while len(out) < n:
-            out += hashlib.blake2b(counter.to_bytes(8, "big"), key=seed, digest_size=64).digest()
-            counter += 1
-        return out[:n]
-
-    return source
-
-
 class RdvMode:
     """One rendezvous node driven by the control protocol."""
 
@@ -88,7 +74,7 @@ class RdvMode:
 
     def _start(self) -> RendezvousNode:
         seed = hashlib.blake2b(self.restarts.to_bytes(4, "big"), key=self.keys.static_private, digest_size=32)
-        return RendezvousNode(self.keys, config=self.config, random=_stream(seed.digest()))
+        return RendezvousNode(self.keys, config=self.config, random=seeded_stream(seed.digest()))
 
     def restart(self, request: Json) -> Json:
         """Forget every state, as a process restart does; the same keys and configuration."""
@@ -143,7 +129,7 @@ class RdvClientMode:
             raise RdvError(f"node: {exc}") from None
         self.node_address = parse_address(request.get("node_addr"))
         keys = LocalKeys.create(Identity.from_seed(seed), static)
-        random = _stream(hashlib.blake2b(b"rdv client", key=static, digest_size=32).digest())
+        random = seeded_stream(hashlib.blake2b(b"rdv client", key=static, digest_size=32).digest())
         self.endpoint = Endpoint(keys, channels=None, random=random)
         self.client = RendezvousClient(
             self.endpoint,
