@@ -106,14 +106,28 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     try:
         trio.run(main)
-    except AlreadyRunning as exc:
-        return fail(str(exc))
-    except (SettingsError, KeyStoreError) as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except OSError as exc:
-        return fail(f"cannot start: {exc}")
+    except BaseException as exc:  # trio's nurseries wrap what fails inside them in exception groups
+        cause = _first_known(exc, (AlreadyRunning, SettingsError, KeyStoreError, OSError))
+        if isinstance(cause, (SettingsError, KeyStoreError)):
+            return fail(str(cause), EXIT_USAGE)
+        if isinstance(cause, AlreadyRunning):
+            return fail(str(cause))
+        if isinstance(cause, OSError):
+            return fail(f"cannot start: {cause}")
+        raise
     logging.getLogger("p2pos.daemon").info("stopped")
     return 0
+
+
+def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """``exc`` if it is one of ``kinds``, else the first such exception inside an exception group."""
+    if isinstance(exc, kinds):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _first_known(inner, kinds)) is not None:
+                return found
+    return None
 
 
 # -- status, verify, plugins, events, stop -----------------------------------------------------

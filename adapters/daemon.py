@@ -337,11 +337,13 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
 
     identity = load_identity(home)
     keys = LocalKeys.generate(identity)
-    bootstraps = [Bootstrap.parse(text) for text in settings.bootstrap]
     hosts = [parse_host_port(text, what="listen address") for text in settings.listen]
     ports = {port for _, port in hosts}
     if len(ports) > 1:
         raise SettingsError("listen: every address must use the same port (or 0)")
+    # Settings are checked in full before anything starts: an error is one line, not a half-started daemon.
+    families = {trio.socket.AF_INET6 if ":" in host else trio.socket.AF_INET for host, _ in hosts}
+    bootstraps = [(b, await b.resolve(families)) for b in map(Bootstrap.parse, settings.bootstrap)]
     home.run.mkdir(parents=True, exist_ok=True, mode=0o700)
     events = EventLog()
     async with contextlib.AsyncExitStack() as stack:
@@ -364,8 +366,8 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
         _write(home.pid_file, f"{os.getpid()}\n")
         stack.callback(_unlink, home.pid_file)
         await nursery.start(daemon.rendezvous.run)
-        for bootstrap in bootstraps:
-            await daemon.rendezvous.add(bootstrap)
+        for bootstrap, addresses in bootstraps:
+            daemon.rendezvous.add(bootstrap, addresses)
         if settings.bench:
             await nursery.start(selftest.serve, daemon)
         await nursery.start(daemon.plugins.run, daemon)

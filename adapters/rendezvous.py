@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import socket
 from collections.abc import Callable
 
 import trio
@@ -61,6 +62,19 @@ class Bootstrap:
             raise SettingsError(f"bootstrap {text!r}: port 0")
         return cls(text.strip(), peer_id, host, port)
 
+    async def resolve(self, families: set[socket.AddressFamily]) -> list[Address]:
+        """The node's addresses (its host name resolved now) of the address ``families`` the
+        daemon listens on; SettingsError with the reason when there is none."""
+        try:
+            infos = await trio.socket.getaddrinfo(self.host, self.port, type=trio.socket.SOCK_DGRAM)
+        except OSError as exc:
+            raise SettingsError(f"bootstrap {self.text!r}: cannot resolve {self.host}: {exc}") from None
+        addresses = [(str(info[4][0]), int(info[4][1])) for info in infos if info[0] in families]
+        if not addresses:
+            kinds = " and ".join(sorted("IPv6" if f == trio.socket.AF_INET6 else "IPv4" for f in families))
+            raise SettingsError(f"bootstrap {self.text!r}: no address this daemon can reach (it listens on {kinds})")
+        return addresses
+
 
 @dataclasses.dataclass(eq=False)
 class Registration:
@@ -90,16 +104,11 @@ class Rendezvous:
         node.on_bare_event = self._on_session_event
         node.on_reset = self._on_reset
 
-    async def add(self, bootstrap: Bootstrap) -> Registration:
-        """Start registering with the node ``bootstrap`` names (its host name resolved now)."""
-        try:
-            infos = await trio.socket.getaddrinfo(bootstrap.host, bootstrap.port, type=trio.socket.SOCK_DGRAM)
-        except OSError as exc:
-            raise SettingsError(f"bootstrap {bootstrap.text!r}: cannot resolve {bootstrap.host}: {exc}") from None
+    def add(self, bootstrap: Bootstrap, addresses: list[Address]) -> Registration:
+        """Start registering with the node ``bootstrap`` names, at the first of its ``addresses``
+        (``Bootstrap.resolve``) that a socket of the node can reach."""
         last_error = "no address"
-        for info in infos:
-            raw = info[4]
-            candidate = (str(raw[0]), int(raw[1]))
+        for candidate in addresses:
             try:
                 local = self.node._socket_for(candidate)
             except ValueError as exc:

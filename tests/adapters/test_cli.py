@@ -169,3 +169,12 @@ def test_version_command_in_a_new_process() -> None:
     result = run_cli("version")
     assert result.returncode == 0, result.stderr
     assert f"core {EXPECTED_CORE}, loaded from " in result.stdout
+
+
+def test_a_bootstrap_the_daemon_cannot_reach_is_one_line_before_it_starts(tmp_path: Path) -> None:
+    result = run_cli("up", "--home", str(tmp_path), "--listen", "[::1]:0", "--bootstrap", "127.0.0.1:3478")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "p2pos: bootstrap '127.0.0.1:3478': no address this daemon can reach (it listens on IPv6)"
+    )
+    assert not (tmp_path / "run" / "api.sock").exists()
