@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from daemon_lab import HASH_STDIN, Lab, paced_writer, random_file, wait_for
+from daemon_lab import HASH_STDIN, Daemon, Lab, Relay, paced_writer, random_file, wait_for
 
 
 def _reset_then_registered(events: list[dict[str, Any]], after: int) -> bool:
@@ -76,15 +76,21 @@ def test_rendezvous_node_killed_and_restarted(tmp_path: Path) -> None:
         lab.check_no_tracebacks()
 
 
+def _a_reaches_b(lab: Lab, small: Path) -> tuple[Relay, Daemon, Daemon]:
+    """A relay and daemons a and b; b serves "sink" to a, and a pipes ``small`` to it once."""
+    relay = lab.relay()
+    a, b = lab.daemon("a", relay), lab.daemon("b", relay)
+    lab.serve(b, "sink", HASH_STDIN, allow=[a.peer_id])
+    code, pipe = lab.run(a, "pipe", b.peer_id, "sink", stdin=small)
+    assert code == 0, pipe.stderr_text()
+    return relay, a, b
+
+
 def test_restarted_daemon_keeps_its_identity_and_is_reachable(tmp_path: Path) -> None:
     small = tmp_path / "small"
     digest = random_file(small, 200_000)
     with Lab(tmp_path) as lab:
-        relay = lab.relay()
-        a, b = lab.daemon("a", relay), lab.daemon("b", relay)
-        lab.serve(b, "sink", HASH_STDIN, allow=[a.peer_id])
-        code, pipe = lab.run(a, "pipe", b.peer_id, "sink", stdin=small)
-        assert code == 0, pipe.stderr_text()
+        relay, a, b = _a_reaches_b(lab, small)
 
         code, stop = lab.run(b, "stop")
         assert code == 0, stop.stderr_text()
@@ -110,11 +116,7 @@ def test_daemon_killed_without_goodbye_is_reachable_after_restart(tmp_path: Path
     small = tmp_path / "small"
     digest = random_file(small, 200_000)
     with Lab(tmp_path) as lab:
-        relay = lab.relay()
-        a, b = lab.daemon("a", relay), lab.daemon("b", relay)
-        lab.serve(b, "sink", HASH_STDIN, allow=[a.peer_id])
-        code, pipe = lab.run(a, "pipe", b.peer_id, "sink", stdin=small)
-        assert code == 0, pipe.stderr_text()
+        relay, a, b = _a_reaches_b(lab, small)
 
         lab.stop(b.proc, signal.SIGKILL)
         b2 = lab.daemon("b", relay)
