@@ -158,8 +158,8 @@ def _wanted_kind(request: Request) -> str:
 async def _take(daemon: Daemon, request: Request, args: dict[str, str]) -> Response:
     kind = _wanted_kind(request)
     service = daemon.services.get(args["name"])
-    if service is not None and service.describe()["kind"] != kind:
-        raise ApiError(409, "conflict", f"service {args['name']!r} is a {service.describe()['kind']} service")
+    if service is not None and service.kind_name != kind:
+        raise ApiError(409, "conflict", f"service {args['name']!r} is a {service.kind_name} service")
     return _channel_response(request, await daemon.accept(args["name"]))
 
 

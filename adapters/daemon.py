@@ -72,10 +72,15 @@ class Service:
     def allows(self, peer: PeerId) -> bool:
         return self.allow_any or peer in self.allow
 
+    @property
+    def kind_name(self) -> str:
+        """``stream`` or ``message``, as the API names kinds."""
+        return "stream" if self.kind is ChannelKind.STREAM else "message"
+
     def describe(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "kind": "stream" if self.kind is ChannelKind.STREAM else "message",
+            "kind": self.kind_name,
             "allow": sorted(str(p) for p in self.allow),
             "allow_any": self.allow_any,
             "waiting": self.listener._receive.statistics().current_buffer_used,
@@ -118,7 +123,7 @@ class Daemon:
         existing = self.services.get(name)
         if existing is not None:
             if existing.kind is not channel_kind:
-                raise ApiError(409, "conflict", f"service {name!r} exists as a {existing.describe()['kind']} service")
+                raise ApiError(409, "conflict", f"service {name!r} exists as a {existing.kind_name} service")
             existing.allow, existing.allow_any = peers, allow_any
             return existing
         service = Service(name, channel_kind, peers, allow_any, None)  # type: ignore[arg-type]
