@@ -14,19 +14,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import trio
 
 from p2pos.proto import InvalidPeerId, PeerId, __version__
 
 from . import build_info, keystore
-from .home import SettingsError
+from .home import Home, SettingsError
 
 
 def _cmd_id(args: argparse.Namespace) -> int:
-    home = Path(args.home) if args.home else keystore.default_home()
-    path = keystore.key_path(home)
+    path = Home.chosen(args.home).identity  # the daemon's identity (the same folders as `p2pos up`)
     identity, created = keystore.load_or_create(path)
     if created:
         print(f"created a new identity in {path}", file=sys.stderr)
@@ -127,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"p2pos {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_id = sub.add_parser("id", help="create or show the local identity")
-    p_id.add_argument("--home", help=f"state folder (default ${keystore.DEFAULT_HOME_ENV} or ~/.config/p2pos)")
+    p_id.add_argument(
+        "--home", help=f"the home folder (default ${keystore.DEFAULT_HOME_ENV}, else $XDG_CONFIG_HOME/p2pos)"
+    )
     p_id.add_argument("--show-key-path", action="store_true", help="also print the key file's path")
     p_id.set_defaults(func=_cmd_id)
     p_check = sub.add_parser("check-id", help="check a peer id for typos")

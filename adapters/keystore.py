@@ -17,17 +17,6 @@ class KeyStoreError(Exception):
     """A problem with the identity file, explained in one line for the user."""
 
 
-def default_home() -> Path:
-    env = os.environ.get(DEFAULT_HOME_ENV)
-    if env:
-        return Path(env)
-    return Path.home() / ".config" / "p2pos"
-
-
-def key_path(home: Path) -> Path:
-    return home / KEY_FILE_NAME
-
-
 def load_identity(path: Path) -> Identity:
     """Read an identity file; raises KeyStoreError with the reason."""
     try:

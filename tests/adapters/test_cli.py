@@ -14,6 +14,7 @@ from conftest import COMPILED_CORE
 
 import p2pos.proto
 from p2pos.adapters import build_info, cli, keystore
+from p2pos.adapters.home import Home
 from p2pos.proto import Identity, PeerId
 
 
@@ -48,6 +49,17 @@ def test_id_uses_environment_home(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "identity.key").exists()
     PeerId.parse(result.stdout.strip())
+
+
+def test_id_shows_the_identity_the_daemon_uses(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "P2POS_HOME"}
+    env["XDG_CONFIG_HOME"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "p2pos.adapters.cli", "id", "--show-key-path"],
+        capture_output=True, text=True, timeout=60, env=env, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == str(Home.default(env).identity) == str(tmp_path / "p2pos" / "identity.key")
 
 
 @pytest.mark.parametrize(
