@@ -84,12 +84,13 @@ test-install: install
 
 test: system-deps lint typecheck vectors unit conformance test-compiled test-install
 
-# The system tools the namespace tests use (ip, nft): installed from Debian's packages when
-# missing and we are root (as CI is); elsewhere those tests skip and say why.
+# The system programs the tests use: ip and nft for the namespace tests, coturn (turnserver) for
+# the TURN tests. Installed from Debian's packages when missing and we are root (as CI is);
+# elsewhere those tests skip and say why.
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! { command -v ip && command -v nft; } >/dev/null 2>&1; then \
-	    echo "installing iproute2 and nftables for the namespace tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null; \
+	@if [ "$$(id -u)" = 0 ] && ! { command -v ip && command -v nft && command -v turnserver; } >/dev/null 2>&1; then \
+	    echo "installing iproute2, nftables and coturn for the namespace and TURN tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables coturn >/dev/null; \
 	fi
 
 bench: install compiled

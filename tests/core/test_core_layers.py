@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[2] / "p2pos_proto"
-_BELOW_ENDPOINT = {"channels", "recovery", "session", "handshake", "identity", "common", "errors", "events"}
+_BELOW_ENDPOINT = {"channels", "paths", "recovery", "session", "handshake", "identity", "common", "errors", "events"}
 #: layer -> the layers it may import (besides itself).  A layer is a subpackage or a top-level module.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
@@ -24,9 +24,11 @@ ALLOWED: dict[str, set[str]] = {
     "handshake": {"identity", "common", "errors", "events"},
     "session": {"handshake", "identity", "common", "errors", "events"},
     "recovery": {"common", "errors", "events"},
-    "channels": {"recovery", "session", "handshake", "identity", "common", "errors", "events"},
+    "paths": {"recovery", "common", "errors", "events"},
+    "channels": {"paths", "recovery", "session", "handshake", "identity", "common", "errors", "events"},
     "endpoint": _BELOW_ENDPOINT,
     "nat": {"common", "errors"},
+    "relay": {"identity", "common", "errors"},
     "rendezvous": _BELOW_ENDPOINT | {"endpoint", "nat"},
     "simulation": {"errors"},
     "__init__": _BELOW_ENDPOINT | {"endpoint"},
