@@ -212,6 +212,21 @@ class TurnClient:
             else:
                 queue.append(data)
 
+    def add_peer(self, peer: Address, now: float) -> None:
+        """Install the permission (and channel) for ``peer`` now, so that it can reach us before we send to it.
+
+        TURN drops what a peer sends until the client has a permission for it (RFC 8656 §9):
+        both sides of a TURN path call this with the other's address (TRN-6.3).
+        """
+        if self.state in (TurnState.RELEASING, TurnState.RELEASED, TurnState.FAILED):
+            raise LocalProtocolError(f"add_peer() on a TURN allocation that is {self.state.value}")
+        peer = normalize(peer)
+        if self.state is TurnState.ALLOCATED:
+            self._ensure(peer, now)
+            self._touch(peer, now)
+        elif peer not in self._queued and len(self._queued) < self.config.max_permissions:
+            self._queued[peer] = []
+
     def refresh(self, now: float) -> None:
         """Refresh the allocation now instead of at its timer (a ``TurnRefreshed`` follows)."""
         if self.state is not TurnState.ALLOCATED:

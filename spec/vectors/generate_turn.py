@@ -144,13 +144,13 @@ def _client_messages() -> list[Json]:
         "CreatePermission for 198.18.0.20",
         sm.CREATE_PERMISSION,
         sm.REQUEST,
-        [(sm.XOR_PEER_ADDRESS, b"v4")] + software + auth,
+        [(sm.XOR_PEER_ADDRESS, b"v4"), *software, *auth],
         True,
     )
     bind = [(sm.CHANNEL_NUMBER, sm.channel_number(0x4000)), (sm.XOR_PEER_ADDRESS, b"v6")]
     add("ChannelBind 0x4000 to [2001:2::20]:40001", sm.CHANNEL_BIND, sm.REQUEST, bind + software + auth, True)
     add("Refresh (server's default lifetime)", sm.REFRESH, sm.REQUEST, software + auth, True)
-    add("Refresh LIFETIME=0 (release)", sm.REFRESH, sm.REQUEST, [(sm.LIFETIME, sm.u32(0))] + software + auth, True)
+    add("Refresh LIFETIME=0 (release)", sm.REFRESH, sm.REQUEST, [(sm.LIFETIME, sm.u32(0)), *software, *auth], True)
     add(
         "Send indication to 198.18.0.20:40000",
         sm.SEND,

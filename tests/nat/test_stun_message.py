@@ -70,10 +70,13 @@ def test_rfc5769_addresses() -> None:
 
 
 def test_client_messages_vectors() -> None:
-    """[TRN-2.1] [TRN-2.4] the committed client messages parse, are signed with the long-term key, and carry FINGERPRINT."""
+    """[TRN-2.1] [TRN-2.4] the committed client messages parse, are signed with the long-term key, carry FINGERPRINT."""
     data = VECTORS["client_messages"]
     key = bytes.fromhex(data["key_hex"])
-    assert sm.long_term_key(data["long_term"]["username"], data["long_term"]["realm"], data["long_term"]["password"]) == key
+    assert (
+        sm.long_term_key(data["long_term"]["username"], data["long_term"]["realm"], data["long_term"]["password"])
+        == key
+    )
     for vector in data["messages"]:
         message = sm.decode_untrusted(bytes.fromhex(vector["hex"]))
         assert message.transaction_id.hex() == vector["transaction_id"]

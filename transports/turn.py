@@ -1,0 +1,300 @@
+"""A TURN allocation as a virtual datagram socket (trio driver of p2pos_proto/nat/turn.py, spec/turn.md §7).
+
+    server = parse_turn_url("turn:127.0.0.1:3478?transport=tcp")
+    async with open_turn_socket(server, TurnCredentials(username="alice", password="pw")) as turn:
+        print(turn.relayed)                       # where peers send to reach us
+        await turn.send(datagram, peer_address)    # relayed to the peer over UDP
+        datagram, peer = await turn.receive()      # or: async for datagram, peer in turn
+
+The client's leg is UDP, TCP or TLS (``turns:``, give an ``ssl_context``); whatever the leg,
+what the peer sees is UDP from ``relayed``.  Timers run in a background task on trio's clock
+(so ``MockClock`` drives them); refreshes, permissions and channels are kept up by the core.
+Leaving the ``async with`` releases the allocation (Refresh LIFETIME 0, at most
+``release_timeout`` seconds).  A refused login, an unreachable server or a lost connection
+raise ``TurnError`` with the reason, from ``open_turn_socket`` or from the next ``send`` /
+``receive``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import math
+import secrets
+import socket as _socket
+import ssl
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import assert_never
+
+import trio
+
+from p2pos.proto.nat.turn import TurnClient, TurnConfig, TurnState
+from p2pos.proto.nat.turn_config import TurnCredentials, TurnServer, TurnTransport
+from p2pos.proto.nat.turn_events import (
+    Address,
+    TurnAllocated,
+    TurnDataReceived,
+    TurnFailed,
+    TurnPeerFailed,
+    TurnRefreshed,
+    TurnReleased,
+)
+
+_RECEIVE_SIZE = 65536
+#: Datagrams from peers held for a slow reader before the newest are dropped (UDP semantics).
+RECEIVE_QUEUE = 1024
+
+
+class TurnError(Exception):
+    """The TURN allocation could not be made or was lost; the message says why."""
+
+
+class TurnSocket:
+    """An open allocation; made by ``open_turn_socket``, not directly."""
+
+    def __init__(self, server: TurnServer, client: TurnClient) -> None:
+        self.server = server
+        self.client = client
+        self.relayed: Address | None = None
+        self.mapped: Address | None = None
+        self.lifetime = 0
+        self.peer_failures: list[TurnPeerFailed] = []
+        self.dropped = 0
+        self._error: str | None = None
+        self._released = trio.Event()
+        self._allocated = trio.Event()
+        self._refreshed = trio.Event()
+        self._timer_moved = trio.Event()
+        self._progress = trio.Event()
+        self._send_in, self._receive_out = trio.open_memory_channel[tuple[bytes, Address]](RECEIVE_QUEUE)
+        self._udp: trio.socket.SocketType | None = None
+        self._stream: trio.abc.Stream | None = None
+        self._send_lock = trio.Lock()
+
+    # -- public -------------------------------------------------------------------
+
+    async def send(self, datagram: bytes, peer: Address) -> None:
+        """Relay ``datagram`` to ``peer`` (held until its permission is installed)."""
+        self._raise_if_failed()
+        self.client.send(datagram, peer, trio.current_time())
+        await self._flush()
+
+    async def receive(self) -> tuple[bytes, Address]:
+        """The next ``(datagram, peer address)`` relayed to us; ``TurnError`` once the allocation is gone."""
+        try:
+            return await self._receive_out.receive()
+        except trio.EndOfChannel:
+            raise TurnError(self._error or "the TURN allocation was released") from None
+
+    def __aiter__(self) -> AsyncIterator[tuple[bytes, Address]]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[tuple[bytes, Address]]:
+        while True:
+            try:
+                yield await self._receive_out.receive()
+            except trio.EndOfChannel:
+                return
+
+    async def add_peer(self, peer: Address, *, wait: bool = True) -> None:
+        """Let ``peer`` reach us: install its permission (and channel); with ``wait``, until the server confirmed."""
+        self._raise_if_failed()
+        self.client.add_peer(peer, trio.current_time())
+        await self._flush()
+        while wait and not self.client.has_permission(peer[0]):
+            self._raise_if_failed()
+            await self._progress.wait()
+
+    async def refresh(self) -> int:
+        """Refresh now; the lifetime the server granted."""
+        self._raise_if_failed()
+        self._refreshed = trio.Event()
+        self.client.refresh(trio.current_time())
+        await self._flush()
+        await self._refreshed.wait()
+        self._raise_if_failed()
+        return self.lifetime
+
+    async def release(self) -> None:
+        """Give the allocation back and wait for the server's answer (or the client's timeout)."""
+        if self.client.state in (TurnState.ALLOCATED, TurnState.ALLOCATING):
+            self.client.release(trio.current_time())
+            await self._flush()
+            await self._released.wait()
+
+    # -- driving the core ---------------------------------------------------------
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise TurnError(self._error)
+        if self.client.state in (TurnState.RELEASED, TurnState.RELEASING):
+            raise TurnError("the TURN allocation was released")
+
+    async def _flush(self) -> None:
+        """Send what the core has queued, dispatch its events, re-arm the timer."""
+        out = self.client.datagrams_to_send(trio.current_time())
+        if out:
+            try:
+                async with self._send_lock:
+                    if self._udp is not None:
+                        for datagram in out:
+                            await self._udp.send(datagram)
+                    elif self._stream is not None:
+                        await self._stream.send_all(b"".join(out))
+            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                if self._udp is None or getattr(exc, "errno", None) not in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
+                    self.client.fail(f"cannot send to {self.server.url}: {exc}")
+        self._dispatch()
+        self._timer_moved.set()
+        self._progress.set()
+        self._progress = trio.Event()
+
+    def _dispatch(self) -> None:
+        while (event := self.client.next_event()) is not None:
+            match event:
+                case TurnDataReceived(peer=peer, data=data):
+                    try:
+                        self._send_in.send_nowait((data, peer))
+                    except trio.WouldBlock:
+                        self.dropped += 1
+                case TurnAllocated(relayed=relayed, mapped=mapped, lifetime=lifetime):
+                    self.relayed, self.mapped, self.lifetime = relayed, mapped, lifetime
+                    self._allocated.set()
+                case TurnRefreshed(lifetime=lifetime):
+                    self.lifetime = lifetime
+                    self._refreshed.set()
+                case TurnPeerFailed():
+                    self.peer_failures.append(event)
+                case TurnFailed(reason=reason, code=code):
+                    self._error = f"TURN {self.server.url}: {reason}" + (f" (STUN error {code})" if code else "")
+                    self._end()
+                case TurnReleased():
+                    self._end()
+                case _:
+                    assert_never(event)
+
+    def _end(self) -> None:
+        self._send_in.close()
+        self._progress.set()
+        for waiter in (self._allocated, self._refreshed, self._released):
+            waiter.set()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            self._timer_moved = trio.Event()
+            deadline = self.client.get_timer()
+            with trio.move_on_at(math.inf if deadline is None else deadline):
+                await self._timer_moved.wait()
+                continue
+            self.client.handle_timer(trio.current_time())
+            await self._flush()
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                if self._udp is not None:
+                    data = await self._udp.recv(_RECEIVE_SIZE)
+                elif self._stream is not None:
+                    data = bytes(await self._stream.receive_some(_RECEIVE_SIZE))
+                    if not data:
+                        self.client.receive_eof(trio.current_time())
+                        await self._flush()
+                        return
+                else:
+                    return
+            except OSError as exc:
+                if self._udp is not None and exc.errno == errno.ECONNREFUSED:
+                    self.client.fail(f"{self.server.url} is unreachable (ICMP port unreachable: nothing listens there)")
+                else:
+                    self.client.fail(f"connection to {self.server.url} lost: {exc}")
+                await self._flush()
+                return
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                self.client.fail(f"connection to {self.server.url} lost: {exc!r}")
+                await self._flush()
+                return
+            self.client.receive(data, trio.current_time())
+            await self._flush()
+
+    async def _connect(self, ssl_context: ssl.SSLContext | None, server_hostname: str | None) -> None:
+        server = self.server
+        try:
+            if server.transport is TurnTransport.UDP:
+                family = _socket.AF_INET6 if ":" in server.host else _socket.AF_INET
+                udp = trio.socket.socket(family, _socket.SOCK_DGRAM)
+                await udp.connect((server.host, server.port))
+                self._udp = udp
+                return
+            tcp = await trio.open_tcp_stream(server.host, server.port)
+            if server.transport is TurnTransport.TLS:
+                context = ssl_context or ssl.create_default_context()
+                tls = trio.SSLStream(tcp, context, server_hostname=server_hostname or server.host)
+                await tls.do_handshake()
+                self._stream = tls
+            else:
+                self._stream = tcp
+        except (OSError, trio.BrokenResourceError, ssl.SSLError) as exc:
+            detail = exc.__cause__ if isinstance(exc, trio.BrokenResourceError) and exc.__cause__ else exc
+            raise TurnError(f"cannot connect to {server.url}: {detail}") from exc
+
+    async def _close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._stream is not None:
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                try:
+                    await self._stream.aclose()
+                except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+                    pass
+        self._send_in.close()
+
+
+@asynccontextmanager
+async def open_turn_socket(
+    server: TurnServer,
+    credentials: TurnCredentials,
+    *,
+    config: TurnConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    server_hostname: str | None = None,
+    release_timeout: float = 5.0,
+) -> AsyncIterator[TurnSocket]:
+    """Connect, allocate, yield the socket; release and close on the way out.
+
+    ``config.stream`` is set from the server's transport.  Raises ``TurnError`` when the
+    allocation fails (credentials refused, server unreachable: the core gives up after its
+    retransmissions, 39.5 s by default; pass a shorter ``config.rc`` / ``rto`` to fail sooner).
+    """
+    base = config or TurnConfig()
+    if base.stream != server.transport.stream:
+        base = dataclasses.replace(base, stream=server.transport.stream)
+    turn = TurnSocket(server, TurnClient(credentials, random=secrets.token_bytes, config=base))
+    await turn._connect(ssl_context, server_hostname)
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(turn._reader)
+            nursery.start_soon(turn._timer_loop)
+            turn.client.allocate(trio.current_time())
+            await turn._flush()
+            await turn._allocated.wait()
+            if turn._error is not None:
+                nursery.cancel_scope.cancel()
+            else:
+                try:
+                    yield turn
+                finally:
+                    with trio.move_on_after(release_timeout) as scope:
+                        scope.shield = True
+                        await turn.release()
+                    nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The caller's own exception (or ours) comes out as itself, not wrapped by our tasks' nursery.
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise
+    finally:
+        await turn._close()
+    if turn.relayed is None and turn._error is not None:
+        raise TurnError(turn._error)
