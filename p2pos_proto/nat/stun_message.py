@@ -28,7 +28,7 @@ HEADER_LEN: Final = 20
 #: The largest STUN message p2pos builds or accepts (a UDP payload; also bounds stream buffers).
 MAX_MESSAGE: Final = 65535
 
-# Methods (RFC 8489 §18.2, RFC 8656 §17).
+# Methods (RFC 8489 §18, RFC 8656 §17).
 BINDING: Final = 0x001
 ALLOCATE: Final = 0x003
 REFRESH: Final = 0x004
@@ -43,7 +43,7 @@ INDICATION: Final = 1
 SUCCESS: Final = 2
 ERROR: Final = 3
 
-# Attributes (RFC 8489 §18.3, RFC 8656 §18).
+# Attributes (RFC 8489 §14 and §18, RFC 8656 §18).
 MAPPED_ADDRESS: Final = 0x0001
 USERNAME: Final = 0x0006
 MESSAGE_INTEGRITY: Final = 0x0008
@@ -71,7 +71,7 @@ SOFTWARE: Final = 0x8022
 ALTERNATE_SERVER: Final = 0x8023
 FINGERPRINT: Final = 0x8028
 
-#: The protocol number REQUESTED-TRANSPORT carries for UDP relaying (RFC 8656 §18.7).
+#: The protocol number REQUESTED-TRANSPORT carries for UDP relaying (RFC 8656 §18.8).
 TRANSPORT_UDP: Final = 17
 FINGERPRINT_XOR: Final = 0x5354554E
 #: Longest USERNAME / REALM / NONCE / SOFTWARE values (RFC 8489 §14.3, §14.9, §14.10, §14.14).
@@ -179,7 +179,7 @@ def encode(
 
 
 def is_stun(data: bytes) -> bool:
-    """Whether ``data`` looks like STUN: two zero top bits and the magic cookie (RFC 8489 §6.3)."""
+    """Whether ``data`` looks like STUN: two zero top bits and the magic cookie (RFC 8489 §5)."""
     return len(data) >= HEADER_LEN and data[0] < 0x40 and _U32.unpack_from(data, 4)[0] == MAGIC_COOKIE
 
 
@@ -289,7 +289,7 @@ def decode_u32_untrusted(value: bytes, name: str) -> int:
 
 
 def requested_transport(protocol: int = TRANSPORT_UDP) -> bytes:
-    """A REQUESTED-TRANSPORT value (RFC 8656 §18.7): protocol number then 3 reserved bytes."""
+    """A REQUESTED-TRANSPORT value (RFC 8656 §18.8): protocol number then 3 reserved bytes."""
     return bytes([protocol, 0, 0, 0])
 
 
@@ -316,7 +316,7 @@ def decode_error_code_untrusted(value: bytes) -> tuple[int, str]:
 
 
 def unknown_attributes(types: list[int]) -> bytes:
-    """An UNKNOWN-ATTRIBUTES value (RFC 8489 §14.9)."""
+    """An UNKNOWN-ATTRIBUTES value (RFC 8489 §14.13)."""
     return b"".join(struct.pack(">H", t) for t in types)
 
 

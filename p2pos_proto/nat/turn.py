@@ -265,7 +265,7 @@ class TurnClient:
             self._receive_message(message, now)
 
     def receive_eof(self, now: float) -> None:
-        """The server closed the TCP/TLS connection (which ends the allocation, RFC 8656 §2.1)."""
+        """The server closed the TCP/TLS connection: an allocation made over it does not outlive it."""
         if self.state is TurnState.RELEASING:
             self._finish_released("the server closed the connection")
         else:
@@ -323,7 +323,7 @@ class TurnClient:
             self._on_error(txn, err[0], err[1], message, now)
             return
         if txn.authenticated and (self._key is None or not message.integrity_ok(self._key)):
-            self.stats["bad_integrity"] += 1  # RFC 8489 §9.2.5: discard, keep waiting
+            self.stats["bad_integrity"] += 1  # RFC 8489 §9.2: discard, keep waiting
             return
         unknown = sm.unknown_comprehension_required(message, _KNOWN_RESPONSE_ATTRIBUTES)
         if unknown:
@@ -363,7 +363,7 @@ class TurnClient:
             if channel is not None:
                 channel.bound, channel.pending = True, False
                 channel.expires = now + self.config.channel_lifetime
-            self._permission_installed(txn.peer[0], now)  # a ChannelBind installs the permission too (§12.2)
+            self._permission_installed(txn.peer[0], now)  # a ChannelBind installs the permission too (RFC 8656 §12.1)
 
     def _touch(self, peer: Address, now: float) -> None:
         """Traffic from ``peer`` keeps its permission and channel refreshed, like traffic to it."""
@@ -394,7 +394,8 @@ class TurnClient:
                 self._realm = realm
             c = self._credentials
             self._key = sm.long_term_key(c.username, self._realm, c.password)
-            self._request(txn.kind, txn.attributes, now, peer=txn.peer, retries=txn.retries + 1)
+            retries = txn.retries + 1 if code == 438 else txn.retries  # TRN-5.2 counts stale nonces
+            self._request(txn.kind, txn.attributes, now, peer=txn.peer, retries=retries)
         elif code == 437 and txn.kind in (_Kind.REFRESH, _Kind.PERMISSION, _Kind.CHANNEL_BIND):
             self._reallocate(now)  # TRN-5.7: the server lost our allocation
         else:

@@ -3,7 +3,7 @@
 A URL names where the server is and how to reach it, nothing else: a URL with user
 information (``turn:user:pass@host``) is refused, because credentials come only from the
 configuration (long-term user/password, or a shared secret from which coturn's time-limited
-REST credentials are derived, draft-uberti-behave-turn-rest-00 §2.2).
+REST credentials are derived, draft-uberti-behave-turn-rest-00).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class TurnServer:
 
     @property
     def url(self) -> str:
-        """The canonical URL (RFC 7065 §3.1)."""
+        """The canonical URL (RFC 7065 §3)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         if self.transport is TurnTransport.TLS:
             return f"turns:{host}:{self.port}?transport=tcp"
@@ -67,7 +67,7 @@ def rest_credentials(secret: str, name: str, expiry: int) -> TurnCredentials:
     """coturn ``use-auth-secret`` credentials valid until the Unix time ``expiry``.
 
     username = "<expiry>:<name>", password = base64(HMAC-SHA1(secret, username))
-    (draft-uberti-behave-turn-rest-00 §2.2; coturn's ``--static-auth-secret``).
+    (draft-uberti-behave-turn-rest-00; coturn's ``--static-auth-secret``).
     """
     if expiry < 0:
         raise LocalProtocolError("a REST credential expiry is a Unix time, not negative")

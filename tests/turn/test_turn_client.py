@@ -98,10 +98,14 @@ def test_stale_nonce_is_retried_with_the_new_nonce() -> None:
     c.refresh(10.0)
     assert pump(c, server, 10.0) == [TurnRefreshed(lifetime=600)]
     assert [m for _, m, _ in server.received][-2:] == [sm.REFRESH, sm.REFRESH]
-    server.stale_next = 10
+    server.stale_next = 3  # three retries succeed on the fourth try
     c.refresh(20.0)
-    events = pump(c, server, 20.0)
+    assert pump(c, server, 20.0) == [TurnRefreshed(lifetime=600)]
+    server.stale_next = 4
+    c.refresh(30.0)
+    events = pump(c, server, 30.0)
     assert len(events) == 1 and isinstance(events[0], TurnFailed) and events[0].code == 438
+    assert [m for _, m, _ in server.received][-4:] == [sm.REFRESH] * 4
 
 
 def test_refresh_before_the_lifetime_ends() -> None:
