@@ -260,18 +260,26 @@ async def open_turn_socket(
     ssl_context: ssl.SSLContext | None = None,
     server_hostname: str | None = None,
     release_timeout: float = 5.0,
+    stream: trio.abc.Stream | None = None,
 ) -> AsyncIterator[TurnSocket]:
     """Connect, allocate, yield the socket; release and close on the way out.
 
     ``config.stream`` is set from the server's transport.  Raises ``TurnError`` when the
     allocation fails (credentials refused, server unreachable: the core gives up after its
     retransmissions, 39.5 s by default; pass a shorter ``config.rc`` / ``rto`` to fail sooner).
+    ``stream``: a leg already connected (through a proxy, or an in-memory stream in tests) to
+    use instead of connecting to ``server``, whose transport must then be TCP or TLS.
     """
     base = config or TurnConfig()
     if base.stream != server.transport.stream:
         base = dataclasses.replace(base, stream=server.transport.stream)
     turn = TurnSocket(server, TurnClient(credentials, random=secrets.token_bytes, config=base))
-    await turn._connect(ssl_context, server_hostname)
+    if stream is None:
+        await turn._connect(ssl_context, server_hostname)
+    elif server.transport.stream:
+        turn._stream = stream
+    else:
+        raise TurnError(f"a connected stream was given for {server.url}, whose leg is UDP")
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(turn._reader)

@@ -58,7 +58,7 @@ class StreamDeframer:
         """Bytes of an incomplete message held."""
         return len(self._buffer)
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Add ``data`` and return every message it completes, in order."""
         self._buffer += data
         out: list[bytes] = []

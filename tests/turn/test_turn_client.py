@@ -6,6 +6,8 @@ import itertools
 
 import pytest
 from fake_turn_server import MAPPED, RELAYED, FakeTurnServer
+from hypothesis import given
+from hypothesis import strategies as st
 
 from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.nat import stun_message as sm
@@ -322,3 +324,19 @@ def test_success_without_valid_integrity_is_ignored() -> None:
     assert c.next_event() is None and c.stats["bad_integrity"] == 1
     c.receive(server.handle(wire, 1.0)[0], 1.0)
     assert c.next_event() == TurnRefreshed(lifetime=600)
+
+
+@given(chunks=st.lists(st.binary(max_size=80), max_size=8), stream=st.booleans(), allocate=st.booleans())
+def test_garbage_never_raises_out_of_receive(chunks: list[bytes], stream: bool, allocate: bool) -> None:
+    """[TRN-2.5] any bytes from the network are dropped, counted or end the stream; receive() never raises."""
+    if allocate:
+        c, _ = allocated(TurnConfig(stream=stream))
+    else:
+        c = client(TurnConfig(stream=stream))
+        c.allocate(0.0)
+    for chunk in chunks:
+        c.receive(chunk, 1.0)
+        c.receive(bytes([0x01, 0x01, 0, 0]) + sm.MAGIC_COOKIE.to_bytes(4, "big") + bytes(12) + chunk[:0], 1.0)
+    while c.next_event() is not None:
+        pass
+    assert c.state in (TurnState.ALLOCATED, TurnState.ALLOCATING, TurnState.FAILED)
