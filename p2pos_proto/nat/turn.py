@@ -96,6 +96,36 @@ class TurnState(enum.Enum):
     FAILED = "failed"
 
 
+class TurnInput(enum.Enum):
+    """What moves a client between states (spec/turn.md §5)."""
+
+    ALLOCATE = "allocate()"
+    ALLOCATED = "Allocate success"
+    LOST = "437 Allocation Mismatch"
+    RELEASE = "release()"
+    RELEASED = "release answered"
+    FAILED = "failure"
+
+
+#: ``{state: {input: new state}}``; an input missing for a state is a ``LocalProtocolError``.
+TRANSITIONS: dict[TurnState, dict[TurnInput, TurnState]] = {
+    TurnState.IDLE: {
+        TurnInput.ALLOCATE: TurnState.ALLOCATING,
+        TurnInput.RELEASED: TurnState.RELEASED,
+        TurnInput.FAILED: TurnState.FAILED,
+    },
+    TurnState.ALLOCATING: {TurnInput.ALLOCATED: TurnState.ALLOCATED, TurnInput.FAILED: TurnState.FAILED},
+    TurnState.ALLOCATED: {
+        TurnInput.LOST: TurnState.ALLOCATING,
+        TurnInput.RELEASE: TurnState.RELEASING,
+        TurnInput.FAILED: TurnState.FAILED,
+    },
+    TurnState.RELEASING: {TurnInput.RELEASED: TurnState.RELEASED, TurnInput.FAILED: TurnState.FAILED},
+    TurnState.RELEASED: {},
+    TurnState.FAILED: {},
+}
+
+
 class _Kind(enum.Enum):
     ALLOCATE = sm.ALLOCATE
     REFRESH = sm.REFRESH
@@ -181,9 +211,7 @@ class TurnClient:
 
     def allocate(self, now: float) -> None:
         """Ask for an allocation (TRN-5.1).  Then drain ``datagrams_to_send``."""
-        if self.state is not TurnState.IDLE:
-            raise LocalProtocolError(f"allocate() in state {self.state.value}")
-        self.state = TurnState.ALLOCATING
+        self._move(TurnInput.ALLOCATE)
         self._request(_Kind.ALLOCATE, self._allocate_attributes(), now)
 
     def send(self, data: bytes, peer: Address, now: float) -> None:
@@ -238,7 +266,7 @@ class TurnClient:
         if self.state is TurnState.ALLOCATING:
             self._release_wanted = True
         elif self.state is TurnState.ALLOCATED:
-            self.state = TurnState.RELEASING
+            self._move(TurnInput.RELEASE)
             self._transactions.clear()
             self._queued.clear()
             self._request(_Kind.RELEASE, [(sm.LIFETIME, sm.u32(0))], now)
@@ -341,7 +369,7 @@ class TurnClient:
             mapped = message.get(sm.XOR_MAPPED_ADDRESS)
             self.relayed = sm.decode_xor_address_untrusted(relayed, message.transaction_id)
             self.mapped = None if mapped is None else sm.decode_xor_address_untrusted(mapped, message.transaction_id)
-            self.state = TurnState.ALLOCATED
+            self._move(TurnInput.ALLOCATED)
             self._set_lifetime(sm.decode_u32_untrusted(lifetime, "LIFETIME"), now)
             self._events.append(TurnAllocated(relayed=self.relayed, mapped=self.mapped, lifetime=self.lifetime))
             if self._release_wanted:
@@ -599,7 +627,7 @@ class TurnClient:
         self._permissions.clear()
         self._channels.clear()
         self._by_number.clear()
-        self.state = TurnState.ALLOCATING
+        self._move(TurnInput.LOST)
         self.relayed = None
         self._expires = self._refresh_at = _INF
         for peer in in_use:
@@ -607,22 +635,28 @@ class TurnClient:
                 self._queued[peer] = []
         self._request(_Kind.ALLOCATE, self._allocate_attributes(), now)
 
+    def _move(self, what: TurnInput) -> None:
+        new = TRANSITIONS[self.state].get(what)
+        if new is None:
+            raise LocalProtocolError(f"{what.value} in state {self.state.value}")
+        self.state = new
+
     def _send_indication(self, peer: Address, data: bytes) -> bytes:
         txid = self._random(12)
         attrs = [(sm.XOR_PEER_ADDRESS, sm.xor_address(peer, txid)), (sm.DATA_ATTR, data)]
         return sm.encode(sm.SEND, sm.INDICATION, txid, attrs)
 
     def _fail(self, reason: str, code: int = 0) -> None:
-        if self.state in (TurnState.FAILED, TurnState.RELEASED):
-            return
-        self.state = TurnState.FAILED
+        if not TRANSITIONS[self.state]:
+            return  # already over: the first reason stands
+        self._move(TurnInput.FAILED)
         self._transactions.clear()
         self._queued.clear()
         self._events.append(TurnFailed(reason=reason, code=code))
 
     def _finish_released(self, reason: str) -> None:
-        if self.state in (TurnState.FAILED, TurnState.RELEASED):
+        if not TRANSITIONS[self.state]:
             return
-        self.state = TurnState.RELEASED
+        self._move(TurnInput.RELEASED)
         self._transactions.clear()
         self._events.append(TurnReleased(reason=reason))
