@@ -150,6 +150,7 @@ class _Transaction:
 
 @dataclasses.dataclass(slots=True)
 class _Permission:
+    peer: Address  # the first peer address at this IP (to install it again after a 437)
     installed: bool = False
     expires: float = _INF
     pending: bool = False
@@ -572,7 +573,7 @@ class TurnClient:
         if ip not in self._permissions:
             if len(self._permissions) >= self.config.max_permissions:
                 raise LocalProtocolError(f"more than {self.config.max_permissions} TURN peers")
-            self._permissions[ip] = _Permission(pending=True, last_used=now)
+            self._permissions[ip] = _Permission(peer, pending=True, last_used=now)
             self._request(_Kind.PERMISSION, [(sm.XOR_PEER_ADDRESS, b"")], now, peer=(ip, 0))
         if self.config.use_channels and peer not in self._channels:
             number = self._free_number(now)
@@ -596,7 +597,7 @@ class TurnClient:
         return None
 
     def _permission_installed(self, ip: str, now: float) -> None:
-        perm = self._permissions.setdefault(ip, _Permission(last_used=now))
+        perm = self._permissions.setdefault(ip, _Permission((ip, 0), last_used=now))
         perm.installed, perm.pending = True, False
         perm.expires = now + self.config.permission_lifetime
         for peer in [p for p in self._queued if p[0] == ip]:
@@ -622,7 +623,7 @@ class TurnClient:
         self._events.append(TurnPeerFailed(peer=peer, reason=reason))
 
     def _reallocate(self, now: float) -> None:
-        in_use = set(self._channels) | {(ip, 0) for ip in self._permissions}
+        in_use = set(self._channels) | {perm.peer for perm in self._permissions.values()}
         self._transactions.clear()
         self._permissions.clear()
         self._channels.clear()
@@ -631,8 +632,7 @@ class TurnClient:
         self.relayed = None
         self._expires = self._refresh_at = _INF
         for peer in in_use:
-            if peer[1] and peer not in self._queued:
-                self._queued[peer] = []
+            self._queued.setdefault(peer, [])
         self._request(_Kind.ALLOCATE, self._allocate_attributes(), now)
 
     def _move(self, what: TurnInput) -> None:

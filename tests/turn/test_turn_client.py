@@ -234,6 +234,18 @@ def test_allocation_mismatch_reallocates_and_rebinds() -> None:
     assert c.channel_of(PEER) is not None and server.channels
 
 
+def test_allocation_mismatch_restores_permissions_of_peers_we_only_listen_to() -> None:
+    """[TRN-5.7] [TRN-6.3] a peer added with add_peer (never sent to) gets its permission again after a 437."""
+    c, server = allocated(TurnConfig(use_channels=False))
+    c.add_peer(PEER, 0.0)
+    pump(c, server, 0.0)
+    assert c.has_permission(PEER[0])
+    server.mismatch_next = True
+    c.refresh(5.0)
+    assert pump(c, server, 5.0) == [TurnAllocated(relayed=RELAYED, mapped=MAPPED, lifetime=600)]
+    assert c.has_permission(PEER[0]) and server.permissions == {PEER[0]: 305.0}
+
+
 def test_release_sends_lifetime_zero() -> None:
     """[TRN-5.5] release = Refresh LIFETIME 0; TurnReleased; nothing more is sent or delivered."""
     c, server = allocated()
