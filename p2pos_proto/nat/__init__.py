@@ -1,4 +1,10 @@
-"""NAT traversal (spec/rendezvous.md §5; more with issue 13): STUN messages, and later candidates and hole punching.
+"""NAT traversal: STUN and TURN (spec/rendezvous.md §5, spec/turn.md; candidates and hole punching with issue 13).
+
+* ``stun``: the rendezvous node's minimal Binding codec (spec/rendezvous.md §5).
+* ``stun_message``: the STUN codec TURN needs (attributes, MESSAGE-INTEGRITY, FINGERPRINT).
+* ``turn_framing``: ChannelData and cutting a TCP/TLS stream into messages.
+* ``turn_config``: ``turn:``/``turns:`` URLs and credentials (long-term, coturn REST).
+* ``turn``: the sans-IO TURN client; ``turn_events``: what it reports.
 
 May import: errors, common.
 """
