@@ -352,3 +352,22 @@ def test_garbage_never_raises_out_of_receive(chunks: list[bytes], stream: bool, 
     while c.next_event() is not None:
         pass
     assert c.state in (TurnState.ALLOCATED, TurnState.ALLOCATING, TurnState.FAILED)
+
+
+def test_ipv6_peer_overheads() -> None:
+    """[TRN-6.4] an IPv6 peer: a Send indication costs 48 bytes (+ padding), ChannelData 4."""
+    peer6 = ("2001:2::20", 40001)
+    c, server = allocated(TurnConfig(use_channels=False))
+    c.add_peer(peer6, 0.0)
+    pump(c, server, 0.0)
+    c.send(b"abcd", ("2001:0002:0:0::20", 40001), 1.0)  # another spelling of the same address
+    (indication,) = c.datagrams_to_send(1.0)
+    assert len(indication) == 48 + 4
+    server.handle(indication, 1.0)
+    assert server.to_peers == [(peer6, b"abcd", "send")]
+    c, server = allocated()
+    c.send(b"abcd", peer6, 1.0)
+    pump(c, server, 1.0)
+    c.send(b"abcde", peer6, 2.0)
+    (wire,) = c.datagrams_to_send(2.0)
+    assert len(wire) == 4 + 5 and c.channel_of(peer6) == 0x4000
