@@ -60,6 +60,8 @@ COMPILED = (
     "common.varint",
     "endpoint.demux",
     "endpoint.endpoint",
+    "nat.stun_message",
+    "nat.turn_framing",
     "endpoint.timers",
     "recovery.acks",
     "recovery.bbr",
