@@ -168,9 +168,7 @@ class QuicCarrier:
     async def aclose(self, code: ErrorCode = ErrorCode.NO_ERROR, reason: str = "") -> None:
         """End the stream, wait (at most ``CLOSE_LINGER`` s) until the peer has it all, then close."""
         conn = self._conn
-        if conn.error is not None:
-            return
-        if code == ErrorCode.NO_ERROR and not conn.send_ended:
+        if conn.error is None and code == ErrorCode.NO_ERROR and not conn.send_ended:
             conn.send_ended = True
             conn.quic.send_stream_data(conn.stream_id, b"", end_stream=True)
             conn.driver.after(conn)
@@ -428,7 +426,8 @@ class _QuicSocket:
         if conn.framer.error is not None:
             self._fail(conn, CarrierClosed(str(conn.framer.error), ErrorCode.FRAMING_ERROR), close=True)
         elif conn.framer.eof and conn.framer.buffered == 0:
-            self._fail(conn, CarrierClosed("the peer ended the carrier", ErrorCode.NO_ERROR), close=True)
+            # The peer's clean end (spec/quic.md QUIC-4.1): it closes the connection once we acknowledged.
+            self._fail(conn, CarrierClosed("the peer ended the carrier", ErrorCode.NO_ERROR), close=False)
 
     def _deliver(self, conn: _Conn, carrier: QuicCarrier) -> None:
         if len(self.accepted) >= self.accept_backlog:

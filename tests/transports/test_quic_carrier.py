@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 import trio
+from aioquic.quic.configuration import QuicConfiguration
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from helpers import make_keys
 
@@ -345,3 +346,76 @@ async def test_garbage_does_not_kill_the_listener() -> None:
                 assert await accepted[0].receive_record() == b"still alive"
         # The junk Initial created a connection that never authenticated; it timed out or is pending.
         assert listener._driver.pending <= 1
+
+
+async def test_a_dialer_without_the_p2pos_alpn_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[QUIC-2.1]: a client offering another ALPN fails the TLS handshake; nothing is accepted."""
+    original = quic._QuicSocket.configuration
+
+    def other_alpn(self: quic._QuicSocket, *, is_client: bool, now: float) -> QuicConfiguration:
+        config = original(self, is_client=is_client, now=now)
+        if is_client:
+            config.alpn_protocols = ["h3"]
+        return config
+
+    monkeypatch.setattr(quic._QuicSocket, "configuration", other_alpn)
+    async with quic.listen(LOOPBACK, 0, BOB) as listener:
+        with trio.fail_after(5), pytest.raises(CarrierClosed) as caught:
+            async with quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE):
+                pytest.fail("dial succeeded without the p2pos/1 ALPN")
+        assert "0x178" in str(caught.value)  # CRYPTO_ERROR + no_application_protocol (120)
+        with trio.move_on_after(0.2) as scope:
+            await listener.accept()
+        assert scope.cancelled_caught
+        assert listener._driver.pending == 0
+
+
+async def test_data_on_another_stream_closes_the_carrier() -> None:
+    """[QUIC-2.2] [QUIC-2.2a]: the listener closes with PROTOCOL_VIOLATION when a second stream carries data."""
+    async with quic.listen(LOOPBACK, 0, BOB) as listener:
+        async with quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier:
+            conn = carrier._conn
+            assert conn.stream_id == 0
+            with trio.fail_after(5):
+                server = await listener.accept()
+            conn.quic.send_stream_data(4, b"\x00\x01x")
+            conn.driver.after(conn)
+            with trio.fail_after(5), pytest.raises(CarrierClosed) as caught:
+                await carrier.receive_record()
+            assert caught.value.code is ErrorCode.PROTOCOL_VIOLATION
+            assert server.closed
+        assert listener.drops["other_stream"] == 1
+
+
+async def test_unauthenticated_connections_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[QUIC-3.4.4]: beyond MAX_PENDING unauthenticated connections, Initials are dropped and counted."""
+    monkeypatch.setattr(quic, "MAX_PENDING", 0)
+    async with quic.listen(LOOPBACK, 0, BOB) as listener:
+        with trio.fail_after(5), pytest.raises(HandshakeTimeout):
+            async with quic.dial(
+                LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE, handshake_timeout=0.5
+            ):
+                pytest.fail("a listener at its bound accepted a connection")
+        assert listener.drops["too_many_pending"] >= 1
+
+
+async def test_both_directions_end_cleanly_on_aclose() -> None:
+    """[QUIC-4.1]: the records sent before aclose() all arrive, then CarrierClosed(NO_ERROR) on both sides."""
+    async with (
+        quic.listen(LOOPBACK, 0, BOB) as listener,
+        quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier,
+    ):
+        for i in range(100):
+            await carrier.send_record(b"%d" % i)
+        with trio.fail_after(5):
+            server = await listener.accept()
+        await carrier.aclose()
+        with trio.fail_after(5):
+            got = [await server.receive_record() for _ in range(100)]
+        assert got == [b"%d" % i for i in range(100)]
+        with trio.fail_after(5), pytest.raises(CarrierClosed) as end:
+            await server.receive_record()
+        assert end.value.code is ErrorCode.NO_ERROR
+        with pytest.raises(CarrierClosed) as mine:
+            await carrier.send_record(b"late")
+        assert mine.value.code is ErrorCode.NO_ERROR
