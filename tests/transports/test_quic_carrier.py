@@ -419,3 +419,26 @@ async def test_both_directions_end_cleanly_on_aclose() -> None:
         with pytest.raises(CarrierClosed) as mine:
             await carrier.send_record(b"late")
         assert mine.value.code is ErrorCode.NO_ERROR
+
+
+async def test_an_idle_carrier_ends_by_the_quic_idle_timeout() -> None:
+    """[QUIC-4.5]: nothing sent for longer than idle_timeout: both sides see the carrier closed."""
+    async with (
+        quic.listen(LOOPBACK, 0, BOB, idle_timeout=0.5) as listener,
+        quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE, idle_timeout=0.5) as carrier,
+    ):
+        await carrier.send_record(b"one")
+        with trio.fail_after(5):
+            server = await listener.accept()
+            assert await server.receive_record() == b"one"
+        for i in range(6):  # traffic every 0.2 s (a session's keepalives) keeps it open past 0.5 s
+            await trio.sleep(0.2)
+            await carrier.send_record(b"%d" % i)
+            with trio.fail_after(5):
+                assert await server.receive_record() == b"%d" % i
+        start = trio.current_time()
+        with trio.fail_after(5), pytest.raises(CarrierClosed):
+            await carrier.receive_record()
+        with trio.fail_after(5), pytest.raises(CarrierClosed):
+            await server.receive_record()
+        assert trio.current_time() - start >= 0.4
