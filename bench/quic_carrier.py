@@ -1,7 +1,7 @@
 """The QUIC carrier's goodput against plain aioquic, on loopback, in one run (issue 12, item 9).
 
     python bench/quic_carrier.py            # ~30-60 s: 3 rounds of 32 MB per contender
-    python bench/quic_carrier.py --quick    # a smoke run; the figures mean little
+    python bench/quic_carrier.py --quick    # ~10 s smoke run (1 MB); the figures mean little
 
 Contenders, each moving the same bytes from a dialer to a listener in one process
 (both ends of every transfer share the CPU, as in bench/channels.py):
@@ -162,10 +162,10 @@ def aioquic_transfer(total: int, size: int, datagrams: bool) -> tuple[float, int
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
-    parser.add_argument("--megabytes", type=int, default=None, help="bytes per transfer (default 32, 2 with --quick)")
+    parser.add_argument("--megabytes", type=int, default=None, help="MB per transfer (default 32, 1 with --quick)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3, 2 with --quick)")
     args = parser.parse_args(argv)
-    total = (args.megabytes or (2 if args.quick else 32)) * 1_000_000
+    total = (args.megabytes or (1 if args.quick else 32)) * 1_000_000
     rounds = args.rounds or (2 if args.quick else 3)
     delivered: list[float] = []
 
