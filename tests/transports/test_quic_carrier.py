@@ -442,3 +442,20 @@ async def test_an_idle_carrier_ends_by_the_quic_idle_timeout() -> None:
         with trio.fail_after(5), pytest.raises(CarrierClosed):
             await server.receive_record()
         assert trio.current_time() - start >= 0.4
+
+
+async def test_no_datagram_frames_and_no_session_tickets() -> None:
+    """[QUIC-2.5]: neither side advertises DATAGRAM support; the listener issues no session ticket (no 0-RTT)."""
+    async with (
+        quic.listen(LOOPBACK, 0, BOB) as listener,
+        quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier,
+    ):
+        await carrier.send_record(b"x")
+        with trio.fail_after(5):
+            server = await listener.accept()
+            assert await server.receive_record() == b"x"
+        for side in (carrier, server):
+            connection = side._conn.quic
+            assert connection._configuration.max_datagram_frame_size is None
+            assert connection._remote_max_datagram_frame_size is None
+        assert server._conn.quic.tls.new_session_ticket_cb is None  # aioquic issues tickets only with it
