@@ -459,3 +459,57 @@ async def test_no_datagram_frames_and_no_session_tickets() -> None:
             assert connection._configuration.max_datagram_frame_size is None
             assert connection._remote_max_datagram_frame_size is None
         assert server._conn.quic.tls.new_session_ticket_cb is None  # aioquic issues tickets only with it
+
+
+async def test_many_dialers_on_one_listener() -> None:
+    """[QUIC-3.4.1]: ten dialers at once; each carrier is routed to its own connection and peer id."""
+    dialers = [make_keys(f"dialer {i}").identity for i in range(10)]
+    async with quic.listen(LOOPBACK, 0, BOB) as listener:
+        accepted: dict[object, list[bytes]] = {}
+
+        async def serve_one() -> None:
+            carrier = await listener.accept()
+            accepted[carrier.peer_id] = [await carrier.receive_record() for _ in range(20)]
+
+        async def dial_one(identity: Identity) -> None:
+            async with quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=identity) as carrier:
+                await carrier.send_records([str(identity.peer_id).encode() + b":%d" % i for i in range(20)])
+                with trio.move_on_after(5):
+                    while identity.peer_id not in accepted:
+                        await trio.sleep(0.01)
+
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for _ in dialers:
+                    nursery.start_soon(serve_one)
+                for identity in dialers:
+                    nursery.start_soon(dial_one, identity)
+        assert set(accepted) == {identity.peer_id for identity in dialers}
+        for peer, records in accepted.items():
+            assert records == [str(peer).encode() + b":%d" % i for i in range(20)]
+        assert listener.drops == {}
+
+
+async def test_garbage_to_the_dialer_is_dropped() -> None:
+    """[QUIC-4.3] on the dialer's socket too: junk in the middle of a transfer changes nothing."""
+    rng = random.Random(11)
+    async with (
+        quic.listen(LOOPBACK, 0, BOB) as listener,
+        quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier,
+    ):
+        dialer_address = carrier._conn.driver.sock.getsockname()
+        junk = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
+        try:
+            await carrier.send_record(b"before")
+            for _ in range(100):
+                await junk.sendto(rng.randbytes(rng.randint(1, 1400)), dialer_address)
+            await trio.sleep(0.1)
+            await carrier.send_record(b"after")
+        finally:
+            junk.close()
+        with trio.fail_after(5):
+            server = await listener.accept()
+            assert [await server.receive_record(), await server.receive_record()] == [b"before", b"after"]
+            await server.send_record(b"reply")
+            assert await carrier.receive_record() == b"reply"
+        assert sum(carrier._conn.driver.drops.values()) > 0
