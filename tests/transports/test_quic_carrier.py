@@ -36,7 +36,7 @@ async def accept_one(listener: quic.QuicListener, into: list[QuicCarrier]) -> No
 
 
 async def test_handshake_authenticates_both_sides() -> None:
-    """[QUIC-2.1] [QUIC-3.2.1] [QUIC-3.4.1]: the dialer learns the listener's id, the listener the dialer's."""
+    """[QUIC-2.1] [QUIC-3.2.1] [QUIC-3.4.1] [QUIC-3.3.2]: each side learns the other's id; a record may follow the proof at once."""
     async with quic.listen(LOOPBACK, 0, BOB) as listener:
         accepted: list[QuicCarrier] = []
         async with trio.open_nursery() as nursery:
@@ -132,7 +132,7 @@ def _garbage_proof(identity: Identity, listener_spki: bytes) -> bytes:
 async def test_dialer_with_a_bad_proof_is_refused(
     proof: Callable[[Identity, bytes], bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """[QUIC-3.3.1] [QUIC-3.4.1] [QUIC-3.4.2]: the listener closes with BAD_IDENTITY and accepts nothing."""
+    """[QUIC-3.3.1] [QUIC-3.4.1] [QUIC-3.4.2] [QUIC-4.2]: the listener closes with BAD_IDENTITY and accepts nothing."""
     monkeypatch.setattr(quic_tls, "dialer_proof", proof)
     async with quic.listen(LOOPBACK, 0, BOB) as listener:
         async with quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier:
@@ -371,7 +371,7 @@ async def test_a_dialer_without_the_p2pos_alpn_is_refused(monkeypatch: pytest.Mo
 
 
 async def test_data_on_another_stream_closes_the_carrier() -> None:
-    """[QUIC-2.2] [QUIC-2.2a]: the listener closes with PROTOCOL_VIOLATION when a second stream carries data."""
+    """[QUIC-2.2] [QUIC-2.2a] [QUIC-4.2]: the listener closes with PROTOCOL_VIOLATION when a second stream carries data."""
     async with quic.listen(LOOPBACK, 0, BOB) as listener:
         async with quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier:
             conn = carrier._conn
@@ -513,3 +513,31 @@ async def test_garbage_to_the_dialer_is_dropped() -> None:
             await server.send_record(b"reply")
             assert await carrier.receive_record() == b"reply"
         assert sum(carrier._conn.driver.drops.values()) > 0
+
+
+async def test_each_connection_gets_a_fresh_listener_key() -> None:
+    """[QUIC-3.1.3]: two dials to one listener see two different TLS keys, both bound to the listener."""
+    keys = []
+    async with quic.listen(LOOPBACK, 0, BOB) as listener:
+        for _ in range(2):
+            async with quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier:
+                certificate, chain = quic._peer_certificate(carrier._conn.quic)
+                assert quic_tls.check_listener_certificate(certificate, chain, BOB.peer_id) == BOB.peer_id
+                keys.append(quic_tls.spki(certificate))
+    assert keys[0] != keys[1]
+
+
+async def test_unread_records_beyond_the_receive_limit_close_the_carrier(monkeypatch: pytest.MonkeyPatch) -> None:
+    """[QUIC-4.4]: a receiver that does not read gets its carrier closed with FLOW_CONTROL_ERROR past the bound."""
+    monkeypatch.setattr(quic, "RECEIVE_LIMIT", 256 * 1024)
+    async with (
+        quic.listen(LOOPBACK, 0, BOB) as listener,
+        quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier,
+    ):
+        with trio.fail_after(10), pytest.raises(CarrierClosed) as caught:
+            for _ in range(100):
+                await carrier.send_record(bytes(16384))
+            await carrier.receive_record()
+        assert caught.value.code is ErrorCode.FLOW_CONTROL_ERROR
+        server = await listener.accept()
+        assert server.closed

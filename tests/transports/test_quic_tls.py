@@ -176,3 +176,10 @@ def test_der_octet_string_round_trip(size: int) -> None:
 def test_non_minimal_der_length_is_refused() -> None:
     with pytest.raises(BadCertificate):
         quic_tls._der_octet_string_untrusted(b"\x04\x81\x05hello")
+
+
+def test_certificate_dates_are_ignored() -> None:
+    """[QUIC-3.1.4]: a binding in a certificate that expired long ago, or is not yet valid, still checks."""
+    for now in (0.0, 4_000_000_000.0):
+        certificate, _ = make_certificate(ALICE, now)
+        assert check_listener_certificate(certificate, 0, ALICE.peer_id) == ALICE.peer_id
