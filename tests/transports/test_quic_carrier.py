@@ -36,7 +36,10 @@ async def accept_one(listener: quic.QuicListener, into: list[QuicCarrier]) -> No
 
 
 async def test_handshake_authenticates_both_sides() -> None:
-    """[QUIC-2.1] [QUIC-3.2.1] [QUIC-3.4.1] [QUIC-3.3.2]: each side learns the other's id; a record may follow the proof at once."""
+    """[QUIC-2.1] [QUIC-3.2.1] [QUIC-3.4.1] [QUIC-3.3.2]: each side learns the other's id.
+
+    A record may follow the dialer's proof at once.
+    """
     async with quic.listen(LOOPBACK, 0, BOB) as listener:
         accepted: list[QuicCarrier] = []
         async with trio.open_nursery() as nursery:
@@ -371,7 +374,7 @@ async def test_a_dialer_without_the_p2pos_alpn_is_refused(monkeypatch: pytest.Mo
 
 
 async def test_data_on_another_stream_closes_the_carrier() -> None:
-    """[QUIC-2.2] [QUIC-2.2a] [QUIC-4.2]: the listener closes with PROTOCOL_VIOLATION when a second stream carries data."""
+    """[QUIC-2.2] [QUIC-2.2a] [QUIC-4.2]: data on a second stream: the listener closes with PROTOCOL_VIOLATION."""
     async with quic.listen(LOOPBACK, 0, BOB) as listener:
         async with quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier:
             conn = carrier._conn
