@@ -44,7 +44,13 @@ from aioquic._buffer import Buffer
 from aioquic.quic import events
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
-from aioquic.quic.packet import QuicHeader, QuicPacketType, encode_quic_version_negotiation, pull_quic_header
+from aioquic.quic.packet import (
+    QuicHeader,
+    QuicPacketType,
+    QuicProtocolVersion,
+    encode_quic_version_negotiation,
+    pull_quic_header,
+)
 from cryptography import x509
 
 from p2pos.proto.errors import ErrorCode, LocalProtocolError
@@ -68,6 +74,8 @@ __all__ = [
     "listen",
 ]
 
+#: QUIC version 1 only (spec/quic.md QUIC-2.1).
+SUPPORTED_VERSIONS = (int(QuicProtocolVersion.VERSION_1),)
 #: Flow-control windows: large enough for a loopback or LAN bandwidth-delay product.
 MAX_STREAM_DATA = 4 * 1024 * 1024
 MAX_DATA = 8 * 1024 * 1024
@@ -262,6 +270,7 @@ class _QuicSocket:
         config = QuicConfiguration(
             is_client=is_client,
             alpn_protocols=[ALPN],
+            supported_versions=list(SUPPORTED_VERSIONS),
             max_stream_data=MAX_STREAM_DATA,
             max_data=MAX_DATA,
             idle_timeout=self.idle_timeout,  # spec/quic.md QUIC-4.5: above the session's keepalive interval
@@ -337,7 +346,7 @@ class _QuicSocket:
     def _accept_initial(self, data: bytes, header: QuicHeader, addr: tuple[str, int], now: float) -> _Conn | None:
         packet_type, version = header.packet_type, header.version
         dcid, scid = header.destination_cid, header.source_cid
-        supported = QuicConfiguration().supported_versions
+        supported = list(SUPPORTED_VERSIONS)
         if packet_type != QuicPacketType.VERSION_NEGOTIATION and version is not None and version not in supported:
             self._sendto(
                 encode_quic_version_negotiation(source_cid=dcid, destination_cid=scid, supported_versions=supported),

@@ -311,7 +311,7 @@ async def test_p2pos_session_over_the_carrier() -> None:
 
 
 async def test_garbage_does_not_kill_the_listener() -> None:
-    """[QUIC-4.3]: junk datagrams, a junk Initial and a wrong-version packet are dropped and counted."""
+    """[QUIC-4.3] [QUIC-2.1]: junk, a junk Initial and other versions are dropped (and counted) or answered."""
     rng = random.Random(3)
     async with quic.listen(LOOPBACK, 0, BOB) as listener:
         junk = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
@@ -328,13 +328,19 @@ async def test_garbage_does_not_kill_the_listener() -> None:
                 *(rng.randbytes(rng.randint(1, 1500)) for _ in range(200)),
                 initial_like + b"\x00" + rng.randbytes(1300),  # an Initial whose protection fails
                 bytes([0xC0]) + (0x1A2A3A4A).to_bytes(4, "big") + b"\x08" + bytes(8) + b"\x08" + bytes(8) + bytes(1200),
+                # QUIC version 2 (RFC 9369): also answered with a Version Negotiation offering only v1 (QUIC-2.1)
+                bytes([0xD0]) + (0x6B3343CF).to_bytes(4, "big") + b"\x08" + bytes(8) + b"\x08" + bytes(8) + bytes(1200),
             ]
             for packet in packets:
                 await junk.sendto(packet, target)
             await trio.sleep(0.3)
-            with trio.fail_after(5):
-                version_negotiation = await junk.recv(2048)
-            assert version_negotiation[1:5] == bytes(4)  # a Version Negotiation packet answers the unknown version
+            for _ in range(2):
+                with trio.fail_after(5):
+                    version_negotiation = await junk.recv(2048)
+                assert version_negotiation[1:5] == bytes(4)  # a Version Negotiation packet answers each
+                dcid_end = 6 + version_negotiation[5]
+                versions = version_negotiation[dcid_end + 1 + version_negotiation[dcid_end] :]
+                assert versions == (1).to_bytes(4, "big")  # QUIC version 1 only
         finally:
             junk.close()
         assert sum(listener.drops.values()) > 0
