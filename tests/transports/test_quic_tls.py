@@ -7,6 +7,7 @@ with one defect each; the defect must be refused with the error the spec names.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 import pytest
 from cryptography import x509
@@ -183,3 +184,41 @@ def test_certificate_dates_are_ignored() -> None:
     for now in (0.0, 4_000_000_000.0):
         certificate, _ = make_certificate(ALICE, now)
         assert check_listener_certificate(certificate, 0, ALICE.peer_id) == ALICE.peer_id
+
+
+def test_mutated_proofs_and_bindings_raise_only_bad_certificate() -> None:
+    """Fuzz (STYLE 9): any byte changed, cut or added in a proof or a binding gives BadCertificate, nothing else."""
+    import random
+
+    rng = random.Random(12)
+    certificate, key = make_certificate(BOB, NOW)
+    listener_spki = spki(certificate)
+    proof = dialer_proof(ALICE, listener_spki)
+    binding = SignedRecord.create(BOB, DOMAIN_QUIC_TLS_KEY, bytes([ROLE_LISTENER]) + listener_spki).encode()
+    outcomes = {"refused": 0, "accepted": 0}
+
+    def check_proof(data: bytes) -> object:
+        return check_dialer_proof(data, listener_spki)
+
+    def check_binding(data: bytes) -> object:
+        return check_listener_certificate(certificate_with(octets(data), key), 0, BOB.peer_id)
+
+    cases: list[tuple[bytes, Callable[[bytes], object]]] = [(proof, check_proof), (binding, check_binding)]
+    for _ in range(400):
+        for data, check in cases:
+            mutated = bytearray(data)
+            match rng.randrange(3):
+                case 0:
+                    mutated[rng.randrange(len(mutated))] ^= 1 << rng.randrange(8)
+                case 1:
+                    del mutated[rng.randrange(len(mutated)) :]
+                case _:
+                    mutated += rng.randbytes(rng.randint(1, 8))
+            try:
+                check(bytes(mutated))
+            except BadCertificate:
+                outcomes["refused"] += 1
+            else:
+                outcomes["accepted"] += 1
+    assert outcomes["accepted"] == 0  # every mutation breaks the signature, a length or the payload
+    assert outcomes["refused"] == 800
