@@ -391,7 +391,14 @@ class _QuicSocket:
                     heapq.heappush(self._heap, (deadline, next(self._seq), conn))
                     if self._scope is not None and deadline < self._scope.deadline:
                         self._scope.deadline = deadline
+                if len(self._heap) > 4 * len(self.conns) + 64:
+                    self._compact_timers()
         conn.wake()
+
+    def _compact_timers(self) -> None:
+        """Drop stale heap entries (a timer moved: its old entry stays until popped, possibly 60 s out)."""
+        self._heap = [(conn.timer_key, next(self._seq), conn) for conn in self.conns if conn.timer_key is not None]
+        heapq.heapify(self._heap)
 
     def _event(self, conn: _Conn, event: events.QuicEvent) -> None:
         match event:
@@ -414,8 +421,9 @@ class _QuicSocket:
                 pass
 
     def _dialer_check(self, conn: _Conn) -> None:
-        assert conn.expected is not None  # set by dial()
         try:
+            if conn.expected is None:
+                raise QuicError("a dialing connection needs the expected peer id", ErrorCode.INTERNAL_ERROR)
             certificate, chain = _peer_certificate(conn.quic)
             peer = quic_tls.check_listener_certificate(certificate, chain, conn.expected)
         except QuicError as exc:
