@@ -31,6 +31,7 @@ PREFIXES: Mapping[str, str] = {
     "flow.md": "FLOW",
     "recovery.md": "REC",
     "rendezvous.md": "RDV",
+    "quic.md": "QUIC",
     "errors.md": "ERR",
     "conformance.md": "CONF",
 }
