@@ -1,0 +1,659 @@
+"""The network-namespace lab: an "internet", servers in it, and peers behind nftables routers.
+
+    pytestmark = netlab.MARKS
+    with netlab.lab() as lab:
+        stun = lab.server("stun")                        # 198.18.0.1 in the internet namespace
+        a = lab.peer("a", "eim", wan=Impairment(delay_ms=25))
+        b = lab.peer("b", "random")
+        sock = lab.socket(a.ns, socket.SOCK_DGRAM)       # a plain socket living in a's namespace
+        sock.bind((a.address, 0))
+        proc = lab.spawn(lab.internet, ["turnserver", ...])  # killed when the lab ends
+        cut = lab.cut(a.router, b.router, "udp")          # nftables drop in the internet namespace
+        cut.restore()
+
+Topology.  One namespace ``<prefix>-inet`` routes between point-to-point links, one per router
+(or per ``none`` peer): link ``i`` is 198.18.i.0/24, the internet's end ``r<i>`` is 198.18.i.1,
+the router's ``wan`` (or the public peer's ``eth0``) is 198.18.i.2.  Servers are /32 addresses
+198.18.0.k on the internet namespace's loopback: processes run there bind them.  Behind router
+``i`` the LAN is 10.i.0.0/24: router ``lan`` 10.i.0.1, peer ``eth0`` 10.i.0.2.  No other
+addresses are used (IPv6 is not set up yet).
+
+Router kinds (nftables table ``ip p2lab`` in the router's namespace, ``ip_forward`` on there):
+
+* ``none``: no router; the peer holds a public address and is reachable directly;
+* ``eim``: ``masquerade`` (Linux keeps the source port: endpoint-independent mapping) and an
+  inbound filter that drops new flows from the WAN, forwarded or to the router itself, so only
+  replies to flows the inside opened pass (address- and port-dependent filtering);
+* ``random``: ``masquerade fully-random`` (a new random port per conntrack entry, that is per
+  destination) with the same filter;
+* ``udp-blocked``: drops all UDP both ways; TCP is NATed (``masquerade``) and filtered as above.
+
+Links: a link is a veth pair, or, when an :class:`Impairment` is asked for and the kernel has no
+``sch_netem`` (as on the project's firecracker kernel), a pair of TUN devices joined by
+``labwire.py``, a small userspace wire that delays, drops and rate-limits (same semantics: the
+delay applies in each direction).  ``P2POS_LAB_WIRE=1`` forces the wire.  With netem, the
+impairment is ``tc qdisc replace ... netem`` on both ends.
+
+Cleanup: every process the lab started (its whole process group; each also gets SIGKILL if the
+test process dies, ``setpriv --pdeathsig``), every socket it made, every namespace (and with them their
+veths), its temp folder: all go when the ``with`` ends, however it ends, and the test fails if a
+namespace is still listed.  Namespace names are ``p2lab-<pid>-<hex6>-<role>``; a lab first sweeps
+namespaces of that prefix whose pid is gone (crashed runs), killing what still runs in them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import dataclasses
+import ipaddress
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Literal
+
+import pytest
+
+#: Root is needed; CI runs as root and never skips (same rule as tests/transports/netns_lab.py).
+MARKS = [
+    pytest.mark.netns,
+    pytest.mark.skipif(
+        os.geteuid() != 0 and "CI" not in os.environ,
+        reason="the namespace lab needs root (CI runs as root and never skips this)",
+    ),
+]
+
+PREFIX = "p2lab"
+KINDS = ("none", "eim", "random", "udp-blocked")
+Kind = Literal["none", "eim", "random", "udp-blocked"]
+Proto = Literal["udp", "tcp", "all"]
+_NAME = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]{{6}}-[a-z0-9-]+$")
+_CLONE_NEWNET = 0x40000000
+WIRE_SCRIPT = Path(__file__).with_name("labwire.py")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def tool(name: str) -> str:
+    """The path of a system program (``ip``, ``nft``, ``tc``, ``turnserver``), or fail saying how to get it."""
+    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if Path(p).exists()), None)
+    if found is None:
+        pytest.fail(f"`{name}` is needed by the namespace lab (`make system-deps` installs it)", pytrace=False)
+    return found
+
+
+def listed_namespaces() -> set[str]:
+    out = subprocess.run([tool("ip"), "netns", "list"], capture_output=True, text=True, check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def _launcher() -> list[str]:
+    """``setpriv --pdeathsig KILL`` (util-linux): a lab process dies with the test process that started it."""
+    found = shutil.which("setpriv")
+    return [found, "--pdeathsig", "KILL"] if found else []
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _kill_namespace_pids(ns: str) -> None:
+    """SIGKILL whatever still runs in namespace ``ns`` (the pids ``ip netns pids`` lists)."""
+    out = subprocess.run([tool("ip"), "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
+    for word in out.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(word), signal.SIGKILL)
+
+
+def sweep() -> list[str]:
+    """Delete lab namespaces left by runs whose process is gone; return their names."""
+    swept = []
+    for ns in sorted(listed_namespaces()):
+        match = _NAME.match(ns)
+        if match is None or _pid_alive(int(match.group(1))):
+            continue
+        _kill_namespace_pids(ns)
+        subprocess.run([tool("ip"), "netns", "del", ns], capture_output=True, check=False)
+        swept.append(ns)
+    return swept
+
+
+@contextlib.contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """Run the block with this thread in namespace ``ns``: sockets made here stay in it for good."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if _libc.setns(target, _CLONE_NEWNET) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            if _libc.setns(home, _CLONE_NEWNET) != 0:  # never leave the test in a lab namespace
+                os._exit(70)
+    finally:
+        os.close(home)
+
+
+def sysctl_get(ns: str, key: str) -> str:
+    """Read a sysctl as namespace ``ns`` sees it (``/proc/sys/net`` is per network namespace)."""
+    with inside(ns):
+        return Path("/proc/sys", *key.split(".")).read_text().strip()
+
+
+def sysctl_set(ns: str, key: str, value: str | int) -> None:
+    with inside(ns):
+        Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Impairment:
+    """What a link does to packets, in each direction (netem semantics)."""
+
+    delay_ms: float = 0.0
+    loss_pct: float = 0.0
+    rate_kbit: int | None = None
+
+    def netem_args(self) -> list[str]:
+        args = ["delay", f"{self.delay_ms}ms", "loss", f"{self.loss_pct}%"]
+        return [*args, "rate", f"{self.rate_kbit}kbit"] if self.rate_kbit else args
+
+    def wire_command(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+
+@dataclasses.dataclass(slots=True)
+class Link:
+    """A point-to-point link: ``ends`` are (namespace, interface); ``wire`` is set for a TUN wire."""
+
+    lab: Lab
+    ends: tuple[tuple[str, str], tuple[str, str]]
+    wire: subprocess.Popen[str] | None = None
+    impairment: Impairment | None = None
+
+    def impair(self, impairment: Impairment | None) -> None:
+        """Change what the link does (``None``: a clean link) in both directions, at once."""
+        wanted = impairment or Impairment()
+        if self.wire is not None:
+            assert self.wire.stdin is not None and self.wire.stdout is not None
+            self.wire.stdin.write(wanted.wire_command() + "\n")
+            self.wire.stdin.flush()
+            if self.wire.stdout.readline().strip() != "ok":
+                pytest.fail(f"the wire of {self.ends} did not take {wanted}", pytrace=False)
+        elif self.lab.netem:
+            for ns, dev in self.ends:
+                self.lab.command(
+                    "ip",
+                    "netns",
+                    "exec",
+                    ns,
+                    tool("tc"),
+                    "qdisc",
+                    "replace",
+                    "dev",
+                    dev,
+                    "root",
+                    "netem",
+                    *wanted.netem_args(),
+                )
+        else:
+            pytest.fail(
+                "this kernel has no sch_netem: ask for the impairment when the link is built "
+                "(lab.peer(..., wan=Impairment())) so the lab makes it a userspace wire",
+                pytrace=False,
+            )
+        self.impairment = impairment
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Server:
+    """An address of the internet namespace for a server process (bind it, run there)."""
+
+    name: str
+    ns: str
+    address: str
+
+    @property
+    def public(self) -> str:
+        return self.address
+
+
+@dataclasses.dataclass(slots=True)
+class Router:
+    name: str
+    ns: str
+    kind: Kind
+    public: str  # its WAN address
+    lan_address: str
+    wan: Link
+    lan: Link | None = None
+
+    def set_udp_timeouts(self, udp: int | None = None, stream: int | None = None) -> None:
+        """Conntrack UDP timeouts of this router only (they are per network namespace)."""
+        if udp is not None:
+            sysctl_set(self.ns, "net.netfilter.nf_conntrack_udp_timeout", udp)
+        if stream is not None:
+            sysctl_set(self.ns, "net.netfilter.nf_conntrack_udp_timeout_stream", stream)
+
+
+@dataclasses.dataclass(slots=True)
+class Peer:
+    name: str
+    ns: str
+    kind: Kind
+    address: str  # its own address: 10.i.0.2 behind a router, 198.18.i.2 for `none`
+    router: Router | None
+    wan: Link  # the link to the internet (the router's, or its own for `none`)
+
+    @property
+    def public(self) -> str:
+        return self.router.public if self.router is not None else self.address
+
+
+Host = Peer | Router | Server | str
+
+
+def _public(host: Host) -> str:
+    return host if isinstance(host, str) else host.public
+
+
+@dataclasses.dataclass(slots=True)
+class Cut:
+    """Traffic of ``proto`` between two public addresses dropped in the internet; ``restore()`` undoes it."""
+
+    lab: Lab
+    a: str
+    b: str
+    proto: Proto
+    active: bool = True
+
+    def restore(self) -> None:
+        if self.active:
+            self.lab.nft(self.lab.internet, f"delete element ip p2lab cut_{self.proto} {{ {self._pairs()} }}")
+            self.active = False
+
+    def _pairs(self) -> str:
+        return f"{self.a} . {self.b}, {self.b} . {self.a}"
+
+
+def _router_rules(kind: Kind) -> str:
+    """nftables for a router of ``kind`` (chains named for what they do; no keyword names)."""
+    nat = "masquerade fully-random" if kind == "random" else "masquerade"
+    block = "        meta l4proto udp drop\n" if kind == "udp-blocked" else ""
+    return f"""table ip p2lab {{
+    chain outward {{
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "wan" {nat}
+    }}
+    chain screening {{
+        type filter hook forward priority filter; policy accept;
+{block}        ct state established,related accept
+        iifname "wan" drop
+    }}
+    chain guarding {{
+        type filter hook input priority filter; policy accept;
+        iifname "wan" ct state established,related accept
+        iifname "wan" drop
+    }}
+}}
+"""
+
+
+_INTERNET_RULES = """table ip p2lab {
+    set cut_udp { type ipv4_addr . ipv4_addr; }
+    set cut_tcp { type ipv4_addr . ipv4_addr; }
+    set cut_all { type ipv4_addr . ipv4_addr; }
+    chain passing {
+        type filter hook forward priority filter; policy accept;
+        ip saddr . ip daddr @cut_all drop
+        meta l4proto udp ip saddr . ip daddr @cut_udp drop
+        meta l4proto tcp ip saddr . ip daddr @cut_tcp drop
+    }
+    chain arriving {
+        type filter hook input priority filter; policy accept;
+        ip saddr . ip daddr @cut_all drop
+        meta l4proto udp ip saddr . ip daddr @cut_udp drop
+        meta l4proto tcp ip saddr . ip daddr @cut_tcp drop
+    }
+    chain leaving {
+        type filter hook output priority filter; policy accept;
+        ip saddr . ip daddr @cut_all drop
+        meta l4proto udp ip saddr . ip daddr @cut_udp drop
+        meta l4proto tcp ip saddr . ip daddr @cut_tcp drop
+    }
+}
+"""
+
+
+#: whether this kernel has sch_netem, probed once per test process
+_NETEM: dict[str, bool] = {}
+
+
+class Lab:
+    """One topology; build it with :meth:`server` and :meth:`peer`, use it, then :meth:`close`."""
+
+    def __init__(self) -> None:
+        self.suffix = secrets.token_hex(3)
+        self.stem = f"{PREFIX}-{os.getpid()}-{self.suffix}"
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"{self.stem}-"))
+        self.created: list[str] = []
+        self.processes: list[subprocess.Popen[str]] = []
+        self.sockets: list[socket.socket] = []
+        self.threads: list[threading.Thread] = []
+        self.stopping = threading.Event()
+        self.links = 0
+        self.servers: list[Server] = []
+        self.peers: dict[str, Peer] = {}
+        self.labels: dict[int, str] = {}
+        self.internet = f"{self.stem}-inet"
+        self.netem = False
+
+    def start(self) -> None:
+        """Make the internet namespace (forwarding on, the cut sets loaded)."""
+        self._namespace("inet")
+        self._ip_batch(self.internet, ["link set lo up"])
+        sysctl_set(self.internet, "net.ipv4.ip_forward", 1)
+        self.nft(self.internet, _INTERNET_RULES)
+        self.netem = self._has_netem()
+
+    # -- commands -------------------------------------------------------------------------------
+
+    def command(self, *argv: str, stdin: str | None = None) -> str:
+        """Run a command to completion; a failure fails the test with the command's own message."""
+        result = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, timeout=30)
+        if result.returncode != 0:
+            pytest.fail(f"`{' '.join(argv)}` failed: {result.stderr.strip()}", pytrace=False)
+        return result.stdout
+
+    def _ip_batch(self, ns: str, lines: Sequence[str]) -> None:
+        self.command(tool("ip"), "-n", ns, "-batch", "-", stdin="\n".join(lines) + "\n")
+
+    def nft(self, ns: str, rules: str) -> None:
+        """Load nftables text (``nft -f -``) in namespace ``ns``."""
+        self.command(tool("ip"), "netns", "exec", ns, tool("nft"), "-f", "-", stdin=rules)
+
+    def _namespace(self, role: str) -> str:
+        name = f"{self.stem}-{role}"
+        self.command(tool("ip"), "netns", "add", name)
+        self.created.append(name)
+        return name
+
+    def _has_netem(self) -> bool:
+        if os.environ.get("P2POS_LAB_WIRE") == "1":
+            return False
+        if "netem" not in _NETEM:
+            tc = [tool("ip"), "netns", "exec", self.internet, tool("tc"), "qdisc"]
+            found = subprocess.run([*tc, "add", "dev", "lo", "root", "netem"], capture_output=True, check=False)
+            _NETEM["netem"] = found.returncode == 0
+            if _NETEM["netem"]:
+                self.command(*tc, "del", "dev", "lo", "root")
+        return _NETEM["netem"]
+
+    # -- building -------------------------------------------------------------------------------
+
+    def server(self, name: str) -> Server:
+        """A new internet address 198.18.0.k (on the internet namespace's loopback) for a server."""
+        address = f"198.18.0.{len(self.servers) + 1}"
+        self._ip_batch(self.internet, [f"addr add {address}/32 dev lo"])
+        made = Server(name, self.internet, address)
+        self.servers.append(made)
+        return made
+
+    def _link(self, a: tuple[str, str], b: tuple[str, str], impairment: Impairment | None) -> Link:
+        """A link between (namespace, interface) ends: veth, or a TUN wire when netem is missing."""
+        if impairment is None or self.netem:
+            self._ip_batch(a[0], [f"link add {a[1]} type veth peer name {b[1]} netns {b[0]}"])
+            link = Link(self, (a, b))
+            if impairment is not None:
+                link.impair(impairment)
+            return link
+        wire = self.spawn(None, [sys.executable, str(WIRE_SCRIPT), a[0], a[1], b[0], b[1]], pipes=True)
+        assert wire.stdout is not None
+        if wire.stdout.readline().strip() != "ready":
+            pytest.fail(f"the userspace wire did not start: {self._log_tail(wire)}", pytrace=False)
+        link = Link(self, (a, b), wire=wire)
+        link.impair(impairment)
+        return link
+
+    def peer(self, name: str, kind: Kind, *, wan: Impairment | None = None, lan: Impairment | None = None) -> Peer:
+        """A peer namespace behind a router of ``kind`` (none: a public address of its own).
+
+        ``wan`` impairs the router's link to the internet (the peer's own for ``none``), ``lan``
+        the peer's link to its router.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"router kind {kind!r}: one of {KINDS}")
+        self.links += 1
+        i = self.links
+        if i > 250:
+            raise ValueError("at most 250 peers per lab")
+        peer_ns = self._namespace(name)
+        inet_end = (self.internet, f"r{i}")
+        if kind == "none":
+            link = self._link((peer_ns, "eth0"), inet_end, wan)
+            self._ip_batch(self.internet, [f"addr add 198.18.{i}.1/24 dev r{i}", f"link set r{i} up"])
+            self._ip_batch(
+                peer_ns,
+                [
+                    "link set lo up",
+                    f"addr add 198.18.{i}.2/24 dev eth0",
+                    "link set eth0 up",
+                    f"route add default via 198.18.{i}.1",
+                ],
+            )
+            made = Peer(name, peer_ns, kind, f"198.18.{i}.2", None, link)
+            self.peers[name] = made
+            return made
+        router_ns = self._namespace(f"{name}-router")
+        wan_link = self._link((router_ns, "wan"), inet_end, wan)
+        lan_link = self._link((router_ns, "lan"), (peer_ns, "eth0"), lan)
+        self._ip_batch(self.internet, [f"addr add 198.18.{i}.1/24 dev r{i}", f"link set r{i} up"])
+        self._ip_batch(
+            router_ns,
+            [
+                "link set lo up",
+                f"addr add 198.18.{i}.2/24 dev wan",
+                "link set wan up",
+                f"addr add 10.{i}.0.1/24 dev lan",
+                "link set lan up",
+                f"route add default via 198.18.{i}.1",
+            ],
+        )
+        self._ip_batch(
+            peer_ns,
+            [
+                "link set lo up",
+                f"addr add 10.{i}.0.2/24 dev eth0",
+                "link set eth0 up",
+                f"route add default via 10.{i}.0.1",
+            ],
+        )
+        sysctl_set(router_ns, "net.ipv4.ip_forward", 1)
+        self.nft(router_ns, _router_rules(kind))
+        router = Router(f"{name}-router", router_ns, kind, f"198.18.{i}.2", f"10.{i}.0.1", wan_link, lan_link)
+        made = Peer(name, peer_ns, kind, f"10.{i}.0.2", router, wan_link)
+        self.peers[name] = made
+        return made
+
+    # -- cutting paths --------------------------------------------------------------------------
+
+    def cut(self, a: Host, b: Host, proto: Proto = "udp") -> Cut:
+        """Drop ``proto`` between two hosts' public addresses (both ways) in the internet namespace."""
+        made = Cut(self, _public(a), _public(b), proto)
+        self.nft(self.internet, f"add element ip p2lab cut_{proto} {{ {made._pairs()} }}")
+        return made
+
+    # -- running things -------------------------------------------------------------------------
+
+    def socket(self, ns: str, kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET) -> socket.socket:
+        """A plain socket in namespace ``ns``, closed when the lab ends."""
+        with inside(ns):
+            made = socket.socket(family, kind)
+        self.sockets.append(made)
+        return made
+
+    def spawn(
+        self, ns: str | None, argv: Sequence[str], *, pipes: bool = False, name: str = ""
+    ) -> subprocess.Popen[str]:
+        """Start ``argv`` in namespace ``ns`` (``ip netns exec``; ``None``: here) in its own process group.
+
+        Its stdout and stderr go to ``<tmp>/<name>.out|.err`` unless ``pipes`` (then stdin and
+        stdout are text pipes, stderr still a file).  The lab kills the group when it ends.
+        """
+        label = name or f"{Path(argv[0]).name}-{len(self.processes)}"
+        full = [*_launcher(), *([tool("ip"), "netns", "exec", ns] if ns is not None else []), *argv]
+        err: IO[str] = open(self.tmp / f"{label}.err", "w")  # noqa: SIM115 (kept by the child)
+        out: IO[str] | int = subprocess.PIPE if pipes else open(self.tmp / f"{label}.out", "w")  # noqa: SIM115
+        try:
+            stdin = subprocess.PIPE if pipes else subprocess.DEVNULL
+            proc = subprocess.Popen(full, stdin=stdin, stdout=out, stderr=err, text=True, start_new_session=True)
+        finally:
+            err.close()
+            if not isinstance(out, int):
+                out.close()
+        self.labels[proc.pid] = label
+        self.processes.append(proc)
+        return proc
+
+    def _log_tail(self, proc: subprocess.Popen[str]) -> str:
+        path = self.tmp / f"{self.labels.get(proc.pid)}.err"
+        return path.read_text()[-2000:] if path.exists() else ""
+
+    def log(self, proc: subprocess.Popen[str], stream: str = "out") -> str:
+        """What a spawned process wrote so far to its stdout (``out``) or stderr (``err``)."""
+        path = self.tmp / f"{self.labels.get(proc.pid)}.{stream}"
+        return path.read_text() if path.exists() else ""
+
+    def run(self, ns: str, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run ``argv`` in namespace ``ns`` to completion (killed on timeout); never raises on its exit status."""
+        full = [*_launcher(), tool("ip"), "netns", "exec", ns, *argv]
+        pipe = subprocess.PIPE
+        proc = subprocess.Popen(full, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
+        self.processes.append(proc)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _stop(proc)
+            out, err = proc.communicate()
+        return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
+
+    def background(self, target: Callable[[threading.Event], None], name: str) -> threading.Thread:
+        """Run ``target(stopping_event)`` on a daemon thread that the lab joins when it ends."""
+        thread = threading.Thread(target=target, args=(self.stopping,), name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return thread
+
+    # -- observing ------------------------------------------------------------------------------
+
+    def reflector(self, server: Server, port: int = 3479) -> tuple[str, int]:
+        """A UDP service on ``server`` answering every datagram with ``b"<ip> <port>"`` of its source.
+
+        The way to see a mapping without conntrack: what the internet saw of an inside socket.
+        """
+        sock = self.socket(server.ns)
+        sock.bind((server.address, port))
+        sock.settimeout(0.05)
+
+        def serve(stopping: threading.Event) -> None:
+            while not stopping.is_set():
+                try:
+                    _, source = sock.recvfrom(2048)
+                    sock.sendto(f"{source[0]} {source[1]}".encode(), source)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+
+        self.background(serve, f"reflector-{server.name}")
+        return (server.address, port)
+
+    def namespaces(self) -> list[str]:
+        return list(self.created)
+
+    # -- ending ---------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=5)
+        for sock in self.sockets:
+            sock.close()
+        for proc in self.processes:
+            _stop(proc)
+        for ns in self.created:  # anything started in a namespace by other means
+            _kill_namespace_pids(ns)
+        for ns in reversed(self.created):  # deleting a namespace deletes its veth ends
+            subprocess.run([tool("ip"), "netns", "del", ns], capture_output=True, check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        left = listed_namespaces() & set(self.created)
+        if left:
+            pytest.fail(f"namespaces left behind: {sorted(left)}", pytrace=False)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM the process group, SIGKILL it after 3 s, and reap the process."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            pass
+    with contextlib.suppress(ProcessLookupError):  # the rest of its group, even if the leader is gone
+        os.killpg(proc.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=5)
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+@contextlib.contextmanager
+def lab() -> Iterator[Lab]:
+    """A lab that is removed when the block ends, however it ends; sweeps crashed runs first."""
+    sweep()
+    made = Lab()
+    try:
+        made.start()
+        yield made
+    finally:
+        made.close()
+
+
+def is_lab_address(address: str) -> bool:
+    """Whether an address is one the lab may use (198.18.0.0/15 or 10/8)."""
+    ip = ipaddress.ip_address(address)
+    return ip in ipaddress.ip_network("198.18.0.0/15") or ip in ipaddress.ip_network("10.0.0.0/8")
+
+
+def wait_until(predicate: Callable[[], object], timeout: float, step: float = 0.02) -> bool:
+    """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
