@@ -150,7 +150,7 @@ def test_cut_and_restore_udp_ten_times_while_tcp_passes(lab: netlab.Lab) -> None
 
     def direct_works() -> bool:
         """A datagram each way across the direct path, punched again if needed (0.5 s at most)."""
-        heard = set()
+        heard: set[bytes] = set()
         deadline = time.monotonic() + 0.5
         while time.monotonic() < deadline and len(heard) < 2:
             sa.sendto(b"a", pb)
