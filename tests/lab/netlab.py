@@ -54,6 +54,7 @@ import secrets
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -269,6 +270,21 @@ class Peer:
     @property
     def public(self) -> str:
         return self.router.public if self.router is not None else self.address
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Coturn:
+    """A running coturn: where it listens, its realm and users, its process."""
+
+    server: Server
+    port: int
+    realm: str
+    users: dict[str, str]
+    process: subprocess.Popen[str]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.server.address, self.port)
 
 
 Host = Peer | Router | Server | str
@@ -588,6 +604,45 @@ class Lab:
 
         self.background(serve, f"reflector-{server.name}")
         return (server.address, port)
+
+    def coturn(
+        self, server: Server, *, port: int = 3478, users: dict[str, str] | None = None, realm: str = "p2pos.test"
+    ) -> Coturn:
+        """coturn (``turnserver``) on ``server``'s address, UDP and TCP, relaying from that address too.
+
+        Long-term credentials (``users``, default alice:secret); no TLS/DTLS; started and waited
+        for with a STUN Binding from the internet namespace (not a sleep); killed with the lab.
+        """
+        users = users or {"alice": "secret"}
+        name = f"turnserver-{server.name}"
+        argv = [tool("turnserver"), "-n", "--no-cli", f"--listening-ip={server.address}",
+                f"--relay-ip={server.address}", f"--listening-port={port}", "--min-port=49152",
+                "--max-port=49407", f"--realm={realm}", "--fingerprint", "--lt-cred-mech",
+                *(f"--user={user}:{password}" for user, password in users.items()), "--no-dtls", "--no-tls",
+                "--no-multicast-peers", "--log-file=stdout", "--simple-log",
+                f"--pidfile={self.tmp / name}.pid", f"--userdb={self.tmp / name}.sqlite"]  # fmt: skip
+        proc = self.spawn(server.ns, argv, name=name)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            probe = self.socket(server.ns)  # a new source port each time: coturn spreads clients over threads
+            probe.settimeout(0.1)
+            txid = secrets.token_bytes(12)
+            probe.sendto(struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, txid), (server.address, port))
+            try:
+                answer = probe.recv(2048)
+            except TimeoutError:
+                continue
+            finally:
+                probe.close()
+            if answer[:2] == b"\x01\x01" and answer[8:20] == txid:
+                return Coturn(server, port, realm, dict(users), proc)
+        sockets = subprocess.run(
+            [tool("ip"), "netns", "exec", server.ns, "ss", "-uanp"], check=False, capture_output=True, text=True
+        )
+        pytest.fail(
+            f"coturn did not answer a STUN Binding: {self.log(proc)}{self.log(proc, 'err')}{sockets.stdout}",
+            pytrace=False,
+        )
 
     def namespaces(self) -> list[str]:
         return list(self.created)
