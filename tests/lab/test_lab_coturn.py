@@ -1,13 +1,13 @@
 """coturn in the lab's internet namespace, asked with STUN/TURN messages built here by hand.
 
-* A STUN Binding (RFC 8489 §6) from a peer behind an ``eim`` router is answered with that
-  router's public address and the port every other internet host sees (XOR-MAPPED-ADDRESS,
-  RFC 8489 §14.2, decoded here).
-* From behind ``udp-blocked``, a TURN allocation over TCP (RFC 8656 §7.2, long-term credentials
-  RFC 8489 §9.2: 401 with REALM and NONCE, then MESSAGE-INTEGRITY with key MD5(user:realm:pass))
-  succeeds, relays a datagram to an internet host and back (CreatePermission, Send and Data
-  indications, §9-§11), and is released (Refresh with LIFETIME 0, §7.5: coturn removes it on
-  its next 1 s tick, then closes the TCP connection and the relayed port refuses datagrams).
+* A STUN Binding (RFC 8489) from a peer behind an ``eim`` router is answered with that router's
+  public address and the port every other internet host sees (XOR-MAPPED-ADDRESS, decoded here).
+* From behind ``udp-blocked``, a TURN allocation over TCP (RFC 8656 Allocate; the long-term
+  credential mechanism of RFC 8489: 401 with REALM and NONCE, then MESSAGE-INTEGRITY keyed with
+  MD5(user:realm:pass)) succeeds, relays a datagram to an internet host and back
+  (CreatePermission, Send and Data indications), and is released (Refresh with LIFETIME 0:
+  coturn removes it on its next 1 s tick, then closes the TCP connection, and the relayed port
+  refuses datagrams).
 
 These are checks of the lab, not the project's TURN client: they prove coturn works where the
 TURN tests will run it.
@@ -97,7 +97,7 @@ def test_stun_binding_from_behind_eim_sees_the_routers_public_address(lab: netla
 
 
 class TcpStun:
-    """STUN over a TCP stream: messages are framed by their own length field (RFC 8489 §6.2.2)."""
+    """STUN over a TCP stream: each message is framed by its own length field."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
