@@ -15,18 +15,31 @@ Topology.  One namespace ``<prefix>-inet`` routes between point-to-point links, 
 (or per ``none`` peer): link ``i`` is 198.18.i.0/24, the internet's end ``r<i>`` is 198.18.i.1,
 the router's ``wan`` (or the public peer's ``eth0``) is 198.18.i.2.  Servers are /32 addresses
 198.18.0.k on the internet namespace's loopback: processes run there bind them.  Behind router
-``i`` the LAN is 10.i.0.0/24: router ``lan`` 10.i.0.1, peer ``eth0`` 10.i.0.2.  No other
-addresses are used (IPv6 is not set up yet).
+``i`` the LAN is 10.i.0.0/24: router ``lan`` 10.i.0.1, peer ``eth0`` 10.i.0.2.
 
-Router kinds (nftables table ``ip p2lab`` in the router's namespace, ``ip_forward`` on there):
+IPv6 (2001:2::/48), alongside: servers 2001:2::k; site ``i`` owns 2001:2:0:i00::/56, its link
+2001:2:0:i00::/64 (internet ::1, router or public peer ::2), its LAN 2001:2:0:i01::/64 (router
+::1, peer ::2; ``i`` in hex).  No NAT66: a peer behind a router has a global address, behind the
+router's stateful filter.  IPv6 only flows once the kernel reports the links' carrier (up to a
+second after they are made): ``lab.socket(ns, family=AF_INET6)`` waits for it, other IPv6 users
+call ``lab.wait_links()``.  No other addresses are used.
+
+Router kinds (nftables table ``inet p2lab`` in the router's namespace, forwarding on there):
 
 * ``none``: no router; the peer holds a public address and is reachable directly;
 * ``eim``: ``masquerade`` (Linux keeps the source port: endpoint-independent mapping) and an
   inbound filter that drops new flows from the WAN, forwarded or to the router itself, so only
-  replies to flows the inside opened pass (address- and port-dependent filtering);
+  replies to flows the inside opened pass (address- and port-dependent filtering); IPv6 gets
+  the same filter (neighbour discovery is let in);
 * ``random``: ``masquerade fully-random`` (a new random port per conntrack entry, that is per
   destination) with the same filter;
-* ``udp-blocked``: drops all UDP both ways; TCP is NATed (``masquerade``) and filtered as above.
+* ``udp-blocked``: drops all UDP both ways (IPv6 too); TCP is NATed (``masquerade``, IPv4) and
+  filtered as above.
+
+Conntrack timeouts (``Router.set_udp_timeouts``) are per network namespace, so per router.
+Cuts (``lab.cut(x, y, proto)``) are nftables set elements in the internet namespace that drop
+``proto`` (udp, tcp, all) between two sites, both ways, on the forward, input and output hooks:
+the public IPv4 addresses and the IPv6 prefixes (a router's /56, a server's /128).
 
 Links: a link is a veth pair, or, when an :class:`Impairment` is asked for and the kernel has no
 ``sch_netem`` (as on the project's firecracker kernel), a pair of TUN devices joined by
@@ -229,15 +242,20 @@ class Link:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Server:
-    """An address of the internet namespace for a server process (bind it, run there)."""
+    """Addresses of the internet namespace for a server process (bind them, run there)."""
 
     name: str
     ns: str
     address: str
+    address6: str
 
     @property
     def public(self) -> str:
         return self.address
+
+    @property
+    def site6(self) -> str:
+        return f"{self.address6}/128"
 
 
 @dataclasses.dataclass(slots=True)
@@ -247,6 +265,8 @@ class Router:
     kind: Kind
     public: str  # its WAN address
     lan_address: str
+    public6: str  # its WAN address (IPv6: no NAT, the peer behind has a global address of its own)
+    site6: str  # the /56 holding its WAN and LAN prefixes
     wan: Link
     lan: Link | None = None
 
@@ -264,6 +284,8 @@ class Peer:
     ns: str
     kind: Kind
     address: str  # its own address: 10.i.0.2 behind a router, 198.18.i.2 for `none`
+    address6: str  # its own global IPv6 address (behind the router's firewall unless `none`)
+    site6: str  # the /56 of its site
     router: Router | None
     wan: Link  # the link to the internet (the router's, or its own for `none`)
 
@@ -290,37 +312,54 @@ class Coturn:
 Host = Peer | Router | Server | str
 
 
-def _public(host: Host) -> str:
-    return host if isinstance(host, str) else host.public
+def _sites(host: Host) -> tuple[str | None, str | None]:
+    """(IPv4 public address, IPv6 prefix) of a host; a string is one address of either family."""
+    if isinstance(host, str):
+        return (None, host) if ":" in host else (host, None)
+    return host.public, host.site6
 
 
 @dataclasses.dataclass(slots=True)
 class Cut:
-    """Traffic of ``proto`` between two public addresses dropped in the internet; ``restore()`` undoes it."""
+    """Traffic of ``proto`` between two sites dropped in the internet; ``restore()`` undoes it.
+
+    A site is a public IPv4 address and an IPv6 prefix (a router's /56, a server's /128).
+    """
 
     lab: Lab
-    a: str
-    b: str
+    a: tuple[str | None, str | None]
+    b: tuple[str | None, str | None]
     proto: Proto
-    active: bool = True
+    active: bool = False
+
+    def elements(self, verb: str) -> str:
+        commands = []
+        for family, (a, b) in (("", (self.a[0], self.b[0])), ("6", (self.a[1], self.b[1]))):
+            if a is not None and b is not None:
+                commands.append(f"{verb} element inet p2lab cut{family}_{self.proto} {{ {a} . {b}, {b} . {a} }}")
+        if not commands:
+            raise ValueError(f"nothing to cut between {self.a} and {self.b}: no common address family")
+        return "\n".join(commands) + "\n"
+
+    def apply(self) -> None:
+        if not self.active:
+            self.lab.nft(self.lab.internet, self.elements("add"))
+            self.active = True
 
     def restore(self) -> None:
         if self.active:
-            self.lab.nft(self.lab.internet, f"delete element ip p2lab cut_{self.proto} {{ {self._pairs()} }}")
+            self.lab.nft(self.lab.internet, self.elements("delete"))
             self.active = False
-
-    def _pairs(self) -> str:
-        return f"{self.a} . {self.b}, {self.b} . {self.a}"
 
 
 def _router_rules(kind: Kind) -> str:
     """nftables for a router of ``kind`` (chains named for what they do; no keyword names)."""
     nat = "masquerade fully-random" if kind == "random" else "masquerade"
     block = "        meta l4proto udp drop\n" if kind == "udp-blocked" else ""
-    return f"""table ip p2lab {{
+    return f"""table inet p2lab {{
     chain outward {{
         type nat hook postrouting priority srcnat; policy accept;
-        oifname "wan" {nat}
+        meta nfproto ipv4 oifname "wan" {nat}
     }}
     chain screening {{
         type filter hook forward priority filter; policy accept;
@@ -330,37 +369,42 @@ def _router_rules(kind: Kind) -> str:
     chain guarding {{
         type filter hook input priority filter; policy accept;
         iifname "wan" ct state established,related accept
+        iifname "wan" icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept
         iifname "wan" drop
     }}
 }}
 """
 
 
-_INTERNET_RULES = """table ip p2lab {
-    set cut_udp { type ipv4_addr . ipv4_addr; }
-    set cut_tcp { type ipv4_addr . ipv4_addr; }
-    set cut_all { type ipv4_addr . ipv4_addr; }
-    chain passing {
+_CUT_RULES = """\
+        ip saddr . ip daddr @cut_all drop
+        meta l4proto udp ip saddr . ip daddr @cut_udp drop
+        meta l4proto tcp ip saddr . ip daddr @cut_tcp drop
+        ip6 saddr . ip6 daddr @cut6_all drop
+        meta l4proto udp ip6 saddr . ip6 daddr @cut6_udp drop
+        meta l4proto tcp ip6 saddr . ip6 daddr @cut6_tcp drop
+"""
+_INTERNET_RULES = f"""table inet p2lab {{
+    set cut_udp {{ type ipv4_addr . ipv4_addr; }}
+    set cut_tcp {{ type ipv4_addr . ipv4_addr; }}
+    set cut_all {{ type ipv4_addr . ipv4_addr; }}
+    set cut6_udp {{ type ipv6_addr . ipv6_addr; flags interval; }}
+    set cut6_tcp {{ type ipv6_addr . ipv6_addr; flags interval; }}
+    set cut6_all {{ type ipv6_addr . ipv6_addr; flags interval; }}
+    chain passing {{
         type filter hook forward priority filter; policy accept;
-        ip saddr . ip daddr @cut_all drop
-        meta l4proto udp ip saddr . ip daddr @cut_udp drop
-        meta l4proto tcp ip saddr . ip daddr @cut_tcp drop
-    }
-    chain arriving {
+{_CUT_RULES}    }}
+    chain arriving {{
         type filter hook input priority filter; policy accept;
-        ip saddr . ip daddr @cut_all drop
-        meta l4proto udp ip saddr . ip daddr @cut_udp drop
-        meta l4proto tcp ip saddr . ip daddr @cut_tcp drop
-    }
-    chain leaving {
+{_CUT_RULES}    }}
+    chain leaving {{
         type filter hook output priority filter; policy accept;
-        ip saddr . ip daddr @cut_all drop
-        meta l4proto udp ip saddr . ip daddr @cut_udp drop
-        meta l4proto tcp ip saddr . ip daddr @cut_tcp drop
-    }
-}
+{_CUT_RULES}    }}
+}}
 """
 
+
+_AF_INET = socket.AF_INET  # (the method `Lab.socket` hides the module in the class body)
 
 #: whether this kernel has sch_netem, probed once per test process
 _NETEM: dict[str, bool] = {}
@@ -382,6 +426,7 @@ class Lab:
         self.servers: list[Server] = []
         self.peers: dict[str, Peer] = {}
         self.labels: dict[int, str] = {}
+        self.links_ready = True  # no link yet
         self.internet = f"{self.stem}-inet"
         self.netem = False
 
@@ -390,6 +435,7 @@ class Lab:
         self._namespace("inet")
         self._ip_batch(self.internet, ["link set lo up"])
         sysctl_set(self.internet, "net.ipv4.ip_forward", 1)
+        sysctl_set(self.internet, "net.ipv6.conf.all.forwarding", 1)
         self.nft(self.internet, _INTERNET_RULES)
         self.netem = self._has_netem()
 
@@ -413,6 +459,8 @@ class Lab:
         name = f"{self.stem}-{role}"
         self.command(tool("ip"), "netns", "add", name)
         self.created.append(name)
+        for scope in ("all", "default"):  # no duplicate address detection: addresses (link-local too) usable at once
+            sysctl_set(name, f"net.ipv6.conf.{scope}.accept_dad", 0)
         return name
 
     def _has_netem(self) -> bool:
@@ -429,15 +477,17 @@ class Lab:
     # -- building -------------------------------------------------------------------------------
 
     def server(self, name: str) -> Server:
-        """A new internet address 198.18.0.k (on the internet namespace's loopback) for a server."""
-        address = f"198.18.0.{len(self.servers) + 1}"
-        self._ip_batch(self.internet, [f"addr add {address}/32 dev lo"])
-        made = Server(name, self.internet, address)
+        """New internet addresses 198.18.0.k and 2001:2::k (on the internet namespace's loopback) for a server."""
+        k = len(self.servers) + 1
+        address, address6 = f"198.18.0.{k}", f"2001:2::{k:x}"
+        self._ip_batch(self.internet, [f"addr add {address}/32 dev lo", f"addr add {address6}/128 dev lo nodad"])
+        made = Server(name, self.internet, address, address6)
         self.servers.append(made)
         return made
 
     def _link(self, a: tuple[str, str], b: tuple[str, str], impairment: Impairment | None) -> Link:
         """A link between (namespace, interface) ends: veth, or a TUN wire when netem is missing."""
+        self.links_ready = False
         if impairment is None or self.netem:
             self._ip_batch(a[0], [f"link add {a[1]} type veth peer name {b[1]} netns {b[0]}"])
             link = Link(self, (a, b))
@@ -466,34 +516,43 @@ class Lab:
             raise ValueError("at most 250 peers per lab")
         peer_ns = self._namespace(name)
         inet_end = (self.internet, f"r{i}")
+        wan6, lan6, site6 = f"2001:2:0:{i * 256:x}:", f"2001:2:0:{i * 256 + 1:x}:", f"2001:2:0:{i * 256:x}::/56"
+        inet_side = [f"addr add 198.18.{i}.1/24 dev r{i}", f"addr add {wan6}:1/64 dev r{i} nodad", f"link set r{i} up"]
         if kind == "none":
             link = self._link((peer_ns, "eth0"), inet_end, wan)
-            self._ip_batch(self.internet, [f"addr add 198.18.{i}.1/24 dev r{i}", f"link set r{i} up"])
+            self._ip_batch(self.internet, inet_side)
             self._ip_batch(
                 peer_ns,
                 [
                     "link set lo up",
                     f"addr add 198.18.{i}.2/24 dev eth0",
+                    f"addr add {wan6}:2/64 dev eth0 nodad",
                     "link set eth0 up",
                     f"route add default via 198.18.{i}.1",
+                    f"route add default via {wan6}:1",
                 ],
             )
-            made = Peer(name, peer_ns, kind, f"198.18.{i}.2", None, link)
+            made = Peer(name, peer_ns, kind, f"198.18.{i}.2", f"{wan6}:2", site6, None, link)
             self.peers[name] = made
             return made
         router_ns = self._namespace(f"{name}-router")
+        sysctl_set(router_ns, "net.ipv4.ip_forward", 1)  # before its interfaces exist: IPv6 resets them on a change
+        sysctl_set(router_ns, "net.ipv6.conf.all.forwarding", 1)
         wan_link = self._link((router_ns, "wan"), inet_end, wan)
         lan_link = self._link((router_ns, "lan"), (peer_ns, "eth0"), lan)
-        self._ip_batch(self.internet, [f"addr add 198.18.{i}.1/24 dev r{i}", f"link set r{i} up"])
+        self._ip_batch(self.internet, [*inet_side, f"route add {lan6}:/64 via {wan6}:2"])
         self._ip_batch(
             router_ns,
             [
                 "link set lo up",
                 f"addr add 198.18.{i}.2/24 dev wan",
+                f"addr add {wan6}:2/64 dev wan nodad",
                 "link set wan up",
                 f"addr add 10.{i}.0.1/24 dev lan",
+                f"addr add {lan6}:1/64 dev lan nodad",
                 "link set lan up",
                 f"route add default via 198.18.{i}.1",
+                f"route add default via {wan6}:1",
             ],
         )
         self._ip_batch(
@@ -501,14 +560,17 @@ class Lab:
             [
                 "link set lo up",
                 f"addr add 10.{i}.0.2/24 dev eth0",
+                f"addr add {lan6}:2/64 dev eth0 nodad",
                 "link set eth0 up",
                 f"route add default via 10.{i}.0.1",
+                f"route add default via {lan6}:1",
             ],
         )
-        sysctl_set(router_ns, "net.ipv4.ip_forward", 1)
         self.nft(router_ns, _router_rules(kind))
-        router = Router(f"{name}-router", router_ns, kind, f"198.18.{i}.2", f"10.{i}.0.1", wan_link, lan_link)
-        made = Peer(name, peer_ns, kind, f"10.{i}.0.2", router, wan_link)
+        router = Router(
+            f"{name}-router", router_ns, kind, f"198.18.{i}.2", f"10.{i}.0.1", f"{wan6}:2", site6, wan_link, lan_link
+        )
+        made = Peer(name, peer_ns, kind, f"10.{i}.0.2", f"{lan6}:2", site6, router, wan_link)
         self.peers[name] = made
         return made
 
@@ -516,14 +578,37 @@ class Lab:
 
     def cut(self, a: Host, b: Host, proto: Proto = "udp") -> Cut:
         """Drop ``proto`` between two hosts' public addresses (both ways) in the internet namespace."""
-        made = Cut(self, _public(a), _public(b), proto)
-        self.nft(self.internet, f"add element ip p2lab cut_{proto} {{ {made._pairs()} }}")
+        made = Cut(self, _sites(a), _sites(b), proto)
+        made.apply()
         return made
 
     # -- running things -------------------------------------------------------------------------
 
+    def wait_links(self, timeout: float = 5.0) -> None:
+        """Until every lab interface has its carrier (IPv6 sends nothing on a link before).
+
+        The kernel reports a veth's carrier up to a second late (link events are batched), and
+        only then does IPv6 use the link; IPv4 does not wait.  ``socket(..., AF_INET6)`` calls
+        this; call it before starting anything else that uses IPv6.
+        """
+        if self.links_ready:
+            return
+
+        def ready() -> bool:
+            for ns in self.created:
+                out = self.command(tool("ip"), "-n", ns, "-o", "link")
+                if "NO-CARRIER" in out or "state DOWN" in out or "LOWERLAYERDOWN" in out:
+                    return False
+            return True
+
+        if not wait_until(ready, timeout, step=0.05):
+            pytest.fail(f"lab links still without carrier after {timeout} s", pytrace=False)
+        self.links_ready = True
+
     def socket(self, ns: str, kind: int = socket.SOCK_DGRAM, family: int = socket.AF_INET) -> socket.socket:
-        """A plain socket in namespace ``ns``, closed when the lab ends."""
+        """A plain socket in namespace ``ns``, closed when the lab ends (IPv6: once the links are up)."""
+        if family == socket.AF_INET6:
+            self.wait_links()
         with inside(ns):
             made = socket.socket(family, kind)
         self.sockets.append(made)
@@ -583,27 +668,29 @@ class Lab:
 
     # -- observing ------------------------------------------------------------------------------
 
-    def reflector(self, server: Server, port: int = 3479) -> tuple[str, int]:
+    def reflector(self, server: Server, port: int = 3479, family: int = _AF_INET) -> tuple[str, int]:
         """A UDP service on ``server`` answering every datagram with ``b"<ip> <port>"`` of its source.
 
         The way to see a mapping without conntrack: what the internet saw of an inside socket.
+        ``family=AF_INET6``: on the server's IPv6 address.
         """
-        sock = self.socket(server.ns)
-        sock.bind((server.address, port))
+        address = server.address6 if family == socket.AF_INET6 else server.address
+        sock = self.socket(server.ns, family=family)
+        sock.bind((address, port))
         sock.settimeout(0.05)
 
         def serve(stopping: threading.Event) -> None:
             while not stopping.is_set():
                 try:
                     _, source = sock.recvfrom(2048)
-                    sock.sendto(f"{source[0]} {source[1]}".encode(), source)
+                    sock.sendto(f"{source[0]} {source[1]}".encode(), source[:2])
                 except TimeoutError:
                     continue
                 except OSError:
                     return
 
-        self.background(serve, f"reflector-{server.name}")
-        return (server.address, port)
+        self.background(serve, f"reflector-{server.name}-{family}")
+        return (address, port)
 
     def coturn(
         self, server: Server, *, port: int = 3478, users: dict[str, str] | None = None, realm: str = "p2pos.test"
@@ -699,9 +786,9 @@ def lab() -> Iterator[Lab]:
 
 
 def is_lab_address(address: str) -> bool:
-    """Whether an address is one the lab may use (198.18.0.0/15 or 10/8)."""
+    """Whether an address is one the lab may use (198.18.0.0/15, 10/8 or 2001:2::/48)."""
     ip = ipaddress.ip_address(address)
-    return ip in ipaddress.ip_network("198.18.0.0/15") or ip in ipaddress.ip_network("10.0.0.0/8")
+    return any(ip in ipaddress.ip_network(net) for net in ("198.18.0.0/15", "10.0.0.0/8", "2001:2::/48"))
 
 
 def wait_until(predicate: Callable[[], object], timeout: float, step: float = 0.02) -> bool:

@@ -205,3 +205,33 @@ def test_conntrack_udp_timeouts_are_per_router(lab: netlab.Lab) -> None:
         except TimeoutError:
             late[name] = None
     assert late == {"a": None, "b": b"late"}
+
+
+def test_cut_covers_ipv6_between_sites(lab: netlab.Lab) -> None:
+    """A cut between two sites drops their IPv6 too (prefixes: the router's /56), UDP only."""
+    a, b = lab.peer("a", "eim"), lab.peer("b", "none")
+    assert a.router is not None
+    sa, sb = lab.socket(a.ns, family=socket.AF_INET6), lab.socket(b.ns, family=socket.AF_INET6)
+    sa.bind((a.address6, 0))
+    sb.bind((b.address6, 0))
+    sb.settimeout(0.3)
+
+    def passes() -> bool:
+        """a's datagram reaches b and b's answer reaches a (through a's stateful filter)."""
+        sa.sendto(b"ping", sb.getsockname()[:2])
+        try:
+            _, source = sb.recvfrom(100)
+        except TimeoutError:
+            return False
+        sb.sendto(b"pong", source[:2])
+        return bool(select.select([sa], [], [], 0.3)[0]) and sa.recv(100) == b"pong"
+
+    assert passes()
+    for _ in range(3):
+        cut = lab.cut(a.router, b, "udp")
+        assert not passes()
+        cut.restore()
+        assert passes()
+    tcp_cut = lab.cut(a, b, "tcp")  # a TCP cut leaves UDP alone
+    assert passes()
+    tcp_cut.restore()

@@ -17,6 +17,7 @@ import select
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import netlab
 import pytest
@@ -30,11 +31,11 @@ FINDINGS: dict[str, dict[str, str]] = {kind: {} for kind in netlab.KINDS}
 @pytest.fixture(scope="module", autouse=True)
 def summary() -> Iterator[None]:
     yield
-    columns = ("mapping", "unsolicited", "reply", "punch", "tcp")
+    columns = ("mapping", "unsolicited", "reply", "punch", "tcp", "ipv6")
     print("\nlab router kinds, as observed:")
     print(f"  {'kind':<12}" + "".join(f"{c:<24}" for c in columns))
     for kind, seen in FINDINGS.items():
-        print(f"  {kind:<12}" + "".join(f"{seen.get(c, '-'):<24}" for c in columns))
+        print(f"  {kind:<12}" + "".join(f"{seen.get(c, '-'):<23} " for c in columns))
 
 
 @pytest.fixture
@@ -54,12 +55,12 @@ def seen_from(sock: socket.socket, reflector: tuple[str, int]) -> tuple[str, int
     """The (address, port) a reflector saw this socket's datagram come from."""
     sock.sendto(b"who am i", reflector)
     data, source = sock.recvfrom(2048)
-    assert source == reflector
+    assert source[:2] == reflector
     address, port = data.decode().split()
     return address, int(port)
 
 
-def receive(sock: socket.socket, wait: float) -> list[tuple[bytes, tuple[str, int]]]:
+def receive(sock: socket.socket, wait: float) -> list[tuple[bytes, tuple[Any, ...]]]:
     """Everything the socket receives within ``wait`` seconds."""
     got = []
     deadline = time.monotonic() + wait
@@ -186,3 +187,40 @@ def test_none_is_reachable_directly(lab: netlab.Lab) -> None:
     assert receive(sock, 1.0) == [(b"unsolicited", (stranger.address, 4000))]
     assert seen_from(sock, lab.reflector(lab.server("stun"))) == sock.getsockname()
     FINDINGS["none"].update(mapping="public, no NAT", unsolicited="passes", reply="passes")
+
+
+@pytest.mark.parametrize("kind", netlab.KINDS)
+def test_ipv6_global_addresses_behind_each_router(lab: netlab.Lab, kind: netlab.Kind) -> None:
+    """IPv6 (2001:2::/48): no NAT; behind a router, the same stateful filter; udp-blocked still drops UDP."""
+    stun, third = lab.server("stun"), lab.server("third")
+    reflector = lab.reflector(stun, family=socket.AF_INET6)
+    peer = lab.peer("a", kind)
+    sock = lab.socket(peer.ns, family=socket.AF_INET6)
+    sock.bind((peer.address6, 0))
+    sock.settimeout(1.0)
+    port = sock.getsockname()[1]
+    stranger = lab.socket(third.ns, family=socket.AF_INET6)
+    stranger.bind((third.address6, 4000))
+    if kind == "udp-blocked":
+        sock.sendto(b"udp?", reflector)
+        assert receive(sock, 0.5) == []
+        listener = lab.socket(stun.ns, socket.SOCK_STREAM, socket.AF_INET6)
+        listener.bind((stun.address6, 443))
+        listener.listen()
+        listener.settimeout(2)
+        client = lab.socket(peer.ns, socket.SOCK_STREAM, socket.AF_INET6)
+        client.settimeout(2)
+        client.connect((stun.address6, 443))
+        conn, source = listener.accept()
+        conn.close()
+        assert source[0] == peer.address6  # no NAT66
+        FINDINGS[kind]["ipv6"] = "TCP only, no NAT"
+        return
+    assert seen_from(sock, reflector) == (peer.address6, port)  # no NAT66: the peer's own address
+    stranger.sendto(b"unsolicited", (peer.address6, port))
+    if kind == "none":
+        assert receive(sock, 0.5) == [(b"unsolicited", (third.address6, 4000, 0, 0))]
+        FINDINGS[kind]["ipv6"] = "global, open"
+    else:
+        assert receive(sock, 0.5) == []
+        FINDINGS[kind]["ipv6"] = "global, inbound filtered"
