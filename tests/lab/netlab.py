@@ -93,6 +93,7 @@ KINDS = ("none", "eim", "random", "udp-blocked")
 Kind = Literal["none", "eim", "random", "udp-blocked"]
 Proto = Literal["udp", "tcp", "all"]
 _NAME = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]{{6}}-[a-z0-9-]+$")
+_TMP_NAME = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]{{6}}-\w+$")  # tempfile.mkdtemp(prefix=<stem>-)
 _CLONE_NEWNET = 0x40000000
 WIRE_SCRIPT = Path(__file__).with_name("labwire.py")
 
@@ -137,7 +138,7 @@ def _kill_namespace_pids(ns: str) -> None:
 
 
 def sweep() -> list[str]:
-    """Delete lab namespaces left by runs whose process is gone; return their names."""
+    """Delete lab namespaces and temp folders left by runs whose process is gone; return their names."""
     swept = []
     for ns in sorted(listed_namespaces()):
         match = _NAME.match(ns)
@@ -146,6 +147,11 @@ def sweep() -> list[str]:
         _kill_namespace_pids(ns)
         subprocess.run([tool("ip"), "netns", "del", ns], capture_output=True, check=False)
         swept.append(ns)
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}-*-*"):
+        match = _TMP_NAME.match(folder.name)
+        if match is not None and folder.is_dir() and not _pid_alive(int(match.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            swept.append(str(folder))
     return swept
 
 

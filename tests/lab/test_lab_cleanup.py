@@ -7,8 +7,11 @@ what still runs in them) without touching a live run's; and building a two-peer 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import netlab
 import pytest
@@ -66,15 +69,19 @@ def test_a_new_lab_sweeps_what_a_crashed_run_left() -> None:
     subprocess.run(["ip", "netns", "add", crashed], check=True)
     subprocess.run(["ip", "netns", "add", live], check=True)
     left_running = subprocess.Popen(["ip", "netns", "exec", crashed, "sleep", "60"], start_new_session=True)
+    crashed_tmp = Path(tempfile.mkdtemp(prefix=f"{netlab.PREFIX}-{dead.pid}-abcdef-"))
+    (crashed_tmp / "turnserver.out").write_text("left by a crashed run")
     try:
         assert netlab.wait_until(lambda: str(left_running.pid) in netns_pids(crashed), timeout=5)
         with netlab.lab() as lab:
             assert crashed not in netlab.listed_namespaces()
+            assert not crashed_tmp.exists()
             assert live in netlab.listed_namespaces()
             assert lab.internet in netlab.listed_namespaces()
         left_running.wait(timeout=5)
         assert left_running.returncode == -9
     finally:
+        shutil.rmtree(crashed_tmp, ignore_errors=True)
         for ns in (crashed, live):
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
         if left_running.poll() is None:
