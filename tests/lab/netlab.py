@@ -57,15 +57,11 @@ namespaces of that prefix whose pid is gone (crashed runs), killing what still r
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import dataclasses
-import ipaddress
 import json
 import os
-import re
 import secrets
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -78,6 +74,39 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pytest
+from labsys import (
+    PREFIX,
+    inside,
+    kill_namespace_pids,
+    launcher,
+    listed_namespaces,
+    stop,
+    sweep,
+    sysctl_get,
+    sysctl_set,
+    tool,
+    wait_until,
+)
+
+__all__ = [
+    "KINDS",
+    "MARKS",
+    "PREFIX",
+    "Coturn",
+    "Cut",
+    "Impairment",
+    "Kind",
+    "Lab",
+    "Link",
+    "Peer",
+    "Router",
+    "Server",
+    "lab",
+    "listed_namespaces",
+    "sweep",
+    "sysctl_get",
+    "wait_until",
+]
 
 #: Root is needed; CI runs as root and never skips (same rule as tests/transports/netns_lab.py).
 MARKS = [
@@ -88,103 +117,10 @@ MARKS = [
     ),
 ]
 
-PREFIX = "p2lab"
 KINDS = ("none", "eim", "random", "udp-blocked")
 Kind = Literal["none", "eim", "random", "udp-blocked"]
 Proto = Literal["udp", "tcp", "all"]
-_NAME = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]{{6}}-[a-z0-9-]+$")
-_TMP_NAME = re.compile(rf"^{PREFIX}-(\d+)-[0-9a-f]{{6}}-\w+$")  # tempfile.mkdtemp(prefix=<stem>-)
-_CLONE_NEWNET = 0x40000000
 WIRE_SCRIPT = Path(__file__).with_name("labwire.py")
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def tool(name: str) -> str:
-    """The path of a system program (``ip``, ``nft``, ``tc``, ``turnserver``), or fail saying how to get it."""
-    found = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/sbin/{name}") if Path(p).exists()), None)
-    if found is None:
-        pytest.fail(f"`{name}` is needed by the namespace lab (`make system-deps` installs it)", pytrace=False)
-    return found
-
-
-def listed_namespaces() -> set[str]:
-    out = subprocess.run([tool("ip"), "netns", "list"], capture_output=True, text=True, check=False).stdout
-    return {line.split()[0] for line in out.splitlines() if line.strip()}
-
-
-def _launcher() -> list[str]:
-    """``setpriv --pdeathsig KILL`` (util-linux): a lab process dies with the test process that started it."""
-    found = shutil.which("setpriv")
-    return [found, "--pdeathsig", "KILL"] if found else []
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _kill_namespace_pids(ns: str) -> None:
-    """SIGKILL whatever still runs in namespace ``ns`` (the pids ``ip netns pids`` lists)."""
-    out = subprocess.run([tool("ip"), "netns", "pids", ns], capture_output=True, text=True, check=False).stdout
-    for word in out.split():
-        with contextlib.suppress(ProcessLookupError, ValueError):
-            os.kill(int(word), signal.SIGKILL)
-
-
-def sweep() -> list[str]:
-    """Delete lab namespaces and temp folders left by runs whose process is gone; return their names."""
-    swept = []
-    for ns in sorted(listed_namespaces()):
-        match = _NAME.match(ns)
-        if match is None or _pid_alive(int(match.group(1))):
-            continue
-        _kill_namespace_pids(ns)
-        subprocess.run([tool("ip"), "netns", "del", ns], capture_output=True, check=False)
-        swept.append(ns)
-    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}-*-*"):
-        match = _TMP_NAME.match(folder.name)
-        if match is not None and folder.is_dir() and not _pid_alive(int(match.group(1))):
-            shutil.rmtree(folder, ignore_errors=True)
-            swept.append(str(folder))
-    return swept
-
-
-@contextlib.contextmanager
-def inside(ns: str) -> Iterator[None]:
-    """Run the block with this thread in namespace ``ns``: sockets made here stay in it for good."""
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-        try:
-            if _libc.setns(target, _CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns into {ns}: {os.strerror(err)}")
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            if _libc.setns(home, _CLONE_NEWNET) != 0:  # never leave the test in a lab namespace
-                os._exit(70)
-    finally:
-        os.close(home)
-
-
-def sysctl_get(ns: str, key: str) -> str:
-    """Read a sysctl as namespace ``ns`` sees it (``/proc/sys/net`` is per network namespace)."""
-    with inside(ns):
-        return Path("/proc/sys", *key.split(".")).read_text().strip()
-
-
-def sysctl_set(ns: str, key: str, value: str | int) -> None:
-    with inside(ns):
-        Path("/proc/sys", *key.split(".")).write_text(f"{value}\n")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -629,7 +565,7 @@ class Lab:
         stdout are text pipes, stderr still a file).  The lab kills the group when it ends.
         """
         label = name or f"{Path(argv[0]).name}-{len(self.processes)}"
-        full = [*_launcher(), *([tool("ip"), "netns", "exec", ns] if ns is not None else []), *argv]
+        full = [*launcher(), *([tool("ip"), "netns", "exec", ns] if ns is not None else []), *argv]
         err: IO[str] = open(self.tmp / f"{label}.err", "w")  # noqa: SIM115 (kept by the child)
         out: IO[str] | int = subprocess.PIPE if pipes else open(self.tmp / f"{label}.out", "w")  # noqa: SIM115
         try:
@@ -654,14 +590,14 @@ class Lab:
 
     def run(self, ns: str, argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` in namespace ``ns`` to completion (killed on timeout); never raises on its exit status."""
-        full = [*_launcher(), tool("ip"), "netns", "exec", ns, *argv]
+        full = [*launcher(), tool("ip"), "netns", "exec", ns, *argv]
         pipe = subprocess.PIPE
         proc = subprocess.Popen(full, stdout=pipe, stderr=pipe, text=True, start_new_session=True)
         self.processes.append(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _stop(proc)
+            stop(proc)
             out, err = proc.communicate()
         return subprocess.CompletedProcess(list(argv), proc.returncode, out, err)
 
@@ -749,34 +685,15 @@ class Lab:
         for sock in self.sockets:
             sock.close()
         for proc in self.processes:
-            _stop(proc)
+            stop(proc)
         for ns in self.created:  # anything started in a namespace by other means
-            _kill_namespace_pids(ns)
+            kill_namespace_pids(ns)
         for ns in reversed(self.created):  # deleting a namespace deletes its veth ends
             subprocess.run([tool("ip"), "netns", "del", ns], capture_output=True, check=False)
         shutil.rmtree(self.tmp, ignore_errors=True)
         left = listed_namespaces() & set(self.created)
         if left:
             pytest.fail(f"namespaces left behind: {sorted(left)}", pytrace=False)
-
-
-def _stop(proc: subprocess.Popen[str]) -> None:
-    """SIGTERM the process group, SIGKILL it after 3 s, and reap the process."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            pass
-    with contextlib.suppress(ProcessLookupError):  # the rest of its group, even if the leader is gone
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=5)
-    for stream in (proc.stdin, proc.stdout, proc.stderr):
-        if stream is not None:
-            with contextlib.suppress(OSError):
-                stream.close()
 
 
 @contextlib.contextmanager
@@ -789,19 +706,3 @@ def lab() -> Iterator[Lab]:
         yield made
     finally:
         made.close()
-
-
-def is_lab_address(address: str) -> bool:
-    """Whether an address is one the lab may use (198.18.0.0/15, 10/8 or 2001:2::/48)."""
-    ip = ipaddress.ip_address(address)
-    return any(ip in ipaddress.ip_network(net) for net in ("198.18.0.0/15", "10.0.0.0/8", "2001:2::/48"))
-
-
-def wait_until(predicate: Callable[[], object], timeout: float, step: float = 0.02) -> bool:
-    """Poll ``predicate()`` until true or ``timeout`` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return bool(predicate())
