@@ -42,12 +42,11 @@ def echo_rtts(sock: socket.socket, target: tuple[str, int], count: int) -> list[
 
 
 def echoed(sock: socket.socket, target: tuple[str, int], count: int) -> int:
-    """How many of ``count`` numbered datagrams sent at once come back within 0.5 s."""
+    """How many of ``count`` numbered datagrams sent at once come back (until 0.5 s pass without one)."""
     for n in range(count):
         sock.sendto(n.to_bytes(4, "big"), target)
-    back = set()
-    deadline = time.monotonic() + 0.5
-    while (left := deadline - time.monotonic()) > 0 and select.select([sock], [], [], left)[0]:
+    back: set[bytes] = set()
+    while len(back) < count and select.select([sock], [], [], 0.5)[0]:
         back.add(sock.recvfrom(2048)[0])
     return len(back)
 
@@ -85,7 +84,7 @@ def test_delay_shows_as_round_trip_time(lab: netlab.Lab) -> None:
     fast_rtts = echo_rtts(peer_socket(lab, fast), echo, 10)
     assert None not in slow_rtts and None not in fast_rtts
     assert min(r for r in slow_rtts if r is not None) >= 0.050  # 25 ms each way
-    assert max(r for r in slow_rtts if r is not None) < 0.25
+    assert sorted(r for r in slow_rtts if r is not None)[5] < 0.2  # the median: 50 ms and some
     assert min(r for r in fast_rtts if r is not None) < 0.025  # control: the same path without delay
     # changed at run time: gone, then back
     slow.wan.impair(None)
