@@ -72,14 +72,18 @@ def test_a_new_lab_sweeps_what_a_crashed_run_left() -> None:
     crashed_tmp = Path(tempfile.mkdtemp(prefix=f"{netlab.PREFIX}-{dead.pid}-abcdef-"))
     (crashed_tmp / "turnserver.out").write_text("left by a crashed run")
     try:
-        assert netlab.wait_until(lambda: str(left_running.pid) in netns_pids(crashed), timeout=5)
+        # (a lab of another test run going on at the same time may sweep it first: same outcome)
+        in_place = netlab.wait_until(
+            lambda: str(left_running.pid) in netns_pids(crashed) or crashed not in netlab.listed_namespaces(), timeout=5
+        )
+        assert in_place
         with netlab.lab() as lab:
             assert crashed not in netlab.listed_namespaces()
             assert not crashed_tmp.exists()
             assert live in netlab.listed_namespaces()
             assert lab.internet in netlab.listed_namespaces()
         left_running.wait(timeout=5)
-        assert left_running.returncode == -9
+        assert left_running.returncode != 0  # killed (-9), or its namespace went before it could enter
     finally:
         shutil.rmtree(crashed_tmp, ignore_errors=True)
         for ns in (crashed, live):
