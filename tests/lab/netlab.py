@@ -37,6 +37,7 @@ Router kinds (nftables table ``inet p2lab`` in the router's namespace, forwardin
   filtered as above.
 
 Conntrack timeouts (``Router.set_udp_timeouts``) are per network namespace, so per router.
+Captures (``lab.capture(ns)``): every frame on a namespace's interfaces, for "only ciphertext" checks.
 Cuts (``lab.cut(x, y, proto)``) are nftables set elements in the internet namespace that drop
 ``proto`` (udp, tcp, all) between two sites, both ways, on the forward, input and output hooks:
 the public IPv4 addresses and the IPv6 prefixes (a router's /56, a server's /128).
@@ -92,6 +93,7 @@ __all__ = [
     "KINDS",
     "MARKS",
     "PREFIX",
+    "Capture",
     "Coturn",
     "Cut",
     "Impairment",
@@ -234,6 +236,20 @@ class Peer:
     @property
     def public(self) -> str:
         return self.router.public if self.router is not None else self.address
+
+
+@dataclasses.dataclass(slots=True)
+class Capture:
+    """Frames seen by :meth:`Lab.capture` (raw, link layer included), appended as they come."""
+
+    frames: list[bytes] = dataclasses.field(default_factory=list)
+    loopback: bool = False  # record loopback traffic too (off: the internet's own servers talk over it)
+
+    def contains(self, needle: bytes) -> bool:
+        return any(needle in frame for frame in list(self.frames))
+
+
+_ETH_P_ALL = 0x0003
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -672,6 +688,32 @@ class Lab:
             f"coturn did not answer a STUN Binding: {self.log(proc)}{self.log(proc, 'err')}{sockets.stdout}",
             pytrace=False,
         )
+
+    def capture(self, ns: str) -> Capture:
+        """Record every frame on every interface of namespace ``ns`` (both directions) until the lab ends.
+
+        For checks such as "the relay path carries only ciphertext": ``capture.contains(b"secret")``.
+        An AF_PACKET socket read on a thread, no tcpdump needed.
+        """
+        made = Capture()
+        with inside(ns):
+            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+        self.sockets.append(sock)
+        sock.settimeout(0.05)
+
+        def record(stopping: threading.Event) -> None:
+            while not stopping.is_set():
+                try:
+                    frame, where = sock.recvfrom(65535)
+                except TimeoutError:
+                    continue
+                except OSError:
+                    return
+                if where[0] != "lo" or made.loopback:
+                    made.frames.append(frame)
+
+        self.background(record, f"capture-{ns}")
+        return made
 
     def namespaces(self) -> list[str]:
         return list(self.created)

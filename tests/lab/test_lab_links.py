@@ -234,3 +234,25 @@ def test_cut_covers_ipv6_between_sites(lab: netlab.Lab) -> None:
     tcp_cut = lab.cut(a, b, "tcp")  # a TCP cut leaves UDP alone
     assert passes()
     tcp_cut.restore()
+
+
+@pytest.mark.parametrize("wan", [None, netlab.Impairment(delay_ms=1)], ids=["veth", "impaired"])
+def test_capture_sees_what_crosses_the_internet(lab: netlab.Lab, wan: netlab.Impairment | None) -> None:
+    """The capture used for "only ciphertext on the relay path": it sees a marker sent in clear, both ways."""
+    server = lab.server("relay")
+    a = lab.peer("a", "eim", wan=wan)
+    capture = lab.capture(lab.internet)
+    far = lab.socket(server.ns)
+    far.bind((server.address, 9000))
+    far.settimeout(2)
+    sock = peer_socket(lab, a)
+    sock.settimeout(2)
+    sock.sendto(b"plain marker out", (server.address, 9000))
+    _, source = far.recvfrom(100)
+    far.sendto(b"plain marker back", source)
+    sock.recv(100)
+    sock.sendto(bytes(b ^ 0x5A for b in b"hidden marker"), (server.address, 9000))
+    far.recv(100)
+    assert netlab.wait_until(lambda: capture.contains(b"plain marker back"), timeout=2)
+    assert capture.contains(b"plain marker out")
+    assert not capture.contains(b"hidden marker")
