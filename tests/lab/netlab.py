@@ -160,20 +160,8 @@ class Link:
                 pytest.fail(f"the wire of {self.ends} did not take {wanted}", pytrace=False)
         elif self.lab.netem:
             for ns, dev in self.ends:
-                self.lab.command(
-                    "ip",
-                    "netns",
-                    "exec",
-                    ns,
-                    tool("tc"),
-                    "qdisc",
-                    "replace",
-                    "dev",
-                    dev,
-                    "root",
-                    "netem",
-                    *wanted.netem_args(),
-                )
+                tc = [tool("ip"), "netns", "exec", ns, tool("tc")]
+                self.lab.command(*tc, "qdisc", "replace", "dev", dev, "root", "netem", *wanted.netem_args())
         else:
             pytest.fail(
                 "this kernel has no sch_netem: ask for the impairment when the link is built "
@@ -251,7 +239,8 @@ def _sites(host: Host) -> tuple[str | None, str | None]:
 class Cut:
     """Traffic of ``proto`` between two sites dropped in the internet; ``restore()`` undoes it.
 
-    A site is a public IPv4 address and an IPv6 prefix (a router's /56, a server's /128).
+    A site is a public IPv4 address and an IPv6 prefix (a router's /56, a server's /128).  Cuts
+    are set elements: two cuts of the same pair and protocol are one, the first restore lifts it.
     """
 
     lab: Lab
