@@ -139,9 +139,10 @@ def test_random_maps_per_destination_and_punching_fails(lab: netlab.Lab) -> None
     pa, pb = seen_one, seen_from(sb, one)
     assert punch(sa, pa, sb, pb) == (False, False)
     FINDINGS["random"]["punch"] = "fails (no prediction)"
-    # the same inbound filter as eim
-    stranger = lab.socket(lab.servers[1].ns)
-    stranger.bind((lab.servers[1].address, 4000))
+    # the same inbound filter as eim: a host a never contacted is dropped
+    third = lab.server("third")
+    stranger = lab.socket(third.ns)
+    stranger.bind((third.address, 4000))
     stranger.sendto(b"unsolicited", seen_one)
     assert receive(sa, 0.3) == []
     FINDINGS["random"]["unsolicited"] = "dropped"
