@@ -15,14 +15,16 @@ Topology.  One namespace ``<prefix>-inet`` routes between point-to-point links, 
 (or per ``none`` peer): link ``i`` is 198.18.i.0/24, the internet's end ``r<i>`` is 198.18.i.1,
 the router's ``wan`` (or the public peer's ``eth0``) is 198.18.i.2.  Servers are /32 addresses
 198.18.0.k on the internet namespace's loopback: processes run there bind them.  Behind router
-``i`` the LAN is 10.i.0.0/24: router ``lan`` 10.i.0.1, peer ``eth0`` 10.i.0.2.
+``i`` each peer has a LAN of its own: the first 10.i.0.0/24 (router ``lan`` 10.i.0.1, peer
+``eth0`` 10.i.0.2), the k-th (``lab.peer(name, behind=router)``) 10.i.k.0/24 on ``lan<k>``.
 
 IPv6 (2001:2::/48), alongside: servers 2001:2::k; site ``i`` owns 2001:2:0:i00::/56, its link
-2001:2:0:i00::/64 (internet ::1, router or public peer ::2), its LAN 2001:2:0:i01::/64 (router
-::1, peer ::2; ``i`` in hex).  No NAT66: a peer behind a router has a global address, behind the
-router's stateful filter.  IPv6 only flows once the kernel reports the links' carrier (up to a
-second after they are made): ``lab.socket(ns, family=AF_INET6)`` waits for it, other IPv6 users
-call ``lab.wait_links()``.  No other addresses are used.
+2001:2:0:i00::/64 (internet ::1, router or public peer ::2), its k-th LAN 2001:2:0:i(k+1)::/64
+(router ::1, peer ::2; ``i`` and ``k+1`` as two hex digits each).  No NAT66: a peer behind a
+router has a global address, behind the router's stateful filter.  IPv6 only flows once the
+kernel reports the links' carrier (up to a second after they are made):
+``lab.socket(ns, family=AF_INET6)`` waits for it, other IPv6 users call ``lab.wait_links()``.
+No other addresses are used.
 
 Router kinds (nftables table ``inet p2lab`` in the router's namespace, forwarding on there):
 
@@ -194,12 +196,13 @@ class Router:
     name: str
     ns: str
     kind: Kind
+    index: int  # i: its link is 198.18.i.0/24, its LANs 10.i.k.0/24
     public: str  # its WAN address
-    lan_address: str
+    lan_address: str  # its address on the first LAN
     public6: str  # its WAN address (IPv6: no NAT, the peer behind has a global address of its own)
     site6: str  # the /56 holding its WAN and LAN prefixes
     wan: Link
-    lan: Link | None = None
+    lans: list[Link] = dataclasses.field(default_factory=list)  # one per peer behind it, in order
 
     def set_udp_timeouts(self, udp: int | None = None, stream: int | None = None) -> None:
         """Conntrack UDP timeouts of this router only (they are per network namespace)."""
@@ -419,23 +422,38 @@ class Lab:
         link.impair(impairment)
         return link
 
-    def peer(self, name: str, kind: Kind, *, wan: Impairment | None = None, lan: Impairment | None = None) -> Peer:
-        """A peer namespace behind a router of ``kind`` (none: a public address of its own).
+    def peer(
+        self,
+        name: str,
+        kind: Kind = "none",
+        *,
+        behind: Router | None = None,
+        wan: Impairment | None = None,
+        lan: Impairment | None = None,
+    ) -> Peer:
+        """A peer namespace behind a new router of ``kind`` (``none``: a public address of its own).
 
-        ``wan`` impairs the router's link to the internet (the peer's own for ``none``), ``lan``
-        the peer's link to its router.
+        ``behind=router``: one more peer behind an existing router, on a LAN of its own (10.i.k.0/24,
+        router interface ``lan<k>``); peers behind one router share its public address and reach
+        each other through it (no hairpinning: Linux masquerade does not reflect).  ``wan``
+        impairs the router's link to the internet (the peer's own for ``none``), ``lan`` the
+        peer's link to its router.
         """
+        if behind is not None:
+            if wan is not None:
+                raise ValueError("the WAN link is the router's: impair it with the first peer, or router.wan.impair()")
+            return self._attach(name, behind, lan)
         if kind not in KINDS:
             raise ValueError(f"router kind {kind!r}: one of {KINDS}")
         self.links += 1
         i = self.links
         if i > 250:
-            raise ValueError("at most 250 peers per lab")
-        peer_ns = self._namespace(name)
+            raise ValueError("at most 250 routers and public peers per lab")
         inet_end = (self.internet, f"r{i}")
-        wan6, lan6, site6 = f"2001:2:0:{i * 256:x}:", f"2001:2:0:{i * 256 + 1:x}:", f"2001:2:0:{i * 256:x}::/56"
+        wan6, site6 = f"2001:2:0:{i * 256:x}:", f"2001:2:0:{i * 256:x}::/56"
         inet_side = [f"addr add 198.18.{i}.1/24 dev r{i}", f"addr add {wan6}:1/64 dev r{i} nodad", f"link set r{i} up"]
         if kind == "none":
+            peer_ns = self._namespace(name)
             link = self._link((peer_ns, "eth0"), inet_end, wan)
             self._ip_batch(self.internet, inet_side)
             self._ip_batch(
@@ -456,8 +474,7 @@ class Lab:
         sysctl_set(router_ns, "net.ipv4.ip_forward", 1)  # before its interfaces exist: IPv6 resets them on a change
         sysctl_set(router_ns, "net.ipv6.conf.all.forwarding", 1)
         wan_link = self._link((router_ns, "wan"), inet_end, wan)
-        lan_link = self._link((router_ns, "lan"), (peer_ns, "eth0"), lan)
-        self._ip_batch(self.internet, [*inet_side, f"route add {lan6}:/64 via {wan6}:2"])
+        self._ip_batch(self.internet, [*inet_side, f"route add {site6} via {wan6}:2"])
         self._ip_batch(
             router_ns,
             [
@@ -465,29 +482,41 @@ class Lab:
                 f"addr add 198.18.{i}.2/24 dev wan",
                 f"addr add {wan6}:2/64 dev wan nodad",
                 "link set wan up",
-                f"addr add 10.{i}.0.1/24 dev lan",
-                f"addr add {lan6}:1/64 dev lan nodad",
-                "link set lan up",
                 f"route add default via 198.18.{i}.1",
                 f"route add default via {wan6}:1",
             ],
+        )
+        self.nft(router_ns, _router_rules(kind))
+        router = Router(
+            f"{name}-router", router_ns, kind, i, f"198.18.{i}.2", f"10.{i}.0.1", f"{wan6}:2", site6, wan_link
+        )
+        return self._attach(name, router, lan)
+
+    def _attach(self, name: str, router: Router, impairment: Impairment | None) -> Peer:
+        """A peer on the router's next LAN: 10.i.k.0/24 and 2001:2:0:i(k+1)::/64, router interface lan<k>."""
+        i, k = router.index, len(router.lans)
+        if k > 250:
+            raise ValueError("at most 251 peers behind one router")
+        dev, lan6 = ("lan" if k == 0 else f"lan{k}"), f"2001:2:0:{i * 256 + 1 + k:x}:"
+        peer_ns = self._namespace(name)
+        link = self._link((router.ns, dev), (peer_ns, "eth0"), impairment)
+        router.lans.append(link)
+        self._ip_batch(
+            router.ns,
+            [f"addr add 10.{i}.{k}.1/24 dev {dev}", f"addr add {lan6}:1/64 dev {dev} nodad", f"link set {dev} up"],
         )
         self._ip_batch(
             peer_ns,
             [
                 "link set lo up",
-                f"addr add 10.{i}.0.2/24 dev eth0",
+                f"addr add 10.{i}.{k}.2/24 dev eth0",
                 f"addr add {lan6}:2/64 dev eth0 nodad",
                 "link set eth0 up",
-                f"route add default via 10.{i}.0.1",
+                f"route add default via 10.{i}.{k}.1",
                 f"route add default via {lan6}:1",
             ],
         )
-        self.nft(router_ns, _router_rules(kind))
-        router = Router(
-            f"{name}-router", router_ns, kind, f"198.18.{i}.2", f"10.{i}.0.1", f"{wan6}:2", site6, wan_link, lan_link
-        )
-        made = Peer(name, peer_ns, kind, f"10.{i}.0.2", f"{lan6}:2", site6, router, wan_link)
+        made = Peer(name, peer_ns, router.kind, f"10.{i}.{k}.2", f"{lan6}:2", router.site6, router, router.wan)
         self.peers[name] = made
         return made
 

@@ -31,11 +31,12 @@ FINDINGS: dict[str, dict[str, str]] = {kind: {} for kind in netlab.KINDS}
 @pytest.fixture(scope="module", autouse=True)
 def summary() -> Iterator[None]:
     yield
-    columns = ("mapping", "unsolicited", "reply", "punch", "tcp", "ipv6")
+    columns = ("mapping", "unsolicited", "reply", "punch", "tcp", "ipv6", "hairpin")
+    widths = [max(len(c), *(len(seen.get(c, "-")) for seen in FINDINGS.values())) for c in columns]
     print("\nlab router kinds, as observed:")
-    print(f"  {'kind':<12}" + "".join(f"{c:<24}" for c in columns))
+    print(f"  {'kind':<12}" + "  ".join(f"{c:<{w}}" for c, w in zip(columns, widths, strict=True)))
     for kind, seen in FINDINGS.items():
-        print(f"  {kind:<12}" + "".join(f"{seen.get(c, '-'):<23} " for c in columns))
+        print(f"  {kind:<12}" + "  ".join(f"{seen.get(c, '-'):<{w}}" for c, w in zip(columns, widths, strict=True)))
 
 
 @pytest.fixture
@@ -225,3 +226,21 @@ def test_ipv6_global_addresses_behind_each_router(lab: netlab.Lab, kind: netlab.
     else:
         assert receive(sock, 0.5) == []
         FINDINGS[kind]["ipv6"] = "global, inbound filtered"
+
+
+def test_two_peers_behind_one_router_share_its_address_without_hairpinning(lab: netlab.Lab) -> None:
+    stun = lab.reflector(lab.server("stun"))
+    a = lab.peer("a", "eim")
+    assert a.router is not None
+    b = lab.peer("b", behind=a.router)
+    assert b.router is a.router and b.kind == "eim" and b.address != a.address
+    sa, sb = udp_socket(lab, a), udp_socket(lab, b)
+    pa, pb = seen_from(sa, stun), seen_from(sb, stun)
+    assert pa[0] == pb[0] == a.router.public
+    # inside: straight from LAN to LAN through the router, not NATed
+    sa.sendto(b"next door", sb.getsockname())
+    assert receive(sb, 0.5) == [(b"next door", sa.getsockname())]
+    # to the other's public mapping: the router does not reflect it back inside
+    sa.sendto(b"hairpin", pb)
+    assert receive(sb, 0.3) == []
+    FINDINGS["eim"]["hairpin"] = "no (LAN to LAN yes)"
