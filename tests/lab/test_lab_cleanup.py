@@ -16,7 +16,7 @@ from pathlib import Path
 import netlab
 import pytest
 
-pytestmark = netlab.MARKS
+pytestmark = [*netlab.MARKS, pytest.mark.pure_core]  # no core code: once is enough
 
 
 def alive(pid: int) -> bool:

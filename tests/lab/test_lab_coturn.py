@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import netlab
 import pytest
 
-pytestmark = netlab.MARKS
+pytestmark = [*netlab.MARKS, pytest.mark.pure_core]  # no core code: once is enough
 
 MAGIC = 0x2112A442
 BINDING, ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION = 0x001, 0x003, 0x004, 0x016, 0x017, 0x008

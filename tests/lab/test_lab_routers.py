@@ -22,7 +22,7 @@ from typing import Any
 import netlab
 import pytest
 
-pytestmark = netlab.MARKS
+pytestmark = [*netlab.MARKS, pytest.mark.pure_core]  # no core code: once is enough
 
 #: kind -> what was observed, filled in by the tests, printed at the end of the module
 FINDINGS: dict[str, dict[str, str]] = {kind: {} for kind in netlab.KINDS}
