@@ -123,8 +123,9 @@ async def test_garbage_does_not_hurt_the_transport_or_the_node() -> None:
             async with quic.dial(
                 HOST, tb.local_address[1], expected_peer_id=BOB.identity.peer_id, identity=CAROL.identity
             ) as carrier:
-                await carrier.send_records([b"\x00", b"\xff" * 100, payload(16_000, b"junk")])
+                await carrier.send_records([b"\x00", b"\xff" * 100, b"\x07\xff\xff\xff\xff" + payload(16_000, b"junk")])
                 s, r = await stream_pair(a, b, tb.local_address)
                 await two_way_transfer(s, r, 200_000)
             assert tb.listener.drops  # the raw garbage was counted, not raised
+            assert b.endpoint.drops["unknown_session"] >= 1  # the junk records reached Bob's endpoint
             assert [loss for loss in losses if loss.address == tb.local_address] == []
