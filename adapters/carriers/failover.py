@@ -38,7 +38,7 @@ def close_sessions_on_loss(node: Node, transport: _Reporting) -> None:
             session_id = session.local_index
             if endpoint.socket_of(session_id) != local:
                 continue
-            if event.address is not None and endpoint.address_of(session_id) != event.address:
+            if event.address is not None and not _covers(event.address, endpoint.address_of(session_id)):
                 continue
             connection = endpoint.connection(session_id)
             if connection is not None:
@@ -49,3 +49,10 @@ def close_sessions_on_loss(node: Node, transport: _Reporting) -> None:
             previous(event)
 
     transport.on_lost = on_lost
+
+
+def _covers(lost: tuple[str, int], address: object) -> bool:
+    """Whether the lost ``(ip, port)`` is ``address``; port 0 stands for every port of the IP."""
+    if lost[1] == 0:
+        return isinstance(address, tuple) and len(address) == 2 and address[0] == lost[0]
+    return address == lost

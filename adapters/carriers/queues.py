@@ -33,7 +33,8 @@ INBOX_DATAGRAMS = 4096
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class CarrierLost:
-    """A carrier stopped working: ``address`` (None: every address of the transport) is unreachable through it.
+    """A carrier stopped working: ``address`` (None: every address of the transport; port 0: every
+    port of that IP) is unreachable through it.
 
     ``kind`` is ``"turn"`` or ``"quic"``; ``reason`` says why, in words (the carrier's error).
     """

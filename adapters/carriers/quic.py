@@ -77,6 +77,7 @@ class QuicTransport:
         #: Told once per carrier that fails to dial or ends (``CarrierLost``).
         self.on_lost = on_lost
         self._expected: dict[Address, PeerId] = {}
+        self._unexpected: set[Address] = set()
         self._links: dict[Address, _Link] = {}
         self._inbox = Inbox()
         self._closed = False
@@ -141,12 +142,18 @@ class QuicTransport:
         return STREAM_PACKET_SIZE
 
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        """Queue ``datagrams`` for the carrier to ``addr``, waiting for room while it is open.
+
+        While the carrier is being dialed, what does not fit is a counted loss instead: a dial
+        may take the whole handshake timeout, and the node's other peers must not wait for it.
+        """
         link = self._link_for(addr)
-        if link is None:
-            self.send_errors += len(datagrams)
-            await trio.lowlevel.checkpoint()
+        if link is not None and link.carrier is not None:
+            await link.outbox.put(datagrams, addr)
             return
-        await link.outbox.put(datagrams, addr)
+        taken = link.outbox.put_now(datagrams, addr) if link is not None else 0
+        self.send_errors += len(datagrams) - taken
+        await trio.lowlevel.checkpoint()
 
     def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
         link = self._link_for(addr)
@@ -174,8 +181,11 @@ class QuicTransport:
             return link
         peer_id = self._expected.get(addr)
         if peer_id is None or self._closed:
-            if peer_id is None:
-                self._report(addr, "no peer id is expected at this address (call expect first)", quiet=True)
+            if peer_id is None and addr not in self._unexpected:
+                if len(self._unexpected) >= EXPECTED_ADDRESSES:
+                    self._unexpected.clear()
+                self._unexpected.add(addr)  # logged once per address, not per datagram
+                log.info("QUIC transport: datagrams to %s dropped: no carrier and no peer id expected", _show(addr))
             return None
         link = self._links[addr] = _Link(addr, Outbox())
         self._nursery.start_soon(self._dial, link, peer_id)
@@ -270,11 +280,8 @@ class QuicTransport:
         if not self._closed and not link.replaced:
             self._report(link.address, reason)
 
-    def _report(self, addr: Address, reason: str, *, quiet: bool = False) -> None:
+    def _report(self, addr: Address, reason: str) -> None:
         event = CarrierLost(kind=self.kind, address=addr, reason=reason)
-        if quiet:  # a caller's mistake, not a carrier's death: logged, not a loss
-            log.info("QUIC transport: datagrams to %s dropped: %s", _show(addr), reason)
-            return
         self.losses.append(event)
         report(self.on_lost, event)
 

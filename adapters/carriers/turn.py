@@ -15,7 +15,9 @@ which the side that only answers needs (TRN-6.3).
 Nothing here raises into the node: a send that fails is a lost datagram, counted in
 ``dropped`` and logged; an allocation that fails or is released is reported once to
 ``on_lost`` (``CarrierLost``, address None: the whole socket is gone), after which sends are
-counted losses and ``receive_runs`` waits for ever (nothing more can arrive).
+counted losses and ``receive_runs`` waits for ever (nothing more can arrive).  A peer whose
+permission the server refuses (403, a quota) is reported as ``CarrierLost`` with the address
+``(ip, 0)``: every port of that IP is unreachable through this allocation.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, repo
 SEND_INDICATION_OVERHEAD = {4: 36 + 3, 6: 48 + 3}
 #: A STUN message, and so a TURN-wrapped datagram, is at most this long (spec/turn.md §7).
 LARGEST_MESSAGE = 65535
+#: How often the transport looks for peers whose permission the server refused (``TurnSocket``
+#: lists them in ``peer_failures`` and has no callback for them).
+PEER_CHECK_INTERVAL = 0.05
 
 
 class TurnTransport:
@@ -57,6 +62,9 @@ class TurnTransport:
         self._outbox = Outbox()
         self._inbox = Inbox()
         self._running = False
+        self._failures_seen = 0
+        #: Peer IPs whose permission the server refused, with the reason (until ``add_peer`` asks again).
+        self.refused: dict[str, str] = {}
         #: Datagrams lost: refused by the TURN client, or sent after the allocation was lost.
         self.send_errors = 0
 
@@ -120,15 +128,26 @@ class TurnTransport:
     async def add_peer(self, addr: object, *, wait: bool = True) -> None:
         """Let ``addr`` reach us through the relay (TRN-6.3); with ``wait``, until the server confirmed.
 
-        Raises ValueError for a malformed address and TurnError once the allocation is gone.
+        Raises ValueError for a malformed address, TurnError if the server refuses the permission
+        (the reason names its STUN error) or once the allocation is gone.
         """
         peer = self.check_address(addr)
         if self.lost is not None:
             raise TurnError(self.lost)
+        self._check_peer_failures()
+        self.refused.pop(peer[0], None)
         try:
-            await self.turn.add_peer(peer, wait=wait)
+            await self.turn.add_peer(peer, wait=False)
         except LocalProtocolError as exc:  # too many permissions, or the allocation just ended
             raise TurnError(str(exc)) from exc
+        # TurnSocket.add_peer(wait=True) would wait for ever on a refused permission: poll instead.
+        while wait and not self.turn.client.has_permission(peer[0]):
+            self._check_peer_failures()
+            if peer[0] in self.refused:
+                raise TurnError(f"TURN {self.turn.server.url}: permission for {peer[0]}: {self.refused[peer[0]]}")
+            if self.lost is not None:
+                raise TurnError(self.lost)
+            await trio.sleep(PEER_CHECK_INTERVAL / 2)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[TurnTransport]:
@@ -139,6 +158,7 @@ class TurnTransport:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sender)
             nursery.start_soon(self._receiver)
+            nursery.start_soon(self._watch_peers)
             try:
                 yield self
             finally:
@@ -171,6 +191,22 @@ class TurnTransport:
                 self._lose(str(exc))
                 return
             await self._inbox.put(data, peer)
+
+    async def _watch_peers(self) -> None:
+        while self.lost is None:
+            self._check_peer_failures()
+            await trio.sleep(PEER_CHECK_INTERVAL)
+
+    def _check_peer_failures(self) -> None:
+        """Report peers whose permission was refused since the last look (a refused channel is no
+        loss: data then goes in Send indications, TRN-6.1)."""
+        failures = self.turn.peer_failures
+        for failure in failures[self._failures_seen :]:
+            ip, port = failure.peer
+            if port == 0 and ip not in self.refused:  # a permission: the whole IP
+                self.refused[ip] = failure.reason
+                report(self.on_lost, CarrierLost(kind=self.kind, address=(ip, 0), reason=failure.reason))
+        self._failures_seen = len(failures)
 
     def _lose(self, reason: str) -> None:
         if self._outbox.lost is None:

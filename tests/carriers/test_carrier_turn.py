@@ -19,7 +19,7 @@ from coturn_fixture import PASSWORD, USER, Coturn, start_coturn
 from helpers import make_keys
 
 from p2pos.adapters.carriers import CarrierLost, TurnTransport, close_sessions_on_loss
-from p2pos.adapters.node import Node, open_node
+from p2pos.adapters.node import ConnectFailed, Node, open_node
 from p2pos.adapters.streams import ChannelBroken
 from p2pos.proto import ErrorCode
 from p2pos.proto.nat.turn import TurnConfig
@@ -117,6 +117,22 @@ async def test_bad_addresses_are_clear_errors(coturn: Coturn) -> None:
             await ta.add_peer(("bob.example", 5000))
         with pytest.raises(ValueError, match="port"):
             await a.connect(BOB.identity.peer_id, ("127.0.0.1", 0), "svc")
+
+
+async def test_a_refused_permission_is_a_clear_error_and_fails_the_connect_at_once(coturn: Coturn) -> None:
+    """[TRN-6.3] coturn refuses multicast peers (403): ``add_peer`` raises TurnError naming it, and a
+    node connecting there gets ConnectFailed at once (CarrierLost for that IP), not after 15 s."""
+    with trio.fail_after(10):
+        async with turn_nodes(coturn) as (a, _b, ta, _tb, losses):
+            with pytest.raises(TurnError, match="403"):
+                await ta.add_peer(("224.0.0.1", 5000))
+            started = trio.current_time()
+            with pytest.raises(ConnectFailed) as info:
+                await a.connect(BOB.identity.peer_id, ("224.0.0.2", 5000), "svc")
+            assert trio.current_time() - started < 5
+            assert "carrier lost" in str(info.value) and "403" in str(info.value)
+            assert [loss.address for loss in losses] == [("224.0.0.1", 0), ("224.0.0.2", 0)]
+            assert ta.lost is None  # the allocation itself still works
 
 
 async def test_coturn_dying_mid_transfer_breaks_the_channels_with_the_reason() -> None:
