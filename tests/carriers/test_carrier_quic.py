@@ -23,12 +23,14 @@ HOST = "127.0.0.1"
 
 
 @asynccontextmanager
-async def quic_nodes() -> AsyncIterator[tuple[Node, Node, QuicTransport, QuicTransport, list[CarrierLost]]]:
+async def quic_nodes(
+    idle_timeout: float = 60.0,
+) -> AsyncIterator[tuple[Node, Node, QuicTransport, QuicTransport, list[CarrierLost]]]:
     """Alice and Bob, each on one QUIC transport; Alice expects Bob at his listener; losses recorded."""
     losses: list[CarrierLost] = []
     async with (
-        open_quic_transport(ALICE.identity, HOST, on_lost=losses.append) as ta,
-        open_quic_transport(BOB.identity, HOST, on_lost=losses.append) as tb,
+        open_quic_transport(ALICE.identity, HOST, on_lost=losses.append, idle_timeout=idle_timeout) as ta,
+        open_quic_transport(BOB.identity, HOST, on_lost=losses.append, idle_timeout=idle_timeout) as tb,
         open_node(ALICE, transports=[ta]) as a,
         open_node(BOB, transports=[tb]) as b,
     ):
@@ -84,6 +86,63 @@ async def test_a_carrier_dying_mid_transfer_breaks_the_channels_with_the_reason(
             # The nodes still work: a new connect dials a new carrier.
             s2, r2 = await stream_pair(a, b, tb.local_address, service="again")
             await two_way_transfer(s2, r2, 100_000)
+
+
+class Cuttable:
+    """A UDP forwarder from ``address`` to ``target`` (one flow) that can go silent both ways."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.outer = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.inner = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.client: tuple[str, int] | None = None
+        self.cut = False
+
+    async def run(self, *, task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED) -> None:
+        await self.outer.bind((HOST, 0))
+        await self.inner.bind((HOST, 0))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._forward_out)
+            nursery.start_soon(self._forward_back)
+            task_status.started(self.outer.getsockname())
+
+    async def _forward_out(self) -> None:
+        while True:
+            data, self.client = await self.outer.recvfrom(65536)
+            if not self.cut:
+                await self.inner.sendto(data, self.target)
+
+    async def _forward_back(self) -> None:
+        while True:
+            data, _ = await self.inner.recvfrom(65536)
+            if not self.cut and self.client is not None:
+                await self.outer.sendto(data, self.client)
+
+
+async def test_a_silent_carrier_mid_transfer_ends_at_quic_idle_timeout_with_the_reason() -> None:
+    """The path between the carriers goes silent mid-transfer (no CONNECTION_CLOSE ever arrives):
+    each side's carrier ends at QUIC's idle timeout (1.5 s here), and the channels raise
+    ChannelBroken naming it, well before the session's own idle timeout."""
+    with trio.fail_after(20):
+        async with quic_nodes(idle_timeout=1.5) as (a, b, ta, tb, losses), trio.open_nursery() as nursery:
+            proxy = Cuttable(tb.local_address)
+            via = await nursery.start(proxy.run)
+            ta.expect(via, BOB.identity.peer_id)
+            s, r = await stream_pair(a, b, via)
+            await s.send_all(payload(200_000, b"x"))
+            while len(await r.receive_some()) == 0:
+                pass
+            proxy.cut = True
+            cut = trio.current_time()
+            for side in (s, r):
+                with pytest.raises(ChannelBroken) as info:
+                    while True:
+                        await side.send_all(b"y" * 10_000)
+                assert "carrier lost" in str(info.value) and "Idle timeout" in str(info.value), info.value
+            assert 1.0 < trio.current_time() - cut < 8
+            assert ta.carrier(via) is None and tb.peers == {}
+            assert len(losses) == 2
+            nursery.cancel_scope.cancel()
 
 
 async def test_a_wrong_peer_at_the_address_fails_the_connect_at_once() -> None:
