@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import trio
 
+from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.identity.peer_id import PeerId
 from p2pos.transports import quic
@@ -207,10 +208,11 @@ class QuicTransport:
                 ) as carrier:
                     link.carrier = carrier
                     reason = await self._carry(link, carrier)
-            except QuicError as exc:
-                reason = f"QUIC dial to {host}:{port} failed: {exc}"
-            except OSError as exc:
-                reason = f"QUIC dial to {host}:{port} failed: {exc}"
+            except (QuicError, OSError) as exc:
+                reason = f"QUIC dial to {_show(link.address)} failed: {exc}"
+            except Exception as exc:  # a bug below us: this carrier ends, the node goes on
+                log.exception("QUIC carrier to %s failed", _show(link.address))
+                reason = f"QUIC carrier to {_show(link.address)} failed: {exc!r}"
         self._end(link, reason)
 
     async def _accept_loop(self) -> None:
@@ -231,6 +233,9 @@ class QuicTransport:
         with link.cancel:
             try:
                 reason = await self._carry(link, carrier)
+            except Exception as exc:  # a bug below us: this carrier ends, the node goes on
+                log.exception("QUIC carrier from %s failed", _show(link.address))
+                reason = f"QUIC carrier from {_show(link.address)} failed: {exc!r}"
             finally:
                 with trio.CancelScope(shield=True), trio.move_on_after(quic.CLOSE_LINGER):
                     await carrier.aclose()
@@ -251,7 +256,10 @@ class QuicTransport:
                         return
                     try:
                         for datagrams, _ in batches:
-                            await carrier.send_records(datagrams)
+                            try:
+                                await carrier.send_records(datagrams)
+                            except LocalProtocolError:  # an empty or oversized datagram: lost, counted
+                                self.send_errors += len(datagrams)
                     except QuicError as exc:
                         why.append(f"QUIC carrier to {_show(link.address)}: {exc}")
                         nursery.cancel_scope.cancel()

@@ -26,7 +26,7 @@ from p2pos.proto.nat.turn import TurnConfig
 from p2pos.proto.nat.turn_config import TurnCredentials
 from p2pos.proto.nat.turn_config import TurnTransport as Leg
 from p2pos.transports import socket_options
-from p2pos.transports.turn import TurnError, TurnSocket, open_turn_socket
+from p2pos.transports.turn import TurnError, open_turn_socket
 
 ALICE, BOB = make_keys("alice"), make_keys("bob")
 GOOD = TurnCredentials(username=USER, password=PASSWORD)
@@ -42,17 +42,23 @@ def coturn() -> Iterator[Coturn]:
 
 @asynccontextmanager
 async def turn_nodes(
-    coturn: Coturn,
+    coturn: Coturn, legs: tuple[Leg, Leg] = (Leg.UDP, Leg.TCP)
 ) -> AsyncIterator[tuple[Node, Node, TurnTransport, TurnTransport, list[CarrierLost]]]:
-    """Alice (UDP leg) and Bob (TCP leg) on their allocations, permissions installed both ways."""
+    """Alice and Bob (by default: UDP and TCP legs) on their allocations, permissions installed both ways."""
     losses: list[CarrierLost] = []
     async with AsyncExitStack() as stack:
-        turn_a: TurnSocket = await stack.enter_async_context(
-            open_turn_socket(coturn.server(Leg.UDP), GOOD, config=FAST, release_timeout=1)
-        )
-        turn_b: TurnSocket = await stack.enter_async_context(
-            open_turn_socket(coturn.server(Leg.TCP), GOOD, config=FAST, release_timeout=1)
-        )
+        turn_a, turn_b = [
+            await stack.enter_async_context(
+                open_turn_socket(
+                    coturn.server(leg),
+                    GOOD,
+                    config=FAST,
+                    release_timeout=1,
+                    ssl_context=coturn.ssl_context() if leg is Leg.TLS else None,
+                )
+            )
+            for leg in legs
+        ]
         ta = await stack.enter_async_context(TurnTransport(turn_a, on_lost=losses.append).running())
         tb = await stack.enter_async_context(TurnTransport(turn_b, on_lost=losses.append).running())
         a = await stack.enter_async_context(open_node(ALICE, transports=[ta]))
@@ -78,6 +84,15 @@ async def test_ten_megabytes_each_way_through_coturn(coturn: Coturn) -> None:
             assert losses == [] and ta.dropped == tb.dropped == 0
             peer = a.peer(BOB.identity.peer_id)
             assert peer is not None and a.endpoint.address_of(peer.session_id) == tb.local_address
+
+
+async def test_a_megabyte_each_way_over_a_tls_leg(coturn: Coturn) -> None:
+    """[TRN-3.1] Alice's leg is TLS (turns:), Bob's UDP: still a datagram path between relayed addresses."""
+    with trio.fail_after(30):
+        async with turn_nodes(coturn, (Leg.TLS, Leg.UDP)) as (a, b, ta, tb, losses):
+            s, r = await stream_pair(a, b, tb.local_address)
+            await two_way_transfer(s, r, 1 * MB)
+            assert losses == [] and ta.dropped == tb.dropped == 0
 
 
 async def test_the_payload_ceiling_leaves_room_for_the_turn_wrapping(coturn: Coturn) -> None:
