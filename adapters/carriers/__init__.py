@@ -13,7 +13,7 @@ Imports: p2pos.proto, p2pos.transports and adapters/node.py only.
 from .failover import close_sessions_on_loss
 from .queues import CarrierLost
 from .quic import STREAM_PACKET_SIZE, QuicTransport, open_quic_transport
-from .turn import TurnTransport
+from .turn import TurnTransport, open_turn_transport
 
 __all__ = [
     "STREAM_PACKET_SIZE",
@@ -22,4 +22,5 @@ __all__ = [
     "TurnTransport",
     "close_sessions_on_loss",
     "open_quic_transport",
+    "open_turn_transport",
 ]

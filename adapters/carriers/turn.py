@@ -1,10 +1,13 @@
 """A TURN allocation as one of the node's sockets (spec/turn.md §1: "one more local socket").
 
-    async with open_turn_socket(server, credentials) as turn:
-        transport = TurnTransport(turn)
-        async with open_node(keys, transports=[transport]), transport.running():
-            await transport.add_peer(peer_relayed)        # TRN-6.3: both sides, before data
-            await node.connect(peer_id, peer_relayed, "svc")
+    async with (
+        open_turn_transport(server, credentials) as transport,   # allocates; transport.local_address
+        open_node(keys, transports=[transport]) as node,         # is the relayed address
+    ):
+        await transport.add_peer(peer_relayed)                    # TRN-6.3: both sides, before data
+        await node.connect(peer_id, peer_relayed, "svc")
+
+(or ``TurnTransport(turn)`` over a ``TurnSocket`` already open, run by ``transport.running()``).
 
 The node sees a datagram socket whose address is the relayed address: it sends to a peer's
 address as seen from the relay (the peer's relayed address, or its public one) and receives
@@ -25,14 +28,17 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import socket as _socket
+import ssl
 from collections.abc import AsyncIterator, Sequence
 
 import trio
 
 from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.nat.turn import TurnConfig
+from p2pos.proto.nat.turn_config import TurnCredentials, TurnServer
 from p2pos.proto.nat.turn_config import TurnTransport as TurnLeg
 from p2pos.transports import socket_options
-from p2pos.transports.turn import TurnError, TurnSocket
+from p2pos.transports.turn import TurnError, TurnSocket, open_turn_socket
 
 from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, report
 
@@ -214,3 +220,26 @@ class TurnTransport:
             report(self.on_lost, CarrierLost(kind=self.kind, address=None, reason=reason))
         else:
             log.debug("TURN transport: %s (already lost)", reason)
+
+
+@contextlib.asynccontextmanager
+async def open_turn_transport(
+    server: TurnServer,
+    credentials: TurnCredentials,
+    *,
+    config: TurnConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    release_timeout: float = 5.0,
+    on_lost: LostCallback | None = None,
+) -> AsyncIterator[TurnTransport]:
+    """Allocate on ``server`` and run a ``TurnTransport`` over it until the block ends (then release).
+
+    Raises TurnError if the allocation cannot be made (``open_turn_socket``).
+    """
+    async with (
+        open_turn_socket(
+            server, credentials, config=config, ssl_context=ssl_context, release_timeout=release_timeout
+        ) as turn,
+        TurnTransport(turn, on_lost=on_lost).running() as transport,
+    ):
+        yield transport

@@ -18,7 +18,7 @@ from carrier_helpers import MB, payload, stream_pair, two_way_transfer
 from coturn_fixture import PASSWORD, USER, Coturn, start_coturn
 from helpers import make_keys
 
-from p2pos.adapters.carriers import CarrierLost, TurnTransport, close_sessions_on_loss
+from p2pos.adapters.carriers import CarrierLost, TurnTransport, close_sessions_on_loss, open_turn_transport
 from p2pos.adapters.node import ConnectFailed, Node, open_node
 from p2pos.adapters.streams import ChannelBroken
 from p2pos.proto import ErrorCode
@@ -26,7 +26,7 @@ from p2pos.proto.nat.turn import TurnConfig
 from p2pos.proto.nat.turn_config import TurnCredentials
 from p2pos.proto.nat.turn_config import TurnTransport as Leg
 from p2pos.transports import socket_options
-from p2pos.transports.turn import TurnError, open_turn_socket
+from p2pos.transports.turn import TurnError
 
 ALICE, BOB = make_keys("alice"), make_keys("bob")
 GOOD = TurnCredentials(username=USER, password=PASSWORD)
@@ -47,20 +47,19 @@ async def turn_nodes(
     """Alice and Bob (by default: UDP and TCP legs) on their allocations, permissions installed both ways."""
     losses: list[CarrierLost] = []
     async with AsyncExitStack() as stack:
-        turn_a, turn_b = [
+        ta, tb = [
             await stack.enter_async_context(
-                open_turn_socket(
+                open_turn_transport(
                     coturn.server(leg),
                     GOOD,
                     config=FAST,
                     release_timeout=1,
                     ssl_context=coturn.ssl_context() if leg is Leg.TLS else None,
+                    on_lost=losses.append,
                 )
             )
             for leg in legs
         ]
-        ta = await stack.enter_async_context(TurnTransport(turn_a, on_lost=losses.append).running())
-        tb = await stack.enter_async_context(TurnTransport(turn_b, on_lost=losses.append).running())
         a = await stack.enter_async_context(open_node(ALICE, transports=[ta]))
         b = await stack.enter_async_context(open_node(BOB, transports=[tb]))
         close_sessions_on_loss(a, ta)
@@ -175,3 +174,12 @@ async def test_coturn_dying_mid_transfer_breaks_the_channels_with_the_reason() -
             assert ta.send_batch_now([b"late"], tb.local_address) == 1  # a counted loss, no exception
             with pytest.raises(TurnError):
                 await ta.add_peer(tb.local_address)
+
+
+async def test_refused_credentials_fail_the_transport_before_any_node_uses_it(coturn: Coturn) -> None:
+    """[TRN-5.2] a wrong password: open_turn_transport raises TurnError naming the refusal."""
+    with trio.fail_after(10), pytest.raises(TurnError, match="refused the credentials"):
+        async with open_turn_transport(
+            coturn.server(Leg.TCP), TurnCredentials(username=USER, password="wrong"), config=FAST
+        ):
+            pytest.fail("no allocation should be made with a wrong password")
