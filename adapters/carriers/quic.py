@@ -57,6 +57,10 @@ class QuicTransport:
     """The node's ``Transport`` over QUIC carriers; made by ``open_quic_transport``."""
 
     kind = "quic"
+    #: What the core will make of paths through this socket (spec/paths.md on the paths branch:
+    #: ``PathKind.STREAM``, rank 1 = after direct UDP, before TURN and a relay).
+    path_kind = "stream"
+    path_rank = 1
 
     def __init__(
         self,

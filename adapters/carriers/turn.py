@@ -56,6 +56,10 @@ class TurnTransport:
     """The node's ``Transport`` over an open ``TurnSocket``; ``running()`` runs its tasks."""
 
     kind = "turn"
+    #: What the core will make of paths through this socket (spec/paths.md on the paths branch:
+    #: ``PathKind.DATAGRAM``, rank 2 = after direct UDP and QUIC, before a relay).
+    path_kind = "datagram"
+    path_rank = 2
 
     def __init__(self, turn: TurnSocket, *, on_lost: LostCallback | None = None) -> None:
         if turn.relayed is None:
