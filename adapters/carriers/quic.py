@@ -1,0 +1,338 @@
+"""QUIC carriers (transports/quic.py) as one of the node's sockets: one carrier per remote peer.
+
+    async with open_quic_transport(keys.identity, "127.0.0.1") as transport:
+        transport.expect(peer_address, peer_id)          # who must answer at that address
+        async with open_node(keys, transports=[transport]) as node:
+            await node.connect(peer_id, peer_address, "svc")
+
+The node sees a datagram socket: ``local_address`` is the QUIC listener's.  The first datagram
+the node sends to an address dials a carrier there, authenticated as the peer id given to
+``expect`` (spec/quic.md §3); the datagrams wait in the carrier's outbox meanwhile.  Carriers
+that peers dial to us are accepted and keyed by the address they come from, so the node's
+replies go back through them.  Each datagram is one framed record on the carrier's stream
+(spec/quic.md §4): no PMTU limits it, so ``max_udp_payload`` is ``STREAM_PACKET_SIZE``.
+
+Nothing here raises into the node: a dial that fails, or a carrier that ends, is reported once
+to ``on_lost`` (``CarrierLost`` with the carrier's address and QUIC's reason) and logged; what
+was queued for it is counted in ``dropped``.  A later send to that address dials again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import ipaddress
+from collections.abc import AsyncIterator, Sequence
+
+import trio
+
+from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.identity.identity import Identity
+from p2pos.proto.identity.peer_id import PeerId
+from p2pos.transports import quic
+from p2pos.transports.quic import QuicCarrier, QuicError, QuicListener
+
+from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, report
+
+#: The packet size the core should use on a stream-carried path: records are framed on a QUIC
+#: stream, which splits them into QUIC packets itself, so larger records only save per-record work.
+STREAM_PACKET_SIZE = 16384
+#: Addresses ``expect`` remembers (oldest forgotten first).
+EXPECTED_ADDRESSES = 4096
+
+
+@dataclasses.dataclass(eq=False)
+class _Link:
+    """One carrier (or a dial under way) to one address."""
+
+    address: Address
+    outbox: Outbox
+    carrier: QuicCarrier | None = None
+    #: Replaced by a newer carrier from the same address: its end is no loss.
+    replaced: bool = False
+    cancel: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
+
+
+class QuicTransport:
+    """The node's ``Transport`` over QUIC carriers; made by ``open_quic_transport``."""
+
+    kind = "quic"
+    #: What the core will make of paths through this socket (spec/paths.md on the paths branch:
+    #: ``PathKind.STREAM``, rank 1 = after direct UDP, before TURN and a relay).
+    path_kind = "stream"
+    path_rank = 1
+
+    def __init__(
+        self,
+        identity: Identity,
+        listener: QuicListener,
+        nursery: trio.Nursery,
+        *,
+        handshake_timeout: float,
+        idle_timeout: float,
+        on_lost: LostCallback | None,
+    ) -> None:
+        self.identity = identity
+        self.listener = listener
+        self.local_address: Address = (listener.host, listener.port)
+        self._family = 6 if ":" in listener.host else 4
+        self._nursery = nursery
+        self._handshake_timeout = handshake_timeout
+        self._idle_timeout = idle_timeout
+        #: Told once per carrier that fails to dial or ends (``CarrierLost``).
+        self.on_lost = on_lost
+        self._expected: dict[Address, PeerId] = {}
+        self._unexpected: set[Address] = set()
+        self._links: dict[Address, _Link] = {}
+        self._inbox = Inbox()
+        self._closed = False
+        #: Datagrams lost: sent to an address no peer id is expected at, or queued for a carrier that failed.
+        self.send_errors = 0
+        self._lost_datagrams = 0
+        #: Every loss reported, in order (``CarrierLost``): what ``status`` would show.
+        self.losses: list[CarrierLost] = []
+
+    @property
+    def dropped(self) -> int:
+        return self.send_errors + self._lost_datagrams + sum(link.outbox.dropped for link in self._links.values())
+
+    # -- addresses -----------------------------------------------------------------------
+
+    def expect(self, addr: object, peer_id: PeerId) -> None:
+        """The peer that must answer at ``addr``: a carrier dialed there is refused unless it is ``peer_id``."""
+        address = self._well_formed(addr)
+        self._expected.pop(address, None)
+        if len(self._expected) >= EXPECTED_ADDRESSES:
+            del self._expected[next(iter(self._expected))]
+        self._expected[address] = peer_id
+
+    def carrier(self, addr: Address) -> QuicCarrier | None:
+        """The open carrier to ``addr``, if there is one."""
+        link = self._links.get(addr)
+        return link.carrier if link is not None else None
+
+    @property
+    def peers(self) -> dict[Address, PeerId]:
+        """Open carriers: address -> the peer id QUIC authenticated there."""
+        return {addr: link.carrier.peer_id for addr, link in self._links.items() if link.carrier is not None}
+
+    # -- the Transport protocol -------------------------------------------------------------
+
+    def check_address(self, addr: object) -> Address:
+        """``addr`` as (ip, port), if this transport can reach it: a carrier is open there or a peer
+        id is expected there (``expect``); ValueError with the reason if not."""
+        address = self._well_formed(addr)
+        if address not in self._links and address not in self._expected:
+            raise ValueError(f"no QUIC carrier to {_show(address)} and no peer id expected there: call expect() first")
+        return address
+
+    def _well_formed(self, addr: object) -> Address:
+        """``addr`` as (ip, port) of the listener's family; ValueError with the reason if not."""
+        if not (isinstance(addr, tuple) and len(addr) == 2):
+            raise ValueError(f"an address is (ip, port), not {addr!r}")
+        host, port = addr
+        try:
+            ip = ipaddress.ip_address(host)
+        except (ValueError, TypeError):
+            raise ValueError(f"{host!r} is not an IP address") from None
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise ValueError(f"port {port!r} is not in 1..65535")
+        if ip.version != self._family:
+            raise ValueError(f"{host} is IPv{ip.version} but this QUIC listener is IPv{self._family}")
+        return (str(ip), port)
+
+    def max_udp_payload(self, addr: Address) -> int:
+        """``STREAM_PACKET_SIZE``: records are framed on a stream, no path MTU applies."""
+        self._well_formed(addr)
+        return STREAM_PACKET_SIZE
+
+    async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        """Queue ``datagrams`` for the carrier to ``addr``, waiting for room while it is open.
+
+        While the carrier is being dialed, what does not fit is a counted loss instead: a dial
+        may take the whole handshake timeout, and the node's other peers must not wait for it.
+        """
+        link = self._link_for(addr)
+        if link is not None and link.carrier is not None:
+            await link.outbox.put(datagrams, addr)
+            return
+        taken = link.outbox.put_now(datagrams, addr) if link is not None else 0
+        self.send_errors += len(datagrams) - taken
+        await trio.lowlevel.checkpoint()
+
+    def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
+        link = self._link_for(addr)
+        if link is None:
+            self.send_errors += len(datagrams)
+            return len(datagrams)
+        return link.outbox.put_now(datagrams, addr)
+
+    async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
+        return await self._inbox.take_runs()
+
+    def close(self) -> None:
+        """Close every carrier (abruptly: the node has already closed its sessions) and stop dialing."""
+        self._closed = True
+        for link in list(self._links.values()):
+            link.outbox.lose("the QUIC transport was closed")
+            link.cancel.cancel()
+
+    # -- carriers ------------------------------------------------------------------------
+
+    def _link_for(self, addr: Address) -> _Link | None:
+        """The link to ``addr``, dialing one if a peer id is expected there; None (a loss) if not."""
+        link = self._links.get(addr)
+        if link is not None:
+            return link
+        peer_id = self._expected.get(addr)
+        if peer_id is None or self._closed:
+            if peer_id is None and addr not in self._unexpected:
+                if len(self._unexpected) >= EXPECTED_ADDRESSES:
+                    self._unexpected.clear()
+                self._unexpected.add(addr)  # logged once per address, not per datagram
+                log.info("QUIC transport: datagrams to %s dropped: no carrier and no peer id expected", _show(addr))
+            return None
+        link = self._links[addr] = _Link(addr, Outbox())
+        self._nursery.start_soon(self._dial, link, peer_id)
+        return link
+
+    async def _dial(self, link: _Link, peer_id: PeerId) -> None:
+        host, port = link.address
+        reason = "the carrier ended"
+        with link.cancel:
+            try:
+                async with quic.dial(
+                    host,
+                    port,
+                    expected_peer_id=peer_id,
+                    identity=self.identity,
+                    handshake_timeout=self._handshake_timeout,
+                    idle_timeout=self._idle_timeout,
+                    local_host=self.local_address[0],
+                ) as carrier:
+                    link.carrier = carrier
+                    reason = await self._carry(link, carrier)
+            except (QuicError, OSError) as exc:
+                reason = f"QUIC dial to {_show(link.address)} failed: {exc}"
+            except Exception as exc:  # a bug below us: this carrier ends, the node goes on
+                log.exception("QUIC carrier to %s failed", _show(link.address))
+                reason = f"QUIC carrier to {_show(link.address)} failed: {exc!r}"
+        self._end(link, reason)
+
+    async def _accept_loop(self) -> None:
+        while True:
+            carrier = await self.listener.accept()
+            host, port = carrier.remote_address
+            address = (str(host), int(port))
+            old = self._links.get(address)
+            if old is not None:  # the peer dialed again from the same address: the new carrier wins
+                old.replaced = True
+                old.outbox.lose("replaced by a new carrier from the same address")
+                old.cancel.cancel()
+            link = self._links[address] = _Link(address, Outbox(), carrier)
+            self._nursery.start_soon(self._serve_accepted, link, carrier)
+
+    async def _serve_accepted(self, link: _Link, carrier: QuicCarrier) -> None:
+        reason = "the carrier was replaced"
+        with link.cancel:
+            try:
+                reason = await self._carry(link, carrier)
+            except Exception as exc:  # a bug below us: this carrier ends, the node goes on
+                log.exception("QUIC carrier from %s failed", _show(link.address))
+                reason = f"QUIC carrier from {_show(link.address)} failed: {exc!r}"
+            finally:
+                with trio.CancelScope(shield=True), trio.move_on_after(quic.CLOSE_LINGER):
+                    await carrier.aclose()
+        self._end(link, reason)
+
+    async def _carry(self, link: _Link, carrier: QuicCarrier) -> str:
+        """Move records both ways until the carrier ends; why it ended."""
+        why: list[str] = []
+        async with trio.open_nursery() as nursery:
+
+            async def send() -> None:
+                while True:
+                    try:
+                        batches = await link.outbox.take()
+                    except trio.EndOfChannel as end:
+                        why.append(str(end) or "closed")
+                        nursery.cancel_scope.cancel()
+                        return
+                    try:
+                        for datagrams, _ in batches:
+                            try:
+                                await carrier.send_records(datagrams)
+                            except LocalProtocolError:  # an empty or oversized datagram: lost, counted
+                                self.send_errors += len(datagrams)
+                    except QuicError as exc:
+                        why.append(f"QUIC carrier to {_show(link.address)}: {exc}")
+                        nursery.cancel_scope.cancel()
+                        return
+
+            async def receive() -> None:
+                while True:
+                    try:
+                        record = await carrier.receive_record()
+                    except QuicError as exc:
+                        why.append(f"QUIC carrier to {_show(link.address)}: {exc}")
+                        nursery.cancel_scope.cancel()
+                        return
+                    await self._inbox.put(record, link.address)
+
+            nursery.start_soon(send)
+            nursery.start_soon(receive)
+        return why[0] if why else "the carrier ended"
+
+    def _end(self, link: _Link, reason: str) -> None:
+        if self._links.get(link.address) is link:
+            del self._links[link.address]
+        if link.outbox.lost is None:
+            link.outbox.lose(reason)
+        self._lost_datagrams += link.outbox.dropped
+        if not self._closed and not link.replaced:
+            self._report(link.address, reason)
+
+    def _report(self, addr: Address, reason: str) -> None:
+        event = CarrierLost(kind=self.kind, address=addr, reason=reason)
+        self.losses.append(event)
+        report(self.on_lost, event)
+
+
+def _show(addr: Address) -> str:
+    host, port = addr
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@contextlib.asynccontextmanager
+async def open_quic_transport(
+    identity: Identity,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    handshake_timeout: float = 10.0,
+    idle_timeout: float = 60.0,
+    on_lost: LostCallback | None = None,
+) -> AsyncIterator[QuicTransport]:
+    """A QUIC listener on ``host:port`` (0: a free port) and the transport over it, until the block ends.
+
+    On exit every carrier is closed.  ``idle_timeout`` is QUIC's; keep it above the session's
+    keepalive interval (spec/quic.md QUIC-4.5).
+    """
+    async with (
+        quic.listen(host, port, identity, handshake_timeout=handshake_timeout, idle_timeout=idle_timeout) as listener,
+        trio.open_nursery() as nursery,
+    ):
+        transport = QuicTransport(
+            identity,
+            listener,
+            nursery,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            on_lost=on_lost,
+        )
+        nursery.start_soon(transport._accept_loop)
+        try:
+            yield transport
+        finally:
+            transport.close()
+            nursery.cancel_scope.cancel()

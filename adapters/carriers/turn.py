@@ -1,0 +1,249 @@
+"""A TURN allocation as one of the node's sockets (spec/turn.md §1: "one more local socket").
+
+    async with (
+        open_turn_transport(server, credentials) as transport,   # allocates; transport.local_address
+        open_node(keys, transports=[transport]) as node,         # is the relayed address
+    ):
+        await transport.add_peer(peer_relayed)                    # TRN-6.3: both sides, before data
+        await node.connect(peer_id, peer_relayed, "svc")
+
+(or ``TurnTransport(turn)`` over a ``TurnSocket`` already open, run by ``transport.running()``).
+
+The node sees a datagram socket whose address is the relayed address: it sends to a peer's
+address as seen from the relay (the peer's relayed address, or its public one) and receives
+from it.  Sending installs the peer's permission and channel (the TURN client holds the data
+until the permission is installed, TRN-6.1); ``add_peer`` installs it before anything is sent,
+which the side that only answers needs (TRN-6.3).
+
+Nothing here raises into the node: a send that fails is a lost datagram, counted in
+``dropped`` and logged; an allocation that fails or is released is reported once to
+``on_lost`` (``CarrierLost``, address None: the whole socket is gone), after which sends are
+counted losses and ``receive_runs`` waits for ever (nothing more can arrive).  A peer whose
+permission the server refuses (403, a quota) is reported as ``CarrierLost`` with the address
+``(ip, 0)``: every port of that IP is unreachable through this allocation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import socket as _socket
+import ssl
+from collections.abc import AsyncIterator, Sequence
+
+import trio
+
+from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.nat.turn import TurnConfig
+from p2pos.proto.nat.turn_config import TurnCredentials, TurnServer
+from p2pos.proto.nat.turn_config import TurnTransport as TurnLeg
+from p2pos.transports import socket_options
+from p2pos.transports.turn import TurnError, TurnSocket, open_turn_socket
+
+from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, report
+
+#: TURN's overhead per datagram (spec/turn.md §7): a Send indication is the larger (36 bytes for an
+#: IPv4 peer, 48 for IPv6), plus up to 3 bytes of padding; ChannelData is 4 (+ padding on streams).
+SEND_INDICATION_OVERHEAD = {4: 36 + 3, 6: 48 + 3}
+#: A STUN message, and so a TURN-wrapped datagram, is at most this long (spec/turn.md §7).
+LARGEST_MESSAGE = 65535
+#: How often the transport looks for peers whose permission the server refused (``TurnSocket``
+#: lists them in ``peer_failures`` and has no callback for them).
+PEER_CHECK_INTERVAL = 0.05
+
+
+class TurnTransport:
+    """The node's ``Transport`` over an open ``TurnSocket``; ``running()`` runs its tasks."""
+
+    kind = "turn"
+    #: What the core will make of paths through this socket (spec/paths.md on the paths branch:
+    #: ``PathKind.DATAGRAM``, rank 2 = after direct UDP and QUIC, before a relay).
+    path_kind = "datagram"
+    path_rank = 2
+
+    def __init__(self, turn: TurnSocket, *, on_lost: LostCallback | None = None) -> None:
+        if turn.relayed is None:
+            raise TurnError("the TURN socket has no allocation")
+        self.turn = turn
+        self.local_address: Address = turn.relayed
+        self._family = 6 if ":" in turn.relayed[0] else 4
+        #: Told once when the allocation is lost (``CarrierLost``, address None).
+        self.on_lost = on_lost
+        self._outbox = Outbox()
+        self._inbox = Inbox()
+        self._running = False
+        self._failures_seen = 0
+        #: Peer IPs whose permission the server refused, with the reason (until ``add_peer`` asks again).
+        self.refused: dict[str, str] = {}
+        #: Datagrams lost: refused by the TURN client, or sent after the allocation was lost.
+        self.send_errors = 0
+
+    @property
+    def lost(self) -> str | None:
+        """Why the allocation is gone, or None while it works."""
+        return self._outbox.lost
+
+    @property
+    def dropped(self) -> int:
+        return self.send_errors + self._outbox.dropped
+
+    # -- the Transport protocol -----------------------------------------------------
+
+    def check_address(self, addr: object) -> Address:
+        """``addr`` as (ip, port) of the relayed address's family; ValueError with the reason if not."""
+        if not (isinstance(addr, tuple) and len(addr) == 2):
+            raise ValueError(f"an address is (ip, port), not {addr!r}")
+        host, port = addr
+        try:
+            ip = ipaddress.ip_address(host)
+        except (ValueError, TypeError):
+            raise ValueError(f"{host!r} is not an IP address") from None
+        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+            raise ValueError(f"port {port!r} is not in 1..65535")
+        if ip.version != self._family:
+            raise ValueError(f"{host} is IPv{ip.version} but the TURN allocation relays IPv{self._family}")
+        return (str(ip), port)
+
+    def max_udp_payload(self, addr: Address) -> int:
+        """The largest p2pos datagram that fits one TURN message on the leg (TRN-6.4).
+
+        The leg's payload (a UDP datagram towards the server, or a STUN message on TCP/TLS)
+        less the Send indication's overhead, the larger of the two wrappings.  The relay-to-peer
+        hop may be narrower: the session's PMTU discovery finds that.  OSError if no route.
+        """
+        addr = self.check_address(addr)
+        server = self.turn.server
+        leg = LARGEST_MESSAGE
+        if server.transport is TurnLeg.UDP:
+            family = _socket.AF_INET6 if ":" in server.host else _socket.AF_INET
+            mtu = socket_options.path_mtu(family, (server.host, server.port))
+            leg = socket_options.max_udp_payload(mtu, family)
+        return min(leg, LARGEST_MESSAGE) - SEND_INDICATION_OVERHEAD[self._family]
+
+    async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        await self._outbox.put(datagrams, addr)
+
+    def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
+        return self._outbox.put_now(datagrams, addr)
+
+    async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
+        return await self._inbox.take_runs()
+
+    def close(self) -> None:
+        """Stop taking datagrams (the allocation itself is released by ``open_turn_socket``'s exit)."""
+        self._outbox.lose("the TURN transport was closed")
+
+    # -- TURN ------------------------------------------------------------------------
+
+    async def add_peer(self, addr: object, *, wait: bool = True) -> None:
+        """Let ``addr`` reach us through the relay (TRN-6.3); with ``wait``, until the server confirmed.
+
+        Raises ValueError for a malformed address, TurnError if the server refuses the permission
+        (the reason names its STUN error) or once the allocation is gone.
+        """
+        peer = self.check_address(addr)
+        if self.lost is not None:
+            raise TurnError(self.lost)
+        self._check_peer_failures()
+        self.refused.pop(peer[0], None)
+        try:
+            await self.turn.add_peer(peer, wait=False)
+        except LocalProtocolError as exc:  # too many permissions, or the allocation just ended
+            raise TurnError(str(exc)) from exc
+        # TurnSocket.add_peer(wait=True) would wait for ever on a refused permission: poll instead.
+        while wait and not self.turn.client.has_permission(peer[0]):
+            self._check_peer_failures()
+            if peer[0] in self.refused:
+                raise TurnError(f"TURN {self.turn.server.url}: permission for {peer[0]}: {self.refused[peer[0]]}")
+            if self.lost is not None:
+                raise TurnError(self.lost)
+            await trio.sleep(PEER_CHECK_INTERVAL / 2)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[TurnTransport]:
+        """Run the sender and receiver tasks for the duration of the block."""
+        if self._running:
+            raise RuntimeError("this TURN transport is already running")
+        self._running = True
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._sender)
+            nursery.start_soon(self._receiver)
+            nursery.start_soon(self._watch_peers)
+            try:
+                yield self
+            finally:
+                nursery.cancel_scope.cancel()
+
+    async def _sender(self) -> None:
+        while True:
+            try:
+                batches = await self._outbox.take()
+            except trio.EndOfChannel:
+                return
+            for datagrams, addr in batches:
+                for index, data in enumerate(datagrams):
+                    try:
+                        await self.turn.send(data, addr)
+                    except TurnError as exc:
+                        self.send_errors += len(datagrams) - index
+                        self._lose(str(exc))
+                        return
+                    except LocalProtocolError as exc:  # the allocation ended between two checks
+                        self.send_errors += len(datagrams) - index
+                        self._lose(f"TURN {self.turn.server.url}: {exc}")
+                        return
+
+    async def _receiver(self) -> None:
+        while True:
+            try:
+                data, peer = await self.turn.receive()
+            except TurnError as exc:
+                self._lose(str(exc))
+                return
+            await self._inbox.put(data, peer)
+
+    async def _watch_peers(self) -> None:
+        while self.lost is None:
+            self._check_peer_failures()
+            await trio.sleep(PEER_CHECK_INTERVAL)
+
+    def _check_peer_failures(self) -> None:
+        """Report peers whose permission was refused since the last look (a refused channel is no
+        loss: data then goes in Send indications, TRN-6.1)."""
+        failures = self.turn.peer_failures
+        for failure in failures[self._failures_seen :]:
+            ip, port = failure.peer
+            if port == 0 and ip not in self.refused:  # a permission: the whole IP
+                self.refused[ip] = failure.reason
+                report(self.on_lost, CarrierLost(kind=self.kind, address=(ip, 0), reason=failure.reason))
+        self._failures_seen = len(failures)
+
+    def _lose(self, reason: str) -> None:
+        if self._outbox.lost is None:
+            self._outbox.lose(reason)
+            report(self.on_lost, CarrierLost(kind=self.kind, address=None, reason=reason))
+        else:
+            log.debug("TURN transport: %s (already lost)", reason)
+
+
+@contextlib.asynccontextmanager
+async def open_turn_transport(
+    server: TurnServer,
+    credentials: TurnCredentials,
+    *,
+    config: TurnConfig | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    release_timeout: float = 5.0,
+    on_lost: LostCallback | None = None,
+) -> AsyncIterator[TurnTransport]:
+    """Allocate on ``server`` and run a ``TurnTransport`` over it until the block ends (then release).
+
+    Raises TurnError if the allocation cannot be made (``open_turn_socket``).
+    """
+    async with (
+        open_turn_socket(
+            server, credentials, config=config, ssl_context=ssl_context, release_timeout=release_timeout
+        ) as turn,
+        TurnTransport(turn, on_lost=on_lost).running() as transport,
+    ):
+        yield transport
