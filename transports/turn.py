@@ -23,7 +23,7 @@ import math
 import secrets
 import socket as _socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import assert_never
 
@@ -42,6 +42,8 @@ from p2pos.proto.nat.turn_events import (
 )
 
 _RECEIVE_SIZE = 65536
+#: Refused peer IPs remembered (``TurnSocket.refused``).
+MAX_REFUSED = 256
 #: Datagrams from peers held for a slow reader before the newest are dropped (UDP semantics).
 RECEIVE_QUEUE = 1024
 
@@ -59,7 +61,11 @@ class TurnSocket:
         self.relayed: Address | None = None
         self.mapped: Address | None = None
         self.lifetime = 0
-        self.peer_failures: list[TurnPeerFailed] = []
+        #: Peer IPs whose permission the server refused, with why (until ``add_peer`` asks again);
+        #: at most ``MAX_REFUSED`` are kept, the oldest forgotten first.
+        self.refused: dict[str, str] = {}
+        #: Called with each ``TurnPeerFailed`` (a permission or a channel the server refused).
+        self.on_peer_failed: Callable[[TurnPeerFailed], None] | None = None
         self.dropped = 0
         self._error: str | None = None
         self._released = trio.Event()
@@ -100,10 +106,13 @@ class TurnSocket:
     async def add_peer(self, peer: Address, *, wait: bool = True) -> None:
         """Let ``peer`` reach us: install its permission (and channel); with ``wait``, until the server confirmed."""
         self._raise_if_failed()
+        self.refused.pop(peer[0], None)
         self.client.add_peer(peer, trio.current_time())
         await self._flush()
         while wait and not self.client.has_permission(peer[0]):
             self._raise_if_failed()
+            if peer[0] in self.refused:
+                raise TurnError(f"TURN {self.server.url}: permission for {peer[0]}: {self.refused[peer[0]]}")
             await self._progress.wait()
 
     async def refresh(self) -> int:
@@ -164,8 +173,16 @@ class TurnSocket:
                 case TurnRefreshed(lifetime=lifetime):
                     self.lifetime = lifetime
                     self._refreshed.set()
-                case TurnPeerFailed():
-                    self.peer_failures.append(event)
+                case TurnPeerFailed(peer=(ip, port), reason=reason):
+                    if port == 0:  # a permission: the whole IP (a refused channel only costs Send indications)
+                        self.refused.pop(ip, None)
+                        self.refused[ip] = reason
+                        while len(self.refused) > MAX_REFUSED:
+                            del self.refused[next(iter(self.refused))]
+                        self._progress.set()
+                        self._progress = trio.Event()
+                    if self.on_peer_failed is not None:
+                        self.on_peer_failed(event)
                 case TurnFailed(reason=reason, code=code):
                     self._error = f"TURN {self.server.url}: {reason}" + (f" (STUN error {code})" if code else "")
                     self._end()

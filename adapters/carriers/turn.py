@@ -37,6 +37,7 @@ from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.nat.turn import TurnConfig
 from p2pos.proto.nat.turn_config import TurnCredentials, TurnServer
 from p2pos.proto.nat.turn_config import TurnTransport as TurnLeg
+from p2pos.proto.nat.turn_events import TurnPeerFailed
 from p2pos.transports import socket_options
 from p2pos.transports.turn import TurnError, TurnSocket, open_turn_socket
 
@@ -47,9 +48,6 @@ from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, repo
 SEND_INDICATION_OVERHEAD = {4: 36 + 3, 6: 48 + 3}
 #: A STUN message, and so a TURN-wrapped datagram, is at most this long (spec/turn.md §7).
 LARGEST_MESSAGE = 65535
-#: How often the transport looks for peers whose permission the server refused (``TurnSocket``
-#: lists them in ``peer_failures`` and has no callback for them).
-PEER_CHECK_INTERVAL = 0.05
 
 
 class TurnTransport:
@@ -72,9 +70,7 @@ class TurnTransport:
         self._outbox = Outbox()
         self._inbox = Inbox()
         self._running = False
-        self._failures_seen = 0
-        #: Peer IPs whose permission the server refused, with the reason (until ``add_peer`` asks again).
-        self.refused: dict[str, str] = {}
+        turn.on_peer_failed = self._peer_failed
         #: Datagrams lost: refused by the TURN client, or sent after the allocation was lost.
         self.send_errors = 0
 
@@ -144,20 +140,10 @@ class TurnTransport:
         peer = self.check_address(addr)
         if self.lost is not None:
             raise TurnError(self.lost)
-        self._check_peer_failures()
-        self.refused.pop(peer[0], None)
         try:
-            await self.turn.add_peer(peer, wait=False)
+            await self.turn.add_peer(peer, wait=wait)
         except LocalProtocolError as exc:  # too many permissions, or the allocation just ended
             raise TurnError(str(exc)) from exc
-        # TurnSocket.add_peer(wait=True) would wait for ever on a refused permission: poll instead.
-        while wait and not self.turn.client.has_permission(peer[0]):
-            self._check_peer_failures()
-            if peer[0] in self.refused:
-                raise TurnError(f"TURN {self.turn.server.url}: permission for {peer[0]}: {self.refused[peer[0]]}")
-            if self.lost is not None:
-                raise TurnError(self.lost)
-            await trio.sleep(PEER_CHECK_INTERVAL / 2)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[TurnTransport]:
@@ -168,7 +154,6 @@ class TurnTransport:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._sender)
             nursery.start_soon(self._receiver)
-            nursery.start_soon(self._watch_peers)
             try:
                 yield self
             finally:
@@ -202,21 +187,12 @@ class TurnTransport:
                 return
             await self._inbox.put(data, peer)
 
-    async def _watch_peers(self) -> None:
-        while self.lost is None:
-            self._check_peer_failures()
-            await trio.sleep(PEER_CHECK_INTERVAL)
-
-    def _check_peer_failures(self) -> None:
-        """Report peers whose permission was refused since the last look (a refused channel is no
-        loss: data then goes in Send indications, TRN-6.1)."""
-        failures = self.turn.peer_failures
-        for failure in failures[self._failures_seen :]:
-            ip, port = failure.peer
-            if port == 0 and ip not in self.refused:  # a permission: the whole IP
-                self.refused[ip] = failure.reason
-                report(self.on_lost, CarrierLost(kind=self.kind, address=(ip, 0), reason=failure.reason))
-        self._failures_seen = len(failures)
+    def _peer_failed(self, failure: TurnPeerFailed) -> None:
+        """Report a peer whose permission the server refused (a refused channel is no loss: data
+        then goes in Send indications, TRN-6.1)."""
+        ip, port = failure.peer
+        if port == 0:  # a permission: the whole IP
+            report(self.on_lost, CarrierLost(kind=self.kind, address=(ip, 0), reason=failure.reason))
 
     def _lose(self, reason: str) -> None:
         if self._outbox.lost is None:
