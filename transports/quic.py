@@ -45,6 +45,7 @@ from aioquic.quic import events
 from aioquic.quic.configuration import SMALLEST_MAX_DATAGRAM_SIZE, QuicConfiguration
 from aioquic.quic.connection import QuicConnection, QuicConnectionState
 from aioquic.quic.packet import (
+    QuicFrameType,
     QuicHeader,
     QuicPacketType,
     QuicProtocolVersion,
@@ -112,6 +113,14 @@ def _closed_error(event: events.ConnectionTerminated, by: str) -> CarrierClosed:
             what = code.name
     reason = f": {event.reason_phrase}" if event.reason_phrase else ""
     return CarrierClosed(f"QUIC connection closed by {by} ({what}){reason}", code)
+
+
+def _idle_error(event: events.ConnectionTerminated, idle_timeout: float) -> CarrierClosed | None:
+    """The end by QUIC's own idle timer, which aioquic reports as a close (nothing closed it)."""
+    # aioquic's handle_timer: ConnectionTerminated(INTERNAL_ERROR, PADDING, "Idle timeout"), never on the wire.
+    if event.frame_type == QuicFrameType.PADDING and event.reason_phrase == "Idle timeout":
+        return CarrierClosed(f"QUIC idle timeout: nothing from the peer for {idle_timeout:g} s", ErrorCode.IDLE_TIMEOUT)
+    return None
 
 
 def _peer_certificate(quic: QuicConnection) -> tuple[x509.Certificate, int]:
@@ -414,7 +423,7 @@ class _QuicSocket:
                 self.by_cid.pop(cid, None)
             case events.ConnectionTerminated():
                 by = "us" if conn.error is not None else "the peer"
-                self._fail(conn, _closed_error(event, by), close=False)
+                self._fail(conn, _idle_error(event, self.idle_timeout) or _closed_error(event, by), close=False)
             case events.StreamReset(stream_id=sid) if sid == conn.stream_id:
                 self._fail(conn, CarrierClosed("the peer reset the carrier stream", ErrorCode.PROTOCOL_VIOLATION))
             case _:
