@@ -116,9 +116,7 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-6.3": "a rule for the spec's authors, checked by tests/spec/test_traceability.py (a tag without a keyword) and tests/conformance/test_verdicts.py (how levels are read)",
     "CONF-6.4": "a rule for the spec and the suite, checked by tests/spec/test_traceability.py",
 }
-PENDING: Mapping[str, str] = {
-    "QUIC-5.1": "a case of the QUIC suite (conformance/quic) that runs a p2pos session over a carrier: its control (quic.md §7) reports the carrier's frames, it needs a command that puts the IUT's endpoint behind the carrier",
-}
+PENDING: Mapping[str, str] = {}
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {
     **UNTESTABLE,

@@ -4,12 +4,16 @@
 
 Listens on 127.0.0.1 (a free port) with a fresh identity, prints ``ready``, then reports each
 accepted or dialed carrier, each record and each end as one JSON line, and takes ``dial``,
-``send``, ``close`` and ``quit`` lines on stdin.  ``--bug`` makes a deliberately broken IUT
+``send``, ``message``, ``close`` and ``quit`` lines on stdin.  Every record is also handed to
+one p2pos ``Endpoint`` (the address ``quic:CONN`` names the carrier), whose output goes back
+on that carrier: its sessions' handshakes and messages are the ``session`` and ``message``
+events (spec/quic.md QUIC-5.1).  ``--bug`` makes a deliberately broken IUT
 for the suite's own tests (each must fail the cases that check that rule):
 
 * ``peer-id``: the dialer accepts a valid binding by any identity (breaks QUIC-3.2.4);
 * ``proof-key``: the listener accepts a dialer's proof over any TLS key (breaks QUIC-3.4.1);
-* ``streams``: data on other streams is ignored instead of closing (breaks QUIC-2.2a).
+* ``streams``: data on other streams is ignored instead of closing (breaks QUIC-2.2a);
+* ``no-endpoint``: records are reported but not handed to the endpoint (breaks QUIC-5.1).
 """
 
 from __future__ import annotations
@@ -25,12 +29,13 @@ from collections.abc import Sequence
 import trio
 from cryptography import x509
 
+from p2pos.proto import Endpoint, HandshakeCompleted, LocalKeys, MessageReceived
 from p2pos.proto.errors import ErrorCode, ProtocolError
 from p2pos.proto.identity.identity import Identity, SignedRecord
 from p2pos.proto.identity.peer_id import PeerId
 from p2pos.transports import quic, quic_tls
 
-BUGS = ("peer-id", "proof-key", "streams")
+BUGS = ("peer-id", "proof-key", "streams", "no-endpoint")
 
 
 def emit(**event: object) -> None:
@@ -74,21 +79,67 @@ def install_bug(name: str) -> None:
 
 
 class Adapter:
-    def __init__(self, identity: Identity, handshake_timeout: float) -> None:
+    def __init__(self, identity: Identity, handshake_timeout: float, *, endpoint: bool = True) -> None:
         self.identity = identity
         self.handshake_timeout = handshake_timeout
         self.carriers: dict[int, quic.QuicCarrier] = {}
         self.ids = itertools.count(1)
-        self.done: dict[int, trio.Event] = {}
+        self.endpoint = Endpoint(LocalKeys.generate(identity))
+        self.use_endpoint = endpoint
+        #: The carrier of each session of the endpoint (the one its INIT arrived on).
+        self.session_conn: dict[int, int] = {}
 
     async def serve(self, carrier: quic.QuicCarrier, conn: int) -> None:
-        """Report the carrier's records, then its end."""
+        """Report the carrier's records (and hand them to the endpoint), then its end."""
         try:
             while True:
                 record = await carrier.receive_record()
                 emit(event="record", conn=conn, data=record.hex())
+                if not self.use_endpoint:
+                    continue
+                self.endpoint.receive_data(record, f"quic:{conn}", trio.current_time())
+                for session in self.endpoint.sessions():
+                    self.session_conn.setdefault(session.local_index, conn)
+                await self.flush()
         except quic.QuicError as exc:
             emit(event="closed", conn=conn, code=_code(exc))
+
+    async def flush(self) -> None:
+        """Send the endpoint's datagrams on their carriers; report its sessions' events."""
+        endpoint = self.endpoint
+        for datagrams, address, _ in endpoint.data_to_send(trio.current_time()):
+            carrier = self.carriers.get(int(str(address).removeprefix("quic:")))
+            if carrier is not None and not carrier.closed:
+                await carrier.send_records(datagrams)
+        while (event := endpoint.next_event()) is not None:
+            match event:
+                case HandshakeCompleted(session_id=sid, peer_id=peer):
+                    emit(event="session", conn=self.session_conn.get(sid), peer_id=str(peer))
+                case MessageReceived(session_id=sid, data=data):
+                    emit(event="message", conn=self.session_conn.get(sid), data=data.hex())
+                case _:
+                    pass
+
+    async def timers(self) -> None:
+        while True:
+            timer = self.endpoint.get_timer()
+            await trio.sleep_until(
+                min(timer, trio.current_time() + 0.1) if timer is not None else trio.current_time() + 0.1
+            )
+            if timer is not None and trio.current_time() >= timer:
+                self.endpoint.handle_timer(trio.current_time())
+            await self.flush()
+
+    async def message(self, conn: int, data: bytes) -> None:
+        """Send ``data`` on the session that runs over carrier ``conn``."""
+        for sid, on in self.session_conn.items():
+            session = self.endpoint.session(sid)
+            if on == conn and session is not None:
+                session.send(data, trio.current_time())
+                self.endpoint.updated(sid)
+                await self.flush()
+                return
+        emit(event="error", conn=conn, reason="no session on this carrier")
 
     async def accept_loop(self, listener: quic.QuicListener, nursery: trio.Nursery) -> None:
         while True:
@@ -123,6 +174,11 @@ class Adapter:
                     await self.carriers[int(conn)].send_record(bytes.fromhex(data))
                 except (quic.QuicError, ProtocolError, ValueError) as exc:
                     emit(event="error", conn=int(conn), reason=str(exc)[:200])
+            case ["message", conn, data] if conn.isdigit():
+                try:
+                    await self.message(int(conn), bytes.fromhex(data))
+                except (quic.QuicError, ProtocolError, ValueError) as exc:
+                    emit(event="error", conn=int(conn), reason=str(exc)[:200])
             case ["close", conn] if conn.isdigit() and int(conn) in self.carriers:
                 nursery.start_soon(self.carriers[int(conn)].aclose)
             case ["quit"]:
@@ -138,11 +194,12 @@ async def main_async(bug: str | None) -> None:
         install_bug(bug)
     timeout = float(os.environ.get("P2POS_QUIC_HANDSHAKE_TIMEOUT", "10"))
     identity = Identity.generate()
-    adapter = Adapter(identity, timeout)
+    adapter = Adapter(identity, timeout, endpoint=bug != "no-endpoint")
     async with quic.listen("127.0.0.1", 0, identity, handshake_timeout=timeout) as listener:
         emit(event="ready", port=listener.port, peer_id=str(identity.peer_id))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(adapter.accept_loop, listener, nursery)
+            nursery.start_soon(adapter.timers)
             stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
             buffer = b""
             running = True

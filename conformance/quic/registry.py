@@ -22,7 +22,7 @@ CaseFunc = Callable[[Iut], "str | None"]
 _ID = re.compile(r"^quic(/[a-z0-9_-]+)*/[0-9]+$")
 _CASES: dict[str, QuicCase] = {}
 #: The modules holding cases, loaded by ``all_cases`` in this order.
-CASE_MODULES = ("cases_listen", "cases_dial")
+CASE_MODULES = ("cases_listen", "cases_dial", "cases_session")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

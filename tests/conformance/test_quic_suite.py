@@ -41,6 +41,7 @@ BROKEN = {
         ("quic/listen/10", "quic/listen/11", "quic/listen/12", "quic/dial/12", "quic/dial/13"),
         {"quic/listen/10", "quic/listen/11", "quic/dial/12"},
     ),
+    "no-endpoint": (("quic/listen/2", "quic/session/1"), {"quic/session/1"}),
 }
 
 
