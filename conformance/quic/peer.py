@@ -4,8 +4,9 @@ aioquic is sans-IO: the runner feeds it datagrams and timers and sends what it p
 so a case can make it misbehave (another ALPN, a broken certificate, a second stream) and
 see every event.  ``Peer.dialer`` connects to the IUT; ``Peer.listener`` waits for the
 IUT's Initial.  ``pump(until, timeout)`` runs the connection until ``until()`` holds.
-The listener's certificate the IUT presented is read from aioquic's private
-``tls._peer_certificate`` / ``_peer_certificate_chain`` (aioquic has no public accessor).
+aioquic has no public accessor for what some cases check, so they read private attributes:
+the certificate the IUT presented (``tls._peer_certificate``, ``_peer_certificate_chain``) and
+its transport parameters (``_remote_max_datagram_frame_size``, ``_remote_max_idle_timeout``).
 """
 
 from __future__ import annotations
@@ -108,8 +109,11 @@ class Peer:
 
     def pump(self, until: Callable[[], bool] = lambda: False, timeout: float = 5.0) -> bool:
         """Run the connection until ``until()`` holds (True) or ``timeout`` seconds pass (False)."""
-        if self.sock.fileno() == -1:
-            return until()
+        if self.sock.fileno() == -1:  # the case is done with it: nothing can change
+            done = until()
+            if not done:
+                time.sleep(min(timeout, 0.02))
+            return done
         deadline = time.monotonic() + timeout
         while True:
             self._flush()
@@ -128,6 +132,8 @@ class Peer:
             except TimeoutError:
                 if self.quic is not None and timer is not None and time.monotonic() >= timer:
                     self.quic.handle_timer(time.monotonic())
+                continue
+            except OSError:  # an ICMP error reported on the socket: QUIC's own timers deal with loss
                 continue
             self._datagram(data, addr)
 
