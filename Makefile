@@ -52,6 +52,7 @@ unit: install
 conformance: install
 	mkdir -p results
 	$(PY) -m conformance --json results/conformance.json
+	$(PY) -m conformance.quic --json results/conformance-quic.json
 
 # The wheel with the core compiled by mypyc (setup.py, tools/compile_core.py), unpacked into
 # build/compiled: `make run` runs it, and the tests and the conformance suite run against it

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from .registry import all_cases
 from .runner import FAIL, precheck, run_cases, summary_line, write_json, write_table
-from .traceability import problems, table
+from .traceability import problems, table, traced_cases
 
 
 def default_impl() -> list[str]:
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.trace:
-        everything = all_cases()
+        everything = traced_cases()
         print(table(everything), end="")
         for broken in problems(everything):
             print(f"traceability: {broken}", file=sys.stderr)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Protocol
 
-from .registry import Case
+from .quic.registry import all_cases as quic_cases
+from .registry import all_cases
 from .trace_reasons import PENDING, UNTESTABLE
 
 #: The prefix of each document's requirement ids.
@@ -56,6 +58,23 @@ LEVELS: Mapping[str, str] = {
     "MAY": "MAY",
     "OPTIONAL": "MAY",
 }
+
+
+class Traced(Protocol):
+    """A case as the table sees it: its id and the requirement ids it tests."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def requirements(self) -> tuple[str, ...]: ...
+
+
+def traced_cases() -> list[Traced]:
+    """The cases of every suite that tests ids of these documents: the wire suite's, then the QUIC carrier's."""
+    return [*all_cases(), *quic_cases()]
+
+
 BEGIN, END = "<!-- traceability: begin (python -m conformance --trace) -->", "<!-- traceability: end -->"
 
 
@@ -120,7 +139,7 @@ def levels(spec: Path | None = None) -> dict[str, str]:
     return found
 
 
-def problems(cases: Iterable[Case], spec: Path | None = None) -> list[str]:
+def problems(cases: Iterable[Traced], spec: Path | None = None) -> list[str]:
     """What breaks the rules of conformance.md §6: duplicated, misplaced, unknown or unmapped ids."""
     out: list[str] = []
     seen: dict[str, str] = {}
@@ -154,7 +173,7 @@ def problems(cases: Iterable[Case], spec: Path | None = None) -> list[str]:
     return out
 
 
-def table(cases: Iterable[Case], spec: Path | None = None) -> str:
+def table(cases: Iterable[Traced], spec: Path | None = None) -> str:
     """The traceability table: one row per requirement id, with its cases or why there are none."""
     by_requirement: dict[str, list[str]] = {}
     for c in cases:
