@@ -1,0 +1,52 @@
+"""Shared set-up of the relay tests: identities, a relay served in-process, record makers."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+
+import trio
+
+from p2pos.proto.identity.identity import Identity
+from p2pos.proto.relay.server import RelayConfig, RelayCore
+from p2pos.transports.wsrelay_client import RelayLink
+from p2pos.transports.wsrelay_server import WsRelayServer
+
+
+def identity(name: str) -> Identity:
+    return Identity.from_seed(hashlib.sha256(b"relay-test:" + name.encode()).digest())
+
+
+def record(n: int, size: int = 100) -> bytes:
+    """A fake sealed record: DATA-like first byte 4, then ``n`` and filler."""
+    body = n.to_bytes(4, "big")
+    return bytes([4]) + body + bytes(size - len(body) - 1)
+
+
+async def start_relay(
+    nursery: trio.Nursery, config: RelayConfig | None = None, *, node_peer: bytes | None = None, **kwargs: object
+) -> WsRelayServer:
+    core = RelayCore(config or RelayConfig(), os.urandom, node_peer=node_peer)
+    server = WsRelayServer(core, **kwargs)  # type: ignore[arg-type]
+    await nursery.start(server.serve, "127.0.0.1", 0)
+    return server
+
+
+def url_of(server: WsRelayServer, scheme: str = "ws", host: str = "127.0.0.1") -> str:
+    return f"{scheme}://{host}:{server.addresses[0][1]}/p2pos/relay/v1"
+
+
+async def paired_links(
+    nursery: trio.Nursery, url: str, a: Identity, b: Identity, **kwargs: object
+) -> tuple[RelayLink, RelayLink]:
+    """Two links on ``url`` that want each other, returned once both are paired."""
+    link_a = RelayLink(url, a, ping_interval=5.0, env={}, **kwargs)  # type: ignore[arg-type]
+    link_b = RelayLink(url, b, ping_interval=5.0, env={}, **kwargs)  # type: ignore[arg-type]
+    link_a.want(b.peer_id.public_key)
+    link_b.want(a.peer_id.public_key)
+    await nursery.start(link_a.run)
+    await nursery.start(link_b.run)
+    with trio.fail_after(10):
+        await link_a.wait_paired(b.peer_id.public_key)
+        await link_b.wait_paired(a.peer_id.public_key)
+    return link_a, link_b
