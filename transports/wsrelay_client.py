@@ -31,7 +31,6 @@ from wsproto.events import (
     Request,
     TextMessage,
 )
-from wsproto.utilities import ProtocolError as WsProtocolError
 
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.relay import client as c
@@ -48,6 +47,16 @@ HANDSHAKE_TIMEOUT = 15.0
 
 class RelayLinkError(OSError):
     """The relay could not be reached, refused the upgrade or broke the protocol."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed attempt: the first exception inside exception groups, with its cause."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = f"{type(exc).__name__}: {exc}"
+    if exc.__cause__ is not None:
+        text += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
+    return text
 
 
 def parse_relay_url(url: str) -> tuple[bool, str, int, str]:
@@ -124,8 +133,8 @@ class RelayLink:
         while True:
             try:
                 await self._connect_and_serve()
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, WsProtocolError) as e:
-                self.last_error = str(e) or type(e).__name__
+            except Exception as exc:
+                self.last_error = describe(exc)
             self.client.link_lost(self._clock())
             self._events()
             self.ready = trio.Event()

@@ -54,6 +54,13 @@ def host_of(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def _leaf(exc: BaseException) -> str:
+    """The name of the first exception inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return type(exc).__name__
+
+
 @dataclasses.dataclass(eq=False)
 class _Conn:
     link: int
@@ -154,8 +161,8 @@ class WsRelayServer:
                     nursery.start_soon(self._writer, conn)
                     await self._reader(conn)
                     nursery.cancel_scope.cancel()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ssl.SSLError):
-            pass
+        except Exception as exc:
+            self.core.stats[f"connection_error_{_leaf(exc)}"] += 1
         finally:
             del self._conns[link]
             self.core.link_lost(link, self._clock())

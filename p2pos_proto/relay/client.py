@@ -61,10 +61,14 @@ class LinkFailed:
 ClientEvent = LinkReady | PeerPaired | PeerUnpaired | RecordReceived | LinkFailed
 
 
+#: Bytes of SEND messages a client queues before ``send`` drops records (a full socket buffer).
+MAX_QUEUED = 1 << 20
+
+
 class RelayClient:
     """One peer's link to one relay.  ``name``: the relay's host name as in its URL (REL-2.3)."""
 
-    def __init__(self, identity: Identity, name: str) -> None:
+    def __init__(self, identity: Identity, name: str, *, max_queued: int = MAX_QUEUED) -> None:
         if not 0 < len(name.encode()) <= m.MAX_NAME:
             raise LocalProtocolError("a relay name is 1-255 bytes")
         self.identity = identity
@@ -75,6 +79,8 @@ class RelayClient:
         self._pairs: dict[bytes, int] = {}
         self._peers: dict[int, bytes] = {}
         self._out: list[bytes] = []
+        self._queued = 0
+        self.max_queued = max_queued
         self._events: collections.deque[ClientEvent] = collections.deque()
         self.stats: collections.Counter[str] = collections.Counter()
 
@@ -103,7 +109,11 @@ class RelayClient:
         if pair is None or self.state is not ClientState.READY or not m.valid_record(record, self.max_record):
             self.stats["send_dropped"] += 1
             return False
+        if self._queued + len(record) > self.max_queued:
+            self.stats["send_queue_full"] += 1
+            return False
         self._out.append(m.encode(m.Send(pair=pair, record=record)))
+        self._queued += len(record)
         return True
 
     # -- input -----------------------------------------------------------------------------
@@ -163,6 +173,7 @@ class RelayClient:
         self._pairs.clear()
         self._peers.clear()
         self._out.clear()
+        self._queued = 0
         self.state = ClientState.WAITING_CHALLENGE
 
     def _fail(self, reason: str) -> None:
@@ -174,6 +185,7 @@ class RelayClient:
 
     def messages_to_send(self) -> list[bytes]:
         out, self._out = self._out, []
+        self._queued = 0
         return out
 
     def next_event(self) -> ClientEvent | None:

@@ -65,6 +65,22 @@ class RelayConfig:
     address_burst: int = 128 << 20
     queue_bytes: int = 1 << 20
 
+    def __post_init__(self) -> None:
+        if not 0 < self.max_record <= m.MAX_RECORD:
+            raise ValueError(f"max_record must be 1..{m.MAX_RECORD}")
+        if not 0 <= self.max_wants <= 0xFFFF:
+            raise ValueError("max_wants must be 0..65535")
+        counts = (self.max_links, self.max_unauthenticated, self.links_per_address, self.unauthenticated_per_address)
+        if min(counts) < 1:
+            raise ValueError("link limits must be at least 1")
+        rates = (self.link_rate, self.link_burst, self.address_rate, self.address_burst, self.queue_bytes)
+        if min(rates) < 1 or self.opens_per_address_rate <= 0 or self.opens_per_address_burst < 1:
+            raise ValueError("rates, bursts and queue sizes must be positive")
+        if self.link_rate > 0xFFFFFFFF:
+            raise ValueError("link_rate must fit 32 bits (CHALLENGE announces it)")
+        if self.auth_timeout <= 0 or self.idle_timeout <= 0:
+            raise ValueError("timeouts must be positive")
+
 
 class LinkState(enum.Enum):
     CONNECTED = "connected"  # TCP accepted, HTTP upgrade not done
@@ -221,7 +237,7 @@ class RelayCore:
             nonce=link.nonce,
             max_record=self.config.max_record,
             max_wants=min(self.config.max_wants, 0xFFFF),
-            rate=min(self.config.link_rate, 0xFFFFFFFF),
+            rate=self.config.link_rate,
         )
         self._queue(link, m.encode(challenge))
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import TypeVar
 
 import trio
 
+from p2pos.proto import Endpoint
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.relay.server import RelayConfig, RelayCore
 from p2pos.transports.wsrelay_client import RelayLink
 from p2pos.transports.wsrelay_server import WsRelayServer
+
+T = TypeVar("T")
 
 
 def identity(name: str) -> Identity:
@@ -50,3 +54,31 @@ async def paired_links(
         await link_a.wait_paired(b.peer_id.public_key)
         await link_b.wait_paired(a.peer_id.public_key)
     return link_a, link_b
+
+
+async def drive_endpoint(endpoint: Endpoint, link: RelayLink) -> None:
+    """Run ``endpoint`` with every datagram going over ``link`` (REL-7.5): address ``("relay", peer id)``."""
+    while True:
+        now = trio.current_time()
+        for datagrams, address, _ in endpoint.data_to_send(now):
+            for data in datagrams:
+                link.send(address[1], data)  # type: ignore[index]
+        timer = endpoint.get_timer()
+        deadline = now + 0.02 if timer is None else min(timer, now + 0.02)  # also picks up the test's sends
+        with trio.move_on_at(deadline):
+            peer, data = await link.receive()
+            endpoint.receive_data(data, ("relay", peer), trio.current_time())
+            continue
+        now = trio.current_time()
+        if timer is not None and now >= timer:
+            endpoint.handle_timer(now)
+
+
+async def next_endpoint_event(endpoint: Endpoint, kind: type[T], timeout: float = 10.0) -> T:
+    with trio.fail_after(timeout):
+        while True:
+            event = endpoint.next_event()
+            if isinstance(event, kind):
+                return event
+            if event is None:
+                await trio.sleep(0.01)
