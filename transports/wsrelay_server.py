@@ -172,7 +172,11 @@ class WsRelayServer:
     async def _reader(self, conn: _Conn) -> None:
         while True:
             if conn.close is not None:
-                await trio.sleep_forever()  # the writer flushes, then cancels us
+                # Closing: read and drop until the peer's EOF (at most CLOSE_GRACE), so that closing a
+                # socket with unread bytes (a TCP reset) never destroys the Close frame in flight.
+                if not await conn.stream.receive_some(READ_SIZE):
+                    return
+                continue
             delay = self.core.read_delay(conn.link, self._clock())
             if delay > 0:
                 await trio.sleep(delay)
@@ -227,17 +231,19 @@ class WsRelayServer:
         while True:
             await conn.wake.wait()
             conn.wake = trio.Event()
+            closing = conn.close  # what this round sends: a close decided during send_all waits for the next
             out, conn.raw = conn.raw, []
-            if conn.close is None and conn.ws.state is ConnectionState.OPEN:
+            if closing is None and conn.ws.state is ConnectionState.OPEN:
                 for message in self.core.take_messages(conn.link, WRITE_BATCH):
                     out.append(conn.ws.send(Message(data=message)))
-            if conn.close is not None and conn.close[0] and conn.ws.state is ConnectionState.OPEN:
-                out.append(conn.ws.send(CloseConnection(code=conn.close[0], reason=conn.close[1][:120])))
+            if closing is not None and closing[0] and conn.ws.state is ConnectionState.OPEN:
+                out.append(conn.ws.send(CloseConnection(code=closing[0], reason=closing[1][:120])))
             if out:
                 await conn.stream.send_all(b"".join(out))
-            if conn.close is not None:
-                if conn.scope is not None:
-                    conn.scope.cancel()
-                return
-            if self.core.pending(conn.link):
-                conn.wake.set()
+            if closing is None:
+                if self.core.pending(conn.link):
+                    conn.wake.set()
+            else:
+                if isinstance(conn.stream, trio.SocketStream):
+                    await conn.stream.send_eof()
+                return  # the reader drains until the peer's EOF; the scope's deadline bounds it
