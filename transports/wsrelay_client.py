@@ -2,10 +2,10 @@
 
 ``RelayLink(url, identity)``; ``await nursery.start(link.run)`` keeps one WebSocket open to the
 relay: TCP (through an HTTP CONNECT proxy when one is configured), TLS for ``wss://``, the
-upgrade, authentication; it reconnects with back-off when the link drops and pings every
-``ping_interval`` seconds.  ``want(peer)`` / ``unwant(peer)``, ``send(peer, record)`` (never
-blocks: the record is dropped when the peer is not paired) and ``await receive()`` for
-``(peer_id, record)``.
+upgrade, authentication; it reconnects with back-off when the link drops, pings every
+``ping_interval`` seconds and gives the link up when nothing came for ``silence_timeout``.
+``want(peer)`` / ``unwant(peer)``, ``send(peer, record)`` (never blocks: the record is dropped
+when the peer is not paired) and ``await receive()`` for ``(peer_id, record)``.
 """
 
 from __future__ import annotations
@@ -79,6 +79,7 @@ class RelayLink:
         proxy: str | None = None,
         ssl_context: ssl.SSLContext | None = None,
         ping_interval: float = 25.0,
+        silence_timeout: float | None = None,
         env: Mapping[str, str] | None = None,
         random: Callable[[int], bytes] = os.urandom,
         clock: Callable[[], float] = trio.current_time,
@@ -89,6 +90,9 @@ class RelayLink:
         self.proxy = parse_proxy(proxy) if proxy else proxy_for(self.host, env)
         self.ssl_context = ssl_context
         self.ping_interval = ping_interval
+        #: Nothing heard from the relay for this long (default two ping intervals): the link is dead (REL-7.6).
+        self.silence_timeout = 2 * ping_interval if silence_timeout is None else silence_timeout
+        self._last_heard = 0.0
         self._clock = clock
         self.client = c.RelayClient(identity, self.host)
         self.backoff = c.Backoff(random)
@@ -166,6 +170,7 @@ class RelayLink:
                 await stream.send_all(ws.send(Request(host=authority, target=self.path, subprotocols=[SUBPROTOCOL])))
                 leftover = await self._upgrade(stream, ws)
             self.connections += 1
+            self._last_heard = self._clock()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._writer, stream, ws)
                 nursery.start_soon(self._pinger, ws)
@@ -213,6 +218,7 @@ class RelayLink:
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 raise RelayLinkError("relay closed the connection")
+            self._last_heard = self._clock()
             ws.receive_data(bytes(data))
             events = list(ws.events())
 
@@ -249,7 +255,14 @@ class RelayLink:
     async def _pinger(self, ws: WSConnection) -> None:
         if not math.isfinite(self.ping_interval):
             return
+        step = min(self.ping_interval, self.silence_timeout / 2)
+        last_ping = self._clock()
         while True:
-            await trio.sleep(self.ping_interval)
-            self._raw.append(ws.send(Ping(payload=b"p2pos")))
-            self._wake.set()
+            await trio.sleep(step)
+            now = self._clock()
+            if now - self._last_heard >= self.silence_timeout:
+                raise RelayLinkError(f"nothing from the relay for {now - self._last_heard:.1f} s")
+            if now - last_ping >= self.ping_interval:
+                last_ping = now
+                self._raw.append(ws.send(Ping(payload=b"p2pos")))
+                self._wake.set()

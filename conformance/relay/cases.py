@@ -121,7 +121,7 @@ def _(t: Target) -> str | None:
     return None
 
 
-@case("rel/auth/3", section="§2", title="a bad signature is closed with 4002", requirements=("REL-2.4",))
+@case("rel/auth/3", section="§2", title="a bad signature is closed with 4002", requirements=("REL-2.4", "REL-4.6"))
 def _(t: Target) -> str | None:
     link, peer = Link(t), Peer()
     nonce = _challenge(link)
@@ -135,7 +135,7 @@ def _(t: Target) -> str | None:
     "rel/auth/4",
     section="§2",
     title="a signature for another relay name is closed with 4002",
-    requirements=("REL-2.4",),
+    requirements=("REL-2.4", "REL-4.6"),
 )
 def _(t: Target) -> str | None:
     link, peer = Link(t), Peer()
@@ -172,7 +172,7 @@ def _(t: Target) -> str | None:
     return None
 
 
-@case("rel/auth/7", section="§2", title="WANT before AUTH is closed with 4000", requirements=("REL-2.5",))
+@case("rel/auth/7", section="§2", title="WANT before AUTH is closed with 4000", requirements=("REL-2.5", "REL-4.6"))
 def _(t: Target) -> str | None:
     link = Link(t)
     _challenge(link)
@@ -224,7 +224,12 @@ def _(t: Target) -> str | None:
     return None
 
 
-@case("rel/pair/5", section="§4.1", title="a newer link of a peer replaces the older (4001)", requirements=("REL-4.2",))
+@case(
+    "rel/pair/5",
+    section="§4.1",
+    title="a newer link of a peer replaces the older (4001)",
+    requirements=("REL-4.2", "REL-4.6"),
+)
 def _(t: Target) -> str | None:
     old, peer = _authed(t)
     _authed(t, peer)
@@ -242,7 +247,7 @@ def _(t: Target) -> str | None:
     return None
 
 
-@case("rel/proto/1", section="§3.1", title="a text message is closed with 4000", requirements=("REL-3.1.3",))
+@case("rel/proto/1", section="§3.1", title="a text message is closed with 4000", requirements=("REL-3.1.3", "REL-4.6"))
 def _(t: Target) -> str | None:
     link, _ = _authed(t)
     link.send_text("hello")
@@ -280,6 +285,54 @@ def _(t: Target) -> str | None:
     link, _ = _authed(t)
     link.send(b"\x08" + bytes(4) + b"\x07" * 65536)
     _expect_close(link, 4000, "a 65542-byte message")
+    return None
+
+
+@case("rel/auth/8", section="§4.1", title="a link without AUTH is closed within 10 s", requirements=("REL-4.1",))
+def _(t: Target) -> str | None:
+    link = Link(t)
+    _challenge(link)
+    started = time.monotonic()
+    while time.monotonic() - started < 12:
+        got = link.recv(1.0)
+        if isinstance(got, Closed):
+            expect_eq(got.code, 4003, "close code of a link that never authenticated")
+            return f"closed after {time.monotonic() - started:.1f} s"
+    raise CaseFailed("a link without AUTH was still open after 12 s")
+
+
+@case(
+    "rel/quota/1",
+    section="§5",
+    title="a 5th unauthenticated link from one address is refused (default quota)",
+    requirements=("REL-5.1",),
+)
+def _(t: Target) -> str | None:
+    time.sleep(0.5)  # the links of earlier cases, closed by the suite, are gone on the relay's side too
+    held = [Link(t) for _ in range(4)]
+    try:
+        for link in held:
+            _challenge(link)
+        try:
+            extra = Link(t)
+        except CaseFailed:
+            return "closed before the upgrade"
+        raise CaseFailed(f"a 5th unauthenticated link was accepted (refused={extra.refused})")
+    finally:
+        for link in held:
+            link.close()
+        time.sleep(0.5)  # the next cases need the relay to have seen these go
+
+
+@case("rel/quota/2", section="§5", title="the 1025th WANT is closed with 4004", requirements=("REL-5.2", "REL-5.5"))
+def _(t: Target) -> str | None:
+    link, _ = _authed(t)
+    for n in range(1024):
+        link.send(msg_peer(WANT, n.to_bytes(32, "big")))
+    link.ping(b"after-1024")
+    expect_eq(link.recv(), Pong(b"after-1024"), "the link after 1024 WANTs")
+    link.send(msg_peer(WANT, (5000).to_bytes(32, "big")))
+    _expect_close(link, 4004, "the 1025th WANT")
     return None
 
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from ..checks import CaseFailed
 from .registry import RelayCase, all_cases
+from .trace import problems, table
 from .wire import Target, close_all, pace
 
 
@@ -88,12 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results as JSON")
     p.add_argument("-k", metavar="SUBSTR", help="only the cases whose id contains SUBSTR")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
+    p.add_argument("--trace", action="store_true", help="print the requirement table and check it, then exit")
     return p
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     args = build_parser().parse_args(argv)
     cases = [c for c in all_cases() if args.k is None or args.k in c.id]
+    if args.trace:
+        print(table(all_cases()), end="", file=out)
+        found = problems(all_cases())
+        for problem in found:
+            print(f"problem: {problem}", file=sys.stderr)
+        return 1 if found else 0
     if args.list:
         for c in cases:
             print(f"{c.id:<16} {c.section:<6} {', '.join(c.requirements):<22} {c.title}", file=out)

@@ -18,17 +18,21 @@ from p2pos.proto.relay.server import RelayConfig, RelayCore, _Link
 from p2pos.transports.wsrelay_server import WsRelayServer
 
 
-def _suite_main() -> object:
-    """``conformance.relay.cli.main``: from the installed ``p2pos.conformance.relay`` once pyproject.toml
-    lists that package, until then from the source tree (the repository root on ``sys.path``)."""
+def _suite_package() -> str:
+    """``p2pos.conformance.relay`` once pyproject.toml lists that package; until then the source
+    tree's ``conformance.relay`` (the repository root on ``sys.path``)."""
     try:
-        return importlib.import_module("p2pos.conformance.relay.cli").main
+        importlib.import_module("p2pos.conformance.relay")
+        return "p2pos.conformance.relay"
     except ModuleNotFoundError:
         sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-        return importlib.import_module("conformance.relay.cli").main
+        return "conformance.relay"
 
 
-main = _suite_main()
+SUITE = _suite_package()
+cli = importlib.import_module(f"{SUITE}.cli")
+trace = importlib.import_module(f"{SUITE}.trace")
+registry = importlib.import_module(f"{SUITE}.registry")
 
 
 class OneSidedPairing(RelayCore):
@@ -61,18 +65,25 @@ class NoTextCheck(WsRelayServer):
 
 async def _run_suite(server: WsRelayServer, *args: str) -> tuple[int, str]:
     out = io.StringIO()
-    code = await trio.to_thread.run_sync(lambda: main([url_of(server), *args], out))  # type: ignore[operator]
+    code = await trio.to_thread.run_sync(lambda: cli.main([url_of(server), *args], out))
     return code, out.getvalue()
 
 
 async def test_the_suite_passes_against_this_relay() -> None:
+    """Every case, against the default configuration (a 2 s AUTH deadline to keep rel/auth/8 short)."""
     async with trio.open_nursery() as nursery:
-        server = WsRelayServer(RelayCore(RelayConfig(), os.urandom))
+        server = WsRelayServer(RelayCore(RelayConfig(auth_timeout=2.0), os.urandom))
         await nursery.start(server.serve, "127.0.0.1", 0)
         code, out = await _run_suite(server)
         assert code == 0, out + repr(server.core.stats)
-        assert out.count(" pass ") == 21 and "21 passed, 0 failed" in out
+        assert out.count(" pass ") == 24 and "24 passed, 0 failed" in out
         nursery.cancel_scope.cancel()
+
+
+def test_every_relay_requirement_is_tested_or_says_why_not() -> None:
+    """spec/relay.md's ids against the suite's cases (conformance/relay/trace.py)."""
+    assert trace.problems(registry.all_cases()) == []
+    assert len(trace.tags()) >= 30
 
 
 @pytest.mark.parametrize(
@@ -88,7 +99,7 @@ async def test_the_suite_catches_a_broken_relay(
     core: type[RelayCore], driver: type[WsRelayServer], must_fail: str
 ) -> None:
     async with trio.open_nursery() as nursery:
-        server = driver(core(RelayConfig(), os.urandom))
+        server = driver(core(RelayConfig(auth_timeout=1.0), os.urandom))
         await nursery.start(server.serve, "127.0.0.1", 0)
         code, out = await _run_suite(server, "-k", must_fail)
         assert code == 1 and f"FAIL {must_fail} " in out, out
@@ -115,7 +126,7 @@ class SkipsVerification(RelayCore):
 
 async def test_the_suite_catches_a_relay_that_skips_signature_checks() -> None:
     async with trio.open_nursery() as nursery:
-        server = WsRelayServer(SkipsVerification(RelayConfig(), os.urandom))
+        server = WsRelayServer(SkipsVerification(RelayConfig(auth_timeout=1.0), os.urandom))
         await nursery.start(server.serve, "127.0.0.1", 0)
         code, out = await _run_suite(server, "-k", "rel/auth")
         assert code == 1 and "FAIL rel/auth/3 " in out and "FAIL rel/auth/5 " in out and "FAIL rel/auth/6 " in out, out

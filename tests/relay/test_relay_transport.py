@@ -100,6 +100,12 @@ class Proxy:
         self.refuse = refuse
         self.tunnels: list[str] = []
         self.port = 0
+        #: Per tunnel: whether it still forwards (``black_hole`` stops the open ones, silently).
+        self._open: list[list[bool]] = []
+
+    def black_hole(self) -> None:
+        for flag in self._open:
+            flag[0] = False
 
     async def serve(
         self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
@@ -123,11 +129,14 @@ class Proxy:
         self.tunnels.append(f"{match[1].decode()}:{int(match[2])}")
         upstream = await trio.open_tcp_stream(match[1].decode(), int(match[2]))
         await client.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        forwarding = [True]
+        self._open.append(forwarding)
 
         async def pipe(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
             try:
                 while data := await src.receive_some(65536):
-                    await dst.send_all(data)
+                    if forwarding[0]:
+                        await dst.send_all(data)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
             await trio.aclose_forcefully(dst)
@@ -173,6 +182,27 @@ async def test_a_proxy_that_refuses_fails_the_attempt() -> None:
         assert not link.ready.is_set() and "403" in link.last_error and len(server.core) == 0
         nursery.cancel_scope.cancel()
     assert issubclass(ProxyError, OSError)
+
+
+async def test_a_silent_relay_is_given_up() -> None:
+    """REL-7.6: a link on which nothing arrives for two ping intervals is dropped and made again."""
+    proxy = Proxy()
+    async with trio.open_nursery() as nursery:
+        server = await start_relay(nursery)
+        await nursery.start(proxy.serve)
+        link = RelayLink(url_of(server), A, proxy=f"127.0.0.1:{proxy.port}", ping_interval=0.2, env={})
+        await nursery.start(link.run)
+        with trio.fail_after(10):
+            await link.ready.wait()
+        await trio.sleep(1.0)  # pings answered: the link stays
+        assert link.connections == 1
+        proxy.black_hole()  # the path dies without a FIN or a reset
+        with trio.fail_after(10):
+            while link.connections < 2:
+                await trio.sleep(0.05)
+            await link.ready.wait()
+        assert "nothing from the relay" in link.last_error
+        nursery.cancel_scope.cancel()
 
 
 def test_proxy_environment_and_no_proxy() -> None:
