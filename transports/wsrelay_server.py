@@ -10,8 +10,10 @@ over its byte quota is held back by TCP itself (REL-5.3).  A timer task fires th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
+import socket
 import ssl
 from collections.abc import Callable
 
@@ -34,6 +36,8 @@ from wsproto.utilities import ProtocolError as WsProtocolError
 from p2pos.proto.relay import messages as m
 from p2pos.proto.relay.server import RelayCore
 
+from .gso import LINUX
+
 #: The HTTP path and WebSocket subprotocol of relay protocol version 1 (REL-3.1).
 RELAY_PATH = "/p2pos/relay/v1"
 SUBPROTOCOL = "p2pos-relay.1"
@@ -42,6 +46,9 @@ READ_SIZE = 65536
 WRITE_BATCH = 256 * 1024
 #: Time a closing link gets to flush its Close frame.
 CLOSE_GRACE = 2.0
+#: ``TCP_NOTSENT_LOWAT`` (``linux/tcp.h``) and the unsent bytes the relay lets the kernel hold per link.
+TCP_NOTSENT_LOWAT = 25
+NOTSENT_LOWAT = 128 * 1024
 
 NodeSink = Callable[[list[tuple[bytes, tuple[str, int], bytes]]], None]
 
@@ -148,6 +155,11 @@ class WsRelayServer:
         if link is None:
             await trio.aclose_forcefully(stream)
             return
+        if LINUX:
+            # Keep the kernel's unsent bytes low, so that what waits for a slow receiver waits in the
+            # relay's per-link queue, where REL-5.4 bounds it and drops, not in a socket buffer.
+            with contextlib.suppress(OSError):
+                stream.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
         wrapped: trio.abc.Stream = stream
         if self.ssl_context is not None:
             wrapped = trio.SSLStream(stream, self.ssl_context, server_side=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from typing import TypeVar
 
 import trio
@@ -82,3 +83,59 @@ async def next_endpoint_event(endpoint: Endpoint, kind: type[T], timeout: float 
                 return event
             if event is None:
                 await trio.sleep(0.01)
+
+
+class Proxy:
+    """A tiny HTTP CONNECT proxy: loopback targets only; counts tunnels; may refuse."""
+
+    def __init__(self, *, refuse: bool = False) -> None:
+        self.refuse = refuse
+        self.tunnels: list[str] = []
+        self.port = 0
+        #: Per tunnel: whether it still forwards (``black_hole`` stops the open ones, silently).
+        self._open: list[list[bool]] = []
+        #: Every byte that crossed the proxy, both directions (what a capture of the relay's sockets sees).
+        self.captured = bytearray()
+
+    def black_hole(self) -> None:
+        for flag in self._open:
+            flag[0] = False
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[list[trio.SocketListener]] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        self.port = listeners[0].socket.getsockname()[1]
+        await trio.serve_listeners(self._handle, listeners, task_status=task_status)
+
+    async def _handle(self, client: trio.SocketStream) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = await client.receive_some(4096)
+            if not data:
+                return
+            head += data
+        match = re.match(rb"CONNECT (127\.0\.0\.1):(\d+) HTTP/1\.1\r\n", head)
+        if self.refuse or match is None:
+            await client.send_all(b"HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n")
+            await client.aclose()
+            return
+        self.tunnels.append(f"{match[1].decode()}:{int(match[2])}")
+        upstream = await trio.open_tcp_stream(match[1].decode(), int(match[2]))
+        await client.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        forwarding = [True]
+        self._open.append(forwarding)
+
+        async def pipe(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
+            try:
+                while data := await src.receive_some(65536):
+                    if forwarding[0]:
+                        self.captured += data
+                        await dst.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            await trio.aclose_forcefully(dst)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pipe, client, upstream)
+            nursery.start_soon(pipe, upstream, client)

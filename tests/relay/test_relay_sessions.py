@@ -7,7 +7,7 @@ import os
 
 import trio
 from helpers import make_keys
-from relay_helpers import drive_endpoint, next_endpoint_event, paired_links, url_of
+from relay_helpers import Proxy, drive_endpoint, next_endpoint_event, paired_links, url_of
 
 from p2pos.adapters.relay import RelayServer, ws_relay
 from p2pos.proto import Endpoint
@@ -38,14 +38,17 @@ class CapturingCore(RelayCore):
 
 
 async def test_the_relay_only_handles_sealed_records() -> None:
-    """§1, REL-4.4, REL-7.5: a session's plaintext marker never appears in what the relay handles."""
+    """§1, REL-4.4, REL-7.5: a session's plaintext marker never appears in what the relay handles
+    (every message, unmasked) nor on its sockets (both peers reach it through a capturing proxy)."""
     core = CapturingCore()
     server = WsRelayServer(core)
     keys_a, keys_b = make_keys("relay-a"), make_keys("relay-b")
     a, b = keys_a.identity, keys_b.identity
+    proxy = Proxy()
     async with trio.open_nursery() as nursery:
         await nursery.start(server.serve, "127.0.0.1", 0)
-        link_a, link_b = await paired_links(nursery, url_of(server), a, b)
+        await nursery.start(proxy.serve)
+        link_a, link_b = await paired_links(nursery, url_of(server), a, b, proxy=f"127.0.0.1:{proxy.port}")
         end_a = Endpoint(keys_a, channels=None)
         end_b = Endpoint(keys_b, channels=None)
         nursery.start_soon(drive_endpoint, end_a, link_a)
@@ -61,8 +64,10 @@ async def test_the_relay_only_handles_sealed_records() -> None:
         nursery.cancel_scope.cancel()
     relayed = [data for data in core.seen if data[0] in (0x08, 0x09)]  # SEND and RECV
     assert len(relayed) >= 2 * (20 + 3)  # the handshake and the 20 messages, each in and out
-    assert all(MARKER not in data for data in core.seen)
     assert all(MARKER[:8] not in data for data in core.seen)
+    assert len(proxy.captured) > 20 * 200 and MARKER[:8] not in proxy.captured
+    # The marker is there to be found: B got it in the clear, only what crossed the relay was sealed.
+    assert all(e.data.startswith(MARKER) for e in got)
 
 
 async def test_a_session_with_the_node_goes_over_the_websocket() -> None:
