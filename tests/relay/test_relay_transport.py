@@ -19,11 +19,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from relay_helpers import Proxy, identity, paired_links, record, start_relay, url_of
+from helpers import make_keys
+from relay_helpers import (
+    Proxy,
+    drive_endpoint,
+    identity,
+    next_endpoint_event,
+    paired_links,
+    record,
+    start_relay,
+    url_of,
+)
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request, TextMessage
 
+from p2pos.proto import Endpoint, PeerId
+from p2pos.proto.events import HandshakeCompleted, MessageReceived
 from p2pos.proto.relay.server import CloseCode, RelayConfig, RelayCore
+from p2pos.proto.rendezvous import messages as rm
 from p2pos.transports.http_connect import ProxyError, proxy_for
 from p2pos.transports.wsrelay_client import RelayLink
 from p2pos.transports.wsrelay_server import RELAY_PATH, SUBPROTOCOL, WsRelayServer
@@ -354,6 +367,35 @@ async def test_the_relay_command_serves_two_peers(tmp_path: Path, tls: bool) -> 
         async with trio.open_nursery() as nursery:
             link_a, link_b = await paired_links(nursery, url, A, B, ssl_context=context)
             await exchange(link_a, link_b, 50)
+            nursery.cancel_scope.cancel()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_the_command_serves_its_node_over_the_websocket(tmp_path: Path) -> None:
+    """REL-6.1, REL-6.2 end to end: `p2pos relay --listen --ws`; a peer registers through the WebSocket."""
+    proc, url = _start_command(tmp_path, "--listen", "127.0.0.1:0")
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        bootstrap = next(line for line in lines if line.startswith("bootstrap: "))
+        node_id = PeerId.parse(bootstrap.split()[1].split("@")[0])
+        keys = make_keys("relay-command-peer")
+        async with trio.open_nursery() as nursery:
+            link = RelayLink(url, keys.identity, env={})
+            link.want(node_id.public_key)
+            await nursery.start(link.run)
+            with trio.fail_after(10):
+                await link.wait_paired(node_id.public_key)
+            endpoint = Endpoint(keys, channels=None)
+            nursery.start_soon(drive_endpoint, endpoint, link)
+            session = endpoint.connect(("relay", node_id.public_key), trio.current_time(), expected_peer=node_id)
+            assert (await next_endpoint_event(endpoint, HandshakeCompleted)).peer_id == node_id
+            session.send(rm.encode(rm.Register(txid=1, lease=30)), trio.current_time())
+            endpoint.updated(session.local_index)
+            answer = rm.decode_untrusted((await next_endpoint_event(endpoint, MessageReceived)).data)
+            assert isinstance(answer, rm.Registered) and answer.lease == 30
             nursery.cancel_scope.cancel()
     finally:
         proc.terminate()
