@@ -165,7 +165,8 @@ class RelayLink:
             stream = await self.open_stream()
         try:
             ws = WSConnection(ConnectionType.CLIENT)
-            authority = self.host if self.port == (443 if self.tls else 80) else f"{self.host}:{self.port}"
+            shown = f"[{self.host}]" if ":" in self.host else self.host
+            authority = shown if self.port == (443 if self.tls else 80) else f"{shown}:{self.port}"
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 await stream.send_all(ws.send(Request(host=authority, target=self.path, subprotocols=[SUBPROTOCOL])))
                 leftover = await self._upgrade(stream, ws)

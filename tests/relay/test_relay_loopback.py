@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import trio
 from relay_helpers import identity, paired_links, record, start_relay, url_of
+
+from p2pos.proto.relay.server import RelayConfig, RelayCore
+from p2pos.transports.wsrelay_client import parse_relay_url
+from p2pos.transports.wsrelay_server import WsRelayServer, host_of
 
 
 async def test_two_peers_exchange_records_in_process() -> None:
@@ -22,3 +29,41 @@ async def test_two_peers_exchange_records_in_process() -> None:
         assert got_a == [(b.peer_id.public_key, record(1000 + n)) for n in range(50)]
         assert server.core.stats["records_relayed"] == 100
         nursery.cancel_scope.cancel()
+
+
+async def test_over_ipv6_loopback() -> None:
+    """REL-2.3, REL-7.1: an IPv6 literal host, in brackets in the URL and the Host header, is the name signed."""
+    async with trio.open_nursery() as nursery:
+        server = WsRelayServer(RelayCore(RelayConfig(), os.urandom))
+        await nursery.start(server.serve, "::1", 0)
+        url = f"ws://[::1]:{server.addresses[0][1]}/p2pos/relay/v1"
+        a, b = identity("a6"), identity("b6")
+        link_a, link_b = await paired_links(nursery, url, a, b)
+        assert link_a.send(b.peer_id.public_key, record(1))
+        with trio.fail_after(5):
+            assert await link_b.receive() == (a.peer_id.public_key, record(1))
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        ("relay.example:443", "relay.example"),
+        ("Relay.Example", "relay.example"),
+        ("[2001:db8::1]:8443", "2001:db8::1"),
+        ("[::1]", "::1"),
+        ("192.0.2.1:80", "192.0.2.1"),
+    ],
+)
+def test_the_host_header_gives_the_name(header: str, host: str) -> None:
+    """REL-2.4: without --name, the host of the Host header (no port, no brackets, lower case)."""
+    assert host_of(header) == host
+
+
+def test_relay_urls() -> None:
+    """REL-7.1: default ports and path."""
+    assert parse_relay_url("ws://relay.example") == (False, "relay.example", 80, "/p2pos/relay/v1")
+    assert parse_relay_url("wss://relay.example") == (True, "relay.example", 443, "/p2pos/relay/v1")
+    assert parse_relay_url("wss://[2001:db8::1]:8443/x") == (True, "2001:db8::1", 8443, "/x")
+    with pytest.raises(ValueError):
+        parse_relay_url("https://relay.example")
