@@ -80,7 +80,7 @@ def _cmd_relay(args: argparse.Namespace) -> int:
 
     from . import logs
     from .home import Home
-    from .relay import RelayServer, bootstrap_string, tls_context, ws_relay
+    from .relay import RelayServer, bootstrap_string, log_stats, tls_context, ws_relay
 
     if args.listen is None and args.ws is None:
         print(
@@ -134,6 +134,8 @@ def _cmd_relay(args: argparse.Namespace) -> int:
                     where = "{}:{} (TCP)".format(*args.ws)
                     relay = ws_relay(relay_config, node=server, ssl_context=context)
                     await nursery.start(relay.serve, args.ws[0], args.ws[1])
+                    if args.stats_interval > 0:
+                        nursery.start_soon(log_stats, relay.core, args.stats_interval)
                     host, port = relay.addresses[0]
                     shown = f"[{host}]" if ":" in host else host
                     scheme = "wss" if context is not None else "ws"
@@ -207,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_relay.add_argument("--link-burst", type=int, default=64 << 20, help="burst of --link-rate, bytes")
     p_relay.add_argument("--address-rate", type=int, default=32 << 20, help="bytes a second per source address")
     p_relay.add_argument("--address-burst", type=int, default=128 << 20, help="burst of --address-rate, bytes")
+    p_relay.add_argument(
+        "--stats-interval", type=float, default=60.0, help="seconds between the relay's counter log lines (0: none)"
+    )
     p_relay.add_argument(
         "--queue-bytes", type=int, default=1 << 20, help="bytes waiting for one receiver before records are dropped"
     )

@@ -11,6 +11,7 @@ attached (``attach_ws``), the node is also a peer of the relay that every link m
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import ssl
@@ -24,6 +25,8 @@ from p2pos.proto.relay.server import RelayConfig, RelayCore
 from p2pos.proto.rendezvous.node import NodeConfig, RendezvousNode
 from p2pos.transports.udp import UdpTransport
 from p2pos.transports.wsrelay_server import WsRelayServer
+
+log = logging.getLogger("p2pos.relay")
 
 #: The first element of the virtual socket of a peer reached over the WebSocket relay.
 WS_SOCKET = "ws"
@@ -145,3 +148,25 @@ def ws_relay(
     if node is not None:
         node.attach_ws(server)
     return server
+
+
+def stats_line(core: RelayCore) -> str:
+    """One line of the relay's state and counters (relay.md §5), for the log."""
+    stats = core.stats
+    drops = sum(v for k, v in stats.items() if k.startswith(("dropped_", "refused_", "send_unknown")))
+    closes = sum(v for k, v in stats.items() if k.startswith("closed_"))
+    return (
+        f"{len(core)} links open, {stats['authenticated']} authenticated and {stats['paired']} pairs so far; "
+        f"{stats['records_relayed']} records / {stats['bytes_relayed']} bytes relayed, "
+        f"{stats['records_to_node']} to the node; {drops} dropped or refused, {closes} links closed by the relay"
+    )
+
+
+async def log_stats(core: RelayCore, interval: float) -> None:
+    """Log ``stats_line`` every ``interval`` seconds while anything changed."""
+    last: dict[str, int] = {}
+    while True:
+        await trio.sleep(interval)
+        if dict(core.stats) != last:
+            last = dict(core.stats)
+            log.info("%s", stats_line(core))

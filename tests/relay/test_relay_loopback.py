@@ -10,6 +10,7 @@ from relay_helpers import identity, paired_links, record, start_relay, url_of
 
 from p2pos.proto.relay.server import RelayConfig, RelayCore
 from p2pos.transports.wsrelay_client import parse_relay_url
+from p2pos.adapters.relay import stats_line
 from p2pos.transports.wsrelay_server import WsRelayServer, host_of
 
 
@@ -67,3 +68,17 @@ def test_relay_urls() -> None:
     assert parse_relay_url("wss://[2001:db8::1]:8443/x") == (True, "2001:db8::1", 8443, "/x")
     with pytest.raises(ValueError):
         parse_relay_url("https://relay.example")
+
+
+async def test_the_relay_logs_its_counters() -> None:
+    """relay.md §5: the counters, in one log line (``p2pos relay --stats-interval``)."""
+    async with trio.open_nursery() as nursery:
+        server = await start_relay(nursery)
+        a, b = identity("log-a"), identity("log-b")
+        link_a, link_b = await paired_links(nursery, url_of(server), a, b)
+        link_a.send(b.peer_id.public_key, record(1, 500))
+        with trio.fail_after(5):
+            await link_b.receive()
+        line = stats_line(server.core)
+        assert line.startswith("2 links open, 2 authenticated and 1 pairs so far; 1 records / 500 bytes relayed"), line
+        nursery.cancel_scope.cancel()
