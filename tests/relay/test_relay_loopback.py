@@ -8,9 +8,9 @@ import pytest
 import trio
 from relay_helpers import identity, paired_links, record, start_relay, url_of
 
+from p2pos.adapters.relay import stats_line
 from p2pos.proto.relay.server import RelayConfig, RelayCore
 from p2pos.transports.wsrelay_client import parse_relay_url
-from p2pos.adapters.relay import stats_line
 from p2pos.transports.wsrelay_server import WsRelayServer, host_of
 
 
