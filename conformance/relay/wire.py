@@ -137,23 +137,31 @@ class Link:
         tls, host, port, default_path = target.parts
         pace()
         self.sock: socket.socket | ssl.SSLSocket = socket.create_connection((host, port), timeout=5)
+        _OPEN.append(self)
         if tls:
             context = ssl.create_default_context(cafile=target.ca_file)
             if target.insecure:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
-            self.sock = context.wrap_socket(self.sock, server_hostname=host)
-        _OPEN.append(self)
+            try:
+                self.sock = context.wrap_socket(self.sock, server_hostname=host)
+            except ssl.SSLCertVerificationError:
+                raise
+            except (OSError, ssl.SSLError) as exc:
+                raise CaseFailed(f"the relay closed the connection before the upgrade (TLS: {exc})") from None
         self.ws = WSConnection(ConnectionType.CLIENT)
         self.pending: list[Event] = []
         self.refused: Refused | None = None
         self.subprotocol: str | None = None
         request = Request(
-            host=f"{host}:{port}",
+            host=f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
             target=path or default_path,
             subprotocols=[SUBPROTOCOL] if subprotocols is None else subprotocols,
         )
-        self.sock.sendall(self.ws.send(request))
+        try:
+            self.sock.sendall(self.ws.send(request))
+        except OSError as exc:
+            raise CaseFailed(f"the relay closed the connection before the upgrade: {exc}") from None
         while True:
             events = self._events(5.0)
             for i, event in enumerate(events):

@@ -307,7 +307,7 @@ class RelayCore:
 
     def _auth(self, link: _Link, auth: m.Auth, now: float) -> None:
         name = auth.name.lower()
-        allowed = self.config.names if self.config.names else (link.host,)
+        allowed = tuple(n.lower() for n in self.config.names) if self.config.names else (link.host,)
         if name not in allowed:
             self.stats["auth_wrong_name"] += 1
             self._close(link.id, CloseCode.AUTH_FAILED, "AUTH names another relay")
