@@ -34,7 +34,6 @@ from . import messages as m
 class CloseCode(enum.IntEnum):
     """WebSocket close codes the relay uses (REL-4.6)."""
 
-    GOING_AWAY = 1001
     PROTOCOL_ERROR = 4000
     REPLACED = 4001
     AUTH_FAILED = 4002
@@ -183,6 +182,8 @@ class RelayCore:
         self.node_peer = node_peer
         self._links: dict[int, _Link] = {}
         self._by_peer: dict[bytes, _Link] = {}
+        #: Byte buckets per peer id, kept across its links until full again (REL-5.3).
+        self._peer_buckets: dict[bytes, _Bucket] = {}
         self._addresses: dict[str, _Address] = {}
         self._next_link = 1
         self._next_sweep = 0.0
@@ -336,6 +337,8 @@ class RelayCore:
         self._unauthenticated -= 1
         self._addresses[link.prefix].unauthenticated -= 1
         self._by_peer[link.peer] = link
+        # From here on the link spends its peer's bucket: reconnecting does not refill it (REL-5.3).
+        link.bucket = self._peer_buckets.setdefault(link.peer, link.bucket)
         self.stats["authenticated"] += 1
         self._queue(link, m.encode(m.Welcome(peer_id=link.peer)))
 
@@ -509,6 +512,10 @@ class RelayCore:
             self._next_sweep = now + 60.0
             for prefix in [p for p, a in self._addresses.items() if a.links == 0 and self._idle_address(a, now)]:
                 del self._addresses[prefix]
+            for peer in [
+                p for p, b in self._peer_buckets.items() if p not in self._by_peer and b.level(now) >= b.burst
+            ]:
+                del self._peer_buckets[peer]
 
     def _idle_address(self, entry: _Address, now: float) -> bool:
         return entry.bucket.level(now) >= entry.bucket.burst and entry.opens.level(now) >= entry.opens.burst

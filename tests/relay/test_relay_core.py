@@ -326,6 +326,25 @@ def test_byte_quota_delays_reading_and_recovers() -> None:
     assert core.read_delay(link, 1.01) == 0.0
 
 
+def test_the_byte_quota_belongs_to_the_peer_id() -> None:
+    """REL-5.3: a peer that spent its bucket does not get a new one by reconnecting; another peer does."""
+    net = Net(RelayConfig(link_rate=1000, link_burst=5000))
+    first = net.connect(A)
+    net.core.charge(first, 8000, net.now)
+    assert net.core.read_delay(first, net.now) > 2.9
+    again = net.connect(A, ("192.0.2.8", 2))  # replaces the first link
+    assert net.closed[first] is CloseCode.REPLACED
+    assert net.core.read_delay(again, net.now) > 2.9
+    other = net.connect(B, ("192.0.2.8", 3))
+    assert net.core.read_delay(other, net.now) == 0.0
+    net.now += 60
+    net.core.handle_timer(net.now)
+    net.core.link_lost(again, net.now)
+    net.now += 60
+    net.core.handle_timer(net.now)  # full again and no link: forgotten
+    assert PA not in net.core._peer_buckets
+
+
 def test_address_byte_quota_is_shared_by_its_links() -> None:
     """REL-5.3: the per-address bucket holds back every link of that address, not others."""
     config = RelayConfig(address_rate=1000, address_burst=1000)
