@@ -50,6 +50,9 @@ class RelayConfig:
     names: tuple[str, ...] = ()
     max_record: int = m.MAX_RECORD
     max_wants: int = 1024
+    #: WANT and UNWANT messages a link may send a second, beyond a burst (REL-5.2).
+    wants_rate: float = 64.0
+    wants_burst: float = 1024.0
     auth_timeout: float = 10.0
     idle_timeout: float = 120.0
     max_links: int = 65536
@@ -77,6 +80,8 @@ class RelayConfig:
             raise ValueError("rates, bursts and queue sizes must be positive")
         if self.link_rate > 0xFFFFFFFF:
             raise ValueError("link_rate must fit 32 bits (CHALLENGE announces it)")
+        if self.wants_rate <= 0 or self.wants_burst < 1:
+            raise ValueError("wants_rate and wants_burst must be positive")
         if self.auth_timeout <= 0 or self.idle_timeout <= 0:
             raise ValueError("timeouts must be positive")
 
@@ -134,6 +139,7 @@ class _Link:
         "queued",
         "state",
         "unauthenticated",
+        "want_bucket",
         "wants",
     )
 
@@ -152,6 +158,7 @@ class _Link:
         self.out: collections.deque[bytes] = collections.deque()
         self.queued = 0
         self.bucket = _Bucket(config.link_rate, config.link_burst, now)
+        self.want_bucket = _Bucket(config.wants_rate, config.wants_burst, now)
 
 
 def address_prefix(host: str) -> str:
@@ -294,6 +301,12 @@ class RelayCore:
         if link.state is not LinkState.AUTHENTICATED:
             self._close(link_id, CloseCode.PROTOCOL_ERROR, "message before CHALLENGE")
             return
+        if isinstance(message, m.Want | m.Unwant):
+            if link.want_bucket.level(now) < 1.0:
+                self.stats["too_many_want_changes"] += 1
+                self._close(link_id, CloseCode.QUOTA, "WANT/UNWANT too fast")
+                return
+            link.want_bucket.tokens -= 1.0
         match message:
             case m.Send(pair=pair, record=record):
                 self._send(link, pair, record)

@@ -283,6 +283,26 @@ def test_want_limit_closes_with_4004() -> None:
     assert net.closed[link] is CloseCode.QUOTA
 
 
+def test_want_changes_are_rate_limited() -> None:
+    """REL-5.2, REL-5.5: WANT/UNWANT toggling beyond 64/s after a burst of 1024 closes with 4004."""
+    net = Net(RelayConfig(wants_rate=64.0, wants_burst=100.0))
+    link = net.connect(A)
+    for _ in range(50):  # 100 changes: the burst
+        net.clients[link].want(PB)
+        net.clients[link].unwant(PB)
+    net.pump()
+    assert link in net.clients
+    net.now += 1.0  # 64 more
+    for _ in range(32):
+        net.clients[link].want(PB)
+        net.clients[link].unwant(PB)
+    net.pump()
+    assert link in net.clients
+    net.clients[link].want(PB)
+    net.pump()
+    assert net.closed[link] is CloseCode.QUOTA and net.core.stats["too_many_want_changes"] == 1
+
+
 def test_per_address_link_quotas() -> None:
     """REL-5.1: 16 links, 4 unauthenticated, 4/s (burst 16) per address; IPv6 counted per /64."""
     core = RelayCore(RelayConfig(), SeededRandom("addr"))

@@ -150,7 +150,9 @@ async def test_a_silent_relay_is_given_up() -> None:
     async with trio.open_nursery() as nursery:
         server = await start_relay(nursery)
         await nursery.start(proxy.serve)
-        link = RelayLink(url_of(server), A, proxy=f"127.0.0.1:{proxy.port}", ping_interval=0.3, silence_timeout=2.0, env={})
+        link = RelayLink(
+            url_of(server), A, proxy=f"127.0.0.1:{proxy.port}", ping_interval=0.3, silence_timeout=2.0, env={}
+        )
         await nursery.start(link.run)
         with trio.fail_after(10):
             await link.ready.wait()
