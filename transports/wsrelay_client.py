@@ -101,6 +101,7 @@ class RelayLink:
         self._paired: dict[bytes, trio.Event] = {}
         self.ready = trio.Event()
         self._raw: list[bytes] = []
+        self._pong = b""  # the answer to the relay's latest Ping only (RFC 6455 §5.5.3)
         self.connections = 0
         self.dropped = 0
         self.last_error = ""
@@ -209,7 +210,7 @@ class RelayLink:
                     case TextMessage():
                         raise RelayLinkError("text message from the relay")
                     case Ping():
-                        self._raw.append(ws.send(event.response()))
+                        self._pong = ws.send(event.response())
                     case CloseConnection(code=code, reason=reason):
                         if ws.state is ConnectionState.REMOTE_CLOSING:
                             await stream.send_all(ws.send(event.response()))
@@ -249,6 +250,9 @@ class RelayLink:
             await self._wake.wait()
             self._wake = trio.Event()
             out, self._raw = self._raw, []
+            if self._pong:
+                out.append(self._pong)
+                self._pong = b""
             out.extend(ws.send(Message(data=data)) for data in self.client.messages_to_send())
             if out:
                 await stream.send_all(b"".join(out))

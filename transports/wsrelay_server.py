@@ -75,6 +75,8 @@ class _Conn:
     ws: WSConnection
     wake: trio.Event = dataclasses.field(default_factory=trio.Event)
     raw: list[bytes] = dataclasses.field(default_factory=list)
+    #: The Pong owed for the latest Ping only (RFC 6455 §5.5.3), so pings cannot pile up answers.
+    pong: bytes = b""
     close: tuple[int, str] | None = None
     scope: trio.CancelScope | None = None
     message: bytearray = dataclasses.field(default_factory=bytearray)
@@ -231,7 +233,7 @@ class WsRelayServer:
                 self.core.receive_bad(conn.link, "text message", now)
             case Ping():
                 self.core.touch(conn.link, now)
-                conn.raw.append(conn.ws.send(event.response()))
+                conn.pong = conn.ws.send(event.response())
             case Pong():
                 self.core.touch(conn.link, now)
             case CloseConnection():
@@ -245,6 +247,9 @@ class WsRelayServer:
             conn.wake = trio.Event()
             closing = conn.close  # what this round sends: a close decided during send_all waits for the next
             out, conn.raw = conn.raw, []
+            if conn.pong:
+                out.append(conn.pong)
+                conn.pong = b""
             if closing is None and conn.ws.state is ConnectionState.OPEN:
                 for message in self.core.take_messages(conn.link, WRITE_BATCH):
                     out.append(conn.ws.send(Message(data=message)))

@@ -31,7 +31,7 @@ from relay_helpers import (
     url_of,
 )
 from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Request, TextMessage
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Ping, Pong, Request, TextMessage
 
 from p2pos.proto import Endpoint, PeerId
 from p2pos.proto.events import HandshakeCompleted, MessageReceived
@@ -293,6 +293,18 @@ async def test_bad_input_never_kills_the_relay() -> None:
         stream, ws = await _ws(port)
         await stream.send_all(ws.send(BytesMessage(data=b"\x08" + bytes(70_000))))
         assert await _close_code(stream, ws) == CloseCode.PROTOCOL_ERROR
+        # A ping flood from a peer that never reads: the relay owes one Pong, not one per Ping.
+        stream, ws = await _ws(port)
+        await stream.send_all(b"".join(ws.send(Ping(payload=b"x" * 100)) for _ in range(20_000)))
+        pongs = 0
+        while True:
+            with trio.move_on_after(0.5) as quiet:
+                ws.receive_data(await stream.receive_some(65536))
+            if quiet.cancelled_caught:
+                break
+            pongs += sum(isinstance(e, Pong) for e in ws.events())
+        assert 1 <= pongs < 1000  # at most one per batch the relay read, never one per Ping
+        await stream.aclose()
         # Unauthenticated flood: 4 at a time per address; the rest are closed before HTTP.
         held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(8)]
         with trio.fail_after(5):
