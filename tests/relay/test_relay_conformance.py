@@ -131,3 +131,14 @@ async def test_the_suite_catches_a_relay_that_skips_signature_checks() -> None:
         code, out = await _run_suite(server, "-k", "rel/auth")
         assert code == 1 and "FAIL rel/auth/3 " in out and "FAIL rel/auth/5 " in out and "FAIL rel/auth/6 " in out, out
         nursery.cancel_scope.cancel()
+
+
+def test_the_command_line_lists_traces_and_refuses_nothing_to_run() -> None:
+    out = io.StringIO()
+    assert cli.main(["--list"], out) == 0 and out.getvalue().count("\n") == len(registry.all_cases()) >= 24
+    out = io.StringIO()
+    assert cli.main(["--trace"], out) == 0 and "| REL-2.4 | MUST | `rel/auth/3`, `rel/auth/4` |" in out.getvalue()
+    assert cli.main(["-k", "no-such-case"], io.StringIO()) == 2
+    assert cli.main([], io.StringIO()) == 2
+    assert cli.main(["ws://127.0.0.1:1"], io.StringIO()) == 2  # nothing listens on port 1
+    assert cli.main(["http://127.0.0.1:1"], io.StringIO()) == 2
