@@ -162,7 +162,10 @@ class Link:
             self.sock.sendall(self.ws.send(request))
         except OSError as exc:
             raise CaseFailed(f"the relay closed the connection before the upgrade: {exc}") from None
+        deadline = time.monotonic() + 10.0
         while True:
+            if time.monotonic() > deadline:
+                raise CaseFailed("no answer to the WebSocket upgrade within 10 s")
             events = self._events(5.0)
             for i, event in enumerate(events):
                 if isinstance(event, AcceptConnection):

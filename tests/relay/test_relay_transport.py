@@ -233,9 +233,10 @@ async def test_a_flooding_peer_is_held_to_its_quota_while_another_pair_proceeds(
         nursery.cancel_scope.cancel()
 
 
-async def _raw(port: int, data: bytes, wait: float = 3.0) -> tuple[bytes, bool]:
+async def _raw(server: WsRelayServer, data: bytes, wait: float = 3.0) -> tuple[bytes, bool]:
     """Send ``data`` on a fresh TCP connection; what comes back, and whether the relay ended it in time."""
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    await _settle(server)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.addresses[0][1])
     out = b""
     ended = False
     with trio.move_on_after(wait):
@@ -250,14 +251,27 @@ async def _raw(port: int, data: bytes, wait: float = 3.0) -> tuple[bytes, bool]:
     return out, ended
 
 
-async def _ws(port: int) -> tuple[trio.SocketStream, WSConnection]:
-    stream = await trio.open_tcp_stream("127.0.0.1", port)
+async def _settle(server: WsRelayServer) -> None:
+    """Wait until the relay has seen every earlier connection go (its per-address quotas are free)."""
+    with trio.fail_after(10):
+        while len(server.core):
+            await trio.sleep(0.02)
+
+
+async def _ws(server: WsRelayServer) -> tuple[trio.SocketStream, WSConnection]:
+    """A fresh WebSocket to the relay, upgraded but not authenticated."""
+    await _settle(server)
+    stream = await trio.open_tcp_stream("127.0.0.1", server.addresses[0][1])
     ws = WSConnection(ConnectionType.CLIENT)
     await stream.send_all(ws.send(Request(host="127.0.0.1", target=RELAY_PATH, subprotocols=[SUBPROTOCOL])))
-    while True:
-        ws.receive_data(await stream.receive_some(65536))
-        if any(isinstance(e, AcceptConnection) for e in ws.events()):
-            return stream, ws
+    with trio.fail_after(10):
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                raise AssertionError("the relay closed the connection during the upgrade")
+            ws.receive_data(data)
+            if any(isinstance(e, AcceptConnection) for e in ws.events()):
+                return stream, ws
 
 
 async def _close_code(stream: trio.SocketStream, ws: WSConnection) -> int | None:
@@ -277,24 +291,26 @@ async def test_bad_input_never_kills_the_relay() -> None:
     async with trio.open_nursery() as nursery:
         server = await start_relay(nursery, config)
         port = server.addresses[0][1]
-        out, ended = await _raw(port, b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
+        out, ended = await _raw(server, b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
         assert ended and b" 400 " in out[:20]
         wrong_path = b"GET /elsewhere HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
         wrong_path += b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
         wrong_path += b"Sec-WebSocket-Protocol: p2pos-relay.1\r\n\r\n"
-        out, ended = await _raw(port, wrong_path)
+        out, ended = await _raw(server, wrong_path)
         assert ended and b" 404 " in out[:20]
-        out, ended = await _raw(port, b"GET / HTTP/1.1\r\nHost: " + b"x" * 100_000)  # a head over h11's limit
+        out, ended = await _raw(server, b"GET / HTTP/1.1\r\nHost: " + b"x" * 100_000)  # a head over h11's limit
         assert ended and (out == b"" or b" 400 " in out[:20])
         # A text message, an oversized binary message: close code 4000.
-        stream, ws = await _ws(port)
+        stream, ws = await _ws(server)
         await stream.send_all(ws.send(TextMessage(data="hello")))
         assert await _close_code(stream, ws) == CloseCode.PROTOCOL_ERROR
-        stream, ws = await _ws(port)
+        await stream.aclose()
+        stream, ws = await _ws(server)
         await stream.send_all(ws.send(BytesMessage(data=b"\x08" + bytes(70_000))))
         assert await _close_code(stream, ws) == CloseCode.PROTOCOL_ERROR
+        await stream.aclose()
         # A ping flood from a peer that never reads: the relay owes one Pong, not one per Ping.
-        stream, ws = await _ws(port)
+        stream, ws = await _ws(server)
         await stream.send_all(b"".join(ws.send(Ping(payload=b"x" * 100)) for _ in range(20_000)))
         pongs = 0
         while True:
@@ -306,6 +322,7 @@ async def test_bad_input_never_kills_the_relay() -> None:
         assert 1 <= pongs < 1000  # at most one per batch the relay read, never one per Ping
         await stream.aclose()
         # Unauthenticated flood: 4 at a time per address; the rest are closed before HTTP.
+        await _settle(server)
         held = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(8)]
         with trio.fail_after(5):
             while server.core.stats["refused_address_unauthenticated"] < 4:
@@ -326,7 +343,7 @@ async def test_bad_input_never_kills_the_relay() -> None:
         assert closed and server.core.stats["auth_timeouts"] >= 1
         for stream_ in held:
             await stream_.aclose()
-        await trio.sleep(1.2)
+        await _settle(server)
         # The relay still serves.
         link_a, link_b = await paired_links(nursery, url_of(server), A, B)
         await exchange(link_a, link_b)
