@@ -4,7 +4,8 @@ p2pos id [--home DIR] [--show-key-path]   create or show the local identity
 p2pos check-id PEER_ID                     validate a peer id (typo check)
 p2pos demo [--in-process]                  a local p2pos network moves a file (netdemo.py)
 p2pos version                              the version, the Python, and which core runs
-p2pos relay --listen HOST:PORT [--home DIR] a rendezvous node
+p2pos relay [--listen HOST:PORT] [--ws HOST:PORT [--tls-cert F --tls-key F]] [--home DIR]
+                                           a rendezvous node and/or a WebSocket relay
 p2pos up | status | serve | pipe | expose | forward | verify | plugin | events | stop
                                            the daemon and its clients (cli_apps.py)
 """
@@ -74,12 +75,21 @@ def _cmd_relay(args: argparse.Namespace) -> int:
     import signal
 
     from p2pos.proto.handshake.handshake import LocalKeys
+    from p2pos.proto.relay.server import RelayConfig
     from p2pos.proto.rendezvous.node import NodeConfig
 
     from . import logs
     from .home import Home
-    from .relay import RelayServer, bootstrap_string
+    from .relay import RelayServer, bootstrap_string, log_stats, tls_context, ws_relay
 
+    if args.listen is None and args.ws is None:
+        print(
+            "p2pos: relay: give --listen HOST:PORT (rendezvous node), --ws HOST:PORT (relay) or both", file=sys.stderr
+        )
+        return 2
+    if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_cert and args.ws is None):
+        print("p2pos: relay: --tls-cert and --tls-key go together, with --ws", file=sys.stderr)
+        return 2
     logs.setup(args.log_level)
     home = Home.chosen(args.home)
     identity, created = keystore.load_or_create(home.identity)
@@ -95,27 +105,54 @@ def _cmd_relay(args: argparse.Namespace) -> int:
             register_burst=args.register_burst,
             max_registrations=args.max_registrations,
         )
-    except ValueError as exc:
+        relay_config = RelayConfig(
+            names=tuple(name.lower() for name in args.name),
+            max_wants=args.max_wants,
+            links_per_address=args.links_per_address,
+            unauthenticated_per_address=args.unauthenticated_per_address,
+            link_rate=args.link_rate,
+            link_burst=args.link_burst,
+            address_rate=args.address_rate,
+            address_burst=args.address_burst,
+            queue_bytes=args.queue_bytes,
+        )
+        context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
+    except (ValueError, OSError) as exc:
         print(f"p2pos: relay: {exc}", file=sys.stderr)
         return 2
+    where = ""
 
     async def serve() -> None:
-        host, port = args.listen
-        server = await RelayServer.bind(keys, host, port, config=config)
-        print(f"rendezvous node {identity.peer_id} listening on UDP {server.address[0]}:{server.address[1]}")
-        print(f"bootstrap: {bootstrap_string(keys, server.address)}", flush=True)
+        nonlocal where
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(server.run)
+                server = None
+                if args.listen is not None:
+                    where = "{}:{} (UDP)".format(*args.listen)
+                    server = await RelayServer.bind(keys, args.listen[0], args.listen[1], config=config)
+                if args.ws is not None:
+                    where = "{}:{} (TCP)".format(*args.ws)
+                    relay = ws_relay(relay_config, node=server, ssl_context=context)
+                    await nursery.start(relay.serve, args.ws[0], args.ws[1])
+                    if args.stats_interval > 0:
+                        nursery.start_soon(log_stats, relay.core, args.stats_interval)
+                    host, port = relay.addresses[0]
+                    shown = f"[{host}]" if ":" in host else host
+                    scheme = "wss" if context is not None else "ws"
+                    print(f"relay listening on {scheme}://{shown}:{port}/p2pos/relay/v1", flush=True)
+                if server is not None:
+                    await nursery.start(server.run)
+                    print(
+                        f"rendezvous node {identity.peer_id} listening on UDP {server.address[0]}:{server.address[1]}"
+                    )
+                    print(f"bootstrap: {bootstrap_string(keys, server.address)}", flush=True)
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
 
     try:
         trio.run(serve)
     except OSError as exc:
-        print(
-            f"p2pos: relay: cannot listen on {args.listen[0]}:{args.listen[1]}: {exc.strerror or exc}", file=sys.stderr
-        )
+        print(f"p2pos: relay: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -144,9 +181,39 @@ def build_parser() -> argparse.ArgumentParser:
         "version", help="show the version, the Python, and whether the core is compiled (mypyc) or pure Python"
     )
     p_version.set_defaults(func=_cmd_version)
-    p_relay = sub.add_parser("relay", help="run a rendezvous node (peers register, look each other up, are introduced)")
+    p_relay = sub.add_parser(
+        "relay",
+        help="run a rendezvous node (peers register, look each other up, are introduced) and/or a WebSocket relay",
+    )
+    p_relay.add_argument("--listen", type=_host_port, metavar="HOST:PORT", help="the rendezvous node's UDP address")
     p_relay.add_argument(
-        "--listen", type=_host_port, required=True, metavar="HOST:PORT", help="the UDP address to serve"
+        "--ws",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="serve the WebSocket relay (spec/relay.md) on this TCP address",
+    )
+    p_relay.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve wss:// (e.g. on port 443)")
+    p_relay.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
+    p_relay.add_argument(
+        "--name",
+        action="append",
+        default=[],
+        help="a host name clients use for this relay (repeatable; default: the Host header they send)",
+    )
+    p_relay.add_argument("--max-wants", type=int, default=1024, help="WANTs a relay link may hold")
+    p_relay.add_argument("--links-per-address", type=int, default=16, help="relay links per IPv4 address or IPv6 /64")
+    p_relay.add_argument(
+        "--unauthenticated-per-address", type=int, default=4, help="relay links not yet authenticated per address"
+    )
+    p_relay.add_argument("--link-rate", type=int, default=16 << 20, help="bytes a second a relay link may send")
+    p_relay.add_argument("--link-burst", type=int, default=64 << 20, help="burst of --link-rate, bytes")
+    p_relay.add_argument("--address-rate", type=int, default=32 << 20, help="bytes a second per source address")
+    p_relay.add_argument("--address-burst", type=int, default=128 << 20, help="burst of --address-rate, bytes")
+    p_relay.add_argument(
+        "--stats-interval", type=float, default=60.0, help="seconds between the relay's counter log lines (0: none)"
+    )
+    p_relay.add_argument(
+        "--queue-bytes", type=int, default=1 << 20, help="bytes waiting for one receiver before records are dropped"
     )
     p_relay.add_argument("--home", help="state folder holding the node's identity")
     p_relay.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))

@@ -1,21 +1,37 @@
-"""``p2pos relay``: the rendezvous node on one UDP port, a thin trio driver (spec/rendezvous.md).
+"""``p2pos relay``: the rendezvous node on one UDP port, a thin trio driver (spec/rendezvous.md),
+and optionally the WebSocket relay (spec/relay.md) beside it.
 
 All protocol work is the sans-IO ``RendezvousNode`` (p2pos_proto/rendezvous/node.py); this file
 moves its datagrams and fires its timers.  One task: wait for datagrams until the node's next
-timer, feed them, fire the timer if due, send what the node has to send.
+timer, feed them, fire the timer if due, send what the node has to send.  With a WebSocket relay
+attached (``attach_ws``), the node is also a peer of the relay that every link may pair with
+(relay.md §6): records from those links reach the node as datagrams on a virtual socket
+``("ws", peer_id)``, and what the node sends to that socket goes back over the relay.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Callable
+import os
+import ssl
+from collections.abc import Callable, Hashable
 from typing import cast
 
 import trio
 
 from p2pos.proto.handshake.handshake import LocalKeys
+from p2pos.proto.relay.server import RelayConfig, RelayCore
 from p2pos.proto.rendezvous.node import NodeConfig, RendezvousNode
 from p2pos.transports.udp import UdpTransport
+from p2pos.transports.wsrelay_server import WsRelayServer
+
+log = logging.getLogger("p2pos.relay")
+
+#: The first element of the virtual socket of a peer reached over the WebSocket relay.
+WS_SOCKET = "ws"
+#: Records from relay links waiting for the node; more are dropped (the peers resend).
+WS_QUEUE = 4096
 
 
 def bootstrap_string(keys: LocalKeys, address: tuple[str, int]) -> str:
@@ -36,6 +52,10 @@ class RelayServer:
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.node, self.transport, self._clock = node, transport, clock
+        self.ws: WsRelayServer | None = None
+        self._ws_in, self._ws_out = trio.open_memory_channel[tuple[bytes, tuple[str, int], bytes]](WS_QUEUE)
+        self._scope: trio.CancelScope | None = None
+        self.ws_dropped = 0
 
     @classmethod
     async def bind(cls, keys: LocalKeys, host: str, port: int, *, config: NodeConfig | None = None) -> RelayServer:
@@ -46,25 +66,107 @@ class RelayServer:
     def address(self) -> tuple[str, int]:
         return self.transport.local_address
 
+    def attach_ws(self, ws: WsRelayServer) -> None:
+        """Serve the node over ``ws`` too (relay.md §6); ``ws.core`` must name the node's peer id."""
+        self.ws = ws
+        ws.node_sink = self._from_ws
+
+    def _from_ws(self, records: list[tuple[bytes, tuple[str, int], bytes]]) -> None:
+        for item in records:
+            try:
+                self._ws_in.send_nowait(item)
+            except trio.WouldBlock:
+                self.ws_dropped += 1
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
         try:
-            while True:
-                deadline = self.node.get_timer()
-                with trio.move_on_at(math.inf if deadline is None else deadline):
-                    for datagrams, address in await self.transport.receive_runs():
-                        now = self._clock()
-                        for data in datagrams:
-                            self.node.receive_datagram(data, address, now)
-                now = self._clock()
-                if deadline is not None and now >= deadline:
-                    self.node.handle_timer(now)
-                # Addresses come from this socket's receive calls: valid for it as they are.  What
-                # the socket takes at once goes without a trip through trio's scheduler.
-                for datagrams, to, _ in self.node.datagrams_to_send(now):
-                    address = cast(tuple[str, int], to)
-                    sent = self.transport.send_batch_now(datagrams, address)
-                    if sent < len(datagrams):
-                        await self.transport.send_batch(datagrams[sent:], address)
+            async with trio.open_nursery() as nursery:
+                if self.ws is not None:
+                    nursery.start_soon(self._feed_from_ws)
+                await nursery.start(self._serve_udp)
+                task_status.started()
         finally:
             self.transport.close()
+
+    async def _serve_udp(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            deadline = self.node.get_timer()
+            with trio.CancelScope(deadline=math.inf if deadline is None else deadline) as self._scope:
+                for datagrams, address in await self.transport.receive_runs():
+                    now = self._clock()
+                    for data in datagrams:
+                        self.node.receive_datagram(data, address, now)
+            now = self._clock()
+            deadline = self.node.get_timer()
+            if deadline is not None and now >= deadline:
+                self.node.handle_timer(now)
+            await self._flush(now)
+
+    async def _feed_from_ws(self) -> None:
+        async for peer, address, record in self._ws_out:
+            now = self._clock()
+            local: Hashable = (WS_SOCKET, peer)
+            self.node.receive_datagram(record, address, now, local)
+            await self._flush(now)
+            deadline = self.node.get_timer()
+            if self._scope is not None and deadline is not None and deadline < self._scope.deadline:
+                self._scope.deadline = deadline  # wake the UDP task for the node's new timer
+
+    async def _flush(self, now: float) -> None:
+        # Addresses come from this socket's receive calls: valid for it as they are.  What
+        # the socket takes at once goes without a trip through trio's scheduler.
+        for datagrams, to, local in self.node.datagrams_to_send(now):
+            if isinstance(local, tuple) and len(local) == 2 and local[0] == WS_SOCKET:
+                if self.ws is not None:
+                    for data in datagrams:
+                        self.ws.core.send_from_node(local[1], data)
+                    self.ws.pump()
+                continue
+            address = cast(tuple[str, int], to)
+            sent = self.transport.send_batch_now(datagrams, address)
+            if sent < len(datagrams):
+                await self.transport.send_batch(datagrams[sent:], address)
+
+
+def tls_context(cert: str, key: str) -> ssl.SSLContext:
+    """A server TLS context for ``wss://`` (relay.md §7.1) from PEM files."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context
+
+
+def ws_relay(
+    config: RelayConfig,
+    *,
+    node: RelayServer | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+) -> WsRelayServer:
+    """A WebSocket relay; with ``node``, the node is reachable through it (relay.md §6)."""
+    node_peer = node.node.endpoint.keys.identity.peer_id.public_key if node is not None else None
+    server = WsRelayServer(RelayCore(config, os.urandom, node_peer=node_peer), ssl_context=ssl_context)
+    if node is not None:
+        node.attach_ws(server)
+    return server
+
+
+def stats_line(core: RelayCore) -> str:
+    """One line of the relay's state and counters (relay.md §5), for the log."""
+    stats = core.stats
+    drops = sum(v for k, v in stats.items() if k.startswith(("dropped_", "refused_", "send_unknown")))
+    closes = sum(v for k, v in stats.items() if k.startswith("closed_"))
+    return (
+        f"{len(core)} links open, {stats['authenticated']} authenticated and {stats['paired']} pairs so far; "
+        f"{stats['records_relayed']} records / {stats['bytes_relayed']} bytes relayed, "
+        f"{stats['records_to_node']} to the node; {drops} dropped or refused, {closes} links closed by the relay"
+    )
+
+
+async def log_stats(core: RelayCore, interval: float) -> None:
+    """Log ``stats_line`` every ``interval`` seconds while anything changed."""
+    last: dict[str, int] = {}
+    while True:
+        await trio.sleep(interval)
+        if dict(core.stats) != last:
+            last = dict(core.stats)
+            log.info("%s", stats_line(core))

@@ -966,6 +966,7 @@ def build_vectors() -> dict[str, str]:
     texts.update(_channel_vectors())
     texts.update(_frames_generator().load_sibling("generate_signatures").build_vectors())
     texts.update(_frames_generator().load_sibling("generate_rendezvous").build_vectors())
+    texts.update(_frames_generator().load_sibling("generate_relay").build_vectors())
     texts.update(_frames_generator().load_sibling("generate_appapi").build_vectors())
     texts.update(_frames_generator().load_sibling("generate_turn").build_vectors())
     texts.update(_frames_generator().load_sibling("generate_quic").build_vectors())

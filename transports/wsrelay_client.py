@@ -1,0 +1,273 @@
+"""A peer's link to a WebSocket relay (spec/relay.md §7): trio driver of ``RelayClient``.
+
+``RelayLink(url, identity)``; ``await nursery.start(link.run)`` keeps one WebSocket open to the
+relay: TCP (through an HTTP CONNECT proxy when one is configured), TLS for ``wss://``, the
+upgrade, authentication; it reconnects with back-off when the link drops, pings every
+``ping_interval`` seconds and gives the link up when nothing came for ``silence_timeout``.
+``want(peer)`` / ``unwant(peer)``, ``send(peer, record)`` (never blocks: the record is dropped
+when the peer is not paired) and ``await receive()`` for ``(peer_id, record)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import ssl
+from collections.abc import Callable, Mapping
+from urllib.parse import urlsplit
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+
+from p2pos.proto.identity.identity import Identity
+from p2pos.proto.relay import client as c
+from p2pos.proto.relay import messages as m
+
+from .http_connect import connect_tunnel, parse_proxy, proxy_for
+from .wsrelay_server import RELAY_PATH, SUBPROTOCOL
+
+READ_SIZE = 65536
+#: Records waiting for ``receive()``; more are dropped (the sessions' recovery resends).
+RECEIVE_QUEUE = 4096
+HANDSHAKE_TIMEOUT = 15.0
+
+
+class RelayLinkError(OSError):
+    """The relay could not be reached, refused the upgrade or broke the protocol."""
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed attempt: the first exception inside exception groups, with its cause."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = f"{type(exc).__name__}: {exc}"
+    if exc.__cause__ is not None:
+        text += f" ({type(exc.__cause__).__name__}: {exc.__cause__})"
+    return text
+
+
+def parse_relay_url(url: str) -> tuple[bool, str, int, str]:
+    """``ws://host[:port][/path]`` or ``wss://…`` → ``(tls, host, port, path)``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a ws:// or wss:// URL: {url!r}")
+    tls = parts.scheme == "wss"
+    return tls, parts.hostname, parts.port or (443 if tls else 80), parts.path or RELAY_PATH
+
+
+class RelayLink:
+    """One long-lived link to the relay at ``url`` (see module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        identity: Identity,
+        *,
+        proxy: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        ping_interval: float = 25.0,
+        silence_timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        random: Callable[[int], bytes] = os.urandom,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.tls, self.host, self.port, self.path = parse_relay_url(url)
+        self.identity = identity
+        env = os.environ if env is None else env
+        self.proxy = parse_proxy(proxy) if proxy else proxy_for(self.host, env)
+        self.ssl_context = ssl_context
+        self.ping_interval = ping_interval
+        #: Nothing heard from the relay for this long (default two ping intervals): the link is dead (REL-7.6).
+        self.silence_timeout = 2 * ping_interval if silence_timeout is None else silence_timeout
+        self._last_heard = 0.0
+        self._clock = clock
+        self.client = c.RelayClient(identity, self.host)
+        self.backoff = c.Backoff(random)
+        self._wake = trio.Event()
+        self._send_in, self._receive_out = trio.open_memory_channel[tuple[bytes, bytes]](RECEIVE_QUEUE)
+        self._paired: dict[bytes, trio.Event] = {}
+        self.ready = trio.Event()
+        self._raw: list[bytes] = []
+        self._pong = b""  # the answer to the relay's latest Ping only (RFC 6455 §5.5.3)
+        self.connections = 0
+        self.dropped = 0
+        self.last_error = ""
+
+    # -- API -------------------------------------------------------------------------------
+
+    def want(self, peer: bytes) -> None:
+        self.client.want(peer)
+        self._wake.set()
+
+    def unwant(self, peer: bytes) -> None:
+        self.client.unwant(peer)
+        self._wake.set()
+
+    def send(self, peer: bytes, record: bytes) -> bool:
+        sent = self.client.send(peer, record)
+        if sent:
+            self._wake.set()
+        return sent
+
+    async def receive(self) -> tuple[bytes, bytes]:
+        return await self._receive_out.receive()
+
+    async def wait_paired(self, peer: bytes) -> None:
+        while not self.client.paired(peer):
+            event = self._paired.setdefault(peer, trio.Event())
+            await event.wait()
+
+    # -- running ---------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect, serve, reconnect after a back-off; until cancelled."""
+        task_status.started()
+        while True:
+            try:
+                await self._connect_and_serve()
+            except Exception as exc:
+                self.last_error = describe(exc)
+            self.client.link_lost(self._clock())
+            self._events()
+            self.ready = trio.Event()
+            await trio.sleep(self.backoff.next_delay())
+
+    async def open_stream(self) -> trio.abc.Stream:
+        """TCP to the relay or the proxy, CONNECT through the proxy, then TLS for wss://."""
+        target = self.proxy or (self.host, self.port)
+        stream: trio.abc.Stream = await trio.open_tcp_stream(*target)
+        try:
+            if self.proxy is not None:
+                stream = await connect_tunnel(stream, self.host, self.port)
+            if self.tls:
+                context = self.ssl_context or ssl.create_default_context()
+                stream = trio.SSLStream(stream, context, server_hostname=self.host)
+                await stream.do_handshake()
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+        return stream
+
+    async def _connect_and_serve(self) -> None:
+        with trio.fail_after(HANDSHAKE_TIMEOUT):
+            stream = await self.open_stream()
+        try:
+            ws = WSConnection(ConnectionType.CLIENT)
+            shown = f"[{self.host}]" if ":" in self.host else self.host
+            authority = shown if self.port == (443 if self.tls else 80) else f"{shown}:{self.port}"
+            with trio.fail_after(HANDSHAKE_TIMEOUT):
+                await stream.send_all(ws.send(Request(host=authority, target=self.path, subprotocols=[SUBPROTOCOL])))
+                leftover = await self._upgrade(stream, ws)
+            self.connections += 1
+            self._last_heard = self._clock()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer, stream, ws)
+                nursery.start_soon(self._pinger, ws)
+                await self._reader(stream, ws, leftover)
+                nursery.cancel_scope.cancel()
+        finally:
+            await trio.aclose_forcefully(stream)
+
+    async def _upgrade(self, stream: trio.abc.Stream, ws: WSConnection) -> list[Event]:
+        while True:
+            data = await stream.receive_some(READ_SIZE)
+            ws.receive_data(bytes(data) or None)
+            events = list(ws.events())
+            for i, event in enumerate(events):
+                if isinstance(event, AcceptConnection):
+                    return events[i + 1 :]
+                if isinstance(event, RejectConnection | RejectData):
+                    raise RelayLinkError(f"relay refused the WebSocket upgrade: {getattr(event, 'status_code', '')}")
+            if not data:
+                raise RelayLinkError("relay closed during the upgrade")
+
+    async def _reader(self, stream: trio.abc.Stream, ws: WSConnection, leftover: list[Event]) -> None:
+        buffer = bytearray()
+        events = leftover
+        while True:
+            for event in events:
+                match event:
+                    case BytesMessage(data=data, message_finished=finished):
+                        if len(buffer) + len(data) > m.MAX_MESSAGE:
+                            raise RelayLinkError("relay message too long")
+                        buffer += data
+                        if finished:
+                            self.client.receive_message(bytes(buffer), self._clock())
+                            buffer = bytearray()
+                    case TextMessage():
+                        raise RelayLinkError("text message from the relay")
+                    case Ping():
+                        self._pong = ws.send(event.response())
+                    case CloseConnection(code=code, reason=reason):
+                        if ws.state is ConnectionState.REMOTE_CLOSING:
+                            await stream.send_all(ws.send(event.response()))
+                        raise RelayLinkError(f"relay closed the link: {code} {reason}")
+            self._events()
+            self._wake.set()
+            data = await stream.receive_some(READ_SIZE)
+            if not data:
+                raise RelayLinkError("relay closed the connection")
+            self._last_heard = self._clock()
+            ws.receive_data(bytes(data))
+            events = list(ws.events())
+
+    def _events(self) -> None:
+        while (event := self.client.next_event()) is not None:
+            match event:
+                case c.RecordReceived(peer_id=peer, record=record):
+                    try:
+                        self._send_in.send_nowait((peer, record))
+                    except trio.WouldBlock:
+                        self.dropped += 1
+                case c.LinkReady():
+                    self.backoff.reset()
+                    self.ready.set()
+                case c.PeerPaired(peer_id=peer):
+                    waiter = self._paired.pop(peer, None)
+                    if waiter is not None:
+                        waiter.set()
+                case c.PeerUnpaired():
+                    pass
+                case c.LinkFailed(reason=reason):
+                    raise RelayLinkError(f"relay broke the protocol: {reason}")
+
+    async def _writer(self, stream: trio.abc.Stream, ws: WSConnection) -> None:
+        self._raw = []
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            out, self._raw = self._raw, []
+            if self._pong:
+                out.append(self._pong)
+                self._pong = b""
+            out.extend(ws.send(Message(data=data)) for data in self.client.messages_to_send())
+            if out:
+                await stream.send_all(b"".join(out))
+
+    async def _pinger(self, ws: WSConnection) -> None:
+        if not math.isfinite(self.ping_interval):
+            return
+        step = min(self.ping_interval, self.silence_timeout / 2)
+        last_ping = self._clock()
+        while True:
+            await trio.sleep(step)
+            now = self._clock()
+            if now - self._last_heard >= self.silence_timeout:
+                raise RelayLinkError(f"nothing from the relay for {now - self._last_heard:.1f} s")
+            if now - last_ping >= self.ping_interval:
+                last_ping = now
+                self._raw.append(ws.send(Ping(payload=b"p2pos")))
+                self._wake.set()

@@ -1,0 +1,266 @@
+"""The WebSocket relay's trio driver (spec/relay.md §3.1, §4): TCP (optionally TLS), the HTTP/1.1
+upgrade and WebSocket frames (wsproto, which runs h11), around the sans-IO ``RelayCore``.
+
+One task per connection reads; a second writes, because only one task may send on a trio
+stream: everything that goes out (the upgrade answer, pongs, relay messages, the Close frame)
+passes through the writer.  The reader waits ``core.read_delay`` before each read, so a link
+over its byte quota is held back by TCP itself (REL-5.3).  A timer task fires the core's timers
+(authentication and idle timeouts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import socket
+import ssl
+from collections.abc import Callable
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Message,
+    Ping,
+    Pong,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import ProtocolError as WsProtocolError
+
+from p2pos.proto.relay import messages as m
+from p2pos.proto.relay.server import RelayCore
+
+from .gso import LINUX
+
+#: The HTTP path and WebSocket subprotocol of relay protocol version 1 (REL-3.1).
+RELAY_PATH = "/p2pos/relay/v1"
+SUBPROTOCOL = "p2pos-relay.1"
+READ_SIZE = 65536
+#: How much a writer takes from the core per ``send_all``.
+WRITE_BATCH = 256 * 1024
+#: Time a closing link gets to flush its Close frame.
+CLOSE_GRACE = 2.0
+#: ``TCP_NOTSENT_LOWAT`` (``linux/tcp.h``) and the unsent bytes the relay lets the kernel hold per link.
+TCP_NOTSENT_LOWAT = 25
+NOTSENT_LOWAT = 128 * 1024
+
+NodeSink = Callable[[list[tuple[bytes, tuple[str, int], bytes]]], None]
+
+
+def host_of(header: str) -> str:
+    """The host of an HTTP ``Host`` header value, lower case, without port or brackets."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header[1:]
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def _leaf(exc: BaseException) -> str:
+    """The name of the first exception inside (possibly nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return type(exc).__name__
+
+
+@dataclasses.dataclass(eq=False)
+class _Conn:
+    link: int
+    stream: trio.abc.Stream
+    ws: WSConnection
+    wake: trio.Event = dataclasses.field(default_factory=trio.Event)
+    raw: list[bytes] = dataclasses.field(default_factory=list)
+    #: The Pong owed for the latest Ping only (RFC 6455 §5.5.3), so pings cannot pile up answers.
+    pong: bytes = b""
+    close: tuple[int, str] | None = None
+    scope: trio.CancelScope | None = None
+    message: bytearray = dataclasses.field(default_factory=bytearray)
+
+
+class WsRelayServer:
+    """Serves ``core`` on TCP listeners.  ``node_sink`` receives records for the co-located node."""
+
+    def __init__(
+        self,
+        core: RelayCore,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        node_sink: NodeSink | None = None,
+        clock: Callable[[], float] = trio.current_time,
+    ) -> None:
+        self.core, self.ssl_context, self.node_sink, self._clock = core, ssl_context, node_sink, clock
+        self._conns: dict[int, _Conn] = {}
+        self._timer_wake = trio.Event()
+        self._armed = math.inf
+        self.addresses: list[tuple[str, int]] = []
+
+    async def serve(
+        self, host: str, port: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Listen on ``host:port`` and serve until cancelled; ``self.addresses`` is set when started."""
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        self.addresses = [tuple(listener.socket.getsockname()[:2]) for listener in listeners]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._timers)
+            await nursery.start(trio.serve_listeners, self._handle, listeners)
+            task_status.started()
+
+    # -- core plumbing ----------------------------------------------------------------------
+
+    def pump(self) -> None:
+        """Hand the core's output to the writers, the node and the timer task."""
+        for link in self.core.links_with_output():
+            conn = self._conns.get(link)
+            if conn is not None:
+                conn.wake.set()
+        for link, code, why in self.core.closes():
+            conn = self._conns.get(link)
+            if conn is not None and conn.close is None:
+                conn.close = (int(code), why)
+                conn.wake.set()
+                if conn.scope is not None:
+                    conn.scope.deadline = min(conn.scope.deadline, self._clock() + CLOSE_GRACE)
+        if self.node_sink is not None:
+            records = self.core.node_records()
+            if records:
+                self.node_sink(records)
+        deadline = self.core.get_timer()
+        if deadline is not None and deadline < self._armed:
+            self._timer_wake.set()
+
+    async def _timers(self) -> None:
+        while True:
+            deadline = self.core.get_timer()
+            self._armed = math.inf if deadline is None else deadline
+            with trio.move_on_at(self._armed):
+                await self._timer_wake.wait()
+            self._timer_wake = trio.Event()
+            now = self._clock()
+            if deadline is not None and now >= deadline:
+                self.core.handle_timer(now)
+                self.pump()
+
+    # -- one connection ---------------------------------------------------------------------
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        try:
+            address = stream.socket.getpeername()
+        except OSError:
+            await trio.aclose_forcefully(stream)
+            return
+        link = self.core.open_link((address[0], address[1]), self._clock())
+        if link is None:
+            await trio.aclose_forcefully(stream)
+            return
+        if LINUX:
+            # Keep the kernel's unsent bytes low, so that what waits for a slow receiver waits in the
+            # relay's per-link queue, where REL-5.4 bounds it and drops, not in a socket buffer.
+            with contextlib.suppress(OSError):
+                stream.setsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
+        wrapped: trio.abc.Stream = stream
+        if self.ssl_context is not None:
+            wrapped = trio.SSLStream(stream, self.ssl_context, server_side=True)
+        conn = _Conn(link, wrapped, WSConnection(ConnectionType.SERVER))
+        self._conns[link] = conn
+        self.pump()
+        try:
+            with trio.CancelScope() as scope:
+                conn.scope = scope
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, conn)
+                    await self._reader(conn)
+                    nursery.cancel_scope.cancel()
+        except Exception as exc:
+            self.core.stats[f"connection_error_{_leaf(exc)}"] += 1
+        finally:
+            del self._conns[link]
+            self.core.link_lost(link, self._clock())
+            self.pump()
+            await trio.aclose_forcefully(wrapped)
+
+    async def _reader(self, conn: _Conn) -> None:
+        while True:
+            if conn.close is not None:
+                # Closing: read and drop until the peer's EOF (at most CLOSE_GRACE), so that closing a
+                # socket with unread bytes (a TCP reset) never destroys the Close frame in flight.
+                if not await conn.stream.receive_some(READ_SIZE):
+                    return
+                continue
+            delay = self.core.read_delay(conn.link, self._clock())
+            if delay > 0:
+                await trio.sleep(delay)
+            data = await conn.stream.receive_some(READ_SIZE)
+            self.core.charge(conn.link, len(data), self._clock())
+            try:
+                conn.ws.receive_data(bytes(data) or None)
+                for event in conn.ws.events():
+                    self._event(conn, event)
+            except WsProtocolError as exc:
+                self.core.receive_bad(conn.link, f"WebSocket: {exc}", self._clock())
+                if conn.ws.state is ConnectionState.CONNECTING:
+                    conn.raw.append(conn.ws.send(RejectConnection(status_code=400)))
+                    conn.close = (0, "bad HTTP")
+            self.pump()
+            conn.wake.set()
+            if not data:
+                return
+
+    def _event(self, conn: _Conn, event: object) -> None:
+        now = self._clock()
+        match event:
+            case Request(target=target, subprotocols=subprotocols, host=host):
+                if target != RELAY_PATH or SUBPROTOCOL not in subprotocols:
+                    conn.raw.append(conn.ws.send(RejectConnection(status_code=404)))
+                    self.core.receive_bad(conn.link, "wrong path or subprotocol", now)
+                    conn.close = (0, "rejected")
+                    return
+                conn.raw.append(conn.ws.send(AcceptConnection(subprotocol=SUBPROTOCOL)))
+                self.core.link_upgraded(conn.link, host_of(host), now)
+            case BytesMessage(data=data, message_finished=finished):
+                if len(conn.message) + len(data) > m.MAX_MESSAGE:
+                    self.core.receive_bad(conn.link, "message too long", now)
+                    return
+                conn.message += data
+                if finished:
+                    message, conn.message = bytes(conn.message), bytearray()
+                    self.core.receive_message(conn.link, message, now)
+            case TextMessage():
+                self.core.receive_bad(conn.link, "text message", now)
+            case Ping():
+                self.core.touch(conn.link, now)
+                conn.pong = conn.ws.send(event.response())
+            case Pong():
+                self.core.touch(conn.link, now)
+            case CloseConnection():
+                if conn.ws.state is ConnectionState.REMOTE_CLOSING:
+                    conn.raw.append(conn.ws.send(event.response()))
+                conn.close = (0, "closed by the peer")
+
+    async def _writer(self, conn: _Conn) -> None:
+        while True:
+            await conn.wake.wait()
+            conn.wake = trio.Event()
+            closing = conn.close  # what this round sends: a close decided during send_all waits for the next
+            out, conn.raw = conn.raw, []
+            if conn.pong:
+                out.append(conn.pong)
+                conn.pong = b""
+            if closing is None and conn.ws.state is ConnectionState.OPEN:
+                for message in self.core.take_messages(conn.link, WRITE_BATCH):
+                    out.append(conn.ws.send(Message(data=message)))
+            if closing is not None and closing[0] and conn.ws.state is ConnectionState.OPEN:
+                out.append(conn.ws.send(CloseConnection(code=closing[0], reason=closing[1][:120])))
+            if out:
+                await conn.stream.send_all(b"".join(out))
+            if closing is None:
+                if self.core.pending(conn.link):
+                    conn.wake.set()
+            else:
+                if isinstance(conn.stream, trio.SocketStream):
+                    await conn.stream.send_eof()
+                return  # the reader drains until the peer's EOF; the scope's deadline bounds it
