@@ -38,6 +38,7 @@ CASE_MODULES = (
     "cases_frames",
     "cases_channels",
     "cases_recovery",
+    "cases_paths",
     "cases_bugs",
     "cases_errors",
     "cases_req_identity",
