@@ -18,10 +18,11 @@ Drive it like the session, sans-IO:
   ``close_channel``, ``ping``, ``close``.  After any of them, drain
   ``data_to_send`` and ``next_event``.
 
-With ``ChannelConfig(reliable_carrier=True)`` the carrier is an ordered, lossless
-byte stream (the WebSocket relay or a QUIC stream through ``StreamFramer``):
-nothing is acknowledged or retransmitted and no congestion window applies; the
-channel semantics are the same.
+A connection may have several paths (spec/paths.md, ``PathLayer``): a path over
+an ordered byte stream (``ChannelConfig(path_kind="stream")`` for the first one: the
+WebSocket relay or a QUIC stream through ``StreamFramer``) sends fixed large packets
+without pacing or PMTU probing, and is acknowledged end to end like any other, so that
+what a carrier still held when a path is left is sent again on the next.
 """
 
 from __future__ import annotations
@@ -212,13 +213,12 @@ class Connection(ReceivePath):
             timer = self.acks.get_timer()
             if timer is not None and timer < best and not self.path.blocked:
                 best = timer
-            if not self.reliable:
-                timer = self.recovery.get_loss_detection_timer()
-                if timer is not None and timer < best:
-                    best = timer
-                timer = self.pmtu.get_timer()
-                if timer is not None and timer < best:
-                    best = timer
+            timer = self.recovery.get_loss_detection_timer()
+            if timer is not None and timer < best:
+                best = timer
+            timer = self.pmtu.get_timer()
+            if timer is not None and timer < best:
+                best = timer
             if len(self.paths) > 1:
                 timer = self._paths_timer()
                 if timer is not None and timer < best:
@@ -252,8 +252,6 @@ class Connection(ReceivePath):
             self._last_sent = now  # re-armed when the PING actually leaves
         if len(self.paths) > 1:
             self._handle_paths_timer(now)
-        if self.reliable:
-            return
         timer = self.recovery.get_loss_detection_timer()
         if timer is not None and now >= timer:
             result = self.recovery.on_loss_detection_timeout(now)
@@ -441,7 +439,10 @@ class Connection(ReceivePath):
                 return False
             if channel.messages is not None and (len(channel.messages) or not channel.local_done):
                 return False
-        return self.reliable or self.recovery.ack_eliciting_in_flight == 0
+        for path in self.paths.values():  # noqa: SIM110 (all() of a generator: an object per call when compiled)
+            if path.recovery.ack_eliciting_in_flight:
+                return False
+        return True
 
     # -- channels ----------------------------------------------------------------------------
 
@@ -515,8 +516,6 @@ class Connection(ReceivePath):
                 self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
                 if self.conn_window.limit > INITIAL_MAX_DATA:
                     self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.limit)
-                if self.reliable:  # the first RTT sample, for window auto-tuning (channels.md §10)
-                    self._control[(fr.FrameType.PING, 0)] = fr.Ping()
                 self._events.append(ConnectionReady(session_id=session.local_index, handshake=event))
                 for channel in self.channels.values():
                     self._mark_sendable(channel)

@@ -72,7 +72,8 @@ class PathLayer(SendPath):
     def abandon_path(self, path_id: int, now: float) -> None:
         """Give a path up for good (its carrier is gone).  Its outstanding packets are lost and
         their data goes again on the active path (spec/paths.md §5); abandoning the active path
-        moves the data to the best usable one.  Unknown ids are ignored."""
+        moves the data to the best usable one (if there is none yet, the abandoned path stays
+        active until one validates).  Unknown ids are ignored."""
         path = self.paths.get(path_id)
         if path is None or path.state is _ABANDONED:
             return
@@ -99,8 +100,11 @@ class PathLayer(SendPath):
             path.kind = kind
             enabled = kind is PathKind.DATAGRAM and self.config.pmtu_probing
             path.pmtu = PmtuDiscovery(max_plpmtu=self.config.max_datagram_size, enabled=enabled)
+            if kind is PathKind.STREAM:
+                path.cc.set_max_datagram_size(self.config.stream_frame_size)
             if path is self.path:
                 self.pmtu = path.pmtu
+                self.stream_path = kind is PathKind.STREAM
 
     def paths_info(self) -> list[dict[str, object]]:
         """Each path's state for inspection (``p2pos status``): id, state, kind, rank, whether it is
@@ -131,7 +135,7 @@ class PathLayer(SendPath):
         path_id = self._next_path_id
         self._next_path_id += 1
         config = self.config
-        return Path(
+        path = Path(
             path_id,
             kind=kind,
             rank=rank,
@@ -139,6 +143,9 @@ class PathLayer(SendPath):
             max_datagram_size=config.max_datagram_size,
             pmtu_probing=config.pmtu_probing,
         )
+        if kind is PathKind.STREAM:
+            path.cc.set_max_datagram_size(config.stream_frame_size)
+        return path
 
     def _new_path(self, kind: PathKind, rank: int) -> Path:
         path = self._make_path(kind, rank)
@@ -174,13 +181,9 @@ class PathLayer(SendPath):
         if path is old:
             return
         self.path = path
-        self.rtt, self.recovery, self.cc, self.pacer, self.pmtu = (
-            path.rtt,
-            path.recovery,
-            path.cc,
-            path.pacer,
-            path.pmtu,
-        )
+        self.rtt, self.recovery, self.cc = path.rtt, path.recovery, path.cc
+        self.pacer, self.pmtu = path.pacer, path.pmtu
+        self.stream_path = path.kind is PathKind.STREAM
         self.session.set_output_path(path.path_id)
         self.active_reason = reason
         self._pacing_at = None
@@ -211,14 +214,14 @@ class PathLayer(SendPath):
     def _choose_active(self, now: float) -> None:
         """The controlling side moves the data to the best usable path when it ranks better
         (PTH-4.2): a direct path that validates takes over from a relay at once."""
-        if not self.session.initiator:
-            return
         best = self._best_path()
         active = self.path
         if best is None or best is active:
             return
-        if active.state is not _VALIDATED or best.rank < active.rank:
-            self._set_active(best, "better" if active.state is _VALIDATED else "dead", now)
+        if active.state is not _VALIDATED:  # either side leaves a dead or abandoned path
+            self._set_active(best, "dead" if active.state is _DEAD else "abandoned", now)
+        elif self.session.initiator and best.rank < active.rank:
+            self._set_active(best, "better", now)
 
     # -- receiving ---------------------------------------------------------------------------
 

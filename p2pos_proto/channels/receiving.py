@@ -138,7 +138,7 @@ class ReceivePath(PathLayer):
                 self._on_nonprobing(pn, now)
             self._on_stream_packet(pn, plaintext, now)
             return
-        if first == _ACK_TYPE and not self.reliable:
+        if first == _ACK_TYPE:
             self._on_ack_packet(pn, plaintext, now)
             return
         frames = fr.parse_frames_untrusted(plaintext)
@@ -189,23 +189,13 @@ class ReceivePath(PathLayer):
             self._on_frame(frame, now)
 
     def _record_packet(self, pn: int, eliciting: bool, frames: Sequence[fr.Frame], now: float) -> None:
-        """Note a packet for acknowledgement (channels.md §4).
-
-        On a reliable carrier only a packet holding a PING is acknowledged, so
-        that the peer gets its RTT sample (channels.md §10).
-        """
-        if not self.reliable:
-            self.acks.on_packet(pn, eliciting, now)
-        elif any(isinstance(frame, fr.Ping) for frame in frames):
-            self.acks.on_packet(pn, True, now)
+        """Note a packet for acknowledgement (channels.md §4), on every kind of path (paths.md §5)."""
+        self.acks.on_packet(pn, eliciting, now)
 
     def _on_frame(self, frame: fr.Frame, now: float) -> None:
         match frame:
             case fr.Ack():
-                if self.reliable:
-                    self._on_reliable_ack(frame, now)
-                else:
-                    self._on_ack(frame.ranges(), frame.ack_delay, now)
+                self._on_ack(frame.ranges(), frame.ack_delay, now)
             case fr.Padding() | fr.Ping():
                 pass
             case fr.PathChallenge():

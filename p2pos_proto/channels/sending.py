@@ -59,8 +59,6 @@ _OPEN: Final = ChannelState.OPEN  # a module global is quicker to read than an e
 _REMEMBERED: Final = frozenset(
     {fr.FrameType.REFUSE, fr.FrameType.RESET, fr.FrameType.STOP_SENDING, fr.FrameType.CLOSE_CHANNEL}
 )
-#: PING packets on a reliable carrier waiting for their ACK (older ones are forgotten).
-_MAX_PING_PACKETS: Final = 64
 #: The ACK delay field counts microseconds (spec/frames.md §4.3).
 _MICROS: Final = 1_000_000
 #: A paced packet due within this long goes now (spec/recovery.md §6): a driver's timers are not
@@ -102,7 +100,6 @@ class SendPath:
         "_pacing_at",
         "_peer_open",
         "_peer_parity",
-        "_ping_packets",
         "_pings",
         "_pto_probes",
         "_read_channels",
@@ -122,7 +119,7 @@ class SendPath:
         "paths",
         "pmtu",
         "recovery",
-        "reliable",
+        "stream_path",
         "rtt",
         "session",
         "too_old_packets",
@@ -131,7 +128,7 @@ class SendPath:
     def __init__(self, session: SecureSession, now: float, config: ChannelConfig) -> None:
         self.session = session
         self.config = config
-        self.reliable = reliable = config.reliable_carrier
+        stream = config.path_kind == "stream"
         self.channels: dict[int, Channel] = {}
         self._peer_parity = 1 if session.initiator else 0
         self._peer_open = 0  # the peer's channels we hold now
@@ -139,13 +136,11 @@ class SendPath:
         self._closed_peer_channels = 0
         self.conn_credit = SendCredit(INITIAL_MAX_DATA)
         self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
-        # On a reliable carrier only packets with a PING are acknowledged, each at once (channels.md §10).
-        self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=1 if reliable else 2)
-        self._ping_packets: dict[int, tuple[float, Tokens]] = {}
+        self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=2)
         #: The paths by id (spec/paths.md §1); path 0 is the one the handshake ran on.
         path = Path(
             0,
-            kind=PathKind.STREAM if reliable else PathKind.DATAGRAM,
+            kind=PathKind.STREAM if stream else PathKind.DATAGRAM,
             rank=0,
             congestion_control=config.congestion_control,
             max_datagram_size=config.max_datagram_size,
@@ -153,6 +148,10 @@ class SendPath:
         )
         path.state = PathState.VALIDATED  # the handshake's round trip proved the peer's address
         self.paths: dict[int, Path] = {0: path}
+        #: The active path is stream-carried (spec/paths.md §5): fixed large packets, no pacing.
+        self.stream_path = stream
+        if stream:
+            path.cc.set_max_datagram_size(config.stream_frame_size)
         #: The path the packet being processed arrived on.
         self._rx_path = path
         #: Path counters (spec/errors.md): ``path_amplification`` (output held back by PTH-3.6),
@@ -222,7 +221,7 @@ class SendPath:
 
     def _packet_size(self) -> int:
         """The datagram size to build: the path MTU (or the framed size), within the peer's record limit."""
-        size = self.config.stream_frame_size if self.reliable else self.pmtu.current_mtu
+        size = self.config.stream_frame_size if self.stream_path else self.pmtu.current_mtu
         return min(size, self.session.peer_max_plaintext + RECORD_OVERHEAD)
 
     def _queue_window_updates(self, now: float) -> None:
@@ -260,12 +259,12 @@ class SendPath:
         if not (self._control or self._sendable or self._pto_probes or acks.ack_due(now)):
             return  # the common case when a driver polls: nothing to send
         ack_only_sent = False
-        reliable = self.reliable
+        stream = self.stream_path  # no pacing on a stream-carried path (spec/paths.md §5)
         size = self._packet_size()  # fixed while building: the path MTU moves only on ACKs and timers
         recovery, cc, pacer = self.recovery, self.cc, self.pacer
         path = self.path
         budget = path.send_budget()  # None unless the active path is not validated yet (PTH-3.6)
-        burst = not reliable and budget is None  # the bulk fast path may take over (``_stream_burst``)
+        burst = budget is None  # the bulk fast path may take over (``_stream_burst``)
         while True:
             if budget is not None:
                 budget = path.send_budget()
@@ -280,8 +279,8 @@ class SendPath:
                     return
                 burst = False  # it stopped short: this turn goes the general way
             probe = self._pto_probes > 0
-            may_elicit = reliable or probe or cc.available(recovery.bytes_in_flight) >= size
-            if may_elicit and not reliable and not probe:
+            may_elicit = probe or cc.available(recovery.bytes_in_flight) >= size
+            if may_elicit and not stream and not probe:
                 at = pacer.next_send_time(now, size)
                 if at > now + PACING_GRANULARITY:
                     may_elicit = False
@@ -293,7 +292,7 @@ class SendPath:
             parts: list[bytes] = []
             tokens: list[Token] = []
             with_ack = False
-            if acks.has_news():  # on a reliable carrier only PING packets are recorded (channels.md §10)
+            if acks.has_news():
                 due = acks.ack_due(now)
                 if due or (may_elicit and has_work):
                     snapshot = acks.snapshot()
@@ -319,7 +318,7 @@ class SendPath:
             if not parts or (not eliciting and ack_only_sent):
                 return
             self._send_packet(parts[0] if len(parts) == 1 else b"".join(parts), tuple(tokens), now, eliciting, with_ack)
-            burst = not reliable and budget is None
+            burst = budget is None
             if probe and eliciting:
                 self._pto_probes -= 1
             if not eliciting:
@@ -349,15 +348,17 @@ class SendPath:
         max_len = room - 1 - varint_size(channel_id) - 8 - varint_size(room)  # as _add_stream_chunk
         credit, conn_credit = channel.credit, self.conn_credit
         recovery, cc, pacer, session, path = self.recovery, self.cc, self.pacer, self.session, self.path
+        paced = not self.stream_path
         while True:
             if cc.available(recovery.bytes_in_flight) < size:
                 self._app_limited = False
                 return True
-            at = pacer.next_send_time(now, size)
-            if at > now + PACING_GRANULARITY:
-                self._pacing_at = at
-                self._app_limited = False
-                return True
+            if paced:
+                at = pacer.next_send_time(now, size)
+                if at > now + PACING_GRANULARITY:
+                    self._pacing_at = at
+                    self._app_limited = False
+                    return True
             offset = send.sent_offset
             data = send.take_new(max_len, min(credit.available(), conn_credit.available()))
             count = len(data)
@@ -379,7 +380,8 @@ class SendPath:
                 in_flight=True,
                 payload=((_STREAM, channel_id, offset, count, fin),),
             )
-            pacer.on_packet_sent(now, packet_size)
+            if paced:
+                pacer.on_packet_sent(now, packet_size)
             more = channel.wants_to_send()
             cc.on_packet_sent(packet, recovery.bytes_in_flight, now, app_limited=not more)
             if not more or count < max_len:
@@ -393,22 +395,12 @@ class SendPath:
             self.acks.on_ack_sent()
         if eliciting:
             self._last_sent = now
-        if self.reliable:
-            # A lossless carrier: sent is delivered, except that a PING waits for the peer's ACK,
-            # the one RTT sample such a carrier gives (spec/channels.md §10).
-            if any(t[0] == _PING or (t[0] == _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):
-                pings = self._ping_packets
-                pings[pn] = (now, tuple([t for t in tokens if t[0] == _PING]))
-                if len(pings) > _MAX_PING_PACKETS:  # a peer that never answers: forget the oldest
-                    del pings[next(iter(pings))]
-                tokens = tuple([t for t in tokens if t[0] != _PING])
-            self._on_delivered(tokens, now, 0.0)
-            return pn
         packet = self.recovery.on_packet_sent(
             pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens
         )
         if eliciting:
-            self.pacer.on_packet_sent(now, size)
+            if not self.stream_path:
+                self.pacer.on_packet_sent(now, size)
             if not tokens or tokens[0][0] != _PROBE:  # a PMTU probe is no sample of the path's delivery rate
                 self.cc.on_packet_sent(packet, self.recovery.bytes_in_flight, now, app_limited=not self._has_work())
         return pn
@@ -530,8 +522,6 @@ class SendPath:
 
     def _maybe_probe_pmtu(self, now: float) -> None:
         """RFC 8899 §4.1: a PING padded to the probed size, when the window has room for it."""
-        if self.reliable:
-            return
         size = self.pmtu.probe_size_to_send(now)
         if size is None or self.cc.available(self.recovery.bytes_in_flight) < size:
             return
@@ -545,17 +535,6 @@ class SendPath:
         self.pmtu.on_probe_sent(pn, size, now)
 
     # -- the fate of sent packets -----------------------------------------------------------
-
-    def _on_reliable_ack(self, frame: fr.Ack, now: float) -> None:
-        """An ACK on a reliable carrier: it answers PINGs (spec/channels.md §10); take the RTT sample."""
-        pings = self._ping_packets
-        if frame.largest not in pings:
-            return  # nothing we asked for: ignored
-        for pn in [pn for pn in pings if pn <= frame.largest]:
-            sent, tokens = pings.pop(pn)
-            if pn == frame.largest:
-                self.rtt.update(now - sent, frame.ack_delay / _MICROS, now)
-            self._on_delivered(tokens, now, now - sent)
 
     def _on_ack(self, ranges: list[tuple[int, int]], ack_delay: int, now: float) -> None:
         """An ACK frame: ``ranges`` as ``Ack.ranges()`` gives them, ``ack_delay`` in microseconds.
