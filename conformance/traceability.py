@@ -32,6 +32,7 @@ PREFIXES: Mapping[str, str] = {
     "channels.md": "CH",
     "flow.md": "FLOW",
     "recovery.md": "REC",
+    "paths.md": "PTH",
     "rendezvous.md": "RDV",
     "quic.md": "QUIC",
     "errors.md": "ERR",
