@@ -1077,33 +1077,3 @@ def _(iut: Iut) -> str | None:
     expect(carrying <= acked_pns, f"CLOSE before packets {sorted(carrying - acked_pns)} were acknowledged")
     expect_close(reply, ErrorCode.NO_ERROR, "a graceful close")
     return None
-
-
-# -- reliable carriers (channels.md §10) ----------------------------------------------------------------
-
-
-@case(
-    "ch/rel/1",
-    section="channels.md §10",
-    title="on a reliable carrier only a PING packet is acknowledged, at once",
-    requirements=(
-        "CH-10.1",
-        "CONF-3.7.2",
-    ),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut, reliable_carrier=True)
-    channel_id = peer.open("sink")
-    reply = peer.send(ch.Stream(channel_id=channel_id, offset=0, data=b"abc"), at=0.1)
-    expect(not reply.frames(ch.Ack), f"an ACK for a packet without a PING: {short(reply.packets, 200)}")
-    reply = peer.timer(0.5)  # no delayed ACK either
-    expect(not reply.frames(ch.Ack), f"a delayed ACK on a reliable carrier: {short(reply.packets, 200)}")
-    ping_pn = peer.link.next_counter
-    reply = peer.send(ch.Ping(), at=0.6)
-    acks = reply.frames(ch.Ack)
-    expect(
-        len(acks) == 1 and acks[0].largest == ping_pn,
-        f"one ACK of packet {ping_pn} (the PING) at once, got {short(reply.packets, 200)}",
-    )
-    expect_open(reply, "a PING on a reliable carrier")
-    return None

@@ -335,7 +335,7 @@ def _(iut: Iut) -> None:
     ),
 )
 def _(iut: Iut) -> None:
-    for packet in ("11", "013f", "4011", "0a05" + "20", "060000026869" + "c000000000000100"):
+    for packet in ("1f", "013f", "401f", "0a05" + "20", "060000026869" + "c000000000000100"):
         _rejects(iut, bytes.fromhex(packet), "PROTOCOL_VIOLATION", "unknown frame type")
 
 

@@ -9,13 +9,13 @@ which CI runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any
 
 from p2pos.proto.channels import frames as ch
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.session.record import OVERHEAD as RECORD_OVERHEAD
 
-from .cases_channels import QUIET, SERVICES, Packet, Peer, _acked_by, ack_of, expect_open, payload
+from .cases_channels import Peer, _acked_by, ack_of, expect_open, payload
 from .cases_req_channels import _iut_channel, _Peer
 from .cases_req_frames import _to_connection_limit
 from .cases_req_recovery import LatePeer, _is_probe
@@ -23,7 +23,6 @@ from .cases_req_retransmit import DropPeer, first
 from .checks import CaseFailed, Unsupported, expect, expect_eq, short
 from .impaired import ImpairedPeer, Sent
 from .iut import Iut
-from .reference import establish
 from .registry import case
 
 OPEN, ACKS, RESET = "channels.md §2.2", "channels.md §4", "channels.md §3.3"
@@ -206,27 +205,6 @@ def _(iut: Iut) -> str | None:
 
 
 @case(
-    "ch/send/7",
-    section="channels.md §10",
-    title="on a reliable carrier a PING is acknowledged after 65 packets of OPEN frames sent since",
-    requirements=("CH-10.3", "CONF-3.7.11", "CONF-3.7.19"),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut, reliable_carrier=True)
-    peer.now = 0.5
-    reply = peer.call("conn_ping")
-    ping_pns = [p.pn for p in reply.packets if any(isinstance(f, ch.Ping) for f in p.frames)]
-    expect(len(ping_pns) == 1, f"one packet with the PING of conn_ping, got {short(reply.packets, 200)}")
-    for i in range(65):  # packets of control frames other than PING, none of them acknowledged (§10)
-        peer.now = 0.5 + 0.001 * (i + 1)
-        peer.call("conn_open", service="chat", kind="stream")
-    reply = peer.send(ack_of([ping_pns[0]]), at=0.6)
-    acks = reply.events("ping_acknowledged")
-    expect(len(acks) == 1, f"no ping_acknowledged on the ACK of the PING's packet {ping_pns[0]}: {short(reply.answer)}")
-    return None
-
-
-@case(
     "ch/send/8",
     section="channels.md §6.1",
     title="with message_queue 257, the 258th message queued while the channel opens drops the oldest one",
@@ -272,64 +250,6 @@ def _(iut: Iut) -> str | None:
         f"no MAX_DATA of at least {final} + 1 MiB after a RESET released {final - 100} unread bytes: got {limits}",
     )
     return f"MAX_DATA {limits}"
-
-
-def _autotuned(peer: Peer, elapsed: float) -> int:
-    """The runner opens a sink channel (window 4096) and, ``elapsed`` later, sends 3000 bytes; returns
-    the limit of the IUT's MAX_CHANNEL_DATA then (the window doubled if above 3000 + 4096, flow.md §4)."""
-    peer.now += 0.05
-    channel_id = peer.open("sink")
-    reply = peer.send(ch.Stream(channel_id=channel_id, offset=0, data=payload(3000)), at=peer.now + elapsed)
-    updates = [f.maximum for f in reply.frames(ch.MaxChannelData) if f.channel_id == channel_id]
-    expect(len(updates) == 1, f"one MAX_CHANNEL_DATA after 3000 of 4096 bytes were read: {short(reply.packets, 200)}")
-    return updates[0]
-
-
-def _ping_rtt(peer: Peer, at: float, rtt: float, delay: int, early: float | None = None) -> None:
-    """``conn_ping`` at ``at`` (and, with ``early``, one more that long before); the runner acknowledges
-    the last PING's packet only, ``rtt`` later, with ACK delay ``delay`` microseconds."""
-    if early is not None:
-        peer.now = at - early
-        peer.call("conn_ping")
-    peer.now = at
-    reply = peer.call("conn_ping")
-    pns = [p.pn for p in reply.packets if any(isinstance(f, ch.Ping) for f in p.frames)]
-    expect(len(pns) == 1, f"one packet with the PING of conn_ping, got {short(reply.packets, 200)}")
-    reply = peer.send(ack_of(pns, delay=delay), at=at + rtt)
-    expect(len(reply.events("ping_acknowledged")) >= 1, f"no ping_acknowledged: {short(reply.answer)}")
-
-
-@case(
-    "ch/send/10",
-    section="channels.md §10",
-    title="on a reliable carrier the PING ACKs' 1 ms ACK delay is read in microseconds: the window auto-tunes on it",
-    requirements=("REC-2.3", "REC-2.7", "CH-4.12", "CH-10.6", "FLOW-4.3"),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut, reliable_carrier=True)
-    for i in range(10):  # RTT samples of 100 ms with 1 ms of ACK delay: smoothed_rtt about 73 ms
-        _ping_rtt(peer, 0.5 + 0.2 * i, 0.1, 1000)
-    # 3000 bytes read in 190 ms with a 4096-byte window: the window lasts under 4 RTTs if the RTT is
-    # above 63 ms, so it doubles (it would not with the 25 ms of max_ack_delay taken off each sample).
-    limit = _autotuned(peer, 0.19)
-    expect(limit > 3000 + 4096, f"the window did not grow: MAX_CHANNEL_DATA {limit} (3000 read + 4096)")
-    return f"MAX_CHANNEL_DATA {limit}"
-
-
-@case(
-    "ch/send/11",
-    section="channels.md §10",
-    title="on a reliable carrier only the PING an ACK names gives an RTT sample, not older PINGs it also covers",
-    requirements=("REC-2.2", "CH-10.3", "CH-10.6", "FLOW-4.3"),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut, reliable_carrier=True)
-    for i in range(10):  # RTT samples of 10 ms; the older PING of each pair (90 ms earlier) gives none
-        _ping_rtt(peer, 0.5 + 0.2 * i, 0.01, 0, early=0.09)
-    # 3000 bytes read in 80 ms: the window would last 4 RTTs only with an RTT above 27 ms.
-    limit = _autotuned(peer, 0.08)
-    expect_eq(limit, 3000 + 4096, "MAX_CHANNEL_DATA (3000 read + the window of 4096, not doubled)")
-    return f"MAX_CHANNEL_DATA {limit}"
 
 
 @case(
@@ -617,44 +537,6 @@ class _ClosedEarly:
         return self.iut.ok(cmd, **fields)
 
 
-class _EarlyPeer(Peer):
-    """A ``Peer`` (the runner as responder) whose IUT closed a message channel during the handshake."""
-
-    def __init__(self, iut: Iut, **config: Any) -> None:
-        self.iut = iut
-        self.now = 0.0
-        self.received: list[Packet] = []
-        proxy = _ClosedEarly(iut)
-        channels = {"services": list(SERVICES), "channel_config": {**QUIET, **config}}
-        self.link = establish(cast(Iut, proxy), "initiator", channels=channels, now=self.now)
-        self.next_id, self.iut_parity = 1, 0
-        self.early = proxy.channel_id
-        self.first = self._absorb({"events": []}, self.link.trailing)
-
-
-@case(
-    "ch/send/21",
-    section="channels.md §10",
-    title="on a reliable carrier a CLOSE_CHANNEL handed over beside the first PING ends the IUT's direction",
-    requirements=("CH-10.2", "CH-3.2.3", "CH-3.2.7"),
-)
-def _(iut: Iut) -> str | None:
-    peer = _EarlyPeer(iut, reliable_carrier=True)
-    channel_id = peer.early
-    expect(isinstance(channel_id, int), "internal: the IUT opened no channel during the handshake")
-    assert isinstance(channel_id, int)
-    closes = peer.first.frames(ch.CloseChannel)
-    expect(bool(closes), f"internal: no CLOSE_CHANNEL in the IUT's first packets: {short(peer.first.packets, 200)}")
-    peer.send(ch.Accept(channel_id=channel_id, initial_max_data=4096), at=0.1)
-    reply = peer.send(ch.CloseChannel(channel_id=channel_id), at=0.2)
-    types = [str(e.get("type")) for e in reply.answer.get("events") or [] if e.get("channel_id") == channel_id]
-    expect(
-        "channel_closed" in types,
-        f"no channel_closed once both directions ended (the IUT's CLOSE_CHANNEL was handed over): {types}",
-    )
-    return None
-
-
 @case(
     "ch/send/22",
     section="flow.md §2.2",
@@ -875,25 +757,6 @@ def _(iut: Iut) -> str | None:
     later = [[type(f).__name__ for f in p.frames] for p in peer.received[start:]]
     expect(not later, f"the IUT sent {later} with nothing ack-eliciting in flight (its last packet was ACK-only)")
     return None
-
-
-@case(
-    "ch/send/29",
-    section="channels.md §10",
-    title="on a reliable carrier an ACK naming the IUT's ACK-only packet, not a PING, gives no RTT sample",
-    requirements=("CH-10.3", "CH-10.6", "FLOW-4.3", "FLOW-4.4"),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut, reliable_carrier=True)  # the IUT's first PING is acknowledged at once: an RTT of 0
-    reply = peer.send(ch.Ping(), at=0.5)
-    answers = [p.pn for p in reply.packets if all(isinstance(f, ch.Ack) for f in p.frames)]
-    expect(len(answers) == 1, f"internal: the PING was not answered by one ACK-only packet: {short(reply.packets)}")
-    reply = peer.send(ack_of(answers), at=1.5)  # not a PING's packet: ignored (§10), whatever its delay
-    expect_open(reply, "an ACK of a packet without a PING")
-    # 3000 bytes read in 100 ms: the window doubles only for an RTT above 34 ms; the RTT is 0.
-    limit = _autotuned(peer, 0.1)
-    expect_eq(limit, 3000 + 4096, "MAX_CHANNEL_DATA (3000 read + the window of 4096, not doubled: the RTT is 0)")
-    return f"MAX_CHANNEL_DATA {limit}"
 
 
 @case(

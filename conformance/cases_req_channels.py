@@ -5,9 +5,10 @@ the frames, seals them into DATA records and parses what the IUT sends back.  Id
 opening and answering channels (§2.2, §2.3), ``ch/limit/`` MAX_CHANNELS (§2.4), ``ch/data/``
 messages and packet building (§2.5, §3.2, §5), ``ch/reset/`` RESET and STOP_SENDING (§3.3),
 ``ch/err/`` frames for channels not held and caller misuse (§2.6, §3.1, §7.1, §8), ``ch/ack/``
-acknowledgements (§4), ``ch/live/`` and ``ch/close/`` liveness and closing (§9), ``ch/rel/``
-reliable carriers (§10).  Each case names the requirement ids it tests; a case whose ids are all
-SHOULD (or MAY) is only a warning when it fails.
+acknowledgements (§4), ``ch/live/`` and ``ch/close/`` liveness and closing (§9).  (``ch/rel/``, the
+reliable carriers of the old §10, are retired: paths.md §5 replaced them.)  Each case names
+the requirement ids it tests; a case whose ids are all SHOULD (or MAY) is only a warning when
+it fails.
 """
 
 from __future__ import annotations
@@ -842,66 +843,6 @@ def _(iut: Iut) -> str | None:
     expect_close(reply, ErrorCode.APPLICATION_CLOSE, "conn_close with APPLICATION_CLOSE and data unacknowledged")
     closed = reply.events("connection_closed")
     expect(len(closed) == 1, f"one connection_closed event at once, got {short(reply.answer.get('events'))}")
-    return None
-
-
-# -- reliable carriers (§10) ---------------------------------------------------------------------
-
-
-@case(
-    "ch/rel/2",
-    section=RELIABLE,
-    title="on a reliable carrier: a PING when ready, data done once handed over, nothing resent",
-    requirements=("CH-10.2", "CH-10.4", "CH-10.5"),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut, reliable_carrier=True)
-    expect(bool(peer.first.frames(ch.Ping)), f"no PING in the IUT's first packets: {short(peer.first.packets, 200)}")
-    channel_id = peer.open("echo")
-    data = payload(3000, seed=8)
-    reply = peer.send(ch.Stream(channel_id=channel_id, offset=0, data=data, fin=True), at=0.1)
-    expect_eq(peer.stream_bytes(channel_id), (data, len(data)), "the echoed stream and its FIN")
-    types = _event_types(reply, channel_id)
-    expect(
-        "channel_closed" in types,
-        f"no channel_closed once the echo and its FIN were handed over (no ACK needed), got {types}",
-    )
-    count = len(peer.received)
-    for at in (0.5, 1.0, 2.0, 4.0):
-        peer.timer(at)
-    again = [p for p in peer.received[count:] if any(isinstance(f, ch.Stream) for f in p.frames)]
-    expect(not again, f"stream data sent again on a reliable carrier: {short(again, 200)}")
-    return None
-
-
-@case(
-    "ch/rel/3",
-    section=RELIABLE,
-    title="on a reliable carrier ping_acknowledged needs the PING's own ACK; the idle timeout still applies",
-    requirements=("CH-10.3", "CH-10.6"),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut, reliable_carrier=True, idle_timeout=5.0)
-    peer.now = 1.0
-    reply = peer.call("conn_ping")
-    ping_pns = [p.pn for p in reply.packets if any(isinstance(f, ch.Ping) for f in p.frames)]
-    expect(len(ping_pns) == 1, f"one packet with the PING of conn_ping, got {short(reply.packets, 200)}")
-    channel_id = peer.open("echo")
-    peer.send(ch.Stream(channel_id=channel_id, offset=0, data=b"later"), at=1.1)
-    later = max(p.pn for p in peer.received)
-    expect(later > ping_pns[0], "internal: no IUT packet after the PING")
-    reply = peer.send(ack_of(range(ping_pns[0], later + 1)), at=1.2)
-    expect(
-        not reply.events("ping_acknowledged"),
-        f"ping_acknowledged on an ACK whose largest ({later}) is not the PING's packet: {short(reply.answer)}",
-    )
-    reply = peer.send(ack_of([ping_pns[0]]), at=1.25)
-    acks = reply.events("ping_acknowledged")
-    expect(len(acks) == 1, f"no ping_acknowledged on the ACK of the PING's packet {ping_pns[0]}: {short(reply.answer)}")
-    reply = peer.timer(6.2)
-    expect_open(reply, "4.95 s after the last packet (idle_timeout 5 s)")
-    reply = peer.timer(6.25)
-    expect_close(reply, ErrorCode.IDLE_TIMEOUT, "5 s without a packet on a reliable carrier")
     return None
 
 

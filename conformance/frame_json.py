@@ -32,6 +32,8 @@ FRAME_TYPES: Final[dict[str, type[ch.Frame]]] = {
     "message": ch.Message,
     "max_channels": ch.MaxChannels,
     "close_channel": ch.CloseChannel,
+    "path_challenge": ch.PathChallenge,
+    "path_response": ch.PathResponse,
 }
 FRAME_NAMES: Final[dict[type[ch.Frame], str]] = {cls: name for name, cls in FRAME_TYPES.items()}
 #: The ``kind`` of an OPEN frame (and of ``conn_open``).

@@ -25,7 +25,23 @@ CaseFunc = Callable[["Iut"], "str | None"]
 _ID = re.compile(r"^[a-z]+(/[a-z0-9_-]+)*/[0-9]+$")
 _CASES: dict[str, Case] = {}
 #: Ids that were published and then retired (spec/conformance.md §4.1): never to be registered again.
-RETIRED = frozenset({"hs/ik/2", "hs/ik/3", "hs/ik/7"})
+RETIRED = frozenset(
+    {
+        "hs/ik/2",
+        "hs/ik/3",
+        "hs/ik/7",
+        # The reliable-carrier mode of channels.md §10 (only PINGs acknowledged) is gone: every path
+        # is acknowledged end to end (paths.md §5); its cases are replaced by the ch/stream/ cases.
+        "ch/rel/1",
+        "ch/rel/2",
+        "ch/rel/3",
+        "ch/send/7",
+        "ch/send/10",
+        "ch/send/11",
+        "ch/send/21",
+        "ch/send/29",
+    }
+)
 #: The modules holding cases, loaded by ``all_cases`` in this order.
 CASE_MODULES = (
     "cases_identity",
@@ -38,6 +54,7 @@ CASE_MODULES = (
     "cases_frames",
     "cases_channels",
     "cases_recovery",
+    "cases_paths",
     "cases_bugs",
     "cases_errors",
     "cases_req_identity",

@@ -40,6 +40,7 @@ UNTESTABLE: Mapping[str, str] = {
     "SES-8.6": "a driver's reuse of injected ephemeral keys cannot be seen: each IUT process runs one handshake with the keys it is given",
     "FRM-3.1": "a receiver's own limit: the control protocol has no command to set it, cases use the default",
     "FRA-4.1.1": "a permission for the sender: whatever it puts in PADDING conforms, so no case can fail on it; the receiver's duty is FRA-4.1.2",
+    "FRA-4.17.2": "the unpredictability of challenge data cannot be seen: the control protocol hands the random seed in",
     "CH-1.2": "the IUT's DATA packets have no gaps a case can provoke (it sends no KEEPALIVE or CLOSE record mid-connection), and a receiver's gap only makes an ACK due (CH-4.3)",
     "CH-1.6": "a rule for the driver of the reference API; the adapter drains after every command and the control protocol shows no more",
     "CH-1.1.1": "an internal error is a bug of the implementation: no input a case can send reaches a state the transition table lacks",
@@ -56,7 +57,6 @@ UNTESTABLE: Mapping[str, str] = {
     "CH-8.3": "advice for whoever configures both sides; the runner sets both configurations itself",
     "CH-9.3.3": "the control protocol has no command that changes keepalive_interval on a running connection (only channel_config at the start)",
     "CH-9.5.2": "the adapter's application reads every byte as it arrives (conformance.md §3.7), so nothing is left to read after the end",
-    "CH-10.7": "a rule for deployments choosing the carrier: the runner sets reliable_carrier on both sides",
     "CH-12.1": "advice to applications; the adapter's application answers every ChannelRequested at once (conformance.md §3.7)",
     "CH-12.2": "a freedom about the IUT's memory for stream fragments: allowed, never required",
     "FLOW-2.1.7": "the memory a receiver holds cannot be seen; what bounds it on the wire, the limit, is FLOW-3.1.1",
@@ -116,10 +116,29 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-6.3": "a rule for the spec's authors, checked by tests/spec/test_traceability.py (a tag without a keyword) and tests/conformance/test_verdicts.py (how levels are read)",
     "CONF-6.4": "a rule for the spec and the suite, checked by tests/spec/test_traceability.py",
 }
-PENDING: Mapping[str, str] = {}
+PENDING: Mapping[str, str] = {
+    "REC-4.5.1": "needs the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
+    "REC-4.5.2": "needs the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
+    "PTH-1.1": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/)",
+    "PTH-1.2": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/)",
+    "PTH-2.1": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/)",
+    "PTH-2.2": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/)",
+    "PTH-2.3": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/)",
+    "PTH-2.4": "needs the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
+    "PTH-3.1": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/)",
+    "PTH-3.4": "needs a path command in the control protocol (a new path to validate); tested in memory (tests/paths/)",
+    "PTH-3.5": "needs datagrams from a second address in the control protocol; tested in memory (tests/paths/test_rebinding.py)",
+    "PTH-3.6": "needs datagrams from a second address in the control protocol; tested in memory (tests/paths/test_rebinding.py)",
+    "PTH-3.7": "needs datagrams from a second address in the control protocol; tested in memory (tests/paths/test_rebinding.py)",
+    "PTH-4.1": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
+    "PTH-4.2": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
+    "PTH-4.3": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
+    "PTH-4.4": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
+    "PTH-4.5": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
+    "PTH-4.6": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_stream_paths.py)",
+}
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {
     **UNTESTABLE,
     "QUIC-3.4.4": "a SHOULD whose bound the implementation picks (the reference: 256): a case cannot tell a large bound from none without more unauthenticated connections than any bound; tests/transports/test_quic_carrier.py checks the reference's",
     "QUIC-4.4": "a permission (MAY): a receiver that bounds unread frames and one that does not both conform",
-}

@@ -36,10 +36,13 @@ CONGESTION_CONTROLLERS: Final = ("newreno", "cubic", "bbr")
 class ChannelConfig:
     """Tunables of the channel layer; defaults are the spec's (spec/channels.md §8)."""
 
-    reliable_carrier: bool = False
+    #: What carries the connection's first path (spec/paths.md §5): "datagram" (UDP, TURN) or
+    #: "stream" (a relay link, a QUIC stream: fixed ``stream_frame_size`` packets, no pacing,
+    #: no PMTU probing; still acknowledged end to end).
+    path_kind: str = "datagram"
     congestion_control: str = "bbr"  # or "newreno", "cubic" (spec/recovery.md §5)
     max_datagram_size: int = 1452  # the PMTU search's ceiling (UDP payload bytes)
-    stream_frame_size: int = 16384  # packet size on a reliable carrier
+    stream_frame_size: int = 16384  # packet size on a stream-carried path
     idle_timeout: float = 30.0
     keepalive_interval: float | None = 10.0
     max_ack_delay: float = 0.025
@@ -54,6 +57,8 @@ class ChannelConfig:
     pmtu_probing: bool = True
 
     def __post_init__(self) -> None:
+        if self.path_kind not in ("datagram", "stream"):
+            raise LocalProtocolError("path_kind is 'datagram' or 'stream'")
         if self.congestion_control not in CONGESTION_CONTROLLERS:
             raise LocalProtocolError(f"congestion_control is one of {', '.join(map(repr, CONGESTION_CONTROLLERS))}")
         if not 1200 <= self.max_datagram_size <= 65507 or not 1200 <= self.stream_frame_size <= 65000:

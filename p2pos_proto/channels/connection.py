@@ -18,10 +18,11 @@ Drive it like the session, sans-IO:
   ``close_channel``, ``ping``, ``close``.  After any of them, drain
   ``data_to_send`` and ``next_event``.
 
-With ``ChannelConfig(reliable_carrier=True)`` the carrier is an ordered, lossless
-byte stream (the WebSocket relay or a QUIC stream through ``StreamFramer``):
-nothing is acknowledged or retransmitted and no congestion window applies; the
-channel semantics are the same.
+A connection may have several paths (spec/paths.md, ``PathLayer``): a path over
+an ordered byte stream (``ChannelConfig(path_kind="stream")`` for the first one: the
+WebSocket relay or a QUIC stream through ``StreamFramer``) sends fixed large packets
+without pacing or PMTU probing, and is acknowledged end to end like any other, so that
+what a carrier still held when a path is left is sent again on the next.
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ from ..events import (
     MessageReceived,
     SessionClosed,
 )
+from ..paths.events import PathEvent
+from ..paths.path import Path, PathKind
+from ..session.record import OVERHEAD as RECORD_OVERHEAD
 from ..session.session import SecureSession, SessionState
 from . import frames as fr
 from .channel import INITIAL_MAX_DATA, Channel, ChannelConfig, ChannelInput, ChannelState
@@ -87,6 +91,7 @@ class Connection(ReceivePath):
         "_close_reason",
         "_last_received",
         "_next_ping",
+        "_rx_pending",
         "keepalive_interval",
         "state",
     )
@@ -100,18 +105,42 @@ class Connection(ReceivePath):
         self._close_deadline: float | None = None
         self._close_code = ErrorCode.NO_ERROR
         self._close_reason = ""
+        #: A path made for a datagram from an unknown address; adopted if a packet of it authenticates.
+        self._rx_pending: Path | None = None
         self._absorb_session(now)
 
     # -- driver API ------------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> None:
-        """Feed one datagram from the path.  Never raises.
+    def receive_data(self, data: bytes, now: float, path_id: int = 0) -> None:
+        """Feed one datagram that arrived on path ``path_id``.  Never raises.
 
         A frame that breaks a rule closes the connection with its code; a failed
         internal invariant (a ``LocalProtocolError`` inside the receive path) closes it
         with INTERNAL_ERROR (channels.md §11).  Either way the peer is told and
-        ``ConnectionClosed`` follows.
+        ``ConnectionClosed`` follows.  A datagram for a path that is gone is dropped
+        and counted (``path_counts["path_unknown"]``).
         """
+        path = self.paths.get(path_id)
+        if path is None:
+            self._count("path_unknown")
+            return
+        self._rx_path = path
+        self._receive(data, now)
+
+    def receive_on_new_path(self, data: bytes, now: float, kind: PathKind, *, rank: int = 0) -> int | None:
+        """Feed a datagram from an address none of the paths has (a NAT rebinding, spec/paths.md
+        PTH-3.7).  If it authenticates, it makes a new path, being validated, whose id is returned;
+        otherwise None and nothing changed.  Never raises."""
+        pending = self._rx_path = self._rx_pending = self._make_path(kind, rank)
+        try:
+            self._receive(data, now)
+        finally:
+            self._rx_pending = None
+            if self._rx_path is pending:
+                self._rx_path = self.path
+        return pending.path_id if pending.path_id in self.paths else None
+
+    def _receive(self, data: bytes, now: float) -> None:
         try:
             opened = self.session.receive_data_record(data, now)
             if opened is not None:  # the hot path: a DATA record, no session event in between
@@ -122,21 +151,36 @@ class Connection(ReceivePath):
             self._internal_error(exc, now)
 
     def data_to_send(self, now: float) -> list[bytes]:
-        """Datagrams to transmit now, paced; call again at ``get_timer()``."""
+        """Datagrams to transmit now, paced, whatever their path; call again at ``get_timer()``.
+
+        With several paths, use ``data_to_send_paths``, which says where each goes.
+        """
+        self._produce(now)
+        out = self.session.data_to_send(now)
+        self._absorb_session(now)
+        return out
+
+    def data_to_send_paths(self, now: float) -> list[tuple[int, list[bytes]]]:
+        """``data_to_send`` in runs by path: ``(path_id, datagrams)``, to send in order."""
+        self._produce(now)
+        out = self.session.data_to_send_by_path(now)
+        self._absorb_session(now)
+        return out
+
+    def _produce(self, now: float) -> None:
         state = self.state
         if state is _READY or state is _CLOSING:
             try:
+                if len(self.paths) > 1 or self.path.responses:
+                    self._send_path_probes(now)
                 self._queue_window_updates(now)
                 self._build_packets(now)
                 if state is _CLOSING and self._all_sent_and_acked():
                     self.session.close(now, self._close_code, self._close_reason)
             except LocalProtocolError as exc:
                 self._internal_error(exc, now)
-        out = self.session.data_to_send(now)
-        self._absorb_session(now)
-        return out
 
-    def next_event(self) -> ChannelEvent | HandshakeCompleted | None:
+    def next_event(self) -> ChannelEvent | HandshakeCompleted | PathEvent | None:
         events = self._events
         if not events:
             return None
@@ -167,13 +211,16 @@ class Connection(ReceivePath):
             if timer is not None and timer < best:
                 best = timer
             timer = self.acks.get_timer()
+            if timer is not None and timer < best and not self.path.blocked:
+                best = timer
+            timer = self.recovery.get_loss_detection_timer()
             if timer is not None and timer < best:
                 best = timer
-            if not self.reliable:
-                timer = self.recovery.get_loss_detection_timer()
-                if timer is not None and timer < best:
-                    best = timer
-                timer = self.pmtu.get_timer()
+            timer = self.pmtu.get_timer()
+            if timer is not None and timer < best:
+                best = timer
+            if len(self.paths) > 1:
+                timer = self._paths_timer()
                 if timer is not None and timer < best:
                     best = timer
         return best
@@ -203,8 +250,8 @@ class Connection(ReceivePath):
         if self.keepalive_interval is not None and now >= self._last_sent + self.keepalive_interval:
             self._control[(fr.FrameType.PING, 0)] = fr.Ping()
             self._last_sent = now  # re-armed when the PING actually leaves
-        if self.reliable:
-            return
+        if len(self.paths) > 1:
+            self._handle_paths_timer(now)
         timer = self.recovery.get_loss_detection_timer()
         if timer is not None and now >= timer:
             result = self.recovery.on_loss_detection_timeout(now)
@@ -392,7 +439,10 @@ class Connection(ReceivePath):
                 return False
             if channel.messages is not None and (len(channel.messages) or not channel.local_done):
                 return False
-        return self.reliable or self.recovery.ack_eliciting_in_flight == 0
+        for path in self.paths.values():  # noqa: SIM110 (all() of a generator: an object per call when compiled)
+            if path.recovery.ack_eliciting_in_flight:
+                return False
+        return True
 
     # -- channels ----------------------------------------------------------------------------
 
@@ -442,6 +492,12 @@ class Connection(ReceivePath):
         if self.state is _CLOSED:
             return
         self._last_received = now
+        rx = self._rx_path
+        if rx is self._rx_pending:
+            self._adopt_path(rx, now)  # the first authenticated packet from a new address
+        rx.last_heard = now
+        rx.bytes_received += len(plaintext) + RECORD_OVERHEAD
+        rx.blocked = False
         try:
             self._on_packet(pn, plaintext, now)
         except RemoteProtocolError as exc:
@@ -460,8 +516,6 @@ class Connection(ReceivePath):
                 self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
                 if self.conn_window.limit > INITIAL_MAX_DATA:
                     self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.limit)
-                if self.reliable:  # the first RTT sample, for window auto-tuning (channels.md §10)
-                    self._control[(fr.FrameType.PING, 0)] = fr.Ping()
                 self._events.append(ConnectionReady(session_id=session.local_index, handshake=event))
                 for channel in self.channels.values():
                     self._mark_sendable(channel)

@@ -63,6 +63,8 @@ class FrameType(enum.IntEnum):
     MESSAGE = 0x0E
     MAX_CHANNELS = 0x0F
     CLOSE_CHANNEL = 0x10
+    PATH_CHALLENGE = 0x11
+    PATH_RESPONSE = 0x12
 
 
 class ChannelKind(enum.IntEnum):
@@ -226,6 +228,24 @@ class CloseChannel:
     channel_id: int
 
 
+#: The size of PATH_CHALLENGE and PATH_RESPONSE data (spec/frames.md §4.17).
+PATH_DATA_SIZE: Final = 8
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PathChallenge:
+    """PATH_CHALLENGE: 8 unpredictable bytes the peer echoes on the same path (spec/frames.md §4.17)."""
+
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class PathResponse:
+    """PATH_RESPONSE: the data of a PATH_CHALLENGE, echoed (spec/frames.md §4.18)."""
+
+    data: bytes
+
+
 Frame = (
     Padding
     | Ping
@@ -243,6 +263,8 @@ Frame = (
     | Message
     | MaxChannels
     | CloseChannel
+    | PathChallenge
+    | PathResponse
 )
 
 
@@ -364,6 +386,10 @@ def encode_frame(frame: Frame) -> bytes:
             return b"\x0f" + _v(frame.maximum)
         case CloseChannel():
             return b"\x10" + _v(frame.channel_id)
+        case PathChallenge() | PathResponse():
+            if len(frame.data) != PATH_DATA_SIZE:
+                raise LocalProtocolError(f"path data is {PATH_DATA_SIZE} bytes, not {len(frame.data)}", _MALFORMED)
+            return (b"\x11" if isinstance(frame, PathChallenge) else b"\x12") + bytes(frame.data)
     raise LocalProtocolError(f"not a frame: {frame!r}")
 
 
@@ -557,6 +583,16 @@ def _parse_reset(buf: bytes, pos: int) -> tuple[Frame, int]:
     return Reset(channel_id=channel_id, code=code, final_size=final_size), pos
 
 
+def _parse_path_challenge(buf: bytes, pos: int) -> tuple[Frame, int]:
+    data, pos = _take(buf, pos, PATH_DATA_SIZE)
+    return PathChallenge(data=data), pos
+
+
+def _parse_path_response(buf: bytes, pos: int) -> tuple[Frame, int]:
+    data, pos = _take(buf, pos, PATH_DATA_SIZE)
+    return PathResponse(data=data), pos
+
+
 _PING: Final = Ping()
 _PADDING: Final = int(FrameType.PADDING)
 _PARSERS: dict[int, _Parser] = {
@@ -576,6 +612,8 @@ _PARSERS: dict[int, _Parser] = {
     FrameType.MESSAGE: _parse_message,
     FrameType.MAX_CHANNELS: _one(MaxChannels, "maximum"),
     FrameType.CLOSE_CHANNEL: _one(CloseChannel, "channel_id"),
+    FrameType.PATH_CHALLENGE: _parse_path_challenge,
+    FrameType.PATH_RESPONSE: _parse_path_response,
 }
 
 

@@ -32,7 +32,7 @@ from ..session.session import SecureSession
 from . import frames as fr
 from .channel import Channel, ChannelConfig, ChannelInput, ChannelState
 from .flow import ReceiveWindow
-from .sending import SendPath
+from .pathing import PathLayer
 
 #: Channels the peer may open before our first MAX_CHANNELS arrives (spec/channels.md §2).
 INITIAL_MAX_CHANNELS: Final = 100
@@ -48,10 +48,22 @@ _OPENING: Final = ChannelState.OPENING
 _CLOSED: Final = ChannelState.CLOSED
 
 
-class ReceivePath(SendPath):
+def _probing(frames: Sequence[fr.Frame]) -> bool:
+    """A probing packet: a PATH_CHALLENGE or PATH_RESPONSE, and nothing but those, PADDING and ACK
+    (frames.md §4.18).  An ACK-only packet is not probing: a receiver's ACKs move the path too."""
+    path_frame = False
+    for frame in frames:
+        if isinstance(frame, fr.PathChallenge | fr.PathResponse):
+            path_frame = True
+        elif not isinstance(frame, fr.Padding | fr.Ack):
+            return False
+    return path_frame
+
+
+class ReceivePath(PathLayer):
     """Packets and frames from the peer; ``Connection`` derives from it.
 
-    One chain of single inheritance (``SendPath`` <- ``ReceivePath`` <-
+    One chain of single inheritance (``SendPath`` <- ``PathLayer`` <- ``ReceivePath`` <-
     ``Connection``) rather than two mixins, so that mypyc can compile it; this layer
     initialises the state only frames from the peer (and ``open_channel``) change.
     """
@@ -122,13 +134,17 @@ class ReceivePath(SendPath):
         """
         first = plaintext[0] if plaintext else -1
         if first in (_STREAM_TYPE, _STREAM_FIN_TYPE):
+            if pn > self._largest_nonprobing:
+                self._on_nonprobing(pn, now)
             self._on_stream_packet(pn, plaintext, now)
             return
-        if first == _ACK_TYPE and not self.reliable:
+        if first == _ACK_TYPE:
             self._on_ack_packet(pn, plaintext, now)
             return
         frames = fr.parse_frames_untrusted(plaintext)
         self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
+        if pn > self._largest_nonprobing and not _probing(frames):
+            self._on_nonprobing(pn, now)
         for frame in frames:
             self._on_frame(frame, now)
 
@@ -166,30 +182,26 @@ class ReceivePath(SendPath):
         ranges, ack_delay, pos = fr.parse_ack_untrusted(plaintext, 0)
         rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < len(plaintext) else []
         self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in rest), rest, now)
+        if pn > self._largest_nonprobing and not _probing(rest):
+            self._on_nonprobing(pn, now)
         self._on_ack(ranges, ack_delay, now)
         for frame in rest:
             self._on_frame(frame, now)
 
     def _record_packet(self, pn: int, eliciting: bool, frames: Sequence[fr.Frame], now: float) -> None:
-        """Note a packet for acknowledgement (channels.md §4).
-
-        On a reliable carrier only a packet holding a PING is acknowledged, so
-        that the peer gets its RTT sample (channels.md §10).
-        """
-        if not self.reliable:
-            self.acks.on_packet(pn, eliciting, now)
-        elif any(isinstance(frame, fr.Ping) for frame in frames):
-            self.acks.on_packet(pn, True, now)
+        """Note a packet for acknowledgement (channels.md §4), on every kind of path (paths.md §5)."""
+        self.acks.on_packet(pn, eliciting, now)
 
     def _on_frame(self, frame: fr.Frame, now: float) -> None:
         match frame:
             case fr.Ack():
-                if self.reliable:
-                    self._on_reliable_ack(frame, now)
-                else:
-                    self._on_ack(frame.ranges(), frame.ack_delay, now)
+                self._on_ack(frame.ranges(), frame.ack_delay, now)
             case fr.Padding() | fr.Ping():
                 pass
+            case fr.PathChallenge():
+                self._on_path_challenge(frame.data)
+            case fr.PathResponse():
+                self._on_path_response(frame.data, now)
             case fr.Open():
                 self._on_open(frame, now)
             case fr.Accept():

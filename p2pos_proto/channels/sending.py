@@ -25,6 +25,8 @@ from typing import Final
 from ..common.varint import size as varint_size
 from ..errors import ErrorCode, RemoteProtocolError
 from ..events import ChannelClosed, ChannelEvent, ChannelWritable, HandshakeCompleted, PingAcknowledged
+from ..paths.events import PathEvent
+from ..paths.path import CONTROLLERS, Path, PathKind, PathState, Token, Tokens
 from ..recovery.acks import AckTracker
 from ..recovery.bbr import Bbr
 from ..recovery.congestion import CongestionController, Cubic, NewReno
@@ -38,6 +40,8 @@ from . import frames as fr
 from .channel import INITIAL_MAX_DATA, Channel, ChannelConfig, ChannelInput, ChannelState
 from .flow import ReceiveWindow, SendCredit
 
+__all__ = ["CONTROLLERS", "PACING_GRANULARITY", "Bbr", "Cubic", "NewReno", "SendPath", "Token", "Tokens"]
+
 _STREAM: Final = 0
 _MESSAGE: Final = 1
 _CONTROL: Final = 2
@@ -46,29 +50,20 @@ _PROBE: Final = 4
 _ACK: Final = 5
 #: An ACK rides along with data only while it is this small (a due ACK is sent regardless).
 _PIGGYBACK_ACK: Final = 32
-Token = tuple[int, int, int, int, bool]
-#: What one sent packet carried (a tuple: unlike a list, the garbage collector stops tracking it).
-Tokens = tuple[Token, ...]
 ControlKey = tuple[int, int]
 _MIN_ROOM: Final = 24
+#: Below this much of an unvalidated path's amplification budget, nothing is sent (PTH-3.6).
+_MIN_AMPLIFIED: Final = 64
 _OPEN: Final = ChannelState.OPEN  # a module global is quicker to read than an enum member
 #: Control frames resent as they were when lost (the rest are rebuilt from current state).
 _REMEMBERED: Final = frozenset(
     {fr.FrameType.REFUSE, fr.FrameType.RESET, fr.FrameType.STOP_SENDING, fr.FrameType.CLOSE_CHANNEL}
 )
-#: PING packets on a reliable carrier waiting for their ACK (older ones are forgotten).
-_MAX_PING_PACKETS: Final = 64
 #: The ACK delay field counts microseconds (spec/frames.md §4.3).
 _MICROS: Final = 1_000_000
 #: A paced packet due within this long goes now (spec/recovery.md §6): a driver's timers are not
 #: finer than this, and waking once per packet at a high rate costs more than the pacing is worth.
 PACING_GRANULARITY: Final = 0.001
-#: The congestion controllers ``ChannelConfig.congestion_control`` names (spec/recovery.md §5).
-CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
-    "newreno": NewReno,
-    "cubic": Cubic,
-    "bbr": Bbr,
-}
 
 
 def _only_stream(tokens: Tokens) -> bool:
@@ -105,10 +100,10 @@ class SendPath:
         "_pacing_at",
         "_peer_open",
         "_peer_parity",
-        "_ping_packets",
         "_pings",
         "_pto_probes",
         "_read_channels",
+        "_rx_path",
         "_sendable",
         "_sent_control",
         "acks",
@@ -119,17 +114,21 @@ class SendPath:
         "conn_window",
         "lost_packets",
         "pacer",
+        "path",
+        "path_counts",
+        "paths",
         "pmtu",
         "recovery",
-        "reliable",
+        "stream_path",
         "rtt",
         "session",
+        "too_old_packets",
     )
 
     def __init__(self, session: SecureSession, now: float, config: ChannelConfig) -> None:
         self.session = session
         self.config = config
-        self.reliable = reliable = config.reliable_carrier
+        stream = config.path_kind == "stream"
         self.channels: dict[int, Channel] = {}
         self._peer_parity = 1 if session.initiator else 0
         self._peer_open = 0  # the peer's channels we hold now
@@ -137,22 +136,42 @@ class SendPath:
         self._closed_peer_channels = 0
         self.conn_credit = SendCredit(INITIAL_MAX_DATA)
         self.conn_window = ReceiveWindow(config.connection_window, config.connection_window_max, now=now)
-        # On a reliable carrier only packets with a PING are acknowledged, each at once (channels.md §10).
-        self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=1 if reliable else 2)
-        self._ping_packets: dict[int, tuple[float, Tokens]] = {}
-        self.rtt = RttEstimator()
-        self.recovery: LossRecovery[Tokens] = LossRecovery(rtt=self.rtt)
-        mds = 1200
-        self.cc: CongestionController = CONTROLLERS[config.congestion_control](max_datagram_size=mds)
-        self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
-        self.pmtu = PmtuDiscovery(max_plpmtu=config.max_datagram_size, enabled=config.pmtu_probing and not reliable)
+        self.acks = AckTracker(max_ack_delay=config.max_ack_delay, ack_every=2)
+        #: The paths by id (spec/paths.md §1); path 0 is the one the handshake ran on.
+        path = Path(
+            0,
+            kind=PathKind.STREAM if stream else PathKind.DATAGRAM,
+            rank=0,
+            congestion_control=config.congestion_control,
+            max_datagram_size=config.max_datagram_size,
+            pmtu_probing=config.pmtu_probing,
+        )
+        path.state = PathState.VALIDATED  # the handshake's round trip proved the peer's address
+        self.paths: dict[int, Path] = {0: path}
+        #: The active path is stream-carried (spec/paths.md §5): fixed large packets, no pacing.
+        self.stream_path = stream
+        if stream:
+            path.cc.set_max_datagram_size(config.stream_frame_size)
+        #: The path the packet being processed arrived on.
+        self._rx_path = path
+        #: Path counters (spec/errors.md): ``path_amplification`` (output held back by PTH-3.6),
+        #: ``path_unknown`` (a datagram for a path that is gone).
+        self.path_counts: dict[str, int] = {}
+        #: The active path; ``rtt`` ... ``pmtu`` are its state, read directly on the per-packet paths.
+        self.path = path
+        self.rtt: RttEstimator = path.rtt
+        self.recovery: LossRecovery[Tokens] = path.recovery
+        self.cc: CongestionController = path.cc
+        self.pacer: Pacer = path.pacer
+        self.pmtu: PmtuDiscovery = path.pmtu
+        self.too_old_packets = 0
         self._control: dict[ControlKey, fr.Frame] = {}
         self._sent_control: dict[ControlKey, fr.Frame] = {}
         self._sendable: collections.OrderedDict[int, None] = collections.OrderedDict()
         self._conn_blocked: dict[int, None] = {}  # a dict as a set: an empty set takes 216 bytes, a dict 64
         self._read_channels: dict[int, None] = {}  # channels read since the last window check
         # Events wait in a list read from ``_event_pos`` on (an empty deque takes 760 bytes).
-        self._events: list[ChannelEvent | HandshakeCompleted] = []
+        self._events: list[ChannelEvent | HandshakeCompleted | PathEvent] = []
         self._event_pos = 0
         self._pings: dict[int, None] = {}
         self._pto_probes = 0
@@ -202,7 +221,7 @@ class SendPath:
 
     def _packet_size(self) -> int:
         """The datagram size to build: the path MTU (or the framed size), within the peer's record limit."""
-        size = self.config.stream_frame_size if self.reliable else self.pmtu.current_mtu
+        size = self.config.stream_frame_size if self.stream_path else self.pmtu.current_mtu
         return min(size, self.session.peer_max_plaintext + RECORD_OVERHEAD)
 
     def _queue_window_updates(self, now: float) -> None:
@@ -224,24 +243,44 @@ class SendPath:
             self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.new_limit(now, srtt))
 
     def _build_packets(self, now: float) -> None:
+        """Apply the too-old rule (recovery.md §4.5) to every path, then build what may be sent now."""
+        next_pn = self.session.next_counter
+        for each in self.paths.values():
+            too_old = each.recovery.declare_too_old(next_pn)
+            if too_old:
+                self.too_old_packets += len(too_old)
+                self._on_lost(too_old, now, congestion=False, path=each)
+        self._build(now)
+
+    def _build(self, now: float) -> None:
         self._pacing_at = None  # armed again below if the pacer holds a packet back
         self._maybe_probe_pmtu(now)
         acks = self.acks
         if not (self._control or self._sendable or self._pto_probes or acks.ack_due(now)):
             return  # the common case when a driver polls: nothing to send
         ack_only_sent = False
-        reliable = self.reliable
+        stream = self.stream_path  # no pacing on a stream-carried path (spec/paths.md §5)
         size = self._packet_size()  # fixed while building: the path MTU moves only on ACKs and timers
         recovery, cc, pacer = self.recovery, self.cc, self.pacer
-        burst = not reliable  # the bulk fast path may take over (``_stream_burst``)
+        path = self.path
+        budget = path.send_budget()  # None unless the active path is not validated yet (PTH-3.6)
+        burst = budget is None  # the bulk fast path may take over (``_stream_burst``)
         while True:
+            if budget is not None:
+                budget = path.send_budget()
+                if budget is not None and budget < size:
+                    if budget < _MIN_AMPLIFIED:
+                        self._count("path_amplification")
+                        path.blocked = True  # until the peer sends on this path again
+                        return
+                    size = budget
             if burst and len(self._sendable) == 1 and not (self._control or self._pto_probes or acks.has_news()):
                 if self._stream_burst(now, size):
                     return
                 burst = False  # it stopped short: this turn goes the general way
             probe = self._pto_probes > 0
-            may_elicit = reliable or probe or cc.available(recovery.bytes_in_flight) >= size
-            if may_elicit and not reliable and not probe:
+            may_elicit = probe or cc.available(recovery.bytes_in_flight) >= size
+            if may_elicit and not stream and not probe:
                 at = pacer.next_send_time(now, size)
                 if at > now + PACING_GRANULARITY:
                     may_elicit = False
@@ -253,7 +292,7 @@ class SendPath:
             parts: list[bytes] = []
             tokens: list[Token] = []
             with_ack = False
-            if acks.has_news():  # on a reliable carrier only PING packets are recorded (channels.md §10)
+            if acks.has_news():
                 due = acks.ack_due(now)
                 if due or (may_elicit and has_work):
                     snapshot = acks.snapshot()
@@ -279,7 +318,7 @@ class SendPath:
             if not parts or (not eliciting and ack_only_sent):
                 return
             self._send_packet(parts[0] if len(parts) == 1 else b"".join(parts), tuple(tokens), now, eliciting, with_ack)
-            burst = not reliable
+            burst = budget is None
             if probe and eliciting:
                 self._pto_probes -= 1
             if not eliciting:
@@ -308,16 +347,18 @@ class SendPath:
         room = size - RECORD_OVERHEAD
         max_len = room - 1 - varint_size(channel_id) - 8 - varint_size(room)  # as _add_stream_chunk
         credit, conn_credit = channel.credit, self.conn_credit
-        recovery, cc, pacer, session = self.recovery, self.cc, self.pacer, self.session
+        recovery, cc, pacer, session, path = self.recovery, self.cc, self.pacer, self.session, self.path
+        paced = not self.stream_path
         while True:
             if cc.available(recovery.bytes_in_flight) < size:
                 self._app_limited = False
                 return True
-            at = pacer.next_send_time(now, size)
-            if at > now + PACING_GRANULARITY:
-                self._pacing_at = at
-                self._app_limited = False
-                return True
+            if paced:
+                at = pacer.next_send_time(now, size)
+                if at > now + PACING_GRANULARITY:
+                    self._pacing_at = at
+                    self._app_limited = False
+                    return True
             offset = send.sent_offset
             data = send.take_new(max_len, min(credit.available(), conn_credit.available()))
             count = len(data)
@@ -330,6 +371,7 @@ class SendPath:
             pn = session.send(plaintext, now)
             self._last_sent = now
             packet_size = len(plaintext) + RECORD_OVERHEAD
+            path.bytes_sent += packet_size
             packet = recovery.on_packet_sent(
                 pn,
                 now,
@@ -338,7 +380,8 @@ class SendPath:
                 in_flight=True,
                 payload=((_STREAM, channel_id, offset, count, fin),),
             )
-            pacer.on_packet_sent(now, packet_size)
+            if paced:
+                pacer.on_packet_sent(now, packet_size)
             more = channel.wants_to_send()
             cc.on_packet_sent(packet, recovery.bytes_in_flight, now, app_limited=not more)
             if not more or count < max_len:
@@ -347,26 +390,17 @@ class SendPath:
     def _send_packet(self, plaintext: bytes, tokens: Tokens, now: float, eliciting: bool, with_ack: bool) -> int:
         pn = self.session.send(plaintext, now)
         size = len(plaintext) + RECORD_OVERHEAD
+        self.path.bytes_sent += size
         if with_ack:
             self.acks.on_ack_sent()
         if eliciting:
             self._last_sent = now
-        if self.reliable:
-            # A lossless carrier: sent is delivered, except that a PING waits for the peer's ACK,
-            # the one RTT sample such a carrier gives (spec/channels.md §10).
-            if any(t[0] == _PING or (t[0] == _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):
-                pings = self._ping_packets
-                pings[pn] = (now, tuple([t for t in tokens if t[0] == _PING]))
-                if len(pings) > _MAX_PING_PACKETS:  # a peer that never answers: forget the oldest
-                    del pings[next(iter(pings))]
-                tokens = tuple([t for t in tokens if t[0] != _PING])
-            self._on_delivered(tokens, now, 0.0)
-            return pn
         packet = self.recovery.on_packet_sent(
             pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens
         )
         if eliciting:
-            self.pacer.on_packet_sent(now, size)
+            if not self.stream_path:
+                self.pacer.on_packet_sent(now, size)
             if not tokens or tokens[0][0] != _PROBE:  # a PMTU probe is no sample of the path's delivery rate
                 self.cc.on_packet_sent(packet, self.recovery.bytes_in_flight, now, app_limited=not self._has_work())
         return pn
@@ -488,8 +522,6 @@ class SendPath:
 
     def _maybe_probe_pmtu(self, now: float) -> None:
         """RFC 8899 §4.1: a PING padded to the probed size, when the window has room for it."""
-        if self.reliable:
-            return
         size = self.pmtu.probe_size_to_send(now)
         if size is None or self.cc.available(self.recovery.bytes_in_flight) < size:
             return
@@ -504,39 +536,59 @@ class SendPath:
 
     # -- the fate of sent packets -----------------------------------------------------------
 
-    def _on_reliable_ack(self, frame: fr.Ack, now: float) -> None:
-        """An ACK on a reliable carrier: it answers PINGs (spec/channels.md §10); take the RTT sample."""
-        pings = self._ping_packets
-        if frame.largest not in pings:
-            return  # nothing we asked for: ignored
-        for pn in [pn for pn in pings if pn <= frame.largest]:
-            sent, tokens = pings.pop(pn)
-            if pn == frame.largest:
-                self.rtt.update(now - sent, frame.ack_delay / _MICROS, now)
-            self._on_delivered(tokens, now, now - sent)
-
     def _on_ack(self, ranges: list[tuple[int, int]], ack_delay: int, now: float) -> None:
-        """An ACK frame: ``ranges`` as ``Ack.ranges()`` gives them, ``ack_delay`` in microseconds."""
-        result = self.recovery.on_ack_received(ranges, ack_delay / _MICROS, now)
+        """An ACK frame: ``ranges`` as ``Ack.ranges()`` gives them, ``ack_delay`` in microseconds.
+
+        With one path, its recovery alone; once the number space is shared (spec/paths.md §2),
+        every path's recovery takes the packets of its own the ACK covers, and only the path it
+        arrived on may take an RTT sample (PTH-2.3).
+        """
+        path = self.path
+        if not path.recovery.own_numbers:
+            self._on_path_ack(path, ranges, ack_delay, now, True)
+            return
+        largest = 0
+        for _, high in ranges:
+            largest = high if high > largest else largest
+        if largest >= self.session.next_counter:  # RFC 9000 §13.1 (channels.md §11)
+            raise RemoteProtocolError("ACK of a packet never sent", ErrorCode.PROTOCOL_VIOLATION)
+        rx = self._rx_path
+        for each in list(self.paths.values()):
+            self._on_path_ack(each, ranges, ack_delay, now, each is rx)
+
+    def _on_path_ack(
+        self, path: Path, ranges: list[tuple[int, int]], ack_delay: int, now: float, arrived_here: bool
+    ) -> None:
+        recovery = path.recovery
+        result = recovery.on_ack_received(ranges, ack_delay / _MICROS, now, rtt_sample=arrived_here)
         if result.acked_unsent:  # the receive path closes the connection with this code (channels.md §11)
             raise RemoteProtocolError("ACK of a packet never sent", ErrorCode.PROTOCOL_VIOLATION)
+        if not result.newly_acked and not result.lost:
+            return
         self._on_acked_packets(result.newly_acked, now)
+        cc = path.cc
         congestion = [p for p in result.newly_acked if not self._is_probe(p)]
         if congestion:
-            self.cc.on_packets_acked(congestion, now, rtt=self.rtt, app_limited=self._app_limited)
-        self._on_lost(result.lost, now)
+            cc.on_packets_acked(congestion, now, rtt=path.rtt, app_limited=self._app_limited)
+        self._on_lost(result.lost, now, path=path)
         if result.persistent_congestion:
-            self.cc.on_persistent_congestion(now)
-        self._update_pacer()
+            cc.on_persistent_congestion(now)
+        self._update_pacer(path)
 
-    def _update_pacer(self) -> None:
+    def _update_pacer(self, path: Path | None = None) -> None:
         """The controller's own pacing rate if it has one (BBR), else one derived from the window (recovery.md §6)."""
-        cc = self.cc
+        if path is None:
+            path = self.path
+        cc = path.cc
         rate = cc.pacing_rate
         if rate is None:
-            self.pacer.update_rate(cc.congestion_window, self.rtt.smoothed_rtt, cc.max_datagram_size)
+            path.pacer.update_rate(cc.congestion_window, path.rtt.smoothed_rtt, cc.max_datagram_size)
         else:
-            self.pacer.set_rate(rate, cc.congestion_window, cc.max_datagram_size)
+            path.pacer.set_rate(rate, cc.congestion_window, cc.max_datagram_size)
+
+    def _count(self, what: str) -> None:
+        counts = self.path_counts
+        counts[what] = counts.get(what, 0) + 1
 
     def _on_acked_packets(self, packets: list[SentPacket[Tokens]], now: float) -> None:
         """``_on_delivered`` for each packet; contiguous stream chunks of a channel are freed as one range.
@@ -611,20 +663,28 @@ class SendPath:
         if packet is not None and not self._is_probe(packet):
             self.pmtu.on_packet_acked(packet.size)
 
-    def _on_lost(self, lost: Sequence[SentPacket[Tokens]], now: float) -> None:
+    def _on_lost(
+        self, lost: Sequence[SentPacket[Tokens]], now: float, *, congestion: bool = True, path: Path | None = None
+    ) -> None:
+        """Packets of ``path`` (the active one by default) declared lost: their data is queued again;
+        with ``congestion`` the path's controller and PMTU discovery hear of them (not for packets
+        only too old for the replay window, recovery.md §4.5, nor those of a dead path, paths.md §4)."""
         if not lost:
             return
-        congestion = [p for p in lost if not self._is_probe(p)]
-        self.lost_packets += len(congestion)
+        if path is None:
+            path = self.path
+        counted = [p for p in lost if not self._is_probe(p)] if congestion else []
+        self.lost_packets += len(counted)
+        pmtu = path.pmtu
         for packet in lost:
             if self._is_probe(packet):
-                self.pmtu.on_probe_lost(packet.pn, now)
+                pmtu.on_probe_lost(packet.pn, now)
             else:
                 self._requeue(packet.payload)
-        if congestion:
-            self.cc.on_packets_lost(congestion, now)
-            if self.pmtu.on_packets_lost([p.size for p in congestion], now):
-                self.cc.set_max_datagram_size(self.pmtu.current_mtu)
+        if counted:
+            path.cc.on_packets_lost(counted, now)
+            if pmtu.on_packets_lost([p.size for p in counted], now):
+                path.cc.set_max_datagram_size(pmtu.current_mtu)
 
     def _requeue(self, tokens: Tokens) -> None:
         """Queue again what a lost packet carried that still matters (RFC 9000 §13.3)."""

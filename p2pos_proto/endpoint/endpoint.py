@@ -32,6 +32,7 @@ something happened to are asked for output.  Drive it like a session:
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 from collections.abc import Callable, Hashable
 
@@ -41,6 +42,8 @@ from ..events import ChannelEvent, Event, ForeignDatagramReceived
 from ..handshake.handshake import BindingCache, LocalKeys
 from ..identity import crypto
 from ..identity.peer_id import PeerId
+from ..paths.events import PathAbandoned, PathActive, PathDead, PathEvent, PathValidated
+from ..paths.path import PathKind
 from ..session.session import SecureSession, SessionConfig, SessionState
 from ..session.wire import PacketType, receiver_index_untrusted
 from .demux import BY_FIRST_BYTE, Protocol
@@ -48,7 +51,8 @@ from .timers import TimerHeap
 
 Address = Hashable
 #: What the endpoint reports: session events, channel events, and datagrams of other protocols.
-EndpointEvent = Event | ChannelEvent | ForeignDatagramReceived
+EndpointEvent = Event | ChannelEvent | ForeignDatagramReceived | PathEvent
+Route = tuple[Address, Hashable]
 #: Sessions at most, by default: the limit is one of memory (bench/memory.py measures it per session).
 DEFAULT_MAX_SESSIONS = 65536
 
@@ -77,7 +81,13 @@ class Endpoint:
         self._sessions: dict[int, SecureSession] = {}
         #: What the endpoint drives for each session: the Connection over it, or the bare session.
         self._driven: dict[int, SecureSession | Connection] = {}
-        self._routes: dict[int, tuple[Address, Hashable]] = {}  # index -> (remote address, local socket)
+        # index -> the active route (remote address, local socket)
+        self._routes: dict[int, tuple[Address, Hashable]] = {}
+        # Sessions with channels: index -> route -> path id, and index -> path id -> route (spec/paths.md).
+        self._path_ids: dict[int, dict[Route, int]] = {}
+        self._path_routes: dict[int, dict[int, Route]] = {}
+        # The kind and rank of the paths a local socket carries (``add_path``), for rebindings on it.
+        self._local_kinds: dict[Hashable, tuple[PathKind, int]] = {}
         self._timers = TimerHeap()
         self._pending: dict[int, None] = {}  # sessions that may have output, in order
         self._events: collections.deque[EndpointEvent] = collections.deque()
@@ -142,6 +152,61 @@ class Endpoint:
         route = self._routes.get(session_id)
         return route[1] if route is not None else None
 
+    def add_path(
+        self, session_id: int, address: Address, local: Hashable, now: float, *, kind: PathKind, rank: int = 0
+    ) -> int:
+        """Another way to reach session ``session_id``'s peer: ``address`` through socket ``local``
+        (a real socket or a virtual one: a relay link, a TURN allocation, a QUIC stream).
+
+        ``kind``: ``PathKind.DATAGRAM`` (UDP, TURN) or ``PathKind.STREAM`` (a relay link, a QUIC
+        stream); ``rank``: the preference, lower is better (direct 0 < QUIC 1 < TURN 2 < relay 3).
+        The path is validated first; ``PathValidated`` and, when it ranks better, ``PathActive``
+        follow (spec/paths.md §3-§4).  Returns the path id (the one already there for a known
+        route).  Needs a session with channels.  After this, drain ``data_to_send``.
+        """
+        driven = self._driven.get(session_id)
+        if not isinstance(driven, Connection):
+            raise LocalProtocolError(f"no session with channels {session_id}")
+        self._local_kinds[local] = (kind, rank)
+        route = (address, local)
+        known = self._path_ids[session_id].get(route)
+        if known is not None:
+            return known
+        path_id = driven.add_path(kind, now, rank=rank)
+        self._path_ids[session_id][route] = path_id
+        self._path_routes[session_id][path_id] = route
+        self._touch(session_id, driven)
+        return path_id
+
+    def declare_local(self, local: Hashable, *, kind: PathKind, rank: int) -> None:
+        """Say what socket ``local`` is (a relay link: ``PathKind.STREAM``, rank 3...): the first path
+        of a session made on it, and a path a rebinding makes on it, get that kind and rank."""
+        self._local_kinds[local] = (kind, rank)
+
+    def abandon_path(self, session_id: int, address: Address, local: Hashable, now: float) -> None:
+        """Give up the path (address, local) of session ``session_id`` (its carrier is gone): what
+        was in flight on it is sent again on another path (spec/paths.md §5).  Unknown: ignored."""
+        driven = self._driven.get(session_id)
+        if not isinstance(driven, Connection):
+            return
+        path_id = self._path_ids[session_id].get((address, local))
+        if path_id is not None:
+            driven.abandon_path(path_id, now)
+            self._touch(session_id, driven)
+
+    def paths(self, session_id: int) -> list[dict[str, object]]:
+        """Session ``session_id``'s paths (``Connection.paths_info`` plus ``address`` and ``local``)."""
+        driven = self._driven.get(session_id)
+        if not isinstance(driven, Connection):
+            return []
+        routes = self._path_routes[session_id]
+        out = []
+        for info in driven.paths_info():
+            route = routes.get(int(str(info["path_id"])))
+            if route is not None:
+                out.append({**info, "address": route[0], "local": route[1]})
+        return out
+
     def sessions(self) -> list[SecureSession]:
         return list(self._sessions.values())
 
@@ -180,14 +245,24 @@ class Endpoint:
             self.drops["unknown_session"] += 1
             return
         route = (address, local)
-        if self._routes[index] == route:  # the usual case: nothing to learn about the path
+        if isinstance(driven, Connection):
+            path_id = self._path_ids[index].get(route)
+            if path_id is not None:  # the usual case: a path we know
+                driven.receive_data(data, now, path_id)
+            else:  # a NAT rebinding, if it authenticates: a new path (spec/paths.md PTH-3.7)
+                kind, rank = self._local_kinds.get(local, (PathKind.DATAGRAM, 0))
+                path_id = driven.receive_on_new_path(data, now, kind, rank=rank)
+                if path_id is not None:
+                    self._path_ids[index][route] = path_id
+                    self._path_routes[index][path_id] = route
+        elif self._routes[index] == route:  # a bare session on its route
             driven.receive_data(data, now)
         else:
             session = self._sessions[index]
             before = session.stats_authenticated()
             driven.receive_data(data, now)
             if session.stats_authenticated() != before:
-                self._routes[index] = route  # roaming: follow authenticated packets only
+                self._routes[index] = route  # a bare session roams: it follows authenticated packets
         self._touch(index, driven)
 
     def receive_datagrams(self, datagrams: list[bytes], address: Address, now: float, local: Hashable = 0) -> None:
@@ -198,22 +273,23 @@ class Endpoint:
         the other, and its events, output and timer are collected once, after the run:
         per datagram, only the session's own work remains.
         """
-        run: SecureSession | Connection | None = None  # the session whose run is open
-        run_index = 0
+        run: Connection | None = None  # the connection whose run is open
+        run_index = run_path = 0
         route = (address, local)
         for data in datagrams:
             index = receiver_index_untrusted(data)  # None for INIT, garbage and other protocols
             if run is not None and index == run_index:
-                run.receive_data(data, now)
+                run.receive_data(data, now, run_path)
                 continue
             if run is not None:
                 self._touch(run_index, run)
                 run = None
-            if index is not None and self._routes.get(index) == route:
+            if index is not None:
                 driven = self._driven.get(index)
-                if driven is not None:
-                    run, run_index = driven, index
-                    driven.receive_data(data, now)
+                path_id = self._path_ids[index].get(route) if isinstance(driven, Connection) else None
+                if isinstance(driven, Connection) and path_id is not None:
+                    run, run_index, run_path = driven, index, path_id
+                    driven.receive_data(data, now, path_id)
                     continue
             self.receive_data(data, address, now, local)  # anything else: one at a time
         if run is not None:
@@ -230,10 +306,17 @@ class Endpoint:
                 driven = self._driven.get(index)
                 if driven is None:
                     continue
-                datagrams = driven.data_to_send(now)
-                if datagrams:
-                    address, local = self._routes[index]
-                    out.append((datagrams, address, local))
+                if isinstance(driven, Connection):
+                    routes = self._path_routes[index]
+                    for path_id, datagrams in driven.data_to_send_paths(now):
+                        route = routes.get(path_id)
+                        if route is not None:
+                            out.append((datagrams, route[0], route[1]))
+                else:
+                    datagrams = driven.data_to_send(now)
+                    if datagrams:
+                        address, local = self._routes[index]
+                        out.append((datagrams, address, local))
                 self._collect(index, driven)
         return out
 
@@ -312,6 +395,12 @@ class Endpoint:
             driven = Connection(session, now, config)
         self._driven[index] = driven
         self._routes[index] = (address, local)
+        if isinstance(driven, Connection):
+            declared = self._local_kinds.get(local)
+            if declared is not None:
+                driven.describe_path(0, declared[0], declared[1])
+            self._path_ids[index] = {(address, local): 0}
+            self._path_routes[index] = {0: (address, local)}
         self._touch(index, driven)
 
     def _touch(self, index: int, driven: SecureSession | Connection) -> None:
@@ -322,6 +411,8 @@ class Endpoint:
     def _collect(self, index: int, driven: SecureSession | Connection) -> None:
         events = self._events
         while (event := driven.next_event()) is not None:
+            if isinstance(event, PathValidated | PathActive | PathDead | PathAbandoned):
+                event = self._path_event(index, event)
             events.append(event)
         if self._finished(index, driven):
             self._reap(index)
@@ -334,7 +425,22 @@ class Endpoint:
             return False
         return not isinstance(driven, Connection) or driven.state is ConnectionState.CLOSED
 
+    def _path_event(self, index: int, event: PathEvent) -> PathEvent:
+        """Fill in the path's address and local socket; follow the active path; forget abandoned ones."""
+        routes = self._path_routes.get(index, {})
+        route = routes.get(event.path_id)
+        if route is None:
+            return event
+        if isinstance(event, PathActive):
+            self._routes[index] = route
+        elif isinstance(event, PathAbandoned) and self._routes.get(index) != route:
+            del routes[event.path_id]
+            self._path_ids[index].pop(route, None)
+        return dataclasses.replace(event, address=route[0], local=route[1])
+
     def _reap(self, index: int) -> None:
+        self._path_ids.pop(index, None)
+        self._path_routes.pop(index, None)
         self._sessions.pop(index, None)
         self._driven.pop(index, None)
         self._routes.pop(index, None)

@@ -38,6 +38,10 @@ PTO_PROBES: Final = 2
 # The PTO backs off as 2**pto_count (RFC 9002 §6.2.1); the exponent is capped only so that
 # the float cannot overflow: 2**30 PTOs is decades, the idle timeout ends the connection first.
 _MAX_BACKOFF_EXPONENT: Final = 30
+#: A packet this far or further below the next packet number MUST be declared lost, without a
+#: congestion response (spec/recovery.md §4.5): the receiver's replay window (record.md §5,
+#: WINDOW = 8128) may already have moved past it, so waiting for its ACK could be forever.
+TOO_OLD: Final = 8128
 # Trim the tombstones at the front of the packet list once there are this many (and half the list).
 _COMPACT_AFTER: Final = 64
 
@@ -63,6 +67,7 @@ class SentPacket(Generic[P]):
         "delivered_time",
         "first_sent_time",
         "in_flight",
+        "ordinal",
         "payload",
         "pn",
         "size",
@@ -76,6 +81,9 @@ class SentPacket(Generic[P]):
     ) -> None:
         #: The packet number (the record counter).
         self.pn = pn
+        #: What the packet threshold counts (spec/paths.md PTH-2.2): the number itself, or with
+        #: ``LossRecovery.own_numbers`` the packet's place among the packets of its path.
+        self.ordinal = pn
         #: When it was sent.
         self.time_sent = time_sent
         #: Bytes counted against the congestion window (the datagram's UDP payload).
@@ -195,11 +203,14 @@ class LossRecovery(Generic[P]):
         "_loss_time",
         "_outstanding",
         "_packets",
+        "_sent_count",
         "_time_of_last_ack_eliciting",
         "ack_eliciting_in_flight",
         "bytes_in_flight",
         "largest_acked",
+        "largest_acked_ordinal",
         "largest_sent",
+        "own_numbers",
         "packet_threshold",
         "pto_count",
         "rtt",
@@ -220,6 +231,14 @@ class LossRecovery(Generic[P]):
         self.largest_sent = -1
         #: The highest packet number the peer acknowledged, ``None`` before the first ACK.
         self.largest_acked: int | None = None
+        #: The ordinal of ``largest_acked`` (the number itself unless ``own_numbers``).
+        self.largest_acked_ordinal = -1
+        #: False: every number of the space is this instance's (one path).  True (spec/paths.md §2,
+        #: several paths share the space): ACK ranges also cover other paths' numbers, which this
+        #: instance ignores; the caller checks for acknowledgements of unsent numbers; the packet
+        #: threshold counts this instance's packets, not numbers.  Set with ``share_space``.
+        self.own_numbers = False
+        self._sent_count = 0
         #: Consecutive probe timeouts without an acknowledgement (RFC 9002 §6.2.1).
         self.pto_count = 0
         self._packets: list[SentPacket[P]] = []
@@ -242,6 +261,9 @@ class LossRecovery(Generic[P]):
         if size < 0:
             raise LocalProtocolError("packet size must not be negative")
         packet = SentPacket(pn, now, size, ack_eliciting=ack_eliciting, in_flight=in_flight, payload=payload)
+        if self.own_numbers:
+            packet.ordinal = self._sent_count
+            self._sent_count += 1
         self._packets.append(packet)
         self._outstanding += 1
         self.largest_sent = pn
@@ -251,6 +273,15 @@ class LossRecovery(Generic[P]):
                 self.ack_eliciting_in_flight += 1
                 self._time_of_last_ack_eliciting = now
         return packet
+
+    def share_space(self) -> None:
+        """From now on other paths send numbers of this space too (``own_numbers``; spec/paths.md §2).
+
+        Ordinals continue above the numbers used so far, so packets already sent keep their order.
+        """
+        if not self.own_numbers:
+            self.own_numbers = True
+            self._sent_count = self.largest_sent + 1
 
     def on_packet_number_skipped(self, pn: int) -> None:
         """Note a record counter used by a record this layer does not track (KEEPALIVE, CLOSE...).
@@ -262,7 +293,9 @@ class LossRecovery(Generic[P]):
             raise LocalProtocolError(f"packet number {pn} not above the largest sent {self.largest_sent}")
         self.largest_sent = pn
 
-    def on_ack_received(self, ranges: Sequence[tuple[int, int]], ack_delay: float, now: float) -> AckResult[P]:
+    def on_ack_received(
+        self, ranges: Sequence[tuple[int, int]], ack_delay: float, now: float, *, rtt_sample: bool = True
+    ) -> AckResult[P]:
         """Process one ACK frame (RFC 9002 A.7, §6.1).
 
         ``ranges`` are the acknowledged packet numbers as inclusive
@@ -270,7 +303,8 @@ class LossRecovery(Generic[P]):
         ``ack_delay`` is the peer's reported delay in seconds.  Packets already
         acknowledged or already declared lost are ignored (a late ACK of a lost
         packet is a spurious loss: its data has been queued again and that is
-        harmless).  See ``AckResult`` for what to do next.
+        harmless).  See ``AckResult`` for what to do next.  ``rtt_sample=False``: the ACK came
+        on another path, so it gives this one no RTT sample (spec/paths.md PTH-2.3).
         """
         if not ranges:
             raise LocalProtocolError("an ACK frame has at least one range")
@@ -279,15 +313,18 @@ class LossRecovery(Generic[P]):
             if not 0 <= low <= high:
                 raise LocalProtocolError(f"invalid ACK range ({low}, {high})")
             largest = max(largest, high)
-        if largest > self.largest_sent:
-            # RFC 9000 §13.1: acknowledging a packet never sent is a PROTOCOL_VIOLATION.
-            return AckResult(acked_unsent=True)
-        if self.largest_acked is None or largest > self.largest_acked:
-            self.largest_acked = largest
+        own = self.own_numbers
+        if not own:
+            if largest > self.largest_sent:
+                # RFC 9000 §13.1: acknowledging a packet never sent is a PROTOCOL_VIOLATION.
+                return AckResult(acked_unsent=True)
+            if self.largest_acked is None or largest > self.largest_acked:
+                self.largest_acked = self.largest_acked_ordinal = largest
 
         packets = self._packets
         head = self._head
         newly_acked: list[SentPacket[P]] = []
+        found: SentPacket[P] | None = None  # the highest of our packets the ranges cover
         # Ranges in order of their lowest number: the packets found are then in number order too
         # (a packet in a range that overlaps an earlier one was found with the earlier one).
         for low, high in sorted(ranges):
@@ -298,6 +335,11 @@ class LossRecovery(Generic[P]):
                 if packet.state == _OUTSTANDING:
                     packet.state = _ACKED
                     newly_acked.append(packet)
+            if own and stop > start and (found is None or packets[stop - 1].pn > found.pn):
+                found = packets[stop - 1]
+        if found is not None and (self.largest_acked is None or found.pn > self.largest_acked):
+            self.largest_acked = found.pn
+            self.largest_acked_ordinal = found.ordinal
         if not newly_acked:
             return AckResult()
 
@@ -310,7 +352,7 @@ class LossRecovery(Generic[P]):
         # and at least one newly acknowledged packet is ack-eliciting.
         rtt_updated = False
         last = newly_acked[-1]
-        if last.pn == largest and ack_eliciting:
+        if last.pn == largest and ack_eliciting and rtt_sample:
             self.rtt.update(now - last.time_sent, ack_delay, now)
             rtt_updated = True
 
@@ -337,6 +379,34 @@ class LossRecovery(Generic[P]):
         # Probe timeout (RFC 9002 §6.2): no packet is declared lost; back off and probe.
         self.pto_count += 1
         return TimeoutResult(probes_to_send=PTO_PROBES)
+
+    def declare_too_old(self, next_pn: int) -> list[SentPacket[P]]:
+        """Declare lost every outstanding packet ``TOO_OLD`` or more below ``next_pn`` (recovery.md §4.5).
+
+        ``next_pn`` is the number the next packet of the space will get (the session's
+        next record counter: packets of other paths count too).  The caller queues the
+        data of the packets returned again but gives them to no congestion controller:
+        such a packet was declared lost because of how many packets followed it, which
+        says nothing about congestion.  Costs one comparison when nothing is that old.
+        """
+        limit = next_pn - TOO_OLD  # numbers <= limit are too old
+        packets = self._packets
+        head = self._head
+        if head >= len(packets) or packets[head].pn > limit:
+            return []
+        lost: list[SentPacket[P]] = []
+        for index in range(head, len(packets)):
+            packet = packets[index]
+            if packet.pn > limit:
+                break
+            if packet.state == _OUTSTANDING:
+                packet.state = _LOST
+                self._remove(packet)
+                lost.append(packet)
+        if self._outstanding == 0 or self.ack_eliciting_in_flight == 0:
+            self._loss_time = None
+        self._advance_head()
+        return lost
 
     # -- outputs -------------------------------------------------------------------------------
 
@@ -371,6 +441,17 @@ class LossRecovery(Generic[P]):
             packet = packets[index]
             if packet.state == _OUTSTANDING:
                 yield packet
+
+    def oldest_ack_eliciting_time(self) -> float | None:
+        """When the oldest outstanding ack-eliciting packet in flight was sent (None: there is none)."""
+        if self.ack_eliciting_in_flight == 0:
+            return None
+        packets = self._packets
+        for index in range(self._head, len(packets)):
+            packet = packets[index]
+            if packet.state == _OUTSTANDING and packet.ack_eliciting and packet.in_flight:
+                return packet.time_sent
+        return None
 
     def discard_all(self) -> list[SentPacket[P]]:
         """Forget every outstanding packet (the connection is closing); returns them.
@@ -412,7 +493,7 @@ class LossRecovery(Generic[P]):
             return lost, False
         rtt = self.rtt
         loss_delay = rtt.loss_delay()
-        lost_below = largest_acked - self.packet_threshold  # numbers <= this are lost
+        lost_below = self.largest_acked_ordinal - self.packet_threshold  # ordinals <= this are lost
         first_sample = rtt.first_sample_time
         congestion_duration = self.persistent_congestion_duration()
         period_start: float | None = None
@@ -432,7 +513,7 @@ class LossRecovery(Generic[P]):
             # ``time_sent + loss_delay <= now`` rather than ``time_sent <= now - loss_delay``:
             # the same float expression as the timer, so a timer fired at its deadline
             # always finds the packet lost (the other form can miss by one rounding).
-            if packet.time_sent + loss_delay <= now or packet.pn <= lost_below:
+            if packet.time_sent + loss_delay <= now or packet.ordinal <= lost_below:
                 packet.state = _LOST
                 self._remove(packet)
                 lost.append(packet)

@@ -155,6 +155,9 @@ class SecureSession:
         "_hs",
         "_last_drop",
         "_outbox",
+        "_outbox_paths",
+        "_outbox_start_path",
+        "_output_path",
         "_peer_confirmed",
         "_receiver",
         "_resend_packet",
@@ -175,6 +178,7 @@ class SecureSession:
         "local_index",
         "pattern",
         "peer_capabilities",
+        "random",
         "peer_id",
         "peer_max_plaintext",
         "remote_index",
@@ -220,6 +224,13 @@ class SecureSession:
         self._sender: RecordSender | None = None
         self._receiver: RecordReceiver | None = None
         self._outbox: list[bytes] = []
+        # Paths (spec/paths.md): the path id the records queued from now on go to, and where in the
+        # outbox the path changed: (index, path id) pairs, empty while every record goes to path 0.
+        self._output_path = 0
+        self._outbox_paths: list[tuple[int, int]] = []
+        self._outbox_start_path = 0  # the output path when the outbox was last emptied
+        #: The injected random source (PATH_CHALLENGE data, spec/paths.md §3).
+        self.random: crypto.RandomSource = crypto.system_random
         # Events wait in a list read from ``_event_pos`` on (an empty deque takes 760 bytes).
         self._events: list[Event] = []
         self._event_pos = 0
@@ -287,6 +298,7 @@ class SecureSession:
             expected_peer=expected_peer,
             binding_cache=binding_cache,
         )
+        session.random = random
         session._sas_nonce = random(SAS_NONCE_LEN)
         payload = HandshakePayload(
             versions=config.versions, session_index=local_index, sas_commitment=sas_commitment(session._sas_nonce)
@@ -351,6 +363,7 @@ class SecureSession:
             state=SessionState.AWAIT_FINISH if packet.pattern is Pattern.XX else SessionState.AWAIT_CONFIRM,
             binding_cache=binding_cache,
         )
+        session.random = random
         session.remote_index = packet.sender_index
         session.version = version = choose_version(payload.versions, config.versions)
         session._sas_commitment = payload.sas_commitment
@@ -412,9 +425,37 @@ class SecureSession:
         return None
 
     def data_to_send(self, now: float) -> list[bytes]:
-        """The datagrams to transmit now; the list is handed over and cleared."""
+        """The datagrams to transmit now, whatever their path; the list is handed over and cleared."""
         out, self._outbox = self._outbox, []
+        if self._outbox_paths:
+            self._outbox_paths = []
+            self._outbox_start_path = self._output_path
         return out
+
+    def set_output_path(self, path_id: int) -> None:
+        """Records queued from now on go to path ``path_id`` (``data_to_send_by_path`` says so)."""
+        if path_id != self._output_path:
+            self._output_path = path_id
+            self._outbox_paths.append((len(self._outbox), path_id))
+
+    def data_to_send_by_path(self, now: float) -> list[tuple[int, list[bytes]]]:
+        """``data_to_send`` in runs by path: ``(path_id, datagrams)`` in the order they were queued."""
+        marks = self._outbox_paths
+        out, self._outbox = self._outbox, []
+        if not marks:
+            return [(self._output_path, out)] if out else []
+        self._outbox_paths = []
+        runs: list[tuple[int, list[bytes]]] = []
+        # The path of the records before the first mark: the one the first mark switched away from.
+        start, current = 0, self._outbox_start_path
+        for index, path_id in marks:
+            if index > start:
+                runs.append((current, out[start:index]))
+            start, current = index, path_id
+        if start < len(out):
+            runs.append((current, out[start:]))
+        self._outbox_start_path = self._output_path
+        return runs
 
     def next_event(self) -> Event | None:
         events = self._events
@@ -484,6 +525,12 @@ class SecureSession:
         if self.state is SessionState.CLOSED:
             return
         self._close_with_record(code, reason, now)
+
+    @property
+    def next_counter(self) -> int:
+        """The counter (packet number) the next record will get; 0 before the keys exist."""
+        sender = self._sender
+        return sender.next_counter if sender is not None else 0
 
     @property
     def is_established(self) -> bool:

@@ -38,6 +38,8 @@ from p2pos.proto.channels.frames import (
     Message,
     Open,
     Padding,
+    PathChallenge,
+    PathResponse,
     Ping,
     Refuse,
     Reset,
@@ -108,6 +110,8 @@ EVERY_TYPE: list[tuple[str, Frame]] = [
     ("an empty MESSAGE", Message(channel_id=9, message_id=16384, data=b"")),
     ("MAX_CHANNELS", MaxChannels(maximum=100)),
     ("CLOSE_CHANNEL", CloseChannel(channel_id=2)),
+    ("PATH_CHALLENGE", PathChallenge(data=bytes.fromhex("0123456789abcdef"))),
+    ("PATH_RESPONSE", PathResponse(data=bytes.fromhex("0123456789abcdef"))),
     ("the largest values", Reset(channel_id=MAX, code=MAX, final_size=MAX)),
     ("STREAM ending exactly at 2^62 - 1", Stream(channel_id=0, offset=MAX - 2, data=b"ab", fin=True)),
 ]
@@ -131,9 +135,11 @@ VALID_PACKETS: list[tuple[str, str]] = [
 ]
 
 INVALID_PACKETS: list[tuple[str, str]] = [
-    ("unknown frame type 0x11", "11"),
+    ("unknown frame type 0x1f", "1f"),
     ("unknown frame type 0x3f after a PING", "013f"),
-    ("unknown two-byte frame type 0x4011", "4011"),
+    ("unknown two-byte frame type 0x401f", "401f"),
+    ("PATH_CHALLENGE with 7 bytes of data", "1101020304050607"),
+    ("PATH_RESPONSE with no data", "12"),
     ("a frame type varint cut short", "40"),
     ("PING then a lone 0xff (an 8-byte varint cut short)", "01ff"),
     ("MAX_DATA without its value", "0a"),

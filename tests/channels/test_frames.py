@@ -30,6 +30,8 @@ from p2pos.proto.channels.frames import (
     Message,
     Open,
     Padding,
+    PathChallenge,
+    PathResponse,
     Ping,
     Refuse,
     Reset,
@@ -112,6 +114,8 @@ frames: st.SearchStrategy[Frame] = st.one_of(
     st.builds(Message, channel_id=varints, message_id=varints, data=payloads),
     st.builds(MaxChannels, maximum=varints),
     st.builds(CloseChannel, channel_id=varints),
+    st.builds(PathChallenge, data=st.binary(min_size=8, max_size=8)),
+    st.builds(PathResponse, data=st.binary(min_size=8, max_size=8)),
 )
 
 
@@ -179,7 +183,7 @@ def test_truncated_packets_parse_to_a_prefix_or_fail(items: list[Frame]) -> None
             assert parsed and isinstance(parsed[-1], Padding)
 
 
-@given(frames, st.sampled_from([b"\x11", b"\x3f", b"\x40\x11", b"\x80\x00\x01\x00"]))
+@given(frames, st.sampled_from([b"\x1f", b"\x3f", b"\x40\x1f", b"\x80\x00\x01\x00"]))
 def test_an_unknown_type_after_valid_frames_is_a_protocol_violation(frame: Frame, garbage: bytes) -> None:
     assert parse_error(encode_frame(frame) + garbage) is ErrorCode.PROTOCOL_VIOLATION
 
@@ -445,6 +449,8 @@ _CLASSES: dict[str, Any] = {
     "message": Message,
     "max_channels": MaxChannels,
     "close_channel": CloseChannel,
+    "path_challenge": PathChallenge,
+    "path_response": PathResponse,
 }
 
 
@@ -487,7 +493,7 @@ def test_vectors_hold_both_ways() -> None:
         assert encode_frame(frame).hex() == case["encoding"], case["note"]
         assert parse_frames_untrusted(bytes.fromhex(case["encoding"])) == [frame], case["note"]
         assert generator.frame_to_json(frame) == case["frame"]
-    assert kinds == set(range(0x11)), "every frame type has a vector"
+    assert kinds == set(range(0x13)), "every frame type has a vector"
     for case in data["acks"]:
         ack = from_json(case["frame"])
         assert isinstance(ack, Ack)
