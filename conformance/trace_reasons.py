@@ -142,3 +142,4 @@ UNTESTABLE = {
     **UNTESTABLE,
     "QUIC-3.4.4": "a SHOULD whose bound the implementation picks (the reference: 256): a case cannot tell a large bound from none without more unauthenticated connections than any bound; tests/transports/test_quic_carrier.py checks the reference's",
     "QUIC-4.4": "a permission (MAY): a receiver that bounds unread frames and one that does not both conform",
+}
