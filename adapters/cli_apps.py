@@ -133,6 +133,17 @@ def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> 
 # -- status, verify, plugins, events, stop -----------------------------------------------------
 
 
+def _path_text(path: dict[str, Any]) -> str:
+    """One path of a peer: ``  path 1 relay relay:PEERID validated active (better) rtt 3.2 ms, 10 kB out, 9 kB in``."""
+    active = f" active ({path['why']})" if path["active"] else ""
+    rtt = f" rtt {path['srtt_ms']} ms" if path.get("srtt_ms") is not None else ""
+    sent, received = path["bytes_sent"], path["bytes_received"]
+    return (
+        f"  path {path['path_id']} {path['via']} ({path['kind']}) {path['address']} {path['state']}{active}"
+        f"{rtt}, {sent} B out, {received} B in"
+    )
+
+
 def _status_text(status: dict[str, Any]) -> str:
     lines = [f"peer id   {status['peer_id']}", f"core      {status['core']}  (p2pos {status['version']})"]
     lines.append(f"UDP       {', '.join(status['addresses'])}")
@@ -147,6 +158,8 @@ def _status_text(status: dict[str, Any]) -> str:
         lines.append(
             f"peer      {p['peer_id']} {p['path']} {p['address']} rtt {p['rtt_ms']} ms, {p['channels']} channels{mark}"
         )
+        for path in p.get("paths", []):
+            lines.append(_path_text(path))
     for s in status["services"]:
         who = "any peer" if s["allow_any"] else ", ".join(s["allow"])
         lines.append(f"service   {s['name']} ({s['kind']}) allows {who}")

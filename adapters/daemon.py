@@ -287,14 +287,24 @@ class Daemon:
         for peer in self.node.peers():
             connection = self.node.endpoint.connection(peer.session_id)
             stats = connection.stats() if connection is not None else {}
+            paths = self.node.peer_paths(peer.session_id)
+            current = next((p for p in paths if p["active"]), None)
+            via = (
+                str(current["via"])
+                if current is not None
+                else self.node.via(self.node.endpoint.socket_of(peer.session_id))
+            )
             peers.append(
                 {
                     "peer_id": str(peer.peer_id),
                     "address": _show(self.node.endpoint.address_of(peer.session_id)),
-                    "path": "direct",
+                    "path": "direct" if via == "udp" else via,
                     "rtt_ms": round(stats.get("smoothed_rtt", 0.0) * 1000, 3),
                     "channels": int(stats.get("channels", 0)),
                     "verified": self.is_verified(peer.peer_id),
+                    "active_path": current["path_id"] if current is not None else None,
+                    "active_why": current["why"] if current is not None else "",
+                    "paths": paths,
                 }
             )
         return {

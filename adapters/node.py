@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, cast
@@ -60,6 +61,8 @@ from p2pos.proto import (
     SessionConfig,
 )
 from p2pos.proto.events import ForeignDatagramReceived
+from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
+from p2pos.proto.paths.path import PathKind
 
 from .streams import ChannelBroken, ChannelStream, MessageChannel
 
@@ -83,6 +86,8 @@ BUSY = 0x101
 #: to ``on_reset`` when it comes from an address in ``reset_sources``.
 STATELESS_RESET = 0x0B
 
+log = logging.getLogger("p2pos.node")
+
 
 class Transport(Protocol):
     """What the node needs of a socket (transports/udp.py ``UdpTransport``, or an emulated link)."""
@@ -101,6 +106,8 @@ def _show(address: object) -> str:
     """``host:port`` (``[host]:port`` for IPv6) of a UDP address, else its repr."""
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
+        if str(host).startswith("relay:"):  # a relay transport's pseudo-address: ("relay:PEERID", 0)
+            return str(host)
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return repr(address)
 
@@ -213,6 +220,9 @@ class Node:
         #: Told what happens (``kind``, fields): peers connecting and leaving, channels opened and
         #: refused.  The daemon numbers them for its app API (spec/appapi.md §5).
         self.observer: Callable[..., None] | None = None
+        self._nursery: trio.Nursery | None = None
+        for local, transport in enumerate(self.transports):
+            self._declare(local, transport)
 
     @property
     def address(self) -> Address:
@@ -314,8 +324,19 @@ class Node:
 
     # -- the driver ------------------------------------------------------------------------
 
+    def add_transport(self, transport: Transport) -> int:
+        """One more socket (a relay link, a TURN allocation...) for a running node: its index."""
+        if self._nursery is None:
+            raise RuntimeError("the node is not running")
+        local = len(self.transports)
+        self.transports.append(transport)
+        self._declare(local, transport)
+        self._nursery.start_soon(self._receive_loop, local, transport)
+        return local
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             for local, transport in enumerate(self.transports):
                 nursery.start_soon(self._receive_loop, local, transport)
             nursery.start_soon(self._timer_loop)
@@ -476,6 +497,8 @@ class Node:
                 case HandshakeCompleted() | MessageReceived() | SessionClosed():
                     if self.on_bare_event is not None:  # a bare session's (channels=False)
                         self.on_bare_event(event)
+                case PathValidated() | PathActive() | PathDead() | PathAbandoned():
+                    self._on_path(event)
                 case PingAcknowledged():
                     pass  # nothing to route
 
@@ -558,6 +581,117 @@ class Node:
 
     # -- paths -------------------------------------------------------------------------
 
+    def _declare(self, local: int, transport: Transport) -> None:
+        """Tell the endpoint what socket ``local`` is: its path kind and rank (spec/paths.md §4).
+
+        A transport says it with ``path_kind`` ("datagram" or "stream") and ``path_rank``; a plain
+        UDP socket has neither: a direct datagram path, rank 0.
+        """
+        kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
+        rank = int(getattr(transport, "path_rank", 0))
+        self.endpoint.declare_local(local, kind=kind, rank=rank)
+
+    def add_path(self, peer_id: PeerId, address: object) -> int | None:
+        """Another path to ``peer_id``'s session: ``address`` through the first socket that takes it,
+        with that socket's kind and rank; the core validates it, then ranks it (spec/paths.md §3-§4).
+        The path id, or None without a session.  ValueError if no socket takes ``address``."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return None
+        local = self._socket_for(address)
+        remote = self.transports[local].check_address(address)
+        kind = PathKind(str(getattr(self.transports[local], "path_kind", "datagram")))
+        rank = int(getattr(self.transports[local], "path_rank", 0))
+        path_id = self.endpoint.add_path(peer.session_id, remote, local, trio.current_time(), kind=kind, rank=rank)
+        self._updated(peer.session_id)
+        return path_id
+
+    def via(self, local: Hashable) -> str:
+        """What carries socket ``local``'s paths: ``udp``, ``quic``, ``turn`` or ``relay``."""
+        if not isinstance(local, int) or not 0 <= local < len(self.transports):
+            return "?"
+        return str(getattr(self.transports[local], "kind", "udp"))
+
+    def path_lost(self, local: int, address: Address | None, reason: str) -> int:
+        """The carrier behind socket ``local`` lost ``address`` (None: every address; port 0: every
+        port of that IP): abandon those paths, each session moving to its next path
+        (spec/paths.md §5); a session left with no path is closed with ``reason``.  Returns how
+        many sessions it touched.
+        """
+        now = trio.current_time()
+        endpoint = self.endpoint
+        touched = 0
+        for session in endpoint.sessions():
+            session_id = session.local_index
+            connection = endpoint.connection(session_id)
+            if connection is None:
+                continue
+            live = [p for p in endpoint.paths(session_id) if p["state"] != "abandoned"]
+            if not live:  # still handshaking: the route is all there is
+                live = [{"address": endpoint.address_of(session_id), "local": endpoint.socket_of(session_id)}]
+            lost = [p for p in live if p["local"] == local and _covers(address, p["address"])]
+            if not lost:
+                continue
+            touched += 1
+            if len(lost) == len(live):
+                connection.close(now, ErrorCode.INTERNAL_ERROR, f"carrier lost: {reason}"[:200])
+            else:
+                for path in lost:
+                    endpoint.abandon_path(session_id, cast(Address, path["address"]), local, now)
+            endpoint.updated(session_id)
+        if touched:
+            log.info("%s carrier lost (%s): %d session(s) affected", self.via(local), reason, touched)
+            self._after_input()
+        return touched
+
+    def peer_paths(self, session_id: int) -> list[dict[str, object]]:
+        """Session ``session_id``'s paths as status shows them (spec/appapi.md §3)."""
+        out: list[dict[str, object]] = []
+        for info in self.endpoint.paths(session_id):
+            srtt = info.get("srtt")
+            out.append(
+                {
+                    "path_id": info["path_id"],
+                    "via": self.via(info["local"]),
+                    "kind": info["kind"],
+                    "rank": info["rank"],
+                    "address": _show(info["address"]),
+                    "state": info["state"],
+                    "active": info["active"],
+                    "why": info["why"],
+                    "srtt_ms": round(float(srtt) * 1000, 3) if isinstance(srtt, float | int) else None,
+                    "bytes_sent": info["bytes_sent"],
+                    "bytes_received": info["bytes_received"],
+                }
+            )
+        return out
+
+    def _on_path(self, event: PathValidated | PathActive | PathDead | PathAbandoned) -> None:
+        peer = self._by_session.get(event.session_id)
+        who = str(peer.peer_id) if peer is not None else f"session {event.session_id}"
+        fields: dict[str, object] = {
+            "peer_id": who,
+            "path_id": event.path_id,
+            "via": self.via(event.local),
+            "address": _show(event.address),
+        }
+        if isinstance(event, PathActive):
+            fields.update(old_path_id=event.old_path_id, reason=event.reason)
+            log.info(
+                "peer %s: path %d (%s %s) active: %s",
+                who,
+                event.path_id,
+                fields["via"],
+                fields["address"],
+                event.reason,
+            )
+            self._notify("path_active", **fields)
+            return
+        name = {PathValidated: "path_validated", PathDead: "path_dead", PathAbandoned: "path_abandoned"}[type(event)]
+        level = logging.DEBUG if isinstance(event, PathValidated) else logging.INFO
+        log.log(level, "peer %s: path %d (%s %s) %s", who, event.path_id, fields["via"], fields["address"], name[5:])
+        self._notify(name, **fields)
+
     def _socket_for(self, address: object) -> int:
         """The first socket whose address family fits ``address``; ValueError with the reason if none."""
         errors = []
@@ -588,6 +722,15 @@ class Node:
         if ceiling == base.max_datagram_size or ceiling < 1200 or not base.pmtu_probing:
             return base
         return dataclasses.replace(base, max_datagram_size=ceiling)
+
+
+def _covers(lost: Address | None, address: object) -> bool:
+    """Whether a carrier's lost ``lost`` address (None: all; port 0: every port of the IP) is ``address``."""
+    if lost is None:
+        return True
+    if lost[1] == 0:
+        return isinstance(address, tuple) and len(address) == 2 and address[0] == lost[0]
+    return address == lost
 
 
 @contextlib.asynccontextmanager
