@@ -82,6 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         "keepalive": args.keepalive,
         "lookup_timeout": args.lookup_timeout,
         "bench": True if args.bench else None,
+        "relay": args.relay,
+        "proxy": args.proxy,
     }
     try:
         settings = Settings.load(home.config_file, overrides)
@@ -419,6 +421,13 @@ def add_commands(sub: Any, home_help: str) -> None:
     up.add_argument("--keepalive", type=float, help="seconds between keepalives to rendezvous nodes (default 25)")
     up.add_argument("--lookup-timeout", type=float, help="seconds to wait for a lookup (default 5)")
     up.add_argument("--bench", action="store_true", help="serve node-level transfers for bench/daemon.py")
+    up.add_argument(
+        "--relay",
+        action="append",
+        metavar="URL",
+        help="a relay: ws://, wss:// (WebSocket) or turn:, turns: (TURN) (repeatable; credentials in config.toml)",
+    )
+    up.add_argument("--proxy", metavar="http://HOST:PORT", help="HTTP CONNECT proxy for WebSocket relays")
 
     parser("status", "the daemon's identity, registrations, peers, services and plugins", cmd_status, json_flag=True)
 

@@ -274,6 +274,74 @@ class Node:
             raise result
         return result
 
+    async def connect_any(
+        self, peer_id: PeerId, addresses: Sequence[object], *, remote_static: bytes | None = None
+    ) -> Peer:
+        """The session to ``peer_id``, handshaking at every one of ``addresses`` at once (direct UDP,
+        a relay...): the first to answer wins, the other handshakes are dropped and their addresses
+        added as paths of the winner (validated, then ranked: spec/paths.md §3-§4).
+
+        ConnectFailed (the last reason) if none answers; ValueError if no socket takes any address.
+        """
+        routes: list[tuple[int, Address]] = []
+        errors = []
+        for address in addresses:
+            try:
+                local = self._socket_for(address)
+                routes.append((local, self.transports[local].check_address(address)))
+            except ValueError as exc:
+                errors.append(str(exc))
+        if not routes:
+            raise ValueError("; ".join(errors) or "no address")
+        while (existing := self._peers.get(peer_id)) is None and (dialing := self._dialing.get(peer_id)) is not None:
+            await dialing.wait()
+        if existing is not None:
+            await trio.lowlevel.checkpoint()
+            return existing
+        done = self._dialing[peer_id] = trio.Event()
+        send, receive = trio.open_memory_channel[Peer | ConnectFailed](len(routes))
+        sessions: dict[int, tuple[int, Address]] = {}
+        now = trio.current_time()
+        try:
+            for local, remote in routes:
+                session = self.endpoint.connect(
+                    remote, now, local=local, expected_peer=peer_id, remote_static=remote_static
+                )
+                sessions[session.local_index] = (local, remote)
+                self._connecting[session.local_index] = send
+                self.endpoint.updated(session.local_index)
+            self._after_input()
+            failure: ConnectFailed | None = None
+            winner: Peer | None = None
+            for _ in sessions:
+                result = await receive.receive()
+                if isinstance(result, Peer):
+                    winner = result
+                    break
+                failure = result
+        finally:
+            for session_id in sessions:
+                self._connecting.pop(session_id, None)
+            del self._dialing[peer_id]
+            done.set()
+        if winner is None:
+            raise failure or ConnectFailed(ErrorCode.INTERNAL_ERROR, "no handshake")
+        now = trio.current_time()
+        self._peers[peer_id] = winner
+        for session_id, (local, remote) in sessions.items():
+            if session_id == winner.session_id:
+                continue
+            connection = self.endpoint.connection(session_id)
+            if connection is not None:  # still handshaking, or made a second session: one is enough
+                connection.close(now, ErrorCode.NO_ERROR, "another path answered first")
+                self.endpoint.updated(session_id)
+            transport = self.transports[local]
+            kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
+            rank = int(getattr(transport, "path_rank", 0))
+            self.endpoint.add_path(winner.session_id, remote, local, now, kind=kind, rank=rank)
+        self._updated(winner.session_id)
+        return winner
+
     async def connect(
         self,
         peer_id: PeerId,
@@ -591,14 +659,16 @@ class Node:
         rank = int(getattr(transport, "path_rank", 0))
         self.endpoint.declare_local(local, kind=kind, rank=rank)
 
-    def add_path(self, peer_id: PeerId, address: object) -> int | None:
-        """Another path to ``peer_id``'s session: ``address`` through the first socket that takes it,
-        with that socket's kind and rank; the core validates it, then ranks it (spec/paths.md §3-§4).
-        The path id, or None without a session.  ValueError if no socket takes ``address``."""
+    def add_path(self, peer_id: PeerId, address: object, *, local: int | None = None) -> int | None:
+        """Another path to ``peer_id``'s session: ``address`` through socket ``local`` (default: the
+        first that takes it), with that socket's kind and rank; the core validates it, then ranks it
+        (spec/paths.md §3-§4).  The path id, or None without a session.  ValueError if no socket
+        takes ``address``."""
         peer = self._peers.get(peer_id)
         if peer is None:
             return None
-        local = self._socket_for(address)
+        if local is None:
+            local = self._socket_for(address)
         remote = self.transports[local].check_address(address)
         kind = PathKind(str(getattr(self.transports[local], "path_kind", "datagram")))
         rank = int(getattr(self.transports[local], "path_rank", 0))

@@ -25,7 +25,7 @@ from p2pos.adapters.streams import ChannelStream
 from p2pos.transports.wsrelay_client import RelayLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
-from relay_helpers import start_relay, url_of  # noqa: E402
+from relay_helpers import start_relay, url_of
 
 ALICE, BOB = make_keys("relay-alice"), make_keys("relay-bob")
 HOST = "127.0.0.1"
@@ -78,7 +78,7 @@ async def wait_active(node: Node, peer: Node, via: str, timeout: float = 10.0) -
 async def test_a_session_and_two_megabytes_each_way_over_the_relay_alone() -> None:
     """REL-7.5: sealed datagrams ride the relay as records; the session runs end to end over it."""
     with trio.fail_after(40):
-        async with relay_nodes() as (a, b, ta, tb, events):
+        async with relay_nodes() as (a, b, ta, _tb, events):
             s, r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
             await two_way_transfer(s, r, 2 * MB)
             current = active(a, b)
@@ -93,7 +93,7 @@ async def test_a_relay_session_moves_to_direct_udp_and_back_when_the_direct_path
     """A session made over the relay gets a direct path: it validates and, ranking better, becomes
     active ("better"); the direct path lost (``path_lost``) is abandoned and the relay carries on."""
     with trio.fail_after(40):
-        async with relay_nodes() as (a, b, ta, tb, events):
+        async with relay_nodes() as (a, b, _ta, _tb, events):
             s, r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
             await wait_active(a, b, "relay")
             path_id = a.add_path(b.peer_id, b.address)
@@ -115,7 +115,7 @@ async def test_a_lost_relay_under_a_direct_session_abandons_only_the_relay_path(
     """A direct session gets a relay path (validated, not active: it ranks lower); the relay
     transport closing abandons that path only; the session and its channel carry on direct."""
     with trio.fail_after(40):
-        async with relay_nodes() as (a, b, ta, tb, events):
+        async with relay_nodes() as (a, b, ta, _tb, events):
             s, r = await stream_pair(a, b, b.address)
             relay_path = a.add_path(b.peer_id, RelayTransport.address_of(b.peer_id))
             session = a.peer(b.peer_id)
@@ -137,8 +137,8 @@ async def test_a_lost_relay_under_a_direct_session_abandons_only_the_relay_path(
 async def test_a_lost_carrier_closes_a_session_that_has_no_other_path() -> None:
     """A session whose only path is the relay is closed at once with the carrier's reason."""
     with trio.fail_after(20):
-        async with relay_nodes() as (a, b, ta, tb, events):
-            s, _r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
+        async with relay_nodes() as (a, b, ta, _tb, events):
+            _s, _r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
             ta.close()
             with trio.fail_after(5):
                 while a.peer(b.peer_id) is not None:
