@@ -167,6 +167,10 @@ def _status_text(status: dict[str, Any]) -> str:
         lines.append(f"service   {s['name']} ({s['kind']}) allows {who}")
     for p in status["plugins"]:
         lines.append(f"plugin    {p['name']} {p['state']}" + (f" ({p['error']})" if p.get("error") else ""))
+    for r in status.get("relays", []):
+        where = f" relayed {r['relayed']}" if r.get("relayed") else ""
+        why = f" ({r['last_error']})" if r.get("last_error") else ""
+        lines.append(f"relay     {r['url']} {r['kind']} {r['state']}{where}, {r['dropped']} dropped{why}")
     return "\n".join(lines)
 
 

@@ -126,7 +126,9 @@ async def test_with_udp_working_the_session_ends_up_direct_and_the_relay_is_a_sp
             assert spare["kind"] == "stream" and spare["rank"] == 3 and spare["address"] == f"relay:{b.peer_id}"
             text = _status_text(await ca.status())
             assert f"path {spare['path_id']} relay (stream) relay:{b.peer_id} validated" in text
-            assert [r["kind"] for r in (await ca.status())["relays"]] == ["websocket"]
+            [link] = (await ca.status())["relays"]
+            assert link["kind"] == "websocket" and link["state"] == "ready" and link["connections"] == 1
+            assert f"relay     {link['url']} websocket ready" in text
             assert relay.core.stats["paired"] >= 1
 
 
