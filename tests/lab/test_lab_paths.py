@@ -1,0 +1,203 @@
+"""Daemons over every path in the lab: the WebSocket relay where UDP fails, direct when it works.
+
+A server in the lab's internet runs ``p2pos relay --listen ADDR:7000 --ws ADDR:8080`` (the
+rendezvous node, and a WebSocket relay with the node behind it, spec/relay.md §6); daemons run
+``p2pos up --relay ws://ADDR:8080/p2pos/relay/v1`` behind the lab's routers:
+
+* behind two ``random`` routers (a new port per destination: no direct UDP between them), a
+  5 MB pipe goes through the relay, hash intact; ``p2pos status`` shows the relay path active;
+  a capture of the internet namespace (both peers' legs to the relay) never shows the known
+  plaintext the pipe carried, while it saw more bytes than the pipe moved;
+* behind two ``udp-blocked`` routers (UDP reaches neither the rendezvous node nor the other
+  peer) the daemons register, look up and are introduced through the relay's WebSocket, and
+  move data;
+* between two public peers, a transfer whose direct UDP is cut and restored 10 times completes
+  with its hash intact; each time the session falls back to the relay within 3 s of the cut
+  (spec/paths.md PTH-4.4: 3 s after the path's last sign of life) and returns to direct UDP
+  after the restore (PTH-4.5).
+
+labp2pos.py starts the daemons and asks their API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import labp2pos
+import netlab
+import pytest
+
+pytestmark = netlab.MARKS
+
+RELAY_PORT, WS_PORT = 7000, 8080
+MB = 1024 * 1024
+#: Known plaintext every byte of the piped data is made of (with a counter): it must never cross
+#: the wire in the clear.
+MARKER = b"P2POS-PLAINTEXT-MARKER-6c1f"
+
+
+@pytest.fixture
+def lab() -> Iterator[netlab.Lab]:
+    with netlab.lab() as made:
+        yield made
+
+
+def start_relay(lab: netlab.Lab) -> tuple[labp2pos.Rendezvous, str]:
+    """``p2pos relay --listen --ws`` on a new server: the node (for ``--bootstrap``) and the relay's URL."""
+    server = lab.server("relay")
+    home = lab.tmp / "relay-home"
+    argv = [*labp2pos.P2POS, "relay", "--home", str(home)]
+    argv += ["--listen", f"{server.address}:{RELAY_PORT}", "--ws", f"{server.address}:{WS_PORT}"]
+    proc = lab.spawn(server.ns, argv, name="relay")
+
+    def bootstrap() -> str | None:
+        lines = [line for line in lab.log(proc).splitlines() if line.startswith("bootstrap: ")]
+        return lines[0].split(" ", 1)[1].strip() if lines else None
+
+    if not netlab.wait_until(lambda: bootstrap() is not None or proc.poll() is not None, 30) or proc.poll():
+        pytest.fail(f"p2pos relay did not start: {lab.log(proc, 'err')[-3000:]}", pytrace=False)
+    found = bootstrap()
+    assert found is not None
+    return labp2pos.Rendezvous(server, found, proc), f"ws://{server.address}:{WS_PORT}/p2pos/relay/v1"
+
+
+def marked_data(size: int) -> bytes:
+    out = bytearray()
+    counter = 0
+    while len(out) < size:
+        out += MARKER + counter.to_bytes(8, "big")
+        counter += 1
+    return bytes(out[:size])
+
+
+def peer_entry(daemon: labp2pos.Daemon, peer_id: str) -> dict[str, Any] | None:
+    status = daemon.status() or {"peers": []}
+    found = [p for p in status["peers"] if p["peer_id"] == peer_id]
+    return found[0] if found else None
+
+
+def active_via(daemon: labp2pos.Daemon, peer_id: str) -> str | None:
+    entry = peer_entry(daemon, peer_id)
+    if entry is None:
+        return None
+    active = [p for p in entry["paths"] if p["active"]]
+    return str(active[0]["via"]) if active else None
+
+
+def registered_somewhere(daemon: labp2pos.Daemon) -> bool:
+    return "registered" in daemon.registration_states()
+
+
+def test_behind_random_routers_five_megabytes_go_through_the_relay_as_ciphertext(lab: netlab.Lab) -> None:
+    node, url = start_relay(lab)
+    pa, pb = lab.peer("a", "random"), lab.peer("b", "random")
+    capture = lab.capture(lab.internet)
+    a = labp2pos.daemon(lab, pa, node, extra=("--relay", url))
+    b = labp2pos.daemon(lab, pb, node, extra=("--relay", url))
+    a.wait_registered()
+    b_status = b.wait_registered()
+    b.serve("sink", labp2pos.HASH_STDIN)
+    data = marked_data(5 * MB)
+    (lab.tmp / "input").write_bytes(data)
+    code, out, err = a.command("pipe", b_status["peer_id"], "sink", stdin=lab.tmp / "input", timeout=180)
+    assert code == 0, err
+    assert out.strip() == hashlib.sha256(data).hexdigest()
+    entry = peer_entry(a, b_status["peer_id"])
+    assert entry is not None and entry["path"] == "relay", entry
+    [active] = [p for p in entry["paths"] if p["active"]]
+    assert active["via"] == "relay" and active["state"] == "validated" and active["bytes_sent"] > 5 * MB
+    code, text, err = a.command("status")
+    assert code == 0 and f"relay (stream) relay:{b_status['peer_id']} validated active" in text, text + err
+    seen = sum(len(frame) for frame in list(capture.frames))
+    assert seen > 5 * MB, f"the capture saw only {seen} bytes"  # at least one whole leg of the relay
+    assert not capture.contains(MARKER)
+
+
+def test_behind_udp_blocked_routers_daemons_meet_and_move_data_through_the_relay(lab: netlab.Lab) -> None:
+    node, url = start_relay(lab)
+    a = labp2pos.daemon(lab, lab.peer("a", "udp-blocked"), node, extra=("--relay", url))
+    b = labp2pos.daemon(lab, lab.peer("b", "udp-blocked"), node, extra=("--relay", url))
+    for daemon in (a, b):
+        if not netlab.wait_until(lambda d=daemon: registered_somewhere(d), 30):  # type: ignore[misc]
+            pytest.fail(f"{daemon.peer.name} not registered through the relay", pytrace=False)
+        status = daemon.status()
+        assert status is not None
+        through_relay = [r["state"] for r in status["registrations"] if r["address"].startswith("relay:")]
+        over_udp = [r["state"] for r in status["registrations"] if not r["address"].startswith("relay:")]
+        assert through_relay == ["registered"] and len(over_udp) == 1 and over_udp != ["registered"], status
+    b_status = b.status()
+    assert b_status is not None
+    b.serve("sink", labp2pos.HASH_STDIN)
+    data = marked_data(MB)
+    (lab.tmp / "input").write_bytes(data)
+    code, out, err = a.command("pipe", b_status["peer_id"], "sink", stdin=lab.tmp / "input", timeout=120)
+    assert code == 0, err
+    assert out.strip() == hashlib.sha256(data).hexdigest()
+    assert active_via(a, b_status["peer_id"]) == "relay"
+
+
+#: A command that writes a block of 1700 marked records (59.5 kB) every 50 ms for ``SECONDS`` to
+#: stdout, then the number of blocks to stderr: the transfer lasts as long as the cuts, at a rate
+#: (about 1.2 MB/s) the relay carries easily.
+PACED = (
+    "import sys, time\n"
+    "marker = bytes.fromhex(sys.argv[1]); seconds = float(sys.argv[2]); n = 0\n"
+    "end = time.monotonic() + seconds\n"
+    "while time.monotonic() < end:\n"
+    "    block = b''.join(marker + (n * 4096 + i).to_bytes(8, 'big') for i in range(1700))\n"
+    "    sys.stdout.buffer.write(block); n += 1; time.sleep(0.05)\n"
+    "sys.stdout.buffer.flush(); print(n, file=sys.stderr)\n"
+)
+
+
+def paced_digest(blocks: int) -> str:
+    digest = hashlib.sha256()
+    for n in range(blocks):
+        digest.update(b"".join(MARKER + (n * 4096 + i).to_bytes(8, "big") for i in range(1700)))
+    return digest.hexdigest()
+
+
+def test_a_transfer_survives_ten_cuts_of_its_direct_path_falling_back_within_three_seconds(lab: netlab.Lab) -> None:
+    node, url = start_relay(lab)
+    pa, pb = lab.peer("a", "none"), lab.peer("b", "none")
+    a = labp2pos.daemon(lab, pa, node, extra=("--relay", url))
+    b = labp2pos.daemon(lab, pb, node, extra=("--relay", url))
+    a.wait_registered()
+    b_id = b.wait_registered()["peer_id"]
+    b.serve("sink", labp2pos.HASH_STDIN)
+    seconds = 90.0
+    script = lab.tmp / "paced.py"
+    script.write_text(PACED)
+    shell = (
+        f'"{sys.executable}" "{script}" {MARKER.hex()} {seconds} 2> "{lab.tmp}/blocks" | '
+        f'"$@" pipe {b_id} sink --home "{a.home}" > "{lab.tmp}/pipe.out" 2> "{lab.tmp}/pipe.err"; '
+        f'echo $? > "{lab.tmp}/pipe.rc"'
+    )
+    pipe = lab.spawn(pa.ns, ["sh", "-c", shell, "sh", *labp2pos.P2POS], name="pipe")
+    if not netlab.wait_until(lambda: active_via(a, b_id) == "udp", 20):
+        pytest.fail(f"no direct session: {peer_entry(a, b_id)} {lab.log(pipe, 'err')[-2000:]}", pytrace=False)
+    fallbacks, returns = [], []
+    for _ in range(10):
+        cut = lab.cut(pa, pb, "udp")
+        started = time.monotonic()
+        if not netlab.wait_until(lambda: active_via(a, b_id) == "relay", 10, step=0.02):
+            pytest.fail(f"no fall-back to the relay: {peer_entry(a, b_id)}", pytrace=False)
+        fallbacks.append(time.monotonic() - started)
+        cut.restore()
+        started = time.monotonic()
+        if not netlab.wait_until(lambda: active_via(a, b_id) == "udp", 40, step=0.05):
+            pytest.fail(f"direct UDP not used again: {peer_entry(a, b_id)}", pytrace=False)
+        returns.append(time.monotonic() - started)
+    print("fall-backs (s):", " ".join(f"{t:.2f}" for t in fallbacks))
+    print("back to direct (s):", " ".join(f"{t:.2f}" for t in returns))
+    rc = lab.tmp / "pipe.rc"
+    assert netlab.wait_until(lambda: rc.exists() and rc.read_text().strip() != "", seconds + 60)
+    assert (lab.tmp / "pipe.rc").read_text().strip() == "0", (lab.tmp / "pipe.err").read_text()[-3000:]
+    blocks = int((lab.tmp / "blocks").read_text())
+    assert blocks > 10 * 20  # it ran through the cuts
+    assert (lab.tmp / "pipe.out").read_text().strip() == paced_digest(blocks)
+    assert max(fallbacks) <= 3.0, fallbacks
