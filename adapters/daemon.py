@@ -120,8 +120,10 @@ class Daemon:
         self.relays.introduced(peer, observed, candidates)
 
     async def reach(self, peer: PeerId) -> Peer:
-        """The session to ``peer``: made from a rendezvous lookup, over direct UDP and every relay at
-        once (the first to answer carries the session, the others become paths of it)."""
+        """The session to ``peer``: a rendezvous lookup, then a handshake to its observed address, to
+        each of its candidates (its LAN addresses, its TURN relayed address) and through every relay
+        at once; the first to answer carries the session, the others become paths of it (and the
+        peer's observed address through each of our TURN allocations too)."""
         existing = self.node.peer(peer)
         if existing is not None:
             return existing
@@ -130,7 +132,7 @@ class Daemon:
         observed: Address | None = None
         try:
             observed, candidates = await self.rendezvous.lookup(peer)
-            addresses.append(observed)
+            addresses.extend(dict.fromkeys((observed, *candidates)))  # its LAN and TURN relayed addresses too
         except LookupFailed as exc:
             if not self.relays.links:
                 raise ApiError(502, "peer_unreachable", f"cannot find peer {peer.short()}: {exc}") from None
@@ -140,23 +142,18 @@ class Daemon:
             session = await self.node.connect_any(peer, addresses)
         except (ConnectFailed, ValueError) as exc:
             raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: {exc}") from None
-        self._more_paths(peer, observed, candidates)
+        self._turn_paths(peer, observed)
         return session
 
-    def _more_paths(self, peer: PeerId, observed: object, candidates: tuple[Address, ...]) -> None:
-        """Every other way to ``peer`` becomes a path of its session, validated and ranked by the
-        core: its candidates (its LAN addresses, its TURN relayed address) from our UDP sockets,
-        and its observed address through each of our TURN allocations."""
-        for candidate in candidates:
-            if candidate != observed:
-                with contextlib.suppress(ValueError, LocalProtocolError):
-                    self.node.add_path(peer, candidate)
-        if not isinstance(observed, tuple) or not self.relays.turns:
+    def _turn_paths(self, peer: PeerId, observed: Address | None) -> None:
+        """The peer's observed address through each of our TURN allocations: one more path each
+        (sending installs the permission, TRN-6.1), validated and ranked by the core."""
+        if observed is None:
             return
         for turn in self.relays.turns:
             local = self.node.transports.index(turn)
             with contextlib.suppress(ValueError, LocalProtocolError):
-                self.node.add_path(peer, observed, local=local)  # sending installs the permission (TRN-6.1)
+                self.node.add_path(peer, observed, local=local)
 
     # -- services ---------------------------------------------------------------------------
 
