@@ -85,6 +85,8 @@ class Relays:
                     "kind": "turn",
                     "state": "lost" if turn.lost else "allocated",
                     "relayed": f"{turn.local_address[0]}:{turn.local_address[1]}",
+                    "lifetime": turn.turn.lifetime,
+                    "refreshes": turn.turn.refreshes,
                     "dropped": turn.send_errors,
                     "last_error": turn.lost or "",
                 }

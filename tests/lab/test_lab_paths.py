@@ -24,6 +24,8 @@ from __future__ import annotations
 import datetime
 import hashlib
 import re
+import secrets
+import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -33,6 +35,7 @@ from typing import Any
 import labp2pos
 import netlab
 import pytest
+from labsys import tool
 
 pytestmark = netlab.MARKS
 
@@ -217,3 +220,79 @@ def test_a_transfer_survives_ten_cuts_of_its_direct_path_falling_back_within_thr
     assert blocks > 10 * 20  # it ran through the cuts
     assert (lab.tmp / "pipe.out").read_text().strip() == paced_digest(blocks)
     assert max(fallbacks) <= 3.0, fallbacks
+
+
+TURN_LIFETIME = 70
+
+
+def start_short_coturn(lab: netlab.Lab, port: int = 3478) -> netlab.Server:
+    """coturn as labservices.start_coturn runs it (alice:secret), but granting allocations only
+    ``TURN_LIFETIME`` seconds, so the daemon's refresh (60 s before expiry) comes within the test."""
+    server = lab.server("turn")
+    argv = [tool("turnserver"), "-n", "--no-cli", f"--listening-ip={server.address}",
+            f"--relay-ip={server.address}", f"--listening-port={port}", "--min-port=49152",
+            "--max-port=49407", "--realm=p2pos.test", "--fingerprint", "--lt-cred-mech", "--user=alice:secret",
+            "--no-dtls", "--no-tls", "--no-multicast-peers", "--log-file=stdout", "--simple-log", "--verbose",
+            f"--max-allocate-lifetime={TURN_LIFETIME}", f"--pidfile={lab.tmp}/turn.pid",
+            f"--userdb={lab.tmp}/turn.sqlite"]  # fmt: skip
+    proc = lab.spawn(server.ns, argv, name="turnserver")
+
+    def answers() -> bool:
+        probe = lab.socket(server.ns)
+        probe.settimeout(0.1)
+        txid = secrets.token_bytes(12)
+        probe.sendto(struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, txid), (server.address, port))
+        try:
+            return probe.recv(2048)[8:20] == txid
+        except TimeoutError:
+            return False
+        finally:
+            probe.close()
+
+    if not netlab.wait_until(answers, 10) or proc.poll() is not None:
+        pytest.fail(f"coturn did not start: {lab.log(proc)}{lab.log(proc, 'err')}", pytrace=False)
+    return server
+
+
+def test_two_daemons_behind_random_routers_move_data_through_coturn(lab: netlab.Lab) -> None:
+    """No direct UDP (random routers) and no WebSocket relay: a's TURN allocation (made at start,
+    its relayed address registered as a candidate) carries the session b opens; the allocation
+    is refreshed while the daemon runs and released when it stops."""
+    node = labp2pos.rendezvous(lab, lab.server("rendezvous"))
+    turn = start_short_coturn(lab)
+    pa, pb = lab.peer("a", "random"), lab.peer("b", "random")
+    (lab.tmp / "a").mkdir()
+    (lab.tmp / "a" / "config.toml").write_text(
+        f'relay = ["turn:{turn.address}:3478"]\nturn_username = "alice"\nturn_password = "secret"\n'
+    )
+    a = labp2pos.daemon(lab, pa, node)
+    b = labp2pos.daemon(lab, pb, node)
+    a_status, b_id = a.wait_registered(), b.wait_registered()["peer_id"]
+    [allocation] = a_status["relays"]
+    assert allocation["kind"] == "turn" and allocation["state"] == "allocated", allocation
+    assert allocation["relayed"].startswith(f"{turn.address}:") and allocation["lifetime"] == TURN_LIFETIME
+    a.serve("sink", labp2pos.HASH_STDIN)
+    data = marked_data(2 * MB)
+    (lab.tmp / "input").write_bytes(data)
+    code, out, err = b.command("pipe", a_status["peer_id"], "sink", stdin=lab.tmp / "input", timeout=120)
+    assert code == 0, err
+    assert out.strip() == hashlib.sha256(data).hexdigest()
+    assert active_via(a, b_id) == "turn", peer_entry(a, b_id)
+    entry = peer_entry(b, a_status["peer_id"])
+    assert entry is not None
+    [active] = [p for p in entry["paths"] if p["active"]]
+    assert active["via"] == "udp" and active["address"] == allocation["relayed"], entry
+
+    def refreshed() -> bool:
+        status = a.status() or {"relays": [{}]}
+        return int(status["relays"][0].get("refreshes", 0)) >= 1
+
+    assert netlab.wait_until(refreshed, TURN_LIFETIME), a.status()
+    code, _out, err = a.command("stop")
+    assert code == 0, err
+    assert netlab.wait_until(lambda: a.process.poll() is not None, 20)
+    coturn = next(p for p in lab.processes if lab.labels.get(p.pid) == "turnserver")
+    assert netlab.wait_until(lambda: re.search(r"session \S+: delete: ", lab.log(coturn)) is not None, 10)
+    refreshes = re.findall(r"session \S+: refreshed, .*lifetime=(\d+)", lab.log(coturn))
+    # refreshed while running (a lifetime > 0), then released (a Refresh of lifetime 0, RFC 8656 §7)
+    assert refreshes[-1] == "0" and any(seconds != "0" for seconds in refreshes[:-1]), lab.log(coturn)[-3000:]
