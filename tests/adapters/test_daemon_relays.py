@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ from p2pos.adapters.relay import RelayServer, ws_relay
 from p2pos.proto import Identity, LocalKeys
 from p2pos.proto.relay.server import RelayConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
+from relay_helpers import Proxy
+
 MB = 1_000_000
 
 
@@ -44,9 +48,9 @@ def _dead_udp_port() -> int:
 
 @contextlib.asynccontextmanager
 async def relay_network(
-    tmp_path: Path, *, udp_to_node: bool = True, listen: str = "127.0.0.1:0"
+    tmp_path: Path, *, udp_to_node: bool = True, listen: str = "127.0.0.1:0", proxy: Proxy | None = None
 ) -> AsyncIterator[tuple[list[Daemon], list[Client], Any]]:
-    """A rendezvous node + WebSocket relay, and two daemons configured with both."""
+    """A rendezvous node + WebSocket relay, and two daemons configured with both (and ``proxy``)."""
     keys = LocalKeys.generate(Identity.generate())
     node = await RelayServer.bind(keys, "127.0.0.1", 0)
     relay = ws_relay(RelayConfig(), node=node)
@@ -55,11 +59,14 @@ async def relay_network(
     async with trio.open_nursery() as nursery, contextlib.AsyncExitStack() as stack:
         nursery.start_soon(node.run)
         await nursery.start(relay.serve, "127.0.0.1", 0)
+        if proxy is not None:
+            await nursery.start(proxy.serve)
+        proxy_url = f"http://127.0.0.1:{proxy.port}" if proxy is not None else ""
         url = f"ws://127.0.0.1:{relay.addresses[0][1]}/p2pos/relay/v1"
         daemons, clients = [], []
         for i in range(2):
             home = Home.at(tmp_path / f"d{i}")
-            settings = Settings(listen=(listen,), bootstrap=(bootstrap,), api_port=-1, relay=(url,))
+            settings = Settings(listen=(listen,), bootstrap=(bootstrap,), api_port=-1, relay=(url,), proxy=proxy_url)
             daemons.append(await stack.enter_async_context(open_daemon(home, settings)))
             clients.append(Client.for_home(home))
         with trio.fail_after(15):
@@ -146,6 +153,22 @@ async def test_without_udp_to_the_node_daemons_register_and_move_data_through_th
             [active] = [p for p in entry["paths"] if p["active"]]
             assert active["via"] == "relay" and active["bytes_sent"] > 2 * MB
             assert relay.core.stats["records_to_node"] > 0
+
+
+async def test_through_an_http_connect_proxy_the_relay_still_carries_everything(tmp_path: Path) -> None:
+    """REL-7.2 from the daemon's ``proxy`` setting: both links go through the proxy's tunnels, and
+    so do registration, lookup and data when UDP reaches neither the node nor the other peer."""
+    proxy = Proxy()
+    with trio.fail_after(60):
+        async with relay_network(tmp_path, udp_to_node=False, listen="0.0.0.0:0", proxy=proxy) as (
+            (a, b),
+            (ca, cb),
+            relay,
+        ):
+            await _transfer(a, b, ca, cb, MB)
+            assert len(proxy.tunnels) == 2 and set(proxy.tunnels) == {f"127.0.0.1:{relay.addresses[0][1]}"}
+            assert len(proxy.captured) > 2 * MB  # the data went through the tunnels
+            assert _peer_status(await ca.status(), b)["path"] == "relay"
 
 
 def test_relay_settings(tmp_path: Path) -> None:

@@ -256,8 +256,8 @@ def start_short_coturn(lab: netlab.Lab, port: int = 3478) -> netlab.Server:
 
 def test_two_daemons_behind_random_routers_move_data_through_coturn(lab: netlab.Lab) -> None:
     """No direct UDP (random routers) and no WebSocket relay: a's TURN allocation (made at start,
-    its relayed address registered as a candidate) carries the session b opens; the allocation
-    is refreshed while the daemon runs and released when it stops."""
+    its relayed address registered as a candidate) carries the session b opens, as ciphertext on
+    both legs; the allocation is refreshed while the daemon runs and released when it stops."""
     node = labp2pos.rendezvous(lab, lab.server("rendezvous"))
     turn = start_short_coturn(lab)
     pa, pb = lab.peer("a", "random"), lab.peer("b", "random")
@@ -265,6 +265,7 @@ def test_two_daemons_behind_random_routers_move_data_through_coturn(lab: netlab.
     (lab.tmp / "a" / "config.toml").write_text(
         f'relay = ["turn:{turn.address}:3478"]\nturn_username = "alice"\nturn_password = "secret"\n'
     )
+    capture = lab.capture(lab.internet)
     a = labp2pos.daemon(lab, pa, node)
     b = labp2pos.daemon(lab, pb, node)
     a_status, b_id = a.wait_registered(), b.wait_registered()["peer_id"]
@@ -282,6 +283,8 @@ def test_two_daemons_behind_random_routers_move_data_through_coturn(lab: netlab.
     assert entry is not None
     [active] = [p for p in entry["paths"] if p["active"]]
     assert active["via"] == "udp" and active["address"] == allocation["relayed"], entry
+    seen = sum(len(frame) for frame in list(capture.frames))
+    assert seen > 2 * MB and not capture.contains(MARKER), seen  # both TURN legs: ciphertext only
 
     def refreshed() -> bool:
         status = a.status() or {"relays": [{}]}
