@@ -64,6 +64,7 @@ from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 from p2pos.proto.paths.path import PathKind
 
+from . import nodepaths
 from .streams import ChannelBroken, ChannelStream, MessageChannel
 
 Address = tuple[str, int]
@@ -278,69 +279,11 @@ class Node:
         self, peer_id: PeerId, addresses: Sequence[object], *, remote_static: bytes | None = None
     ) -> Peer:
         """The session to ``peer_id``, handshaking at every one of ``addresses`` at once (direct UDP,
-        a relay...): the first to answer wins, the other handshakes are dropped and their addresses
-        added as paths of the winner (validated, then ranked: spec/paths.md §3-§4).
+        a relay...): the first to answer wins, the others become its paths (nodepaths.py).
 
         ConnectFailed (the last reason) if none answers; ValueError if no socket takes any address.
         """
-        routes: list[tuple[int, Address]] = []
-        errors = []
-        for address in addresses:
-            try:
-                local = self._socket_for(address)
-                routes.append((local, self.transports[local].check_address(address)))
-            except ValueError as exc:
-                errors.append(str(exc))
-        if not routes:
-            raise ValueError("; ".join(errors) or "no address")
-        while (existing := self._peers.get(peer_id)) is None and (dialing := self._dialing.get(peer_id)) is not None:
-            await dialing.wait()
-        if existing is not None:
-            await trio.lowlevel.checkpoint()
-            return existing
-        done = self._dialing[peer_id] = trio.Event()
-        send, receive = trio.open_memory_channel[Peer | ConnectFailed](len(routes))
-        sessions: dict[int, tuple[int, Address]] = {}
-        now = trio.current_time()
-        try:
-            for local, remote in routes:
-                session = self.endpoint.connect(
-                    remote, now, local=local, expected_peer=peer_id, remote_static=remote_static
-                )
-                sessions[session.local_index] = (local, remote)
-                self._connecting[session.local_index] = send
-                self.endpoint.updated(session.local_index)
-            self._after_input()
-            failure: ConnectFailed | None = None
-            winner: Peer | None = None
-            for _ in sessions:
-                result = await receive.receive()
-                if isinstance(result, Peer):
-                    winner = result
-                    break
-                failure = result
-        finally:
-            for session_id in sessions:
-                self._connecting.pop(session_id, None)
-            del self._dialing[peer_id]
-            done.set()
-        if winner is None:
-            raise failure or ConnectFailed(ErrorCode.INTERNAL_ERROR, "no handshake")
-        now = trio.current_time()
-        self._peers[peer_id] = winner
-        for session_id, (local, remote) in sessions.items():
-            if session_id == winner.session_id:
-                continue
-            connection = self.endpoint.connection(session_id)
-            if connection is not None:  # still handshaking, or made a second session: one is enough
-                connection.close(now, ErrorCode.NO_ERROR, "another path answered first")
-                self.endpoint.updated(session_id)
-            transport = self.transports[local]
-            kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
-            rank = int(getattr(transport, "path_rank", 0))
-            self.endpoint.add_path(winner.session_id, remote, local, now, kind=kind, rank=rank)
-        self._updated(winner.session_id)
-        return winner
+        return await nodepaths.connect_any(self, peer_id, addresses, remote_static=remote_static)
 
     async def connect(
         self,
@@ -566,7 +509,7 @@ class Node:
                     if self.on_bare_event is not None:  # a bare session's (channels=False)
                         self.on_bare_event(event)
                 case PathValidated() | PathActive() | PathDead() | PathAbandoned():
-                    self._on_path(event)
+                    nodepaths.path_event(self, event)
                 case PingAcknowledged():
                     pass  # nothing to route
 
@@ -684,83 +627,13 @@ class Node:
 
     def path_lost(self, local: int, address: Address | None, reason: str) -> int:
         """The carrier behind socket ``local`` lost ``address`` (None: every address; port 0: every
-        port of that IP): abandon those paths, each session moving to its next path
-        (spec/paths.md §5); a session left with no path is closed with ``reason``.  Returns how
-        many sessions it touched.
-        """
-        now = trio.current_time()
-        endpoint = self.endpoint
-        touched = 0
-        for session in endpoint.sessions():
-            session_id = session.local_index
-            connection = endpoint.connection(session_id)
-            if connection is None:
-                continue
-            live = [p for p in endpoint.paths(session_id) if p["state"] != "abandoned"]
-            if not live:  # still handshaking: the route is all there is
-                live = [{"address": endpoint.address_of(session_id), "local": endpoint.socket_of(session_id)}]
-            lost = [p for p in live if p["local"] == local and _covers(address, p["address"])]
-            if not lost:
-                continue
-            touched += 1
-            if len(lost) == len(live):
-                connection.close(now, ErrorCode.INTERNAL_ERROR, f"carrier lost: {reason}"[:200])
-            else:
-                for path in lost:
-                    endpoint.abandon_path(session_id, cast(Address, path["address"]), local, now)
-            endpoint.updated(session_id)
-        if touched:
-            log.info("%s carrier lost (%s): %d session(s) affected", self.via(local), reason, touched)
-            self._after_input()
-        return touched
+        port of that IP): its paths are abandoned, a session left with none is closed with
+        ``reason`` (nodepaths.py).  How many sessions it touched."""
+        return nodepaths.path_lost(self, local, address, reason)
 
     def peer_paths(self, session_id: int) -> list[dict[str, object]]:
         """Session ``session_id``'s paths as status shows them (spec/appapi.md §3)."""
-        out: list[dict[str, object]] = []
-        for info in self.endpoint.paths(session_id):
-            srtt = info.get("srtt")
-            out.append(
-                {
-                    "path_id": info["path_id"],
-                    "via": self.via(info["local"]),
-                    "kind": info["kind"],
-                    "rank": info["rank"],
-                    "address": _show(info["address"]),
-                    "state": info["state"],
-                    "active": info["active"],
-                    "why": info["why"],
-                    "srtt_ms": round(float(srtt) * 1000, 3) if isinstance(srtt, float | int) else None,
-                    "bytes_sent": info["bytes_sent"],
-                    "bytes_received": info["bytes_received"],
-                }
-            )
-        return out
-
-    def _on_path(self, event: PathValidated | PathActive | PathDead | PathAbandoned) -> None:
-        peer = self._by_session.get(event.session_id)
-        who = str(peer.peer_id) if peer is not None else f"session {event.session_id}"
-        fields: dict[str, object] = {
-            "peer_id": who,
-            "path_id": event.path_id,
-            "via": self.via(event.local),
-            "address": _show(event.address),
-        }
-        if isinstance(event, PathActive):
-            fields.update(old_path_id=event.old_path_id, reason=event.reason)
-            log.info(
-                "peer %s: path %d (%s %s) active: %s",
-                who,
-                event.path_id,
-                fields["via"],
-                fields["address"],
-                event.reason,
-            )
-            self._notify("path_active", **fields)
-            return
-        name = {PathValidated: "path_validated", PathDead: "path_dead", PathAbandoned: "path_abandoned"}[type(event)]
-        level = logging.DEBUG if isinstance(event, PathValidated) else logging.INFO
-        log.log(level, "peer %s: path %d (%s %s) %s", who, event.path_id, fields["via"], fields["address"], name[5:])
-        self._notify(name, **fields)
+        return nodepaths.peer_paths(self, session_id)
 
     def _socket_for(self, address: object) -> int:
         """The first socket whose address family fits ``address``; ValueError with the reason if none."""
@@ -792,15 +665,6 @@ class Node:
         if ceiling == base.max_datagram_size or ceiling < 1200 or not base.pmtu_probing:
             return base
         return dataclasses.replace(base, max_datagram_size=ceiling)
-
-
-def _covers(lost: Address | None, address: object) -> bool:
-    """Whether a carrier's lost ``lost`` address (None: all; port 0: every port of the IP) is ``address``."""
-    if lost is None:
-        return True
-    if lost[1] == 0:
-        return isinstance(address, tuple) and len(address) == 2 and address[0] == lost[0]
-    return address == lost
 
 
 @contextlib.asynccontextmanager
