@@ -82,6 +82,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         "keepalive": args.keepalive,
         "lookup_timeout": args.lookup_timeout,
         "bench": True if args.bench else None,
+        "relay": args.relay,
+        "proxy": args.proxy,
     }
     try:
         settings = Settings.load(home.config_file, overrides)
@@ -133,6 +135,17 @@ def _first_known(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> 
 # -- status, verify, plugins, events, stop -----------------------------------------------------
 
 
+def _path_text(path: dict[str, Any]) -> str:
+    """One path of a peer: ``  path 1 relay relay:PEERID validated active (better) rtt 3.2 ms, 10 kB out, 9 kB in``."""
+    active = f" active ({path['why']})" if path["active"] else ""
+    rtt = f" rtt {path['srtt_ms']} ms" if path.get("srtt_ms") is not None else ""
+    sent, received = path["bytes_sent"], path["bytes_received"]
+    return (
+        f"  path {path['path_id']} {path['via']} ({path['kind']}) {path['address']} {path['state']}{active}"
+        f"{rtt}, {sent} B out, {received} B in"
+    )
+
+
 def _status_text(status: dict[str, Any]) -> str:
     lines = [f"peer id   {status['peer_id']}", f"core      {status['core']}  (p2pos {status['version']})"]
     lines.append(f"UDP       {', '.join(status['addresses'])}")
@@ -147,11 +160,17 @@ def _status_text(status: dict[str, Any]) -> str:
         lines.append(
             f"peer      {p['peer_id']} {p['path']} {p['address']} rtt {p['rtt_ms']} ms, {p['channels']} channels{mark}"
         )
+        for path in p.get("paths", []):
+            lines.append(_path_text(path))
     for s in status["services"]:
         who = "any peer" if s["allow_any"] else ", ".join(s["allow"])
         lines.append(f"service   {s['name']} ({s['kind']}) allows {who}")
     for p in status["plugins"]:
         lines.append(f"plugin    {p['name']} {p['state']}" + (f" ({p['error']})" if p.get("error") else ""))
+    for r in status.get("relays", []):
+        where = f" relayed {r['relayed']}" if r.get("relayed") else ""
+        why = f" ({r['last_error']})" if r.get("last_error") else ""
+        lines.append(f"relay     {r['url']} {r['kind']} {r['state']}{where}, {r['dropped']} dropped{why}")
     return "\n".join(lines)
 
 
@@ -406,6 +425,13 @@ def add_commands(sub: Any, home_help: str) -> None:
     up.add_argument("--keepalive", type=float, help="seconds between keepalives to rendezvous nodes (default 25)")
     up.add_argument("--lookup-timeout", type=float, help="seconds to wait for a lookup (default 5)")
     up.add_argument("--bench", action="store_true", help="serve node-level transfers for bench/daemon.py")
+    up.add_argument(
+        "--relay",
+        action="append",
+        metavar="URL",
+        help="a relay: ws://, wss:// (WebSocket) or turn:, turns: (TURN) (repeatable; credentials in config.toml)",
+    )
+    up.add_argument("--proxy", metavar="http://HOST:PORT", help="HTTP CONNECT proxy for WebSocket relays")
 
     parser("status", "the daemon's identity, registrations, peers, services and plugins", cmd_status, json_flag=True)
 

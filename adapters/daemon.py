@@ -23,7 +23,8 @@ from typing import Any
 import trio
 
 from p2pos.proto import ChannelKind, ErrorCode, Identity, LocalKeys, PeerId, __version__
-from p2pos.proto.rendezvous.client import ClientConfig
+from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.rendezvous.client import ClientConfig, ClientState
 
 from . import apisockets, keystore, selftest
 from .build_info import core_build
@@ -31,8 +32,9 @@ from .eventlog import EventLog
 from .home import Home, Settings, SettingsError, parse_host_port
 from .httpapi import ApiError
 from .jsonstore import JsonStore
-from .node import BUSY, NOT_ALLOWED, ConnectFailed, Listener, Node, Peer, ServiceRefused, _show, open_node
+from .node import BUSY, NOT_ALLOWED, Address, ConnectFailed, Listener, Node, Peer, ServiceRefused, _show, open_node
 from .plugins import Plugins
+from .relays import Relays, open_relays
 from .rendezvous import Bootstrap, LookupFailed, Rendezvous
 from .streams import ChannelStream, MessageChannel
 
@@ -42,6 +44,9 @@ SERVICE_NAME = re.compile(r"[a-z0-9._-]{1,64}")
 #: A channel on an existing session not answered this long: the session is taken for dead (the
 #: peer restarted) and the peer is looked up and reached again.
 STALE_SESSION_TIMEOUT = 3.0
+#: A rendezvous node still not registered with over UDP this long after start is reached through
+#: the relays (spec/relay.md §6).
+RELAY_REGISTER_AFTER = 3.0
 
 
 class AlreadyRunning(Exception):
@@ -101,12 +106,54 @@ class Daemon:
             pins=JsonStore(home.nodes),
             notify=self.event,
         )
+        self.relays = Relays()
+        self.rendezvous.on_introduced = self._introduced
         self.plugins = Plugins(home, notify=self.event)
         self.stopping = trio.Event()
         node.observer = self.event
 
     def event(self, kind: str, **fields: Any) -> None:
         self.events.append(kind, **fields)
+
+    def _introduced(self, peer: PeerId, observed: Address, candidates: tuple[Address, ...]) -> None:
+        """A peer looked us up: let it reach us through every relay and TURN allocation."""
+        self.relays.introduced(peer, observed, candidates)
+
+    async def reach(self, peer: PeerId) -> Peer:
+        """The session to ``peer``: a rendezvous lookup, then a handshake to its observed address, to
+        each of its candidates (its LAN addresses, its TURN relayed address) and through every relay
+        at once; the first to answer carries the session, the others become paths of it (and the
+        peer's observed address through each of our TURN allocations too)."""
+        existing = self.node.peer(peer)
+        if existing is not None:
+            return existing
+        addresses: list[object] = []
+        candidates: tuple[Address, ...] = ()
+        observed: Address | None = None
+        try:
+            observed, candidates = await self.rendezvous.lookup(peer)
+            addresses.extend(dict.fromkeys((observed, *candidates)))  # its LAN and TURN relayed addresses too
+        except LookupFailed as exc:
+            if not self.relays.links:
+                raise ApiError(502, "peer_unreachable", f"cannot find peer {peer.short()}: {exc}") from None
+            log.info("cannot find peer %s (%s): trying the relays", peer.short(), exc)
+        addresses.extend(self.relays.addresses_of(peer))
+        try:
+            session = await self.node.connect_any(peer, addresses)
+        except (ConnectFailed, ValueError) as exc:
+            raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: {exc}") from None
+        self._turn_paths(peer, observed)
+        return session
+
+    def _turn_paths(self, peer: PeerId, observed: Address | None) -> None:
+        """The peer's observed address through each of our TURN allocations: one more path each
+        (sending installs the permission, TRN-6.1), validated and ranked by the core."""
+        if observed is None:
+            return
+        for turn in self.relays.turns:
+            local = self.node.transports.index(turn)
+            with contextlib.suppress(ValueError, LocalProtocolError):
+                self.node.add_path(peer, observed, local=local)
 
     # -- services ---------------------------------------------------------------------------
 
@@ -163,13 +210,8 @@ class Daemon:
         channel_kind = ChannelKind.STREAM if kind == "stream" else ChannelKind.MESSAGE
         for _attempt in range(2):
             existing = self.node.peer(peer)
-            if existing is not None:
-                address: object = self.node.endpoint.address_of(existing.session_id)
-            else:
-                try:
-                    address, _candidates = await self.rendezvous.lookup(peer)
-                except LookupFailed as exc:
-                    raise ApiError(502, "peer_unreachable", f"cannot find peer {peer.short()}: {exc}") from None
+            session = existing or await self.reach(peer)
+            address: object = self.node.endpoint.address_of(session.session_id)
             channel = await self._open_watching(peer, existing, address, service, channel_kind)
             if channel is not None:
                 break
@@ -254,9 +296,8 @@ class Daemon:
             if peer == self.peer_id:
                 raise ApiError(400, "bad_request", "that is this daemon's own peer id")
             try:
-                address, _ = await self.rendezvous.lookup(peer)
-                session = await self.node.connect_peer(peer, address)
-            except (LookupFailed, ConnectFailed, ValueError) as exc:
+                session = await self.reach(peer)
+            except ApiError as exc:
                 raise ApiError(502, "peer_unreachable", f"no session with peer {peer.short()}: {exc}") from None
         return {"peer_id": str(peer), "sas": session.sas, "verified": self.is_verified(peer)}
 
@@ -287,14 +328,24 @@ class Daemon:
         for peer in self.node.peers():
             connection = self.node.endpoint.connection(peer.session_id)
             stats = connection.stats() if connection is not None else {}
+            paths = self.node.peer_paths(peer.session_id)
+            current = next((p for p in paths if p["active"]), None)
+            via = (
+                str(current["via"])
+                if current is not None
+                else self.node.via(self.node.endpoint.socket_of(peer.session_id))
+            )
             peers.append(
                 {
                     "peer_id": str(peer.peer_id),
                     "address": _show(self.node.endpoint.address_of(peer.session_id)),
-                    "path": "direct",
+                    "path": "direct" if via == "udp" else via,
                     "rtt_ms": round(stats.get("smoothed_rtt", 0.0) * 1000, 3),
                     "channels": int(stats.get("channels", 0)),
                     "verified": self.is_verified(peer.peer_id),
+                    "active_path": current["path_id"] if current is not None else None,
+                    "active_why": current["why"] if current is not None else "",
+                    "paths": paths,
                 }
             )
         return {
@@ -306,7 +357,22 @@ class Daemon:
             "peers": peers,
             "services": [s.describe() for s in self.services.values()],
             "plugins": self.plugins.status(),
+            "relays": self.relays.status(),
         }
+
+    async def register_through_relays(self) -> None:
+        """Rendezvous nodes UDP does not reach (UDP blocked) are reached through the first relay
+        instead, after ``RELAY_REGISTER_AFTER`` seconds (spec/relay.md §6: a relay may run the node)."""
+        await trio.sleep(RELAY_REGISTER_AFTER)
+        for registration in list(self.rendezvous.registrations):
+            client = registration.client
+            if client.state is ClientState.REGISTERED or client.node is None or not self.relays.links:
+                continue
+            [address] = self.relays.addresses_of(client.node)
+            if any(r.address == address for r in self.rendezvous.registrations):
+                continue
+            log.info("rendezvous node %s does not answer over UDP: registering through the relay", client.node)
+            self.rendezvous.add(dataclasses.replace(registration.bootstrap, peer_id=client.node), [address])
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -370,9 +436,12 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
             stack.callback(_unlink, home.api_port)
         _write(home.pid_file, f"{os.getpid()}\n")
         stack.callback(_unlink, home.pid_file)
+        daemon.relays = await stack.enter_async_context(open_relays(node, settings, identity))
         await nursery.start(daemon.rendezvous.run)
         for bootstrap, addresses in bootstraps:
             daemon.rendezvous.add(bootstrap, addresses)
+        if daemon.relays.links:
+            nursery.start_soon(daemon.register_through_relays)
         if settings.bench:
             await nursery.start(selftest.serve, daemon)
         await nursery.start(daemon.plugins.run, daemon)

@@ -19,6 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.nat.turn_config import parse_turn_url
+from p2pos.transports.http_connect import parse_proxy
+from p2pos.transports.wsrelay_client import parse_relay_url
+
 from .keystore import DEFAULT_HOME_ENV, KEY_FILE_NAME
 
 
@@ -105,6 +110,37 @@ def parse_host_port(text: str, *, what: str = "address") -> tuple[str, int]:
     return host, int(port)
 
 
+#: Settings that only config.toml may give (a flag shows in ``ps`` and shell history).
+SECRET_SETTINGS = frozenset({"turn_username", "turn_password", "turn_secret"})
+
+
+def check_relay_url(url: str) -> str:
+    """A relay URL (``ws://``, ``wss://``, ``turn:``, ``turns:``) without credentials; SettingsError if not."""
+    scheme = url.partition(":")[0].lower()
+    if "@" in url.partition("?")[0]:
+        raise SettingsError(f"relay {url!r}: no credentials in a URL (turn_username/turn_password in config.toml)")
+    try:
+        if scheme in ("ws", "wss"):
+            parse_relay_url(url)
+        elif scheme in ("turn", "turns"):
+            parse_turn_url(url)
+        else:
+            raise SettingsError(f"relay {url!r}: expected ws://, wss://, turn: or turns:")
+    except (ValueError, LocalProtocolError) as exc:
+        raise SettingsError(f"relay {url!r}: {exc}") from None
+    return url
+
+
+def check_proxy(url: str) -> tuple[str, int]:
+    """``http://HOST:PORT`` as (host, port); SettingsError if not."""
+    if "@" in url:
+        raise SettingsError(f"proxy {url!r}: proxy credentials are not supported")
+    try:
+        return parse_proxy(url)
+    except ValueError as exc:
+        raise SettingsError(f"proxy: {exc} (expected http://HOST:PORT)") from None
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
     """The daemon's settings (the README's table lists them)."""
@@ -126,6 +162,17 @@ class Settings:
     #: Serve node-level transfers for bench/daemon.py (adapters/selftest.py); off: any peer could
     #: make the daemon read.
     bench: bool = False
+    #: Relays for peers UDP does not reach: ``ws://`` / ``wss://`` WebSocket relays (spec/relay.md)
+    #: and ``turn:`` / ``turns:`` TURN servers (spec/turn.md).
+    relay: tuple[str, ...] = ()
+    #: TURN long-term credentials, or ``turn_secret`` (coturn's REST ``static-auth-secret``):
+    #: config.toml only, never a flag or a URL.
+    turn_username: str = ""
+    turn_password: str = ""
+    turn_secret: str = ""
+    #: ``http://HOST:PORT``: reach WebSocket relays through this HTTP CONNECT proxy (default: the
+    #: ``https_proxy`` / ``HTTPS_PROXY`` environment variable, minus ``no_proxy`` / ``NO_PROXY``).
+    proxy: str = ""
 
     def __post_init__(self) -> None:
         for text in self.listen:
@@ -142,6 +189,18 @@ class Settings:
             raise SettingsError(f"keepalive: {self.keepalive} is outside 1..600 seconds")
         if not 0.5 <= self.lookup_timeout <= 60:
             raise SettingsError(f"lookup_timeout: {self.lookup_timeout} is outside 0.5..60 seconds")
+        for url in self.relay:
+            check_relay_url(url)
+        if self.turn_username and not self.turn_password:
+            raise SettingsError("turn_password: needed with turn_username")
+        if self.turn_password and not self.turn_username:
+            raise SettingsError("turn_username: needed with turn_password")
+        if self.turn_secret and self.turn_username:
+            raise SettingsError("turn_secret and turn_username: give one (REST secret or long-term credentials)")
+        if any(u.lower().startswith("turn") for u in self.relay) and not (self.turn_secret or self.turn_username):
+            raise SettingsError("relay: a turn: server needs turn_username and turn_password, or turn_secret")
+        if self.proxy:
+            check_proxy(self.proxy)
 
     @classmethod
     def load(cls, path: Path, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -159,6 +218,8 @@ class Settings:
         if unknown:
             raise SettingsError(f"{path}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(fields))})")
         for key, value in (overrides or {}).items():
+            if key in SECRET_SETTINGS and value is not None:
+                raise SettingsError(f"{key}: set it in {path}, not on the command line")
             if value is not None:
                 values[key] = value
         typed: dict[str, Any] = {}

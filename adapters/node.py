@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
 from typing import Protocol, cast
@@ -60,7 +61,10 @@ from p2pos.proto import (
     SessionConfig,
 )
 from p2pos.proto.events import ForeignDatagramReceived
+from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
+from p2pos.proto.paths.path import PathKind
 
+from . import nodepaths
 from .streams import ChannelBroken, ChannelStream, MessageChannel
 
 Address = tuple[str, int]
@@ -83,6 +87,8 @@ BUSY = 0x101
 #: to ``on_reset`` when it comes from an address in ``reset_sources``.
 STATELESS_RESET = 0x0B
 
+log = logging.getLogger("p2pos.node")
+
 
 class Transport(Protocol):
     """What the node needs of a socket (transports/udp.py ``UdpTransport``, or an emulated link)."""
@@ -101,6 +107,8 @@ def _show(address: object) -> str:
     """``host:port`` (``[host]:port`` for IPv6) of a UDP address, else its repr."""
     if isinstance(address, tuple) and len(address) >= 2:
         host, port = address[0], address[1]
+        if str(host).startswith("relay:"):  # a relay transport's pseudo-address: ("relay:PEERID", 0)
+            return str(host)
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return repr(address)
 
@@ -213,6 +221,9 @@ class Node:
         #: Told what happens (``kind``, fields): peers connecting and leaving, channels opened and
         #: refused.  The daemon numbers them for its app API (spec/appapi.md §5).
         self.observer: Callable[..., None] | None = None
+        self._nursery: trio.Nursery | None = None
+        for local, transport in enumerate(self.transports):
+            self._declare(local, transport)
 
     @property
     def address(self) -> Address:
@@ -264,6 +275,16 @@ class Node:
             raise result
         return result
 
+    async def connect_any(
+        self, peer_id: PeerId, addresses: Sequence[object], *, remote_static: bytes | None = None
+    ) -> Peer:
+        """The session to ``peer_id``, handshaking at every one of ``addresses`` at once (direct UDP,
+        a relay...): the first to answer wins, the others become its paths (nodepaths.py).
+
+        ConnectFailed (the last reason) if none answers; ValueError if no socket takes any address.
+        """
+        return await nodepaths.connect_any(self, peer_id, addresses, remote_static=remote_static)
+
     async def connect(
         self,
         peer_id: PeerId,
@@ -314,8 +335,19 @@ class Node:
 
     # -- the driver ------------------------------------------------------------------------
 
+    def add_transport(self, transport: Transport) -> int:
+        """One more socket (a relay link, a TURN allocation...) for a running node: its index."""
+        if self._nursery is None:
+            raise RuntimeError("the node is not running")
+        local = len(self.transports)
+        self.transports.append(transport)
+        self._declare(local, transport)
+        self._nursery.start_soon(self._receive_loop, local, transport)
+        return local
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             for local, transport in enumerate(self.transports):
                 nursery.start_soon(self._receive_loop, local, transport)
             nursery.start_soon(self._timer_loop)
@@ -476,6 +508,8 @@ class Node:
                 case HandshakeCompleted() | MessageReceived() | SessionClosed():
                     if self.on_bare_event is not None:  # a bare session's (channels=False)
                         self.on_bare_event(event)
+                case PathValidated() | PathActive() | PathDead() | PathAbandoned():
+                    nodepaths.path_event(self, event)
                 case PingAcknowledged():
                     pass  # nothing to route
 
@@ -557,6 +591,49 @@ class Node:
         return channel
 
     # -- paths -------------------------------------------------------------------------
+
+    def _declare(self, local: int, transport: Transport) -> None:
+        """Tell the endpoint what socket ``local`` is: its path kind and rank (spec/paths.md §4).
+
+        A transport says it with ``path_kind`` ("datagram" or "stream") and ``path_rank``; a plain
+        UDP socket has neither: a direct datagram path, rank 0.
+        """
+        kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
+        rank = int(getattr(transport, "path_rank", 0))
+        self.endpoint.declare_local(local, kind=kind, rank=rank)
+
+    def add_path(self, peer_id: PeerId, address: object, *, local: int | None = None) -> int | None:
+        """Another path to ``peer_id``'s session: ``address`` through socket ``local`` (default: the
+        first that takes it), with that socket's kind and rank; the core validates it, then ranks it
+        (spec/paths.md §3-§4).  The path id, or None without a session.  ValueError if no socket
+        takes ``address``."""
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            return None
+        if local is None:
+            local = self._socket_for(address)
+        remote = self.transports[local].check_address(address)
+        kind = PathKind(str(getattr(self.transports[local], "path_kind", "datagram")))
+        rank = int(getattr(self.transports[local], "path_rank", 0))
+        path_id = self.endpoint.add_path(peer.session_id, remote, local, trio.current_time(), kind=kind, rank=rank)
+        self._updated(peer.session_id)
+        return path_id
+
+    def via(self, local: Hashable) -> str:
+        """What carries socket ``local``'s paths: ``udp``, ``quic``, ``turn`` or ``relay``."""
+        if not isinstance(local, int) or not 0 <= local < len(self.transports):
+            return "?"
+        return str(getattr(self.transports[local], "kind", "udp"))
+
+    def path_lost(self, local: int, address: Address | None, reason: str) -> int:
+        """The carrier behind socket ``local`` lost ``address`` (None: every address; port 0: every
+        port of that IP): its paths are abandoned, a session left with none is closed with
+        ``reason`` (nodepaths.py).  How many sessions it touched."""
+        return nodepaths.path_lost(self, local, address, reason)
+
+    def peer_paths(self, session_id: int) -> list[dict[str, object]]:
+        """Session ``session_id``'s paths as status shows them (spec/appapi.md §3)."""
+        return nodepaths.peer_paths(self, session_id)
 
     def _socket_for(self, address: object) -> int:
         """The first socket whose address family fits ``address``; ValueError with the reason if none."""

@@ -11,6 +11,7 @@ registered node and takes the first answer.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import math
 import socket
@@ -33,6 +34,14 @@ from .jsonstore import JsonStore
 from .node import Address, Node, _show
 
 log = logging.getLogger("p2pos.rendezvous")
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class LookupFailed(Exception):
@@ -101,6 +110,9 @@ class Rendezvous:
         self.registrations: list[Registration] = []
         self._answers: dict[tuple[int, int], trio.MemorySendChannel[LookupAnswered]] = {}
         self._wake = trio.Event()
+        #: Told each peer a node introduced to us, with its observed address and candidates (it
+        #: looked us up: it may call through a relay, or send to our TURN relayed address).
+        self.on_introduced: Callable[[PeerId, Address, tuple[Address, ...]], None] | None = None
         node.on_bare_event = self._on_session_event
         node.on_reset = self._on_reset
 
@@ -209,8 +221,9 @@ class Rendezvous:
     # -- hooks and events -------------------------------------------------------------------
 
     def _candidates(self) -> tuple[Address, ...]:
-        """This daemon's own addresses, for peers on the same network (not wildcards)."""
-        return tuple(a for a in self.node.addresses if a[0] not in ("0.0.0.0", "::"))  # noqa: S104 (not a bind)
+        """This daemon's own addresses, for peers on the same network (not wildcards), and a TURN
+        allocation's relayed address; not a relay link's (it has no IP address)."""
+        return tuple(a for a in self.node.addresses if _is_ip(a[0]) and a[0] not in ("0.0.0.0", "::"))  # noqa: S104
 
     def _client_of(self, session_id: int) -> RendezvousClient | None:
         for registration in self.registrations:
@@ -274,3 +287,5 @@ class Rendezvous:
                 peer = PeerId(event.peer_id)
                 log.info("introduced to %s at %s by %s", peer, _show(event.observed), node)
                 self._notify("introduced", peer_id=str(peer), observed=_show(event.observed))
+                if self.on_introduced is not None:
+                    self.on_introduced(peer, event.observed, event.candidates)

@@ -61,6 +61,8 @@ class TurnSocket:
         self.relayed: Address | None = None
         self.mapped: Address | None = None
         self.lifetime = 0
+        #: Refreshes the server granted (the core refreshes before the lifetime runs out, TRN-5.3).
+        self.refreshes = 0
         #: Peer IPs whose permission the server refused, with why (until ``add_peer`` asks again);
         #: at most ``MAX_REFUSED`` are kept, the oldest forgotten first.
         self.refused: dict[str, str] = {}
@@ -172,6 +174,7 @@ class TurnSocket:
                     self._allocated.set()
                 case TurnRefreshed(lifetime=lifetime):
                     self.lifetime = lifetime
+                    self.refreshes += 1
                     self._refreshed.set()
                 case TurnPeerFailed(peer=(ip, port), reason=reason):
                     if port == 0:  # a permission: the whole IP (a refused channel only costs Send indications)

@@ -105,6 +105,8 @@ class RelayLink:
         self.connections = 0
         self.dropped = 0
         self.last_error = ""
+        #: Told each peer id whose pair ended (its link closed, or it unwanted us).
+        self.on_unpaired: Callable[[bytes], None] | None = None
 
     # -- API -------------------------------------------------------------------------------
 
@@ -124,6 +126,13 @@ class RelayLink:
 
     async def receive(self) -> tuple[bytes, bytes]:
         return await self._receive_out.receive()
+
+    def receive_nowait(self) -> tuple[bytes, bytes] | None:
+        """The next ``(peer_id, record)`` if one is waiting, else None."""
+        try:
+            return self._receive_out.receive_nowait()
+        except trio.WouldBlock:
+            return None
 
     async def wait_paired(self, peer: bytes) -> None:
         while not self.client.paired(peer):
@@ -239,8 +248,9 @@ class RelayLink:
                     waiter = self._paired.pop(peer, None)
                     if waiter is not None:
                         waiter.set()
-                case c.PeerUnpaired():
-                    pass
+                case c.PeerUnpaired(peer_id=peer):
+                    if self.on_unpaired is not None:
+                        self.on_unpaired(peer)
                 case c.LinkFailed(reason=reason):
                     raise RelayLinkError(f"relay broke the protocol: {reason}")
 

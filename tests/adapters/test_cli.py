@@ -190,3 +190,22 @@ def test_a_bootstrap_the_daemon_cannot_reach_is_one_line_before_it_starts(tmp_pa
         "p2pos: bootstrap '127.0.0.1:3478': no address this daemon can reach (it listens on IPv6)"
     )
     assert not (tmp_path / "run" / "api.sock").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--relay", "ws://user:pass@127.0.0.1:8080"), "no credentials in a URL"),
+        (("--relay", "ftp://127.0.0.1"), "expected ws://, wss://, turn: or turns:"),
+        (("--relay", "turn:127.0.0.1:3478"), "needs turn_username and turn_password, or turn_secret"),
+        (("--proxy", "socks5://127.0.0.1:1080"), "expected http://HOST:PORT"),
+    ],
+)
+def test_bad_relay_and_proxy_flags_are_one_line_before_the_daemon_starts(
+    tmp_path: Path, args: tuple[str, ...], message: str
+) -> None:
+    result = run_cli("up", "--home", str(tmp_path), "--listen", "127.0.0.1:0", *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("p2pos: ") and message in line, line
+    assert not (tmp_path / "run" / "api.sock").exists()

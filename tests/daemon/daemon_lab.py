@@ -27,6 +27,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -197,6 +198,7 @@ class Relay:
     proc: Proc
     home: Path
     bootstrap: str  # PEERID@127.0.0.1:PORT
+    ws_url: str = ""  # ws://127.0.0.1:PORT/p2pos/relay/v1 with ws=True
 
     @property
     def port(self) -> int:
@@ -318,9 +320,12 @@ class Lab:
         proc = self.start(args[0], *args, "--home", str(home), stdin=stdin, stdout=stdout)
         return proc.wait(timeout), proc
 
-    def relay(self, name: str = "relay", *, port: int = 0) -> Relay:
+    def relay(self, name: str = "relay", *, port: int = 0, ws: bool = False) -> Relay:
+        """``p2pos relay --listen`` (a rendezvous node), with ``ws`` also ``--ws`` (a WebSocket relay
+        with the node behind it, spec/relay.md §6): its URL is then ``Relay.ws_url``."""
         home = self.root / name
-        proc = self.start(name, "relay", "--listen", f"127.0.0.1:{port}", "--home", str(home))
+        extra = ["--ws", "127.0.0.1:0"] if ws else []
+        proc = self.start(name, "relay", "--listen", f"127.0.0.1:{port}", *extra, "--home", str(home))
 
         def bootstrap() -> str | None:
             if not proc.running():
@@ -330,7 +335,12 @@ class Lab:
                     return line.split(" ", 1)[1].strip()
             return None
 
-        return Relay(proc, home, wait_for(f"{proc.name} to print its bootstrap line", bootstrap))
+        relay = Relay(proc, home, wait_for(f"{proc.name} to print its bootstrap line", bootstrap))
+        if ws:
+            found = re.search(r"relay listening on (ws://\S+)", proc.stdout_text())
+            assert found is not None, proc.stdout_text()
+            relay.ws_url = found.group(1)
+        return relay
 
     def daemon(
         self,

@@ -1,0 +1,141 @@
+"""A WebSocket relay link as one of the node's sockets (spec/relay.md §7.2: a relay path).
+
+    async with trio.open_nursery() as nursery:
+        link = RelayLink(url, keys.identity)
+        await nursery.start(link.run)
+        transport = RelayTransport(link)
+        local = node.add_transport(transport)        # a stream path, rank 3
+        await node.connect(peer_id, transport.address_of(peer_id), "svc")
+
+The node sees a socket whose peers have pseudo-addresses ``("relay:<peer id>", 0)``, one per
+peer: sending to one WANTs that peer (REL-4.3; the peer must want us back before anything
+passes) and hands each datagram to the link as one record (REL-7.5); what the link receives
+comes back as runs from the sender's pseudo-address.  ``want(peer)`` pairs ahead of a session
+(the side that answers: it learns the peer from a rendezvous introduction).
+
+Nothing here raises into the node or waits: a record the link does not take (not paired yet,
+its queue full) is a lost datagram, counted in ``dropped``; the session's end-to-end recovery
+sends it again (spec/relay.md §1).  A pair that ends (the link dropped, the peer unwanted us)
+is counted in ``unpaired`` and NOT reported as a lost carrier: the link reconnects and pairs
+again by itself (REL-7.3, REL-7.4), and the core finds a silent path dead and probes it again
+(spec/paths.md §4), whereas an abandoned path cannot come back.  ``close()`` (the relay given
+up) reports ``CarrierLost`` with address None to ``on_lost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import trio
+
+from p2pos.proto import PeerId
+from p2pos.transports.wsrelay_client import RelayLink
+
+from .queues import Address, CarrierLost, LostCallback, log, report
+
+PREFIX = "relay:"
+#: The largest record the node should make for a relay path (the core's stream packets are 16384).
+RECORD_CEILING = 16384
+#: Records handed to the node in one ``receive_runs``.
+RUN_LIMIT = 256
+
+
+class RelayTransport:
+    """The node's ``Transport`` over a running ``RelayLink`` (see module docstring)."""
+
+    kind = "relay"
+    #: spec/paths.md: a stream-carried path, the last resort (direct 0 < QUIC 1 < TURN 2 < relay 3).
+    path_kind = "stream"
+    path_rank = 3
+
+    def __init__(self, link: RelayLink, *, on_lost: LostCallback | None = None) -> None:
+        self.link = link
+        self.url = f"{'wss' if link.tls else 'ws'}://{link.host}:{link.port}{link.path}"
+        self.local_address: Address = (f"{PREFIX}{link.host}", link.port)
+        self.on_lost = on_lost
+        self._peers: dict[str, bytes] = {}  # pseudo-address host -> peer public key
+        #: Records the link did not take (not paired, queue full, closed), and pairs that ended.
+        self.dropped = 0
+        self.unpaired = 0
+        self.closed = False
+        link.on_unpaired = self._unpaired
+
+    @staticmethod
+    def address_of(peer: PeerId) -> Address:
+        """The pseudo-address the node uses for ``peer`` through a relay."""
+        return (f"{PREFIX}{peer}", 0)
+
+    def want(self, peer: PeerId) -> None:
+        """Ask the relay to pair us with ``peer`` (both sides must want each other)."""
+        self._peers[f"{PREFIX}{peer}"] = peer.public_key
+        self.link.want(peer.public_key)
+
+    def paired(self, peer: PeerId) -> bool:
+        return self.link.client.paired(peer.public_key)
+
+    # -- the Transport protocol ---------------------------------------------------------
+
+    def check_address(self, addr: object) -> Address:
+        if not (isinstance(addr, tuple) and len(addr) == 2 and isinstance(addr[0], str) and addr[1] == 0):
+            raise ValueError(f"a relay address is ('relay:PEERID', 0), not {addr!r}")
+        host = addr[0]
+        if host not in self._peers:
+            if not host.startswith(PREFIX):
+                raise ValueError(f"{host!r} is not a relay address")
+            try:
+                peer = PeerId.parse(host[len(PREFIX) :])
+            except Exception as exc:  # InvalidPeerId says what is wrong
+                raise ValueError(f"{host!r}: bad peer id: {exc}") from None
+            self._peers[host] = peer.public_key
+        return (host, 0)
+
+    def max_udp_payload(self, addr: Address) -> int:
+        return min(self.link.client.max_record, RECORD_CEILING)
+
+    async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
+        self.send_batch_now(datagrams, addr)
+        await trio.lowlevel.checkpoint()
+
+    def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
+        peer = self._peers.get(addr[0])
+        if peer is None or self.closed:
+            self.dropped += len(datagrams)
+            return len(datagrams)
+        if not self.link.client.paired(peer):
+            self.link.want(peer)  # the first send to a peer asks for it
+        for record in datagrams:
+            if not self.link.send(peer, record):
+                self.dropped += 1
+        return len(datagrams)
+
+    async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
+        peer, record = await self.link.receive()
+        runs: list[tuple[list[bytes], Address]] = [([record], self._address(peer))]
+        last = peer
+        for _ in range(RUN_LIMIT - 1):
+            item = self.link.receive_nowait()
+            if item is None:
+                break
+            peer, record = item
+            if peer == last:
+                runs[-1][0].append(record)
+            else:
+                runs.append(([record], self._address(peer)))
+                last = peer
+        return runs
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            report(self.on_lost, CarrierLost(kind="relay", address=None, reason=f"relay {self.url} closed"))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _address(self, peer: bytes) -> Address:
+        host = f"{PREFIX}{PeerId(peer)}"
+        self._peers.setdefault(host, peer)
+        return (host, 0)
+
+    def _unpaired(self, peer: bytes) -> None:
+        self.unpaired += 1
+        log.info("relay %s: pair with %s ended (the link pairs again by itself)", self.url, PeerId(peer).short())

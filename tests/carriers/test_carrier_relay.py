@@ -1,0 +1,165 @@
+"""The WebSocket relay as a node's socket (adapters/carriers/relay.py) and the node's paths over it.
+
+Two nodes, each with a UDP socket on loopback and a ``RelayTransport`` on a relay served in
+this process (tests/relay/relay_helpers.py).  Checks: sessions and data over the relay alone
+(REL-7.5), a session that starts on the relay moves to direct UDP once that path validates
+(PTH ranking: direct 0 < relay 3), a direct path added to a relay session and a relay path
+added to a direct one, a lost carrier abandons only its paths (``Node.path_lost``), and the
+node's observer and ``peer_paths`` report all of it.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import trio
+from carrier_helpers import MB, stream_pair, two_way_transfer
+from helpers import make_keys
+
+from p2pos.adapters.carriers import RelayTransport, abandon_paths_on_loss
+from p2pos.adapters.node import Node, open_node
+from p2pos.adapters.streams import ChannelStream
+from p2pos.transports.wsrelay_client import RelayLink
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
+from relay_helpers import start_relay, url_of
+
+ALICE, BOB = make_keys("relay-alice"), make_keys("relay-bob")
+HOST = "127.0.0.1"
+
+Events = list[tuple[str, dict[str, object]]]
+
+
+def recorder(events: Events) -> object:
+    def observe(kind: str, **fields: object) -> None:
+        events.append((kind, fields))
+
+    return observe
+
+
+@asynccontextmanager
+async def relay_nodes() -> AsyncIterator[tuple[Node, Node, RelayTransport, RelayTransport, Events]]:
+    """Alice and Bob on UDP (socket 0) and one relay (socket 1); Alice's node events recorded."""
+    events: Events = []
+    async with trio.open_nursery() as nursery:
+        server = await start_relay(nursery)
+        links = [RelayLink(url_of(server), k.identity, ping_interval=5.0, env={}) for k in (ALICE, BOB)]
+        for link in links:
+            await nursery.start(link.run)
+        async with open_node(ALICE, host=HOST) as a, open_node(BOB, host=HOST) as b:
+            ta, tb = RelayTransport(links[0]), RelayTransport(links[1])
+            assert a.add_transport(ta) == 1 and b.add_transport(tb) == 1
+            abandon_paths_on_loss(a, ta)
+            abandon_paths_on_loss(b, tb)
+            a.observer = recorder(events)  # type: ignore[assignment]
+            tb.want(ALICE.identity.peer_id)  # the answering side wants the caller (a rendezvous introduction)
+            yield a, b, ta, tb, events
+        nursery.cancel_scope.cancel()
+
+
+def active(node: Node, peer: Node) -> dict[str, object]:
+    session = node.peer(peer.peer_id)
+    assert session is not None
+    paths = node.peer_paths(session.session_id)
+    [current] = [p for p in paths if p["active"]]
+    return current
+
+
+async def wait_active(node: Node, peer: Node, via: str, timeout: float = 10.0) -> dict[str, object]:
+    with trio.fail_after(timeout):
+        while (current := active(node, peer))["via"] != via or current["state"] != "validated":
+            await trio.sleep(0.02)
+    return current
+
+
+async def test_a_session_and_two_megabytes_each_way_over_the_relay_alone() -> None:
+    """REL-7.5: sealed datagrams ride the relay as records; the session runs end to end over it."""
+    with trio.fail_after(40):
+        async with relay_nodes() as (a, b, ta, _tb, events):
+            s, r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
+            await two_way_transfer(s, r, 2 * MB)
+            current = active(a, b)
+            assert current["via"] == "relay" and current["kind"] == "stream" and current["rank"] == 3
+            assert current["address"] == f"relay:{b.peer_id}"
+            assert isinstance(current["bytes_sent"], int) and current["bytes_sent"] > 2 * MB
+            assert ("peer_connected", {"peer_id": str(b.peer_id), "address": f"relay:{b.peer_id}"}) in events
+            assert ta.link.client.stats["send_dropped"] == ta.dropped
+
+
+async def test_a_relay_session_moves_to_direct_udp_and_back_when_the_direct_path_is_lost() -> None:
+    """A session made over the relay gets a direct path: it validates and, ranking better, becomes
+    active ("better"); the direct path lost (``path_lost``) is abandoned and the relay carries on."""
+    with trio.fail_after(40):
+        async with relay_nodes() as (a, b, _ta, _tb, events):
+            s, r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
+            await wait_active(a, b, "relay")
+            path_id = a.add_path(b.peer_id, b.address)
+            assert path_id is not None
+            current = await wait_active(a, b, "udp")
+            assert current["path_id"] == path_id and current["why"] == "better"
+            kinds = [kind for kind, _ in events]
+            assert "path_validated" in kinds and "path_active" in kinds
+            [moved] = [f for kind, f in events if kind == "path_active" and f["path_id"] == path_id]
+            assert moved["reason"] == "better" and moved["via"] == "udp"
+            await two_way_transfer(s, r, MB)
+            assert a.path_lost(0, b.address, "test: direct path gone") == 1
+            current = await wait_active(a, b, "relay")
+            assert any(kind == "path_abandoned" and f["path_id"] == path_id for kind, f in events)
+            await two_way_transfer(*await _second_channel(a, b), MB)  # the session survived
+
+
+async def test_a_lost_relay_under_a_direct_session_abandons_only_the_relay_path() -> None:
+    """A direct session gets a relay path (validated, not active: it ranks lower); the relay
+    transport closing abandons that path only; the session and its channel carry on direct."""
+    with trio.fail_after(40):
+        async with relay_nodes() as (a, b, ta, _tb, events):
+            s, r = await stream_pair(a, b, b.address)
+            relay_path = a.add_path(b.peer_id, RelayTransport.address_of(b.peer_id))
+            session = a.peer(b.peer_id)
+            assert session is not None and relay_path is not None
+            with trio.fail_after(10):
+                while not any(kind == "path_validated" and f["path_id"] == relay_path for kind, f in events):
+                    await trio.sleep(0.02)
+            assert active(a, b)["via"] == "udp"
+            ta.close()  # the relay given up: CarrierLost(address=None) -> path_lost
+            with trio.fail_after(5):
+                while not any(kind == "path_abandoned" and f["path_id"] == relay_path for kind, f in events):
+                    await trio.sleep(0.02)
+            states = {p["path_id"]: p["state"] for p in a.peer_paths(session.session_id)}
+            assert states.get(relay_path, "abandoned") == "abandoned"  # gone, or shown as abandoned
+            await two_way_transfer(s, r, MB)
+            assert a.peer(b.peer_id) is session
+
+
+async def test_a_lost_carrier_closes_a_session_that_has_no_other_path() -> None:
+    """A session whose only path is the relay is closed at once with the carrier's reason."""
+    with trio.fail_after(20):
+        async with relay_nodes() as (a, b, ta, _tb, events):
+            _s, _r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
+            ta.close()
+            with trio.fail_after(5):
+                while a.peer(b.peer_id) is not None:
+                    await trio.sleep(0.02)
+            [(_, gone)] = [(k, f) for k, f in events if k == "peer_disconnected"]
+            assert "carrier lost: relay" in str(gone["why"])
+
+
+async def test_relay_addresses_are_checked() -> None:
+    """Only ``("relay:PEERID", 0)`` is a relay address; UDP sockets refuse it, the relay refuses IPs."""
+    async with relay_nodes() as (a, _b, ta, _tb, _events):
+        for bad in (("127.0.0.1", 4000), ("relay:nonsense", 0), ("relay:x", 5), "relay"):
+            try:
+                ta.check_address(bad)
+            except ValueError:
+                pass
+            else:
+                raise AssertionError(f"{bad!r} accepted")
+        assert a._socket_for(RelayTransport.address_of(BOB.identity.peer_id)) == 1
+        assert a._socket_for((HOST, 4000)) == 0
+
+
+async def _second_channel(a: Node, b: Node) -> tuple[ChannelStream, ChannelStream]:
+    return await stream_pair(a, b, b.address, service="again")
