@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Goodput between two daemons over each carrier: direct UDP, the WebSocket relay, TURN (issue 12, item 9).
+"""Carriers between daemons: goodput over direct UDP, the WebSocket relay, TURN; relay TTFB; path moves (issue 12/9).
 
 Run ``python bench/carriers.py`` (a few minutes), ``--quick`` for a smoke run.  On loopback it starts
 one ``p2pos relay --listen --ws`` process (rendezvous node and WebSocket relay), one coturn (as
@@ -7,13 +7,16 @@ tests/turn/coturn_fixture.py does), and for each carrier a pair of daemons (``p2
 separate homes, each its own process) configured so that only that carrier joins them:
 
 * **direct**: both daemons on 127.0.0.1, no relay: the session runs on direct UDP.
-* **relay**: daemon A on 127.0.0.1, daemon B on [::1] only, both with the WebSocket relay.  A's
-  UDP socket cannot send to B's IPv6 address nor B's to the IPv4 rendezvous node (B registers
-  through the relay, spec/relay.md §6): the session can only ride the relay.
-* **turn**: the same split, both with coturn (``turn_secret``) too.  B's TURN relayed address
-  (127.0.0.1, on coturn) is the one address A can reach: the session rides coturn.  The
-  WebSocket relay is configured too (B needs it to register), so the path the session ends on
-  is read from ``/v1/status`` and printed: the figure is labelled with it.
+* **relay**: daemon A on 127.0.0.1, daemon B on [::1] only, both with the WebSocket relay.  B
+  reaches the IPv4 rendezvous node through ``UdpNat`` (a strict NAT in the bench): A cannot send
+  to B's IPv6 candidates, and the NAT drops what A sends to B's observed address, so the session
+  can only ride the relay.
+* **turn**: the same split, both with coturn (``turn_secret``) and the relay.  B's TURN relayed
+  address (on coturn) is the one UDP address A can reach; the path the session ends on is read
+  from ``/v1/status`` and printed (the smoke test checks it is a coturn relayed address).
+
+These are three pairs, not one: forcing one carrier between the SAME two daemons needs a daemon
+option that does not exist yet (see the issue 12 report).
 
 In each pair, after a warm-up transfer, ``POST /v1/bench/send`` (adapters/selftest.py: a channel
 from A to B's ``_bench`` service, N bytes written from memory, B answers the count) runs several
@@ -24,8 +27,18 @@ QUIC: the daemon does not carry sessions over QUIC yet; the figure is bench/quic
 (the QUIC carrier against a plain aioquic stream of the same bytes, target >= 0.8), labelled
 "transport level, not between daemons".
 
-Not measured yet (see the report of issue 12): time to first byte of a new session over the
-relay with 25 ms of added delay, and path validation / failover times.
+Time to first byte (``measure_ttfb``): daemon A and one fresh daemon B_i per repeat, only the
+relay between them, each daemon's WebSocket to the relay through its own ``DelayProxy`` (trio in a
+thread here, 25 ms each way: this kernel has no netem).  With the links open, A's first 1-byte
+``bench/send`` to B_i (lookup, handshake through the relay, channel, byte, count back) against
+the session's smoothed RTT on that relay path (target: at most 2x), and a 1-byte send on the
+established session for comparison.
+
+Paths (``measure_failover``): A, and B behind a ``UdpNat`` the bench opens and closes, both with
+the relay; 1 MB transfers run back to back throughout.  Opening the NAT: the time from A's
+``path_validated`` (direct UDP) event to its ``path_active`` on that path; closing it: the time
+from the cut to A's ``path_active`` on the relay (the death of the direct path and the move).
+Events come from ``GET /v1/events``, stamped as they arrive.
 
 The last line of stdout is one JSON object: ``{"bench": "carriers", ...}``.
 """
