@@ -100,6 +100,7 @@ bench: install compiled
 	PYTHONPATH=$(COMPILED) $(PY) bench/channels.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/node.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/daemon.py
+	PYTHONPATH=$(COMPILED) $(PY) bench/carriers.py
 	PYTHONPATH=$(COMPILED) $(PY) bench/rendezvous.py
 	$(PY) bench/goodput_loss.py
 	$(PY) bench/quic_carrier.py
