@@ -234,7 +234,8 @@ class Node:
 
     @property
     def addresses(self) -> list[Address]:
-        return [t.local_address for t in self.transports]
+        """Each socket's address, once (QUIC sharing a UDP socket has that socket's, spec/quic.md §5.1)."""
+        return list(dict.fromkeys(t.local_address for t in self.transports))
 
     # -- the application API ---------------------------------------------------------
 
