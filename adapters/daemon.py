@@ -121,6 +121,9 @@ class Daemon:
     def _introduced(self, peer: PeerId, observed: Address, candidates: tuple[Address, ...]) -> None:
         """A peer looked us up: let it reach us through every relay and TURN allocation."""
         self.relays.introduced(peer, observed, candidates)
+        for transport in self.quic:  # it may dial us over QUIC: let it through our NAT (QUIC-5.1.4)
+            with contextlib.suppress(ValueError):
+                transport.punch(observed)
 
     async def reach(self, peer: PeerId) -> Peer:
         """The session to ``peer``: a rendezvous lookup, then a handshake to its observed address, to

@@ -34,6 +34,7 @@ import heapq
 import ipaddress
 import itertools
 import math
+import os
 import socket as _socket
 import ssl
 from collections import Counter, deque
@@ -89,6 +90,9 @@ SEND_HIGH_WATER = 1024 * 1024
 RECEIVE_LIMIT = 32 * 1024 * 1024
 #: Unauthenticated connections a listener holds at once; further Initials are dropped.
 MAX_PENDING = 256
+#: A punch (QUIC-5.1.4): a QUIC short header (fixed bit set) whose connection id names no connection.
+PUNCH_FIRST_BYTE = b"\x40"
+PUNCH_SIZE = 21
 #: Datagrams fed from a shared socket and not yet handled; beyond it they are dropped (counted).
 MAX_FED = 4096
 _RECEIVE_BATCH = 64
@@ -734,6 +738,11 @@ class SharedQuic(QuicListener):
     def feed(self, data: bytes, addr: tuple[str, int]) -> None:
         """A QUIC datagram from ``addr`` on the shared socket; never raises (bad ones are counted drops)."""
         self._driver.feed(data, addr)
+
+    def punch(self, host: str, port: int) -> None:
+        """One datagram to ``host:port`` that opens this side's NAT and firewall for the peer's QUIC
+        dial (spec/quic.md QUIC-5.1.4): a short header to no connection, which the peer drops."""
+        self._driver._sendto(PUNCH_FIRST_BYTE + os.urandom(PUNCH_SIZE - 1), (str(_ip(host)), port))
 
     def dial(
         self, host: str, port: int, *, expected_peer_id: PeerId

@@ -115,6 +115,12 @@ class QuicTransport:
             del self._expected[next(iter(self._expected))]
         self._expected[address] = peer_id
 
+    def punch(self, addr: object) -> None:
+        """On a shared socket: open our NAT and firewall to ``addr`` for its QUIC dial (QUIC-5.1.4)."""
+        address = self._well_formed(addr)
+        if isinstance(self.listener, SharedQuic):
+            self.listener.punch(*address)
+
     def carrier(self, addr: Address) -> QuicCarrier | None:
         """The open carrier to ``addr``, if there is one."""
         link = self._links.get(addr)

@@ -34,6 +34,7 @@ class Side:
         self.address: tuple[str, int] = sock.getsockname()[:2]
         self.p2pos: list[tuple[bytes, tuple[str, int]]] = []
         self.quic_in = 0
+        self.quic_seen: list[bytes] = []
         self.shared: quic.SharedQuic | None = None
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -45,6 +46,7 @@ class Side:
             data, addr = await self.sock.recvfrom(65536)
             if is_quic(data):
                 self.quic_in += 1
+                self.quic_seen.append(data)
                 assert self.shared is not None
                 self.shared.feed(data, addr[:2])
             else:
@@ -169,3 +171,16 @@ async def test_standalone_dialer_reaches_a_shared_listener_and_garbage_is_counte
             assert await accepted[0].receive_record() == b"\x04hi"
         assert sum(b_quic.drops.values()) == 1
         nursery.cancel_scope.cancel()
+
+
+async def test_a_punch_is_a_short_header_the_peer_drops() -> None:
+    """[QUIC-5.1.4]: 21 bytes, 0x40 first, random after; the receiving QUIC counts it as a drop."""
+    async with side(ALICE) as (_, a_quic), side(BOB) as (bob, b_quic):
+        a_quic.punch(*bob.address)
+        a_quic.punch(*bob.address)
+        with trio.fail_after(2):
+            while sum(b_quic.drops.values()) < 2:
+                await trio.sleep(0.01)
+        assert b_quic.drops == {"unknown_connection": 2} and bob.quic_in == 2 and bob.p2pos == []
+        first, second = bob.quic_seen
+        assert len(first) == len(second) == 21 and first[0] == second[0] == 0x40 and first != second
