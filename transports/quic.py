@@ -34,7 +34,6 @@ import heapq
 import ipaddress
 import itertools
 import math
-import os
 import socket as _socket
 import ssl
 from collections import Counter, deque
@@ -73,10 +72,8 @@ __all__ = [
     "QuicError",
     "QuicListener",
     "SendFunction",
-    "SharedQuic",
     "dial",
     "listen",
-    "share",
 ]
 
 #: QUIC version 1 only (spec/quic.md QUIC-2.1).
@@ -90,9 +87,6 @@ SEND_HIGH_WATER = 1024 * 1024
 RECEIVE_LIMIT = 32 * 1024 * 1024
 #: Unauthenticated connections a listener holds at once; further Initials are dropped.
 MAX_PENDING = 256
-#: A punch (QUIC-5.1.4): a QUIC short header (fixed bit set) whose connection id names no connection.
-PUNCH_FIRST_BYTE = b"\x40"
-PUNCH_SIZE = 21
 #: Datagrams fed from a shared socket and not yet handled; beyond it they are dropped (counted).
 MAX_FED = 4096
 _RECEIVE_BATCH = 64
@@ -263,7 +257,7 @@ class _QuicSocket:
     """The QUIC connections on one UDP socket; ``run()`` is its task.
 
     The socket is either its own (``sock``: it reads and writes it) or another driver's
-    (``sock`` None: datagrams come in through ``feed`` and leave through ``send``, spec/quic.md
+    (``sock`` None, quic_shared.py: datagrams come in through ``feed`` and leave through ``send``, spec/quic.md
     §5.1): then it both dials and accepts (``is_client`` False, dials mark their connections).
     """
 
@@ -724,54 +718,3 @@ async def listen(
                 driver.close_all()
     finally:
         sock.close()
-
-
-class SharedQuic(QuicListener):
-    """QUIC on a socket another driver owns (spec/quic.md §5.1): made by ``share``.
-
-    ``feed(data, addr)`` hands it each QUIC datagram that arrived on that socket (first byte
-    64-127 or 192-255, spec/session.md §4.1); it sends through the function given to ``share``.
-    It accepts carriers (``accept()``) and dials them (``dial()``) on the same socket, so every
-    address of that socket is also a QUIC address.
-    """
-
-    def feed(self, data: bytes, addr: tuple[str, int]) -> None:
-        """A QUIC datagram from ``addr`` on the shared socket; never raises (bad ones are counted drops)."""
-        self._driver.feed(data, addr)
-
-    def punch(self, host: str, port: int) -> None:
-        """One datagram to ``host:port`` that opens this side's NAT and firewall for the peer's QUIC
-        dial (spec/quic.md QUIC-5.1.4): a short header to no connection, which the peer drops."""
-        self._driver._sendto(PUNCH_FIRST_BYTE + os.urandom(PUNCH_SIZE - 1), (str(_ip(host)), port))
-
-    def dial(
-        self, host: str, port: int, *, expected_peer_id: PeerId
-    ) -> contextlib.AbstractAsyncContextManager[QuicCarrier]:
-        """Like the module's ``dial``, from the shared socket: the carrier, closed when the block ends."""
-        return _dial_on(self._driver, (str(_ip(host)), port), expected_peer_id)
-
-
-@contextlib.asynccontextmanager
-async def share(
-    send: SendFunction,
-    local_address: tuple[str, int],
-    identity: Identity,
-    *,
-    handshake_timeout: float = 10.0,
-    idle_timeout: float = 60.0,
-) -> AsyncIterator[SharedQuic]:
-    """QUIC on a socket owned by another driver: ``send(data, addr)`` transmits (without blocking),
-    ``SharedQuic.feed`` receives.  ``local_address`` is that socket's, for ``host``/``port``."""
-    driver = _QuicSocket(
-        None,
-        identity=identity,
-        is_client=False,
-        handshake_timeout=handshake_timeout,
-        idle_timeout=idle_timeout,
-        send=send,
-    )
-    async with _in_background(driver.run):
-        try:
-            yield SharedQuic(driver, local_address)
-        finally:
-            driver.close_all()

@@ -31,8 +31,9 @@ from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.identity.peer_id import PeerId
-from p2pos.transports import quic
-from p2pos.transports.quic import QuicCarrier, QuicError, QuicListener, SharedQuic
+from p2pos.transports import quic, quic_shared
+from p2pos.transports.quic import QuicCarrier, QuicError, QuicListener
+from p2pos.transports.quic_shared import SharedQuic
 
 from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, report
 
@@ -387,7 +388,7 @@ async def open_shared_quic_transport(
             shared.feed(event.data, (str(address[0]), int(address[1])))
 
     async with (
-        quic.share(
+        quic_shared.share(
             send, udp.local_address, node.keys.identity, handshake_timeout=handshake_timeout, idle_timeout=idle_timeout
         ) as shared,
         trio.open_nursery() as nursery,

@@ -1,4 +1,4 @@
-"""QUIC on a socket another driver owns (spec/quic.md §5.1): ``quic.share``.
+"""QUIC on a socket another driver owns (spec/quic.md §5.1): ``quic_shared.share``.
 
 Each side here is one trio UDP socket on 127.0.0.1 with a small demultiplexer in front of it,
 as a p2pos endpoint has (session.md §4.1): first byte 64-127 or 192-255 goes to QUIC, the rest
@@ -15,7 +15,7 @@ import trio
 from helpers import make_keys
 
 from p2pos.proto.identity.identity import Identity
-from p2pos.transports import quic
+from p2pos.transports import quic, quic_shared
 from p2pos.transports.quic import PeerMismatch, QuicCarrier
 
 ALICE, BOB, CAROL = make_keys("alice").identity, make_keys("bob").identity, make_keys("carol").identity
@@ -35,7 +35,7 @@ class Side:
         self.p2pos: list[tuple[bytes, tuple[str, int]]] = []
         self.quic_in = 0
         self.quic_seen: list[bytes] = []
-        self.shared: quic.SharedQuic | None = None
+        self.shared: quic_shared.SharedQuic | None = None
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
         with contextlib.suppress(BlockingIOError):
@@ -54,12 +54,15 @@ class Side:
 
 
 @contextlib.asynccontextmanager
-async def side(identity: Identity) -> AsyncIterator[tuple[Side, quic.SharedQuic]]:
+async def side(identity: Identity) -> AsyncIterator[tuple[Side, quic_shared.SharedQuic]]:
     sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
     await sock.bind((LOOPBACK, 0))
     one = Side(sock)
     try:
-        async with quic.share(one.send, one.address, identity, handshake_timeout=3) as shared, trio.open_nursery() as n:
+        async with (
+            quic_shared.share(one.send, one.address, identity, handshake_timeout=3) as shared,
+            trio.open_nursery() as n,
+        ):
             one.shared = shared
             n.start_soon(one.receive_loop)
             yield one, shared
@@ -68,7 +71,7 @@ async def side(identity: Identity) -> AsyncIterator[tuple[Side, quic.SharedQuic]
         sock.close()
 
 
-async def accept_into(shared: quic.SharedQuic, into: list[QuicCarrier]) -> None:
+async def accept_into(shared: quic_shared.SharedQuic, into: list[QuicCarrier]) -> None:
     while True:
         into.append(await shared.accept())
 
