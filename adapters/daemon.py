@@ -28,6 +28,7 @@ from p2pos.proto.rendezvous.client import ClientConfig, ClientState
 
 from . import apisockets, keystore, selftest
 from .build_info import core_build
+from .carriers.quic import QuicTransport, open_shared_quic_transport
 from .eventlog import EventLog
 from .home import Home, Settings, SettingsError, parse_host_port
 from .httpapi import ApiError
@@ -107,6 +108,8 @@ class Daemon:
             notify=self.event,
         )
         self.relays = Relays()
+        #: QUIC on each of the node's UDP sockets (setting ``quic``, spec/quic.md §5.1).
+        self.quic: list[QuicTransport] = []
         self.rendezvous.on_introduced = self._introduced
         self.plugins = Plugins(home, notify=self.event)
         self.stopping = trio.Event()
@@ -118,6 +121,9 @@ class Daemon:
     def _introduced(self, peer: PeerId, observed: Address, candidates: tuple[Address, ...]) -> None:
         """A peer looked us up: let it reach us through every relay and TURN allocation."""
         self.relays.introduced(peer, observed, candidates)
+        for transport in self.quic:  # it may dial us over QUIC: let it through our NAT (QUIC-5.1.4)
+            with contextlib.suppress(ValueError):
+                transport.punch(observed)
 
     async def reach(self, peer: PeerId) -> Peer:
         """The session to ``peer``: a rendezvous lookup, then a handshake to its observed address, to
@@ -138,12 +144,27 @@ class Daemon:
                 raise ApiError(502, "peer_unreachable", f"cannot find peer {peer.short()}: {exc}") from None
             log.info("cannot find peer %s (%s): trying the relays", peer.short(), exc)
         addresses.extend(self.relays.addresses_of(peer))
+        routes = self._quic_routes(peer, observed)
         try:
-            session = await self.node.connect_any(peer, addresses)
+            session = await self.node.connect_any(peer, addresses, routes=routes)
         except (ConnectFailed, ValueError) as exc:
             raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: {exc}") from None
         self._turn_paths(peer, observed)
         return session
+
+    def _quic_routes(self, peer: PeerId, observed: Address | None) -> list[tuple[int, object]]:
+        """QUIC to the peer's observed address from each of our UDP sockets of its family: the
+        same address is the peer's QUIC address (spec/quic.md §5.1), a rank-1 path."""
+        routes: list[tuple[int, object]] = []
+        if observed is None:
+            return routes
+        for transport in self.quic:
+            try:
+                transport.expect(observed, peer)
+            except ValueError:  # another address family
+                continue
+            routes.append((self.node.transports.index(transport), observed))
+        return routes
 
     def _turn_paths(self, peer: PeerId, observed: Address | None) -> None:
         """The peer's observed address through each of our TURN allocations: one more path each
@@ -436,6 +457,10 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
             stack.callback(_unlink, home.api_port)
         _write(home.pid_file, f"{os.getpid()}\n")
         stack.callback(_unlink, home.pid_file)
+        if settings.quic:
+            for local in range(len(node.transports)):
+                quic = await stack.enter_async_context(open_shared_quic_transport(node, local))
+                daemon.quic.append(quic)
         daemon.relays = await stack.enter_async_context(open_relays(node, settings, identity))
         await nursery.start(daemon.rendezvous.run)
         for bootstrap, addresses in bootstraps:

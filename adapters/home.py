@@ -173,6 +173,9 @@ class Settings:
     #: ``http://HOST:PORT``: reach WebSocket relays through this HTTP CONNECT proxy (default: the
     #: ``https_proxy`` / ``HTTPS_PROXY`` environment variable, minus ``no_proxy`` / ``NO_PROXY``).
     proxy: str = ""
+    #: QUIC on the UDP sockets too (spec/quic.md §5.1): each peer's observed address is also
+    #: dialed over QUIC, a path where QUIC passes and other UDP is dropped.
+    quic: bool = True
 
     def __post_init__(self) -> None:
         for text in self.listen:

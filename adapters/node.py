@@ -212,6 +212,8 @@ class Node:
         self._sending = False
         #: Datagrams of other protocols (STUN, TURN, ...) seen on the node's sockets, by protocol.
         self.foreign: dict[str, int] = {}
+        #: Who takes the datagrams of a protocol (``quic``: a QUIC driver sharing the sockets, spec/quic.md §5.1).
+        self.foreign_handlers: dict[str, Callable[[ForeignDatagramReceived], None]] = {}
         #: Called with each event of a bare session (one made with ``channels=False``, whose records
         #: carry another protocol: the rendezvous clients' sessions).
         self.on_bare_event: Callable[[HandshakeCompleted | MessageReceived | SessionClosed], None] | None = None
@@ -232,7 +234,8 @@ class Node:
 
     @property
     def addresses(self) -> list[Address]:
-        return [t.local_address for t in self.transports]
+        """Each socket's address, once (QUIC sharing a UDP socket has that socket's, spec/quic.md §5.1)."""
+        return list(dict.fromkeys(t.local_address for t in self.transports))
 
     # -- the application API ---------------------------------------------------------
 
@@ -276,14 +279,21 @@ class Node:
         return result
 
     async def connect_any(
-        self, peer_id: PeerId, addresses: Sequence[object], *, remote_static: bytes | None = None
+        self,
+        peer_id: PeerId,
+        addresses: Sequence[object],
+        *,
+        remote_static: bytes | None = None,
+        routes: Sequence[tuple[int, object]] = (),
     ) -> Peer:
         """The session to ``peer_id``, handshaking at every one of ``addresses`` at once (direct UDP,
         a relay...): the first to answer wins, the others become its paths (nodepaths.py).
+        ``routes`` are more, each through a given socket: (local, address), e.g. QUIC to an
+        address direct UDP also tries.
 
         ConnectFailed (the last reason) if none answers; ValueError if no socket takes any address.
         """
-        return await nodepaths.connect_any(self, peer_id, addresses, remote_static=remote_static)
+        return await nodepaths.connect_any(self, peer_id, addresses, remote_static=remote_static, routes=routes)
 
     async def connect(
         self,
@@ -505,6 +515,9 @@ class Node:
                     self._channels.pop((event.session_id, event.channel_id), None)
                 case ForeignDatagramReceived():
                     self.foreign[event.protocol] = self.foreign.get(event.protocol, 0) + 1
+                    handler = self.foreign_handlers.get(event.protocol)
+                    if handler is not None:
+                        handler(event)
                 case HandshakeCompleted() | MessageReceived() | SessionClosed():
                     if self.on_bare_event is not None:  # a bare session's (channels=False)
                         self.on_bare_event(event)

@@ -25,25 +25,38 @@ log = logging.getLogger("p2pos.node")
 
 
 async def connect_any(
-    node: Node, peer_id: PeerId, addresses: Sequence[object], *, remote_static: bytes | None = None
+    node: Node,
+    peer_id: PeerId,
+    addresses: Sequence[object],
+    *,
+    remote_static: bytes | None = None,
+    routes: Sequence[tuple[int, object]] = (),
 ) -> Peer:
     """The session to ``peer_id``, handshaking at every one of ``addresses`` at once (direct UDP,
     a relay...): the first to answer wins, the other handshakes are dropped and their addresses
     added as paths of the winner (validated, then ranked: spec/paths.md §3-§4).
 
+    ``routes`` are (local, address) pairs tried through that very socket (QUIC to the address
+    direct UDP also tries, spec/quic.md §5.1).
+
     ConnectFailed (the last reason) if none answers; ValueError if no socket takes any address.
     """
     from .node import ConnectFailed, Peer  # node.py imports this module
 
-    routes: list[tuple[int, Address]] = []
+    checked: list[tuple[int, Address]] = []
     errors = []
     for address in addresses:
         try:
             local = node._socket_for(address)
-            routes.append((local, node.transports[local].check_address(address)))
+            checked.append((local, node.transports[local].check_address(address)))
         except ValueError as exc:
             errors.append(str(exc))
-    if not routes:
+    for local, address in routes:
+        try:
+            checked.append((local, node.transports[local].check_address(address)))
+        except (ValueError, IndexError) as exc:
+            errors.append(str(exc))
+    if not checked:
         raise ValueError("; ".join(errors) or "no address")
     while (existing := node._peers.get(peer_id)) is None and (dialing := node._dialing.get(peer_id)) is not None:
         await dialing.wait()
@@ -51,11 +64,11 @@ async def connect_any(
         await trio.lowlevel.checkpoint()
         return existing
     done = node._dialing[peer_id] = trio.Event()
-    send, receive = trio.open_memory_channel[Peer | ConnectFailed](len(routes))
+    send, receive = trio.open_memory_channel[Peer | ConnectFailed](len(checked))
     sessions: dict[int, tuple[int, Address]] = {}
     now = trio.current_time()
     try:
-        for local, remote in routes:
+        for local, remote in checked:
             session = node.endpoint.connect(
                 remote, now, local=local, expected_peer=peer_id, remote_static=remote_static
             )

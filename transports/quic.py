@@ -71,6 +71,7 @@ __all__ = [
     "QuicCarrier",
     "QuicError",
     "QuicListener",
+    "SendFunction",
     "dial",
     "listen",
 ]
@@ -86,6 +87,8 @@ SEND_HIGH_WATER = 1024 * 1024
 RECEIVE_LIMIT = 32 * 1024 * 1024
 #: Unauthenticated connections a listener holds at once; further Initials are dropped.
 MAX_PENDING = 256
+#: Datagrams fed from a shared socket and not yet handled; beyond it they are dropped (counted).
+MAX_FED = 4096
 _RECEIVE_BATCH = 64
 _SOCKET_BUFFER = 4 * 1024 * 1024
 _TRANSIENT = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EMSGSIZE, errno.EAGAIN}
@@ -231,6 +234,7 @@ class _Conn:
         self.cids: set[bytes] = set()
         self.own_spki = b""  # listener: its certificate's key, which the dialer's proof signs
         self.expected: PeerId | None = None  # dialer: the listener it wants
+        self.is_client = driver.is_client
         self.identity: Identity | None = None
         self.timer_key: float | None = None
 
@@ -245,19 +249,32 @@ class _Conn:
         return timer
 
 
+#: Sends one datagram to an address; must not block (a full buffer is a loss QUIC recovers from).
+SendFunction = Callable[[bytes, tuple[str, int]], None]
+
+
 class _QuicSocket:
-    """One UDP socket and the QUIC connections on it; ``run()`` is its task."""
+    """The QUIC connections on one UDP socket; ``run()`` is its task.
+
+    The socket is either its own (``sock``: it reads and writes it) or another driver's
+    (``sock`` None, quic_shared.py: datagrams come in through ``feed`` and leave through ``send``, spec/quic.md
+    §5.1): then it both dials and accepts (``is_client`` False, dials mark their connections).
+    """
 
     def __init__(
         self,
-        sock: _socket.socket,
+        sock: _socket.socket | None,
         *,
         identity: Identity,
         is_client: bool,
         handshake_timeout: float,
         idle_timeout: float = 60.0,
+        send: SendFunction | None = None,
     ) -> None:
         self.sock = sock
+        self._send = send
+        self._fed: deque[tuple[bytes, tuple[str, int]]] = deque()
+        self._fed_event = trio.Event()
         self.idle_timeout = idle_timeout
         self.identity = identity
         self.is_client = is_client
@@ -298,13 +315,24 @@ class _QuicSocket:
             deadline = self._heap[0][0] if self._heap else math.inf
             with trio.CancelScope(deadline=deadline) as scope:
                 self._scope = scope
-                await trio.lowlevel.wait_readable(self.sock)
+                if self.sock is not None:
+                    await trio.lowlevel.wait_readable(self.sock)
+                elif not self._fed:
+                    await self._fed_event.wait()
             self._scope = None
+            self._fed_event = trio.Event()
             touched: dict[_Conn, None] = {}
             now = trio.current_time()
-            for _ in range(_RECEIVE_BATCH):
+            while self._fed:
+                data, addr = self._fed.popleft()
+                conn = self._route(data, addr, now)
+                if conn is not None:
+                    touched[conn] = None
+            sock = self.sock
+            for _ in range(_RECEIVE_BATCH if sock is not None else 0):
+                assert sock is not None
                 try:
-                    data, addr = self.sock.recvfrom(65536)
+                    data, addr = sock.recvfrom(65536)
                 except BlockingIOError:
                     break
                 except OSError as exc:
@@ -324,6 +352,14 @@ class _QuicSocket:
                     touched[conn] = None
             for conn in touched:
                 self.after(conn)
+
+    def feed(self, data: bytes, addr: tuple[str, int]) -> None:
+        """A datagram that arrived on the shared socket (``sock`` None); handled by ``run()``."""
+        if len(self._fed) >= MAX_FED:
+            self.drops["fed_backlog"] += 1
+            return
+        self._fed.append((data, addr))
+        self._fed_event.set()
 
     def _handle_timer(self, conn: _Conn, now: float) -> None:
         if conn.auth_deadline is not None and now >= conn.auth_deadline:
@@ -412,7 +448,7 @@ class _QuicSocket:
     def _event(self, conn: _Conn, event: events.QuicEvent) -> None:
         match event:
             case events.HandshakeCompleted():
-                if self.is_client:
+                if conn.is_client:
                     self._dialer_check(conn)
             case events.StreamDataReceived(data=data, end_stream=end, stream_id=sid):
                 self._stream_data(conn, sid, data, end)
@@ -494,7 +530,7 @@ class _QuicSocket:
         """Record why the connection ends (the first reason wins); optionally close it with that code."""
         if conn.error is None:
             conn.error = error
-            if conn.peer_id is None and not self.is_client:
+            if conn.peer_id is None and not conn.is_client:
                 self.pending -= 1
         if close:
             conn.quic.close(error_code=int(error.code), reason_phrase=str(error)[:200])
@@ -518,6 +554,14 @@ class _QuicSocket:
             self.after(conn)
 
     def _sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self._send is not None:
+            try:
+                self._send(data, addr)
+            except Exception:  # the shared socket's driver refused: a loss QUIC recovers from
+                self.drops["send_error"] += 1
+            return
+        if self.sock is None:
+            return
         try:
             self.sock.sendto(data, addr)
         except BlockingIOError:
@@ -597,36 +641,50 @@ async def dial(
         sock, identity=identity, is_client=True, handshake_timeout=handshake_timeout, idle_timeout=idle_timeout
     )
     try:
-        async with _in_background(driver.run):
-            now = trio.current_time()
-            connection = QuicConnection(configuration=driver.configuration(is_client=True, now=now))
-            conn = _Conn(driver, connection, (host, port), now + handshake_timeout)
-            conn.expected = expected_peer_id
-            driver._register(conn, connection.host_cid)
-            connection.connect((host, port), now)
-            driver.after(conn)
-            while conn.carrier is None and conn.error is None:
-                await conn.progress.wait()
-            if conn.error is not None or conn.carrier is None:
-                with trio.move_on_after(0.2):  # let the CONNECTION_CLOSE go out
-                    while conn in driver.conns:
-                        await conn.progress.wait()
-                raise conn.error or CarrierClosed("the connection ended during the handshake")
-            try:
-                yield conn.carrier
-            finally:
-                with trio.CancelScope(shield=True):
-                    await conn.carrier.aclose()
+        async with _in_background(driver.run), _dial_on(driver, (host, port), expected_peer_id) as carrier:
+            yield carrier
     finally:
         sock.close()
+
+
+@contextlib.asynccontextmanager
+async def _dial_on(driver: _QuicSocket, addr: tuple[str, int], expected_peer_id: PeerId) -> AsyncIterator[QuicCarrier]:
+    """One dialing connection on ``driver`` (whose task runs): the carrier, closed on exit."""
+    now = trio.current_time()
+    connection = QuicConnection(configuration=driver.configuration(is_client=True, now=now))
+    conn = _Conn(driver, connection, addr, now + driver.handshake_timeout)
+    conn.is_client = True
+    conn.expected = expected_peer_id
+    driver._register(conn, connection.host_cid)
+    connection.connect(addr, now)
+    driver.after(conn)
+    try:
+        while conn.carrier is None and conn.error is None:
+            await conn.progress.wait()
+    except BaseException:
+        driver.close(conn, ErrorCode.NO_ERROR, "dial cancelled")
+        raise
+    if conn.error is not None or conn.carrier is None:
+        with trio.move_on_after(0.2):  # let the CONNECTION_CLOSE go out
+            while conn in driver.conns:
+                await conn.progress.wait()
+        raise conn.error or CarrierClosed("the connection ended during the handshake")
+    try:
+        yield conn.carrier
+    finally:
+        with trio.CancelScope(shield=True):
+            await conn.carrier.aclose()
 
 
 class QuicListener:
     """A listening UDP socket; ``accept()`` returns each authenticated carrier."""
 
-    def __init__(self, driver: _QuicSocket) -> None:
+    def __init__(self, driver: _QuicSocket, address: tuple[str, int] | None = None) -> None:
         self._driver = driver
-        host, port = driver.sock.getsockname()[:2]
+        if address is None:
+            assert driver.sock is not None
+            address = driver.sock.getsockname()[:2]
+        host, port = address
         self.host: str = host
         self.port: int = port
 

@@ -23,20 +23,30 @@ import contextlib
 import dataclasses
 import ipaddress
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
 from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.identity.peer_id import PeerId
-from p2pos.transports import quic
+from p2pos.transports import quic, quic_shared
 from p2pos.transports.quic import QuicCarrier, QuicError, QuicListener
+from p2pos.transports.quic_shared import SharedQuic
 
 from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, report
+
+if TYPE_CHECKING:
+    from p2pos.adapters.node import Node
 
 #: The packet size the core should use on a stream-carried path: records are framed on a QUIC
 #: stream, which splits them into QUIC packets itself, so larger records only save per-record work.
 STREAM_PACKET_SIZE = 16384
+#: What a shared socket hands to QUIC (spec/quic.md QUIC-5.1.1): ``quic`` (first byte 80-127 and 192-255)
+#: and ``turn-channel`` (64-79, which QUIC short headers use too, RFC 9443): the node's own UDP
+#: sockets carry no TURN channel data (TURN allocations have their own sockets).
+SHARED_PROTOCOLS = ("quic", "turn-channel")
 #: Addresses ``expect`` remembers (oldest forgotten first).
 EXPECTED_ADDRESSES = 4096
 
@@ -105,6 +115,12 @@ class QuicTransport:
         if len(self._expected) >= EXPECTED_ADDRESSES:
             del self._expected[next(iter(self._expected))]
         self._expected[address] = peer_id
+
+    def punch(self, addr: object) -> None:
+        """On a shared socket: open our NAT and firewall to ``addr`` for its QUIC dial (QUIC-5.1.4)."""
+        address = self._well_formed(addr)
+        if isinstance(self.listener, SharedQuic):
+            self.listener.punch(*address)
 
     def carrier(self, addr: Address) -> QuicCarrier | None:
         """The open carrier to ``addr``, if there is one."""
@@ -201,15 +217,7 @@ class QuicTransport:
         reason = "the carrier ended"
         with link.cancel:
             try:
-                async with quic.dial(
-                    host,
-                    port,
-                    expected_peer_id=peer_id,
-                    identity=self.identity,
-                    handshake_timeout=self._handshake_timeout,
-                    idle_timeout=self._idle_timeout,
-                    local_host=self.local_address[0],
-                ) as carrier:
+                async with self._open_carrier(host, port, peer_id) as carrier:
                     link.carrier = carrier
                     reason = await self._carry(link, carrier)
             except (QuicError, OSError) as exc:
@@ -218,6 +226,21 @@ class QuicTransport:
                 log.exception("QUIC carrier to %s failed", _show(link.address))
                 reason = f"QUIC carrier to {_show(link.address)} failed: {exc!r}"
         self._end(link, reason)
+
+    def _open_carrier(
+        self, host: str, port: int, peer_id: PeerId
+    ) -> contextlib.AbstractAsyncContextManager[QuicCarrier]:
+        if isinstance(self.listener, SharedQuic):  # from the shared socket (spec/quic.md §5.1)
+            return self.listener.dial(host, port, expected_peer_id=peer_id)
+        return quic.dial(
+            host,
+            port,
+            expected_peer_id=peer_id,
+            identity=self.identity,
+            handshake_timeout=self._handshake_timeout,
+            idle_timeout=self._idle_timeout,
+            local_host=self.local_address[0],
+        )
 
     async def _accept_loop(self) -> None:
         while True:
@@ -334,5 +357,65 @@ async def open_quic_transport(
         try:
             yield transport
         finally:
+            transport.close()
+            nursery.cancel_scope.cancel()
+
+
+@contextlib.asynccontextmanager
+async def open_shared_quic_transport(
+    node: Node,
+    local: int = 0,
+    *,
+    handshake_timeout: float = 10.0,
+    idle_timeout: float = 60.0,
+    on_lost: LostCallback | None = None,
+) -> AsyncIterator[QuicTransport]:
+    """QUIC on the running ``node``'s UDP socket ``local`` (spec/quic.md §5.1), added to the node
+    as one more socket (a stream path, rank 1) until the block ends.
+
+    The node hands the QUIC datagrams that socket receives (``ForeignDatagramReceived``, protocols
+    ``SHARED_PROTOCOLS``) to the QUIC driver, which sends through the socket without waiting; carriers are
+    dialed from and accepted on that socket, so each of its addresses is a QUIC address too.
+    """
+    udp = node.transports[local]
+
+    def send(data: bytes, addr: tuple[str, int]) -> None:
+        udp.send_batch_now((data,), addr)  # not sent at once: lost, QUIC's recovery resends
+
+    def feed(event: ForeignDatagramReceived) -> None:
+        address = event.address
+        if event.local == local and isinstance(address, tuple) and len(address) >= 2:
+            shared.feed(event.data, (str(address[0]), int(address[1])))
+
+    async with (
+        quic_shared.share(
+            send, udp.local_address, node.keys.identity, handshake_timeout=handshake_timeout, idle_timeout=idle_timeout
+        ) as shared,
+        trio.open_nursery() as nursery,
+    ):
+        transport = QuicTransport(
+            node.keys.identity,
+            shared,
+            nursery,
+            handshake_timeout=handshake_timeout,
+            idle_timeout=idle_timeout,
+            on_lost=on_lost,
+        )
+        from .failover import abandon_paths_on_loss  # it imports node.py, which imports the carriers
+
+        previous = {protocol: node.foreign_handlers.get(protocol) for protocol in SHARED_PROTOCOLS}
+        for protocol in SHARED_PROTOCOLS:
+            node.foreign_handlers[protocol] = feed
+        nursery.start_soon(transport._accept_loop)
+        node.add_transport(transport)
+        abandon_paths_on_loss(node, transport)
+        try:
+            yield transport
+        finally:
+            for protocol, handler in previous.items():
+                if handler is None:
+                    node.foreign_handlers.pop(protocol, None)
+                else:
+                    node.foreign_handlers[protocol] = handler
             transport.close()
             nursery.cancel_scope.cancel()
