@@ -82,6 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "keepalive": args.keepalive,
         "lookup_timeout": args.lookup_timeout,
         "bench": True if args.bench else None,
+        "quic": True if args.quic else None,
         "relay": args.relay,
         "proxy": args.proxy,
     }
@@ -430,6 +431,9 @@ def add_commands(sub: Any, home_help: str) -> None:
         action="append",
         metavar="URL",
         help="a relay: ws://, wss:// (WebSocket) or turn:, turns: (TURN) (repeatable; credentials in config.toml)",
+    )
+    up.add_argument(
+        "--quic", action="store_true", help="QUIC on the UDP sockets too: a connect also dials the peer over QUIC"
     )
     up.add_argument("--proxy", metavar="http://HOST:PORT", help="HTTP CONNECT proxy for WebSocket relays")
 

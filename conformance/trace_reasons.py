@@ -117,6 +117,10 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-6.4": "a rule for the spec and the suite, checked by tests/spec/test_traceability.py",
 }
 PENDING: Mapping[str, str] = {
+    "QUIC-5.1.1": "a control command to share the IUT's session socket with QUIC; tested in tests/transports/test_quic_shared.py",
+    "QUIC-5.1.2": "a control command to share the IUT's session socket with QUIC; tested in tests/transports/test_quic_shared.py",
+    "QUIC-5.1.3": "a control command to share the IUT's session socket with QUIC; tested in tests/carriers/test_carrier_quic_shared.py and tests/lab/test_lab_quic.py",
+    "QUIC-5.1.4": "a control command to share the IUT's session socket with QUIC; tested in tests/transports/test_quic_shared.py",
     "REC-4.5.1": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
     "REC-4.5.2": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
     "PTH-1.1": "a path command in the control protocol (several paths); tested in memory (tests/paths/)",

@@ -131,7 +131,9 @@ async def test_daemons_reach_each_other_over_quic_where_raw_p2pos_is_dropped_bet
             nursery.start_soon(server.run)
             daemons: list[Daemon] = []
             for i in range(2):
-                settings = Settings(listen=(f"{HOST}:0",), bootstrap=(bootstrap,), api_port=-1, lookup_timeout=2)
+                settings = Settings(
+                    listen=(f"{HOST}:0",), bootstrap=(bootstrap,), api_port=-1, lookup_timeout=2, quic=True
+                )
                 daemons.append(await stack.enter_async_context(open_daemon(Home.at(tmp_path / f"d{i}"), settings)))
             a, b = daemons
             for daemon in daemons:

@@ -61,7 +61,7 @@ def test_where_only_quic_passes_daemons_meet_over_quic_and_pipe_five_megabytes(l
     node = labp2pos.rendezvous(lab, lab.server("rendezvous"))
     pa, pb = lab.peer("a", "eim"), lab.peer("b", "eim")
     quic_only_between(lab, pa.public, pb.public)
-    a, b = labp2pos.daemon(lab, pa, node), labp2pos.daemon(lab, pb, node)
+    a, b = labp2pos.daemon(lab, pa, node, extra=("--quic",)), labp2pos.daemon(lab, pb, node, extra=("--quic",))
     a.wait_registered()
     b_status = b.wait_registered()
     b.serve("sink", labp2pos.HASH_STDIN)
