@@ -61,9 +61,9 @@ def test_a_response_to_any_outstanding_challenge_validates_and_gives_an_rtt_samp
     path.on_challenge_sent(b"A" * 8, 0.0)
     path.on_challenge_sent(b"B" * 8, 0.25)
     assert not path.on_response(b"C" * 8, 0.3, arrived_here=True)  # not ours: ignored
-    assert path.state is PathState.VALIDATING
+    assert path.state.value == "validating"
     assert path.on_response(b"A" * 8, 0.4, arrived_here=True)
-    assert path.state is PathState.VALIDATED and path.rtt.has_sample and abs(path.rtt.smoothed_rtt - 0.4) < 1e-9
+    assert path.state.value == "validated" and path.rtt.has_sample and abs(path.rtt.smoothed_rtt - 0.4) < 1e-9
     other = _path()
     other.start_validation(0.0)
     other.on_challenge_sent(b"D" * 8, 0.0)
