@@ -66,3 +66,20 @@ def test_declare_local_sets_the_first_path_kind_and_rank() -> None:
     assert (info["kind"], info["rank"]) == ("stream", 3)
     (info,) = net.ep["b"].paths(net.b_session())
     assert (info["kind"], info["rank"]) == ("stream", 3)
+
+
+def test_a_run_of_datagrams_from_a_new_address_makes_one_path() -> None:
+    """``receive_datagrams`` (a GRO buffer): the first authenticated datagram of the run makes the
+    path (PTH-3.7), the rest of the run is fed to it."""
+    net, session_a, session_b = _net()
+    conn_a = net.conn("a", session_a)
+    datagrams: list[bytes] = []
+    for _ in range(3):
+        conn_a.ping(net.now)
+        datagrams += conn_a.data_to_send(net.now)
+    assert len(datagrams) == 3
+    net.ep["b"].receive_datagrams(datagrams, ("a", 4242), net.now, local="udp")
+    paths = net.ep["b"].paths(session_b)
+    new = [p for p in paths if p["address"] == ("a", 4242)]
+    assert len(paths) == 2 and len(new) == 1
+    assert int(str(new[0]["bytes_received"])) == sum(len(d) for d in datagrams)
