@@ -136,4 +136,5 @@ PENDING: Mapping[str, str] = {
     "PTH-4.4": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
     "PTH-4.5": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
     "PTH-4.6": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_stream_paths.py)",
+    "PTH-4.7": "needs a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
 }

@@ -50,12 +50,15 @@ _ABANDONED: Final = PathState.ABANDONED
 class PathLayer(SendPath):
     """Several paths per connection (see the module docstring); ``ReceivePath`` derives from it."""
 
-    __slots__ = ("_largest_nonprobing", "_next_path_id", "active_reason")
+    __slots__ = ("_largest_nonprobing", "_next_path_id", "active_reason", "keepalive_interval")
 
     def __init__(self, session: SecureSession, now: float, config: ChannelConfig) -> None:
         super().__init__(session, now, config)
         self._next_path_id = 1
         self._largest_nonprobing = -1
+        #: How often a PING keeps the active path alive, and the controlling side checks each
+        #: standby path with a PATH_CHALLENGE (None: never; ``Connection`` may change it).
+        self.keepalive_interval = config.keepalive_interval
         #: Why the active path is the active one (``PathActive.reason``; "handshake" for path 0).
         self.active_reason = "handshake"
 
@@ -278,12 +281,22 @@ class PathLayer(SendPath):
     def _send_path_probes(self, now: float) -> None:
         """PATH_RESPONSEs owed and PATH_CHALLENGEs due, each path's in a packet of its own on that path."""
         session = self.session
-        active_id = self.path.path_id
+        active = self.path
+        active_id = active.path_id
+        interval = self.keepalive_interval
+        controlling = session.initiator
         for path in list(self.paths.values()):
             if path.state is _ABANDONED:
                 continue
             if path.state is _DEAD and path.validation_deadline is None and path.challenge_due(now):
                 path.start_validation(now)  # a re-probe (PTH-4.5)
+            if path is active or path.state is not _VALIDATED or not controlling or interval is None:
+                path.keepalive_at = None
+            elif path.keepalive_at is None:
+                path.keepalive_at = now + interval
+            elif now >= path.keepalive_at and path.validation_deadline is None:
+                path.keepalive_at = now + interval
+                path.start_validation(now)  # PTH-4.7: a standby path is checked once per keepalive interval
             challenge = path.challenge_due(now)
             if not (challenge or path.responses):
                 continue
