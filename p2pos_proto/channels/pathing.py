@@ -90,7 +90,7 @@ class PathLayer(SendPath):
                 self._set_active(best, "abandoned", now)
         self._lose_all(path, now)
         if path is not self.path:
-            del self.paths[path_id]
+            self.paths.pop(path_id, None)  # (``_set_active`` may have dropped it already)
 
     def describe_path(self, path_id: int, kind: PathKind, rank: int) -> None:
         """Set a path's rank (and, before anything was sent on it, its kind): for the first path,
@@ -197,6 +197,9 @@ class PathLayer(SendPath):
         )
         for channel in self.channels.values():
             self._mark_sendable(channel)  # data held back by the old path's window may go now
+        if old.state is _ABANDONED:  # it stayed only while it was the active one
+            self._lose_all(old, now)
+            del self.paths[old.path_id]
 
     def _lose_all(self, path: Path, now: float) -> None:
         """Every packet outstanding on ``path`` is lost, without a congestion response (the path
