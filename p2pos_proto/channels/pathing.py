@@ -356,7 +356,7 @@ class PathLayer(SendPath):
                 timer = path.recovery.get_loss_detection_timer()
                 if timer is not None and now >= timer:
                     result = path.recovery.on_loss_detection_timeout(now)
-                    self._on_lost(result.lost, now, path=path)
+                    self._on_lost(result.lost, now, path=path)  # never the active path here
                     if result.probes_to_send:
                         self._lose_all(path, now)  # a PTO on a path we left: resend on the active one
         self._check_dead(now)
