@@ -67,6 +67,7 @@ from p2pos.proto.events import (
 )
 from p2pos.proto.identity import crypto
 from p2pos.proto.identity.identity import verify
+from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 
 from .frame_json import CHANNEL_KINDS, frame_from_json, frame_to_json
 from .impl_bugs import install_bug
@@ -578,6 +579,8 @@ class Adapter:
         handled = False
         while (event := conn.next_event()) is not None:
             handled = True
+            if isinstance(event, PathValidated | PathActive | PathDead | PathAbandoned):
+                continue  # one path in the control protocol (spec/conformance.md §3.7): no path events
             events.extend(self._conn_event(conn, event, now))
         return handled
 

@@ -140,6 +140,7 @@ PENDING: Mapping[str, str] = {
     "PTH-4.4": "a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
     "PTH-4.5": "a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
     "PTH-4.6": "a path command in the control protocol (several paths); tested in memory (tests/paths/test_stream_paths.py)",
+    "PTH-4.7": "a path command in the control protocol (several paths); tested in memory (tests/paths/test_switching.py)",
 }
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {

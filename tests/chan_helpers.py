@@ -39,6 +39,7 @@ from p2pos.proto.events import (
     ChannelWritable,
     HandshakeCompleted,
 )
+from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 from p2pos.proto.session.framing import StreamFramer, frame
 from p2pos.proto.simulation.link import LinkConfig, LinkEmulator, run_until
 from p2pos.proto.simulation.prng import Prng
@@ -172,6 +173,8 @@ class Side:
         if conn is None:
             return
         while (event := conn.next_event()) is not None:
+            if isinstance(event, PathValidated | PathActive | PathDead | PathAbandoned):
+                continue  # one path between the two sides: none happen
             self.events.append((now, event))
             # A request may be stale: a RESET in the same packet already closed the channel.
             if isinstance(event, ChannelRequested) and self.auto_accept and self._requested(event.channel_id):

@@ -92,7 +92,6 @@ class Connection(ReceivePath):
         "_last_received",
         "_next_ping",
         "_rx_pending",
-        "keepalive_interval",
         "state",
     )
 
@@ -101,7 +100,6 @@ class Connection(ReceivePath):
         self.state = ConnectionState.HANDSHAKING
         self._next_ping = 0
         self._last_received = now
-        self.keepalive_interval = self.config.keepalive_interval
         self._close_deadline: float | None = None
         self._close_code = ErrorCode.NO_ERROR
         self._close_reason = ""

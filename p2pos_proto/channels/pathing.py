@@ -50,12 +50,15 @@ _ABANDONED: Final = PathState.ABANDONED
 class PathLayer(SendPath):
     """Several paths per connection (see the module docstring); ``ReceivePath`` derives from it."""
 
-    __slots__ = ("_largest_nonprobing", "_next_path_id", "active_reason")
+    __slots__ = ("_largest_nonprobing", "_next_path_id", "active_reason", "keepalive_interval")
 
     def __init__(self, session: SecureSession, now: float, config: ChannelConfig) -> None:
         super().__init__(session, now, config)
         self._next_path_id = 1
         self._largest_nonprobing = -1
+        #: How often a PING keeps the active path alive, and the controlling side checks each
+        #: standby path with a PATH_CHALLENGE (None: never; ``Connection`` may change it).
+        self.keepalive_interval = config.keepalive_interval
         #: Why the active path is the active one (``PathActive.reason``; "handshake" for path 0).
         self.active_reason = "handshake"
 
@@ -87,7 +90,7 @@ class PathLayer(SendPath):
                 self._set_active(best, "abandoned", now)
         self._lose_all(path, now)
         if path is not self.path:
-            del self.paths[path_id]
+            self.paths.pop(path_id, None)  # (``_set_active`` may have dropped it already)
 
     def describe_path(self, path_id: int, kind: PathKind, rank: int) -> None:
         """Set a path's rank (and, before anything was sent on it, its kind): for the first path,
@@ -194,6 +197,9 @@ class PathLayer(SendPath):
         )
         for channel in self.channels.values():
             self._mark_sendable(channel)  # data held back by the old path's window may go now
+        if old.state is _ABANDONED:  # it stayed only while it was the active one
+            self._lose_all(old, now)
+            del self.paths[old.path_id]
 
     def _lose_all(self, path: Path, now: float) -> None:
         """Every packet outstanding on ``path`` is lost, without a congestion response (the path
@@ -278,12 +284,22 @@ class PathLayer(SendPath):
     def _send_path_probes(self, now: float) -> None:
         """PATH_RESPONSEs owed and PATH_CHALLENGEs due, each path's in a packet of its own on that path."""
         session = self.session
-        active_id = self.path.path_id
+        active = self.path
+        active_id = active.path_id
+        interval = self.keepalive_interval
+        controlling = session.initiator
         for path in list(self.paths.values()):
             if path.state is _ABANDONED:
                 continue
             if path.state is _DEAD and path.validation_deadline is None and path.challenge_due(now):
                 path.start_validation(now)  # a re-probe (PTH-4.5)
+            if path is active or path.state is not _VALIDATED or not controlling or interval is None:
+                path.keepalive_at = None
+            elif path.keepalive_at is None:
+                path.keepalive_at = now + interval
+            elif now >= path.keepalive_at and path.validation_deadline is None:
+                path.keepalive_at = now + interval
+                path.start_validation(now)  # PTH-4.7: a standby path is checked once per keepalive interval
             challenge = path.challenge_due(now)
             if not (challenge or path.responses):
                 continue
@@ -340,7 +356,7 @@ class PathLayer(SendPath):
                 timer = path.recovery.get_loss_detection_timer()
                 if timer is not None and now >= timer:
                     result = path.recovery.on_loss_detection_timeout(now)
-                    self._on_lost(result.lost, now, path=path)
+                    self._on_lost(result.lost, now, path=path)  # never the active path here
                     if result.probes_to_send:
                         self._lose_all(path, now)  # a PTO on a path we left: resend on the active one
         self._check_dead(now)

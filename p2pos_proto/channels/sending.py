@@ -249,7 +249,7 @@ class SendPath:
             too_old = each.recovery.declare_too_old(next_pn)
             if too_old:
                 self.too_old_packets += len(too_old)
-                self._on_lost(too_old, now, congestion=False, path=each)
+                self._on_lost(too_old, now, congestion=False, path=None if each is self.path else each)
         self._build(now)
 
     def _build(self, now: float) -> None:
@@ -559,26 +559,44 @@ class SendPath:
     def _on_path_ack(
         self, path: Path, ranges: list[tuple[int, int]], ack_delay: int, now: float, arrived_here: bool
     ) -> None:
-        recovery = path.recovery
-        result = recovery.on_ack_received(ranges, ack_delay / _MICROS, now, rtt_sample=arrived_here)
+        # The active path's state is read through the connection's own attributes (the same objects).
+        active = path is self.path
+        recovery = self.recovery if active else path.recovery
+        if arrived_here:
+            result = recovery.on_ack_received(ranges, ack_delay / _MICROS, now)
+        else:
+            result = recovery.on_ack_received(ranges, ack_delay / _MICROS, now, rtt_sample=False)
         if result.acked_unsent:  # the receive path closes the connection with this code (channels.md §11)
             raise RemoteProtocolError("ACK of a packet never sent", ErrorCode.PROTOCOL_VIOLATION)
         if not result.newly_acked and not result.lost:
             return
         self._on_acked_packets(result.newly_acked, now)
-        cc = path.cc
+        cc = self.cc if active else path.cc
         congestion = [p for p in result.newly_acked if not self._is_probe(p)]
         if congestion:
-            cc.on_packets_acked(congestion, now, rtt=path.rtt, app_limited=self._app_limited)
-        self._on_lost(result.lost, now, path=path)
+            cc.on_packets_acked(congestion, now, rtt=self.rtt if active else path.rtt, app_limited=self._app_limited)
+        if active:
+            self._on_lost(result.lost, now)
+        else:
+            self._on_lost(result.lost, now, path=path)
         if result.persistent_congestion:
             cc.on_persistent_congestion(now)
-        self._update_pacer(path)
+        if active:
+            self._update_pacer()
+        else:
+            self._update_path_pacer(path)
 
-    def _update_pacer(self, path: Path | None = None) -> None:
+    def _update_pacer(self) -> None:
         """The controller's own pacing rate if it has one (BBR), else one derived from the window (recovery.md §6)."""
-        if path is None:
-            path = self.path
+        cc = self.cc
+        rate = cc.pacing_rate
+        if rate is None:
+            self.pacer.update_rate(cc.congestion_window, self.rtt.smoothed_rtt, cc.max_datagram_size)
+        else:
+            self.pacer.set_rate(rate, cc.congestion_window, cc.max_datagram_size)
+
+    def _update_path_pacer(self, path: Path) -> None:
+        """``_update_pacer`` for a path that is not the active one."""
         cc = path.cc
         rate = cc.pacing_rate
         if rate is None:
@@ -671,20 +689,19 @@ class SendPath:
         only too old for the replay window, recovery.md §4.5, nor those of a dead path, paths.md §4)."""
         if not lost:
             return
-        if path is None:
-            path = self.path
+        cc = self.cc if path is None else path.cc
+        pmtu = self.pmtu if path is None else path.pmtu
         counted = [p for p in lost if not self._is_probe(p)] if congestion else []
         self.lost_packets += len(counted)
-        pmtu = path.pmtu
         for packet in lost:
             if self._is_probe(packet):
                 pmtu.on_probe_lost(packet.pn, now)
             else:
                 self._requeue(packet.payload)
         if counted:
-            path.cc.on_packets_lost(counted, now)
+            cc.on_packets_lost(counted, now)
             if pmtu.on_packets_lost([p.size for p in counted], now):
-                path.cc.set_max_datagram_size(pmtu.current_mtu)
+                cc.set_max_datagram_size(pmtu.current_mtu)
 
     def _requeue(self, tokens: Tokens) -> None:
         """Queue again what a lost packet carried that still matters (RFC 9000 §13.3)."""

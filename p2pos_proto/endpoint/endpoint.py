@@ -3,8 +3,12 @@
 The endpoint routes each datagram by the receiver index in its header, answers
 INIT packets by creating responder sessions, and remembers a digest of each
 recent INIT so that a replayed first message creates no new state.  A session
-is bound to a route, the (local socket, remote address) pair its packets use;
-it follows a peer that moves once a packet from the new route authenticates.
+with channels has paths (spec/paths.md): each is a route, a (remote address,
+local socket) pair, mapped to the connection's path id; ``add_path`` adds one, an
+authenticated datagram from a new route (a NAT rebinding) makes one, and
+``data_to_send`` returns one batch per path.  A bare session is bound to one
+route and follows a peer that moves once a packet from the new route
+authenticates (session.md §4.2).
 Sockets and addresses are opaque hashable values chosen by the driver.  A
 datagram whose first byte belongs to another protocol (STUN, TURN, ...;
 ``demux.py``) is passed on as ``ForeignDatagramReceived``.
@@ -201,8 +205,8 @@ class Endpoint:
             return []
         routes = self._path_routes[session_id]
         out = []
-        for info in driven.paths_info():
-            route = routes.get(int(str(info["path_id"])))
+        for path_id, info in zip(driven.paths, driven.paths_info(), strict=True):
+            route = routes.get(path_id)
             if route is not None:
                 out.append({**info, "address": route[0], "local": route[1]})
         return out
@@ -433,6 +437,11 @@ class Endpoint:
             return event
         if isinstance(event, PathActive):
             self._routes[index] = route
+            driven = self._driven.get(index)
+            if isinstance(driven, Connection) and event.old_path_id not in driven.paths:
+                old = routes.pop(event.old_path_id, None)  # an abandoned path, gone once left
+                if old is not None:
+                    self._path_ids[index].pop(old, None)
         elif isinstance(event, PathAbandoned) and self._routes.get(index) != route:
             del routes[event.path_id]
             self._path_ids[index].pop(route, None)

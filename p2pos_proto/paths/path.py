@@ -108,6 +108,7 @@ class Path:
         "cc",
         "challenge_at",
         "challenge_interval",
+        "keepalive_at",
         "kind",
         "last_heard",
         "pacer",
@@ -160,6 +161,8 @@ class Path:
         self.challenge_at: float | None = None
         self.challenge_interval = CHALLENGE_RETRY
         self.validation_deadline: float | None = None
+        #: When a standby path is next checked with a PATH_CHALLENGE (PTH-4.7), None: not armed.
+        self.keepalive_at: float | None = None
         #: The gap before the next re-probe of a dead path (PTH-4.5).
         self.reprobe_interval = REPROBE_INITIAL
         #: PATH_RESPONSE data to send on this path (the challenges that arrived on it), oldest first.
@@ -235,9 +238,13 @@ class Path:
         self.reprobe_interval = min(self.reprobe_interval * 2, REPROBE_MAX)
 
     def get_timer(self) -> float | None:
-        """The next challenge (unless the amplification limit holds it back), or the end of validation."""
+        """The next challenge (unless the amplification limit holds it back), the end of validation,
+        or the next check of a standby path."""
         best = None if self.blocked else self.challenge_at
         deadline = self.validation_deadline
+        if deadline is not None and (best is None or deadline < best):
+            best = deadline
+        deadline = self.keepalive_at
         if deadline is not None and (best is None or deadline < best):
             best = deadline
         return best

@@ -52,13 +52,6 @@ KILLS: list[tuple[str, str, str, str, str]] = [
         "channels/sending.py:core/AddNot:90",
     ),
     (
-        "ch/send/7",
-        SENDING,
-        "if any(t[0] == _PING or (t[0] == _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):",
-        "if any(t[0] == _PING or (t[0] == _CONTROL and t[1] != fr.FrameType.PING) for t in tokens):",
-        "channels/sending.py:core/ReplaceComparisonOperator_Eq_NotEq:6",
-    ),
-    (
         "ch/send/8",
         SENDBUF,
         "if len(self._queue) + len(self._retry) >= self.max_messages:\n"
@@ -73,20 +66,6 @@ KILLS: list[tuple[str, str, str, str, str]] = [
         "unread = channel.recv.window.highest_received - channel.recv.bytes_read",
         "unread = channel.recv.window.highest_received >> channel.recv.bytes_read",
         "channels/sending.py:core/ReplaceBinaryOperator_Sub_RShift:1",
-    ),
-    (
-        "ch/send/10",
-        SENDING,
-        "self.rtt.update(now - sent, frame.ack_delay / _MICROS, now)",
-        "self.rtt.update(now - sent, frame.ack_delay % _MICROS, now)",
-        "channels/sending.py:core/ReplaceBinaryOperator_Div_Mod:0",
-    ),
-    (
-        "ch/send/11",
-        SENDING,
-        "            if pn == frame.largest:",
-        "            if pn <= frame.largest:",
-        "channels/sending.py:core/ReplaceComparisonOperator_Eq_LtE:10",
     ),
     # The mutant loops for ever: the case fails on its deadline (15 s here, 10 s in a run).
     (
@@ -169,13 +148,6 @@ KILLS: list[tuple[str, str, str, str, str]] = [
         "channels/sending.py:core/NumberReplacer:86",
     ),
     (
-        "ch/send/21",
-        SENDING,
-        "tokens = tuple([t for t in tokens if t[0] != _PING])",
-        "tokens = tuple([t for t in tokens if t[0] > _PING])",
-        "channels/sending.py:core/ReplaceComparisonOperator_NotEq_Gt:1",
-    ),
-    (
         "ch/send/22",
         SENDBUF,
         "        if at == 0 and count >= len(piece):",
@@ -252,13 +224,6 @@ KILLS: list[tuple[str, str, str, str, str]] = [
         "        added = False\n        turns = len(sendable)",
         "        added = True\n        turns = len(sendable)",
         "channels/sending.py:core/ReplaceFalseWithTrue:19",
-    ),
-    (
-        "ch/send/29",
-        SENDING,
-        "if any(t[0] == _PING or (t[0] == _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):",
-        "if any(t[0] == _PING or (t[0] >= _CONTROL and t[1] == fr.FrameType.PING) for t in tokens):",
-        "channels/sending.py:core/ReplaceComparisonOperator_Eq_GtE:5",
     ),
     (
         "ch/send/30",

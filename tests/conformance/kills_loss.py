@@ -102,8 +102,8 @@ KILLS: list[tuple[str, str, str, str, str]] = [
     (
         "ch/rtt/2",
         "recovery/recovery.py",
-        "        if last.pn == largest and ack_eliciting:",
-        "        if last.pn is largest and ack_eliciting:",
+        "        if last.pn == largest and ack_eliciting and rtt_sample:",
+        "        if last.pn is largest and ack_eliciting and rtt_sample:",
         "recovery/recovery.py:core/ReplaceComparisonOperator_Eq_Is:3",
     ),
     (
@@ -130,8 +130,8 @@ KILLS: list[tuple[str, str, str, str, str]] = [
     (
         "ch/rtt/3",
         "recovery/recovery.py",
-        "        if last.pn == largest and ack_eliciting:",
-        "        if last.pn <= largest and ack_eliciting:",
+        "        if last.pn == largest and ack_eliciting and rtt_sample:",
+        "        if last.pn <= largest and ack_eliciting and rtt_sample:",
         "recovery/recovery.py:core/ReplaceComparisonOperator_Eq_LtE:3",
     ),
     (

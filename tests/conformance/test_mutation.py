@@ -81,7 +81,7 @@ for line in sys.stdin:
 """
 
 #: A handful of cases across the areas, some of which leave state behind (sessions, connections).
-SAMPLE = ("id/peerid/1", "hs/xx/1", "hs/ik/11", "rec/replay/4", "frame/ch/1", "ch/open/2", "ch/rel/1", "ep/demux/1")
+SAMPLE = ("id/peerid/1", "hs/xx/1", "hs/ik/11", "rec/replay/4", "frame/ch/1", "ch/open/2", "ch/stream/1", "ep/demux/1")
 
 
 def test_long_lived_gives_the_results_of_one_process_per_case() -> None:

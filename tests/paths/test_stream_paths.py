@@ -106,3 +106,6 @@ def test_the_active_relay_abandoned_while_holding_records_moves_everything_to_di
     net.ep["b"].abandon_path(session_b, "relay-a", "relay", net.now)
     net.run(net.now + 60.0, lambda: transfer.done)
     assert transfer.done and transfer.intact()
+    # The abandoned relay is gone once the data left it, on both sides.
+    assert [p["address"] for p in net.ep["a"].paths(session_a)] == [("b", 2)]
+    assert [p["address"] for p in net.ep["b"].paths(session_b)] == [("a", 1)]

@@ -27,11 +27,13 @@ RELAY = LinkConfig(delay=0.04, bandwidth=100_000)
 RELAY_RANK = 3
 
 
-def _net(seed: int, *, start_on_relay: bool = False) -> tuple[PathNet, int, int]:
+def _net(
+    seed: int, *, start_on_relay: bool = False, direct: LinkConfig = DIRECT, relay: LinkConfig = RELAY
+) -> tuple[PathNet, int, int]:
     """Two endpoints, both links, the session up on one and the other path added on both sides."""
     net = PathNet(seed)
-    net.add_link("direct", DIRECT, a=("udp", ("a", 1)), b=("udp", ("b", 2)))
-    net.add_link("relay", RELAY, a=("relay", "relay-a"), b=("relay", "relay-b"))
+    net.add_link("direct", direct, a=("udp", ("a", 1)), b=("udp", ("b", 2)))
+    net.add_link("relay", relay, a=("relay", "relay-a"), b=("relay", "relay-b"))
     for side in ("a", "b"):
         net.ep[side].declare_local("relay", kind=PathKind.DATAGRAM, rank=RELAY_RANK)
     if start_on_relay:
@@ -60,9 +62,16 @@ def _active(net: PathNet, side: str, session_id: int) -> object:
     return active
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_a_direct_path_cut_and_restored_100_times_falls_back_within_3_s_and_loses_nothing(seed: int) -> None:
-    net, session_a, _ = _net(seed)
+@pytest.mark.parametrize(("seed", "lossy"), [(0, False), (1, False), (2, False), (3, True), (4, True)], ids=str)
+def test_a_direct_path_cut_and_restored_100_times_falls_back_within_3_s_and_loses_nothing(
+    seed: int, lossy: bool
+) -> None:
+    """With ``lossy``, 2 % loss and 5 ms of jitter on both links as well."""
+    direct, relay = DIRECT, RELAY
+    if lossy:
+        direct = LinkConfig(delay=0.01, bandwidth=200_000, loss=0.02, jitter=0.005)
+        relay = LinkConfig(delay=0.04, bandwidth=100_000, loss=0.02, jitter=0.005)
+    net, session_a, _ = _net(seed, direct=direct, relay=relay)
     net.run(net.now + 1.0)
     transfer = Transfer(net, session_a)
     rng = random.Random(seed)
@@ -90,7 +99,8 @@ def test_a_direct_path_cut_and_restored_100_times_falls_back_within_3_s_and_lose
             _steady(net, transfer, net.now + 0.05)
     transfer.finish()
     net.run(net.now + 120.0, lambda: transfer.done)
-    print(f"seed {seed}: 100 fall-backs in {min(fallbacks):.3f} .. {max(fallbacks):.3f} s after the cut")
+    kind = " (lossy)" if lossy else ""
+    print(f"seed {seed}{kind}: 100 fall-backs in {min(fallbacks):.3f} .. {max(fallbacks):.3f} s after the cut")
     assert transfer.done and transfer.intact()
     assert transfer.fed > 100 * 600
     assert max(fallbacks) <= PATH_DEAD_TIMEOUT
@@ -147,3 +157,22 @@ def test_a_transfer_moved_relay_to_direct_and_back_mid_stream_loses_nothing(seed
     assert transfer.done and transfer.intact()
     assert [e.reason for _, e in net.events["a"] if isinstance(e, PathActive)] == ["better", "dead"]
     assert any(isinstance(e, PathDead) for _, e in net.events["a"])
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_standby_path_that_stops_answering_is_found_dead_and_comes_back(seed: int) -> None:
+    """PTH-4.7: the controlling side checks each standby path once per keepalive interval (10 s), so
+    a relay that died while unused is DEAD within that interval plus the validation time, and is
+    used again once it answers."""
+    net, session_a, _ = _net(seed)
+    net.run(net.now + 1.0)
+    relay_id = next(p["path_id"] for p in net.ep["a"].paths(session_a) if p["address"] == "relay-b")
+    cut = net.now
+    net.cut("relay")
+    net.run(cut + 10.0 + 3.5 + 0.1)
+    dead = [t for t, e in net.events["a"] if isinstance(e, PathDead) and e.path_id == relay_id]
+    assert dead and dead[0] - cut <= 10.0 + 3.5
+    net.restore("relay")
+    net.run(net.now + 40.0)
+    (relay,) = [p for p in net.ep["a"].paths(session_a) if p["path_id"] == relay_id]
+    assert relay["state"] == "validated" and not relay["active"]
