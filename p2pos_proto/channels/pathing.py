@@ -12,7 +12,7 @@ owns what involves more than one path:
 * which path is active: the controlling side (the session's initiator) picks
   the best usable path; the controlled side follows the peer's newest
   non-probing packet; either side fails over when its active path has been
-  silent for 3 s with data outstanding (``_check_dead``), declaring that path's
+  silent for 2.5 s with data outstanding (``_check_dead``), declaring that path's
   packets lost so that their data goes again on the new path;
 * the timers of all of that (``_paths_timer`` / ``_handle_paths_timer``).
 
@@ -378,7 +378,7 @@ class PathLayer(SendPath):
         self._events.append(PathDead(session_id=self.session.local_index, path_id=path.path_id))
 
     def _check_dead(self, now: float) -> None:
-        """PTH-4.4: the active path silent for 3 s with data outstanding is dead; move to the best
+        """PTH-4.4: the active path silent for 2.5 s with data outstanding is dead; move to the best
         usable path and send what was outstanding again there (only if there is one)."""
         active = self.path
         if len(self.paths) < 2 or active.state is not _VALIDATED:

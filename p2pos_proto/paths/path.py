@@ -49,7 +49,7 @@ VALIDATION_MIN_TIMEOUT: Final = 3.0
 #: To an address not validated, at most this many times the bytes received from it (PTH-3.6).
 AMPLIFICATION_FACTOR: Final = 3
 #: While data is outstanding, a path silent this long is dead (spec/paths.md PTH-4.4).
-PATH_DEAD_TIMEOUT: Final = 3.0
+PATH_DEAD_TIMEOUT: Final = 2.5
 #: A dead path is probed again after 1, 2, 4 ... seconds, at most this long apart (PTH-4.5).
 REPROBE_INITIAL: Final = 1.0
 REPROBE_MAX: Final = 30.0
@@ -263,7 +263,7 @@ class Path:
         """While ack-eliciting packets are outstanding: when the path counts as dead (None: not armed).
 
         Three seconds after its last sign of life, and not before the oldest outstanding
-        ack-eliciting packet has had min(3 s, 3 PTO) to be acknowledged (a path that was quiet
+        ack-eliciting packet has had min(2.5 s, 3 PTO) to be acknowledged (a path that was quiet
         for a while is not dead the moment it sends again).
         """
         since = self.recovery.oldest_ack_eliciting_time()

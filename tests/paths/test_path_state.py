@@ -8,6 +8,7 @@ from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.paths.path import (
     AMPLIFICATION_FACTOR,
     CHALLENGE_RETRY,
+    PATH_DEAD_TIMEOUT,
     REPROBE_MAX,
     TRANSITIONS,
     Path,
@@ -106,16 +107,17 @@ def test_a_stream_path_never_probes_the_pmtu() -> None:
 
 
 def test_the_dead_deadline_needs_data_outstanding_and_counts_from_the_last_sign_of_life() -> None:
-    """PTH-4.4: 3 s after the last sign of life, not before the oldest packet had min(3 s, 3 PTO)."""
+    """PTH-4.4: 2.5 s after the last sign of life, not before the oldest packet had min(2.5 s, 3 PTO)."""
     path = _path()
     assert path.dead_deadline() is None
     path.rtt.update(0.02, 0.0, 0.0)  # a 20 ms path: 3 PTO is well under 3 s
     assert 3 * path.rtt.pto_duration() < 1.0
+    assert PATH_DEAD_TIMEOUT == 2.5
     path.last_heard = 5.0
     path.recovery.on_packet_sent(0, 6.0, 1200, ack_eliciting=True, in_flight=True, payload=())
-    assert path.dead_deadline() == 8.0
-    path.last_heard = 1.0  # quiet for long: the packet still gets min(3 s, 3 PTO)
-    assert path.dead_deadline() == 6.0 + min(3.0, 3 * path.rtt.pto_duration())
+    assert path.dead_deadline() == 7.5
+    path.last_heard = 1.0  # quiet for long: the packet still gets min(2.5 s, 3 PTO)
+    assert path.dead_deadline() == 6.0 + min(2.5, 3 * path.rtt.pto_duration())
 
 
 # -- LossRecovery with a shared number space (PTH-2.2, PTH-2.3) ---------------------------------
