@@ -15,6 +15,7 @@ and the transport reports ``CarrierLost`` to its ``on_lost`` callback, once per 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -149,3 +150,20 @@ def report(callback: LostCallback | None, event: CarrierLost) -> None:
             callback(event)
         except Exception:
             log.exception("on_lost callback failed for %s", event)
+
+
+def ip_address(addr: object, family: int, whose: str) -> Address:
+    """``addr`` as (ip, port) of IP version ``family``; ValueError with the reason if not
+    (``whose``: what has that family, e.g. "this QUIC listener")."""
+    if not (isinstance(addr, tuple) and len(addr) == 2):
+        raise ValueError(f"an address is (ip, port), not {addr!r}")
+    host, port = addr
+    try:
+        ip = ipaddress.ip_address(host)
+    except (ValueError, TypeError):
+        raise ValueError(f"{host!r} is not an IP address") from None
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValueError(f"port {port!r} is not in 1..65535")
+    if ip.version != family:
+        raise ValueError(f"{host} is IPv{ip.version} but {whose} is IPv{family}")
+    return (str(ip), port)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import ipaddress
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ from p2pos.transports import quic, quic_shared
 from p2pos.transports.quic import QuicCarrier, QuicError, QuicListener
 from p2pos.transports.quic_shared import SharedQuic
 
-from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, report
+from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, ip_address, log, report
 
 if TYPE_CHECKING:
     from p2pos.adapters.node import Node
@@ -144,18 +143,7 @@ class QuicTransport:
 
     def _well_formed(self, addr: object) -> Address:
         """``addr`` as (ip, port) of the listener's family; ValueError with the reason if not."""
-        if not (isinstance(addr, tuple) and len(addr) == 2):
-            raise ValueError(f"an address is (ip, port), not {addr!r}")
-        host, port = addr
-        try:
-            ip = ipaddress.ip_address(host)
-        except (ValueError, TypeError):
-            raise ValueError(f"{host!r} is not an IP address") from None
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            raise ValueError(f"port {port!r} is not in 1..65535")
-        if ip.version != self._family:
-            raise ValueError(f"{host} is IPv{ip.version} but this QUIC listener is IPv{self._family}")
-        return (str(ip), port)
+        return ip_address(addr, self._family, "this QUIC listener")
 
     def max_udp_payload(self, addr: Address) -> int:
         """``STREAM_PACKET_SIZE``: records are framed on a stream, no path MTU applies."""

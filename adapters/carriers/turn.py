@@ -26,7 +26,6 @@ permission the server refuses (403, a quota) is reported as ``CarrierLost`` with
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import socket as _socket
 import ssl
 from collections.abc import AsyncIterator, Sequence
@@ -41,7 +40,7 @@ from p2pos.proto.nat.turn_events import TurnPeerFailed
 from p2pos.transports import socket_options
 from p2pos.transports.turn import TurnError, TurnSocket, open_turn_socket
 
-from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, log, report
+from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, ip_address, log, report
 
 #: TURN's overhead per datagram (spec/turn.md §7): a Send indication is the larger (36 bytes for an
 #: IPv4 peer, 48 for IPv6), plus up to 3 bytes of padding; ChannelData is 4 (+ padding on streams).
@@ -87,18 +86,7 @@ class TurnTransport:
 
     def check_address(self, addr: object) -> Address:
         """``addr`` as (ip, port) of the relayed address's family; ValueError with the reason if not."""
-        if not (isinstance(addr, tuple) and len(addr) == 2):
-            raise ValueError(f"an address is (ip, port), not {addr!r}")
-        host, port = addr
-        try:
-            ip = ipaddress.ip_address(host)
-        except (ValueError, TypeError):
-            raise ValueError(f"{host!r} is not an IP address") from None
-        if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-            raise ValueError(f"port {port!r} is not in 1..65535")
-        if ip.version != self._family:
-            raise ValueError(f"{host} is IPv{ip.version} but the TURN allocation relays IPv{self._family}")
-        return (str(ip), port)
+        return ip_address(addr, self._family, "the TURN allocation's relayed address")
 
     def max_udp_payload(self, addr: Address) -> int:
         """The largest p2pos datagram that fits one TURN message on the leg (TRN-6.4).
