@@ -65,7 +65,8 @@ import trio
 from _common import emit_json, say
 from daemon import _api, node_transfer
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "turn"))
+_TESTS = Path(__file__).resolve().parent.parent / "tests"
+sys.path[:0] = [str(_TESTS / "turn"), str(_TESTS)]  # coturn_fixture, and the tls_helpers it uses
 
 AT_LEAST = {"relay_over_direct": 0.5, "turn_over_direct": 0.4, "quic_carrier_over_aioquic": 0.8}
 AT_MOST = {"ttfb_over_rtt": 2.0}
