@@ -506,7 +506,9 @@ async def test_garbage_to_the_dialer_is_dropped() -> None:
         quic.listen(LOOPBACK, 0, BOB) as listener,
         quic.dial(LOOPBACK, listener.port, expected_peer_id=BOB.peer_id, identity=ALICE) as carrier,
     ):
-        dialer_address = carrier._conn.driver.sock.getsockname()
+        sock = carrier._conn.driver.sock
+        assert sock is not None  # dial() owns its socket (a shared driver has none)
+        dialer_address = sock.getsockname()
         junk = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM)
         try:
             await carrier.send_record(b"before")
