@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--trace", action="store_true", help="print the traceability table of spec/conformance.md §6 and exit"
     )
-    parser.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds per case (default 10)")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="S", help="seconds per case (default 30)")
     parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N", help="cases run in parallel (default 4)")
     parser.add_argument(
         "--strict",
