@@ -7,77 +7,35 @@ matched none, or the relay does not answer).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import socket
 import sys
-import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from ..checks import CaseFailed
+from ..suites import Outcome, attempt, print_line, report, to_json
 from .registry import RelayCase, all_cases
 from .trace import problems, table
 from .wire import Target, close_all, pace
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outcome:
-    case: RelayCase
-    passed: bool
-    detail: str
-    duration: float
-
-
-def run_case(c: RelayCase, target: Target) -> Outcome:
-    started = time.monotonic()
+def run_case(c: RelayCase, target: Target) -> Outcome[RelayCase]:
     try:
-        detail, passed = c.func(target) or "", True
-    except CaseFailed as exc:
-        detail, passed = str(exc), False
-    except Exception as exc:  # a relay that answers garbage can break any check
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        detail, passed = f"{type(exc).__name__}: {exc} (at {Path(last.filename).name}:{last.lineno})", False
+        return attempt(c, lambda: c.func(target))
     finally:
         close_all()
-    return Outcome(c, passed, detail, time.monotonic() - started)
 
 
-def run(cases: Sequence[RelayCase], target: Target, out: TextIO) -> list[Outcome]:
+def run(cases: Sequence[RelayCase], target: Target, out: TextIO) -> list[Outcome[RelayCase]]:
     """Every case in order, one line each on ``out`` as it ends, then the failures and the counts."""
     outcomes = []
     for c in cases:
         o = run_case(c, target)
         outcomes.append(o)
-        detail = o.detail if len(o.detail) <= 100 else o.detail[:97] + "..."
-        print(f"{c.id:<16} {'pass' if o.passed else 'fail':<4} {c.section:<6} {detail}", file=out, flush=True)
-    failed = [o for o in outcomes if not o.passed]
-    for o in failed:
-        print(f"\nFAIL {o.case.id} ({o.case.section}): {o.case.title}", file=out)
-        print(f"  requirements: {', '.join(o.case.requirements)}\n  {o.detail}", file=out)
-    print(f"\n{len(outcomes) - len(failed)} passed, {len(failed)} failed", file=out)
+        print_line(o, out)
+    report(outcomes, out)
     return outcomes
-
-
-def to_json(outcomes: list[Outcome], target: Target) -> dict[str, Any]:
-    return {
-        "suite": "relay",
-        "implementation": target.url,
-        "cases": [
-            {
-                "id": o.case.id,
-                "result": "pass" if o.passed else "fail",
-                "section": f"relay.md {o.case.section}",
-                "detail": o.detail,
-                "duration": round(o.duration, 3),
-                "requirements": list(o.case.requirements),
-            }
-            for o in outcomes
-        ],
-        "summary": {"total": len(outcomes), "passed": sum(o.passed for o in outcomes)},
-    }
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -122,5 +80,6 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
         return 2
     outcomes = run(cases, target, out)
     if args.json:
-        args.json.write_text(json.dumps(to_json(outcomes, target), indent=1) + "\n")
-    return 0 if all(o.passed for o in outcomes) else 1
+        data = to_json(outcomes, suite="relay", document="relay.md", implementation=target.url)
+        args.json.write_text(json.dumps(data, indent=1) + "\n")
+    return 0 if all(o.result == "pass" for o in outcomes) else 1
