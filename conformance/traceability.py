@@ -100,26 +100,35 @@ def _lead_in(text: str, at: int) -> int:
     return start
 
 
+def document_tags(text: str) -> list[tuple[str, str | None]]:
+    """``(id, level)`` for every requirement id one document's ``text`` defines, in text order.
+
+    The level is that of the first BCP 14 keyword after the tag, before the next tag or the end
+    of the paragraph; failing that, of the last one before the tag in its paragraph or, for an
+    item of a list, in the list's lead-in; None when there is none."""
+    matches = list(TAG.finditer(text))
+    out: list[tuple[str, str | None]] = []
+    for i, match in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        paragraph = text.find("\n\n", match.end())
+        if paragraph != -1:
+            end = min(end, paragraph)
+        keyword = KEYWORD.search(text, match.end(), end)
+        if keyword is None:  # an item of a list whose lead-in holds the keyword
+            before = list(KEYWORD.finditer(text, _lead_in(text, match.start()), match.start()))
+            keyword = before[-1] if before else None
+        out.append((match.group(1), LEVELS[keyword.group(1)] if keyword else None))
+    return out
+
+
 def _tags(spec: Path) -> Iterator[tuple[str, str, str | None]]:
     """``(id, document, level)`` for every requirement id where spec/ defines it, in document and
-    text order.  The level is that of the first BCP 14 keyword after the tag, before the next tag
-    or the end of the paragraph; failing that, of the last one before the tag in its paragraph or,
-    for an item of a list, in the list's lead-in; None when there is none."""
+    text order (``document_tags`` for each document of ``PREFIXES``)."""
     for name in PREFIXES:
         path = spec / name
         if path.exists():
-            text = path.read_text(encoding="utf-8")
-            matches = list(TAG.finditer(text))
-            for i, match in enumerate(matches):
-                end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-                paragraph = text.find("\n\n", match.end())
-                if paragraph != -1:
-                    end = min(end, paragraph)
-                keyword = KEYWORD.search(text, match.end(), end)
-                if keyword is None:  # an item of a list whose lead-in holds the keyword
-                    before = list(KEYWORD.finditer(text, _lead_in(text, match.start()), match.start()))
-                    keyword = before[-1] if before else None
-                yield match.group(1), name, LEVELS[keyword.group(1)] if keyword else None
+            for rid, level in document_tags(path.read_text(encoding="utf-8")):
+                yield rid, name, level
 
 
 def requirements(spec: Path | None = None) -> dict[str, str]:

@@ -9,11 +9,9 @@ the document defines; every tag has a BCP 14 keyword.  ``problems()`` lists what
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
-from ..traceability import KEYWORD, LEVELS, TAG, spec_dir
-from .registry import ApiCase
+from ..doctrace import DocumentTrace
 
 DOCUMENT = "appapi.md"
 PREFIX = "API-"
@@ -56,84 +54,5 @@ UNTESTABLE: Mapping[str, str] = {
 }
 
 
-def _text(spec: Path | None) -> str:
-    return ((spec or spec_dir()) / DOCUMENT).read_text(encoding="utf-8")
-
-
-def tags(spec: Path | None = None) -> list[tuple[str, str | None]]:
-    """``(id, level)`` for every tag of spec/appapi.md, in text order.
-
-    The level is that of the first BCP 14 keyword after the tag, before the next tag or the
-    paragraph's end; failing that (a row of a table), of the last one before the tag in its
-    paragraph; None when there is none."""
-    text = _text(spec)
-    matches = list(TAG.finditer(text))
-    out: list[tuple[str, str | None]] = []
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        paragraph = text.find("\n\n", match.end())
-        if paragraph != -1:
-            end = min(end, paragraph)
-        keyword = KEYWORD.search(text, match.end(), end)
-        if keyword is None:
-            before = list(KEYWORD.finditer(text, text.rfind("\n\n", 0, match.start()) + 2, match.start()))
-            keyword = before[-1] if before else None
-        out.append((match.group(1), LEVELS[keyword.group(1)] if keyword else None))
-    return out
-
-
-def requirements(spec: Path | None = None) -> dict[str, str]:
-    """Every id of spec/appapi.md, mapped to its level (``MUST`` when it has no keyword)."""
-    found: dict[str, str] = {}
-    for rid, level in tags(spec):
-        found.setdefault(rid, level or "MUST")
-    return found
-
-
-def problems(cases: Iterable[ApiCase], spec: Path | None = None) -> list[str]:
-    """What breaks the rules: an id without a keyword, defined twice, under another prefix, cited
-    but undefined, untested without a reason, or both tested and listed as untestable."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for rid, level in tags(spec):
-        if level is None:
-            out.append(f"{rid} has no BCP 14 keyword between its tag and the next tag or paragraph end")
-        if rid in seen:
-            out.append(f"{rid} is defined twice")
-        if not rid.startswith(PREFIX):
-            out.append(f"{rid} in {DOCUMENT}: ids there start with {PREFIX}")
-        seen.add(rid)
-    tested: set[str] = set()
-    for c in cases:
-        if not c.requirements:
-            out.append(f"case {c.id} cites no requirement")
-        for rid in c.requirements:
-            if rid not in seen:
-                out.append(f"case {c.id} cites {rid}, which {DOCUMENT} does not define")
-            tested.add(rid)
-    for rid, why in UNTESTABLE.items():
-        if rid not in seen:
-            out.append(f"UNTESTABLE lists {rid}, which {DOCUMENT} does not define")
-        elif rid in tested:
-            out.append(f"{rid} is tested by a case and also listed as untestable ({why})")
-    out += [
-        f"{rid} is tested by no case and has no reason in UNTESTABLE" for rid in sorted(seen - tested - set(UNTESTABLE))
-    ]
-    return out
-
-
-def table(cases: Iterable[ApiCase], spec: Path | None = None) -> str:
-    """One markdown row per id: its level, and its cases or why there are none."""
-    cited: dict[str, list[str]] = {}
-    for c in cases:
-        for rid in c.requirements:
-            cited.setdefault(rid, []).append(c.id)
-    rows = ["| requirement | level | cases, or why none |", "|---|---|---|"]
-    for rid, level in requirements(spec).items():
-        how = (
-            ", ".join(f"`{cid}`" for cid in cited[rid])
-            if rid in cited
-            else f"none: {UNTESTABLE.get(rid, '**unmapped**')}"
-        )
-        rows.append(f"| {rid} | {level} | {how} |")
-    return "\n".join(rows) + "\n"
+TRACE = DocumentTrace(DOCUMENT, PREFIX, UNTESTABLE)
+tags, requirements, problems, table = TRACE.tags, TRACE.requirements, TRACE.problems, TRACE.table

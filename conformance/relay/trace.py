@@ -1,6 +1,6 @@
 """Requirement ids of spec/relay.md (``**[REL-x.y]**``) and the cases that test them.
 
-The rules of the other suites (spec/conformance.md §6, ``conformance/appapi/trace.py``): every
+The rules of the other suites (spec/conformance.md §6, ``conformance/doctrace.py``): every
 id is cited by a case, or listed in ``UNTESTABLE`` with why a black-box case against a running
 relay cannot see it (and which test of this implementation checks it instead); a case cites only
 ids the document defines; every tag has a BCP 14 keyword.  ``problems()`` lists what breaks that
@@ -10,11 +10,9 @@ ids the document defines; every tag has a BCP 14 keyword.  ``problems()`` lists 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from pathlib import Path
+from collections.abc import Mapping
 
-from ..traceability import KEYWORD, LEVELS, TAG, spec_dir
-from .registry import RelayCase
+from ..doctrace import DocumentTrace
 
 DOCUMENT = "relay.md"
 PREFIX = "REL-"
@@ -42,67 +40,5 @@ UNTESTABLE: Mapping[str, str] = {
 }
 
 
-def tags(spec: Path | None = None) -> list[tuple[str, str | None]]:
-    """``(id, level)`` for every tag, in text order: the first BCP 14 keyword after the tag, before
-    the next tag or the paragraph's end, else the last one before it in its paragraph."""
-    text = ((spec or spec_dir()) / DOCUMENT).read_text(encoding="utf-8")
-    matches = list(TAG.finditer(text))
-    out: list[tuple[str, str | None]] = []
-    for i, match in enumerate(matches):
-        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-        paragraph = text.find("\n\n", match.end())
-        if paragraph != -1:
-            end = min(end, paragraph)
-        keyword = KEYWORD.search(text, match.end(), end)
-        if keyword is None:
-            before = list(KEYWORD.finditer(text, text.rfind("\n\n", 0, match.start()) + 2, match.start()))
-            keyword = before[-1] if before else None
-        out.append((match.group(1), LEVELS[keyword.group(1)] if keyword else None))
-    return out
-
-
-def problems(cases: Iterable[RelayCase], spec: Path | None = None) -> list[str]:
-    """An id without a keyword, defined twice or under another prefix, a case citing an undefined
-    id, an id neither tested nor explained, or both."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for rid, level in tags(spec):
-        if level is None:
-            out.append(f"{rid} has no BCP 14 keyword between its tag and the next tag or paragraph end")
-        if rid in seen:
-            out.append(f"{rid} is defined twice")
-        if not rid.startswith(PREFIX):
-            out.append(f"{rid} in {DOCUMENT}: ids there start with {PREFIX}")
-        seen.add(rid)
-    tested: set[str] = set()
-    for c in cases:
-        for rid in c.requirements:
-            if rid not in seen:
-                out.append(f"case {c.id} cites {rid}, which {DOCUMENT} does not define")
-            tested.add(rid)
-    for rid in UNTESTABLE:
-        if rid not in seen:
-            out.append(f"UNTESTABLE lists {rid}, which {DOCUMENT} does not define")
-        elif rid in tested:
-            out.append(f"{rid} is tested by a case and also listed as untestable")
-    out += [
-        f"{rid} is tested by no case and has no reason in UNTESTABLE" for rid in sorted(seen - tested - set(UNTESTABLE))
-    ]
-    return out
-
-
-def table(cases: Iterable[RelayCase], spec: Path | None = None) -> str:
-    """One markdown row per id: its level, and its cases or why there are none."""
-    cited: dict[str, list[str]] = {}
-    for c in cases:
-        for rid in c.requirements:
-            cited.setdefault(rid, []).append(c.id)
-    rows = ["| requirement | level | cases, or why none |", "|---|---|---|"]
-    for rid, level in tags(spec):
-        how = (
-            ", ".join(f"`{cid}`" for cid in cited[rid])
-            if rid in cited
-            else f"none: {UNTESTABLE.get(rid, '**unmapped**')}"
-        )
-        rows.append(f"| {rid} | {level or 'MUST'} | {how} |")
-    return "\n".join(rows) + "\n"
+TRACE = DocumentTrace(DOCUMENT, PREFIX, UNTESTABLE)
+tags, requirements, problems, table = TRACE.tags, TRACE.requirements, TRACE.problems, TRACE.table
