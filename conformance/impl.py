@@ -69,6 +69,7 @@ from p2pos.proto.identity import crypto
 from p2pos.proto.identity.identity import verify
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 
+from . import impl_paths
 from .frame_json import CHANNEL_KINDS, frame_from_json, frame_to_json
 from .impl_bugs import install_bug
 from .impl_rdv import RdvClientMode, RdvError, RdvMode
@@ -182,6 +183,9 @@ class Adapter:
             "conn_close": self.conn_close,
             "conn_timer": self.conn_timer,
             "conn_state": self.conn_state,
+            "conn_add_path": self.conn_add_path,
+            "conn_describe_path": self.conn_describe_path,
+            "conn_abandon_path": self.conn_abandon_path,
             "rdv_node": self.rdv_node,
             "rdv_restart": self.rdv_restart,
             "rdv_client": self.rdv_client,
@@ -200,7 +204,7 @@ class Adapter:
             return {"ok": False, "error": "BAD_COMMAND", "message": str(exc)}
         except ProtocolError as exc:
             return {"ok": False, "error": exc.code.name, "message": str(exc)}
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError) as exc:  # (impl_paths.PathCommandError is a ValueError)
             return {"ok": False, "error": "BAD_COMMAND", "message": f"{type(exc).__name__}: {exc}"}
 
     # -- identity --------------------------------------------------------------------
@@ -486,7 +490,8 @@ class Adapter:
 
     def conn_receive(self, request: Json) -> Json:
         # The optional ``addr`` (the datagram's source) is ignored: this Connection wraps one
-        # session and never sees addresses (an endpoint routes them, session.md §4.2).
+        # session and never sees addresses (an endpoint routes them, session.md §4.2); paths are
+        # named by ``path_id`` / ``new_path`` instead (spec/conformance.md §3.11, ``impl_paths``).
         data, now = _bytes(request, "data"), _now(request)
         if self.conn is None and self.pending is not None and self.conn_setup is not None:
             try:
@@ -495,7 +500,20 @@ class Adapter:
                 return {"out": [], "events": [], "rejected": exc.code.name}
             self.conn = Connection(session, now, self.conn_setup[0])
             return self._pump(now)
-        self._need_conn().receive_data(data, now)
+        made = impl_paths.receive(self._need_conn(), request, data, now)
+        return {**made, **self._pump(now)}
+
+    def conn_add_path(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        return {"path_id": impl_paths.add_path(conn, request, now), **self._pump(now)}
+
+    def conn_describe_path(self, request: Json) -> Json:
+        impl_paths.describe_path(self._need_conn(), request)
+        return self._pump(_now(request))
+
+    def conn_abandon_path(self, request: Json) -> Json:
+        conn, now = self._need_conn(), _now(request)
+        impl_paths.abandon_path(conn, request, now)
         return self._pump(now)
 
     def conn_open(self, request: Json) -> Json:
@@ -566,21 +584,25 @@ class Adapter:
         """Play the application (accept, read, echo) and drain the connection until it is quiet."""
         conn = self._need_conn()
         out: list[str] = []
+        out_paths: list[int] = []
         events: list[Json] = []
         while True:
             handled = self._conn_events(conn, now, events)
-            batch = conn.data_to_send(now)
-            out.extend(d.hex() for d in batch)
-            if not batch and not handled:
+            batches = conn.data_to_send_paths(now)
+            for path_id, batch in batches:
+                out.extend(d.hex() for d in batch)
+                out_paths.extend(path_id for _ in batch)
+            if not batches and not handled:
                 break
-        return {"out": out, "events": events, "timer": conn.get_timer()}
+        return {"out": out, "out_paths": out_paths, "events": events, "timer": conn.get_timer()}
 
     def _conn_events(self, conn: Connection, now: float, events: list[Json]) -> bool:
         handled = False
         while (event := conn.next_event()) is not None:
             handled = True
             if isinstance(event, PathValidated | PathActive | PathDead | PathAbandoned):
-                continue  # one path in the control protocol (spec/conformance.md §3.7): no path events
+                events.append(impl_paths.event_json(event))
+                continue
             events.extend(self._conn_event(conn, event, now))
         return handled
 

@@ -26,10 +26,12 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
 
     import nacl.bindings
 
+    from p2pos.proto.channels import pathing
     from p2pos.proto.channels.receiving import ReceivePath
     from p2pos.proto.channels.recvbuf import ReceiveBuffer
     from p2pos.proto.channels.sendbuf import SendBuffer
     from p2pos.proto.errors import RemoteProtocolError
+    from p2pos.proto.paths import path as path_module
     from p2pos.proto.recovery.recovery import AckResult, LossRecovery
     from p2pos.proto.session import session as session_module
     from p2pos.proto.session.replay import WINDOW, ReplayWindow
@@ -121,6 +123,9 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "ack-unsent": (LossRecovery, "on_ack_received", on_ack_clipped),
         "no-final-size": (ReceiveBuffer, "receive_untrusted", receive_any_size),
         "reset-written": (SendBuffer, "reset", reset_written),
+        "path-no-pad": (pathing, "CHALLENGE_DATAGRAM_SIZE", 0),
+        "path-unlimited": (path_module.Path, "send_budget", lambda self: None),
+        "path-slow-death": (path_module, "PATH_DEAD_TIMEOUT", 4.0),
     }
     try:
         if bug in patches:

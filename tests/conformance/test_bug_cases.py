@@ -52,6 +52,9 @@ BUGS = [
     ("sig-key-only", "id/sig/6", {"id/sig/6"}),
     ("sig-r-only", "id/sig/7", {"id/sig/7"}),
     ("replay-edge", "rec/replay/5", {"rec/replay/5"}),
+    ("path-no-pad", "ch/multipath/", {"ch/multipath/1"}),
+    ("path-unlimited", "ch/multipath/", {"ch/multipath/7"}),
+    ("path-slow-death", "ch/multipath/", {"ch/multipath/8"}),
 ]
 
 
