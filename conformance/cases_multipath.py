@@ -297,7 +297,7 @@ def _(iut: Iut) -> str:
     section=REBINDING,
     title="a rebinding: a datagram from a new address that does not authenticate changes nothing; one that "
     "does makes a new path, challenged at once, that carries at most 3x the bytes received until it validates",
-    requirements=("PTH-3.5", "PTH-3.6", "PTH-3.7", "CONF-3.11.4"),
+    requirements=("PTH-3.5", "PTH-3.6", "PTH-3.7", "CONF-3.11.1"),
 )
 def _(iut: Iut) -> str:
     peer = PathPeer(iut)

@@ -108,6 +108,8 @@ UNTESTABLE: Mapping[str, str] = {
     "RDV-3.2.1": "a node only passes on candidate lists it parsed (at most 16) and writes ERROR reasons of its own: no input makes it exceed either; tests/rendezvous/test_rendezvous_messages.py checks the reference encoder",
     "RDV-6.3.2": "whether a comparison is constant-time cannot be seen on the wire or through the control protocol",
     "CONF-3.10.5": "an IUT's choice: without a rendezvous client the rdv/client/ cases are unsupported, not failed",
+    "CONF-3.11.4": "an IUT's choice: without the path commands the ch/multipath/ cases are unsupported, not failed "
+    "(cases_multipath.PathPeer.add_path raises Unsupported on an error answer)",
     "CONF-4.1": "a rule for the suite, checked by tests/conformance/test_conformance.py (test_retired_ids_are_listed_and_never_reused)",
     "CONF-4.2": "a rule for the suite, checked by tests/conformance/test_conformance.py (test_the_spec_lists_every_case) and tests/spec/test_traceability.py",
     "CONF-5.1": "a freedom of an adapter: a case it leaves out is unsupported, not failed",
