@@ -26,6 +26,7 @@ from p2pos.proto.rendezvous.client import (
     IntroductionReceived,
     LookupAnswered,
     RegistrationChanged,
+    RelaysOffered,
     RendezvousClient,
 )
 
@@ -113,6 +114,8 @@ class Rendezvous:
         #: Told each peer a node introduced to us, with its observed address and candidates (it
         #: looked us up: it may call through a relay, or send to our TURN relayed address).
         self.on_introduced: Callable[[PeerId, Address, tuple[Address, ...]], None] | None = None
+        #: Told the relays a node offers (RELAYS, spec/rendezvous.md §4.5): the node's name and the URLs.
+        self.on_relays_offered: Callable[[str, tuple[str, ...]], None] | None = None
         node.on_bare_event = self._on_session_event
         node.on_reset = self._on_reset
 
@@ -268,7 +271,9 @@ class Rendezvous:
             self.node.poke()
 
     def _client_event(
-        self, registration: Registration, event: RegistrationChanged | LookupAnswered | IntroductionReceived
+        self,
+        registration: Registration,
+        event: RegistrationChanged | LookupAnswered | IntroductionReceived | RelaysOffered,
     ) -> None:
         node = str(event.node) if event.node is not None else _show(registration.address)
         match event:
@@ -289,3 +294,8 @@ class Rendezvous:
                 self._notify("introduced", peer_id=str(peer), observed=_show(event.observed))
                 if self.on_introduced is not None:
                     self.on_introduced(peer, event.observed, event.candidates)
+            case RelaysOffered():
+                log.info("%s offers relays: %s", node, ", ".join(event.urls) or "none")
+                self._notify("relays_offered", node=node, urls=list(event.urls))
+                if self.on_relays_offered is not None:
+                    self.on_relays_offered(node, event.urls)

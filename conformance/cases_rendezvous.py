@@ -490,6 +490,9 @@ def _malformed() -> list[tuple[str, bytes, int]]:
         ("2 candidates counted, 1 given", register + b"\x02" + _V4, 0x21),
         ("LOOKUP flags 0x02", lookup + b"\x02\x00", 0x22),
         ("LOOKUP with a 31-byte peer id", lookup[:36], 0x22),
+        ("RELAYS counting 9 URLs", bytes.fromhex("0a0000002309") + b"\x04ws:/" * 9, 0x23),
+        ("RELAYS with an empty URL", bytes.fromhex("0a000000230100"), 0x23),
+        ("RELAYS URL not UTF-8", bytes.fromhex("0a000000230102fffe"), 0x23),
     ]
 
 
@@ -515,22 +518,6 @@ def _(iut: Iut) -> str:
 
 
 @case(
-    "rdv/msg/2",
-    section="rendezvous.md §3.3",
-    title="a message of an unknown type is ignored and the session is kept",
-    requirements=("RDV-3.3.3",),
-)
-def _(iut: Iut) -> None:
-    net = Net(iut)
-    alice = net.peer("alice", ALICE)
-    alice.register(0.0)
-    for kind in (0x00, 0x0A, 0x7F, 0xFF):
-        expect_eq(alice.send(bytes((kind,)) + bytes.fromhex("00000001deadbeef"), 1.0), [], f"answer to type {kind}")
-    answer = one(alice.request(m.Register(txid=5, lease=0), 2.0))
-    expect(isinstance(answer, m.Registered), f"REGISTER after the unknown types: {short(answer)}")
-
-
-@case(
     "rdv/msg/3",
     section="rendezvous.md §3.3",
     title="messages only a node sends are ignored when a peer sends them",
@@ -548,9 +535,67 @@ def _(iut: Iut) -> None:
         m.Introduction(txid=4, peer_id=bob.peer_id, observed=LAN),
         m.Unregistered(txid=5),
         m.Error(txid=6, code=2, reason="no"),
+        m.Relays(txid=8, urls=("ws://198.18.0.9:80",)),
     ]
     for message in node_messages:
         expect_eq(alice.request(message, 1.0), [], f"answer to {type(message).__name__}")
     expect_eq(bob.take(), [], "messages to bob")
     found = one(bob.request(m.Lookup(txid=7, peer_id=alice.peer_id, introduce=False), 2.0))
     expect(isinstance(found, m.Found), f"alice is still registered: {short(found)}")
+
+
+@case(
+    "rdv/msg/4",
+    section="rendezvous.md §3.3",
+    title="a message of an unknown type is ignored and the session is kept",
+    requirements=("RDV-3.3.3",),
+)
+def _(iut: Iut) -> None:
+    net = Net(iut)
+    alice = net.peer("alice", ALICE)
+    alice.register(0.0)
+    for kind in (0x00, 0x0B, 0x7F, 0xFF):
+        expect_eq(alice.send(bytes((kind,)) + bytes.fromhex("00000001deadbeef"), 1.0), [], f"answer to type {kind}")
+    answer = one(alice.request(m.Register(txid=5, lease=0), 2.0))
+    expect(isinstance(answer, m.Registered), f"REGISTER after the unknown types: {short(answer)}")
+
+
+RELAY_URLS = ("wss://198.18.0.9:443", "ws://198.18.0.9:8080/p2pos")
+
+
+@case(
+    "rdv/relay/1",
+    section="rendezvous.md §4.5",
+    title="a node that offers relays sends them in a RELAYS right after the REGISTERED of a new "
+    "registration, with its txid, and not on a renewal",
+    requirements=("RDV-4.5.1", "CONF-3.9.1"),
+)
+def _(iut: Iut) -> None:
+    net = Net(iut, config={"relays": list(RELAY_URLS)})
+    alice = net.peer("alice", ALICE)
+    alice.connect(0.0)
+    answers = alice.request(m.Register(txid=41, lease=0), 0.1)
+    expect_eq([type(a).__name__ for a in answers], ["Registered", "Relays"], "the answers to a new registration")
+    relays = answers[1]
+    assert isinstance(relays, m.Relays)
+    expect_eq((relays.txid, relays.urls), (41, RELAY_URLS), "the RELAYS")
+    renewal = alice.request(m.Register(txid=42, lease=0), 5.0)
+    expect_eq([type(a).__name__ for a in renewal], ["Registered"], "the answers to a renewal")
+    bob = net.peer("bob", BOB)
+    bob.connect(6.0)
+    answers = bob.request(m.Register(txid=43, lease=0), 6.1)
+    expect_eq([type(a).__name__ for a in answers], ["Registered", "Relays"], "bob's new registration")
+
+
+@case(
+    "rdv/relay/2",
+    section="rendezvous.md §4.5",
+    title="a node that offers no relay sends no RELAYS",
+    requirements=("RDV-4.5.1",),
+)
+def _(iut: Iut) -> None:
+    net = Net(iut)
+    alice = net.peer("alice", ALICE)
+    alice.connect(0.0)
+    answers = alice.request(m.Register(txid=41, lease=0), 0.1)
+    expect_eq([type(a).__name__ for a in answers], ["Registered"], "the answers to a registration")

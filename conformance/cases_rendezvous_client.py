@@ -439,3 +439,27 @@ def _(iut: Iut) -> None:
     expect(abs(lost[0][0] - (renewal + 15.0)) < 0.01, f"lost at {lost[0][0]} s, the renewal was at {renewal} s")
     inits = net.times(PacketType.INIT, since=1.0)
     expect(bool(inits) and renewal + 15.0 <= inits[0] <= renewal + 17.0, f"INITs after the loss: {inits}")
+
+
+@case(
+    "rdv/client/15",
+    section="rendezvous.md §7",
+    title="the relays a node offers are reported, other schemes left out; a RELAYS ends no request",
+    requirements=("RDV-7.7", "RDV-4.5.1", "CONF-3.10.2"),
+)
+def _(iut: Iut) -> None:
+    urls = ("wss://198.18.0.9:443", "ws://198.18.0.9:8080")
+    net = ClientNet(iut, node_config=NodeConfig(relays=urls), config={"lease": 3600})
+    _registered(net)
+    offered = [e for _, e in net.of_type("rdv_relays")]
+    expect_eq([e.get("urls") for e in offered], [list(urls)], "rdv_relays after registering")
+    net.drop_records_to_iut = True
+    txid = _lookup(net, 5.0)
+    net.drop_records_to_iut = False
+    net.send_from_node(m.Relays(txid=txid, urls=("turn:198.18.0.9:3478", "http://198.18.0.9", "ws://198.18.0.10:80")))
+    offered = [e for _, e in net.of_type("rdv_relays")]
+    expect_eq(offered[-1].get("urls"), ["ws://198.18.0.10:80"], "the ws:// URL of the second RELAYS, alone")
+    expect(not net.of_type("rdv_lookup_answered"), "a RELAYS with the lookup's txid ended the lookup")
+    peer = OTHER.peer_id.public_key
+    net.send_from_node(m.Found(txid=txid, peer_id=peer, observed=("198.18.0.7", 7000)))
+    expect(len(net.of_type("rdv_lookup_answered")) == 1, "the FOUND after the RELAYS still answers the lookup")

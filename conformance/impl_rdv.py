@@ -24,6 +24,7 @@ from p2pos.proto.rendezvous.client import (
     IntroductionReceived,
     LookupAnswered,
     RegistrationChanged,
+    RelaysOffered,
     RendezvousClient,
 )
 from p2pos.proto.rendezvous.node import STATELESS_RESET, NodeConfig, RendezvousNode
@@ -68,6 +69,8 @@ class RdvMode:
         if not isinstance(raw, dict) or not set(raw) <= _NODE_FIELDS:
             raise RdvError(f"config keys must be among {sorted(_NODE_FIELDS)}")
         self.keys = LocalKeys.create(Identity.from_seed(seed), static)
+        if "relays" in raw:  # a JSON list of URLs (rendezvous.md §4.5)
+            raw = {**raw, "relays": tuple(str(url) for url in raw["relays"])}
         self.config = NodeConfig(**raw)
         self.restarts = 0
         self.node = self._start()
@@ -218,6 +221,8 @@ def _client_event(event: ClientEvent) -> Json:
                 "observed": format_address(event.observed),
                 "candidates": [format_address(c) for c in event.candidates],
             }
+        case RelaysOffered():
+            return {"type": "rdv_relays", "urls": list(event.urls)}
 
 
 def _hex(request: Json, name: str) -> bytes:

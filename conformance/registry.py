@@ -40,6 +40,8 @@ RETIRED = frozenset(
         "ch/send/11",
         "ch/send/21",
         "ch/send/29",
+        # Type 0x0a is RELAYS now (rendezvous.md §4.5): rdv/msg/4 sends the unknown types without it.
+        "rdv/msg/2",
     }
 )
 #: The modules holding cases, loaded by ``all_cases`` in this order.

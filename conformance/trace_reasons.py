@@ -106,6 +106,8 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-3.8.5": "a rule for the runner, checked by tests/conformance/test_recovery_cases.py (test_the_detail_names_the_impairment) and tests/conformance/test_conformance.py (seed in the report)",
     "CONF-3.9.6": "an IUT's choice: without a rendezvous node the rdv/ cases are unsupported, not failed; `state` is optional and no case depends on it",
     "RDV-3.2.1": "a node only passes on candidate lists it parsed (at most 16) and writes ERROR reasons of its own: no input makes it exceed either; tests/rendezvous/test_rendezvous_messages.py checks the reference encoder",
+    "RDV-3.2.2": "the node sends the relays of its configuration, which it checks when it starts (at most 8, none "
+    "empty: NodeConfig refuses others); no input makes it send more; tests/rendezvous/test_relays_offered.py",
     "RDV-6.3.2": "whether a comparison is constant-time cannot be seen on the wire or through the control protocol",
     "CONF-3.10.5": "an IUT's choice: without a rendezvous client the rdv/client/ cases are unsupported, not failed",
     "CONF-3.11.4": "an IUT's choice: without the path commands the ch/multipath/ cases are unsupported, not failed "

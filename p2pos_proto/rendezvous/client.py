@@ -82,7 +82,15 @@ class IntroductionReceived:
     candidates: tuple[m.Address, ...] = ()
 
 
-ClientEvent = RegistrationChanged | LookupAnswered | IntroductionReceived
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class RelaysOffered:
+    """The node offers these relays (RELAYS, rendezvous.md §4.5): the ws:// and wss:// URLs it sent."""
+
+    node: PeerId | None
+    urls: tuple[str, ...]
+
+
+ClientEvent = RegistrationChanged | LookupAnswered | IntroductionReceived | RelaysOffered
 
 
 @dataclasses.dataclass(slots=True)
@@ -110,6 +118,8 @@ class RendezvousClient:
         self.state = ClientState.IDLE
         self.session_id: int | None = None
         self.observed: m.Address | None = None
+        #: The relays the node offered last (RelaysOffered).
+        self.relays: tuple[str, ...] = ()
         self._reset_token: bytes | None = None
         self._txid = 0
         self._pending: dict[int, _Pending] = {}
@@ -276,7 +286,8 @@ class RendezvousClient:
             return
         if message is None:
             return
-        pending = self._pending.pop(message.txid, None) if not isinstance(message, m.Introduction) else None
+        unsolicited = isinstance(message, m.Introduction | m.Relays)
+        pending = self._pending.pop(message.txid, None) if not unsolicited else None
         match message:
             case m.Registered() if pending is not None and message.txid == self._register_txid:
                 self._register_txid = None
@@ -324,5 +335,10 @@ class RendezvousClient:
                         candidates=message.candidates,
                     )
                 )
+            case m.Relays():
+                urls = tuple(url for url in message.urls if m.relay_url_ok(url))  # others: ignored (§7)
+                if urls != self.relays:
+                    self.relays = urls
+                    self._events.append(RelaysOffered(node=self.node, urls=urls))
             case _:  # a late duplicate answer, or one to a request we no longer wait for
                 pass

@@ -5,8 +5,9 @@ Every message is ``u8 type | u32 txid | body``.  A request's ``txid`` is chosen 
 echoed in the answer, so a peer that retries a request (records are not retransmitted) matches
 answers to requests and the node answers a repeated request again.  Addresses are
 ``u8 family (4 or 6) | address (4 or 16 bytes) | u16 port``; peer ids are the 32-byte Ed25519
-keys of identity.md §1.  ``decode_untrusted`` refuses trailing bytes, short bodies, unknown
-families and too many candidates with ``RemoteProtocolError(MALFORMED_MESSAGE)``; an unknown
+keys of identity.md §1; RELAYS carries URLs (``u8 count | count x (u8 length | UTF-8)``).
+``decode_untrusted`` refuses trailing bytes, short bodies, unknown families, too many candidates
+or URLs, empty or non-UTF-8 URLs with ``RemoteProtocolError(MALFORMED_MESSAGE)``; an unknown
 message type is ``None`` (ignored, so later versions can add messages).
 """
 
@@ -26,6 +27,9 @@ RESET_TOKEN_LEN: Final = 16
 MAX_CANDIDATES: Final = 16
 #: The longest ERROR reason, in UTF-8 bytes.
 MAX_REASON: Final = 255
+#: The most relay URLs one RELAYS message offers, and the longest URL in UTF-8 bytes.
+MAX_RELAYS: Final = 8
+MAX_URL: Final = 255
 
 Address = tuple[str, int]
 
@@ -40,6 +44,7 @@ class MessageType(enum.IntEnum):
     UNREGISTER = 0x07
     UNREGISTERED = 0x08
     ERROR = 0x09
+    RELAYS = 0x0A
 
 
 class RendezvousError(enum.IntEnum):
@@ -112,11 +117,28 @@ class Error:
     reason: str = ""
 
 
-Message = Register | Registered | Lookup | Found | NotFound | Introduction | Unregister | Unregistered | Error
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Relays:
+    """The relays the node offers its peers (spec/rendezvous.md §4.5): ``ws://`` or ``wss://`` URLs."""
+
+    txid: int
+    urls: tuple[str, ...] = ()
+
+
+Message = Register | Registered | Lookup | Found | NotFound | Introduction | Unregister | Unregistered | Error | Relays
 
 _HEAD = struct.Struct(">BI")
 _U32 = struct.Struct(">I")
 _U16 = struct.Struct(">H")
+
+
+def relay_url_ok(url: str) -> bool:
+    """Whether ``url`` is one a RELAYS may offer: ``ws://`` or ``wss://`` with a host (rendezvous.md §4.5)."""
+    for scheme in ("ws://", "wss://"):
+        if url.startswith(scheme):
+            rest = url[len(scheme) :]
+            return bool(rest) and not rest.startswith(("/", ":")) and not any(c.isspace() for c in url)
+    return False
 
 
 # -- encoding --------------------------------------------------------------------------------
@@ -179,7 +201,21 @@ def encode(message: Message) -> bytes:
                 raise LocalProtocolError("an ERROR's code must fit a u16 and its reason 255 bytes")
             body = _U16.pack(code) + bytes((len(text),)) + text
             kind = MessageType.ERROR
+        case Relays(urls=urls):
+            body, kind = _urls(urls), MessageType.RELAYS
     return _HEAD.pack(kind, message.txid) + body
+
+
+def _urls(urls: tuple[str, ...]) -> bytes:
+    if len(urls) > MAX_RELAYS:
+        raise LocalProtocolError(f"at most {MAX_RELAYS} relay URLs in a RELAYS")
+    out = bytearray((len(urls),))
+    for url in urls:
+        text = url.encode()
+        if not 1 <= len(text) <= MAX_URL:
+            raise LocalProtocolError(f"a relay URL is 1..{MAX_URL} bytes of UTF-8")
+        out += bytes((len(text),)) + text
+    return bytes(out)
 
 
 def _u32(value: int) -> bytes:
@@ -270,6 +306,20 @@ def decode_untrusted(data: bytes) -> Message | None:
         except UnicodeDecodeError:
             raise _malformed("ERROR reason is not UTF-8") from None
         message = Error(txid=txid, code=code, reason=reason)
+    elif kind == MessageType.RELAYS:
+        count = r.byte()
+        if count > MAX_RELAYS:
+            raise _malformed(f"{count} relay URLs, at most {MAX_RELAYS}")
+        urls = []
+        for _ in range(count):
+            length = r.byte()
+            if length == 0:
+                raise _malformed("an empty relay URL")
+            try:
+                urls.append(r.take(length).decode())
+            except UnicodeDecodeError:
+                raise _malformed("a relay URL is not UTF-8") from None
+        message = Relays(txid=txid, urls=tuple(urls))
     else:
         return None
     r.end()

@@ -21,6 +21,7 @@ from collections.abc import Hashable
 
 from ..common.ratelimit import TokenBucket
 from ..endpoint.endpoint import Address, Endpoint
+from ..errors import LocalProtocolError
 from ..events import HandshakeCompleted, MessageReceived, SessionClosed
 from ..handshake.handshake import LocalKeys
 from ..identity import crypto
@@ -59,6 +60,14 @@ class NodeConfig:
     max_registrations: int = 100_000
     #: A session that has not registered this long after its handshake is closed.
     register_timeout: float = 30.0
+    #: The relays offered to each new registration (RELAYS, rendezvous.md §4.5): ws:// or wss:// URLs.
+    relays: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        m.encode(m.Relays(txid=0, urls=self.relays))  # LocalProtocolError: too many, too long
+        for url in self.relays:
+            if not m.relay_url_ok(url):
+                raise LocalProtocolError(f"a relay the node offers is a ws:// or wss:// URL, not {url!r}")
 
 
 @dataclasses.dataclass(slots=True)
@@ -299,6 +308,9 @@ class RendezvousNode:
             return
         token = reset_token(self._reset_key, session_id)
         self._send(session_id, m.Registered(txid=message.txid, lease=lease, observed=observed, reset_token=token), now)
+        renewal = existing is not None and existing.session_id == session_id
+        if cfg.relays and not renewal:  # a new registration learns the relays once (rendezvous.md §4.5)
+            self._send(session_id, m.Relays(txid=message.txid, urls=cfg.relays), now)
 
     def _lookup(self, session_id: int, peer_id: bytes, message: m.Lookup, now: float) -> None:
         me = self._peers.get(peer_id)

@@ -57,6 +57,7 @@ NAMES: dict[type, str] = {
     m.Unregister: "UNREGISTER",
     m.Unregistered: "UNREGISTERED",
     m.Error: "ERROR",
+    m.Relays: "RELAYS",
 }
 
 
@@ -99,6 +100,8 @@ def _messages() -> list[Json]:
         ("ERROR 1 RATE_LIMITED", m.Error(txid=8, code=m.RendezvousError.RATE_LIMITED, reason="too many lookups")),
         ("ERROR 2 NOT_REGISTERED", m.Error(txid=9, code=m.RendezvousError.NOT_REGISTERED, reason="register first")),
         ("ERROR 3 MALFORMED, empty reason", m.Error(txid=0xFFFFFFFF, code=m.RendezvousError.MALFORMED)),
+        ("RELAYS, two relays", m.Relays(txid=1, urls=("wss://relay.example:443", "ws://198.18.0.1:8080/p2pos"))),
+        ("RELAYS, none", m.Relays(txid=2)),
     ]
     return [{"name": name, "message": message_json(msg), "hex": m.encode(msg).hex()} for name, msg in samples]
 
@@ -121,6 +124,10 @@ def _malformed() -> list[Json]:
         ("LOOKUP with a 31-byte peer id", lookup[:36]),
         ("ERROR reason not UTF-8", bytes.fromhex("09000000010003") + b"\x02\xff\xfe"),
         ("ERROR reason shorter than its length", bytes.fromhex("0900000001000305") + b"abc"),
+        ("RELAYS counting 9 URLs", bytes.fromhex("0a0000000109") + b"\x04ws:/" * 9),
+        ("RELAYS with an empty URL", bytes.fromhex("0a000000010100")),
+        ("RELAYS URL not UTF-8", bytes.fromhex("0a000000010102") + b"\xff\xfe"),
+        ("RELAYS URL shorter than its length", bytes.fromhex("0a00000001010a") + b"ws://"),
     ]
     out = []
     for why, data in samples:
@@ -181,7 +188,8 @@ def build_vectors() -> dict[str, str]:
     data = {
         "description": (
             "Rendezvous messages (type || txid || body; addresses family || ip || port; candidates "
-            "count || addresses) with their JSON form; malformed messages a receiver answers with "
+            "count || addresses; urls count || (length || UTF-8)...) with their JSON form; malformed "
+            "messages a receiver answers with "
             "ERROR 3; an unknown type, which is ignored; the reset key and tokens from a fixed node "
             "seed, and a stateless reset (0x0b || padding || token) drawn by a 30-byte record; STUN "
             "Binding requests and the success responses (XOR-MAPPED-ADDRESS only) a node sends."

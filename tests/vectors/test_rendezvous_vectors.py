@@ -33,6 +33,7 @@ SPEC_TYPES = {
     "UNREGISTER": 0x07,
     "UNREGISTERED": 0x08,
     "ERROR": 0x09,
+    "RELAYS": 0x0A,
 }
 CLASSES: dict[str, Any] = {
     "REGISTER": m.Register,
@@ -44,6 +45,7 @@ CLASSES: dict[str, Any] = {
     "UNREGISTER": m.Unregister,
     "UNREGISTERED": m.Unregistered,
     "ERROR": m.Error,
+    "RELAYS": m.Relays,
 }
 
 
@@ -62,6 +64,8 @@ def _message(obj: dict[str, Any]) -> m.Message:
             fields[name] = _address(raw)
         elif name == "candidates":
             fields[name] = tuple(_address(c) for c in raw)
+        elif name == "urls":
+            fields[name] = tuple(str(url) for url in raw)
         else:
             fields[name] = raw
     message: m.Message = CLASSES[obj["type"]](**fields)
