@@ -47,6 +47,11 @@ from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, ip_addres
 SEND_INDICATION_OVERHEAD = {4: 36 + 3, 6: 48 + 3}
 #: A STUN message, and so a TURN-wrapped datagram, is at most this long (spec/turn.md §7).
 LARGEST_MESSAGE = 65535
+#: The largest p2pos datagram offered to a TURN path (TRN-6.5): coturn reads a client's UDP message
+#: into a 16 KiB buffer, so ChannelData of 16384 bytes (16380 of payload) is the most it relays
+#: (larger ones are dropped towards the peer and cut short towards the client).  The session's PMTU
+#: search starts from here instead of from a 64 KiB loopback MTU: fewer lost probes.
+TURN_DATAGRAM_CEILING = 16380
 
 
 class TurnTransport:
@@ -89,11 +94,12 @@ class TurnTransport:
         return ip_address(addr, self._family, "the TURN allocation's relayed address")
 
     def max_udp_payload(self, addr: Address) -> int:
-        """The largest p2pos datagram that fits one TURN message on the leg (TRN-6.4).
+        """The largest p2pos datagram that fits one TURN message on the leg (TRN-6.4, TRN-6.5).
 
         The leg's payload (a UDP datagram towards the server, or a STUN message on TCP/TLS)
-        less the Send indication's overhead, the larger of the two wrappings.  The relay-to-peer
-        hop may be narrower: the session's PMTU discovery finds that.  OSError if no route.
+        less the Send indication's overhead, the larger of the two wrappings, and at most
+        ``TURN_DATAGRAM_CEILING``.  The relay-to-peer hop, or a server with a smaller buffer,
+        may be narrower: the session's PMTU discovery finds that.  OSError if no route.
         """
         addr = self.check_address(addr)
         server = self.turn.server
@@ -102,7 +108,7 @@ class TurnTransport:
             family = _socket.AF_INET6 if ":" in server.host else _socket.AF_INET
             mtu = socket_options.path_mtu(family, (server.host, server.port))
             leg = socket_options.max_udp_payload(mtu, family)
-        return min(leg, LARGEST_MESSAGE) - SEND_INDICATION_OVERHEAD[self._family]
+        return min(min(leg, LARGEST_MESSAGE) - SEND_INDICATION_OVERHEAD[self._family], TURN_DATAGRAM_CEILING)
 
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
         await self._outbox.put(datagrams, addr)

@@ -13,6 +13,8 @@ import pytest
 import trio
 from coturn_fixture import HOST, PASSWORD, USER, Coturn, start_coturn
 
+from p2pos.adapters.carriers.turn import TURN_DATAGRAM_CEILING
+from p2pos.adapters.carriers.turn import TurnTransport as Carrier
 from p2pos.proto.nat.turn import TurnClient, TurnConfig, TurnState
 from p2pos.proto.nat.turn_config import TurnCredentials, TurnServer, TurnTransport, parse_turn_url
 from p2pos.proto.nat.turn_events import TurnDataReceived, TurnReleased
@@ -179,3 +181,30 @@ async def test_tls_checks_the_certificate(coturn: Coturn) -> None:
             pass
     async with open_turn_socket(server, GOOD, ssl_context=coturn.ssl_context()) as turn:
         assert turn.relayed is not None
+
+
+async def test_the_largest_datagram_offered_crosses_coturn_both_ways(coturn: Coturn) -> None:
+    """[TRN-6.5] [TRN-6.4] what a TURN carrier offers the session on loopback is the ceiling (not the
+    64 KiB loopback MTU), and coturn relays a datagram of that size both ways, between an
+    allocation (channels bound) and a plain UDP peer; one byte more does not reach the peer."""
+    with trio.fail_after(20):
+        async with _open(coturn, TurnTransport.UDP) as turn:
+            assert turn.relayed is not None
+            peer = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with peer:
+                await peer.bind((HOST, 0))
+                peer_address = peer.getsockname()
+                assert Carrier(turn).max_udp_payload(peer_address) == TURN_DATAGRAM_CEILING
+                await turn.add_peer(peer_address)
+                while turn.client.channel_of(peer_address) is None:
+                    await trio.sleep(0.01)
+                big = secrets.token_bytes(TURN_DATAGRAM_CEILING)
+                await turn.send(big, peer_address)
+                data, source = await peer.recvfrom(65536)
+                assert data == big and source == turn.relayed
+                await peer.sendto(big, turn.relayed)
+                await _expect(turn, big, peer_address)
+                await turn.send(big + b"x", peer_address)  # coturn's buffer is full: dropped
+                await turn.send(b"after", peer_address)
+                data, _ = await peer.recvfrom(65536)
+                assert data == b"after"
