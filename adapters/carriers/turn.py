@@ -160,26 +160,26 @@ class TurnTransport:
             except trio.EndOfChannel:
                 return
             for datagrams, addr in batches:
-                for index, data in enumerate(datagrams):
-                    try:
-                        await self.turn.send(data, addr)
-                    except TurnError as exc:
-                        self.send_errors += len(datagrams) - index
-                        self._lose(str(exc))
-                        return
-                    except LocalProtocolError as exc:  # the allocation ended between two checks
-                        self.send_errors += len(datagrams) - index
-                        self._lose(f"TURN {self.turn.server.url}: {exc}")
-                        return
+                try:
+                    await self.turn.send_many(datagrams, addr)  # one flush (GSO runs on a UDP leg)
+                except TurnError as exc:
+                    self.send_errors += len(datagrams)
+                    self._lose(str(exc))
+                    return
+                except LocalProtocolError as exc:  # the allocation ended between two checks
+                    self.send_errors += len(datagrams)
+                    self._lose(f"TURN {self.turn.server.url}: {exc}")
+                    return
 
     async def _receiver(self) -> None:
         while True:
             try:
-                data, peer = await self.turn.receive()
+                batch = await self.turn.receive_batch()
             except TurnError as exc:
                 self._lose(str(exc))
                 return
-            await self._inbox.put(data, peer)
+            for data, peer in batch:
+                await self._inbox.put(data, peer)
 
     def _peer_failed(self, failure: TurnPeerFailed) -> None:
         """Report a peer whose permission the server refused (a refused channel is no loss: data
