@@ -75,6 +75,9 @@ class TurnSocket:
         #: Called with each ``TurnPeerFailed`` (a permission or a channel the server refused).
         self.on_peer_failed: Callable[[TurnPeerFailed], None] | None = None
         self.dropped = 0
+        #: UDP leg: system calls that sent messages to the server, and the messages they carried
+        #: (GSO: many per call); reads that found messages, and the messages read.
+        self.send_calls = self.messages_sent = self.read_calls = self.messages_read = 0
         self._error: str | None = None
         self._released = trio.Event()
         self._allocated = trio.Event()
@@ -204,6 +207,8 @@ class TurnSocket:
                         break
                     except BlockingIOError:
                         await trio.lowlevel.wait_writable(raw)
+            self.send_calls += len(out)
+            self.messages_sent += len(out)
             return
         for run in plan_runs([len(m) for m in out]):
             while True:
@@ -212,6 +217,8 @@ class TurnSocket:
                         raw.send(out[run.start])
                     else:
                         raw.sendmsg(out[run.start : run.stop], [segment_cmsg(run.segment)])
+                    self.send_calls += 1
+                    self.messages_sent += run.count
                     break
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(raw)
@@ -221,6 +228,8 @@ class TurnSocket:
                     self._gso = False  # the kernel refuses segmentation here: one message per call
                     for message in out[run.start : run.stop]:
                         raw.send(message)
+                    self.send_calls += run.count
+                    self.messages_sent += run.count
                     break
 
     def _dispatch(self) -> None:
@@ -317,6 +326,8 @@ class TurnSocket:
                 break
             self.client.receive(data, now)
             count += 1
+        self.read_calls += 1
+        self.messages_read += count
         return count
 
     async def _connect(self, ssl_context: ssl.SSLContext | None, server_hostname: str | None) -> None:
