@@ -45,13 +45,18 @@ from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, ip_addres
 #: TURN's overhead per datagram (spec/turn.md §7): a Send indication is the larger (36 bytes for an
 #: IPv4 peer, 48 for IPv6), plus up to 3 bytes of padding; ChannelData is 4 (+ padding on streams).
 SEND_INDICATION_OVERHEAD = {4: 36 + 3, 6: 48 + 3}
+CHANNEL_DATA_OVERHEAD = 4
+#: Padding to 4 bytes that a stream leg (TCP, TLS) adds to ChannelData.
+STREAM_PADDING = 3
 #: A STUN message, and so a TURN-wrapped datagram, is at most this long (spec/turn.md §7).
 LARGEST_MESSAGE = 65535
-#: The largest p2pos datagram offered to a TURN path (TRN-6.5): coturn reads a client's UDP message
+#: The largest TURN message offered to a TURN path (TRN-6.5): coturn reads a client's UDP message
 #: into a 16 KiB buffer, so ChannelData of 16384 bytes (16380 of payload) is the most it relays
 #: (larger ones are dropped towards the peer and cut short towards the client).  The session's PMTU
 #: search starts from here instead of from a 64 KiB loopback MTU: fewer lost probes.
-TURN_DATAGRAM_CEILING = 16380
+TURN_MESSAGE_CEILING = 16384
+#: The largest p2pos datagram offered when channels are used: ChannelData's 4-byte header less.
+TURN_DATAGRAM_CEILING = TURN_MESSAGE_CEILING - 4
 
 
 class TurnTransport:
@@ -96,10 +101,12 @@ class TurnTransport:
     def max_udp_payload(self, addr: Address) -> int:
         """The largest p2pos datagram that fits one TURN message on the leg (TRN-6.4, TRN-6.5).
 
-        The leg's payload (a UDP datagram towards the server, or a STUN message on TCP/TLS)
-        less the Send indication's overhead, the larger of the two wrappings, and at most
-        ``TURN_DATAGRAM_CEILING``.  The relay-to-peer hop, or a server with a smaller buffer,
-        may be narrower: the session's PMTU discovery finds that.  OSError if no route.
+        The leg's payload (a UDP datagram towards the server, or a STUN message on TCP/TLS), at
+        most ``TURN_MESSAGE_CEILING``, less the wrapping's overhead: ChannelData's 4 bytes when
+        channels are used (data goes in it once the channel is bound, TRN-6.1; padding only on a
+        stream leg, whose limit is not a path MTU), else the Send indication's.  The relay-to-peer
+        hop, or a server with a smaller buffer, may be narrower: the session's PMTU discovery finds
+        that.  OSError if no route.
         """
         addr = self.check_address(addr)
         server = self.turn.server
@@ -108,7 +115,11 @@ class TurnTransport:
             family = _socket.AF_INET6 if ":" in server.host else _socket.AF_INET
             mtu = socket_options.path_mtu(family, (server.host, server.port))
             leg = socket_options.max_udp_payload(mtu, family)
-        return min(min(leg, LARGEST_MESSAGE) - SEND_INDICATION_OVERHEAD[self._family], TURN_DATAGRAM_CEILING)
+        if self.turn.client.config.use_channels:
+            overhead = CHANNEL_DATA_OVERHEAD + (0 if server.transport is TurnLeg.UDP else STREAM_PADDING)
+        else:
+            overhead = SEND_INDICATION_OVERHEAD[self._family]
+        return min(leg, LARGEST_MESSAGE, TURN_MESSAGE_CEILING) - overhead
 
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
         await self._outbox.put(datagrams, addr)
