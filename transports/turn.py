@@ -4,15 +4,18 @@
     async with open_turn_socket(server, TurnCredentials(username="alice", password="pw")) as turn:
         print(turn.relayed)                       # where peers send to reach us
         await turn.send(datagram, peer_address)    # relayed to the peer over UDP
+        await turn.send_many(datagrams, peer_address)  # a batch: one flush, GSO runs on a UDP leg
         datagram, peer = await turn.receive()      # or: async for datagram, peer in turn
+        batch = await turn.receive_batch()         # everything received so far: [(datagram, peer)]
 
 The client's leg is UDP, TCP or TLS (``turns:``, give an ``ssl_context``); whatever the leg,
 what the peer sees is UDP from ``relayed``.  Timers run in a background task on trio's clock
 (so ``MockClock`` drives them); refreshes, permissions and channels are kept up by the core.
 Leaving the ``async with`` releases the allocation (Refresh LIFETIME 0, at most
-``release_timeout`` seconds).  A refused login, an unreachable server or a lost connection
-raise ``TurnError`` with the reason, from ``open_turn_socket`` or from the next ``send`` /
-``receive``.
+``release_timeout`` seconds).  A UDP leg is read up to ``READ_BATCH`` datagrams per wake-up and
+written straight to its socket (spec/turn.md TRN-8.1).  A refused login, an unreachable server
+or a lost connection raise ``TurnError`` with the reason, from ``open_turn_socket`` or from the
+next ``send`` / ``receive``.
 """
 
 from __future__ import annotations
