@@ -4,15 +4,18 @@
     async with open_turn_socket(server, TurnCredentials(username="alice", password="pw")) as turn:
         print(turn.relayed)                       # where peers send to reach us
         await turn.send(datagram, peer_address)    # relayed to the peer over UDP
+        await turn.send_many(datagrams, peer_address)  # a batch: one flush, GSO runs on a UDP leg
         datagram, peer = await turn.receive()      # or: async for datagram, peer in turn
+        batch = await turn.receive_batch()         # everything received so far: [(datagram, peer)]
 
 The client's leg is UDP, TCP or TLS (``turns:``, give an ``ssl_context``); whatever the leg,
 what the peer sees is UDP from ``relayed``.  Timers run in a background task on trio's clock
 (so ``MockClock`` drives them); refreshes, permissions and channels are kept up by the core.
 Leaving the ``async with`` releases the allocation (Refresh LIFETIME 0, at most
-``release_timeout`` seconds).  A refused login, an unreachable server or a lost connection
-raise ``TurnError`` with the reason, from ``open_turn_socket`` or from the next ``send`` /
-``receive``.
+``release_timeout`` seconds).  A UDP leg is read up to ``READ_BATCH`` datagrams per wake-up and
+written straight to its socket (spec/turn.md TRN-8.1).  A refused login, an unreachable server
+or a lost connection raise ``TurnError`` with the reason, from ``open_turn_socket`` or from the
+next ``send`` / ``receive``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import math
 import secrets
 import socket as _socket
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import assert_never
 
@@ -40,8 +43,14 @@ from p2pos.proto.nat.turn_events import (
     TurnRefreshed,
     TurnReleased,
 )
+from p2pos.transports import socket_options
+from p2pos.transports.gso import GSO_REFUSALS, enable_gso, plan_runs, segment_cmsg
 
 _RECEIVE_SIZE = 65536
+#: Datagrams read from a UDP leg in one go (then the core's output is flushed once).
+READ_BATCH = 64
+#: Datagrams ``receive_batch`` hands over at most at once.
+DELIVER_BATCH = 256
 #: Refused peer IPs remembered (``TurnSocket.refused``).
 MAX_REFUSED = 256
 #: Datagrams from peers held for a slow reader before the newest are dropped (UDP semantics).
@@ -69,6 +78,9 @@ class TurnSocket:
         #: Called with each ``TurnPeerFailed`` (a permission or a channel the server refused).
         self.on_peer_failed: Callable[[TurnPeerFailed], None] | None = None
         self.dropped = 0
+        #: UDP leg: system calls that sent messages to the server, and the messages they carried
+        #: (GSO: many per call); reads that found messages, and the messages read.
+        self.send_calls = self.messages_sent = self.read_calls = self.messages_read = 0
         self._error: str | None = None
         self._released = trio.Event()
         self._allocated = trio.Event()
@@ -77,6 +89,12 @@ class TurnSocket:
         self._progress = trio.Event()
         self._send_in, self._receive_out = trio.open_memory_channel[tuple[bytes, Address]](RECEIVE_QUEUE)
         self._udp: trio.socket.SocketType | None = None
+        #: The UDP leg's own socket object (non-blocking): reads and writes go to it directly
+        #: while it has data or room, and wait on ``_udp`` only when it has not.
+        self._raw: _socket.socket | None = None
+        self._gso = False
+        #: The deadline the timer task sleeps until (it is woken only for an earlier one).
+        self._armed: float | None = None
         self._stream: trio.abc.Stream | None = None
         self._send_lock = trio.Lock()
 
@@ -88,12 +106,31 @@ class TurnSocket:
         self.client.send(datagram, peer, trio.current_time())
         await self._flush()
 
+    async def send_many(self, datagrams: Sequence[bytes], peer: Address) -> None:
+        """Relay each of ``datagrams`` to ``peer``, in order: one flush for all (on a UDP leg,
+        equal-size ChannelData messages leave in GSO runs, one call each)."""
+        self._raise_if_failed()
+        now = trio.current_time()
+        for datagram in datagrams:
+            self.client.send(datagram, peer, now)
+        await self._flush()
+
     async def receive(self) -> tuple[bytes, Address]:
         """The next ``(datagram, peer address)`` relayed to us; ``TurnError`` once the allocation is gone."""
         try:
             return await self._receive_out.receive()
         except trio.EndOfChannel:
             raise TurnError(self._error or "the TURN allocation was released") from None
+
+    async def receive_batch(self) -> list[tuple[bytes, Address]]:
+        """Everything relayed to us and not yet taken (at most ``DELIVER_BATCH``), waiting for the first."""
+        batch = [await self.receive()]
+        while len(batch) < DELIVER_BATCH:
+            try:
+                batch.append(self._receive_out.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        return batch
 
     def __aiter__(self) -> AsyncIterator[tuple[bytes, Address]]:
         return self._iterate()
@@ -148,18 +185,55 @@ class TurnSocket:
         if out:
             try:
                 async with self._send_lock:
-                    if self._udp is not None:
-                        for datagram in out:
-                            await self._udp.send(datagram)
+                    if self._raw is not None:
+                        await self._send_udp(self._raw, out)
                     elif self._stream is not None:
                         await self._stream.send_all(b"".join(out))
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                if self._udp is None or getattr(exc, "errno", None) not in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
+                if self._raw is None or getattr(exc, "errno", None) not in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
                     self.client.fail(f"cannot send to {self.server.url}: {exc}")
         self._dispatch()
-        self._timer_moved.set()
+        deadline = self.client.get_timer()
+        if deadline != self._armed and (self._armed is None or deadline is None or deadline < self._armed):
+            self._timer_moved.set()  # an earlier (or no) deadline: a later one waits for the armed one
         self._progress.set()
         self._progress = trio.Event()
+
+    async def _send_udp(self, raw: _socket.socket, out: list[bytes]) -> None:
+        """The core's messages to the server, in order, over the UDP leg ``raw``: runs of equal size
+        in one GSO call each (the leg goes to one address), straight to the socket while it has room."""
+        if not self._gso:
+            for message in out:
+                while True:
+                    try:
+                        raw.send(message)
+                        break
+                    except BlockingIOError:
+                        await trio.lowlevel.wait_writable(raw)
+            self.send_calls += len(out)
+            self.messages_sent += len(out)
+            return
+        for run in plan_runs([len(m) for m in out]):
+            while True:
+                try:
+                    if run.count == 1:
+                        raw.send(out[run.start])
+                    else:
+                        raw.sendmsg(out[run.start : run.stop], [segment_cmsg(run.segment)])
+                    self.send_calls += 1
+                    self.messages_sent += run.count
+                    break
+                except BlockingIOError:
+                    await trio.lowlevel.wait_writable(raw)
+                except OSError as exc:
+                    if run.count == 1 or exc.errno not in GSO_REFUSALS:
+                        raise
+                    self._gso = False  # the kernel refuses segmentation here: one message per call
+                    for message in out[run.start : run.stop]:
+                        raw.send(message)
+                    self.send_calls += run.count
+                    self.messages_sent += run.count
+                    break
 
     def _dispatch(self) -> None:
         while (event := self.client.next_event()) is not None:
@@ -203,19 +277,23 @@ class TurnSocket:
     async def _timer_loop(self) -> None:
         while True:
             self._timer_moved = trio.Event()
-            deadline = self.client.get_timer()
+            deadline = self._armed = self.client.get_timer()
             with trio.move_on_at(math.inf if deadline is None else deadline):
                 await self._timer_moved.wait()
                 continue
+            self._armed = None
             self.client.handle_timer(trio.current_time())
             await self._flush()
 
     async def _reader(self) -> None:
         while True:
             try:
-                if self._udp is not None:
-                    data = await self._udp.recv(_RECEIVE_SIZE)
-                elif self._stream is not None:
+                if self._raw is not None:
+                    await trio.lowlevel.wait_readable(self._raw)
+                    if self._read_udp(self._raw):
+                        await self._flush()
+                    continue
+                if self._stream is not None:
                     data = bytes(await self._stream.receive_some(_RECEIVE_SIZE))
                     if not data:
                         self.client.receive_eof(trio.current_time())
@@ -237,14 +315,39 @@ class TurnSocket:
             self.client.receive(data, trio.current_time())
             await self._flush()
 
+    def _read_udp(self, raw: _socket.socket) -> int:
+        """Feed the core what the UDP leg ``raw`` holds now (at most ``READ_BATCH`` datagrams); how many.
+
+        Raises OSError (ICMP port unreachable): what was read before it is in the core already.
+        """
+        now = trio.current_time()
+        count = 0
+        while count < READ_BATCH:
+            try:
+                data = raw.recv(_RECEIVE_SIZE)
+            except BlockingIOError:
+                break
+            self.client.receive(data, now)
+            count += 1
+        self.read_calls += 1
+        self.messages_read += count
+        return count
+
     async def _connect(self, ssl_context: ssl.SSLContext | None, server_hostname: str | None) -> None:
         server = self.server
         try:
             if server.transport is TurnTransport.UDP:
                 family = _socket.AF_INET6 if ":" in server.host else _socket.AF_INET
-                udp = trio.socket.socket(family, _socket.SOCK_DGRAM)
-                await udp.connect((server.host, server.port))
-                self._udp = udp
+                raw = _socket.socket(family, _socket.SOCK_DGRAM)
+                udp = trio.socket.from_stdlib_socket(raw)  # the same socket, non-blocking
+                try:
+                    socket_options.size_buffers(raw)
+                    self._gso = enable_gso(raw)
+                    await udp.connect((server.host, server.port))  # (trio resolves a name)
+                except OSError:
+                    udp.close()
+                    raise
+                self._raw, self._udp = raw, udp
                 return
             tcp = await trio.open_tcp_stream(server.host, server.port)
             if server.transport is TurnTransport.TLS:

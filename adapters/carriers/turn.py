@@ -45,8 +45,18 @@ from .queues import Address, CarrierLost, Inbox, LostCallback, Outbox, ip_addres
 #: TURN's overhead per datagram (spec/turn.md §7): a Send indication is the larger (36 bytes for an
 #: IPv4 peer, 48 for IPv6), plus up to 3 bytes of padding; ChannelData is 4 (+ padding on streams).
 SEND_INDICATION_OVERHEAD = {4: 36 + 3, 6: 48 + 3}
+CHANNEL_DATA_OVERHEAD = 4
+#: Padding to 4 bytes that a stream leg (TCP, TLS) adds to ChannelData.
+STREAM_PADDING = 3
 #: A STUN message, and so a TURN-wrapped datagram, is at most this long (spec/turn.md §7).
 LARGEST_MESSAGE = 65535
+#: The largest TURN message offered to a TURN path (TRN-6.5): coturn reads a client's UDP message
+#: into a 16 KiB buffer, so ChannelData of 16384 bytes (16380 of payload) is the most it relays
+#: (larger ones are dropped towards the peer and cut short towards the client).  The session's PMTU
+#: search starts from here instead of from a 64 KiB loopback MTU: fewer lost probes.
+TURN_MESSAGE_CEILING = 16384
+#: The largest p2pos datagram offered when channels are used: ChannelData's 4-byte header less.
+TURN_DATAGRAM_CEILING = TURN_MESSAGE_CEILING - 4
 
 
 class TurnTransport:
@@ -89,11 +99,14 @@ class TurnTransport:
         return ip_address(addr, self._family, "the TURN allocation's relayed address")
 
     def max_udp_payload(self, addr: Address) -> int:
-        """The largest p2pos datagram that fits one TURN message on the leg (TRN-6.4).
+        """The largest p2pos datagram that fits one TURN message on the leg (TRN-6.4, TRN-6.5).
 
-        The leg's payload (a UDP datagram towards the server, or a STUN message on TCP/TLS)
-        less the Send indication's overhead, the larger of the two wrappings.  The relay-to-peer
-        hop may be narrower: the session's PMTU discovery finds that.  OSError if no route.
+        The leg's payload (a UDP datagram towards the server, or a STUN message on TCP/TLS), at
+        most ``TURN_MESSAGE_CEILING``, less the wrapping's overhead: ChannelData's 4 bytes when
+        channels are used (data goes in it once the channel is bound, TRN-6.1; padding only on a
+        stream leg, whose limit is not a path MTU), else the Send indication's.  The relay-to-peer
+        hop, or a server with a smaller buffer, may be narrower: the session's PMTU discovery finds
+        that.  OSError if no route.
         """
         addr = self.check_address(addr)
         server = self.turn.server
@@ -102,7 +115,11 @@ class TurnTransport:
             family = _socket.AF_INET6 if ":" in server.host else _socket.AF_INET
             mtu = socket_options.path_mtu(family, (server.host, server.port))
             leg = socket_options.max_udp_payload(mtu, family)
-        return min(leg, LARGEST_MESSAGE) - SEND_INDICATION_OVERHEAD[self._family]
+        if self.turn.client.config.use_channels:
+            overhead = CHANNEL_DATA_OVERHEAD + (0 if server.transport is TurnLeg.UDP else STREAM_PADDING)
+        else:
+            overhead = SEND_INDICATION_OVERHEAD[self._family]
+        return min(leg, LARGEST_MESSAGE, TURN_MESSAGE_CEILING) - overhead
 
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
         await self._outbox.put(datagrams, addr)
@@ -154,26 +171,26 @@ class TurnTransport:
             except trio.EndOfChannel:
                 return
             for datagrams, addr in batches:
-                for index, data in enumerate(datagrams):
-                    try:
-                        await self.turn.send(data, addr)
-                    except TurnError as exc:
-                        self.send_errors += len(datagrams) - index
-                        self._lose(str(exc))
-                        return
-                    except LocalProtocolError as exc:  # the allocation ended between two checks
-                        self.send_errors += len(datagrams) - index
-                        self._lose(f"TURN {self.turn.server.url}: {exc}")
-                        return
+                try:
+                    await self.turn.send_many(datagrams, addr)  # one flush (GSO runs on a UDP leg)
+                except TurnError as exc:
+                    self.send_errors += len(datagrams)
+                    self._lose(str(exc))
+                    return
+                except LocalProtocolError as exc:  # the allocation ended between two checks
+                    self.send_errors += len(datagrams)
+                    self._lose(f"TURN {self.turn.server.url}: {exc}")
+                    return
 
     async def _receiver(self) -> None:
         while True:
             try:
-                data, peer = await self.turn.receive()
+                batch = await self.turn.receive_batch()
             except TurnError as exc:
                 self._lose(str(exc))
                 return
-            await self._inbox.put(data, peer)
+            for data, peer in batch:
+                await self._inbox.put(data, peer)
 
     def _peer_failed(self, failure: TurnPeerFailed) -> None:
         """Report a peer whose permission the server refused (a refused channel is no loss: data

@@ -523,7 +523,12 @@ class SendPath:
     def _maybe_probe_pmtu(self, now: float) -> None:
         """RFC 8899 §4.1: a PING padded to the probed size, when the window has room for it."""
         size = self.pmtu.probe_size_to_send(now)
-        if size is None or self.cc.available(self.recovery.bytes_in_flight) < size:
+        if size is None:
+            return
+        room, window = self.cc.available(self.recovery.bytes_in_flight), self.cc.congestion_window
+        if room < size and (size <= window or room < window // 2):
+            # recovery.md §7.1: a probe larger than the whole window (a large-MTU link, such as loopback,
+            # whose window is still small) may go once half the window is free, or it never would.
             return
         if size > self.session.peer_max_plaintext + RECORD_OVERHEAD:
             return  # the peer would refuse such a record: the MTU the search may reach is capped

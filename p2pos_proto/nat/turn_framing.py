@@ -26,8 +26,10 @@ def channel_data(channel: int, data: bytes, *, stream: bool) -> bytes:
         raise ValueError(f"a channel number is 0x4000..0x4FFF, not 0x{channel:x}")
     if len(data) > 0xFFFF:
         raise ValueError("ChannelData carries at most 65535 bytes")
-    pad = bytes(-len(data) % 4) if stream else b""
-    return _CHANNEL.pack(channel, len(data)) + data + pad
+    header = _CHANNEL.pack(channel, len(data))
+    if stream and len(data) % 4:
+        return b"".join((header, data, bytes(-len(data) % 4)))
+    return header + data  # one copy of the payload
 
 
 def decode_channel_data_untrusted(message: bytes) -> tuple[int, bytes]:

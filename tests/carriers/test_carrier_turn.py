@@ -19,6 +19,7 @@ from coturn_fixture import PASSWORD, USER, Coturn, start_coturn
 from helpers import make_keys
 
 from p2pos.adapters.carriers import CarrierLost, TurnTransport, close_sessions_on_loss, open_turn_transport
+from p2pos.adapters.carriers.turn import TURN_DATAGRAM_CEILING, TURN_MESSAGE_CEILING
 from p2pos.adapters.node import ConnectFailed, Node, open_node
 from p2pos.adapters.streams import ChannelBroken
 from p2pos.proto import ErrorCode
@@ -95,12 +96,17 @@ async def test_a_megabyte_each_way_over_a_tls_leg(coturn: Coturn) -> None:
 
 
 async def test_the_payload_ceiling_leaves_room_for_the_turn_wrapping(coturn: Coturn) -> None:
-    """[TRN-6.4] a UDP leg: the leg's payload less 39 bytes (Send indication, IPv4, padding)."""
+    """[TRN-6.4] [TRN-6.5] the leg's payload, at most TURN_MESSAGE_CEILING (coturn's 16 KiB buffer,
+    which is what a 64 KiB loopback leaves), less ChannelData's 4 bytes (UDP leg) or 4 + 3 of padding
+    (TCP leg); without channels, less the Send indication's 39 (IPv4, padding)."""
     async with turn_nodes(coturn) as (_a, _b, ta, tb, _losses):
         server = (ta.turn.server.host, ta.turn.server.port)
         udp_leg = socket_options.max_udp_payload(socket_options.path_mtu(socket.AF_INET, server), socket.AF_INET)
-        assert ta.max_udp_payload(tb.local_address) == udp_leg - 39  # 65507 - 39 on a 65536-byte loopback
-        assert tb.max_udp_payload(ta.local_address) == 65535 - 39  # TCP leg: a STUN message's limit
+        assert udp_leg > TURN_MESSAGE_CEILING  # 65507 on a 65536-byte loopback
+        assert ta.max_udp_payload(tb.local_address) == TURN_MESSAGE_CEILING - 4 == TURN_DATAGRAM_CEILING
+        assert tb.max_udp_payload(ta.local_address) == TURN_MESSAGE_CEILING - 7  # TCP leg
+    async with open_turn_transport(coturn.server(Leg.UDP), GOOD, config=TurnConfig(use_channels=False)) as plain:
+        assert plain.max_udp_payload(tb.local_address) == TURN_MESSAGE_CEILING - 39
 
 
 async def test_garbage_from_the_peers_address_does_not_hurt_the_session(coturn: Coturn) -> None:

@@ -420,3 +420,18 @@ def test_a_connection_over_an_unfinished_handshake_closes_cleanly() -> None:
     assert conn.get_timer() is None
     assert INDEX_B != INDEX_A
     assert not [e for e in events if isinstance(e, ChannelClosed)]
+
+
+def test_a_probe_larger_than_the_window_still_goes() -> None:
+    """recovery.md §7.1: a loopback-sized search ceiling (65507) on a slow 16 KiB path (TURN through
+    coturn): the window (4 MB/s x 2 ms, at 1200-byte datagrams) stays far below the first probe
+    (if it waited for room, the search never starts: 1200 bytes for good), yet the search
+    runs and bulk data ends up in datagrams near the path's 16380 bytes, not BASE_PLPMTU."""
+    slow = LinkConfig(delay=0.001, mtu=16380, bandwidth=4_000_000, queue_bytes=200_000)
+    config = ChannelConfig(max_datagram_size=65507)
+    pair = Pair(slow, slow, config_a=config, config_b=config, seed=31)
+    pair.connect()
+    data = payload(3_000_000, 6)
+    channel_id, _ = one_way(pair, data, pair.now + 60.0)
+    assert digest(pair.b.received[channel_id]) == digest(data)
+    assert 16380 - 16 <= pair.a.c.pmtu.current_mtu <= 16380

@@ -13,9 +13,12 @@ import pytest
 import trio
 from coturn_fixture import HOST, PASSWORD, USER, Coturn, start_coturn
 
+from p2pos.adapters.carriers.turn import TURN_DATAGRAM_CEILING
+from p2pos.adapters.carriers.turn import TurnTransport as Carrier
 from p2pos.proto.nat.turn import TurnClient, TurnConfig, TurnState
 from p2pos.proto.nat.turn_config import TurnCredentials, TurnServer, TurnTransport, parse_turn_url
 from p2pos.proto.nat.turn_events import TurnDataReceived, TurnReleased
+from p2pos.transports import socket_options
 from p2pos.transports.turn import TurnError, TurnSocket, open_turn_socket
 
 GOOD = TurnCredentials(username=USER, password=PASSWORD)
@@ -179,3 +182,62 @@ async def test_tls_checks_the_certificate(coturn: Coturn) -> None:
             pass
     async with open_turn_socket(server, GOOD, ssl_context=coturn.ssl_context()) as turn:
         assert turn.relayed is not None
+
+
+async def test_the_largest_datagram_offered_crosses_coturn_both_ways(coturn: Coturn) -> None:
+    """[TRN-6.5] [TRN-6.4] what a TURN carrier offers the session on loopback is the ceiling (not the
+    64 KiB loopback MTU), and coturn relays a datagram of that size both ways, between an
+    allocation (channels bound) and a plain UDP peer; one byte more does not reach the peer."""
+    with trio.fail_after(20):
+        async with _open(coturn, TurnTransport.UDP) as turn:
+            assert turn.relayed is not None
+            peer = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with peer:
+                await peer.bind((HOST, 0))
+                peer_address = peer.getsockname()
+                assert Carrier(turn).max_udp_payload(peer_address) == TURN_DATAGRAM_CEILING
+                await turn.add_peer(peer_address)
+                while turn.client.channel_of(peer_address) is None:
+                    await trio.sleep(0.01)
+                big = secrets.token_bytes(TURN_DATAGRAM_CEILING)
+                await turn.send(big, peer_address)
+                data, source = await peer.recvfrom(65536)
+                assert data == big and source == turn.relayed
+                await peer.sendto(big, turn.relayed)
+                await _expect(turn, big, peer_address)
+                await turn.send(big + b"x", peer_address)  # coturn's buffer is full: dropped
+                await turn.send(b"after", peer_address)
+                data, _ = await peer.recvfrom(65536)
+                assert data == b"after"
+
+
+async def test_bursts_cross_coturn_in_batches_and_in_order(coturn: Coturn) -> None:
+    """[TRN-6.1] [TRN-6.2] [TRN-8.1] ``send_many`` of 48 equal ChannelData messages leaves in a few GSO
+    calls (not 48) and all reach a plain UDP peer in order; 48 datagrams the peer sends before we
+    read come back in order from ``receive_batch``, read several per wake-up."""
+    with trio.fail_after(20):
+        async with _open(coturn, TurnTransport.UDP) as turn:
+            assert turn.relayed is not None
+            peer = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with peer:
+                await peer.bind((HOST, 0))
+                socket_options.size_buffers(peer)  # type: ignore[arg-type]  # (a trio socket has setsockopt)
+                peer_address = peer.getsockname()
+                await turn.add_peer(peer_address)
+                while turn.client.channel_of(peer_address) is None:
+                    await trio.sleep(0.01)
+                burst = [i.to_bytes(2, "big") + secrets.token_bytes(3998) for i in range(48)]
+                calls, sent = turn.send_calls, turn.messages_sent
+                await turn.send_many(burst, peer_address)
+                assert turn.messages_sent - sent == 48
+                assert turn.send_calls - calls <= (48 if not turn._gso else 4)  # 16 x 4004 bytes per GSO call
+                assert [await peer.recv(65536) for _ in burst] == burst
+                calls, read = turn.read_calls, turn.messages_read
+                for data in burst:
+                    await peer.sendto(data, turn.relayed)
+                await trio.sleep(0.2)  # all of them wait in the leg's socket before the reader wakes
+                got: list[bytes] = []
+                while len(got) < len(burst):
+                    got += [data for data, source in await turn.receive_batch() if source == peer_address]
+                assert got == burst
+                assert turn.messages_read - read == 48 and turn.read_calls - calls < 48
