@@ -609,11 +609,13 @@ class Node:
         """Tell the endpoint what socket ``local`` is: its path kind and rank (spec/paths.md §4).
 
         A transport says it with ``path_kind`` ("datagram" or "stream") and ``path_rank``; a plain
-        UDP socket has neither: a direct datagram path, rank 0.
+        UDP socket has neither: a direct datagram path, rank 0.  One whose datagrams leave through
+        another socket (QUIC sharing a UDP socket) names that socket's index in ``shares_socket``.
         """
         kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
         rank = int(getattr(transport, "path_rank", 0))
-        self.endpoint.declare_local(local, kind=kind, rank=rank)
+        shares = getattr(transport, "shares_socket", None)  # QUIC on a UDP socket: one fate (PTH-4.8)
+        self.endpoint.declare_local(local, kind=kind, rank=rank, shares_socket=shares)
 
     def add_path(self, peer_id: PeerId, address: object, *, local: int | None = None) -> int | None:
         """Another path to ``peer_id``'s session: ``address`` through socket ``local`` (default: the
