@@ -270,11 +270,11 @@ class Lab:
                 url = line.split()[3]
         return bootstrap, url
 
-    def daemon(self, name: str, listen: str, bootstrap: str, relays: list[str]) -> str:
+    def daemon(self, name: str, listen: str, bootstrap: str, relays: list[str], *, quic: bool = True) -> str:
         """Start daemon ``name``; the path of its API socket."""
         home = self.root / name
         home.mkdir()
-        config = [f"listen = [{json.dumps(listen)}]", f"relay = {json.dumps(relays)}"]
+        config = [f"listen = [{json.dumps(listen)}]", f"relay = {json.dumps(relays)}", f"quic = {json.dumps(quic)}"]
         if any(r.startswith("turn") for r in relays):
             config.append(f"turn_secret = {json.dumps(TURN_SECRET)}")
         (home / "config.toml").write_text("\n".join(config) + "\n")
@@ -400,18 +400,25 @@ def measure_carriers(
     path is active, warms it (2 MB: the new path's congestion window), times ``bench/send`` of
     ``nbytes``, and checks that the pinned path carried them (its bytes_sent grew by as much, it is
     still the active one).  Then plain aioquic moves the same bytes between two processes, timed the
-    same way (first write to the count back).  MB/s per carrier and ``aioquic_stream``, and what
-    carried each (via and address).
+    same way (first write to the count back).  And, for reference only, a second pair (C, D: no
+    relay, no QUIC) whose session has its direct path alone (``direct_single_path``): what the
+    first pair's extra paths cost direct UDP.  MB/s per carrier, ``aioquic_stream`` and
+    ``direct_single_path``, and what carried each (via and address).
     """
     before = len(lab.processes)
     a = lab.daemon("pair-a", "127.0.0.1:0", bootstrap, [turn_url, ws_url])
     b = lab.daemon("pair-b", "127.0.0.1:0", bootstrap, [ws_url])
-    samples: dict[str, list[float]] = {name: [] for name in [*CARRIERS, "aioquic_stream"]}
+    c = lab.daemon("single-c", "127.0.0.1:0", bootstrap, [], quic=False)
+    d = lab.daemon("single-d", "127.0.0.1:0", bootstrap, [], quic=False)
+    samples: dict[str, list[float]] = {name: [] for name in [*CARRIERS, "aioquic_stream", "direct_single_path"]}
     vias: dict[str, str] = {}
     try:
         wait_registered(a, 30)
         peer_b = wait_registered(b, 30)
         sockets, ids = {"a": a, "b": b}, {"b": peer_b}
+        single, single_ids = {"a": c, "b": d}, {"b": wait_registered(d, 30)}
+        wait_registered(c, 30)
+        node_transfer(single, single_ids, min(nbytes, 2_000_000))
         node_transfer(sockets, ids, min(nbytes, 2_000_000))  # the session and its paths
         wait_all_paths(a, peer_b, 30)
         relayed = [r["relayed"] for r in _api(a, "GET", "/v1/status")["relays"] if r["kind"] == "turn"]
@@ -435,6 +442,9 @@ def measure_carriers(
                 if got != (nbytes // AIOQUIC_WRITE) * AIOQUIC_WRITE:
                     raise RuntimeError(f"plain aioquic: {got} bytes counted of {nbytes}")
                 samples["aioquic_stream"].append(got / seconds / 1e6)
+                samples["direct_single_path"].append(nbytes / node_transfer(single, single_ids, nbytes) / 1e6)
+                if [p["via"] for p in peer_paths(c, single_ids["b"])] != ["udp"]:
+                    raise RuntimeError(f"the reference pair has other paths: {peer_paths(c, single_ids['b'])}")
                 shown = ", ".join(f"{k} {v[-1]:.1f}" for k, v in samples.items())
                 say(f"  carriers round {r + 1}/{rounds} (MB/s): {shown}")
         _api(a, "DELETE", f"/v1/peers/{peer_b}/pin")
@@ -627,6 +637,7 @@ def main() -> None:
         "turn": "goodput, TURN (coturn), daemon -> daemon, MB/s",
         "quic": "goodput, QUIC, daemon -> daemon, MB/s",
         "aioquic_stream": "plain aioquic stream, process -> process, MB/s",
+        "direct_single_path": "reference: direct UDP, a session with no other path",
     }
     for key, value in medians.items():
         say(f"{labels[key]:<52} {value:>8.1f}  {_range(samples[key], 1):<13} {vias.get(key, '')}")
@@ -678,6 +689,7 @@ def main() -> None:
                 "direct_MBps": "one pair of daemons, pinned to each carrier in turn (PUT /v1/peers/B/pin)",
                 "aioquic_stream_MBps": "plain aioquic, one stream between two processes, the same bytes",
                 "quic_over_direct": "informational, no target",
+                "direct_single_path_MBps": "reference only: another pair (no relay, no QUIC), its direct path alone",
             },
         }
     )

@@ -23,7 +23,7 @@ def test_carriers_bench_measures_each_carrier_between_daemons() -> None:
     summary = quick_summary(BENCH_DIR / "carriers.py")
     assert summary["bench"] == "carriers"
     figures = summary["figures"]
-    goodputs = ["direct", "relay", "turn", "quic", "aioquic_stream"]
+    goodputs = ["direct", "relay", "turn", "quic", "aioquic_stream", "direct_single_path"]
     timings = [
         "relay_new_session_ttfb_ms",
         "relay_rtt_ms",
