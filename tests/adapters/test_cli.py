@@ -221,3 +221,18 @@ def test_bad_relay_and_proxy_flags_are_one_line_before_the_daemon_starts(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("p2pos: ") and message in line, line
     assert not (tmp_path / "run" / "api.sock").exists()
+
+
+def test_path_text_shows_the_pin_and_says_when_the_peer_chooses() -> None:
+    from p2pos.adapters.cli_apps import _pin_text
+
+    path = {"path_id": 2, "via": "relay", "kind": "stream", "address": "relay:X", "state": "validated"}
+    path |= {"active": True, "why": "better", "srtt_ms": 3.1, "bytes_sent": 10, "bytes_received": 9}
+    answer = {"peer_id": "P", "pin": "relay", "controlling": True, "paths": [path]}
+    assert _pin_text(answer).splitlines() == [
+        "peer      P pinned to relay",
+        "  path 2 relay (stream) relay:X validated active (better) rtt 3.1 ms, 10 B out, 9 B in",
+    ]
+    text = _pin_text({**answer, "controlling": False})
+    assert "the peer opened this session and picks its paths" in text
+    assert _pin_text({"peer_id": "P", "pin": None, "paths": []}) == "peer      P not pinned"
