@@ -64,6 +64,8 @@ def active(paths: dict[str, dict[str, object]]) -> str:
 
 
 async def test_pinning_moves_the_session_to_the_pinned_carrier_and_back() -> None:
+    """[API-3.1.4]: pinned to QUIC, the side that opened the session moves its data there (the bytes
+    go on the QUIC path) and the peer follows; pinned to UDP it comes back; unpinned, own ranks."""
     with trio.fail_after(60):
         async with session_with_two_paths() as (a, b, peer):
             assert active(by_via(a, peer.session_id)) == "udp"
@@ -110,9 +112,10 @@ async def test_pin_refuses_an_unknown_carrier() -> None:
 
 
 async def test_the_app_api_pins_a_peer_and_status_shows_it(tmp_path: Path) -> None:
-    """Two daemons with default settings (QUIC on) and a rendezvous node; ``PUT /v1/peers/B/pin``
-    makes the session (none yet), pins it to QUIC, status shows the pin and the QUIC path active;
-    a bad ``via`` is 400; ``DELETE`` unpins and direct UDP is active again."""
+    """[API-3.1.1] [API-3.1.2] [API-3.1.3]: two daemons with default settings (QUIC on) and a
+    rendezvous node; ``PUT /v1/peers/B/pin`` makes the session (none yet), pins it to QUIC, status
+    shows the pin and the QUIC path active; a bad ``via`` is 400; ``DELETE`` unpins and direct UDP
+    is active again."""
     keys = LocalKeys.generate(Identity.generate())
     server = await RelayServer.bind(keys, HOST, 0)
     bootstrap = f"{keys.identity.peer_id}@{HOST}:{server.address[1]}"
