@@ -401,9 +401,9 @@ def measure_carriers(
     ``nbytes``, and checks that the pinned path carried them (its bytes_sent grew by as much, it is
     still the active one).  Then plain aioquic moves the same bytes between two processes, timed the
     same way (first write to the count back).  And, for reference only, a second pair (C, D: no
-    relay, no QUIC) whose session has its direct path alone (``direct_single_path``): what the
-    first pair's extra paths cost direct UDP.  MB/s per carrier, ``aioquic_stream`` and
-    ``direct_single_path``, and what carried each (via and address).
+    relay, no QUIC) whose session has its direct path alone (``direct_single_path``), to tell
+    a cost of the first pair's extra paths from the spread of direct UDP itself.  MB/s per
+    carrier, ``aioquic_stream`` and ``direct_single_path``, and what carried each (via and address).
     """
     before = len(lab.processes)
     a = lab.daemon("pair-a", "127.0.0.1:0", bootstrap, [turn_url, ws_url])
