@@ -88,6 +88,16 @@ async def _unverify(daemon: Daemon, request: Request, args: dict[str, str]) -> R
     return Json(200, {"peer_id": args["peer"], "verified": False})
 
 
+@route("PUT", "/v1/peers/{peer}/pin")
+async def _pin(daemon: Daemon, request: Request, args: dict[str, str]) -> Response:
+    return Json(200, await daemon.pin(args["peer"], _body(request).get("via")))
+
+
+@route("DELETE", "/v1/peers/{peer}/pin")
+async def _unpin(daemon: Daemon, request: Request, args: dict[str, str]) -> Response:
+    return Json(200, await daemon.pin(args["peer"], None))
+
+
 @route("POST", "/v1/stop")
 async def _stop(daemon: Daemon, request: Request, args: dict[str, str]) -> Response:
     daemon.stop()

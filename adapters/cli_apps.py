@@ -82,7 +82,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "keepalive": args.keepalive,
         "lookup_timeout": args.lookup_timeout,
         "bench": True if args.bench else None,
-        "quic": True if args.quic else None,
+        "quic": args.quic,  # --quic / --no-quic; None: the config's (on by default)
         "relay": args.relay,
         "proxy": args.proxy,
     }
@@ -206,6 +206,31 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return 0
 
     return run_client(body, args)
+
+
+def cmd_path(args: argparse.Namespace) -> int:
+    async def body(client: Client) -> int:
+        if args.pin or args.unpin:
+            answer = await client.pin(args.peer, None if args.unpin else args.pin)
+        else:
+            status = await client.status()
+            entry = next((p for p in status["peers"] if p["peer_id"] == args.peer), None)
+            if entry is None:
+                return fail(f"no session with peer {args.peer}", 1)
+            answer = {"peer_id": entry["peer_id"], "pin": entry.get("pin"), "paths": entry["paths"]}
+        _print(answer, args.json, _pin_text)
+        return 0
+
+    return run_client(body, args)
+
+
+def _pin_text(answer: dict[str, Any]) -> str:
+    pin = answer.get("pin")
+    lines = [f"peer      {answer['peer_id']} " + (f"pinned to {pin}" if pin else "not pinned")]
+    if pin and answer.get("controlling") is False:
+        lines.append("          (the peer opened this session and picks its paths: a pin acts on sessions opened here)")
+    lines.extend(_path_text(path) for path in answer.get("paths", []))
+    return "\n".join(lines)
 
 
 def cmd_plugin(args: argparse.Namespace) -> int:
@@ -433,7 +458,10 @@ def add_commands(sub: Any, home_help: str) -> None:
         help="a relay: ws://, wss:// (WebSocket) or turn:, turns: (TURN) (repeatable; credentials in config.toml)",
     )
     up.add_argument(
-        "--quic", action="store_true", help="QUIC on the UDP sockets too: a connect also dials the peer over QUIC"
+        "--quic",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="QUIC on the UDP sockets too (the default): a connect also dials the peer over QUIC",
     )
     up.add_argument("--proxy", metavar="http://HOST:PORT", help="HTTP CONNECT proxy for WebSocket relays")
 
@@ -470,6 +498,13 @@ def add_commands(sub: Any, home_help: str) -> None:
     verify.add_argument("peer")
     verify.add_argument("--yes", action="store_true", help="mark verified without asking (you compared it)")
     verify.add_argument("--sas", help="mark verified if this is the string (what the other person read out)")
+
+    path = parser("path", "show PEER's paths; keep its session on one carrier (--pin) or not (--unpin)", cmd_path,
+                  json_flag=True)  # fmt: skip
+    path.add_argument("peer")
+    pinning = path.add_mutually_exclusive_group()
+    pinning.add_argument("--pin", choices=("udp", "quic", "turn", "relay"), help="carry the session over this only")
+    pinning.add_argument("--unpin", action="store_true", help="let the daemon choose the best path again")
 
     plugin = parser("plugin", "list, start or stop plugins", cmd_plugin, json_flag=True)
     plugin.add_argument("action", choices=("list", "start", "stop"))

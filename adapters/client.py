@@ -85,6 +85,12 @@ class Client:
     async def verify(self, peer: str, sas: str) -> dict[str, Any]:
         return await self._json("POST", f"/v1/peers/{quote(peer, safe='')}/verify", {"sas": sas})
 
+    async def pin(self, peer: str, via: str | None) -> dict[str, Any]:
+        """Keep the session with ``peer`` on one carrier (``udp``, ``quic``, ``turn``, ``relay``), None: unpin."""
+        if via is None:
+            return await self._json("DELETE", f"/v1/peers/{quote(peer, safe='')}/pin")
+        return await self._json("PUT", f"/v1/peers/{quote(peer, safe='')}/pin", {"via": via})
+
     async def plugins(self) -> dict[str, Any]:
         return await self._json("GET", "/v1/plugins")
 

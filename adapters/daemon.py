@@ -34,6 +34,7 @@ from .home import Home, Settings, SettingsError, parse_host_port
 from .httpapi import ApiError
 from .jsonstore import JsonStore
 from .node import BUSY, NOT_ALLOWED, Address, ConnectFailed, Listener, Node, Peer, ServiceRefused, _show, open_node
+from .nodepaths import PIN_VIAS
 from .plugins import Plugins
 from .relays import Relays, open_relays
 from .rendezvous import Bootstrap, LookupFailed, Rendezvous
@@ -339,6 +340,27 @@ class Daemon:
         if self.peers.data.pop(str(peer), None) is not None:
             self.peers.save()
 
+    async def pin(self, peer_text: str, via: object) -> dict[str, Any]:
+        """Keep the session with the peer on one carrier (``via``: udp, quic, turn or relay; null:
+        unpin), making a session if there is none (spec/appapi.md §3.1)."""
+        peer = parse_peer(peer_text)
+        if via is not None and via not in PIN_VIAS:
+            raise ApiError(400, "bad_request", f"via must be one of {', '.join(PIN_VIAS)} or null, not {via!r}")
+        if via is not None and self.node.peer(peer) is None:
+            if peer == self.peer_id:
+                raise ApiError(400, "bad_request", "that is this daemon's own peer id")
+            await self.reach(peer)
+        self.node.pin(peer, None if via is None else str(via))
+        session = self.node.peer(peer)
+        paths = self.node.peer_paths(session.session_id) if session is not None else []
+        connection = self.node.endpoint.connection(session.session_id) if session is not None else None
+        return {
+            "peer_id": str(peer),
+            "pin": self.node.pins.get(peer),
+            "controlling": connection is not None and connection.session.initiator,
+            "paths": paths,
+        }
+
     def is_verified(self, peer: PeerId) -> bool:
         return bool(self.peers.data.get(str(peer), {}).get("verified"))
 
@@ -366,6 +388,7 @@ class Daemon:
                     "verified": self.is_verified(peer.peer_id),
                     "active_path": current["path_id"] if current is not None else None,
                     "active_why": current["why"] if current is not None else "",
+                    "pin": self.node.pins.get(peer.peer_id),
                     "paths": paths,
                 }
             )

@@ -174,10 +174,9 @@ class Settings:
     #: ``https_proxy`` / ``HTTPS_PROXY`` environment variable, minus ``no_proxy`` / ``NO_PROXY``).
     proxy: str = ""
     #: QUIC on the UDP sockets too (spec/quic.md §5.1): each peer's observed address is also
-    #: dialed over QUIC, a path where QUIC passes and other UDP is dropped.  Off by default until
-    #: a fall-back skips paths that share the dead one's socket and address (a QUIC path on the
-    #: same socket dies with direct UDP; the core may still move to it first).
-    quic: bool = False
+    #: dialed over QUIC, a path where QUIC passes and other UDP is dropped.  A QUIC path shares
+    #: its UDP socket's fate, so a fall-back from direct UDP goes to it last (spec/paths.md PTH-4.8).
+    quic: bool = True
 
     def __post_init__(self) -> None:
         for text in self.listen:

@@ -224,6 +224,8 @@ class Node:
         #: refused.  The daemon numbers them for its app API (spec/appapi.md §5).
         self.observer: Callable[..., None] | None = None
         self._nursery: trio.Nursery | None = None
+        #: Peers whose session is kept on one carrier (``pin``): peer id -> ``via`` (``udp``, ``quic``...).
+        self.pins: dict[PeerId, str] = {}
         for local, transport in enumerate(self.transports):
             self._declare(local, transport)
 
@@ -609,11 +611,13 @@ class Node:
         """Tell the endpoint what socket ``local`` is: its path kind and rank (spec/paths.md §4).
 
         A transport says it with ``path_kind`` ("datagram" or "stream") and ``path_rank``; a plain
-        UDP socket has neither: a direct datagram path, rank 0.
+        UDP socket has neither: a direct datagram path, rank 0.  One whose datagrams leave through
+        another socket (QUIC sharing a UDP socket) names that socket's index in ``shares_socket``.
         """
         kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
         rank = int(getattr(transport, "path_rank", 0))
-        self.endpoint.declare_local(local, kind=kind, rank=rank)
+        shares = getattr(transport, "shares_socket", None)  # QUIC on a UDP socket: one fate (PTH-4.8)
+        self.endpoint.declare_local(local, kind=kind, rank=rank, shares_socket=shares)
 
     def add_path(self, peer_id: PeerId, address: object, *, local: int | None = None) -> int | None:
         """Another path to ``peer_id``'s session: ``address`` through socket ``local`` (default: the
@@ -631,6 +635,21 @@ class Node:
         path_id = self.endpoint.add_path(peer.session_id, remote, local, trio.current_time(), kind=kind, rank=rank)
         self._updated(peer.session_id)
         return path_id
+
+    def pin(self, peer_id: PeerId, via: str | None) -> None:
+        """Keep ``peer_id``'s session on paths carried by ``via`` (``udp``, ``quic``, ``turn`` or
+        ``relay``) while one is usable, or (None) let the core rank its paths again.  Pinned paths
+        rank before all others; the side that opened the session moves its data to one as soon as
+        it answers a check; if the pinned carrier dies the data falls back as usual and comes back
+        when it validates again (nodepaths.apply_pin).  ValueError for another ``via``."""
+        if via is None:
+            self.pins.pop(peer_id, None)
+        elif via not in nodepaths.PIN_VIAS:
+            raise ValueError(f"cannot pin to {via!r}: one of {', '.join(nodepaths.PIN_VIAS)}")
+        else:
+            self.pins[peer_id] = via
+        nodepaths.apply_pin(self, peer_id)
+        self._after_input()
 
     def via(self, local: Hashable) -> str:
         """What carries socket ``local``'s paths: ``udp``, ``quic``, ``turn`` or ``relay``."""

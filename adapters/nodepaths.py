@@ -2,8 +2,9 @@
 
 ``Node`` (node.py) calls these: ``connect_any`` (a handshake to several addresses at once, the
 first answer carrying the session and the others becoming its paths), ``path_lost`` (a carrier
-is gone: abandon its paths, close a session left with none), ``peer_paths`` (what status shows)
-and ``path_event`` (a path event as an observer event and a log line).
+is gone: abandon its paths, close a session left with none), ``peer_paths`` (what status shows),
+``path_event`` (a path event as an observer event and a log line) and ``apply_pin`` (a peer's
+session kept on one carrier: ``Node.pin``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
     from .node import Address, Node, Peer
 
 log = logging.getLogger("p2pos.node")
+
+#: What carries a pinned peer's paths of the pinned carrier: a rank better than any carrier's own (direct
+#: UDP's is 0), so the controlling side makes such a path active as soon as it answers (spec/paths.md PTH-4.2).
+PIN_RANK = -1
+#: What ``Node.pin`` takes: the ``via`` of a path (spec/appapi.md §3).
+PIN_VIAS = ("udp", "quic", "turn", "relay")
 
 
 async def connect_any(
@@ -189,7 +196,11 @@ def path_event(node: Node, event: PathValidated | PathActive | PathDead | PathAb
             event.reason,
         )
         node._notify("path_active", **fields)
+        if peer is not None and peer.peer_id in node.pins:
+            apply_pin(node, peer.peer_id)
         return
+    if peer is not None and peer.peer_id in node.pins:
+        apply_pin(node, peer.peer_id)
     name = {PathValidated: "path_validated", PathDead: "path_dead", PathAbandoned: "path_abandoned"}[type(event)]
     level = logging.DEBUG if isinstance(event, PathValidated) else logging.INFO
     log.log(level, "peer %s: path %d (%s %s) %s", who, event.path_id, fields["via"], fields["address"], name[5:])
@@ -203,3 +214,37 @@ def _covers(lost: Address | None, address: object) -> bool:
     if lost[1] == 0:
         return isinstance(address, tuple) and len(address) == 2 and address[0] == lost[0]
     return address == lost
+
+
+def apply_pin(node: Node, peer_id: PeerId) -> None:
+    """Give ``peer_id``'s paths the ranks its pin asks (``node.pins``): ``PIN_RANK`` for the pinned
+    carrier's, each carrier's own for the others; then, on the side that controls the session (its
+    initiator, spec/paths.md PTH-4.2), check at once a validated path that now ranks better than the
+    active one: its answer moves the data there (one round trip).  Idempotent: path events call it
+    again, so a pinned path that appears, dies and comes back is made active again."""
+    peer = node.peer(peer_id)
+    connection = node.endpoint.connection(peer.session_id) if peer is not None else None
+    if peer is None or connection is None:
+        return
+    pinned = node.pins.get(peer_id)
+    now = trio.current_time()
+    infos = node.endpoint.paths(peer.session_id)
+    for info in infos:
+        local = info["local"]
+        transport = node.transports[local] if isinstance(local, int) and 0 <= local < len(node.transports) else None
+        rank = int(getattr(transport, "path_rank", 0))
+        if pinned is not None and node.via(local) == pinned:
+            rank = PIN_RANK
+        if info["rank"] != rank:
+            connection.describe_path(int(cast(int, info["path_id"])), PathKind(str(info["kind"])), rank)
+            info["rank"] = rank
+    active = next((info for info in infos if info["active"]), None)
+    if active is None or not connection.session.initiator:
+        return
+    for info in infos:
+        path = connection.paths.get(int(cast(int, info["path_id"])))
+        better = cast(int, info["rank"]) < cast(int, active["rank"])
+        if path is not None and better and path.usable and path.validation_deadline is None:
+            path.start_validation(now)  # its answer makes it active (PTH-4.2), as a standby check would
+    node.endpoint.updated(peer.session_id)  # (called from the node's event dispatch: no _after_input here)
+    node._transmit.set()

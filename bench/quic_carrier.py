@@ -159,12 +159,79 @@ def aioquic_transfer(total: int, size: int, datagrams: bool) -> tuple[float, int
     return asyncio.run(main())
 
 
+# -- plain aioquic between two processes (bench/carriers.py's baseline for the daemons over QUIC) ---------
+
+
+def aioquic_sink() -> None:
+    """Serve plain aioquic on ``HOST`` until killed (``--sink``): print ``port N``, then for each stream
+    that ends, answer on it with the byte count (ASCII) and end it.  One process, as a daemon is."""
+
+    async def main() -> None:
+        class Sink(QuicConnectionProtocol):
+            def __init__(self, *args: object, **kwargs: object) -> None:
+                super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+                self.counts: dict[int, int] = {}
+
+            def quic_event_received(self, event: QuicEvent) -> None:
+                if isinstance(event, StreamDataReceived):
+                    count = self.counts[event.stream_id] = self.counts.get(event.stream_id, 0) + len(event.data)
+                    if event.end_stream:
+                        self._quic.send_stream_data(event.stream_id, str(count).encode(), end_stream=True)
+                        self.transmit()
+
+        server_config, _ = _configurations(False)
+        server = await serve(HOST, 0, configuration=server_config, create_protocol=Sink)
+        print(f"port {server._transport.get_extra_info('sockname')[1]}", flush=True)  # type: ignore[union-attr]
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def aioquic_send(port: int, total: int, size: int) -> tuple[float, int]:
+    """Seconds to send ``total`` bytes (writes of ``size``) on one plain aioquic stream to ``aioquic_sink``
+    on ``port``, from the first write until its count comes back (as the daemons' ``bench/send`` is
+    timed), and the count.  The connection is made before the clock starts."""
+
+    async def main() -> tuple[float, int]:
+        reply = bytearray()
+        done = asyncio.Event()
+
+        class Client(QuicConnectionProtocol):
+            def quic_event_received(self, event: QuicEvent) -> None:
+                if isinstance(event, StreamDataReceived):
+                    reply.extend(event.data)
+                    if event.end_stream:
+                        done.set()
+
+        _, client_config = _configurations(False)
+        async with connect(HOST, port, configuration=client_config, create_protocol=Client) as client:
+            connection = client._quic
+            chunk = BLOCK[:size]
+            stream_id = connection.get_next_available_stream_id()
+            start = time.perf_counter()
+            for _ in range(total // size):
+                while quic._unacked_bytes(connection, stream_id) >= quic.SEND_HIGH_WATER:
+                    await asyncio.sleep(0.0005)
+                connection.send_stream_data(stream_id, chunk)
+                client.transmit()
+            connection.send_stream_data(stream_id, b"", end_stream=True)
+            client.transmit()
+            await done.wait()
+            return time.perf_counter() - start, int(reply)
+
+    return asyncio.run(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     parser.add_argument("--megabytes", type=int, default=None, help="MB per transfer (default 32, 1 with --quick)")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 3, 2 with --quick)")
+    parser.add_argument("--sink", action="store_true", help=argparse.SUPPRESS)  # aioquic_sink, for bench/carriers.py
     args = parser.parse_args(argv)
+    if args.sink:
+        aioquic_sink()
+        return 0
     total = (args.megabytes or (1 if args.quick else 32)) * 1_000_000
     rounds = args.rounds or (2 if args.quick else 3)
     delivered: list[float] = []

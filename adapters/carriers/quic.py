@@ -95,6 +95,8 @@ class QuicTransport:
         self._links: dict[Address, _Link] = {}
         self._inbox = Inbox()
         self._closed = False
+        #: The node's UDP socket this one sends through (``open_shared_quic_transport``), None: its own.
+        self.shares_socket: int | None = None
         #: Datagrams lost: sent to an address no peer id is expected at, or queued for a carrier that failed.
         self.send_errors = 0
         self._lost_datagrams = 0
@@ -389,6 +391,7 @@ async def open_shared_quic_transport(
             idle_timeout=idle_timeout,
             on_lost=on_lost,
         )
+        transport.shares_socket = local  # its paths share the fate of that socket's (spec/paths.md PTH-4.8)
         from .failover import abandon_paths_on_loss  # it imports node.py, which imports the carriers
 
         previous = {protocol: node.foreign_handlers.get(protocol) for protocol in SHARED_PROTOCOLS}

@@ -381,6 +381,36 @@ def _(t: Target) -> str | None:
     return None
 
 
+@case(
+    "api/peer/12",
+    section="§3.1",
+    title="PUT pin (udp) answers the pin and the paths, status shows it; a bad via is 400; DELETE unpins",
+    requirements=("API-3.1.1", "API-3.1.2", "API-3.1.3"),
+    needs="two",
+)
+def _(t: Target) -> str | None:
+    _a, b = ids(t)
+    target = f"/v1/peers/{b}/pin"
+    try:
+        pinned = check.ok(t.api.request("PUT", target, {"via": "udp"}), "PUT pin udp")
+        check.fields(pinned, {"peer_id": str, "pin": str, "controlling": bool, "paths": list}, "pin's answer")
+        expect_eq((pinned["peer_id"], pinned["pin"]), (b, "udp"), "pin's peer_id and pin")
+        expect_eq(_pin_in_status(t, b), "udp", "status's pin after PUT")
+        check.error(t.api.request("PUT", target, {"via": "pigeon"}), 400, "bad_request", "via pigeon")
+        expect_eq(_pin_in_status(t, b), "udp", "status's pin after a refused PUT")
+    finally:
+        unpinned = t.api.request("DELETE", target)
+    expect_eq(check.ok(unpinned, "DELETE pin").get("pin", "absent"), None, "DELETE pin's answer")
+    expect_eq(_pin_in_status(t, b), None, "status's pin after DELETE")
+    return f"{len(pinned['paths'])} path(s)"
+
+
+def _pin_in_status(t: Target, peer: str) -> object:
+    entries = [p for p in status(t.api)["peers"] if isinstance(p, dict) and p.get("peer_id") == peer]
+    expect(len(entries) == 1, f"status lists peer {peer[:12]}... {len(entries)} times, expected once")
+    return entries[0].get("pin", "absent")
+
+
 #: Events kept at least (spec/appapi.md §5), and the requests the flood sends at once.
 KEEP = 10_000
 FLOOD_WORKERS = 32

@@ -169,13 +169,17 @@ class PathLayer(SendPath):
         path.start_validation(now)
 
     def _best_path(self, exclude: Path | None = None) -> Path | None:
-        """The usable path of the best rank, then the lowest smoothed RTT (spec/paths.md §4)."""
+        """The usable path of the best rank, then the lowest smoothed RTT (spec/paths.md §4); a path
+        sharing the fate of ``exclude`` (the one being left: same socket and address) comes last (PTH-4.8)."""
         best: Path | None = None
+        best_key = (False, 0, 0.0)
+        fate = exclude.fate if exclude is not None else None
         for path in self.paths.values():
             if path.state is not _VALIDATED or path is exclude:
                 continue
-            if best is None or (path.rank, path.rtt.smoothed_rtt) < (best.rank, best.rtt.smoothed_rtt):
-                best = path
+            key = (fate is not None and path.fate == fate, path.rank, path.rtt.smoothed_rtt)
+            if best is None or key < best_key:
+                best, best_key = path, key
         return best
 
     def _set_active(self, path: Path, reason: str, now: float) -> None:

@@ -92,6 +92,8 @@ class Endpoint:
         self._path_routes: dict[int, dict[int, Route]] = {}
         # The kind and rank of the paths a local socket carries (``add_path``), for rebindings on it.
         self._local_kinds: dict[Hashable, tuple[PathKind, int]] = {}
+        # Local sockets that send through another one (QUIC sharing a UDP socket): local -> that socket.
+        self._shared_sockets: dict[Hashable, Hashable] = {}
         self._timers = TimerHeap()
         self._pending: dict[int, None] = {}  # sessions that may have output, in order
         self._events: collections.deque[EndpointEvent] = collections.deque()
@@ -179,13 +181,29 @@ class Endpoint:
         path_id = driven.add_path(kind, now, rank=rank)
         self._path_ids[session_id][route] = path_id
         self._path_routes[session_id][path_id] = route
+        self._share_fate(driven, path_id, route)
         self._touch(session_id, driven)
         return path_id
 
-    def declare_local(self, local: Hashable, *, kind: PathKind, rank: int) -> None:
+    def declare_local(
+        self, local: Hashable, *, kind: PathKind, rank: int, shares_socket: Hashable | None = None
+    ) -> None:
         """Say what socket ``local`` is (a relay link: ``PathKind.STREAM``, rank 3...): the first path
-        of a session made on it, and a path a rebinding makes on it, get that kind and rank."""
+        of a session made on it, and a path a rebinding makes on it, get that kind and rank.
+
+        ``shares_socket``: the socket whose datagrams ``local``'s go out with (QUIC sharing a UDP
+        socket, spec/quic.md §5.1): a path through ``local`` shares the fate of that socket's path to
+        the same address, and is its last fall-back (spec/paths.md PTH-4.8)."""
         self._local_kinds[local] = (kind, rank)
+        if shares_socket is not None and shares_socket != local:
+            self._shared_sockets[local] = shares_socket
+
+    def _share_fate(self, driven: Connection, path_id: int, route: Route) -> None:
+        """Mark path ``path_id`` with what it shares its fate with: its socket and remote address (PTH-4.8)."""
+        path = driven.paths.get(path_id)
+        if path is not None:
+            address, local = route
+            path.fate = (self._shared_sockets.get(local, local), address)
 
     def abandon_path(self, session_id: int, address: Address, local: Hashable, now: float) -> None:
         """Give up the path (address, local) of session ``session_id`` (its carrier is gone): what
@@ -259,6 +277,7 @@ class Endpoint:
                 if path_id is not None:
                     self._path_ids[index][route] = path_id
                     self._path_routes[index][path_id] = route
+                    self._share_fate(driven, path_id, route)
         elif self._routes[index] == route:  # a bare session on its route
             driven.receive_data(data, now)
         else:
@@ -405,6 +424,7 @@ class Endpoint:
                 driven.describe_path(0, declared[0], declared[1])
             self._path_ids[index] = {(address, local): 0}
             self._path_routes[index] = {0: (address, local)}
+            self._share_fate(driven, 0, (address, local))
         self._touch(index, driven)
 
     def _touch(self, index: int, driven: SecureSession | Connection) -> None:

@@ -108,6 +108,7 @@ class Path:
         "cc",
         "challenge_at",
         "challenge_interval",
+        "fate",
         "keepalive_at",
         "kind",
         "last_heard",
@@ -137,6 +138,9 @@ class Path:
         self.kind = kind
         #: Preference among validated paths, lower is better (direct 0 < QUIC < TURN < relay).
         self.rank = rank
+        #: What the path shares its fate with (the driver's local socket and remote address, set by the
+        #: endpoint): when a path dies, those sharing its fate are its last fall-back (PTH-4.8).  None: nothing.
+        self.fate: object = None
         self.rtt = RttEstimator()
         self.recovery: LossRecovery[Tokens] = LossRecovery(rtt=self.rtt)
         mds = INITIAL_DATAGRAM_SIZE

@@ -130,12 +130,14 @@ def test_console_script_help() -> None:
     result = run_cli("--help")
     assert result.returncode == 0
     commands = ["id", "check-id", "demo", "version", "relay", "up", "status", "serve", "pipe", "expose", "forward"]
-    commands += ["verify", "plugin", "events", "stop"]
+    commands += ["verify", "path", "plugin", "events", "stop"]
     for command in commands:
         assert command in result.stdout
 
 
-@pytest.mark.parametrize("command", ["up", "status", "serve", "pipe", "expose", "forward", "verify", "plugin", "stop"])
+@pytest.mark.parametrize(
+    "command", ["up", "status", "serve", "pipe", "expose", "forward", "verify", "path", "plugin", "stop"]
+)
 def test_every_daemon_command_has_help(command: str) -> None:
     result = run_cli(command, "--help")
     assert result.returncode == 0 and "--home" in result.stdout, result.stderr
@@ -145,6 +147,16 @@ def test_client_commands_without_a_daemon_say_so_in_one_line(tmp_path: Path) -> 
     result = run_cli("status", "--home", str(tmp_path))
     assert result.returncode == 3
     assert result.stderr.startswith("p2pos: the daemon is not running") and result.stderr.count("\n") == 1
+
+
+def test_path_pins_only_to_a_known_carrier_and_not_both_ways(tmp_path: Path) -> None:
+    peer = str(Identity.from_seed(bytes(range(32))).peer_id)
+    result = run_cli("path", peer, "--pin", "pigeon", "--home", str(tmp_path))
+    assert result.returncode == 2 and "invalid choice: 'pigeon'" in result.stderr
+    result = run_cli("path", peer, "--pin", "relay", "--unpin", "--home", str(tmp_path))
+    assert result.returncode == 2 and "not allowed with" in result.stderr
+    result = run_cli("path", peer, "--pin", "relay", "--home", str(tmp_path))
+    assert result.returncode == 3 and result.stderr.startswith("p2pos: the daemon is not running")
 
 
 def test_serve_without_an_allow_list_is_refused(tmp_path: Path) -> None:
@@ -209,3 +221,18 @@ def test_bad_relay_and_proxy_flags_are_one_line_before_the_daemon_starts(
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("p2pos: ") and message in line, line
     assert not (tmp_path / "run" / "api.sock").exists()
+
+
+def test_path_text_shows_the_pin_and_says_when_the_peer_chooses() -> None:
+    from p2pos.adapters.cli_apps import _pin_text
+
+    path = {"path_id": 2, "via": "relay", "kind": "stream", "address": "relay:X", "state": "validated"}
+    path |= {"active": True, "why": "better", "srtt_ms": 3.1, "bytes_sent": 10, "bytes_received": 9}
+    answer = {"peer_id": "P", "pin": "relay", "controlling": True, "paths": [path]}
+    assert _pin_text(answer).splitlines() == [
+        "peer      P pinned to relay",
+        "  path 2 relay (stream) relay:X validated active (better) rtt 3.1 ms, 10 B out, 9 B in",
+    ]
+    text = _pin_text({**answer, "controlling": False})
+    assert "the peer opened this session and picks its paths" in text
+    assert _pin_text({"peer_id": "P", "pin": None, "paths": []}) == "peer      P not pinned"

@@ -197,6 +197,13 @@ def test_a_transfer_survives_ten_cuts_of_its_direct_path_falling_back_within_thr
     pipe = lab.spawn(pa.ns, ["sh", "-c", shell, "sh", *labp2pos.P2POS], name="pipe")
     if not netlab.wait_until(lambda: active_via(a, b_id) == "udp", 20):
         pytest.fail(f"no direct session: {peer_entry(a, b_id)} {lab.log(pipe, 'err')[-2000:]}", pytrace=False)
+
+    def quic_standby() -> bool:  # QUIC is on by default: a standby path on the UDP socket (PTH-4.8)
+        entry = peer_entry(a, b_id) or {"paths": []}
+        return any(p["via"] == "quic" and p["state"] == "validated" for p in entry["paths"])
+
+    if not netlab.wait_until(quic_standby, 10):
+        pytest.fail(f"no validated QUIC path beside direct UDP: {peer_entry(a, b_id)}", pytrace=False)
     cuts, returns = [], []
     for _ in range(10):
         cut = lab.cut(pa, pb, "udp")
