@@ -135,6 +135,7 @@ PENDING: Mapping[str, str] = {
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {
     **UNTESTABLE,
+    "PTH-4.8": "a way to tell the IUT that two of its paths share a socket and address (the control protocol's paths are independent, conformance.md §3.11); tested in memory (tests/paths/test_shared_fate.py)",
     "QUIC-3.4.4": "a SHOULD whose bound the implementation picks (the reference: 256): a case cannot tell a large bound from none without more unauthenticated connections than any bound; tests/transports/test_quic_carrier.py checks the reference's",
     "QUIC-4.4": "a permission (MAY): a receiver that bounds unread frames and one that does not both conform",
 }
