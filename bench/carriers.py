@@ -42,6 +42,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import selectors
 import shutil
 import socket
@@ -429,7 +430,10 @@ def measure_carriers(
                     name = names[(i + r) % len(names)]
                     path = pinned_path(a, peer_b, CARRIERS[name], 15)
                     node_transfer(sockets, ids, min(nbytes, 2_000_000))
-                    sent = {p["path_id"]: p["bytes_sent"] for p in peer_paths(a, peer_b)}[path["path_id"]]
+                    now_paths = {p["path_id"]: p for p in peer_paths(a, peer_b)}
+                    if path["path_id"] not in now_paths:
+                        raise RuntimeError(f"{name}: the pinned path {path} is gone after the warm-up: {now_paths}")
+                    sent = now_paths[path["path_id"]]["bytes_sent"]
                     seconds = node_transfer(sockets, ids, nbytes)
                     after = {p["path_id"]: p for p in peer_paths(a, peer_b)}.get(path["path_id"])
                     if after is None or not after["active"] or after["bytes_sent"] - sent < nbytes:
@@ -626,7 +630,10 @@ def main() -> None:
         to_active, to_fallback = measure_failover(lab, bootstrap, ws_url, rounds)
     finally:
         lab.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if os.environ.get("P2POS_BENCH_KEEP"):  # the daemons' homes and logs, to read after a failure
+            say(f"kept {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
 
     medians = {k: statistics.median(v) for k, v in samples.items()}
     say("")

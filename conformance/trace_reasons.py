@@ -127,6 +127,7 @@ PENDING: Mapping[str, str] = {
     "QUIC-5.1.4": "a control command to share the IUT's session socket with QUIC; tested in tests/transports/test_quic_shared.py",
     "REC-4.5.1": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
     "REC-4.5.2": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
+    "REC-5.6.3.4": "an impaired-network case where the IUT, the receiving side of a lossy transfer, has only application-limited samples and must then send a full-size datagram; tested in memory (tests/recovery/test_bbr.py)",
     "PTH-1.1": "a view of a path's own RTT estimate, congestion window and pacer, which the control protocol does not give (§3.11 names paths, not their state); tested in memory (tests/paths/)",
     "PTH-2.3": "a view of each path's RTT samples, which the control protocol does not give; tested in memory (tests/paths/)",
     "PTH-2.4": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",

@@ -81,6 +81,8 @@ class TurnSocket:
         #: UDP leg: system calls that sent messages to the server, and the messages they carried
         #: (GSO: many per call); reads that found messages, and the messages read.
         self.send_calls = self.messages_sent = self.read_calls = self.messages_read = 0
+        #: Messages the UDP leg's socket refused as too long (EMSGSIZE), dropped.
+        self.too_long = 0
         self._error: str | None = None
         self._released = trio.Event()
         self._allocated = trio.Event()
@@ -201,39 +203,49 @@ class TurnSocket:
 
     async def _send_udp(self, raw: _socket.socket, out: list[bytes]) -> None:
         """The core's messages to the server, in order, over the UDP leg ``raw``: runs of equal size
-        in one GSO call each (the leg goes to one address), straight to the socket while it has room."""
+        in one GSO call each (the leg goes to one address), straight to the socket while it has room.
+        A message the socket refuses as too long is dropped and counted (``too_long``), like a
+        datagram lost on the way: it never ends the allocation."""
         if not self._gso:
             for message in out:
-                while True:
-                    try:
-                        raw.send(message)
-                        break
-                    except BlockingIOError:
-                        await trio.lowlevel.wait_writable(raw)
-            self.send_calls += len(out)
-            self.messages_sent += len(out)
+                await self._send_one(raw, message)
             return
         for run in plan_runs([len(m) for m in out]):
+            if run.count == 1:
+                await self._send_one(raw, out[run.start])
+                continue
             while True:
                 try:
-                    if run.count == 1:
-                        raw.send(out[run.start])
-                    else:
-                        raw.sendmsg(out[run.start : run.stop], [segment_cmsg(run.segment)])
+                    raw.sendmsg(out[run.start : run.stop], [segment_cmsg(run.segment)])
                     self.send_calls += 1
                     self.messages_sent += run.count
                     break
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(raw)
                 except OSError as exc:
-                    if run.count == 1 or exc.errno not in GSO_REFUSALS:
+                    if exc.errno != errno.EMSGSIZE and exc.errno not in GSO_REFUSALS:
                         raise
-                    self._gso = False  # the kernel refuses segmentation here: one message per call
+                    if exc.errno in GSO_REFUSALS:
+                        self._gso = False  # the kernel refuses segmentation here: one message per call
                     for message in out[run.start : run.stop]:
-                        raw.send(message)
-                    self.send_calls += run.count
-                    self.messages_sent += run.count
+                        await self._send_one(raw, message)
                     break
+
+    async def _send_one(self, raw: _socket.socket, message: bytes) -> None:
+        while True:
+            try:
+                raw.send(message)
+            except BlockingIOError:
+                await trio.lowlevel.wait_writable(raw)
+                continue
+            except OSError as exc:
+                if exc.errno != errno.EMSGSIZE:
+                    raise
+                self.too_long += 1
+                return
+            self.send_calls += 1
+            self.messages_sent += 1
+            return
 
     def _dispatch(self) -> None:
         while (event := self.client.next_event()) is not None:

@@ -64,11 +64,11 @@ class PathLayer(SendPath):
 
     # -- the driver's calls ------------------------------------------------------------------
 
-    def add_path(self, kind: PathKind, now: float, *, rank: int = 0) -> int:
+    def add_path(self, kind: PathKind, now: float, *, rank: int = 0, max_datagram_size: int | None = None) -> int:
         """A new way to reach the peer; returns its path id.  It is validated first (PATH_CHALLENGE
         now, drain ``data_to_send_paths``); ``PathValidated`` follows, and the controlling side
         moves the data to it if it ranks better than the active path (spec/paths.md §4)."""
-        path = self._new_path(kind, rank)
+        path = self._new_path(kind, rank, max_datagram_size)
         path.start_validation(now)
         return path.path_id
 
@@ -134,24 +134,28 @@ class PathLayer(SendPath):
 
     # -- paths -----------------------------------------------------------------------------
 
-    def _make_path(self, kind: PathKind, rank: int) -> Path:
+    def _make_path(self, kind: PathKind, rank: int, max_datagram_size: int | None = None) -> Path:
+        """A new path; ``max_datagram_size``: its own ceiling (the carrier's), within the session's."""
         path_id = self._next_path_id
         self._next_path_id += 1
         config = self.config
+        ceiling = config.max_datagram_size
+        if max_datagram_size is not None and 1200 <= max_datagram_size < ceiling:
+            ceiling = max_datagram_size
         path = Path(
             path_id,
             kind=kind,
             rank=rank,
             congestion_control=config.congestion_control,
-            max_datagram_size=config.max_datagram_size,
+            max_datagram_size=ceiling,
             pmtu_probing=config.pmtu_probing,
         )
         if kind is PathKind.STREAM:
             path.cc.set_max_datagram_size(config.stream_frame_size)
         return path
 
-    def _new_path(self, kind: PathKind, rank: int) -> Path:
-        path = self._make_path(kind, rank)
+    def _new_path(self, kind: PathKind, rank: int, max_datagram_size: int | None = None) -> Path:
+        path = self._make_path(kind, rank, max_datagram_size)
         for each in self.paths.values():
             each.recovery.share_space()  # PTH-2.2: from now on numbers are spread over paths
         path.recovery.share_space()

@@ -178,12 +178,22 @@ class Endpoint:
         known = self._path_ids[session_id].get(route)
         if known is not None:
             return known
-        path_id = driven.add_path(kind, now, rank=rank)
+        path_id = driven.add_path(kind, now, rank=rank, max_datagram_size=self._ceiling(address, local))
         self._path_ids[session_id][route] = path_id
         self._path_routes[session_id][path_id] = route
         self._share_fate(driven, path_id, route)
         self._touch(session_id, driven)
         return path_id
+
+    def _ceiling(self, address: Address, local: Hashable) -> int | None:
+        """The largest datagram a path to ``address`` through ``local`` may carry, when the driver
+        says it per route (``channels`` a callable): a session made on one socket may gain paths
+        through narrower ones (a TURN allocation carries less than loopback UDP)."""
+        config = self.channel_config
+        if config is None or isinstance(config, ChannelConfig):
+            return None
+        found = config(address, local)
+        return found.max_datagram_size if found is not None else None
 
     def declare_local(
         self, local: Hashable, *, kind: PathKind, rank: int, shares_socket: Hashable | None = None
@@ -273,7 +283,8 @@ class Endpoint:
                 driven.receive_data(data, now, path_id)
             else:  # a NAT rebinding, if it authenticates: a new path (spec/paths.md PTH-3.7)
                 kind, rank = self._local_kinds.get(local, (PathKind.DATAGRAM, 0))
-                path_id = driven.receive_on_new_path(data, now, kind, rank=rank)
+                ceiling = self._ceiling(address, local)
+                path_id = driven.receive_on_new_path(data, now, kind, rank=rank, max_datagram_size=ceiling)
                 if path_id is not None:
                     self._path_ids[index][route] = path_id
                     self._path_routes[index][path_id] = route

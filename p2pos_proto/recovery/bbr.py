@@ -443,6 +443,11 @@ class Bbr(CongestionController):
         # Startup never slows down on a lower (e.g. early, partial) sample.
         if self._full_bw_reached or rate > self._pacing_rate:
             self._pacing_rate = rate
+        # Never below one datagram per smoothed RTT (REC-5.6.3.4): a path that has carried nothing
+        # but acknowledgements has only application-limited samples of a few hundred bytes a second,
+        # and at that rate one full-size datagram would wait for seconds.
+        if self._srtt > 0 and self._pacing_rate < self._mds / self._srtt:
+            self._pacing_rate = self._mds / self._srtt
 
     def _set_cwnd(self, acked: int) -> None:
         bdp = self.bdp

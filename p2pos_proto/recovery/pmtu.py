@@ -139,6 +139,11 @@ class PmtuDiscovery:
 
     # -- outputs -------------------------------------------------------------------------------
 
+    @property
+    def max_plpmtu(self) -> int:
+        """The largest datagram the search may probe (the path's ceiling)."""
+        return self._max
+
     def probe_size_to_send(self, now: float) -> int | None:
         """The size of the probe to send now, or ``None`` (no search, or a probe is outstanding)."""
         if self._probe_pn is not None or self.state not in (PmtuState.BASE, PmtuState.SEARCHING):

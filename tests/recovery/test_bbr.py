@@ -628,3 +628,31 @@ def test_bandwidth_window_is_in_rounds() -> None:
     while cc.bandwidth > 0.5 * RATE:
         sender.run(sender.now + 0.05)
     assert BW_WINDOW_ROUNDS <= cc.round_count - rounds <= BW_WINDOW_ROUNDS + 3
+
+
+def test_a_path_that_only_carried_acknowledgements_still_paces_a_datagram_per_rtt() -> None:
+    """[REC-5.6.3.4] A controlled side's path: one application-limited ping a second, most of them
+    lost (a TURN server dropping the returns), then a full-size datagram: its pacing rate is at
+    least one datagram per smoothed RTT, not the few bytes a second the samples showed."""
+    big = 16380
+    cc = Bbr(max_datagram_size=big)
+    rtt = RttEstimator()
+    now, pn = 0.0, 0
+    for _ in range(40):
+        packets = []
+        for _ in range(10):  # ten small ack-eliciting packets, nine of them lost
+            packet = SentPacket(pn, now, 60, ack_eliciting=True, in_flight=True, payload=None)
+            cc.on_packet_sent(packet, 60 * (len(packets) + 1), now, app_limited=True)
+            packets.append(packet)
+            pn += 1
+        rtt.update(0.001, 0.0, now + 0.001)
+        cc.on_packets_acked(packets[:1], now + 0.001, rtt=rtt, app_limited=True)
+        cc.on_packets_lost(packets[1:], now + 0.01)
+        now += 1.0
+    assert cc.pacing_rate is not None
+    assert cc.pacing_rate >= big / rtt.smoothed_rtt * 0.999
+    pacer = Pacer(congestion_window=cc.congestion_window, smoothed_rtt=rtt.smoothed_rtt, max_datagram_size=big)
+    pacer.set_rate(cc.pacing_rate, cc.congestion_window)
+    pacer.on_packet_sent(now, big)
+    pacer.on_packet_sent(now, big)
+    assert pacer.next_send_time(now, big) <= now + 2 * rtt.smoothed_rtt
