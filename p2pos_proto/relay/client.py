@@ -104,6 +104,10 @@ class RelayClient:
     def paired(self, peer: bytes) -> bool:
         return peer in self._pairs
 
+    def has_room(self, nbytes: int) -> bool:
+        """Whether ``send`` of an ``nbytes`` record would fit the queue (``messages_to_send`` empties it)."""
+        return self._queued == 0 or self._queued + nbytes <= self.max_queued
+
     def send(self, peer: bytes, record: bytes) -> bool:
         """Queue ``record`` (a sealed p2pos datagram) for ``peer``; ``False`` if dropped.
 
@@ -118,7 +122,7 @@ class RelayClient:
         if pair is None and peer not in self._wants:
             self.stats["send_dropped"] += 1
             return False
-        if self._queued + len(record) > self.max_queued:
+        if not self.has_room(len(record)):
             self.stats["send_queue_full"] += 1
             return False
         if pair is None:
