@@ -39,7 +39,7 @@ from p2pos.proto.relay import messages as m
 from .http_connect import connect_tunnel, parse_proxy, proxy_for
 from .wsrelay_server import RELAY_PATH, SUBPROTOCOL
 
-READ_SIZE = 65536
+READ_SIZE = 262144  # several 65000-byte records per read
 #: Records waiting for ``receive()``; more are dropped (the sessions' recovery resends).
 RECEIVE_QUEUE = 4096
 HANDSHAKE_TIMEOUT = 15.0
@@ -224,6 +224,9 @@ class RelayLink:
                     case BytesMessage(data=data, message_finished=finished):
                         if len(buffer) + len(data) > m.MAX_MESSAGE:
                             raise RelayLinkError("relay message too long")
+                        if finished and not buffer:  # a whole message in one frame: no copy
+                            self.client.receive_message(bytes(data), self._clock())
+                            continue
                         buffer += data
                         if finished:
                             self.client.receive_message(bytes(buffer), self._clock())

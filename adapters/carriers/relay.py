@@ -56,6 +56,7 @@ class RelayTransport:
         self.local_address: Address = (f"{PREFIX}{link.host}", link.port)
         self.on_lost = on_lost
         self._peers: dict[str, bytes] = {}  # pseudo-address host -> peer public key
+        self._addresses: dict[bytes, Address] = {}  # peer public key -> pseudo-address
         #: Records the link did not take (not paired, queue full, closed), and pairs that ended.
         self.dropped = 0
         self.unpaired = 0
@@ -142,9 +143,11 @@ class RelayTransport:
     # -- internals ----------------------------------------------------------------------
 
     def _address(self, peer: bytes) -> Address:
-        host = f"{PREFIX}{PeerId(peer)}"
-        self._peers.setdefault(host, peer)
-        return (host, 0)
+        address = self._addresses.get(peer)  # per received run: spell each peer id once, not per record
+        if address is None:
+            address = self._addresses[peer] = (f"{PREFIX}{PeerId(peer)}", 0)
+            self._peers.setdefault(address[0], peer)
+        return address
 
     def _unpaired(self, peer: bytes) -> None:
         self.unpaired += 1
