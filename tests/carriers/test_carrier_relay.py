@@ -203,3 +203,20 @@ async def test_send_batch_now_takes_what_fits_and_send_batch_waits_for_room() ->
                     got += len(run)
             assert got == 5 and ta.dropped == 0 and la.client.stats["send_queue_full"] == 0
             nursery.cancel_scope.cancel()
+
+
+async def test_a_new_session_over_the_relay_does_not_lose_its_first_packet_to_pairing() -> None:
+    """REL-4.8: the caller's first packets go with its WANT as SENDTO and the relay holds them until
+    the pair forms, so none is dropped while pairing (before SENDTO the INIT was dropped and the
+    handshake waited for its 1 s retransmission)."""
+    with trio.fail_after(20):
+        async with relay_nodes() as (a, b, ta, tb, _events):
+            with trio.fail_after(5):
+                await ta.link.ready.wait()
+                await tb.link.ready.wait()
+            started = trio.current_time()
+            s, r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
+            assert ta.dropped == 0 and ta.link.client.stats["send_dropped"] == 0
+            assert ta.link.client.stats["sent_before_paired"] >= 1
+            assert trio.current_time() - started < 0.9  # well under the INIT retransmission (1 s)
+            await two_way_transfer(s, r, 100_000)
