@@ -71,6 +71,10 @@ Address = tuple[str, int]
 #: The largest UDP payload (IPv4), and so the highest PMTU ceiling ChannelConfig accepts; a record
 #: (at most 65535 bytes, spec/record.md) always fits it.
 _LARGEST_DATAGRAM = 65507
+#: The largest packet on a stream-carried path (ChannelConfig.stream_frame_size's limit).
+_LARGEST_STREAM_FRAME = 65000
+#: The PMTU search's ceiling of a session whose first path is stream-carried.
+_STREAM_FIRST_DATAGRAM_CEILING = 16384
 #: The channel layer's default PMTU ceiling: the node replaces it with what the interface carries.
 _DEFAULT_CEILING = ChannelConfig().max_datagram_size
 #: Datagrams received between two chances to transmit (ACKs, window updates).
@@ -691,6 +695,14 @@ class Node:
         except OSError:
             return self._base_channels
         base = self._base_channels
+        if getattr(transport, "path_kind", "datagram") == "stream":
+            # A stream carrier's records are as large as it takes (a relay: 65000): fewer records, less
+            # work per byte in every process on the way.  Datagram paths added later keep the ceiling
+            # they had before (16384).
+            frame = max(1200, min(payload, _LARGEST_STREAM_FRAME))
+            if frame != base.stream_frame_size:
+                base = dataclasses.replace(base, stream_frame_size=frame)
+            payload = min(payload, _STREAM_FIRST_DATAGRAM_CEILING)
         ceiling = min(payload, _LARGEST_DATAGRAM)
         if base.max_datagram_size != _DEFAULT_CEILING:  # the application chose a ceiling: keep within it
             ceiling = min(ceiling, base.max_datagram_size)

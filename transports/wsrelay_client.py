@@ -39,7 +39,7 @@ from p2pos.proto.relay import messages as m
 from .http_connect import connect_tunnel, parse_proxy, proxy_for
 from .wsrelay_server import RELAY_PATH, SUBPROTOCOL
 
-READ_SIZE = 65536
+READ_SIZE = 262144  # several 65000-byte records per read
 #: Records waiting for ``receive()``; more are dropped (the sessions' recovery resends).
 RECEIVE_QUEUE = 4096
 HANDSHAKE_TIMEOUT = 15.0
@@ -102,6 +102,7 @@ class RelayLink:
         self.ready = trio.Event()
         self._raw: list[bytes] = []
         self._pong = b""  # the answer to the relay's latest Ping only (RFC 6455 §5.5.3)
+        self._room: trio.Event | None = None  # set when the writer empties the send queue
         self.connections = 0
         self.dropped = 0
         self.last_error = ""
@@ -123,6 +124,16 @@ class RelayLink:
         if sent:
             self._wake.set()
         return sent
+
+    def has_room(self, nbytes: int) -> bool:
+        """Whether a record of ``nbytes`` fits the link's send queue now (see ``wait_room``)."""
+        return self.client.has_room(nbytes)
+
+    async def wait_room(self) -> None:
+        """Until the writer has taken the queue (or the link is lost): then ``send`` has room again."""
+        if self._room is None:
+            self._room = trio.Event()
+        await self._room.wait()
 
     async def receive(self) -> tuple[bytes, bytes]:
         return await self._receive_out.receive()
@@ -150,6 +161,7 @@ class RelayLink:
             except Exception as exc:
                 self.last_error = describe(exc)
             self.client.link_lost(self._clock())
+            self._room_made()
             self._events()
             self.ready = trio.Event()
             await trio.sleep(self.backoff.next_delay())
@@ -212,6 +224,9 @@ class RelayLink:
                     case BytesMessage(data=data, message_finished=finished):
                         if len(buffer) + len(data) > m.MAX_MESSAGE:
                             raise RelayLinkError("relay message too long")
+                        if finished and not buffer:  # a whole message in one frame: no copy
+                            self.client.receive_message(bytes(data), self._clock())
+                            continue
                         buffer += data
                         if finished:
                             self.client.receive_message(bytes(buffer), self._clock())
@@ -264,8 +279,14 @@ class RelayLink:
                 out.append(self._pong)
                 self._pong = b""
             out.extend(ws.send(Message(data=data)) for data in self.client.messages_to_send())
+            self._room_made()
             if out:
                 await stream.send_all(b"".join(out))
+
+    def _room_made(self) -> None:
+        if self._room is not None:
+            self._room.set()
+            self._room = None
 
     async def _pinger(self, ws: WSConnection) -> None:
         if not math.isfinite(self.ping_interval):

@@ -225,6 +225,9 @@ class WsRelayServer:
                 if len(conn.message) + len(data) > m.MAX_MESSAGE:
                     self.core.receive_bad(conn.link, "message too long", now)
                     return
+                if finished and not conn.message:  # a whole message in one frame: no copy
+                    self.core.receive_message(conn.link, bytes(data), now)
+                    return
                 conn.message += data
                 if finished:
                     message, conn.message = bytes(conn.message), bytearray()

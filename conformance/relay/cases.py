@@ -24,6 +24,7 @@ from .wire import (
     msg_auth,
     msg_peer,
     msg_send,
+    msg_sendto,
 )
 
 
@@ -247,6 +248,92 @@ def _(t: Target) -> str | None:
     return None
 
 
+@case(
+    "rel/hold/1",
+    section="§4.2",
+    title="SENDTO before the pair forms arrives as RECV right after PAIRED",
+    requirements=("REL-4.8",),
+)
+def _(t: Target) -> str | None:
+    a, pa = _authed(t)
+    b, pb = _authed(t)
+    records = [_record(size) for size in (1, 200, 1400)]
+    a.send(msg_peer(WANT, pb.id))
+    for r in records:
+        a.send(msg_sendto(pb.id, r))
+    got = b.recv(0.5)
+    expect(got is None, f"a held record reached B before B wanted A: {got!r}")
+    b.send(msg_peer(WANT, pa.id))
+    paired = b.recv()
+    expect(isinstance(paired, bytes) and len(paired) == 37 and paired[0] == PAIRED, f"PAIRED first, got {paired!r}")
+    assert isinstance(paired, bytes)  # for the type checker; checked above
+    for r in records:
+        expect_eq(b.recv(), bytes([RECV]) + paired[1:5] + r, "a held record after PAIRED")
+    paired_a = a.recv()
+    expect(isinstance(paired_a, bytes) and paired_a[0] == PAIRED, f"PAIRED to A, got {paired_a!r}")
+    assert isinstance(paired_a, bytes)
+    b.send(msg_sendto(pa.id, records[1]))  # on a formed pair SENDTO is SEND
+    expect_eq(a.recv(), bytes([RECV]) + paired_a[1:5] + records[1], "SENDTO on a formed pair")
+    return None
+
+
+@case(
+    "rel/hold/2",
+    section="§4.2",
+    title="SENDTO to a peer the link does not WANT is dropped, not held nor an error",
+    requirements=("REL-4.8",),
+)
+def _(t: Target) -> str | None:
+    a, pa = _authed(t)
+    b, pb = _authed(t)
+    a.send(msg_sendto(pb.id, _record()))
+    a.send(msg_peer(WANT, pb.id))
+    a.ping(b"wanted")
+    expect_eq(a.recv(), Pong(b"wanted"), "the link after SENDTO to a peer not wanted")
+    b.send(msg_peer(WANT, pa.id))
+    expect(isinstance(b.recv(), bytes), "PAIRED to B")
+    got = b.recv(0.5)
+    expect(got is None, f"a record sent before WANT was delivered: {got!r}")
+    return None
+
+
+@case(
+    "rel/hold/3",
+    section="§4.2",
+    title="held records beyond 16 are dropped; UNWANT drops what is held",
+    requirements=("REL-4.8",),
+)
+def _(t: Target) -> str | None:
+    a, pa = _authed(t)
+    b, pb = _authed(t)
+    a.send(msg_peer(WANT, pb.id))
+    for n in range(20):
+        a.send(msg_sendto(pb.id, b"\x07" + n.to_bytes(2, "big")))
+    a.ping(b"held")  # the Pong says the relay read all of A's messages before B's WANT
+    expect_eq(a.recv(), Pong(b"held"), "the link after 20 SENDTO")
+    b.send(msg_peer(WANT, pa.id))
+    paired = b.recv()
+    expect(isinstance(paired, bytes) and paired[0] == PAIRED, f"PAIRED first, got {paired!r}")
+    got = []
+    while isinstance(item := b.recv(0.5), bytes):
+        got.append(item[5:])
+    expect_eq(got, [b"\x07" + n.to_bytes(2, "big") for n in range(16)], "the first 16 held records, in order")
+    paired_a = a.recv()
+    expect(isinstance(paired_a, bytes) and paired_a[0] == PAIRED, f"PAIRED to A, got {paired_a!r}")
+    c, pc = _authed(t)
+    a.send(msg_peer(WANT, pc.id))
+    a.send(msg_sendto(pc.id, _record()))
+    a.send(msg_peer(UNWANT, pc.id))
+    a.send(msg_peer(WANT, pc.id))
+    a.ping(b"unwanted")
+    expect_eq(a.recv(), Pong(b"unwanted"), "the link after UNWANT and WANT")
+    c.send(msg_peer(WANT, pa.id))
+    expect(isinstance(c.recv(), bytes), "PAIRED to C")
+    leftover = c.recv(0.5)
+    expect(leftover is None, f"a record held before UNWANT was delivered: {leftover!r}")
+    return None
+
+
 @case("rel/proto/1", section="§3.1", title="a text message is closed with 4000", requirements=("REL-3.1.3", "REL-4.6"))
 def _(t: Target) -> str | None:
     link, _ = _authed(t)
@@ -279,12 +366,12 @@ def _(t: Target) -> str | None:
 
 
 @case(
-    "rel/proto/4", section="§3.1", title="a message over 65540 bytes is closed with 4000", requirements=("REL-3.1.4",)
+    "rel/proto/4", section="§3.1", title="a message over 65568 bytes is closed with 4000", requirements=("REL-3.1.4",)
 )
 def _(t: Target) -> str | None:
     link, _ = _authed(t)
-    link.send(b"\x08" + bytes(4) + b"\x07" * 65536)
-    _expect_close(link, 4000, "a 65542-byte message")
+    link.send(b"\x0a" + bytes(32) + b"\x07" * 65536)
+    _expect_close(link, 4000, "a 65569-byte message")
     return None
 
 

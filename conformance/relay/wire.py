@@ -39,7 +39,7 @@ from ..checks import CaseFailed
 PATH = "/p2pos/relay/v1"
 SUBPROTOCOL = "p2pos-relay.1"
 DOMAIN = b"p2pos/relay-auth"
-CHALLENGE, AUTH, WELCOME, WANT, UNWANT, PAIRED, UNPAIRED, SEND, RECV = range(1, 10)
+CHALLENGE, AUTH, WELCOME, WANT, UNWANT, PAIRED, UNPAIRED, SEND, RECV, SENDTO = range(1, 11)
 
 
 class Peer:
@@ -67,6 +67,10 @@ def msg_peer(kind: int, peer_id: bytes) -> bytes:
 
 def msg_send(pair: int, record: bytes) -> bytes:
     return bytes([SEND]) + struct.pack(">I", pair) + record
+
+
+def msg_sendto(peer_id: bytes, record: bytes) -> bytes:
+    return bytes([SENDTO]) + peer_id + record
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,8 +3,9 @@
 The driver opens the WebSocket, then calls ``receive_message(data, now)`` for every binary
 message and drains ``messages_to_send()`` and ``next_event()``.  ``want(peer)`` / ``unwant(peer)``
 and ``send(peer, record)`` may be called at any time: WANTs are remembered and sent again on every
-new link (``link_lost(now)``, then a new WebSocket and the same calls), records for a peer that is
-not paired are dropped (``send`` returns ``False``; the session's end-to-end recovery resends).
+new link (``link_lost(now)``, then a new WebSocket and the same calls); a record for a peer that
+is wanted but not paired yet goes as SENDTO (the relay holds it until PAIRED, REL-4.8), one for a
+peer that is not wanted is dropped (``send`` returns ``False``; the session's recovery resends).
 ``Backoff`` spaces reconnections.
 """
 
@@ -103,16 +104,32 @@ class RelayClient:
     def paired(self, peer: bytes) -> bool:
         return peer in self._pairs
 
+    def has_room(self, nbytes: int) -> bool:
+        """Whether ``send`` of an ``nbytes`` record would fit the queue (``messages_to_send`` empties it)."""
+        return self._queued == 0 or self._queued + nbytes <= self.max_queued
+
     def send(self, peer: bytes, record: bytes) -> bool:
-        """Queue ``record`` (a sealed p2pos datagram) for ``peer``; ``False`` if not paired or invalid."""
+        """Queue ``record`` (a sealed p2pos datagram) for ``peer``; ``False`` if dropped.
+
+        Paired: SEND on the pair.  Wanted but not paired yet: SENDTO, which the relay holds until
+        the pair forms (REL-4.8), so the first handshake packet does not wait for PAIRED.  Neither
+        (or the link not ready, or the record invalid): dropped.
+        """
         pair = self._pairs.get(peer)
-        if pair is None or self.state is not ClientState.READY or not m.valid_record(record, self.max_record):
+        if self.state is not ClientState.READY or not m.valid_record(record, self.max_record):
             self.stats["send_dropped"] += 1
             return False
-        if self._queued + len(record) > self.max_queued:
+        if pair is None and peer not in self._wants:
+            self.stats["send_dropped"] += 1
+            return False
+        if not self.has_room(len(record)):
             self.stats["send_queue_full"] += 1
             return False
-        self._out.append(m.encode(m.Send(pair=pair, record=record)))
+        if pair is None:
+            self._out.append(m.encode(m.SendTo(peer_id=peer, record=record)))
+            self.stats["sent_before_paired"] += 1
+        else:
+            self._out.append(m.encode(m.Send(pair=pair, record=record)))
         self._queued += len(record)
         return True
 

@@ -22,8 +22,8 @@ SIG_LEN: Final = 64
 MAX_NAME: Final = 255
 #: The longest record any relay accepts (REL-3.3); a relay announces its own limit in CHALLENGE.
 MAX_RECORD: Final = 65535
-#: The longest message: SEND/RECV with the longest record.
-MAX_MESSAGE: Final = 1 + 4 + MAX_RECORD
+#: The longest message: SENDTO with the longest record (SEND/RECV are 28 bytes shorter).
+MAX_MESSAGE: Final = 1 + PEER_ID_LEN + MAX_RECORD
 #: First bytes of a p2pos datagram carried by the relay (session.md §4.1: packet types 4-15).
 RECORD_FIRST_MIN: Final = 4
 RECORD_FIRST_MAX: Final = 15
@@ -39,6 +39,7 @@ class MessageType(enum.IntEnum):
     UNPAIRED = 0x07
     SEND = 0x08
     RECV = 0x09
+    SENDTO = 0x0A
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -100,7 +101,15 @@ class Recv:
     record: bytes
 
 
-Message = Challenge | Auth | Welcome | Want | Unwant | Paired | Unpaired | Send | Recv
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class SendTo:
+    """Client → relay: a record for a WANTed peer, paired or not yet (REL-4.8: held until PAIRED)."""
+
+    peer_id: bytes
+    record: bytes
+
+
+Message = Challenge | Auth | Welcome | Want | Unwant | Paired | Unpaired | Send | Recv | SendTo
 
 _U32 = struct.Struct(">I")
 _CHALLENGE = struct.Struct(">32sIHI")
@@ -155,6 +164,10 @@ def encode(message: Message) -> bytes:
             if not valid_record(record):
                 raise LocalProtocolError("a relayed record is 1-65535 bytes starting with 4-15")
             return bytes([MessageType.RECV]) + _pair(pair) + record
+        case SendTo(peer_id=peer_id, record=record):
+            if not valid_record(record):
+                raise LocalProtocolError("a relayed record is 1-65535 bytes starting with 4-15")
+            return bytes([MessageType.SENDTO]) + _peer(peer_id) + record
     raise LocalProtocolError(f"not a relay message: {message!r}")  # pragma: no cover
 
 
@@ -204,6 +217,13 @@ def decode_untrusted(data: bytes, max_record: int = MAX_RECORD) -> Message:
             raise _bad("record too long or not a p2pos packet")
         pair = _U32.unpack_from(body)[0]
         return Send(pair=pair, record=record) if kind == MessageType.SEND else Recv(pair=pair, record=record)
+    if kind == MessageType.SENDTO:
+        if len(body) <= PEER_ID_LEN:
+            raise _bad("SENDTO without a record")
+        record = body[PEER_ID_LEN:]
+        if not valid_record(record, max_record):
+            raise _bad("record too long or not a p2pos packet")
+        return SendTo(peer_id=body[:PEER_ID_LEN], record=record)
     raise _bad(f"unknown type {kind}")
 
 

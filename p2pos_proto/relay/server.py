@@ -66,6 +66,11 @@ class RelayConfig:
     address_rate: int = 32 << 20
     address_burst: int = 128 << 20
     queue_bytes: int = 1 << 20
+    #: Records a link may have held for peers it WANTs that are not paired yet (REL-4.8), and their bytes.
+    hold_records: int = 16
+    hold_bytes: int = 64 << 10
+    #: A held record older than this when its pair forms is dropped (REL-4.8).
+    hold_time: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.max_record <= m.MAX_RECORD:
@@ -80,6 +85,8 @@ class RelayConfig:
             raise ValueError("rates, bursts and queue sizes must be positive")
         if self.link_rate > 0xFFFFFFFF:
             raise ValueError("link_rate must fit 32 bits (CHALLENGE announces it)")
+        if self.hold_records < 0 or self.hold_bytes < 0 or self.hold_time < 0:
+            raise ValueError("hold_records, hold_bytes and hold_time must not be negative")
         if self.wants_rate <= 0 or self.wants_burst < 1:
             raise ValueError("wants_rate and wants_burst must be positive")
         if self.auth_timeout <= 0 or self.idle_timeout <= 0:
@@ -126,6 +133,8 @@ class _Link:
     __slots__ = (
         "address",
         "bucket",
+        "held",
+        "held_bytes",
         "host",
         "id",
         "last_seen",
@@ -157,6 +166,9 @@ class _Link:
         self.next_pair = 1
         self.out: collections.deque[bytes] = collections.deque()
         self.queued = 0
+        #: Records for WANTed peers not paired yet (REL-4.8): (when, peer id, record), oldest first.
+        self.held: list[tuple[float, bytes, bytes]] = []
+        self.held_bytes = 0
         self.bucket = _Bucket(config.link_rate, config.link_burst, now)
         self.want_bucket = _Bucket(config.wants_rate, config.wants_burst, now)
 
@@ -310,10 +322,13 @@ class RelayCore:
         match message:
             case m.Send(pair=pair, record=record):
                 self._send(link, pair, record)
+            case m.SendTo(peer_id=peer, record=record):
+                self._send_to(link, peer, record, now)
             case m.Want(peer_id=peer):
-                self._want(link, peer)
+                self._want(link, peer, now)
             case m.Unwant(peer_id=peer):
                 link.wants.discard(peer)
+                self._take_held(link, peer)
                 if peer in link.pairs:
                     self._unpair(link, peer, tell_self=True)
             case _:
@@ -355,7 +370,7 @@ class RelayCore:
         self.stats["authenticated"] += 1
         self._queue(link, m.encode(m.Welcome(peer_id=link.peer)))
 
-    def _want(self, link: _Link, peer: bytes) -> None:
+    def _want(self, link: _Link, peer: bytes, now: float) -> None:
         if peer == link.peer or peer in link.wants:
             return
         if len(link.wants) >= self.config.max_wants:
@@ -371,6 +386,9 @@ class RelayCore:
             self._pair_one(link, peer)
             self._pair_one(other, link.peer)
             self.stats["paired"] += 1
+            # REL-4.8: what either side sent before the pair formed follows its PAIRED.
+            self._flush_held(link, other, now)
+            self._flush_held(other, link, now)
 
     def _pair_one(self, link: _Link, peer: bytes) -> None:
         pair = link.next_pair
@@ -403,6 +421,40 @@ class RelayCore:
         other = self._by_peer[peer]
         self._deliver(other, other.pairs[link.peer], record)
 
+    def _send_to(self, link: _Link, peer: bytes, record: bytes, now: float) -> None:
+        """SENDTO (REL-4.8): forward on the pair if there is one, else hold it (bounded) until PAIRED."""
+        pair = link.pairs.get(peer)
+        if pair is not None:
+            self._send(link, pair, record)
+            return
+        if peer not in link.wants:
+            self.stats["sendto_not_wanted"] += 1
+            return
+        if len(link.held) >= self.config.hold_records or link.held_bytes + len(record) > self.config.hold_bytes:
+            self.stats["dropped_hold_full"] += 1
+            return
+        link.held.append((now, peer, record))
+        link.held_bytes += len(record)
+        self.stats["records_held"] += 1
+
+    def _take_held(self, link: _Link, peer: bytes) -> list[tuple[float, bytes]]:
+        """Remove and return ``link``'s held records for ``peer``, oldest first."""
+        if not link.held:
+            return []
+        taken = [(when, record) for when, p, record in link.held if p == peer]
+        if taken:
+            link.held = [item for item in link.held if item[1] != peer]
+            link.held_bytes = sum(len(item[2]) for item in link.held)
+        return taken
+
+    def _flush_held(self, link: _Link, other: _Link, now: float) -> None:
+        """``link``'s held records for ``other``'s peer, now paired: RECV to ``other`` unless too old."""
+        for when, record in self._take_held(link, other.peer):
+            if now - when > self.config.hold_time:
+                self.stats["dropped_hold_expired"] += 1
+                continue
+            self._deliver(other, other.pairs[link.peer], record)
+
     def _deliver(self, dest: _Link, pair: int, record: bytes) -> None:
         if dest.queued + len(record) > self.config.queue_bytes:
             self.stats["dropped_queue_full"] += 1  # REL-5.4: drop, never block the sender
@@ -430,6 +482,8 @@ class RelayCore:
         link.state = LinkState.CLOSED
         link.out.clear()
         link.queued = 0
+        link.held.clear()
+        link.held_bytes = 0
 
     # -- the co-located rendezvous node (§6) --------------------------------------------------
 

@@ -83,6 +83,7 @@ def _messages(auth: m.Auth) -> list[Json]:
         ("UNPAIRED, pair 0xffffffff", m.Unpaired(pair=0xFFFFFFFF)),
         ("SEND a 30-byte record on pair 1", m.Send(pair=1, record=record)),
         ("RECV a 1-byte record (type 15) on pair 7", m.Recv(pair=7, record=b"\x0f")),
+        ("SENDTO a 30-byte record to bob (held until PAIRED, §4.2)", m.SendTo(peer_id=bob, record=record)),
     ]
     return [{"name": name, "message": message_json(msg), "hex": m.encode(msg).hex()} for name, msg in samples]
 
@@ -92,7 +93,7 @@ def _malformed(auth: m.Auth) -> list[Json]:
     want = m.encode(m.Want(peer_id=auth.peer_id))
     samples = [
         ("empty", b""),
-        ("unknown type 0x0a", b"\x0a" + bytes(32)),
+        ("unknown type 0x0b", b"\x0b" + bytes(32)),
         ("type 0x00", b"\x00"),
         ("CHALLENGE one byte short", b"\x01" + bytes(41)),
         ("CHALLENGE max_record 0", b"\x01" + bytes(32) + bytes(4) + bytes(6)),
@@ -107,6 +108,9 @@ def _malformed(auth: m.Auth) -> list[Json]:
         ("SEND a record starting with 3 (STUN)", b"\x08\x00\x00\x00\x01\x03abc"),
         ("RECV a record starting with 16", b"\x09\x00\x00\x00\x01\x10abc"),
         ("SEND a 65536-byte record", b"\x08\x00\x00\x00\x01\x04" + bytes(65535)),
+        ("SENDTO without a record", b"\x0a" + bytes(32)),
+        ("SENDTO with a 31-byte peer id and no record", b"\x0a" + bytes(31)),
+        ("SENDTO a record starting with 3 (STUN)", b"\x0a" + bytes(32) + b"\x03abc"),
     ]
     out = []
     for why, data in samples:

@@ -25,7 +25,7 @@ from p2pos.adapters.streams import ChannelStream
 from p2pos.transports.wsrelay_client import RelayLink
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "relay"))
-from relay_helpers import start_relay, url_of
+from relay_helpers import paired_links, start_relay, url_of
 
 ALICE, BOB = make_keys("relay-alice"), make_keys("relay-bob")
 HOST = "127.0.0.1"
@@ -163,3 +163,60 @@ async def test_relay_addresses_are_checked() -> None:
 
 async def _second_channel(a: Node, b: Node) -> tuple[ChannelStream, ChannelStream]:
     return await stream_pair(a, b, b.address, service="again")
+
+
+async def test_relay_records_are_large_and_a_full_link_queue_holds_the_node_back() -> None:
+    """A session that starts on the relay makes 65000-byte records (``RECORD_CEILING``: less work per
+    byte in the relay and both links), and the node waits for room in the link's queue rather than
+    having records dropped (``send_batch``): 8 MB one way, not one record lost at the client."""
+    with trio.fail_after(60):
+        async with relay_nodes() as (a, b, ta, _tb, _events):
+            s, r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
+            session = a.peer(b.peer_id)
+            assert session is not None
+            connection = a.endpoint.connection(session.session_id)
+            assert connection is not None and connection.config.stream_frame_size == 65000
+            ta.link.client.max_queued = 256 * 1024  # a small queue, so that it fills
+            dropped = ta.dropped  # before: a record sent while the link was still authenticating
+            await two_way_transfer(s, r, 8 * MB)
+            assert ta.link.client.stats["send_queue_full"] == 0 and ta.dropped == dropped
+            assert active(a, b)["via"] == "relay"
+
+
+async def test_send_batch_now_takes_what_fits_and_send_batch_waits_for_room() -> None:
+    """``send_batch_now`` stops at a full link queue (the node keeps the rest); ``send_batch``
+    waits until the writer has taken the queue, then sends the rest: nothing dropped."""
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await start_relay(nursery)
+            la, lb = await paired_links(nursery, url_of(server), ALICE.identity, BOB.identity)
+            ta, tb = RelayTransport(la), RelayTransport(lb)
+            la.client.max_queued = 3 * 10_000
+            records = [bytes([7]) + bytes(9_999)] * 5
+            address = ta.check_address(RelayTransport.address_of(BOB.identity.peer_id))
+            taken = ta.send_batch_now(records, address)
+            assert taken == 3 and ta.dropped == 0
+            await ta.send_batch(records[taken:], address)
+            got = 0
+            while got < 5:
+                for run, _ in await tb.receive_runs():
+                    got += len(run)
+            assert got == 5 and ta.dropped == 0 and la.client.stats["send_queue_full"] == 0
+            nursery.cancel_scope.cancel()
+
+
+async def test_a_new_session_over_the_relay_does_not_lose_its_first_packet_to_pairing() -> None:
+    """REL-4.8: the caller's first packets go with its WANT as SENDTO and the relay holds them until
+    the pair forms, so none is dropped while pairing (before SENDTO the INIT was dropped and the
+    handshake waited for its 1 s retransmission)."""
+    with trio.fail_after(20):
+        async with relay_nodes() as (a, b, ta, tb, _events):
+            with trio.fail_after(5):
+                await ta.link.ready.wait()
+                await tb.link.ready.wait()
+            started = trio.current_time()
+            s, r = await stream_pair(a, b, RelayTransport.address_of(b.peer_id))
+            assert ta.dropped == 0 and ta.link.client.stats["send_dropped"] == 0
+            assert ta.link.client.stats["sent_before_paired"] >= 1
+            assert trio.current_time() - started < 0.9  # well under the INIT retransmission (1 s)
+            await two_way_transfer(s, r, 100_000)

@@ -38,8 +38,8 @@ registry = importlib.import_module(f"{SUITE}.registry")
 class OneSidedPairing(RelayCore):
     """Pairs on a single WANT (breaks REL-4.3)."""
 
-    def _want(self, link: _Link, peer: bytes) -> None:
-        super()._want(link, peer)
+    def _want(self, link: _Link, peer: bytes, now: float) -> None:
+        super()._want(link, peer, now)
         other = self._by_peer.get(peer)
         if other is not None and link.peer not in other.wants and peer not in link.pairs:
             self._pair_one(link, peer)
@@ -51,6 +51,14 @@ class Tampering(RelayCore):
 
     def _deliver(self, dest: _Link, pair: int, record: bytes) -> None:
         super()._deliver(dest, pair, record[:-1] + bytes([record[-1] ^ 1]))
+
+
+class NoHolding(RelayCore):
+    """Drops SENDTO before the pair forms instead of holding it (breaks REL-4.8)."""
+
+    def _send_to(self, link: _Link, peer: bytes, record: bytes, now: float) -> None:
+        if peer in link.pairs:
+            super()._send_to(link, peer, record, now)
 
 
 class NoTextCheck(WsRelayServer):
@@ -76,7 +84,7 @@ async def test_the_suite_passes_against_this_relay() -> None:
         await nursery.start(server.serve, "127.0.0.1", 0)
         code, out = await _run_suite(server)
         assert code == 0, out + repr(server.core.stats)
-        assert out.count(" pass ") == 24 and "24 passed, 0 failed" in out
+        assert out.count(" pass ") == 27 and "27 passed, 0 failed" in out
         nursery.cancel_scope.cancel()
 
 
@@ -92,8 +100,9 @@ def test_every_relay_requirement_is_tested_or_says_why_not() -> None:
         (OneSidedPairing, WsRelayServer, "rel/pair/1"),
         (Tampering, WsRelayServer, "rel/pair/2"),
         (RelayCore, NoTextCheck, "rel/proto/1"),
+        (NoHolding, WsRelayServer, "rel/hold/1"),
     ],
-    ids=["one-sided-pairing", "tampering", "no-text-check"],
+    ids=["one-sided-pairing", "tampering", "no-text-check", "no-holding"],
 )
 async def test_the_suite_catches_a_broken_relay(
     core: type[RelayCore], driver: type[WsRelayServer], must_fail: str

@@ -196,14 +196,89 @@ def test_pairing_needs_both_wants_and_records_flow_both_ways() -> None:
     net.clients[la].want(PB)
     net.pump()
     assert not net.clients[la].paired(PB) and net.events(la) == [] and net.events(lb) == []
-    assert not net.clients[la].send(PB, record(1))  # not paired: dropped by the client
+    assert not net.clients[la].send(PC, record(9))  # C is not wanted: dropped by the client
+    assert net.clients[la].send(PB, record(1))  # wanted, not paired: SENDTO, held by the relay (REL-4.8)
+    net.pump()
+    assert net.events(lb) == [] and net.core.stats["records_held"] == 1
     net.clients[lb].want(PA)
     net.pump()
-    assert net.events(la) == [c.PeerPaired(peer_id=PB)] and net.events(lb) == [c.PeerPaired(peer_id=PA)]
+    assert net.events(la) == [c.PeerPaired(peer_id=PB)]
+    assert net.events(lb) == [c.PeerPaired(peer_id=PA), c.RecordReceived(peer_id=PA, record=record(1))]
     assert net.clients[la].send(PB, record(2)) and net.clients[lb].send(PA, record(3))
     net.pump()
     assert net.events(lb) == [c.RecordReceived(peer_id=PA, record=record(2))]
     assert net.events(la) == [c.RecordReceived(peer_id=PB, record=record(3))]
+
+
+def _held_pair(config: RelayConfig | None = None) -> tuple[Net, int, int]:
+    """A wants B (both connected), B does not want A yet."""
+    net = Net(config)
+    la, lb = net.connect(A), net.connect(B, ("192.0.2.2", 1))
+    net.events(la), net.events(lb)
+    net.clients[la].want(PB)
+    net.pump()
+    return net, la, lb
+
+
+def _raw_sendto(net: Net, link: int, peer: bytes, data: bytes) -> None:
+    net.core.receive_message(link, m.encode(m.SendTo(peer_id=peer, record=data)), net.now)
+
+
+def test_held_records_are_bounded_in_count_and_bytes() -> None:
+    """REL-4.8: at most 16 records and 64 KiB held per link; beyond, dropped (the held stay)."""
+    net, la, lb = _held_pair()
+    for n in range(20):
+        _raw_sendto(net, la, PB, record(n))
+    net.clients[lb].want(PA)
+    net.pump()
+    events = net.events(lb)
+    assert events[0] == c.PeerPaired(peer_id=PA)
+    assert events[1:] == [c.RecordReceived(peer_id=PA, record=record(n)) for n in range(16)]
+    assert net.core.stats["dropped_hold_full"] == 4
+    net, la, lb = _held_pair()
+    big = b"\x07" + bytes(30_000)
+    for _ in range(3):
+        _raw_sendto(net, la, PB, big)  # 2 x 30001 fit in 64 KiB, the third does not
+    net.clients[lb].want(PA)
+    net.pump()
+    received = [e for e in net.events(lb) if isinstance(e, c.RecordReceived)]
+    assert received == [c.RecordReceived(peer_id=PA, record=big)] * 2
+    assert net.core.stats["dropped_hold_full"] == 1
+
+
+def test_held_records_expire_after_2_s_and_unwant_drops_them() -> None:
+    """REL-4.8: a record held more than 2 s when the pair forms is dropped; UNWANT drops what is held."""
+    net, la, lb = _held_pair()
+    _raw_sendto(net, la, PB, record(1))
+    net.now += 1.5
+    _raw_sendto(net, la, PB, record(2))
+    net.now += 0.6  # record 1 is 2.1 s old, record 2 is 0.6 s old
+    net.clients[lb].want(PA)
+    net.pump()
+    assert net.events(lb) == [c.PeerPaired(peer_id=PA), c.RecordReceived(peer_id=PA, record=record(2))]
+    assert net.core.stats["dropped_hold_expired"] == 1
+    net, la, lb = _held_pair()
+    _raw_sendto(net, la, PB, record(1))
+    net.clients[la].unwant(PB)
+    net.clients[la].want(PB)
+    net.clients[lb].want(PA)
+    net.pump()
+    assert net.events(lb) == [c.PeerPaired(peer_id=PA)]
+
+
+def test_sendto_a_peer_not_wanted_is_dropped_and_sendto_on_a_pair_is_send() -> None:
+    """REL-4.8: SENDTO without WANT is counted and dropped (the link stays); on a pair it is SEND."""
+    net = Net()
+    la, lb = net.connect(A), net.connect(B, ("192.0.2.2", 1))
+    _raw_sendto(net, la, PB, record(1))
+    assert net.core.stats["sendto_not_wanted"] == 1 and net.core.closes() == []
+    net.clients[la].want(PB)
+    net.clients[lb].want(PA)
+    net.pump()
+    net.events(la), net.events(lb)
+    _raw_sendto(net, la, PB, record(2))
+    net.pump()
+    assert net.events(lb) == [c.RecordReceived(peer_id=PA, record=record(2))]
 
 
 def test_a_want_waits_for_the_peer_to_connect() -> None:
