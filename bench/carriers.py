@@ -254,9 +254,14 @@ class Lab:
         return process
 
     def relay(self) -> tuple[str, str]:
-        """The rendezvous node and WebSocket relay: (bootstrap string, ws:// URL)."""
+        """The rendezvous node and WebSocket relay: (bootstrap string, ws:// URL).
+
+        Its byte quotas are lifted: the bench measures the relay, not its default quota of 16 MiB/s
+        per peer after a 64 MiB burst (spec/relay.md §5), which five 50 MB transfers would reach."""
         process = self.p2pos(
             "relay", "--listen", "127.0.0.1:0", "--ws", "127.0.0.1:0", "--home", str(self.root / "relay"),
+            "--link-rate", str(1 << 31), "--link-burst", str(1 << 33),
+            "--address-rate", str(1 << 31), "--address-burst", str(1 << 33),
             stdout=subprocess.PIPE,
         )  # fmt: skip
         assert process.stdout is not None
