@@ -4,7 +4,7 @@ p2pos id [--home DIR] [--show-key-path]   create or show the local identity
 p2pos check-id PEER_ID                     validate a peer id (typo check)
 p2pos demo [--in-process]                  a local p2pos network moves a file (netdemo.py)
 p2pos version                              the version, the Python, and which core runs
-p2pos relay [--listen HOST:PORT] [--ws HOST:PORT [--tls-cert F --tls-key F]] [--home DIR]
+p2pos relay [--listen HOST:PORT] [--ws HOST:PORT [--tls-cert F --tls-key F]] [--offer-relay URL] [--home DIR]
                                            a rendezvous node and/or a WebSocket relay
 p2pos up | status | serve | pipe | expose | forward | verify | plugin | events | stop
                                            the daemon and its clients (cli_apps.py)
@@ -13,6 +13,7 @@ p2pos up | status | serve | pipe | expose | forward | verify | plugin | events |
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 
@@ -74,13 +75,14 @@ def _host_port(text: str) -> tuple[str, int]:
 def _cmd_relay(args: argparse.Namespace) -> int:
     import signal
 
+    from p2pos.proto.errors import ProtocolError
     from p2pos.proto.handshake.handshake import LocalKeys
     from p2pos.proto.relay.server import RelayConfig
     from p2pos.proto.rendezvous.node import NodeConfig
 
     from . import logs
     from .home import Home
-    from .relay import RelayServer, bootstrap_string, log_stats, tls_context, ws_relay
+    from .relay import RelayServer, bootstrap_string, log_stats, own_relay_url, tls_context, ws_relay
 
     if args.listen is None and args.ws is None:
         print(
@@ -104,6 +106,7 @@ def _cmd_relay(args: argparse.Namespace) -> int:
             register_rate=args.register_rate,
             register_burst=args.register_burst,
             max_registrations=args.max_registrations,
+            relays=tuple(args.offer_relay),
         )
         relay_config = RelayConfig(
             names=tuple(name.lower() for name in args.name),
@@ -117,7 +120,7 @@ def _cmd_relay(args: argparse.Namespace) -> int:
             queue_bytes=args.queue_bytes,
         )
         context = tls_context(args.tls_cert, args.tls_key) if args.tls_cert else None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, ProtocolError) as exc:
         print(f"p2pos: relay: {exc}", file=sys.stderr)
         return 2
     where = ""
@@ -140,6 +143,11 @@ def _cmd_relay(args: argparse.Namespace) -> int:
                     shown = f"[{host}]" if ":" in host else host
                     scheme = "wss" if context is not None else "ws"
                     print(f"relay listening on {scheme}://{shown}:{port}/p2pos/relay/v1", flush=True)
+                    own = own_relay_url(scheme, args.name, host, port)
+                    if server is not None and own is not None and own not in config.relays and not args.no_offer:
+                        offered = (own, *config.relays)[:8]
+                        server.node.config = dataclasses.replace(config, relays=offered)
+                        print(f"offering relays to registered peers: {', '.join(offered)}", flush=True)
                 if server is not None:
                     await nursery.start(server.run)
                     print(
@@ -199,6 +207,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="a host name clients use for this relay (repeatable; default: the Host header they send)",
+    )
+    p_relay.add_argument(
+        "--offer-relay",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a ws:// or wss:// relay the rendezvous node offers its peers (repeatable, at most 8; "
+        "spec/rendezvous.md §4.5); with --ws and --listen the node also offers its own relay",
+    )
+    p_relay.add_argument(
+        "--no-offer", action="store_true", help="with --ws and --listen: do not offer this relay to the node's peers"
     )
     p_relay.add_argument("--max-wants", type=int, default=1024, help="WANTs a relay link may hold")
     p_relay.add_argument("--links-per-address", type=int, default=16, help="relay links per IPv4 address or IPv6 /64")

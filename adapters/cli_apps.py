@@ -83,6 +83,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "lookup_timeout": args.lookup_timeout,
         "bench": True if args.bench else None,
         "quic": args.quic,  # --quic / --no-quic; None: the config's (on by default)
+        "learn_relays": args.learn_relays,
         "relay": args.relay,
         "proxy": args.proxy,
     }
@@ -464,6 +465,12 @@ def add_commands(sub: Any, home_help: str) -> None:
         help="QUIC on the UDP sockets too (the default): a connect also dials the peer over QUIC",
     )
     up.add_argument("--proxy", metavar="http://HOST:PORT", help="HTTP CONNECT proxy for WebSocket relays")
+    up.add_argument(
+        "--learn-relays",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="use the WebSocket relays rendezvous nodes offer (the default)",
+    )
 
     parser("status", "the daemon's identity, registrations, peers, services and plugins", cmd_status, json_flag=True)
 

@@ -112,12 +112,18 @@ class Daemon:
         #: QUIC on each of the node's UDP sockets (setting ``quic``, spec/quic.md §5.1).
         self.quic: list[QuicTransport] = []
         self.rendezvous.on_introduced = self._introduced
+        self.rendezvous.on_relays_offered = self._relays_offered
         self.plugins = Plugins(home, notify=self.event)
         self.stopping = trio.Event()
         node.observer = self.event
 
     def event(self, kind: str, **fields: Any) -> None:
         self.events.append(kind, **fields)
+
+    def _relays_offered(self, node: str, urls: tuple[str, ...]) -> None:
+        """A rendezvous node offers relays (spec/rendezvous.md §4.5): link to them, unless ``learn_relays`` is off."""
+        if self.settings.learn_relays:
+            self.relays.learn(node, urls)
 
     def _introduced(self, peer: PeerId, observed: Address, candidates: tuple[Address, ...]) -> None:
         """A peer looked us up: let it reach us through every relay and TURN allocation."""

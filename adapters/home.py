@@ -177,6 +177,8 @@ class Settings:
     #: dialed over QUIC, a path where QUIC passes and other UDP is dropped.  A QUIC path shares
     #: its UDP socket's fate, so a fall-back from direct UDP goes to it last (spec/paths.md PTH-4.8).
     quic: bool = True
+    #: Use the WebSocket relays a rendezvous node offers (spec/rendezvous.md §4.5) besides ``relay``.
+    learn_relays: bool = True
 
     def __post_init__(self) -> None:
         for text in self.listen:

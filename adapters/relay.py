@@ -11,6 +11,7 @@ attached (``attach_ws``), the node is also a peer of the relay that every link m
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import os
@@ -170,3 +171,18 @@ async def log_stats(core: RelayCore, interval: float) -> None:
         if dict(core.stats) != last:
             last = dict(core.stats)
             log.info("%s", stats_line(core))
+
+
+def own_relay_url(scheme: str, names: list[str], host: str, port: int) -> str | None:
+    """The URL peers should use for this relay, to offer with the node (spec/rendezvous.md §4.5): by its
+    first ``--name``, else by the address it listens on, unless that is a wildcard (0.0.0.0, ::) that
+    names no host a peer can dial (then None: nothing is offered but ``--offer-relay``)."""
+    if names:
+        where = names[0].lower()
+    elif not host or ipaddress.ip_address(host).is_unspecified:
+        return None
+    else:
+        where = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "wss" else 80
+    shown = where if port == default else f"{where}:{port}"
+    return f"{scheme}://{shown}/p2pos/relay/v1"

@@ -28,7 +28,7 @@ from p2pos.transports.turn import TurnError
 from p2pos.transports.wsrelay_client import RelayLink
 
 from .carriers import RelayTransport, TurnTransport, abandon_paths_on_loss, open_turn_transport
-from .home import Settings
+from .home import Settings, SettingsError, check_relay_url
 from .node import Address, Node
 
 log = logging.getLogger("p2pos.relays")
@@ -37,6 +37,8 @@ log = logging.getLogger("p2pos.relays")
 REST_LIFETIME = 24 * 3600
 #: Seconds an allocation may take before the daemon starts without it.
 ALLOCATE_TIMEOUT = 10.0
+#: The most relays the daemon links to because rendezvous nodes offered them.
+MAX_LEARNED = 8
 
 
 @dataclasses.dataclass
@@ -44,6 +46,53 @@ class Relays:
     links: list[RelayTransport] = dataclasses.field(default_factory=list)
     turns: list[TurnTransport] = dataclasses.field(default_factory=list)
     nursery: trio.Nursery | None = None
+    #: What ``learn`` needs to link to a relay a rendezvous node offers.
+    node: Node | None = None
+    identity: Identity | None = None
+    proxy: str = ""
+    #: URL (lower case) -> the rendezvous node that offered it, for the relays not configured.
+    learned: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    async def link(self, url: str, *, offered_by: str = "") -> RelayTransport:
+        """Link to the WebSocket relay ``url`` (it reconnects by itself) and make it a socket of the node."""
+        assert self.nursery is not None and self.node is not None and self.identity is not None
+        link = RelayLink(url, self.identity, proxy=self.proxy or None)
+        await self.nursery.start(link.run)
+        transport = RelayTransport(link)
+        self.node.add_transport(transport)
+        abandon_paths_on_loss(self.node, transport)
+        self.links.append(transport)
+        via = f" through the proxy {link.proxy[0]}:{link.proxy[1]}" if link.proxy else ""
+        offered = f" (offered by {offered_by})" if offered_by else ""
+        log.info("relay %s: linking%s%s", transport.url, via, offered)
+        return transport
+
+    def learn(self, node_name: str, urls: tuple[str, ...]) -> None:
+        """A rendezvous node offers ``urls`` (spec/rendezvous.md §4.5, RDV-7.7): link to those not linked
+        yet, at most ``MAX_LEARNED`` in all.  A relay once linked stays for the daemon's life."""
+        if self.nursery is None:
+            return
+        known = {link.url.lower() for link in self.links}
+        for url in urls:
+            key = url.lower()
+            if key in known or key in self.learned:
+                continue
+            if len(self.learned) >= MAX_LEARNED:
+                log.info("relay %s offered by %s: not linked, %d learned already", url, node_name, MAX_LEARNED)
+                continue
+            try:
+                check_relay_url(url)
+            except SettingsError as exc:
+                log.info("relay offered by %s ignored: %s", node_name, exc)
+                continue
+            self.learned[key] = node_name
+            self.nursery.start_soon(self._link_learned, url, node_name)
+
+    async def _link_learned(self, url: str, node_name: str) -> None:
+        try:
+            await self.link(url, offered_by=node_name)
+        except (ValueError, OSError) as exc:
+            log.warning("relay %s offered by %s: cannot link: %s", url, node_name, exc)
 
     def addresses_of(self, peer: PeerId) -> list[tuple[str, int]]:
         """``peer`` through every relay link (the pseudo-addresses of spec/relay.md's paths)."""
@@ -71,6 +120,7 @@ class Relays:
             out.append(
                 {
                     "url": link.url,
+                    "offered_by": self.learned.get(link.url.lower(), ""),
                     "kind": "websocket",
                     "state": client.state.value,
                     "connections": link.link.connections,
@@ -134,19 +184,12 @@ async def _run_turn(
 
 @contextlib.asynccontextmanager
 async def open_relays(node: Node, settings: Settings, identity: Identity) -> AsyncIterator[Relays]:
-    relays = Relays()
+    relays = Relays(node=node, identity=identity, proxy=settings.proxy)
     async with contextlib.AsyncExitStack() as stack:
         nursery = relays.nursery = await stack.enter_async_context(trio.open_nursery())
         for url in settings.relay:
             if url.lower().startswith(("ws://", "wss://")):
-                link = RelayLink(url, identity, proxy=settings.proxy or None)
-                await nursery.start(link.run)
-                transport = RelayTransport(link)
-                node.add_transport(transport)
-                abandon_paths_on_loss(node, transport)
-                relays.links.append(transport)
-                via = f" through the proxy {link.proxy[0]}:{link.proxy[1]}" if link.proxy else ""
-                log.info("relay %s: linking%s", transport.url, via)
+                await relays.link(url)
                 continue
             with trio.move_on_after(ALLOCATE_TIMEOUT) as scope:
                 await nursery.start(_run_turn, node, settings, identity, url, relays)

@@ -281,6 +281,7 @@ class Lab:
         home = self.root / name
         home.mkdir()
         config = [f"listen = [{json.dumps(listen)}]", f"relay = {json.dumps(relays)}", f"quic = {json.dumps(quic)}"]
+        config.append("learn_relays = false")  # the relays are the bench's choice, not the node's offer
         if any(r.startswith("turn") for r in relays):
             config.append(f"turn_secret = {json.dumps(TURN_SECRET)}")
         (home / "config.toml").write_text("\n".join(config) + "\n")

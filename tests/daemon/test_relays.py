@@ -38,3 +38,29 @@ def test_two_daemons_with_a_relay_end_up_direct(tmp_path: Path) -> None:
         assert code == 0 and f"relay (stream) relay:{b.peer_id} validated" in text.stdout_text()
         assert f"relay     {relay.ws_url}" in text.stdout_text()
         lab.check_no_tracebacks()
+
+
+def test_a_daemon_links_to_the_relay_its_rendezvous_node_offers(tmp_path: Path) -> None:
+    """[RDV-4.5.1] [RDV-7.7] ``p2pos relay --listen --ws`` offers its own relay to the peers that
+    register; a daemon with no ``relay`` setting links to it (status shows who offered it, the API
+    had a ``relays_offered`` event), and one started with ``--no-learn-relays`` does not."""
+    with Lab(tmp_path) as lab:
+        relay = lab.relay(ws=True)
+        assert f"offering relays to registered peers: {relay.ws_url}" in relay.proc.stdout_text()
+        a = lab.daemon("a", relay)
+        b = lab.daemon("b", relay, extra=["--no-learn-relays"])
+
+        def linked() -> dict[str, object] | None:
+            found = [r for r in a.status()["relays"] if r["url"] == relay.ws_url]
+            return found[0] if found and found[0]["state"] == "ready" else None
+
+        shown = wait_for("a to link to the offered relay", linked, timeout=15)
+        assert shown["kind"] == "websocket" and shown["offered_by"]
+        def has_offer(events: list[dict[str, object]]) -> bool:
+            return any(e.get("type") == "relays_offered" for e in events)
+
+        offered = [e for e in a.events(has_offer) if e.get("type") == "relays_offered"]
+        assert offered[0]["urls"] == [relay.ws_url]
+        assert has_offer(b.events(has_offer))
+        assert b.status()["relays"] == []
+        lab.check_no_tracebacks()
