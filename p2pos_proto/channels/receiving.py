@@ -202,6 +202,8 @@ class ReceivePath(PathLayer):
                 self._on_path_challenge(frame.data)
             case fr.PathResponse():
                 self._on_path_response(frame.data, now)
+            case fr.KeepaliveInterval():
+                self._live.on_peer(frame)  # spec/paths.md PTH-7.1: the newest announcement wins
             case fr.Open():
                 self._on_open(frame, now)
             case fr.Accept():
