@@ -108,23 +108,19 @@ class KeepaliveAgreement:
         return True
 
     def _update(self) -> None:
-        smallest: float | None = None
-        largest: float | None = None
-        unbounded = False
-        for _, value in self._own:
-            if value is None:
-                unbounded = True
-                continue
-            smallest = value if smallest is None or value < smallest else smallest
-            largest = value if largest is None or value > largest else largest
-        if unbounded:
-            largest = None
+        """Each announcement the peer may hold is a possible state: keepalives go at the shortest
+        interval any of them puts in force, the idle timeout is the longest any of them needs."""
         peer = self.peer
-        self.send_interval = _least(smallest, peer)
-        if self._fixed_idle is not None:
-            return
-        basis = _least(largest, peer)
-        self.idle_timeout = IDLE_WITHOUT_KEEPALIVE if basis is None else IDLE_INTERVALS * basis + IDLE_MARGIN
+        sending: float | None = None
+        idle = 0.0
+        for _, value in self._own:
+            interval = _least(value, peer)
+            sending = _least(sending, interval)
+            timeout = IDLE_WITHOUT_KEEPALIVE if interval is None else IDLE_INTERVALS * interval + IDLE_MARGIN
+            idle = timeout if timeout > idle else idle
+        self.send_interval = sending
+        if self._fixed_idle is None:
+            self.idle_timeout = idle
 
 
 def _least(a: float | None, b: float | None) -> float | None:
