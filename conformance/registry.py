@@ -55,6 +55,7 @@ CASE_MODULES = (
     "cases_channels",
     "cases_recovery",
     "cases_paths",
+    "cases_liveness",
     "cases_bugs",
     "cases_errors",
     "cases_req_identity",
