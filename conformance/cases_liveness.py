@@ -133,3 +133,43 @@ def _(iut: Iut) -> str | None:
     reply = peer.timer(1.0 + 7.0)
     expect_close(reply, ErrorCode.IDLE_TIMEOUT, "7 s after the runner's last packet")
     return None
+
+
+@case(
+    "ch/live/10",
+    section=LIVENESS,
+    title="a keepalive that draws no answer is sent again within max(1 s, 2 smoothed RTT)",
+    requirements=("PTH-7.5",),
+)
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut, role="initiator", keepalive_interval=2.0)  # acknowledged at 0: smoothed RTT near 0
+    reply = peer.timer(2.0)
+    expect(bool(reply.frames(ch.Ping)), f"no keepalive PING at 2.0: {short(reply.packets, 200)}")
+    start = len(peer.received)
+    again: list[float] = []
+    at = 2.0
+    while at < 3.0 and not again:  # the runner stays silent
+        at = round(at + 0.05, 3)
+        reply = peer.timer(at)
+        expect_open(reply, f"at {at} s")
+        if any(isinstance(f, ch.Ping) for p in peer.received[start:] for f in p.frames):
+            again.append(at)
+    expect(bool(again), "the unanswered keepalive of 2.0 s was not sent again by 3.0 s")
+    return f"sent again by {again[0]} s"
+
+
+@case(
+    "ch/live/11",
+    section=LIVENESS,
+    title="with idle_close_after, a session with no channel closes gracefully (NO_ERROR) when that time has passed",
+    requirements=("PTH-7.6",),
+)
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut, idle_close_after=5.0)  # no keepalives (QUIET): nothing else happens
+    for at in (1.0, 2.0, 3.0, 4.0, 4.9):
+        reply = peer.send(ch.Ping(), at=at)  # the peer is there: only the idle close can end it
+        expect_open(reply, f"at {at} s")
+        peer.timer(at + 0.03)
+    reply = peer.timer(5.0)
+    expect_close(reply, ErrorCode.NO_ERROR, "5 s after the start, with no channel and no application call")
+    return None
