@@ -46,8 +46,8 @@ class ChannelConfig:
     #: None: three keepalive intervals in force plus 1 s (spec/paths.md PTH-7.2); a number fixes it.
     idle_timeout: float | None = None
     #: This side's keepalive interval, announced to the peer (spec/paths.md §7); None: none asked for.
-    keepalive_interval: float | None = 15.0
-    #: Close the session (NO_ERROR) after this long with no channel and no application call (PTH-7.7).
+    keepalive_interval: float | None = 10.0
+    #: Close the session (NO_ERROR) after this long with no channel and no application call (PTH-7.6).
     idle_close_after: float | None = None
     max_ack_delay: float = 0.025
     close_timeout: float = 10.0

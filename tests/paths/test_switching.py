@@ -163,12 +163,12 @@ def test_a_transfer_moved_relay_to_direct_and_back_mid_stream_loses_nothing(seed
 @pytest.mark.parametrize("seed", range(3))
 def test_a_standby_path_that_stops_answering_is_found_dead_and_comes_back(seed: int) -> None:
     """PTH-4.7, PTH-7.4: the controlling side checks each standby path once per keepalive interval
-    (15 s by default), so a relay that died while unused is DEAD within that interval plus the
+    (10 s by default), so a relay that died while unused is DEAD within that interval plus the
     validation time, and is used again once it answers."""
     net, session_a, _ = _net(seed)
     net.run(net.now + 1.0)
     interval = ChannelConfig().keepalive_interval
-    assert interval == 15.0
+    assert interval == 10.0
     relay_id = next(p["path_id"] for p in net.ep["a"].paths(session_a) if p["address"] == "relay-b")
     cut = net.now
     net.cut("relay")
