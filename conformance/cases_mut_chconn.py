@@ -394,7 +394,8 @@ def _(iut: Iut) -> str | None:
     requirements=("CH-9.2.1", "CONF-3.7.6", "CONF-3.7.13"),
 )
 def _(iut: Iut) -> str | None:
-    peer = Peer(iut, idle_timeout=2.0, keepalive_interval=5.0)
+    # The IUT initiates: as the controlling side it has a keepalive timer (paths.md PTH-7.4).
+    peer = Peer(iut, role="initiator", idle_timeout=2.0, keepalive_interval=5.0)
     reply = peer.send(ch.Ping(), at=1.0)  # the last packet from the runner: the idle timeout ends at 3.0
     for _ in range(10):
         reported = reply.answer.get("timer")
