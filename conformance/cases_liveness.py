@@ -173,3 +173,26 @@ def _(iut: Iut) -> str | None:
     reply = peer.timer(5.0)
     expect_close(reply, ErrorCode.NO_ERROR, "5 s after the start, with no channel and no application call")
     return None
+
+
+@case(
+    "ch/live/12",
+    section=LIVENESS,
+    title="a PATH_CHALLENGE alone draws its PATH_RESPONSE and no ACK-only packet (a standby keepalive: 2 packets)",
+    requirements=(
+        "FRA-3.2",
+        "PTH-7.4",
+    ),
+)
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut)
+    start = len(peer.received)
+    reply = peer.send(ch.PathChallenge(data=bytes.fromhex("0102030405060708")), at=0.1)
+    expect_open(reply, "a PATH_CHALLENGE")
+    peer.timer(0.1 + 0.2)  # well past max_ack_delay
+    packets = peer.received[start:]
+    expect(
+        len(packets) == 1 and any(isinstance(f, ch.PathResponse) for f in packets[0].frames),
+        f"one packet, with the PATH_RESPONSE, in answer to a lone PATH_CHALLENGE; got {short(packets, 200)}",
+    )
+    return None

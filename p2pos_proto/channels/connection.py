@@ -110,7 +110,7 @@ class Connection(ReceivePath):
         self._rx_pending: Path | None = None
         #: When an unanswered keepalive is sent again (PTH-7.5), None: no keepalive waits for an answer.
         self._keepalive_retry_at: float | None = None
-        #: The last application call (for ``idle_close_after``, PTH-7.7).
+        #: The last application call (for ``idle_close_after``, PTH-7.6).
         self._app_active_at = now
         self._absorb_session(now)
 
@@ -515,7 +515,7 @@ class Connection(ReceivePath):
             self._keepalive_retry_at = now + max(KEEPALIVE_RETRY_MIN, 2 * srtt)
 
     def _idle_close_at(self) -> float | None:
-        """PTH-7.7: when an unused session closes (no channel, no application call); None: not armed."""
+        """PTH-7.6: when an unused session closes (no channel, no application call); None: not armed."""
         after = self.config.idle_close_after
         if after is None or self.channels or self.state is not _READY:
             return None

@@ -278,7 +278,7 @@ def test_no_keepalive_on_either_side_times_out_after_30_s() -> None:
 
 
 def test_unused_session_closes_gracefully_after_idle_close_after() -> None:
-    """PTH-7.7: no channel and no application call for ``idle_close_after``: CLOSE with NO_ERROR."""
+    """PTH-7.6: no channel and no application call for ``idle_close_after``: CLOSE with NO_ERROR."""
     live = Live(_config(20.0, idle_close_after=300.0), _config(20.0))
     channel_id = live.pair.a.c.open_channel("files", live.now)
     live.pair.a.write(channel_id, b"hello")
