@@ -23,6 +23,7 @@ from typing import Any
 import trio
 
 from p2pos.proto import ChannelKind, ErrorCode, Identity, LocalKeys, PeerId, __version__
+from p2pos.proto.channels.channel import ChannelConfig
 from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.rendezvous.client import ClientConfig, ClientState
 
@@ -53,6 +54,19 @@ RELAY_REGISTER_AFTER = 3.0
 
 class AlreadyRunning(Exception):
     """Another daemon serves this home."""
+
+
+#: A peer session with no channel and no application call for this long is closed, and reopened with
+#: IK when an application next opens a channel to that peer (spec/paths.md PTH-7.6).
+IDLE_CLOSE_AFTER = 300.0
+
+
+def session_channels(settings: Settings) -> ChannelConfig:
+    """The channel layer of the daemon's peer sessions (spec/paths.md §7): the ``keepalive`` setting
+    is the NAT binding interval of this node's routers, for its rendezvous registration and its peer
+    sessions alike (one property of the same routers, issue 13 learns it per router); sessions no
+    application uses are closed after ``IDLE_CLOSE_AFTER``."""
+    return ChannelConfig(keepalive_interval=settings.keepalive, idle_close_after=IDLE_CLOSE_AFTER)
 
 
 def parse_peer(text: str) -> PeerId:
@@ -473,7 +487,10 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
         except apisockets.AddressInUse as exc:
             raise AlreadyRunning(f"a daemon is already running for this home ({home.api_socket}): {exc}") from None
         stack.callback(_unlink, home.api_socket)
-        node = await stack.enter_async_context(open_node(keys, hosts=[h for h, _ in hosts], port=ports.pop()))
+        channels = session_channels(settings)
+        node = await stack.enter_async_context(
+            open_node(keys, hosts=[h for h, _ in hosts], port=ports.pop(), channels=channels)
+        )
         daemon = Daemon(home, settings, identity, node, events)
         api = make_api(daemon)
         nursery = await stack.enter_async_context(trio.open_nursery())

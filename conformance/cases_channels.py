@@ -997,7 +997,7 @@ def _(iut: Iut) -> str | None:
 @case(
     "ch/live/1",
     section="channels.md §9.3",
-    title="a keepalive PING leaves after keepalive_interval of silence",
+    title="a keepalive PING leaves after keepalive_interval of silence (the IUT controlling: the initiator)",
     requirements=(
         "CH-9.3.1",
         "CH-9.3.4",
@@ -1005,7 +1005,7 @@ def _(iut: Iut) -> str | None:
     ),
 )
 def _(iut: Iut) -> str | None:
-    peer = Peer(iut, keepalive_interval=2.0)
+    peer = Peer(iut, role="initiator", keepalive_interval=2.0)
     reply = peer.timer(1.9)
     expect(not reply.packets, f"the IUT sent before its keepalive interval: {short(reply.packets, 200)}")
     reply = peer.timer(2.0)

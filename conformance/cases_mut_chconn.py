@@ -394,7 +394,8 @@ def _(iut: Iut) -> str | None:
     requirements=("CH-9.2.1", "CONF-3.7.6", "CONF-3.7.13"),
 )
 def _(iut: Iut) -> str | None:
-    peer = Peer(iut, idle_timeout=2.0, keepalive_interval=5.0)
+    # The IUT initiates: as the controlling side it has a keepalive timer (paths.md PTH-7.4).
+    peer = Peer(iut, role="initiator", idle_timeout=2.0, keepalive_interval=5.0)
     reply = peer.send(ch.Ping(), at=1.0)  # the last packet from the runner: the idle timeout ends at 3.0
     for _ in range(10):
         reported = reply.answer.get("timer")
@@ -505,18 +506,22 @@ def _(iut: Iut) -> str | None:
 @case(
     "ch/live/6",
     section="channels.md §9.3",
-    title="an ACK sent on the ACK timer carries no keepalive PING: the first leaves keepalive_interval after the last",
+    title="an ACK sent on the ACK timer carries no keepalive PING, and the next leaves keepalive_interval after it",
     requirements=("CH-9.3.1",),
 )
 def _(iut: Iut) -> str | None:
-    peer = Peer(iut, keepalive_interval=2.0)  # the IUT's last ack-eliciting packet left at 0
+    # The IUT initiates (the controlling side keeps the path alive, paths.md §7); its last packet left at 0.
+    peer = Peer(iut, role="initiator", keepalive_interval=2.0)
     peer.send(ch.Ping(), at=0.5)
     reply = peer.timer(0.5 + 0.025)  # max_ack_delay: the ACK of the PING is due
     expect(bool(reply.frames(ch.Ack)) or bool(peer.received_acks()), "no ACK of the runner's PING by max_ack_delay")
     early = [p.pn for p in peer.received if any(isinstance(f, ch.Ping) for f in p.frames)]
     expect(not early, f"the IUT sent a PING (packets {early}) before its keepalive interval (2 s after 0)")
-    reply = peer.timer(2.0)
-    expect(bool(reply.frames(ch.Ping)), f"no keepalive PING at 2.0: {short(reply.packets, 200)}")
+    # Any packet refreshes the path (its NAT bindings): the ACK at 0.525 s moves the keepalive to 2.525 s.
+    reply = peer.timer(2.5)
+    expect(not reply.frames(ch.Ping), f"a keepalive PING at 2.5, 2 s after the ACK: {short(reply.packets, 200)}")
+    reply = peer.timer(2.525)
+    expect(bool(reply.frames(ch.Ping)), f"no keepalive PING at 2.525: {short(reply.packets, 200)}")
     return None
 
 

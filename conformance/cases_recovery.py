@@ -410,7 +410,8 @@ def _(iut: Iut) -> str | None:
     # keepalive_interval, §9.3) are all lost, and only packets *from the peer* hold off the idle
     # timeout (§9.2), so the IUT closes idle_timeout after the last one arrived.
     interval, idle = 1.0, 5.0
-    peer = ImpairedPeer(iut, keepalive_interval=interval, idle_timeout=idle)
+    # The IUT initiates: the controlling side sends the keepalives (paths.md PTH-7.4).
+    peer = ImpairedPeer(iut, role="initiator", keepalive_interval=interval, idle_timeout=idle)
     last_received = 1.0
     peer.send(ch.Ping(), at=last_received)
     peer.blackhole = True  # from here on nothing arrives either way: the runner stays silent

@@ -851,7 +851,7 @@ def _(iut: Iut) -> str | None:
     # the IUT's packets, 20 ms after it.  Those ACKs are packets from the peer: the IUT must
     # neither close nor go more than the interval without a PING, for 20 s.
     interval, idle, span = 1.0, 3.0, 20.0
-    peer = ImpairedPeer(iut, keepalive_interval=interval, idle_timeout=idle)
+    peer = ImpairedPeer(iut, role="initiator", keepalive_interval=interval, idle_timeout=idle)  # controlling
     last = 0.0  # the IUT's first packets left at 0
     pings: list[float] = []
     for _ in range(400):
@@ -891,7 +891,7 @@ def _(iut: Iut) -> str | None:
 )
 def _(iut: Iut) -> str | None:
     interval = 1.0
-    peer = LatePeer(iut, keepalive_interval=interval)
+    peer = LatePeer(iut, role="initiator", keepalive_interval=interval)  # controlling (paths.md §7)
     peer.ack_everything(at=0.3)  # smoothed_rtt 0.3 s: no probe timeout comes before 1.9 s
     # The first keepalive leaves at 1.0 s (1 s after the IUT's first packets) and is lost.
     peer.blackhole = True
@@ -916,8 +916,9 @@ def _(iut: Iut) -> str | None:
             break
     expect(len(ack_only) >= 3, f"the IUT sent {len(ack_only)} ACK-only packets for six PINGs (channels.md §4)")
     start = len(peer.sent)
+    last_sent = max(s.time for s in peer.sent)  # any packet refreshes the path (paths.md PTH-7.4)
     peer.ack_pns(peer.acked_pns | set(ack_only), at=at)
-    next_due = keepalive.time + interval
+    next_due = last_sent + interval
     sent = expect_fires(peer, next_due, f"the keepalive after the lost one (packet {keepalive.packet.pn})", since=start)
     return (
         f"keepalive {keepalive.packet.pn} at {keepalive.time:.3f} s lost; the next, {sent[0].packet.pn}, "

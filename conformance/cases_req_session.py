@@ -320,7 +320,7 @@ def _(iut: Iut) -> None:
     requirements=("SES-7.8",),
 )
 def _(iut: Iut) -> str:
-    peer = Peer(iut, keepalive_interval=1.0)
+    peer = Peer(iut, role="initiator", keepalive_interval=1.0)  # the controlling side keeps alive
     types: list[int] = []
     pings = 0
     for step in range(1, 7):

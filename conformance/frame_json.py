@@ -34,6 +34,7 @@ FRAME_TYPES: Final[dict[str, type[ch.Frame]]] = {
     "close_channel": ch.CloseChannel,
     "path_challenge": ch.PathChallenge,
     "path_response": ch.PathResponse,
+    "keepalive_interval": ch.KeepaliveInterval,
 }
 FRAME_NAMES: Final[dict[type[ch.Frame], str]] = {cls: name for name, cls in FRAME_TYPES.items()}
 #: The ``kind`` of an OPEN frame (and of ``conn_open``).

@@ -106,6 +106,7 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-3.8.5": "a rule for the runner, checked by tests/conformance/test_recovery_cases.py (test_the_detail_names_the_impairment) and tests/conformance/test_conformance.py (seed in the report)",
     "CONF-3.9.6": "an IUT's choice: without a rendezvous node the rdv/ cases are unsupported, not failed; `state` is optional and no case depends on it",
     "RDV-3.2.1": "a node only passes on candidate lists it parsed (at most 16) and writes ERROR reasons of its own: no input makes it exceed either; tests/rendezvous/test_rendezvous_messages.py checks the reference encoder",
+    "PTH-7.3": "the control protocol has no command that changes keepalive_interval on a running connection (only channel_config at the start); tested in memory by tests/channels/test_liveness.py",
     "RDV-3.2.2": "the node sends the relays of its configuration, which it checks when it starts (at most 8, none "
     "empty: NodeConfig refuses others); no input makes it send more; tests/rendezvous/test_relays_offered.py",
     "RDV-6.3.2": "whether a comparison is constant-time cannot be seen on the wire or through the control protocol",

@@ -52,6 +52,7 @@ COMPILED = (
     "channels.connection",
     "channels.flow",
     "channels.frames",
+    "channels.liveness",
     "channels.pathing",
     "channels.receiving",
     "channels.recvbuf",

@@ -43,8 +43,12 @@ class ChannelConfig:
     congestion_control: str = "bbr"  # or "newreno", "cubic" (spec/recovery.md §5)
     max_datagram_size: int = 1452  # the PMTU search's ceiling (UDP payload bytes)
     stream_frame_size: int = 16384  # packet size on a stream-carried path
-    idle_timeout: float = 30.0
+    #: None: three keepalive intervals in force plus 1 s (spec/paths.md PTH-7.2); a number fixes it.
+    idle_timeout: float | None = None
+    #: This side's keepalive interval, announced to the peer (spec/paths.md §7); None: none asked for.
     keepalive_interval: float | None = 10.0
+    #: Close the session (NO_ERROR) after this long with no channel and no application call (PTH-7.6).
+    idle_close_after: float | None = None
     max_ack_delay: float = 0.025
     close_timeout: float = 10.0
     channel_window: int = 256 * 1024
@@ -63,8 +67,11 @@ class ChannelConfig:
             raise LocalProtocolError(f"congestion_control is one of {', '.join(map(repr, CONGESTION_CONTROLLERS))}")
         if not 1200 <= self.max_datagram_size <= 65507 or not 1200 <= self.stream_frame_size <= 65000:
             raise LocalProtocolError("max_datagram_size and stream_frame_size must be 1200..65507")
-        if self.idle_timeout <= 0 or (self.keepalive_interval is not None and self.keepalive_interval <= 0):
-            raise LocalProtocolError("idle_timeout and keepalive_interval must be positive")
+        for value in (self.idle_timeout, self.keepalive_interval, self.idle_close_after):
+            if value is not None and value <= 0:
+                raise LocalProtocolError("idle_timeout, keepalive_interval and idle_close_after must be positive")
+        if self.keepalive_interval is not None and self.keepalive_interval > 86_400:
+            raise LocalProtocolError("keepalive_interval is at most one day")
         if self.connection_window < INITIAL_MAX_DATA:
             raise LocalProtocolError(f"connection_window must be at least {INITIAL_MAX_DATA}")
         if min(self.channel_window, self.send_buffer, self.max_channels, self.message_queue) < 1:

@@ -47,6 +47,7 @@ from ..session.record import OVERHEAD as RECORD_OVERHEAD
 from ..session.session import SecureSession, SessionState
 from . import frames as fr
 from .channel import INITIAL_MAX_DATA, Channel, ChannelConfig, ChannelInput, ChannelState
+from .liveness import KEEPALIVE_RETRY_MIN
 from .receiving import ReceivePath
 
 __all__ = ["INITIAL_MAX_DATA", "TRANSITIONS", "ChannelConfig", "Connection", "ConnectionInput", "ConnectionState"]
@@ -86,9 +87,11 @@ class Connection(ReceivePath):
     """Channels, reliability and liveness over one ``SecureSession``."""
 
     __slots__ = (
+        "_app_active_at",
         "_close_code",
         "_close_deadline",
         "_close_reason",
+        "_keepalive_retry_at",
         "_last_received",
         "_next_ping",
         "_rx_pending",
@@ -105,6 +108,10 @@ class Connection(ReceivePath):
         self._close_reason = ""
         #: A path made for a datagram from an unknown address; adopted if a packet of it authenticates.
         self._rx_pending: Path | None = None
+        #: When an unanswered keepalive is sent again (PTH-7.5), None: no keepalive waits for an answer.
+        self._keepalive_retry_at: float | None = None
+        #: The last application call (for ``idle_close_after``, PTH-7.6).
+        self._app_active_at = now
         self._absorb_session(now)
 
     # -- driver API ------------------------------------------------------------------------
@@ -198,11 +205,20 @@ class Connection(ReceivePath):
         best = self.session.get_timer()
         state = self.state
         if state is _READY or state is _CLOSING:
-            idle = self._last_received + self.config.idle_timeout
+            live = self._live
+            idle = self._last_received + live.idle_timeout
             best = idle if best is None or idle < best else best
-            if self.keepalive_interval is not None:
-                keepalive = self._last_sent + self.keepalive_interval
+            interval = live.send_interval
+            if interval is not None and self.session.initiator:  # PTH-7.4: the controlling side keeps alive
+                keepalive = self._last_sent + interval
                 best = keepalive if keepalive < best else best
+                timer = self._keepalive_retry_at
+                if timer is not None and timer < best:
+                    best = timer
+            if self.config.idle_close_after is not None:
+                timer = self._idle_close_at()
+                if timer is not None and timer < best:
+                    best = timer
             # One comparison each rather than a loop over a tuple: drivers ask after every step.
             timer = self._close_deadline
             if timer is not None and timer < best:
@@ -239,7 +255,7 @@ class Connection(ReceivePath):
             self._absorb_session(now)
         if self.state is not _READY and self.state is not _CLOSING:
             return
-        if now >= self._last_received + self.config.idle_timeout:
+        if now >= self._last_received + self._live.idle_timeout:
             self._abort(ErrorCode.IDLE_TIMEOUT, "no packet from the peer within the idle timeout", now)
             return
         if self._close_deadline is not None and now >= self._close_deadline:
@@ -247,9 +263,11 @@ class Connection(ReceivePath):
             return
         if self._pacing_at is not None and now >= self._pacing_at:
             self._pacing_at = None
-        if self.keepalive_interval is not None and now >= self._last_sent + self.keepalive_interval:
-            self._control[(fr.FrameType.PING, 0)] = fr.Ping()
-            self._last_sent = now  # re-armed when the PING actually leaves
+        self._keepalive_timer(now)
+        if self.config.idle_close_after is not None:
+            timer = self._idle_close_at()
+            if timer is not None and now >= timer:
+                self.close(now, ErrorCode.NO_ERROR, "idle: no channel and no application call")
         if len(self.paths) > 1:
             self._handle_paths_timer(now)
         timer = self.recovery.get_loss_detection_timer()
@@ -275,6 +293,7 @@ class Connection(ReceivePath):
         """Ask the peer's ``service`` for a channel; ``ChannelOpened`` or ``ChannelRefused`` follows."""
         if self.state is not ConnectionState.HANDSHAKING and self.state is not _READY:
             raise LocalProtocolError(f"cannot open a channel while {self.state.value}")
+        self._app_active_at = now
         if not 1 <= len(service.encode("utf-8")) <= 255:
             raise LocalProtocolError("a service name is 1 to 255 bytes of UTF-8")
         channel_id = self._next_channel
@@ -290,6 +309,7 @@ class Connection(ReceivePath):
         return channel_id
 
     def accept_channel(self, channel_id: int, now: float) -> None:
+        self._app_active_at = now
         channel = self._channel(channel_id)
         channel.transition(ChannelInput.ACCEPT)
         self._control[(fr.FrameType.ACCEPT, channel_id)] = fr.Accept(
@@ -316,6 +336,7 @@ class Connection(ReceivePath):
         the application's own buffer (offer a ``memoryview`` slice of a large
         payload: only what fits is copied, once).
         """
+        self._app_active_at = now
         channel = self._channel(channel_id)
         if channel.send is None or channel.local_finished:
             raise LocalProtocolError(f"channel {channel_id} is not a stream open for sending")
@@ -332,6 +353,7 @@ class Connection(ReceivePath):
 
     def finish(self, channel_id: int, now: float) -> None:
         """Half-close: no more data from this side (the FIN follows the queued bytes)."""
+        self._app_active_at = now
         channel = self._channel(channel_id)
         if channel.send is None:
             self.close_channel(channel_id, now)
@@ -343,6 +365,7 @@ class Connection(ReceivePath):
 
     def send_message(self, channel_id: int, data: bytes, now: float, *, retransmissions: int | None = None) -> int:
         """Queue one whole message on a message channel; returns its id.  May be lost."""
+        self._app_active_at = now
         channel = self._channel(channel_id)
         if channel.messages is None or channel.local_finished:
             raise LocalProtocolError(f"channel {channel_id} is not a message channel open for sending")
@@ -372,6 +395,7 @@ class Connection(ReceivePath):
         direction, which settles the connection window for bytes still in flight.
         """
         wire = channel_code_to_wire(code)
+        self._app_active_at = now
         self._reset_channel(self._channel(channel_id), wire)
 
     def stop_sending(self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.APPLICATION_CLOSE) -> None:
@@ -391,6 +415,7 @@ class Connection(ReceivePath):
 
     def ping(self, now: float) -> int:
         """Send a PING; ``PingAcknowledged`` reports its round trip."""
+        self._app_active_at = now
         ping_id = self._next_ping
         self._next_ping += 1
         self._control[(fr.FrameType.PING, ping_id + 1)] = fr.Ping()
@@ -414,6 +439,33 @@ class Connection(ReceivePath):
         for channel in list(self.channels.values()):
             if channel.state is ChannelState.OPEN:
                 self.close_channel(channel.id, now)
+
+    @property
+    def keepalive_interval(self) -> float | None:
+        """This side's keepalive interval (spec/paths.md §7); None: it asks for none."""
+        return self._live.local
+
+    @keepalive_interval.setter
+    def keepalive_interval(self, interval: float | None) -> None:
+        self.set_keepalive_interval(interval)
+
+    def set_keepalive_interval(self, interval: float | None) -> None:
+        """Set from outside (the NAT layer learns it per router; PTH-7.1): announced to the peer in a
+        KEEPALIVE_INTERVAL frame, in force as soon as that is safe (PTH-7.3).  Drain ``data_to_send``."""
+        if interval is not None and not 0 < interval <= 86_400:
+            raise LocalProtocolError("keepalive_interval is positive and at most one day")
+        frame = self._live.set_local(interval)
+        if frame is None:
+            return
+        for key in [key for key in self._control if key[0] == fr.FrameType.KEEPALIVE_INTERVAL]:
+            del self._control[key]  # an older announcement not sent yet: the new one replaces it
+        if self.state is not ConnectionState.HANDSHAKING:  # else it goes with the handshake's MAX_CHANNELS
+            self._control[(fr.FrameType.KEEPALIVE_INTERVAL, frame.sequence)] = frame
+
+    @property
+    def idle_timeout(self) -> float:
+        """The idle timeout in force: three agreed keepalive intervals plus 1 s, unless configured (PTH-7.2)."""
+        return self._live.idle_timeout
 
     @property
     def last_received(self) -> float:
@@ -443,6 +495,33 @@ class Connection(ReceivePath):
             if path.recovery.ack_eliciting_in_flight:
                 return False
         return True
+
+    # -- liveness (spec/paths.md §7) -----------------------------------------------------------
+
+    def _keepalive_timer(self, now: float) -> None:
+        """PTH-7.4/7.5: the controlling side sends a PING when nothing left for the interval in force,
+        and once more at once when it drew no answer within max(1 s, 2 smoothed RTT)."""
+        interval = self._live.send_interval
+        if interval is None or not self.session.initiator:
+            self._keepalive_retry_at = None
+            return
+        retry = self._keepalive_retry_at
+        if retry is not None and now >= retry:
+            self._keepalive_retry_at = None
+            self._control[(fr.FrameType.PING, 0)] = fr.Ping()
+            self._last_sent = now
+        elif now >= self._last_sent + interval:
+            self._control[(fr.FrameType.PING, 0)] = fr.Ping()
+            self._last_sent = now  # re-armed when the PING actually leaves
+            srtt = self.rtt.smoothed_rtt if self.rtt.has_sample else 0.0
+            self._keepalive_retry_at = now + max(KEEPALIVE_RETRY_MIN, 2 * srtt)
+
+    def _idle_close_at(self) -> float | None:
+        """PTH-7.6: when an unused session closes (no channel, no application call); None: not armed."""
+        after = self.config.idle_close_after
+        if after is None or self.channels or self.state is not _READY:
+            return None
+        return self._app_active_at + after
 
     # -- channels ----------------------------------------------------------------------------
 
@@ -492,6 +571,7 @@ class Connection(ReceivePath):
         if self.state is _CLOSED:
             return
         self._last_received = now
+        self._keepalive_retry_at = None  # the peer answered (PTH-7.5)
         rx = self._rx_path
         if rx is self._rx_pending:
             self._adopt_path(rx, now)  # the first authenticated packet from a new address
@@ -514,6 +594,9 @@ class Connection(ReceivePath):
                 self._transition(ConnectionInput.HANDSHAKE_DONE)
                 self._last_received = self._last_sent = now
                 self._control[(fr.FrameType.MAX_CHANNELS, 0)] = fr.MaxChannels(maximum=self._our_max_channels)
+                announce = self._live.frame_for(self._live.sequence)
+                if announce is not None and announce.sequence > 0:  # PTH-7.1: this side's interval
+                    self._control[(fr.FrameType.KEEPALIVE_INTERVAL, announce.sequence)] = announce
                 if self.conn_window.limit > INITIAL_MAX_DATA:
                     self._control[(fr.FrameType.MAX_DATA, 0)] = fr.MaxData(maximum=self.conn_window.limit)
                 self._events.append(ConnectionReady(session_id=session.local_index, handshake=event))

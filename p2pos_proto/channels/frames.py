@@ -65,6 +65,7 @@ class FrameType(enum.IntEnum):
     CLOSE_CHANNEL = 0x10
     PATH_CHALLENGE = 0x11
     PATH_RESPONSE = 0x12
+    KEEPALIVE_INTERVAL = 0x13
 
 
 class ChannelKind(enum.IntEnum):
@@ -246,6 +247,21 @@ class PathResponse:
     data: bytes
 
 
+#: The largest interval KEEPALIVE_INTERVAL may announce, in milliseconds (one day; spec/frames.md §4.19).
+MAX_KEEPALIVE_MS: Final = 86_400_000
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class KeepaliveInterval:
+    """KEEPALIVE_INTERVAL: the keepalive interval the sender asks for, 0 for none (spec/frames.md §4.19).
+
+    ``sequence`` grows with each new announcement: the receiver keeps the highest it saw.
+    """
+
+    sequence: int
+    interval_ms: int
+
+
 Frame = (
     Padding
     | Ping
@@ -265,6 +281,7 @@ Frame = (
     | CloseChannel
     | PathChallenge
     | PathResponse
+    | KeepaliveInterval
 )
 
 
@@ -390,6 +407,10 @@ def encode_frame(frame: Frame) -> bytes:
             if len(frame.data) != PATH_DATA_SIZE:
                 raise LocalProtocolError(f"path data is {PATH_DATA_SIZE} bytes, not {len(frame.data)}", _MALFORMED)
             return (b"\x11" if isinstance(frame, PathChallenge) else b"\x12") + bytes(frame.data)
+        case KeepaliveInterval():
+            if not (0 <= frame.sequence <= MAX_VARINT and 0 <= frame.interval_ms <= MAX_KEEPALIVE_MS):
+                raise LocalProtocolError(f"keepalive interval out of range: {frame!r}", _MALFORMED)
+            return b"\x13" + _v(frame.sequence) + _v(frame.interval_ms)
     raise LocalProtocolError(f"not a frame: {frame!r}")
 
 
@@ -593,6 +614,14 @@ def _parse_path_response(buf: bytes, pos: int) -> tuple[Frame, int]:
     return PathResponse(data=data), pos
 
 
+def _parse_keepalive_interval(buf: bytes, pos: int) -> tuple[Frame, int]:
+    sequence, pos = _read(buf, pos)
+    interval_ms, pos = _read(buf, pos)
+    if interval_ms > MAX_KEEPALIVE_MS:
+        raise RemoteProtocolError(f"KEEPALIVE_INTERVAL of {interval_ms} ms exceeds one day", _MALFORMED)
+    return KeepaliveInterval(sequence=sequence, interval_ms=interval_ms), pos
+
+
 _PING: Final = Ping()
 _PADDING: Final = int(FrameType.PADDING)
 _PARSERS: dict[int, _Parser] = {
@@ -614,6 +643,7 @@ _PARSERS: dict[int, _Parser] = {
     FrameType.CLOSE_CHANNEL: _one(CloseChannel, "channel_id"),
     FrameType.PATH_CHALLENGE: _parse_path_challenge,
     FrameType.PATH_RESPONSE: _parse_path_response,
+    FrameType.KEEPALIVE_INTERVAL: _parse_keepalive_interval,
 }
 
 

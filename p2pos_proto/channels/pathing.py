@@ -50,15 +50,12 @@ _ABANDONED: Final = PathState.ABANDONED
 class PathLayer(SendPath):
     """Several paths per connection (see the module docstring); ``ReceivePath`` derives from it."""
 
-    __slots__ = ("_largest_nonprobing", "_next_path_id", "active_reason", "keepalive_interval")
+    __slots__ = ("_largest_nonprobing", "_next_path_id", "active_reason")
 
     def __init__(self, session: SecureSession, now: float, config: ChannelConfig) -> None:
         super().__init__(session, now, config)
         self._next_path_id = 1
         self._largest_nonprobing = -1
-        #: How often a PING keeps the active path alive, and the controlling side checks each
-        #: standby path with a PATH_CHALLENGE (None: never; ``Connection`` may change it).
-        self.keepalive_interval = config.keepalive_interval
         #: Why the active path is the active one (``PathActive.reason``; "handshake" for path 0).
         self.active_reason = "handshake"
 
@@ -294,7 +291,7 @@ class PathLayer(SendPath):
         session = self.session
         active = self.path
         active_id = active.path_id
-        interval = self.keepalive_interval
+        interval = self._live.send_interval  # spec/paths.md §7: the interval both sides agreed on
         controlling = session.initiator
         for path in list(self.paths.values()):
             if path.state is _ABANDONED:
@@ -307,7 +304,7 @@ class PathLayer(SendPath):
                 path.keepalive_at = now + interval
             elif now >= path.keepalive_at and path.validation_deadline is None:
                 path.keepalive_at = now + interval
-                path.start_validation(now)  # PTH-4.7: a standby path is checked once per keepalive interval
+                path.start_validation(now)  # PTH-4.7, PTH-7.4: a standby path's keepalive is a challenge
             challenge = path.challenge_due(now)
             if not (challenge or path.responses):
                 continue

@@ -142,8 +142,11 @@ class ReceivePath(PathLayer):
             self._on_ack_packet(pn, plaintext, now)
             return
         frames = fr.parse_frames_untrusted(plaintext)
-        self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
-        if pn > self._largest_nonprobing and not _probing(frames):
+        probing = _probing(frames)
+        # A probing packet is answered by its PATH_RESPONSE (or is one): its sender tracks no ACK of it,
+        # so it elicits none (frames.md FRA-3.2, paths.md PTH-7.4: two packets per path per interval).
+        self._record_packet(pn, not probing and any(fr.is_ack_eliciting(frame) for frame in frames), frames, now)
+        if pn > self._largest_nonprobing and not probing:
             self._on_nonprobing(pn, now)
         for frame in frames:
             self._on_frame(frame, now)
@@ -181,8 +184,9 @@ class ReceivePath(PathLayer):
         """
         ranges, ack_delay, pos = fr.parse_ack_untrusted(plaintext, 0)
         rest = fr.parse_frames_untrusted(plaintext[pos:]) if pos < len(plaintext) else []
-        self._record_packet(pn, any(fr.is_ack_eliciting(frame) for frame in rest), rest, now)
-        if pn > self._largest_nonprobing and not _probing(rest):
+        probing = _probing(rest)
+        self._record_packet(pn, not probing and any(fr.is_ack_eliciting(frame) for frame in rest), rest, now)
+        if pn > self._largest_nonprobing and not probing:
             self._on_nonprobing(pn, now)
         self._on_ack(ranges, ack_delay, now)
         for frame in rest:
@@ -202,6 +206,8 @@ class ReceivePath(PathLayer):
                 self._on_path_challenge(frame.data)
             case fr.PathResponse():
                 self._on_path_response(frame.data, now)
+            case fr.KeepaliveInterval():
+                self._live.on_peer(frame)  # spec/paths.md PTH-7.1: the newest announcement wins
             case fr.Open():
                 self._on_open(frame, now)
             case fr.Accept():

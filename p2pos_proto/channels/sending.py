@@ -39,6 +39,7 @@ from ..session.session import SecureSession
 from . import frames as fr
 from .channel import INITIAL_MAX_DATA, Channel, ChannelConfig, ChannelInput, ChannelState
 from .flow import ReceiveWindow, SendCredit
+from .liveness import KeepaliveAgreement
 
 __all__ = ["CONTROLLERS", "PACING_GRANULARITY", "Bbr", "Cubic", "NewReno", "SendPath", "Token", "Tokens"]
 
@@ -96,6 +97,7 @@ class SendPath:
         "_event_pos",
         "_events",
         "_last_sent",
+        "_live",
         "_our_max_channels",
         "_pacing_at",
         "_peer_open",
@@ -177,7 +179,9 @@ class SendPath:
         self._pto_probes = 0
         self._pacing_at: float | None = None
         self._app_limited = True
+        #: When this side last sent a packet on the active path (the keepalive timer, spec/paths.md PTH-7.4).
         self._last_sent = now
+        self._live = KeepaliveAgreement(config.keepalive_interval, config.idle_timeout)
         self.lost_packets = 0
 
     # -- channel bookkeeping both paths use ----------------------------------------------------
@@ -393,8 +397,7 @@ class SendPath:
         self.path.bytes_sent += size
         if with_ack:
             self.acks.on_ack_sent()
-        if eliciting:
-            self._last_sent = now
+        self._last_sent = now  # any packet refreshes the path's NAT bindings (PTH-7.4)
         packet = self.recovery.on_packet_sent(
             pn, now, size, ack_eliciting=eliciting, in_flight=eliciting, payload=tokens
         )
@@ -672,6 +675,8 @@ class SendPath:
                     channel.messages.on_acked(b)
             elif kind == _CONTROL:
                 self._sent_control.pop((a, b), None)
+                if a == fr.FrameType.KEEPALIVE_INTERVAL:
+                    self._live.on_acked(b)
                 channel = self.channels.get(b) if a == fr.FrameType.CLOSE_CHANNEL else None
                 if channel is not None:
                     channel.local_done = True
@@ -735,6 +740,8 @@ class SendPath:
             return fr.MaxData(maximum=self.conn_window.limit)
         if ftype == fr.FrameType.MAX_CHANNELS:
             return fr.MaxChannels(maximum=self._our_max_channels)
+        if ftype == fr.FrameType.KEEPALIVE_INTERVAL:  # only the newest announcement is sent again
+            return self._live.frame_for(channel_id)
         if ftype == fr.FrameType.MAX_CHANNEL_DATA:
             if channel is None or channel.recv is None or channel.recv.final_size is not None:
                 return None

@@ -24,6 +24,7 @@ from p2pos.proto.channels.frames import (
     CloseChannel,
     DataBlocked,
     Frame,
+    KeepaliveInterval,
     MaxChannelData,
     MaxChannels,
     MaxData,
@@ -451,6 +452,7 @@ _CLASSES: dict[str, Any] = {
     "close_channel": CloseChannel,
     "path_challenge": PathChallenge,
     "path_response": PathResponse,
+    "keepalive_interval": KeepaliveInterval,
 }
 
 
@@ -493,7 +495,7 @@ def test_vectors_hold_both_ways() -> None:
         assert encode_frame(frame).hex() == case["encoding"], case["note"]
         assert parse_frames_untrusted(bytes.fromhex(case["encoding"])) == [frame], case["note"]
         assert generator.frame_to_json(frame) == case["frame"]
-    assert kinds == set(range(0x13)), "every frame type has a vector"
+    assert kinds == set(range(0x14)), "every frame type has a vector"
     for case in data["acks"]:
         ack = from_json(case["frame"])
         assert isinstance(ack, Ack)

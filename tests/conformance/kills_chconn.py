@@ -176,8 +176,8 @@ KILLS: list[tuple[str, str, str, str, str]] = [
     (
         "ch/live/6",
         "channels/connection.py",
-        "now >= self._last_sent + self.keepalive_interval:",
-        "now >= self._last_sent - self.keepalive_interval:",
+        "elif now >= self._last_sent + interval:",
+        "elif now >= self._last_sent - interval:",
         "channels/connection.py:core/ReplaceBinaryOperator_Add_Sub:3",
     ),
     (

@@ -18,6 +18,7 @@ import random
 import pytest
 from pathnet import PathNet, Transfer
 
+from p2pos.proto.channels.channel import ChannelConfig
 from p2pos.proto.paths.events import PathActive, PathDead, PathValidated
 from p2pos.proto.paths.path import PATH_DEAD_TIMEOUT, PathKind
 from p2pos.proto.simulation.link import LinkConfig
@@ -161,17 +162,19 @@ def test_a_transfer_moved_relay_to_direct_and_back_mid_stream_loses_nothing(seed
 
 @pytest.mark.parametrize("seed", range(3))
 def test_a_standby_path_that_stops_answering_is_found_dead_and_comes_back(seed: int) -> None:
-    """PTH-4.7: the controlling side checks each standby path once per keepalive interval (10 s), so
-    a relay that died while unused is DEAD within that interval plus the validation time, and is
-    used again once it answers."""
+    """PTH-4.7, PTH-7.4: the controlling side checks each standby path once per keepalive interval
+    (10 s by default), so a relay that died while unused is DEAD within that interval plus the
+    validation time, and is used again once it answers."""
     net, session_a, _ = _net(seed)
     net.run(net.now + 1.0)
+    interval = ChannelConfig().keepalive_interval
+    assert interval == 10.0
     relay_id = next(p["path_id"] for p in net.ep["a"].paths(session_a) if p["address"] == "relay-b")
     cut = net.now
     net.cut("relay")
-    net.run(cut + 10.0 + 3.5 + 0.1)
+    net.run(cut + interval + 3.5 + 0.1)
     dead = [t for t, e in net.events["a"] if isinstance(e, PathDead) and e.path_id == relay_id]
-    assert dead and dead[0] - cut <= 10.0 + 3.5
+    assert dead and dead[0] - cut <= interval + 3.5
     net.restore("relay")
     net.run(net.now + 40.0)
     (relay,) = [p for p in net.ep["a"].paths(session_a) if p["path_id"] == relay_id]
