@@ -446,3 +446,34 @@ def _(iut: Iut) -> None:
         expect(not resent, f"the old path's packets were declared lost by packets of the new path: {short(resent)}")
     expect_eq(_echoed_on(peer, path, other), b"AAAAAAAAAABBBBBBBBBBCCCCCCCCCCDDDDDDDDDD", "the new echoes")
     expect(data not in _echoed_on(peer, path, channel_id), "internal: the old echo went again at once")
+
+
+@case(
+    "ch/multipath/12",
+    section=ACTIVE,
+    title="with keepalives on, the controlling side checks its validated standby path with a "
+    "PATH_CHALLENGE once per keepalive interval",
+    requirements=("PTH-4.7",),
+)
+def _(iut: Iut) -> str:
+    interval = 2.0
+    peer = PathPeer(iut, role="initiator", keepalive_interval=interval)
+    peer.call("conn_describe_path", path_id=0, kind="datagram", rank=DIRECT)
+    path, _ = peer.add_path(RELAY, at=0.1)
+    reply = peer.validate(path, at=0.15)
+    expect(_event(reply, "path_validated", path_id=path) is not None, "no path_validated")
+    start, end = peer.now, peer.now + 4 * interval
+    answered: set[bytes] = set()
+    while peer.now < end:
+        peer.step(end)
+        for _, data, _ in peer.challenges(path, since=start):
+            if data not in answered:  # keep the standby path answered
+                answered.add(data)
+                peer.answer(path, data)
+        if any(s.path == 0 for s in peer.sent if s.at == peer.now):
+            peer.send_on(0, _ack_all(peer, 0))  # and the active one acknowledged
+    got = [round(at - start, 2) for at, _, _ in peer.challenges(path, since=start + 0.01)]
+    expect(3 <= len(got) <= 5, f"{len(got)} checks of the standby path in {4 * interval:.0f} s: {got}")
+    gaps = [round(b - a, 2) for a, b in itertools.pairwise(got)]
+    expect(all(interval * 0.9 <= g <= interval * 1.1 for g in gaps), f"checks {gaps} s apart, not every {interval} s")
+    return f"standby checks at +{got} s"

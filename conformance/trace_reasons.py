@@ -132,7 +132,6 @@ PENDING: Mapping[str, str] = {
     "PTH-1.1": "a view of a path's own RTT estimate, congestion window and pacer, which the control protocol does not give (§3.11 names paths, not their state); tested in memory (tests/paths/)",
     "PTH-2.3": "a view of each path's RTT samples, which the control protocol does not give; tested in memory (tests/paths/)",
     "PTH-2.4": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
-    "PTH-4.7": "a case with keepalives on (the liveness design of issue 12 item 2 is changing this rule); tested in memory (tests/paths/test_switching.py)",
 }
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {
