@@ -56,6 +56,7 @@ def test_a_daemon_links_to_the_relay_its_rendezvous_node_offers(tmp_path: Path) 
 
         shown = wait_for("a to link to the offered relay", linked, timeout=15)
         assert shown["kind"] == "websocket" and shown["offered_by"]
+
         def has_offer(events: list[dict[str, object]]) -> bool:
             return any(e.get("type") == "relays_offered" for e in events)
 

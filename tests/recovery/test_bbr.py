@@ -639,7 +639,7 @@ def test_a_path_that_only_carried_acknowledgements_still_paces_a_datagram_per_rt
     rtt = RttEstimator()
     now, pn = 0.0, 0
     for _ in range(40):
-        packets = []
+        packets: list[SentPacket[None]] = []
         for _ in range(10):  # ten small ack-eliciting packets, nine of them lost
             packet = SentPacket(pn, now, 60, ack_eliciting=True, in_flight=True, payload=None)
             cc.on_packet_sent(packet, 60 * (len(packets) + 1), now, app_limited=True)
