@@ -504,8 +504,11 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
         _write(home.pid_file, f"{os.getpid()}\n")
         stack.callback(_unlink, home.pid_file)
         if settings.quic:
+            # QUIC-4.5: QUIC's idle timeout above the sessions' keepalive interval (their packets keep
+            # the carrier alive): the sessions' own idle timeout, 3K + 1 s (spec/paths.md PTH-7.2).
+            quic_idle = max(60.0, 3 * settings.keepalive + 1)
             for local in range(len(node.transports)):
-                quic = await stack.enter_async_context(open_shared_quic_transport(node, local))
+                quic = await stack.enter_async_context(open_shared_quic_transport(node, local, idle_timeout=quic_idle))
                 daemon.quic.append(quic)
         daemon.relays = await stack.enter_async_context(open_relays(node, settings, identity))
         await nursery.start(daemon.rendezvous.run)
