@@ -84,6 +84,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "bench": True if args.bench else None,
         "quic": args.quic,  # --quic / --no-quic; None: the config's (on by default)
         "learn_relays": args.learn_relays,
+        "idle_close": args.idle_close,
         "relay": args.relay,
         "proxy": args.proxy,
     }
@@ -465,6 +466,9 @@ def add_commands(sub: Any, home_help: str) -> None:
         help="QUIC on the UDP sockets too (the default): a connect also dials the peer over QUIC",
     )
     up.add_argument("--proxy", metavar="http://HOST:PORT", help="HTTP CONNECT proxy for WebSocket relays")
+    up.add_argument(
+        "--idle-close", type=float, metavar="S", help="close peer sessions unused this long (default 300; 0: never)"
+    )
     up.add_argument(
         "--learn-relays",
         action=argparse.BooleanOptionalAction,

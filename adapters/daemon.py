@@ -56,17 +56,19 @@ class AlreadyRunning(Exception):
     """Another daemon serves this home."""
 
 
-#: A peer session with no channel and no application call for this long is closed, and reopened with
-#: IK when an application next opens a channel to that peer (spec/paths.md PTH-7.6).
-IDLE_CLOSE_AFTER = 300.0
+#: The default of the ``idle_close`` setting: a peer session with no channel and no application call
+#: for this long is closed, and reopened with IK when an application next opens a channel to that
+#: peer (spec/paths.md PTH-7.6).
+IDLE_CLOSE_AFTER = Settings.idle_close
 
 
 def session_channels(settings: Settings) -> ChannelConfig:
     """The channel layer of the daemon's peer sessions (spec/paths.md §7): the ``keepalive`` setting
     is the NAT binding interval of this node's routers, for its rendezvous registration and its peer
     sessions alike (one property of the same routers, issue 13 learns it per router); sessions no
-    application uses are closed after ``IDLE_CLOSE_AFTER``."""
-    return ChannelConfig(keepalive_interval=settings.keepalive, idle_close_after=IDLE_CLOSE_AFTER)
+    application uses are closed after ``idle_close`` seconds (0: never)."""
+    idle_close = settings.idle_close or None  # 0: never
+    return ChannelConfig(keepalive_interval=settings.keepalive, idle_close_after=idle_close)
 
 
 def parse_peer(text: str) -> PeerId:

@@ -179,6 +179,9 @@ class Settings:
     quic: bool = True
     #: Use the WebSocket relays a rendezvous node offers (spec/rendezvous.md §4.5) besides ``relay``.
     learn_relays: bool = True
+    #: Seconds after which a peer session no channel uses is closed (reopened on demand, one round
+    #: trip with IK: spec/paths.md PTH-7.6); 0: never.
+    idle_close: float = 300.0
 
     def __post_init__(self) -> None:
         for text in self.listen:
@@ -193,6 +196,8 @@ class Settings:
             raise SettingsError(f"lease: {self.lease} is outside 30..3600 seconds")
         if not 1 <= self.keepalive <= 600:
             raise SettingsError(f"keepalive: {self.keepalive} is outside 1..600 seconds")
+        if self.idle_close != 0 and not 10 <= self.idle_close <= 86400:
+            raise SettingsError(f"idle_close: {self.idle_close} is outside 10..86400 seconds (0: never)")
         if not 0.5 <= self.lookup_timeout <= 60:
             raise SettingsError(f"lookup_timeout: {self.lookup_timeout} is outside 0.5..60 seconds")
         for url in self.relay:

@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pytest
 import trio
 import trio.testing
 from helpers import make_keys
 
 from p2pos.adapters.daemon import IDLE_CLOSE_AFTER, session_channels
-from p2pos.adapters.home import Settings
+from p2pos.adapters.home import Settings, SettingsError
 from p2pos.adapters.node import Node, open_node
 from p2pos.adapters.streams import ChannelStream
 from p2pos.proto import ChannelConfig
@@ -101,3 +102,11 @@ async def test_a_quiet_session_stays_open_on_keepalives_without_idle_close(
 def test_the_daemon_shares_its_keepalive_setting_and_closes_unused_sessions() -> None:
     config = session_channels(Settings(keepalive=40.0))
     assert config.keepalive_interval == 40.0 and config.idle_close_after == IDLE_CLOSE_AFTER == 300.0
+
+
+def test_idle_close_is_a_setting_and_zero_means_never() -> None:
+    assert session_channels(Settings(idle_close=45.0)).idle_close_after == 45.0
+    assert session_channels(Settings(idle_close=0)).idle_close_after is None
+    for bad in (5.0, -1.0, 100000.0):
+        with pytest.raises(SettingsError):
+            Settings(idle_close=bad)
