@@ -60,6 +60,8 @@ class AlreadyRunning(Exception):
 #: for this long is closed, and reopened with IK when an application next opens a channel to that
 #: peer (spec/paths.md PTH-7.6).
 IDLE_CLOSE_AFTER = Settings.idle_close
+#: Seconds a reopen at the last address may take before the daemon looks the peer up instead.
+REOPEN_WAIT = 1.0
 
 
 def session_channels(settings: Settings) -> ChannelConfig:
@@ -156,6 +158,13 @@ class Daemon:
         existing = self.node.peer(peer)
         if existing is not None:
             return existing
+        last = self.node.reopen.address(peer)
+        if last is not None:  # closed for idleness (PTH-7.6): IK to where it was, before any lookup
+            with trio.move_on_after(REOPEN_WAIT):
+                try:
+                    return await self.node.connect_any(peer, [last])
+                except (ConnectFailed, ValueError) as exc:
+                    log.info("reopening the session to %s at %s failed (%s): looking it up", peer.short(), last, exc)
         addresses: list[object] = []
         candidates: tuple[Address, ...] = ()
         observed: Address | None = None

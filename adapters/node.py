@@ -65,6 +65,7 @@ from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathVa
 from p2pos.proto.paths.path import PathKind
 
 from . import nodepaths
+from .reopen import Reopen
 from .streams import ChannelBroken, ChannelStream, MessageChannel
 
 Address = tuple[str, int]
@@ -230,9 +231,8 @@ class Node:
         self._nursery: trio.Nursery | None = None
         #: Peers whose session is kept on one carrier (``pin``): peer id -> ``via`` (``udp``, ``quic``...).
         self.pins: dict[PeerId, str] = {}
-        #: Peers whose unused session this node closed (spec/paths.md PTH-7.6): their static key, so
-        #: that the next connect is IK, one round trip.
-        self._idle_closed: dict[PeerId, bytes] = {}
+        #: Unused sessions closed (spec/paths.md PTH-7.6): the keys and addresses to reopen them with.
+        self.reopen = Reopen()
         for local, transport in enumerate(self.transports):
             self._declare(local, transport)
 
@@ -266,7 +266,7 @@ class Node:
         """The authenticated session to ``peer_id``, made at ``address`` if there is none yet."""
         local = self._socket_for(address)
         remote = self.transports[local].check_address(address)
-        remote_static = self._reopen_key(peer_id, remote_static)
+        remote_static = self.reopen.key(peer_id, remote_static)
         while (existing := self._peers.get(peer_id)) is None and (dialing := self._dialing.get(peer_id)) is not None:
             await dialing.wait()  # one handshake per peer: concurrent connects share it
         if existing is not None:
@@ -303,7 +303,7 @@ class Node:
 
         ConnectFailed (the last reason) if none answers; ValueError if no socket takes any address.
         """
-        remote_static = self._reopen_key(peer_id, remote_static)
+        remote_static = self.reopen.key(peer_id, remote_static)
         return await nodepaths.connect_any(self, peer_id, addresses, remote_static=remote_static, routes=routes)
 
     async def connect(
@@ -534,6 +534,8 @@ class Node:
                         self.on_bare_event(event)
                 case PathValidated() | PathActive() | PathDead() | PathAbandoned():
                     nodepaths.path_event(self, event)
+                    if isinstance(event, PathActive) and event.address is not None:
+                        self.reopen.moved(event.session_id, cast(Address, event.address))
                 case PingAcknowledged():
                     pass  # nothing to route
 
@@ -544,30 +546,19 @@ class Node:
         # old session is then dead and ends at its idle timeout) or roamed.
         self._peers[peer.peer_id] = peer
         address = self.endpoint.address_of(session_id)
+        if address is not None:
+            self.reopen.moved(session_id, cast(Address, address))
         self._notify("peer_connected", peer_id=str(peer.peer_id), address=_show(address))
         connecting = self._connecting.pop(session_id, None)
         if connecting is not None:
             connecting.send_nowait(peer)
-
-    def _reopen_key(self, peer_id: PeerId, remote_static: bytes | None) -> bytes | None:
-        """The static key to dial ``peer_id`` with: the caller's, or the one of the session closed for
-        idleness (PTH-7.6: reopened on demand with IK, one round trip; the apps only see that delay)."""
-        return remote_static if remote_static is not None else self._idle_closed.get(peer_id)
-
-    def _remember_idle_close(self, peer: Peer, code: ErrorCode, reason: str) -> None:
-        """A session closed gracefully for idleness (by either side): keep the peer's key to reopen it."""
-        if code is ErrorCode.NO_ERROR and reason.startswith("idle"):
-            self._idle_closed[peer.peer_id] = peer.remote_static
-        else:
-            self._idle_closed.pop(peer.peer_id, None)
 
     def _on_closed(self, session_id: int, code: ErrorCode, reason: str, by_peer: bool) -> None:
         connecting = self._connecting.pop(session_id, None)
         if connecting is not None:
             connecting.send_nowait(ConnectFailed(code, reason))
         peer = self._by_session.pop(session_id, None)
-        if peer is not None:
-            self._remember_idle_close(peer, code, reason)
+        self.reopen.closed(session_id, peer, code, reason)
         if peer is not None and self._peers.get(peer.peer_id) is peer:
             del self._peers[peer.peer_id]
             replacement = next((p for p in self._by_session.values() if p.peer_id == peer.peer_id), None)

@@ -76,6 +76,7 @@ async def test_an_unused_session_closes_and_the_next_channel_reopens_it_with_ik(
         assert a.peer(b.peer_id) is None and b.peer(a.peer_id) is None  # closed, NO_ERROR, on both sides
         assert any(kind == "peer_disconnected" and "idle" in str(fields.get("why")) for kind, fields in seen), seen
         assert trio.current_time() - closed_at >= CLOSE_AFTER
+        assert a.reopen.address(b.peer_id) == b.address  # where the daemon reopens it first, with IK
         again = await echo_once(a, b, b"second")  # the application's next channel just works
         peer = a.peer(b.peer_id)
         assert peer is not None and peer.session_id != old_session
