@@ -132,13 +132,17 @@ class PathLayer(SendPath):
     # -- paths -----------------------------------------------------------------------------
 
     def _make_path(self, kind: PathKind, rank: int, max_datagram_size: int | None = None) -> Path:
-        """A new path; ``max_datagram_size``: its own ceiling (the carrier's), within the session's."""
+        """A new path; ``max_datagram_size``: its carrier's own size, the datagram ceiling of a datagram
+        path (within the session's) or the record size of a stream-carried one (1200..65000)."""
         path_id = self._next_path_id
         self._next_path_id += 1
         config = self.config
         ceiling = config.max_datagram_size
-        if max_datagram_size is not None and 1200 <= max_datagram_size < ceiling:
+        frame = config.stream_frame_size
+        if max_datagram_size is not None and kind is PathKind.DATAGRAM and 1200 <= max_datagram_size < ceiling:
             ceiling = max_datagram_size
+        if max_datagram_size is not None and kind is PathKind.STREAM and 1200 <= max_datagram_size <= 65000:
+            frame = max_datagram_size
         path = Path(
             path_id,
             kind=kind,
@@ -148,7 +152,7 @@ class PathLayer(SendPath):
             pmtu_probing=config.pmtu_probing,
         )
         if kind is PathKind.STREAM:
-            path.cc.set_max_datagram_size(config.stream_frame_size)
+            path.cc.set_max_datagram_size(frame)  # the path's record size (``_packet_size``)
         return path
 
     def _new_path(self, kind: PathKind, rank: int, max_datagram_size: int | None = None) -> Path:

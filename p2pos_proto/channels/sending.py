@@ -225,7 +225,9 @@ class SendPath:
 
     def _packet_size(self) -> int:
         """The datagram size to build: the path MTU (or the framed size), within the peer's record limit."""
-        size = self.config.stream_frame_size if self.stream_path else self.pmtu.current_mtu
+        # A stream-carried path's records are its controller's datagram size: the session's
+        # ``stream_frame_size``, or the size its carrier gave when the path was added (PTH-5.3).
+        size = self.cc.max_datagram_size if self.stream_path else self.pmtu.current_mtu
         return min(size, self.session.peer_max_plaintext + RECORD_OVERHEAD)
 
     def _queue_window_updates(self, now: float) -> None:

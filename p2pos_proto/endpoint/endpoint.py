@@ -178,22 +178,25 @@ class Endpoint:
         known = self._path_ids[session_id].get(route)
         if known is not None:
             return known
-        path_id = driven.add_path(kind, now, rank=rank, max_datagram_size=self._ceiling(address, local))
+        path_id = driven.add_path(kind, now, rank=rank, max_datagram_size=self._ceiling(address, local, kind))
         self._path_ids[session_id][route] = path_id
         self._path_routes[session_id][path_id] = route
         self._share_fate(driven, path_id, route)
         self._touch(session_id, driven)
         return path_id
 
-    def _ceiling(self, address: Address, local: Hashable) -> int | None:
-        """The largest datagram a path to ``address`` through ``local`` may carry, when the driver
-        says it per route (``channels`` a callable): a session made on one socket may gain paths
-        through narrower ones (a TURN allocation carries less than loopback UDP)."""
+    def _ceiling(self, address: Address, local: Hashable, kind: PathKind) -> int | None:
+        """The largest datagram (a datagram path) or record (a stream-carried one) a path to ``address``
+        through ``local`` carries, when the driver says it per route (``channels`` a callable): a session
+        made on one socket may gain paths through narrower ones (a TURN allocation carries less than
+        loopback UDP) or wider ones (a relay link takes 65000-byte records)."""
         config = self.channel_config
         if config is None or isinstance(config, ChannelConfig):
             return None
         found = config(address, local)
-        return found.max_datagram_size if found is not None else None
+        if found is None:
+            return None
+        return found.stream_frame_size if kind is PathKind.STREAM else found.max_datagram_size
 
     def declare_local(
         self, local: Hashable, *, kind: PathKind, rank: int, shares_socket: Hashable | None = None
@@ -283,7 +286,7 @@ class Endpoint:
                 driven.receive_data(data, now, path_id)
             else:  # a NAT rebinding, if it authenticates: a new path (spec/paths.md PTH-3.7)
                 kind, rank = self._local_kinds.get(local, (PathKind.DATAGRAM, 0))
-                ceiling = self._ceiling(address, local)
+                ceiling = self._ceiling(address, local, kind)
                 path_id = driven.receive_on_new_path(data, now, kind, rank=rank, max_datagram_size=ceiling)
                 if path_id is not None:
                     self._path_ids[index][route] = path_id

@@ -50,3 +50,26 @@ def test_without_a_per_route_configuration_every_path_has_the_session_s() -> Non
     connection = net.ep["a"].connection(session)
     assert connection is not None
     assert {path.pmtu.max_plpmtu for path in connection.paths.values()} == {65507}
+
+
+def _relay_wide(address: Address, local: Hashable) -> ChannelConfig:
+    return dataclasses.replace(WIDE, stream_frame_size=65000) if local == "relay" else WIDE
+
+
+def test_a_stream_path_takes_its_carrier_s_record_size() -> None:
+    """A session made on UDP (stream_frame_size 16384 by default) gains a relay path whose link takes
+    65000-byte records: that path's records are 65000 bytes, the others keep theirs (PTH-5.3)."""
+    net = PathNet(3)
+    for endpoint in net.ep.values():
+        endpoint.channel_config = _relay_wide
+    net.add_link("direct", LINK, a=("udp", ("a", 1)), b=("udp", ("b", 2)))
+    net.add_link("relay", LINK, a=("relay", "relay-b"), b=("relay", "relay-a"))
+    session = net.connect("direct")
+    endpoint = net.ep["a"]
+    endpoint.declare_local("relay", kind=PathKind.STREAM, rank=3)
+    endpoint.add_path(session, "relay-b", "relay", net.now, kind=PathKind.STREAM, rank=3)
+    connection = endpoint.connection(session)
+    assert connection is not None
+    sizes = {path_id: (path.kind, path.cc.max_datagram_size) for path_id, path in connection.paths.items()}
+    assert sizes[1] == (PathKind.STREAM, 65000)
+    assert connection.config.stream_frame_size == ChannelConfig().stream_frame_size == 16384

@@ -380,8 +380,9 @@ async def test_the_command_serves_its_node_over_the_websocket(tmp_path: Path) ->
     proc, url = _start_command(tmp_path, "--listen", "127.0.0.1:0")
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline(), proc.stdout.readline()]
+        lines = [proc.stdout.readline() for _ in range(3)]  # the relay, what it offers, the node
         bootstrap = next(line for line in lines if line.startswith("bootstrap: "))
+        assert any(line.startswith("offering relays to registered peers: ws://127.0.0.1:") for line in lines), lines
         node_id = PeerId.parse(bootstrap.split()[1].split("@")[0])
         keys = make_keys("relay-command-peer")
         async with trio.open_nursery() as nursery:
