@@ -80,12 +80,19 @@ BUGS = {
     "idle-on-send": (
         "from p2pos.proto.channels.connection import Connection\n"
         "_data_to_send = Connection.data_to_send\n"
+        "_data_to_send_paths = Connection.data_to_send_paths\n"
         "def data_to_send(self, now):\n"
         "    out = _data_to_send(self, now)\n"
         "    if out:\n"
         "        self._last_received = now\n"
         "    return out\n"
+        "def data_to_send_paths(self, now):\n"
+        "    out = _data_to_send_paths(self, now)\n"
+        "    if out:\n"
+        "        self._last_received = now\n"
+        "    return out\n"
         "Connection.data_to_send = data_to_send\n"
+        "Connection.data_to_send_paths = data_to_send_paths\n"
     ),
     # channels.md §9.3: no keepalive PING while packets are in flight.
     "no-keepalive-in-flight": (
