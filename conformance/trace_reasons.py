@@ -132,11 +132,11 @@ PENDING: Mapping[str, str] = {
     "PTH-1.1": "a view of a path's own RTT estimate, congestion window and pacer, which the control protocol does not give (§3.11 names paths, not their state); tested in memory (tests/paths/)",
     "PTH-2.3": "a view of each path's RTT samples, which the control protocol does not give; tested in memory (tests/paths/)",
     "PTH-2.4": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
+    "PTH-4.8": "a way to tell the IUT that two of its paths share a socket and address (the control protocol's paths are independent, conformance.md §3.11); tested in memory (tests/paths/test_shared_fate.py)",
 }
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {
     **UNTESTABLE,
-    "PTH-4.8": "a way to tell the IUT that two of its paths share a socket and address (the control protocol's paths are independent, conformance.md §3.11); tested in memory (tests/paths/test_shared_fate.py)",
     "QUIC-3.4.4": "a SHOULD whose bound the implementation picks (the reference: 256): a case cannot tell a large bound from none without more unauthenticated connections than any bound; tests/transports/test_quic_carrier.py checks the reference's",
     "QUIC-4.4": "a permission (MAY): a receiver that bounds unread frames and one that does not both conform",
 }
