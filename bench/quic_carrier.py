@@ -37,6 +37,7 @@ from aioquic.asyncio.client import connect
 from aioquic.asyncio.protocol import QuicConnectionProtocol
 from aioquic.asyncio.server import serve
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import DatagramFrameReceived, QuicEvent, StreamDataReceived
 
 from p2pos.proto.identity.identity import Identity
@@ -47,6 +48,19 @@ LISTENER = Identity.from_seed(bytes([0xB0]) * 32)
 DIALER = Identity.from_seed(bytes([0xA0]) * 32)
 BLOCK = bytes(range(256)) * 256  # 64 KiB of payload, sliced per record
 DATAGRAM_SIZE = 1100
+
+
+async def _send_stream(client: QuicConnectionProtocol, connection: QuicConnection, chunk: bytes, count: int) -> None:
+    """``count`` writes of ``chunk`` on a new stream of ``connection``, as fast as aioquic takes them
+    (at most ``quic.SEND_HIGH_WATER`` unacknowledged), then its end."""
+    stream_id = connection.get_next_available_stream_id()
+    for _ in range(count):
+        while quic._unacked_bytes(connection, stream_id) >= quic.SEND_HIGH_WATER:
+            await asyncio.sleep(0.0005)
+        connection.send_stream_data(stream_id, chunk)
+        client.transmit()
+    connection.send_stream_data(stream_id, b"", end_stream=True)
+    client.transmit()
 
 
 def carrier_transfer(total: int, size: int) -> float:
@@ -142,14 +156,7 @@ def aioquic_transfer(total: int, size: int, datagrams: bool) -> tuple[float, int
                             if got == before:
                                 break
                 else:
-                    stream_id = connection.get_next_available_stream_id()
-                    for _ in range(total // size):
-                        while quic._unacked_bytes(connection, stream_id) >= quic.SEND_HIGH_WATER:
-                            await asyncio.sleep(0.0005)
-                        connection.send_stream_data(stream_id, chunk)
-                        client.transmit()
-                    connection.send_stream_data(stream_id, b"", end_stream=True)
-                    client.transmit()
+                    await _send_stream(client, connection, chunk, total // size)
                     await done.wait()
                 del loop
                 return last - start, got
@@ -207,15 +214,8 @@ def aioquic_send(port: int, total: int, size: int) -> tuple[float, int]:
         async with connect(HOST, port, configuration=client_config, create_protocol=Client) as client:
             connection = client._quic
             chunk = BLOCK[:size]
-            stream_id = connection.get_next_available_stream_id()
             start = time.perf_counter()
-            for _ in range(total // size):
-                while quic._unacked_bytes(connection, stream_id) >= quic.SEND_HIGH_WATER:
-                    await asyncio.sleep(0.0005)
-                connection.send_stream_data(stream_id, chunk)
-                client.transmit()
-            connection.send_stream_data(stream_id, b"", end_stream=True)
-            client.transmit()
+            await _send_stream(client, connection, chunk, total // size)
             await done.wait()
             return time.perf_counter() - start, int(reply)
 

@@ -14,6 +14,7 @@ from collections.abc import Hashable
 from pathnet import PathNet
 
 from p2pos.proto.channels.channel import ChannelConfig
+from p2pos.proto.channels.connection import Connection
 from p2pos.proto.endpoint.endpoint import Address
 from p2pos.proto.paths.path import PathKind
 from p2pos.proto.simulation.link import LinkConfig
@@ -27,28 +28,28 @@ def _per_route(address: Address, local: Hashable) -> ChannelConfig:
     return dataclasses.replace(WIDE, max_datagram_size=NARROW) if local == "turn" else WIDE
 
 
-def test_a_path_through_a_narrower_socket_gets_that_socket_s_ceiling() -> None:
-    net = PathNet(1)
-    for endpoint in net.ep.values():
-        endpoint.channel_config = _per_route
+def _with_turn_path(net: PathNet) -> Connection:
+    """Direct UDP between a and b (the session's path), then a path from a's TURN socket to b."""
     net.add_link("direct", LINK, a=("udp", ("a", 1)), b=("udp", ("b", 2)))
     net.add_link("turn", LINK, a=("turn", ("t", 3)), b=("udp", ("b", 2)))
     session = net.connect("direct")
     net.ep["a"].add_path(session, ("b", 2), "turn", net.now, kind=PathKind.DATAGRAM, rank=2)
     connection = net.ep["a"].connection(session)
     assert connection is not None
+    return connection
+
+
+def test_a_path_through_a_narrower_socket_gets_that_socket_s_ceiling() -> None:
+    net = PathNet(1)
+    for endpoint in net.ep.values():
+        endpoint.channel_config = _per_route
+    connection = _with_turn_path(net)
     ceilings = {path_id: path.pmtu.max_plpmtu for path_id, path in connection.paths.items()}
     assert ceilings == {0: 65507, 1: NARROW}
 
 
 def test_without_a_per_route_configuration_every_path_has_the_session_s() -> None:
-    net = PathNet(2, WIDE)
-    net.add_link("direct", LINK, a=("udp", ("a", 1)), b=("udp", ("b", 2)))
-    net.add_link("turn", LINK, a=("turn", ("t", 3)), b=("udp", ("b", 2)))
-    session = net.connect("direct")
-    net.ep["a"].add_path(session, ("b", 2), "turn", net.now, kind=PathKind.DATAGRAM, rank=2)
-    connection = net.ep["a"].connection(session)
-    assert connection is not None
+    connection = _with_turn_path(PathNet(2, WIDE))
     assert {path.pmtu.max_plpmtu for path in connection.paths.values()} == {65507}
 
 
