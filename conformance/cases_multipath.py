@@ -49,7 +49,7 @@ class PathPeer(Peer):
     def _file(self, answer: dict[str, Any], cmd: str) -> Reply:
         """The answer's records opened and filed by the path each went on (``out_paths``)."""
         datagrams = out_of(answer)
-        paths = answer.get("out_paths", [0] * len(datagrams) if not datagrams else None)
+        paths = answer.get("out_paths", None if datagrams else [])  # no datagrams: no path ids needed
         expect(
             isinstance(paths, list) and len(paths) == len(datagrams),
             f"the answer to {cmd} needs out_paths, one path id per datagram (conformance.md §3.11): {short(answer)}",
