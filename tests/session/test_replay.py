@@ -196,3 +196,17 @@ def test_random_walk_matches_model(steps: list[int]) -> None:
         if expected:
             window.update(counter)
         position = max(position, counter)
+
+
+def test_the_ring_grows_only_as_the_counters_do() -> None:
+    """A quiet connection keeps a short ring (memory per idle session); growing keeps every answer."""
+    window = ReplayWindow()
+    for n in range(100):
+        assert accept(window, n)
+    assert len(window.blocks) == 2
+    assert accept(window, 1000)  # block 15: doubled to 16 blocks, counters below kept
+    assert len(window.blocks) == 16
+    assert not accept(window, 99) and accept(window, 100) and window.check(999)
+    assert accept(window, RING_BITS + 70)  # past the full ring's end: 128 blocks, then it wraps
+    assert len(window.blocks) == 128
+    assert not window.check(70) and window.check(RING_BITS + 69) and not window.check(RING_BITS + 70)
