@@ -215,8 +215,9 @@ class Connection(ReceivePath):
                 timer = self._keepalive_retry_at
                 if timer is not None and timer < best:
                     best = timer
-            if self.config.idle_close_after is not None:
-                timer = self._idle_close_at()
+            after = self.config.idle_close_after
+            if after is not None:
+                timer = self._idle_close_at(after)
                 if timer is not None and timer < best:
                     best = timer
             # One comparison each rather than a loop over a tuple: drivers ask after every step.
@@ -264,8 +265,9 @@ class Connection(ReceivePath):
         if self._pacing_at is not None and now >= self._pacing_at:
             self._pacing_at = None
         self._keepalive_timer(now)
-        if self.config.idle_close_after is not None:
-            timer = self._idle_close_at()
+        after = self.config.idle_close_after
+        if after is not None:
+            timer = self._idle_close_at(after)
             if timer is not None and now >= timer:
                 self.close(now, ErrorCode.NO_ERROR, "idle: no channel and no application call")
         if len(self.paths) > 1:
@@ -506,20 +508,21 @@ class Connection(ReceivePath):
             self._keepalive_retry_at = None
             return
         retry = self._keepalive_retry_at
-        if retry is not None and now >= retry:
+        retrying = retry is not None and now >= retry
+        if not retrying and now < self._last_sent + interval:
+            return
+        self._control[(fr.FrameType.PING, 0)] = fr.Ping()
+        self._last_sent = now  # re-armed when the PING actually leaves
+        if retrying:  # the one retry sent: the 3 s dead-path rule takes over (PTH-7.5)
             self._keepalive_retry_at = None
-            self._control[(fr.FrameType.PING, 0)] = fr.Ping()
-            self._last_sent = now
-        elif now >= self._last_sent + interval:
-            self._control[(fr.FrameType.PING, 0)] = fr.Ping()
-            self._last_sent = now  # re-armed when the PING actually leaves
+        else:
             srtt = self.rtt.smoothed_rtt if self.rtt.has_sample else 0.0
             self._keepalive_retry_at = now + max(KEEPALIVE_RETRY_MIN, 2 * srtt)
 
-    def _idle_close_at(self) -> float | None:
-        """PTH-7.6: when an unused session closes (no channel, no application call); None: not armed."""
-        after = self.config.idle_close_after
-        if after is None or self.channels or self.state is not _READY:
+    def _idle_close_at(self, after: float) -> float | None:
+        """PTH-7.6: when a session unused for ``after`` seconds closes (no channel, no application call);
+        None: not armed."""
+        if self.channels or self.state is not _READY:
             return None
         return self._app_active_at + after
 
