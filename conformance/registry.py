@@ -58,6 +58,7 @@ CASE_MODULES = (
     "cases_recovery",
     "cases_paths",
     "cases_multipath",
+    "cases_multipath_state",
     "cases_liveness",
     "cases_bugs",
     "cases_errors",
