@@ -146,6 +146,18 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
                 self._on_lost(too_old, now, congestion=True, path=None if each is self.path else each)
         self._build(now)
 
+    from p2pos.proto.recovery import bbr
+
+    def bbr_rate_without_floor(self: Any) -> None:  # REC-5.6.3.4 broken: no datagram-per-RTT floor
+        if not self._pacing_rate and self._srtt > 0:
+            self._pacing_rate = bbr.STARTUP_PACING_GAIN * self._cwnd / self._srtt
+        bw = self._bw.best
+        if bw <= 0:
+            return
+        rate = self.pacing_gain * bw * (1 - bbr.PACING_MARGIN)
+        if self._full_bw_reached or rate > self._pacing_rate:
+            self._pacing_rate = rate
+
     patches = {
         "sig-key-only": (crypto, "ed25519_verify", verify_key_only),
         "sig-r-only": (crypto, "ed25519_verify", verify_r_only),
@@ -166,6 +178,7 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "path-no-fate": (pathing.PathLayer, "_best_path", best_path_no_fate),
         "too-old-never": (LossRecovery, "declare_too_old", lambda self, next_pn: []),
         "too-old-congestion": (SendPath, "_build_packets", build_packets_congested),
+        "bbr-no-floor": (bbr.Bbr, "_set_pacing_rate", bbr_rate_without_floor),
     }
     try:
         if bug in patches:

@@ -61,6 +61,7 @@ BUGS = [
     ("path-no-fate", "ch/multipath/", {"ch/multipath/15"}),
     ("too-old-never", "ch/multipath/", {"ch/multipath/16"}),
     ("too-old-congestion", "ch/multipath/", {"ch/multipath/16"}),
+    ("bbr-no-floor", "ch/bbr/25", {"ch/bbr/25"}),
 ]
 
 
