@@ -98,11 +98,6 @@ def _(iut: Iut) -> str:
     new_cwnd = _number(new, "cwnd")
     expect(new_cwnd is not None and new_cwnd <= INITIAL_WINDOW, f"the new path's window is not fresh: {new}")
     expect(_near(_number(view.get(0, {}), "srtt"), old_srtt or 0.0, 0.001), f"path 0's RTT changed: {view.get(0)}")
-    rates = (_number(view.get(0, {}), "pacing_rate"), _number(new, "pacing_rate"))
-    expect(
-        None in rates or rates[0] != rates[1],
-        f"both paths pace at {rates[0]} bytes/s: one pacer for both (PTH-1.1)",
-    )
     # What the new path sends at once is bounded by its own (initial) window, not path 0's.
     start = peer.now + 0.01
     more = payload(30_000, seed=5)
@@ -113,9 +108,17 @@ def _(iut: Iut) -> str:
         flight <= INITIAL_WINDOW + 1200,
         f"{flight} bytes sent at once on the new path: more than the initial window (path 0's was {old_cwnd:.0f})",
     )
+    # Once that flight is acknowledged, each path paces at a rate of its own.
+    _ack_path(peer, path, at=start + 0.01)
+    view = paths_view(peer)
+    rates = (_number(view.get(0, {}), "pacing_rate"), _number(view.get(path, {}), "pacing_rate"))
+    expect(
+        None in rates or rates[0] != rates[1],
+        f"both paths pace at {rates[0]} bytes/s: one pacer for both (PTH-1.1)",
+    )
     return (
         f"path 0: srtt {old_srtt:.3f} s, cwnd {old_cwnd:.0f}; path {path}: srtt {_number(new, 'srtt'):.4f} s, "
-        f"cwnd {new_cwnd:.0f}, pacing {rates}; first flight on it {flight} bytes"
+        f"cwnd {new_cwnd:.0f}; first flight on it {flight} bytes; pacing rates {rates}"
     )
 
 
