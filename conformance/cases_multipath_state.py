@@ -195,6 +195,7 @@ def _(iut: Iut) -> str:
     label = peer.iut.call("conn_describe_path", now=peer.now, path_id=0, kind="datagram", rank=DIRECT, socket="udp")
     if label.get("ok") is not True:
         raise Unsupported(f"the IUT does not take a socket label (conformance.md §3.11): {short(label)}")
+    peer._file(label, "conn_describe_path")  # (whatever it sent, filed by path)
     quic, _ = peer.add_path(QUIC, at=0.1, kind="stream", socket="udp")  # QUIC on the same UDP socket
     turn, _ = peer.add_path(TURN, at=0.1, socket="turn")
     for each in (quic, turn):
