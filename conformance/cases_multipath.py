@@ -71,10 +71,13 @@ class PathPeer(Peer):
             self.now = at
         return self.call("conn_receive", data=self.link.data(ch.encode_frames(frames)), path_id=path)
 
-    def add_path(self, rank: int, *, at: float | None = None, kind: str = "datagram") -> tuple[int, Reply]:
+    def add_path(
+        self, rank: int, *, at: float | None = None, kind: str = "datagram", **fields: Any
+    ) -> tuple[int, Reply]:
+        """``conn_add_path`` (``fields``: e.g. a ``socket`` label); Unsupported if the IUT does not take it."""
         if at is not None:
             self.now = at
-        answer = self.iut.call("conn_add_path", now=self.now, kind=kind, rank=rank)
+        answer = self.iut.call("conn_add_path", now=self.now, kind=kind, rank=rank, **fields)
         if answer.get("ok") is not True:
             raise Unsupported(f"the IUT does not take conn_add_path (conformance.md §3.11): {short(answer)}")
         path = answer.get("path_id")

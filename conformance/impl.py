@@ -186,6 +186,7 @@ class Adapter:
             "conn_add_path": self.conn_add_path,
             "conn_describe_path": self.conn_describe_path,
             "conn_abandon_path": self.conn_abandon_path,
+            "conn_paths": self.conn_paths,
             "rdv_node": self.rdv_node,
             "rdv_restart": self.rdv_restart,
             "rdv_client": self.rdv_client,
@@ -515,6 +516,9 @@ class Adapter:
         conn, now = self._need_conn(), _now(request)
         impl_paths.abandon_path(conn, request, now)
         return self._pump(now)
+
+    def conn_paths(self, request: Json) -> Json:
+        return {"paths": impl_paths.paths_state(self._need_conn())}
 
     def conn_open(self, request: Json) -> Json:
         conn, now = self._need_conn(), _now(request)

@@ -30,6 +30,7 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
     from p2pos.proto.channels.receiving import ReceivePath
     from p2pos.proto.channels.recvbuf import ReceiveBuffer
     from p2pos.proto.channels.sendbuf import SendBuffer
+    from p2pos.proto.channels.sending import SendPath
     from p2pos.proto.errors import RemoteProtocolError
     from p2pos.proto.paths import path as path_module
     from p2pos.proto.recovery.recovery import AckResult, LossRecovery
@@ -111,6 +112,52 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         reset(self)
         return written
 
+    make_path, on_response_path = pathing.PathLayer._make_path, path_module.Path.on_response
+
+    def make_path_shared(self: Any, kind: Any, rank: int, max_datagram_size: int | None = None) -> Any:
+        path = make_path(self, kind, rank, max_datagram_size)
+        if self.paths:  # one RTT estimate, controller and pacer for every path (PTH-1.1 broken)
+            active = self.path
+            path.rtt = path.recovery.rtt = active.rtt
+            path.cc, path.pacer = active.cc, active.pacer
+        return path
+
+    def on_ack_any_path(self: Any, ranges: Any, ack_delay: float, now: float, *, rtt_sample: bool = True) -> Any:
+        return on_ack(self, ranges, ack_delay, now)  # an RTT sample whatever path the ACK came on (PTH-2.3)
+
+    def on_response_any_path(self: Any, data: bytes, now: float, *, arrived_here: bool) -> bool:
+        # a sample from a PATH_RESPONSE that came back on another path (PTH-2.3, PTH-3.4)
+        return bool(on_response_path(self, data, now, arrived_here=True))
+
+    def best_path_no_fate(self: Any, exclude: Any = None) -> Any:
+        best, best_key = None, (0, 0.0)
+        for path in self.paths.values():  # ranks only: a path sharing the dead one's fate is not last (PTH-4.8)
+            if path.state is path_module.PathState.VALIDATED and path is not exclude:
+                key = (path.rank, path.rtt.smoothed_rtt)
+                if best is None or key < best_key:
+                    best, best_key = path, key
+        return best
+
+    def build_packets_congested(self: Any, now: float) -> None:
+        next_pn = self.session.next_counter
+        for each in self.paths.values():  # too-old losses reported to the controller (REC-4.5.2 broken)
+            too_old = each.recovery.declare_too_old(next_pn)
+            if too_old:
+                self._on_lost(too_old, now, congestion=True, path=None if each is self.path else each)
+        self._build(now)
+
+    from p2pos.proto.recovery import bbr
+
+    def bbr_rate_without_floor(self: Any) -> None:  # REC-5.6.3.4 broken: no datagram-per-RTT floor
+        if not self._pacing_rate and self._srtt > 0:
+            self._pacing_rate = bbr.STARTUP_PACING_GAIN * self._cwnd / self._srtt
+        bw = self._bw.best
+        if bw <= 0:
+            return
+        rate = self.pacing_gain * bw * (1 - bbr.PACING_MARGIN)
+        if self._full_bw_reached or rate > self._pacing_rate:
+            self._pacing_rate = rate
+
     patches = {
         "sig-key-only": (crypto, "ed25519_verify", verify_key_only),
         "sig-r-only": (crypto, "ed25519_verify", verify_r_only),
@@ -126,6 +173,12 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "path-no-pad": (pathing, "CHALLENGE_DATAGRAM_SIZE", 0),
         "path-unlimited": (path_module.Path, "send_budget", lambda self: None),
         "path-slow-death": (path_module, "PATH_DEAD_TIMEOUT", 4.0),
+        "path-shared-state": (pathing.PathLayer, "_make_path", make_path_shared),
+        "path-rtt-any-path": (LossRecovery, "on_ack_received", on_ack_any_path),
+        "path-no-fate": (pathing.PathLayer, "_best_path", best_path_no_fate),
+        "too-old-never": (LossRecovery, "declare_too_old", lambda self, next_pn: []),
+        "too-old-congestion": (SendPath, "_build_packets", build_packets_congested),
+        "bbr-no-floor": (bbr.Bbr, "_set_pacing_rate", bbr_rate_without_floor),
     }
     try:
         if bug in patches:
@@ -133,6 +186,8 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
             setattr(target, name, replacement)
         if bug == "response-no-index":
             session_module.SecureSession._on_response = on_response_noted  # type: ignore[method-assign]
+        if bug == "path-rtt-response":
+            path_module.Path.on_response = on_response_any_path  # type: ignore[method-assign]
     except (TypeError, AttributeError) as exc:  # a compiled (mypyc) class
         sys.exit(f"P2POS_IMPL_BUG={bug} needs the pure-Python core: {exc}")
     if bug == "ignore-versions":  # the IUT only ever supports version 1, whatever the config says

@@ -55,6 +55,13 @@ BUGS = [
     ("path-no-pad", "ch/multipath/", {"ch/multipath/1"}),
     ("path-unlimited", "ch/multipath/", {"ch/multipath/7"}),
     ("path-slow-death", "ch/multipath/", {"ch/multipath/8"}),
+    ("path-shared-state", "ch/multipath/", {"ch/multipath/13", "ch/multipath/14"}),
+    ("path-rtt-any-path", "ch/multipath/", {"ch/multipath/14"}),
+    ("path-rtt-response", "ch/multipath/", {"ch/multipath/14"}),
+    ("path-no-fate", "ch/multipath/", {"ch/multipath/15"}),
+    ("too-old-never", "ch/multipath/", {"ch/multipath/16"}),
+    ("too-old-congestion", "ch/multipath/", {"ch/multipath/16"}),
+    ("bbr-no-floor", "ch/bbr/25", {"ch/bbr/25"}),
 ]
 
 
