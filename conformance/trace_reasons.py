@@ -112,7 +112,7 @@ UNTESTABLE: Mapping[str, str] = {
     "RDV-6.3.2": "whether a comparison is constant-time cannot be seen on the wire or through the control protocol",
     "CONF-3.10.5": "an IUT's choice: without a rendezvous client the rdv/client/ cases are unsupported, not failed",
     "CONF-3.11.4": "an IUT's choice: without the path commands the ch/multipath/ cases are unsupported, not failed "
-    "(cases_multipath.PathPeer.add_path raises Unsupported on an error answer)",
+    "(cases_multipath.PathPeer.add_path and cases_multipath_state.paths_view raise Unsupported on an error answer)",
     "CONF-4.1": "a rule for the suite, checked by tests/conformance/test_conformance.py (test_retired_ids_are_listed_and_never_reused)",
     "CONF-4.2": "a rule for the suite, checked by tests/conformance/test_conformance.py (test_the_spec_lists_every_case) and tests/spec/test_traceability.py",
     "CONF-5.1": "a freedom of an adapter: a case it leaves out is unsupported, not failed",
@@ -122,17 +122,10 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-6.4": "a rule for the spec and the suite, checked by tests/spec/test_traceability.py",
 }
 PENDING: Mapping[str, str] = {
-    "QUIC-5.1.1": "a control command to share the IUT's session socket with QUIC; tested in tests/transports/test_quic_shared.py",
-    "QUIC-5.1.2": "a control command to share the IUT's session socket with QUIC; tested in tests/transports/test_quic_shared.py",
-    "QUIC-5.1.3": "a control command to share the IUT's session socket with QUIC; tested in tests/carriers/test_carrier_quic_shared.py and tests/lab/test_lab_quic.py",
-    "QUIC-5.1.4": "a control command to share the IUT's session socket with QUIC; tested in tests/transports/test_quic_shared.py",
-    "REC-4.5.1": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
-    "REC-4.5.2": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
-    "REC-5.6.3.4": "an impaired-network case where the IUT, the receiving side of a lossy transfer, has only application-limited samples and must then send a full-size datagram; tested in memory (tests/recovery/test_bbr.py)",
-    "PTH-1.1": "a view of a path's own RTT estimate, congestion window and pacer, which the control protocol does not give (§3.11 names paths, not their state); tested in memory (tests/paths/)",
-    "PTH-2.3": "a view of each path's RTT samples, which the control protocol does not give; tested in memory (tests/paths/)",
-    "PTH-2.4": "the IUT to send 8128 records while one stays unacknowledged; tested in memory (tests/paths/test_too_old.py)",
-    "PTH-4.8": "a way to tell the IUT that two of its paths share a socket and address (the control protocol's paths are independent, conformance.md §3.11); tested in memory (tests/paths/test_shared_fate.py)",
+    "QUIC-5.1.1": "QUIC on the IUT's session socket: the §3 IUT has no socket or QUIC stack, and conformance/quic's IUT serves no sessions on its port (a shared mode of that suite would be needed); the first-byte split is ep/demux/4 and /6; tested in tests/transports/test_quic_shared.py",
+    "QUIC-5.1.2": "QUIC on the IUT's session socket: the §3 IUT has no socket or QUIC stack, and conformance/quic's IUT serves no sessions on its port (a shared mode of that suite would be needed); tested in tests/transports/test_quic_shared.py",
+    "QUIC-5.1.3": "a view of the carrier's rank and kind, the endpoint's own choice, which no control shows (the fate rule is PTH-4.8, ch/multipath/15); tested in tests/carriers/test_carrier_quic_shared.py and tests/lab/test_lab_quic.py",
+    "QUIC-5.1.4": "a rendezvous-client IUT that runs QUIC on its socket (a SHOULD on an introduction); tested in tests/transports/test_quic_shared.py",
 }
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {
