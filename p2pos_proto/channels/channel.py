@@ -28,6 +28,9 @@ from .sendbuf import MessageQueue, SendBuffer
 
 #: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
 INITIAL_MAX_DATA: Final = 1024 * 1024
+#: Stream bytes an opener may send before the ACCEPT (spec/channels.md §2.7, CH-2.7.1): its send
+#: credit while ``OPENING``, and the least an acceptor takes on the opener's direction (CH-2.7.4).
+EARLY_WINDOW: Final = 16384
 #: The names ``ChannelConfig.congestion_control`` accepts (spec/recovery.md §5; sending.CONTROLLERS).
 CONGESTION_CONTROLLERS: Final = ("newreno", "cubic", "bbr")
 
@@ -165,12 +168,30 @@ class Channel:
         return self.state is ChannelState.OPEN
 
     def wants_to_send(self) -> bool:
-        """Data or a FIN waits (ignoring the connection-level credit)."""
-        if self.state is not ChannelState.OPEN:
+        """Data or a FIN waits (ignoring the connection-level credit).
+
+        A stream may send while ``OPENING``, within its early credit (spec/channels.md CH-2.7.1);
+        messages wait for the ACCEPT (CH-2.7.8).
+        """
+        state = self.state
+        if state is not ChannelState.OPEN and (state is not ChannelState.OPENING or self.send is None):
             return False
         if self.send is not None:
             return self.send.wants_to_send(self.credit.available())
         return self.messages is not None and len(self.messages) > 0
+
+    def sends_early(self) -> bool:
+        """A stream this side opened and the peer has not accepted yet: each packet carrying its data
+        carries its OPEN too (spec/channels.md CH-2.7.2)."""
+        return self.state is ChannelState.OPENING and self.send is not None
+
+    def accept_limit(self) -> int:
+        """The ``initial_max_data`` an ACCEPT advertises: the window's limit, or the configured window
+        when that is below EARLY_WINDOW (the limit itself is never below it, CH-2.7.4)."""
+        window = self.window
+        if window.limit == EARLY_WINDOW and window.window < EARLY_WINDOW:
+            return window.window
+        return window.limit
 
     def both_done(self) -> bool:
         """Both directions finished: our side acknowledged, the peer's side read to its end."""

@@ -30,7 +30,7 @@ from ..recovery.pmtu import BASE_PLPMTU
 from ..session.record import OVERHEAD as RECORD_OVERHEAD
 from ..session.session import SecureSession
 from . import frames as fr
-from .channel import Channel, ChannelConfig, ChannelInput, ChannelState
+from .channel import EARLY_WINDOW, Channel, ChannelConfig, ChannelInput, ChannelState
 from .flow import ReceiveWindow
 from .pathing import PathLayer
 
@@ -45,6 +45,7 @@ _STREAM_FIN_TYPE: Final = int(fr.FrameType.STREAM_FIN)
 _ACK_TYPE: Final = int(fr.FrameType.ACK)
 # Enum members read on every packet, as module constants (an enum member is a class attribute lookup).
 _OPENING: Final = ChannelState.OPENING
+_REQUESTED: Final = ChannelState.REQUESTED
 _CLOSED: Final = ChannelState.CLOSED
 
 
@@ -106,6 +107,11 @@ class ReceivePath(PathLayer):
             message_size=room,
             retransmissions=retrans,
         )
+        if kind is fr.ChannelKind.STREAM:
+            if state is ChannelState.OPENING:
+                channel.credit.update_limit(EARLY_WINDOW)  # CH-2.7.1: the early credit
+            elif window.limit < EARLY_WINDOW:
+                window.limit = EARLY_WINDOW  # CH-2.7.4: the opener may always send EARLY_WINDOW bytes
         self.channels[channel_id] = channel
         return channel
 
@@ -214,13 +220,15 @@ class ReceivePath(PathLayer):
                 channel = self._own_channel(frame.channel_id)
                 if channel is not None:
                     self._implicitly_accepted(channel)
-                    if channel.credit.update_limit(frame.initial_max_data):
-                        self._mark_sendable(channel)
+                    # Below EARLY_WINDOW the credit stays EARLY_WINDOW (CH-2.7.4: a credit never shrinks).
+                    channel.credit.update_limit(frame.initial_max_data)
+                    self._mark_sendable(channel)
             case fr.Refuse():
                 channel = self._own_channel(frame.channel_id)
                 if channel is not None and channel.state is ChannelState.OPENING:
                     channel.transition(ChannelInput.REFUSE)
                     self._forget(channel)
+                    self._settle_refused(channel)
                     code, app_code = channel_code_from_wire(frame.code)
                     self._events.append(
                         ChannelRefused(
@@ -306,6 +314,8 @@ class ReceivePath(PathLayer):
             self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
                 channel_id=channel_id, code=int(ErrorCode.CHANNEL_LIMIT), reason="too many channels"
             )
+            if frame.kind is fr.ChannelKind.STREAM:
+                self._await_refused_size(channel_id, 0)
             self._peer_channel_done()
             return
         self._peer_open += 1
@@ -355,9 +365,23 @@ class ReceivePath(PathLayer):
         if channel.recv is None:
             raise RemoteProtocolError(f"STREAM on message channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
         recv = channel.recv
+        early = channel.state is _REQUESTED
+        if early and offset + len(data) > EARLY_WINDOW:
+            raise RemoteProtocolError(
+                f"early data up to {offset + len(data)} on channel {channel.id}, beyond EARLY_WINDOW",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )  # CH-2.7.5
         increase = recv.receive_untrusted(offset, data, fin)
         if increase:
             self.conn_window.receive_increment_untrusted(increase)
+        if not early:  # early data is reported once the application accepts (CH-2.7.6)
+            self._report_stream(channel)
+
+    def _report_stream(self, channel: Channel) -> None:
+        """``ChannelDataAvailable`` / ``ChannelEnded`` for what the stream now holds, once each."""
+        recv = channel.recv
+        if recv is None:
+            return
         if not channel.data_reported and recv.readable:
             channel.data_reported = True
             self._events.append(ChannelDataAvailable(session_id=self.session.local_index, channel_id=channel.id))
@@ -374,6 +398,9 @@ class ReceivePath(PathLayer):
         seen = channel.seen_messages
         if seen is None:
             raise RemoteProtocolError(f"MESSAGE on stream channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
+        if channel.state is _REQUESTED:  # CH-2.7.8: messages do not go early; one that did is dropped
+            self._count("early_message")
+            return
         if seen.check(frame.message_id):  # a retransmitted message is delivered once
             seen.update(frame.message_id)
             self._events.append(
@@ -381,6 +408,11 @@ class ReceivePath(PathLayer):
             )
 
     def _on_reset(self, channel: Channel, frame: fr.Reset) -> None:
+        if channel.state is _REQUESTED and channel.recv is not None and frame.final_size > EARLY_WINDOW:
+            raise RemoteProtocolError(
+                f"final size {frame.final_size} of channel {channel.id}, beyond EARLY_WINDOW",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )  # CH-2.7.5
         if channel.recv is not None:
             increase = channel.recv.receive_reset_untrusted(frame.final_size)
             if increase:
@@ -404,6 +436,32 @@ class ReceivePath(PathLayer):
         )
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
+
+    def _settle_refused(self, channel: Channel) -> None:
+        """Our stream channel was refused: its early bytes are discarded here, and the RESET that
+        answers the REFUSE tells the peer how many we sent, to settle the connection window
+        (spec/channels.md CH-2.7.7, flow.md §3.3)."""
+        send = channel.send
+        if send is not None:
+            self._control[(fr.FrameType.RESET, channel.id)] = fr.Reset(
+                channel_id=channel.id, code=int(ErrorCode.CHANNEL_REFUSED), final_size=send.reset()
+            )
+
+    def _discard_early(self, channel: Channel) -> None:
+        """We refused the peer's channel: its early bytes are dropped and their connection credit
+        returned now; the rest is settled by the peer's answering RESET (CH-2.7.7)."""
+        recv = channel.recv
+        if recv is not None:
+            self._release_receive(channel)
+            self._await_refused_size(channel.id, recv.window.highest_received)
+
+    def _await_refused_size(self, channel_id: int, highest: int) -> None:
+        """We refused the peer's stream channel: keep what it sent so far until its answering RESET
+        says how much it sent early (at most EARLY_WINDOW, CH-2.7.7), as for a reset (flow.md §3.3)."""
+        unsettled = self._reset_unsettled
+        unsettled[channel_id] = (highest, EARLY_WINDOW)
+        if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
+            del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
 
     def _settle_reset(self, frame: fr.Reset) -> None:
         """The answer to a RESET of ours: charge the connection for what the peer sent (spec/flow.md §3.3)."""
