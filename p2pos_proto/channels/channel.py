@@ -21,16 +21,24 @@ from typing import Final
 from ..common.varint import MAX_VARINT
 from ..errors import ErrorCode, LocalProtocolError
 from ..session.replay import ReplayWindow
-from .flow import ReceiveWindow, SendCredit
+from .flow import EARLY_WINDOW, ReceiveWindow, SendCredit
 from .frames import ChannelKind
 from .recvbuf import ReceiveBuffer
 from .sendbuf import MessageQueue, SendBuffer
 
+__all__ = [
+    "CONGESTION_CONTROLLERS",
+    "EARLY_WINDOW",
+    "INITIAL_MAX_DATA",
+    "TRANSITIONS",
+    "Channel",
+    "ChannelConfig",
+    "ChannelInput",
+    "ChannelState",
+]
+
 #: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
 INITIAL_MAX_DATA: Final = 1024 * 1024
-#: Stream bytes an opener may send before the ACCEPT (spec/channels.md §2.7, CH-2.7.1): its send
-#: credit while ``OPENING``, and the least an acceptor takes on the opener's direction (CH-2.7.4).
-EARLY_WINDOW: Final = 16384
 #: The names ``ChannelConfig.congestion_control`` accepts (spec/recovery.md §5; sending.CONTROLLERS).
 CONGESTION_CONTROLLERS: Final = ("newreno", "cubic", "bbr")
 
@@ -134,6 +142,9 @@ class Channel:
         self.window = window
         #: The peer's window for this channel; 0 until its OPEN or ACCEPT tells us.
         self.credit = SendCredit(0)
+        #: ``credit`` is still the early credit of a stream we opened (spec/channels.md CH-2.7.1): the
+        #: peer's first ACCEPT or MAX_CHANNEL_DATA replaces it, even downwards (CH-2.7.4).
+        self.early_credit = False
         self.send: SendBuffer | None = None
         self.recv: ReceiveBuffer | None = None
         self.messages: MessageQueue | None = None
@@ -184,14 +195,6 @@ class Channel:
         """A stream this side opened and the peer has not accepted yet: each packet carrying its data
         carries its OPEN too (spec/channels.md CH-2.7.2)."""
         return self.state is ChannelState.OPENING and self.send is not None
-
-    def accept_limit(self) -> int:
-        """The ``initial_max_data`` an ACCEPT advertises: the window's limit, or the configured window
-        when that is below EARLY_WINDOW (the limit itself is never below it, CH-2.7.4)."""
-        window = self.window
-        if window.limit == EARLY_WINDOW and window.window < EARLY_WINDOW:
-            return window.window
-        return window.limit
 
     def both_done(self) -> bool:
         """Both directions finished: our side acknowledged, the peer's side read to its end."""

@@ -313,7 +313,7 @@ class Connection(ReceivePath):
         channel = self._channel(channel_id)
         channel.transition(ChannelInput.ACCEPT)
         self._control[(fr.FrameType.ACCEPT, channel_id)] = fr.Accept(
-            channel_id=channel_id, initial_max_data=channel.accept_limit()
+            channel_id=channel_id, initial_max_data=channel.window.limit
         )
         self._mark_sendable(channel)
         self._report_stream(channel)  # early data that arrived while REQUESTED (CH-2.7.6)

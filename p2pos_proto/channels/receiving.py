@@ -31,7 +31,7 @@ from ..session.record import OVERHEAD as RECORD_OVERHEAD
 from ..session.session import SecureSession
 from . import frames as fr
 from .channel import EARLY_WINDOW, Channel, ChannelConfig, ChannelInput, ChannelState
-from .flow import ReceiveWindow
+from .flow import EarlyReceiveWindow, ReceiveWindow
 from .pathing import PathLayer
 
 #: Channels the peer may open before our first MAX_CHANNELS arrives (spec/channels.md §2).
@@ -94,7 +94,10 @@ class ReceivePath(PathLayer):
         self, channel_id: int, kind: fr.ChannelKind, service: str, state: ChannelState, now: float, *, retrans: int
     ) -> Channel:
         cfg = self.config
-        window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
+        if state is ChannelState.REQUESTED and kind is fr.ChannelKind.STREAM:  # CH-2.7.4
+            window: ReceiveWindow = EarlyReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
+        else:
+            window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
         # Messages are sized for the base PMTU: they must fit even after a black-hole fallback.
         room = BASE_PLPMTU - RECORD_OVERHEAD - 32
         channel = Channel(
@@ -107,11 +110,9 @@ class ReceivePath(PathLayer):
             message_size=room,
             retransmissions=retrans,
         )
-        if kind is fr.ChannelKind.STREAM:
-            if state is ChannelState.OPENING:
-                channel.credit.update_limit(EARLY_WINDOW)  # CH-2.7.1: the early credit
-            elif window.limit < EARLY_WINDOW:
-                window.limit = EARLY_WINDOW  # CH-2.7.4: the opener may always send EARLY_WINDOW bytes
+        if kind is fr.ChannelKind.STREAM and state is ChannelState.OPENING:
+            channel.credit.update_limit(EARLY_WINDOW)  # CH-2.7.1: the early credit
+            channel.early_credit = True
         self.channels[channel_id] = channel
         return channel
 
@@ -220,9 +221,7 @@ class ReceivePath(PathLayer):
                 channel = self._own_channel(frame.channel_id)
                 if channel is not None:
                     self._implicitly_accepted(channel)
-                    # Below EARLY_WINDOW the credit stays EARLY_WINDOW (CH-2.7.4: a credit never shrinks).
-                    channel.credit.update_limit(frame.initial_max_data)
-                    self._mark_sendable(channel)
+                    self._credit_from_peer(channel, frame.initial_max_data)
             case fr.Refuse():
                 channel = self._own_channel(frame.channel_id)
                 if channel is not None and channel.state is ChannelState.OPENING:
@@ -276,8 +275,8 @@ class ReceivePath(PathLayer):
                     self._conn_blocked.clear()
             case fr.MaxChannelData():
                 channel = self.channels.get(frame.channel_id)
-                if channel is not None and channel.credit.update_limit(frame.maximum):
-                    self._mark_sendable(channel)
+                if channel is not None:
+                    self._credit_from_peer(channel, frame.maximum)
             case fr.DataBlocked() | fr.ChannelBlocked():
                 pass  # our updates are driven by reading; nothing to do
             case fr.MaxChannels():
@@ -293,6 +292,16 @@ class ReceivePath(PathLayer):
                         channel.ended_reported = True
                         self._events.append(ChannelEnded(session_id=self.session.local_index, channel_id=channel.id))
                     self._maybe_done(channel)
+
+    def _credit_from_peer(self, channel: Channel, limit: int) -> None:
+        """An ACCEPT's or MAX_CHANNEL_DATA's limit: the first replaces a stream's early credit, even
+        downwards, the rest only raise it (spec/channels.md CH-2.7.4, flow.md FLOW-3.2.2)."""
+        if channel.early_credit:
+            channel.early_credit = False
+            channel.credit.replace_limit(limit)
+        elif not channel.credit.update_limit(limit):
+            return
+        self._mark_sendable(channel)
 
     def _on_open(self, frame: fr.Open, now: float) -> None:
         channel_id = frame.channel_id

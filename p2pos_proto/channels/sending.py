@@ -781,7 +781,7 @@ class SendPath:
         if ftype == fr.FrameType.ACCEPT:
             if channel is None or channel.state is not ChannelState.OPEN:
                 return None
-            return fr.Accept(channel_id=channel_id, initial_max_data=channel.accept_limit())
+            return fr.Accept(channel_id=channel_id, initial_max_data=channel.window.limit)
         if ftype == fr.FrameType.DATA_BLOCKED:  # still blocked: say so again (RFC 9000 §13.3)
             credit = self.conn_credit
             return fr.DataBlocked(limit=credit.limit) if credit.available() == 0 else None

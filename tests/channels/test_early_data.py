@@ -165,12 +165,14 @@ def test_more_than_early_window_before_the_accept_is_a_flow_control_error() -> N
     assert closed.code is ErrorCode.FLOW_CONTROL_ERROR
 
 
-def test_an_accept_below_early_window_counts_as_early_window() -> None:
-    """CH-2.7.4: an acceptor with a 1000-byte window advertises 1000, takes EARLY_WINDOW bytes, and
-    the opener's credit stays EARLY_WINDOW (a credit never shrinks)."""
+def test_an_accept_below_early_window_replaces_the_early_credit() -> None:
+    """CH-2.7.4, FLOW-3.2.5: an acceptor with a 1000-byte window advertises 1000 and takes the
+    EARLY_WINDOW bytes sent before its ACCEPT; the opener's credit becomes 1000, so it sends nothing
+    new until a MAX_CHANNEL_DATA raises the limit above what it sent."""
     pair = Pair(LinkConfig(delay=0.02), LinkConfig(delay=0.02), config_b=ChannelConfig(channel_window=1000), seed=6)
     pair.connect()
     pair.b.auto_accept = False
+    pair.b.auto_read = False
     pending, hook = _note_requests()
     pair.b.hook = hook
     data = payload(40_000, seed=2)
@@ -180,11 +182,17 @@ def test_an_accept_below_early_window_counts_as_early_window() -> None:
     pair.run(pair.now + 0.3)
     assert pending == [cid]
     pair.b.c.accept_channel(cid, pair.now)
-    pair.run(pair.now + 0.1)
+    pair.run(pair.now + 1.0)
     accepts = [f for p in _packets(pair.b) for f in p if isinstance(f, Accept) and f.channel_id == cid]
     assert [f.initial_max_data for f in accepts] == [1000]
-    assert pair.a.c.channels[cid].credit.limit >= EARLY_WINDOW
-    pair.run(pair.now + 10.0, lambda now: len(pair.b.received.get(cid, b"")) == len(data))
+    credit = pair.a.c.channels[cid].credit
+    assert (credit.limit, credit.sent, credit.available()) == (1000, EARLY_WINDOW, 0)
+    held = pair.b.c.channels[cid].recv
+    assert held is not None and held.readable == EARLY_WINDOW  # taken beyond the advertised 1000
+    assert not _of(pair.b, ConnectionClosed)
+    pair.b.auto_read = True
+    pair.b.pump(pair.now)
+    pair.run(pair.now + 20.0, lambda now: len(pair.b.received.get(cid, b"")) == len(data))
     assert bytes(pair.b.received[cid]) == data
     assert not _of(pair.b, ConnectionClosed)
 
