@@ -62,6 +62,7 @@ from p2pos.proto import (
     SessionClosed,
     SessionConfig,
 )
+from p2pos.proto.channels.channel import ChannelState
 from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 from p2pos.proto.paths.path import PathKind
@@ -588,6 +589,9 @@ class Node:
         peer = self._by_session.get(event.session_id)
         if connection is None or peer is None:
             return
+        held = connection.channels.get(event.channel_id)
+        if held is None or held.state is not ChannelState.REQUESTED:
+            return  # stale: a RESET or an error later in the same packet already closed it
         now = trio.current_time()
         listener = self._listeners.get(event.service)
         kind = ChannelKind.STREAM if event.kind == "stream" else ChannelKind.MESSAGE

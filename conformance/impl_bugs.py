@@ -30,6 +30,7 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
     from p2pos.proto.channels.receiving import ReceivePath
     from p2pos.proto.channels.recvbuf import ReceiveBuffer
     from p2pos.proto.channels.sendbuf import SendBuffer
+    from p2pos.proto.channels.sending import SendPath
     from p2pos.proto.errors import RemoteProtocolError
     from p2pos.proto.paths import path as path_module
     from p2pos.proto.recovery.recovery import AckResult, LossRecovery
@@ -97,6 +98,14 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         clipped = [(low, min(high, self.largest_sent)) for low, high in ranges if low <= self.largest_sent]
         return on_ack(self, clipped, ack_delay, now) if clipped else AckResult()
 
+    with_open = SendPath._with_open
+
+    def with_open_once(self: Any, channel: Any, parts: Any, tokens: Any, room: int) -> int:
+        # Early data rides with the OPEN only while the OPEN waits in the queue: later packets go without it.
+        if (int(ch.FrameType.OPEN), channel.id) in self._control:
+            return with_open(self, channel, parts, tokens, room)
+        return room
+
     def receive_any_size(self: Any, offset: int, data: bytes, fin: bool) -> int:
         try:
             increase: int = receive_data(self, offset, data, fin)
@@ -126,6 +135,7 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "path-no-pad": (pathing, "CHALLENGE_DATAGRAM_SIZE", 0),
         "path-unlimited": (path_module.Path, "send_budget", lambda self: None),
         "path-slow-death": (path_module, "PATH_DEAD_TIMEOUT", 4.0),
+        "early-no-open": (SendPath, "_with_open", with_open_once),
     }
     try:
         if bug in patches:

@@ -127,7 +127,10 @@ class ReceivePath(PathLayer):
         recv = channel.recv
         if recv is not None and recv.final_size is None:
             unsettled = self._reset_unsettled
-            unsettled[channel_id] = (recv.window.highest_received, recv.window.limit)
+            limit = recv.window.limit
+            if channel_id % 2 == self._peer_parity and limit < EARLY_WINDOW:
+                limit = EARLY_WINDOW  # the peer may have sent that much early (CH-2.7.4)
+            unsettled[channel_id] = (recv.window.highest_received, limit)
             if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
                 del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
         channel.transition(ChannelInput.RESET)
@@ -369,6 +372,7 @@ class ReceivePath(PathLayer):
         if channel.state is ChannelState.OPENING:
             channel.transition(ChannelInput.ACCEPTED)
             self._events.append(ChannelOpened(session_id=self.session.local_index, channel_id=channel.id))
+            self._mark_sendable(channel)  # messages queued while opening (CH-2.7.8), whatever the credit
 
     def _on_stream(self, channel: Channel, offset: int, data: bytes, fin: bool) -> None:
         if channel.recv is None:

@@ -55,6 +55,7 @@ BUGS = [
     ("path-no-pad", "ch/multipath/", {"ch/multipath/1"}),
     ("path-unlimited", "ch/multipath/", {"ch/multipath/7"}),
     ("path-slow-death", "ch/multipath/", {"ch/multipath/8"}),
+    ("early-no-open", "ch/early/", {"ch/early/5"}),
 ]
 
 
