@@ -19,8 +19,7 @@ from helpers import make_keys
 
 from p2pos.adapters.demo import run_demo
 from p2pos.adapters.node import ConnectFailed, Node, open_node
-from p2pos.adapters.streams import ChannelStream, ServiceRefused
-from p2pos.adapters.streams import ChannelBroken, ChannelStream, MessageChannel
+from p2pos.adapters.streams import ChannelBroken, ChannelStream, MessageChannel, ServiceRefused
 from p2pos.proto import ChannelConfig, ChannelKind, ErrorCode
 from p2pos.proto.simulation.link import LinkConfig
 from p2pos.transports.emulated import EmulatedLink
