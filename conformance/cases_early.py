@@ -155,24 +155,6 @@ def _(iut: Iut) -> str | None:
 
 
 @case(
-    "ch/early/9",
-    section=EARLY,
-    title="a RESET with a final size beyond EARLY_WINDOW before the IUT accepts: FLOW_CONTROL_ERROR",
-    requirements=("CH-2.7.5", "FLOW-3.3.1"),
-)
-def _(iut: Iut) -> str | None:
-    peer = Peer(iut)
-    third = peer.next_id
-    reply = peer.send(
-        _open_frame(third, "sink"),
-        ch.Reset(channel_id=third, code=int(ErrorCode.APPLICATION_CLOSE), final_size=EARLY_WINDOW + 1),
-        at=0.1,
-    )
-    expect_close(reply, ErrorCode.FLOW_CONTROL_ERROR, "a RESET beyond EARLY_WINDOW before the ACCEPT")
-    return None
-
-
-@case(
     "ch/early/4",
     section=EARLY,
     title="with a window below EARLY_WINDOW the IUT advertises it, takes EARLY_WINDOW bytes, and no more",
@@ -307,4 +289,22 @@ def _(iut: Iut) -> str | None:
         "channel_message" not in _types(reply, theirs),
         f"the IUT delivered a MESSAGE that came before its channel was accepted: {short(reply.answer)}",
     )
+    return None
+
+
+@case(
+    "ch/early/9",
+    section=EARLY,
+    title="a RESET with a final size beyond EARLY_WINDOW before the IUT accepts: FLOW_CONTROL_ERROR",
+    requirements=("CH-2.7.5", "FLOW-3.3.1"),
+)
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut)
+    third = peer.next_id
+    reply = peer.send(
+        _open_frame(third, "sink"),
+        ch.Reset(channel_id=third, code=int(ErrorCode.APPLICATION_CLOSE), final_size=EARLY_WINDOW + 1),
+        at=0.1,
+    )
+    expect_close(reply, ErrorCode.FLOW_CONTROL_ERROR, "a RESET beyond EARLY_WINDOW before the ACCEPT")
     return None
