@@ -1,4 +1,5 @@
-"""Early stream data with OPEN (spec/channels.md §2.7): cases ``ch/early/``.
+"""Early stream data with OPEN (spec/channels.md §2.7): cases ``ch/early/``, and ``ch/reset/13`` (a RESET of a
+channel still opening goes with its OPEN, channels.md CH-3.3.12).
 
 The runner plays the IUT's peer (``Peer`` of cases_channels.py).  As acceptor the IUT must hold
 the data that came with an OPEN until its application accepts, drop it when it refuses, take up
@@ -16,7 +17,7 @@ from p2pos.proto.channels import frames as ch
 from p2pos.proto.channels.flow import EARLY_WINDOW
 from p2pos.proto.errors import ErrorCode
 
-from .cases_channels import Peer, Reply, expect_close, expect_open, payload
+from .cases_channels import Peer, Reply, ack_of, expect_close, expect_open, payload
 from .checks import expect, expect_eq, short
 from .iut import Iut
 from .registry import case
@@ -308,3 +309,37 @@ def _(iut: Iut) -> str | None:
     )
     expect_close(reply, ErrorCode.FLOW_CONTROL_ERROR, "a RESET beyond EARLY_WINDOW before the ACCEPT")
     return None
+
+
+@case(
+    "ch/reset/13",
+    section="channels.md §3.3",
+    title="a RESET of a channel still opening travels with its OPEN, also when sent again",
+    requirements=("CH-3.3.12", "CH-3.3.9"),
+)
+def _(iut: Iut) -> str | None:
+    peer = Peer(iut)
+    channel_id = _iut_opens(peer)
+    peer.call("conn_send", channel_id=channel_id, data=payload(300, seed=8), fin=False)
+    # The runner acknowledges nothing of it: as if the OPEN and the early data were lost.
+    replies = [peer.call("conn_reset", channel_id=channel_id, code="APPLICATION_CLOSE")]
+    lost = [p.pn for r in replies for p in r.packets]
+    # Later packets (PINGs) acknowledged alone: what came before them is declared lost and sent again.
+    pings = [peer.call("conn_ping") for _ in range(4)]
+    later = [p.pn for r in pings for p in r.packets]
+    expect(len(later) >= 3, f"the IUT sent {len(later)} packets for 4 PINGs")
+    replies.append(peer.send(ack_of(later), at=0.05))
+    replies.extend(peer.timer(at) for at in (0.1, 0.3, 0.6))
+    checked = 0
+    for reply in replies:
+        for packet in reply.packets:
+            frames = [f for f in packet.frames if isinstance(f, ch.Open | ch.Reset) and f.channel_id == channel_id]
+            if any(isinstance(f, ch.Reset) for f in frames):
+                expect(
+                    [type(f) for f in frames] == [ch.Open, ch.Reset],
+                    f"packet {packet.pn} carries the RESET of opening channel {channel_id} without its OPEN "
+                    f"before it: {short(packet.frames, 300)}",
+                )
+                checked += 1
+    expect(checked >= 2, f"the RESET went {checked} times (first in packets {lost}); expected it sent again")
+    return f"{checked} packets carried the RESET"

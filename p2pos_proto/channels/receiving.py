@@ -119,6 +119,8 @@ class ReceivePath(PathLayer):
     def _reset_channel(self, channel: Channel, wire_code: int) -> None:
         """Abort ``channel`` in both directions with RESET (``Connection.reset_channel``, STOP_SENDING)."""
         channel_id = channel.id
+        if channel.state is _OPENING:
+            self._open_with_reset(channel)
         final = channel.send.reset() if channel.send is not None else 0
         self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(
             channel_id=channel_id, code=wire_code, final_size=final
@@ -135,6 +137,17 @@ class ReceivePath(PathLayer):
                 del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
+
+    def _open_with_reset(self, channel: Channel) -> None:
+        """CH-3.3.12: the RESET of a channel still opening goes with its OPEN (queued just before it, so
+        in the same packet), and the OPEN is sent again with it if lost, though the channel is gone: a
+        peer that lost the OPEN would take the RESET for a channel never opened (CH-2.6.2)."""
+        key = (fr.FrameType.OPEN, channel.id)
+        frame = self._control.pop(key, None) or fr.Open(
+            channel_id=channel.id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
+        )
+        self._control[key] = frame
+        self._sent_control[key] = frame  # what ``_current_control`` resends once the channel is forgotten
 
     def _on_packet(self, pn: int, plaintext: bytes, now: float) -> None:
         """One authenticated packet of an open connection.

@@ -773,7 +773,9 @@ class SendPath:
                 return None
             return fr.MaxChannelData(channel_id=channel_id, maximum=channel.window.limit)
         if ftype == fr.FrameType.OPEN:
-            if channel is None or channel.state is not ChannelState.OPENING:
+            if channel is None:  # reset while opening: sent again with its RESET (CH-3.3.12), else nothing
+                return self._sent_control.get((ftype, channel_id))
+            if channel.state is not ChannelState.OPENING:
                 return None
             return fr.Open(
                 channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit

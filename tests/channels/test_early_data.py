@@ -33,6 +33,7 @@ from p2pos.proto.events import (
     ChannelOpened,
     ChannelRefused,
     ChannelRequested,
+    ChannelReset,
     ConnectionClosed,
 )
 from p2pos.proto.simulation.link import LinkConfig
@@ -213,3 +214,24 @@ def test_messages_wait_for_the_accept() -> None:
     pair.run(pair.now + 1.0, lambda now: bool(_of(pair.b, ChannelMessage)))
     assert [e.data for e in _of(pair.b, ChannelMessage)] == [b"hi"]
     assert [e.channel_id for e in _of(pair.a, ChannelOpened)] == [cid]
+
+
+def test_a_reset_while_opening_carries_the_open_when_the_open_was_lost() -> None:
+    """CH-3.3.12: the packet with the OPEN and the early data is lost, then the opener resets the
+    channel: its RESET travels with the OPEN, so the peer creates and resets the channel instead of
+    closing the connection for a RESET of a channel never opened (CH-2.6.2)."""
+    pair = Pair(LinkConfig(delay=0.02), LinkConfig(delay=0.02), seed=8)
+    pair.connect()
+    cid = pair.a.c.open_channel("files", pair.now)
+    pair.a.c.send(cid, payload(500), pair.now)
+    lost = pair.a.c.data_to_send(pair.now)  # never delivered
+    assert lost
+    pair.a.c.reset_channel(cid, pair.now + 0.001)
+    pair.run(pair.now + 3.0, lambda now: bool(_of(pair.b, ChannelReset)))
+    assert not _of(pair.b, ConnectionClosed) and not _of(pair.a, ConnectionClosed)
+    assert [e.channel_id for e in _of(pair.b, ChannelReset)] == [cid]
+    packets = _packets(pair.a)
+    with_reset = [p for p in packets if any(isinstance(f, Reset) and f.channel_id == cid for f in p)]
+    for packet in with_reset:
+        kinds = [type(f) for f in packet if isinstance(f, Open | Reset) and f.channel_id == cid]
+        assert kinds == [Open, Reset], packet
