@@ -34,12 +34,12 @@ from .eventlog import EventLog
 from .home import Home, Settings, SettingsError, parse_host_port
 from .httpapi import ApiError
 from .jsonstore import JsonStore
-from .node import BUSY, NOT_ALLOWED, Address, ConnectFailed, Listener, Node, Peer, ServiceRefused, _show, open_node
+from .node import BUSY, NOT_ALLOWED, Address, ConnectFailed, Listener, Node, Peer, _show, open_node
 from .nodepaths import PIN_VIAS
 from .plugins import Plugins
 from .relays import Relays, open_relays
 from .rendezvous import Bootstrap, LookupFailed, Rendezvous
-from .streams import ChannelStream, MessageChannel
+from .streams import ChannelStream, MessageChannel, ServiceRefused
 
 log = logging.getLogger("p2pos.daemon")
 
@@ -255,7 +255,15 @@ class Daemon:
 
     # -- channels to peers ------------------------------------------------------------------
 
-    async def connect(self, peer_text: str, service: str, *, kind: str = "stream") -> ChannelStream | MessageChannel:
+    async def connect(
+        self, peer_text: str, service: str, *, kind: str = "stream", early: bool = False
+    ) -> ChannelStream | MessageChannel:
+        """A channel to ``service`` on the peer, once the peer accepted it (ApiError if not).
+
+        With ``early`` a stream channel is returned as soon as its OPEN is queued, so its first
+        bytes go with the OPEN (spec/channels.md §2.7); a refusal then surfaces as
+        ``ServiceRefused`` on the channel (the node-level transfers of selftest.py use this).
+        """
         peer = parse_peer(peer_text)
         check_service(service)
         if peer == self.peer_id:
@@ -265,7 +273,7 @@ class Daemon:
             existing = self.node.peer(peer)
             session = existing or await self.reach(peer)
             address: object = self.node.endpoint.address_of(session.session_id)
-            channel = await self._open_watching(peer, existing, address, service, channel_kind)
+            channel = await self._open_watching(peer, existing, address, service, channel_kind, early=early)
             if channel is not None:
                 break
             # The session did not answer: the peer restarted or moved.  Drop it, find the peer again.
@@ -277,12 +285,19 @@ class Daemon:
         return channel
 
     async def _open_watching(
-        self, peer: PeerId, existing: Peer | None, address: object, service: str, kind: ChannelKind
+        self,
+        peer: PeerId,
+        existing: Peer | None,
+        address: object,
+        service: str,
+        kind: ChannelKind,
+        *,
+        early: bool,
     ) -> ChannelStream | MessageChannel | None:
         """``_open``; None if it rides an existing session from which nothing arrives for
         ``STALE_SESSION_TIMEOUT`` seconds while it waits (the peer restarted or went away)."""
         if existing is None:
-            return await self._open(peer, address, service, kind)
+            return await self._open(peer, address, service, kind, early=early)
         result: list[ChannelStream | MessageChannel] = []
         failure: list[ApiError] = []
         started = trio.current_time()
@@ -290,7 +305,7 @@ class Daemon:
 
             async def opener() -> None:
                 try:
-                    result.append(await self._open(peer, address, service, kind))
+                    result.append(await self._open(peer, address, service, kind, early=early))
                 except ApiError as exc:
                     failure.append(exc)
                 nursery.cancel_scope.cancel()
@@ -308,24 +323,16 @@ class Daemon:
         return result[0] if result else None
 
     async def _open(
-        self, peer: PeerId, address: object, service: str, kind: ChannelKind
+        self, peer: PeerId, address: object, service: str, kind: ChannelKind, *, early: bool = False
     ) -> ChannelStream | MessageChannel:
         try:
-            return await self.node.connect(peer, address, service, kind=kind)
+            # The app API answers 101 only once the peer accepted (or 502 service_refused): wait for it.
+            return await self.node.connect(peer, address, service, kind=kind, wait_accepted=not early)
         except ConnectFailed as exc:
             where = _show(address)
             raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()} at {where}: {exc}") from None
         except ServiceRefused as exc:
-            short = peer.short()
-            if exc.application_code == NOT_ALLOWED:
-                raise ApiError(403, "not_allowed", f"peer {short} does not allow this daemon on {service!r}") from None
-            if exc.application_code == BUSY:
-                raise ApiError(503, "too_many", f"peer {short}: service {service!r} is busy") from None
-            why = exc.reason or exc.code.name
-            refusals = (ErrorCode.SERVICE_UNKNOWN, ErrorCode.CHANNEL_REFUSED, ErrorCode.CHANNEL_LIMIT)
-            if exc.application_code is None and exc.code not in refusals:  # the session ended meanwhile
-                raise ApiError(502, "peer_unreachable", f"peer {short}: the session ended ({why})") from None
-            raise ApiError(502, "service_refused", f"peer {short} has no service {service!r} ({why})") from None
+            raise refusal_error(peer, service, exc) from None
         except ValueError as exc:
             raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: {exc}") from None
 
@@ -556,3 +563,18 @@ def _write(path: Path, text: str) -> None:
 def _unlink(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
+
+
+def refusal_error(peer: PeerId, service: str, exc: ServiceRefused) -> ApiError:
+    """The app API's answer to a refused channel (spec/appapi.md): 403, 503 or 502 with the reason."""
+    short = peer.short()
+    if exc.application_code == NOT_ALLOWED:
+        return ApiError(403, "not_allowed", f"peer {short} does not allow this daemon on {service!r}")
+    if exc.application_code == BUSY:
+        return ApiError(503, "too_many", f"peer {short}: service {service!r} is busy")
+    why = exc.reason or exc.code.name
+    refusals = (ErrorCode.SERVICE_UNKNOWN, ErrorCode.CHANNEL_REFUSED, ErrorCode.CHANNEL_LIMIT)
+    if exc.application_code is None and exc.code not in refusals:  # the session ended meanwhile
+        return ApiError(502, "peer_unreachable", f"peer {short}: the session ended ({why})")
+    lost = f"; {exc.undelivered} bytes written were not delivered" if exc.undelivered else ""
+    return ApiError(502, "service_refused", f"peer {short} has no service {service!r} ({why}){lost}")

@@ -9,8 +9,10 @@
 Every session runs the channel layer.  ``connect`` reuses the authenticated
 session to that peer if there is one, or handshakes with the peer at
 ``address``, expecting exactly ``peer_id``: a different key answering there is
-``ConnectFailed`` (IDENTITY_MISMATCH), never a session.  A refused service is
-``ServiceRefused``; a vanished peer surfaces as ``ChannelBroken`` (a
+``ConnectFailed`` (IDENTITY_MISMATCH), never a session.  A stream channel is
+returned as soon as its OPEN is queued (its first bytes go with the OPEN,
+spec/channels.md §2.7); a refused service is ``ServiceRefused``, from its next
+read or write (or from ``connect`` with ``wait_accepted=True``); a vanished peer surfaces as ``ChannelBroken`` (a
 ``trio.BrokenResourceError``) on its channels, with the reason.
 
 The driver is thin, as aioquic's asyncio glue is: one receive task per socket
@@ -60,13 +62,14 @@ from p2pos.proto import (
     SessionClosed,
     SessionConfig,
 )
+from p2pos.proto.channels.channel import ChannelState
 from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 from p2pos.proto.paths.path import PathKind
 
 from . import nodepaths
 from .reopen import Reopen
-from .streams import ChannelBroken, ChannelStream, MessageChannel
+from .streams import ChannelBroken, ChannelStream, MessageChannel, ServiceRefused
 
 Address = tuple[str, int]
 #: The largest UDP payload (IPv4), and so the highest PMTU ceiling ChannelConfig accepts; a record
@@ -132,17 +135,6 @@ class ConnectFailed(Exception):
         self.reason = reason
 
 
-class ServiceRefused(Exception):
-    """The peer refused a channel to ``service``; ``code`` and ``reason`` say why."""
-
-    def __init__(self, service: str, code: ErrorCode, reason: str, application_code: int | None) -> None:
-        super().__init__(f"peer refused service {service!r}: {_why(code, reason)}")
-        self.service = service
-        self.code = code
-        self.reason = reason
-        self.application_code = application_code
-
-
 @dataclasses.dataclass(eq=False)
 class Peer:
     """An authenticated session to one peer."""
@@ -205,7 +197,8 @@ class Node:
         self._by_session: dict[int, Peer] = {}
         self._connecting: dict[int, trio.MemorySendChannel[Peer | ConnectFailed]] = {}
         self._dialing: dict[PeerId, trio.Event] = {}
-        self._opening: dict[tuple[int, int], trio.MemorySendChannel[ChannelOpened | ChannelRefused]] = {}
+        #: Channels this side opened that the peer has not answered yet.
+        self._opening: dict[tuple[int, int], ChannelStream | MessageChannel] = {}
         self._channels: dict[tuple[int, int], ChannelStream | MessageChannel] = {}
         self._listeners: dict[str, Listener] = {}
         self._deadline = math.inf
@@ -314,25 +307,29 @@ class Node:
         *,
         kind: ChannelKind = ChannelKind.STREAM,
         remote_static: bytes | None = None,
+        wait_accepted: bool = False,
     ) -> ChannelStream | MessageChannel:
         """A channel to ``service`` on ``peer_id`` (reached at ``address`` if no session exists yet).
 
+        A stream channel is returned as soon as its OPEN is queued: what is written at once travels
+        with the OPEN (early data, spec/channels.md §2.7), and a refusal surfaces as ``ServiceRefused``
+        from the channel's next ``send_all`` or ``receive_some`` (``wait_accepted()`` waits for the
+        answer).  A message channel, or any with ``wait_accepted``, is returned once the peer accepted.
+
         Raises ConnectFailed (no session: handshake failed, timed out, or another key answered),
-        ServiceRefused (the peer said no), or ValueError for a malformed address.
+        ServiceRefused (the peer said no, when waiting for it), or ValueError for a malformed address.
         """
         peer = await self.connect_peer(peer_id, address, remote_static=remote_static)
         connection = self.endpoint.connection(peer.session_id)
         if connection is None:
             raise ConnectFailed(ErrorCode.INTERNAL_ERROR, "the session ended")
         channel_id = connection.open_channel(service, trio.current_time(), kind=kind)
-        send, receive = trio.open_memory_channel[ChannelOpened | ChannelRefused](1)
-        self._opening[(peer.session_id, channel_id)] = send
-        channel = self._make_channel(peer, channel_id, service, kind)
+        channel = self._make_channel(peer, channel_id, service, kind, answered=False)
+        self._opening[(peer.session_id, channel_id)] = channel
         self._updated(peer.session_id)
-        result = await receive.receive()
-        if isinstance(result, ChannelRefused):
-            self._channels.pop((peer.session_id, channel_id), None)
-            raise ServiceRefused(service, result.code, result.reason, result.application_code)
+        if kind is ChannelKind.STREAM and not wait_accepted:
+            return channel
+        await channel.wait_accepted()
         return channel
 
     def peer(self, peer_id: PeerId) -> Peer | None:
@@ -490,10 +487,18 @@ class Node:
                     self._on_closed(event.session_id, event.code, event.reason, event.by_peer)
                 case ChannelRequested():
                     self._on_requested(event)
-                case ChannelOpened() | ChannelRefused():
+                case ChannelOpened():
                     opening = self._opening.pop((event.session_id, event.channel_id), None)
                     if opening is not None:
-                        opening.send_nowait(event)
+                        opening._on_answer(None)
+                case ChannelRefused():
+                    key = (event.session_id, event.channel_id)
+                    opening = self._opening.pop(key, None)
+                    self._channels.pop(key, None)
+                    if opening is not None:
+                        opening._on_answer(
+                            ServiceRefused(opening.service, event.code, event.reason, event.application_code)
+                        )
                 case ChannelDataAvailable():
                     channel = self._channels.get((event.session_id, event.channel_id))
                     if isinstance(channel, ChannelStream):
@@ -577,13 +582,16 @@ class Node:
         """A channel this side is opening ended before the peer answered: its ``connect`` raises."""
         opening = self._opening.pop(key, None)
         if opening is not None:
-            opening.send_nowait(ChannelRefused(session_id=key[0], channel_id=key[1], code=code, reason=reason))
+            opening._on_answer(ServiceRefused(opening.service, code, reason, None))
 
     def _on_requested(self, event: ChannelRequested) -> None:
         connection = self.endpoint.connection(event.session_id)
         peer = self._by_session.get(event.session_id)
         if connection is None or peer is None:
             return
+        held = connection.channels.get(event.channel_id)
+        if held is None or held.state is not ChannelState.REQUESTED:
+            return  # stale: a RESET or an error later in the same packet already closed it
         now = trio.current_time()
         listener = self._listeners.get(event.service)
         kind = ChannelKind.STREAM if event.kind == "stream" else ChannelKind.MESSAGE
@@ -608,7 +616,7 @@ class Node:
         self._transmit.set()
 
     def _make_channel(
-        self, peer: Peer, channel_id: int, service: str, kind: ChannelKind
+        self, peer: Peer, channel_id: int, service: str, kind: ChannelKind, *, answered: bool = True
     ) -> ChannelStream | MessageChannel:
         channel: ChannelStream | MessageChannel
         if kind is ChannelKind.STREAM:
@@ -616,6 +624,8 @@ class Node:
         else:
             queue = self._base_channels.message_queue
             channel = MessageChannel(self, peer.session_id, channel_id, service, peer.peer_id, queue=queue)
+        if answered:  # a channel the peer opened: this side's accept is the answer
+            channel._answered.set()
         self._channels[(peer.session_id, channel_id)] = channel
         return channel
 

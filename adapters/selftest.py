@@ -1,11 +1,15 @@
 """Node-level transfers inside the daemon, the baseline of bench/daemon.py (``p2pos up --bench``).
 
 With ``--bench`` a daemon listens on the service ``_bench`` (any peer; it only reads) and serves
-``POST /v1/bench/send {"peer": P, "bytes": N}``: it opens a channel to P's ``_bench``, writes N
-bytes from memory, half-closes, and waits for the 8-byte count P's daemon sends back once it read
-them all.  So the same two daemons move the same bytes without the app API in between, which is
-what the app API's cost is measured against.  Off by default: it would let any peer make the
-daemon read.
+``POST /v1/bench/send {"peer": P, "bytes": N}``: it opens a channel to P's ``_bench`` and writes N
+bytes from memory at once (the first go with the OPEN, spec/channels.md §2.7), half-closes, and
+waits for P's answer once it read them all: the 8-byte count, then the ``time.monotonic_ns()`` of
+its first read (8 bytes).  So the same two daemons move the same bytes without the app API in
+between, which is what the app API's cost is measured against; and on one machine (one monotonic
+clock for both daemons) the answer says when the first byte reached P's reader: bench/carriers.py's
+time to first byte.  The JSON answer: ``bytes``, ``seconds`` (the call to the count back),
+``started_ns`` (the call, before any lookup or handshake) and ``first_byte_ns``.  Off by default:
+it would let any peer make the daemon read.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from .httpapi import ApiError
-from .streams import ChannelStream
+from .streams import ChannelStream, ServiceRefused
 
 if TYPE_CHECKING:
     from .daemon import Daemon
@@ -24,6 +28,8 @@ if TYPE_CHECKING:
 SERVICE = "_bench"
 CHUNK = 256 * 1024
 MAX_BYTES = 1 << 34
+#: The sink's answer: the byte count and the monotonic_ns of its first read, 8 bytes each.
+ANSWER = 16
 
 
 async def serve(daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -38,10 +44,13 @@ async def serve(daemon: Daemon, *, task_status: trio.TaskStatus[None] = trio.TAS
 
 async def _sink(channel: ChannelStream) -> None:
     total = 0
+    first_ns = 0
     try:
         while data := await channel.receive_some(CHUNK):
+            if not total:
+                first_ns = time.monotonic_ns()
             total += len(data)
-        await channel.send_all(total.to_bytes(8, "big"))
+        await channel.send_all(total.to_bytes(8, "big") + first_ns.to_bytes(8, "big"))
         await channel.aclose()
     except trio.BrokenResourceError:
         pass
@@ -51,9 +60,11 @@ async def send(daemon: Daemon, peer: str, nbytes: int) -> dict[str, Any]:
     if not 0 < nbytes <= MAX_BYTES:
         raise ApiError(400, "bad_request", f"bytes must be in 1..{MAX_BYTES}")
     payload = memoryview(bytes(CHUNK))
+    started_ns = time.monotonic_ns()
     started = time.perf_counter()
-    channel = await daemon.connect(peer, SERVICE)
-    assert isinstance(channel, ChannelStream)
+    channel = await daemon.connect(peer, SERVICE, early=True)
+    if not isinstance(channel, ChannelStream):
+        raise ApiError(500, "internal", "the bench channel is not a stream")
     left = nbytes
     try:
         while left:
@@ -62,12 +73,21 @@ async def send(daemon: Daemon, peer: str, nbytes: int) -> dict[str, Any]:
             left -= len(piece)
         await channel.send_eof()
         answer = b""
-        while len(answer) < 8 and (data := await channel.receive_some(8 - len(answer))):
+        while len(answer) < ANSWER and (data := await channel.receive_some(ANSWER - len(answer))):
             answer += data
+    except ServiceRefused as exc:  # early data: the refusal comes on the channel
+        from .daemon import refusal_error  # the daemon imports this module
+
+        raise refusal_error(channel.peer_id, SERVICE, exc) from None
     except trio.BrokenResourceError as exc:
         raise ApiError(502, "peer_unreachable", f"the transfer broke: {exc}") from None
     seconds = time.perf_counter() - started
     await channel.aclose()
-    if len(answer) != 8 or int.from_bytes(answer, "big") != nbytes:
+    if len(answer) != ANSWER or int.from_bytes(answer[:8], "big") != nbytes:
         raise ApiError(502, "bad_request", f"the peer counted {answer!r}, not {nbytes} bytes")
-    return {"bytes": nbytes, "seconds": seconds}
+    return {
+        "bytes": nbytes,
+        "seconds": seconds,
+        "started_ns": started_ns,
+        "first_byte_ns": int.from_bytes(answer[8:], "big"),
+    }

@@ -17,7 +17,9 @@
 §6); its receive queue is bounded and counts what it drops.
 
 A reset channel or a lost connection raises ``ChannelBroken`` (a
-``trio.BrokenResourceError``) with the reason.  The node (node.py) routes the
+``trio.BrokenResourceError``) with the reason; a refused one ``ServiceRefused``, a
+``ChannelBroken`` too: a stream this side opens may be written before the peer answers
+(spec/channels.md §2.7), and a refusal then surfaces on its next read or write.  The node (node.py) routes the
 core's events to these objects through the ``_on_*`` methods.
 """
 
@@ -44,6 +46,34 @@ class ChannelBroken(trio.BrokenResourceError):
         self.code = code
         self.by_peer = by_peer
         self.application_code = application_code
+
+
+def _why(code: ErrorCode, reason: str) -> str:
+    return f"{code.name} ({reason})" if reason else code.name
+
+
+class ServiceRefused(ChannelBroken):
+    """The peer refused a channel to ``service`` (or the session ended before it answered).
+
+    ``Node.connect`` raises it when it waits for the answer; a stream channel returned before the
+    answer (early data, spec/channels.md §2.7) raises it from its next ``send_all`` or
+    ``receive_some`` instead, and ``undelivered`` counts the bytes written on it, none of which
+    reached the peer's application.
+    """
+
+    def __init__(
+        self, service: str, code: ErrorCode, reason: str, application_code: int | None, *, undelivered: int = 0
+    ) -> None:
+        lost = f"; the {undelivered} bytes written were not delivered" if undelivered else ""
+        super().__init__(
+            f"peer refused service {service!r}: {_why(code, reason)}{lost}",
+            code,
+            by_peer=True,
+            application_code=application_code,
+        )
+        self.service = service
+        self.reason = reason
+        self.undelivered = undelivered
 
 
 class _Busy:
@@ -93,6 +123,21 @@ class _Channel:
         self._broken: ChannelBroken | None = None
         self._readable = _Wakeup()
         self._writable = _Wakeup()
+        #: Set once the peer answered the OPEN (at once for a channel this side accepted).
+        self._answered = trio.Event()
+        self._refusal: ServiceRefused | None = None
+        #: Bytes the application wrote (what a refusal reports as not delivered).
+        self._written = 0
+
+    async def wait_accepted(self) -> None:
+        """Wait until the peer accepted the channel; ``ServiceRefused`` if it refused it.
+
+        ``Node.connect`` returns a stream channel as soon as its OPEN is queued, so its first
+        bytes travel with the OPEN; call this to learn the peer's answer before writing.
+        """
+        await self._answered.wait()
+        if self._refusal is not None:
+            raise self._refusal
 
     def _connection(self) -> Connection:
         """The connection this channel runs on; after calling it, call ``_updated()``."""
@@ -106,6 +151,17 @@ class _Channel:
         self._node._updated(self.session_id)
 
     # -- from the node ---------------------------------------------------------------
+
+    def _on_answer(self, refusal: ServiceRefused | None) -> None:
+        """The peer accepted (None) or refused the channel this side opened."""
+        if refusal is not None:
+            if self._written:
+                refusal = ServiceRefused(
+                    refusal.service, refusal.code, refusal.reason, refusal.application_code, undelivered=self._written
+                )
+            self._refusal = refusal
+            self._on_broken(refusal)
+        self._answered.set()
 
     def _on_broken(self, broken: ChannelBroken) -> None:
         if self._broken is None:
@@ -133,7 +189,12 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
             self._check_sendable()
             view = memoryview(data).cast("B")
             while view:
-                accepted = self._connection().send(self.channel_id, view, trio.current_time())
+                try:
+                    accepted = self._connection().send(self.channel_id, view, trio.current_time())
+                except LocalProtocolError:  # the channel is gone: refused or reset meanwhile
+                    gone = ChannelBroken("the channel is gone", ErrorCode.INTERNAL_ERROR, by_peer=False)
+                    raise self._broken or gone from None
+                self._written += accepted
                 self._updated()
                 view = view[accepted:]
                 if view:

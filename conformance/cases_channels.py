@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from p2pos.proto.channels import frames as ch
+from p2pos.proto.channels.flow import EARLY_WINDOW
 from p2pos.proto.errors import ErrorCode, ProtocolError
 from p2pos.proto.session.wire import PacketType
 
@@ -658,6 +659,7 @@ def _(iut: Iut) -> str | None:
     title="STREAM data beyond the channel window closes with FLOW_CONTROL_ERROR",
     requirements=(
         "FLOW-3.1.1",
+        "CH-2.7.4",
         "FLOW-6.1",
         "ERR-1.20",
         "CONF-3.7.2",
@@ -670,10 +672,12 @@ def _(iut: Iut) -> str | None:
     expect(bool(accept) and accept[0].initial_max_data == 1000, f"ACCEPT with window 1000, got {short(accept)}")
     reply = peer.send(ch.Stream(channel_id=channel_id, offset=0, data=payload(1000)), at=0.1)
     expect_open(reply, "data up to the window is allowed")
-    # The sink reads at once, so the IUT may have raised the limit (MAX_CHANNEL_DATA): go one byte past it.
+    # The sink reads at once, so the IUT may have raised the limit (MAX_CHANNEL_DATA); and whatever it
+    # advertised, it takes EARLY_WINDOW bytes of a channel the peer opened (channels.md CH-2.7.4):
+    # one byte past both.
     raised = [f.maximum for f in _all_frames(peer, ch.MaxChannelData) if f.channel_id == channel_id]
-    limit = max([1000, *raised])
-    reply = peer.send(ch.Stream(channel_id=channel_id, offset=1000, data=payload(limit - 1000 + 1)), at=0.2)
+    limit = max([1000, EARLY_WINDOW, *raised])
+    reply = peer.send(ch.Stream(channel_id=channel_id, offset=limit, data=b"!"), at=0.2)
     expect_close(reply, ErrorCode.FLOW_CONTROL_ERROR, "one byte beyond the channel window")
     closed = reply.events("connection_closed")
     expect(bool(closed) and closed[0].get("code") == "FLOW_CONTROL_ERROR", f"connection_closed, got {short(closed)}")

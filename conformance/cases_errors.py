@@ -12,6 +12,7 @@ coverage table of issue 10, not here.
 from __future__ import annotations
 
 from p2pos.proto.channels import frames as ch
+from p2pos.proto.channels.flow import EARLY_WINDOW
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.handshake.noise import Pattern
 from p2pos.proto.handshake.payload import F_SESSION_INDEX, F_VERSIONS
@@ -74,6 +75,7 @@ def _expect_fatal(reply: Reply, code: ErrorCode, what: str) -> None:
     title="a RESET whose final size passes the channel window: FLOW_CONTROL_ERROR",
     requirements=(
         "CH-3.3.3",
+        "CH-2.7.4",
         "FLOW-3.1.1",
         "FLOW-3.3.1",
         "FLOW-6.1",
@@ -87,8 +89,10 @@ def _(iut: Iut) -> None:
     channel_id = peer.open("sink")
     accept = [f for f in peer.last.frames(ch.Accept) if f.channel_id == channel_id]
     expect(bool(accept) and accept[0].initial_max_data == 1000, f"ACCEPT with window 1000, got {short(accept)}")
-    reply = peer.send(ch.Reset(channel_id=channel_id, code=int(ErrorCode.APPLICATION_CLOSE), final_size=1001), at=0.1)
-    _expect_fatal(reply, ErrorCode.FLOW_CONTROL_ERROR, "a RESET with final size 1001 on a window of 1000")
+    # A channel the peer opened takes EARLY_WINDOW bytes whatever its window (channels.md CH-2.7.4): past both.
+    final = EARLY_WINDOW + 1
+    reply = peer.send(ch.Reset(channel_id=channel_id, code=int(ErrorCode.APPLICATION_CLOSE), final_size=final), at=0.1)
+    _expect_fatal(reply, ErrorCode.FLOW_CONTROL_ERROR, f"a RESET with final size {final} on a window of 1000")
 
 
 @case(

@@ -17,6 +17,7 @@ import itertools
 from typing import Any, cast
 
 from p2pos.proto.channels import frames as ch
+from p2pos.proto.channels.flow import EARLY_WINDOW
 from p2pos.proto.errors import ErrorCode
 from p2pos.proto.session.record import MAX_PLAINTEXT
 from p2pos.proto.session.wire import RECORD_HEADER
@@ -215,7 +216,7 @@ def _(iut: Iut) -> str | None:
     "ch/open/8",
     section=IMPLICIT,
     title="data before the ACCEPT implies it (channel_opened first), credit waits for it; MAX_CHANNEL_DATA does not",
-    requirements=("CH-2.3.1", "CH-2.3.2", "CH-2.3.3", "CH-7.2.3"),
+    requirements=("CH-2.3.1", "CH-2.3.2", "CH-2.3.3", "CH-7.2.3", "CH-2.7.1"),
 )
 def _(iut: Iut) -> str | None:
     peer = Peer(iut)
@@ -234,22 +235,30 @@ def _(iut: Iut) -> str | None:
         types[:2] == ["channel_opened", "channel_data"],
         f"channel_opened, then channel_data, for STREAM before the ACCEPT; got {types}",
     )
+    # More than the early credit (channels.md §2.7) is written: the early bytes go, the rest waits for
+    # the ACCEPT, also once a STREAM from the peer implied the acceptance.
     second = _iut_channel(peer)
-    peer.call("conn_send", channel_id=second, data=payload(50, seed=2), fin=False)
+    peer.call("conn_send", channel_id=second, data=payload(EARLY_WINDOW + 50, seed=2), fin=False)
+    for step in range(4):  # acknowledged, so that the congestion window lets all the early bytes go
+        peer.ack()
+        peer.timer(0.22 + step * 0.02)
     reply = peer.send(ch.Stream(channel_id=second, offset=0, data=b"yo"), at=0.3)
     types = _event_types(reply, second)
     expect(types[:1] == ["channel_opened"], f"channel_opened first for channel {second}, got {types}")
+    peer.ack()
     reply = peer.timer(0.35)
+    early = max((f.offset + len(f.data) for f in _frames(peer, ch.Stream, second)), default=0)
     expect(
-        not _frames(peer, ch.Stream, second),
-        f"data on channel {second}, implicitly accepted but without credit: {short(_frames(peer, ch.Stream, second))}",
+        early <= EARLY_WINDOW,
+        f"channel {second}, implicitly accepted, sent up to {early}: beyond its early credit {EARLY_WINDOW}",
     )
-    reply = peer.send(ch.Accept(channel_id=second, initial_max_data=20), at=0.4)
-    if not _on(reply, ch.Stream, second):
-        peer.timer(0.45)
+    reply = peer.send(ch.Accept(channel_id=second, initial_max_data=EARLY_WINDOW + 20), at=0.4)
+    for step in range(4):
+        peer.ack()
+        peer.timer(0.45 + step * 0.02)
     sent = _frames(peer, ch.Stream, second)
     highest = max((f.offset + len(f.data) for f in sent), default=0)
-    expect_eq(highest, 20, f"the bytes of channel {second} sent after its ACCEPT with a window of 20")
+    expect_eq(highest, EARLY_WINDOW + 20, f"the bytes of channel {second} sent after its ACCEPT with that window")
     return None
 
 
@@ -626,7 +635,8 @@ def _(iut: Iut) -> str | None:
 def _(iut: Iut) -> str | None:
     peer = Peer(iut, channel_window=1000)
     channel_id = _reset_by_iut(peer, 100)
-    limit = max([1000, *(f.maximum for f in _frames(peer, ch.MaxChannelData, channel_id))])
+    # The runner opened the channel: up to EARLY_WINDOW is taken whatever the window (channels.md CH-2.7.4).
+    limit = max([1000, EARLY_WINDOW, *(f.maximum for f in _frames(peer, ch.MaxChannelData, channel_id))])
     reply = peer.send(ch.Reset(channel_id=channel_id, code=APP, final_size=limit + 1), at=peer.now + 0.01)
     expect_close(reply, ErrorCode.FLOW_CONTROL_ERROR, f"an answering RESET with final size {limit + 1}, limit {limit}")
     return None

@@ -485,32 +485,6 @@ def _(iut: Iut) -> None:
 
 
 @case(
-    "ch/flow/10",
-    section="flow.md §3.2",
-    title="the IUT sends no stream data on a channel it opened before the ACCEPT",
-    requirements=(
-        "FRA-4.5.2",
-        "CH-2.2.6",
-        "CH-5.2.3",
-        "FLOW-3.2.3",
-    ),
-)
-def _(iut: Iut) -> None:
-    peer = Peer(iut)
-    channel_id = int(peer.call("conn_open", service="files", kind="stream").answer["channel_id"])
-    data = payload(500, seed=3)
-    reply = peer.call("conn_send", channel_id=channel_id, data=data, fin=False)
-    for at in (0.1, 0.5, 1.5):
-        reply = peer.timer(at)
-        del reply
-    early = _frames_on(peer, ch.Stream, channel_id)
-    expect(not early, f"stream data before the ACCEPT: {short(early, 200)}")
-    peer.send(ch.Accept(channel_id=channel_id, initial_max_data=300), at=1.6)
-    got = _echo_until(peer, channel_id, 300, rounds=5)
-    expect_eq(got, data[:300], "the stream after an ACCEPT with a window of 300")
-
-
-@case(
     "ch/flow/11",
     section="flow.md §3",
     title="the connection limit counts the highest offsets of all channels together",

@@ -48,6 +48,7 @@ from p2pos.proto import (
     frame,
 )
 from p2pos.proto.channels import frames as ch
+from p2pos.proto.channels.channel import ChannelState
 from p2pos.proto.channels.connection import ChannelConfig, Connection
 from p2pos.proto.events import (
     ChannelClosed,
@@ -619,6 +620,10 @@ class Adapter:
                 return [self._event(event)]
             case ChannelRequested():
                 services = self.conn_setup[1] if self.conn_setup is not None else frozenset()
+                channel = conn.channels.get(event.channel_id)
+                if channel is None or channel.state is not ChannelState.REQUESTED:
+                    # Stale: a RESET or an error later in the same packet already closed it.
+                    return [{**_event_json(event), "accepted": False}]
                 if event.service in services:
                     conn.accept_channel(event.channel_id, now)
                     if event.service == ECHO:

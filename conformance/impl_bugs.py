@@ -98,6 +98,14 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         clipped = [(low, min(high, self.largest_sent)) for low, high in ranges if low <= self.largest_sent]
         return on_ack(self, clipped, ack_delay, now) if clipped else AckResult()
 
+    with_open = SendPath._with_open
+
+    def with_open_once(self: Any, channel: Any, parts: Any, tokens: Any, room: int) -> int:
+        # Early data rides with the OPEN only while the OPEN waits in the queue: later packets go without it.
+        if (int(ch.FrameType.OPEN), channel.id) in self._control:
+            return with_open(self, channel, parts, tokens, room)
+        return room
+
     def receive_any_size(self: Any, offset: int, data: bytes, fin: bool) -> int:
         try:
             increase: int = receive_data(self, offset, data, fin)
@@ -179,6 +187,7 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "too-old-never": (LossRecovery, "declare_too_old", lambda self, next_pn: []),
         "too-old-congestion": (SendPath, "_build_packets", build_packets_congested),
         "bbr-no-floor": (bbr.Bbr, "_set_pacing_rate", bbr_rate_without_floor),
+        "early-no-open": (SendPath, "_with_open", with_open_once),
     }
     try:
         if bug in patches:

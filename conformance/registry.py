@@ -42,6 +42,8 @@ RETIRED = frozenset(
         "ch/send/29",
         # Type 0x0a is RELAYS now (rendezvous.md §4.5): rdv/msg/4 sends the unknown types without it.
         "rdv/msg/2",
+        # An opener may send early stream data before the ACCEPT now (channels.md §2.7): ch/early/5-6.
+        "ch/flow/10",
     }
 )
 #: The modules holding cases, loaded by ``all_cases`` in this order.
@@ -55,6 +57,7 @@ CASE_MODULES = (
     "cases_framing",
     "cases_frames",
     "cases_channels",
+    "cases_early",
     "cases_recovery",
     "cases_paths",
     "cases_multipath",

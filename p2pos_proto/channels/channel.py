@@ -21,10 +21,21 @@ from typing import Final
 from ..common.varint import MAX_VARINT
 from ..errors import ErrorCode, LocalProtocolError
 from ..session.replay import ReplayWindow
-from .flow import ReceiveWindow, SendCredit
+from .flow import EARLY_WINDOW, ReceiveWindow, SendCredit
 from .frames import ChannelKind
 from .recvbuf import ReceiveBuffer
 from .sendbuf import MessageQueue, SendBuffer
+
+__all__ = [
+    "CONGESTION_CONTROLLERS",
+    "EARLY_WINDOW",
+    "INITIAL_MAX_DATA",
+    "TRANSITIONS",
+    "Channel",
+    "ChannelConfig",
+    "ChannelInput",
+    "ChannelState",
+]
 
 #: The connection-level credit before the peer's first MAX_DATA (spec/flow.md §3.2).
 INITIAL_MAX_DATA: Final = 1024 * 1024
@@ -131,6 +142,9 @@ class Channel:
         self.window = window
         #: The peer's window for this channel; 0 until its OPEN or ACCEPT tells us.
         self.credit = SendCredit(0)
+        #: ``credit`` is still the early credit of a stream we opened (spec/channels.md CH-2.7.1): the
+        #: peer's first ACCEPT or MAX_CHANNEL_DATA replaces it, even downwards (CH-2.7.4).
+        self.early_credit = False
         self.send: SendBuffer | None = None
         self.recv: ReceiveBuffer | None = None
         self.messages: MessageQueue | None = None
@@ -165,12 +179,22 @@ class Channel:
         return self.state is ChannelState.OPEN
 
     def wants_to_send(self) -> bool:
-        """Data or a FIN waits (ignoring the connection-level credit)."""
-        if self.state is not ChannelState.OPEN:
+        """Data or a FIN waits (ignoring the connection-level credit).
+
+        A stream may send while ``OPENING``, within its early credit (spec/channels.md CH-2.7.1);
+        messages wait for the ACCEPT (CH-2.7.8).
+        """
+        state = self.state
+        if state is not ChannelState.OPEN and (state is not ChannelState.OPENING or self.send is None):
             return False
         if self.send is not None:
             return self.send.wants_to_send(self.credit.available())
         return self.messages is not None and len(self.messages) > 0
+
+    def sends_early(self) -> bool:
+        """A stream this side opened and the peer has not accepted yet: each packet carrying its data
+        carries its OPEN too (spec/channels.md CH-2.7.2)."""
+        return self.state is ChannelState.OPENING and self.send is not None
 
     def both_done(self) -> bool:
         """Both directions finished: our side acknowledged, the peer's side read to its end."""

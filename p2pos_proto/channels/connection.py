@@ -318,6 +318,7 @@ class Connection(ReceivePath):
             channel_id=channel_id, initial_max_data=channel.window.limit
         )
         self._mark_sendable(channel)
+        self._report_stream(channel)  # early data that arrived while REQUESTED (CH-2.7.6)
 
     def refuse_channel(
         self, channel_id: int, now: float, code: ErrorCode | int = ErrorCode.CHANNEL_REFUSED, reason: str = ""
@@ -330,6 +331,7 @@ class Connection(ReceivePath):
             channel_id=channel_id, code=wire, reason=truncate_utf8(reason, 1024)
         )
         self._forget(channel)
+        self._discard_early(channel)
 
     def send(self, channel_id: int, data: bytes | bytearray | memoryview, now: float) -> int:
         """Queue stream bytes; returns how many fit the send buffer (``ChannelWritable`` says when more do).

@@ -32,6 +32,9 @@ DEFAULT_CHANNEL_WINDOW: Final = 64 * 1024
 DEFAULT_CHANNEL_MAX_WINDOW: Final = 16 * 1024 * 1024
 DEFAULT_CONNECTION_WINDOW: Final = 1024 * 1024
 DEFAULT_CONNECTION_MAX_WINDOW: Final = 24 * 1024 * 1024
+#: Stream bytes an opener may send before the ACCEPT, and the least an acceptor takes on a channel
+#: the peer opened whatever window it advertised (spec/channels.md §2.7, CH-2.7.1, CH-2.7.4).
+EARLY_WINDOW: Final = 16384
 #: The connection window is kept at least this multiple of the largest channel window.
 CONNECTION_WINDOW_RATIO: Final = 1.5
 #: Auto-tuning doubles the window when the last one was read within this many RTTs (scaled).
@@ -54,8 +57,15 @@ class SendCredit:
         self.blocked_at: int | None = None
 
     def available(self) -> int:
-        """How many more new bytes may be sent now."""
-        return self.limit - self.sent
+        """How many more new bytes may be sent now (0 while an ACCEPT's limit is below the early bytes sent)."""
+        left = self.limit - self.sent
+        return left if left > 0 else 0
+
+    def replace_limit(self, new_limit: int) -> None:
+        """The peer's first word on a channel opened with early credit (an ACCEPT, or a MAX_CHANNEL_DATA
+        that overtook it) replaces that credit, even downwards (spec/channels.md CH-2.7.4)."""
+        self.limit = min(max(new_limit, 0), MAX_OFFSET)
+        self.blocked_at = None
 
     def consume(self, n: int) -> None:
         """Count ``n`` new bytes as sent; raises LocalProtocolError beyond the credit."""
@@ -199,3 +209,20 @@ class ReceiveWindow:
         elapsed = now - self._epoch_start
         if elapsed * self.window < 2 * AUTOTUNE_RTTS * rtt * read:
             self.window = min(self.window * 2, self.maximum)
+
+
+class EarlyReceiveWindow(ReceiveWindow):
+    """The window of a stream channel the peer opened: bytes up to offset ``EARLY_WINDOW`` are taken
+    whatever limit was advertised, since the opener may have sent them before it learned that limit
+    (spec/channels.md CH-2.7.4).  Updates still follow the advertised limit."""
+
+    __slots__ = ()
+
+    def receive_untrusted(self, highest: int) -> int:
+        if self.limit < highest <= EARLY_WINDOW:
+            increase = highest - self.highest_received
+            if increase <= 0:
+                return 0
+            self.highest_received = highest
+            return increase
+        return super().receive_untrusted(highest)

@@ -30,8 +30,8 @@ from ..recovery.pmtu import BASE_PLPMTU
 from ..session.record import OVERHEAD as RECORD_OVERHEAD
 from ..session.session import SecureSession
 from . import frames as fr
-from .channel import Channel, ChannelConfig, ChannelInput, ChannelState
-from .flow import ReceiveWindow
+from .channel import EARLY_WINDOW, Channel, ChannelConfig, ChannelInput, ChannelState
+from .flow import EarlyReceiveWindow, ReceiveWindow
 from .pathing import PathLayer
 
 #: Channels the peer may open before our first MAX_CHANNELS arrives (spec/channels.md §2).
@@ -45,6 +45,7 @@ _STREAM_FIN_TYPE: Final = int(fr.FrameType.STREAM_FIN)
 _ACK_TYPE: Final = int(fr.FrameType.ACK)
 # Enum members read on every packet, as module constants (an enum member is a class attribute lookup).
 _OPENING: Final = ChannelState.OPENING
+_REQUESTED: Final = ChannelState.REQUESTED
 _CLOSED: Final = ChannelState.CLOSED
 
 
@@ -93,7 +94,10 @@ class ReceivePath(PathLayer):
         self, channel_id: int, kind: fr.ChannelKind, service: str, state: ChannelState, now: float, *, retrans: int
     ) -> Channel:
         cfg = self.config
-        window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
+        if state is ChannelState.REQUESTED and kind is fr.ChannelKind.STREAM:  # CH-2.7.4
+            window: ReceiveWindow = EarlyReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
+        else:
+            window = ReceiveWindow(cfg.channel_window, cfg.channel_window_max, now=now)
         # Messages are sized for the base PMTU: they must fit even after a black-hole fallback.
         room = BASE_PLPMTU - RECORD_OVERHEAD - 32
         channel = Channel(
@@ -106,12 +110,17 @@ class ReceivePath(PathLayer):
             message_size=room,
             retransmissions=retrans,
         )
+        if kind is fr.ChannelKind.STREAM and state is ChannelState.OPENING:
+            channel.credit.update_limit(EARLY_WINDOW)  # CH-2.7.1: the early credit
+            channel.early_credit = True
         self.channels[channel_id] = channel
         return channel
 
     def _reset_channel(self, channel: Channel, wire_code: int) -> None:
         """Abort ``channel`` in both directions with RESET (``Connection.reset_channel``, STOP_SENDING)."""
         channel_id = channel.id
+        if channel.state is _OPENING:
+            self._open_with_reset(channel)
         final = channel.send.reset() if channel.send is not None else 0
         self._control[(fr.FrameType.RESET, channel_id)] = fr.Reset(
             channel_id=channel_id, code=wire_code, final_size=final
@@ -120,11 +129,25 @@ class ReceivePath(PathLayer):
         recv = channel.recv
         if recv is not None and recv.final_size is None:
             unsettled = self._reset_unsettled
-            unsettled[channel_id] = (recv.window.highest_received, recv.window.limit)
+            limit = recv.window.limit
+            if channel_id % 2 == self._peer_parity and limit < EARLY_WINDOW:
+                limit = EARLY_WINDOW  # the peer may have sent that much early (CH-2.7.4)
+            unsettled[channel_id] = (recv.window.highest_received, limit)
             if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
                 del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
+
+    def _open_with_reset(self, channel: Channel) -> None:
+        """CH-3.3.12: the RESET of a channel still opening goes with its OPEN (queued just before it, so
+        in the same packet), and the OPEN is sent again with it if lost, though the channel is gone: a
+        peer that lost the OPEN would take the RESET for a channel never opened (CH-2.6.2)."""
+        key = (fr.FrameType.OPEN, channel.id)
+        frame = self._control.pop(key, None) or fr.Open(
+            channel_id=channel.id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
+        )
+        self._control[key] = frame
+        self._sent_control[key] = frame  # what ``_current_control`` resends once the channel is forgotten
 
     def _on_packet(self, pn: int, plaintext: bytes, now: float) -> None:
         """One authenticated packet of an open connection.
@@ -214,13 +237,13 @@ class ReceivePath(PathLayer):
                 channel = self._own_channel(frame.channel_id)
                 if channel is not None:
                     self._implicitly_accepted(channel)
-                    if channel.credit.update_limit(frame.initial_max_data):
-                        self._mark_sendable(channel)
+                    self._credit_from_peer(channel, frame.initial_max_data)
             case fr.Refuse():
                 channel = self._own_channel(frame.channel_id)
                 if channel is not None and channel.state is ChannelState.OPENING:
                     channel.transition(ChannelInput.REFUSE)
                     self._forget(channel)
+                    self._settle_refused(channel)
                     code, app_code = channel_code_from_wire(frame.code)
                     self._events.append(
                         ChannelRefused(
@@ -268,8 +291,8 @@ class ReceivePath(PathLayer):
                     self._conn_blocked.clear()
             case fr.MaxChannelData():
                 channel = self.channels.get(frame.channel_id)
-                if channel is not None and channel.credit.update_limit(frame.maximum):
-                    self._mark_sendable(channel)
+                if channel is not None:
+                    self._credit_from_peer(channel, frame.maximum)
             case fr.DataBlocked() | fr.ChannelBlocked():
                 pass  # our updates are driven by reading; nothing to do
             case fr.MaxChannels():
@@ -285,6 +308,16 @@ class ReceivePath(PathLayer):
                         channel.ended_reported = True
                         self._events.append(ChannelEnded(session_id=self.session.local_index, channel_id=channel.id))
                     self._maybe_done(channel)
+
+    def _credit_from_peer(self, channel: Channel, limit: int) -> None:
+        """An ACCEPT's or MAX_CHANNEL_DATA's limit: the first replaces a stream's early credit, even
+        downwards, the rest only raise it (spec/channels.md CH-2.7.4, flow.md FLOW-3.2.2)."""
+        if channel.early_credit:
+            channel.early_credit = False
+            channel.credit.replace_limit(limit)
+        elif not channel.credit.update_limit(limit):
+            return
+        self._mark_sendable(channel)
 
     def _on_open(self, frame: fr.Open, now: float) -> None:
         channel_id = frame.channel_id
@@ -306,6 +339,8 @@ class ReceivePath(PathLayer):
             self._control[(fr.FrameType.REFUSE, channel_id)] = fr.Refuse(
                 channel_id=channel_id, code=int(ErrorCode.CHANNEL_LIMIT), reason="too many channels"
             )
+            if frame.kind is fr.ChannelKind.STREAM:
+                self._await_refused_size(channel_id, 0)
             self._peer_channel_done()
             return
         self._peer_open += 1
@@ -350,14 +385,29 @@ class ReceivePath(PathLayer):
         if channel.state is ChannelState.OPENING:
             channel.transition(ChannelInput.ACCEPTED)
             self._events.append(ChannelOpened(session_id=self.session.local_index, channel_id=channel.id))
+            self._mark_sendable(channel)  # messages queued while opening (CH-2.7.8), whatever the credit
 
     def _on_stream(self, channel: Channel, offset: int, data: bytes, fin: bool) -> None:
         if channel.recv is None:
             raise RemoteProtocolError(f"STREAM on message channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
         recv = channel.recv
+        early = channel.state is _REQUESTED
+        if early and offset + len(data) > EARLY_WINDOW:
+            raise RemoteProtocolError(
+                f"early data up to {offset + len(data)} on channel {channel.id}, beyond EARLY_WINDOW",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )  # CH-2.7.5
         increase = recv.receive_untrusted(offset, data, fin)
         if increase:
             self.conn_window.receive_increment_untrusted(increase)
+        if not early:  # early data is reported once the application accepts (CH-2.7.6)
+            self._report_stream(channel)
+
+    def _report_stream(self, channel: Channel) -> None:
+        """``ChannelDataAvailable`` / ``ChannelEnded`` for what the stream now holds, once each."""
+        recv = channel.recv
+        if recv is None:
+            return
         if not channel.data_reported and recv.readable:
             channel.data_reported = True
             self._events.append(ChannelDataAvailable(session_id=self.session.local_index, channel_id=channel.id))
@@ -374,6 +424,9 @@ class ReceivePath(PathLayer):
         seen = channel.seen_messages
         if seen is None:
             raise RemoteProtocolError(f"MESSAGE on stream channel {channel.id}", ErrorCode.CHANNEL_STATE_ERROR)
+        if channel.state is _REQUESTED:  # CH-2.7.8: messages do not go early; one that did is dropped
+            self._count("early_message")
+            return
         if seen.check(frame.message_id):  # a retransmitted message is delivered once
             seen.update(frame.message_id)
             self._events.append(
@@ -381,6 +434,11 @@ class ReceivePath(PathLayer):
             )
 
     def _on_reset(self, channel: Channel, frame: fr.Reset) -> None:
+        if channel.state is _REQUESTED and channel.recv is not None and frame.final_size > EARLY_WINDOW:
+            raise RemoteProtocolError(
+                f"final size {frame.final_size} of channel {channel.id}, beyond EARLY_WINDOW",
+                ErrorCode.FLOW_CONTROL_ERROR,
+            )  # CH-2.7.5
         if channel.recv is not None:
             increase = channel.recv.receive_reset_untrusted(frame.final_size)
             if increase:
@@ -404,6 +462,32 @@ class ReceivePath(PathLayer):
         )
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
+
+    def _settle_refused(self, channel: Channel) -> None:
+        """Our stream channel was refused: its early bytes are discarded here, and the RESET that
+        answers the REFUSE tells the peer how many we sent, to settle the connection window
+        (spec/channels.md CH-2.7.7, flow.md §3.3)."""
+        send = channel.send
+        if send is not None:
+            self._control[(fr.FrameType.RESET, channel.id)] = fr.Reset(
+                channel_id=channel.id, code=int(ErrorCode.CHANNEL_REFUSED), final_size=send.reset()
+            )
+
+    def _discard_early(self, channel: Channel) -> None:
+        """We refused the peer's channel: its early bytes are dropped and their connection credit
+        returned now; the rest is settled by the peer's answering RESET (CH-2.7.7)."""
+        recv = channel.recv
+        if recv is not None:
+            self._release_receive(channel)
+            self._await_refused_size(channel.id, recv.window.highest_received)
+
+    def _await_refused_size(self, channel_id: int, highest: int) -> None:
+        """We refused the peer's stream channel: keep what it sent so far until its answering RESET
+        says how much it sent early (at most EARLY_WINDOW, CH-2.7.7), as for a reset (flow.md §3.3)."""
+        unsettled = self._reset_unsettled
+        unsettled[channel_id] = (highest, EARLY_WINDOW)
+        if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
+            del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
 
     def _settle_reset(self, frame: fr.Reset) -> None:
         """The answer to a RESET of ours: charge the connection for what the peer sent (spec/flow.md §3.3)."""

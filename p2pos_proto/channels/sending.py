@@ -445,7 +445,7 @@ class SendPath:
             channel_id, _ = sendable.popitem(last=False)
             turns -= 1
             channel = channels.get(channel_id)
-            if channel is None or channel.state is not _OPEN:
+            if channel is None or (channel.state is not _OPEN and not channel.sends_early()):
                 continue
             if channel.send is not None:
                 room, sent = self._add_stream_chunk(channel, parts, tokens, room)
@@ -465,7 +465,7 @@ class SendPath:
         sendable = self._sendable
         channel_id = next(iter(sendable))
         channel = self.channels.get(channel_id)
-        if channel is None or channel.state is not _OPEN:
+        if channel is None or (channel.state is not _OPEN and not channel.sends_early()):
             del sendable[channel_id]
             return False
         if channel.send is not None:
@@ -486,6 +486,10 @@ class SendPath:
         if send is None:
             return room, False
         channel_id = channel.id
+        if channel.state is not _OPEN:  # early data (CH-2.7.2): only in a packet that carries the OPEN
+            room = self._with_open(channel, parts, tokens, room)
+            if room < _MIN_ROOM:
+                return room, False
         # The frame header: type, channel id, offset (up to 8 bytes), length (at most room).
         header_room = room - 1 - varint_size(channel_id) - 8 - varint_size(room)
         credit, conn_credit = channel.credit, self.conn_credit
@@ -511,6 +515,26 @@ class SendPath:
         parts.append(encoded + data)
         tokens.append((_STREAM, channel_id, offset, len(data), fin))
         return room - len(encoded) - len(data), True
+
+    def _with_open(self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int) -> int:
+        """Put the OPEN of an ``OPENING`` channel in this packet, unless it is there already; returns the
+        room left (below ``_MIN_ROOM``: it did not fit, send no early data in this packet).  A copy of an
+        OPEN already sent is harmless: the peer ignores a repeated OPEN (CH-2.2.10)."""
+        channel_id = channel.id
+        key = (int(fr.FrameType.OPEN), channel_id)
+        token: Token = (_CONTROL, key[0], channel_id, 0, False)
+        if token in tokens:
+            return room
+        frame = self._control.get(key) or fr.Open(
+            channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
+        )
+        encoded = fr.encode_frame(frame)
+        if len(encoded) + _MIN_ROOM > room:
+            return 0
+        self._control.pop(key, None)
+        parts.append(encoded)
+        tokens.append(token)
+        return room - len(encoded)
 
     def _add_message(self, channel: Channel, parts: list[bytes], tokens: list[Token], room: int) -> tuple[int, bool]:
         queue = channel.messages
@@ -749,7 +773,9 @@ class SendPath:
                 return None
             return fr.MaxChannelData(channel_id=channel_id, maximum=channel.window.limit)
         if ftype == fr.FrameType.OPEN:
-            if channel is None or channel.state is not ChannelState.OPENING:
+            if channel is None:  # reset while opening: sent again with its RESET (CH-3.3.12), else nothing
+                return self._sent_control.get((ftype, channel_id))
+            if channel.state is not ChannelState.OPENING:
                 return None
             return fr.Open(
                 channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit

@@ -18,8 +18,8 @@ import trio.testing
 from helpers import make_keys
 
 from p2pos.adapters.demo import run_demo
-from p2pos.adapters.node import ConnectFailed, Node, ServiceRefused, open_node
-from p2pos.adapters.streams import ChannelBroken, ChannelStream, MessageChannel
+from p2pos.adapters.node import ConnectFailed, Node, open_node
+from p2pos.adapters.streams import ChannelBroken, ChannelStream, MessageChannel, ServiceRefused
 from p2pos.proto import ChannelConfig, ChannelKind, ErrorCode
 from p2pos.proto.simulation.link import LinkConfig
 from p2pos.transports.emulated import EmulatedLink
@@ -204,12 +204,37 @@ async def test_a_refused_service_is_a_clear_error() -> None:
     async with socket_nodes() as (a, b):
         b.listen("chat")
         with trio.fail_after(20), pytest.raises(ServiceRefused) as info:
-            await a.connect(b.peer_id, b.address, "no-such-service")
+            await a.connect(b.peer_id, b.address, "no-such-service", wait_accepted=True)
         assert info.value.code is ErrorCode.SERVICE_UNKNOWN and info.value.service == "no-such-service"
         # The session survives a refusal: another service on it still works.
         s, r = await stream_pair(a, b, "chat")
         await s.send_all(b"still here")
         assert await r.receive_some() == b"still here"
+
+
+async def test_a_refusal_of_early_data_surfaces_on_the_stream() -> None:
+    """spec/channels.md §2.7: ``connect`` returns before the answer; what was written goes with the
+    OPEN; the refusal comes from the next read (and write), saying the bytes were not delivered."""
+    async with socket_nodes() as (a, b):
+        b.listen("chat")
+        with trio.fail_after(20):
+            stream = await a.connect(b.peer_id, b.address, "no-such-service")
+            assert isinstance(stream, ChannelStream)
+            await stream.send_all(b"hello?")  # before any answer: accepted into the send buffer
+            with pytest.raises(ServiceRefused) as info:
+                await stream.receive_some()
+            assert info.value.code is ErrorCode.SERVICE_UNKNOWN and info.value.undelivered == 6
+            assert "6 bytes written were not delivered" in str(info.value)
+            with pytest.raises(ServiceRefused):
+                await stream.send_all(b"more")
+            with pytest.raises(ServiceRefused):
+                await stream.wait_accepted()
+            await stream.aclose()
+            # An accepted one: written at once, delivered, and wait_accepted returns.
+            accepted = await a.connect(b.peer_id, b.address, "chat")
+            assert isinstance(accepted, ChannelStream)
+            await accepted.send_all(b"early")
+            await accepted.wait_accepted()
 
 
 @pytest.mark.parametrize(

@@ -186,8 +186,8 @@ KILLS: list[tuple[str, str, str, str, str]] = [
     (
         "ch/send/25",
         SENDING,
-        "if channel is None or channel.state is not ChannelState.OPENING:",
-        "if channel is None or channel.state is ChannelState.OPENING:",
+        "if channel.state is not ChannelState.OPENING:",  # the OPEN of a channel still opening (CH-3.3.12 split it)
+        "if channel.state is ChannelState.OPENING:",
         "channels/sending.py:core/ReplaceComparisonOperator_IsNot_Is:20",
     ),
     (
