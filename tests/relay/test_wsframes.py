@@ -4,6 +4,7 @@ checked against wsproto's own framing in both directions, fed whole and in rando
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
@@ -67,12 +68,17 @@ def test_frames_made_here_parse_in_wsproto(key: bytes | None) -> None:
     assert frames[-1].opcode is Opcode.CLOSE and frames[-1].payload == (4004, "q")
 
 
-def test_mask_is_its_own_inverse_and_rotates_with_the_key() -> None:
+@pytest.mark.parametrize("masker", [wf.mask_pure, wf.mask], ids=["pure", "in-use"])
+def test_mask_is_its_own_inverse_and_rotates_with_the_key(masker: Callable[[bytes, bytes], bytes]) -> None:
+    """Both maskers (``in-use`` is the C one when the websockets package is installed), on every buffer type."""
     data = bytes(range(256)) * 3 + b"abc"
     key = b"\xaa\x55\x0f\xf0"
-    masked = wf.mask(data, key)
+    masked = masker(data, key)
     assert masked == bytes(b ^ key[i % 4] for i, b in enumerate(data))
-    assert wf.mask(masked, key) == data
+    assert masker(bytes(masked), key) == data
+    assert masker(memoryview(b"xx" + data)[2:], key) == masked  # type: ignore[arg-type]
+    assert masker(bytearray(data), key) == masked  # type: ignore[arg-type]
+    assert masker(b"", key) == b""
 
 
 @pytest.mark.parametrize(
