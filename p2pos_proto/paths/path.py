@@ -19,7 +19,7 @@ from typing import Final
 
 from ..errors import ErrorCode, LocalProtocolError
 from ..recovery.bbr import Bbr
-from ..recovery.congestion import CongestionController, Cubic, NewReno
+from ..recovery.congestion import CongestionController, Cubic, NewReno, WindowFloor
 from ..recovery.pacing import Pacer
 from ..recovery.pmtu import PmtuDiscovery
 from ..recovery.recovery import LossRecovery
@@ -37,6 +37,8 @@ CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
     "cubic": Cubic,
     "bbr": Bbr,
 }
+#: A stream-carried path's window is never below this many of its records (spec/paths.md PTH-5.4).
+STREAM_WINDOW_PACKETS: Final = 16
 #: The datagram size a new path starts with (spec/recovery.md §7: BASE_PLPMTU).
 INITIAL_DATAGRAM_SIZE: Final = 1200
 #: A datagram carrying a PATH_CHALLENGE (or its response) on a datagram path is padded to this size
@@ -92,6 +94,14 @@ class PathKind(enum.Enum):
     STREAM = "stream"
 
 
+def stream_window(cc: CongestionController) -> CongestionController:
+    """``cc`` with the window floor of a stream-carried path (PTH-5.4): the minimum RTT such a path
+    shows when idle leaves out the time its relay and both ends' sockets take per record under load,
+    so BBR's 2 x BDP from it keeps the pipeline half empty; 16 records (about 1 MB at the relay's
+    65000 bytes) stay within the relay's queue for a destination (spec/relay.md REL-5.4)."""
+    return cc if isinstance(cc, WindowFloor) else WindowFloor(cc, STREAM_WINDOW_PACKETS)
+
+
 class Path:
     """The recovery state of one path (spec/paths.md §3).
 
@@ -145,6 +155,8 @@ class Path:
         self.recovery: LossRecovery[Tokens] = LossRecovery(rtt=self.rtt)
         mds = INITIAL_DATAGRAM_SIZE
         self.cc: CongestionController = CONTROLLERS[congestion_control](max_datagram_size=mds)
+        if kind is PathKind.STREAM:
+            self.cc = stream_window(self.cc)
         self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         datagram = kind is PathKind.DATAGRAM
         self.pmtu = PmtuDiscovery(max_plpmtu=max_datagram_size, enabled=pmtu_probing and datagram)

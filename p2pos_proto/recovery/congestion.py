@@ -333,6 +333,52 @@ class Cubic(_WindowBase):
         self._epoch_start = None
 
 
+class WindowFloor(CongestionController):
+    """``inner``'s decisions with a window never below ``packets`` of its datagram size
+    (spec/paths.md PTH-5.4, stream-carried paths).  Everything else is ``inner``'s own."""
+
+    __slots__ = ("inner", "packets")
+
+    def __init__(self, inner: CongestionController, packets: int) -> None:
+        if packets < 1:
+            raise LocalProtocolError("a window floor is at least one datagram")
+        self.inner = inner
+        self.packets = packets
+
+    @property
+    def congestion_window(self) -> int:
+        inner = self.inner
+        return max(inner.congestion_window, self.packets * inner.max_datagram_size)
+
+    @property
+    def max_datagram_size(self) -> int:
+        return self.inner.max_datagram_size
+
+    @property
+    def pacing_rate(self) -> float | None:
+        return self.inner.pacing_rate
+
+    def available(self, bytes_in_flight: int) -> int:
+        return max(0, self.congestion_window - bytes_in_flight)
+
+    def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
+        self.inner.on_packet_sent(packet, bytes_in_flight, now, app_limited=app_limited)
+
+    def on_packets_acked(
+        self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
+    ) -> None:
+        self.inner.on_packets_acked(packets, now, rtt=rtt, app_limited=app_limited)
+
+    def on_packets_lost(self, packets: Sequence[SentPacket[Any]], now: float) -> None:
+        self.inner.on_packets_lost(packets, now)
+
+    def on_persistent_congestion(self, now: float) -> None:
+        self.inner.on_persistent_congestion(now)
+
+    def set_max_datagram_size(self, max_datagram_size: int) -> None:
+        self.inner.set_max_datagram_size(max_datagram_size)
+
+
 def _check_size(max_datagram_size: int) -> None:
     if max_datagram_size <= 0:
         raise LocalProtocolError("max_datagram_size must be positive")
