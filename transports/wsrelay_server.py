@@ -32,7 +32,9 @@ from .gso import LINUX
 #: The HTTP path and WebSocket subprotocol of relay protocol version 1 (REL-3.1).
 RELAY_PATH = "/p2pos/relay/v1"
 SUBPROTOCOL = "p2pos-relay.1"
+#: Bytes read at a time: several 64 KiB messages per read while the link's quota allows, else one.
 READ_SIZE = 65536
+READ_SIZE_BULK = 262144
 #: How much a writer takes from the core per ``send_all``.
 WRITE_BATCH = 256 * 1024
 #: The longest HTTP upgrade request read (h11's own limit for an incomplete request head).
@@ -191,7 +193,8 @@ class WsRelayServer:
             delay = self.core.read_delay(conn.link, self._clock())
             if delay > 0:
                 await trio.sleep(delay)
-            data = await conn.stream.receive_some(READ_SIZE)
+            bulk = self.core.read_allowance(conn.link, self._clock()) >= READ_SIZE_BULK
+            data = await conn.stream.receive_some(READ_SIZE_BULK if bulk else READ_SIZE)
             self.core.charge(conn.link, len(data), self._clock())
             if conn.frames is None:
                 self._upgrade(conn, data)
