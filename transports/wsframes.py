@@ -43,8 +43,16 @@ TOO_BIG: Final = 1009
 
 _U16: Final = struct.Struct("!H")
 _U64: Final = struct.Struct("!Q")
-#: ``_XOR[k]`` maps each byte to itself XOR k: masking is four strided ``translate`` calls.
-_XOR: Final = [bytes(b ^ k for b in range(256)) for k in range(256)]
+#: ``_xor(k)`` maps each byte to itself XOR k: masking is four strided ``translate`` calls.  Made
+#: when first used (all 256 take a few ms, for every process that imports this).
+_XOR: dict[int, bytes] = {}
+
+
+def _xor(k: int) -> bytes:
+    table = _XOR.get(k)
+    if table is None:
+        table = _XOR[k] = bytes(b ^ k for b in range(256))
+    return table
 
 
 class FrameError(Exception):
@@ -59,7 +67,7 @@ def mask_pure(data: bytes | bytearray | memoryview, key: bytes) -> bytes | bytea
     """``data`` XOR the repeated 4-byte ``key`` (RFC 6455 §5.3): masks and unmasks."""
     out = bytearray(data)
     for i in range(4):
-        out[i::4] = out[i::4].translate(_XOR[key[i]])
+        out[i::4] = out[i::4].translate(_xor(key[i]))
     return out
 
 
