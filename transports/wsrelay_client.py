@@ -2,7 +2,8 @@
 
 ``RelayLink(url, identity)``; ``await nursery.start(link.run)`` keeps one WebSocket open to the
 relay: TCP (through an HTTP CONNECT proxy when one is configured), TLS for ``wss://``, the
-upgrade, authentication; it reconnects with back-off when the link drops, pings every
+upgrade (wsproto; the frames after it are ``wsframes``'s, masked with keys from ``random``),
+authentication; it reconnects with back-off when the link drops, pings every
 ``ping_interval`` seconds and gives the link up when nothing came for ``silence_timeout``.
 ``want(peer)`` / ``unwant(peer)``, ``send(peer, record)`` (never blocks: the record is dropped
 when the peer is not paired) and ``await receive()`` for ``(peer_id, record)``.

@@ -1,8 +1,8 @@
 """The WebSocket relay's trio driver (spec/relay.md §3.1, §4): TCP (optionally TLS), the HTTP/1.1
-upgrade and WebSocket frames (wsproto, which runs h11), around the sans-IO ``RelayCore``.
+upgrade (wsproto, which runs h11) and WebSocket frames (``wsframes``: far less CPU per 64 KiB
+message than wsproto's), around the sans-IO ``RelayCore``.
 
-wsproto runs the upgrade; the frames after it are ``wsframes``'s (far less CPU per 64 KiB
-message).  One task per connection reads; a second writes, because only one task may send on a trio
+One task per connection reads; a second writes, because only one task may send on a trio
 stream: everything that goes out (the upgrade answer, pongs, relay messages, the Close frame)
 passes through the writer.  The reader waits ``core.read_delay`` before each read, so a link
 over its byte quota is held back by TCP itself (REL-5.3).  A timer task fires the core's timers
