@@ -37,7 +37,10 @@ CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
     "cubic": Cubic,
     "bbr": Bbr,
 }
-#: A stream-carried path's window is never below this many of its records (spec/paths.md PTH-5.4).
+#: A stream-carried path's window floor (spec/paths.md §5): what its rate moves in this long (the
+#: time a relay and two TCP sockets add per window under load, beyond the path's idle minimum RTT),
+#: at most this many of its records.
+STREAM_WINDOW_ALLOWANCE: Final = 0.005
 STREAM_WINDOW_PACKETS: Final = 16
 #: The datagram size a new path starts with (spec/recovery.md §7: BASE_PLPMTU).
 INITIAL_DATAGRAM_SIZE: Final = 1200
@@ -95,11 +98,14 @@ class PathKind(enum.Enum):
 
 
 def stream_window(cc: CongestionController) -> CongestionController:
-    """``cc`` with the window floor of a stream-carried path (PTH-5.4): the minimum RTT such a path
-    shows when idle leaves out the time its relay and both ends' sockets take per record under load,
-    so BBR's 2 x BDP from it keeps the pipeline half empty; 16 records (about 1 MB at the relay's
-    65000 bytes) stay within the relay's queue for a destination (spec/relay.md REL-5.4)."""
-    return cc if isinstance(cc, WindowFloor) else WindowFloor(cc, STREAM_WINDOW_PACKETS)
+    """``cc`` with the window floor of a stream-carried path (spec/paths.md §5): the minimum RTT such
+    a path shows when idle leaves out the time its relay and both ends' sockets take per record under
+    load, so BBR's 2 x BDP from it keeps that pipeline half empty.  The floor is 5 ms at the
+    controller's rate, at most 16 records (about 1 MB at the relay's 65000 bytes, within what the
+    relay queues for a destination, spec/relay.md REL-5.4); on a slow path it is below BBR's own."""
+    if isinstance(cc, WindowFloor):
+        return cc
+    return WindowFloor(cc, STREAM_WINDOW_PACKETS, STREAM_WINDOW_ALLOWANCE)
 
 
 class Path:

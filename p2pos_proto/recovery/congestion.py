@@ -334,21 +334,28 @@ class Cubic(_WindowBase):
 
 
 class WindowFloor(CongestionController):
-    """``inner``'s decisions with a window never below ``packets`` of its datagram size
-    (spec/paths.md PTH-5.4, stream-carried paths).  Everything else is ``inner``'s own."""
+    """``inner``'s decisions with a floor under its window (spec/paths.md §5, stream-carried paths):
+    what ``inner``'s pacing rate moves in ``allowance`` seconds, at most ``packets`` datagrams; no
+    floor while it has no rate (a loss-based controller on a carrier that loses nothing grows by
+    itself).  Everything else is ``inner``'s own."""
 
-    __slots__ = ("inner", "packets")
+    __slots__ = ("allowance", "inner", "packets")
 
-    def __init__(self, inner: CongestionController, packets: int) -> None:
-        if packets < 1:
-            raise LocalProtocolError("a window floor is at least one datagram")
+    def __init__(self, inner: CongestionController, packets: int, allowance: float) -> None:
+        if packets < 1 or allowance <= 0:
+            raise LocalProtocolError("a window floor is at least one datagram and a positive time")
         self.inner = inner
         self.packets = packets
+        self.allowance = allowance
 
     @property
     def congestion_window(self) -> int:
         inner = self.inner
-        return max(inner.congestion_window, self.packets * inner.max_datagram_size)
+        rate = inner.pacing_rate
+        if rate is None:
+            return inner.congestion_window
+        floor = min(self.packets * inner.max_datagram_size, int(rate * self.allowance))
+        return max(inner.congestion_window, floor)
 
     @property
     def max_datagram_size(self) -> int:
