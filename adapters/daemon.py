@@ -62,15 +62,19 @@ class AlreadyRunning(Exception):
 IDLE_CLOSE_AFTER = Settings.idle_close
 #: Seconds a reopen at the last address may take before the daemon looks the peer up instead.
 REOPEN_WAIT = 1.0
+#: Bytes a stream channel of a peer session holds written and not yet acknowledged (ChannelConfig's
+#: default is 1 MiB): the sender refills at half, so 1 MiB kept a relay path's 1 MB window
+#: (spec/paths.md §5) half used; memory only for what an application actually wrote.
+SEND_BUFFER = 4 << 20
 
 
 def session_channels(settings: Settings) -> ChannelConfig:
     """The channel layer of the daemon's peer sessions (spec/paths.md §7): the ``keepalive`` setting
     is the NAT binding interval of this node's routers, for its rendezvous registration and its peer
     sessions alike (one property of the same routers, issue 13 learns it per router); sessions no
-    application uses are closed after ``idle_close`` seconds (0: never)."""
+    application uses are closed after ``idle_close`` seconds (0: never); ``SEND_BUFFER``."""
     idle_close = settings.idle_close or None  # 0: never
-    return ChannelConfig(keepalive_interval=settings.keepalive, idle_close_after=idle_close)
+    return ChannelConfig(keepalive_interval=settings.keepalive, idle_close_after=idle_close, send_buffer=SEND_BUFFER)
 
 
 def parse_peer(text: str) -> PeerId:

@@ -2,7 +2,8 @@
 
 ``RelayLink(url, identity)``; ``await nursery.start(link.run)`` keeps one WebSocket open to the
 relay: TCP (through an HTTP CONNECT proxy when one is configured), TLS for ``wss://``, the
-upgrade, authentication; it reconnects with back-off when the link drops, pings every
+upgrade (wsproto; the frames after it are ``wsframes``'s, masked with keys from ``random``),
+authentication; it reconnects with back-off when the link drops, pings every
 ``ping_interval`` seconds and gives the link up when nothing came for ``silence_timeout``.
 ``want(peer)`` / ``unwant(peer)``, ``send(peer, record)`` (never blocks: the record is dropped
 when the peer is not paired) and ``await receive()`` for ``(peer_id, record)``.
@@ -18,24 +19,13 @@ from urllib.parse import urlsplit
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
-from wsproto.events import (
-    AcceptConnection,
-    BytesMessage,
-    CloseConnection,
-    Event,
-    Message,
-    Ping,
-    RejectConnection,
-    RejectData,
-    Request,
-    TextMessage,
-)
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.relay import client as c
 from p2pos.proto.relay import messages as m
 
+from . import wsframes as wf
 from .http_connect import connect_tunnel, parse_proxy, proxy_for
 from .wsrelay_server import RELAY_PATH, SUBPROTOCOL
 
@@ -43,6 +33,8 @@ READ_SIZE = 262144  # several 65000-byte records per read
 #: Records waiting for ``receive()``; more are dropped (the sessions' recovery resends).
 RECEIVE_QUEUE = 4096
 HANDSHAKE_TIMEOUT = 15.0
+#: The longest HTTP answer to the upgrade read.
+MAX_HEAD = 16 * 1024
 
 
 class RelayLinkError(OSError):
@@ -94,15 +86,18 @@ class RelayLink:
         self.silence_timeout = 2 * ping_interval if silence_timeout is None else silence_timeout
         self._last_heard = 0.0
         self._clock = clock
+        self._random = random  # back-off jitter and the WebSocket masking keys
         self.client = c.RelayClient(identity, self.host)
         self.backoff = c.Backoff(random)
         self._wake = trio.Event()
         self._send_in, self._receive_out = trio.open_memory_channel[tuple[bytes, bytes]](RECEIVE_QUEUE)
         self._paired: dict[bytes, trio.Event] = {}
         self.ready = trio.Event()
-        self._raw: list[bytes] = []
+        self._raw: list[bytes | bytearray] = []
         self._pong = b""  # the answer to the relay's latest Ping only (RFC 6455 §5.5.3)
         self._room: trio.Event | None = None  # set when the writer empties the send queue
+        self._open = False  # the WebSocket is up and no Close was sent
+        self._sending = trio.Lock()
         self.connections = 0
         self.dropped = 0
         self.last_error = ""
@@ -191,62 +186,70 @@ class RelayLink:
             authority = shown if self.port == (443 if self.tls else 80) else f"{shown}:{self.port}"
             with trio.fail_after(HANDSHAKE_TIMEOUT):
                 await stream.send_all(ws.send(Request(host=authority, target=self.path, subprotocols=[SUBPROTOCOL])))
-                leftover = await self._upgrade(stream, ws)
+                frames = await self._upgrade(stream, ws)
             self.connections += 1
             self._last_heard = self._clock()
+            self._open = True
+            self._sending = trio.Lock()  # the writer's and the reader's Close answer take turns
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._writer, stream, ws)
-                nursery.start_soon(self._pinger, ws)
-                await self._reader(stream, ws, leftover)
+                nursery.start_soon(self._writer, stream)
+                nursery.start_soon(self._pinger)
+                await self._reader(stream, frames)
                 nursery.cancel_scope.cancel()
         finally:
+            self._open = False
             await trio.aclose_forcefully(stream)
 
-    async def _upgrade(self, stream: trio.abc.Stream, ws: WSConnection) -> list[Event]:
-        while True:
+    async def _upgrade(self, stream: trio.abc.Stream, ws: WSConnection) -> wf.FrameReader:
+        """wsproto reads the answer's head; the frames after it (the first may come in the same
+        read) go to the returned reader."""
+        head = bytearray()
+        while (end := head.find(b"\r\n\r\n")) < 0:
+            if len(head) > MAX_HEAD:
+                raise RelayLinkError("the relay's answer to the upgrade is too long")
             data = await stream.receive_some(READ_SIZE)
-            ws.receive_data(bytes(data) or None)
-            events = list(ws.events())
-            for i, event in enumerate(events):
-                if isinstance(event, AcceptConnection):
-                    return events[i + 1 :]
-                if isinstance(event, RejectConnection | RejectData):
-                    raise RelayLinkError(f"relay refused the WebSocket upgrade: {getattr(event, 'status_code', '')}")
             if not data:
                 raise RelayLinkError("relay closed during the upgrade")
+            head += data
+        ws.receive_data(bytes(head[: end + 4]))
+        for event in ws.events():
+            if isinstance(event, AcceptConnection):
+                frames = wf.FrameReader(server=False, max_message=m.MAX_MESSAGE)
+                frames.feed(head[end + 4 :])
+                return frames
+            if isinstance(event, RejectConnection | RejectData):
+                raise RelayLinkError(f"relay refused the WebSocket upgrade: {getattr(event, 'status_code', '')}")
+        raise RelayLinkError("the relay did not accept the upgrade")
 
-    async def _reader(self, stream: trio.abc.Stream, ws: WSConnection, leftover: list[Event]) -> None:
-        buffer = bytearray()
-        events = leftover
+    async def _reader(self, stream: trio.abc.Stream, frames: wf.FrameReader) -> None:
         while True:
-            for event in events:
-                match event:
-                    case BytesMessage(data=data, message_finished=finished):
-                        if len(buffer) + len(data) > m.MAX_MESSAGE:
-                            raise RelayLinkError("relay message too long")
-                        if finished and not buffer:  # a whole message in one frame: no copy
-                            self.client.receive_message(bytes(data), self._clock())
-                            continue
-                        buffer += data
-                        if finished:
-                            self.client.receive_message(bytes(buffer), self._clock())
-                            buffer = bytearray()
-                    case TextMessage():
-                        raise RelayLinkError("text message from the relay")
-                    case Ping():
-                        self._pong = ws.send(event.response())
-                    case CloseConnection(code=code, reason=reason):
-                        if ws.state is ConnectionState.REMOTE_CLOSING:
-                            await stream.send_all(ws.send(event.response()))
-                        raise RelayLinkError(f"relay closed the link: {code} {reason}")
+            try:
+                while (message := frames.next_message()) is not None:
+                    await self._message(stream, *message)
+            except wf.FrameError as exc:
+                raise RelayLinkError(f"relay broke WebSocket framing: {exc}") from None
             self._events()
             self._wake.set()
             data = await stream.receive_some(READ_SIZE)
             if not data:
                 raise RelayLinkError("relay closed the connection")
             self._last_heard = self._clock()
-            ws.receive_data(bytes(data))
-            events = list(ws.events())
+            frames.feed(data)
+
+    async def _message(self, stream: trio.abc.Stream, opcode: int, payload: bytes) -> None:
+        if opcode == wf.BINARY:
+            self.client.receive_message(payload, self._clock())
+        elif opcode == wf.TEXT:
+            raise RelayLinkError("text message from the relay")
+        elif opcode == wf.PING:
+            self._pong = b"".join(wf.encode(wf.PONG, payload, self._random(4)))
+        elif opcode == wf.CLOSE:
+            code, reason = wf.parse_close(payload)
+            if self._open:  # answer with the same code (RFC 6455 §5.5.1)
+                self._open = False
+                async with self._sending:
+                    await stream.send_all(b"".join(wf.encode(wf.CLOSE, payload[:2], self._random(4))))
+            raise RelayLinkError(f"relay closed the link: {code} {reason}")
 
     def _events(self) -> None:
         while (event := self.client.next_event()) is not None:
@@ -269,7 +272,7 @@ class RelayLink:
                 case c.LinkFailed(reason=reason):
                     raise RelayLinkError(f"relay broke the protocol: {reason}")
 
-    async def _writer(self, stream: trio.abc.Stream, ws: WSConnection) -> None:
+    async def _writer(self, stream: trio.abc.Stream) -> None:
         self._raw = []
         while True:
             await self._wake.wait()
@@ -278,17 +281,19 @@ class RelayLink:
             if self._pong:
                 out.append(self._pong)
                 self._pong = b""
-            out.extend(ws.send(Message(data=data)) for data in self.client.messages_to_send())
+            for data in self.client.messages_to_send():
+                out.extend(wf.encode(wf.BINARY, data, self._random(4)))
             self._room_made()
-            if out:
-                await stream.send_all(b"".join(out))
+            if out and self._open:
+                async with self._sending:
+                    await stream.send_all(b"".join(out))
 
     def _room_made(self) -> None:
         if self._room is not None:
             self._room.set()
             self._room = None
 
-    async def _pinger(self, ws: WSConnection) -> None:
+    async def _pinger(self) -> None:
         if not math.isfinite(self.ping_interval):
             return
         step = min(self.ping_interval, self.silence_timeout / 2)
@@ -300,5 +305,5 @@ class RelayLink:
                 raise RelayLinkError(f"nothing from the relay for {now - self._last_heard:.1f} s")
             if now - last_ping >= self.ping_interval:
                 last_ping = now
-                self._raw.append(ws.send(Ping(payload=b"p2pos")))
+                self._raw.extend(wf.encode(wf.PING, b"p2pos", self._random(4)))
                 self._wake.set()

@@ -33,7 +33,9 @@ from ..paths.path import (
     PathInput,
     PathKind,
     PathState,
+    stream_window,
 )
+from ..recovery.congestion import WindowFloor
 from ..recovery.pacing import Pacer
 from ..recovery.pmtu import PmtuDiscovery
 from ..session.record import OVERHEAD as RECORD_OVERHEAD
@@ -101,9 +103,12 @@ class PathLayer(SendPath):
             enabled = kind is PathKind.DATAGRAM and self.config.pmtu_probing
             path.pmtu = PmtuDiscovery(max_plpmtu=self.config.max_datagram_size, enabled=enabled)
             if kind is PathKind.STREAM:
+                path.cc = stream_window(path.cc)
                 path.cc.set_max_datagram_size(self.config.stream_frame_size)
+            elif isinstance(path.cc, WindowFloor):
+                path.cc = path.cc.inner
             if path is self.path:
-                self.pmtu = path.pmtu
+                self.pmtu, self.cc = path.pmtu, path.cc
                 self.stream_path = kind is PathKind.STREAM
 
     def paths_info(self) -> list[dict[str, object]]:
@@ -222,6 +227,8 @@ class PathLayer(SendPath):
         """A path that comes back after being dead starts from the initial window (RFC 9000 §9.4)."""
         mds = path.cc.max_datagram_size
         path.cc = CONTROLLERS[self.config.congestion_control](max_datagram_size=mds)
+        if path.kind is PathKind.STREAM:
+            path.cc = stream_window(path.cc)
         path.pacer = Pacer(congestion_window=path.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         if path is self.path:
             self.cc, self.pacer = path.cc, path.pacer

@@ -19,7 +19,7 @@ from typing import Final
 
 from ..errors import ErrorCode, LocalProtocolError
 from ..recovery.bbr import Bbr
-from ..recovery.congestion import CongestionController, Cubic, NewReno
+from ..recovery.congestion import CongestionController, Cubic, NewReno, WindowFloor
 from ..recovery.pacing import Pacer
 from ..recovery.pmtu import PmtuDiscovery
 from ..recovery.recovery import LossRecovery
@@ -37,6 +37,11 @@ CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
     "cubic": Cubic,
     "bbr": Bbr,
 }
+#: A stream-carried path's window floor (spec/paths.md §5): what its rate moves in this long (the
+#: time a relay and two TCP sockets add per window under load, beyond the path's idle minimum RTT),
+#: at most this many of its records.
+STREAM_WINDOW_ALLOWANCE: Final = 0.005
+STREAM_WINDOW_PACKETS: Final = 16
 #: The datagram size a new path starts with (spec/recovery.md §7: BASE_PLPMTU).
 INITIAL_DATAGRAM_SIZE: Final = 1200
 #: A datagram carrying a PATH_CHALLENGE (or its response) on a datagram path is padded to this size
@@ -92,6 +97,17 @@ class PathKind(enum.Enum):
     STREAM = "stream"
 
 
+def stream_window(cc: CongestionController) -> CongestionController:
+    """``cc`` with the window floor of a stream-carried path (spec/paths.md §5): the minimum RTT such
+    a path shows when idle leaves out the time its relay and both ends' sockets take per record under
+    load, so BBR's 2 x BDP from it keeps that pipeline half empty.  The floor is 5 ms at the
+    controller's rate, at most 16 records (about 1 MB at the relay's 65000 bytes, within what the
+    relay queues for a destination, spec/relay.md REL-5.4); on a slow path it is below BBR's own."""
+    if isinstance(cc, WindowFloor):
+        return cc
+    return WindowFloor(cc, STREAM_WINDOW_PACKETS, STREAM_WINDOW_ALLOWANCE)
+
+
 class Path:
     """The recovery state of one path (spec/paths.md §3).
 
@@ -145,6 +161,8 @@ class Path:
         self.recovery: LossRecovery[Tokens] = LossRecovery(rtt=self.rtt)
         mds = INITIAL_DATAGRAM_SIZE
         self.cc: CongestionController = CONTROLLERS[congestion_control](max_datagram_size=mds)
+        if kind is PathKind.STREAM:
+            self.cc = stream_window(self.cc)
         self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         datagram = kind is PathKind.DATAGRAM
         self.pmtu = PmtuDiscovery(max_plpmtu=max_datagram_size, enabled=pmtu_probing and datagram)

@@ -333,6 +333,59 @@ class Cubic(_WindowBase):
         self._epoch_start = None
 
 
+class WindowFloor(CongestionController):
+    """``inner``'s decisions with a floor under its window (spec/paths.md §5, stream-carried paths):
+    what ``inner``'s pacing rate moves in ``allowance`` seconds, at most ``packets`` datagrams; no
+    floor while it has no rate (a loss-based controller on a carrier that loses nothing grows by
+    itself).  Everything else is ``inner``'s own."""
+
+    __slots__ = ("allowance", "inner", "packets")
+
+    def __init__(self, inner: CongestionController, packets: int, allowance: float) -> None:
+        if packets < 1 or allowance <= 0:
+            raise LocalProtocolError("a window floor is at least one datagram and a positive time")
+        self.inner = inner
+        self.packets = packets
+        self.allowance = allowance
+
+    @property
+    def congestion_window(self) -> int:
+        inner = self.inner
+        rate = inner.pacing_rate
+        if rate is None:
+            return inner.congestion_window
+        floor = min(self.packets * inner.max_datagram_size, int(rate * self.allowance))
+        return max(inner.congestion_window, floor)
+
+    @property
+    def max_datagram_size(self) -> int:
+        return self.inner.max_datagram_size
+
+    @property
+    def pacing_rate(self) -> float | None:
+        return self.inner.pacing_rate
+
+    def available(self, bytes_in_flight: int) -> int:
+        return max(0, self.congestion_window - bytes_in_flight)
+
+    def on_packet_sent(self, packet: SentPacket[Any], bytes_in_flight: int, now: float, *, app_limited: bool) -> None:
+        self.inner.on_packet_sent(packet, bytes_in_flight, now, app_limited=app_limited)
+
+    def on_packets_acked(
+        self, packets: Sequence[SentPacket[Any]], now: float, *, rtt: RttEstimator, app_limited: bool
+    ) -> None:
+        self.inner.on_packets_acked(packets, now, rtt=rtt, app_limited=app_limited)
+
+    def on_packets_lost(self, packets: Sequence[SentPacket[Any]], now: float) -> None:
+        self.inner.on_packets_lost(packets, now)
+
+    def on_persistent_congestion(self, now: float) -> None:
+        self.inner.on_persistent_congestion(now)
+
+    def set_max_datagram_size(self, max_datagram_size: int) -> None:
+        self.inner.set_max_datagram_size(max_datagram_size)
+
+
 def _check_size(max_datagram_size: int) -> None:
     if max_datagram_size <= 0:
         raise LocalProtocolError("max_datagram_size must be positive")

@@ -179,7 +179,16 @@ def decode_untrusted(data: bytes, max_record: int = MAX_RECORD) -> Message:
     """Parse one message; raises only ``RemoteProtocolError(MALFORMED_MESSAGE)`` (REL-3.2)."""
     if not data:
         raise _bad("empty")
-    kind, body = data[0], data[1:]
+    kind = data[0]
+    if kind in (MessageType.SEND, MessageType.RECV):  # the bulk: one copy of the record, not two
+        if len(data) < 6:
+            raise _bad("no record")
+        record = data[5:]
+        if not valid_record(record, max_record):
+            raise _bad("record too long or not a p2pos packet")
+        pair = _U32.unpack_from(data, 1)[0]
+        return Send(pair=pair, record=record) if kind == MessageType.SEND else Recv(pair=pair, record=record)
+    body = data[1:]
     if kind == MessageType.CHALLENGE:
         if len(body) != _CHALLENGE.size:
             raise _bad("CHALLENGE is 42 bytes")
@@ -209,14 +218,6 @@ def decode_untrusted(data: bytes, max_record: int = MAX_RECORD) -> Message:
         if len(body) != 4:
             raise _bad("UNPAIRED is 4 bytes")
         return Unpaired(pair=_U32.unpack(body)[0])
-    if kind in (MessageType.SEND, MessageType.RECV):
-        if len(body) < 5:
-            raise _bad("no record")
-        record = body[4:]
-        if not valid_record(record, max_record):
-            raise _bad("record too long or not a p2pos packet")
-        pair = _U32.unpack_from(body)[0]
-        return Send(pair=pair, record=record) if kind == MessageType.SEND else Recv(pair=pair, record=record)
     if kind == MessageType.SENDTO:
         if len(body) <= PEER_ID_LEN:
             raise _bad("SENDTO without a record")

@@ -12,7 +12,8 @@ relay what happened to each link; time comes in as ``now``.  Drivers call, per l
 and then drain: ``take_messages(link, max_bytes)`` for links in ``links_with_output()``,
 ``closes()`` (links to close with a WebSocket close code), ``node_records()`` (records sent to
 the co-located rendezvous node, §6).  ``read_delay(link, now)`` says how long to wait before the
-next read from a link (its byte quota, §5); ``charge(link, nbytes, now)`` spends it.  Timers:
+next read from a link (its byte quota, §5), ``read_allowance(link, now)`` how much it may
+read before it is in debt; ``charge(link, nbytes, now)`` spends it.  Timers:
 ``get_timer()`` / ``handle_timer(now)``.
 """
 
@@ -544,6 +545,14 @@ class RelayCore:
         if link is None:
             return 0.0
         return max(link.bucket.delay(now), self._addresses[link.prefix].bucket.delay(now))
+
+    def read_allowance(self, link_id: int, now: float) -> float:
+        """Bytes ``link_id`` may still read before its byte quotas go into debt (the driver sizes
+        its reads by it, so that one read overshoots a quota by little)."""
+        link = self._links.get(link_id)
+        if link is None:
+            return 0.0
+        return max(0.0, min(link.bucket.level(now), self._addresses[link.prefix].bucket.level(now)))
 
     def charge(self, link_id: int, nbytes: int, now: float) -> None:
         """``nbytes`` were read from ``link_id``'s socket."""

@@ -421,6 +421,21 @@ def test_byte_quota_delays_reading_and_recovers() -> None:
     assert core.read_delay(link, 1.01) == 0.0
 
 
+def test_read_allowance_is_what_the_smaller_bucket_holds() -> None:
+    """REL-5.3: the driver reads at most about what the quotas still allow (so one read overshoots little)."""
+    config = RelayConfig(link_rate=1000, link_burst=5000, address_rate=1000, address_burst=8000)
+    core = RelayCore(config, SeededRandom("bytes"))
+    link = core.open_link(("192.0.2.1", 1), 0.0)
+    assert link is not None
+    assert core.read_allowance(link, 0.0) == 5000  # the link's burst, below the address's
+    core.charge(link, 4000, 0.0)
+    assert core.read_allowance(link, 0.0) == 1000
+    assert core.read_allowance(link, 2.0) == 3000  # refilled at the rate
+    core.charge(link, 9000, 2.0)
+    assert core.read_allowance(link, 2.0) == 0.0  # in debt: nothing, never negative
+    assert core.read_allowance(999, 2.0) == 0.0  # an unknown link
+
+
 def test_the_byte_quota_belongs_to_the_peer_id() -> None:
     """REL-5.3: a peer that spent its bucket does not get a new one by reconnecting; another peer does."""
     net = Net(RelayConfig(link_rate=1000, link_burst=5000))
