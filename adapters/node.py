@@ -30,11 +30,10 @@ and over any object with the transport's methods (the link emulator in tests).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
-from typing import Protocol, cast
+from typing import cast
 
 import trio
 
@@ -65,28 +64,30 @@ from p2pos.proto import (
 from p2pos.proto.channels.channel import ChannelState
 from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
-from p2pos.proto.paths.path import PathKind
 
-from . import nodepaths
+from . import nodepaths, routeconfig
+from .nodetypes import BACKLOG, Address, ConnectFailed, Listener, Peer, Transport, _show, _why
 from .reopen import Reopen
 from .streams import ChannelBroken, ChannelStream, MessageChannel, ServiceRefused
 
-Address = tuple[str, int]
-#: The largest UDP payload (IPv4), and so the highest PMTU ceiling ChannelConfig accepts; a record
-#: (at most 65535 bytes, spec/record.md) always fits it.
-_LARGEST_DATAGRAM = 65507
-#: The largest packet on a stream-carried path (ChannelConfig.stream_frame_size's limit).
-_LARGEST_STREAM_FRAME = 65000
-#: The PMTU search's ceiling of a session whose first path is stream-carried.
-_STREAM_FIRST_DATAGRAM_CEILING = 16384
-#: The channel layer's default PMTU ceiling: the node replaces it with what the interface carries.
-_DEFAULT_CEILING = ChannelConfig().max_datagram_size
+__all__ = [
+    "BACKLOG",
+    "BUSY",
+    "NOT_ALLOWED",
+    "Address",
+    "ConnectFailed",
+    "Listener",
+    "Node",
+    "Peer",
+    "ServiceRefused",
+    "Transport",
+    "_show",
+    "open_node",
+]
 #: Datagrams received between two chances to transmit (ACKs, window updates).
 RECEIVE_CHUNK = 32
 #: The receive loop lets other tasks run (the application reading) after this many chunks.
 YIELD_EVERY_CHUNKS = 4
-#: Channels a listener holds for ``accept`` before it refuses more ("busy").
-BACKLOG = 64
 #: The application codes (errors.md §3) a node refuses channels with: the peer is not on the
 #: service's allow list, the service's backlog is full.
 NOT_ALLOWED = 0x100
@@ -96,85 +97,6 @@ BUSY = 0x101
 STATELESS_RESET = 0x0B
 
 log = logging.getLogger("p2pos.node")
-
-
-class Transport(Protocol):
-    """What the node needs of a socket (transports/udp.py ``UdpTransport``, or an emulated link)."""
-
-    local_address: Address
-
-    def check_address(self, addr: object) -> Address: ...
-    def max_udp_payload(self, addr: Address) -> int: ...
-    async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None: ...
-    def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int: ...
-    async def receive_runs(self) -> list[tuple[list[bytes], Address]]: ...
-    def close(self) -> None: ...
-
-
-def _show(address: object) -> str:
-    """``host:port`` (``[host]:port`` for IPv6) of a UDP address, else its repr."""
-    if isinstance(address, tuple) and len(address) >= 2:
-        host, port = address[0], address[1]
-        if str(host).startswith("relay:"):  # a relay transport's pseudo-address: ("relay:PEERID", 0)
-            return str(host)
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return repr(address)
-
-
-def _why(code: ErrorCode, reason: str) -> str:
-    """``CODE (reason)``: how every error here names what the core said."""
-    return f"{code.name} ({reason})" if reason else code.name
-
-
-class ConnectFailed(Exception):
-    """No session with the peer: the handshake failed, timed out, or another key answered."""
-
-    def __init__(self, code: ErrorCode, reason: str) -> None:
-        super().__init__(f"could not connect: {_why(code, reason)}")
-        self.code = code
-        self.reason = reason
-
-
-@dataclasses.dataclass(eq=False)
-class Peer:
-    """An authenticated session to one peer."""
-
-    session_id: int
-    peer_id: PeerId
-    #: The short authentication string both people can compare (spec/handshake.md §7).
-    sas: str
-    #: The peer's Noise static key: the next session to it uses the 1-RTT IK handshake.
-    remote_static: bytes
-
-
-class Listener:
-    """Incoming channels to one service: ``await accept()`` or ``async for``."""
-
-    def __init__(
-        self, node: Node, service: str, kind: ChannelKind, allow: Callable[[PeerId], bool] | None = None
-    ) -> None:
-        self.service = service
-        self.kind = kind
-        #: Who may open channels to this service (None: any peer).
-        self.allow = allow
-        self._node = node
-        self._send, self._receive = trio.open_memory_channel[ChannelStream | MessageChannel](BACKLOG)
-
-    async def accept(self) -> ChannelStream | MessageChannel:
-        return await self._receive.receive()
-
-    def __aiter__(self) -> Listener:
-        return self
-
-    async def __anext__(self) -> ChannelStream | MessageChannel:
-        try:
-            return await self.accept()
-        except trio.EndOfChannel:
-            raise StopAsyncIteration from None
-
-    def close(self) -> None:
-        self._node._listeners.pop(self.service, None)
-        self._send.close()
 
 
 class Node:
@@ -638,8 +560,7 @@ class Node:
         UDP socket has neither: a direct datagram path, rank 0.  One whose datagrams leave through
         another socket (QUIC sharing a UDP socket) names that socket's index in ``shares_socket``.
         """
-        kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
-        rank = int(getattr(transport, "path_rank", 0))
+        kind, rank = routeconfig.kind_and_rank(transport)
         shares = getattr(transport, "shares_socket", None)  # QUIC on a UDP socket: one fate (PTH-4.8)
         self.endpoint.declare_local(local, kind=kind, rank=rank, shares_socket=shares)
 
@@ -654,8 +575,7 @@ class Node:
         if local is None:
             local = self._socket_for(address)
         remote = self.transports[local].check_address(address)
-        kind = PathKind(str(getattr(self.transports[local], "path_kind", "datagram")))
-        rank = int(getattr(self.transports[local], "path_rank", 0))
+        kind, rank = routeconfig.kind_and_rank(self.transports[local])
         path_id = self.endpoint.add_path(peer.session_id, remote, local, trio.current_time(), kind=kind, rank=rank)
         self._updated(peer.session_id)
         return path_id
@@ -708,27 +628,8 @@ class Node:
         return self.transports[cast(int, local)]
 
     def _channel_config_for(self, address: Hashable, local: Hashable) -> ChannelConfig:
-        """The PMTU search's ceiling follows the outgoing interface's MTU, within the largest record."""
-        transport = self._transport(local)
-        try:
-            payload = transport.max_udp_payload(cast(Address, address))
-        except OSError:
-            return self._base_channels
-        base = self._base_channels
-        if getattr(transport, "path_kind", "datagram") == "stream":
-            # A stream carrier's records are as large as it takes (a relay: 65000): fewer records, less
-            # work per byte in every process on the way.  Datagram paths added later keep the ceiling
-            # they had before (16384).
-            frame = max(1200, min(payload, _LARGEST_STREAM_FRAME))
-            if frame != base.stream_frame_size:
-                base = dataclasses.replace(base, stream_frame_size=frame)
-            payload = min(payload, _STREAM_FIRST_DATAGRAM_CEILING)
-        ceiling = min(payload, _LARGEST_DATAGRAM)
-        if base.max_datagram_size != _DEFAULT_CEILING:  # the application chose a ceiling: keep within it
-            ceiling = min(ceiling, base.max_datagram_size)
-        if ceiling == base.max_datagram_size or ceiling < 1200 or not base.pmtu_probing:
-            return base
-        return dataclasses.replace(base, max_datagram_size=ceiling)
+        """The channel config of a path to ``address`` through socket ``local`` (routeconfig.py)."""
+        return routeconfig.channel_config_for(self._base_channels, self._transport(local), cast(Address, address))
 
 
 @contextlib.asynccontextmanager

@@ -19,8 +19,10 @@ from p2pos.proto import ErrorCode, PeerId
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 from p2pos.proto.paths.path import PathKind
 
+from .nodetypes import Address, ConnectFailed, Peer
+
 if TYPE_CHECKING:
-    from .node import Address, Node, Peer
+    from .node import Node
 
 log = logging.getLogger("p2pos.node")
 
@@ -48,8 +50,6 @@ async def connect_any(
 
     ConnectFailed (the last reason) if none answers; ValueError if no socket takes any address.
     """
-    from .node import ConnectFailed, Peer  # node.py imports this module
-
     checked: list[tuple[int, Address]] = []
     errors = []
     for address in addresses:
