@@ -176,8 +176,8 @@ KILLS: list[tuple[str, str, str, str, str]] = [
     (
         "ch/live/6",
         "channels/connection.py",
-        "elif now >= self._last_sent + interval:",
-        "elif now >= self._last_sent - interval:",
+        "if not retrying and now < self._last_sent + interval:",
+        "if not retrying and now < self._last_sent - interval:",
         "channels/connection.py:core/ReplaceBinaryOperator_Add_Sub:3",
     ),
     (
