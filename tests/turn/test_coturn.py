@@ -259,7 +259,7 @@ async def test_send_now_writes_channel_data_straight_to_the_leg(coturn: Coturn) 
                 peer_address = peer.getsockname()
                 assert turn.send_now([b"too early"], peer_address) == 0  # no permission, no channel
                 await turn.add_peer(peer_address)
-                while turn.client.channel_of(peer_address) is None:
+                while turn.client.channel_for(peer_address, trio.current_time()) is None or turn._flushing:
                     await trio.sleep(0.01)
                 burst = [i.to_bytes(2, "big") + secrets.token_bytes(16378 if i % 5 else 999) for i in range(48)]
                 calls, sent = turn.send_calls, turn.messages_sent
