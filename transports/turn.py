@@ -43,6 +43,7 @@ from p2pos.proto.nat.turn_events import (
     TurnRefreshed,
     TurnReleased,
 )
+from p2pos.proto.nat.turn_framing import CHANNEL_HEADER, channel_header
 from p2pos.transports import socket_options
 from p2pos.transports.gso import GSO_REFUSALS, enable_gso, plan_runs, segment_cmsg
 
@@ -99,6 +100,8 @@ class TurnSocket:
         self._armed: float | None = None
         self._stream: trio.abc.Stream | None = None
         self._send_lock = trio.Lock()
+        #: Flushes holding the core's output (waiting for the lock or the socket): order is kept.
+        self._flushing = 0
 
     # -- public -------------------------------------------------------------------
 
@@ -116,6 +119,50 @@ class TurnSocket:
         for datagram in datagrams:
             self.client.send(datagram, peer, now)
         await self._flush()
+
+    def send_now(self, datagrams: Sequence[bytes], peer: Address) -> int:
+        """Relay as many of ``datagrams`` to ``peer`` as go at once, without waiting; how many went.
+
+        The fast path of a UDP leg (TRN-8.2): once ``peer``'s channel is bound, each datagram
+        leaves as ChannelData written straight to the socket, its 4-byte header and the datagram
+        side by side in one ``sendmsg`` (no copy), runs of equal size in one GSO call each.  It
+        stops at the first datagram that cannot go at once (a full socket buffer, a refusal, no
+        channel yet, the core or another task sending): the caller sends the rest with
+        ``send_many``, in order.
+        """
+        raw = self._raw
+        if raw is None or self._flushing or not datagrams or self._error is not None:
+            return 0
+        number = self.client.channel_for(peer, trio.current_time())
+        if number is None:
+            return 0
+        sent = 0
+        gso = self._gso
+        for run in plan_runs([len(d) + CHANNEL_HEADER for d in datagrams]) if gso else ():
+            parts: list[bytes] = []
+            for datagram in datagrams[run.start : run.stop]:
+                parts.append(channel_header(number, len(datagram)))
+                parts.append(datagram)
+            try:
+                if run.count == 1:
+                    raw.sendmsg(parts)
+                else:
+                    raw.sendmsg(parts, [segment_cmsg(run.segment)])
+            except OSError:  # a full buffer, or a refusal that send_many deals with
+                return sent
+            self.send_calls += 1
+            self.messages_sent += run.count
+            sent += run.count
+        if not gso:
+            for datagram in datagrams:
+                try:
+                    raw.sendmsg([channel_header(number, len(datagram)), datagram])
+                except OSError:
+                    return sent
+                self.send_calls += 1
+                self.messages_sent += 1
+                sent += 1
+        return sent
 
     async def receive(self) -> tuple[bytes, Address]:
         """The next ``(datagram, peer address)`` relayed to us; ``TurnError`` once the allocation is gone."""
@@ -185,6 +232,7 @@ class TurnSocket:
         """Send what the core has queued, dispatch its events, re-arm the timer."""
         out = self.client.datagrams_to_send(trio.current_time())
         if out:
+            self._flushing += 1  # taken from the core, not sent yet: ``send_now`` must not pass it
             try:
                 async with self._send_lock:
                     if self._raw is not None:
@@ -194,6 +242,8 @@ class TurnSocket:
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
                 if self._raw is None or getattr(exc, "errno", None) not in (errno.ECONNREFUSED, errno.EHOSTUNREACH):
                     self.client.fail(f"cannot send to {self.server.url}: {exc}")
+            finally:
+                self._flushing -= 1
         self._dispatch()
         deadline = self.client.get_timer()
         if deadline != self._armed and (self._armed is None or deadline is None or deadline < self._armed):

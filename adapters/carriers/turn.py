@@ -79,6 +79,12 @@ class TurnTransport:
         self._outbox = Outbox()
         self._inbox = Inbox()
         self._running = False
+        #: Batches the sender task took from the outbox and has not handed to the TURN socket yet.
+        self._in_hand = 0
+        #: Datagrams may wait in the outbox (put there since the sender task last took it), and
+        #: ``send_batch`` calls still putting: while either holds, nothing goes straight to the leg.
+        self._queued = False
+        self._putting = 0
         turn.on_peer_failed = self._peer_failed
         #: Datagrams lost: refused by the TURN client, or sent after the allocation was lost.
         self.send_errors = 0
@@ -122,10 +128,28 @@ class TurnTransport:
         return min(leg, LARGEST_MESSAGE, TURN_MESSAGE_CEILING) - overhead
 
     async def send_batch(self, datagrams: Sequence[bytes], addr: Address) -> None:
-        await self._outbox.put(datagrams, addr)
+        sent = self._send_direct(datagrams, addr)
+        if sent < len(datagrams):
+            self._queued = True
+            self._putting += 1
+            try:
+                await self._outbox.put(datagrams[sent:], addr)
+            finally:
+                self._putting -= 1
 
     def send_batch_now(self, datagrams: Sequence[bytes], addr: Address) -> int:
-        return self._outbox.put_now(datagrams, addr)
+        sent = self._send_direct(datagrams, addr)
+        if sent < len(datagrams):
+            self._queued = True
+            sent += self._outbox.put_now(datagrams[sent:], addr)
+        return sent
+
+    def _send_direct(self, datagrams: Sequence[bytes], addr: Address) -> int:
+        """What goes straight to the UDP leg at once (TRN-8.2), only while nothing waits before it
+        (the outbox empty, the sender task idle: order is kept); the rest goes through the outbox."""
+        if self._queued or self._putting or self._in_hand or self._outbox.lost is not None:
+            return 0
+        return self.turn.send_now(datagrams, addr)
 
     async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
         return await self._inbox.take_runs()
@@ -170,7 +194,9 @@ class TurnTransport:
                 batches = await self._outbox.take()
             except trio.EndOfChannel:
                 return
+            self._queued, self._in_hand = False, len(batches)
             for datagrams, addr in batches:
+                self._in_hand -= 1
                 try:
                     await self.turn.send_many(datagrams, addr)  # one flush (GSO runs on a UDP leg)
                 except TurnError as exc:

@@ -503,6 +503,29 @@ class TurnClient:
         """The next event, or None."""
         return self._events.popleft() if self._events else None
 
+    def channel_for(self, peer: Address, now: float) -> int | None:
+        """The channel to put data for ``peer`` in, framed by the driver itself (TRN-6.6), or None.
+
+        A number only while the allocation is up, the peer's permission installed and its channel
+        bound: the driver may then write ``channel_header(number, len(data)) + data`` to a UDP leg
+        itself (one message per datagram, TRN-6.1), and the permission and channel count as used,
+        as after ``send``.  None: call ``send`` (it installs, holds or wraps in a Send indication).
+        """
+        if self.state is not TurnState.ALLOCATED or self.config.stream:
+            return None
+        channel = self._channels.get(peer)  # the driver's addresses are canonical already (no parsing)
+        if channel is None:
+            channel = self._channels.get(normalize(peer))
+        if channel is None or not channel.bound:
+            return None
+        perm = self._permissions.get(peer[0])
+        if perm is None:
+            perm = self._permissions.get(normalize(peer)[0])
+        if perm is None or not perm.installed:
+            return None
+        perm.last_used = channel.last_used = now
+        return channel.number
+
     def channel_of(self, peer: Address) -> int | None:
         """The bound channel number for ``peer``, or None while data to it goes in Send indications."""
         channel = self._channels.get(normalize(peer))

@@ -32,6 +32,16 @@ def channel_data(channel: int, data: bytes, *, stream: bool) -> bytes:
     return header + data  # one copy of the payload
 
 
+def channel_header(channel: int, length: int) -> bytes:
+    """The 4-byte header of a ChannelData message of ``length`` bytes on ``channel`` (a UDP leg:
+    no padding): a driver writes it and the data in one ``sendmsg``, without copying the data."""
+    if not CHANNEL_MIN <= channel <= CHANNEL_MAX:
+        raise ValueError(f"a channel number is 0x4000..0x4FFF, not 0x{channel:x}")
+    if not 0 <= length <= 0xFFFF:
+        raise ValueError("ChannelData carries at most 65535 bytes")
+    return _CHANNEL.pack(channel, length)
+
+
 def decode_channel_data_untrusted(message: bytes) -> tuple[int, bytes]:
     """``(channel, data)`` of a ChannelData message (padding after the data is ignored, RFC 8656 §12.5)."""
     if len(message) < CHANNEL_HEADER:

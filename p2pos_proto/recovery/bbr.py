@@ -62,6 +62,8 @@ PROBE_RTT_DURATION: Final = 0.2
 MINIMUM_WINDOW_PACKETS: Final = 4
 #: Datagrams of headroom on top of ``CWND_GAIN * BDP`` for ACK and pacing quantisation.
 CWND_HEADROOM_PACKETS: Final = 3
+#: The ACK-aggregation allowance keeps the largest excess of two periods of this many round trips.
+EXTRA_ACKED_ROUNDS: Final = 5
 
 
 class BbrState(Enum):
@@ -87,8 +89,13 @@ class Bbr(CongestionController):
     """A BBR congestion controller behind the ``congestion.CongestionController`` interface."""
 
     __slots__ = (
+        "_ack_epoch_acked",
+        "_ack_epoch_start",
         "_bw",
         "_cwnd",
+        "_extra_acked",
+        "_extra_acked_old",
+        "_extra_acked_round",
         "_cycle_start",
         "_full_bw",
         "_full_bw_count",
@@ -153,6 +160,13 @@ class Bbr(CongestionController):
         self._probe_rtt_done: float | None = None
         self._probe_rtt_round_done = False
         self._pacing_rate = 0.0
+        # ACK aggregation (REC-5.6.3.1, §5.6.5): the current epoch's start and bytes acknowledged since, and the
+        # largest excess of acknowledged over expected bytes in this and the previous period of rounds.
+        self._ack_epoch_start = 0.0
+        self._ack_epoch_acked = 0
+        self._extra_acked = 0
+        self._extra_acked_old = 0
+        self._extra_acked_round = 0
 
     # -- what the connection reads ------------------------------------------------------------
 
@@ -200,6 +214,11 @@ class Bbr(CongestionController):
         """``bandwidth * min_rtt`` in bytes, or None while either is unknown."""
         bw = self._bw.best
         return bw * self._min_rtt if bw > 0 and self._min_rtt < math.inf else None
+
+    @property
+    def extra_acked(self) -> int:
+        """The window's allowance for acknowledgements that arrive in bunches, in bytes (REC-5.6.3.1, §5.6.5)."""
+        return max(self._extra_acked, self._extra_acked_old)
 
     @property
     def inflight_hi(self) -> int | None:
@@ -261,6 +280,7 @@ class Bbr(CongestionController):
         if self._state is BbrState.PROBE_BW:
             self._advance_cycle(now)
         self._check_probe_rtt(now, round_start, min_rtt_expired)
+        self._update_ack_aggregation(acked, now)
         self._set_pacing_rate()
         self._set_cwnd(acked)
 
@@ -298,6 +318,7 @@ class Bbr(CongestionController):
         self._full_bw = 0.0
         self._full_bw_count = 0
         self._full_bw_reached = False
+        self._extra_acked = self._extra_acked_old = self._ack_epoch_acked = 0
         self._probe_rtt_done = None
         self._enter(BbrState.STARTUP, now)
         self._pacing_rate = STARTUP_PACING_GAIN * self._cwnd / self._srtt if self._srtt > 0 else 0.0
@@ -449,12 +470,41 @@ class Bbr(CongestionController):
         if self._srtt > 0 and self._pacing_rate < self._mds / self._srtt:
             self._pacing_rate = self._mds / self._srtt
 
+    def _update_ack_aggregation(self, acked: int, now: float) -> None:
+        """REC-5.6.3.1, §5.6.5: how far acknowledgements ran ahead of ``bw`` since the current epoch began.
+
+        An epoch ends (and a new one begins, empty, at this acknowledgement) as soon as the bytes
+        acknowledged in it are no more than ``bw`` times its length, and at the start of every period
+        of ``EXTRA_ACKED_ROUNDS`` round trips: on a path whose acknowledgements
+        come at the rate of the model the excess stays about zero.  Acknowledgements held back and
+        then delivered in a bunch (a receiver, or a relay on the way, that runs late) make an excess:
+        the window needs that much more to keep sending through the gap.
+        """
+        bw = self._bw.best
+        if acked <= 0 or bw <= 0:
+            return
+        if self._round_count >= self._extra_acked_round + EXTRA_ACKED_ROUNDS:
+            # A new period: the older one is forgotten, and so is the epoch (acknowledgements that keep
+            # pace with ``bw`` would otherwise carry an old excess on for ever).
+            self._extra_acked_old, self._extra_acked = self._extra_acked, 0
+            self._extra_acked_round = self._round_count
+            self._ack_epoch_start, self._ack_epoch_acked = now, 0
+            return
+        self._ack_epoch_acked += acked
+        expected = bw * (now - self._ack_epoch_start)
+        if self._ack_epoch_acked <= expected:
+            self._ack_epoch_start, self._ack_epoch_acked = now, 0
+            return
+        extra = min(int(self._ack_epoch_acked - expected), self._cwnd)
+        self._extra_acked = max(self._extra_acked, extra)
+
     def _set_cwnd(self, acked: int) -> None:
         bdp = self.bdp
         cwnd = self._cwnd
         if bdp is not None:
             target = int(CWND_GAIN * bdp) + CWND_HEADROOM_PACKETS * self._mds
-            if self._full_bw_reached:
+            if self._state is BbrState.PROBE_BW:
+                target += self.extra_acked
                 cwnd = min(cwnd + acked, target)
             elif cwnd < target or self._sampler.delivered < initial_window(self._mds):
                 cwnd += acked

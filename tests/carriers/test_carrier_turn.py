@@ -189,3 +189,35 @@ async def test_refused_credentials_fail_the_transport_before_any_node_uses_it(co
             coturn.server(Leg.TCP), TurnCredentials(username=USER, password="wrong"), config=FAST
         ):
             pytest.fail("no allocation should be made with a wrong password")
+
+
+async def test_datagrams_go_straight_to_the_udp_leg_in_order(coturn: Coturn) -> None:
+    """[TRN-8.2] once the peer's channel is bound, ``send_batch_now`` writes to the UDP leg at once (no
+    sender-task hop: the messages are counted sent before any checkpoint); while the outbox holds
+    earlier datagrams, later ones queue behind them: a plain UDP peer gets every datagram in order."""
+    with trio.fail_after(20):
+        async with open_turn_transport(coturn.server(Leg.UDP), GOOD, config=FAST, release_timeout=1) as transport:
+            peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with peer:
+                peer.bind(("127.0.0.1", 0))
+                socket_options.size_buffers(peer)
+                peer.settimeout(5)
+                address = peer.getsockname()
+                early = [b"early-%d" % i for i in range(3)]
+                before = transport.turn.messages_sent
+                assert transport.send_batch_now(early, address) == 3  # no channel yet: into the outbox
+                assert transport.turn.messages_sent == before
+                await transport.add_peer(address)
+                # The channel bound and the permission installed, the early datagrams sent: nothing waits.
+                while (
+                    transport.turn.client.channel_for(address, trio.current_time()) is None or transport.turn._flushing
+                ):
+                    await trio.sleep(0.01)
+                await trio.sleep(0.05)
+                sent = transport.turn.messages_sent
+                burst = [b"now-%d" % i + bytes(4000) for i in range(20)]
+                assert transport.send_batch_now(burst, address) == 20
+                assert transport.turn.messages_sent - sent == 20  # straight to the socket
+                await transport.send_batch(burst[:2], address)  # (also straight: nothing waits)
+                got = [await trio.to_thread.run_sync(peer.recv, 65536) for _ in range(25)]
+                assert got == early + burst + burst[:2]

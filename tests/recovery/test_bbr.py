@@ -20,6 +20,7 @@ import pytest
 from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.recovery.bbr import (
     BW_WINDOW_ROUNDS,
+    EXTRA_ACKED_ROUNDS,
     MIN_RTT_WINDOW,
     MINIMUM_WINDOW_PACKETS,
     PROBE_BW_GAINS,
@@ -656,3 +657,59 @@ def test_a_path_that_only_carried_acknowledgements_still_paces_a_datagram_per_rt
     pacer.on_packet_sent(now, big)
     pacer.on_packet_sent(now, big)
     assert pacer.next_send_time(now, big) <= now + 2 * rtt.smoothed_rtt
+
+
+# -- ACK aggregation (REC-5.6.3.1, §5.6.5) -------------------------------------------------------------
+
+
+class AggregatingPath(Path):
+    """A ``Path`` whose acknowledgements are held and released together every ``period`` seconds (a
+    receiver or a relay on the way that runs late), until ``until``."""
+
+    def __init__(self, *, period: float, until: float = math.inf, **kw: float) -> None:
+        super().__init__(rate=kw["rate"], base_rtt=kw["base_rtt"], queue=int(kw["queue"]))
+        self.period = period
+        self.until = until
+
+    def send(self, now: float, size: int) -> float | None:
+        arrival = super().send(now, size)
+        if arrival is None or arrival >= self.until:
+            return arrival
+        return math.ceil(arrival / self.period) * self.period
+
+
+def test_bunched_acknowledgements_widen_the_window_and_keep_the_rate() -> None:
+    """[REC-5.6.3.1, §5.6.5] ACKs released every 40 ms on a 10 ms path: with 2 BDP (of the 10 ms min RTT) alone the
+    sender waits through most of each gap, its samples fall, and the window with them (measured: down
+    to 34% of the rate by 5 s); the allowance (the largest excess of acknowledged over ``bw *
+    interval``) covers a gap's worth of data and the rate is kept."""
+    base, period = 0.01, 0.04
+    cc = Bbr()
+    sender = Sender(cc, AggregatingPath(period=period, rate=RATE, base_rtt=base, queue=RATE * 0.05))
+    sender.run(6.0)
+    assert state(cc) is BbrState.PROBE_BW
+    assert cc.extra_acked >= 0.5 * RATE * period
+    assert cc.congestion_window >= 2 * RATE * base + cc.extra_acked
+    assert sender.goodput(3.0, 6.0) >= 0.9 * RATE
+
+
+def test_the_allowance_is_zero_on_a_smooth_path_and_expires() -> None:
+    """[REC-5.6.3.1, §5.6.5] acknowledgements at the model's rate make no allowance (the window stays 2 BDP +
+    headroom); one made by bunching is gone 2 * EXTRA_ACKED_ROUNDS round trips after the bunching
+    stopped; persistent congestion clears it."""
+    sender, cc, _ = bulk()
+    sender.run(6.0)
+    assert cc.extra_acked <= MDS
+    base, period = 0.01, 0.04
+    cc = Bbr()
+    sender = Sender(cc, AggregatingPath(period=period, until=3.0, rate=RATE, base_rtt=base, queue=RATE * 0.05))
+    sender.run(3.0)
+    assert cc.extra_acked >= 0.5 * RATE * period
+    sender.run(3.0 + (2 * EXTRA_ACKED_ROUNDS + 2) * 0.05)
+    assert cc.extra_acked <= MDS
+    assert cc.congestion_window <= 2 * cc.bdp + 3 * MDS + MDS  # type: ignore[operator]
+    sender.path.until = math.inf
+    sender.run(5.0)
+    assert cc.extra_acked > MDS
+    cc.on_persistent_congestion(sender.now)
+    assert cc.extra_acked == 0

@@ -371,3 +371,44 @@ def test_ipv6_peer_overheads() -> None:
     c.send(b"abcde", peer6, 2.0)
     (wire,) = c.datagrams_to_send(2.0)
     assert len(wire) == 4 + 5 and c.channel_of(peer6) == 0x4000
+
+
+def test_channel_for_only_once_the_channel_is_bound() -> None:
+    """[TRN-6.6] ``channel_for`` gives the bound channel only while data may go in ChannelData (allocated,
+    permission installed, channel bound); before that None (``send`` holds or wraps it)."""
+    c, server = client(), FakeTurnServer(users={"alice": "secret"})
+    assert c.channel_for(PEER, 0.0) is None  # not allocated
+    c.allocate(0.0)
+    pump(c, server, 0.0)
+    assert c.channel_for(PEER, 0.0) is None  # no permission, no channel
+    c.send(b"first", PEER, 0.0)
+    assert c.channel_for(PEER, 0.0) is None  # requested, not answered yet
+    pump(c, server, 0.0)
+    assert c.channel_for(PEER, 1.0) == c.channel_of(PEER) == 0x4000
+    assert c.channel_for(PEER2, 1.0) is None  # the same IP, another port: its own channel, not bound
+    assert c.datagrams_to_send(1.0) == []  # asking installs nothing
+
+
+def test_channel_for_keeps_permission_and_channel_in_use() -> None:
+    """[TRN-6.6] [TRN-5.3] data framed by the driver counts as use: the permission is refreshed at 240 s
+    and the channel rebound at 540 s, as after ``send``; without it both lapse."""
+    c, server = allocated()
+    c.send(b"x", PEER, 0.0)
+    pump(c, server, 0.0)
+    for now in (100.0, 230.0):
+        assert c.channel_for(PEER, now) == 0x4000
+    c.handle_timer(240.0)
+    assert [sm.decode_untrusted(d).method for d in c.datagrams_to_send(240.0)] == [sm.CREATE_PERMISSION]
+    pump(c, server, 240.0)
+    for now in (300.0, 530.0):
+        assert c.channel_for(PEER, now) == 0x4000
+    c.handle_timer(540.0)
+    assert sm.CHANNEL_BIND in [sm.decode_untrusted(d).method for d in c.datagrams_to_send(540.0)]
+
+
+def test_channel_for_is_none_on_a_stream_leg() -> None:
+    """[TRN-6.6] on TCP/TLS the driver never frames data itself (ChannelData is padded there): None."""
+    c, server = allocated(TurnConfig(stream=True))
+    c.send(b"x", PEER, 0.0)
+    pump(c, server, 0.0)
+    assert c.channel_of(PEER) == 0x4000 and c.channel_for(PEER, 1.0) is None
