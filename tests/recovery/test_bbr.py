@@ -679,8 +679,8 @@ class AggregatingPath(Path):
 
 
 def test_bunched_acknowledgements_widen_the_window_and_keep_the_rate() -> None:
-    """[REC-5.6.3.1, §5.6.5] ACKs released every 40 ms on a 10 ms path: with 2 BDP (of the 10 ms min RTT) alone the
-    sender waits through most of each gap, its samples fall, and the window with them (measured: down
+    """[REC-5.6.3.1] [REC-5.6.5.1] ACKs released every 40 ms on a 10 ms path: with 2 BDP (of the 10 ms
+    min RTT) alone the sender waits through most of each gap, its samples fall, and the window with them (measured: down
     to 34% of the rate by 5 s); the allowance (the largest excess of acknowledged over ``bw *
     interval``) covers a gap's worth of data and the rate is kept."""
     base, period = 0.01, 0.04
@@ -694,7 +694,7 @@ def test_bunched_acknowledgements_widen_the_window_and_keep_the_rate() -> None:
 
 
 def test_the_allowance_is_zero_on_a_smooth_path_and_expires() -> None:
-    """[REC-5.6.3.1, §5.6.5] acknowledgements at the model's rate make no allowance (the window stays 2 BDP +
+    """[REC-5.6.3.1] [REC-5.6.5.1] acknowledgements at the model's rate make no allowance (the window stays 2 BDP +
     headroom); one made by bunching is gone 2 * EXTRA_ACKED_ROUNDS round trips after the bunching
     stopped; persistent congestion clears it."""
     sender, cc, _ = bulk()
