@@ -166,6 +166,8 @@ def peer_paths(node: Node, session_id: int) -> list[dict[str, object]]:
                 "active": info["active"],
                 "why": info["why"],
                 "srtt_ms": round(float(srtt) * 1000, 3) if isinstance(srtt, float | int) else None,
+                "cwnd": info["cwnd"],
+                "bytes_in_flight": info["bytes_in_flight"],
                 "bytes_sent": info["bytes_sent"],
                 "bytes_received": info["bytes_received"],
             }

@@ -152,6 +152,8 @@ async def test_without_udp_to_the_node_daemons_register_and_move_data_through_th
             assert entry["path"] == "relay"
             [active] = [p for p in entry["paths"] if p["active"]]
             assert active["via"] == "relay" and active["bytes_sent"] > 2 * MB
+            # [API-3.1] the window and what is outstanding: at least one of the relay path's 65000-byte records
+            assert active["cwnd"] >= 65000 and 0 <= active["bytes_in_flight"] <= active["cwnd"] + 65000
             assert relay.core.stats["records_to_node"] > 0
 
 
