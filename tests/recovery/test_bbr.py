@@ -702,13 +702,14 @@ def test_the_allowance_is_zero_on_a_smooth_path_and_expires() -> None:
     assert cc.extra_acked <= MDS
     base, period = 0.01, 0.04
     cc = Bbr()
-    sender = Sender(cc, AggregatingPath(period=period, until=3.0, rate=RATE, base_rtt=base, queue=RATE * 0.05))
+    bunching = AggregatingPath(period=period, until=3.0, rate=RATE, base_rtt=base, queue=RATE * 0.05)
+    sender = Sender(cc, bunching)
     sender.run(3.0)
     assert cc.extra_acked >= 0.5 * RATE * period
     sender.run(3.0 + (2 * EXTRA_ACKED_ROUNDS + 2) * 0.05)
     assert cc.extra_acked <= MDS
     assert cc.congestion_window <= 2 * cc.bdp + 3 * MDS + MDS  # type: ignore[operator]
-    sender.path.until = math.inf
+    bunching.until = math.inf
     sender.run(5.0)
     assert cc.extra_acked > MDS
     cc.on_persistent_congestion(sender.now)
