@@ -69,6 +69,7 @@ class Fixed(CongestionController):
         (2_000_000, 200e6, 2_000_000),  # never lowers a larger window
     ],
 )
+@pytest.mark.pure_core  # Fixed subclasses CongestionController, which a compiled core does not allow
 def test_the_floor_is_the_rate_for_5_ms_capped_at_16_records(cwnd: int, rate: float | None, window: int) -> None:
     floor = stream_window(Fixed(cwnd, rate))
     assert STREAM_WINDOW_ALLOWANCE == 0.005
@@ -77,6 +78,7 @@ def test_the_floor_is_the_rate_for_5_ms_capped_at_16_records(cwnd: int, rate: fl
     assert floor.available(window + 1) == 0
 
 
+@pytest.mark.pure_core  # Fixed subclasses CongestionController, which a compiled core does not allow
 def test_every_call_reaches_the_controller() -> None:
     inner = Fixed(600_000, 200e6)
     floor = WindowFloor(inner, 16, 0.005)
