@@ -22,7 +22,7 @@ from ..common.varint import MAX_VARINT
 from ..errors import ErrorCode, LocalProtocolError
 from ..session.replay import ReplayWindow
 from .flow import EARLY_WINDOW, ReceiveWindow, SendCredit
-from .frames import ChannelKind
+from .frames import ChannelKind, Open
 from .recvbuf import ReceiveBuffer
 from .sendbuf import MessageQueue, SendBuffer
 
@@ -190,6 +190,10 @@ class Channel:
         if self.send is not None:
             return self.send.wants_to_send(self.credit.available())
         return self.messages is not None and len(self.messages) > 0
+
+    def open_frame(self) -> Open:
+        """The OPEN that asks the peer for this channel (spec/frames.md §4.4), sent again as it is now."""
+        return Open(channel_id=self.id, kind=self.kind, service=self.service, initial_max_data=self.window.limit)
 
     def sends_early(self) -> bool:
         """A stream this side opened and the peer has not accepted yet: each packet carrying its data

@@ -305,9 +305,7 @@ class Connection(ReceivePath):
             )
         self._next_channel += 2
         channel = self._new_channel(channel_id, kind, service, ChannelState.OPENING, now, retrans=retransmissions)
-        self._control[(fr.FrameType.OPEN, channel_id)] = fr.Open(
-            channel_id=channel_id, kind=kind, service=service, initial_max_data=channel.window.limit
-        )
+        self._control[(fr.FrameType.OPEN, channel_id)] = channel.open_frame()
         return channel_id
 
     def accept_channel(self, channel_id: int, now: float) -> None:

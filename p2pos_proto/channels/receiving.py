@@ -128,13 +128,10 @@ class ReceivePath(PathLayer):
         self._release_receive(channel)
         recv = channel.recv
         if recv is not None and recv.final_size is None:
-            unsettled = self._reset_unsettled
             limit = recv.window.limit
             if channel_id % 2 == self._peer_parity and limit < EARLY_WINDOW:
                 limit = EARLY_WINDOW  # the peer may have sent that much early (CH-2.7.4)
-            unsettled[channel_id] = (recv.window.highest_received, limit)
-            if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
-                del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
+            self._keep_unsettled(channel_id, recv.window.highest_received, limit)
         channel.transition(ChannelInput.RESET)
         self._forget(channel)
 
@@ -143,9 +140,7 @@ class ReceivePath(PathLayer):
         in the same packet), and the OPEN is sent again with it if lost, though the channel is gone: a
         peer that lost the OPEN would take the RESET for a channel never opened (CH-2.6.2)."""
         key = (fr.FrameType.OPEN, channel.id)
-        frame = self._control.pop(key, None) or fr.Open(
-            channel_id=channel.id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
-        )
+        frame = self._control.pop(key, None) or channel.open_frame()
         self._control[key] = frame
         self._sent_control[key] = frame  # what ``_current_control`` resends once the channel is forgotten
 
@@ -340,7 +335,7 @@ class ReceivePath(PathLayer):
                 channel_id=channel_id, code=int(ErrorCode.CHANNEL_LIMIT), reason="too many channels"
             )
             if frame.kind is fr.ChannelKind.STREAM:
-                self._await_refused_size(channel_id, 0)
+                self._keep_unsettled(channel_id, 0, EARLY_WINDOW)
             self._peer_channel_done()
             return
         self._peer_open += 1
@@ -479,13 +474,14 @@ class ReceivePath(PathLayer):
         recv = channel.recv
         if recv is not None:
             self._release_receive(channel)
-            self._await_refused_size(channel.id, recv.window.highest_received)
+            self._keep_unsettled(channel.id, recv.window.highest_received, EARLY_WINDOW)
 
-    def _await_refused_size(self, channel_id: int, highest: int) -> None:
-        """We refused the peer's stream channel: keep what it sent so far until its answering RESET
-        says how much it sent early (at most EARLY_WINDOW, CH-2.7.7), as for a reset (flow.md §3.3)."""
+    def _keep_unsettled(self, channel_id: int, highest: int, limit: int) -> None:
+        """A channel we reset or refused: keep what the peer sent so far (and the most it may have
+        sent, ``limit``) until its answering RESET gives the final size (flow.md §3.3; a refused
+        stream's early bytes, at most EARLY_WINDOW, CH-2.7.7)."""
         unsettled = self._reset_unsettled
-        unsettled[channel_id] = (highest, EARLY_WINDOW)
+        unsettled[channel_id] = (highest, limit)
         if len(unsettled) > max(self.config.max_channels, INITIAL_MAX_CHANNELS):
             del unsettled[next(iter(unsettled))]  # a peer that never answers: bound the memory
 

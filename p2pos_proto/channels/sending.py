@@ -525,9 +525,7 @@ class SendPath:
         token: Token = (_CONTROL, key[0], channel_id, 0, False)
         if token in tokens:
             return room
-        frame = self._control.get(key) or fr.Open(
-            channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
-        )
+        frame = self._control.get(key) or channel.open_frame()
         encoded = fr.encode_frame(frame)
         if len(encoded) + _MIN_ROOM > room:
             return 0
@@ -777,9 +775,7 @@ class SendPath:
                 return self._sent_control.get((ftype, channel_id))
             if channel.state is not ChannelState.OPENING:
                 return None
-            return fr.Open(
-                channel_id=channel_id, kind=channel.kind, service=channel.service, initial_max_data=channel.window.limit
-            )
+            return channel.open_frame()
         if ftype == fr.FrameType.ACCEPT:
             if channel is None or channel.state is not ChannelState.OPEN:
                 return None
