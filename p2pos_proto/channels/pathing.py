@@ -27,12 +27,12 @@ from typing import Final
 from ..paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 from ..paths.path import (
     CHALLENGE_DATAGRAM_SIZE,
-    CONTROLLERS,
     PATH_DEAD_TIMEOUT,
     Path,
     PathInput,
     PathKind,
     PathState,
+    new_controller,
     stream_window,
 )
 from ..recovery.congestion import WindowFloor
@@ -226,9 +226,7 @@ class PathLayer(SendPath):
     def _reset_congestion(self, path: Path) -> None:
         """A path that comes back after being dead starts from the initial window (RFC 9000 §9.4)."""
         mds = path.cc.max_datagram_size
-        path.cc = CONTROLLERS[self.config.congestion_control](max_datagram_size=mds)
-        if path.kind is PathKind.STREAM:
-            path.cc = stream_window(path.cc)
+        path.cc = new_controller(self.config.congestion_control, mds, path.kind)
         path.pacer = Pacer(congestion_window=path.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         if path is self.path:
             self.cc, self.pacer = path.cc, path.pacer

@@ -108,6 +108,12 @@ def stream_window(cc: CongestionController) -> CongestionController:
     return WindowFloor(cc, STREAM_WINDOW_PACKETS, STREAM_WINDOW_ALLOWANCE)
 
 
+def new_controller(congestion_control: str, max_datagram_size: int, kind: PathKind) -> CongestionController:
+    """A fresh controller for a path of ``kind`` (a stream-carried path's has its window floor)."""
+    cc: CongestionController = CONTROLLERS[congestion_control](max_datagram_size=max_datagram_size)
+    return stream_window(cc) if kind is PathKind.STREAM else cc
+
+
 class Path:
     """The recovery state of one path (spec/paths.md §3).
 
@@ -160,9 +166,7 @@ class Path:
         self.rtt = RttEstimator()
         self.recovery: LossRecovery[Tokens] = LossRecovery(rtt=self.rtt)
         mds = INITIAL_DATAGRAM_SIZE
-        self.cc: CongestionController = CONTROLLERS[congestion_control](max_datagram_size=mds)
-        if kind is PathKind.STREAM:
-            self.cc = stream_window(self.cc)
+        self.cc = new_controller(congestion_control, mds, kind)
         self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         datagram = kind is PathKind.DATAGRAM
         self.pmtu = PmtuDiscovery(max_plpmtu=max_datagram_size, enabled=pmtu_probing and datagram)
