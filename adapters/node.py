@@ -66,9 +66,9 @@ from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 
 from . import nodepaths, routeconfig
-from .nodetypes import BACKLOG, Address, ConnectFailed, Listener, Peer, Transport, _show, _why
+from .nodetypes import BACKLOG, Address, ConnectFailed, Listener, Peer, Transport, _show
 from .reopen import Reopen
-from .streams import ChannelBroken, ChannelStream, MessageChannel, ServiceRefused
+from .streams import ChannelBroken, ChannelStream, MessageChannel, ServiceRefused, _why
 
 __all__ = [
     "BACKLOG",

@@ -14,7 +14,7 @@ import trio
 
 from p2pos.proto import ChannelKind, ErrorCode, PeerId
 
-from .streams import ChannelStream, MessageChannel
+from .streams import ChannelStream, MessageChannel, _why
 
 if TYPE_CHECKING:
     from .node import Node
@@ -45,11 +45,6 @@ def _show(address: object) -> str:
             return str(host)
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
     return repr(address)
-
-
-def _why(code: ErrorCode, reason: str) -> str:
-    """``CODE (reason)``: how every error here names what the core said."""
-    return f"{code.name} ({reason})" if reason else code.name
 
 
 class ConnectFailed(Exception):

@@ -49,6 +49,7 @@ class ChannelBroken(trio.BrokenResourceError):
 
 
 def _why(code: ErrorCode, reason: str) -> str:
+    """``CODE (reason)``: how every error of the node and its channels names what the core said."""
     return f"{code.name} ({reason})" if reason else code.name
 
 
