@@ -12,7 +12,9 @@ per record (the client masks, the relay unmasks): pure Python does it with four 
 C masker is used instead (about 1 us); ``MASKER`` says which one runs.
 
 ``encode(opcode, payload, key)`` → the frame's bytes as ``[header, payload]`` parts to join
-with the other output (``key``: 4 random bytes from a client, ``None`` from a server).
+with the other output (``key``: 4 random bytes from a client, ``None`` from a server);
+``encode_parts(opcode, head, tail, key)`` the same for a payload in two parts (a relay message's
+head and its record), which it never joins.
 ``FrameReader(server=...)``: ``feed(data)`` what the socket gave, then ``next_message()`` until
 it returns None; each is ``(opcode, payload)`` for a whole data message (fragments joined) or a
 control frame.  Anything the peer got wrong raises ``FrameError`` with the close code to send
@@ -106,6 +108,22 @@ def encode(opcode: int, payload: bytes | bytearray, key: bytes | None = None) ->
         raise ValueError("a control frame carries at most 125 bytes")
     body = mask(payload, key) if key is not None and payload else payload
     return [header(opcode, len(payload), key), body]
+
+
+def encode_parts(
+    opcode: int, head: bytes, tail: bytes | memoryview, key: bytes | None = None
+) -> list[bytes | bytearray | memoryview]:
+    """One frame whose payload is ``head + tail``, as parts to write without joining them:
+    ``[header, head, tail]``, each part masked with the key where it falls in the payload."""
+    if key is None:
+        return [header(opcode, len(head) + len(tail)), head, tail]
+    if len(key) != 4:
+        raise ValueError("a masking key is 4 bytes")
+    turn = len(head) % 4
+    parts: list[bytes | bytearray | memoryview] = [header(opcode, len(head) + len(tail), key)]
+    parts.append(mask(head, key) if head else head)
+    parts.append(mask(tail, key[turn:] + key[:turn]) if tail else tail)
+    return parts
 
 
 def close_payload(code: int, reason: str = "") -> bytes:

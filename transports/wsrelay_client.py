@@ -26,6 +26,7 @@ from p2pos.proto.relay import client as c
 from p2pos.proto.relay import messages as m
 
 from . import wsframes as wf
+from .gather import Part, send_parts
 from .http_connect import connect_tunnel, parse_proxy, proxy_for
 from .wsrelay_server import RELAY_PATH, SUBPROTOCOL
 
@@ -93,7 +94,7 @@ class RelayLink:
         self._send_in, self._receive_out = trio.open_memory_channel[tuple[bytes, bytes]](RECEIVE_QUEUE)
         self._paired: dict[bytes, trio.Event] = {}
         self.ready = trio.Event()
-        self._raw: list[bytes | bytearray] = []
+        self._raw: list[Part] = []
         self._pong = b""  # the answer to the relay's latest Ping only (RFC 6455 §5.5.3)
         self._room: trio.Event | None = None  # set when the writer empties the send queue
         self._open = False  # the WebSocket is up and no Close was sent
@@ -281,12 +282,12 @@ class RelayLink:
             if self._pong:
                 out.append(self._pong)
                 self._pong = b""
-            for data in self.client.messages_to_send():
-                out.extend(wf.encode(wf.BINARY, data, self._random(4)))
+            for head, tail in self.client.parts_to_send():
+                out.extend(wf.encode_parts(wf.BINARY, head, tail, self._random(4)))
             self._room_made()
             if out and self._open:
                 async with self._sending:
-                    await stream.send_all(b"".join(out))
+                    await send_parts(stream, out)
 
     def _room_made(self) -> None:
         if self._room is not None:

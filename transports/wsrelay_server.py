@@ -27,6 +27,7 @@ from p2pos.proto.relay import messages as m
 from p2pos.proto.relay.server import RelayCore
 
 from . import wsframes as wf
+from .gather import Part, send_parts
 from .gso import LINUX
 
 #: The HTTP path and WebSocket subprotocol of relay protocol version 1 (REL-3.1).
@@ -35,7 +36,7 @@ SUBPROTOCOL = "p2pos-relay.1"
 #: Bytes read at a time: several 64 KiB messages per read while the link's quota allows, else one.
 READ_SIZE = 65536
 READ_SIZE_BULK = 262144
-#: How much a writer takes from the core per ``send_all``.
+#: How much a writer takes from the core per write (``gather.send_parts``: the parts unjoined).
 WRITE_BATCH = 256 * 1024
 #: The longest HTTP upgrade request read (h11's own limit for an incomplete request head).
 MAX_HEAD = 16 * 1024
@@ -69,7 +70,7 @@ class _Conn:
     stream: trio.abc.Stream
     ws: WSConnection
     wake: trio.Event = dataclasses.field(default_factory=trio.Event)
-    raw: list[bytes | bytearray] = dataclasses.field(default_factory=list)
+    raw: list[Part] = dataclasses.field(default_factory=list)
     #: The Pong owed for the latest Ping only (RFC 6455 §5.5.3), so pings cannot pile up answers.
     pong: bytes = b""
     close: tuple[int, str] | None = None
@@ -285,14 +286,13 @@ class WsRelayServer:
                 out.append(conn.pong)
                 conn.pong = b""
             if closing is None and conn.open:
-                for message in self.core.take_messages(conn.link, WRITE_BATCH):
-                    out.append(wf.header(wf.BINARY, len(message)))
-                    out.append(message)
+                for head, tail in self.core.take_parts(conn.link, WRITE_BATCH):
+                    out.extend(wf.encode_parts(wf.BINARY, head, tail))
             if closing is not None and closing[0] and conn.open:
                 out.extend(wf.encode(wf.CLOSE, wf.close_payload(closing[0], closing[1][:120])))
                 conn.open = False
             if out:
-                await conn.stream.send_all(b"".join(out))
+                await send_parts(conn.stream, out)
             if closing is None:
                 if self.core.pending(conn.link):
                     conn.wake.set()

@@ -79,7 +79,8 @@ class RelayClient:
         self._wants: dict[bytes, None] = {}  # ordered: WANTs go out again in the same order
         self._pairs: dict[bytes, int] = {}
         self._peers: dict[int, bytes] = {}
-        self._out: list[bytes] = []
+        #: Messages to send, each as ``(head, tail)``: a record's SEND head and the record itself.
+        self._out: list[tuple[bytes, bytes]] = []
         self._queued = 0
         self.max_queued = max_queued
         self._events: collections.deque[ClientEvent] = collections.deque()
@@ -95,11 +96,11 @@ class RelayClient:
             return
         self._wants[peer] = None
         if self.state is ClientState.READY:
-            self._out.append(m.encode(m.Want(peer_id=peer)))
+            self._out.append((m.encode(m.Want(peer_id=peer)), b""))
 
     def unwant(self, peer: bytes) -> None:
         if self._wants.pop(peer, 0) is None and self.state is ClientState.READY:
-            self._out.append(m.encode(m.Unwant(peer_id=peer)))
+            self._out.append((m.encode(m.Unwant(peer_id=peer)), b""))
 
     def paired(self, peer: bytes) -> bool:
         return peer in self._pairs
@@ -126,10 +127,10 @@ class RelayClient:
             self.stats["send_queue_full"] += 1
             return False
         if pair is None:
-            self._out.append(m.encode(m.SendTo(peer_id=peer, record=record)))
+            self._out.append((bytes([m.MessageType.SENDTO]) + peer, record))
             self.stats["sent_before_paired"] += 1
         else:
-            self._out.append(m.encode(m.Send(pair=pair, record=record)))
+            self._out.append((m.record_head(m.MessageType.SEND, pair), record))
         self._queued += len(record)
         return True
 
@@ -152,14 +153,14 @@ class RelayClient:
                 self._rate = rate
                 signature = self.identity.sign(m.DOMAIN_RELAY_AUTH, m.auth_message(nonce, self.name))
                 auth = m.Auth(peer_id=self.identity.peer_id.public_key, signature=signature, name=self.name)
-                self._out.append(m.encode(auth))
+                self._out.append((m.encode(auth), b""))
                 self.state = ClientState.WAITING_WELCOME
             case m.Welcome(peer_id=peer) if self.state is ClientState.WAITING_WELCOME:
                 if peer != self.identity.peer_id.public_key:
                     self._fail("WELCOME for another peer id")
                     return
                 self.state = ClientState.READY
-                self._out.extend(m.encode(m.Want(peer_id=p)) for p in self._wants)
+                self._out.extend((m.encode(m.Want(peer_id=p)), b"") for p in self._wants)
                 self._events.append(LinkReady(max_record=self.max_record, rate=self._rate))
             case m.Paired(pair=pair, peer_id=peer) if self.state is ClientState.READY:
                 if pair in self._peers or peer in self._pairs:
@@ -200,10 +201,16 @@ class RelayClient:
 
     # -- output ----------------------------------------------------------------------------
 
-    def messages_to_send(self) -> list[bytes]:
+    def parts_to_send(self) -> list[tuple[bytes, bytes]]:
+        """Every queued message as ``(head, tail)``, the message being ``head + tail`` (a record
+        follows its SEND head unjoined, so a driver that masks or writes the parts copies it once)."""
         out, self._out = self._out, []
         self._queued = 0
         return out
+
+    def messages_to_send(self) -> list[bytes]:
+        """``parts_to_send`` with each message joined."""
+        return [head + tail for head, tail in self.parts_to_send()]
 
     def next_event(self) -> ClientEvent | None:
         return self._events.popleft() if self._events else None

@@ -127,9 +127,25 @@ def _pair(pair: int) -> bytes:
     return _U32.pack(pair)
 
 
-def valid_record(record: bytes, max_record: int = MAX_RECORD) -> bool:
+def valid_record(record: bytes | memoryview, max_record: int = MAX_RECORD) -> bool:
     """A record the relay carries: 1..max_record bytes, first byte a p2pos packet type (REL-3.3)."""
     return 0 < len(record) <= max_record and RECORD_FIRST_MIN <= record[0] <= RECORD_FIRST_MAX
+
+
+def record_head(kind: MessageType, pair: int) -> bytes:
+    """The 5 bytes before the record in a SEND or RECV message: its type and pair id."""
+    return bytes([kind]) + _pair(pair)
+
+
+def record_view_untrusted(data: bytes, max_record: int = MAX_RECORD) -> tuple[int, memoryview]:
+    """A SEND or RECV message's pair id and its record as a view into ``data`` (nothing copied:
+    the relay forwards it behind a new head).  Raises ``RemoteProtocolError`` as ``decode_untrusted``."""
+    if len(data) < 6:
+        raise _bad("no record")
+    record = memoryview(data)[5:]
+    if not valid_record(record, max_record):
+        raise _bad("record too long or not a p2pos packet")
+    return _U32.unpack_from(data, 1)[0], record
 
 
 def encode(message: Message) -> bytes:
@@ -181,12 +197,8 @@ def decode_untrusted(data: bytes, max_record: int = MAX_RECORD) -> Message:
         raise _bad("empty")
     kind = data[0]
     if kind in (MessageType.SEND, MessageType.RECV):  # the bulk: one copy of the record, not two
-        if len(data) < 6:
-            raise _bad("no record")
-        record = data[5:]
-        if not valid_record(record, max_record):
-            raise _bad("record too long or not a p2pos packet")
-        pair = _U32.unpack_from(data, 1)[0]
+        pair, view = record_view_untrusted(data, max_record)
+        record = bytes(view)
         return Send(pair=pair, record=record) if kind == MessageType.SEND else Recv(pair=pair, record=record)
     body = data[1:]
     if kind == MessageType.CHALLENGE:

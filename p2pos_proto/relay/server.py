@@ -9,7 +9,7 @@ relay what happened to each link; time comes in as ``now``.  Drivers call, per l
   now)`` for anything else the peer did wrong, ``touch(link, now)`` for pings and pongs;
 * ``link_lost(link, now)`` when the socket is gone.
 
-and then drain: ``take_messages(link, max_bytes)`` for links in ``links_with_output()``,
+and then drain: ``take_parts(link, max_bytes)`` (or ``take_messages``) for links in ``links_with_output()``,
 ``closes()`` (links to close with a WebSocket close code), ``node_records()`` (records sent to
 the co-located rendezvous node, §6).  ``read_delay(link, now)`` says how long to wait before the
 next read from a link (its byte quota, §5), ``read_allowance(link, now)`` how much it may
@@ -30,6 +30,9 @@ from ..errors import RemoteProtocolError
 from ..identity import identity
 from ..identity.peer_id import PeerId
 from . import messages as m
+
+#: The first byte of a SEND message, the one the relay forwards without decoding it whole.
+SEND_TYPE = bytes([m.MessageType.SEND])
 
 
 class CloseCode(enum.IntEnum):
@@ -165,7 +168,9 @@ class _Link:
         self.pairs: dict[bytes, int] = {}  # peer id -> pair id on this link
         self.peers: dict[int, bytes] = {}  # pair id -> peer id
         self.next_pair = 1
-        self.out: collections.deque[bytes] = collections.deque()
+        #: Messages for the link, each as ``(head, tail)``: a relayed record is its RECV head and the
+        #: record as a view into the SEND it came in (the driver writes both without joining them).
+        self.out: collections.deque[tuple[bytes, bytes | memoryview]] = collections.deque()
         self.queued = 0
         #: Records for WANTed peers not paired yet (REL-4.8): (when, peer id, record), oldest first.
         self.held: list[tuple[float, bytes, bytes]] = []
@@ -299,6 +304,15 @@ class RelayCore:
         if link is None or link.state is LinkState.CLOSED:
             return
         link.last_seen = now
+        if data[:1] == SEND_TYPE and link.state is LinkState.AUTHENTICATED:  # the bulk: nothing copied
+            try:
+                pair_id, view = m.record_view_untrusted(data, self.config.max_record)
+            except RemoteProtocolError as exc:
+                self.stats["malformed"] += 1
+                self._close(link_id, CloseCode.PROTOCOL_ERROR, str(exc))
+                return
+            self._send(link, pair_id, view)
+            return
         try:
             message = m.decode_untrusted(data, self.config.max_record)
         except RemoteProtocolError as exc:
@@ -320,9 +334,7 @@ class RelayCore:
                 self._close(link_id, CloseCode.QUOTA, "WANT/UNWANT too fast")
                 return
             link.want_bucket.tokens -= 1.0
-        match message:
-            case m.Send(pair=pair, record=record):
-                self._send(link, pair, record)
+        match message:  # (a SEND on an authenticated link took the path above)
             case m.SendTo(peer_id=peer, record=record):
                 self._send_to(link, peer, record, now)
             case m.Want(peer_id=peer):
@@ -410,13 +422,13 @@ class RelayCore:
             self._queue(other, m.encode(m.Unpaired(pair=other_pair)))
         self.stats["unpaired"] += 1
 
-    def _send(self, link: _Link, pair: int, record: bytes) -> None:
+    def _send(self, link: _Link, pair: int, record: bytes | memoryview) -> None:
         peer = link.peers.get(pair)
         if peer is None:
             self.stats["send_unknown_pair"] += 1  # a race with UNPAIRED: not an error (REL-4.4)
             return
         if peer == self.node_peer:
-            self._node_in.append((link.peer, link.address, record))
+            self._node_in.append((link.peer, link.address, bytes(record)))
             self.stats["records_to_node"] += 1
             return
         other = self._by_peer[peer]
@@ -456,17 +468,17 @@ class RelayCore:
                 continue
             self._deliver(other, other.pairs[link.peer], record)
 
-    def _deliver(self, dest: _Link, pair: int, record: bytes) -> None:
+    def _deliver(self, dest: _Link, pair: int, record: bytes | memoryview) -> None:
         if dest.queued + len(record) > self.config.queue_bytes:
             self.stats["dropped_queue_full"] += 1  # REL-5.4: drop, never block the sender
             return
-        self._queue(dest, m.encode(m.Recv(pair=pair, record=record)))
+        self._queue(dest, m.record_head(m.MessageType.RECV, pair), record)
         self.stats["records_relayed"] += 1
         self.stats["bytes_relayed"] += len(record)
 
-    def _queue(self, link: _Link, data: bytes) -> None:
-        link.out.append(data)
-        link.queued += len(data)
+    def _queue(self, link: _Link, head: bytes, tail: bytes | memoryview = b"") -> None:
+        link.out.append((head, tail))
+        link.queued += len(head) + len(tail)
         self._ready.add(link.id)
 
     def _close(self, link_id: int, code: CloseCode, why: str) -> None:
@@ -513,19 +525,27 @@ class RelayCore:
         out, self._ready = self._ready, set()
         return out
 
-    def take_messages(self, link_id: int, max_bytes: int) -> list[bytes]:
-        """Queued messages for ``link_id``, at least one if any, at most about ``max_bytes``."""
+    def take_parts(self, link_id: int, max_bytes: int) -> list[tuple[bytes, bytes | memoryview]]:
+        """Queued messages for ``link_id``, at least one if any, at most about ``max_bytes``; each
+        as ``(head, tail)``, the message being ``head + tail`` (a driver writes both parts as they are)."""
         link = self._links.get(link_id)
         if link is None:
             return []
-        out: list[bytes] = []
+        out: list[tuple[bytes, bytes | memoryview]] = []
         size = 0
-        while link.out and (not out or size + len(link.out[0]) <= max_bytes):
-            data = link.out.popleft()
-            out.append(data)
-            size += len(data)
+        while link.out:
+            head, tail = link.out[0]
+            length = len(head) + len(tail)
+            if out and size + length > max_bytes:
+                break
+            out.append(link.out.popleft())
+            size += length
         link.queued -= size
         return out
+
+    def take_messages(self, link_id: int, max_bytes: int) -> list[bytes]:
+        """``take_parts`` with each message joined into one ``bytes``."""
+        return [head + tail for head, tail in self.take_parts(link_id, max_bytes)]
 
     def pending(self, link_id: int) -> int:
         """Bytes queued for ``link_id`` and not taken yet."""

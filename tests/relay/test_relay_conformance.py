@@ -51,8 +51,8 @@ class OneSidedPairing(RelayCore):
 class Tampering(RelayCore):
     """Flips the last byte of every relayed record (breaks REL-4.4)."""
 
-    def _deliver(self, dest: _Link, pair: int, record: bytes) -> None:
-        super()._deliver(dest, pair, record[:-1] + bytes([record[-1] ^ 1]))
+    def _deliver(self, dest: _Link, pair: int, record: bytes | memoryview) -> None:
+        super()._deliver(dest, pair, bytes(record[:-1]) + bytes([record[-1] ^ 1]))
 
 
 class NoHolding(RelayCore):

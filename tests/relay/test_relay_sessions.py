@@ -31,9 +31,9 @@ class CapturingCore(RelayCore):
         self.seen.append(data)
         super().receive_message(link_id, data, now)
 
-    def take_messages(self, link_id: int, max_bytes: int) -> list[bytes]:
-        out = super().take_messages(link_id, max_bytes)
-        self.seen.extend(out)
+    def take_parts(self, link_id: int, max_bytes: int) -> list[tuple[bytes, bytes | memoryview]]:
+        out = super().take_parts(link_id, max_bytes)
+        self.seen.extend(head + tail for head, tail in out)
         return out
 
 

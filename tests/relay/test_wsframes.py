@@ -68,6 +68,25 @@ def test_frames_made_here_parse_in_wsproto(key: bytes | None) -> None:
     assert frames[-1].opcode is Opcode.CLOSE and frames[-1].payload == (4004, "q")
 
 
+@pytest.mark.parametrize("key", [None, b"\x01\x02\x03\x04"], ids=["server", "client"])
+def test_a_frame_in_two_parts_is_the_frame_of_the_joined_payload(key: bytes | None) -> None:
+    """encode_parts (a relay message's head, then its record): each part masked where it falls in
+    the payload, for every head length modulo 4; wsproto reads the joined parts as one message."""
+    rng = random.Random(3)
+    peer = FrameProtocol(client=key is None, extensions=[])
+    wire, payloads = b"", []
+    for head_len in [0, 1, 2, 3, 4, 5, 6, 7, 33]:
+        for tail_len in [0, 1, 126, 65535]:
+            head, tail = rng.randbytes(head_len), rng.randbytes(tail_len)
+            parts = wf.encode_parts(wf.BINARY, head, memoryview(tail), key)
+            joined = b"".join(parts)
+            assert joined == b"".join(wf.encode(wf.BINARY, head + tail, key))
+            wire += joined
+            payloads.append(head + tail)
+    peer.receive_bytes(wire)
+    assert [f.payload for f in peer.received_frames()] == payloads
+
+
 @pytest.mark.parametrize("masker", [wf.mask_pure, wf.mask], ids=["pure", "in-use"])
 def test_mask_is_its_own_inverse_and_rotates_with_the_key(masker: Callable[[bytes, bytes], bytes]) -> None:
     """Both maskers (``in-use`` is the C one when the websockets package is installed), on every buffer type."""
