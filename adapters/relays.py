@@ -39,6 +39,8 @@ REST_LIFETIME = 24 * 3600
 ALLOCATE_TIMEOUT = 10.0
 #: The most relays the daemon links to because rendezvous nodes offered them.
 MAX_LEARNED = 8
+#: Seconds between two sweeps of the relays' idle WANTs (``Relays.withdraw_idle``).
+WANT_SWEEP = 60.0
 
 
 @dataclasses.dataclass
@@ -102,6 +104,11 @@ class Relays:
         """Pair with ``peer`` on every relay (it looked us up: it may call through one)."""
         for link in self.links:
             link.want(peer)
+
+    def withdraw_idle(self, keep: set[bytes], now: float) -> int:
+        """UNWANT on every relay the peers without a session (not in ``keep``) it has not used for a
+        while (``RelayTransport.withdraw_idle``); how many WANTs were withdrawn."""
+        return sum(len(link.withdraw_idle(keep, now)) for link in self.links)
 
     def introduced(self, peer: PeerId, observed: Address, candidates: tuple[Address, ...]) -> None:
         """``peer`` looked us up: pair with it on every relay, and let its observed address and
@@ -195,7 +202,18 @@ async def open_relays(node: Node, settings: Settings, identity: Identity) -> Asy
                 await nursery.start(_run_turn, node, settings, identity, url, relays)
             if scope.cancelled_caught:
                 log.warning("TURN %s: no allocation within %.0f s, running without it", url, ALLOCATE_TIMEOUT)
+        nursery.start_soon(_sweep_wants, node, relays)
         try:
             yield relays
         finally:
             nursery.cancel_scope.cancel()
+
+
+async def _sweep_wants(node: Node, relays: Relays) -> None:
+    """Withdraw the relays' idle WANTs every ``WANT_SWEEP`` seconds, keeping those of the node's peers."""
+    while True:
+        await trio.sleep(WANT_SWEEP)
+        keep = {peer.peer_id.public_key for peer in node.peers()}
+        withdrawn = relays.withdraw_idle(keep, trio.current_time())
+        if withdrawn:
+            log.info("relays: %d idle WANTs withdrawn", withdrawn)

@@ -20,11 +20,17 @@ is counted in ``unpaired`` and NOT reported as a lost carrier: the link reconnec
 again by itself (REL-7.3, REL-7.4), and the core finds a silent path dead and probes it again
 (spec/paths.md §4), whereas an abandoned path cannot come back.  ``close()`` (the relay given
 up) reports ``CarrierLost`` with address None to ``on_lost``.
+
+WANTs do not pile up: the relay allows a link ``max_wants`` of them (REL-5.2) and closes a link
+that asks for more, and a daemon is introduced to every peer that looks it up.
+``withdraw_idle(keep, now)`` UNWANTs each peer that is not in ``keep`` (the daemon passes its
+peers with a session) and that the link has not wanted, sent to or heard from for ``WANT_IDLE``
+seconds; sending to it again wants it again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 import trio
 
@@ -40,6 +46,8 @@ PREFIX = "relay:"
 RECORD_CEILING = 65000
 #: Records handed to the node in one ``receive_runs``.
 RUN_LIMIT = 256
+#: Seconds a WANT for a peer without a session stays after the link last used it (``withdraw_idle``).
+WANT_IDLE = 300.0
 
 
 class RelayTransport:
@@ -50,8 +58,13 @@ class RelayTransport:
     path_kind = "stream"
     path_rank = 3
 
-    def __init__(self, link: RelayLink, *, on_lost: LostCallback | None = None) -> None:
+    def __init__(
+        self, link: RelayLink, *, on_lost: LostCallback | None = None, clock: Callable[[], float] = trio.current_time
+    ) -> None:
         self.link = link
+        self._clock = clock
+        #: Peer public key -> when the link last wanted, sent to or heard from it (``withdraw_idle``).
+        self._used: dict[bytes, float] = {}
         self.url = f"{'wss' if link.tls else 'ws'}://{link.host}:{link.port}{link.path}"
         self.local_address: Address = (f"{PREFIX}{link.host}", link.port)
         self.on_lost = on_lost
@@ -71,7 +84,17 @@ class RelayTransport:
     def want(self, peer: PeerId) -> None:
         """Ask the relay to pair us with ``peer`` (both sides must want each other)."""
         self._peers[f"{PREFIX}{peer}"] = peer.public_key
+        self._used[peer.public_key] = self._clock()
         self.link.want(peer.public_key)
+
+    def withdraw_idle(self, keep: Collection[bytes], now: float, idle: float = WANT_IDLE) -> list[bytes]:
+        """UNWANT every peer not in ``keep`` the link has not used for ``idle`` seconds (see the
+        module docstring); the peers withdrawn."""
+        gone = [peer for peer, used in self._used.items() if peer not in keep and now - used >= idle]
+        for peer in gone:
+            del self._used[peer]
+            self.link.unwant(peer)
+        return gone
 
     def paired(self, peer: PeerId) -> bool:
         return self.link.client.paired(peer.public_key)
@@ -110,6 +133,7 @@ class RelayTransport:
         if peer is None or self.closed:
             self.dropped += len(datagrams)
             return len(datagrams)
+        self._used[peer] = self._clock()
         if not self.link.client.paired(peer):
             self.link.want(peer)  # the first send to a peer asks for it
         for taken, record in enumerate(datagrams):
@@ -121,6 +145,7 @@ class RelayTransport:
 
     async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
         peer, record = await self.link.receive()
+        self._used[peer] = self._clock()
         runs: list[tuple[list[bytes], Address]] = [([record], self._address(peer))]
         last = peer
         for _ in range(RUN_LIMIT - 1):
@@ -131,6 +156,7 @@ class RelayTransport:
             if peer == last:
                 runs[-1][0].append(record)
             else:
+                self._used[peer] = self._clock()
                 runs.append(([record], self._address(peer)))
                 last = peer
         return runs

@@ -36,6 +36,8 @@ UNTESTABLE: Mapping[str, str] = {
     "REL-7.3": f"a rule for clients ({_T}test_relay_core.py::test_backoff_doubles_with_jitter_and_resets)",
     "REL-7.4": f"a rule for clients ({_T}test_relay_transport.py::test_reconnects_after_the_relay_closes_the_link)",
     "REL-7.6": f"a rule for clients ({_T}test_relay_transport.py::test_a_silent_relay_is_given_up)",
+    "REL-7.7": "a rule for clients "
+    "(tests/carriers/test_carrier_relay.py::test_idle_wants_are_withdrawn_and_sending_wants_again)",
     "REL-7.5": f"a rule for clients ({_T}test_relay_sessions.py::test_the_relay_only_handles_sealed_records)",
 }
 

@@ -220,3 +220,36 @@ async def test_a_new_session_over_the_relay_does_not_lose_its_first_packet_to_pa
             assert ta.link.client.stats["sent_before_paired"] >= 1
             assert trio.current_time() - started < 0.9  # well under the INIT retransmission (1 s)
             await two_way_transfer(s, r, 100_000)
+
+
+async def test_idle_wants_are_withdrawn_and_sending_wants_again() -> None:
+    """REL-5.2 (a link's WANTs are bounded): a WANT for a peer with no session that the link has not
+    used for WANT_IDLE seconds is withdrawn (the pair ends at the relay), one for a kept peer stays,
+    and the next send to the peer wants it again (the pair forms again)."""
+    from p2pos.adapters.carriers.relay import WANT_IDLE
+
+    now = [0.0]
+    alice_key, bob_key = ALICE.identity.peer_id.public_key, BOB.identity.peer_id.public_key
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            server = await start_relay(nursery)
+            link_a, link_b = await paired_links(nursery, url_of(server), ALICE.identity, BOB.identity)
+            ta = RelayTransport(link_a, clock=lambda: now[0])
+            tb = RelayTransport(link_b, clock=lambda: now[0])
+            ta.want(BOB.identity.peer_id)
+            tb.want(ALICE.identity.peer_id)
+            now[0] = WANT_IDLE - 1
+            assert tb.withdraw_idle(set(), now[0]) == []  # used too recently
+            now[0] = WANT_IDLE + 1
+            assert tb.withdraw_idle({alice_key}, now[0]) == []  # Alice has a session with Bob: kept
+            assert tb.withdraw_idle(set(), now[0]) == [alice_key]
+            while link_a.client.paired(bob_key):  # the relay ended the pair on both sides
+                await trio.sleep(0.01)
+            assert not link_b.client.paired(alice_key)
+            record = b"\x04" + bytes(40)
+            assert tb.send_batch_now([record], RelayTransport.address_of(ALICE.identity.peer_id)) == 1
+            await link_b.wait_paired(alice_key)  # the send wanted Alice again; she still wants Bob
+            await link_a.wait_paired(bob_key)
+            now[0] += WANT_IDLE / 2
+            assert tb.withdraw_idle(set(), now[0]) == []  # the send counts as a use
+            nursery.cancel_scope.cancel()
