@@ -43,19 +43,24 @@ def shared_port(iut: Iut) -> int:
 
 def udp_handshake(iut: Iut, port: int) -> str:
     """The runner's p2pos endpoint, on a UDP socket of its own, completes a session handshake with
-    the IUT's ``port`` (INIT out, RESPONSE back); the IUT reports the session from that port."""
+    the IUT's ``port`` (INIT out, RESPONSE back) and sends a message (a DATA record): the IUT reports
+    the session and the message from that port."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind((LOOPBACK, 0))
     try:
         endpoint = Endpoint(LocalKeys.create(RUNNER, STATIC))
         target = (LOOPBACK, port)
-        endpoint.connect(target, time.monotonic(), expected_peer=PeerId.parse(iut.peer_id))
+        session = endpoint.connect(target, time.monotonic(), expected_peer=PeerId.parse(iut.peer_id))
         deadline = time.monotonic() + WAIT
         done: HandshakeCompleted | None = None
-        while done is None:
+
+        def flush() -> None:
             for datagrams, _, _ in endpoint.data_to_send(time.monotonic()):
                 for datagram in datagrams:
                     sock.sendto(datagram, target)  # its one session's one address
+
+        while done is None:
+            flush()
             while (happened := endpoint.next_event()) is not None:
                 if isinstance(happened, HandshakeCompleted):
                     done = happened
@@ -84,7 +89,14 @@ def udp_handshake(iut: Iut, port: int) -> str:
             lambda e: e.get("event") == "session" and e.get("port") == runner_port, "the session from the runner's port"
         )
         expect(event.get("peer_id") == str(RUNNER.peer_id), f"the IUT's session peer is {event.get('peer_id')}")
-        return f"session handshake on port {port}"
+        session.send(b"over the shared socket", time.monotonic())
+        endpoint.updated(session.local_index)
+        flush()
+        got = iut.expect(
+            lambda e: e.get("event") == "message" and e.get("port") == runner_port, "the message from the runner's port"
+        )
+        expect(got.get("data") == b"over the shared socket".hex(), f"the IUT received {got.get('data')!r}")
+        return f"session handshake and a message on port {port}"
     finally:
         sock.close()
 
