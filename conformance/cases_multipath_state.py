@@ -12,7 +12,7 @@ from typing import Any
 
 from p2pos.proto.channels import frames as ch
 
-from .cases_channels import ack_of, payload
+from .cases_channels import Peer, ack_of, payload
 from .cases_multipath import DIRECT, RELAY, PathPeer, _controlling, _echoed_on, _event, _stream_on
 from .checks import CaseFailed, Unsupported, expect, short
 from .iut import Iut
@@ -25,7 +25,7 @@ WINDOW = 8128
 INITIAL_WINDOW = 12000
 
 
-def paths_view(peer: PathPeer) -> dict[int, dict[str, Any]]:
+def paths_view(peer: Peer) -> dict[int, dict[str, Any]]:
     """``conn_paths``: each path's state by path id (Unsupported if the IUT does not take it)."""
     answer = peer.iut.call("conn_paths", now=peer.now)
     if answer.get("ok") is not True:

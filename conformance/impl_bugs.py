@@ -187,6 +187,8 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "too-old-never": (LossRecovery, "declare_too_old", lambda self, next_pn: []),
         "too-old-congestion": (SendPath, "_build_packets", build_packets_congested),
         "bbr-no-floor": (bbr.Bbr, "_set_pacing_rate", bbr_rate_without_floor),
+        # REC-5.6.5.1 broken: no ACK-aggregation allowance (the window's bound is CWND_GAIN * BDP + headroom)
+        "bbr-no-aggregation": (bbr.Bbr, "_update_ack_aggregation", lambda self, acked, now: None),
         "early-no-open": (SendPath, "_with_open", with_open_once),
     }
     try:

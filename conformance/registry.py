@@ -76,6 +76,7 @@ CASE_MODULES = (
     "cases_req_controllers",
     "cases_req_bbr",
     "cases_bbr_floor",
+    "cases_bbr_aggregation",
     "cases_req_conformance",
     "cases_mut_hsrec",
     "cases_mut_session",

@@ -122,11 +122,7 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-6.4": "a rule for the spec and the suite, checked by tests/spec/test_traceability.py",
 }
 PENDING: Mapping[str, str] = {
-    "REC-5.6.5.1": "an impaired-network case whose acknowledgements are released in bunches, with the window above 2 BDP checked; tested in memory (tests/recovery/test_bbr.py)",
-    "QUIC-5.1.1": "QUIC on the IUT's session socket: the §3 IUT has no socket or QUIC stack, and conformance/quic's IUT serves no sessions on its port (a shared mode of that suite would be needed); the first-byte split is ep/demux/4 and /6; tested in tests/transports/test_quic_shared.py",
-    "QUIC-5.1.2": "QUIC on the IUT's session socket: the §3 IUT has no socket or QUIC stack, and conformance/quic's IUT serves no sessions on its port (a shared mode of that suite would be needed); tested in tests/transports/test_quic_shared.py",
     "QUIC-5.1.3": "a view of the carrier's rank and kind, the endpoint's own choice, which no control shows (the fate rule is PTH-4.8, ch/multipath/15); tested in tests/carriers/test_carrier_quic_shared.py and tests/lab/test_lab_quic.py",
-    "QUIC-5.1.4": "a rendezvous-client IUT that runs QUIC on its socket (a SHOULD on an introduction); tested in tests/transports/test_quic_shared.py",
 }
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).
 UNTESTABLE = {

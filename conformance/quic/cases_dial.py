@@ -26,11 +26,13 @@ def listen(
     chain: tuple[x509.Certificate, ...] = (),
     alpn: tuple[str, ...] = (certs.ALPN,),
     expected: Identity = RUNNER,
+    shared: bool = False,
 ) -> tuple[Peer, str]:
-    """A runner listener with ``cert``; the IUT is asked to dial it as ``expected``."""
+    """A runner listener with ``cert``; the IUT is asked to dial it as ``expected`` (``shared``: from its shared
+    socket)."""
     peer = Peer.listener(config(is_client=False, certificate=cert, key=key, chain=chain, alpn=alpn))
     iut.peer = peer
-    tag = iut.dial(peer.port, str(expected.peer_id))
+    tag = iut.dial(peer.port, str(expected.peer_id), shared=shared)
     peer.pump(lambda: peer.handshake is not None or peer.closed is not None, WAIT)
     return peer, tag
 
@@ -53,9 +55,11 @@ def refused(iut: Iut, cert: x509.Certificate, key: ed25519.Ed25519PrivateKey, co
         peer.close_socket()
 
 
-def good(iut: Iut, cert: x509.Certificate, key: ed25519.Ed25519PrivateKey) -> tuple[Peer, object]:
+def good(
+    iut: Iut, cert: x509.Certificate, key: ed25519.Ed25519PrivateKey, *, shared: bool = False
+) -> tuple[Peer, object]:
     """The IUT dials and accepts the runner's listener: (the runner's peer, the IUT's carrier id)."""
-    peer, tag = listen(iut, cert, key)
+    peer, tag = listen(iut, cert, key, shared=shared)
     result = outcome(iut, tag)
     if result["event"] != "dialed":
         peer.close_socket()

@@ -18,9 +18,9 @@ from .peer import LOOPBACK, Peer, config, frame
 from .registry import case
 
 
-def connect(iut: Iut, **options: object) -> Peer:
-    """A runner dialer with the handshake done (or the connection closed)."""
-    peer = Peer.dialer(iut.port, config(is_client=True, **options))  # type: ignore[arg-type]
+def connect(iut: Iut, port: int | None = None, **options: object) -> Peer:
+    """A runner dialer to the IUT's listener (or its ``port``) with the handshake done (or the connection closed)."""
+    peer = Peer.dialer(iut.port if port is None else port, config(is_client=True, **options))  # type: ignore[arg-type]
     iut.peer = peer
     peer.pump(lambda: peer.handshake is not None or peer.closed is not None, WAIT)
     return peer
@@ -41,8 +41,9 @@ def authenticated(iut: Iut, peer: Peer, *records_: bytes) -> object:
     return accepted(iut, peer.port)["conn"]
 
 
-def refused_proof(iut: Iut, proof: bytes) -> str:
-    peer = connect(iut)
+def refused_proof(iut: Iut, proof: bytes, port: int | None = None) -> str:
+    """The IUT's listener (or the one on its ``port``) refuses the dialer's ``proof`` with BAD_IDENTITY."""
+    peer = connect(iut, port)
     try:
         expect(peer.handshake is not None, f"the QUIC handshake with the IUT did not complete: {peer.closed}")
         peer.send(0, frame(proof) + frame(b"a record after a bad proof"))

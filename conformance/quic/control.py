@@ -1,7 +1,8 @@
 """The IUT's control (spec/quic.md §7): a process with JSON events on stdout and commands on stdin.
 
 ``Iut.start(command)`` runs the command, waits for its ``ready`` line and keeps a thread
-reading its events into a queue.  Cases send ``dial``, ``send`` and ``close`` lines and wait
+reading its events into a queue.  Cases send ``dial``, ``send``, ``close`` (and, to a shared
+socket, ``shared_dial``, ``introduced``, ``drops``) lines and wait
 for the events they expect (``expect``) or check that none came (``quiet``).
 """
 
@@ -36,6 +37,9 @@ class Iut:
     def __init__(self, process: subprocess.Popen[str], ready: Event, events: queue.Queue[Event | None]) -> None:
         self.process = process
         self.port = int(ready["port"])
+        #: The port of its shared socket (spec/quic.md §5.1: p2pos sessions and QUIC on one socket), if it has one.
+        shared = ready.get("shared_port")
+        self.shared_port = int(shared) if isinstance(shared, int) else None
         self.peer_id = str(ready["peer_id"])
         self._events = events
         #: Every event seen, in order (for a failure's detail).
@@ -72,11 +76,12 @@ class Iut:
         self.process.stdin.write(line + "\n")
         self.process.stdin.flush()
 
-    def dial(self, port: int, peer_id: str, host: str = "127.0.0.1") -> str:
-        """Ask the IUT to dial; returns the tag its ``dialed`` / ``dial_failed`` event will carry."""
+    def dial(self, port: int, peer_id: str, host: str = "127.0.0.1", *, shared: bool = False) -> str:
+        """Ask the IUT to dial (``shared``: from its shared socket, ``shared_dial``); returns the tag its
+        ``dialed`` / ``dial_failed`` event will carry."""
         self._tags += 1
         tag = f"d{self._tags}"
-        self.command(f"dial {tag} {host} {port} {peer_id}")
+        self.command(f"{'shared_dial' if shared else 'dial'} {tag} {host} {port} {peer_id}")
         return tag
 
     def next(self, timeout: float) -> Event | None:

@@ -22,7 +22,7 @@ CaseFunc = Callable[[Iut], "str | None"]
 _ID = re.compile(r"^quic(/[a-z0-9_-]+)*/[0-9]+$")
 _CASES: dict[str, QuicCase] = {}
 #: The modules holding cases, loaded by ``all_cases`` in this order.
-CASE_MODULES = ("cases_listen", "cases_dial", "cases_session")
+CASE_MODULES = ("cases_listen", "cases_dial", "cases_session", "cases_shared")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,17 +33,21 @@ class QuicCase:
     func: CaseFunc
     #: The requirement ids of spec/quic.md the case tests (spec/conformance.md §6).
     requirements: tuple[str, ...]
+    #: The case needs the IUT's shared socket (spec/quic.md §5.1): skipped for an IUT without one.
+    shared: bool = False
 
 
-def case(case_id: str, *, section: str, title: str, requirements: tuple[str, ...]) -> Callable[[CaseFunc], CaseFunc]:
-    """Register the decorated function as the case ``case_id``."""
+def case(
+    case_id: str, *, section: str, title: str, requirements: tuple[str, ...], shared: bool = False
+) -> Callable[[CaseFunc], CaseFunc]:
+    """Register the decorated function as the case ``case_id`` (``shared``: it needs a shared socket)."""
     if not _ID.match(case_id):
         raise ValueError(f"bad case id {case_id!r}: use quic/area/number")
     if case_id in _CASES:
         raise ValueError(f"duplicate case id {case_id!r}")
 
     def register(func: CaseFunc) -> CaseFunc:
-        _CASES[case_id] = QuicCase(case_id, section, title, func, requirements)
+        _CASES[case_id] = QuicCase(case_id, section, title, func, requirements, shared)
         return func
 
     return register

@@ -1,6 +1,7 @@
 """Runs the QUIC cases against one IUT process: one result a case, the report, the JSON.
 
-A case passes when its function returns and fails when it raises (``conformance.suites``).
+A case passes when its function returns and fails when it raises (``conformance.suites``); a
+case of the shared socket (spec/quic.md §5.1) is skipped when the IUT has none.
 The runner starts the IUT once for the run and starts it again after a case if it has exited
 (a crash fails that case, not the run).
 """
@@ -21,6 +22,10 @@ __all__ = ["Outcome", "report", "run", "run_case", "summary", "to_json", "write_
 
 
 def run_case(c: QuicCase, iut: Iut) -> Outcome[QuicCase]:
+    if c.shared and iut.shared_port is None:
+        return Outcome(
+            c, "skip", "the IUT has no shared socket (no shared_port in its ready line, spec/quic.md §7)", 0.0
+        )
     outcome = attempt(c, lambda: c.func(iut))
     iut.peer = None
     if outcome.result == "pass" and not iut.alive:

@@ -62,6 +62,7 @@ BUGS = [
     ("too-old-never", "ch/multipath/", {"ch/multipath/16"}),
     ("too-old-congestion", "ch/multipath/", {"ch/multipath/16"}),
     ("bbr-no-floor", "ch/bbr/25", {"ch/bbr/25"}),
+    ("bbr-no-aggregation", "ch/bbr/26", {"ch/bbr/26"}),
     ("early-no-open", "ch/early/", {"ch/early/5"}),
 ]
 

@@ -32,16 +32,22 @@ def test_the_reference_carrier_passes_every_case(tmp_path: Path, capsys: pytest.
 
 BROKEN = {
     # bug: (cases run, cases that must fail)
-    "peer-id": (("quic/dial/1", "quic/dial/2", "quic/dial/3", "quic/dial/4"), {"quic/dial/3"}),
+    "peer-id": (
+        ("quic/dial/1", "quic/dial/2", "quic/dial/3", "quic/dial/4", "quic/shared/3", "quic/shared/4"),
+        {"quic/dial/3", "quic/shared/4"},
+    ),
     "proof-key": (
-        ("quic/listen/2", "quic/listen/6", "quic/listen/7", "quic/listen/8", "quic/listen/9"),
-        {"quic/listen/7", "quic/listen/8"},
+        ("quic/listen/2", "quic/listen/6", "quic/listen/7", "quic/listen/8", "quic/listen/9", "quic/shared/5"),
+        {"quic/listen/7", "quic/listen/8", "quic/shared/5"},
     ),
     "streams": (
         ("quic/listen/10", "quic/listen/11", "quic/listen/12", "quic/dial/12", "quic/dial/13"),
         {"quic/listen/10", "quic/listen/11", "quic/dial/12"},
     ),
     "no-endpoint": (("quic/listen/2", "quic/session/1"), {"quic/session/1"}),
+    "shared-turn-range": (("quic/shared/1", "quic/shared/2"), {"quic/shared/2"}),
+    "shared-dial-own-socket": (("quic/shared/3", "quic/shared/4", "quic/shared/6"), {"quic/shared/3"}),
+    "punch-elsewhere": (("quic/shared/1", "quic/shared/6"), {"quic/shared/6"}),
 }
 
 
@@ -54,6 +60,21 @@ def test_a_broken_carrier_fails_the_cases_of_its_bug(bug: str) -> None:
     outcomes = run(cases, command, io.StringIO())
     failed = {o.case.id for o in outcomes if o.result == "fail"}
     assert failed == must_fail, [(o.case.id, o.result, o.detail) for o in outcomes]
+
+
+def test_the_shared_socket_cases_are_skipped_for_an_iut_without_one() -> None:
+    """[QUIC-5.1.1] an IUT whose ready line names no shared_port (spec/quic.md §7) has the quic/shared/ cases
+    skipped, not failed; the other cases run."""
+    script = (
+        "import json, sys; print(json.dumps({'event': 'ready', 'port': 9, 'peer_id': 'x'}), flush=True); "
+        "sys.stdin.readline()"
+    )
+    shared = [c for c in all_cases() if c.id.startswith("quic/shared/")]
+    assert len(shared) == 6 and all(c.shared for c in shared)
+    assert not any(c.shared for c in all_cases() if not c.id.startswith("quic/shared/"))
+    outcomes = run(shared, [sys.executable, "-c", script], io.StringIO())
+    assert [o.result for o in outcomes] == ["skip"] * len(shared)
+    assert all("no shared socket" in o.detail for o in outcomes)
 
 
 def test_an_iut_that_does_not_start_ends_the_run(capsys: pytest.CaptureFixture[str]) -> None:
