@@ -23,6 +23,7 @@ from p2pos.proto import InvalidPeerId, PeerId, __version__
 
 from . import build_info, keystore
 from .home import Home, SettingsError
+from .malloc_tuning import tune_malloc
 
 
 def _cmd_id(args: argparse.Namespace) -> int:
@@ -157,6 +158,7 @@ def _cmd_relay(args: argparse.Namespace) -> int:
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
 
+    tune_malloc()
     try:
         trio.run(serve)
     except OSError as exc:

@@ -33,6 +33,7 @@ import trio
 from .bridge import CHUNK, splice
 from .client import Client, ClientError, DaemonNotRunning
 from .home import Home, Settings, SettingsError, parse_host_port
+from .malloc_tuning import tune_malloc
 
 log = logging.getLogger("p2pos.cli")
 
@@ -93,6 +94,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         return fail(str(exc), EXIT_USAGE)
     logs.setup(settings.log_level, home.logs / "daemon.log")
+    tune_malloc()
 
     async def main() -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
