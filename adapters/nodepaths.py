@@ -19,6 +19,7 @@ from p2pos.proto import ErrorCode, PeerId
 from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathValidated
 from p2pos.proto.paths.path import PathKind
 
+from . import routeconfig
 from .nodetypes import Address, ConnectFailed, Peer
 
 if TYPE_CHECKING:
@@ -108,9 +109,8 @@ async def connect_any(
             connection.close(now, ErrorCode.NO_ERROR, "another path answered first")
             node.endpoint.updated(session_id)
         transport = node.transports[local]
-        kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
-        rank = int(getattr(transport, "path_rank", 0))
-        node.endpoint.add_path(winner.session_id, remote, local, now, kind=kind, rank=rank)
+        kind, rank, relayed = routeconfig.kind_and_rank(transport)
+        node.endpoint.add_path(winner.session_id, remote, local, now, kind=kind, rank=rank, relayed=relayed)
     node._updated(winner.session_id)
     return winner
 

@@ -25,10 +25,12 @@ _STREAM_FIRST_DATAGRAM_CEILING = 16384
 _DEFAULT_CEILING = ChannelConfig().max_datagram_size
 
 
-def kind_and_rank(transport: object) -> tuple[PathKind, int]:
-    """A socket's path kind and rank (spec/paths.md §4): a transport says them with ``path_kind``
-    ("datagram" or "stream") and ``path_rank``; a plain UDP socket has neither: direct datagrams, rank 0."""
-    return PathKind(str(getattr(transport, "path_kind", "datagram"))), int(getattr(transport, "path_rank", 0))
+def kind_and_rank(transport: object) -> tuple[PathKind, int, bool]:
+    """A socket's path kind, rank and whether it is a relay (spec/paths.md §4, §5): a transport says
+    them with ``path_kind`` ("datagram" or "stream"), ``path_rank`` and ``path_relayed``; a plain UDP
+    socket has none: direct datagrams, rank 0, not relayed."""
+    kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
+    return kind, int(getattr(transport, "path_rank", 0)), bool(getattr(transport, "path_relayed", False))
 
 
 def channel_config_for(base: ChannelConfig, transport: Transport, address: Address) -> ChannelConfig:

@@ -699,7 +699,17 @@ def main() -> None:
         ratios["ttfb_round_trip_over_rtt"] = statistics.median(ttfb["round_trip"]) / srtt
     met = {name: ratios[name] >= minimum for name, minimum in AT_LEAST.items() if name in ratios}
     met |= {name: ratios[name] <= maximum for name, maximum in AT_MOST.items() if name in ratios}
+    # Informational: each round's carrier against that same round's direct transfer (measured
+    # back to back), to tell a carrier's cost from direct UDP's own swings between rounds.
+    per_round = {
+        f"{carrier}_over_direct_per_round": [x / d for x, d in zip(samples[carrier], samples["direct"], strict=True)]
+        for carrier in ("relay", "turn")
+        if samples.get(carrier) and samples.get("direct")
+    }
     say("")
+    for name, values in per_round.items():
+        shown = ", ".join(f"{v:.2f}" for v in values)
+        say(f"{name:<30} median {statistics.median(values):.2f}, rounds: {shown} (informational)")
     say(f"{'ratio':<30} {'value':>8}  target")
     for name, value in ratios.items():
         bound = f">= {AT_LEAST[name]}" if name in AT_LEAST else f"<= {AT_MOST[name]}" if name in AT_MOST else "-"
@@ -711,6 +721,10 @@ def main() -> None:
         figures[f"{key}_MBps"] = round(medians[key], 2)
         figures[f"{key}_MBps_min"] = round(min(values), 2)
         figures[f"{key}_MBps_max"] = round(max(values), 2)
+    for key, values in per_round.items():
+        figures[key] = round(statistics.median(values), 3)
+        figures[f"{key}_min"] = round(min(values), 3)
+        figures[f"{key}_max"] = round(max(values), 3)
     for key, (_, values) in timings.items():
         # at least 0.001 ms: a figure is a positive number (the validated -> active step may take ~0)
         figures[key] = max(0.001, round(statistics.median(values) * 1000, 3))
@@ -735,6 +749,8 @@ def main() -> None:
                 "ttfb_round_trip_over_rtt": "informational, no target: A's call to the count back / path srtt"
                 " (floor 2: handshake + request/answer; less needs 0-RTT)",
                 "direct_single_path_MBps": "reference only: another pair (no relay, no QUIC), its direct path alone",
+                "relay_over_direct_per_round": "informational: each round's relay / that round's direct, median"
+                " (the targets use the ratio of the medians)",
             },
         }
     )

@@ -133,12 +133,19 @@ class Connection(ReceivePath):
         self._receive(data, now)
 
     def receive_on_new_path(
-        self, data: bytes, now: float, kind: PathKind, *, rank: int = 0, max_datagram_size: int | None = None
+        self,
+        data: bytes,
+        now: float,
+        kind: PathKind,
+        *,
+        rank: int = 0,
+        max_datagram_size: int | None = None,
+        relayed: bool = False,
     ) -> int | None:
         """Feed a datagram from an address none of the paths has (a NAT rebinding, spec/paths.md
         PTH-3.7).  If it authenticates, it makes a new path, being validated, whose id is returned;
         otherwise None and nothing changed.  Never raises."""
-        pending = self._rx_path = self._rx_pending = self._make_path(kind, rank, max_datagram_size)
+        pending = self._rx_path = self._rx_pending = self._make_path(kind, rank, max_datagram_size, relayed)
         try:
             self._receive(data, now)
         finally:

@@ -334,18 +334,18 @@ class Cubic(_WindowBase):
 
 
 class WindowFloor(CongestionController):
-    """``inner``'s decisions with a floor under its window (spec/paths.md §5, stream-carried paths):
-    what ``inner``'s pacing rate moves in ``allowance`` seconds, at most ``packets`` datagrams; no
-    floor while it has no rate (a loss-based controller on a carrier that loses nothing grows by
-    itself).  Everything else is ``inner``'s own."""
+    """``inner``'s decisions with a floor under its window (spec/paths.md §5, stream-carried and
+    relayed paths): what ``inner``'s pacing rate moves in ``allowance`` seconds, at most
+    ``max_bytes``; no floor while it has no rate (a loss-based controller on a carrier that loses
+    nothing grows by itself).  Everything else is ``inner``'s own."""
 
-    __slots__ = ("allowance", "inner", "packets")
+    __slots__ = ("allowance", "inner", "max_bytes")
 
-    def __init__(self, inner: CongestionController, packets: int, allowance: float) -> None:
-        if packets < 1 or allowance <= 0:
-            raise LocalProtocolError("a window floor is at least one datagram and a positive time")
+    def __init__(self, inner: CongestionController, max_bytes: int, allowance: float) -> None:
+        if max_bytes < 1 or allowance <= 0:
+            raise LocalProtocolError("a window floor is at least one byte and a positive time")
         self.inner = inner
-        self.packets = packets
+        self.max_bytes = max_bytes
         self.allowance = allowance
 
     @property
@@ -354,7 +354,7 @@ class WindowFloor(CongestionController):
         rate = inner.pacing_rate
         if rate is None:
             return inner.congestion_window
-        floor = min(self.packets * inner.max_datagram_size, int(rate * self.allowance))
+        floor = min(self.max_bytes, int(rate * self.allowance))
         return max(inner.congestion_window, floor)
 
     @property

@@ -1,5 +1,6 @@
-"""A stream-carried path's window floor (spec/paths.md §5, after PTH-5.3): what its controller's rate
-moves in 5 ms, at most 16 of its records; none without a rate; datagram paths have none."""
+"""The window floor of stream-carried and relayed paths (spec/paths.md §5, after PTH-5.3): what the
+controller's rate moves in 5 ms, at most about 1 MB (16 relay records); none without a rate; a direct
+datagram path has none, a TURN path (relayed) has it, and so does a first path described as relayed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from chan_helpers import Pair
 
 from p2pos.proto.channels.channel import ChannelConfig
 from p2pos.proto.errors import LocalProtocolError
-from p2pos.proto.paths.path import STREAM_WINDOW_ALLOWANCE, STREAM_WINDOW_PACKETS, Path, PathKind, stream_window
+from p2pos.proto.paths.path import WINDOW_FLOOR_ALLOWANCE, WINDOW_FLOOR_MAX, Path, PathKind, floored
 from p2pos.proto.recovery.congestion import CongestionController, NewReno, WindowFloor
 from p2pos.proto.recovery.recovery import SentPacket
 from p2pos.proto.recovery.rtt import RttEstimator
@@ -63,7 +64,8 @@ class Fixed(CongestionController):
     ("cwnd", "rate", "window"),
     [
         (600_000, 200e6, 1_000_000),  # loopback relay: 5 ms at 200 MB/s lifts BBR's 600 KB
-        (600_000, 1e9, STREAM_WINDOW_PACKETS * 65000),  # capped at 16 records
+        (600_000, 1e9, 16 * 65000),  # capped at 16 relay records
+        (300_000, 300e6, 1_040_000),  # a loopback TURN path: 64 of its 16380-byte datagrams
         (250_000, 1.25e6, 250_000),  # a slow WAN relay: 6 KB of floor, below the controller's window
         (600_000, None, 600_000),  # no rate estimate: no floor
         (2_000_000, 200e6, 2_000_000),  # never lowers a larger window
@@ -71,8 +73,8 @@ class Fixed(CongestionController):
 )
 @pytest.mark.pure_core  # Fixed subclasses CongestionController, which a compiled core does not allow
 def test_the_floor_is_the_rate_for_5_ms_capped_at_16_records(cwnd: int, rate: float | None, window: int) -> None:
-    floor = stream_window(Fixed(cwnd, rate))
-    assert STREAM_WINDOW_ALLOWANCE == 0.005
+    floor = floored(Fixed(cwnd, rate))
+    assert WINDOW_FLOOR_ALLOWANCE == 0.005 and WINDOW_FLOOR_MAX == 16 * 65000
     assert floor.congestion_window == window
     assert floor.available(window - 1000) == 1000
     assert floor.available(window + 1) == 0
@@ -81,7 +83,7 @@ def test_the_floor_is_the_rate_for_5_ms_capped_at_16_records(cwnd: int, rate: fl
 @pytest.mark.pure_core  # Fixed subclasses CongestionController, which a compiled core does not allow
 def test_every_call_reaches_the_controller() -> None:
     inner = Fixed(600_000, 200e6)
-    floor = WindowFloor(inner, 16, 0.005)
+    floor = WindowFloor(inner, 16 * 65000, 0.005)
     rtt = RttEstimator()
     floor.on_packets_acked([], 0.0, rtt=rtt, app_limited=True)
     floor.on_packets_lost([], 0.0)
@@ -90,23 +92,36 @@ def test_every_call_reaches_the_controller() -> None:
     floor.set_max_datagram_size(16384)
     assert inner.max_datagram_size == floor.max_datagram_size == 16384
     assert floor.pacing_rate == 200e6
-    inner.cwnd = 100_000
-    assert floor.congestion_window == 16 * 16384  # the cap follows the record size
-    assert stream_window(floor) is floor  # never wrapped twice
-    for packets, allowance in ((0, 0.005), (16, 0.0)):
+    inner.cwnd, inner.rate = 100_000, 1e9
+    assert floor.congestion_window == 16 * 65000  # the cap is bytes, whatever the packet size
+    inner.rate = 1e6
+    assert floor.congestion_window == 100_000  # 5 KB of floor: the controller's own window
+    assert floored(floor) is floor  # never wrapped twice
+    for max_bytes, allowance in ((0, 0.005), (16, 0.0)):
         with pytest.raises(LocalProtocolError):
-            WindowFloor(NewReno(), packets, allowance)
+            WindowFloor(NewReno(), max_bytes, allowance)
 
 
 @pytest.mark.parametrize("controller", ["bbr", "newreno", "cubic"])
-def test_stream_paths_have_the_floor_and_datagram_paths_do_not(controller: str) -> None:
-    stream = Path(
-        1, kind=PathKind.STREAM, rank=3, congestion_control=controller, max_datagram_size=1452, pmtu_probing=True
+def test_stream_and_relayed_paths_have_the_floor_and_direct_datagram_paths_do_not(controller: str) -> None:
+    def path(path_id: int, kind: PathKind, relayed: bool) -> Path:
+        return Path(
+            path_id,
+            kind=kind,
+            rank=path_id,
+            congestion_control=controller,
+            max_datagram_size=1452,
+            pmtu_probing=True,
+            relayed=relayed,
+        )
+
+    stream, turn, datagram = (
+        path(3, PathKind.STREAM, False),
+        path(2, PathKind.DATAGRAM, True),
+        path(0, PathKind.DATAGRAM, False),
     )
-    datagram = Path(
-        2, kind=PathKind.DATAGRAM, rank=0, congestion_control=controller, max_datagram_size=1452, pmtu_probing=True
-    )
-    assert isinstance(stream.cc, WindowFloor) and not isinstance(datagram.cc, WindowFloor)
+    assert isinstance(stream.cc, WindowFloor) and isinstance(turn.cc, WindowFloor)
+    assert not isinstance(datagram.cc, WindowFloor)
     assert stream.cc.congestion_window == datagram.cc.congestion_window  # no rate yet: the controller's window
 
 
@@ -118,3 +133,24 @@ def test_a_connection_whose_first_path_is_stream_carried_has_the_floor() -> None
     assert a is not None and b is not None
     assert isinstance(a.cc, WindowFloor) and a.cc is a.paths[0].cc
     assert not isinstance(b.cc, WindowFloor)
+
+
+def test_a_first_path_described_as_relayed_gets_the_floor_and_keeps_it_when_its_rank_changes() -> None:
+    """The handshake's path is made before the driver says what carries it (a TURN allocation:
+    describe_path(..., relayed=True)); a later rank change (a pin) leaves the floor alone."""
+    pair = Pair()
+    pair.connect()
+    a = pair.a.conn
+    assert a is not None
+
+    def floored_now() -> bool:
+        assert a is not None and a.cc is a.paths[0].cc
+        return isinstance(a.cc, WindowFloor)
+
+    assert not floored_now()
+    a.describe_path(0, PathKind.DATAGRAM, 2, relayed=True)
+    assert floored_now() and a.paths[0].relayed
+    a.describe_path(0, PathKind.DATAGRAM, -1)  # pinned: the rank only
+    assert floored_now()
+    a.describe_path(0, PathKind.DATAGRAM, 0, relayed=False)
+    assert not floored_now()
