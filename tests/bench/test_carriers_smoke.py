@@ -32,9 +32,16 @@ def test_carriers_bench_measures_each_carrier_between_daemons() -> None:
         "direct_validated_to_active_ms",
         "cut_to_fallback_active_ms",
     ]
-    for key in [f"{name}_MBps" for name in goodputs] + timings:
+    per_round = ["relay_over_direct_per_round", "turn_over_direct_per_round"]
+    for key in [f"{name}_MBps" for name in goodputs] + timings + per_round:
         assert figures[f"{key}_min"] <= figures[key] <= figures[f"{key}_max"], key
-    assert len(figures) == 3 * (len(goodputs) + len(timings))
+    assert len(figures) == 3 * (len(goodputs) + len(timings) + len(per_round))
+    # Each round's ratio lies between the goodputs' extremes' ratios.
+    low, high = (
+        figures["relay_MBps_min"] / figures["direct_MBps_max"],
+        figures["relay_MBps_max"] / figures["direct_MBps_min"],
+    )
+    assert low - 0.001 <= figures["relay_over_direct_per_round"] <= high + 0.001
     # The relay's 25 ms each way on both links: a round trip through it cannot be under 100 ms.
     assert figures["relay_rtt_ms_min"] >= 100
     assert summary["targets"] == {
