@@ -100,18 +100,15 @@ def header(opcode: int, length: int, key: bytes | None = None, *, fin: bool = Tr
     return head if key is None else head + key
 
 
-def encode(opcode: int, payload: bytes | bytearray, key: bytes | None = None) -> list[bytes | bytearray]:
+def encode(opcode: int, payload: bytes | bytearray, key: bytes | None = None) -> list[bytes | bytearray | memoryview]:
     """One whole frame as parts to join: ``[header, payload]``, the payload masked when ``key`` is given."""
-    if key is not None and len(key) != 4:
-        raise ValueError("a masking key is 4 bytes")
     if opcode in _CONTROL and len(payload) > 125:
         raise ValueError("a control frame carries at most 125 bytes")
-    body = mask(payload, key) if key is not None and payload else payload
-    return [header(opcode, len(payload), key), body]
+    return encode_parts(opcode, payload, b"", key)[:2]
 
 
 def encode_parts(
-    opcode: int, head: bytes, tail: bytes | memoryview, key: bytes | None = None
+    opcode: int, head: bytes | bytearray, tail: bytes | memoryview, key: bytes | None = None
 ) -> list[bytes | bytearray | memoryview]:
     """One frame whose payload is ``head + tail``, as parts to write without joining them:
     ``[header, head, tail]``, each part masked with the key where it falls in the payload."""
