@@ -127,7 +127,7 @@ class RelayClient:
             self.stats["send_queue_full"] += 1
             return False
         if pair is None:
-            self._out.append((bytes([m.MessageType.SENDTO]) + peer, record))
+            self._out.append((m.sendto_head(peer), record))
             self.stats["sent_before_paired"] += 1
         else:
             self._out.append((m.record_head(m.MessageType.SEND, pair), record))

@@ -137,6 +137,11 @@ def record_head(kind: MessageType, pair: int) -> bytes:
     return bytes([kind]) + _pair(pair)
 
 
+def sendto_head(peer_id: bytes) -> bytes:
+    """The 33 bytes before the record in a SENDTO message: its type and the peer id."""
+    return bytes([MessageType.SENDTO]) + _peer(peer_id)
+
+
 def record_view_untrusted(data: bytes, max_record: int = MAX_RECORD) -> tuple[int, memoryview]:
     """A SEND or RECV message's pair id and its record as a view into ``data`` (nothing copied:
     the relay forwards it behind a new head).  Raises ``RemoteProtocolError`` as ``decode_untrusted``."""
@@ -175,15 +180,15 @@ def encode(message: Message) -> bytes:
         case Send(pair=pair, record=record):
             if not valid_record(record):
                 raise LocalProtocolError("a relayed record is 1-65535 bytes starting with 4-15")
-            return bytes([MessageType.SEND]) + _pair(pair) + record
+            return record_head(MessageType.SEND, pair) + record
         case Recv(pair=pair, record=record):
             if not valid_record(record):
                 raise LocalProtocolError("a relayed record is 1-65535 bytes starting with 4-15")
-            return bytes([MessageType.RECV]) + _pair(pair) + record
+            return record_head(MessageType.RECV, pair) + record
         case SendTo(peer_id=peer_id, record=record):
             if not valid_record(record):
                 raise LocalProtocolError("a relayed record is 1-65535 bytes starting with 4-15")
-            return bytes([MessageType.SENDTO]) + _peer(peer_id) + record
+            return sendto_head(peer_id) + record
     raise LocalProtocolError(f"not a relay message: {message!r}")  # pragma: no cover
 
 
