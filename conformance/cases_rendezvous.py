@@ -18,6 +18,7 @@ from typing import Any
 
 from p2pos.proto.errors import ProtocolError
 from p2pos.proto.events import HandshakeCompleted, MessageReceived, SessionClosed
+from p2pos.proto.nat.profile import UNKNOWN_PROFILE, Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.session.session import SecureSession
 from p2pos.proto.session.wire import PacketType
@@ -97,11 +98,14 @@ class Peer:
         got, self.messages = self.messages, []
         return got
 
-    def register(self, now: float, lease: int = 0, candidates: tuple[m.Address, ...] = ()) -> m.Registered:
+    def register(
+        self, now: float, lease: int = 0, candidates: tuple[m.Address, ...] = (), traits: m.Traits | None = None
+    ) -> m.Registered:
         """Connect (if needed) and register; returns the REGISTERED."""
         if not self.established:
             self.connect(now)
-        answer = one(self.request(m.Register(txid=0x100 + self.connections, lease=lease, candidates=candidates), now))
+        message = m.Register(txid=0x100 + self.connections, lease=lease, candidates=candidates, traits=traits)
+        answer = one(self.request(message, now))
         expect(isinstance(answer, m.Registered), f"{self.name}: REGISTER answered {short(answer)}")
         assert isinstance(answer, m.Registered)
         return answer
@@ -433,7 +437,8 @@ def _(iut: Iut) -> None:
     found = one(alice.request(m.Lookup(txid=41, peer_id=bob.peer_id, introduce=True, candidates=asked), 1.0))
     expect(isinstance(found, m.Found), f"answer to alice: {short(found)}")
     intro = one(bob.take())
-    expected = m.Introduction(txid=41, peer_id=alice.peer_id, observed=host_port(ALICE), candidates=asked)
+    punch = intro.punch if isinstance(intro, m.Introduction) else None
+    expected = m.Introduction(txid=41, peer_id=alice.peer_id, observed=host_port(ALICE), candidates=asked, punch=punch)
     expect_eq(intro, expected, "INTRODUCTION to bob")
 
 
@@ -450,7 +455,10 @@ def _(iut: Iut) -> None:
     bob.register(0.1)
     one(alice.request(m.Lookup(txid=51, peer_id=bob.peer_id, introduce=True), 1.0))
     intro = one(bob.take())
-    expected = m.Introduction(txid=51, peer_id=alice.peer_id, observed=host_port(ALICE), candidates=(LAN, LAN6))
+    punch = intro.punch if isinstance(intro, m.Introduction) else None
+    expected = m.Introduction(
+        txid=51, peer_id=alice.peer_id, observed=host_port(ALICE), candidates=(LAN, LAN6), punch=punch
+    )
     expect_eq(intro, expected, "INTRODUCTION to bob")
 
 
@@ -599,3 +607,84 @@ def _(iut: Iut) -> None:
     alice.connect(0.0)
     answers = alice.request(m.Register(txid=41, lease=0), 0.1)
     expect_eq([type(a).__name__ for a in answers], ["Registered"], "the answers to a registration")
+
+
+PUNCH = "rendezvous.md §3.5"
+SEQ_TRAITS = m.Traits(
+    profile=NatProfile(
+        mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT,
+        filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
+        allocation=Allocation.SEQUENTIAL,
+        delta=2,
+    ),
+    rtt_ms=80,
+)
+EIM_TRAITS = m.Traits(
+    profile=NatProfile(mapping=Mapping.ENDPOINT_INDEPENDENT, filtering=Filtering.ADDRESS_DEPENDENT), rtt_ms=30
+)
+
+
+def _punches(alice: Peer, bob: Peer, lookup: m.Lookup, now: float) -> tuple[m.Punch, m.Punch]:
+    """Alice's FOUND's punch and Bob's INTRODUCTION's, from the same call into the IUT (RDV-4.2.7)."""
+    found = one(alice.request(lookup, now))
+    intro = one(bob.take())
+    expect(isinstance(found, m.Found), f"answer to alice: {short(found)}")
+    expect(isinstance(intro, m.Introduction), f"to bob: {short(intro)}")
+    assert isinstance(found, m.Found) and isinstance(intro, m.Introduction)
+    expect(found.punch is not None, "the FOUND of an introduction carries no punch block")
+    expect(intro.punch is not None, "the INTRODUCTION carries no punch block")
+    assert found.punch is not None and intro.punch is not None
+    return found.punch, intro.punch
+
+
+@case(
+    "rdv/punch/1",
+    section=PUNCH,
+    title="an introduction gives both sides one fresh ticket and each the other's traits, in one step",
+    requirements=("RDV-4.2.6", "RDV-4.2.7", "RDV-3.5.2"),
+)
+def _(iut: Iut) -> None:
+    net = Net(iut)
+    alice, bob = net.peer("alice", ALICE), net.peer("bob", BOB)
+    alice.register(0.0, traits=EIM_TRAITS)
+    bob.register(0.1, traits=SEQ_TRAITS)
+    found, intro = _punches(alice, bob, m.Lookup(txid=61, peer_id=bob.peer_id, introduce=True), 1.0)
+    expect_eq(found.traits, SEQ_TRAITS, "bob's traits in alice's FOUND")
+    expect_eq(intro.traits, EIM_TRAITS, "alice's registered traits in bob's INTRODUCTION (her LOOKUP had none)")
+    expect_eq(found.ticket, intro.ticket, "the ticket of the FOUND and of the INTRODUCTION")
+    asked = m.Traits(profile=UNKNOWN_PROFILE, rtt_ms=7)
+    again, intro2 = _punches(alice, bob, m.Lookup(txid=62, peer_id=bob.peer_id, introduce=True, traits=asked), 2.0)
+    expect_eq(intro2.traits, asked, "the LOOKUP's traits in the INTRODUCTION")
+    expect(again.ticket != found.ticket, "two introductions got the same ticket")
+    bob.register(3.0)  # renewed without traits: they are cleared
+    cleared, _ = _punches(alice, bob, m.Lookup(txid=63, peer_id=bob.peer_id, introduce=True), 4.0)
+    expect_eq(cleared.traits, m.Traits(profile=UNKNOWN_PROFILE), "bob's traits after a REGISTER without them")
+    plain = one(alice.request(m.Lookup(txid=64, peer_id=bob.peer_id, introduce=False), 5.0))
+    expect(isinstance(plain, m.Found) and plain.punch is None, f"FOUND without an introduction: {short(plain)}")
+
+
+@case(
+    "rdv/punch/2",
+    section=PUNCH,
+    title="a REGISTER or LOOKUP whose traits are malformed draws ERROR 3 and the session stays",
+    requirements=("RDV-3.3.1", "RDV-3.3.2"),
+)
+def _(iut: Iut) -> None:
+    net = Net(iut)
+    alice, bob = net.peer("alice", ALICE), net.peer("bob", BOB)
+    alice.register(0.0)
+    bob.register(0.1)
+    register = m.encode(m.Register(txid=71, lease=0))
+    bad_traits = [
+        bytes([0x50, 0, 0, 0, 0, 0, 1]),  # mapping 5
+        bytes([0x44, 2, 0, 0, 0, 0, 1]),  # sequential, delta 0
+        bytes([0x22, 0, 0, 0, 0x40, 0, 1]),  # an unknown flag
+        bytes(6),  # neither 0 nor 7 bytes
+    ]
+    for i, tail in enumerate(bad_traits):
+        error_code(one(alice.send(register + tail, 1.0 + i)), 3, 71)
+    lookup = m.encode(m.Lookup(txid=72, peer_id=bob.peer_id, introduce=True))
+    error_code(one(alice.send(lookup + bytes(8), 6.0)), 3, 72)
+    expect_eq(bob.take(), [], "messages to bob after a malformed LOOKUP")
+    found = one(alice.request(m.Lookup(txid=73, peer_id=bob.peer_id, introduce=False), 7.0))
+    expect(isinstance(found, m.Found), f"a good LOOKUP on the same session: {short(found)}")

@@ -463,3 +463,21 @@ def _(iut: Iut) -> None:
     peer = OTHER.peer_id.public_key
     net.send_from_node(m.Found(txid=txid, peer_id=peer, observed=("198.18.0.7", 7000)))
     expect(len(net.of_type("rdv_lookup_answered")) == 1, "the FOUND after the RELAYS still answers the lookup")
+
+
+@case(
+    "rdv/client/16",
+    section="rendezvous.md §3.5",
+    title="once its round trip to the node is known, the client ends its REGISTERs with its traits",
+    requirements=("RDV-3.5.1",),
+)
+def _(iut: Iut) -> str:
+    net = ClientNet(iut, config={"lease": 60})
+    net.run_until(40.0)
+    registers = [message for _, message in net.node.received if isinstance(message, m.Register)]
+    expect(len(registers) == 2, f"REGISTERs by 40 s: {len(registers)}")
+    traits = registers[1].traits
+    expect(traits is not None, "the renewal (the first REGISTER was answered at once) carries no traits")
+    assert traits is not None
+    expect(1 <= traits.rtt_ms <= 2000, f"round trip {traits.rtt_ms} ms: the node answered within the run's step")
+    return f"renewal traits: {traits}"

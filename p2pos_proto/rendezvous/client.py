@@ -23,6 +23,7 @@ from collections.abc import Hashable
 from ..endpoint.endpoint import Address, Endpoint
 from ..events import HandshakeCompleted, MessageReceived, SessionClosed
 from ..identity.peer_id import PeerId
+from ..nat.profile import UNKNOWN_PROFILE, NatProfile
 from . import messages as m
 from .node import STATELESS_RESET
 
@@ -70,6 +71,8 @@ class LookupAnswered:
     observed: m.Address | None
     candidates: tuple[m.Address, ...] = ()
     why: str = ""
+    #: With an introduction: the peer's traits and the ticket both sides punch with (spec/punch.md §7).
+    punch: m.Punch | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,6 +83,8 @@ class IntroductionReceived:
     peer_id: bytes
     observed: m.Address
     candidates: tuple[m.Address, ...] = ()
+    #: The asker's traits and the ticket both sides punch with (spec/punch.md §7).
+    punch: m.Punch | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,6 +104,7 @@ class _Pending:
     first_sent: float
     next_retry: float
     interval: float
+    sends: int = 1
 
 
 class RendezvousClient:
@@ -115,6 +121,11 @@ class RendezvousClient:
         self.endpoint, self.node, self.address, self.local = endpoint, node, address, local
         self.config = config or ClientConfig()
         self.candidates = candidates
+        #: This side's NAT as behaviour discovery measured it; sent with REGISTER and LOOKUP
+        #: (spec/rendezvous.md §3.5) once set, with ``rtt``.
+        self.profile: NatProfile | None = None
+        #: The round trip to the node, from the latest request answered without a repeat (Karn).
+        self.rtt: float | None = None
         self.state = ClientState.IDLE
         self.session_id: int | None = None
         self.observed: m.Address | None = None
@@ -135,7 +146,9 @@ class RendezvousClient:
     def lookup(self, peer_id: bytes, now: float, *, introduce: bool = True) -> int:
         """Ask the node for ``peer_id`` (and to introduce us); the answer is a ``LookupAnswered``."""
         txid = self._next_txid()
-        message = m.Lookup(txid=txid, peer_id=peer_id, introduce=introduce, candidates=self.candidates)
+        message = m.Lookup(
+            txid=txid, peer_id=peer_id, introduce=introduce, candidates=self.candidates, traits=self.traits()
+        )
         if self.state is not ClientState.REGISTERED:
             self._events.append(
                 LookupAnswered(node=self.node, txid=txid, peer_id=peer_id, observed=None, why="not registered")
@@ -213,6 +226,7 @@ class RendezvousClient:
                 continue
             pending.interval = min(pending.interval * 2, self.config.retry_max)
             pending.next_retry = now + pending.interval
+            pending.sends += 1
             if isinstance(message, m.Lookup):  # fail it on time, not at the next repeat
                 pending.next_retry = min(pending.next_retry, pending.first_sent + self.config.lookup_timeout)
             elif isinstance(message, m.Register):
@@ -243,11 +257,21 @@ class RendezvousClient:
             session.close(now)
             self.endpoint.updated(session.local_index)
 
+    def traits(self) -> m.Traits | None:
+        """What REGISTER and LOOKUP say of this side (spec/rendezvous.md §3.5): None until something is known."""
+        if self.profile is None and self.rtt is None:
+            return None
+        rtt_ms = 0 if self.rtt is None else min(0xFFFF, max(1, round(self.rtt * 1000)))
+        return m.Traits(profile=self.profile or UNKNOWN_PROFILE, rtt_ms=rtt_ms)
+
     def _register(self, now: float) -> None:
         if self._register_txid is not None:
             self._pending.pop(self._register_txid, None)
         self._register_txid = self._next_txid()
-        self._request(m.Register(txid=self._register_txid, lease=self.config.lease, candidates=self.candidates), now)
+        message = m.Register(
+            txid=self._register_txid, lease=self.config.lease, candidates=self.candidates, traits=self.traits()
+        )
+        self._request(message, now)
 
     def _request(self, message: m.Message, now: float) -> None:
         interval = self.config.retry_initial
@@ -288,6 +312,8 @@ class RendezvousClient:
             return
         unsolicited = isinstance(message, m.Introduction | m.Relays)
         pending = self._pending.pop(message.txid, None) if not unsolicited else None
+        if pending is not None and pending.sends == 1 and now >= pending.first_sent:
+            self.rtt = now - pending.first_sent  # an answer to a request sent once: a clean sample
         match message:
             case m.Registered() if pending is not None and message.txid == self._register_txid:
                 self._register_txid = None
@@ -305,6 +331,7 @@ class RendezvousClient:
                         peer_id=message.peer_id,
                         observed=message.observed,
                         candidates=message.candidates,
+                        punch=message.punch,
                     )
                 )
             case m.NotFound() if pending is not None:
@@ -333,6 +360,7 @@ class RendezvousClient:
                         peer_id=message.peer_id,
                         observed=message.observed,
                         candidates=message.candidates,
+                        punch=message.punch,
                     )
                 )
             case m.Relays():

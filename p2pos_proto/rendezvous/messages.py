@@ -6,9 +6,12 @@ echoed in the answer, so a peer that retries a request (records are not retransm
 answers to requests and the node answers a repeated request again.  Addresses are
 ``u8 family (4 or 6) | address (4 or 16 bytes) | u16 port``; peer ids are the 32-byte Ed25519
 keys of identity.md §1; RELAYS carries URLs (``u8 count | count x (u8 length | UTF-8)``).
-``decode_untrusted`` refuses trailing bytes, short bodies, unknown families, too many candidates
-or URLs, empty or non-UTF-8 URLs with ``RemoteProtocolError(MALFORMED_MESSAGE)``; an unknown
-message type is ``None`` (ignored, so later versions can add messages).
+REGISTER and LOOKUP may end with the sender's traits (its NAT profile and round trip to the node),
+FOUND and INTRODUCTION with the peer's traits and the punch ticket (spec/rendezvous.md §3.5,
+spec/punch.md §7).  ``decode_untrusted`` refuses trailing bytes, short bodies, unknown families,
+too many candidates or URLs, empty or non-UTF-8 URLs, a malformed profile with
+``RemoteProtocolError(MALFORMED_MESSAGE)``; an unknown message type is ``None`` (ignored, so
+later versions can add messages).
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ import struct
 from typing import Final
 
 from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from ..nat.profile import WIRE_LEN as PROFILE_LEN
+from ..nat.profile import NatProfile, ProfileError, decode_profile_untrusted
 
 PEER_ID_LEN: Final = 32
 RESET_TOKEN_LEN: Final = 16
@@ -31,7 +36,28 @@ MAX_REASON: Final = 255
 MAX_RELAYS: Final = 8
 MAX_URL: Final = 255
 
+#: The punch ticket a node hands both sides of an introduction (spec/punch.md §5).
+TICKET_LEN: Final = 16
+
 Address = tuple[str, int]
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Traits:
+    """What a peer says of itself for hole punching (spec/rendezvous.md §3.5): its NAT's profile and its
+    round trip to the node in milliseconds (0: not known; at most 65535)."""
+
+    profile: NatProfile
+    rtt_ms: int = 0
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Punch:
+    """What an introduction gives each side for hole punching (spec/rendezvous.md §3.5): the other
+    side's traits and a ticket both sides share (spec/punch.md §5)."""
+
+    traits: Traits
+    ticket: bytes
 
 
 class MessageType(enum.IntEnum):
@@ -60,6 +86,7 @@ class Register:
     txid: int
     lease: int  # seconds asked for
     candidates: tuple[Address, ...] = ()
+    traits: Traits | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -76,6 +103,7 @@ class Lookup:
     peer_id: bytes
     introduce: bool
     candidates: tuple[Address, ...] = ()
+    traits: Traits | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,6 +112,7 @@ class Found:
     peer_id: bytes
     observed: Address
     candidates: tuple[Address, ...] = ()
+    punch: Punch | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +127,7 @@ class Introduction:
     peer_id: bytes  # the peer that asked
     observed: Address
     candidates: tuple[Address, ...] = ()
+    punch: Punch | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,6 +191,22 @@ def _candidates(candidates: tuple[Address, ...]) -> bytes:
     return bytes((len(candidates),)) + b"".join(_address(c) for c in candidates)
 
 
+def _traits(traits: Traits | None) -> bytes:
+    if traits is None:
+        return b""
+    if not 0 <= traits.rtt_ms <= 0xFFFF:
+        raise LocalProtocolError(f"a round trip of {traits.rtt_ms} ms does not fit a u16")
+    return traits.profile.encode() + _U16.pack(traits.rtt_ms)
+
+
+def _punch(punch: Punch | None) -> bytes:
+    if punch is None:
+        return b""
+    if len(punch.ticket) != TICKET_LEN:
+        raise LocalProtocolError(f"a punch ticket is {TICKET_LEN} bytes")
+    return _traits(punch.traits) + punch.ticket
+
+
 def _peer_id(peer_id: bytes) -> bytes:
     if len(peer_id) != PEER_ID_LEN:
         raise LocalProtocolError(f"a peer id is {PEER_ID_LEN} bytes, not {len(peer_id)}")
@@ -172,24 +218,24 @@ def encode(message: Message) -> bytes:
     if not 0 <= message.txid <= 0xFFFF_FFFF:
         raise LocalProtocolError(f"txid {message.txid} does not fit a u32")
     match message:
-        case Register(lease=lease, candidates=candidates):
-            body = _u32(lease) + _candidates(candidates)
+        case Register(lease=lease, candidates=candidates, traits=traits):
+            body = _u32(lease) + _candidates(candidates) + _traits(traits)
             kind = MessageType.REGISTER
         case Registered(lease=lease, observed=observed, reset_token=token):
             if len(token) != RESET_TOKEN_LEN:
                 raise LocalProtocolError(f"a reset token is {RESET_TOKEN_LEN} bytes")
             body = _u32(lease) + _address(observed) + token
             kind = MessageType.REGISTERED
-        case Lookup(peer_id=peer_id, introduce=introduce, candidates=candidates):
-            body = _peer_id(peer_id) + bytes((int(introduce),)) + _candidates(candidates)
+        case Lookup(peer_id=peer_id, introduce=introduce, candidates=candidates, traits=traits):
+            body = _peer_id(peer_id) + bytes((int(introduce),)) + _candidates(candidates) + _traits(traits)
             kind = MessageType.LOOKUP
-        case Found(peer_id=peer_id, observed=observed, candidates=candidates):
-            body = _peer_id(peer_id) + _address(observed) + _candidates(candidates)
+        case Found(peer_id=peer_id, observed=observed, candidates=candidates, punch=punch):
+            body = _peer_id(peer_id) + _address(observed) + _candidates(candidates) + _punch(punch)
             kind = MessageType.FOUND
         case NotFound(peer_id=peer_id):
             body, kind = _peer_id(peer_id), MessageType.NOT_FOUND
-        case Introduction(peer_id=peer_id, observed=observed, candidates=candidates):
-            body = _peer_id(peer_id) + _address(observed) + _candidates(candidates)
+        case Introduction(peer_id=peer_id, observed=observed, candidates=candidates, punch=punch):
+            body = _peer_id(peer_id) + _address(observed) + _candidates(candidates) + _punch(punch)
             kind = MessageType.INTRODUCTION
         case Unregister():
             body, kind = b"", MessageType.UNREGISTER
@@ -266,6 +312,32 @@ class _Reader:
             raise _malformed(f"{count} candidates, at most {MAX_CANDIDATES}")
         return tuple(self.address() for _ in range(count))
 
+    def traits(self) -> Traits | None:
+        """Optional traits at the end of a body: absent, or exactly their 7 bytes (§3.5)."""
+        left = len(self.data) - self.pos
+        if left == 0:
+            return None
+        if left != PROFILE_LEN + 2:
+            raise _malformed(f"{left} bytes after the candidates: traits are {PROFILE_LEN + 2}")
+        return self._traits()
+
+    def punch(self) -> Punch | None:
+        """An optional punch at the end of a body: absent, or exactly its 23 bytes (§3.5)."""
+        left = len(self.data) - self.pos
+        if left == 0:
+            return None
+        if left != PROFILE_LEN + 2 + TICKET_LEN:
+            raise _malformed(f"{left} bytes after the candidates: a punch is {PROFILE_LEN + 2 + TICKET_LEN}")
+        traits = self._traits()
+        return Punch(traits=traits, ticket=self.take(TICKET_LEN))
+
+    def _traits(self) -> Traits:
+        try:
+            profile = decode_profile_untrusted(self.take(PROFILE_LEN))
+        except ProfileError as exc:
+            raise _malformed(str(exc)) from None
+        return Traits(profile=profile, rtt_ms=self.u16())
+
     def end(self) -> None:
         if self.pos != len(self.data):
             raise _malformed(f"{len(self.data) - self.pos} bytes after the message")
@@ -281,20 +353,24 @@ def decode_untrusted(data: bytes) -> Message | None:
     kind, txid = r.byte(), r.u32()
     message: Message
     if kind == MessageType.REGISTER:
-        message = Register(txid=txid, lease=r.u32(), candidates=r.candidates())
+        message = Register(txid=txid, lease=r.u32(), candidates=r.candidates(), traits=r.traits())
     elif kind == MessageType.REGISTERED:
         message = Registered(txid=txid, lease=r.u32(), observed=r.address(), reset_token=r.take(RESET_TOKEN_LEN))
     elif kind == MessageType.LOOKUP:
         peer_id, flags = r.take(PEER_ID_LEN), r.byte()
         if flags > 1:
             raise _malformed(f"unknown LOOKUP flags 0x{flags:02x}")
-        message = Lookup(txid=txid, peer_id=peer_id, introduce=bool(flags), candidates=r.candidates())
+        message = Lookup(
+            txid=txid, peer_id=peer_id, introduce=bool(flags), candidates=r.candidates(), traits=r.traits()
+        )
     elif kind == MessageType.FOUND:
-        message = Found(txid=txid, peer_id=r.take(PEER_ID_LEN), observed=r.address(), candidates=r.candidates())
+        peer_id, observed, candidates = r.take(PEER_ID_LEN), r.address(), r.candidates()
+        message = Found(txid=txid, peer_id=peer_id, observed=observed, candidates=candidates, punch=r.punch())
     elif kind == MessageType.NOT_FOUND:
         message = NotFound(txid=txid, peer_id=r.take(PEER_ID_LEN))
     elif kind == MessageType.INTRODUCTION:
-        message = Introduction(txid=txid, peer_id=r.take(PEER_ID_LEN), observed=r.address(), candidates=r.candidates())
+        peer_id, observed, candidates = r.take(PEER_ID_LEN), r.address(), r.candidates()
+        message = Introduction(txid=txid, peer_id=peer_id, observed=observed, candidates=candidates, punch=r.punch())
     elif kind == MessageType.UNREGISTER:
         message = Unregister(txid=txid)
     elif kind == MessageType.UNREGISTERED:

@@ -26,6 +26,7 @@ from ..events import HandshakeCompleted, MessageReceived, SessionClosed
 from ..handshake.handshake import LocalKeys
 from ..identity import crypto
 from ..nat import stun
+from ..nat.profile import UNKNOWN_PROFILE
 from ..session.record import OVERHEAD as RECORD_MIN_LEN
 from ..session.session import SessionConfig
 from ..session.wire import PacketType, receiver_index_untrusted
@@ -77,6 +78,8 @@ class Registration:
     candidates: tuple[m.Address, ...]
     expires: float
     bucket: TokenBucket
+    #: What the peer said of its NAT in its latest REGISTER (§3.5), passed on in introductions.
+    traits: m.Traits | None = None
 
 
 def reset_key(keys: LocalKeys) -> bytes:
@@ -295,10 +298,12 @@ class RendezvousNode:
         expires = now + lease
         self._deadline.pop(session_id, None)
         if existing is not None and existing.session_id == session_id:
-            existing.candidates, existing.expires = message.candidates, expires
+            existing.candidates, existing.expires, existing.traits = message.candidates, expires, message.traits
         else:
             bucket = existing.bucket if existing is not None else TokenBucket(cfg.lookup_rate, cfg.lookup_burst, now)
-            self._peers[peer_id] = Registration(peer_id, session_id, message.candidates, expires, bucket)
+            self._peers[peer_id] = Registration(
+                peer_id, session_id, message.candidates, expires, bucket, message.traits
+            )
             if existing is not None:  # one registration per peer id: its older session has ended (§4.1)
                 self.stats["replaced"] += 1
                 self._close(existing.session_id, now)
@@ -334,19 +339,39 @@ class RendezvousNode:
         if target is None or observed is None or target.expires <= now:
             self._send(session_id, m.NotFound(txid=message.txid, peer_id=message.peer_id), now)
             return
-        self._send(
-            session_id,
-            m.Found(txid=message.txid, peer_id=message.peer_id, observed=observed, candidates=target.candidates),
-            now,
-        )
-        if message.introduce:
-            mine = self._address_of(session_id)
-            if mine is None:
-                return
-            candidates = message.candidates or me.candidates
+        mine = self._address_of(session_id) if message.introduce else None
+        if mine is None:  # no introduction: nothing to punch
             self._send(
-                target.session_id,
-                m.Introduction(txid=message.txid, peer_id=peer_id, observed=mine, candidates=candidates),
+                session_id,
+                m.Found(txid=message.txid, peer_id=message.peer_id, observed=observed, candidates=target.candidates),
                 now,
             )
-            self.stats["introductions"] += 1
+            return
+        # An introduction: both sides get the other's traits and one fresh ticket, at the same moment,
+        # so that both start punching together (§4.3, spec/punch.md §7).
+        ticket = self._random(m.TICKET_LEN)
+        theirs = target.traits or m.Traits(profile=UNKNOWN_PROFILE)
+        asker = message.traits or me.traits or m.Traits(profile=UNKNOWN_PROFILE)
+        self._send(
+            session_id,
+            m.Found(
+                txid=message.txid,
+                peer_id=message.peer_id,
+                observed=observed,
+                candidates=target.candidates,
+                punch=m.Punch(traits=theirs, ticket=ticket),
+            ),
+            now,
+        )
+        self._send(
+            target.session_id,
+            m.Introduction(
+                txid=message.txid,
+                peer_id=peer_id,
+                observed=mine,
+                candidates=message.candidates or me.candidates,
+                punch=m.Punch(traits=asker, ticket=ticket),
+            ),
+            now,
+        )
+        self.stats["introductions"] += 1

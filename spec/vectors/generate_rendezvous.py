@@ -27,6 +27,7 @@ from typing import Any
 from p2pos.proto.errors import ProtocolError
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.nat import stun
+from p2pos.proto.nat.profile import UNKNOWN_PROFILE, Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.node import STATELESS_RESET, reset_token
 
@@ -37,6 +38,19 @@ V4 = ("192.0.2.10", 40001)
 V6 = ("2001:db8::10", 40002)
 LAN = ("10.0.0.5", 40001)
 LAN6 = ("fd00::5", 40001)
+SEQ = NatProfile(
+    mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT,
+    filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
+    allocation=Allocation.SEQUENTIAL,
+    delta=1,
+)
+EIM_TRAITS = m.Traits(
+    profile=NatProfile(
+        mapping=Mapping.ENDPOINT_INDEPENDENT, filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT, hairpin=True
+    ),
+    rtt_ms=17,
+)
+UNKNOWN_TRAITS = m.Traits(profile=UNKNOWN_PROFILE)
 #: The node's session indices whose tokens are listed (the last is the reset's).
 INDICES = (0, 1, 0x1A2B3C4D, 0xFFFFFFFF)
 
@@ -65,6 +79,23 @@ def _address(addr: m.Address) -> Json:
     return {"host": addr[0], "port": addr[1]}
 
 
+def profile_json(profile: NatProfile) -> Json:
+    """A NAT profile (spec/punch.md §2) as JSON: its fields, enum values by name in lower case."""
+    return {
+        "mapping": profile.mapping.name.lower(),
+        "filtering": profile.filtering.name.lower(),
+        "allocation": profile.allocation.name.lower(),
+        "delta": profile.delta,
+        "port_mapped": profile.port_mapped,
+        "udp_blocked": profile.udp_blocked,
+        "hairpin": profile.hairpin,
+    }
+
+
+def traits_json(traits: m.Traits | None) -> Json | None:
+    return None if traits is None else {"profile": profile_json(traits.profile), "rtt_ms": traits.rtt_ms}
+
+
 def message_json(message: m.Message) -> Json:
     """A message as JSON: its type name, txid and fields; peer ids and tokens hex, addresses objects."""
     out: Json = {"type": NAMES[type(message)]}
@@ -76,6 +107,10 @@ def message_json(message: m.Message) -> Json:
             value = _address(value)
         elif name == "candidates":
             value = [_address(c) for c in value]
+        elif name == "traits":
+            value = traits_json(value)
+        elif name == "punch":
+            value = None if value is None else {"traits": traits_json(value.traits), "ticket": value.ticket.hex()}
         out[name] = value
     return out
 
@@ -84,6 +119,7 @@ def _messages() -> list[Json]:
     alice = Identity.from_seed(fixed("rendezvous/alice")).peer_id.public_key
     bob = Identity.from_seed(fixed("rendezvous/bob")).peer_id.public_key
     token = fixed("rendezvous/token", 16)
+    ticket = fixed("rendezvous/ticket", 16)
     samples: list[tuple[str, m.Message]] = [
         ("REGISTER, default lease, no candidates", m.Register(txid=1, lease=0)),
         ("REGISTER, one IPv4 and one IPv6 candidate", m.Register(txid=2, lease=120, candidates=(LAN, LAN6))),
@@ -102,6 +138,16 @@ def _messages() -> list[Json]:
         ("ERROR 3 MALFORMED, empty reason", m.Error(txid=0xFFFFFFFF, code=m.RendezvousError.MALFORMED)),
         ("RELAYS, two relays", m.Relays(txid=1, urls=("wss://relay.example:443", "ws://198.18.0.1:8080/p2pos"))),
         ("RELAYS, none", m.Relays(txid=2)),
+        ("REGISTER with traits (§3.5)", m.Register(txid=3, lease=0, traits=m.Traits(profile=SEQ, rtt_ms=42))),
+        ("LOOKUP with traits, unknown NAT", m.Lookup(txid=5, peer_id=bob, introduce=True, traits=UNKNOWN_TRAITS)),
+        (
+            "FOUND with a punch",
+            m.Found(txid=5, peer_id=bob, observed=V4, punch=m.Punch(traits=EIM_TRAITS, ticket=ticket)),
+        ),
+        (
+            "INTRODUCTION with a punch",
+            m.Introduction(txid=5, peer_id=alice, observed=V4, punch=m.Punch(traits=UNKNOWN_TRAITS, ticket=ticket)),
+        ),
     ]
     return [{"name": name, "message": message_json(msg), "hex": m.encode(msg).hex()} for name, msg in samples]
 
@@ -110,6 +156,7 @@ def _malformed() -> list[Json]:
     bob = Identity.from_seed(fixed("rendezvous/bob")).peer_id.public_key
     register = m.encode(m.Register(txid=1, lease=0))
     lookup = m.encode(m.Lookup(txid=2, peer_id=bob, introduce=False))
+    found = m.encode(m.Found(txid=3, peer_id=bob, observed=V4))
     v4 = bytes((4, 192, 0, 2, 10)) + (40001).to_bytes(2, "big")
     samples = [
         ("empty", b""),
@@ -128,6 +175,12 @@ def _malformed() -> list[Json]:
         ("RELAYS with an empty URL", bytes.fromhex("0a000000010100")),
         ("RELAYS URL not UTF-8", bytes.fromhex("0a000000010102") + b"\xff\xfe"),
         ("RELAYS URL shorter than its length", bytes.fromhex("0a00000001010a") + b"ws://"),
+        ("REGISTER with 6 bytes of traits", register + bytes(6)),
+        ("REGISTER traits naming mapping 5", register + bytes([0x50, 0, 0, 0, 0, 0, 0])),
+        ("REGISTER traits: sequential with delta 0", register + bytes([0x44, 2, 0, 0, 0, 0, 0])),
+        ("REGISTER traits with an unknown flag", register + bytes([0, 0, 0, 0, 0x80, 0, 0])),
+        ("LOOKUP with 8 bytes after its candidates", lookup + bytes(8)),
+        ("FOUND with a punch one byte short", found + bytes(22)),
     ]
     out = []
     for why, data in samples:

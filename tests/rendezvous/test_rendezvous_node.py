@@ -9,6 +9,7 @@ from helpers import SeededRandom, make_keys
 from p2pos.proto import Endpoint
 from p2pos.proto.events import HandshakeCompleted, MessageReceived, SessionClosed
 from p2pos.proto.nat import stun
+from p2pos.proto.nat.profile import UNKNOWN_PROFILE, Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.messages import Address
 from p2pos.proto.rendezvous.node import STATELESS_RESET, NodeConfig, RendezvousNode, reset_token
@@ -102,11 +103,51 @@ def test_lookup_and_introduction_reach_both_sides() -> None:
     a, _ = net.register(ALICE, "alice", candidates=(("10.0.0.5", 40001),))
     net.register(BOB, "bob", candidates=(("10.0.0.6", 40002),))
     (found,) = net.send(ALICE, a, m.Lookup(txid=7, peer_id=pid("bob"), introduce=True))
-    assert found == m.Found(txid=7, peer_id=pid("bob"), observed=BOB, candidates=(("10.0.0.6", 40002),))
+    assert isinstance(found, m.Found) and found.punch is not None
+    assert found == m.Found(
+        txid=7, peer_id=pid("bob"), observed=BOB, candidates=(("10.0.0.6", 40002),), punch=found.punch
+    )
     (intro,) = net.received(BOB)
-    assert intro == m.Introduction(txid=7, peer_id=pid("alice"), observed=ALICE, candidates=(("10.0.0.5", 40001),))
+    assert isinstance(intro, m.Introduction) and intro.punch is not None
+    assert intro == m.Introduction(
+        txid=7, peer_id=pid("alice"), observed=ALICE, candidates=(("10.0.0.5", 40001),), punch=intro.punch
+    )
+    # Neither side said anything of its NAT: unknown profiles, unknown round trips, one shared ticket.
+    unknown = m.Traits(profile=UNKNOWN_PROFILE)
+    assert found.punch.traits == intro.punch.traits == unknown
+    assert found.punch.ticket == intro.punch.ticket and len(found.punch.ticket) == 16
     (missing,) = net.send(ALICE, a, m.Lookup(txid=8, peer_id=pid("carol"), introduce=True))
     assert missing == m.NotFound(txid=8, peer_id=pid("carol"))
+
+
+def test_an_introduction_carries_each_sides_traits_to_the_other() -> None:
+    """spec/rendezvous.md §3.5: the target's traits (from its REGISTER) in FOUND, the asker's (from
+    its LOOKUP, else its REGISTER) in INTRODUCTION, a fresh ticket per introduction."""
+    seq = NatProfile(
+        mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT,
+        filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
+        allocation=Allocation.SEQUENTIAL,
+        delta=2,
+    )
+    eim = NatProfile(mapping=Mapping.ENDPOINT_INDEPENDENT, filtering=Filtering.ADDRESS_DEPENDENT)
+    net = Net()
+    a, _ = net.register(ALICE, "alice", traits=m.Traits(profile=eim, rtt_ms=30))
+    net.register(BOB, "bob", traits=m.Traits(profile=seq, rtt_ms=80))
+    tickets = []
+    for txid, traits in ((7, m.Traits(profile=eim, rtt_ms=25)), (8, None)):
+        (found,) = net.send(ALICE, a, m.Lookup(txid=txid, peer_id=pid("bob"), introduce=True, traits=traits))
+        (intro,) = net.received(BOB)
+        assert isinstance(found, m.Found) and found.punch is not None
+        assert isinstance(intro, m.Introduction) and intro.punch is not None
+        assert found.punch.traits == m.Traits(profile=seq, rtt_ms=80)
+        assert intro.punch.traits == (traits or m.Traits(profile=eim, rtt_ms=30))
+        assert found.punch.ticket == intro.punch.ticket
+        tickets.append(found.punch.ticket)
+    assert tickets[0] != tickets[1]
+    # Without an introduction there is nothing to punch: FOUND carries no punch.
+    (plain,) = net.send(ALICE, a, m.Lookup(txid=9, peer_id=pid("bob"), introduce=False))
+    assert isinstance(plain, m.Found) and plain.punch is None
+    assert net.received(BOB) == []
 
 
 def test_lookup_needs_a_registration_and_is_rate_limited() -> None:

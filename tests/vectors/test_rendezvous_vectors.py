@@ -17,6 +17,7 @@ from p2pos.proto.errors import ErrorCode, RemoteProtocolError
 from p2pos.proto.handshake.handshake import LocalKeys
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.nat import stun
+from p2pos.proto.nat.profile import Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.node import MIN_RESET_LEN, STATELESS_RESET, reset_key, reset_token
 
@@ -53,6 +54,22 @@ def _address(obj: dict[str, Any]) -> m.Address:
     return str(obj["host"]), int(obj["port"])
 
 
+def _profile(obj: dict[str, Any]) -> NatProfile:
+    return NatProfile(
+        mapping=Mapping[obj["mapping"].upper()],
+        filtering=Filtering[obj["filtering"].upper()],
+        allocation=Allocation[obj["allocation"].upper()],
+        delta=int(obj["delta"]),
+        port_mapped=bool(obj["port_mapped"]),
+        udp_blocked=bool(obj["udp_blocked"]),
+        hairpin=bool(obj["hairpin"]),
+    )
+
+
+def _traits(obj: dict[str, Any]) -> m.Traits:
+    return m.Traits(profile=_profile(obj["profile"]), rtt_ms=int(obj["rtt_ms"]))
+
+
 def _message(obj: dict[str, Any]) -> m.Message:
     fields: dict[str, Any] = {}
     for name, raw in obj.items():
@@ -66,6 +83,11 @@ def _message(obj: dict[str, Any]) -> m.Message:
             fields[name] = tuple(_address(c) for c in raw)
         elif name == "urls":
             fields[name] = tuple(str(url) for url in raw)
+        elif name == "traits":
+            fields[name] = None if raw is None else _traits(raw)
+        elif name == "punch":
+            punch = None if raw is None else m.Punch(traits=_traits(raw["traits"]), ticket=bytes.fromhex(raw["ticket"]))
+            fields[name] = punch
         else:
             fields[name] = raw
     message: m.Message = CLASSES[obj["type"]](**fields)
