@@ -11,7 +11,7 @@ directly::
                         allocation=Allocation.SEQUENTIAL, delta=2, first_port=40000),
               "198.18.0.10", Prng(7))
     public = nat.outbound(("10.0.0.2", 5000), ("198.18.0.1", 3478), now)  # ("198.18.0.10", 40000)
-    inside = nat.inbound(("198.18.0.1", 3478), 40000, now)                # ("10.0.0.2", 5000)
+    inside = nat.inbound(("198.18.0.1", 3478), public, now)               # ("10.0.0.2", 5000)
     nat.stats                                                              # NatStats counters
 
 ``outbound`` and ``inbound`` return the translated address, or a :class:`Drop` saying
@@ -46,6 +46,8 @@ The behaviours, in the terms of RFC 4787 (NAT behavioural requirements for UDP):
   admits datagrams arriving before ``t + timeout`` and is gone at that instant.
 * **Hairpinning** (§6): a datagram from inside to the box's own public address is
   translated out and back in (seen from the sender's public address, REQ-9), or dropped.
+* ``translate=False``: a stateful firewall (an IPv6 home router): addresses pass
+  unchanged, with one pinhole per internal endpoint, filtered and timed out as above.
 * ``udp_blocked``: the box drops all UDP both ways; :meth:`Nat.map_port` adds a mapping
   the way PCP, NAT-PMP or UPnP would (endpoint-independent filtering, its own lifetime,
   not refreshed by traffic).
@@ -154,6 +156,9 @@ class NatConfig:
     stream_after: float = 2.0
     hairpinning: bool = False
     udp_blocked: bool = False
+    #: False: a stateful firewall (an IPv6 router's): addresses pass unchanged, one pinhole per
+    #: internal endpoint (``mapping`` and ``allocation`` are ignored), filtered and timed out as above.
+    translate: bool = True
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -178,7 +183,7 @@ class NatConfig:
         if self.stream_timeout is not None:
             _number("stream_timeout", self.stream_timeout, 0.0)
         _number("stream_after", self.stream_after, 0.0, positive=False)
-        for name in ("hairpinning", "udp_blocked"):
+        for name in ("hairpinning", "udp_blocked", "translate"):
             if not isinstance(getattr(self, name), bool):
                 raise LocalProtocolError(f"NatConfig.{name} must be a bool")
 
@@ -243,12 +248,14 @@ class _Flow:
 
 
 class _Mapping:
-    __slots__ = ("by_ip", "expires", "flows", "internal", "key", "port", "static")
+    __slots__ = ("by_ip", "expires", "flows", "internal", "key", "public", "static")
 
-    def __init__(self, key: tuple[object, ...], internal: Address, port: int, expires: float, static: bool) -> None:
+    def __init__(
+        self, key: tuple[object, ...], internal: Address, public: Address, expires: float, static: bool
+    ) -> None:
         self.key = key
         self.internal = internal
-        self.port = port
+        self.public = public
         self.expires = expires
         self.static = static
         self.flows: dict[Address, _Flow] = {}
@@ -286,7 +293,8 @@ class Nat:
         self._rng = rng
         self._table: dict[tuple[object, ...], _Mapping] = {}
         self._static: dict[Address, _Mapping] = {}
-        self._by_port: dict[int, _Mapping] = {}
+        #: Public address -> mapping (a firewall's "public" addresses are its hosts' own).
+        self._by_public: dict[Address, _Mapping] = {}
         #: (expiry when pushed, sequence, mapping): checked lazily, re-pushed when refreshed since.
         self._expiries: list[tuple[float, int, _Mapping]] = []
         self._sequence = 0
@@ -309,25 +317,29 @@ class Nat:
             key = self._key(src, dst)
             m = self._table.get(key)
             if m is None:
-                port = self._allocate(src[1], now)
-                if port is None:
-                    self.stats.exhausted += 1
-                    return Drop.EXHAUSTED
-                m = self._add(key, src, port, now, static=False)
+                if cfg.translate:
+                    port = self._allocate(src[1], now)
+                    if port is None:
+                        self.stats.exhausted += 1
+                        return Drop.EXHAUSTED
+                    public = (self.public_ip, port)
+                else:
+                    public = src
+                m = self._add(key, src, public, now, static=False)
                 self._touch(m, dst, now, outbound=True)
                 self._push(m)
             else:
                 self._touch(m, dst, now, outbound=True)
         self.stats.outbound += 1
-        return (self.public_ip, m.port)
+        return m.public
 
-    def inbound(self, src: Address, port: int, now: float) -> Address | Drop:
-        """The private destination of a datagram from ``src`` to public port ``port``."""
+    def inbound(self, src: Address, dst: Address, now: float) -> Address | Drop:
+        """The private destination of a datagram from ``src`` to the public address ``dst``."""
         self.expire(now)
         if self.config.udp_blocked:
             self.stats.blocked += 1
             return Drop.BLOCKED
-        m = self._by_port.get(port)
+        m = self._by_public.get(dst)
         if m is None:
             self.stats.inbound_no_mapping += 1
             return Drop.NO_MAPPING
@@ -339,12 +351,12 @@ class Nat:
         self.stats.inbound += 1
         return m.internal
 
-    def hairpin(self, public_src: Address, port: int, now: float) -> Address | Drop:
-        """A datagram from inside, already translated to ``public_src``, sent to this box's public ``port``."""
+    def hairpin(self, public_src: Address, dst: Address, now: float) -> Address | Drop:
+        """A datagram from inside, already translated to ``public_src``, sent to this box's public address ``dst``."""
         if not self.config.hairpinning:
             self.stats.hairpin_dropped += 1
             return Drop.HAIRPIN_OFF
-        result = self.inbound(public_src, port, now)
+        result = self.inbound(public_src, dst, now)
         if not isinstance(result, Drop):
             self.stats.hairpinned += 1
         return result
@@ -365,15 +377,22 @@ class Nat:
         if m is not None:
             m.expires = expires
             self._push(m)
-            return (self.public_ip, m.port)
-        wanted = public_port if public_port is not None else internal[1]
-        port = wanted if self._free(wanted) else self._allocate(wanted, now)
-        if port is None:
-            self.stats.exhausted += 1
-            return Drop.EXHAUSTED
-        m = self._add(("static", internal), internal, port, expires, static=True)
+            return m.public
+        if self.config.translate:
+            wanted = public_port if public_port is not None else internal[1]
+            port = wanted if self._free(wanted) else self._allocate(wanted, now)
+            if port is None:
+                self.stats.exhausted += 1
+                return Drop.EXHAUSTED
+            public = (self.public_ip, port)
+        else:  # a pinhole in a firewall
+            dynamic = self._by_public.get(internal)
+            if dynamic is not None:
+                self._remove(dynamic)
+            public = internal
+        m = self._add(("static", internal), internal, public, expires, static=True)
         self._push(m)
-        return (self.public_ip, m.port)
+        return m.public
 
     def expire(self, now: float) -> None:
         """Remove the mappings whose time is up at ``now`` (every input calls it first)."""
@@ -383,7 +402,7 @@ class Nat:
         heap = self._expiries
         while heap and heap[0][0] <= now:
             _, _, m = heapq.heappop(heap)
-            if self._by_port.get(m.port) is not m:
+            if self._by_public.get(m.public) is not m:
                 continue  # removed already
             if m.expires <= now:
                 self._remove(m)
@@ -399,25 +418,25 @@ class Nat:
         return [
             MappingInfo(
                 internal=m.internal,
-                public=(self.public_ip, m.port),
+                public=m.public,
                 expires=m.expires,
                 static=m.static,
                 remotes=tuple(sorted(r for r, f in m.flows.items() if f.expires > now)),
             )
-            for _, m in sorted(self._by_port.items())
+            for _, m in sorted(self._by_public.items())
         ]
 
     def lookup(self, internal: Address, dst: Address, now: float) -> Address | None:
         """The public address ``internal -> dst`` would leave with, if its mapping exists (creates nothing)."""
         self.expire(now)
         m = self._static.get(internal) or self._table.get(self._key(internal, dst))
-        return None if m is None else (self.public_ip, m.port)
+        return None if m is None else m.public
 
     # -- internals ------------------------------------------------------------------------------
 
     def _key(self, src: Address, dst: Address) -> tuple[object, ...]:
         mapping = self.config.mapping
-        if mapping is MappingBehaviour.ENDPOINT_INDEPENDENT:
+        if mapping is MappingBehaviour.ENDPOINT_INDEPENDENT or not self.config.translate:
             return (src,)
         if mapping is MappingBehaviour.ADDRESS_DEPENDENT:
             return (src, dst[0])
@@ -463,14 +482,16 @@ class Nat:
         else:
             flow.inbound = True
 
-    def _add(self, key: tuple[object, ...], internal: Address, port: int, expires: float, *, static: bool) -> _Mapping:
+    def _add(
+        self, key: tuple[object, ...], internal: Address, public: Address, expires: float, *, static: bool
+    ) -> _Mapping:
         """Register a new mapping; the caller pushes it on the expiry heap once its expiry is set."""
-        m = _Mapping(key, internal, port, expires, static)
+        m = _Mapping(key, internal, public, expires, static)
         if static:
             self._static[internal] = m
         else:
             self._table[key] = m
-        self._by_port[port] = m
+        self._by_public[public] = m
         self.stats.mappings_created += 1
         return m
 
@@ -479,7 +500,7 @@ class Nat:
         self._sequence += 1
 
     def _remove(self, m: _Mapping) -> None:
-        del self._by_port[m.port]
+        del self._by_public[m.public]
         if m.static:
             del self._static[m.internal]
         else:
@@ -487,11 +508,11 @@ class Nat:
 
     def _free(self, port: int) -> bool:
         low, high = self.config.port_range
-        return low <= port <= high and port not in self._by_port
+        return low <= port <= high and (self.public_ip, port) not in self._by_public
 
     def _allocate(self, internal_port: int, now: float) -> int | None:
         cfg = self.config
-        if len(self._by_port) >= cfg.range_size:
+        if len(self._by_public) >= cfg.range_size:
             return None
         if cfg.allocation is Allocation.SEQUENTIAL:
             return self._sequential(now)
@@ -503,6 +524,8 @@ class Nat:
         cfg = self.config
         low = cfg.port_range[0]
         size = cfg.range_size
+        taken = self._by_public
+        ip = self.public_ip
         steps = 0
         if self._last_allocation is not None:
             steps = 1
@@ -511,23 +534,25 @@ class Nat:
         self._last_allocation = now
         offset = (self._next_port - low + steps * cfg.delta) % size
         for _ in range(size):
-            if low + offset not in self._by_port:
+            if (ip, low + offset) not in taken:
                 break
             offset = (offset + cfg.delta) % size
         else:  # the delta's orbit is full (delta shares a factor with the range size): take the next free port
-            offset = next(o % size for o in range(offset, offset + size) if low + o % size not in self._by_port)
+            offset = next(o % size for o in range(offset, offset + size) if (ip, low + o % size) not in taken)
         self._next_port = low + offset
         return self._next_port
 
     def _random(self) -> int:
         low, _ = self.config.port_range
         size = self.config.range_size
+        taken = self._by_public
+        ip = self.public_ip
         for _ in range(32):  # rejection sampling: uniform over the free ports
             port = low + self._rng.randbelow(size)
-            if port not in self._by_port:
+            if (ip, port) not in taken:
                 return port
         start = self._rng.randbelow(size)  # a nearly full range: scan from a random place
-        return next(low + o % size for o in range(start, start + size) if low + o % size not in self._by_port)
+        return next(low + o % size for o in range(start, start + size) if (ip, low + o % size) not in taken)
 
 
 def _poisson(rng: Prng, mean: float) -> int:

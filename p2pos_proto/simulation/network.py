@@ -33,10 +33,20 @@ now, local)``, ``datagrams_to_send(now)`` yielding ``(data, addr, local)``,
 :func:`run_agents` move them from event to event.  Agents may open and close sockets on
 their host (``host.open()``, ``host.close(address)``) at any time.
 
-Routing: a datagram goes up its sender's hop into the sender's realm; a host or box
-there that owns the destination address takes it (down its hop); otherwise the realm's
-NAT translates it and sends it up its own hop into the outer realm (or hairpins it);
-the internet drops what nobody owns (``Network.unroutable``).  A box translates at the
+A box made with ``NatConfig(translate=False)`` is a stateful firewall (an IPv6 home
+router): the realm behind it holds public prefixes of the outer realm, which routes them
+to it.  A host may have addresses in several realms (``host.add_address(realm=...)``),
+so a dual-stack peer is an IPv4 address behind a NAT and an IPv6 one behind a firewall::
+
+    fw = net.add_nat("fw", NatConfig(translate=False), net.internet, inside="2001:2:0:1::/64")
+    v6 = alice.add_address(realm=fw)                                      # "2001:2:0:1::2"
+    alice.open(5000, ip=v6)
+
+Routing: a datagram goes up the hop of its source address into that realm; a host or
+box there that owns the destination address (or a firewall whose prefix holds it) takes
+it, down its hop; otherwise the realm's NAT translates it and sends it up its own hop
+into the outer realm (or hairpins it); the internet drops what nobody owns
+(``Network.unroutable``).  A box translates at the
 instant the datagram reaches it; bindings time out in that same virtual time.  A
 datagram to a closed port is dropped (``host.stats.no_socket``; no ICMP is modelled).
 Addresses are compared as strings, in the canonical form ``ipaddress`` prints.
@@ -144,7 +154,7 @@ class Realm:
     ``mappings``), None for the internet; ``ip`` is that box's public address.
     """
 
-    __slots__ = ("_next", "_nodes", "box", "name", "outside", "prefixes")
+    __slots__ = ("_next", "_nodes", "_routed", "_routes", "box", "name", "outside", "prefixes")
 
     def __init__(self, name: str, prefixes: tuple[_Network, ...], outside: Realm | None) -> None:
         self.name = name
@@ -153,6 +163,9 @@ class Realm:
         self.box: _Box | None = None
         #: address -> the hop of the host or box that owns it.
         self._nodes: dict[str, _Attachment] = {}
+        #: The firewalls in this realm: (the prefixes behind one, its hop); and address -> the hop found.
+        self._routes: list[tuple[tuple[_Network, ...], _Attachment]] = []
+        self._routed: dict[str, _Attachment | None] = {}
         self._next = 2  # .1 is the gateway's
 
     @property
@@ -161,6 +174,7 @@ class Realm:
 
     @property
     def ip(self) -> str:
+        """The public address of the box in front ("" for a firewall: its hosts' addresses are public)."""
         if self.box is None:
             raise LocalProtocolError("the internet has no NAT in front of it")
         return self.box.nat.public_ip
@@ -175,9 +189,13 @@ class Realm:
 
 
 class Host:
-    """A machine with addresses in one realm and UDP sockets (made by ``Network.add_host``)."""
+    """A machine with addresses and UDP sockets (made by ``Network.add_host``).
 
-    __slots__ = ("_net", "_rng", "_sockets", "attachment", "ips", "name", "realm", "stats")
+    Its addresses are in ``realm``, or in other realms too (a dual-stack host: an IPv4
+    address behind a NAT and an IPv6 one behind a firewall), each realm with its own hop.
+    """
+
+    __slots__ = ("_attachments", "_net", "_rng", "_sockets", "attachment", "ips", "name", "realm", "stats")
 
     def __init__(self, net: Network, name: str, realm: Realm, link: LinkEmulator[str] | None, rng: Prng) -> None:
         self._net = net
@@ -186,7 +204,9 @@ class Host:
         self.ips: list[str] = []
         self._rng = rng
         self._sockets: set[Address] = set()
+        #: The hop to ``realm``; ``_attachments`` maps each address to its realm's hop.
         self.attachment = _Attachment(name, self, realm, link)
+        self._attachments: dict[str, _Attachment] = {}
         self.stats = HostStats()
 
     @property
@@ -198,11 +218,30 @@ class Host:
     def sockets(self) -> list[Address]:
         return sorted(self._sockets)
 
-    def add_address(self, ip: str | None = None) -> str:
-        """Give the host another address in its realm (RFC 5780's server with two addresses)."""
-        address = self._net._claim(self.realm, ip, self.attachment)
+    def add_address(self, ip: str | None = None, *, realm: Realm | None = None, link: LinkSpec = HOP) -> str:
+        """Give the host another address (RFC 5780's server with two addresses), in its realm by default.
+
+        In a realm the host is not in yet, the address comes with a new hop, ``link``.
+        """
+        realm = self.realm if realm is None else realm
+        attachment = next((a for a in self._attachments.values() if a.realm is realm), None)
+        if attachment is None:
+            self._net._check_realm(realm)
+            attachment = self.attachment
+            if realm is not self.realm:
+                name = f"{self.name}/{realm.name}"
+                attachment = _Attachment(name, self, realm, self._net._link(name, link))
+        address = self._net._claim(realm, ip, attachment)
         self.ips.append(address)
+        self._attachments[address] = attachment
         return address
+
+    def link(self, ip: str | None = None) -> LinkEmulator[str] | None:
+        """The hop of the address ``ip`` (the first by default), as ``Network.link`` returns it."""
+        attachment = self._attachments.get(self.ip if ip is None else ip)
+        if attachment is None:
+            raise LocalProtocolError(f"{self.name} has no address {ip!r}")
+        return attachment.link
 
     def open(self, port: int | None = None, *, ip: str | None = None) -> Address:
         """Open a socket on ``ip`` (the first address by default) and ``port`` (an ephemeral one by default)."""
@@ -287,15 +326,26 @@ class Network:
         """A NAT box named ``name`` with public address ``ip`` in ``outside``; returns the realm behind it.
 
         ``inside`` are the private realm's prefixes (addresses may repeat across realms);
-        ``link`` is the hop joining the box to ``outside``.
+        ``link`` is the hop joining the box to ``outside``.  With ``config.translate``
+        False the box is a stateful firewall: it has no address of its own, and ``inside``
+        must be free prefixes of ``outside``, which routes them to the box (e.g. a /64 of
+        the internet's 2001:2::/48).
         """
         self._check_name(name, outside)
+        if not isinstance(config, NatConfig):
+            raise LocalProtocolError(f"expected a NatConfig, got {type(config).__name__}")
         prefixes = _prefixes([inside] if isinstance(inside, str) else inside)
-        public = self._pick(outside, ip)
+        if not config.translate:
+            self._check_routable(outside, prefixes)
+        public = self._pick(outside, ip) if config.translate else ""
         nat = Nat(config, public, self._root.derive(b"nat/" + name.encode()), name=name)
         realm = Realm(name, prefixes, outside)
-        realm.box = _Box(nat, realm, outside, self._link(name, link))
-        self._claim(outside, public, realm.box.attachment)
+        box = realm.box = _Box(nat, realm, outside, self._link(name, link))
+        if config.translate:
+            self._claim(outside, public, box.attachment)
+        else:
+            outside._routes.append((prefixes, box.attachment))
+            outside._routed.clear()
         self._names[name] = realm
         return realm
 
@@ -314,7 +364,8 @@ class Network:
     def link(self, name: str) -> LinkEmulator[str] | None:
         """The hop of host or box ``name`` (ends "node" and "realm"; None if instantaneous).
 
-        Its ``stats("node")`` count the way up; ``start_blackhole`` and ``reconfigure`` act on it.
+        Its ``stats("node")`` count the way up; ``start_blackhole`` and ``reconfigure`` act on
+        it.  A host's first hop; ``Host.link(ip)`` gives the hop of each of its addresses.
         """
         node = self._names.get(name)
         if isinstance(node, Host):
@@ -344,7 +395,7 @@ class Network:
         host.stats.sent += 1
         if self.trace is not None:
             self.trace.append(TraceEntry(now, "send", local, dst, len(data), host.name))
-        self._hop(host.attachment, _NODE, data, (local, dst), now)
+        self._hop(host._attachments[local[0]], _NODE, data, (local, dst), now)
 
     def next_delivery_time(self) -> float | None:
         """When ``deliver`` next has something to do (a hop's arrival), or None if nothing is in flight."""
@@ -364,10 +415,37 @@ class Network:
     # -- internals -------------------------------------------------------------------------------
 
     def _check_name(self, name: str, realm: Realm) -> None:
-        if not isinstance(name, str) or not name or name in self._names or name == "internet":
-            raise LocalProtocolError(f"node names must be new non-empty strings, got {name!r}")
-        if realm is not self.internet and self._names.get(realm.name) is not realm:
+        if not isinstance(name, str) or not name or "/" in name or name in self._names or name == "internet":
+            raise LocalProtocolError(f"node names must be new non-empty strings without '/', got {name!r}")
+        self._check_realm(realm)
+
+    def _check_realm(self, realm: Realm) -> None:
+        if realm is not self.internet and self._names.get(getattr(realm, "name", "")) is not realm:
             raise LocalProtocolError(f"{realm!r} is not a realm of this network")
+
+    def _check_routable(self, outside: Realm, prefixes: tuple[_Network, ...]) -> None:
+        """A firewall's prefixes: inside the outer realm's, clear of its addresses and other firewalls."""
+        for prefix in prefixes:
+            if not any(prefix.version == p.version and prefix.subnet_of(p) for p in outside.prefixes):  # type: ignore[arg-type]
+                raise LocalProtocolError(f"{prefix} is not inside {outside!r}'s prefixes")
+            if any(ipaddress.ip_address(a) in prefix for a in outside._nodes):
+                raise LocalProtocolError(f"{prefix} holds addresses already in use in {outside!r}")
+            if any(prefix.overlaps(q) for routed, _ in outside._routes for q in routed):
+                raise LocalProtocolError(f"{prefix} overlaps another firewall's prefix in {outside!r}")
+
+    def _firewall(self, realm: Realm, ip: str) -> _Attachment | None:
+        """The hop of the firewall in ``realm`` whose prefixes hold ``ip``, if any (cached)."""
+        routed = realm._routed
+        if ip not in routed:
+            try:
+                address = ipaddress.ip_address(ip)
+            except ValueError:
+                address = None
+            routed[ip] = next(
+                (att for prefixes, att in realm._routes if address is not None and any(address in p for p in prefixes)),
+                None,
+            )
+        return routed[ip]
 
     def _claim(self, realm: Realm, ip: str | None, attachment: _Attachment) -> str:
         """Give ``ip`` (or the next free address) in ``realm`` to the host or box at ``attachment``."""
@@ -383,7 +461,7 @@ class Network:
                     raise LocalProtocolError(f"{realm!r} has no address left in {prefix}")
                 address = str(prefix.network_address + realm._next)
                 realm._next += 1
-                if address not in realm._nodes:
+                if address not in realm._nodes and self._firewall(realm, address) is None:
                     break
         else:
             try:
@@ -393,7 +471,7 @@ class Network:
             if not any(parsed in prefix for prefix in realm.prefixes):
                 raise LocalProtocolError(f"{ip} is outside {realm!r}'s prefixes")
             address = str(parsed)
-            if address in realm._nodes:
+            if address in realm._nodes or self._firewall(realm, address) is not None:
                 raise LocalProtocolError(f"{address} is taken in {realm!r}")
         return address
 
@@ -452,6 +530,8 @@ class Network:
     def _route(self, realm: Realm, data: bytes, src: Address, dst: Address, now: float, *, inbound: bool) -> None:
         """A datagram at ``realm``'s router: to the owner of ``dst`` there, else out through the realm's box."""
         att = realm._nodes.get(dst[0])
+        if att is None and realm._routes:
+            att = self._firewall(realm, dst[0])
         if att is not None:
             self._hop(att, _REALM, data, (src, dst), now)
         elif realm.box is not None and not inbound:
@@ -469,7 +549,7 @@ class Network:
         if self.trace is not None:
             self.trace.append(TraceEntry(now, "out", public, dst, len(data), realm.name))
         if dst[0] == nat.public_ip:
-            internal = nat.hairpin(public, dst[1], now)
+            internal = nat.hairpin(public, dst, now)
             if isinstance(internal, Drop):
                 self._drop(now, public, dst, data, f"{realm.name} {internal.value}")
                 return
@@ -481,7 +561,7 @@ class Network:
 
     def _nat_in(self, box: _Box, data: bytes, src: Address, dst: Address, now: float) -> None:
         realm = box.realm
-        internal = box.nat.inbound(src, dst[1], now)
+        internal = box.nat.inbound(src, dst, now)
         if isinstance(internal, Drop):
             self._drop(now, src, dst, data, f"{realm.name} {internal.value}")
             return

@@ -99,8 +99,8 @@ def test_lookup_reports_the_mapping_without_creating_one() -> None:
 def test_endpoint_independent_filtering_admits_anyone_to_a_live_mapping(filtering: FilteringBehaviour) -> None:
     nat = box(filtering=filtering)
     _, port = out(nat, SERVER)
-    assert nat.inbound(THIRD_PARTY, port, 0.1) == INSIDE
-    assert nat.inbound(THIRD_PARTY, port + 1, 0.1) is Drop.NO_MAPPING  # but only to a mapping
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, port), 0.1) == INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, port + 1), 0.1) is Drop.NO_MAPPING  # but only to a mapping
     assert nat.stats.inbound == 1
     assert nat.stats.inbound_no_mapping == 1
 
@@ -108,20 +108,20 @@ def test_endpoint_independent_filtering_admits_anyone_to_a_live_mapping(filterin
 def test_address_dependent_filtering_admits_any_port_of_a_contacted_address() -> None:
     nat = box(filtering=ADF)
     _, port = out(nat, SERVER)
-    assert nat.inbound(SERVER, port, 0.1) == INSIDE
-    assert nat.inbound(SERVER_OTHER_PORT, port, 0.1) == INSIDE
-    assert nat.inbound(THIRD_PARTY, port, 0.1) is Drop.FILTERED
+    assert nat.inbound(SERVER, (PUBLIC, port), 0.1) == INSIDE
+    assert nat.inbound(SERVER_OTHER_PORT, (PUBLIC, port), 0.1) == INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, port), 0.1) is Drop.FILTERED
     assert nat.stats.inbound_filtered == 1
 
 
 def test_address_and_port_dependent_filtering_drops_a_third_party_until_the_inside_sent_to_it() -> None:
     nat = box(filtering=APDF)
     _, port = out(nat, SERVER)
-    assert nat.inbound(SERVER, port, 0.1) == INSIDE
-    assert nat.inbound(SERVER_OTHER_PORT, port, 0.1) is Drop.FILTERED
-    assert nat.inbound(THIRD_PARTY, port, 0.2) is Drop.FILTERED
+    assert nat.inbound(SERVER, (PUBLIC, port), 0.1) == INSIDE
+    assert nat.inbound(SERVER_OTHER_PORT, (PUBLIC, port), 0.1) is Drop.FILTERED
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, port), 0.2) is Drop.FILTERED
     assert out(nat, THIRD_PARTY, 0.3) == (PUBLIC, port)  # EIM: the same mapping, now with a flow to it
-    assert nat.inbound(THIRD_PARTY, port, 0.4) == INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, port), 0.4) == INSIDE
     assert nat.stats.inbound_filtered == 2
     assert nat.stats.inbound == 2
 
@@ -132,8 +132,8 @@ def test_filtering_combines_with_dependent_mapping() -> None:
     _, first = out(nat, SERVER)
     _, second = out(nat, SECOND_SERVER)
     assert first != second
-    assert nat.inbound(THIRD_PARTY, first, 0.1) == INSIDE
-    assert nat.inbound(THIRD_PARTY, second, 0.1) == INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, first), 0.1) == INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, second), 0.1) == INSIDE
 
 
 # -- allocation (RFC 4787 §4.2) --------------------------------------------------------------------------
@@ -232,11 +232,11 @@ def test_map_port_admits_anyone_for_its_lifetime_and_serves_outbound_too() -> No
     nat = box(mapping=APDM, filtering=APDF, allocation=Allocation.RANDOM)
     public = nat.map_port(INSIDE, 0.0, lifetime=60.0, public_port=7000)
     assert public == (PUBLIC, 7000)
-    assert nat.inbound(THIRD_PARTY, 7000, 1.0) == INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, 7000), 1.0) == INSIDE
     assert out(nat, SERVER, 2.0) == public  # outbound from the mapped endpoint uses it (RFC 6887 §11)
     assert out(nat, SECOND_SERVER, 2.0) == public
-    assert nat.inbound(THIRD_PARTY, 7000, 59.9) == INSIDE  # traffic does not refresh it ...
-    assert nat.inbound(THIRD_PARTY, 7000, 60.0) is Drop.NO_MAPPING  # ... its lifetime ends it
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, 7000), 59.9) == INSIDE  # traffic does not refresh it ...
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, 7000), 60.0) is Drop.NO_MAPPING  # ... its lifetime ends it
     assert nat.stats.mappings_expired == 1
 
 
@@ -244,17 +244,17 @@ def test_map_port_renewal_and_taken_ports() -> None:
     nat = box(allocation=Allocation.SEQUENTIAL, first_port=9000)
     assert nat.map_port(INSIDE, 0.0, lifetime=10.0) == (PUBLIC, 5000)  # the internal port by default
     assert nat.map_port(INSIDE, 5.0, lifetime=10.0) == (PUBLIC, 5000)  # renewed
-    assert nat.inbound(THIRD_PARTY, 5000, 14.0) == INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, 5000), 14.0) == INSIDE
     taken = nat.map_port(OTHER_INSIDE, 14.0, public_port=5000)  # for ever, but 5000 is taken
     assert taken == (PUBLIC, 9000)
-    assert nat.inbound(THIRD_PARTY, 5000, 15.0) is Drop.NO_MAPPING
-    assert nat.inbound(THIRD_PARTY, 9000, 1e9) == OTHER_INSIDE
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, 5000), 15.0) is Drop.NO_MAPPING
+    assert nat.inbound(THIRD_PARTY, (PUBLIC, 9000), 1e9) == OTHER_INSIDE
 
 
 def test_udp_blocked_box_drops_both_ways() -> None:
     nat = box(udp_blocked=True)
     assert nat.outbound(INSIDE, SERVER, 0.0) is Drop.BLOCKED
-    assert nat.inbound(SERVER, 5000, 0.0) is Drop.BLOCKED
+    assert nat.inbound(SERVER, (PUBLIC, 5000), 0.0) is Drop.BLOCKED
     assert nat.stats.blocked == 2
     assert nat.stats.dropped == 2
     assert nat.mappings(0.0) == []
@@ -265,19 +265,34 @@ def test_hairpin_on_translates_back_in_from_the_public_source() -> None:
     a_public = out(nat, SERVER)
     b_public = out(nat, SERVER, src=OTHER_INSIDE)
     # b has not sent to a's public address: the filter refuses it, hairpinned or not.
-    assert nat.hairpin(a_public, b_public[1], 0.1) is Drop.FILTERED
+    assert nat.hairpin(a_public, b_public, 0.1) is Drop.FILTERED
     out(nat, a_public, 0.2, src=OTHER_INSIDE)
-    assert nat.hairpin(b_public, a_public[1], 0.2) is Drop.FILTERED  # a has not sent to b yet
+    assert nat.hairpin(b_public, a_public, 0.2) is Drop.FILTERED  # a has not sent to b yet
     out(nat, b_public, 0.3)
-    assert nat.hairpin(b_public, a_public[1], 0.4) == INSIDE
+    assert nat.hairpin(b_public, a_public, 0.4) == INSIDE
     assert nat.stats.hairpinned == 1
 
 
 def test_hairpin_off_drops_and_counts() -> None:
     nat = box(hairpinning=False, filtering=EIF)
     a_public = out(nat, SERVER)
-    assert nat.hairpin(a_public, a_public[1], 0.1) is Drop.HAIRPIN_OFF
+    assert nat.hairpin(a_public, a_public, 0.1) is Drop.HAIRPIN_OFF
     assert nat.stats.hairpin_dropped == 1
+
+
+def test_firewall_passes_addresses_unchanged_and_filters_like_a_nat() -> None:
+    """``translate=False``: an IPv6 router's stateful firewall; mapping and allocation do not apply."""
+    v6_inside, v6_server, v6_third = ("2001:2:0:a::2", 5000), ("2001:2::1", 3478), ("2001:2::3", 4000)
+    nat = Nat(NatConfig(translate=False, mapping=APDM, allocation=Allocation.RANDOM), "", Prng(1))
+    assert nat.outbound(v6_inside, v6_server, 0.0) == v6_inside
+    assert nat.outbound(v6_inside, v6_third, 0.0) == v6_inside  # one pinhole per internal endpoint
+    assert nat.inbound(v6_server, v6_inside, 0.1) == v6_inside
+    assert nat.inbound(("2001:2::9", 1), v6_inside, 0.1) is Drop.FILTERED
+    assert nat.inbound(v6_server, ("2001:2:0:a::2", 5001), 0.1) is Drop.NO_MAPPING
+    assert nat.stats.mappings_created == 1
+    assert nat.map_port(v6_inside, 1.0, lifetime=10.0) == v6_inside  # a pinhole (PCP) replaces the flow state
+    assert nat.inbound(("2001:2::9", 1), v6_inside, 2.0) == v6_inside
+    assert nat.inbound(("2001:2::9", 1), v6_inside, 11.0) is Drop.NO_MAPPING
 
 
 def test_presets() -> None:

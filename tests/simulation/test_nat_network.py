@@ -312,6 +312,54 @@ def test_port_mapped_host_is_reachable_through_a_symmetric_box() -> None:
     assert got is not None and got.local == sock
 
 
+def test_dual_stack_hosts_punch_through_ipv6_firewalls_where_ipv4_cannot() -> None:
+    """Item 6: an IPv6 stateful firewall in front of each peer, beside a random IPv4 NAT."""
+    net = Network(7)
+    firewall = NatConfig(translate=False)
+    sides = {}
+    for side in ("a", "b"):
+        nat = net.add_nat(f"nat-{side}", RANDOM_APDM, net.internet)
+        fw = net.add_nat(f"fw-{side}", firewall, net.internet, inside=f"2001:2:0:{side}::/64")
+        host = net.add_host(side, nat)
+        v6 = host.add_address(realm=fw, link=LinkConfig(delay=0.002))
+        sides[side] = (host, host.open(5000), host.open(5000, ip=v6), fw)
+    (a, a4, a6, fw_a), (b, b4, b6, fw_b) = sides["a"], sides["b"]
+    assert a.ips == ["10.0.0.2", "2001:2:0:a::2"] and fw_a.ip == ""
+    assert a.link(a6[0]) is not None and a.link(a6[0]) is not a.link()
+    # IPv4 through the random NATs: the peer's mapping for us does not exist; nothing gets in.
+    got = pump(net, [(0.0, a, a4, (net.realm("nat-b").ip, 5000)), (0.0, b, b4, (net.realm("nat-a").ip, 5000))])
+    assert got == []
+    # IPv6: a's first datagram is refused by b's firewall; once b has sent, both ways pass.
+    got = pump(net, [(1.0, a, a6, b6), (1.1, b, b6, a6), (1.2, a, a6, b6)])
+    assert [(d.host, d.addr) for d in got] == [(a, b6), (b, a6)]
+    assert fw_a.nat is not None and fw_b.nat is not None
+    assert fw_b.nat.stats.inbound_no_mapping == 1 and fw_b.nat.stats.inbound == 1  # no pinhole yet
+    # A stranger on the internet is filtered; a host in the same /64 is on the LAN.
+    stranger = net.add_host("stranger", net.internet, ip="2001:2::99")
+    neighbour = net.add_host("neighbour", fw_a)
+    assert pump(net, [(2.0, stranger, stranger.open(1), a6)]) == []
+    (d,) = pump(net, [(3.0, neighbour, neighbour.open(1), a6)])
+    assert d.host is a and d.addr == ("2001:2:0:a::3", 1)
+
+
+def test_firewall_prefixes_must_be_free_public_space() -> None:
+    net = Network(1)
+    net.add_host("h", net.internet, ip="2001:2::5")
+    fw = NatConfig(translate=False)
+    with pytest.raises(LocalProtocolError):
+        net.add_nat("x", fw, net.internet, inside="2001:3::/64")  # not the internet's
+    with pytest.raises(LocalProtocolError):
+        net.add_nat("x", fw, net.internet, inside="2001:2::/64")  # holds h
+    net.add_nat("fw", fw, net.internet, inside="198.18.0.0/24")
+    with pytest.raises(LocalProtocolError):
+        net.add_nat("x", fw, net.internet, inside="198.18.0.128/25")  # overlaps fw
+    with pytest.raises(LocalProtocolError):
+        net.add_host("x", net.internet, ip="198.18.0.7")  # fw's
+    assert net.add_host("y", net.internet).ip == "198.18.1.0"  # automatic addresses step over fw's prefix
+    with pytest.raises(LocalProtocolError):
+        net.add_nat("z", "config", net.internet)  # type: ignore[arg-type]
+
+
 # -- driving agents; determinism; throughput ----------------------------------------------------------
 
 
@@ -395,6 +443,47 @@ def test_run_agents_rejects_a_timer_that_stays_due() -> None:
     other = elsewhere.add_host("h", elsewhere.internet)
     with pytest.raises(LocalProtocolError):
         run_agents(net, {other: Stuck()}, 10.0)
+
+
+def test_run_agents_polls_only_the_agents_an_event_touched() -> None:
+    class Counting:
+        """Counts its polls; with a peer and a timer, sends it a tick every second, ten times."""
+
+        def __init__(self, local: Address, peer: Address | None, timer: float | None) -> None:
+            self.local, self.peer, self.timer = local, peer, timer
+            self.polls = 0
+            self.fired: list[float] = []
+            self.got: list[float] = []
+            self.outbox: list[tuple[bytes, Address, Address]] = []
+
+        def receive_datagram(self, data: bytes, addr: Address, now: float, local: Address) -> None:
+            self.got.append(now)
+
+        def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address, Address]]:
+            self.polls += 1
+            out, self.outbox = self.outbox, []
+            return out
+
+        def get_timer(self) -> float | None:
+            return self.timer
+
+        def handle_timer(self, now: float) -> None:
+            self.fired.append(now)
+            if self.peer is not None:
+                self.outbox.append((b"tick", self.peer, self.local))
+            self.timer = now + 1.0 if len(self.fired) < 10 else None
+
+    net = Network(10)
+    hosts = [net.add_host(f"h{i}", net.internet) for i in range(102)]
+    sockets = [h.open(1) for h in hosts]
+    agents = {h: Counting(s, None, None) for h, s in zip(hosts, sockets, strict=True)}
+    ticker, target = agents[hosts[0]], agents[hosts[1]]
+    ticker.peer, ticker.timer = sockets[1], 0.5
+    assert run_agents(net, agents, 100.0) == 100.0
+    assert ticker.fired == [0.5 + k for k in range(10)]
+    assert len(target.got) == 10
+    assert ticker.polls == 11 and target.polls == 11  # once at the start, then once per event of their own
+    assert all(agent.polls == 1 for agent in list(agents.values())[2:])  # the idle ones: once at the start
 
 
 def test_birthday_probing_is_possible_in_the_model() -> None:
