@@ -6,9 +6,10 @@ the emulator; the protocol is a toy (ASCII messages).
 
 from __future__ import annotations
 
+from p2pos.proto.simulation.agents import run_agents
 from p2pos.proto.simulation.link import LinkConfig
 from p2pos.proto.simulation.nat import NatConfig
-from p2pos.proto.simulation.network import Host, Network, run_agents
+from p2pos.proto.simulation.network import Host, Network
 
 Address = tuple[str, int]
 

@@ -13,6 +13,7 @@ import pytest
 from natsim_helpers import Puncher, Rendezvous, punch_trial
 
 from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.simulation.agents import SocketAgent, run_agents
 from p2pos.proto.simulation.link import LinkConfig
 from p2pos.proto.simulation.nat import (
     Allocation,
@@ -22,7 +23,7 @@ from p2pos.proto.simulation.nat import (
     linux_fully_random,
     linux_masquerade,
 )
-from p2pos.proto.simulation.network import Delivery, Host, Network, SocketAgent, run_agents
+from p2pos.proto.simulation.network import Delivery, Host, Network
 from p2pos.proto.simulation.prng import Prng
 
 Address = tuple[str, int]
@@ -154,6 +155,23 @@ def test_loss_on_a_hop_follows_its_link_config() -> None:
     up = link.stats("node")
     assert up.sent == 2000 and up.lost_random == 2000 - len(got)
     assert abs(up.lost_random - 400) < 5 * (2000 * 0.2 * 0.8) ** 0.5
+
+
+def test_outages_on_a_hop_cut_what_is_in_flight_and_heal() -> None:
+    net = Network(3)
+    a = net.add_host("a", net.internet, link=LinkConfig(delay=0.050))
+    b = net.add_host("b", net.internet, link=None)
+    sa, sb = a.open(1), b.open(1)
+    link = net.link("a")
+    assert link is not None
+    a.send(sa, b"lost in flight", sb, 0.0)
+    link.start_blackhole(0.01)
+    a.send(sa, b"lost at once", sb, 0.02)
+    assert pump(net, []) == []  # the network's wake-up for the cut datagram finds nothing
+    link.stop_blackhole(1.0)
+    (d,) = pump(net, [(1.0, a, sa, sb)])
+    assert d.time == pytest.approx(1.05)
+    assert link.stats("node").lost_blackhole == 2
 
 
 # -- NATs on the network ------------------------------------------------------------------------------
