@@ -413,7 +413,7 @@ class Nat:
     # -- inspection -------------------------------------------------------------------------
 
     def mappings(self, now: float) -> list[MappingInfo]:
-        """The live mappings at ``now``, by public port."""
+        """The live mappings at ``now``, ordered by public address."""
         self.expire(now)
         return [
             MappingInfo(
