@@ -233,8 +233,8 @@ class _Direction(Generic[E]):
     outage_since: float | None = None
 
 
-#: A scheduled delivery: (arrival time, tie-breaking sequence, direction, data, packet number).
-_Entry = tuple[float, int, _Direction[E], bytes, int]
+#: A scheduled delivery: (arrival time, tie-breaking sequence, direction, data, packet number, tag).
+_Entry = tuple[float, int, _Direction[E], bytes, int, object]
 
 
 class LinkEmulator(Generic[E]):
@@ -327,8 +327,13 @@ class LinkEmulator(Generic[E]):
             raise LocalProtocolError(f"expected a LinkConfig, got {type(config).__name__}")
         self._direction(src).config = config
 
-    def send(self, src: E, datagram: bytes | bytearray | memoryview, now: float) -> None:
-        """Hand one datagram to the link at ``src``; afterwards check ``next_delivery_time``."""
+    def send(self, src: E, datagram: bytes | bytearray | memoryview, now: float, tag: object = None) -> None:
+        """Hand one datagram to the link at ``src``; afterwards check ``next_delivery_time``.
+
+        ``tag`` rides along with every copy and comes back from ``deliver_tagged`` (the
+        network emulator, ``network.py``, carries a packet's addresses in it); it never
+        changes what happens to the datagram.
+        """
         self._advance(now)
         d = self._direction(src)
         data = datagram if type(datagram) is bytes else bytes(datagram)
@@ -395,25 +400,29 @@ class LinkEmulator(Generic[E]):
             self._lose(d, "blackhole", packet, size, now)
             return
         # 7 and 8. Corruption of each delivered copy, duplication.
-        self._schedule(d, arrival, data, packet, now)
+        self._schedule(d, arrival, data, packet, now, tag=tag)
         if cfg.duplicate and rng.random() < cfg.duplicate:
             stats.duplicated += 1
             if trace is not None:
                 trace.append(TraceEntry(now, src, "duplicate", packet, size))
-            self._schedule(d, arrival, data, packet, now)
+            self._schedule(d, arrival, data, packet, now, tag=tag)
 
     def deliver(self, now: float) -> list[tuple[E, bytes]]:
         """Every datagram due at or before ``now``, as (destination end, bytes), in arrival order."""
+        return [(dst, data) for dst, data, _ in self.deliver_tagged(now)]
+
+    def deliver_tagged(self, now: float) -> list[tuple[E, bytes, object]]:
+        """As ``deliver``, with the ``tag`` each datagram was sent with: (destination end, bytes, tag)."""
         self._advance(now)
         heap = self._heap
-        out: list[tuple[E, bytes]] = []
+        out: list[tuple[E, bytes, object]] = []
         trace = self.trace
         while heap and heap[0][0] <= now:
-            arrival, _, d, data, packet = heapq.heappop(heap)
+            arrival, _, d, data, packet, tag = heapq.heappop(heap)
             stats = d.stats
             stats.delivered += 1
             stats.delivered_bytes += len(data)
-            out.append((d.dst, data))
+            out.append((d.dst, data, tag))
             if trace is not None:
                 trace.append(TraceEntry(arrival, d.src, "deliver", packet, len(data)))
         return out
@@ -481,7 +490,7 @@ class LinkEmulator(Generic[E]):
         if self.trace is not None:
             self.trace.append(TraceEntry(now, d.src, "lost", packet, size, cause))
 
-    def _schedule(self, d: _Direction[E], arrival: float, data: bytes, packet: int, now: float) -> None:
+    def _schedule(self, d: _Direction[E], arrival: float, data: bytes, packet: int, now: float, *, tag: object) -> None:
         cfg = d.config
         if cfg.corrupt and data and d.rng.random() < cfg.corrupt:
             rng = d.rng
@@ -494,7 +503,7 @@ class LinkEmulator(Generic[E]):
             d.stats.corrupted += 1
             if self.trace is not None:
                 self.trace.append(TraceEntry(now, d.src, "corrupt", packet, len(data), "", positions))
-        heapq.heappush(self._heap, (arrival, self._sequence, d, data, packet))
+        heapq.heappush(self._heap, (arrival, self._sequence, d, data, packet, tag))
         self._sequence += 1
 
 

@@ -623,6 +623,24 @@ def test_generic_ends_and_bytearray_input() -> None:
     assert link.deliver(1.0) == [(("10.0.0.2", 5000), b"hi")]
 
 
+def test_tags_ride_along_and_change_nothing() -> None:
+    """``send(..., tag)`` comes back from ``deliver_tagged`` with every copy; the fates are the same."""
+    config = LinkConfig(delay=0.01, jitter=0.005, loss=0.2, duplicate=0.2, corrupt=0.2, reorder=0.1)
+    tagged, plain = LinkEmulator(5, config, trace=True), LinkEmulator(5, config, trace=True)
+    for i in range(300):
+        tagged.send("a", packet(i), i * 0.001, tag=("tag", i))
+        plain.send("a", packet(i), i * 0.001)
+    got = tagged.deliver_tagged(math.inf)
+    assert [(dst, data) for dst, data, _ in got] == plain.deliver(math.inf)
+    assert tagged.trace is not None and tagged.trace == plain.trace
+    # Each copy (duplicated, corrupted or not) carries the tag of the datagram it came from.
+    assert [("tag", e.packet) for e in tagged.trace if e.kind == "deliver"] == [tag for _, _, tag in got]
+    assert tagged.stats("a").duplicated > 0 and tagged.stats("a").corrupted > 0
+    untagged = LinkEmulator(5)
+    untagged.send("b", b"x", 1.0)
+    assert untagged.deliver_tagged(2.0) == [("a", b"x", None)]
+
+
 # -- run_until ----------------------------------------------------------------------------------
 
 
