@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from collections.abc import Hashable
-from typing import Final
+from typing import Final, NamedTuple
 
 from . import stun_message as sm
 
@@ -28,10 +28,10 @@ HEADER_LEN: Final = sm.HEADER_LEN
 BINDING_REQUEST: Final = 0x0001
 BINDING_SUCCESS: Final = 0x0101
 ATTR_XOR_MAPPED_ADDRESS: Final = sm.XOR_MAPPED_ADDRESS
-#: Comprehension-required attributes (below 0x8000) a Binding request may carry: CHANGE-REQUEST
-#: only (RFC 5780 §7.2).  A request with another one is not answered (RFC 8489 §6.3.1 would
-#: answer 420; spec/rendezvous.md RDV-5.2 lets a node drop it instead).
-UNDERSTOOD: Final = frozenset({sm.CHANGE_REQUEST})
+#: Comprehension-required attributes (below 0x8000) a Binding request may carry: CHANGE-REQUEST,
+#: RESPONSE-PORT and PADDING (RFC 5780 §7.2, §7.5, §7.6).  A request with another one (RESPONSE-PORT, USERNAME, ...) gets a 420
+#: error listing them (RFC 8489 §6.3.1.1, RDV-5.2), or nothing if that would pass RDV-5.4.
+UNDERSTOOD: Final = frozenset({sm.CHANGE_REQUEST, sm.RESPONSE_PORT, sm.PADDING})
 #: RDV-5.4: no STUN answer is larger than this many times its request.
 AMPLIFICATION: Final = 3
 #: The local socket key of the node's main socket (the one p2pos sessions use).
@@ -49,18 +49,31 @@ class BindingRequest:
     transaction_id: bytes
     change: int = 0
     size: int = HEADER_LEN
+    #: RESPONSE-PORT (RFC 5780 §7.5): answer to the source IP at this port (None: the source port).
+    response_port: int | None = None
+    #: The request carried PADDING (RFC 5780 §7.6): the answer is padded to the request's size.
+    padded: bool = False
+    #: Comprehension-required attributes the node does not understand (USERNAME, ...).
+    unknown: tuple[int, ...] = ()
+
+
+class Answer(NamedTuple):
+    """A STUN answer: its bytes, the node socket (key) to send it from, and its destination."""
+
+    data: bytes
+    local: Hashable
+    to: Address
 
 
 def request_untrusted(data: bytes) -> BindingRequest | None:
     """The Binding request in ``data``, or None for anything else (malformed, another method or
-    class, a comprehension-required attribute other than CHANGE-REQUEST)."""
+    class).  ``unknown`` lists comprehension-required attributes other than CHANGE-REQUEST: such a
+    request gets a 420 error, never a success (RDV-5.2)."""
     try:
         message = sm.decode_untrusted(data)
     except sm.StunError:
         return None
     if message.method != sm.BINDING or message.klass != sm.REQUEST:
-        return None
-    if sm.unknown_comprehension_required(message, UNDERSTOOD):
         return None
     change = 0
     value = message.get(sm.CHANGE_REQUEST)
@@ -69,13 +82,27 @@ def request_untrusted(data: bytes) -> BindingRequest | None:
             change = sm.decode_change_request_untrusted(value)
         except sm.StunError:
             return None
-    return BindingRequest(transaction_id=message.transaction_id, change=change, size=len(data))
+    response_port = None
+    value = message.get(sm.RESPONSE_PORT)
+    if value is not None:
+        if len(value) != 4 or value[:2] == b"\x00\x00":
+            return None
+        response_port = int.from_bytes(value[:2], "big")
+    unknown = tuple(dict.fromkeys(sm.unknown_comprehension_required(message, UNDERSTOOD)))
+    return BindingRequest(
+        transaction_id=message.transaction_id,
+        change=change,
+        size=len(data),
+        response_port=response_port,
+        padded=message.get(sm.PADDING) is not None,
+        unknown=unknown,
+    )
 
 
 def binding_request_untrusted(data: bytes) -> bytes | None:
-    """The transaction id of an answerable Binding request (``request_untrusted``), or None."""
+    """The transaction id of a Binding request the node answers with success, or None."""
     request = request_untrusted(data)
-    return request.transaction_id if request is not None else None
+    return request.transaction_id if request is not None and not request.unknown else None
 
 
 def binding_request(txid: bytes, change: int | None = None) -> bytes:
@@ -142,27 +169,21 @@ class BindingServer:
                     return ip, port
         return None
 
-    def answer_untrusted(self, data: bytes, source: Address, local: Hashable) -> tuple[bytes, Hashable] | None:
-        """The answer to ``data`` from ``source`` on socket ``local``, and the socket to send it
-        from (always to ``source``); None to drop it."""
+    def answer_untrusted(self, data: bytes, source: Address, local: Hashable) -> Answer | None:
+        """The answer to ``data`` from ``source`` on socket ``local``: its bytes, the socket to
+        send it from, and where to (``source``, or its IP at RESPONSE-PORT); None to drop it."""
         request = request_untrusted(data)
         if request is None:
             return None
         txid = request.transaction_id
         role = self.role(local)
+        if request.unknown:  # RDV-5.2: USERNAME, MESSAGE-INTEGRITY, ...: 420, to the source
+            return _unknown(request, list(request.unknown), local, source)
         if role is None:
             if request.change:  # RFC 5780 §6.1: a server without an alternate address says 420
-                answer = sm.encode(
-                    sm.BINDING,
-                    sm.ERROR,
-                    txid,
-                    [
-                        (sm.ERROR_CODE, sm.error_code(420, "no alternate address")),
-                        (sm.UNKNOWN_ATTRIBUTES, sm.unknown_attributes([sm.CHANGE_REQUEST])),
-                    ],
-                )
-                return (answer, local) if len(answer) <= AMPLIFICATION * request.size else None
-            return binding_success(txid, source), local
+                return _unknown(request, [sm.CHANGE_REQUEST], local, source)
+            to = source if request.response_port is None else (source[0], request.response_port)
+            return Answer(binding_success(txid, source), local, to)
         ip, port = role
         out = (ip ^ bool(request.change & sm.CHANGE_IP), port ^ bool(request.change & sm.CHANGE_PORT))
         required = [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(source, txid))]
@@ -170,9 +191,26 @@ class BindingServer:
             (sm.OTHER_ADDRESS, sm.plain_address(self.address(1 - ip, 1 - port))),
             (sm.RESPONSE_ORIGIN, sm.plain_address(self.address(*out))),
         ]
+        # RDV-5.8: RESPONSE-PORT changes the port, never the IP address the answer goes to.
+        to = source if request.response_port is None else (source[0], request.response_port)
         # RDV-5.4, RDV-5.7: drop RESPONSE-ORIGIN, then OTHER-ADDRESS, until within three times the request.
         while True:
             answer = sm.encode(sm.BINDING, sm.SUCCESS, txid, required + optional)
             if len(answer) <= AMPLIFICATION * request.size or not optional:
-                return answer, socket_key(*out)
+                break
             optional.pop()
+        if request.padded and len(answer) + 4 <= request.size:  # RFC 5780 §7.6: as large as the request
+            padding = (sm.PADDING, bytes(request.size - len(answer) - 4))
+            answer = sm.encode(sm.BINDING, sm.SUCCESS, txid, [*required, *optional, padding])
+        return Answer(answer, socket_key(*out), to)
+
+
+def _unknown(request: BindingRequest, types: list[int], local: Hashable, source: Address) -> Answer | None:
+    """A 420 (Unknown Attribute) error listing ``types`` (RFC 8489 §6.3.1.1), within RDV-5.4."""
+    answer = sm.encode(
+        sm.BINDING,
+        sm.ERROR,
+        request.transaction_id,
+        [(sm.ERROR_CODE, sm.error_code(420, "Unknown Attribute")), (sm.UNKNOWN_ATTRIBUTES, sm.unknown_attributes(types))],
+    )
+    return Answer(answer, local, source) if len(answer) <= AMPLIFICATION * request.size else None

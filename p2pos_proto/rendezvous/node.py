@@ -132,7 +132,7 @@ class RendezvousNode:
                 self.stats["stun_ignored"] += 1
             else:
                 self.stats["stun_binding"] += 1
-                self._out.append(([answer[0]], address, answer[1]))
+                self._out.append(([answer.data], answer.to, answer.local))
             return
         if first == PacketType.INIT:
             if not self._allow(
