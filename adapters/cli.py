@@ -164,7 +164,9 @@ def _cmd_relay(args: argparse.Namespace) -> int:
                     print(f"bootstrap: {bootstrap_string(keys, server.address)}", flush=True)
                     if server.node.stun.alternate is not None:
                         alt_host, alt_port = server.node.stun.alternate
-                        print(f"STUN behaviour discovery (RFC 5780): alternate address {alt_host}:{alt_port}", flush=True)
+                        print(
+                            f"STUN behaviour discovery (RFC 5780): alternate address {alt_host}:{alt_port}", flush=True
+                        )
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import itertools
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
@@ -306,10 +307,8 @@ class NatDiscovery:
         ports = [a[1] for a in self._samples if self._samples and a[0] == self._samples[0][0]]
         if len(ports) < 3:
             return None, None
-        deltas = [b - a for a, b in zip(ports, ports[1:], strict=False)]
-        if all(0 < d <= MAX_SEQUENTIAL_DELTA for d in deltas) or all(
-            -MAX_SEQUENTIAL_DELTA <= d < 0 for d in deltas
-        ):
+        deltas = [b - a for a, b in itertools.pairwise(ports)]
+        if all(0 < d <= MAX_SEQUENTIAL_DELTA for d in deltas) or all(-MAX_SEQUENTIAL_DELTA <= d < 0 for d in deltas):
             counts = collections.Counter(deltas)
             delta = min(counts, key=lambda d: (-counts[d], abs(d)))
             return Allocation.SEQUENTIAL, delta

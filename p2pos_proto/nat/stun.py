@@ -29,8 +29,9 @@ BINDING_REQUEST: Final = 0x0001
 BINDING_SUCCESS: Final = 0x0101
 ATTR_XOR_MAPPED_ADDRESS: Final = sm.XOR_MAPPED_ADDRESS
 #: Comprehension-required attributes (below 0x8000) a Binding request may carry: CHANGE-REQUEST,
-#: RESPONSE-PORT and PADDING (RFC 5780 §7.2, §7.5, §7.6).  A request with another one (RESPONSE-PORT, USERNAME, ...) gets a 420
-#: error listing them (RFC 8489 §6.3.1.1, RDV-5.2), or nothing if that would pass RDV-5.4.
+#: RESPONSE-PORT and PADDING (RFC 5780 §7.2, §7.5, §7.6).  A request with another one (USERNAME,
+#: MESSAGE-INTEGRITY, ...) gets a 420 error listing them (RFC 8489 §6.3.1.1, RDV-5.2), or nothing
+#: if that would pass RDV-5.4.
 UNDERSTOOD: Final = frozenset({sm.CHANGE_REQUEST, sm.RESPONSE_PORT, sm.PADDING})
 #: RDV-5.4: no STUN answer is larger than this many times its request.
 AMPLIFICATION: Final = 3
@@ -211,6 +212,9 @@ def _unknown(request: BindingRequest, types: list[int], local: Hashable, source:
         sm.BINDING,
         sm.ERROR,
         request.transaction_id,
-        [(sm.ERROR_CODE, sm.error_code(420, "Unknown Attribute")), (sm.UNKNOWN_ATTRIBUTES, sm.unknown_attributes(types))],
+        [
+            (sm.ERROR_CODE, sm.error_code(420, "Unknown Attribute")),
+            (sm.UNKNOWN_ATTRIBUTES, sm.unknown_attributes(types)),
+        ],
     )
     return Answer(answer, local, source) if len(answer) <= AMPLIFICATION * request.size else None

@@ -139,7 +139,8 @@ class Message:
     integrity_sha256_at: int = -1
 
     def get(self, attribute: int) -> bytes | None:
-        """The value of the first ``attribute`` before MESSAGE-INTEGRITY(-SHA256) (RFC 8489 §14.5: later ones are ignored)."""
+        """The value of the first ``attribute`` before MESSAGE-INTEGRITY(-SHA256) (RFC 8489 §14.5:
+        later ones are ignored)."""
         for atype, value in self.attributes:
             if atype == attribute:
                 return value

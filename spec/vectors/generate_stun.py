@@ -38,7 +38,9 @@ def _attr(atype: int, name: str, value: bytes) -> Json:
     return {"type": f"0x{atype:04x}", "name": name, "hex": value.hex()}
 
 
-def _sample(name: str, source: str, klass: int, txid: str, attrs: list[Json], pad: int, integrity: Json) -> Json:
+def _sample(  # noqa: PLR0917 - one argument per field of the sample
+    name: str, source: str, klass: int, txid: str, attrs: list[Json], pad: int, integrity: Json
+) -> Json:
     key = bytes.fromhex(integrity["key_hex"])
     values = [(int(a["type"], 16), bytes.fromhex(a["hex"])) for a in attrs]
     wire = sm.encode(
@@ -98,7 +100,14 @@ def rfc_samples() -> list[Json]:
             f"{RFC5769_URL}#section-2.2",
             sm.SUCCESS,
             txid,
-            [vector, _attr(sm.XOR_MAPPED_ADDRESS, "XOR-MAPPED-ADDRESS", sm.xor_address(("192.0.2.1", 32853), bytes.fromhex(txid)))],
+            [
+                vector,
+                _attr(
+                    sm.XOR_MAPPED_ADDRESS,
+                    "XOR-MAPPED-ADDRESS",
+                    sm.xor_address(("192.0.2.1", 32853), bytes.fromhex(txid)),
+                ),
+            ],
             0x20,
             _short_term(),
         ),
@@ -207,7 +216,9 @@ def node_answers() -> list[Json]:
     five = stun.BindingServer(primary=PRIMARY, alternate=ALTERNATE)
     out: list[Json] = []
 
-    def add(name: str, server: stun.BindingServer, request: bytes, source: tuple[str, int], on: tuple[int, int]) -> None:
+    def add(
+        name: str, server: stun.BindingServer, request: bytes, source: tuple[str, int], on: tuple[int, int]
+    ) -> None:
         answer = server.answer_untrusted(request, source, stun.socket_key(*on))
         row: Json = {
             "name": name,
@@ -219,11 +230,11 @@ def node_answers() -> list[Json]:
         if answer is None:
             row["answer"] = None
         else:
-            data, out_key = answer
-            role = server.role(out_key)
-            row["answer_hex"] = data.hex()
+            role = server.role(answer.local)
+            row["answer_hex"] = answer.data.hex()
             row["answer_from"] = list(server.address(*role)) if role is not None else list(PRIMARY)
-            row["ratio"] = round(len(data) / len(request), 3)
+            row["answer_to"] = list(answer.to)
+            row["ratio"] = round(len(answer.data) / len(request), 3)
         out.append(row)
 
     v4, v6 = ("198.18.9.9", 40000), ("2001:2::9", 40000)
@@ -247,6 +258,18 @@ def node_answers() -> list[Json]:
     add("bare change-port request (28 bytes): answered from (IP1, P2) (RDV-5.6)", five, change_port, v4, (0, 0))
     add("bare request from IPv6, node with alternate: trimmed to 3x (RDV-5.4, RDV-5.7)", five, bare, v6, (0, 0))
     add("discovery probe from IPv6: all three addresses fit (RDV-5.7)", five, probe, v6, (0, 0))
+    response_port = sm.encode(
+        sm.BINDING, sm.REQUEST, fixed("response port"),
+        [(sm.RESPONSE_PORT, (40002).to_bytes(2, "big") + bytes(2)), (sm.CHANGE_REQUEST, sm.change_request(6))],
+    )  # fmt: skip
+    padding = sm.encode(
+        sm.BINDING, sm.REQUEST, fixed("padding"),
+        [(sm.CHANGE_REQUEST, sm.change_request(6)), (sm.PADDING, bytes(96))],
+    )  # fmt: skip
+    username = sm.encode(sm.BINDING, sm.REQUEST, fixed("username"), [(sm.USERNAME, b"user")])
+    add("RESPONSE-PORT: to the source IP at that port, never another IP (RDV-5.8)", five, response_port, v4, (0, 0))
+    add("PADDING: the answer is padded to the request's size (RDV-5.9)", five, padding, v4, (0, 0))
+    add("USERNAME (no credentials here): 420 listing it, never a success (RDV-5.2)", five, username, v4, (0, 0))
     return out
 
 

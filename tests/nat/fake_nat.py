@@ -110,7 +110,7 @@ def run(nat: FakeNat | None, *, sockets: int = 4, alternate: bool = True) -> tup
                 answer = server.answer_untrusted(data, src, server_sockets[to])
                 if answer is None:
                     continue
-                reply, out_key = answer
+                reply, out_key, _ = answer  # the discovery client sends no RESPONSE-PORT
                 reply_from = key_address[out_key]
                 dest: Address | None = src
                 if nat is not None:

@@ -79,14 +79,14 @@ def test_hairpinning(hairpin: bool) -> None:
 
 def test_udp_blocked() -> None:
     """[NAT-3.3.1] no answer to test I: UDP blocked, everything else unknown, after the retransmissions."""
-    report, discovery = run(FakeNat(drop_all=True))
+    report, _ = run(FakeNat(drop_all=True))
     assert not report.udp and report.mapped is None and report.mapping is None and report.public is None
     assert report.probes == DISCOVERY_RETRANSMIT.rc
 
 
 def test_probe_budget() -> None:
     """[NAT-3.2.7] the worst case (dependent mapping, port-dependent filtering, no hairpin) stays within the budget."""
-    report, discovery = run(FakeNat(mapping="apdm", filtering="apdf", allocation="random"))
+    report, _ = run(FakeNat(mapping="apdm", filtering="apdf", allocation="random"))
     # 4 mapping tests, 3 more sockets, then filtering II and III and the hairpin probe, 4 sends each.
     assert report.probes == 4 + 3 + 3 * DISCOVERY_RETRANSMIT.rc
     assert report.probes <= 20
@@ -94,12 +94,12 @@ def test_probe_budget() -> None:
 
 def test_needs_two_sockets() -> None:
     with pytest.raises(LocalProtocolError):
-        NatDiscovery(("198.18.0.1", 3478), [("10.0.0.2", 1)], 0.0, random=lambda n: bytes(n))
+        NatDiscovery(("198.18.0.1", 3478), [("10.0.0.2", 1)], 0.0, random=bytes)
 
 
 def test_foreign_datagrams_are_ignored() -> None:
     """Anything else arriving on the sockets is counted, never raised."""
-    discovery = NatDiscovery(("198.18.0.1", 3478), [("10.0.0.2", 1), ("10.0.0.2", 2)], 0.0, random=lambda n: bytes(n))
+    discovery = NatDiscovery(("198.18.0.1", 3478), [("10.0.0.2", 1), ("10.0.0.2", 2)], 0.0, random=bytes)
     for junk in (b"", b"\x00" * 20, b"\x04hello", bytes(range(64))):
         discovery.receive_datagram(junk, ("198.18.0.1", 3478), 0.0, 0)
     assert discovery.stats["ignored"] == 4 and not discovery.done

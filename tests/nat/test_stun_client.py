@@ -15,7 +15,7 @@ SERVER = ("198.18.0.1", 3478)
 ME = ("198.18.5.5", 40000)
 
 
-def counter_random(n: int, _state: list[int] = [0]) -> bytes:  # noqa: B006 - a deterministic stream
+def counter_random(n: int, _state: list[int] = [0]) -> bytes:  # a deterministic stream
     _state[0] += 1
     return _state[0].to_bytes(n, "big")
 

@@ -128,25 +128,24 @@ def coturn_stun() -> Iterator[int]:
 
 async def test_p2pos_client_against_coturn() -> None:
     """[NAT-2.3] a Binding transaction (FINGERPRINT, SOFTWARE) answered by coturn: the socket's own address."""
-    with coturn_stun() as port:
-        with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
-            await sock.bind((HOST, 0))
-            client = StunClient(random=os.urandom)
-            client.binding((HOST, port), trio.current_time())
-            with trio.fail_after(10):
-                while (event := client.next_event()) is None:
-                    for data, to, _ in client.datagrams_to_send(trio.current_time()):
-                        await sock.sendto(data, to)
-                    timer = client.get_timer()
-                    with trio.move_on_at(timer if timer is not None else trio.current_time() + 10):
-                        data, address = await sock.recvfrom(2048)
-                        client.receive_datagram(data, address, trio.current_time())
-                        continue
-                    client.handle_timer(trio.current_time())
-            assert isinstance(event, BindingSucceeded)
-            assert event.mapped == sock.getsockname()
-            # coturn with two listening IPs speaks RFC 5780: it names its other address.
-            assert event.other_address == (ALT, port + 1)
+    with coturn_stun() as port, trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
+        await sock.bind((HOST, 0))
+        client = StunClient(random=os.urandom)
+        client.binding((HOST, port), trio.current_time())
+        with trio.fail_after(10):
+            while (event := client.next_event()) is None:
+                for data, to, _ in client.datagrams_to_send(trio.current_time()):
+                    await sock.sendto(data, to)
+                timer = client.get_timer()
+                with trio.move_on_at(timer if timer is not None else trio.current_time() + 10):
+                    data, address = await sock.recvfrom(2048)
+                    client.receive_datagram(data, address, trio.current_time())
+                    continue
+                client.handle_timer(trio.current_time())
+        assert isinstance(event, BindingSucceeded)
+        assert event.mapped == sock.getsockname()
+        # coturn with two listening IPs speaks RFC 5780: it names its other address.
+        assert event.other_address == (ALT, port + 1)
 
 
 async def test_discovery_against_coturn() -> None:
@@ -211,8 +210,10 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 def relay_process(home: Path) -> Iterator[tuple[int, str]]:
     """``p2pos relay --listen 127.0.0.1:0 --alternate 127.0.0.2:0``; yields its port and bootstrap string."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "p2pos.adapters.cli", "relay", "--listen", f"{HOST}:0", "--alternate", f"{ALT}:0"]
-        + ["--home", str(home), "--log-level", "warning"],
+        [
+            *(sys.executable, "-m", "p2pos.adapters.cli", "relay", "--listen", f"{HOST}:0", "--alternate", f"{ALT}:0"),
+            *("--home", str(home), "--log-level", "warning"),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

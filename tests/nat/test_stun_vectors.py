@@ -78,28 +78,29 @@ def test_rfc5769_mapped_addresses() -> None:
 @pytest.mark.parametrize("row", OWN["answers"], ids=lambda r: str(r["name"][:40]))
 def test_node_answers(row: dict[str, Any]) -> None:
     """[RDV-5.1] [RDV-5.4] [RDV-5.5] [RDV-5.6] [RDV-5.7] the node's answers, byte for byte, within 3x."""
-    alternate = tuple(row["node_alternate"]) if row["node_alternate"] else None
-    server = stun.BindingServer(primary=tuple(OWN["primary"]), alternate=alternate)  # type: ignore[arg-type]
+    alternate = (row["node_alternate"][0], row["node_alternate"][1]) if row["node_alternate"] else None
+    server = stun.BindingServer(primary=(OWN["primary"][0], OWN["primary"][1]), alternate=alternate)
     received_on = tuple(row["received_on"])
     local = next(
         (stun.socket_key(i, p) for i in (0, 1) for p in (0, 1) if alternate and server.address(i, p) == received_on),
         stun.PRIMARY_SOCKET,
     )
     request = bytes.fromhex(row["request_hex"])
-    answer = server.answer_untrusted(request, tuple(row["source"]), local)  # type: ignore[arg-type]
+    answer = server.answer_untrusted(request, tuple(row["source"]), local)
     if row.get("answer", "") is None:
         assert answer is None
         return
     assert answer is not None
-    data, out = answer
-    assert data.hex() == row["answer_hex"]
+    data, out, to = answer
+    assert data.hex() == row["answer_hex"] and list(to) == row["answer_to"]
+    assert to[0] == row["source"][0]  # RDV-5.8: always the source's IP address
     role = server.role(out)
     assert list(server.address(*role) if role else OWN["primary"]) == row["answer_from"]
     assert len(data) <= 3 * len(request)
     # A client reads it: the mapped address is the request's source.
     client = StunClient(random=lambda n: request[8:20])
-    client.binding(tuple(OWN["primary"]), 0.0)  # type: ignore[arg-type]
-    assert client.receive_datagram(data, tuple(row["answer_from"]), 0.0)  # type: ignore[arg-type]
+    client.binding(tuple(OWN["primary"]), 0.0)
+    assert client.receive_datagram(data, tuple(row["answer_from"]), 0.0)
     event = client.next_event()
     if isinstance(event, BindingSucceeded):
         assert event.mapped == tuple(row["source"])
