@@ -192,9 +192,9 @@ class BindingServer:
             (sm.OTHER_ADDRESS, sm.plain_address(self.address(1 - ip, 1 - port))),
             (sm.RESPONSE_ORIGIN, sm.plain_address(self.address(*out))),
         ]
-        # RDV-5.8: RESPONSE-PORT changes the port, never the IP address the answer goes to.
+        # NAT-3.1.5: RESPONSE-PORT changes the port, never the IP address the answer goes to.
         to = source if request.response_port is None else (source[0], request.response_port)
-        # RDV-5.4, RDV-5.7: drop RESPONSE-ORIGIN, then OTHER-ADDRESS, until within three times the request.
+        # RDV-5.4, NAT-3.1.4: drop RESPONSE-ORIGIN, then OTHER-ADDRESS, until within three times the request.
         while True:
             answer = sm.encode(sm.BINDING, sm.SUCCESS, txid, required + optional)
             if len(answer) <= AMPLIFICATION * request.size or not optional:

@@ -251,13 +251,13 @@ def node_answers() -> list[Json]:
     bare = stun.binding_request(fixed("bare request"))
     add("bare request, node without alternate: XOR-MAPPED-ADDRESS only (RDV-5.1)", plain, bare, v4, (0, 0))
     add("bare request from IPv6, node without alternate (RDV-5.1)", plain, bare, v6, (0, 0))
-    add("CHANGE-REQUEST to a node without alternate: 420 (RDV-5.6)", plain, change_port, v4, (0, 0))
-    add("discovery probe, node with alternate: RESPONSE-ORIGIN, OTHER-ADDRESS (RDV-5.5)", five, probe, v4, (0, 0))
-    add("discovery probe on the alternate IP and port (RDV-5.5)", five, probe, v4, (1, 1))
-    add("change IP and port: answered from the alternate socket (RDV-5.6)", five, change_both, v4, (0, 0))
-    add("bare change-port request (28 bytes): answered from (IP1, P2) (RDV-5.6)", five, change_port, v4, (0, 0))
-    add("bare request from IPv6, node with alternate: trimmed to 3x (RDV-5.4, RDV-5.7)", five, bare, v6, (0, 0))
-    add("discovery probe from IPv6: all three addresses fit (RDV-5.7)", five, probe, v6, (0, 0))
+    add("CHANGE-REQUEST to a node without alternate: 420 (NAT-3.1.3)", plain, change_port, v4, (0, 0))
+    add("discovery probe, node with alternate: RESPONSE-ORIGIN, OTHER-ADDRESS (NAT-3.1.2)", five, probe, v4, (0, 0))
+    add("discovery probe on the alternate IP and port (NAT-3.1.2)", five, probe, v4, (1, 1))
+    add("change IP and port: answered from the alternate socket (NAT-3.1.3)", five, change_both, v4, (0, 0))
+    add("bare change-port request (28 bytes): answered from (IP1, P2) (NAT-3.1.3)", five, change_port, v4, (0, 0))
+    add("bare request from IPv6, node with alternate: trimmed to 3x (RDV-5.4, NAT-3.1.4)", five, bare, v6, (0, 0))
+    add("discovery probe from IPv6: all three addresses fit (NAT-3.1.4)", five, probe, v6, (0, 0))
     response_port = sm.encode(
         sm.BINDING, sm.REQUEST, fixed("response port"),
         [(sm.RESPONSE_PORT, (40002).to_bytes(2, "big") + bytes(2)), (sm.CHANGE_REQUEST, sm.change_request(6))],
@@ -267,8 +267,8 @@ def node_answers() -> list[Json]:
         [(sm.CHANGE_REQUEST, sm.change_request(6)), (sm.PADDING, bytes(96))],
     )  # fmt: skip
     username = sm.encode(sm.BINDING, sm.REQUEST, fixed("username"), [(sm.USERNAME, b"user")])
-    add("RESPONSE-PORT: to the source IP at that port, never another IP (RDV-5.8)", five, response_port, v4, (0, 0))
-    add("PADDING: the answer is padded to the request's size (RDV-5.9)", five, padding, v4, (0, 0))
+    add("RESPONSE-PORT: to the source IP at that port, never another IP (NAT-3.1.5)", five, response_port, v4, (0, 0))
+    add("PADDING: the answer is padded to the request's size (NAT-3.1.6)", five, padding, v4, (0, 0))
     add("USERNAME (no credentials here): 420 listing it, never a success (RDV-5.2)", five, username, v4, (0, 0))
     return out
 

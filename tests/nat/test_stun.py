@@ -70,7 +70,7 @@ def test_any_bytes_never_raise(data: bytes) -> None:
 
 @given(st.lists(st.sampled_from([sm.SOFTWARE, sm.CHANGE_REQUEST, sm.FINGERPRINT, 0x8029]), max_size=4), st.booleans())
 def test_node_answers_stay_within_three_times_the_request(attrs: list[int], v6: bool) -> None:
-    """[RDV-5.4] [RDV-5.7] whatever a Binding request carries, from IPv4 or IPv6, on any of the four sockets."""
+    """[RDV-5.4] [NAT-3.1.4] whatever a Binding request carries, from IPv4 or IPv6, on any of the four sockets."""
     server = stun.BindingServer(primary=("198.18.0.1", 3478), alternate=("198.18.0.2", 3479))
     values = {sm.SOFTWARE: b"x", sm.CHANGE_REQUEST: sm.change_request(6), 0x8029: bytes(8)}
     fingerprint = sm.FINGERPRINT in attrs

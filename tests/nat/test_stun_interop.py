@@ -149,7 +149,7 @@ async def test_p2pos_client_against_coturn() -> None:
 
 
 async def test_discovery_against_coturn() -> None:
-    """[NAT-2.3] [NAT-3.1] the whole RFC 5780 run against coturn on loopback: no NAT, public."""
+    """[NAT-2.3] [NAT-3.2.1] [NAT-3.2.2] the whole RFC 5780 run against coturn on loopback: no NAT, public."""
     with coturn_stun() as port:
         report = await check((HOST, port))
     assert report.udp and report.alternate and report.nat is False and report.public is True
@@ -175,7 +175,7 @@ async def test_turnutils_stunclient_against_the_node() -> None:
 
 
 async def test_turnutils_stunclient_rfc5780_against_the_node() -> None:
-    """[RDV-5.5] [RDV-5.6] [RDV-5.8] [RDV-5.9] coturn's three RFC 5780 requests, answered from the right sockets."""
+    """[NAT-3.1.2] [NAT-3.1.3] [NAT-3.1.5] [NAT-3.1.6] coturn's three RFC 5780 requests, answered from the right sockets."""
     _require("turnutils_stunclient")
     server = await RelayServer.bind(make_keys("node"), HOST, 0, alternate=(ALT, 0))
     alternate = server.node.stun.alternate

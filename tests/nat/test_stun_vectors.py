@@ -77,7 +77,7 @@ def test_rfc5769_mapped_addresses() -> None:
 
 @pytest.mark.parametrize("row", OWN["answers"], ids=lambda r: str(r["name"][:40]))
 def test_node_answers(row: dict[str, Any]) -> None:
-    """[RDV-5.1] [RDV-5.4] [RDV-5.5] [RDV-5.6] [RDV-5.7] the node's answers, byte for byte, within 3x."""
+    """[RDV-5.1] [RDV-5.4] [NAT-3.1.2] [NAT-3.1.3] [NAT-3.1.4] the node's answers, byte for byte, within 3x."""
     alternate = (row["node_alternate"][0], row["node_alternate"][1]) if row["node_alternate"] else None
     server = stun.BindingServer(primary=(OWN["primary"][0], OWN["primary"][1]), alternate=alternate)
     received_on = tuple(row["received_on"])
@@ -93,7 +93,7 @@ def test_node_answers(row: dict[str, Any]) -> None:
     assert answer is not None
     data, out, to = answer
     assert data.hex() == row["answer_hex"] and list(to) == row["answer_to"]
-    assert to[0] == row["source"][0]  # RDV-5.8: always the source's IP address
+    assert to[0] == row["source"][0]  # NAT-3.1.5: always the source's IP address
     role = server.role(out)
     assert list(server.address(*role) if role else OWN["primary"]) == row["answer_from"]
     assert len(data) <= 3 * len(request)

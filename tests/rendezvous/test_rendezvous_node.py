@@ -162,7 +162,7 @@ def test_stun_binding_request_gets_the_observed_address() -> None:
 
 
 def test_a_node_with_an_alternate_address_answers_from_the_socket_change_request_names() -> None:
-    """[RDV-5.5] [RDV-5.6] the answer goes to the source, from the socket CHANGE-REQUEST asks for."""
+    """[NAT-3.1.2] [NAT-3.1.3] the answer goes to the source, from the socket CHANGE-REQUEST asks for."""
     server = stun.BindingServer(primary=NODE, alternate=("198.18.0.2", 3479))
     node = RendezvousNode(make_keys("node"), random=SeededRandom("node"), stun_server=server)
     txid = bytes(range(12))
