@@ -175,7 +175,7 @@ async def test_turnutils_stunclient_against_the_node() -> None:
 
 
 async def test_turnutils_stunclient_rfc5780_against_the_node() -> None:
-    """[NAT-3.1.2] [NAT-3.1.3] [NAT-3.1.5] [NAT-3.1.6] coturn's three RFC 5780 requests, answered from the right sockets."""
+    """[NAT-3.1.2] [NAT-3.1.3] [NAT-3.1.5] [NAT-3.1.6] coturn's three RFC 5780 requests, from the right sockets."""
     _require("turnutils_stunclient")
     server = await RelayServer.bind(make_keys("node"), HOST, 0, alternate=(ALT, 0))
     alternate = server.node.stun.alternate
