@@ -147,27 +147,38 @@ def describe(report: NatReport) -> list[str]:
     if report.nat:
         if report.port_preservation:
             lines.append("It keeps your own port number as the public one where it can (port preservation).")
+        dependent = report.mapping is not None and report.mapping is not Behaviour.ENDPOINT_INDEPENDENT
         if report.allocation is Allocation.SEQUENTIAL:
             lines.append(
-                f"New public ports come in sequence (each {report.allocation_delta:+d} from the last): "
-                "p2pos can predict the next one."
+                f"New public ports come in sequence (each {report.allocation_delta:+d} from the last), "
+                "so the port it will use towards a peer can be predicted."
             )
-        elif report.allocation is Allocation.RANDOM:
-            lines.append("New public ports are random: p2pos probes many ports at once to meet such a peer.")
+        elif report.allocation is Allocation.RANDOM and dependent:
+            lines.append(
+                "New public ports are random, so the port it will use towards a peer cannot be predicted: "
+                "a direct path needs the peer's router to be easy, or many probes."
+            )
         if report.hairpinning is True:
             lines.append("Two devices behind it can reach each other at their public addresses (hairpinning).")
         elif report.hairpinning is False:
             lines.append(
                 "Two devices behind it cannot reach each other at their public addresses (no hairpinning): "
-                "p2pos uses their local addresses instead."
+                "they must use their local addresses."
             )
     lines.append(f"({report.probes} STUN requests sent.)")
     return lines
 
 
 async def _servers(args: argparse.Namespace) -> list[Address]:
-    if args.server:
-        return [(str(h), int(p)) for h, p in args.server]
+    if args.server:  # resolved now: discovery compares the addresses answers name
+        out = []
+        for host, port in args.server:
+            try:
+                infos = await trio.socket.getaddrinfo(host, port, type=trio.socket.SOCK_DGRAM)
+            except OSError as exc:
+                raise SettingsError(f"--server {host}:{port}: cannot resolve {host}: {exc}") from None
+            out.append((str(infos[0][4][0]), int(infos[0][4][1])))
+        return out
     from .home import Settings
     from .rendezvous import Bootstrap
 
