@@ -28,6 +28,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Final
 
 from ..errors import LocalProtocolError
+from . import profile as pf
 from . import stun_message as sm
 from .stun_client import BindingFailed, BindingSucceeded, RetransmitConfig, StunClient
 
@@ -80,6 +81,38 @@ class NatReport:
     samples: tuple[int, ...] = ()
     #: Requests sent, retransmissions included.
     probes: int = 0
+
+    def to_profile(self) -> pf.NatProfile:
+        """The profile the punching plan takes (spec/punch.md §2.1): unknown where not measured
+        (PUN-2.1.1); no translation when the mapped address is the local one; no filter when,
+        besides, a dial-back arrived (NAT-3.2.6)."""
+        if not self.udp:
+            return pf.NatProfile(udp_blocked=True)
+        kinds = {
+            Behaviour.ENDPOINT_INDEPENDENT: 2,
+            Behaviour.ADDRESS_DEPENDENT: 3,
+            Behaviour.ADDRESS_AND_PORT_DEPENDENT: 4,
+        }
+        mapping = pf.Mapping.UNKNOWN
+        if self.nat is False:
+            mapping = pf.Mapping.NONE
+        elif self.mapping is not None:
+            mapping = pf.Mapping(kinds[self.mapping])
+        filtering = pf.Filtering.UNKNOWN
+        if self.nat is False and self.public:
+            filtering = pf.Filtering.NONE
+        elif self.filtering is not None:
+            filtering = pf.Filtering(kinds[self.filtering])
+        allocation, delta = pf.Allocation.UNKNOWN, 0
+        if self.allocation is Allocation.PRESERVED:
+            allocation = pf.Allocation.PRESERVING
+        elif self.allocation is Allocation.SEQUENTIAL and self.allocation_delta:
+            allocation, delta = pf.Allocation.SEQUENTIAL, self.allocation_delta
+        elif self.allocation is Allocation.RANDOM:
+            allocation = pf.Allocation.RANDOM
+        return pf.NatProfile(
+            mapping=mapping, filtering=filtering, allocation=allocation, delta=delta, hairpin=self.hairpinning is True
+        )
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -6,6 +6,7 @@ import pytest
 from fake_nat import FakeNat, run
 
 from p2pos.proto.errors import LocalProtocolError
+from p2pos.proto.nat import profile as pf
 from p2pos.proto.nat.discovery import DISCOVERY_RETRANSMIT, Allocation, Behaviour, NatDiscovery
 
 EIM, ADM, APDM = Behaviour.ENDPOINT_INDEPENDENT, Behaviour.ADDRESS_DEPENDENT, Behaviour.ADDRESS_AND_PORT_DEPENDENT
@@ -103,3 +104,26 @@ def test_foreign_datagrams_are_ignored() -> None:
     for junk in (b"", b"\x00" * 20, b"\x04hello", bytes(range(64))):
         discovery.receive_datagram(junk, ("198.18.0.1", 3478), 0.0, 0)
     assert discovery.stats["ignored"] == 4 and not discovery.done
+
+
+def test_reports_become_punching_profiles() -> None:
+    """spec/punch.md §2.1: what discovery measured, unknown (PUN-2.1.1) where it did not."""
+    public, _ = run(None)
+    assert public.to_profile() == pf.NatProfile(
+        mapping=pf.Mapping.NONE,
+        filtering=pf.Filtering.NONE,
+        allocation=pf.Allocation.PRESERVING,
+        hairpin=True,
+    )
+    symmetric, _ = run(FakeNat(mapping="apdm", filtering="adf", allocation="sequential", delta=3))
+    profile = symmetric.to_profile()
+    assert (profile.mapping, profile.filtering) == (
+        pf.Mapping.ADDRESS_AND_PORT_DEPENDENT,
+        pf.Filtering.ADDRESS_DEPENDENT,
+    )
+    assert (profile.allocation, profile.delta, profile.sequential) == (pf.Allocation.SEQUENTIAL, 3, True)
+    lone, _ = run(FakeNat(allocation="random"), alternate=False)
+    assert lone.to_profile() == pf.NatProfile(allocation=pf.Allocation.RANDOM)  # mapping, filtering unknown
+    blocked, _ = run(FakeNat(drop_all=True))
+    assert blocked.to_profile() == pf.NatProfile(udp_blocked=True)
+    assert pf.decode_profile_untrusted(profile.encode()) == profile
