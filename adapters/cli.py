@@ -4,8 +4,10 @@ p2pos id [--home DIR] [--show-key-path]   create or show the local identity
 p2pos check-id PEER_ID                     validate a peer id (typo check)
 p2pos demo [--in-process]                  a local p2pos network moves a file (netdemo.py)
 p2pos version                              the version, the Python, and which core runs
-p2pos relay [--listen HOST:PORT] [--ws HOST:PORT [--tls-cert F --tls-key F]] [--offer-relay URL] [--home DIR]
-                                           a rendezvous node and/or a WebSocket relay
+p2pos relay [--listen HOST:PORT [--alternate HOST:PORT]] [--ws HOST:PORT [--tls-cert F --tls-key F]]
+            [--offer-relay URL] [--home DIR]  a rendezvous node and/or a WebSocket relay
+p2pos nat-check [--server HOST:PORT]... [--json]
+                                           what the router does to UDP (natcheck.py)
 p2pos up | status | serve | pipe | expose | forward | verify | plugin | events | stop
                                            the daemon and its clients (cli_apps.py)
 """
@@ -90,6 +92,9 @@ def _cmd_relay(args: argparse.Namespace) -> int:
             "p2pos: relay: give --listen HOST:PORT (rendezvous node), --ws HOST:PORT (relay) or both", file=sys.stderr
         )
         return 2
+    if args.alternate is not None and args.listen is None:
+        print("p2pos: relay: --alternate goes with --listen", file=sys.stderr)
+        return 2
     if (args.tls_cert is None) != (args.tls_key is None) or (args.tls_cert and args.ws is None):
         print("p2pos: relay: --tls-cert and --tls-key go together, with --ws", file=sys.stderr)
         return 2
@@ -133,7 +138,9 @@ def _cmd_relay(args: argparse.Namespace) -> int:
                 server = None
                 if args.listen is not None:
                     where = "{}:{} (UDP)".format(*args.listen)
-                    server = await RelayServer.bind(keys, args.listen[0], args.listen[1], config=config)
+                    server = await RelayServer.bind(
+                        keys, args.listen[0], args.listen[1], config=config, alternate=args.alternate
+                    )
                 if args.ws is not None:
                     where = "{}:{} (TCP)".format(*args.ws)
                     relay = ws_relay(relay_config, node=server, ssl_context=context)
@@ -155,16 +162,28 @@ def _cmd_relay(args: argparse.Namespace) -> int:
                         f"rendezvous node {identity.peer_id} listening on UDP {server.address[0]}:{server.address[1]}"
                     )
                     print(f"bootstrap: {bootstrap_string(keys, server.address)}", flush=True)
+                    if server.node.stun.alternate is not None:
+                        alt_host, alt_port = server.node.stun.alternate
+                        print(
+                            f"STUN behaviour discovery (RFC 5780): alternate address {alt_host}:{alt_port}", flush=True
+                        )
                 async for _ in signals:
                     nursery.cancel_scope.cancel()
 
     tune_malloc()
     try:
         trio.run(serve)
-    except OSError as exc:
-        print(f"p2pos: relay: cannot listen on {where}: {exc.strerror or exc}", file=sys.stderr)
+    except (OSError, ValueError) as exc:
+        message = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        print(f"p2pos: relay: cannot listen on {where}: {message}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_nat_check(args: argparse.Namespace) -> int:
+    from .natcheck import main as nat_check
+
+    return nat_check(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_host_port,
         metavar="HOST:PORT",
         help="serve the WebSocket relay (spec/relay.md) on this TCP address",
+    )
+    p_relay.add_argument(
+        "--alternate",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="a second IP address and port for STUN behaviour discovery (RFC 5780; `p2pos nat-check`): the node "
+        "also answers on the other IP x port pairs; both IP and port differ from --listen's (port 0: any)",
     )
     p_relay.add_argument("--tls-cert", metavar="FILE", help="PEM certificate chain: serve wss:// (e.g. on port 443)")
     p_relay.add_argument("--tls-key", metavar="FILE", help="PEM private key of --tls-cert")
@@ -245,6 +271,22 @@ def build_parser() -> argparse.ArgumentParser:
     p_relay.add_argument("--register-burst", type=float, default=10.0, help="new-session burst per source IP")
     p_relay.add_argument("--max-registrations", type=int, default=100_000)
     p_relay.set_defaults(func=_cmd_relay)
+    p_nat = sub.add_parser(
+        "nat-check",
+        help="find out what the router does to UDP (mapping, filtering, ports, hairpinning, reachability)",
+        description="Ask the configured rendezvous nodes (or --server) the RFC 5780 tests and explain the answers.",
+    )
+    p_nat.add_argument(
+        "--server",
+        action="append",
+        type=_host_port,
+        metavar="HOST:PORT",
+        help="a STUN server to ask (repeatable; default: the bootstrap nodes of the daemon's settings)",
+    )
+    p_nat.add_argument("--json", action="store_true", help="print the raw findings as JSON")
+    p_nat.add_argument("--home", help="the daemon's home folder (its settings name the rendezvous nodes)")
+    p_nat.add_argument("--sockets", type=int, default=4, help="UDP sockets to use (2 at least; more: more samples)")
+    p_nat.set_defaults(func=_cmd_nat_check)
     from .cli_apps import add_commands
 
     add_commands(sub, "the daemon's home folder (default $P2POS_HOME, else the XDG folders)")

@@ -7,6 +7,11 @@ timer, feed them, fire the timer if due, send what the node has to send.  With a
 attached (``attach_ws``), the node is also a peer of the relay that every link may pair with
 (relay.md §6): records from those links reach the node as datagrams on a virtual socket
 ``("ws", peer_id)``, and what the node sends to that socket goes back over the relay.
+
+Given an alternate address (``p2pos relay --alternate HOST:PORT``), the node also listens on
+(IP1, P2), (IP2, P1) and (IP2, P2) for RFC 5780 behaviour discovery (spec/rendezvous.md §5,
+spec/nat.md §3): one small task per extra socket feeds its STUN requests to the node, and what
+the node sends from a socket key leaves by that socket.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import cast
 import trio
 
 from p2pos.proto.handshake.handshake import LocalKeys
+from p2pos.proto.nat import stun
 from p2pos.proto.relay.server import RelayConfig, RelayCore
 from p2pos.proto.rendezvous.node import NodeConfig, RendezvousNode
 from p2pos.transports.udp import UdpTransport
@@ -53,15 +59,44 @@ class RelayServer:
         clock: Callable[[], float] = trio.current_time,
     ) -> None:
         self.node, self.transport, self._clock = node, transport, clock
+        #: The RFC 5780 sockets by their node socket key (empty without an alternate address).
+        self.stun_transports: dict[Hashable, UdpTransport] = {}
         self.ws: WsRelayServer | None = None
         self._ws_in, self._ws_out = trio.open_memory_channel[tuple[bytes, tuple[str, int], bytes]](WS_QUEUE)
         self._scope: trio.CancelScope | None = None
         self.ws_dropped = 0
 
     @classmethod
-    async def bind(cls, keys: LocalKeys, host: str, port: int, *, config: NodeConfig | None = None) -> RelayServer:
+    async def bind(
+        cls,
+        keys: LocalKeys,
+        host: str,
+        port: int,
+        *,
+        config: NodeConfig | None = None,
+        alternate: tuple[str, int] | None = None,
+    ) -> RelayServer:
+        """Bind the node's socket; with ``alternate`` (IP2, P2) also the three RFC 5780 sockets
+        (OSError if one cannot be bound; P2 0 picks a free port)."""
         transport = await UdpTransport.bind(host, port)
-        return cls(RendezvousNode(keys, config=config), transport)
+        extra: dict[Hashable, UdpTransport] = {}
+        stun_server = None
+        try:
+            if alternate is not None:
+                primary = transport.local_address
+                both = await UdpTransport.bind(alternate[0], alternate[1])
+                extra[stun.socket_key(1, 1)] = both
+                other = both.local_address
+                extra[stun.socket_key(0, 1)] = await UdpTransport.bind(primary[0], other[1])
+                extra[stun.socket_key(1, 0)] = await UdpTransport.bind(other[0], primary[1])
+                stun_server = stun.BindingServer(primary=primary, alternate=other)
+        except (OSError, ValueError):
+            for t in (transport, *extra.values()):
+                t.close()
+            raise
+        server = cls(RendezvousNode(keys, config=config, stun_server=stun_server), transport)
+        server.stun_transports = extra
+        return server
 
     @property
     def address(self) -> tuple[str, int]:
@@ -84,10 +119,23 @@ class RelayServer:
             async with trio.open_nursery() as nursery:
                 if self.ws is not None:
                     nursery.start_soon(self._feed_from_ws)
+                for key, transport in self.stun_transports.items():
+                    nursery.start_soon(self._serve_stun, key, transport)
                 await nursery.start(self._serve_udp)
                 task_status.started()
         finally:
             self.transport.close()
+            for transport in self.stun_transports.values():
+                transport.close()
+
+    async def _serve_stun(self, key: Hashable, transport: UdpTransport) -> None:
+        """An RFC 5780 socket: STUN only, answered at once (the node keeps no timer for it)."""
+        while True:
+            for datagrams, address in await transport.receive_runs():
+                now = self._clock()
+                for data in datagrams:
+                    self.node.receive_datagram(data, address, now, key)
+            await self._flush(self._clock())
 
     async def _serve_udp(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -125,9 +173,10 @@ class RelayServer:
                     self.ws.pump()
                 continue
             address = cast(tuple[str, int], to)
-            sent = self.transport.send_batch_now(datagrams, address)
+            transport = self.stun_transports.get(local, self.transport)
+            sent = transport.send_batch_now(datagrams, address)
             if sent < len(datagrams):
-                await self.transport.send_batch(datagrams[sent:], address)
+                await transport.send_batch(datagrams[sent:], address)
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:

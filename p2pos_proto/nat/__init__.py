@@ -1,7 +1,10 @@
-"""NAT traversal: STUN and TURN (spec/rendezvous.md §5, spec/turn.md), hole punching (spec/punch.md).
+"""NAT traversal: STUN, behaviour discovery and TURN (spec/nat.md, spec/rendezvous.md §5, spec/turn.md),
+hole punching (spec/punch.md).
 
-* ``stun``: the rendezvous node's minimal Binding codec (spec/rendezvous.md §5).
-* ``stun_message``: the STUN codec TURN needs (attributes, MESSAGE-INTEGRITY, FINGERPRINT).
+* ``stun_message``: the STUN codec (attributes, MESSAGE-INTEGRITY(-SHA256), FINGERPRINT).
+* ``stun``: the rendezvous node's Binding answers, RFC 5780 included (spec/rendezvous.md §5, spec/nat.md §3.1).
+* ``stun_client``: the sans-IO Binding client with RFC 8489 retransmissions (spec/nat.md §2.4).
+* ``discovery``: NAT behaviour discovery in the manner of RFC 5780 (spec/nat.md §3).
 * ``turn_framing``: ChannelData and cutting a TCP/TLS stream into messages.
 * ``turn_config``: ``turn:``/``turns:`` URLs and credentials (long-term, coturn REST).
 * ``turn``: the sans-IO TURN client; ``turn_events``: what it reports.

@@ -2,13 +2,14 @@
 
 A message is ``type(16) || length(16) || magic cookie || transaction id(96)`` followed by
 attributes ``type(16) || length(16) || value`` padded to 4 bytes (RFC 8489 §5, §14).
-``encode`` adds MESSAGE-INTEGRITY (HMAC-SHA1, §14.5) when given a key and FINGERPRINT
+``encode`` adds MESSAGE-INTEGRITY (HMAC-SHA1, §14.5) when given a key,
+MESSAGE-INTEGRITY-SHA256 (§14.6) when given a SHA-256 key, and FINGERPRINT
 (CRC-32 xor 0x5354554e, §14.7) when asked.  ``decode_untrusted`` checks the header, the
 lengths, where MESSAGE-INTEGRITY and FINGERPRINT may stand and the FINGERPRINT value, and
 raises ``StunError`` (a ``RemoteProtocolError``) saying what is wrong; the integrity is
-checked later with ``Message.integrity_ok(key)`` once the caller knows which key applies.
-spec/turn.md §2 lists what p2pos uses.  nat/stun.py keeps the rendezvous node's minimal
-Binding codec (spec/rendezvous.md §5).
+checked later with ``Message.integrity_ok(key)`` (or ``integrity_sha256_ok``) once the
+caller knows which key applies.  spec/turn.md §2 and spec/nat.md §2 list what p2pos uses;
+nat/stun.py answers Binding requests (spec/rendezvous.md §5), nat/stun_client.py asks them.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ ERROR: Final = 3
 
 # Attributes (RFC 8489 §14 and §18, RFC 8656 §18).
 MAPPED_ADDRESS: Final = 0x0001
+CHANGE_REQUEST: Final = 0x0003  # RFC 5780 §7.2
 USERNAME: Final = 0x0006
 MESSAGE_INTEGRITY: Final = 0x0008
 ERROR_CODE: Final = 0x0009
@@ -65,11 +67,22 @@ PASSWORD_ALGORITHM: Final = 0x001D
 USERHASH: Final = 0x001E
 XOR_MAPPED_ADDRESS: Final = 0x0020
 RESERVATION_TOKEN: Final = 0x0022
+PADDING: Final = 0x0026  # RFC 5780 §7.6
+RESPONSE_PORT: Final = 0x0027  # RFC 5780 §7.5
 PASSWORD_ALGORITHMS: Final = 0x8002
 ALTERNATE_DOMAIN: Final = 0x8003
 SOFTWARE: Final = 0x8022
 ALTERNATE_SERVER: Final = 0x8023
 FINGERPRINT: Final = 0x8028
+RESPONSE_ORIGIN: Final = 0x802B  # RFC 5780 §7.3
+OTHER_ADDRESS: Final = 0x802C  # RFC 5780 §7.4
+
+#: CHANGE-REQUEST flags (RFC 5780 §7.2): answer from the other IP address, from the other port.
+CHANGE_IP: Final = 0x04
+CHANGE_PORT: Final = 0x02
+#: PASSWORD-ALGORITHM numbers (RFC 8489 §18.5).
+PASSWORD_MD5: Final = 0x0001
+PASSWORD_SHA256: Final = 0x0002
 
 #: The protocol number REQUESTED-TRANSPORT carries for UDP relaying (RFC 8656 §18.8).
 TRANSPORT_UDP: Final = 17
@@ -123,15 +136,21 @@ class Message:
     attributes: tuple[tuple[int, bytes], ...] = ()
     raw: bytes = b""
     integrity_at: int = -1
+    integrity_sha256_at: int = -1
 
     def get(self, attribute: int) -> bytes | None:
-        """The value of the first ``attribute`` before MESSAGE-INTEGRITY (RFC 8489 §14.5: later ones are ignored)."""
+        """The value of the first ``attribute`` before MESSAGE-INTEGRITY(-SHA256) (RFC 8489 §14.5:
+        later ones are ignored)."""
         for atype, value in self.attributes:
             if atype == attribute:
                 return value
-            if atype == MESSAGE_INTEGRITY:
+            if atype in (MESSAGE_INTEGRITY, MESSAGE_INTEGRITY_SHA256):
                 return None
         return None
+
+    def has(self, attribute: int) -> bool:
+        """Whether the message carries ``attribute`` anywhere (FINGERPRINT, the integrity attributes included)."""
+        return any(atype == attribute for atype, _ in self.attributes)
 
     def integrity_ok(self, key: bytes) -> bool:
         """Whether the received MESSAGE-INTEGRITY is the HMAC-SHA1 of the message under ``key``."""
@@ -141,6 +160,17 @@ class Message:
         struct.pack_into(">H", covered, 2, self.integrity_at + 24 - HEADER_LEN)
         want = hmac.new(key, bytes(covered), hashlib.sha1).digest()
         return hmac.compare_digest(want, self.raw[self.integrity_at + 4 : self.integrity_at + 24])
+
+    def integrity_sha256_ok(self, key: bytes) -> bool:
+        """Whether the received MESSAGE-INTEGRITY-SHA256 (maybe truncated, RFC 8489 §14.6) holds under ``key``."""
+        at = self.integrity_sha256_at
+        if at < 0:
+            return False
+        size = struct.unpack_from(">H", self.raw, at + 2)[0]
+        covered = bytearray(self.raw[:at])
+        struct.pack_into(">H", covered, 2, at + 4 + size - HEADER_LEN)
+        want = hmac.new(key, bytes(covered), hashlib.sha256).digest()[:size]
+        return hmac.compare_digest(want, self.raw[at + 4 : at + 4 + size])
 
     def error(self) -> tuple[int, str] | None:
         """``(code, reason)`` of an ERROR-CODE attribute, or None (raises ``StunError`` if malformed)."""
@@ -155,20 +185,27 @@ def encode(
     attributes: list[tuple[int, bytes]],
     *,
     key: bytes | None = None,
+    key_sha256: bytes | None = None,
     fingerprint: bool = False,
+    pad: int = 0,
 ) -> bytes:
-    """The wire form of a message; MESSAGE-INTEGRITY under ``key``, then FINGERPRINT, are appended last."""
+    """The wire form of a message; MESSAGE-INTEGRITY under ``key``, MESSAGE-INTEGRITY-SHA256
+    under ``key_sha256`` (32 bytes, untruncated), then FINGERPRINT, are appended last, in that
+    order (RFC 8489 §14.5-§14.7).  Padding bytes are ``pad`` (0; RFC 5769's samples use 0x20)."""
     if len(transaction_id) != 12:
         raise ValueError("a STUN transaction id is 12 bytes")
     body = bytearray()
     for atype, value in attributes:
         if len(value) > 0xFFFF:
             raise ValueError(f"attribute 0x{atype:04x} is longer than 65535 bytes")
-        body += _ATTR.pack(atype, len(value)) + value + bytes(-len(value) % 4)
+        body += _ATTR.pack(atype, len(value)) + value + bytes([pad]) * (-len(value) % 4)
     mtype = message_type(method, klass)
     if key is not None:
         head = _HEADER.pack(mtype, len(body) + 24, MAGIC_COOKIE, transaction_id)
         body += _ATTR.pack(MESSAGE_INTEGRITY, 20) + hmac.new(key, head + body, hashlib.sha1).digest()
+    if key_sha256 is not None:
+        head = _HEADER.pack(mtype, len(body) + 36, MAGIC_COOKIE, transaction_id)
+        body += _ATTR.pack(MESSAGE_INTEGRITY_SHA256, 32) + hmac.new(key_sha256, head + body, hashlib.sha256).digest()
     if fingerprint:
         head = _HEADER.pack(mtype, len(body) + 8, MAGIC_COOKIE, transaction_id)
         crc = (zlib.crc32(head + body) ^ FINGERPRINT_XOR) & 0xFFFFFFFF
@@ -187,7 +224,8 @@ def decode_untrusted(data: bytes) -> Message:
     """Parse one whole STUN message; ``StunError`` says what is wrong with a bad one.
 
     Checked: header (top bits, cookie, length a multiple of 4 equal to what follows),
-    attribute lengths, nothing but FINGERPRINT after MESSAGE-INTEGRITY, nothing after
+    attribute lengths, nothing but MESSAGE-INTEGRITY-SHA256 and FINGERPRINT after
+    MESSAGE-INTEGRITY, nothing but FINGERPRINT after MESSAGE-INTEGRITY-SHA256, nothing after
     FINGERPRINT, and the FINGERPRINT value.  Padding bytes are not checked (RFC 8489 §14:
     they may be anything, RFC 5769 §2.1 pads with spaces).
     """
@@ -203,7 +241,7 @@ def decode_untrusted(data: bytes) -> Message:
     if HEADER_LEN + length != len(data):
         raise StunError(f"STUN length says {length} bytes of attributes, {len(data) - HEADER_LEN} follow")
     attributes: list[tuple[int, bytes]] = []
-    integrity_at = -1
+    integrity_at = integrity_sha256_at = -1
     pos = HEADER_LEN
     seen_fingerprint = False
     while pos < len(data):
@@ -216,12 +254,18 @@ def decode_untrusted(data: bytes) -> Message:
         if end > len(data):
             raise StunError(f"attribute 0x{atype:04x} at offset {pos} claims {alen} bytes, {len(data) - pos - 4} left")
         value = bytes(data[pos + 4 : end])
-        if integrity_at >= 0 and atype != FINGERPRINT:
+        if integrity_sha256_at >= 0 and atype != FINGERPRINT:
+            raise StunError(f"attribute 0x{atype:04x} follows MESSAGE-INTEGRITY-SHA256")
+        if integrity_at >= 0 and atype not in (FINGERPRINT, MESSAGE_INTEGRITY_SHA256):
             raise StunError(f"attribute 0x{atype:04x} follows MESSAGE-INTEGRITY")
         if atype == MESSAGE_INTEGRITY:
             if alen != 20:
                 raise StunError(f"MESSAGE-INTEGRITY is 20 bytes, got {alen}")
             integrity_at = pos
+        elif atype == MESSAGE_INTEGRITY_SHA256:
+            if alen % 4 or not 16 <= alen <= 32:
+                raise StunError(f"MESSAGE-INTEGRITY-SHA256 is 16 to 32 bytes in steps of 4, got {alen}")
+            integrity_sha256_at = pos
         elif atype == FINGERPRINT:
             if alen != 4:
                 raise StunError(f"FINGERPRINT is 4 bytes, got {alen}")
@@ -242,6 +286,7 @@ def decode_untrusted(data: bytes) -> Message:
         attributes=tuple(attributes),
         raw=bytes(data),
         integrity_at=integrity_at,
+        integrity_sha256_at=integrity_sha256_at,
     )
 
 
@@ -261,6 +306,30 @@ def xor_address(address: tuple[str, int], transaction_id: bytes) -> bytes:
     mask = _U32.pack(MAGIC_COOKIE) + (transaction_id if ip.version == 6 else b"")
     xaddr = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=True))
     return struct.pack(">BBH", 0, family, port ^ (MAGIC_COOKIE >> 16)) + xaddr
+
+
+def plain_address(address: tuple[str, int]) -> bytes:
+    """A MAPPED-ADDRESS-format value (RFC 8489 §14.1): RESPONSE-ORIGIN, OTHER-ADDRESS (RFC 5780 §7.3, §7.4)."""
+    host, port = address
+    ip = ipaddress.ip_address(host)
+    return struct.pack(">BBH", 0, 0x01 if ip.version == 4 else 0x02, port) + ip.packed
+
+
+def decode_plain_address_untrusted(value: bytes) -> tuple[str, int]:
+    """The ``(host, port)`` of a MAPPED-ADDRESS-format value."""
+    if len(value) < 4 or (value[1], len(value)) not in ((0x01, 8), (0x02, 20)):
+        raise StunError(f"a MAPPED-ADDRESS-format value of {len(value)} bytes")
+    return str(ipaddress.ip_address(value[4:])), int(struct.unpack(">H", value[2:4])[0])
+
+
+def change_request(flags: int) -> bytes:
+    """A CHANGE-REQUEST value (RFC 5780 §7.2): ``CHANGE_IP`` and/or ``CHANGE_PORT``, or 0."""
+    return _U32.pack(flags & (CHANGE_IP | CHANGE_PORT))
+
+
+def decode_change_request_untrusted(value: bytes) -> int:
+    """The CHANGE_IP / CHANGE_PORT flags of a CHANGE-REQUEST value (other bits ignored)."""
+    return decode_u32_untrusted(value, "CHANGE-REQUEST") & (CHANGE_IP | CHANGE_PORT)
 
 
 def decode_xor_address_untrusted(value: bytes, transaction_id: bytes) -> tuple[str, int]:
@@ -337,10 +406,31 @@ def text_untrusted(value: bytes, name: str, limit: int = MAX_TEXT) -> str:
         raise StunError(f"{name} is not UTF-8") from exc
 
 
-def long_term_key(username: str, realm: str, password: str) -> bytes:
-    """The long-term credential key MD5(username ":" realm ":" password) (RFC 8489 §9.2.2).
+def long_term_key(username: str, realm: str, password: str, algorithm: int = PASSWORD_MD5) -> bytes:
+    """The long-term credential key (RFC 8489 §9.2.2): MD5 or, with ``PASSWORD_SHA256``,
+    SHA-256 of ``username ":" realm ":" password``.
 
     The strings are used as given (UTF-8): p2pos does not apply OpaqueString preparation,
     so credentials outside ASCII must be given already prepared (spec/turn.md §4).
     """
-    return hashlib.md5(f"{username}:{realm}:{password}".encode(), usedforsecurity=False).digest()
+    text = f"{username}:{realm}:{password}".encode()
+    if algorithm == PASSWORD_SHA256:
+        return hashlib.sha256(text).digest()
+    if algorithm != PASSWORD_MD5:
+        raise ValueError(f"unknown password algorithm {algorithm}")
+    return hashlib.md5(text, usedforsecurity=False).digest()
+
+
+def userhash(username: str, realm: str) -> bytes:
+    """A USERHASH value (RFC 8489 §14.4): SHA-256(username ":" realm)."""
+    return hashlib.sha256(f"{username}:{realm}".encode()).digest()
+
+
+def password_algorithm(algorithm: int) -> bytes:
+    """A PASSWORD-ALGORITHM value (RFC 8489 §14.12) without parameters."""
+    return struct.pack(">HH", algorithm, 0)
+
+
+def short_term_key(password: str) -> bytes:
+    """The short-term credential key (RFC 8489 §9.1.1): the password itself (prepared, UTF-8)."""
+    return password.encode()

@@ -1,6 +1,8 @@
 """The rendezvous node, sans-IO (spec/rendezvous.md).
 
-One UDP port: STUN Binding requests are answered with the address the node sees; p2pos packets
+One UDP port: STUN Binding requests are answered with the address the node sees (given a second
+address, ``nat.stun.BindingServer`` also serves RFC 5780 behaviour discovery from three more
+sockets, spec/rendezvous.md §5); p2pos packets
 go to an ``Endpoint`` whose sessions carry rendezvous messages (messages.py) instead of the
 channel layer.  Peers register (authenticated by their session: the registered peer id is the
 one the handshake proved) with a lease they renew, look each other up and are introduced.
@@ -100,8 +102,11 @@ class RendezvousNode:
         config: NodeConfig | None = None,
         session_config: SessionConfig | None = None,
         random: crypto.RandomSource = crypto.system_random,
+        stun_server: stun.BindingServer | None = None,
     ) -> None:
         self.config = config or NodeConfig()
+        #: Answers STUN (spec/rendezvous.md §5); with an alternate address, on four sockets.
+        self.stun = stun_server or stun.BindingServer()
         self.endpoint = Endpoint(keys, config=session_config, channels=None, random=random)
         self._random = random
         self._reset_key = reset_key(keys)
@@ -124,13 +129,13 @@ class RendezvousNode:
         if not data:
             return
         first = data[0]
-        if first <= 3:
-            txid = stun.binding_request_untrusted(data)
-            if txid is None:
+        if first <= 3 or self.stun.role(local) not in (None, (0, 0)):  # the 5780 sockets carry STUN only
+            answer = self.stun.answer_untrusted(data, address, local)
+            if answer is None:
                 self.stats["stun_ignored"] += 1
             else:
                 self.stats["stun_binding"] += 1
-                self._out.append(([stun.binding_success(txid, address)], address, local))
+                self._out.append(([answer.data], answer.to, answer.local))
             return
         if first == PacketType.INIT:
             if not self._allow(

@@ -35,7 +35,9 @@ elif bug == "no-limits":  # every token bucket always has a token
             return True
     n.TokenBucket = Unlimited
 elif bug == "stun-any":  # anything that looks like STUN is answered
-    n.stun.binding_request_untrusted = lambda data: bytes(data[8:20]) if len(data) >= 20 else None
+    n.stun.request_untrusted = lambda data: (
+        n.stun.BindingRequest(transaction_id=bytes(data[8:20])) if len(data) >= 20 else None
+    )
 elif bug == "no-introduction":
     send = n.RendezvousNode._send
 

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p2pos.proto.nat import stun
+from p2pos.proto.nat import stun_message as sm
 
 # RFC 5769 §2.2 and §2.3: the transaction id of the sample responses and their attributes.
 TXID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
@@ -30,22 +31,22 @@ def test_rfc5769_ipv6() -> None:
 
 def test_the_sample_response_with_other_attributes_parses() -> None:
     # RFC 5769 §2.2 whole: SOFTWARE (padded), XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY, FINGERPRINT.
-    body = (
-        bytes.fromhex("8022000b") + b"test vector" + b"\x20"
-        + V4_ATTR
-        + bytes.fromhex("00080014") + bytes(20)
-        + bytes.fromhex("80280004c07d4c96")
-    )  # fmt: skip
-    response = bytes.fromhex("0101") + len(body).to_bytes(2, "big") + bytes.fromhex("2112a442") + TXID + body
+    response = bytes.fromhex(
+        "0101003c2112a442b7e7a701bc34d686fa87dfae8022000b7465737420766563746f7220002000080001a147e112a643"
+        "000800142b91f599fd9e90c38c7489f92af9ba53f06be7d780280004c07d4c96"
+    )
     assert stun.mapped_address_untrusted(response, TXID) == ("192.0.2.1", 32853)
     assert stun.mapped_address_untrusted(response, bytes(12)) is None
+    # A wrong FINGERPRINT: not STUN.
+    assert stun.mapped_address_untrusted(response[:-1] + b"\x00", TXID) is None
 
 
 def test_binding_requests() -> None:
     bare = stun.binding_request(TXID)
     assert len(bare) == 20 and stun.binding_request_untrusted(bare) == TXID
-    fingerprint = bytes.fromhex("000100082112a442") + TXID + bytes.fromhex("80280004deadbeef")
-    assert stun.binding_request_untrusted(fingerprint) == TXID
+    fingerprinted = sm.encode(sm.BINDING, sm.REQUEST, TXID, [], fingerprint=True)
+    assert stun.binding_request_untrusted(fingerprinted) == TXID
+    assert stun.binding_request_untrusted(fingerprinted[:-1] + b"\x00") is None  # a wrong FINGERPRINT
     # A comprehension-required attribute (USERNAME) is not answered; nor a bad length or cookie.
     username = bytes.fromhex("000100082112a442") + TXID + bytes.fromhex("00060004") + b"user"
     assert stun.binding_request_untrusted(username) is None
@@ -65,3 +66,20 @@ def test_response_is_at_most_three_times_a_bare_request(host: str) -> None:
 def test_any_bytes_never_raise(data: bytes) -> None:
     stun.binding_request_untrusted(data)
     stun.mapped_address_untrusted(data, TXID)
+
+
+@given(st.lists(st.sampled_from([sm.SOFTWARE, sm.CHANGE_REQUEST, sm.FINGERPRINT, 0x8029]), max_size=4), st.booleans())
+def test_node_answers_stay_within_three_times_the_request(attrs: list[int], v6: bool) -> None:
+    """[RDV-5.4] [NAT-3.1.4] whatever a Binding request carries, from IPv4 or IPv6, on any of the four sockets."""
+    server = stun.BindingServer(primary=("198.18.0.1", 3478), alternate=("198.18.0.2", 3479))
+    values = {sm.SOFTWARE: b"x", sm.CHANGE_REQUEST: sm.change_request(6), 0x8029: bytes(8)}
+    fingerprint = sm.FINGERPRINT in attrs
+    request = sm.encode(
+        sm.BINDING, sm.REQUEST, TXID, [(a, values[a]) for a in attrs if a != sm.FINGERPRINT], fingerprint=fingerprint
+    )
+    source = ("2001:2::1", 1) if v6 else ("198.18.9.9", 1)
+    for ip in (0, 1):
+        for port in (0, 1):
+            answer = server.answer_untrusted(request, source, stun.socket_key(ip, port))
+            assert answer is not None and len(answer[0]) <= 3 * len(request)
+            assert stun.mapped_address_untrusted(answer[0], TXID) == source

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import zlib
 from pathlib import Path
@@ -205,3 +207,47 @@ def test_stream_deframer_cuts_whole_messages_whatever_the_chunks() -> None:
         StreamDeframer().feed(b"\x80\x00\x00\x00")
     with pytest.raises(sm.StunError, match="magic cookie"):
         StreamDeframer().feed(stun[:4] + b"\x00\x00\x00\x00")
+
+
+# -- RFC 8489 / RFC 5780 additions (spec/nat.md §2) -------------------------------------
+
+
+def test_message_integrity_sha256_truncated_and_placed() -> None:
+    """[NAT-2.2] MESSAGE-INTEGRITY-SHA256: full or truncated to 16..32 bytes; only FINGERPRINT after it."""
+    txid, key = bytes(range(12)), sm.long_term_key("u", "r", "p", sm.PASSWORD_SHA256)
+    both = sm.encode(sm.BINDING, sm.REQUEST, txid, [(sm.SOFTWARE, b"x")], key=b"k1", key_sha256=key, fingerprint=True)
+    message = sm.decode_untrusted(both)
+    assert message.integrity_ok(b"k1") and message.integrity_sha256_ok(key)
+    assert not message.integrity_sha256_ok(b"k1")
+    # Truncated to 16 bytes (RFC 8489 §14.6), built by hand: the length counts the 16 bytes only.
+    head = sm.encode(sm.BINDING, sm.REQUEST, txid, [(sm.SOFTWARE, b"x")])
+    covered = bytearray(head)
+    covered[2:4] = (len(head) - 20 + 20).to_bytes(2, "big")
+    mac = hmac.new(key, bytes(covered), hashlib.sha256).digest()[:16]
+    short = bytes(covered) + bytes.fromhex("001c0010") + mac
+    assert sm.decode_untrusted(short).integrity_sha256_ok(key)
+    for size in (12, 18, 36):
+        bad = bytes(covered[:2]) + (len(head) - 20 + 4 + size).to_bytes(2, "big") + head[4:]
+        bad += bytes.fromhex("001c") + size.to_bytes(2, "big") + bytes(size) + bytes(-size % 4)
+        bad = bad[:2] + (len(bad) - 20).to_bytes(2, "big") + bad[4:]
+        with pytest.raises(sm.StunError, match="SHA256"):
+            sm.decode_untrusted(bad)
+    after = short + bytes.fromhex("80220004") + b"late"
+    after = after[:2] + (len(after) - 20).to_bytes(2, "big") + after[4:]
+    with pytest.raises(sm.StunError, match="follows MESSAGE-INTEGRITY-SHA256"):
+        sm.decode_untrusted(after)
+    assert sm.decode_untrusted(short).get(sm.SOFTWARE) == b"x"
+
+
+def test_rfc5780_attribute_values() -> None:
+    assert sm.change_request(sm.CHANGE_IP | sm.CHANGE_PORT | 0x80) == bytes.fromhex("00000006")
+    assert sm.decode_change_request_untrusted(bytes.fromhex("000000ff")) == 6
+    for address in (("198.18.0.1", 3478), ("2001:2::1", 1)):
+        assert sm.decode_plain_address_untrusted(sm.plain_address(address)) == address
+    for bad in (b"", bytes(7), bytes.fromhex("0001000001020304ff"), bytes.fromhex("0002000001020304")):
+        with pytest.raises(sm.StunError):
+            sm.decode_plain_address_untrusted(bad)
+    with pytest.raises(sm.StunError):
+        sm.decode_change_request_untrusted(b"\x00")
+    with pytest.raises(ValueError, match="algorithm"):
+        sm.long_term_key("u", "r", "p", 7)

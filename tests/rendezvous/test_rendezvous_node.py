@@ -9,6 +9,7 @@ from helpers import SeededRandom, make_keys
 from p2pos.proto import Endpoint
 from p2pos.proto.events import HandshakeCompleted, MessageReceived, SessionClosed
 from p2pos.proto.nat import stun
+from p2pos.proto.nat import stun_message as sm
 from p2pos.proto.nat.profile import UNKNOWN_PROFILE, Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.messages import Address
@@ -199,6 +200,21 @@ def test_stun_binding_request_gets_the_observed_address() -> None:
     net.flush()
     (response,) = net.raw[ALICE]
     assert len(response) == 32 and stun.mapped_address_untrusted(response, txid) == ALICE
+
+
+def test_a_node_with_an_alternate_address_answers_from_the_socket_change_request_names() -> None:
+    """[NAT-3.1.2] [NAT-3.1.3] the answer goes to the source, from the socket CHANGE-REQUEST asks for."""
+    server = stun.BindingServer(primary=NODE, alternate=("198.18.0.2", 3479))
+    node = RendezvousNode(make_keys("node"), random=SeededRandom("node"), stun_server=server)
+    txid = bytes(range(12))
+    node.receive_datagram(stun.binding_request(txid, sm.CHANGE_IP | sm.CHANGE_PORT), ALICE, 0.0)
+    ((response,), to, local) = node.datagrams_to_send(0.0)[0]
+    assert to == ALICE and local == stun.socket_key(1, 1)
+    assert stun.mapped_address_untrusted(response, txid) == ALICE
+    # The three extra sockets carry STUN only: a p2pos INIT there is dropped, not handshaked.
+    node.receive_datagram(b"\x04" + bytes(400), ALICE, 0.0, stun.socket_key(1, 0))
+    assert node.datagrams_to_send(0.0) == [] and len(node.endpoint) == 0
+    assert node.stats["stun_ignored"] == 1
 
 
 def test_inits_are_rate_limited_per_source_address() -> None:
