@@ -5,6 +5,9 @@
 * ``turn_framing``: ChannelData and cutting a TCP/TLS stream into messages.
 * ``turn_config``: ``turn:``/``turns:`` URLs and credentials (long-term, coturn REST).
 * ``turn``: the sans-IO TURN client; ``turn_events``: what it reports.
+* ``addresses``: the class of an IP address from the spec's explicit list (spec/candidates.md §2).
+* ``candidates``: candidate kinds and priorities, the pairing policy, peer-reflexive candidates
+  (spec/candidates.md §3-§5).
 
 May import: errors, common.
 """
