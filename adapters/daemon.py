@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -150,15 +150,19 @@ class Daemon:
     def _introduced(self, peer: PeerId, observed: Address, candidates: tuple[Address, ...]) -> None:
         """A peer looked us up: let it reach us through every relay and TURN allocation."""
         self.relays.introduced(peer, observed, candidates)
+        pairs = self.rendezvous.pairing(observed, candidates).pairs
+        if observed not in {p.remote.address for p in pairs}:
+            return  # not an address we may send to (spec/candidates.md §4)
         for transport in self.quic:  # it may dial us over QUIC: let it through our NAT (QUIC-5.1.4)
             with contextlib.suppress(ValueError):
                 transport.punch(observed)
 
     async def reach(self, peer: PeerId) -> Peer:
-        """The session to ``peer``: a rendezvous lookup, then a handshake to its observed address, to
-        each of its candidates (its LAN addresses, its TURN relayed address) and through every relay
-        at once; the first to answer carries the session, the others become paths of it (and the
-        peer's observed address through each of our TURN allocations too)."""
+        """The session to ``peer``: a rendezvous lookup, then a handshake to its observed address and
+        to each of its candidates (its LAN addresses, its TURN relayed address) that the pairing
+        policy lets us dial (spec/candidates.md §4: its LAN addresses only behind our NAT), and
+        through every relay, at once; the first to answer carries the session, the others become
+        paths of it (and the peer's observed address through each of our TURN allocations too)."""
         existing = self.node.peer(peer)
         if existing is not None:
             return existing
@@ -170,17 +174,29 @@ class Daemon:
                 except (ConnectFailed, ValueError) as exc:
                     log.info("reopening the session to %s at %s failed (%s): looking it up", peer.short(), last, exc)
         addresses: list[object] = []
-        candidates: tuple[Address, ...] = ()
+        routes: list[tuple[int, object]] = []
+        refused: list[str] = []
         observed: Address | None = None
         try:
             observed, candidates = await self.rendezvous.lookup(peer)
-            addresses.extend(dict.fromkeys((observed, *candidates)))  # its LAN and TURN relayed addresses too
         except LookupFailed as exc:
             if not self.relays.links:
                 raise ApiError(502, "peer_unreachable", f"cannot find peer {peer.short()}: {exc}") from None
             log.info("cannot find peer %s (%s): trying the relays", peer.short(), exc)
+        else:
+            # Its observed address, its LAN and TURN relayed addresses: those the pairing policy
+            # lets us dial (spec/candidates.md §4), each from its socket, best first.
+            pairing = self.rendezvous.pairing(observed, candidates)
+            for skipped in pairing.skipped:
+                refused.append(f"{_show(skipped.remote.address)}: {skipped.reason}")
+                log.debug("peer %s: not dialling %s", peer.short(), refused[-1])
+            routes.extend((cast(int, p.base), p.remote.address) for p in pairing.pairs)
+            if observed in {p.remote.address for p in pairing.pairs}:  # QUIC goes where direct UDP goes
+                routes += self._quic_routes(peer, observed)
         addresses.extend(self.relays.addresses_of(peer))
-        routes = self._quic_routes(peer, observed)
+        if not addresses and not routes:
+            why = "; ".join(refused) or "no address"
+            raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: nothing to dial ({why})")
         try:
             session = await self.node.connect_any(peer, addresses, routes=routes)
         except (ConnectFailed, ValueError) as exc:

@@ -11,7 +11,6 @@ registered node and takes the first answer.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import math
 import socket
@@ -20,6 +19,8 @@ from collections.abc import Callable
 import trio
 
 from p2pos.proto import HandshakeCompleted, MessageReceived, PeerId, SessionClosed
+from p2pos.proto.nat.addresses import is_ip
+from p2pos.proto.nat.candidates import Base, Candidate, Pairing, advertise, local_candidates, pair, remote_candidates
 from p2pos.proto.rendezvous.client import (
     ClientConfig,
     ClientState,
@@ -35,14 +36,6 @@ from .jsonstore import JsonStore
 from .node import Address, Node, _show
 
 log = logging.getLogger("p2pos.rendezvous")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
 
 
 class LookupFailed(Exception):
@@ -224,9 +217,34 @@ class Rendezvous:
     # -- hooks and events -------------------------------------------------------------------
 
     def _candidates(self) -> tuple[Address, ...]:
-        """This daemon's own addresses, for peers on the same network (not wildcards), and a TURN
-        allocation's relayed address; not a relay link's (it has no IP address)."""
-        return tuple(a for a in self.node.addresses if _is_ip(a[0]) and a[0] not in ("0.0.0.0", "::"))  # noqa: S104
+        """What REGISTER and LOOKUP carry (spec/candidates.md CAND-4.1): this daemon's own socket
+        addresses, for peers on the same network (not wildcards), and a TURN allocation's relayed
+        address; not a relay link's (it has no IP address)."""
+        return advertise(self.local_candidates())
+
+    def local_candidates(self) -> tuple[Candidate, ...]:
+        """This daemon's candidates (spec/candidates.md §3): its UDP sockets' addresses (QUIC shares
+        them), what the rendezvous nodes see, its TURN allocations' relayed addresses."""
+        hosts: list[Address] = []
+        relayed: list[Address] = []
+        for local, transport in enumerate(self.node.transports):
+            address = transport.local_address
+            if not is_ip(address[0]):
+                continue
+            (relayed if self.node.via(local) == "turn" else hosts).append(address)
+        reflexive = [r.client.observed for r in self.registrations if r.client.observed is not None]
+        return local_candidates(hosts=hosts, reflexive=reflexive, relayed=relayed)
+
+    def pairing(self, observed: Address | None, candidates: tuple[Address, ...]) -> Pairing:
+        """Which of a peer's addresses (its ``observed`` one, its ``candidates``: a FOUND's) to dial
+        from which of the node's direct UDP sockets, in order (spec/candidates.md §4): private
+        addresses only behind the same NAT, loopback only on the same host, IPv6 only with IPv6."""
+        bases = [
+            Base(key=local, address=transport.local_address)
+            for local, transport in enumerate(self.node.transports)
+            if self.node.via(local) == "udp" and is_ip(transport.local_address[0])
+        ]
+        return pair(bases, self.local_candidates(), remote_candidates(observed, candidates))
 
     def _client_of(self, session_id: int) -> RendezvousClient | None:
         for registration in self.registrations:

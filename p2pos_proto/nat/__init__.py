@@ -11,6 +11,9 @@ hole punching (spec/punch.md).
 * ``profile``: a NAT's measured behaviour and its wire form (spec/punch.md §2).
 * ``punch_plan``: the strategy a pair of profiles needs, each side's part (spec/punch.md §3).
 * ``punch``: the sans-IO puncher: probes on a schedule, answers, success (spec/punch.md §4-§5).
+* ``addresses``: the class of an IP address from the spec's explicit list (spec/candidates.md §2).
+* ``candidates``: candidate kinds and priorities, the pairing policy, peer-reflexive candidates
+  (spec/candidates.md §3-§5).
 
 May import: errors, common.
 """

@@ -11,6 +11,9 @@ rendezvous node, and a WebSocket relay with the node behind it, spec/relay.md §
 * behind two ``udp-blocked`` routers (UDP reaches neither the rendezvous node nor the other
   peer) the daemons register, look up and are introduced through the relay's WebSocket, and
   move data;
+* two daemons behind one router go direct over their LANs (the pairing policy lets them dial
+  each other's private addresses: same public address, spec/candidates.md §4), while a daemon
+  behind another router never gets a path to their private addresses;
 * between two public peers, a transfer whose direct UDP is cut and restored 10 times completes
   with its hash intact; each time the session falls back to the relay within 3 s of the cut
   (spec/paths.md PTH-4.4: 3 s after the path's last sign of life) and returns to direct UDP
@@ -144,6 +147,36 @@ def test_behind_udp_blocked_routers_daemons_meet_and_move_data_through_the_relay
     assert code == 0, err
     assert out.strip() == hashlib.sha256(data).hexdigest()
     assert active_via(a, b_status["peer_id"]) == "relay"
+
+
+def test_behind_one_router_daemons_go_direct_over_their_lans_and_nobody_else_dials_those(lab: netlab.Lab) -> None:
+    node, url = start_relay(lab)
+    pa = lab.peer("a", "eim")
+    assert pa.router is not None
+    pb, pc = lab.peer("b", behind=pa.router), lab.peer("c", "random")
+    a, b, c = (labp2pos.daemon(lab, p, node, extra=("--relay", url)) for p in (pa, pb, pc))
+    a.wait_registered()
+    b_status, c_status = b.wait_registered(), c.wait_registered()
+    b_address = b_status["addresses"][0]
+    assert b_address.startswith(f"{pb.address}:")
+    for daemon in (b, c):
+        daemon.serve("sink", labp2pos.HASH_STDIN)
+    data = marked_data(MB)
+    (lab.tmp / "input").write_bytes(data)
+    for peer_id in (b_status["peer_id"], c_status["peer_id"]):
+        code, out, err = a.command("pipe", peer_id, "sink", stdin=lab.tmp / "input", timeout=120)
+        assert code == 0, err
+        assert out.strip() == hashlib.sha256(data).hexdigest()
+    # b: its LAN address (the router does not hairpin to its public mapping)
+    entry = peer_entry(a, b_status["peer_id"])
+    assert entry is not None
+    [active] = [p for p in entry["paths"] if p["active"]]
+    assert active["via"] == "udp" and active["address"] == b_address, entry
+    # c, behind another router: its private address was never dialled (no dead path left to re-probe)
+    entry = peer_entry(a, c_status["peer_id"])
+    assert entry is not None
+    dialled = [p["address"].rsplit(":", 1)[0] for p in entry["paths"] if p["via"] == "udp"]
+    assert dialled == [pc.public], entry
 
 
 #: A command that writes a block of 1700 marked records (59.5 kB) every 50 ms for ``SECONDS`` to
