@@ -148,7 +148,7 @@ _MINIUPNPD_REFUSES = "Port forwarding is now disabled"
 _MINIUPNPD_CHAINS = ("miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd")
 
 
-def start_miniupnpd(lab: Lab, router: Router, stun: Coturn, *, http_port: int = 5000) -> MiniUpnpd:
+def start_miniupnpd(lab: Lab, router: Router, stun: Coturn, *, http_port: int = 5000, natpmp: bool = True) -> MiniUpnpd:
     """miniupnpd 2.3.1 (Debian's) on an ``upnp`` router: UPnP IGD on the first LAN, NAT-PMP and PCP.
 
     The router's WAN address is in 198.18.0.0/15, which 2.3.1 calls reserved and will not map
@@ -159,6 +159,7 @@ def start_miniupnpd(lab: Lab, router: Router, stun: Coturn, *, http_port: int = 
     chain its input filter jumps to (it opens its STUN ports there itself).  It exits if that
     STUN server does not answer.  Its chains are flushed and its lease file deleted first
     (it restores old mappings at start).  Waited for by its log, not a sleep; killed with the lab.
+    ``natpmp=False``: UPnP only (2.3.1 has one switch for NAT-PMP and PCP).
     """
     for chain in _MINIUPNPD_CHAINS:
         lab.command(tool("ip"), "netns", "exec", router.ns, tool("nft"), "flush", "chain", "inet", "p2lab", chain)
@@ -172,7 +173,7 @@ def start_miniupnpd(lab: Lab, router: Router, stun: Coturn, *, http_port: int = 
                 "ext_ifname=wan",
                 "listening_ip=lan",
                 f"http_port={http_port}",
-                "enable_natpmp=yes",
+                f"enable_natpmp={'yes' if natpmp else 'no'}",
                 "enable_upnp=yes",
                 "ipv6_disable=yes",
                 "ext_perform_stun=yes",
@@ -198,8 +199,9 @@ def start_miniupnpd(lab: Lab, router: Router, stun: Coturn, *, http_port: int = 
     def said(text: str) -> bool:
         return text in lab.log(proc) or text in lab.log(proc, "err")
 
-    ready = wait_until(lambda: said(_MINIUPNPD_READY) or said(_MINIUPNPD_REFUSES) or proc.poll() is not None, 15)
-    if not ready or proc.poll() is not None or said(_MINIUPNPD_REFUSES) or not said(_MINIUPNPD_READY):
+    serving = _MINIUPNPD_READY if natpmp else "HTTP listening on port"
+    ready = wait_until(lambda: said(serving) or said(_MINIUPNPD_REFUSES) or proc.poll() is not None, 15)
+    if not ready or proc.poll() is not None or said(_MINIUPNPD_REFUSES) or not said(serving):
         log = (lab.log(proc) + lab.log(proc, "err"))[-3000:]
         pytest.fail(f"miniupnpd did not start mapping on {router.name}: {log}", pytrace=False)
     return MiniUpnpd(router, proc, str(config), str(leases), http_port)

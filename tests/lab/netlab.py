@@ -678,11 +678,11 @@ class Lab:
         """
         return start_coturn(self, server, port=port, users=users, realm=realm, alternate=alternate)
 
-    def miniupnpd(self, router: Router, stun: Coturn) -> MiniUpnpd:
+    def miniupnpd(self, router: Router, stun: Coturn, *, natpmp: bool = True) -> MiniUpnpd:
         """miniupnpd (UPnP IGD, NAT-PMP, PCP) on an ``upnp`` router, its public address learnt from ``stun``."""
         if router.kind != "upnp":
             raise ValueError(f"miniupnpd runs on an 'upnp' router, not {router.kind!r}")
-        return start_miniupnpd(self, router, stun)
+        return start_miniupnpd(self, router, stun, natpmp=natpmp)
 
     def capture(self, ns: str) -> Capture:
         """Every frame on every interface of namespace ``ns``, both directions, until the lab ends."""

@@ -6,7 +6,8 @@ external address and port it reports (the router's WAN address, 198.18.i.2: a re
 accepted, MAP-4.2); the mapping is renewed at half its 4-second lifetime and still delivers
 after that lifetime has passed (so the renewal reached miniupnpd); leaving the mapper deletes
 it, confirmed, and a datagram sent to it then is not delivered.  A last test runs the default
-order (PCP first) and checks it picks PCP.  miniupnpd learns its public address from coturn
+order (PCP first) and checks it picks PCP; another turns miniupnpd's NAT-PMP/PCP off and
+checks the mapper falls back to UPnP after the two probes.  miniupnpd learns its public address from coturn
 with RFC 5780 (labservices.start_miniupnpd says why).
 """
 
@@ -53,13 +54,13 @@ def delivered(lab: netlab.Lab, outside: str, receiver: socket.socket, target: tu
 
 
 def run_mapper(
-    lab: netlab.Lab, order: tuple[MapProtocol, ...]
+    lab: netlab.Lab, order: tuple[MapProtocol, ...], *, natpmp: bool = True
 ) -> tuple[PortMapping | None, PortMapper, list[bool], int]:
     """Map a peer port with ``order``; returns the first mapping, the mapper and the deliveries seen."""
     stun = lab.coturn(lab.server("stun"), alternate=lab.server("stun-alt"))
     peer = lab.peer("a", "upnp")
     assert peer.router is not None
-    upnpd = lab.miniupnpd(peer.router, stun)
+    upnpd = lab.miniupnpd(peer.router, stun, natpmp=natpmp)
     outside = lab.server("outside").address
     inner = lab.socket(peer.ns)
     inner.bind((peer.address, 0))
@@ -105,4 +106,15 @@ def test_default_order_picks_pcp(lab: netlab.Lab) -> None:
     """[MAP-2.1] miniupnpd speaks all three: the default order takes PCP."""
     first, mapper, deliveries, _ = run_mapper(lab, PortMapConfig().order)
     assert first is not None and first.protocol is MapProtocol.PCP, mapper.failures
+    assert deliveries[0] and not deliveries[-1]
+
+
+def test_fallback_to_upnp_when_pcp_and_nat_pmp_are_off(lab: netlab.Lab) -> None:
+    """[MAP-2.1] [MAP-2.2] PCP and NAT-PMP go unanswered: both probes time out, UPnP maps."""
+    first, mapper, deliveries, _ = run_mapper(lab, PortMapConfig().order, natpmp=False)
+    assert first is not None and first.protocol is MapProtocol.UPNP, mapper.failures
+    assert [(f.protocol, f.unsupported) for f in mapper.failures] == [
+        (MapProtocol.PCP, True),
+        (MapProtocol.NATPMP, True),
+    ]
     assert deliveries[0] and not deliveries[-1]
