@@ -52,7 +52,7 @@ _RECEIVE_SIZE = 2048
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class PortMapConfig:
-    """What the driver asks for and how long it waits (spec/portmap.md §7)."""
+    """What the driver asks for and how long it waits (spec/portmap.md §8)."""
 
     order: tuple[MapProtocol, ...] = (MapProtocol.PCP, MapProtocol.NATPMP, MapProtocol.UPNP)
     lifetime: int = 7200  # PCP and NAT-PMP (RFC 6886 §3.3's recommendation)

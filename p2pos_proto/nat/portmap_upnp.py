@@ -1,10 +1,10 @@
-"""UPnP IGD's messages (spec/portmap.md §6): SSDP search, the device description, SOAP over HTTP (h11).
+"""UPnP IGD's messages (spec/portmap.md §7): SSDP search, the device description, SOAP over HTTP (h11).
 
 Everything a gateway sends is untrusted: an SSDP answer (``ssdp_response_untrusted``), the
 device description XML (``control_point_untrusted``) and a SOAP answer, read through an
 :class:`HttpExchange` (``receive_untrusted``, ``receive_eof_untrusted``) and then
 ``soap_response_untrusted``.  Each is bounded in size, XML with a DTD (hence entities) is
-refused before it reaches the parser (MAP-6.3), and every URL must point at the gateway
+refused before it reaches the parser (MAP-7.3), and every URL must point at the gateway
 itself (MAP-1.3).  portmap_upnp_client.py sequences them; this module only builds and reads.
 """
 
@@ -22,7 +22,7 @@ import h11
 from .portmap_common import PortMapError
 
 SSDP_GROUP: Final = ("239.255.255.250", 1900)
-#: What the client searches for, most capable first (MAP-6.1).
+#: What the client searches for, most capable first (MAP-7.1).
 SEARCH_TARGETS: Final = (
     "urn:schemas-upnp-org:device:InternetGatewayDevice:2",
     "urn:schemas-upnp-org:device:InternetGatewayDevice:1",
@@ -127,7 +127,7 @@ def gateway_url_untrusted(url: str, gateway: str, base: Url | None = None) -> Ur
 
 
 def xml_untrusted(data: bytes) -> ET.Element:
-    """Parse XML from the gateway: at most 64 KiB, no DTD (so no entities), well formed (MAP-6.3)."""
+    """Parse XML from the gateway: at most 64 KiB, no DTD (so no entities), well formed (MAP-7.3)."""
     if len(data) > MAX_XML:
         raise PortMapError(f"an XML document of {len(data)} bytes")
     if _DTD.search(data):

@@ -1,4 +1,4 @@
-"""A sans-IO UPnP IGD client for one port mapping (spec/portmap.md §6), messages from portmap_upnp.py.
+"""A sans-IO UPnP IGD client for one port mapping (spec/portmap.md §7), messages from portmap_upnp.py.
 
 Drive it with two kinds of I/O:
 
@@ -42,10 +42,10 @@ from .portmap_common import (
     external_address_untrusted,
 )
 
-#: M-SEARCH sends (0, 1 and 2 s) and the wait after the last one (MAP-6.1): 3 s in all.
+#: M-SEARCH sends (0, 1 and 2 s) and the wait after the last one (MAP-7.1): 3 s in all.
 SEARCH_SENDS: Final = 3
 SEARCH_INTERVAL: Final = 1.0
-#: The lease asked for; a gateway may only grant permanent ones (725): then 0 (MAP-6.2).
+#: The lease asked for; a gateway may only grant permanent ones (725): then 0 (MAP-7.2).
 DEFAULT_LIFETIME: Final = 3600
 _INF: Final = math.inf
 
@@ -98,7 +98,7 @@ class UpnpClient:
         self._search(now)
 
     def remove(self, now: float) -> None:
-        """DeletePortMapping if a mapping was granted (MAP-6.4); ``MappingRemoved`` when done."""
+        """DeletePortMapping if a mapping was granted (MAP-7.4); ``MappingRemoved`` when done."""
         asked = self.mapping is not None or self._step in ("map", "map-any", "renew")
         had = asked and self.control is not None
         self._move(MapInput.REMOVE, "remove()")
@@ -277,7 +277,7 @@ class UpnpClient:
         self._events.append(MappingGranted(mapping=self.mapping, renewed=renewed))
 
     def _refusal(self, code: int, reason: str, now: float) -> None:
-        """A UPnP error: 725 asks again for a permanent lease, 718 on IGD2 AddAnyPortMapping (MAP-6.2)."""
+        """A UPnP error: 725 asks again for a permanent lease, 718 on IGD2 AddAnyPortMapping (MAP-7.2)."""
         if self._step in ("map", "renew") and code == up.ONLY_PERMANENT and self._lease:
             self._lease = 0
             self._add(now)

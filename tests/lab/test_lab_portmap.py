@@ -89,7 +89,7 @@ def run_mapper(
 
 @pytest.mark.parametrize("protocol", [MapProtocol.PCP, MapProtocol.NATPMP, MapProtocol.UPNP], ids=lambda p: p.value)
 def test_map_deliver_renew_delete(lab: netlab.Lab, protocol: MapProtocol) -> None:
-    """[MAP-2.1] [MAP-4.2] [MAP-5.1] [MAP-6.4] map, deliver through it, renew, delete (then nothing is delivered)."""
+    """[MAP-2.1] [MAP-4.2] [MAP-5.1] [MAP-6.1] map, deliver through it, renew, delete (then nothing is delivered)."""
     first, mapper, deliveries, changes = run_mapper(lab, (protocol,))
     assert first is not None, f"no mapping: {mapper.failures}"
     assert first.protocol is protocol

@@ -102,7 +102,7 @@ def started(lifetime: int = 3600, service: str = V2) -> UpnpClient:
 
 
 def test_m_search_bytes() -> None:
-    """[MAP-6.1] the M-SEARCH of UPnP DA 1.1 §1.3.2."""
+    """[MAP-7.1] the M-SEARCH of UPnP DA 1.1 §1.3.2."""
     assert up.m_search("urn:x", 2) == (
         b'M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: "ssdp:discover"\r\nMX: 2\r\nST: urn:x\r\n\r\n'
     )
@@ -166,7 +166,7 @@ def test_the_control_point_of_a_description(service: str, version: int) -> None:
     ],
 )
 def test_bad_descriptions(xml: bytes, match: str) -> None:
-    """[MAP-6.3] no DTD (no entity expansion), bounded size, a port-mapping service on the gateway."""
+    """[MAP-7.3] no DTD (no entity expansion), bounded size, a port-mapping service on the gateway."""
     location = up.gateway_url_untrusted("http://10.1.0.1:5000/rootDesc.xml", GATEWAY)
     with pytest.raises(PortMapError, match=match):
         up.control_point_untrusted(xml, location, GATEWAY)
@@ -237,7 +237,7 @@ def test_a_response_delimited_by_the_close() -> None:
     ],
 )
 def test_bad_or_oversized_responses(response: bytes) -> None:
-    """[MAP-6.3] bounded head and body, complete messages only."""
+    """[MAP-7.3] bounded head and body, complete messages only."""
     pending = exchange()
     with pytest.raises(PortMapError):
         if pending.receive_untrusted(response) is None:
@@ -262,7 +262,7 @@ def test_any_bytes_parse_or_raise_port_map_error(data: bytes) -> None:
 
 
 def test_map_renew_delete() -> None:
-    """[MAP-6.1] [MAP-5.1] [MAP-6.4] search, describe, address, AddPortMapping, renew at half, DeletePortMapping."""
+    """[MAP-7.1] [MAP-5.1] [MAP-7.4] search, describe, address, AddPortMapping, renew at half, DeletePortMapping."""
     client = started(lifetime=600)
     request = answer(client, 200, soap_ok("AddPortMapping"), 1.0)
     for part in (b"<NewExternalPort>4000</NewExternalPort>", b"<NewInternalClient>10.1.0.2</NewInternalClient>",
@@ -287,7 +287,7 @@ def test_map_renew_delete() -> None:
 
 
 def test_only_permanent_leases_then_permanent() -> None:
-    """[MAP-6.2] 725: asked again with lease 0; the mapping is permanent (no renewal) and deleted on exit."""
+    """[MAP-7.2] 725: asked again with lease 0; the mapping is permanent (no renewal) and deleted on exit."""
     client = started()
     answer(client, 500, soap_fault(725, "OnlyPermanentLeasesSupported"))
     assert b"<NewLeaseDuration>0</NewLeaseDuration>" in answer(client, 200, soap_ok("AddPortMapping"))
@@ -297,7 +297,7 @@ def test_only_permanent_leases_then_permanent() -> None:
 
 
 def test_conflict_on_igd2_takes_any_port() -> None:
-    """[MAP-6.2] 718 on WANIPConnection:2: AddAnyPortMapping, and the port it reserved."""
+    """[MAP-7.2] 718 on WANIPConnection:2: AddAnyPortMapping, and the port it reserved."""
     client = started()
     answer(client, 500, soap_fault(718, "ConflictInMappingEntry"))
     request = answer(client, 200, soap_ok("AddAnyPortMapping", NewReservedPort="4321"))
@@ -314,7 +314,7 @@ def test_conflict_on_igd1_fails() -> None:
 
 
 def test_no_ssdp_answer_is_unsupported_after_three_searches() -> None:
-    """[MAP-2.2] [MAP-6.1] M-SEARCH at 0, 1, 2 s; given up at 3 s."""
+    """[MAP-2.2] [MAP-7.1] M-SEARCH at 0, 1, 2 s; given up at 3 s."""
     client = UpnpClient(gateway=GATEWAY, client_address="10.1.0.2", internal_port=4000)
     client.start(0.0)
     rounds = [0.0] if client.datagrams_to_send(0.0) else []
