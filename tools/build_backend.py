@@ -46,7 +46,7 @@ __all__ = [
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 #: The third-party top-level modules the core (``p2pos_proto``) imports -> their distributions.
-CORE_IMPORTS = {"cryptography": "cryptography", "nacl": "pynacl"}
+CORE_IMPORTS = {"cryptography": "cryptography", "nacl": "pynacl", "h11": "h11"}
 #: The distribution that ships mypyc.
 COMPILER = "mypy"
 

@@ -1,5 +1,5 @@
 """NAT traversal: STUN, behaviour discovery and TURN (spec/nat.md, spec/rendezvous.md §5, spec/turn.md),
-hole punching (spec/punch.md).
+candidates (spec/candidates.md), hole punching (spec/punch.md), port mapping (spec/portmap.md).
 
 * ``stun_message``: the STUN codec (attributes, MESSAGE-INTEGRITY(-SHA256), FINGERPRINT).
 * ``stun``: the rendezvous node's Binding answers, RFC 5780 included (spec/rendezvous.md §5, spec/nat.md §3.1).
@@ -14,6 +14,9 @@ hole punching (spec/punch.md).
 * ``addresses``: the class of an IP address from the spec's explicit list (spec/candidates.md §2).
 * ``candidates``: candidate kinds and priorities, the pairing policy, peer-reflexive candidates
   (spec/candidates.md §3-§5).
+* ``portmap_common``: a port mapping's result, events and states; ``portmap_natpmp``,
+  ``portmap_pcp``: NAT-PMP and PCP codecs and clients; ``portmap_upnp``: SSDP, device
+  description, SOAP over h11; ``portmap_upnp_client``: the UPnP IGD steps.
 
-May import: errors, common.
+May import: errors, common (and h11, itself sans-IO).
 """

@@ -971,6 +971,7 @@ def build_vectors() -> dict[str, str]:
     texts.update(_frames_generator().load_sibling("generate_turn").build_vectors())
     texts.update(_frames_generator().load_sibling("generate_quic").build_vectors())
     texts.update(_frames_generator().load_sibling("generate_stun").build_vectors())
+    texts.update(_frames_generator().load_sibling("generate_portmap").build_vectors())
     return texts
 
 

@@ -56,7 +56,7 @@ def test_the_compile_requirements_are_the_projects_pins() -> None:
     pinned = [*PYPROJECT["project"]["dependencies"], *PYPROJECT["project"]["optional-dependencies"]["test"]]
     assert set(requirements) <= set(pinned)
     names = {build_backend._name(requirement) for requirement in requirements}
-    assert names == {"mypy", "cryptography", "pynacl"}
+    assert names == {"mypy", "cryptography", "pynacl", "h11"}
 
 
 @pytest.mark.parametrize("value", [None, "0", "1"])

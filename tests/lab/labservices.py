@@ -1,6 +1,6 @@
-"""Services the namespace lab starts for a test: coturn in the internet, packet captures.
+"""Services the namespace lab starts for a test: coturn in the internet, miniupnpd on a router, captures.
 
-``lab.coturn(server)`` and ``lab.capture(ns)`` (netlab.Lab) call these.
+``lab.coturn(server)``, ``lab.miniupnpd(router, stun)`` and ``lab.capture(ns)`` (netlab.Lab) call these.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import struct
 import subprocess
 import threading
 import time
+import uuid
 from typing import TYPE_CHECKING
 
 import pytest
-from labsys import inside, tool
+from labsys import inside, tool, wait_until
 
 if TYPE_CHECKING:
-    from netlab import Lab, Server
+    from netlab import Lab, Router, Server
 
 
 @dataclasses.dataclass(slots=True)
@@ -51,16 +52,25 @@ class Coturn:
 
 
 def start_coturn(
-    lab: Lab, server: Server, *, port: int = 3478, users: dict[str, str] | None = None, realm: str = "p2pos.test"
+    lab: Lab,
+    server: Server,
+    *,
+    port: int = 3478,
+    users: dict[str, str] | None = None,
+    realm: str = "p2pos.test",
+    alternate: Server | None = None,
 ) -> Coturn:
     """coturn (``turnserver``) on ``server``'s address, UDP and TCP, relaying from that address too.
 
     Long-term credentials (``users``, default alice:secret); no TLS/DTLS; started and waited
     for with a STUN Binding from the internet namespace (not a sleep); killed with the lab.
+    With ``alternate`` it listens there too (and on ``port + 1`` of both), which is what makes
+    coturn answer RFC 5780's CHANGE-REQUEST from the other address and port.
     """
     users = users or {"alice": "secret"}
     name = f"turnserver-{server.name}"
-    argv = [tool("turnserver"), "-n", "--no-cli", f"--listening-ip={server.address}",
+    also = [f"--listening-ip={alternate.address}"] if alternate is not None else []
+    argv = [tool("turnserver"), "-n", "--no-cli", f"--listening-ip={server.address}", *also,
             f"--relay-ip={server.address}", f"--listening-port={port}", "--min-port=49152",
             "--max-port=49407", f"--realm={realm}", "--fingerprint", "--lt-cred-mech",
             *(f"--user={user}:{password}" for user, password in users.items()), "--no-dtls", "--no-tls",
@@ -115,3 +125,83 @@ def start_capture(lab: Lab, ns: str) -> Capture:
 
     lab.background(record, f"capture-{ns}")
     return made
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MiniUpnpd:
+    """A running miniupnpd: its router, the LAN address and HTTP port it serves, its files."""
+
+    router: Router
+    process: subprocess.Popen[str]
+    config: str
+    leases: str
+    http_port: int
+
+    @property
+    def gateway(self) -> str:
+        return self.router.lan_address
+
+
+#: What miniupnpd 2.3.1 logs once it serves, and what it logs when STUN made it refuse to map.
+_MINIUPNPD_READY = "Listening for NAT-PMP/PCP traffic"
+_MINIUPNPD_REFUSES = "Port forwarding is now disabled"
+_MINIUPNPD_CHAINS = ("miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd")
+
+
+def start_miniupnpd(lab: Lab, router: Router, stun: Coturn, *, http_port: int = 5000, natpmp: bool = True) -> MiniUpnpd:
+    """miniupnpd 2.3.1 (Debian's) on an ``upnp`` router: UPnP IGD on the first LAN, NAT-PMP and PCP.
+
+    The router's WAN address is in 198.18.0.0/15, which 2.3.1 calls reserved and will not map
+    from (``ext_allow_private_ipv4`` came in 2.3.9); with ``ext_perform_stun`` it asks ``stun``
+    instead and maps once STUN shows no NAT and no filter in front of it: four Binding requests,
+    three with CHANGE-REQUEST, so ``stun`` must be a coturn started with ``alternate`` (RFC
+    5780), and the answers from the other address reach the router through the ``miniupnpd``
+    chain its input filter jumps to (it opens its STUN ports there itself).  It exits if that
+    STUN server does not answer.  Its chains are flushed and its lease file deleted first
+    (it restores old mappings at start).  Waited for by its log, not a sleep; killed with the lab.
+    ``natpmp=False``: UPnP only (2.3.1 has one switch for NAT-PMP and PCP).
+    """
+    for chain in _MINIUPNPD_CHAINS:
+        lab.command(tool("ip"), "netns", "exec", router.ns, tool("nft"), "flush", "chain", "inet", "p2lab", chain)
+    leases = lab.tmp / f"miniupnpd-{router.name}.leases"
+    leases.unlink(missing_ok=True)
+    config = lab.tmp / f"miniupnpd-{router.name}.conf"
+    host, port = stun.address
+    config.write_text(
+        "\n".join(
+            [
+                "ext_ifname=wan",
+                "listening_ip=lan",
+                f"http_port={http_port}",
+                f"enable_natpmp={'yes' if natpmp else 'no'}",
+                "enable_upnp=yes",
+                "ipv6_disable=yes",
+                "ext_perform_stun=yes",
+                f"ext_stun_host={host}",
+                f"ext_stun_port={port}",
+                "upnp_table_name=p2lab",
+                "upnp_nat_table_name=p2lab",
+                f"lease_file={leases}",
+                "secure_mode=yes",
+                "system_uptime=no",
+                f"uuid={uuid.uuid5(uuid.NAMESPACE_DNS, router.ns)}",
+                "min_lifetime=2",  # short leases: the tests renew within seconds
+                "max_lifetime=86400",
+                "allow 1024-65535 10.0.0.0/8 1024-65535",
+                "deny 0-65535 0.0.0.0/0 0-65535",
+                "",
+            ]
+        )
+    )
+    argv = [tool("miniupnpd"), "-f", str(config), "-d", "-P", str(lab.tmp / f"miniupnpd-{router.name}.pid")]
+    proc = lab.spawn(router.ns, argv, name=f"miniupnpd-{router.name}")
+
+    def said(text: str) -> bool:
+        return text in lab.log(proc) or text in lab.log(proc, "err")
+
+    serving = _MINIUPNPD_READY if natpmp else "HTTP listening on port"
+    ready = wait_until(lambda: said(serving) or said(_MINIUPNPD_REFUSES) or proc.poll() is not None, 15)
+    if not ready or proc.poll() is not None or said(_MINIUPNPD_REFUSES) or not said(serving):
+        log = (lab.log(proc) + lab.log(proc, "err"))[-3000:]
+        pytest.fail(f"miniupnpd did not start mapping on {router.name}: {log}", pytrace=False)
+    return MiniUpnpd(router, proc, str(config), str(leases), http_port)

@@ -36,7 +36,12 @@ Router kinds (nftables table ``inet p2lab`` in the router's namespace, forwardin
 * ``random``: ``masquerade fully-random`` (a new random port per conntrack entry, that is per
   destination) with the same filter;
 * ``udp-blocked``: drops all UDP both ways (IPv6 too); TCP is NATed (``masquerade``, IPv4) and
-  filtered as above.
+  filtered as above;
+* ``upnp``: ``eim`` plus the chains miniupnpd 2.3.1 fills (it creates none of its own):
+  ``miniupnpd`` (jumped to from the WAN side of the forward and input filters, so a mapping and
+  its own STUN check get through), ``prerouting_miniupnpd`` (from a NAT prerouting chain, its
+  DNATs) and ``postrouting_miniupnpd``; ``lab.miniupnpd(router, stun)`` starts the daemon
+  (labservices.start_miniupnpd says how).
 
 Conntrack timeouts (``Router.set_udp_timeouts``) are per network namespace, so per router.
 Captures (``lab.capture(ns)``): every frame on a namespace's interfaces, for "only ciphertext" checks.
@@ -75,7 +80,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pytest
-from labservices import Capture, Coturn, start_capture, start_coturn
+from labservices import Capture, Coturn, MiniUpnpd, start_capture, start_coturn, start_miniupnpd
 from labsys import (
     PREFIX,
     inside,
@@ -101,6 +106,7 @@ __all__ = [
     "Kind",
     "Lab",
     "Link",
+    "MiniUpnpd",
     "Peer",
     "Router",
     "Server",
@@ -120,8 +126,8 @@ MARKS = [
     ),
 ]
 
-KINDS = ("none", "eim", "random", "udp-blocked")
-Kind = Literal["none", "eim", "random", "udp-blocked"]
+KINDS = ("none", "eim", "random", "udp-blocked", "upnp")
+Kind = Literal["none", "eim", "random", "udp-blocked", "upnp"]
 Proto = Literal["udp", "tcp", "all"]
 WIRE_SCRIPT = Path(__file__).with_name("labwire.py")
 
@@ -276,25 +282,44 @@ def _router_rules(kind: Kind) -> str:
     """nftables for a router of ``kind`` (chains named for what they do; no keyword names)."""
     nat = "masquerade fully-random" if kind == "random" else "masquerade"
     block = "        meta l4proto udp drop\n" if kind == "udp-blocked" else ""
+    upnp = kind == "upnp"
+    chains = _UPNP_CHAINS if upnp else ""
+    to_upnp = '        iifname "wan" jump miniupnpd\n' if upnp else ""
+    to_post = "        jump postrouting_miniupnpd\n" if upnp else ""
     return f"""table inet p2lab {{
-    chain outward {{
+{chains}    chain outward {{
         type nat hook postrouting priority srcnat; policy accept;
-        meta nfproto ipv4 oifname "wan" {nat}
+{to_post}        meta nfproto ipv4 oifname "wan" {nat}
     }}
     chain screening {{
         type filter hook forward priority filter; policy accept;
-{block}        ct state established,related accept
+{block}{to_upnp}        ct state established,related accept
         iifname "wan" drop
     }}
     chain guarding {{
         type filter hook input priority filter; policy accept;
-        iifname "wan" ct state established,related accept
+{to_upnp}        iifname "wan" ct state established,related accept
         iifname "wan" icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept
         iifname "wan" drop
     }}
 }}
 """
 
+
+#: The chains miniupnpd fills (its defaults in 2.3.1: upnp_forward_chain, upnp_nat_chain,
+#: upnp_nat_postrouting_chain), in table ``inet p2lab`` (its upnp_table_name and upnp_nat_table_name).
+_UPNP_CHAINS = """\
+    chain miniupnpd {
+    }
+    chain prerouting_miniupnpd {
+    }
+    chain postrouting_miniupnpd {
+    }
+    chain arrival {
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname "wan" jump prerouting_miniupnpd
+    }
+"""
 
 _CUT_RULES = """\
         ip saddr . ip daddr @cut_all drop
@@ -639,10 +664,25 @@ class Lab:
         return (address, port)
 
     def coturn(
-        self, server: Server, *, port: int = 3478, users: dict[str, str] | None = None, realm: str = "p2pos.test"
+        self,
+        server: Server,
+        *,
+        port: int = 3478,
+        users: dict[str, str] | None = None,
+        realm: str = "p2pos.test",
+        alternate: Server | None = None,
     ) -> Coturn:
-        """coturn on ``server`` (UDP and TCP), started and waited for; labservices.start_coturn says how."""
-        return start_coturn(self, server, port=port, users=users, realm=realm)
+        """coturn on ``server`` (UDP and TCP), started and waited for; labservices.start_coturn says how.
+
+        ``alternate``: a second address, which turns on coturn's RFC 5780 answers (miniupnpd needs them).
+        """
+        return start_coturn(self, server, port=port, users=users, realm=realm, alternate=alternate)
+
+    def miniupnpd(self, router: Router, stun: Coturn, *, natpmp: bool = True) -> MiniUpnpd:
+        """miniupnpd (UPnP IGD, NAT-PMP, PCP) on an ``upnp`` router, its public address learnt from ``stun``."""
+        if router.kind != "upnp":
+            raise ValueError(f"miniupnpd runs on an 'upnp' router, not {router.kind!r}")
+        return start_miniupnpd(self, router, stun, natpmp=natpmp)
 
     def capture(self, ns: str) -> Capture:
         """Every frame on every interface of namespace ``ns``, both directions, until the lab ends."""
