@@ -89,9 +89,9 @@ test: system-deps lint typecheck vectors unit conformance test-compiled test-ins
 # the TURN tests. Installed from Debian's packages when missing and we are root (as CI is);
 # elsewhere those tests skip and say why.
 system-deps:
-	@if [ "$$(id -u)" = 0 ] && ! { command -v ip && command -v nft && command -v turnserver; } >/dev/null 2>&1; then \
-	    echo "installing iproute2, nftables and coturn for the namespace and TURN tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables coturn >/dev/null; \
+	@if [ "$$(id -u)" = 0 ] && ! { command -v ip && command -v nft && command -v turnserver && command -v miniupnpd; } >/dev/null 2>&1; then \
+	    echo "installing iproute2, nftables, coturn and miniupnpd for the namespace, TURN and port-mapping tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables coturn miniupnpd >/dev/null; \
 	fi
 
 bench: install compiled
