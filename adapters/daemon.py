@@ -37,6 +37,7 @@ from .jsonstore import JsonStore
 from .node import BUSY, NOT_ALLOWED, Address, ConnectFailed, Listener, Node, Peer, _show, open_node
 from .nodepaths import PIN_VIAS
 from .plugins import Plugins
+from .punching import Punching
 from .relays import Relays, open_relays
 from .rendezvous import Bootstrap, LookupFailed, Rendezvous
 from .streams import ChannelStream, MessageChannel, ServiceRefused
@@ -135,6 +136,9 @@ class Daemon:
         self.quic: list[QuicTransport] = []
         self.rendezvous.on_introduced = self._introduced
         self.rendezvous.on_relays_offered = self._relays_offered
+        #: Hole punching towards peers an introduction names (spec/punch.md).
+        self.punching = Punching(node, notify=self.event)
+        self.rendezvous.on_punch = self.punching.offer
         self.plugins = Plugins(home, notify=self.event)
         self.stopping = trio.Event()
         node.observer = self.event
@@ -549,6 +553,7 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
                 quic = await stack.enter_async_context(open_shared_quic_transport(node, local, idle_timeout=quic_idle))
                 daemon.quic.append(quic)
         daemon.relays = await stack.enter_async_context(open_relays(node, settings, identity))
+        await nursery.start(daemon.punching.run)
         await nursery.start(daemon.rendezvous.run)
         for bootstrap, addresses in bootstraps:
             daemon.rendezvous.add(bootstrap, addresses)

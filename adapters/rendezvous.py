@@ -15,12 +15,14 @@ import logging
 import math
 import socket
 from collections.abc import Callable
+from typing import cast
 
 import trio
 
 from p2pos.proto import HandshakeCompleted, MessageReceived, PeerId, SessionClosed
 from p2pos.proto.nat.addresses import is_ip
 from p2pos.proto.nat.candidates import Base, Candidate, Pairing, advertise, local_candidates, pair, remote_candidates
+from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.client import (
     ClientConfig,
     ClientState,
@@ -34,6 +36,7 @@ from p2pos.proto.rendezvous.client import (
 from .home import SettingsError, parse_host_port
 from .jsonstore import JsonStore
 from .node import Address, Node, _show
+from .punching import PunchOffer
 
 log = logging.getLogger("p2pos.rendezvous")
 
@@ -107,6 +110,9 @@ class Rendezvous:
         #: Told each peer a node introduced to us, with its observed address and candidates (it
         #: looked us up: it may call through a relay, or send to our TURN relayed address).
         self.on_introduced: Callable[[PeerId, Address, tuple[Address, ...]], None] | None = None
+        #: Told each introduction's punch (spec/rendezvous.md §3.5): a FOUND with one (we asked, we
+        #: lead) and an INTRODUCTION with one (adapters/punching.py).
+        self.on_punch: Callable[[PunchOffer], None] | None = None
         #: Told the relays a node offers (RELAYS, spec/rendezvous.md §4.5): the node's name and the URLs.
         self.on_relays_offered: Callable[[str, tuple[str, ...]], None] | None = None
         node.on_bare_event = self._on_session_event
@@ -288,6 +294,32 @@ class Rendezvous:
         if poke:
             self.node.poke()
 
+    def _punch(
+        self,
+        registration: Registration,
+        peer: PeerId,
+        observed: Address,
+        candidates: tuple[Address, ...],
+        punch: m.Punch,
+        *,
+        leading: bool,
+    ) -> None:
+        if self.on_punch is None:
+            return
+        client = registration.client
+        self.on_punch(
+            PunchOffer(
+                peer=peer,
+                observed=observed,
+                candidates=candidates,
+                punch=punch,
+                local=int(cast(int, client.local)),
+                profile=client.profile,
+                rtt=client.rtt,
+                leading=leading,
+            )
+        )
+
     def _client_event(
         self,
         registration: Registration,
@@ -302,6 +334,10 @@ class Rendezvous:
                 log.info("registered with %s; it sees us at %s", node, _show(event.observed))
                 self._notify("registered", node=node, observed=_show(event.observed))
             case LookupAnswered():
+                if event.punch is not None and event.observed is not None:
+                    self._punch(
+                        registration, PeerId(event.peer_id), event.observed, event.candidates, event.punch, leading=True
+                    )
                 channel = self._answers.pop((id(registration.client), event.txid), None)
                 if channel is not None:
                     channel.send_nowait(event)
@@ -312,6 +348,8 @@ class Rendezvous:
                 self._notify("introduced", peer_id=str(peer), observed=_show(event.observed))
                 if self.on_introduced is not None:
                     self.on_introduced(peer, event.observed, event.candidates)
+                if event.punch is not None:
+                    self._punch(registration, peer, event.observed, event.candidates, event.punch, leading=False)
             case RelaysOffered():
                 log.info("%s offers relays: %s", node, ", ".join(event.urls) or "none")
                 self._notify("relays_offered", node=node, urls=list(event.urls))

@@ -1,0 +1,36 @@
+"""The daemon's hole punching (adapters/punching.py, spec/punch.md) between real daemons on loopback.
+
+Loopback has no NAT, and neither daemon has measured one: the plan is a plain dial (spec/punch.md
+§3.1 row 3), both sides probe each other's observed address with the introduction's ticket, and
+both see their probes answered.  The NAT kinds themselves are the namespace lab's matter
+(tests/lab) and the emulator's (tests/simulation, tests/nat)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from daemon_lab import Lab
+
+
+def _ended(events: list[dict[str, Any]]) -> bool:
+    return any(e.get("type") in ("punch_succeeded", "punch_failed") for e in events)
+
+
+def test_an_introduction_starts_a_punch_on_both_sides_and_both_succeed(tmp_path: Path) -> None:
+    with Lab(tmp_path) as lab:
+        relay = lab.relay()
+        a, b = lab.daemon("a", relay), lab.daemon("b", relay)
+        lab.serve(b, "echo", ["cat"], allow=[a.peer_id])
+        code, pipe = lab.run(a, "pipe", b.peer_id, "echo", stdin=None, timeout=60)
+        assert code == 0, pipe.stderr_text()
+        for daemon, leading, peer in ((a, True, b.peer_id), (b, False, a.peer_id)):
+            events = daemon.events(_ended)
+            started = [e for e in events if e.get("type") == "punch_started"]
+            assert started and started[0]["peer_id"] == peer and started[0]["leading"] is leading, events
+            assert "not measured" in started[0]["strategy"], started
+            (ended,) = [e for e in events if e.get("type") in ("punch_succeeded", "punch_failed")]
+            assert ended["type"] == "punch_succeeded", ended
+            assert ended["peer_id"] == peer
+            assert 1 <= ended["probes"] <= 8
+        lab.check_no_tracebacks()
