@@ -126,8 +126,8 @@ MARKS = [
     ),
 ]
 
-KINDS = ("none", "eim", "random", "udp-blocked", "upnp")
-Kind = Literal["none", "eim", "random", "udp-blocked", "upnp"]
+KINDS = ("none", "eim", "random", "udp-blocked", "upnp", "cgn-eim", "cgn-random")
+Kind = Literal["none", "eim", "random", "udp-blocked", "upnp", "cgn-eim", "cgn-random"]
 Proto = Literal["udp", "tcp", "all"]
 WIRE_SCRIPT = Path(__file__).with_name("labwire.py")
 
@@ -495,6 +495,8 @@ class Lab:
             made = Peer(name, peer_ns, kind, f"198.18.{i}.2", f"{wan6}:2", site6, None, link)
             self.peers[name] = made
             return made
+        if kind in ("cgn-eim", "cgn-random"):
+            return self._behind_carrier(name, kind, i, inet_end, inet_side, wan, lan)
         router_ns = self._namespace(f"{name}-router")
         sysctl_set(router_ns, "net.ipv4.ip_forward", 1)  # before its interfaces exist: IPv6 resets them on a change
         sysctl_set(router_ns, "net.ipv6.conf.all.forwarding", 1)
@@ -514,6 +516,56 @@ class Lab:
         self.nft(router_ns, _router_rules(kind))
         router = Router(
             f"{name}-router", router_ns, kind, i, f"198.18.{i}.2", f"10.{i}.0.1", f"{wan6}:2", site6, wan_link
+        )
+        return self._attach(name, router, lan)
+
+    def _behind_carrier(
+        self,
+        name: str,
+        kind: Kind,
+        i: int,
+        inet_end: tuple[str, str],
+        inet_side: list[str],
+        wan: Impairment | None,
+        lan: Impairment | None,
+    ) -> Peer:
+        """A home router (``eim``) behind a carrier-grade NAT (RFC 6598): the carrier router holds
+        198.18.i.2 on the internet and 100.64.i.1/24 towards the home router's WAN, 100.64.i.2; the
+        carrier maps endpoint-independently (``cgn-eim``) or at random per destination
+        (``cgn-random``), both with the inbound filter.  IPv4 only: the carrier routes no IPv6."""
+        carrier_kind: Kind = "eim" if kind == "cgn-eim" else "random"
+        carrier_ns = self._namespace(f"{name}-cgn")
+        sysctl_set(carrier_ns, "net.ipv4.ip_forward", 1)
+        self._link((carrier_ns, "wan"), inet_end, wan)
+        self._ip_batch(self.internet, inet_side)
+        self._ip_batch(
+            carrier_ns,
+            [
+                "link set lo up",
+                f"addr add 198.18.{i}.2/24 dev wan",
+                "link set wan up",
+                f"route add default via 198.18.{i}.1",
+            ],
+        )
+        self.nft(carrier_ns, _router_rules(carrier_kind))
+        router_ns = self._namespace(f"{name}-router")
+        sysctl_set(router_ns, "net.ipv4.ip_forward", 1)
+        sysctl_set(router_ns, "net.ipv6.conf.all.forwarding", 1)
+        home_wan = self._link((router_ns, "wan"), (carrier_ns, "lan"), None)
+        self._ip_batch(carrier_ns, [f"addr add 100.64.{i}.1/24 dev lan", "link set lan up"])
+        self._ip_batch(
+            router_ns,
+            [
+                "link set lo up",
+                f"addr add 100.64.{i}.2/24 dev wan",
+                "link set wan up",
+                f"route add default via 100.64.{i}.1",
+            ],
+        )
+        self.nft(router_ns, _router_rules("eim"))
+        wan6, site6 = f"2001:2:0:{i * 256:x}:", f"2001:2:0:{i * 256:x}::/56"
+        router = Router(
+            f"{name}-router", router_ns, kind, i, f"198.18.{i}.2", f"10.{i}.0.1", f"{wan6}:2", site6, home_wan
         )
         return self._attach(name, router, lan)
 

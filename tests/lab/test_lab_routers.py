@@ -191,7 +191,30 @@ def test_none_is_reachable_directly(lab: netlab.Lab) -> None:
     FINDINGS["none"].update(mapping="public, no NAT", unsolicited="passes", reply="passes")
 
 
-@pytest.mark.parametrize("kind", netlab.KINDS)
+@pytest.mark.parametrize("kind", ["cgn-eim", "cgn-random"])
+def test_a_carrier_nat_in_front_of_a_home_nat(lab: netlab.Lab, kind: netlab.Kind) -> None:
+    """Two NATs in a row: the internet sees the carrier's address; the carrier's mapping decides
+    whether two hosts see one port (cgn-eim) or two (cgn-random); the inbound filters hold."""
+    one, two, third = lab.server("one"), lab.server("two"), lab.server("third")
+    a = lab.peer("a", kind)
+    assert a.router is not None
+    sock = udp_socket(lab, a)
+    seen_one, seen_two = seen_from(sock, lab.reflector(one)), seen_from(sock, lab.reflector(two))
+    assert seen_one[0] == seen_two[0] == a.router.public == a.public
+    if kind == "cgn-eim":
+        assert seen_one[1] == seen_two[1]
+        mapping = "same port, 2 hosts (2 NATs)"
+    else:
+        assert seen_one[1] != seen_two[1]
+        mapping = "new port per host (carrier)"
+    stranger = lab.socket(third.ns)
+    stranger.bind((third.address, 4000))
+    stranger.sendto(b"unsolicited", seen_one)
+    assert receive(sock, 0.5) == []
+    FINDINGS[kind].update(mapping=mapping, unsolicited="dropped", reply="passes", ipv6="not routed")
+
+
+@pytest.mark.parametrize("kind", [k for k in netlab.KINDS if not k.startswith("cgn-")])  # carriers route no IPv6
 def test_ipv6_global_addresses_behind_each_router(lab: netlab.Lab, kind: netlab.Kind) -> None:
     """IPv6 (2001:2::/48): no NAT; behind a router, the same stateful filter; udp-blocked still drops UDP."""
     stun, third = lab.server("stun"), lab.server("third")
