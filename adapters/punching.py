@@ -57,6 +57,7 @@ class PunchOffer:
 
     peer: PeerId
     observed: Address
+    #: The peer's other addresses the pairing policy lets ``local`` dial (spec/candidates.md §4).
     candidates: tuple[Address, ...]
     punch: m.Punch
     #: The node's socket the introduction came through (its observed address is the peer's target).
@@ -142,7 +143,7 @@ class Punching:
                 main=offer.local,
                 extra=extra,
                 peer=offer.observed,
-                candidates=(),
+                candidates=offer.candidates,
                 delta=theirs.delta,
                 ticket=offer.punch.ticket,
                 rtt=estimate,

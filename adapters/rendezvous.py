@@ -307,13 +307,21 @@ class Rendezvous:
         if self.on_punch is None:
             return
         client = registration.client
+        local = int(cast(int, client.local))
+        # The peer's other addresses that the pairing policy lets this socket dial (a port mapping,
+        # a LAN shared with it): the puncher dials them too (spec/punch.md §3.7).
+        allowed = tuple(
+            p.remote.address
+            for p in self.pairing(observed, candidates).pairs
+            if p.base == local and p.remote.address != observed
+        )
         self.on_punch(
             PunchOffer(
                 peer=peer,
                 observed=observed,
-                candidates=candidates,
+                candidates=allowed,
                 punch=punch,
-                local=int(cast(int, client.local)),
+                local=local,
                 profile=client.profile,
                 rtt=client.rtt,
                 leading=leading,
