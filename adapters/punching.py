@@ -186,10 +186,15 @@ class Punching:
             while True:
                 try:
                     data, address = await transport.receive()
+                    if run.puncher is not None and run.puncher.receive_datagram(
+                        local, address, data, trio.current_time()
+                    ):
+                        run.wake.set()
                 except (OSError, trio.ClosedResourceError):
                     return
-                if run.puncher is not None and run.puncher.receive_datagram(local, address, data, trio.current_time()):
-                    run.wake.set()
+                except Exception as exc:  # whatever arrives, the daemon stays up
+                    log.warning("punch socket %s: %s", local, exc)
+                    return
 
     async def _drive(self, run: _Run) -> None:
         puncher = run.puncher
@@ -262,8 +267,10 @@ class Punching:
                 connection = self.node.endpoint.connection(peer.session_id) if peer is not None else None
                 if connection is not None:
                     if connection.session.initiator:
-                        with contextlib.suppress(ValueError, Exception):
+                        try:
                             self.node.add_path(peer_id, address, local=local)
+                        except Exception as exc:  # e.g. the path exists already
+                            log.info("punched pair %s not added as a path: %s", _show(address), exc)
                     return
                 await trio.sleep(0.05)
 
