@@ -85,6 +85,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "bench": True if args.bench else None,
         "quic": args.quic,  # --quic / --no-quic; None: the config's (on by default)
         "learn_relays": args.learn_relays,
+        "port_mapping": args.port_mapping,
         "idle_close": args.idle_close,
         "relay": args.relay,
         "proxy": args.proxy,
@@ -176,6 +177,9 @@ def _status_text(status: dict[str, Any]) -> str:
         where = f" relayed {r['relayed']}" if r.get("relayed") else ""
         why = f" ({r['last_error']})" if r.get("last_error") else ""
         lines.append(f"relay     {r['url']} {r['kind']} {r['state']}{where}, {r['dropped']} dropped{why}")
+    for mp in status.get("port_mappings", []):
+        life = "permanent" if mp["lifetime"] is None else f"{mp['lifetime']:.0f} s"
+        lines.append(f"mapped    UDP {mp['port']} at {mp['external']} by {mp['protocol']} ({life})")
     return "\n".join(lines)
 
 
@@ -476,6 +480,12 @@ def add_commands(sub: Any, home_help: str) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="use the WebSocket relays rendezvous nodes offer (the default)",
+    )
+    up.add_argument(
+        "--port-mapping",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="ask the gateway for a port mapping (PCP, NAT-PMP, UPnP; the default) for sockets on a private address",
     )
 
     parser("status", "the daemon's identity, registrations, peers, services and plugins", cmd_status, json_flag=True)

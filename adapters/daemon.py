@@ -37,6 +37,7 @@ from .jsonstore import JsonStore
 from .node import BUSY, NOT_ALLOWED, Address, ConnectFailed, Listener, Node, Peer, _show, open_node
 from .nodepaths import PIN_VIAS
 from .plugins import Plugins
+from .portmapping import keep_mapped, mappable
 from .punching import Punching
 from .relays import Relays, open_relays
 from .rendezvous import Bootstrap, LookupFailed, Rendezvous
@@ -136,6 +137,8 @@ class Daemon:
         self.quic: list[QuicTransport] = []
         self.rendezvous.on_introduced = self._introduced
         self.rendezvous.on_relays_offered = self._relays_offered
+        #: Port mappings in force (adapters/portmapping.py), by socket index, as status shows them.
+        self.port_mappings: dict[int, dict[str, object]] = {}
         #: Hole punching towards peers an introduction names (spec/punch.md).
         self.punching = Punching(node, notify=self.event)
         self.rendezvous.on_punch = self.punching.offer
@@ -464,6 +467,7 @@ class Daemon:
             "services": [s.describe() for s in self.services.values()],
             "plugins": self.plugins.status(),
             "relays": self.relays.status(),
+            "port_mappings": [self.port_mappings[local] for local in sorted(self.port_mappings)],
         }
 
     async def register_through_relays(self) -> None:
@@ -557,6 +561,13 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
         await nursery.start(daemon.rendezvous.run)
         for bootstrap, addresses in bootstraps:
             daemon.rendezvous.add(bootstrap, addresses)
+        if settings.port_mapping:
+            for local, transport in enumerate(list(node.transports)):
+                if node.via(local) == "udp" and mappable(transport.local_address[0]):
+                    mapped = functools.partial(
+                        keep_mapped, node, daemon.rendezvous, local, notify=daemon.event, status=daemon.port_mappings
+                    )
+                    nursery.start_soon(mapped)
         if daemon.relays.links:
             nursery.start_soon(daemon.register_through_relays)
         if settings.bench:

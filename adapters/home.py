@@ -179,6 +179,9 @@ class Settings:
     quic: bool = True
     #: Use the WebSocket relays a rendezvous node offers (spec/rendezvous.md §4.5) besides ``relay``.
     learn_relays: bool = True
+    #: Ask the default gateway to map each UDP socket bound to a private address or a wildcard
+    #: (PCP, then NAT-PMP, then UPnP IGD: spec/portmap.md), and advertise the mapped address.
+    port_mapping: bool = True
     #: Seconds after which a peer session no channel uses is closed (reopened on demand, one round
     #: trip with IK: spec/paths.md PTH-7.6); 0: never.
     idle_close: float = 300.0

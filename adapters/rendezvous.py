@@ -110,6 +110,8 @@ class Rendezvous:
         #: Told each peer a node introduced to us, with its observed address and candidates (it
         #: looked us up: it may call through a relay, or send to our TURN relayed address).
         self.on_introduced: Callable[[PeerId, Address, tuple[Address, ...]], None] | None = None
+        #: Port mappings in force (adapters/portmapping.py): socket index -> the mapped address.
+        self.mapped: dict[int, Address] = {}
         #: Told each introduction's punch (spec/rendezvous.md §3.5): a FOUND with one (we asked, we
         #: lead) and an INTRODUCTION with one (adapters/punching.py).
         self.on_punch: Callable[[PunchOffer], None] | None = None
@@ -239,7 +241,23 @@ class Rendezvous:
                 continue
             (relayed if self.node.via(local) == "turn" else hosts).append(address)
         reflexive = [r.client.observed for r in self.registrations if r.client.observed is not None]
-        return local_candidates(hosts=hosts, reflexive=reflexive, relayed=relayed)
+        mapped = list(self.mapped.values())
+        return local_candidates(hosts=hosts, reflexive=reflexive, mapped=mapped, relayed=relayed)
+
+    def set_mapped(self, local: int, address: Address | None) -> None:
+        """A port mapping of socket ``local`` came (``address``: where the internet reaches it) or
+        went (None): the candidates and traits change, so every registration is renewed now."""
+        if address is None:
+            self.mapped.pop(local, None)
+        else:
+            self.mapped[local] = address
+        now = trio.current_time()
+        for registration in self.registrations:
+            client = registration.client
+            client.candidates = self._candidates()
+            client.port_mapped = client.local in self.mapped
+            client.reregister(now)
+        self._after_calls()
 
     def pairing(self, observed: Address | None, candidates: tuple[Address, ...]) -> Pairing:
         """Which of a peer's addresses (its ``observed`` one, its ``candidates``: a FOUND's) to dial

@@ -126,6 +126,8 @@ class RendezvousClient:
         self.profile: NatProfile | None = None
         #: The round trip to the node, from the latest request answered without a repeat (Karn).
         self.rtt: float | None = None
+        #: A port mapping forwards to this side (spec/portmap.md): the traits' profile says so.
+        self.port_mapped = False
         self.state = ClientState.IDLE
         self.session_id: int | None = None
         self.observed: m.Address | None = None
@@ -259,10 +261,18 @@ class RendezvousClient:
 
     def traits(self) -> m.Traits | None:
         """What REGISTER and LOOKUP say of this side (spec/rendezvous.md §3.5): None until something is known."""
-        if self.profile is None and self.rtt is None:
+        if self.profile is None and self.rtt is None and not self.port_mapped:
             return None
         rtt_ms = 0 if self.rtt is None else min(0xFFFF, max(1, round(self.rtt * 1000)))
-        return m.Traits(profile=self.profile or UNKNOWN_PROFILE, rtt_ms=rtt_ms)
+        profile = self.profile or UNKNOWN_PROFILE
+        if self.port_mapped and not profile.port_mapped:
+            profile = dataclasses.replace(profile, port_mapped=True)
+        return m.Traits(profile=profile, rtt_ms=rtt_ms)
+
+    def reregister(self, now: float) -> None:
+        """Register again now (the candidates or the traits changed), if registered and no REGISTER waits."""
+        if self.state is ClientState.REGISTERED and self._register_txid is None:
+            self._register(now)
 
     def _register(self, now: float) -> None:
         if self._register_txid is not None:

@@ -66,7 +66,15 @@ async def relay_network(
         daemons, clients = [], []
         for i in range(2):
             home = Home.at(tmp_path / f"d{i}")
-            settings = Settings(listen=(listen,), bootstrap=(bootstrap,), api_port=-1, relay=(url,), proxy=proxy_url)
+            # port_mapping off: a wildcard socket would ask this machine's own gateway for a mapping.
+            settings = Settings(
+                listen=(listen,),
+                bootstrap=(bootstrap,),
+                api_port=-1,
+                relay=(url,),
+                proxy=proxy_url,
+                port_mapping=False,
+            )
             daemons.append(await stack.enter_async_context(open_daemon(home, settings)))
             clients.append(Client.for_home(home))
         with trio.fail_after(15):
