@@ -28,6 +28,7 @@ class EventLog:
     ) -> None:
         self.keep_count, self.keep_seconds, self.max_events = keep_count, keep_seconds, max_events
         self._clock = clock
+        self._start = clock()
         self._events: collections.deque[tuple[float, dict[str, Any]]] = collections.deque()
         self.last_seq = 0
         self._changed = trio.Event()
@@ -36,7 +37,8 @@ class EventLog:
         """Record an event of type ``kind``; returns its number."""
         self.last_seq += 1
         now = self._clock()
-        self._events.append((now, {"seq": self.last_seq, "type": kind, **fields}))
+        at = round(now - self._start, 4)  # seconds since the log began: events timed from outside
+        self._events.append((now, {"seq": self.last_seq, "type": kind, "at": at, **fields}))
         self._trim(now)
         self._changed.set()
         self._changed = trio.Event()

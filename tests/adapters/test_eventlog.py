@@ -23,7 +23,7 @@ def test_numbers_and_resume() -> None:
     assert [log.append("peer", peer=str(i)) for i in range(3)] == [1, 2, 3]
     assert [e["seq"] for e in log.since(1)] == [2, 3]
     assert log.since(3) == []
-    assert log.since(0)[0] == {"seq": 1, "type": "peer", "peer": "0"}
+    assert log.since(0)[0] == {"seq": 1, "type": "peer", "at": 0.0, "peer": "0"}
 
 
 def test_keeps_the_last_n_or_the_last_hour_and_says_what_was_missed() -> None:

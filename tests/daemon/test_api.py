@@ -178,7 +178,7 @@ async def test_services_guards_and_events(tmp_path: Path) -> None:
                 if event["type"] == "registered":
                     break
         assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
-        assert seen[0] == {"seq": 1, "type": "started", "peer_id": a.peer_id}
+        assert seen[0] == {"seq": 1, "type": "started", "at": seen[0]["at"], "peer_id": a.peer_id}
         assert seen[-1]["node"] == relay.peer_id
         # after=N starts after N; new events are pushed as they happen.
         pushed: list[dict[str, Any]] = []
@@ -205,6 +205,7 @@ async def test_services_guards_and_events(tmp_path: Path) -> None:
         assert refusal == {
             "seq": refusal["seq"],
             "type": "channel_refused",
+            "at": refusal["at"],
             "peer_id": b.peer_id,
             "service": "nothing",
             "why": "no_service",
@@ -299,7 +300,12 @@ async def test_sas_and_verify_survive_a_restart(tmp_path: Path) -> None:
         assert [(p["peer_id"], p["verified"]) for p in peers] == [(b.peer_id, True)]
         assert [(p["peer_id"], p["verified"]) for p in b.status()["peers"]] == [(a.peer_id, False)]
         events = a.events(lambda e: any(x["type"] == "verified" for x in e))
-        assert events[-1] == {"seq": events[-1]["seq"], "type": "verified", "peer_id": b.peer_id}
+        assert events[-1] == {
+            "seq": events[-1]["seq"],
+            "type": "verified",
+            "at": events[-1]["at"],
+            "peer_id": b.peer_id,
+        }
 
         code, stop = lab.run(a, "stop")
         assert code == 0, stop.stderr_text()
