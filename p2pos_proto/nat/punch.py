@@ -140,17 +140,22 @@ class Puncher:
         self.deadline = now + DEADLINE
         self._queue: list[tuple[float, int, Hashable, Address]] = []  # (time, order, local, address)
         self._order = 0
+        self._triggered: set[int] = set()  # queue orders of triggered probes (§5.3)
+        self._triggered_pairs: set[tuple[Hashable, Address]] = set()  # (socket, source) pairs requests triggered
         self._pending: dict[bytes, tuple[Hashable, Address, float]] = {}  # txid -> (local, address, sent at)
         self._probed: dict[Hashable, set[Address]] = {}  # local socket -> the addresses it probed
         self._out: list[tuple[Hashable, Address, bytes]] = []
         self._events: list[PunchEvent] = []
         self.outcome: PunchEvent | None = None
         self.ended_at: float | None = None
-        #: Counters (spec/punch.md §4.5): probes (requests) sent, answers sent, probes heard.
+        #: Counters (spec/punch.md §4.5): probes (requests) sent, of them triggered ones (§5.3),
+        #: answers sent, probes heard, answers dropped.
         self.probes_sent = 0
+        self.probes_triggered = 0
         self.answers_sent = 0
         self.probes_heard = 0
         self.dropped = 0
+        self._step = _interval(rtt)
         if not plan.direct:
             self._finish(PunchFailed(reason=plan.why), now)
             return
@@ -208,10 +213,17 @@ class Puncher:
                 probed = self._probed.get(local, set())
                 if probed == {source}:
                     # This socket sent to nothing but the source, so its one mapping carried the probe in
-                    # and carries the answer out: both ways open (a birthday socket, §5.3).
+                    # and carries the answer out: both ways open (§5.3).
                     self._finish(PunchSucceeded(local=local, address=source, rtt=None, mapped=None), now)
-                elif source not in probed:
-                    self._at(now, local, source)  # a triggered probe: our own proof for this pair
+                elif (local, source) not in self._triggered_pairs:
+                    # Triggered probes (§5.3): our own proof for this pair, at once and then on the dial
+                    # schedule, so that one lost probe or answer does not cost the pair; counted when sent.
+                    # Also where this socket probed the source before: that probe may have reached the
+                    # peer's NAT before the mapping this request came from existed.
+                    self._triggered_pairs.add((local, source))
+                    for t in _repeats(now, self._step, DIAL_PROBES, self.deadline):
+                        self._triggered.add(self._order)
+                        self._at(t, local, source)
             return True
         if message.klass == sm.SUCCESS:
             sent = self._pending.get(message.transaction_id)
@@ -239,12 +251,9 @@ class Puncher:
     def datagrams_to_send(self, now: float) -> list[tuple[Hashable, Address, bytes]]:
         """Everything due: ``(local socket, address, datagram)``."""
         while self.outcome is None and self._queue and self._queue[0][0] <= now:
-            _, _, local, address = heapq.heappop(self._queue)
-            txid = self._random(12)
-            self._pending[txid] = (local, address, now)
-            self._probed.setdefault(local, set()).add(address)
-            self._out.append((local, address, probe(self.ticket, txid)))
-            self.probes_sent += 1
+            _, order, local, address = heapq.heappop(self._queue)
+            self._send(local, address, now, triggered=order in self._triggered)
+            self._triggered.discard(order)
         out, self._out = self._out, []
         return out
 
@@ -273,11 +282,21 @@ class Puncher:
         heapq.heappush(self._queue, (t, self._order, local, address))
         self._order += 1
 
+    def _send(self, local: Hashable, address: Address, now: float, *, triggered: bool) -> None:
+        """A probe from ``local`` to ``address`` now, remembered for its answer (§5.1, §5.3)."""
+        txid = self._random(12)
+        self._pending[txid] = (local, address, now)
+        self._probed.setdefault(local, set()).add(address)
+        self._out.append((local, address, probe(self.ticket, txid)))
+        self.probes_sent += 1
+        self.probes_triggered += triggered
+
     def _finish(self, event: PunchEvent, now: float) -> None:
         self.outcome = event
         self.ended_at = now
         self._events.append(event)
         self._queue.clear()
+        self._triggered.clear()
 
     def _scan_ports(self, count: int, exclude: int) -> list[int]:
         """``count`` distinct random ports of SCAN_LOW..SCAN_HIGH, not ``exclude`` (§4.3)."""

@@ -332,3 +332,40 @@ def test_sizes_do_not_amplify() -> None:
     for source in (("198.18.1.2", 5000), ("2001:2::1", 5000)):
         assert len(pu.answer(ticket, bytes(12), source)) <= 3 * len(request)
     assert len(request) == 72
+
+
+def test_a_request_from_an_unprobed_address_triggers_repeated_probes_until_success() -> None:
+    puncher = _puncher()  # dials ("198.18.2.2", 4000), RTT estimate 50 ms
+    puncher.datagrams_to_send(0.0)
+    elsewhere = ("198.18.2.2", 4100)  # the peer's new mapping towards us (it scatters)
+    assert puncher.receive_datagram(0, elsewhere, pu.probe(bytes(16), bytes(12)), 0.01)
+    assert puncher.outcome is None
+    sent = [d for d in puncher.datagrams_to_send(0.01) if sm.decode_untrusted(d[2]).klass == sm.REQUEST]
+    assert [d[1] for d in sent] == [elsewhere] and puncher.probes_triggered == 1
+    # Lost: it goes again after the RTT estimate (the dial schedule, spec/punch.md §5.3).
+    again = [d for d in puncher.datagrams_to_send(0.061) if d[1] == elsewhere]
+    assert len(again) == 1 and puncher.probes_triggered == 2
+    # A second request from the same address triggers nothing more.
+    assert puncher.receive_datagram(0, elsewhere, pu.probe(bytes(16), bytes(range(12))), 0.07)
+    assert [d for d in puncher.datagrams_to_send(0.07) if sm.decode_untrusted(d[2]).klass == sm.REQUEST] == []
+    txid = sm.decode_untrusted(again[0][2]).transaction_id
+    assert puncher.receive_datagram(0, elsewhere, pu.answer(bytes(16), txid, ("198.18.1.2", 5000)), 0.1)
+    result = _outcome(puncher)
+    assert isinstance(result, pu.PunchSucceeded) and result.address == elsewhere
+    assert puncher.datagrams_to_send(10.0) == [] and puncher.get_timer() is None
+
+
+def test_a_request_from_a_predicted_port_probed_too_early_triggers_a_new_probe() -> None:
+    # A stable side predicting a sequential peer's ports: its first probes may reach the peer's NAT
+    # before the peer's mapping exists; the peer's own probe from that port then arrives here.
+    p = plan(EIM, SEQ, leading=True)
+    puncher = pu.Puncher(
+        p, main=0, peer=("198.18.2.2", 4000), delta=1, ticket=bytes(16), rtt=0.05, random=Prng(3), now=0.0
+    )
+    first = puncher.datagrams_to_send(0.0)
+    predicted = ("198.18.2.2", 4001)
+    assert predicted in [d[1] for d in first]  # probed already, and lost
+    assert puncher.receive_datagram(0, predicted, pu.probe(bytes(16), bytes(12)), 0.001)
+    again = [d for d in puncher.datagrams_to_send(0.001) if d[1] == predicted]
+    assert len(again) == 2  # the answer, and a triggered probe (spec/punch.md §5.3)
+    assert puncher.probes_triggered == 1
