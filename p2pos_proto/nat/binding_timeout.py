@@ -218,8 +218,13 @@ class BindingTimeoutProber:
             self._warm_up(probe, idle, now)
         self._flush(now)
 
-    def relearn(self, now: float) -> None:
-        """NAT-4.6: forget what was learned and search again (a binding was lost, the network changed)."""
+    def relearn(self, now: float, *, spares: Sequence[Hashable] | None = None) -> None:
+        """NAT-4.6: forget what was learned and search again (a binding was lost, the network changed),
+        on new spare sockets if the driver opened new ones (same rules as the constructor's)."""
+        if spares is not None:
+            if len(set(spares)) < self.config.sockets_needed or self.control in spares:
+                raise LocalProtocolError(f"{self.config.sockets_needed} distinct spare sockets, not the control one")
+            self._spare_keys = list(spares)
         self._running = False
         self.start(now)
 

@@ -183,6 +183,8 @@ def test_relearn_starts_again() -> None:
         world.prober.handle_timer(timer)
         world.flush(timer)
     assert isinstance(event, TimeoutLearned) and 0.85 <= event.interval / 200.0 <= 0.95
+    with pytest.raises(LocalProtocolError):
+        world.prober.relearn(9000.0, spares=SPARES[1:])
 
 
 def test_misuse_raises() -> None:
