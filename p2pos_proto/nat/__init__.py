@@ -5,6 +5,8 @@ candidates (spec/candidates.md), hole punching (spec/punch.md), port mapping (sp
 * ``stun``: the rendezvous node's Binding answers, RFC 5780 included (spec/rendezvous.md §5, spec/nat.md §3.1).
 * ``stun_client``: the sans-IO Binding client with RFC 8489 retransmissions (spec/nat.md §2.4).
 * ``discovery``: NAT behaviour discovery in the manner of RFC 5780 (spec/nat.md §3).
+* ``binding_timeout``: how long the router keeps an idle binding, learned on spare bindings (spec/nat.md §4).
+* ``keepalive``: the keepalive interval, the flows that need one, the sender (spec/nat.md §5).
 * ``turn_framing``: ChannelData and cutting a TCP/TLS stream into messages.
 * ``turn_config``: ``turn:``/``turns:`` URLs and credentials (long-term, coturn REST).
 * ``turn``: the sans-IO TURN client; ``turn_events``: what it reports.

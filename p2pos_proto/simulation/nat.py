@@ -248,11 +248,12 @@ class _Flow:
 
 
 class _Mapping:
-    __slots__ = ("by_ip", "expires", "flows", "internal", "key", "public", "static")
+    __slots__ = ("by_ip", "created", "expires", "flows", "internal", "key", "public", "static")
 
     def __init__(
         self, key: tuple[object, ...], internal: Address, public: Address, expires: float, static: bool
     ) -> None:
+        self.created = expires  # _add is called with the creation time as the first expiry
         self.key = key
         self.internal = internal
         self.public = public
@@ -273,6 +274,8 @@ class MappingInfo:
     static: bool
     #: Remote endpoints with a live flow through the mapping, sorted.
     remotes: tuple[Address, ...]
+    #: When the box made it (a mapping lost and made again has a later one).
+    created: float = 0.0
 
 
 class Nat:
@@ -391,6 +394,7 @@ class Nat:
                 self._remove(dynamic)
             public = internal
         m = self._add(("static", internal), internal, public, expires, static=True)
+        m.created = now
         self._push(m)
         return m.public
 
@@ -422,6 +426,7 @@ class Nat:
                 expires=m.expires,
                 static=m.static,
                 remotes=tuple(sorted(r for r, f in m.flows.items() if f.expires > now)),
+                created=m.created,
             )
             for _, m in sorted(self._by_public.items())
         ]
