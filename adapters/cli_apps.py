@@ -152,6 +152,35 @@ def _path_text(path: dict[str, Any]) -> str:
     )
 
 
+def _yes_no(value: object) -> str:
+    return "unknown" if value is None else "yes" if value else "no"
+
+
+def _nat_text(nat: dict[str, Any]) -> list[str]:
+    """The ``nat`` object of status (spec/appapi.md API-3.1.5) in two lines."""
+    if nat.get("mapped") is None:
+        why = {"waiting": "no rendezvous node to ask", "measuring": "measuring"}.get(nat["state"], "no answer")
+        error = f" ({nat['error']})" if nat.get("error") else ""
+        return [f"NAT       unknown: {why}{error}"]
+    mapping = nat["mapping"] or "unknown"
+    if nat["nat"] is False:
+        mapping = "none (the node sees our own address)"
+    allocation = nat["allocation"] or "unknown"
+    if nat["allocation"] == "sequential":
+        allocation += f" ({nat['allocation_delta']:+d})"
+    timeout = nat.get("binding_timeout")
+    lines = [
+        f"NAT       public address {nat['mapped']}, mapping {mapping}, filtering {nat['filtering'] or 'unknown'}, "
+        f"allocation {allocation}",
+        f"          reachable unasked: {_yes_no(nat['public'])}, hairpinning: {_yes_no(nat['hairpinning'])}, "
+        f"binding timeout: {'not learned yet' if timeout is None else f'{timeout:g} s'}; "
+        f"measured {nat['measured_at']} via {nat['server']}",
+    ]
+    if nat["state"] != "measured":
+        lines.append(f"          now {nat['state']}" + (f" ({nat['error']})" if nat.get("error") else ""))
+    return lines
+
+
 def _status_text(status: dict[str, Any]) -> str:
     lines = [f"peer id   {status['peer_id']}", f"core      {status['core']}  (p2pos {status['version']})"]
     lines.append(f"UDP       {', '.join(status['addresses'])}")
@@ -161,6 +190,8 @@ def _status_text(status: dict[str, Any]) -> str:
         else:
             seen = f", sees us at {r['observed']}" if r.get("observed") else ""
             lines.append(f"rendezvous  {r['address']} {r['state']}{seen}  ({r['node'] or 'key not pinned yet'})")
+    if "nat" in status:
+        lines.extend(_nat_text(status["nat"]))
     for p in status["peers"]:
         mark = " verified" if p["verified"] else ""
         lines.append(

@@ -34,6 +34,7 @@ from .eventlog import EventLog
 from .home import Home, Settings, SettingsError, parse_host_port
 from .httpapi import ApiError
 from .jsonstore import JsonStore
+from .natprobe import NatProbe
 from .node import BUSY, NOT_ALLOWED, Address, ConnectFailed, Listener, Node, Peer, _show, open_node
 from .nodepaths import PIN_VIAS
 from .plugins import Plugins
@@ -142,6 +143,10 @@ class Daemon:
         #: Hole punching towards peers an introduction names (spec/punch.md).
         self.punching = Punching(node, notify=self.event)
         self.rendezvous.on_punch = self.punching.offer
+        #: This daemon's NAT as behaviour discovery measured it (spec/nat.md §3.6): its reports,
+        #: and the profile it gives the rendezvous clients.  ``nat.run`` is started with the daemon.
+        self.nat = NatProbe(self.rendezvous)
+        self.rendezvous.on_registration_changed = self.nat.registration_changed
         self.plugins = Plugins(home, notify=self.event)
         self.stopping = trio.Event()
         node.observer = self.event
@@ -468,6 +473,7 @@ class Daemon:
             "plugins": self.plugins.status(),
             "relays": self.relays.status(),
             "port_mappings": [self.port_mappings[local] for local in sorted(self.port_mappings)],
+            "nat": self.nat.status(),
         }
 
     async def register_through_relays(self) -> None:
@@ -570,6 +576,7 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
                     nursery.start_soon(mapped)
         if daemon.relays.links:
             nursery.start_soon(daemon.register_through_relays)
+        nursery.start_soon(daemon.nat.run)  # never blocks start-up, never raises (NAT-3.6.3)
         if settings.bench:
             await nursery.start(selftest.serve, daemon)
         await nursery.start(daemon.plugins.run, daemon)

@@ -1,7 +1,8 @@
 """``p2pos nat-check``: what the router does to UDP, in words (spec/nat.md §3).
 
-The sans-IO ``NatDiscovery`` (p2pos_proto/nat/discovery.py) does the work; this file opens its
-sockets, moves its datagrams, fires its timer, and explains the ``NatReport`` to a person.
+The sans-IO ``NatDiscovery`` (p2pos_proto/nat/discovery.py) does the work, driven by
+``natprobe.discover`` (which the daemon runs too, spec/nat.md §3.6); this file picks the servers
+and explains the ``NatReport`` to a person.
 It asks each rendezvous node of the daemon's settings (``bootstrap``) or each ``--server``:
 a node started with ``p2pos relay --alternate`` can answer every test; any other STUN server
 answers the ones that need no second address.  Fresh sockets are used, not the daemon's: the
@@ -12,73 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import os
 import sys
-from typing import cast
 
 import trio
 
-from p2pos.proto.nat.discovery import Allocation, Behaviour, NatDiscovery, NatReport
+from p2pos.proto.nat.discovery import Allocation, Behaviour, NatReport
 
 from .home import Home, SettingsError
+from .natprobe import discover as check
 
 Address = tuple[str, int]
-#: Seconds a whole check may take (the discovery itself ends within about 6 s after the mapping tests).
-CHECK_TIMEOUT = 60.0
-
-
-async def source_address(server: Address) -> str:
-    """The local IP address the routing table picks to reach ``server`` (no packet is sent)."""
-    family = trio.socket.AF_INET6 if ":" in server[0] else trio.socket.AF_INET
-    with trio.socket.socket(family, trio.socket.SOCK_DGRAM) as probe:
-        await probe.connect(server)
-        return str(probe.getsockname()[0])
-
-
-async def check(server: Address, *, sockets: int = 4, timeout: float = CHECK_TIMEOUT) -> NatReport:
-    """Run discovery against ``server`` from ``sockets`` fresh UDP sockets."""
-    family = trio.socket.AF_INET6 if ":" in server[0] else trio.socket.AF_INET
-    host = await source_address(server)
-    socks = []
-    try:
-        for _ in range(sockets):
-            sock = trio.socket.socket(family, trio.socket.SOCK_DGRAM)
-            socks.append(sock)
-            await sock.bind((host, 0))
-        locals_ = [(host, int(s.getsockname()[1])) for s in socks]
-        discovery = NatDiscovery(server, locals_, trio.current_time(), random=os.urandom)
-        send, receive = trio.open_memory_channel[tuple[bytes, Address, int]](256)
-
-        async def reader(index: int) -> None:
-            while True:
-                try:
-                    data, address = await socks[index].recvfrom(2048)
-                except OSError:  # e.g. ICMP port unreachable reported on a later call
-                    continue
-                await send.send((data, (str(address[0]), int(address[1])), index))
-
-        with trio.move_on_after(timeout):
-            async with trio.open_nursery() as nursery:
-                for index in range(sockets):
-                    nursery.start_soon(reader, index)
-                while not discovery.done:
-                    for data, to, local in discovery.datagrams_to_send(trio.current_time()):
-                        try:
-                            await socks[cast(int, local)].sendto(data, to)
-                        except OSError:
-                            pass  # unreachable now: a lost probe, which retransmission covers
-                    timer = discovery.get_timer()
-                    with trio.move_on_at(math.inf if timer is None else timer):
-                        data, address, index = await receive.receive()
-                        discovery.receive_datagram(data, address, trio.current_time(), index)
-                        continue
-                    discovery.handle_timer(trio.current_time())
-                nursery.cancel_scope.cancel()
-        return discovery.report
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 _MAPPING = {

@@ -22,6 +22,7 @@ import trio
 from p2pos.proto import HandshakeCompleted, MessageReceived, PeerId, SessionClosed
 from p2pos.proto.nat.addresses import is_ip
 from p2pos.proto.nat.candidates import Base, Candidate, Pairing, advertise, local_candidates, pair, remote_candidates
+from p2pos.proto.nat.profile import NatProfile
 from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.client import (
     ClientConfig,
@@ -117,6 +118,9 @@ class Rendezvous:
         self.on_punch: Callable[[PunchOffer], None] | None = None
         #: Told the relays a node offers (RELAYS, spec/rendezvous.md §4.5): the node's name and the URLs.
         self.on_relays_offered: Callable[[str, tuple[str, ...]], None] | None = None
+        #: Told each registration's new observed address (None: the registration was lost): the
+        #: daemon's NAT probe re-measures when it moves (spec/nat.md NAT-3.6.2).
+        self.on_registration_changed: Callable[[Registration, Address | None], None] | None = None
         node.on_bare_event = self._on_session_event
         node.on_reset = self._on_reset
 
@@ -188,6 +192,13 @@ class Rendezvous:
                 if channel is not None:
                     channel.close()
         raise LookupFailed("; ".join(reasons) or "no rendezvous node answered")
+
+    def set_profile(self, registration: Registration, profile: NatProfile | None) -> None:
+        """The NAT profile the registration's client sends as traits (spec/rendezvous.md §3.5); a
+        registered client renews at once when it changed (spec/nat.md NAT-3.6.4).  Safe to call
+        from the node's hooks: the run task transmits, not this call."""
+        registration.client.set_profile(profile, trio.current_time())
+        self._wake.set()
 
     def status(self) -> list[dict[str, object]]:
         return [
@@ -356,9 +367,13 @@ class Rendezvous:
             case RegistrationChanged(observed=None):
                 log.warning("registration with %s lost: %s", node, event.why)
                 self._notify("registration_lost", node=node, why=event.why)
+                if self.on_registration_changed is not None:
+                    self.on_registration_changed(registration, None)
             case RegistrationChanged():
                 log.info("registered with %s; it sees us at %s", node, _show(event.observed))
                 self._notify("registered", node=node, observed=_show(event.observed))
+                if self.on_registration_changed is not None:
+                    self.on_registration_changed(registration, event.observed)
             case LookupAnswered():
                 if event.punch is not None and event.observed is not None:
                     self._punch(

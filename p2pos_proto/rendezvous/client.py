@@ -168,6 +168,19 @@ class RendezvousClient:
         self.session_id, self.state, self._reconnect_at = None, ClientState.IDLE, None
         self._pending.clear()
 
+    def set_profile(self, profile: NatProfile | None, now: float) -> None:
+        """This side's NAT profile as behaviour discovery measured it (None: unknown again).
+
+        REGISTER and LOOKUP carry it from now on (spec/rendezvous.md §3.5); a registered client
+        whose profile changed renews its registration at once, so that the node introduces it
+        with current traits (RDV-3.5.2 keeps the latest REGISTER's; spec/nat.md NAT-3.6.4).
+        Drain the endpoint's output after this."""
+        if profile == self.profile:
+            return
+        self.profile = profile
+        if self.state is ClientState.REGISTERED:
+            self._register(now)
+
     def next_event(self) -> ClientEvent | None:
         return self._events.popleft() if self._events else None
 

@@ -160,3 +160,30 @@ def test_a_node_gone_for_long_is_reconnected_to_with_back_off_when_it_returns() 
 
 def _registered(client: RendezvousClient) -> bool:
     return client.state is ClientState.REGISTERED
+
+
+def test_a_new_profile_is_sent_at_once_with_a_renewal() -> None:
+    """spec/nat.md NAT-3.6.4: the node's copy of the traits follows the measured profile."""
+    from p2pos.proto.nat.profile import Allocation, Filtering, Mapping, NatProfile
+
+    w = World()
+    alice = w.add(ALICE, "alice")
+    w.run_until(1.0)
+    reg = w.node.registration(pid("alice"))
+    assert reg is not None and reg.traits is None  # nothing known yet
+    measured = NatProfile(
+        mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT,
+        filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
+        allocation=Allocation.RANDOM,
+    )
+    alice.set_profile(measured, w.now)
+    w.run_until(2.0)  # long before the renewal at half the lease
+    reg = w.node.registration(pid("alice"))
+    assert reg is not None and reg.traits is not None and reg.traits.profile == measured
+    assert alice.state is ClientState.REGISTERED
+    alice.set_profile(measured, w.now)  # unchanged: no REGISTER
+    assert not w.endpoints[ALICE].data_to_send(w.now)
+    alice.set_profile(None, w.now)  # unknown again: the round trip stays, the profile is unknown
+    w.run_until(3.0)
+    reg = w.node.registration(pid("alice"))
+    assert reg is not None and reg.traits is not None and reg.traits.profile == NatProfile()
