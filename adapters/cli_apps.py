@@ -157,7 +157,7 @@ def _yes_no(value: object) -> str:
 
 
 def _nat_text(nat: dict[str, Any]) -> list[str]:
-    """The ``nat`` object of status (spec/appapi.md API-3.1.5) in two lines."""
+    """The ``nat`` object of status (spec/appapi.md API-3.9) in two lines."""
     if nat.get("mapped") is None:
         why = {"waiting": "no rendezvous node to ask", "measuring": "measuring"}.get(nat["state"], "no answer")
         error = f" ({nat['error']})" if nat.get("error") else ""

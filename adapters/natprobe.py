@@ -168,7 +168,7 @@ class NatProbe:
         return report.to_profile() if report is not None else None
 
     def status(self) -> dict[str, Any]:
-        """The ``nat`` object of GET /v1/status (spec/appapi.md API-3.1.5)."""
+        """The ``nat`` object of GET /v1/status (spec/appapi.md API-3.9)."""
         family = "ipv4" if "ipv4" in self.reports else "ipv6" if "ipv6" in self.reports else None
         report = self.reports[family] if family is not None else None
         out: dict[str, Any] = {

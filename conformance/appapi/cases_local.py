@@ -53,8 +53,24 @@ STATUS_FIELDS: dict[str, type | tuple[type, ...]] = {
     "peers": list,
     "services": list,
     "plugins": list,
+    "nat": dict,
 }
 REGISTRATION_STATES = {"registered", "connecting", "registering", "idle"}
+#: API-3.9: the ``nat`` object's fields, each a type or null (``None`` in the tuple).
+NAT_FINDINGS: dict[str, tuple[type | None, ...]] = {
+    "server": (str, None),
+    "mapped": (str, None),
+    "nat": (bool, None),
+    "mapping": (str, None),
+    "filtering": (str, None),
+    "allocation": (str, None),
+    "allocation_delta": (int, None),
+    "public": (bool, None),
+    "hairpinning": (bool, None),
+    "port_preservation": (bool, None),
+}
+NAT_STATES = {"waiting", "measuring", "measured", "failed"}
+BEHAVIOURS = {None, "endpoint-independent", "address-dependent", "address-and-port-dependent"}
 
 
 def status(api: Api) -> dict[str, Any]:
@@ -84,6 +100,37 @@ def check_status(body: dict[str, Any]) -> None:
         check_service(item, "status.services[]")
     for item in body["plugins"]:
         check.fields(item, {"name": str, "state": str}, "status.plugins[]")
+    check_nat(body["nat"])
+
+
+def _nullable(value: object, types: tuple[type | None, ...]) -> bool:
+    if value is None:
+        return None in types
+    kinds = tuple(t for t in types if t is not None)
+    return isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+
+
+def check_nat(nat: dict[str, Any]) -> None:
+    """Fail unless ``nat`` has the shape of API-3.9."""
+    fields: dict[str, tuple[type | None, ...]] = {
+        "state": (str,),
+        "measured_at": (str, None),
+        **NAT_FINDINGS,
+        "binding_timeout": (int, float, None),
+        "error": (str,),
+        "families": (dict,),
+    }
+    for name, types in fields.items():
+        expect(name in nat, f"status.nat has no {name!r}")
+        expect(_nullable(nat[name], types), f"status.nat.{name}: {nat[name]!r} is not of {types}")
+    expect(nat["state"] in NAT_STATES, f"status.nat.state {nat['state']!r}")
+    for name in ("mapping", "filtering"):
+        expect(nat[name] in BEHAVIOURS, f"status.nat.{name} {nat[name]!r}")
+    expect(nat["allocation"] in (None, "preserved", "sequential", "random"), f"allocation {nat['allocation']!r}")
+    for family, found in nat["families"].items():
+        expect(family in ("ipv4", "ipv6"), f"status.nat.families: {family!r}")
+        for name, types in {**NAT_FINDINGS, "measured_at": (str,)}.items():
+            expect(name in found and _nullable(found[name], types), f"status.nat.families.{family}.{name}")
 
 
 def check_service(item: Any, what: str) -> dict[str, Any]:
@@ -97,7 +144,7 @@ def check_service(item: Any, what: str) -> dict[str, Any]:
     "api/status/1",
     section="§3",
     title="GET /v1/status has every field, with its type, without a token on the Unix socket",
-    requirements=("API-3.1", "API-1.2", "API-2.2"),
+    requirements=("API-3.1", "API-3.9", "API-1.2", "API-2.2"),
 )
 def _(t: Target) -> str | None:
     body = status(t.api)

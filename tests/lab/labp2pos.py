@@ -104,10 +104,15 @@ class Daemon:
         return proc
 
 
-def rendezvous(lab: Lab, server: Server, port: int = 7000) -> Rendezvous:
-    """``p2pos relay`` (the rendezvous node) on ``server``, once it printed its bootstrap line."""
+def rendezvous(lab: Lab, server: Server, port: int = 7000, *, alternate: Server | None = None) -> Rendezvous:
+    """``p2pos relay`` (the rendezvous node) on ``server``, once it printed its bootstrap line.
+
+    With ``alternate`` (a second server address) it answers the RFC 5780 tests too, from
+    ``alternate:port + 1`` (``--alternate``, spec/nat.md §3.1): daemons then measure their NAT."""
     home = lab.tmp / f"node-{server.name}"
     argv = [*P2POS, "relay", "--listen", f"{server.address}:{port}", "--home", str(home)]
+    if alternate is not None:
+        argv += ["--alternate", f"{alternate.address}:{port + 1}"]
     proc = lab.spawn(server.ns, argv, name=f"relay-{server.name}")
 
     def bootstrap() -> str | None:
