@@ -20,9 +20,11 @@ import trio
 from p2pos.proto.nat.discovery import Allocation, Behaviour, NatReport
 
 from .home import Home, SettingsError
-from .natprobe import discover as check
+from .natprobe import discover
 
 Address = tuple[str, int]
+#: One server's report (natprobe.discover, which the daemon runs too).
+check = discover
 
 
 _MAPPING = {
