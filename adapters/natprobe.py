@@ -20,7 +20,6 @@ with back-off (NAT-3.6.3).
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
 import math
@@ -287,13 +286,10 @@ class NatProbe:
         return measured
 
     def _apply(self, registration: Registration) -> None:
-        """Give the registration's client the measured profile of its family (None: unknown),
-        keeping a port mapping's flag, which is not discovery's to set (NAT-3.5)."""
-        profile = self.profile_for(registration.address)
-        current = registration.client.profile
-        if profile is not None and current is not None and current.port_mapped:
-            profile = dataclasses.replace(profile, port_mapped=True)
-        self.rendezvous.set_profile(registration, profile)
+        """Give the registration's client the measured profile of its family (None: unknown).
+        A port mapping's flag is not discovery's to set (NAT-3.5): the client adds it to its
+        traits itself (``RendezvousClient.port_mapped``, adapters/portmapping.py)."""
+        self.rendezvous.set_profile(registration, self.profile_for(registration.address))
 
 
 def _fields(report: NatReport) -> dict[str, Any]:

@@ -277,14 +277,6 @@ async def test_no_rendezvous_node_nothing_to_measure(autojump_clock: trio.testin
     assert script.calls == [] and p.status()["state"] == "waiting" and p.status()["measured_at"] is None
 
 
-async def test_a_port_mapping_flag_is_kept(autojump_clock: trio.testing.MockClock) -> None:
-    rdv = FakeRendezvous(NODE_A)
-    rdv.registrations[0].client.profile = NatProfile(port_mapped=True)
-    async with running(probe(rdv, Script())) as p:
-        await settle(p, "measured")
-    assert rdv.registrations[0].client.profile == dataclasses.replace(symmetric(NODE_A).to_profile(), port_mapped=True)
-
-
 def test_status_text_names_the_nat() -> None:
     base: dict[str, Any] = {
         "peer_id": "p",
