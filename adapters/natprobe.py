@@ -269,7 +269,7 @@ class NatProbe:
             if best is not None and best.udp:
                 self.reports[family], self.measured_at[family] = best, self._clock()
                 measured = True
-                log.info("NAT (%s, via %s): %s", family, best.server, _summary(best))
+                log.info("NAT (%s, via %s): %s", family, _fields(best)["server"], _summary(best))
             else:
                 # The network changed (or it is the first run) and nothing answered: the old
                 # findings describe a network we may have left.  Unknown, not UDP blocked: the
@@ -311,7 +311,10 @@ def _fields(report: NatReport) -> dict[str, Any]:
 
 
 def _summary(report: NatReport) -> str:
-    parts = [f"mapped {report.mapped}", f"mapping {report.mapping.value if report.mapping else 'unknown'}"]
+    mapped = _fields(report)["mapped"]
+    parts = [f"mapped {mapped}", f"mapping {report.mapping.value if report.mapping else 'unknown'}"]
+    if report.nat is False:
+        parts.append("no translation")
     parts.append(f"filtering {report.filtering.value if report.filtering else 'unknown'}")
     if report.allocation is not None:
         delta = f" {report.allocation_delta:+d}" if report.allocation_delta else ""

@@ -1,8 +1,9 @@
 """The daemon's hole punching (adapters/punching.py, spec/punch.md) between real daemons on loopback.
 
-Loopback has no NAT, and neither daemon has measured one: the plan is a plain dial (spec/punch.md
-§3.1 row 3), both sides probe each other's observed address with the introduction's ticket, and
-both see their probes answered.  The NAT kinds themselves are the namespace lab's matter
+Loopback has no NAT: once a daemon measured it (spec/nat.md §3.6; the node has no second address,
+so only "no translation" is known) the plan is a simultaneous open (spec/punch.md §3.1 row 4),
+before that a plain dial (row 3); either way both sides probe each other's observed address with
+the introduction's ticket, and both see their probes answered.  The NAT kinds themselves are the namespace lab's matter
 (tests/lab) and the emulator's (tests/simulation, tests/nat)."""
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def test_an_introduction_starts_a_punch_on_both_sides_and_both_succeed(tmp_path:
             events = daemon.events(_ended)
             started = [e for e in events if e.get("type") == "punch_started"]
             assert started and started[0]["peer_id"] == peer and started[0]["leading"] is leading, events
-            assert "not measured" in started[0]["strategy"], started
+            strategy = started[0]["strategy"]
+            assert "not measured" in strategy or "both map endpoint-independently" in strategy, started
             (ended,) = [e for e in events if e.get("type") in ("punch_succeeded", "punch_failed")]
             assert ended["type"] == "punch_succeeded", ended
             assert ended["peer_id"] == peer
