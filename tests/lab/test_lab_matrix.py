@@ -188,9 +188,10 @@ def run_pair(
         events_a, events_b = _events(a), _events(b)
         up = [e["at"] for e in events_a if e["type"] == "peer_connected" and e.get("peer_id") == b_id]
         direct = [e["at"] for e in events_a if e["type"] == "path_active" and e.get("via") == "udp"]
-        to_direct = round(direct[0] - up[0], 3) if up and direct and path == "direct" else None
-        if to_direct is not None and to_direct < 0:
-            to_direct = 0.0  # direct UDP answered the handshake first: up on direct
+        to_direct = None
+        if path == "direct" and up:
+            # No move to a udp path: the handshake itself ran on direct UDP (up on direct: 0).
+            to_direct = max(0.0, round(direct[0] - up[0], 3)) if direct else 0.0
         return Trial(
             f"{a_kind} x {b_kind}", impaired, expected, str(path), round(ttfb, 3), to_direct,
             (_probes(events_a), _probes(events_b)),
