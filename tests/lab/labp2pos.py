@@ -126,6 +126,28 @@ def rendezvous(lab: Lab, server: Server, port: int = 7000, *, alternate: Server 
     return Rendezvous(server, found, proc)
 
 
+def relay(lab: Lab, *, port: int = 7000, ws_port: int = 8080, alternate: bool = False) -> tuple[Rendezvous, str]:
+    """``p2pos relay --listen --ws`` on a new server (the rendezvous node, and a WebSocket relay with the
+    node behind it, spec/relay.md §6), with ``alternate`` also ``--alternate`` on a second server address
+    (spec/nat.md: daemons measure their NAT): the node (for ``--bootstrap``) and the relay's URL."""
+    server = lab.server("relay")
+    argv = [*P2POS, "relay", "--home", str(lab.tmp / "relay-home"), "--listen", f"{server.address}:{port}"]
+    argv += ["--ws", f"{server.address}:{ws_port}"]
+    if alternate:
+        argv += ["--alternate", f"{lab.server('relay-alt').address}:{port + 1}"]
+    proc = lab.spawn(server.ns, argv, name="relay")
+
+    def bootstrap() -> str | None:
+        lines = [line for line in lab.log(proc).splitlines() if line.startswith("bootstrap: ")]
+        return lines[0].split(" ", 1)[1].strip() if lines else None
+
+    if not wait_until(lambda: bootstrap() is not None or proc.poll() is not None, 30) or proc.poll() is not None:
+        pytest.fail(f"p2pos relay did not start: {lab.log(proc, 'err')[-3000:]}", pytrace=False)
+    found = bootstrap()
+    assert found is not None
+    return Rendezvous(server, found, proc), f"ws://{server.address}:{ws_port}/p2pos/relay/v1"
+
+
 def daemon(lab: Lab, peer: Peer, *nodes: Rendezvous, extra: tuple[str, ...] = ()) -> Daemon:
     """``p2pos up`` in ``peer``'s namespace on its own address, with these rendezvous nodes; not waited for."""
     home = lab.tmp / peer.name

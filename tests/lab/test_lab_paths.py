@@ -57,21 +57,7 @@ def lab() -> Iterator[netlab.Lab]:
 
 def start_relay(lab: netlab.Lab) -> tuple[labp2pos.Rendezvous, str]:
     """``p2pos relay --listen --ws`` on a new server: the node (for ``--bootstrap``) and the relay's URL."""
-    server = lab.server("relay")
-    home = lab.tmp / "relay-home"
-    argv = [*labp2pos.P2POS, "relay", "--home", str(home)]
-    argv += ["--listen", f"{server.address}:{RELAY_PORT}", "--ws", f"{server.address}:{WS_PORT}"]
-    proc = lab.spawn(server.ns, argv, name="relay")
-
-    def bootstrap() -> str | None:
-        lines = [line for line in lab.log(proc).splitlines() if line.startswith("bootstrap: ")]
-        return lines[0].split(" ", 1)[1].strip() if lines else None
-
-    if not netlab.wait_until(lambda: bootstrap() is not None or proc.poll() is not None, 30) or proc.poll():
-        pytest.fail(f"p2pos relay did not start: {lab.log(proc, 'err')[-3000:]}", pytrace=False)
-    found = bootstrap()
-    assert found is not None
-    return labp2pos.Rendezvous(server, found, proc), f"ws://{server.address}:{WS_PORT}/p2pos/relay/v1"
+    return labp2pos.relay(lab, port=RELAY_PORT, ws_port=WS_PORT)
 
 
 def marked_data(size: int) -> bytes:
