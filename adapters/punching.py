@@ -79,7 +79,8 @@ class _Run:
     readers: dict[Hashable, trio.CancelScope] = dataclasses.field(default_factory=dict)
     #: Node socket index -> puncher local, for what arrives through the node.
     by_node_index: dict[int, Hashable] = dataclasses.field(default_factory=dict)
-    adopted: Hashable | None = None
+    #: Extra sockets handed to the node (the winner, and any the peer's probes reached later).
+    adopted: set[Hashable] = dataclasses.field(default_factory=set)
 
 
 class Punching:
@@ -159,7 +160,7 @@ class Punching:
                 scope = run.readers.get(local)
                 if scope is not None:
                     scope.cancel()
-                if local != run.adopted:
+                if local not in run.adopted:
                     transport.close()
 
     async def _open_extra(self, run: _Run, count: int) -> list[Hashable]:
@@ -186,10 +187,18 @@ class Punching:
             while True:
                 try:
                     data, address = await transport.receive()
-                    if run.puncher is not None and run.puncher.receive_datagram(
-                        local, address, data, trio.current_time()
-                    ):
+                    puncher = run.puncher
+                    if puncher is None:
+                        continue
+                    answered = puncher.answers_sent
+                    if puncher.receive_datagram(local, address, data, trio.current_time()):
                         run.wake.set()
+                        if puncher.answers_sent > answered and isinstance(puncher.outcome, pu.PunchSucceeded):
+                            # The peer's probe reached this socket after we won on another: under loss
+                            # the peer may win on this pair instead (its answer came back here), and
+                            # its path check will come here: the node must read this socket too.
+                            self._node_index(run, local)
+                            return
                 except (OSError, trio.ClosedResourceError):
                     return
                 except Exception as exc:  # whatever arrives, the daemon stays up
@@ -251,11 +260,13 @@ class Punching:
         """The node's socket index of a puncher socket, adopting an extra one into the node."""
         if isinstance(local, int):
             return local
+        if local in run.adopted:
+            return next(index for index, known in run.by_node_index.items() if known == local)
         scope = run.readers.pop(local, None)
         if scope is not None:
             scope.cancel()  # the node reads it from now on
         index = self.node.add_transport(run.extra[local])
-        run.adopted = local
+        run.adopted.add(local)
         run.by_node_index[index] = local
         return index
 

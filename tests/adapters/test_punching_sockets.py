@@ -74,6 +74,19 @@ async def test_the_birthday_side_adopts_its_winning_socket() -> None:
                     await trio.sleep(0.01)
             assert len(node.transports) == before + 1
             assert node.transports[-1].local_address == winner
+            while True:  # the winner's answer to our probe
+                data, _ = await peer_sock.recvfrom(2048)
+                if sm.decode_untrusted(data).klass == sm.SUCCESS:
+                    break
+            # Under loss the peer may win on another of our sockets (its answer from the first was
+            # lost): its later probe there makes the node read that socket too.
+            second = next(s for s in sources if s not in (main, winner))
+            await peer_sock.sendto(pu.probe(TICKET, b"t" * 12), second)
+            assert (await peer_sock.recvfrom(2048))[1] == second  # answered
+            with trio.fail_after(10):
+                while len(node.transports) < before + 2:
+                    await trio.sleep(0.01)
+            assert node.transports[-1].local_address == second
             (ok,) = [f for kind, f in events if kind == "punch_succeeded"]
             assert ok["address"] == f"127.0.0.1:{peer_address[1]}" and ok["probes"] == BIRTHDAY_SOCKETS
             # The adopted socket is the node's now: a datagram to it is the node's to read.
