@@ -12,6 +12,7 @@ import heapq
 from collections.abc import Hashable
 
 import pytest
+from test_punch_plan import EIM, RANDOM, SEQ  # the profiles the table's tests use
 
 from p2pos.proto.nat import punch as pu
 from p2pos.proto.nat import stun_message as sm
@@ -156,24 +157,6 @@ def run_pair(
             assert side.puncher is not None
             side.puncher.handle_timer(now)
     return sides["a"], sides["b"]
-
-
-EIM = NatProfile(
-    mapping=Mapping.ENDPOINT_INDEPENDENT,
-    filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
-    allocation=Allocation.PRESERVING,
-)
-RANDOM = NatProfile(
-    mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT,
-    filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
-    allocation=Allocation.RANDOM,
-)
-SEQ = NatProfile(
-    mapping=Mapping.ADDRESS_AND_PORT_DEPENDENT,
-    filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT,
-    allocation=Allocation.SEQUENTIAL,
-    delta=1,
-)
 
 
 def outcome(side: Side) -> pu.PunchEvent | None:
