@@ -50,6 +50,9 @@ SERVICE_NAME = re.compile(r"[a-z0-9._-]{1,64}")
 #: A channel on an existing session not answered this long: the session is taken for dead (the
 #: peer restarted) and the peer is looked up and reached again.
 STALE_SESSION_TIMEOUT = 3.0
+#: A handshake with no answer this long after a lookup asks for a second introduction (the first
+#: one, a single datagram, may have been lost).
+REINTRODUCE_AFTER = 2.0
 #: A rendezvous node still not registered with over UDP this long after start is reached through
 #: the relays (spec/relay.md §6).
 RELAY_REGISTER_AFTER = 3.0
@@ -210,11 +213,26 @@ class Daemon:
             why = "; ".join(refused) or "no address"
             raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: nothing to dial ({why})")
         try:
-            session = await self.node.connect_any(peer, addresses, routes=routes)
+            async with trio.open_nursery() as nursery:
+                if observed is not None:
+                    nursery.start_soon(self._introduce_again, peer)
+                session = await self.node.connect_any(peer, addresses, routes=routes)
+                nursery.cancel_scope.cancel()
         except (ConnectFailed, ValueError) as exc:
             raise ApiError(502, "peer_unreachable", f"cannot reach peer {peer.short()}: {exc}") from None
         self._turn_paths(peer, observed)
         return session
+
+    async def _introduce_again(self, peer: PeerId) -> None:
+        """A handshake still waiting after ``REINTRODUCE_AFTER``: look the peer up again, so that the
+        node introduces us once more.  An INTRODUCTION is sent once (rendezvous.md §4.2) and may be
+        lost; without it the peer neither asks its relay for us (relay.md: both sides must want each
+        other) nor punches towards us, and only the relay could have carried this session."""
+        await trio.sleep(REINTRODUCE_AFTER)
+        if self.node.peer(peer) is None:
+            log.info("no session with %s yet: asking for another introduction", peer.short())
+            with contextlib.suppress(LookupFailed):
+                await self.rendezvous.lookup(peer)
 
     def _quic_routes(self, peer: PeerId, observed: Address | None) -> list[tuple[int, object]]:
         """QUIC to the peer's observed address from each of our UDP sockets of its family: the
