@@ -270,12 +270,6 @@ class Puncher:
         """Whether the punch has ended and lingered long enough to be dropped."""
         return self.ended_at is not None and now >= self.ended_at + LINGER
 
-    def sockets_in_use(self) -> set[Hashable]:
-        """The sockets a driver must keep: after success only the winning one (and the main one)."""
-        if isinstance(self.outcome, PunchSucceeded):
-            return {self.outcome.local}
-        return {local for local, _, _ in self._pending.values()} | {local for _, _, local, _ in self._queue}
-
     # -- internals ---------------------------------------------------------------------------
 
     def _at(self, t: float, local: Hashable, address: Address) -> None:
