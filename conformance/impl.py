@@ -743,7 +743,22 @@ def _initiate(request: Json, keys: LocalKeys, config: SessionConfig) -> SecureSe
 
 #: The areas of case ids this adapter implements (spec/conformance.md §4); an id of any other
 #: area is a case it does not know, and it exits 127 as the compliance pre-check requires.
-AREAS = ("id/", "hs/", "rec/", "ep/", "frame/", "ch/", "ses/", "err/", "conf/", "rdv/", "nat/", "cand/", "punch/")
+AREAS = (
+    "id/",
+    "hs/",
+    "rec/",
+    "ep/",
+    "frame/",
+    "ch/",
+    "ses/",
+    "err/",
+    "conf/",
+    "rdv/",
+    "nat/",
+    "cand/",
+    "punch/",
+    "map/",
+)
 
 
 def _unsupported(case_id: str) -> bool:

@@ -6,7 +6,8 @@ Two kinds of command.  Pure functions, answered at once: ``stun_decode`` and ``s
 ``keepalive_flows`` (nat.md §5).  And roles, one per process like the others of the adapter,
 each a sans-IO object whose sockets have text names: ``stun_server`` (a node's Binding answers,
 nat.md §3.1), ``nat_discovery`` (nat.md §3.2), ``punch`` (punch.md §4, §5), ``keeper`` (nat.md
-§5.3) and ``timeout_search`` (nat.md §4).  Then ``nat_receive`` hands the role one datagram
+§5.3), ``timeout_search`` (nat.md §4) and ``portmap`` (a PCP or NAT-PMP client, portmap.md; ``portmap_remove``
+removes its mapping).  Then ``nat_receive`` hands the role one datagram
 (``data`` from ``addr`` on socket ``local``) and ``nat_timer`` runs its timers due by ``now``;
 every answer lists what the role sends (``out``, ``to``, ``from``: the datagram, its
 destination, the socket it leaves) and its ``events``, and ``timer``, when it next needs
@@ -20,7 +21,17 @@ import ipaddress
 from collections.abc import Callable, Hashable
 from typing import Any
 
-from p2pos.proto.nat import addresses, candidates, keepalive, profile, punch, punch_plan
+from p2pos.proto.nat import (
+    addresses,
+    candidates,
+    keepalive,
+    portmap_common,
+    portmap_natpmp,
+    portmap_pcp,
+    profile,
+    punch,
+    punch_plan,
+)
 from p2pos.proto.nat import stun_message as sm
 from p2pos.proto.nat.binding_timeout import BindingTimeoutProber, TimeoutLearned, TimeoutSearchFailed
 from p2pos.proto.nat.discovery import NatDiscovery
@@ -425,12 +436,68 @@ class SearchRole(NatRole):
         return {**super().drain(now), "interval": self.search.interval}
 
 
+class PortmapRole(NatRole):
+    """One PCP or NAT-PMP mapping (portmap.md §3-§6) on the socket ``local``, to ``gateway`` (port 5351)."""
+
+    def __init__(self, request: Json) -> None:
+        self.local, self.gateway = str(request["local"]), parse_address(request["gateway"])
+        port, lifetime = int(request["internal_port"]), int(request.get("lifetime", portmap_natpmp.DEFAULT_LIFETIME))
+        mapper: portmap_common.DatagramMapper
+        if request.get("protocol") == "natpmp":
+            mapper = portmap_natpmp.NatPmpClient(internal_port=port, lifetime=lifetime)
+        elif request.get("protocol") == "pcp":
+            mapper = portmap_pcp.PcpClient(
+                client_address=parse_address(self.local)[0],
+                internal_port=port,
+                lifetime=lifetime,
+                random=seeded_stream(_hex(request, "seed")),
+            )
+        else:
+            raise RdvError("protocol is 'natpmp' or 'pcp'")
+        self.mapper = mapper
+        self.mapper.start(_now(request))
+
+    def remove(self, now: float) -> None:
+        self.mapper.remove(now)
+
+    def receive(self, local: str, source: Address, data: bytes, now: float) -> None:
+        if source == self.gateway:  # only the gateway is listened to (MAP-1.3)
+            self.mapper.receive_datagram(data, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.mapper.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        return self.mapper.get_timer()
+
+    def send(self, now: float) -> list[tuple[bytes, Address, str]]:
+        return [(d, self.gateway, self.local) for d in self.mapper.datagrams_to_send(now)]
+
+    def events(self) -> list[Json]:
+        out: list[Json] = []
+        while (event := self.mapper.next_event()) is not None:
+            if isinstance(event, portmap_common.MappingGranted):
+                m = event.mapping
+                external = format_address((m.external_address, m.external_port))
+                out.append(
+                    {"type": "mapping_granted", "external": external, "lifetime": m.lifetime, "renewed": event.renewed}
+                )
+            elif isinstance(event, portmap_common.MappingFailed):
+                out.append({"type": "mapping_failed", "result": event.result, "unsupported": event.unsupported})
+            elif isinstance(event, portmap_common.MappingLost):
+                out.append({"type": "mapping_lost"})
+            else:
+                out.append({"type": "mapping_removed", "confirmed": event.confirmed})
+        return out
+
+
 ROLES: dict[str, Callable[[Json], NatRole]] = {
     "stun_server": StunServerRole,
     "nat_discovery": DiscoveryRole,
     "punch": PunchRole,
     "keeper": KeeperRole,
     "timeout_search": SearchRole,
+    "portmap": PortmapRole,
 }
 FUNCTIONS: dict[str, Callable[[Json], Json]] = {
     "stun_decode": stun_decode,
@@ -456,6 +523,7 @@ class NatCommands:
             out[name] = self._starter(make)
         out["nat_receive"] = self.receive
         out["nat_timer"] = self.timer
+        out["portmap_remove"] = self.portmap_remove
         return out
 
     def _starter(self, make: Callable[[Json], NatRole]) -> Callable[[Json], Json]:
@@ -473,6 +541,13 @@ class NatCommands:
     def receive(self, request: Json) -> Json:
         role, now = self._need(), _now(request)
         role.receive(str(request.get("local")), parse_address(request.get("addr")), _hex(request, "data"), now)
+        return role.drain(now)
+
+    def portmap_remove(self, request: Json) -> Json:
+        role, now = self._need(), _now(request)
+        if not isinstance(role, PortmapRole):
+            raise RdvError("no portmap role")
+        role.remove(now)
         return role.drain(now)
 
     def timer(self, request: Json) -> Json:

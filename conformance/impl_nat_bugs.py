@@ -92,5 +92,19 @@ def install_nat_bug(bug: str) -> None:
         from p2pos.proto.nat import binding_timeout
 
         binding_timeout.SearchConfig = functools.partial(binding_timeout.SearchConfig, warm_gap=0.5)  # type: ignore[misc,assignment]
+    elif bug == "pcp-nonce-per-request":  # MAP-4.3: a new nonce for every request, renewals and deletion included
+        from p2pos.proto.nat import portmap_pcp
+
+        pcp_request = portmap_pcp.PcpClient._request
+
+        def fresh_nonce(self: Any, lifetime: int) -> bytes:
+            self.nonce = bytes(self.random(12))
+            return pcp_request(self, lifetime)
+
+        portmap_pcp.PcpClient._request = fresh_nonce  # type: ignore[method-assign]
+    elif bug == "portmap-renew-at-expiry":  # MAP-5.1: renewed when the lifetime ends, not at half of it
+        from p2pos.proto.nat import portmap_common
+
+        portmap_common.PortMapping.renew_at = property(lambda self: self.granted_at + self.lifetime)  # type: ignore[method-assign,assignment]
     elif bug == "keepalive-one-flow":  # NAT-5.2: the node's flow only, whatever the NAT
         keepalive.keepalive_flows = lambda mapping, filtering, server, peers: [server]

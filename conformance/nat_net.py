@@ -78,6 +78,7 @@ class Role:
         return new
 
     def start(self, cmd: str, now: float, **fields: Any) -> list[Sent]:
+        """Send the command ``cmd`` (a role's start, or ``portmap_remove``); what the role sent."""
         return self._take(self.iut.ok(cmd, now=now, **fields), now)
 
     def receive(self, data: bytes, source: Address, local: str, now: float) -> list[Sent]:

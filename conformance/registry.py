@@ -93,6 +93,7 @@ CASE_MODULES = (
     "cases_nat_keepalive",
     "cases_candidates",
     "cases_punch",
+    "cases_portmap",
 )
 
 

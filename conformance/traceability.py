@@ -37,6 +37,7 @@ PREFIXES: Mapping[str, str] = {
     "nat.md": "NAT",
     "candidates.md": "CAND",
     "punch.md": "PUN",
+    "portmap.md": "MAP",
     "quic.md": "QUIC",
     "errors.md": "ERR",
     "conformance.md": "CONF",

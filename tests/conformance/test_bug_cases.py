@@ -72,7 +72,7 @@ BUGS = [
     (
         "cand-is-private",
         "cand/",
-        {f"cand/class/{i}" for i in (1, 2)} | {f"cand/pair/{i}" for i in (1, 2, 3, 5, 6)} | {"cand/adv/1"},
+        {f"cand/class/{i}" for i in (1, 2)} | {f"cand/pair/{i}" for i in (1, 2, 3, 5, 6)},
     ),
     ("cand-private-everywhere", "cand/", {"cand/class/1", "cand/pair/1", "cand/pair/2"}),
     ("punch-mi-username", "punch/probe/", {f"punch/probe/{i}" for i in (1, 4, 5, 6)}),
@@ -80,6 +80,8 @@ BUGS = [
     ("keepalive-no-resend", "nat/ka/", {"nat/ka/3"}),
     ("keepalive-one-flow", "nat/ka/", {"nat/ka/2"}),
     ("search-no-warm-gap", "nat/bt/", {"nat/bt/2"}),
+    ("pcp-nonce-per-request", "map/pcp/", {"map/pcp/1"}),
+    ("portmap-renew-at-expiry", "map/", {"map/natpmp/4", "map/pcp/1", "map/pcp/4"}),
 ]
 
 
