@@ -73,6 +73,7 @@ from p2pos.proto.paths.events import PathAbandoned, PathActive, PathDead, PathVa
 from . import impl_paths
 from .frame_json import CHANNEL_KINDS, frame_from_json, frame_to_json
 from .impl_bugs import install_bug
+from .impl_nat import NatCommandError, NatCommands
 from .impl_rdv import RdvClientMode, RdvError, RdvMode
 from .seeded import seeded_stream
 
@@ -193,6 +194,8 @@ class Adapter:
             "rdv_client": self.rdv_client,
             "rdv_lookup": self.rdv_lookup,
         }
+        # NAT traversal (spec/conformance.md §3.12; impl_nat.py): functions and one role per process.
+        self.handlers.update(NatCommands().handlers())
 
     def handle(self, request: Json) -> Json:
         handler = self.handlers.get(str(request.get("cmd")))
@@ -204,6 +207,8 @@ class Adapter:
             return {"ok": False, "error": exc.code, "message": str(exc)}
         except RdvError as exc:
             return {"ok": False, "error": "BAD_COMMAND", "message": str(exc)}
+        except NatCommandError as exc:
+            return {"ok": False, "error": exc.code, "message": str(exc)}
         except ProtocolError as exc:
             return {"ok": False, "error": exc.code.name, "message": str(exc)}
         except (KeyError, ValueError, TypeError) as exc:  # (impl_paths.PathCommandError is a ValueError)
@@ -738,7 +743,22 @@ def _initiate(request: Json, keys: LocalKeys, config: SessionConfig) -> SecureSe
 
 #: The areas of case ids this adapter implements (spec/conformance.md §4); an id of any other
 #: area is a case it does not know, and it exits 127 as the compliance pre-check requires.
-AREAS = ("id/", "hs/", "rec/", "ep/", "frame/", "ch/", "ses/", "err/", "conf/", "rdv/")
+AREAS = (
+    "id/",
+    "hs/",
+    "rec/",
+    "ep/",
+    "frame/",
+    "ch/",
+    "ses/",
+    "err/",
+    "conf/",
+    "rdv/",
+    "nat/",
+    "cand/",
+    "punch/",
+    "map/",
+)
 
 
 def _unsupported(case_id: str) -> bool:

@@ -16,6 +16,8 @@ from p2pos.proto.channels import frames as ch
 from p2pos.proto.errors import ErrorCode, ProtocolError
 from p2pos.proto.identity import crypto
 
+from .impl_nat_bugs import install_nat_bug
+
 
 def install_bug(bug: str, adapter: dict[str, Any]) -> None:
     """Break the rule ``bug`` names inside this process (nothing for other values).
@@ -203,6 +205,7 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
             path_module.Path.on_response = on_response_any_path  # type: ignore[method-assign]
     except (TypeError, AttributeError) as exc:  # a compiled (mypyc) class
         sys.exit(f"P2POS_IMPL_BUG={bug} needs the pure-Python core: {exc}")
+    install_nat_bug(bug)  # the NAT traversal rules (impl_nat_bugs.py)
     if bug == "ignore-versions":  # the IUT only ever supports version 1, whatever the config says
         config = adapter["_config"]
         adapter["_config"] = lambda raw: config({k: v for k, v in raw.items() if k != "versions"})

@@ -88,6 +88,12 @@ CASE_MODULES = (
     "cases_rendezvous",
     "cases_rendezvous_limits",
     "cases_rendezvous_client",
+    "cases_nat_stun",
+    "cases_nat_discovery",
+    "cases_nat_keepalive",
+    "cases_candidates",
+    "cases_punch",
+    "cases_portmap",
 )
 
 

@@ -113,6 +113,7 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-3.10.5": "an IUT's choice: without a rendezvous client the rdv/client/ cases are unsupported, not failed",
     "CONF-3.11.4": "an IUT's choice: without the path commands the ch/multipath/ cases are unsupported, not failed "
     "(cases_multipath.PathPeer.add_path and cases_multipath_state.paths_view raise Unsupported on an error answer)",
+    "CONF-3.12.3": "an IUT's choice: without the NAT traversal commands the nat/, cand/, punch/ and map/ cases are unsupported, not failed",
     "CONF-4.1": "a rule for the suite, checked by tests/conformance/test_conformance.py (test_retired_ids_are_listed_and_never_reused)",
     "CONF-4.2": "a rule for the suite, checked by tests/conformance/test_conformance.py (test_the_spec_lists_every_case) and tests/spec/test_traceability.py",
     "CONF-5.1": "a freedom of an adapter: a case it leaves out is unsupported, not failed",
@@ -120,8 +121,22 @@ UNTESTABLE: Mapping[str, str] = {
     "CONF-6.2": "a rule for the spec's authors over time: no test can see what an id meant before",
     "CONF-6.3": "a rule for the spec's authors, checked by tests/spec/test_traceability.py (a tag without a keyword) and tests/conformance/test_verdicts.py (how levels are read)",
     "CONF-6.4": "a rule for the spec and the suite, checked by tests/spec/test_traceability.py",
+    "NAT-2.3": "interoperation with Debian's coturn, a third party the suite does not run; tests/nat/test_stun_interop.py runs both directions on loopback",
+    "NAT-3.4": "a rule for the command line (`p2pos nat-check`), outside the control protocol; tests/nat/test_natcheck_words.py and tests/adapters/test_natprobe.py",
+    "NAT-3.6.1": "when the daemon runs discovery is the daemon's, outside the control protocol (which runs discovery on command, nat/disc/); tests/adapters/test_natprobe.py",
+    "NAT-3.6.2": "the daemon's reaction to a network change, outside the control protocol; tests/adapters/test_natprobe.py",
+    "NAT-3.6.3": "the daemon's error handling and retry back-off, outside the control protocol; tests/adapters/test_natprobe.py",
+    "NAT-3.6.4": "what the daemon hands its rendezvous clients, outside the control protocol; tests/adapters/test_natprobe.py",
+    "NAT-4.6": "the daemon's triggers for a new search (its keeper's events, an address change, a lapsed registration) are outside the control protocol; tests/nat/test_binding_timeout.py checks relearn",
+    "MAP-1.1": "which gateway to ask and when a mapping is advertised are the adapter's and the daemon's (adapters/portmap.py reads the default route), outside the control protocol; tests/adapters/test_portmap_gateway.py",
+    "MAP-2.1": "the order of the protocols is the trio driver's (transports/portmap.py), which the control protocol does not run (the portmap role is one client); tests/nat/test_portmap_spec.py and tests/lab/test_lab_portmap.py",
+    "NAT-5.4": "a measured cost, not a behaviour: bench/keepalive.py measures it",
 }
 PENDING: Mapping[str, str] = {
+    "MAP-7.1": "a `upnp` role (conformance.md §3.12) whose HTTP exchanges the runner answers as a gateway (SSDP, description, SOAP); tested by tests/nat/test_portmap_upnp.py and tests/lab/test_lab_portmap.py",
+    "MAP-7.2": "the `upnp` role of MAP-7.1, the runner answering AddPortMapping with errors 725 and 718; tested by tests/nat/test_portmap_upnp.py",
+    "MAP-7.3": "the `upnp` role of MAP-7.1, the runner sending oversized SSDP, HTTP and DTD-laden XML; tested by tests/nat/test_portmap_upnp.py",
+    "MAP-7.4": "the `upnp` role of MAP-7.1 with `portmap_remove` while an AddPortMapping is in flight; tested by tests/nat/test_portmap_upnp.py",
     "QUIC-5.1.3": "a view of the carrier's rank and kind, the endpoint's own choice, which no control shows (the fate rule is PTH-4.8, ch/multipath/15); tested in tests/carriers/test_carrier_quic_shared.py and tests/lab/test_lab_quic.py",
 }
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).

@@ -64,6 +64,24 @@ BUGS = [
     ("bbr-no-floor", "ch/bbr/25", {"ch/bbr/25"}),
     ("bbr-no-aggregation", "ch/bbr/26", {"ch/bbr/26"}),
     ("early-no-open", "ch/early/", {"ch/early/5"}),
+    # NAT traversal (conformance/impl_nat_bugs.py): STUN, discovery, candidates, punching, keepalives.
+    ("stun-mi-short-length", "nat/stun/", {"nat/stun/1"}),
+    ("stun-change-ignored", "nat/stun/", {"nat/stun/7", "nat/stun/8"}),
+    ("disc-public-by-mapping", "nat/disc/", {"nat/disc/2"}),
+    ("disc-delta-one", "nat/disc/", {"nat/disc/5"}),
+    (
+        "cand-is-private",
+        "cand/",
+        {f"cand/class/{i}" for i in (1, 2)} | {f"cand/pair/{i}" for i in (1, 2, 3, 5, 6)},
+    ),
+    ("cand-private-everywhere", "cand/", {"cand/class/1", "cand/pair/1", "cand/pair/2"}),
+    ("punch-mi-username", "punch/probe/", {f"punch/probe/{i}" for i in (1, 4, 5, 6)}),
+    ("punch-birthday-2048", "punch/", {"punch/plan/1", "punch/probe/9"}),
+    ("keepalive-no-resend", "nat/ka/", {"nat/ka/3"}),
+    ("keepalive-one-flow", "nat/ka/", {"nat/ka/2"}),
+    ("search-no-warm-gap", "nat/bt/", {"nat/bt/2"}),
+    ("pcp-nonce-per-request", "map/pcp/", {"map/pcp/1"}),
+    ("portmap-renew-at-expiry", "map/", {"map/natpmp/4", "map/pcp/1", "map/pcp/4"}),
 ]
 
 
