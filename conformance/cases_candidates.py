@@ -282,7 +282,7 @@ def _(iut: Iut) -> str | None:
     "cand/adv/1",
     section=ADVERTISE,
     title="what a side advertises: host, IPv6 global, port-mapped and relayed by priority; no server-reflexive, wildcard or never",
-    requirements=("CAND-4.1",),
+    requirements=("CAND-4.1", "CAND-4.1a"),
 )
 def _(iut: Iut) -> str | None:
     got = iut.ok(
