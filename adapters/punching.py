@@ -9,10 +9,9 @@ carries the peer's NAT profile, its round trip to the node and a ticket (spec/re
 * it sends the probes from the socket the introduction came through (the one whose observed
   address the peer has), and, on the scattering side of a birthday, from up to 255 extra UDP
   sockets it opens for the punch (§3.6);
-* beside it, each socket of the other address family (the daemon's IPv6 socket, when both sides
-  have IPv6: spec/candidates.md §4) dials the peer's addresses of that family in a punch of its
-  own, ``IPV6_PLAN`` whatever the IPv4 plan (spec/punch.md §3.9): both sides send, so each side's
-  stateful firewall opens for the other;
+* beside it, each IPv6 socket (the daemon's, when both sides have IPv6: spec/candidates.md §4)
+  dials the peer's IPv6 addresses in a punch of its own, ``IPV6_PLAN`` whatever the IPv4 plan
+  (spec/punch.md §3.9): both sides send, so each side's stateful firewall opens for the other;
 * probes and answers come back as STUN datagrams: on the node's sockets through the node's
   foreign-datagram hook, on the extra sockets through a receive task of their own.
 
@@ -71,8 +70,8 @@ class PunchOffer:
     rtt: float | None
     #: This side looked the peer up (spec/punch.md §3.1's ``leading``).
     leading: bool
-    #: Other sockets of the node (another address family: IPv6) with the peer's addresses the pairing
-    #: policy lets each dial: each punches them with ``IPV6_PLAN`` (spec/punch.md §3.9).
+    #: The node's IPv6 sockets with the peer's IPv6 addresses the pairing policy lets each dial: each
+    #: punches them with ``IPV6_PLAN`` (spec/punch.md §3.9).
     others: tuple[tuple[int, tuple[Address, ...]], ...] = ()
 
 

@@ -341,14 +341,14 @@ class Rendezvous:
         # a LAN shared with it): the puncher dials them too (spec/punch.md §3.7).
         pairs = self.pairing(observed, candidates).pairs
         allowed = tuple(p.remote.address for p in pairs if p.base == local and p.remote.address != observed)
-        # Those our sockets of the other family may dial (our IPv6 socket, the peer's IPv6 addresses):
+        # The peer's IPv6 addresses our IPv6 sockets may dial, when the introduction came over IPv4:
         # each such socket punches them on its own (spec/punch.md §3.9).
-        family = ":" in self.node.transports[local].local_address[0]
         others: dict[int, list[Address]] = {}
-        for p in pairs:
-            base = cast(int, p.base)
-            if base != local and (":" in self.node.transports[base].local_address[0]) != family:
-                others.setdefault(base, []).append(p.remote.address)
+        if ":" not in self.node.transports[local].local_address[0]:
+            for p in pairs:
+                base = cast(int, p.base)
+                if ":" in self.node.transports[base].local_address[0]:
+                    others.setdefault(base, []).append(p.remote.address)
         self.on_punch(
             PunchOffer(
                 peer=peer,

@@ -79,12 +79,13 @@ def test_on_loopback_everything_is_the_same_host() -> None:
     assert [s.remote.address for s in pairing.skipped] == [("127.0.0.1", 5000)]
 
 
-def _offer(rdv: Rendezvous, observed: Address, candidates: tuple[Address, ...]) -> Any:
-    """The PunchOffer an introduction through the first registration (on socket 0) makes."""
+def _offer(rdv: Rendezvous, observed: Address, candidates: tuple[Address, ...], *, local: int = 0) -> Any:
+    """The PunchOffer an introduction through the first registration (on socket ``local``) makes."""
     offers: list[Any] = []
     rdv.on_punch = offers.append
     registration = rdv.registrations[0]
-    registration.client = cast(Any, SimpleNamespace(observed=("198.18.1.2", 4000), local=0, profile=None, rtt=None))
+    seen = registration.client.observed
+    registration.client = cast(Any, SimpleNamespace(observed=seen, local=local, profile=None, rtt=None))
     punch = cast(Any, SimpleNamespace(ticket=bytes(16)))
     rdv._punch(registration, cast(Any, "peer"), observed, candidates, punch, leading=True)
     (offer,) = offers
@@ -109,3 +110,9 @@ def test_no_ipv6_punch_when_only_one_side_has_ipv6() -> None:
     assert _offer(ours_v4_only, ("198.18.2.2", 5000), peer_v6).others == ()
     ours_dual = rendezvous(DUAL, [("198.18.1.2", 4000)])
     assert _offer(ours_dual, ("198.18.2.2", 5000), ()).others == ()
+
+
+def test_an_introduction_over_ipv6_is_punched_by_its_own_socket_alone() -> None:
+    rdv = rendezvous(DUAL, [("2001:2:0:101::2", 4001)])
+    offer = _offer(rdv, ("2001:2:0:201::2", 5001), (("2001:2:0:201::3", 5001),), local=1)
+    assert offer.local == 1 and offer.candidates == (("2001:2:0:201::3", 5001),) and offer.others == ()

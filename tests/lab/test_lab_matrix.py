@@ -24,6 +24,11 @@ What must happen is spec/punch.md §3.1's table on what the routers really do:
 * the relay for ``random`` x ``random`` (and with a random carrier NAT) and anything with
   ``udp-blocked``; every pair connects.
 
+A birthday pair of the matrix that lands on the relay gets one more trial (about 2% of birthdays
+miss, spec/punch.md §3.6; the twenty trials measure the rate). A pair is done as soon as ``a``'s
+session is on direct UDP (IPv6 for ``v6fw`` x ``v6fw``) or every punch of both sides has failed,
+at most ``DIRECT_WAIT`` after the pipe; the table also says which family the direct path uses.
+
 The whole matrix runs twice: on clean links and with 40 ms delay and 2% loss on every router's
 link to the internet. It runs against the compiled core only (``make test-compiled``: issue 13
 item 7 asks that; the pure core's NAT logic is the same code, tested on the emulator); the table
@@ -70,6 +75,13 @@ def expect_direct(a: str, b: str) -> bool:
     if "udp-blocked" in (a, b):
         return False
     return a in STABLE or b in STABLE
+
+
+def is_birthday(a: str, b: str) -> bool:
+    """spec/punch.md §3.1 rows 11 and 12 on these routers: one side scatters (a random home or carrier
+    NAT), the other maps endpoint-independently behind an address-and-port filter."""
+    scattering, stable = {"random", "cgn-random"}, {"eim", "cgn-eim", "v6fw"}
+    return (a in scattering and b in stable) or (b in scattering and a in stable)
 
 
 @dataclasses.dataclass
@@ -145,11 +157,13 @@ def _probes(events: list[dict[str, Any]]) -> int | None:
 
 
 def _punches_over(daemon: labp2pos.Daemon) -> bool:
-    """Whether the daemon punched and every punch it started has ended (spec/punch.md §4.4)."""
+    """Whether the daemon punched, every punch it started has failed (spec/punch.md §4.4): no direct
+    path is coming.  A punch that succeeded still has its path to add and validate (§6)."""
     events = _events(daemon, idle=0.15)
     started = sum(1 for e in events if e["type"] == "punch_started")
-    ended = sum(1 for e in events if e["type"] in ("punch_succeeded", "punch_failed"))
-    return started > 0 and ended >= started
+    failed = sum(1 for e in events if e["type"] == "punch_failed")
+    succeeded = any(e["type"] == "punch_succeeded" for e in events)
+    return started > 0 and failed >= started and not succeeded
 
 
 def _family(path: dict[str, Any] | None) -> str:
@@ -160,7 +174,7 @@ def _family(path: dict[str, Any] | None) -> str:
 
 def _settled(a: labp2pos.Daemon, b: labp2pos.Daemon, b_id: str, *, want_ipv6: bool) -> bool:
     """Nothing more to wait for: ``a``'s session is on direct UDP (over IPv6 when ``want_ipv6``), or
-    both sides' punches are over and the path is not direct."""
+    every punch of both sides failed (the relay stays)."""
     active = _active(a, b_id)
     if active is not None and active["via"] == "udp":
         return not want_ipv6 or _family(active) == "IPv6"
@@ -275,6 +289,12 @@ def test_pair(
     tag = f"{next(TAGS)}"  # namespace names: unique whether or not an earlier pair failed
     trial = run_pair(lab, relay, a_kind, b_kind, impaired=impaired, tag=tag)
     _record(trial)
+    if trial.path == "relay" and trial.expected == "direct" and is_birthday(a_kind, b_kind):
+        # A birthday connects in about 98% of trials (spec/punch.md §3.6), not all: the rate is
+        # test_birthday_random_by_eim_twenty_trials's to measure; here a miss gets one more trial
+        # (fresh namespaces, both rows in the table), so that a pair fails only on two misses in a row.
+        trial = run_pair(lab, relay, a_kind, b_kind, impaired=impaired, tag=f"{tag}r")
+        _record(trial)
     assert trial.path in ("direct", "relay"), trial  # every pair connects
     assert trial.path == trial.expected, trial
     if a_kind == b_kind == "v6fw":
