@@ -27,7 +27,7 @@ from p2pos.proto.channels.channel import ChannelConfig
 from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.rendezvous.client import ClientConfig, ClientState
 
-from . import apisockets, keystore, selftest
+from . import apisockets, dualstack, keystore, selftest
 from .build_info import core_build
 from .carriers.quic import QuicTransport, open_shared_quic_transport
 from .eventlog import EventLog
@@ -559,7 +559,7 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
         stack.callback(_unlink, home.api_socket)
         channels = session_channels(settings)
         node = await stack.enter_async_context(
-            open_node(keys, hosts=[h for h, _ in hosts], port=ports.pop(), channels=channels)
+            open_node(keys, hosts=dualstack.listen_hosts([h for h, _ in hosts]), port=ports.pop(), channels=channels)
         )
         daemon = Daemon(home, settings, identity, node, events)
         api = make_api(daemon)

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("p2pos.node")
 
 #: What carries a pinned peer's paths of the pinned carrier: a rank better than any carrier's own (direct
-#: UDP's is 0), so the controlling side makes such a path active as soon as it answers (spec/paths.md PTH-4.2).
-PIN_RANK = -1
+#: UDP's is 0, over IPv6 -1), so the controlling side makes such a path active as soon as it answers
+#: (spec/paths.md PTH-4.2).
+PIN_RANK = -2
 #: What ``Node.pin`` takes: the ``via`` of a path (spec/appapi.md §3).
 PIN_VIAS = ("udp", "quic", "turn", "relay")
 
@@ -234,7 +235,7 @@ def apply_pin(node: Node, peer_id: PeerId) -> None:
     for info in infos:
         local = info["local"]
         transport = node.transports[local] if isinstance(local, int) and 0 <= local < len(node.transports) else None
-        rank = int(getattr(transport, "path_rank", 0))
+        rank = routeconfig.kind_and_rank(transport)[1] if transport is not None else 0
         if pinned is not None and node.via(local) == pinned:
             rank = PIN_RANK
         if info["rank"] != rank:

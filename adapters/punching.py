@@ -9,6 +9,9 @@ carries the peer's NAT profile, its round trip to the node and a ticket (spec/re
 * it sends the probes from the socket the introduction came through (the one whose observed
   address the peer has), and, on the scattering side of a birthday, from up to 255 extra UDP
   sockets it opens for the punch (§3.6);
+* beside it, each IPv6 socket (the daemon's, when both sides have IPv6: spec/candidates.md §4)
+  dials the peer's IPv6 addresses in a punch of its own, ``IPV6_PLAN`` whatever the IPv4 plan
+  (spec/punch.md §3.9): both sides send, so each side's stateful firewall opens for the other;
 * probes and answers come back as STUN datagrams: on the node's sockets through the node's
   foreign-datagram hook, on the extra sockets through a receive task of their own.
 
@@ -34,7 +37,7 @@ from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.identity import crypto
 from p2pos.proto.nat import punch as pu
 from p2pos.proto.nat.profile import UNKNOWN_PROFILE, NatProfile
-from p2pos.proto.nat.punch_plan import plan
+from p2pos.proto.nat.punch_plan import IPV6_PLAN, plan
 from p2pos.proto.rendezvous import messages as m
 from p2pos.transports.udp import UdpTransport
 
@@ -67,11 +70,18 @@ class PunchOffer:
     rtt: float | None
     #: This side looked the peer up (spec/punch.md §3.1's ``leading``).
     leading: bool
+    #: The node's IPv6 sockets with the peer's IPv6 addresses the pairing policy lets each dial: each
+    #: punches them with ``IPV6_PLAN`` (spec/punch.md §3.9).
+    others: tuple[tuple[int, tuple[Address, ...]], ...] = ()
 
 
 @dataclasses.dataclass(eq=False)
 class _Run:
     offer: PunchOffer
+    #: The node's socket this punch runs on: the introduction's, or one of ``offer.others``.
+    local: int
+    #: For a punch of ``offer.others``: the addresses it dials (empty: the introduction's own punch).
+    targets: tuple[Address, ...] = ()
     puncher: pu.Puncher | None = None
     wake: trio.Event = dataclasses.field(default_factory=trio.Event)
     #: Extra sockets (birthday): puncher local -> transport, and their receive tasks' scopes.
@@ -96,7 +106,7 @@ class Punching:
         self.node = node
         self._notify = notify or (lambda kind, **fields: None)
         self._random = random
-        self._runs: dict[bytes, _Run] = {}  # by ticket
+        self._runs: dict[tuple[bytes, int], _Run] = {}  # by ticket and node socket
         self._nursery: trio.Nursery | None = None
         self._previous = node.foreign_handlers.get("stun")
         node.foreign_handlers["stun"] = self._on_stun
@@ -112,13 +122,16 @@ class Punching:
     def offer(self, offer: PunchOffer) -> None:
         """An introduction: punch towards its peer (unless too many punches run already)."""
         ticket = offer.punch.ticket
-        same_peer = sum(1 for r in self._runs.values() if r.offer.peer == offer.peer)
-        if self._nursery is None or ticket in self._runs or same_peer >= MAX_PER_PEER or len(self._runs) >= MAX_PUNCHES:
+        tickets = {key[0] for key in self._runs}
+        same_peer = len({r.offer.punch.ticket for r in self._runs.values() if r.offer.peer == offer.peer})
+        if self._nursery is None or ticket in tickets or same_peer >= MAX_PER_PEER or len(tickets) >= MAX_PUNCHES:
             self.ignored += 1
             return
-        run = _Run(offer)
-        self._runs[ticket] = run
-        self._nursery.start_soon(self._punch, run)
+        runs = [_Run(offer, offer.local)]
+        runs += [_Run(offer, local, targets) for local, targets in offer.others if targets and local != offer.local]
+        for run in runs:
+            self._runs[(ticket, run.local)] = run
+            self._nursery.start_soon(self._punch, run)
 
     # -- one punch ---------------------------------------------------------------------------
 
@@ -131,21 +144,24 @@ class Punching:
                 await trio.sleep(max(0.0, (peer_rtt - own_rtt) / 2))  # start together (spec/punch.md §7)
             estimate = (own_rtt + peer_rtt) / 2 if own_rtt is not None and peer_rtt is not None else DEFAULT_RTT
             mine, theirs = offer.profile or UNKNOWN_PROFILE, offer.punch.traits.profile
-            part = plan(mine, theirs, leading=offer.leading)
+            part = IPV6_PLAN if run.targets else plan(mine, theirs, leading=offer.leading)
+            peer, candidates = (run.targets[0], run.targets[1:]) if run.targets else (offer.observed, offer.candidates)
             self.started += 1
-            self._notify("punch_started", peer_id=str(offer.peer), strategy=part.why, leading=offer.leading)
-            log.info("punching towards %s at %s: %s", offer.peer.short(), _show(offer.observed), part.why)
+            self._notify(
+                "punch_started", peer_id=str(offer.peer), strategy=part.why, leading=offer.leading, address=_show(peer)
+            )
+            log.info("punching towards %s at %s: %s", offer.peer.short(), _show(peer), part.why)
             extra = await self._open_extra(run, part.sockets)
             if len(extra) < part.sockets:  # fewer sockets than a birthday wants: a smaller birthday
                 part = dataclasses.replace(part, sockets=len(extra))
-            run.by_node_index[offer.local] = offer.local
+            run.by_node_index[run.local] = run.local
             run.puncher = pu.Puncher(
                 part,
-                main=offer.local,
+                main=run.local,
                 extra=extra,
-                peer=offer.observed,
-                candidates=offer.candidates,
-                delta=theirs.delta,
+                peer=peer,
+                candidates=candidates,
+                delta=0 if run.targets else theirs.delta,
                 ticket=offer.punch.ticket,
                 rtt=estimate,
                 random=self._random,
@@ -155,7 +171,7 @@ class Punching:
         except Exception as exc:  # a punch must never take the daemon down
             log.warning("punch towards %s failed: %s", offer.peer.short(), exc)
         finally:
-            self._runs.pop(offer.punch.ticket, None)
+            self._runs.pop((offer.punch.ticket, run.local), None)
             for local, transport in run.extra.items():
                 scope = run.readers.get(local)
                 if scope is not None:
@@ -166,7 +182,7 @@ class Punching:
     async def _open_extra(self, run: _Run, count: int) -> list[Hashable]:
         """``count`` extra UDP sockets on the main socket's address, each read by a task of its own."""
         assert self._nursery is not None
-        host = self.node.transports[run.offer.local].local_address[0]
+        host = self.node.transports[run.local].local_address[0]
         locals_: list[Hashable] = []
         for i in range(count):
             try:

@@ -339,11 +339,16 @@ class Rendezvous:
         local = int(cast(int, client.local))
         # The peer's other addresses that the pairing policy lets this socket dial (a port mapping,
         # a LAN shared with it): the puncher dials them too (spec/punch.md §3.7).
-        allowed = tuple(
-            p.remote.address
-            for p in self.pairing(observed, candidates).pairs
-            if p.base == local and p.remote.address != observed
-        )
+        pairs = self.pairing(observed, candidates).pairs
+        allowed = tuple(p.remote.address for p in pairs if p.base == local and p.remote.address != observed)
+        # The peer's IPv6 addresses our IPv6 sockets may dial, when the introduction came over IPv4:
+        # each such socket punches them on its own (spec/punch.md §3.9).
+        others: dict[int, list[Address]] = {}
+        if ":" not in self.node.transports[local].local_address[0]:
+            for p in pairs:
+                base = cast(int, p.base)
+                if ":" in self.node.transports[base].local_address[0]:
+                    others.setdefault(base, []).append(p.remote.address)
         self.on_punch(
             PunchOffer(
                 peer=peer,
@@ -354,6 +359,7 @@ class Rendezvous:
                 profile=client.profile,
                 rtt=client.rtt,
                 leading=leading,
+                others=tuple((base, tuple(addresses)) for base, addresses in others.items()),
             )
         )
 

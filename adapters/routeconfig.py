@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from p2pos.proto import ChannelConfig
+from p2pos.proto.nat.addresses import is_ip, maybe_public
 from p2pos.proto.paths.path import PathKind
 
 from .nodetypes import Address, Transport
@@ -25,12 +26,30 @@ _STREAM_FIRST_DATAGRAM_CEILING = 16384
 _DEFAULT_CEILING = ChannelConfig().max_datagram_size
 
 
+#: The rank of direct UDP from a socket bound to a global IPv6 address: before direct IPv4's 0, as
+#: RFC 8421 and RFC 8305 prefer IPv6 (spec/paths.md §4, spec/punch.md §3.9): a session on a direct
+#: IPv4 path moves to a direct IPv6 one when it validates.
+DIRECT_IPV6_RANK = -1
+
+
 def kind_and_rank(transport: object) -> tuple[PathKind, int, bool]:
     """A socket's path kind, rank and whether it is a relay (spec/paths.md §4, §5): a transport says
     them with ``path_kind`` ("datagram" or "stream"), ``path_rank`` and ``path_relayed``; a plain UDP
-    socket has none: direct datagrams, rank 0, not relayed."""
+    socket has none: direct datagrams, rank 0 (``DIRECT_IPV6_RANK`` bound to a global IPv6 address),
+    not relayed."""
     kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
-    return kind, int(getattr(transport, "path_rank", 0)), bool(getattr(transport, "path_relayed", False))
+    rank = getattr(transport, "path_rank", None)
+    if rank is None:
+        rank = DIRECT_IPV6_RANK if _global_ipv6(getattr(transport, "local_address", None)) else 0
+    return kind, int(rank), bool(getattr(transport, "path_relayed", False))
+
+
+def _global_ipv6(address: object) -> bool:
+    """Whether ``address`` (a socket's) is a global IPv6 one (not IPv4-mapped, not a wildcard)."""
+    if not isinstance(address, tuple) or not address or not isinstance(address[0], str):
+        return False
+    host = address[0]
+    return ":" in host and is_ip(host) and not host.lower().startswith("::ffff:") and maybe_public(host)
 
 
 def channel_config_for(base: ChannelConfig, transport: Transport, address: Address) -> ChannelConfig:

@@ -23,6 +23,11 @@ The strategies, by what the two NATs do (spec/punch.md §3.2-§3.6):
 * **relay only**: UDP blocked on either side, or both sides scatter (or one scatters and the
   other allocates sequentially): no bounded search finds a pair of mappings; the relay carries
   the session.
+
+IPv6 pairs (an IPv6 socket of this side and an IPv6 address of the peer) need no table: IPv6 has
+no translation, at most a stateful firewall on each side, a stable mapping behind an address and
+port filter, so both sides dial each other, whatever the IPv4 row (``IPV6_PLAN``, §3.9); the
+profiles describe the IPv4 NATs only.
 """
 
 from __future__ import annotations
@@ -66,6 +71,11 @@ class Plan:
     sockets: int = 0
     #: Random ports of the peer's observed IP address to probe from the main socket (the stable side).
     scan: int = 0
+
+
+#: The plan of an IPv6 socket's punch (spec/punch.md §3.9): a plain dial of the peer's IPv6 addresses
+#: from it, on both sides, so that each side's stateful firewall opens for the other (simultaneous open).
+IPV6_PLAN: Final = Plan(direct=True, why="IPv6: stateful firewalls at most: simultaneous open", dial=True)
 
 
 def plan(mine: NatProfile, theirs: NatProfile, *, leading: bool) -> Plan:

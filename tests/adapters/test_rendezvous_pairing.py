@@ -77,3 +77,42 @@ def test_on_loopback_everything_is_the_same_host() -> None:
     elsewhere = rendezvous(LAN, [("198.18.1.2", 4000)])
     pairing = elsewhere.pairing(("198.18.2.2", 5000), (("127.0.0.1", 5000),))
     assert [s.remote.address for s in pairing.skipped] == [("127.0.0.1", 5000)]
+
+
+def _offer(rdv: Rendezvous, observed: Address, candidates: tuple[Address, ...], *, local: int = 0) -> Any:
+    """The PunchOffer an introduction through the first registration (on socket ``local``) makes."""
+    offers: list[Any] = []
+    rdv.on_punch = offers.append
+    registration = rdv.registrations[0]
+    seen = registration.client.observed
+    registration.client = cast(Any, SimpleNamespace(observed=seen, local=local, profile=None, rtt=None))
+    punch = cast(Any, SimpleNamespace(ticket=bytes(16)))
+    rdv._punch(registration, cast(Any, "peer"), observed, candidates, punch, leading=True)
+    (offer,) = offers
+    return offer
+
+
+DUAL = [transport(("10.1.0.2", 4000)), transport(("2001:2:0:101::2", 4001))]
+
+
+def test_an_ipv6_socket_punches_the_peers_ipv6_addresses_beside_the_introductions_socket() -> None:
+    """spec/punch.md §3.9: the IPv6 pairs go to the IPv6 socket's own punch, not the IPv4 one's."""
+    rdv = rendezvous(DUAL, [("198.18.1.2", 4000)])
+    offer = _offer(rdv, ("198.18.2.2", 5000), (("10.2.0.2", 5000), ("2001:2:0:201::2", 5001)))
+    assert offer.local == 0 and offer.observed == ("198.18.2.2", 5000)
+    assert offer.candidates == ()  # its LAN is not ours; its IPv6 address is not for an IPv4 socket
+    assert offer.others == ((1, (("2001:2:0:201::2", 5001),)),)
+
+
+def test_no_ipv6_punch_when_only_one_side_has_ipv6() -> None:
+    peer_v6 = (("2001:2:0:201::2", 5001),)
+    ours_v4_only = rendezvous([DUAL[0]], [("198.18.1.2", 4000)])
+    assert _offer(ours_v4_only, ("198.18.2.2", 5000), peer_v6).others == ()
+    ours_dual = rendezvous(DUAL, [("198.18.1.2", 4000)])
+    assert _offer(ours_dual, ("198.18.2.2", 5000), ()).others == ()
+
+
+def test_an_introduction_over_ipv6_is_punched_by_its_own_socket_alone() -> None:
+    rdv = rendezvous(DUAL, [("2001:2:0:101::2", 4001)])
+    offer = _offer(rdv, ("2001:2:0:201::2", 5001), (("2001:2:0:201::3", 5001),), local=1)
+    assert offer.local == 1 and offer.candidates == (("2001:2:0:201::3", 5001),) and offer.others == ()

@@ -36,3 +36,31 @@ def test_an_introduction_starts_a_punch_on_both_sides_and_both_succeed(tmp_path:
             assert ended["peer_id"] == peer
             assert 1 <= ended["probes"] <= 8
         lab.check_no_tracebacks()
+
+
+def test_the_ipv6_sockets_punch_their_own_pair_beside_the_ipv4_punch(tmp_path: Path) -> None:
+    """Both daemons listen on IPv4 and IPv6 loopback: the introduction's socket (IPv4) punches the
+    observed address, and each side's IPv6 socket punches the peer's IPv6 address with the IPv6
+    plan (spec/punch.md §3.9: a dial whatever the IPv4 row), both ways, and both succeed there."""
+    with Lab(tmp_path) as lab:
+        relay = lab.relay()
+        v6 = ("--listen", "[::1]:0")
+        a, b = lab.daemon("a", relay, extra=v6), lab.daemon("b", relay, extra=v6)
+        lab.serve(b, "echo", ["cat"], allow=[a.peer_id])
+        code, pipe = lab.run(a, "pipe", b.peer_id, "echo", stdin=None, timeout=60)
+        assert code == 0, pipe.stderr_text()
+
+        def both_ended(events: list[dict[str, Any]]) -> bool:
+            return sum(e.get("type") in ("punch_succeeded", "punch_failed") for e in events) >= 2
+
+        for daemon, peer in ((a, b), (b, a)):
+            events = daemon.events(both_ended)
+            started = {e["address"]: e for e in events if e.get("type") == "punch_started"}
+            ipv6 = [address for address in started if address.startswith("[::1]:")]
+            assert len(started) == 2 and len(ipv6) == 1, events
+            assert "IPv6" in started[ipv6[0]]["strategy"], started
+            (peer_ipv6,) = [address for address in peer.status()["addresses"] if address.startswith("[::1]:")]
+            assert ipv6 == [peer_ipv6], (started, peer_ipv6)
+            succeeded = [e for e in events if e.get("type") == "punch_succeeded" and e["address"] == peer_ipv6]
+            assert succeeded and 1 <= succeeded[0]["probes"] <= 8, events
+        lab.check_no_tracebacks()

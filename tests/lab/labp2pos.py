@@ -50,6 +50,13 @@ class Rendezvous:
     bootstrap: str  # PEERID@HOST:PORT, for `p2pos up --bootstrap`
     process: subprocess.Popen[str]
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """Its UDP address: where it answers STUN too (with ``--alternate``, RFC 5780's tests, so
+        miniupnpd's ``ext_perform_stun`` may ask it: ``lab.miniupnpd(router, node)``)."""
+        host, _, port = self.bootstrap.rpartition("@")[2].rpartition(":")
+        return host, int(port)
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Daemon:
@@ -148,10 +155,19 @@ def relay(lab: Lab, *, port: int = 7000, ws_port: int = 8080, alternate: bool = 
     return Rendezvous(server, found, proc), f"ws://{server.address}:{ws_port}/p2pos/relay/v1"
 
 
-def daemon(lab: Lab, peer: Peer, *nodes: Rendezvous, extra: tuple[str, ...] = ()) -> Daemon:
-    """``p2pos up`` in ``peer``'s namespace on its own address, with these rendezvous nodes; not waited for."""
+def daemon(lab: Lab, peer: Peer, *nodes: Rendezvous, extra: tuple[str, ...] = (), ipv6: bool | None = None) -> Daemon:
+    """``p2pos up`` in ``peer``'s namespace on its own address, with these rendezvous nodes; not waited for.
+
+    ``ipv6`` (default: for a ``v6fw`` peer only): listen on the IPv4 wildcard instead, so that the
+    daemon binds the host's global IPv6 address too (adapters/dualstack.py), once the lab's links
+    carry IPv6; otherwise the daemon has its IPv4 address alone."""
     home = lab.tmp / peer.name
-    argv = [*P2POS, "up", "--home", str(home), "--listen", f"{peer.address}:0", "--api-port", "-1", *extra]
+    if ipv6 is None:
+        ipv6 = peer.kind == "v6fw"
+    if ipv6:
+        lab.wait_links()
+    listen = "0.0.0.0:0" if ipv6 else f"{peer.address}:0"
+    argv = [*P2POS, "up", "--home", str(home), "--listen", listen, "--api-port", "-1", *extra]
     for node in nodes:
         argv += ["--bootstrap", node.bootstrap]
     return Daemon(lab, peer, home, lab.spawn(peer.ns, argv, name=f"up-{peer.name}"))

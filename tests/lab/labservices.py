@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import pytest
 from labsys import inside, tool, wait_until
@@ -34,6 +34,14 @@ class Capture:
 
 
 _ETH_P_ALL = 0x0003
+
+
+class StunServer(Protocol):
+    """A STUN server that answers RFC 5780's CHANGE-REQUEST (coturn with an alternate address, or
+    ``p2pos relay --alternate``): what miniupnpd's ``ext_perform_stun`` asks."""
+
+    @property
+    def address(self) -> tuple[str, int]: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -148,7 +156,9 @@ _MINIUPNPD_REFUSES = "Port forwarding is now disabled"
 _MINIUPNPD_CHAINS = ("miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd")
 
 
-def start_miniupnpd(lab: Lab, router: Router, stun: Coturn, *, http_port: int = 5000, natpmp: bool = True) -> MiniUpnpd:
+def start_miniupnpd(
+    lab: Lab, router: Router, stun: StunServer, *, http_port: int = 5000, natpmp: bool = True
+) -> MiniUpnpd:
     """miniupnpd 2.3.1 (Debian's) on an ``upnp`` router: UPnP IGD on the first LAN, NAT-PMP and PCP.
 
     The router's WAN address is in 198.18.0.0/15, which 2.3.1 calls reserved and will not map

@@ -41,7 +41,13 @@ Router kinds (nftables table ``inet p2lab`` in the router's namespace, forwardin
   ``miniupnpd`` (jumped to from the WAN side of the forward and input filters, so a mapping and
   its own STUN check get through), ``prerouting_miniupnpd`` (from a NAT prerouting chain, its
   DNATs) and ``postrouting_miniupnpd``; ``lab.miniupnpd(router, stun)`` starts the daemon
-  (labservices.start_miniupnpd says how).
+  (labservices.start_miniupnpd says how);
+* ``v6fw``: the dual-stack home router: IPv4 as ``eim`` (masquerade and the inbound filter), IPv6
+  routed to the peer's global address behind the same stateful filter (new inbound flows
+  dropped).  Its rules are ``eim``'s (every router here routes IPv6 so); the kind says that the
+  peer behind it uses its IPv6: ``labp2pos.daemon`` lets a ``v6fw`` peer's daemon bind its
+  global IPv6 address too, where the other kinds' daemons listen on their IPv4 address only, so
+  that the matrix measures IPv4 traversal for them and IPv6 for this one.
 
 Conntrack timeouts (``Router.set_udp_timeouts``) are per network namespace, so per router.
 Captures (``lab.capture(ns)``): every frame on a namespace's interfaces, for "only ciphertext" checks.
@@ -80,7 +86,7 @@ from pathlib import Path
 from typing import IO, Literal
 
 import pytest
-from labservices import Capture, Coturn, MiniUpnpd, start_capture, start_coturn, start_miniupnpd
+from labservices import Capture, Coturn, MiniUpnpd, StunServer, start_capture, start_coturn, start_miniupnpd
 from labsys import (
     PREFIX,
     inside,
@@ -126,8 +132,8 @@ MARKS = [
     ),
 ]
 
-KINDS = ("none", "eim", "random", "udp-blocked", "upnp", "cgn-eim", "cgn-random")
-Kind = Literal["none", "eim", "random", "udp-blocked", "upnp", "cgn-eim", "cgn-random"]
+KINDS = ("none", "eim", "random", "udp-blocked", "upnp", "cgn-eim", "cgn-random", "v6fw")
+Kind = Literal["none", "eim", "random", "udp-blocked", "upnp", "cgn-eim", "cgn-random", "v6fw"]
 Proto = Literal["udp", "tcp", "all"]
 WIRE_SCRIPT = Path(__file__).with_name("labwire.py")
 
@@ -730,7 +736,7 @@ class Lab:
         """
         return start_coturn(self, server, port=port, users=users, realm=realm, alternate=alternate)
 
-    def miniupnpd(self, router: Router, stun: Coturn, *, natpmp: bool = True) -> MiniUpnpd:
+    def miniupnpd(self, router: Router, stun: StunServer, *, natpmp: bool = True) -> MiniUpnpd:
         """miniupnpd (UPnP IGD, NAT-PMP, PCP) on an ``upnp`` router, its public address learnt from ``stun``."""
         if router.kind != "upnp":
             raise ValueError(f"miniupnpd runs on an 'upnp' router, not {router.kind!r}")
