@@ -155,11 +155,21 @@ class Puncher:
         self.answers_sent = 0
         self.probes_heard = 0
         self.dropped = 0
-        self._step = _interval(rtt)
+        self._step = step = _interval(rtt)
+        #: Why a punch that dials only the peer's other candidates fails when none answers (§3.8).
+        self._why = ""
+        others = [a for a in dict.fromkeys(candidates) if a != peer]
         if not plan.direct:
-            self._finish(PunchFailed(reason=plan.why), now)
+            # PUN-3.8.1: nothing towards the peer's NAT; its other candidates (§3.7: a shared LAN, a
+            # port mapping) are still dialled.
+            if not others:
+                self._finish(PunchFailed(reason=plan.why), now)
+                return
+            self._why = plan.why
+            for address in others:
+                for t in _repeats(now, step, DIAL_PROBES, self.deadline):
+                    self._at(t, main, address)
             return
-        step = _interval(rtt)
         if plan.sockets:
             # The scattering side of a birthday: one probe from each of its sockets (main included) to
             # the peer's observed address, spread over SOCKETS_SPREAD (§4.3).
@@ -168,7 +178,7 @@ class Puncher:
                 self._at(now + SOCKETS_SPREAD * i / len(sockets), local, peer)
         # The peer's other candidates (IPv6, a shared LAN, a port mapping) are dialled whatever the
         # plan; its observed address when the plan says so (§4.1).
-        targets = list(dict.fromkeys([peer, *candidates] if plan.dial else [a for a in candidates if a != peer]))
+        targets = [peer, *others] if plan.dial else others
         for address in targets:
             for t in _repeats(now, step, DIAL_PROBES, self.deadline):
                 self._at(t, main, address)
@@ -244,7 +254,8 @@ class Puncher:
 
     def handle_timer(self, now: float) -> None:
         if self.outcome is None and now >= self.deadline:
-            self._finish(PunchFailed(reason=f"no probe answered in {DEADLINE:.0f} s"), now)
+            why = f"no probe answered in {DEADLINE:.0f} s"
+            self._finish(PunchFailed(reason=f"{self._why}; {why}" if self._why else why), now)
 
     # -- outputs -----------------------------------------------------------------------------
 

@@ -235,6 +235,29 @@ def test_random_against_random_goes_to_the_relay_at_once() -> None:
         assert side.puncher is not None and side.puncher.probes_sent == 0
 
 
+def test_a_relay_only_pair_still_dials_the_peers_other_candidates() -> None:
+    """[PUN-3.8.1] nothing towards the peer's NAT, but a port mapping or shared LAN is dialled; no
+    answer: the punch fails at its deadline, saying why the NAT pair itself went to the relay."""
+    p = plan(RANDOM, RANDOM, leading=True)
+    assert not p.direct
+    peer, mapped = ("198.18.2.2", 4000), ("198.18.2.2", 41000)
+    puncher = pu.Puncher(
+        p, main=0, peer=peer, candidates=[peer, mapped], ticket=bytes(16), rtt=0.05, random=Prng(3), now=0.0
+    )
+    sent: list[tuple[Hashable, Address, bytes]] = []
+    now = 0.0
+    while puncher.outcome is None:
+        sent += puncher.datagrams_to_send(now)
+        timer = puncher.get_timer()
+        assert timer is not None
+        now = timer
+        puncher.handle_timer(now)
+    assert {address for _, address, _ in sent} == {mapped}
+    assert 1 < len(sent) == puncher.probes_sent <= pu.DIAL_PROBES
+    assert isinstance(puncher.outcome, pu.PunchFailed) and now == pytest.approx(pu.DEADLINE)
+    assert "relay" in puncher.outcome.reason and "no probe answered" in puncher.outcome.reason
+
+
 def test_a_punch_that_gets_no_answer_fails_at_its_deadline() -> None:
     udp_dropped = NatProfile(mapping=Mapping.ENDPOINT_INDEPENDENT, filtering=Filtering.ADDRESS_AND_PORT_DEPENDENT)
     p = plan(udp_dropped, udp_dropped, leading=True)
