@@ -10,6 +10,7 @@ what the driver touches.  Everything runs in virtual time (``autojump_clock``).
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any, cast
 
 import pytest
@@ -100,7 +101,7 @@ class FakeTransport:
     def __init__(self, router: FakeRouter, node: FakeNode) -> None:
         self.local_address = MAIN
         self.router = router
-        router.receivers[MAIN] = lambda data, source: node.deliver(data, source)
+        router.receivers[MAIN] = node.deliver
 
     def check_address(self, addr: object) -> Address:
         return cast(Address, addr)
@@ -358,4 +359,33 @@ async def test_says_why_nothing_is_learned(
         assert status["interval"] == CONFIGURED and status["bracket"] is None
         assert world.spares == [] and MAIN not in world.router.made  # nothing sent
         assert world.client.keepalive_interval == CONFIGURED and world.node.keepalive_intervals == []
+        nursery.cancel_scope.cancel()
+
+
+async def test_status_says_it_in_words(autojump_clock: trio.testing.MockClock) -> None:
+    from p2pos.adapters.cli_apps import _keepalive_text
+
+    async with trio.open_nursery() as nursery:
+        world = World(nursery, 60.0, nat_report=report())
+        nursery.start_soon(world.driver.run)
+        await trio.sleep(100)
+        learning = _keepalive_text({"binding_timeout": None, "keepalive": world.driver.status()})
+        assert re.fullmatch(
+            r"keepalive learning the binding timeout \(longer than 51\.\d+ s, shorter than 91\.\d+ s\); "
+            r"keepalives every 47\.\d+ s meanwhile, peer sessions every 47\.\d+ s",
+            learning[0],
+        ), learning
+        await world.until("learned")
+        text = _keepalive_text({"binding_timeout": world.nat.binding_timeout, "keepalive": world.driver.status()})
+        assert re.fullmatch(
+            r"keepalive binding timeout 5\d\.\d+ s \(dead at 6\d\.\d+ s\), learned in \d+\.\d s \(\d+ datagrams\) "
+            r"from 198\.18\.0\.1:7000; keepalives every 5\d\.\d+ s, peer sessions every 5\d\.\d+ s "
+            r"\(each peer's flow kept apart\); \d+ sent, \d+ answered",
+            text[0],
+        ), text
+        world.driver.state, world.driver.reason = "failed", "why not"
+        failed = _keepalive_text({"binding_timeout": None, "keepalive": world.driver.status()})
+        assert failed == [
+            "keepalive binding timeout could not be learned: why not; keepalives every 25 s (the keepalive setting)"
+        ]
         nursery.cancel_scope.cancel()
