@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import errno
 import logging
 import math
 import os
@@ -86,6 +85,7 @@ class UdpSpare:
             self._sock.sendto(data, address)
 
     async def receive(self) -> tuple[bytes, Address]:
+        """The next datagram; trio.ClosedResourceError once closed."""
         while True:
             await trio.lowlevel.wait_readable(self._sock)
             try:
@@ -93,12 +93,14 @@ class UdpSpare:
             except BlockingIOError:
                 continue
             except OSError as exc:  # an ICMP error reported on the socket: not a datagram
-                if exc.errno in (errno.EBADF, errno.ENOTSOCK):
-                    raise
+                if self._sock.fileno() < 0:
+                    raise trio.ClosedResourceError from exc
                 continue
             return data, (str(address[0]), int(address[1]))
 
     def close(self) -> None:
+        if self._sock.fileno() >= 0:
+            trio.lowlevel.notify_closing(self._sock)  # a task waiting on it wakes with ClosedResourceError
         self._sock.close()
 
 
@@ -440,6 +442,7 @@ class BindingTimeouts:
                     registration.address, self.interval, random=self._random, local=registration.client.local
                 )
                 keeper.start(now)
+                keeper.probe(now)  # at once: the flow may have been quiet since the registration
                 self._keepers[id(registration)] = (registration, keeper)
                 registration.client.set_keepalive_interval(None, now)
 
@@ -492,7 +495,10 @@ class BindingTimeouts:
 
     async def _read_spare(self, index: int, spare: Spare) -> None:
         while True:
-            data, address = await spare.receive()
+            try:
+                data, address = await spare.receive()
+            except (trio.ClosedResourceError, OSError):
+                return  # closed: the search ended
             prober = self.prober if self.state == "learning" else None
             if prober is not None and prober.receive_datagram(data, address, trio.current_time(), ("spare", index)):
                 self._wake.set()

@@ -389,3 +389,29 @@ async def test_status_says_it_in_words(autojump_clock: trio.testing.MockClock) -
             "keepalive binding timeout could not be learned: why not; keepalives every 25 s (the keepalive setting)"
         ]
         nursery.cancel_scope.cancel()
+
+
+async def test_a_udp_spare_sends_receives_and_wakes_its_reader_when_closed() -> None:
+    from p2pos.adapters.bindingtimeout import UdpSpare
+
+    a, b = UdpSpare("127.0.0.1"), UdpSpare("127.0.0.1")
+    b_address = ("127.0.0.1", b._sock.getsockname()[1])
+    a.send(b"ping", b_address)
+    with trio.fail_after(5):
+        data, source = await b.receive()
+    assert data == b"ping" and source == ("127.0.0.1", a._sock.getsockname()[1])
+    ended = trio.Event()
+
+    async def reader() -> None:
+        with pytest.raises(trio.ClosedResourceError):
+            await b.receive()
+        ended.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(reader)
+        await trio.testing.wait_all_tasks_blocked()  # the reader waits in receive()
+        b.close()
+        with trio.fail_after(5):
+            await ended.wait()
+    a.close()
+    a.send(b"after close", b_address)  # dropped, never raises
