@@ -463,6 +463,9 @@ class BindingTimeouts:
             if keeper.interval != interval or keeper.timeout != timeout:
                 keeper.set_interval(interval, now, timeout=timeout)
         peer: float | None = None
+        report = self.nat.reports.get(_family(self.target.address)) if self.target is not None else None
+        if report is not None and report.udp and self.state in ("learning", "learned"):
+            self.flows = "node" if len(self._flows(report)) == 1 else "per-peer"  # a measurement may follow
         if self.state in ("learning", "learned"):
             peer = min(interval, PEER_MAX_INTERVAL) if self.flows == "per-peer" else PEER_MAX_INTERVAL
         if peer != self.peer_interval:

@@ -288,6 +288,11 @@ async def test_one_flow_keeps_every_peer_under_endpoint_independent_filtering(
         status = world.driver.status()
         assert status["flows"] == "node" and status["peer_interval"] == PEER_MAX_INTERVAL
         assert world.node.keepalive_intervals == [PEER_MAX_INTERVAL]  # liveness only, from the start
+        world.nat.reports["ipv4"] = report()  # measured again: address-and-port-dependent filtering now
+        world.rendezvous.on_registration_changed(world.rendezvous.registrations[0], world.client.observed)
+        await trio.sleep(1)
+        assert world.driver.status()["flows"] == "per-peer"
+        assert world.node.keepalive_intervals[-1] == pytest.approx(world.driver.interval, abs=0.001)
         nursery.cancel_scope.cancel()
 
 
