@@ -86,6 +86,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         "quic": args.quic,  # --quic / --no-quic; None: the config's (on by default)
         "learn_relays": args.learn_relays,
         "port_mapping": args.port_mapping,
+        "learn_binding_timeout": args.learn_binding_timeout,
         "idle_close": args.idle_close,
         "relay": args.relay,
         "proxy": args.proxy,
@@ -157,28 +158,59 @@ def _yes_no(value: object) -> str:
 
 
 def _nat_text(nat: dict[str, Any]) -> list[str]:
-    """The ``nat`` object of status (spec/appapi.md API-3.9) in two lines."""
+    """The ``nat`` object of status (spec/appapi.md API-3.9) in a few lines."""
     if nat.get("mapped") is None:
         why = {"waiting": "no rendezvous node to ask", "measuring": "measuring"}.get(nat["state"], "no answer")
         error = f" ({nat['error']})" if nat.get("error") else ""
-        return [f"NAT       unknown: {why}{error}"]
+        return [f"NAT       unknown: {why}{error}", *_keepalive_text(nat)]
     mapping = nat["mapping"] or "unknown"
     if nat["nat"] is False:
         mapping = "none (the node sees our own address)"
     allocation = nat["allocation"] or "unknown"
     if nat["allocation"] == "sequential":
         allocation += f" ({nat['allocation_delta']:+d})"
-    timeout = nat.get("binding_timeout")
     lines = [
         f"NAT       public address {nat['mapped']}, mapping {mapping}, filtering {nat['filtering'] or 'unknown'}, "
         f"allocation {allocation}",
-        f"          reachable unasked: {_yes_no(nat['public'])}, hairpinning: {_yes_no(nat['hairpinning'])}, "
-        f"binding timeout: {'not learned yet' if timeout is None else f'{timeout:g} s'}; "
+        f"          reachable unasked: {_yes_no(nat['public'])}, hairpinning: {_yes_no(nat['hairpinning'])}; "
         f"measured {nat['measured_at']} via {nat['server']}",
     ]
     if nat["state"] != "measured":
         lines.append(f"          now {nat['state']}" + (f" ({nat['error']})" if nat.get("error") else ""))
-    return lines
+    return [*lines, *_keepalive_text(nat)]
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:g} s"
+
+
+def _keepalive_text(nat: dict[str, Any]) -> list[str]:
+    """The binding timeout and the keepalives in force (``nat.keepalive``, spec/appapi.md API-3.9), in words."""
+    keep = nat.get("keepalive")
+    timeout = nat.get("binding_timeout")
+    if not isinstance(keep, dict):
+        return [f"          binding timeout: {'not learned' if timeout is None else f'{timeout:g} s'}"]
+    state, interval = keep["state"], _seconds(keep["interval"])
+    peers = f", peer sessions every {_seconds(keep['peer_interval'])}"
+    if state == "learned":
+        low, high = keep["bracket"] or [timeout, None]
+        bound = f"at least {low:g} s" if high is None else f"{timeout:g} s (dead at {high:g} s)"
+        flows = "one flow keeps every peer" if keep["flows"] == "node" else "each peer's flow kept apart"
+        return [
+            f"keepalive binding timeout {bound}, learned in {keep['learning_seconds']:g} s "
+            f"({keep['search_datagrams']} datagrams) from {keep['server']}; keepalives every {interval}{peers} "
+            f"({flows}); {keep['keepalives_sent']} sent, {keep['keepalives_answered']} answered"
+        ]
+    if state == "learning":
+        low, high = keep["bracket"] or [0, None]
+        known = "nothing known yet" if not low else f"longer than {low:g} s"
+        if high is not None:
+            known += f", shorter than {high:g} s"
+        return [f"keepalive learning the binding timeout ({known}); keepalives every {interval} meanwhile{peers}"]
+    why = f": {keep['reason']}" if keep.get("reason") else ""
+    words = {"off": "not learned", "waiting": "not learned yet", "failed": "could not be learned"}
+    word = words.get(state, "not needed")
+    return [f"keepalive binding timeout {word}{why}; keepalives every {interval} (the keepalive setting)"]
 
 
 def _status_text(status: dict[str, Any]) -> str:
@@ -517,6 +549,12 @@ def add_commands(sub: Any, home_help: str) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="ask the gateway for a port mapping (PCP, NAT-PMP, UPnP; the default) for sockets on a private address",
+    )
+    up.add_argument(
+        "--learn-binding-timeout",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="learn how long the router keeps an idle UDP binding and send keepalives that often (the default)",
     )
 
     parser("status", "the daemon's identity, registrations, peers, services and plugins", cmd_status, json_flag=True)

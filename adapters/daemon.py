@@ -28,6 +28,7 @@ from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.rendezvous.client import ClientConfig, ClientState
 
 from . import apisockets, dualstack, keystore, selftest
+from .bindingtimeout import PEER_MAX_INTERVAL, BindingTimeouts
 from .build_info import core_build
 from .carriers.quic import QuicTransport, open_shared_quic_transport
 from .eventlog import EventLog
@@ -150,6 +151,10 @@ class Daemon:
         #: and the profile it gives the rendezvous clients.  ``nat.run`` is started with the daemon.
         self.nat = NatProbe(self.rendezvous)
         self.rendezvous.on_registration_changed = self.nat.registration_changed
+        #: The router's binding timeout, learned, and the keepalives sized to it (spec/nat.md §5.5).
+        self.keepalive = BindingTimeouts(
+            node, self.rendezvous, self.nat, configured=settings.keepalive, enabled=settings.learn_binding_timeout
+        )
         self.plugins = Plugins(home, notify=self.event)
         self.stopping = trio.Event()
         node.observer = self.event
@@ -491,7 +496,7 @@ class Daemon:
             "plugins": self.plugins.status(),
             "relays": self.relays.status(),
             "port_mappings": [self.port_mappings[local] for local in sorted(self.port_mappings)],
-            "nat": self.nat.status(),
+            "nat": {**self.nat.status(), "keepalive": self.keepalive.status()},
         }
 
     async def register_through_relays(self) -> None:
@@ -576,7 +581,9 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
         if settings.quic:
             # QUIC-4.5: QUIC's idle timeout above the sessions' keepalive interval (their packets keep
             # the carrier alive): the sessions' own idle timeout, 3K + 1 s (spec/paths.md PTH-7.2).
-            quic_idle = max(60.0, 3 * settings.keepalive + 1)
+            # A learned interval may reach PEER_MAX_INTERVAL (spec/nat.md NAT-5.5.3).
+            longest = max(settings.keepalive, PEER_MAX_INTERVAL if settings.learn_binding_timeout else 0.0)
+            quic_idle = max(60.0, 3 * longest + 1)
             for local in range(len(node.transports)):
                 quic = await stack.enter_async_context(open_shared_quic_transport(node, local, idle_timeout=quic_idle))
                 daemon.quic.append(quic)
@@ -595,6 +602,7 @@ async def open_daemon(home: Home, settings: Settings) -> AsyncIterator[Daemon]:
         if daemon.relays.links:
             nursery.start_soon(daemon.register_through_relays)
         nursery.start_soon(daemon.nat.run)  # never blocks start-up, never raises (NAT-3.6.3)
+        nursery.start_soon(daemon.keepalive.run)  # likewise (spec/nat.md NAT-5.5.1)
         if settings.bench:
             await nursery.start(selftest.serve, daemon)
         await nursery.start(daemon.plugins.run, daemon)

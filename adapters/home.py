@@ -182,6 +182,9 @@ class Settings:
     #: Ask the default gateway to map each UDP socket bound to a private address or a wildcard
     #: (PCP, then NAT-PMP, then UPnP IGD: spec/portmap.md), and advertise the mapped address.
     port_mapping: bool = True
+    #: Learn how long the router keeps an idle UDP binding (spare sockets, spec/nat.md §4) and send
+    #: keepalives only that often (§5.5); off: every ``keepalive`` seconds.
+    learn_binding_timeout: bool = True
     #: Seconds after which a peer session no channel uses is closed (reopened on demand, one round
     #: trip with IK: spec/paths.md PTH-7.6); 0: never.
     idle_close: float = 300.0

@@ -148,7 +148,8 @@ class NatProbe:
         #: Completed runs (each asks one or more servers), and trio time of the next retry.
         self.runs = 0
         self.retry_at: float | None = None
-        #: The idle time the router keeps a UDP binding (issue 13 item 3 learns it; None until then).
+        #: The idle time the router keeps a UDP binding, once learned (adapters/bindingtimeout.py sets
+        #: it, spec/nat.md NAT-5.5.6; None otherwise).
         self.binding_timeout: float | None = None
         self._observed: dict[int, Address] = {}
         self._changed = trio.Event()

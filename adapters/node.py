@@ -30,6 +30,7 @@ and over any object with the transport's methods (the link emulator in tests).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Hashable, Sequence
@@ -601,6 +602,22 @@ class Node:
         if not isinstance(local, int) or not 0 <= local < len(self.transports):
             return "?"
         return str(getattr(self.transports[local], "kind", "udp"))
+
+    @property
+    def keepalive_interval(self) -> float | None:
+        """The peer sessions' keepalive interval (new sessions get it; spec/paths.md §7)."""
+        return self._base_channels.keepalive_interval
+
+    def set_keepalive_interval(self, interval: float | None) -> None:
+        """Set the peer sessions' keepalive interval from outside (spec/paths.md §7: the NAT layer
+        learns it, nat.md §5.5): every open session announces it now (PTH-7.1), new ones start with it."""
+        self._base_channels = dataclasses.replace(self._base_channels, keepalive_interval=interval)
+        for peer in list(self._peers.values()):
+            connection = self.endpoint.connection(peer.session_id)
+            if connection is not None and connection.keepalive_interval != interval:
+                connection.set_keepalive_interval(interval)
+                self.endpoint.updated(peer.session_id)
+        self._after_input()
 
     def path_lost(self, local: int, address: Address | None, reason: str) -> int:
         """The carrier behind socket ``local`` lost ``address`` (None: every address; port 0: every

@@ -200,6 +200,12 @@ class Rendezvous:
         registration.client.set_profile(profile, trio.current_time())
         self._wake.set()
 
+    def reregister(self, registration: Registration) -> None:
+        """Register again now on the same session, if registered: the binding under it was made
+        again, so the node learns the new address before it introduces anyone (spec/nat.md NAT-5.5.4)."""
+        registration.client.reregister(trio.current_time())
+        self._after_calls()
+
     def status(self) -> list[dict[str, object]]:
         return [
             {

@@ -131,8 +131,17 @@ UNTESTABLE: Mapping[str, str] = {
     "MAP-1.1": "which gateway to ask and when a mapping is advertised are the adapter's and the daemon's (adapters/portmap.py reads the default route), outside the control protocol; tests/adapters/test_portmap_gateway.py",
     "MAP-2.1": "the order of the protocols is the trio driver's (transports/portmap.py), which the control protocol does not run (the portmap role is one client); tests/nat/test_portmap_spec.py and tests/lab/test_lab_portmap.py",
     "NAT-5.4": "a measured cost, not a behaviour: bench/keepalive.py measures it",
+    "PUN-3.9.3": "the path an endpoint prefers is its own ranking of its sockets (adapters/routeconfig.py ranks direct UDP from a global IPv6 socket before IPv4), which the control protocol does not show; tests/adapters/test_dualstack.py and the lab matrix's v6fw x v6fw pair (tests/lab/test_lab_matrix.py) check it",
+    "NAT-5.5.1": "when the daemon searches, on which sockets, is the daemon's, outside the control protocol; tests/adapters/test_bindingtimeout.py and tests/lab/test_lab_keepalive.py",
+    "NAT-5.5.2": "what keeps the daemon's registrations' bindings is the daemon's, outside the control protocol; tests/adapters/test_bindingtimeout.py and tests/rendezvous/test_rendezvous_client.py",
+    "NAT-5.5.3": "the interval the daemon gives its peer sessions, outside the control protocol; tests/adapters/test_bindingtimeout.py and tests/adapters/test_node_idle.py",
+    "NAT-5.5.4": "the daemon's triggers for a new search, outside the control protocol; tests/adapters/test_bindingtimeout.py",
+    "NAT-5.5.5": "when the daemon searches not and why, outside the control protocol; tests/adapters/test_bindingtimeout.py",
+    "NAT-5.5.6": "the app API's status, not the wire; tests/adapters/test_bindingtimeout.py, the app API suite (api/status/) checks its shape",
 }
 PENDING: Mapping[str, str] = {
+    "PUN-3.9.1": "a `punch` role with an IPv6 socket beside the introduction's IPv4 one (conformance.md §3.12 has one socket family per role); tested by tests/daemon/test_punching.py, tests/adapters/test_rendezvous_pairing.py, tests/simulation/test_punch_ipv6.py and the lab matrix",
+    "PUN-3.9.2": "the two-socket `punch` role of PUN-3.9.1, one socket's success not ending the other's punch; tested by tests/daemon/test_punching.py and tests/simulation/test_punch_ipv6.py",
     "MAP-7.1": "a `upnp` role (conformance.md §3.12) whose HTTP exchanges the runner answers as a gateway (SSDP, description, SOAP); tested by tests/nat/test_portmap_upnp.py and tests/lab/test_lab_portmap.py",
     "MAP-7.2": "the `upnp` role of MAP-7.1, the runner answering AddPortMapping with errors 725 and 718; tested by tests/nat/test_portmap_upnp.py",
     "MAP-7.3": "the `upnp` role of MAP-7.1, the runner sending oversized SSDP, HTTP and DTD-laden XML; tested by tests/nat/test_portmap_upnp.py",

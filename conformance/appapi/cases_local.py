@@ -70,6 +70,23 @@ NAT_FINDINGS: dict[str, tuple[type | None, ...]] = {
     "port_preservation": (bool, None),
 }
 NAT_STATES = {"waiting", "measuring", "measured", "failed"}
+#: API-3.9: ``nat.keepalive`` (nat.md §5.5), when the daemon shows it.
+KEEPALIVE_FIELDS: dict[str, tuple[type | None, ...]] = {
+    "state": (str,),
+    "reason": (str,),
+    "server": (str, None),
+    "interval": (int, float),
+    "peer_interval": (int, float),
+    "flows": (str, None),
+    "bracket": (list, None),
+    "learned_at": (str, None),
+    "learning_seconds": (int, float, None),
+    "search_datagrams": (int, None),
+    "keepalives_sent": (int,),
+    "keepalives_answered": (int,),
+    "relearned": (int,),
+}
+KEEPALIVE_STATES = {"off", "waiting", "learning", "learned", "failed", "not-needed"}
 BEHAVIOURS = {None, "endpoint-independent", "address-dependent", "address-and-port-dependent"}
 
 
@@ -131,6 +148,14 @@ def check_nat(nat: dict[str, Any]) -> None:
         expect(family in ("ipv4", "ipv6"), f"status.nat.families: {family!r}")
         for name, types in {**NAT_FINDINGS, "measured_at": (str,)}.items():
             expect(name in found and _nullable(found[name], types), f"status.nat.families.{family}.{name}")
+    keepalive = nat.get("keepalive")
+    if keepalive is not None:
+        expect(isinstance(keepalive, dict), f"status.nat.keepalive: {keepalive!r}")
+        for name, types in KEEPALIVE_FIELDS.items():
+            expect(name in keepalive, f"status.nat.keepalive has no {name!r}")
+            expect(_nullable(keepalive[name], types), f"status.nat.keepalive.{name}: {keepalive[name]!r}")
+        expect(keepalive["state"] in KEEPALIVE_STATES, f"status.nat.keepalive.state {keepalive['state']!r}")
+        expect(keepalive["flows"] in (None, "node", "per-peer"), f"status.nat.keepalive.flows {keepalive['flows']!r}")
 
 
 def check_service(item: Any, what: str) -> dict[str, Any]:

@@ -18,9 +18,11 @@ import collections
 import dataclasses
 import enum
 import hmac
+import math
 from collections.abc import Hashable
 
 from ..endpoint.endpoint import Address, Endpoint
+from ..errors import LocalProtocolError
 from ..events import HandshakeCompleted, MessageReceived, SessionClosed
 from ..identity.peer_id import PeerId
 from ..nat.profile import UNKNOWN_PROFILE, NatProfile
@@ -139,6 +141,9 @@ class RendezvousClient:
         self._register_txid: int | None = None
         self._renew_at: float | None = None
         self._keepalive_at: float | None = None
+        #: Seconds between KEEPALIVE records (RDV-7.3); None: none (the driver keeps the binding with
+        #: STUN keepalives that draw a reply, spec/nat.md §5.1).  ``set_keepalive_interval`` changes it.
+        self.keepalive_interval: float | None = self.config.keepalive_interval
         self._reconnect_at: float | None = 0.0  # connect at the first timer
         self._reconnect_delay = self.config.reconnect_initial
         self._events: collections.deque[ClientEvent] = collections.deque()
@@ -180,6 +185,21 @@ class RendezvousClient:
         self.profile = profile
         if self.state is ClientState.REGISTERED:
             self._register(now)
+
+    def set_keepalive_interval(self, interval: float | None, now: float) -> None:
+        """Send KEEPALIVE records every ``interval`` seconds of silence from now on (None: none).
+
+        The daemon sets it from outside (spec/nat.md §5.1): while it keeps the binding to the node
+        with STUN keepalives of its own (NAT-5.3: they draw a reply), the session sends none; the
+        wire is unchanged.  The next one leaves within ``interval`` of now."""
+        if interval is not None and not interval > 0:
+            raise LocalProtocolError("keepalive interval > 0 (None: none)")
+        self.keepalive_interval = interval
+        if interval is None:
+            self._keepalive_at = None
+        elif self.state in (ClientState.REGISTERING, ClientState.REGISTERED):
+            due = math.inf if self._keepalive_at is None else self._keepalive_at
+            self._keepalive_at = min(due, now + interval)
 
     def next_event(self) -> ClientEvent | None:
         return self._events.popleft() if self._events else None
@@ -252,7 +272,7 @@ class RendezvousClient:
             if session is not None and self.state is not ClientState.CONNECTING:
                 session.send_keepalive(now)
                 self.endpoint.updated(session.local_index)
-            self._keepalive_at = now + self.config.keepalive_interval
+            self._keepalive_at = None if self.keepalive_interval is None else now + self.keepalive_interval
 
     # -- internals -------------------------------------------------------------------------
 
@@ -307,7 +327,7 @@ class RendezvousClient:
             return
         session.send(m.encode(message), now)
         self.endpoint.updated(session.local_index)
-        self._keepalive_at = now + self.config.keepalive_interval
+        self._keepalive_at = None if self.keepalive_interval is None else now + self.keepalive_interval
 
     def _lost(self, why: str, now: float, *, delay: float | None = None) -> None:
         was_registered = self.state is ClientState.REGISTERED

@@ -310,7 +310,8 @@ def test_status_text_names_the_nat() -> None:
         "NAT       public address 198.18.1.2:50000, mapping address-and-port-dependent, "
         "filtering address-and-port-dependent, allocation sequential (+2)"
     ) in text
-    assert "reachable unasked: no, hairpinning: unknown, binding timeout: not learned yet" in text
+    assert "reachable unasked: no, hairpinning: unknown; measured" in text
+    assert "binding timeout: not learned" in text  # a status without the ``keepalive`` object
     assert "measured 2027-01-15T08:00:00Z via 198.18.0.1:7000" in text
 
 

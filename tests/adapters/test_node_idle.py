@@ -111,3 +111,26 @@ def test_idle_close_is_a_setting_and_zero_means_never() -> None:
     for bad in (5.0, -1.0, 100000.0):
         with pytest.raises(SettingsError):
             Settings(idle_close=bad)
+
+
+async def test_the_keepalive_interval_set_from_outside_reaches_every_session(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """spec/nat.md NAT-5.5.3: the daemon sets the peer sessions' interval it learned; open sessions
+    announce it (PTH-7.1) and the idle timeout follows (PTH-7.2); new sessions start with it."""
+    async with nodes(ChannelConfig(keepalive_interval=25.0, idle_close_after=None)) as (a, b, _):
+        await echo_once(a, b, b"x")
+        peer = a.peer(b.peer_id)
+        assert peer is not None
+        a.set_keepalive_interval(54.0)
+        b.set_keepalive_interval(54.0)
+        assert a.keepalive_interval == 54.0
+        await trio.sleep(1.0)  # the announcements cross and are acknowledged
+        for node, other in ((a, b), (b, a)):
+            found = node.peer(other.peer_id)
+            assert found is not None
+            connection = node.endpoint.connection(found.session_id)
+            assert connection is not None and connection.keepalive_interval == 54.0
+            assert connection.idle_timeout == 3 * 54.0 + 1
+        await trio.sleep(400)  # quiet for 7 intervals: kept alive by keepalives at the new interval
+        assert a.peer(b.peer_id) is peer

@@ -187,3 +187,21 @@ def test_a_new_profile_is_sent_at_once_with_a_renewal() -> None:
     w.run_until(3.0)
     reg = w.node.registration(pid("alice"))
     assert reg is not None and reg.traits is not None and reg.traits.profile == NatProfile()
+
+
+def test_keepalive_records_stop_and_resume_when_set_from_outside() -> None:
+    """spec/nat.md NAT-5.5.2: while the daemon keeps the binding with STUN keepalives the client
+    sends no KEEPALIVE record (so a restarted node is noticed only at the renewal); they resume
+    when the interval is given back."""
+    w = World()
+    alice = w.add(ALICE, "alice")
+    w.run_until(1.0)
+    alice.set_keepalive_interval(None, w.now)
+    w.node = RendezvousNode(make_keys("node"), random=SeededRandom("restarted"))
+    w.run_until(200.0)  # no record leaves: nothing draws the restarted node's reset
+    assert alice.state is ClientState.REGISTERED and w.node.registration(pid("alice")) is None
+    alice.set_keepalive_interval(25.0, w.now)
+    w.run_until(226.0)  # the first record, at most 25 s later, draws the reset; registered again
+    assert alice.state is ClientState.REGISTERED and w.node.registration(pid("alice")) is not None
+    lost = [e for e in w.events[ALICE] if isinstance(e, RegistrationChanged) and e.observed is None]
+    assert len(lost) == 1 and "stateless reset" in lost[0].why
