@@ -159,6 +159,11 @@ def _yes_no(value: object) -> str:
 
 def _nat_text(nat: dict[str, Any]) -> list[str]:
     """The ``nat`` object of status (spec/appapi.md API-3.9) in a few lines."""
+    if nat.get("udp") is False:
+        return [
+            f"NAT       UDP blocked: {nat['server']} answers through a relay, not over UDP (sessions use relays)",
+            *_keepalive_text(nat),
+        ]
     if nat.get("mapped") is None:
         why = {"waiting": "no rendezvous node to ask", "measuring": "measuring"}.get(nat["state"], "no answer")
         error = f" ({nat['error']})" if nat.get("error") else ""

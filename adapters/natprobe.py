@@ -33,6 +33,7 @@ import trio
 from p2pos.proto.nat.addresses import is_ip
 from p2pos.proto.nat.discovery import NatDiscovery, NatReport
 from p2pos.proto.nat.profile import NatProfile
+from p2pos.proto.rendezvous.client import ClientState
 
 if TYPE_CHECKING:
     from .rendezvous import Registration, Rendezvous
@@ -47,6 +48,8 @@ CHECK_TIMEOUT: Final = 60.0
 #: Back-off after a failed measurement: the first retry, doubled up to the last (NAT-3.6.3).
 RETRY_FIRST: Final = 10.0
 RETRY_MAX: Final = 900.0
+#: The local address of a report that no discovery made (NAT-3.6.5: UDP blocked, inferred).
+_UNKNOWN_LOCAL: Final = ("0.0.0.0", 0)  # noqa: S104 (an address shown, nothing bound to it)
 
 
 async def source_address(server: Address) -> str:
@@ -174,6 +177,7 @@ class NatProbe:
         out: dict[str, Any] = {
             "state": self.state,
             "measured_at": _utc(self.measured_at[family]) if family is not None else None,
+            "udp": None,
             "server": None,
             "mapped": None,
             "nat": None,
@@ -204,6 +208,13 @@ class NatProbe:
         a first registration of a family still unmeasured (the node may have been down)."""
         if observed is None:
             return  # lost: the address it comes back on tells whether anything changed
+        if not is_ip(registration.address[0]):
+            # Through a relay: the node is up.  If its UDP address answers nothing, UDP is blocked
+            # (NAT-3.6.5), which a run that already failed could not tell.
+            if self.state == "failed" and self._blocked():
+                self.state, self.error, self.retry_at = "measured", "", None
+            self._apply_all()
+            return
         key = id(registration)
         before = self._observed.get(key)
         self._observed[key] = observed
@@ -214,7 +225,10 @@ class NatProbe:
         elif (
             before is None
             and is_ip(registration.address[0])
-            and _family(registration.address) not in self.reports
+            and (
+                _family(registration.address) not in self.reports
+                or not self.reports[_family(registration.address)].udp  # UDP came back (NAT-3.6.5)
+            )
             and self.state != "measuring"
         ):
             self.network_changed()
@@ -240,6 +254,8 @@ class NatProbe:
             with trio.move_on_after(wait):
                 await self._changed.wait()
             self.retry_at = None
+            if not self._changed.is_set() and self.state == "measured":
+                await self._changed.wait()  # proven since the failed run (NAT-3.6.5): no retry
 
     async def _measure(self) -> bool:
         """One run; whether it measured something (False: retry later)."""
@@ -274,17 +290,44 @@ class NatProbe:
             else:
                 # The network changed (or it is the first run) and nothing answered: the old
                 # findings describe a network we may have left.  Unknown, not UDP blocked: the
-                # node may just be down (NAT-3.6.3).
+                # node may just be down (NAT-3.6.3), unless it answers through a relay (NAT-3.6.5).
                 self.reports.pop(family, None)
                 self.measured_at.pop(family, None)
+                measured = self._blocked(family) or measured
         self.runs += 1
         self.error = "" if measured else "; ".join(errors)
         self.state = "measured" if measured else "failed"
         if not measured:
             log.warning("NAT discovery got no answer (%s): the NAT stays unknown, retrying later", self.error)
+        self._apply_all()
+        return measured
+
+    def _blocked(self, family: str = "ipv4") -> bool:
+        """Whether UDP is blocked, proven (NAT-3.6.5): a rendezvous node answers through a relay
+        while its UDP address of ``family`` has not registered us.  If so, that family's report
+        says so (``udp`` false) and True; the report stays until UDP registers (registration_changed)."""
+        through_relay = {
+            r.client.node
+            for r in self.rendezvous.registrations
+            if not is_ip(r.address[0]) and r.client.state is ClientState.REGISTERED and r.client.node is not None
+        }
+        for r in self.rendezvous.registrations:
+            if (
+                is_ip(r.address[0])
+                and _family(r.address) == family
+                and r.client.node in through_relay
+                and r.client.state is not ClientState.REGISTERED
+            ):
+                if family not in self.reports:
+                    self.reports[family] = NatReport(server=r.address, local=_UNKNOWN_LOCAL, udp=False)
+                    self.measured_at[family] = self._clock()
+                    log.info("NAT (%s): UDP blocked: %s answers through a relay, not over UDP", family, r.address[0])
+                return not self.reports[family].udp
+        return False
+
+    def _apply_all(self) -> None:
         for registration in list(self.rendezvous.registrations):
             self._apply(registration)
-        return measured
 
     def _apply(self, registration: Registration) -> None:
         """Give the registration's client the measured profile of its family (None: unknown).
@@ -297,6 +340,7 @@ def _fields(report: NatReport) -> dict[str, Any]:
     """The status fields a report fills in (NatReport.to_json's names)."""
     data = report.to_json()
     names = (
+        "udp",
         "server",
         "mapped",
         "nat",
@@ -312,6 +356,8 @@ def _fields(report: NatReport) -> dict[str, Any]:
 
 
 def _summary(report: NatReport) -> str:
+    if not report.udp:
+        return "UDP blocked"
     mapped = _fields(report)["mapped"]
     parts = [f"mapped {mapped}", f"mapping {report.mapping.value if report.mapping else 'unknown'}"]
     if report.nat is False:

@@ -127,6 +127,7 @@ UNTESTABLE: Mapping[str, str] = {
     "NAT-3.6.2": "the daemon's reaction to a network change, outside the control protocol; tests/adapters/test_natprobe.py",
     "NAT-3.6.3": "the daemon's error handling and retry back-off, outside the control protocol; tests/adapters/test_natprobe.py",
     "NAT-3.6.4": "what the daemon hands its rendezvous clients, outside the control protocol; tests/adapters/test_natprobe.py",
+    "NAT-3.6.5": "the daemon's inference from its own registrations (one through a relay, none over UDP), outside the control protocol; tests/adapters/test_natprobe.py and the lab matrix's udp-blocked pairs (no probe sent)",
     "NAT-4.6": "the daemon's triggers for a new search (its keeper's events, an address change, a lapsed registration) are outside the control protocol; tests/nat/test_binding_timeout.py checks relearn",
     "MAP-1.1": "which gateway to ask and when a mapping is advertised are the adapter's and the daemon's (adapters/portmap.py reads the default route), outside the control protocol; tests/adapters/test_portmap_gateway.py",
     "MAP-2.1": "the order of the protocols is the trio driver's (transports/portmap.py), which the control protocol does not run (the portmap role is one client); tests/nat/test_portmap_spec.py and tests/lab/test_lab_portmap.py",

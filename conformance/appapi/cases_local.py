@@ -58,6 +58,7 @@ STATUS_FIELDS: dict[str, type | tuple[type, ...]] = {
 REGISTRATION_STATES = {"registered", "connecting", "registering", "idle"}
 #: API-3.9: the ``nat`` object's fields, each a type or null (``None`` in the tuple).
 NAT_FINDINGS: dict[str, tuple[type | None, ...]] = {
+    "udp": (bool, None),
     "server": (str, None),
     "mapped": (str, None),
     "nat": (bool, None),

@@ -21,7 +21,7 @@ import pytest
 import trio
 import trio.testing
 
-from p2pos.adapters.cli_apps import _status_text
+from p2pos.adapters.cli_apps import _nat_text, _status_text
 from p2pos.adapters.client import Client
 from p2pos.adapters.daemon import Daemon, open_daemon
 from p2pos.adapters.home import Home, Settings
@@ -30,6 +30,7 @@ from p2pos.adapters.relay import RelayServer, bootstrap_string
 from p2pos.proto import Identity, LocalKeys
 from p2pos.proto.nat.discovery import Allocation, Behaviour, NatReport
 from p2pos.proto.nat.profile import Filtering, Mapping, NatProfile
+from p2pos.proto.rendezvous.client import ClientState
 
 Address = tuple[str, int]
 NODE_A, NODE_B, NODE_6 = ("198.18.0.1", 7000), ("198.18.0.2", 7000), ("2001:2::1", 7000)
@@ -67,6 +68,8 @@ def silent(server: Address) -> NatReport:
 class FakeClient:
     profile: NatProfile | None = None
     renewed: int = 0
+    node: bytes | None = None
+    state: ClientState = ClientState.REGISTERING
 
 
 @dataclasses.dataclass(eq=False)
@@ -137,6 +140,7 @@ async def test_measures_at_start_and_gives_every_client_the_profile(autojump_clo
     assert status == {
         "state": "measured",
         "measured_at": "2027-01-15T08:00:00Z",
+        "udp": True,
         "server": "198.18.0.1:7000",
         "mapped": "198.18.1.2:50000",
         "nat": True,
@@ -152,6 +156,7 @@ async def test_measures_at_start_and_gives_every_client_the_profile(autojump_clo
         "families": {"ipv4": {k: v for k, v in status.items() if k in status["families"]["ipv4"]}},
     }
     assert set(status["families"]["ipv4"]) == {
+        "udp",
         "server",
         "mapped",
         "nat",
@@ -268,6 +273,59 @@ async def test_a_first_registration_after_a_failure_measures_at_once(autojump_cl
         assert registered < 5.5 + 10  # before the back-off's retry
         await settle(p, "measured")
     assert [t for t, _ in script.calls] == [0.0, registered]
+
+
+async def test_a_node_that_answers_only_through_a_relay_proves_udp_blocked(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """NAT-3.6.5: no UDP answer is unknown (NAT-3.6.3) until the same node answers through a relay:
+    then UDP is blocked, the profile says so; UDP registering again measures again."""
+    rdv = FakeRendezvous(NODE_A)
+    udp: Any = rdv.registrations[0]
+    udp.client.node = b"node-a"
+    script = Script(silent(NODE_A), symmetric(NODE_A))
+    async with running(probe(rdv, script)) as p:
+        await settle(p, "failed")
+        unknown = p.status()
+        assert unknown["udp"] is None and udp.client.profile is None  # the node may be down
+        relayed: Any = FakeRegistration(("relay:node-a", 0), FakeClient(node=b"node-a", state=ClientState.REGISTERED))
+        rdv.registrations.append(relayed)
+        p.registration_changed(relayed, ("198.18.1.2", 51000))
+        status = p.status()
+        assert (status["state"], status["udp"], status["server"], status["mapped"]) == (
+            "measured",
+            False,
+            "198.18.0.1:7000",
+            None,
+        )
+        assert status["families"]["ipv4"]["udp"] is False and status["error"] == ""
+        blocked: Any = NatProfile(udp_blocked=True)
+        assert relayed.client.profile == blocked and udp.client.profile == blocked
+        assert _nat_text(status)[0].startswith("NAT       UDP blocked: 198.18.0.1:7000 answers through a relay")
+        await trio.sleep(3600)
+        assert len(script.calls) == 1  # proven: no retries while nothing changes
+        # UDP comes back: the node registers us over UDP, and the daemon measures again.
+        udp.client.state = ClientState.REGISTERED
+        p.registration_changed(udp, ("198.18.1.2", 40000))
+        back = trio.current_time()
+        await settle(p, "measuring")
+        await settle(p, "measured")
+        assert p.status()["udp"] is True and udp.client.profile == symmetric(NODE_A).to_profile()
+    assert [t for t, _ in script.calls] == [0.0, back]
+
+
+async def test_a_relay_registration_without_a_udp_failure_proves_nothing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    rdv = FakeRendezvous(NODE_A)
+    [udp] = rdv.registrations
+    udp.client.node, udp.client.state = b"node-a", ClientState.REGISTERED
+    relayed: Any = FakeRegistration(("relay:node-a", 0), FakeClient(node=b"node-a", state=ClientState.REGISTERED))
+    rdv.registrations.append(relayed)
+    async with running(probe(rdv, Script())) as p:
+        await settle(p, "measured")
+        p.registration_changed(relayed, ("198.18.1.2", 51000))
+        assert p.status()["udp"] is True
 
 
 async def test_no_rendezvous_node_nothing_to_measure(autojump_clock: trio.testing.MockClock) -> None:
