@@ -286,8 +286,8 @@ async def test_a_node_that_answers_only_through_a_relay_proves_udp_blocked(
     script = Script(silent(NODE_A), symmetric(NODE_A))
     async with running(probe(rdv, script)) as p:
         await settle(p, "failed")
-        unknown = p.status()
-        assert unknown["udp"] is None and udp.client.profile is None  # the node may be down
+        unknown, profile = p.status(), udp.client.profile
+        assert unknown["udp"] is None and profile is None  # the node may be down
         relayed: Any = FakeRegistration(("relay:node-a", 0), FakeClient(node=b"node-a", state=ClientState.REGISTERED))
         rdv.registrations.append(relayed)
         p.registration_changed(relayed, ("198.18.1.2", 51000))
