@@ -282,7 +282,7 @@ def _(iut: Iut) -> str | None:
     "cand/adv/1",
     section=ADVERTISE,
     title="what a side advertises: host, IPv6 global, port-mapped and relayed by priority; no server-reflexive, wildcard or never",
-    requirements=("CAND-4.1", "CAND-4.1a"),
+    requirements=("CAND-4.1",),
 )
 def _(iut: Iut) -> str | None:
     got = iut.ok(
@@ -296,6 +296,29 @@ def _(iut: Iut) -> str | None:
         candidates=[],
     ).get("advertise")
     expect_eq(got, [OUR_LAN, "[2001:2::9]:40001", "198.18.1.1:41000", "198.18.0.50:3000"], "the advertised addresses")
+    return None
+
+
+@case(
+    "cand/adv/2",
+    section=ADVERTISE,
+    title="never advertised: more than 16 addresses, a wildcard, an address of scope never",
+    requirements=("CAND-4.1a",),
+)
+def _(iut: Iut) -> str | None:
+    got = iut.ok(
+        "cand_pair",
+        bases=[MAIN],
+        hosts=["0.0.0.0:40000", "[::]:40000", OUR_LAN, "224.0.0.1:1", "0.0.0.0:1"],
+        reflexive=[],
+        mapped=[],
+        relayed=[],
+        observed=None,
+        candidates=[],
+    ).get("advertise")
+    expect(isinstance(got, list), f"advertise: {got!r}")
+    assert isinstance(got, list)
+    expect_eq([a for a in got if a != OUR_LAN], [], "wildcard or scope-never addresses advertised")
     many = iut.ok(
         "cand_pair", bases=[MAIN], hosts=[f"10.0.{i}.1:4000" for i in range(20)], observed=None, candidates=[]
     ).get("advertise")
