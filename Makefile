@@ -104,6 +104,8 @@ bench: install compiled
 	PYTHONPATH=$(COMPILED) $(PY) bench/rendezvous.py
 	$(PY) bench/goodput_loss.py
 	$(PY) bench/quic_carrier.py
+	PYTHONPATH=$(COMPILED) $(PY) bench/nat_punch.py
+	PYTHONPATH=$(COMPILED) $(PY) bench/keepalive.py
 
 # Mutation testing of the conformance suite (conformance/MUTATION.md): on demand, not part of
 # `make test`. Its own virtualenv holds cosmic-ray, coverage and p2pos installed from a wheel of

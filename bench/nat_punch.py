@@ -22,6 +22,7 @@ development machine, mostly the birthday's 1,280 probes a trial) says nothing ab
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -110,11 +111,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"per trial max {s['probes_per_trial_max']:5.0f}  violations {s['budget_violations']:.0f}  "
                 f"({time.perf_counter() - t:.0f} s)"
             )
+    # A time that does not exist (a relay-only strategy never goes direct) is left out: JSON has no NaN.
     figures = {
         f"{name}.{cond}.{key}": round(v, 4)
         for name, c in stats.items()
         for cond, s in c.items()
         for key, v in s.items()
+        if math.isfinite(v)
     }
     ratios = {
         f"birthday_success_over_theory.{cond}": round(
