@@ -29,7 +29,7 @@ import math
 import os
 import socket
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import trio
@@ -57,6 +57,8 @@ log = logging.getLogger("p2pos.bindingtimeout")
 PEER_MAX_INTERVAL: Final = 300.0
 #: How often the driver looks again while it waits for a registration and the NAT measurement.
 POLL: Final = 1.0
+#: NAT-5.5.7: under a port mapping, keepalives at most this fraction of the mapping's lifetime apart.
+MAPPED_FRACTION: Final = 0.5
 
 
 class Spare(Protocol):
@@ -130,13 +132,17 @@ class BindingTimeouts:
         open_spare: Callable[[str], Spare] = UdpSpare,
         random: Callable[[int], bytes] = os.urandom,
         clock: Callable[[], float] = time.time,
+        mappings: Mapping[int, Mapping[str, object]] | None = None,
     ) -> None:
         self.node, self.rendezvous, self.nat = node, rendezvous, nat
+        #: The port mappings in force, by socket (the daemon's ``port_mappings``: ``lifetime``, NAT-5.5.7).
+        self.mappings: Mapping[int, Mapping[str, object]] = mappings if mappings is not None else {}
         self.configured = configured
         self.enabled = enabled
         self.config = config or SearchConfig()
         self._open_spare, self._random, self._clock = open_spare, random, clock
-        #: ``off``, ``waiting``, ``learning``, ``learned``, ``failed`` or ``not-needed`` (NAT-5.5.5).
+        #: ``off``, ``waiting``, ``learning``, ``learned``, ``mapped`` (NAT-5.5.7), ``failed`` or
+        #: ``not-needed`` (NAT-5.5.5).
         self.state = "waiting" if enabled else "off"
         #: Why nothing is learned (``waiting``, ``failed``, ``not-needed``, ``off``), or why the last
         #: search started again.
@@ -155,6 +161,8 @@ class BindingTimeouts:
         self._spare_scope: trio.CancelScope | None = None
         self._relearn: str | None = None
         self._recheck = False
+        #: NAT-5.5.7: the keepalive interval while a port mapping keeps the binding.
+        self._mapped_interval = PEER_MAX_INTERVAL
         #: Where the target's node saw us when the search started (another address: NAT-5.5.4).
         self._target_seen: Address | None = None
         self._wake = trio.Event()
@@ -166,6 +174,7 @@ class BindingTimeouts:
             node.foreign_handlers["stun"] = self._on_stun
             self._previous_registration = rendezvous.on_registration_changed
             rendezvous.on_registration_changed = self._on_registration
+            rendezvous.on_mapped = self._on_mapped
 
     # -- what the daemon reads ---------------------------------------------------------------
 
@@ -176,6 +185,8 @@ class BindingTimeouts:
             return self.result.interval
         if self.state == "learning" and self.prober is not None:
             return self.prober.interval
+        if self.state == "mapped":
+            return self._mapped_interval
         return self.configured
 
     def status(self) -> dict[str, Any]:
@@ -236,6 +247,11 @@ class BindingTimeouts:
                 self._relearn = "the registration with the rendezvous node lapsed"
         elif registration is self.target and self.state in ("learning", "learned") and seen != self._target_seen:
             self._relearn = f"the rendezvous node sees us at {_show(observed)} now"
+        self._recheck = True
+        self._wake.set()
+
+    def _on_mapped(self) -> None:
+        """A port mapping came or went (NAT-5.5.7): look again."""
         self._recheck = True
         self._wake.set()
 
@@ -357,8 +373,35 @@ class BindingTimeouts:
             return "waiting", "waiting for the NAT measurement"
         return "waiting", f"the NAT is not measured ({self.nat.error or self.nat.state})"
 
+    def _mapped_now(self) -> tuple[Registration, Address, float] | None:
+        """NAT-5.5.7: a registration over UDP whose node sees us at the address the gateway maps for
+        that socket (the mapping carries our traffic to the node too), and the interval it needs:
+        liveness only, within the mapping's lifetime (which the port mapper renews at half)."""
+        for registration in self._udp_registrations():
+            client, local = registration.client, registration.client.local
+            mapped = self.rendezvous.mapped.get(local) if isinstance(local, int) else None
+            if isinstance(local, int) and mapped is not None and client.observed == mapped:
+                if client.state is not ClientState.REGISTERED:
+                    continue
+                lifetime = self.mappings.get(local, {}).get("lifetime")
+                interval = PEER_MAX_INTERVAL
+                if isinstance(lifetime, int | float) and lifetime > 0:
+                    interval = min(interval, MAPPED_FRACTION * float(lifetime))
+                return registration, mapped, interval
+        return None
+
     def _decide(self, now: float) -> None:
         self._recheck = False
+        mapped = self._mapped_now()
+        if mapped is not None:
+            registration, address, interval = mapped
+            if self.state != "mapped" or self.target is not registration or self._mapped_interval != interval:
+                self._stop("mapped", f"the gateway maps {_show(address)}: its lifetime keeps the binding", now)
+                self.target, self._mapped_interval, self.flows = registration, interval, "node"
+                log.info("port mapping at %s: keepalives every %.0f s (liveness only)", _show(address), interval)
+            return
+        if self.state == "mapped":
+            self._stop("waiting", "the port mapping went", now)
         if self.state in ("failed", "not-needed") and self._relearn is None:
             self.state = "waiting"  # a registration changed: look again
         target = self._target_now()
@@ -434,7 +477,7 @@ class BindingTimeouts:
 
     def _sync_keepers(self, now: float) -> None:
         """A keeper per registered UDP registration while learning or learned (NAT-5.5.2)."""
-        if self.state not in ("learning", "learned"):
+        if self.state not in ("learning", "learned", "mapped"):
             return
         for registration in self._udp_registrations():
             if registration.client.state is ClientState.REGISTERED and id(registration) not in self._keepers:
@@ -468,6 +511,8 @@ class BindingTimeouts:
             self.flows = "node" if len(self._flows(report)) == 1 else "per-peer"  # a measurement may follow
         if self.state in ("learning", "learned"):
             peer = min(interval, PEER_MAX_INTERVAL) if self.flows == "per-peer" else PEER_MAX_INTERVAL
+        elif self.state == "mapped":
+            peer = interval  # anyone reaches the mapped port: liveness only (NAT-5.5.7)
         if peer != self.peer_interval:
             self.peer_interval = peer
             self.node.set_keepalive_interval(self.configured if peer is None else round(peer, 3))

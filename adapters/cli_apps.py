@@ -197,6 +197,8 @@ def _keepalive_text(nat: dict[str, Any]) -> list[str]:
         return [f"          binding timeout: {'not learned' if timeout is None else f'{timeout:g} s'}"]
     state, interval = keep["state"], _seconds(keep["interval"])
     peers = f", peer sessions every {_seconds(keep['peer_interval'])}"
+    if state == "mapped":
+        return [f"keepalive not learned: {keep['reason']}; keepalives every {interval} for liveness{peers}"]
     if state == "learned":
         low, high = keep["bracket"] or [timeout, None]
         bound = f"at least {low:g} s" if high is None else f"{timeout:g} s (dead at {high:g} s)"

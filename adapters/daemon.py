@@ -153,7 +153,12 @@ class Daemon:
         self.rendezvous.on_registration_changed = self.nat.registration_changed
         #: The router's binding timeout, learned, and the keepalives sized to it (spec/nat.md §5.5).
         self.keepalive = BindingTimeouts(
-            node, self.rendezvous, self.nat, configured=settings.keepalive, enabled=settings.learn_binding_timeout
+            node,
+            self.rendezvous,
+            self.nat,
+            configured=settings.keepalive,
+            enabled=settings.learn_binding_timeout,
+            mappings=self.port_mappings,
         )
         self.plugins = Plugins(home, notify=self.event)
         self.stopping = trio.Event()

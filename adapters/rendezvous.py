@@ -121,6 +121,8 @@ class Rendezvous:
         #: Told each registration's new observed address (None: the registration was lost): the
         #: daemon's NAT probe re-measures when it moves (spec/nat.md NAT-3.6.2).
         self.on_registration_changed: Callable[[Registration, Address | None], None] | None = None
+        #: Told that a port mapping came or went (``mapped`` changed): the keepalives may follow it.
+        self.on_mapped: Callable[[], None] | None = None
         node.on_bare_event = self._on_session_event
         node.on_reset = self._on_reset
 
@@ -275,6 +277,8 @@ class Rendezvous:
             client.port_mapped = client.local in self.mapped
             client.reregister(now)
         self._after_calls()
+        if self.on_mapped is not None:
+            self.on_mapped()
 
     def pairing(self, observed: Address | None, candidates: tuple[Address, ...]) -> Pairing:
         """Which of a peer's addresses (its ``observed`` one, its ``candidates``: a FOUND's) to dial

@@ -87,7 +87,7 @@ KEEPALIVE_FIELDS: dict[str, tuple[type | None, ...]] = {
     "keepalives_answered": (int,),
     "relearned": (int,),
 }
-KEEPALIVE_STATES = {"off", "waiting", "learning", "learned", "failed", "not-needed"}
+KEEPALIVE_STATES = {"off", "waiting", "learning", "learned", "mapped", "failed", "not-needed"}
 BEHAVIOURS = {None, "endpoint-independent", "address-dependent", "address-and-port-dependent"}
 
 

@@ -155,6 +155,8 @@ class FakeRendezvous:
         self.node = node
         self.registrations = [FakeRegistration(address, FakeClient())]
         self.on_registration_changed: Any = None
+        self.on_mapped: Any = None
+        self.mapped: dict[int, Address] = {}
         self.reregistered = 0
 
     def reregister(self, registration: FakeRegistration) -> None:
@@ -293,6 +295,35 @@ async def test_one_flow_keeps_every_peer_under_endpoint_independent_filtering(
         await trio.sleep(1)
         assert world.driver.status()["flows"] == "per-peer"
         assert world.node.keepalive_intervals[-1] == pytest.approx(world.driver.interval, abs=0.001)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_port_mapping_keeps_the_binding_and_sets_the_interval_from_its_lifetime(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """NAT-5.5.7: the node sees us at the mapped address: no search, keepalives for liveness only,
+    within half the mapping's lifetime; the mapping gone, the search starts."""
+    async with trio.open_nursery() as nursery:
+        mappings: dict[int, dict[str, object]] = {0: {"port": MAIN[1], "lifetime": 120}}
+        world = World(nursery, 30.0, nat_report=report(), mappings=mappings)
+        world.rendezvous.mapped[0] = (PUBLIC_IP, MAIN[1])  # the gateway maps the main socket where the node sees it
+        nursery.start_soon(world.driver.run)
+        await world.until("mapped", 5)
+        status = world.driver.status()
+        assert status["interval"] == status["peer_interval"] == 60.0 and status["flows"] == "node"
+        assert "the gateway maps" in status["reason"] and world.spares == []  # nothing searched
+        assert world.node.keepalive_intervals == [60.0]
+        await trio.sleep(600)  # ten intervals: the keeper's STUN keepalives, each answered, every 60 s
+        assert 9 <= world.driver.status()["keepalives_sent"] <= 11
+        assert world.driver.status()["keepalives_answered"] == world.driver.status()["keepalives_sent"]
+        mappings[0]["lifetime"] = 7200
+        world.rendezvous.on_mapped()
+        await trio.sleep(1)
+        assert world.driver.interval == PEER_MAX_INTERVAL  # a long lease: liveness sets the pace
+        # The mapping goes: the router's own idle timeout matters again, so the search starts.
+        del world.rendezvous.mapped[0]
+        world.rendezvous.on_mapped()
+        await world.until("learning", 5)
         nursery.cancel_scope.cancel()
 
 
