@@ -18,7 +18,7 @@ from p2pos.proto.simulation.nat import NatConfig
 
 from .checks import CaseFailed, expect, expect_eq
 from .iut import Iut
-from .nat_net import LAN_IP, NODE, NatNet, Role, Sent, decoded, only, text
+from .nat_net import LAN_IP, NODE, NatNet, Role, Sent, decoded, fire, only, text
 from .registry import case
 
 INTERVAL, FLOWS, KEEPER, SEARCH = "nat.md §5", "nat.md §5", "nat.md §5", "nat.md §4.3"
@@ -78,14 +78,6 @@ def keeper(iut: Iut, interval: float = 20.0, srtt: float = 0.05) -> Role:
     role = Role(iut)
     role.start("keeper", 0.0, server=text(NODE), local=text(LOCAL), interval=interval, srtt=srtt, seed=SEED)
     return role
-
-
-def fire(role: Role, until: float) -> list[Sent]:
-    """Run the role's timers in order up to ``until``; what it sent."""
-    sent: list[Sent] = []
-    while role.timer is not None and role.timer <= until:
-        sent += role.run_timer(role.timer)
-    return sent
 
 
 def reply(request: Sent, mapped: tuple[str, int]) -> bytes:

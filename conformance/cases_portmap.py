@@ -14,7 +14,7 @@ from typing import Any
 
 from .checks import expect, expect_eq
 from .iut import Iut
-from .nat_net import Role, Sent, text
+from .nat_net import Role, Sent, fire, text
 from .registry import case
 
 NATPMP, PCP, LIFETIMES, REMOVAL = "portmap.md §3", "portmap.md §4", "portmap.md §5", "portmap.md §6"
@@ -36,13 +36,6 @@ def start(iut: Iut, protocol: str, **fields: Any) -> Role:
         **fields,
     )
     return role
-
-
-def fire(role: Role, until: float) -> list[Sent]:
-    sent: list[Sent] = []
-    while role.timer is not None and role.timer <= until:
-        sent += role.run_timer(role.timer)
-    return sent
 
 
 def answer(role: Role, data: bytes, now: float) -> list[Sent]:

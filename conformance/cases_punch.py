@@ -18,7 +18,7 @@ from p2pos.proto.nat.profile import decode_profile_untrusted
 
 from .checks import expect, expect_eq
 from .iut import Iut
-from .nat_net import Role, Sent, address_attr, decoded, text
+from .nat_net import Role, Sent, address_attr, decoded, fire, text
 from .registry import case
 
 PROFILE, PLAN, BUDGETS, PROBES = "punch.md §2.2", "punch.md §3.1", "punch.md §4", "punch.md §5"
@@ -49,13 +49,6 @@ def start(iut: Iut, mine: str, theirs: str, *, leading: bool = True, candidates:
         seed=SEED,
     )
     return role
-
-
-def fire(role: Role, until: float) -> list[Sent]:
-    sent: list[Sent] = []
-    while role.timer is not None and role.timer <= until:
-        sent += role.run_timer(role.timer)
-    return sent
 
 
 def fire_all(role: Role, until: float) -> list[Sent]:

@@ -159,6 +159,14 @@ class NatNet:
         return now
 
 
+def fire(role: Role, until: float) -> list[Sent]:
+    """Run the role's timers in order up to ``until``; what it sent meanwhile."""
+    sent: list[Sent] = []
+    while role.timer is not None and role.timer <= until:
+        sent += role.run_timer(role.timer)
+    return sent
+
+
 def binding_request(
     txid: bytes, attributes: list[tuple[int, bytes]] | None = None, *, fingerprint: bool = True
 ) -> bytes:
