@@ -163,11 +163,12 @@ def _nat_text(nat: dict[str, Any]) -> list[str]:
         return [
             f"NAT       UDP blocked: {nat['server']} answers through a relay, not over UDP (sessions use relays)",
             *_keepalive_text(nat),
+            *_punching_text(nat),
         ]
     if nat.get("mapped") is None:
         why = {"waiting": "no rendezvous node to ask", "measuring": "measuring"}.get(nat["state"], "no answer")
         error = f" ({nat['error']})" if nat.get("error") else ""
-        return [f"NAT       unknown: {why}{error}", *_keepalive_text(nat)]
+        return [f"NAT       unknown: {why}{error}", *_keepalive_text(nat), *_punching_text(nat)]
     mapping = nat["mapping"] or "unknown"
     if nat["nat"] is False:
         mapping = "none (the node sees our own address)"
@@ -182,11 +183,22 @@ def _nat_text(nat: dict[str, Any]) -> list[str]:
     ]
     if nat["state"] != "measured":
         lines.append(f"          now {nat['state']}" + (f" ({nat['error']})" if nat.get("error") else ""))
-    return [*lines, *_keepalive_text(nat)]
+    return [*lines, *_keepalive_text(nat), *_punching_text(nat)]
 
 
 def _seconds(value: float | None) -> str:
     return "?" if value is None else f"{value:g} s"
+
+
+def _punching_text(nat: dict[str, Any]) -> list[str]:
+    """The hole punches so far (``nat.punching``, spec/appapi.md API-3.9), in one line."""
+    p = nat.get("punching")
+    if not isinstance(p, dict) or not p.get("started"):
+        return []
+    return [
+        f"punching {p['started']} started, {p['succeeded']} direct, {p['failed']} failed, {p['active']} active; "
+        f"{p['probes_sent']} probes sent"
+    ]
 
 
 def _keepalive_text(nat: dict[str, Any]) -> list[str]:

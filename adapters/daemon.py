@@ -501,7 +501,7 @@ class Daemon:
             "plugins": self.plugins.status(),
             "relays": self.relays.status(),
             "port_mappings": [self.port_mappings[local] for local in sorted(self.port_mappings)],
-            "nat": {**self.nat.status(), "keepalive": self.keepalive.status()},
+            "nat": {**self.nat.status(), "keepalive": self.keepalive.status(), "punching": self.punching.status()},
         }
 
     async def register_through_relays(self) -> None:

@@ -112,6 +112,20 @@ class Punching:
         node.foreign_handlers["stun"] = self._on_stun
         #: Counters for status and tests.
         self.started = self.succeeded = self.failed = self.ignored = 0
+        #: Probes and answers sent by punches that ended (spec/punch.md §4.5).
+        self.probes_sent = self.answers_sent = 0
+
+    def status(self) -> dict[str, int]:
+        """The ``punching`` object of GET /v1/status ``nat`` (spec/appapi.md API-3.9)."""
+        return {
+            "active": len(self._runs),
+            "started": self.started,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "ignored": self.ignored,
+            "probes_sent": self.probes_sent,
+            "answers_sent": self.answers_sent,
+        }
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -257,6 +271,8 @@ class Punching:
         offer, puncher = run.offer, run.puncher
         assert puncher is not None
         counts = {"probes": puncher.probes_sent, "answers": puncher.answers_sent}
+        self.probes_sent += puncher.probes_sent
+        self.answers_sent += puncher.answers_sent
         if isinstance(event, pu.PunchFailed):
             self.failed += 1
             self._notify("punch_failed", peer_id=str(offer.peer), reason=event.reason, **counts)

@@ -157,6 +157,12 @@ def check_nat(nat: dict[str, Any]) -> None:
             expect(_nullable(keepalive[name], types), f"status.nat.keepalive.{name}: {keepalive[name]!r}")
         expect(keepalive["state"] in KEEPALIVE_STATES, f"status.nat.keepalive.state {keepalive['state']!r}")
         expect(keepalive["flows"] in (None, "node", "per-peer"), f"status.nat.keepalive.flows {keepalive['flows']!r}")
+    punching = nat.get("punching")
+    if punching is not None:
+        names = ("active", "started", "succeeded", "failed", "ignored", "probes_sent", "answers_sent")
+        for name in names:
+            value = punching.get(name) if isinstance(punching, dict) else None
+            expect(isinstance(value, int) and value >= 0, f"status.nat.punching.{name}: {value!r}")
 
 
 def check_service(item: Any, what: str) -> dict[str, Any]:

@@ -35,6 +35,11 @@ def test_an_introduction_starts_a_punch_on_both_sides_and_both_succeed(tmp_path:
             assert ended["type"] == "punch_succeeded", ended
             assert ended["peer_id"] == peer
             assert 1 <= ended["probes"] <= 8
+            counts = daemon.status()["nat"]["punching"]  # API-3.9: the same punch, counted
+            assert (counts["started"], counts["succeeded"], counts["failed"]) == (1, 1, 0), counts
+            assert counts["probes_sent"] == ended["probes"] and counts["answers_sent"] == ended["answers"]
+        code, text = lab.run(a, "status", timeout=30)
+        assert code == 0 and "punching 1 started, 1 direct, 0 failed" in text.stdout_text(), text.stderr_text()
         lab.check_no_tracebacks()
 
 
