@@ -20,7 +20,7 @@ import logging
 import socket
 from collections.abc import Callable, Sequence
 
-from p2pos.proto.nat.addresses import is_ip, maybe_public
+from p2pos.proto.nat.addresses import is_global_ipv6
 
 log = logging.getLogger("p2pos.daemon")
 
@@ -38,9 +38,7 @@ def global_ipv6_address() -> str | None:
     except OSError:  # no IPv6 at all, or no route to the IPv6 internet
         return None
     host = host.split("%", 1)[0]
-    if not is_ip(host) or host.lower().startswith("::ffff:") or not maybe_public(host):
-        return None
-    return host
+    return host if is_global_ipv6(host) else None
 
 
 def listen_hosts(hosts: Sequence[str], *, find: Callable[[], str | None] = global_ipv6_address) -> list[str]:

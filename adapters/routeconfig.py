@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from p2pos.proto import ChannelConfig
-from p2pos.proto.nat.addresses import is_ip, maybe_public
+from p2pos.proto.nat.addresses import is_global_ipv6
 from p2pos.proto.paths.path import PathKind
 
 from .nodetypes import Address, Transport
@@ -40,16 +40,10 @@ def kind_and_rank(transport: object) -> tuple[PathKind, int, bool]:
     kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
     rank = getattr(transport, "path_rank", None)
     if rank is None:
-        rank = DIRECT_IPV6_RANK if _global_ipv6(getattr(transport, "local_address", None)) else 0
+        local = getattr(transport, "local_address", None)
+        host = local[0] if isinstance(local, tuple) and local else None
+        rank = DIRECT_IPV6_RANK if is_global_ipv6(host) else 0
     return kind, int(rank), bool(getattr(transport, "path_relayed", False))
-
-
-def _global_ipv6(address: object) -> bool:
-    """Whether ``address`` (a socket's) is a global IPv6 one (not IPv4-mapped, not a wildcard)."""
-    if not isinstance(address, tuple) or not address or not isinstance(address[0], str):
-        return False
-    host = address[0]
-    return ":" in host and is_ip(host) and not host.lower().startswith("::ffff:") and maybe_public(host)
 
 
 def channel_config_for(base: ChannelConfig, transport: Transport, address: Address) -> ChannelConfig:

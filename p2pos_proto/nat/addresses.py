@@ -128,6 +128,15 @@ def maybe_public(host: str | IPAddress) -> bool:
     return classify(host) is AddressClass.PUBLIC
 
 
+def is_global_ipv6(host: object) -> bool:
+    """Whether ``host`` is a public IPv6 address string, a zone dropped (not an IPv4-mapped one, which
+    is an IPv4 address in disguise): what a dual-stack daemon binds and ranks as direct IPv6."""
+    if not is_ip(host):
+        return False
+    ip = parse_ip(str(host))
+    return isinstance(ip, ipaddress.IPv6Address) and unmapped(ip) is ip and maybe_public(ip)
+
+
 def is_ip(host: object) -> bool:
     """Whether ``host`` is an IP address string (not a host name or a relay's pseudo-address)."""
     if not isinstance(host, str):

@@ -11,7 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from p2pos.proto.nat.addresses import RANGES, AddressClass, Scope, classify, is_ip, maybe_public, scope_of
+from p2pos.proto.nat.addresses import (
+    RANGES,
+    AddressClass,
+    Scope,
+    classify,
+    is_global_ipv6,
+    is_ip,
+    maybe_public,
+    scope_of,
+)
 
 C = AddressClass
 ROOT = Path(__file__).resolve().parents[2]
@@ -158,3 +167,21 @@ def test_nothing_in_p2pos_asks_python_whether_an_address_is_private_or_global() 
                 if isinstance(node, ast.Attribute) and node.attr in ("is_private", "is_global"):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("2001:2::5", True),  # the lab's IPv6 internet is public
+        ("2001:2::5%eth0", True),
+        ("::ffff:198.18.0.1", False),  # IPv4 in disguise
+        ("fd00::1", False),  # unique-local
+        ("fe80::1", False),
+        ("::", False),
+        ("198.18.0.1", False),
+        ("relay:abc", False),
+        (None, False),
+    ],
+)
+def test_is_global_ipv6(host: object, expected: bool) -> None:
+    assert is_global_ipv6(host) is expected
