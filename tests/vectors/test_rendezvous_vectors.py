@@ -195,6 +195,7 @@ def test_fresh_binding_pair(vector: dict[str, Any]) -> None:
         _address(vector["source"]),
     )
     assert vector["username"] == ticket[:8].hex() + (":a" if vector["leading"] else ":t") and len(request) == 76
+    assert request[8:20] == txid == answer[8:20]
     attrs = _attributes(request)
     assert [a for a, _ in attrs] == [0x0006, 0x0008, 0x8028] and attrs[0][1] == vector["username"].encode()
     covered = bytearray(request[: len(request) - 32])  # up to MESSAGE-INTEGRITY, its length counted
