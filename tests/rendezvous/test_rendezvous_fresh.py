@@ -11,6 +11,7 @@ import random
 from test_rendezvous_client import ALICE, BOB, NODE, World, pid
 
 from p2pos.proto.nat import punch as pu
+from p2pos.proto.nat import stun
 from p2pos.proto.nat import stun_message as sm
 from p2pos.proto.nat.profile import Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.nat.punch_plan import plan
@@ -177,3 +178,27 @@ def test_without_the_nodes_other_address_nothing_changes() -> None:
     assert with_fresh.fresh_sent == 0 and with_fresh.get_timer() == 0.0
     sent = with_fresh.datagrams_to_send(0.0)
     assert sent and all(a[0] == "198.18.9.9" for _, a, _ in sent)  # the sequence at once, as before
+
+
+def test_the_node_answers_a_fresh_binding_on_its_other_address_from_that_socket() -> None:
+    """RDV-4.6.2: on any of its sockets, the answer from the socket the request reached; the FRESH on
+    the other side's session; a request that names no ticket there is the STUN server's (420)."""
+    w = World()
+    w.node.stun = stun.BindingServer(primary=NODE, alternate=OTHER)
+    alice, _bob = w.add(ALICE, "alice"), w.add(BOB, "bob")
+    w.run_until(1.0)
+    alice.lookup(pid("bob"), w.now)
+    w.run_until(1.2)
+    answer = next(e for e in w.events[ALICE] if isinstance(e, LookupAnswered))
+    assert answer.punch is not None
+    other_key = stun.socket_key(1, 1)
+    w.node.receive_datagram(_request(answer.punch.ticket, leading=True), SOURCE, w.now, other_key)
+    out = w.node.datagrams_to_send(w.now)
+    stun_out = [(to, local) for _, to, local in out if to == SOURCE]
+    assert stun_out == [(SOURCE, other_key)]
+    assert [to for _, to, _ in out if to != SOURCE] == [BOB]  # the FRESH's record
+    w.node.receive_datagram(_request(bytes(16)), SOURCE, w.now, other_key)  # no such ticket: dropped
+    assert w.node.datagrams_to_send(w.now) == []
+    w.node.receive_datagram(pu.probe(answer.punch.ticket, bytes(12)), SOURCE, w.now, other_key)
+    ((refused,), _, _) = w.node.datagrams_to_send(w.now)[0]
+    assert sm.decode_untrusted(refused).error() is not None  # a USERNAME it does not know: 420 (RDV-5.2)
