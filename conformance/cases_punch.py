@@ -427,7 +427,7 @@ def _(iut: Iut) -> str | None:
     for leading in (True, False):
         role = start(iut, SEQUENTIAL, STABLE, leading=leading, fresh_to=NODE_OTHER)
         first = list(role.sent)
-        expect(first and first[0].to == NODE_OTHER, f"the first datagram is not a fresh Binding: {first[:1]}")
+        expect(bool(first) and first[0].to == NODE_OTHER, f"the first datagram is not a fresh Binding: {first[:1]}")
         txid = decoded(first[0].data, "fresh Binding").transaction_id
         node_answer = punch.answer(TICKET, txid, (PEER[0], 40999))
         role.receive(node_answer, NODE_OTHER, MAIN, 0.01)  # answered: the second goes all the same
@@ -492,6 +492,8 @@ def _(iut: Iut) -> str | None:
     expect(len(ports) <= 56, f"the leader sent {len(ports)} predicted probes")
     role = start(iut, SEQUENTIAL, SEQUENTIAL, leading=False, fresh_to=NODE_OTHER)
     sent = [s for s in fire_all(role, 5.0) if s.to[0] == PEER[0]]
-    expect(sent and abs(sent[0].at - 0.5) < 1e-6, f"without a FRESH the follower's first probe left at {sent[:1]}")
+    expect(
+        bool(sent) and abs(sent[0].at - 0.5) < 1e-6, f"without a FRESH the follower's first probe left at {sent[:1]}"
+    )
     expect_eq([s.to[1] for s in sent[:3]], [PEER[1] + 1, PEER[1] + 3, PEER[1] + 5], "the follower's first ports")
     return None

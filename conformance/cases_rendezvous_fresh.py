@@ -57,10 +57,11 @@ def _signed(ticket: bytes, txid: bytes, leading: bool, key: bytes) -> bytes:
     return sm.encode(sm.BINDING, sm.REQUEST, txid, [(sm.USERNAME, username)], key=key, fingerprint=True)
 
 
-def _fresh_only(peer: Peer) -> list[m.Fresh]:
+def _fresh_only(peer: Peer) -> list[m.Message]:
+    """What ``peer`` got since: FRESH messages only (anything else fails the case)."""
     got = peer.take()
     expect(all(isinstance(g, m.Fresh) for g in got), f"{peer.name} got {short(got)}")
-    return [g for g in got if isinstance(g, m.Fresh)]
+    return got
 
 
 def _check_answer(answers: list[bytes], ticket: bytes, source: tuple[str, int], label: int) -> None:
