@@ -16,6 +16,12 @@ virtual time:
 3. the punchers run until both have an outcome (or the trial's time is up); every probe and
    answer crosses the emulated NATs and links.
 
+With ``fresh=True`` the node has a second address and answers fresh Bindings there with the core's
+``FreshTickets`` (spec/rendezvous.md §4.6): a sequential side's puncher sends them when it starts
+(spec/punch.md §3.4), and the node passes each to the other side as a FRESH (a ``fresh HOST PORT``
+control datagram on the side's registration mapping, lost or not like any other), which its
+puncher turns into a re-based prediction.
+
 ``run_trial(a, b, seed, wan=...)`` returns a :class:`TrialResult`: success (both sides found a
 pair), the pair that won and whether the emulator confirms it (packets from each side's winning
 socket reached the other's under the addresses each side names), the times to the first and to
