@@ -151,6 +151,9 @@ class Daemon:
         #: and the profile it gives the rendezvous clients.  ``nat.run`` is started with the daemon.
         self.nat = NatProbe(self.rendezvous)
         self.rendezvous.on_registration_changed = self.nat.registration_changed
+        # Fresh mappings (spec/punch.md §3.4): fresh Bindings to the node's other address, FRESH to the punch.
+        self.rendezvous.other_address = self.nat.other_for
+        self.rendezvous.on_fresh = self.punching.fresh
         #: The router's binding timeout, learned, and the keepalives sized to it (spec/nat.md §5.5).
         self.keepalive = BindingTimeouts(
             node,

@@ -170,6 +170,13 @@ class NatProbe:
         report = self.reports.get(_family(address)) if is_ip(address[0]) else self.report
         return report.to_profile() if report is not None else None
 
+    def other_for(self, address: Address) -> Address | None:
+        """The other address (OTHER-ADDRESS) of the node at ``address``, if discovery measured against
+        that node and it answered there: where a sequential side's punches send their fresh Bindings
+        (spec/punch.md PUN-3.4.1).  None otherwise (another node's other address knows no ticket of ours)."""
+        report = self.reports.get(_family(address)) if is_ip(address[0]) else None
+        return report.other if report is not None and report.server == address else None
+
     def status(self) -> dict[str, Any]:
         """The ``nat`` object of GET /v1/status (spec/appapi.md API-3.9)."""
         family = "ipv4" if "ipv4" in self.reports else "ipv6" if "ipv6" in self.reports else None

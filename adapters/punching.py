@@ -13,7 +13,11 @@ carries the peer's NAT profile, its round trip to the node and a ticket (spec/re
   dials the peer's IPv6 addresses in a punch of its own, ``IPV6_PLAN`` whatever the IPv4 plan
   (spec/punch.md §3.9): both sides send, so each side's stateful firewall opens for the other;
 * probes and answers come back as STUN datagrams: on the node's sockets through the node's
-  foreign-datagram hook, on the extra sockets through a receive task of their own.
+  foreign-datagram hook, on the extra sockets through a receive task of their own;
+* a side whose NAT allocates sequentially, given the introducing node's other address
+  (``PunchOffer.fresh_to``), sends its fresh Bindings there from the introduction's socket, and
+  the peer's FRESH (``Punching.fresh``, from the rendezvous client) re-bases our predicted probes
+  (spec/punch.md §3.4, spec/rendezvous.md §4.6).
 
 On success the winning pair becomes a path of the session (spec/paths.md: validated, then ranked
 as direct UDP): the controlling side adds it, the other side's core makes it when the
@@ -73,6 +77,9 @@ class PunchOffer:
     #: The node's IPv6 sockets with the peer's IPv6 addresses the pairing policy lets each dial: each
     #: punches them with ``IPV6_PLAN`` (spec/punch.md §3.9).
     others: tuple[tuple[int, tuple[Address, ...]], ...] = ()
+    #: The introducing node's other address (OTHER-ADDRESS, nat.md §3.1) when discovery measured
+    #: against it: a sequential side's fresh Bindings go there (spec/punch.md PUN-3.4.1).
+    fresh_to: Address | None = None
 
 
 @dataclasses.dataclass(eq=False)
@@ -91,6 +98,8 @@ class _Run:
     by_node_index: dict[int, Hashable] = dataclasses.field(default_factory=dict)
     #: Extra sockets handed to the node (the winner, and any the peer's probes reached later).
     adopted: set[Hashable] = dataclasses.field(default_factory=set)
+    #: A FRESH that came before the puncher started (its start waits for the peer, §7).
+    fresh: Address | None = None
 
 
 class Punching:
@@ -180,7 +189,11 @@ class Punching:
                 rtt=estimate,
                 random=self._random,
                 now=trio.current_time(),
+                fresh_to=None if run.targets else offer.fresh_to,
+                leading=offer.leading,
             )
+            if run.fresh is not None:
+                run.puncher.receive_fresh(run.fresh, trio.current_time())
             await self._drive(run)
         except Exception as exc:  # a punch must never take the daemon down
             log.warning("punch towards %s failed: %s", offer.peer.short(), exc)
@@ -318,6 +331,20 @@ class Punching:
                 await trio.sleep(0.05)
 
     # -- input from the node -----------------------------------------------------------------
+
+    def fresh(self, peer: PeerId, ticket_id: bytes, address: Address) -> bool:
+        """A FRESH (spec/rendezvous.md §4.6): ``peer`` took a fresh mapping at ``address`` for the punch
+        ``ticket_id`` names; its introduction's punch predicts from it (spec/punch.md PUN-3.4.2).
+        False when no such punch runs (then it is ignored)."""
+        for run in list(self._runs.values()):
+            if run.targets or run.offer.peer != peer or run.offer.punch.ticket[:8] != ticket_id:
+                continue  # an IPv6 punch, or another introduction
+            if run.puncher is None:
+                run.fresh = address
+            elif run.puncher.receive_fresh(address, trio.current_time()):
+                run.wake.set()
+            return True
+        return False
 
     def _on_stun(self, event: ForeignDatagramReceived) -> None:
         """A STUN datagram on one of the node's sockets: a probe or an answer of one of our punches?"""

@@ -27,6 +27,7 @@ from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.client import (
     ClientConfig,
     ClientState,
+    FreshReceived,
     IntroductionReceived,
     LookupAnswered,
     RegistrationChanged,
@@ -116,6 +117,11 @@ class Rendezvous:
         #: Told each introduction's punch (spec/rendezvous.md §3.5): a FOUND with one (we asked, we
         #: lead) and an INTRODUCTION with one (adapters/punching.py).
         self.on_punch: Callable[[PunchOffer], None] | None = None
+        #: Told each FRESH (spec/rendezvous.md §4.6): the peer, the ticket id and its fresh address.
+        self.on_fresh: Callable[[PeerId, bytes, Address], object] | None = None
+        #: Asked the other address of the node a registration is with (None: not known), for a
+        #: sequential side's fresh Bindings (spec/punch.md PUN-3.4.1); the daemon's NAT probe knows it.
+        self.other_address: Callable[[Address], Address | None] | None = None
         #: Told the relays a node offers (RELAYS, spec/rendezvous.md §4.5): the node's name and the URLs.
         self.on_relays_offered: Callable[[str, tuple[str, ...]], None] | None = None
         #: Told each registration's new observed address (None: the registration was lost): the
@@ -370,13 +376,14 @@ class Rendezvous:
                 rtt=client.rtt,
                 leading=leading,
                 others=tuple((base, tuple(addresses)) for base, addresses in others.items()),
+                fresh_to=self.other_address(registration.address) if self.other_address is not None else None,
             )
         )
 
     def _client_event(
         self,
         registration: Registration,
-        event: RegistrationChanged | LookupAnswered | IntroductionReceived | RelaysOffered,
+        event: RegistrationChanged | LookupAnswered | IntroductionReceived | RelaysOffered | FreshReceived,
     ) -> None:
         node = str(event.node) if event.node is not None else _show(registration.address)
         match event:
@@ -407,6 +414,9 @@ class Rendezvous:
                     self.on_introduced(peer, event.observed, event.candidates)
                 if event.punch is not None:
                     self._punch(registration, peer, event.observed, event.candidates, event.punch, leading=False)
+            case FreshReceived():
+                if self.on_fresh is not None:
+                    self.on_fresh(PeerId(event.peer_id), event.ticket_id, event.observed)
             case RelaysOffered():
                 log.info("%s offers relays: %s", node, ", ".join(event.urls) or "none")
                 self._notify("relays_offered", node=node, urls=list(event.urls))

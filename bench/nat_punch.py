@@ -15,6 +15,12 @@ max), triggered probes (spec/punch.md §5.3), and any budget of §4 a side broke
 is one JSON object: ``{"bench": "nat_punch", "figures", "ratios", "targets", "targets_met"}``;
 a target is ``[">=" or "<=", value]``.
 
+Freshness (spec/punch.md §3.4): the ``*-idle5-*`` rows run the predict and both-sequential pairs
+that have a busy sequential NAT (other hosts take 10 mappings a second) with the introduction
+5 s after the registrations, with fresh mappings (``-fresh``: the node's second address, the
+sequential side's fresh Binding, the FRESH) and without (``-stale``, the old failure); the ratios
+``*_idle5_fresh_over_idle0`` compare them with the same pairs introduced at once, in the same run.
+
 The emulator is virtual time: the run's wall time (about two minutes for 1,000 trials on the
 development machine, mostly the birthday's 1,280 probes a trial) says nothing about the figures.
 """
@@ -49,12 +55,28 @@ def pairs_of(kind: str) -> list[tuple[str, str]]:
     return [(a, b) for a in KINDS for b in KINDS if strategy(KINDS[a], KINDS[b]) == kind]
 
 
-def run(pairs: list[tuple[str, str]], trials: int, wan: LinkConfig) -> list[tuple[tuple[str, str], TrialResult]]:
+def run(
+    pairs: list[tuple[str, str]], trials: int, wan: LinkConfig, *, idle: float = 0.0, fresh: bool = False
+) -> list[tuple[tuple[str, str], TrialResult]]:
     out = []
     for i in range(trials):
         a, b = pairs[i % len(pairs)]
-        out.append(((a, b), run_trial(KINDS[a], KINDS[b], i, wan=wan)))
+        out.append(((a, b), run_trial(KINDS[a], KINDS[b], i, wan=wan, idle=idle, fresh=fresh)))
     return out
+
+
+def busy_pairs_of(kind: str) -> list[tuple[str, str]]:
+    """The pairs of ``kind`` with a busy sequential NAT (whose observed address ages, §3.4)."""
+    return [(a, b) for a, b in pairs_of(kind) if "busy" in a or "busy" in b]
+
+
+#: Freshness jobs (spec/punch.md §3.4): name -> (strategy, idle seconds, fresh mappings).
+IDLE = 5.0
+FRESHNESS = {
+    f"{kind}-{label}": (kind, idle, fresh)
+    for kind in ("predict", "both-sequential")
+    for label, idle, fresh in (("idle0", 0.0, False), ("idle5-stale", IDLE, False), ("idle5-fresh", IDLE, True))
+}
 
 
 def summarise(results: list[tuple[tuple[str, str], TrialResult]]) -> dict[str, float]:
@@ -97,11 +119,12 @@ def main(argv: list[str] | None = None) -> None:
     started = time.perf_counter()
     say(f"nat_punch: {trials} trials per strategy and condition, RTT {RTT_MS:.0f} ms, seeds 0..{trials - 1}")
     stats: dict[str, dict[str, dict[str, float]]] = {}
-    jobs = [(s, pairs_of(s)) for s in STRATEGIES] + [("birthday-random-x-eim", [HEADLINE])]
-    for name, chosen in jobs:
+    jobs = [(s, pairs_of(s), 0.0, False) for s in STRATEGIES] + [("birthday-random-x-eim", [HEADLINE], 0.0, False)]
+    jobs += [(name, busy_pairs_of(kind), idle, fresh) for name, (kind, idle, fresh) in FRESHNESS.items()]
+    for name, chosen, idle, fresh in jobs:
         for condition, wan in CONDITIONS.items():
             t = time.perf_counter()
-            s = summarise(run(chosen, trials, wan))
+            s = summarise(run(chosen, trials, wan, idle=idle, fresh=fresh))
             stats.setdefault(name, {})[condition] = s
             say(
                 f"{name:<22} {condition:<5} {len(chosen):>3} pairs  success {s['success_rate']:6.1%} "
@@ -125,6 +148,12 @@ def main(argv: list[str] | None = None) -> None:
         )
         for cond in CONDITIONS
     }
+    for kind in ("predict", "both-sequential"):
+        for cond in CONDITIONS:
+            base = stats[f"{kind}-idle0"][cond]["success_rate"]
+            ratios[f"{kind}_idle5_fresh_over_idle0.{cond}"] = round(
+                stats[f"{kind}-idle5-fresh"][cond]["success_rate"] / base if base else 0.0, 4
+            )
     targets: dict[str, list[object]] = {}
     values: dict[str, float] = {}
     for cond in CONDITIONS:
@@ -138,6 +167,9 @@ def main(argv: list[str] | None = None) -> None:
         for name in STRATEGIES:
             targets[f"{name}.{cond}.budget_violations"] = ["<=", 0.0]
         targets[f"relay.{cond}.probes_per_trial_max"] = ["<=", 0.0]
+        for kind in ("predict", "both-sequential"):
+            targets[f"{kind}-idle5-fresh.{cond}.success_rate"] = [">=", 0.95]
+            targets[f"{kind}-idle5-fresh.{cond}.budget_violations"] = ["<=", 0.0]
     for key in targets:
         values[key] = figures[key]
     met = {key: (values[key] >= bound if op == ">=" else values[key] <= bound) for key, (op, bound) in targets.items()}  # type: ignore[operator]

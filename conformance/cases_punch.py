@@ -33,8 +33,17 @@ RTT = 0.1
 SEED = "7075" * 8
 
 
-def start(iut: Iut, mine: str, theirs: str, *, leading: bool = True, candidates: tuple[str, ...] = ()) -> Role:
+def start(
+    iut: Iut,
+    mine: str,
+    theirs: str,
+    *,
+    leading: bool = True,
+    candidates: tuple[str, ...] = (),
+    fresh_to: tuple[str, int] | None = None,
+) -> Role:
     role = Role(iut)
+    fields = {"fresh_to": text(fresh_to)} if fresh_to is not None else {}
     role.start(
         "punch",
         0.0,
@@ -47,6 +56,7 @@ def start(iut: Iut, mine: str, theirs: str, *, leading: bool = True, candidates:
         ticket=TICKET.hex(),
         rtt=RTT,
         seed=SEED,
+        **fields,
     )
     return role
 
@@ -378,4 +388,112 @@ def _(iut: Iut) -> str | None:
         sent = fire_all(role, 12.0)
         towards = [s for s in sent if s.to[0] == PEER[0]]
         expect_eq(towards, [], f"probes towards the peer's NAT ({mine} x {theirs})")
+    return None
+
+
+# -- fresh mappings (punch.md §3.4, §3.5; rendezvous.md §4.6) ---------------------------------
+
+FRESH = "punch.md §3.4"
+#: The node's other address (nat.md §3.1), where a sequential side sends its fresh Bindings.
+NODE_OTHER = ("198.18.0.3", 3479)
+
+
+def fresh_bindings(sent: list[Sent], leading: bool) -> list[Sent]:
+    """The fresh Bindings among ``sent`` (to NODE_OTHER), each checked for its form (rendezvous.md §4.6)."""
+    out = [s for s in sent if s.to == NODE_OTHER]
+    for s in out:
+        message = decoded(s.data, "fresh Binding")
+        expect_eq((message.method, message.klass), (sm.BINDING, sm.REQUEST), "a fresh Binding: a Binding request")
+        name = TICKET[:8].hex() + (":a" if leading else ":t")
+        expect_eq(message.get(sm.USERNAME), name.encode(), "a fresh Binding's USERNAME")
+        expect(message.integrity_ok(TICKET), "a fresh Binding's MESSAGE-INTEGRITY does not hold under the ticket")
+        expect(message.has(sm.FINGERPRINT), "a fresh Binding without FINGERPRINT")
+        expect_eq(s.local, MAIN, "the socket of a fresh Binding")
+    return out
+
+
+def send_fresh(role: Role, address: tuple[str, int], now: float) -> list[Sent]:
+    """Hand the role a FRESH for its punch (spec/conformance.md §3.12 ``punch_fresh``); what it sent at once."""
+    return role.start("punch_fresh", now, address=text(address))
+
+
+@case(
+    "punch/fresh/1",
+    section=FRESH,
+    title="a sequential side the peer predicts sends 2 fresh Bindings (ticket id :a or :t) to the node's other address, r apart, the first before any probe",
+    requirements=("PUN-3.4.1",),
+)
+def _(iut: Iut) -> str | None:
+    for leading in (True, False):
+        role = start(iut, SEQUENTIAL, STABLE, leading=leading, fresh_to=NODE_OTHER)
+        first = list(role.sent)
+        expect(bool(first) and first[0].to == NODE_OTHER, f"the first datagram is not a fresh Binding: {first[:1]}")
+        txid = decoded(first[0].data, "fresh Binding").transaction_id
+        node_answer = punch.answer(TICKET, txid, (PEER[0], 40999))
+        role.receive(node_answer, NODE_OTHER, MAIN, 0.01)  # answered: the second goes all the same
+        sent = fire_all(role, 6.0)
+        fresh = fresh_bindings(sent, leading)
+        expect_eq(len(fresh), 2, f"fresh Bindings (leading {leading})")
+        expect(abs(fresh[1].at - fresh[0].at - RTT) < 1e-6, f"fresh Bindings at {[f.at for f in fresh]}, not r apart")
+        expect(any(s.to == PEER for s in sent), "the sequential side did not dial the peer")
+    for mine, theirs in ((STABLE, SEQUENTIAL), (RANDOM, STABLE), (SEQUENTIAL, RANDOM)):
+        role = start(iut, mine, theirs, fresh_to=NODE_OTHER)
+        expect_eq(fresh_bindings(fire_all(role, 6.0), True), [], f"fresh Bindings of {mine} facing {theirs}")
+    return None
+
+
+@case(
+    "punch/fresh/2",
+    section=FRESH,
+    title="a FRESH re-bases a stable side's predicted probes at once (fresh + k, in order, twice), once per punch; a FRESH after the end or to a side that does not predict does nothing",
+    requirements=("PUN-3.4.2", "PUN-4.2.1"),
+)
+def _(iut: Iut) -> str | None:
+    role = start(iut, STABLE, SEQUENTIAL)
+    fire_all(role, 0.3)
+    fresh_port = PEER[1] + 500
+    at_once = send_fresh(role, (PEER[0], fresh_port), 0.3)
+    sent = [s for s in at_once + fire(role, 5.0) if s.to[0] == PEER[0] and s.to[1] > fresh_port]
+    want = [fresh_port + k for k in range(1, 17)]
+    expect_eq([s.to[1] for s in sent], want + want, "the probes after the FRESH (fresh + k, twice)")
+    expect(sent[0].at == 0.3, f"the first re-based probe left at {sent[0].at}, not at once")
+    role = start(iut, STABLE, SEQUENTIAL)
+    fire_all(role, 0.3)
+    send_fresh(role, (PEER[0], fresh_port), 0.3)
+    fire_all(role, 1.0)
+    again = send_fresh(role, (PEER[0], fresh_port + 1000), 1.0) + fire(role, 5.0)
+    expect_eq([s for s in again if s.to[1] > fresh_port + 1000], [], "probes after a second FRESH")
+    role = start(iut, STABLE, SEQUENTIAL)
+    fire_all(role, 5.5)
+    expect(role.event("punch_failed") is not None, "the punch did not fail at its deadline")
+    late = send_fresh(role, (PEER[0], fresh_port), 5.5) + fire(role, 10.0)
+    expect_eq([s for s in late if decoded(s.data, "datagram").klass == sm.REQUEST], [], "probes after a late FRESH")
+    role = start(iut, SEQUENTIAL, STABLE)
+    fire_all(role, 0.3)
+    moved = send_fresh(role, (PEER[0], fresh_port), 0.3) + fire(role, 5.0)
+    expect_eq([s for s in moved if s.to != PEER], [], "a side that does not predict probed elsewhere after a FRESH")
+    return None
+
+
+@case(
+    "punch/fresh/3",
+    section="punch.md §3.5",
+    title="both sequential with fresh Bindings: the predicted sequence waits for the peer's FRESH and starts from it, or from the observed address 0.5 s after the start",
+    requirements=("PUN-3.5.1", "PUN-3.4.2"),
+)
+def _(iut: Iut) -> str | None:
+    role = start(iut, SEQUENTIAL, SEQUENTIAL, leading=True, fresh_to=NODE_OTHER)
+    early = [s for s in fire_all(role, 0.2) if s.to[0] == PEER[0]]
+    expect_eq(early, [], "probes to the peer before its FRESH")
+    fresh_port = PEER[1] + 700
+    sent = send_fresh(role, (PEER[0], fresh_port), 0.2) + fire(role, 5.0)
+    ports = [s.to[1] for s in sent if s.to[0] == PEER[0]]
+    expect_eq(ports[:28], [fresh_port + a for a in range(1, 29)], "the leader's sequence from the fresh port")
+    expect(len(ports) <= 56, f"the leader sent {len(ports)} predicted probes")
+    role = start(iut, SEQUENTIAL, SEQUENTIAL, leading=False, fresh_to=NODE_OTHER)
+    sent = [s for s in fire_all(role, 5.0) if s.to[0] == PEER[0]]
+    expect(
+        bool(sent) and abs(sent[0].at - 0.5) < 1e-6, f"without a FRESH the follower's first probe left at {sent[:1]}"
+    )
+    expect_eq([s.to[1] for s in sent[:3]], [PEER[1] + 1, PEER[1] + 3, PEER[1] + 5], "the follower's first ports")
     return None

@@ -562,7 +562,7 @@ def _(iut: Iut) -> None:
     net = Net(iut)
     alice = net.peer("alice", ALICE)
     alice.register(0.0)
-    for kind in (0x00, 0x0B, 0x7F, 0xFF):
+    for kind in (0x00, 0x0C, 0x7F, 0xFF):
         expect_eq(alice.send(bytes((kind,)) + bytes.fromhex("00000001deadbeef"), 1.0), [], f"answer to type {kind}")
     answer = one(alice.request(m.Register(txid=5, lease=0), 2.0))
     expect(isinstance(answer, m.Registered), f"REGISTER after the unknown types: {short(answer)}")

@@ -323,7 +323,13 @@ class PunchRole(NatRole):
             rtt=float(request["rtt"]),
             random=seeded_stream(_hex(request, "seed")),
             now=_now(request),
+            fresh_to=None if request.get("fresh_to") is None else parse_address(request["fresh_to"]),
+            leading=bool(request.get("leading")),
         )
+
+    def fresh(self, address: Address, now: float) -> None:
+        """A FRESH for this punch (rendezvous.md §4.6): the peer's fresh address (punch.md PUN-3.4.2)."""
+        self.punch.receive_fresh(address, now)
 
     def receive(self, local: str, source: Address, data: bytes, now: float) -> None:
         self.punch.receive_datagram(local, source, data, now)
@@ -524,6 +530,7 @@ class NatCommands:
         out["nat_receive"] = self.receive
         out["nat_timer"] = self.timer
         out["portmap_remove"] = self.portmap_remove
+        out["punch_fresh"] = self.punch_fresh
         return out
 
     def _starter(self, make: Callable[[Json], NatRole]) -> Callable[[Json], Json]:
@@ -541,6 +548,13 @@ class NatCommands:
     def receive(self, request: Json) -> Json:
         role, now = self._need(), _now(request)
         role.receive(str(request.get("local")), parse_address(request.get("addr")), _hex(request, "data"), now)
+        return role.drain(now)
+
+    def punch_fresh(self, request: Json) -> Json:
+        role, now = self._need(), _now(request)
+        if not isinstance(role, PunchRole):
+            raise RdvError("no punch role")
+        role.fresh(parse_address(request.get("address")), now)
         return role.drain(now)
 
     def portmap_remove(self, request: Json) -> Json:

@@ -21,6 +21,7 @@ from p2pos.proto import Endpoint, Identity, LocalKeys, PeerId
 from p2pos.proto.rendezvous.client import (
     ClientConfig,
     ClientEvent,
+    FreshReceived,
     IntroductionReceived,
     LookupAnswered,
     RegistrationChanged,
@@ -223,6 +224,13 @@ def _client_event(event: ClientEvent) -> Json:
             }
         case RelaysOffered():
             return {"type": "rdv_relays", "urls": list(event.urls)}
+        case FreshReceived():
+            return {
+                "type": "rdv_fresh",
+                "peer_id": str(PeerId(event.peer_id)),
+                "observed": format_address(event.observed),
+                "ticket_id": event.ticket_id.hex(),
+            }
 
 
 def _hex(request: Json, name: str) -> bytes:

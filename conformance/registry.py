@@ -87,6 +87,7 @@ CASE_MODULES = (
     "cases_mut_loss",
     "cases_rendezvous",
     "cases_rendezvous_limits",
+    "cases_rendezvous_fresh",
     "cases_rendezvous_client",
     "cases_nat_stun",
     "cases_nat_discovery",

@@ -69,6 +69,9 @@ class NatReport:
     nat: bool | None = None
     #: The server has an alternate address (OTHER-ADDRESS) that answered.
     alternate: bool = False
+    #: That address (OTHER-ADDRESS, when it answered): where a sequential side sends its fresh
+    #: Bindings when it punches (spec/punch.md PUN-3.4.1).
+    other: Address | None = None
     mapping: Behaviour | None = None
     filtering: Behaviour | None = None
     port_preservation: bool | None = None
@@ -120,7 +123,7 @@ class NatReport:
             value = getattr(self, field.name)
             if isinstance(value, enum.Enum):
                 value = value.value
-            elif isinstance(value, tuple) and field.name in ("server", "local", "mapped"):
+            elif isinstance(value, tuple) and field.name in ("server", "local", "mapped", "other"):
                 value = f"[{value[0]}]:{value[1]}" if ":" in value[0] else f"{value[0]}:{value[1]}"
             elif isinstance(value, tuple):
                 value = list(value)
@@ -224,6 +227,7 @@ class NatDiscovery:
             mapped=mapped,
             nat=None if mapped is None else mapped != local,
             alternate=self._alternate,
+            other=self._other if self._alternate else None,
             mapping=mapping,
             filtering=filtering,
             port_preservation=preserved,

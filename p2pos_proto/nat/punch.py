@@ -11,11 +11,18 @@ both ways; the session then validates it as a path (spec/paths.md §3) before it
 Driving it (``local`` is whatever names a socket to the driver)::
 
     p = Puncher(plan, main=0, extra=[...], peer=observed, candidates=[...], delta=peer_delta,
-                ticket=ticket, rtt=estimate, random=source, now=now)
+                ticket=ticket, rtt=estimate, random=source, now=now,
+                fresh_to=node_other_address, leading=asked)   # fresh_to: None without one
     for local, address, datagram in p.datagrams_to_send(now): ...   # send each
     p.receive_datagram(local, source, datagram, now)   # True: it was this punch's; nothing else to do
+    p.receive_fresh(address, now)      # a FRESH for this punch (the rendezvous client's FreshReceived)
     p.get_timer() / p.handle_timer(now)                 # then drain datagrams_to_send again
     p.next_event()    # PunchSucceeded(local, address, rtt, mapped) or PunchFailed(reason), once
+
+A sequential side given ``fresh_to`` (its node's other address, nat.md §3.1) first sends a *fresh
+Binding* there from its main socket (``fresh_request``: USERNAME ``<ticket id>:a`` or ``:t``), a
+new mapping whose port the node passes to the peer in a FRESH (spec/punch.md §3.4,
+spec/rendezvous.md §4.6); the peer's puncher then predicts from that port (``receive_fresh``).
 
 After the event the puncher sends no more probes but keeps answering the peer's until
 ``finished(now)`` (LINGER after the event), so that the peer's last probe is answered too.
@@ -52,6 +59,13 @@ SCAN_HIGH: Final = 65535
 #: How long a punch tries (spec/punch.md §4.4), and how long it answers after it ended.
 DEADLINE: Final = 5.0
 LINGER: Final = 5.0
+#: Fresh Bindings (spec/punch.md §3.4): FRESH_SENDS of them, one repeat interval apart, answered or
+#: not (each draws a FRESH: two against the loss of one); a side that predicts and sent them waits
+#: FRESH_HOLD seconds at most for the peer's FRESH before it predicts from the observed address
+#: (§3.5); a punch re-bases its prediction on a FRESH at most MAX_REBASES times.
+FRESH_SENDS: Final = 2
+FRESH_HOLD: Final = 0.5
+MAX_REBASES: Final = 1
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,6 +100,28 @@ def probe(ticket: bytes, transaction_id: bytes) -> bytes:
     return sm.encode(
         sm.BINDING, sm.REQUEST, transaction_id, [(sm.USERNAME, ticket_id(ticket))], key=ticket, fingerprint=True
     )
+
+
+def fresh_username(ticket: bytes, *, leading: bool) -> bytes:
+    """The USERNAME of a fresh Binding (§3.4): the ticket id, ``:a`` from the side that asked for the
+    introduction, ``:t`` from its target (rendezvous.md §4.6)."""
+    return ticket_id(ticket) + (b":a" if leading else b":t")
+
+
+def fresh_username_untrusted(value: bytes) -> tuple[bytes, bool] | None:
+    """``(ticket id, leading)`` of a fresh Binding's USERNAME (the id's 8 bytes), or None if it is not one."""
+    if len(value) != 18 or value[16:17] != b":" or value[17:] not in (b"a", b"t"):
+        return None
+    digits = value[:16]
+    if any(c not in b"0123456789abcdef" for c in digits):
+        return None
+    return bytes.fromhex(digits.decode()), value[17:] == b"a"
+
+
+def fresh_request(ticket: bytes, transaction_id: bytes, *, leading: bool) -> bytes:
+    """A fresh Binding (§3.4): a probe's form with ``fresh_username``; 76 bytes."""
+    username = fresh_username(ticket, leading=leading)
+    return sm.encode(sm.BINDING, sm.REQUEST, transaction_id, [(sm.USERNAME, username)], key=ticket, fingerprint=True)
 
 
 def answer(ticket: bytes, transaction_id: bytes, source: Address) -> bytes:
@@ -127,6 +163,8 @@ class Puncher:
         rtt: float,
         random: Callable[[int], bytes],
         now: float,
+        fresh_to: Address | None = None,
+        leading: bool = False,
     ) -> None:
         if len(ticket) != TICKET_LEN:
             raise LocalProtocolError(f"a punch ticket is {TICKET_LEN} bytes")
@@ -155,6 +193,17 @@ class Puncher:
         self.answers_sent = 0
         self.probes_heard = 0
         self.dropped = 0
+        #: Fresh Bindings sent (§3.4), this side's fresh address as the node saw it, FRESHes acted on.
+        self.fresh_sent = 0
+        self.fresh_mapped: Address | None = None
+        self.rebased = 0
+        self._fresh_to = fresh_to if plan.fresh and plan.direct else None
+        self._leading = leading
+        self._fresh_orders: set[int] = set()  # queue orders of fresh Bindings
+        self._fresh_txids: set[bytes] = set()
+        self._main, self._peer, self._delta = main, peer, delta
+        #: While set, a predicting side that took a fresh mapping waits for the peer's FRESH (§3.5).
+        self._hold_until: float | None = None
         self._step = step = _interval(rtt)
         #: Why a punch that dials only the peer's other candidates fails when none answers (§3.8).
         self._why = ""
@@ -170,6 +219,11 @@ class Puncher:
                 for t in _repeats(now, step, DIAL_PROBES, self.deadline):
                     self._at(t, main, address)
             return
+        if self._fresh_to is not None:
+            # The fresh Binding first, so that its mapping is the newest before the dial's (§3.4).
+            for i in range(FRESH_SENDS):
+                self._fresh_orders.add(self._order)
+                self._at(now + i * step, main, self._fresh_to)
         if plan.sockets:
             # The scattering side of a birthday: one probe from each of its sockets (main included) to
             # the peer's observed address, spread over SOCKETS_SPREAD (§4.3).
@@ -184,16 +238,11 @@ class Puncher:
                 self._at(t, main, address)
         host, port = peer
         if plan.predict:
-            # The sequence in order (each new destination takes the next mapping on a sequential NAT
-            # here too), PREDICT_PACE apart; the rounds again in the same order (§4.2).
-            sequence = [
-                port + (k * plan.predict_step - plan.predict_step + 1) * delta for k in range(1, plan.predict + 1)
-            ]
-            sequence = [p for p in sequence if 0 < p < 65536]
-            gap = max(step, PREDICT_PACE * len(sequence) + step)
-            for r in range(plan.rounds):
-                for i, predicted in enumerate(sequence):
-                    self._at(now + r * gap + i * PREDICT_PACE, main, (host, predicted))
+            if self._fresh_to is not None:
+                # Both sequential: the sequence waits for the peer's fresh port (§3.5), not for long.
+                self._hold_until = now + FRESH_HOLD
+            else:
+                self._predict(peer, now)
         if plan.scan:
             for i, scanned in enumerate(self._scan_ports(plan.scan, exclude=port)):
                 self._at(now + SCAN_DELAY + i / SCAN_RATE, main, (host, scanned))
@@ -235,6 +284,14 @@ class Puncher:
                         self._triggered.add(self._order)
                         self._at(t, local, source)
             return True
+        if message.klass == sm.SUCCESS and message.transaction_id in self._fresh_txids:
+            if local == self._main and source == self._fresh_to and self.fresh_mapped is None:
+                value = message.get(sm.XOR_MAPPED_ADDRESS)
+                try:
+                    self.fresh_mapped = sm.decode_xor_address_untrusted(value or b"", message.transaction_id)
+                except sm.StunError:
+                    self.fresh_mapped = None
+            return True
         if message.klass == sm.SUCCESS:
             sent = self._pending.get(message.transaction_id)
             if sent is None or sent[0] != local or sent[1] != source:
@@ -252,7 +309,20 @@ class Puncher:
             return True
         return False
 
+    def receive_fresh(self, address: Address, now: float) -> bool:
+        """The peer's fresh address (a FRESH for this punch, spec/punch.md §3.4, §3.5): predict from it
+        at once.  True if the punch acted on it (it predicts, runs, and has not re-based already)."""
+        if self.outcome is not None or now >= self.deadline or not self.plan.predict or self.rebased >= MAX_REBASES:
+            return False
+        self.rebased += 1
+        self._hold_until = None
+        self._predict(address, now)
+        return True
+
     def handle_timer(self, now: float) -> None:
+        if self.outcome is None and self._hold_until is not None and now >= self._hold_until:
+            self._hold_until = None  # no FRESH came: predict from the observed address (§3.5)
+            self._predict(self._peer, now)
         if self.outcome is None and now >= self.deadline:
             why = f"no probe answered in {DEADLINE:.0f} s"
             self._finish(PunchFailed(reason=f"{self._why}; {why}" if self._why else why), now)
@@ -263,6 +333,10 @@ class Puncher:
         """Everything due: ``(local socket, address, datagram)``."""
         while self.outcome is None and self._queue and self._queue[0][0] <= now:
             _, order, local, address = heapq.heappop(self._queue)
+            if order in self._fresh_orders:
+                self._fresh_orders.discard(order)
+                self._send_fresh(local, address)
+                continue
             self._send(local, address, now, triggered=order in self._triggered)
             self._triggered.discard(order)
         out, self._out = self._out, []
@@ -271,6 +345,8 @@ class Puncher:
     def get_timer(self) -> float | None:
         if self.outcome is None:
             due = self._queue[0][0] if self._queue else self.deadline
+            if self._hold_until is not None:
+                due = min(due, self._hold_until)
             return min(due, self.deadline)
         return None
 
@@ -286,6 +362,25 @@ class Puncher:
     def _at(self, t: float, local: Hashable, address: Address) -> None:
         heapq.heappush(self._queue, (t, self._order, local, address))
         self._order += 1
+
+    def _predict(self, base: Address, now: float) -> None:
+        """The predicted sequence from ``base`` (the observed or a fresh address), in order, PREDICT_PACE
+        apart; the rounds again in the same order (each new destination takes the next mapping on a
+        sequential NAT here too, §3.4, §3.5, §4.2)."""
+        plan, delta, (host, port) = self.plan, self._delta, base
+        sequence = [port + (k * plan.predict_step - plan.predict_step + 1) * delta for k in range(1, plan.predict + 1)]
+        sequence = [p for p in sequence if 0 < p < 65536]
+        gap = max(self._step, PREDICT_PACE * len(sequence) + self._step)
+        for r in range(plan.rounds):
+            for i, predicted in enumerate(sequence):
+                self._at(now + r * gap + i * PREDICT_PACE, self._main, (host, predicted))
+
+    def _send_fresh(self, local: Hashable, address: Address) -> None:
+        """A fresh Binding from ``local`` to the node's other address (§3.4)."""
+        txid = self._random(12)
+        self._fresh_txids.add(txid)
+        self._out.append((local, address, fresh_request(self.ticket, txid, leading=self._leading)))
+        self.fresh_sent += 1
 
     def _send(self, local: Hashable, address: Address, now: float, *, triggered: bool) -> None:
         """A probe from ``local`` to ``address`` now, remembered for its answer (§5.1, §5.3)."""

@@ -71,6 +71,9 @@ class Plan:
     sockets: int = 0
     #: Random ports of the peer's observed IP address to probe from the main socket (the stable side).
     scan: int = 0
+    #: This side allocates sequentially and the peer predicts its ports: it takes a fresh mapping at
+    #: the start (a Binding to its node's other address) so that the peer predicts from it (§3.4, §3.5).
+    fresh: bool = False
 
 
 #: The plan of an IPv6 socket's punch (spec/punch.md §3.9): a plain dial of the peer's IPv6 addresses
@@ -94,9 +97,14 @@ def plan(mine: NatProfile, theirs: NatProfile, *, leading: bool) -> Plan:
     if mine.sequential and theirs.sequential:
         why = "both allocate sequentially: both predict, "
         if leading:
-            return Plan(direct=True, why=why + "every port", predict=LEAD_PORTS, rounds=PREDICT_ROUNDS)
+            return Plan(direct=True, why=why + "every port", predict=LEAD_PORTS, rounds=PREDICT_ROUNDS, fresh=True)
         return Plan(
-            direct=True, why=why + "every second port", predict=FOLLOW_PORTS, predict_step=2, rounds=PREDICT_ROUNDS
+            direct=True,
+            why=why + "every second port",
+            predict=FOLLOW_PORTS,
+            predict_step=2,
+            rounds=PREDICT_ROUNDS,
+            fresh=True,
         )
     if theirs.sequential and mine.stable:
         return Plan(
@@ -107,7 +115,7 @@ def plan(mine: NatProfile, theirs: NatProfile, *, leading: bool) -> Plan:
             rounds=PREDICT_ROUNDS,
         )
     if mine.sequential and theirs.stable:
-        return Plan(direct=True, why="this side allocates sequentially: the peer predicts", dial=True)
+        return Plan(direct=True, why="this side allocates sequentially: the peer predicts", dial=True, fresh=True)
     # From here one side at least scatters its mappings (random or unknown allocation per destination).
     if mine.scattering and theirs.scattering:
         return Plan(direct=False, why="both sides pick a new port per destination: relay")

@@ -97,7 +97,18 @@ class RelaysOffered:
     urls: tuple[str, ...]
 
 
-ClientEvent = RegistrationChanged | LookupAnswered | IntroductionReceived | RelaysOffered
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class FreshReceived:
+    """The peer of an introduction took a fresh mapping (FRESH, rendezvous.md §4.6): hand ``observed``
+    to the punch that ``ticket_id`` names (``Puncher.receive_fresh``, spec/punch.md §3.4)."""
+
+    node: PeerId | None
+    peer_id: bytes
+    observed: m.Address
+    ticket_id: bytes
+
+
+ClientEvent = RegistrationChanged | LookupAnswered | IntroductionReceived | RelaysOffered | FreshReceived
 
 
 @dataclasses.dataclass(slots=True)
@@ -353,7 +364,7 @@ class RendezvousClient:
             return
         if message is None:
             return
-        unsolicited = isinstance(message, m.Introduction | m.Relays)
+        unsolicited = isinstance(message, m.Introduction | m.Relays | m.Fresh)
         pending = self._pending.pop(message.txid, None) if not unsolicited else None
         if pending is not None and pending.sends == 1 and now >= pending.first_sent:
             self.rtt = now - pending.first_sent  # an answer to a request sent once: a clean sample
@@ -411,5 +422,11 @@ class RendezvousClient:
                 if urls != self.relays:
                     self.relays = urls
                     self._events.append(RelaysOffered(node=self.node, urls=urls))
+            case m.Fresh():
+                self._events.append(
+                    FreshReceived(
+                        node=self.node, peer_id=message.peer_id, observed=message.observed, ticket_id=message.ticket_id
+                    )
+                )
             case _:  # a late duplicate answer, or one to a request we no longer wait for
                 pass

@@ -8,7 +8,8 @@ answers to requests and the node answers a repeated request again.  Addresses ar
 keys of identity.md §1; RELAYS carries URLs (``u8 count | count x (u8 length | UTF-8)``).
 REGISTER and LOOKUP may end with the sender's traits (its NAT profile and round trip to the node),
 FOUND and INTRODUCTION with the peer's traits and the punch ticket (spec/rendezvous.md §3.5,
-spec/punch.md §7).  ``decode_untrusted`` refuses trailing bytes, short bodies, unknown families,
+spec/punch.md §7); FRESH tells one side of an introduction the other's fresh mapping (§4.6).
+``decode_untrusted`` refuses trailing bytes, short bodies, unknown families,
 too many candidates or URLs, empty or non-UTF-8 URLs, a malformed profile with
 ``RemoteProtocolError(MALFORMED_MESSAGE)``; an unknown message type is ``None`` (ignored, so
 later versions can add messages).
@@ -36,8 +37,10 @@ MAX_REASON: Final = 255
 MAX_RELAYS: Final = 8
 MAX_URL: Final = 255
 
-#: The punch ticket a node hands both sides of an introduction (spec/punch.md §5).
+#: The punch ticket a node hands both sides of an introduction (spec/punch.md §5), and the
+#: ticket id that names it in a FRESH (its first 8 bytes, spec/rendezvous.md §4.6).
 TICKET_LEN: Final = 16
+TICKET_ID_LEN: Final = 8
 
 Address = tuple[str, int]
 
@@ -71,6 +74,7 @@ class MessageType(enum.IntEnum):
     UNREGISTERED = 0x08
     ERROR = 0x09
     RELAYS = 0x0A
+    FRESH = 0x0B
 
 
 class RendezvousError(enum.IntEnum):
@@ -155,7 +159,31 @@ class Relays:
     urls: tuple[str, ...] = ()
 
 
-Message = Register | Registered | Lookup | Found | NotFound | Introduction | Unregister | Unregistered | Error | Relays
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Fresh:
+    """A side of an introduction took a fresh mapping (spec/rendezvous.md §4.6, spec/punch.md §3.4): the
+    node saw its fresh Binding from ``observed``.  ``txid`` is the introduction's (the LOOKUP's);
+    ``ticket_id`` the ticket's first 8 bytes, which name the punch."""
+
+    txid: int
+    peer_id: bytes  # the side that took the mapping
+    observed: Address
+    ticket_id: bytes
+
+
+Message = (
+    Register
+    | Registered
+    | Lookup
+    | Found
+    | NotFound
+    | Introduction
+    | Unregister
+    | Unregistered
+    | Error
+    | Relays
+    | Fresh
+)
 
 _HEAD = struct.Struct(">BI")
 _U32 = struct.Struct(">I")
@@ -249,6 +277,10 @@ def encode(message: Message) -> bytes:
             kind = MessageType.ERROR
         case Relays(urls=urls):
             body, kind = _urls(urls), MessageType.RELAYS
+        case Fresh(peer_id=peer_id, observed=observed, ticket_id=ticket_id):
+            if len(ticket_id) != TICKET_ID_LEN:
+                raise LocalProtocolError(f"a ticket id is {TICKET_ID_LEN} bytes")
+            body, kind = _peer_id(peer_id) + _address(observed) + bytes(ticket_id), MessageType.FRESH
     return _HEAD.pack(kind, message.txid) + body
 
 
@@ -396,6 +428,9 @@ def decode_untrusted(data: bytes) -> Message | None:
             except UnicodeDecodeError:
                 raise _malformed("a relay URL is not UTF-8") from None
         message = Relays(txid=txid, urls=tuple(urls))
+    elif kind == MessageType.FRESH:
+        peer_id, observed = r.take(PEER_ID_LEN), r.address()
+        message = Fresh(txid=txid, peer_id=peer_id, observed=observed, ticket_id=r.take(TICKET_ID_LEN))
     else:
         return None
     r.end()

@@ -33,6 +33,7 @@ from ..session.record import OVERHEAD as RECORD_MIN_LEN
 from ..session.session import SessionConfig
 from ..session.wire import PacketType, receiver_index_untrusted
 from . import messages as m
+from .fresh import FreshTickets
 
 #: The packet type of a stateless reset (spec/session.md §4.1, spec/rendezvous.md §6).
 STATELESS_RESET = 0x0B
@@ -107,6 +108,8 @@ class RendezvousNode:
         self.config = config or NodeConfig()
         #: Answers STUN (spec/rendezvous.md §5); with an alternate address, on four sockets.
         self.stun = stun_server or stun.BindingServer()
+        #: The tickets of recent introductions, for fresh Bindings (spec/rendezvous.md §4.6).
+        self.fresh = FreshTickets()
         self.endpoint = Endpoint(keys, config=session_config, channels=None, random=random)
         self._random = random
         self._reset_key = reset_key(keys)
@@ -130,6 +133,14 @@ class RendezvousNode:
             return
         first = data[0]
         if first <= 3 or self.stun.role(local) not in (None, (0, 0)):  # the 5780 sockets carry STUN only
+            verdict = self.fresh.receive_untrusted(data, address, now)
+            if verdict is not None:  # a fresh Binding (§4.6): answered and passed on, or dropped
+                self.stats["fresh_binding"] += 1
+                if verdict.answer is not None:
+                    self._out.append(([verdict.answer], address, local))
+                if verdict.fresh is not None and verdict.session is not None:
+                    self._send(verdict.session, verdict.fresh, now)
+                return
             answer = self.stun.answer_untrusted(data, address, local)
             if answer is None:
                 self.stats["stun_ignored"] += 1
@@ -380,3 +391,6 @@ class RendezvousNode:
             now,
         )
         self.stats["introductions"] += 1
+        self.fresh.add(
+            ticket, txid=message.txid, asker=(peer_id, session_id), target=(message.peer_id, target.session_id), now=now
+        )

@@ -26,7 +26,7 @@ from typing import Any
 
 from p2pos.proto.errors import ProtocolError
 from p2pos.proto.identity.identity import Identity
-from p2pos.proto.nat import stun
+from p2pos.proto.nat import punch, stun
 from p2pos.proto.nat.profile import UNKNOWN_PROFILE, Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.rendezvous import messages as m
 from p2pos.proto.rendezvous.node import STATELESS_RESET, reset_token
@@ -72,6 +72,7 @@ NAMES: dict[type, str] = {
     m.Unregistered: "UNREGISTERED",
     m.Error: "ERROR",
     m.Relays: "RELAYS",
+    m.Fresh: "FRESH",
 }
 
 
@@ -148,6 +149,8 @@ def _messages() -> list[Json]:
             "INTRODUCTION with a punch",
             m.Introduction(txid=5, peer_id=alice, observed=V4, punch=m.Punch(traits=UNKNOWN_TRAITS, ticket=ticket)),
         ),
+        ("FRESH, IPv4 (52 bytes, §4.6)", m.Fresh(txid=5, peer_id=alice, observed=V4, ticket_id=ticket[:8])),
+        ("FRESH, IPv6 (64 bytes)", m.Fresh(txid=5, peer_id=bob, observed=V6, ticket_id=ticket[:8])),
     ]
     return [{"name": name, "message": message_json(msg), "hex": m.encode(msg).hex()} for name, msg in samples]
 
@@ -157,6 +160,7 @@ def _malformed() -> list[Json]:
     register = m.encode(m.Register(txid=1, lease=0))
     lookup = m.encode(m.Lookup(txid=2, peer_id=bob, introduce=False))
     found = m.encode(m.Found(txid=3, peer_id=bob, observed=V4))
+    fresh = m.encode(m.Fresh(txid=4, peer_id=bob, observed=V4, ticket_id=bytes(8)))
     v4 = bytes((4, 192, 0, 2, 10)) + (40001).to_bytes(2, "big")
     samples = [
         ("empty", b""),
@@ -181,6 +185,8 @@ def _malformed() -> list[Json]:
         ("REGISTER traits with an unknown flag", register + bytes([0, 0, 0, 0, 0x80, 0, 0])),
         ("LOOKUP with 8 bytes after its candidates", lookup + bytes(8)),
         ("FOUND with a punch one byte short", found + bytes(22)),
+        ("FRESH with a 7-byte ticket id", fresh[:-1]),
+        ("a byte after the FRESH", fresh + b"\x00"),
     ]
     out = []
     for why, data in samples:
@@ -236,6 +242,27 @@ def _stun() -> list[Json]:
     return out
 
 
+def _fresh_binding() -> list[Json]:
+    """Fresh Bindings (§4.6, punch.md §3.4) of both sides and the node's answers, under a fixed ticket."""
+    ticket = fixed("rendezvous/ticket", 16)
+    out = []
+    for label, leading, source in (("rendezvous/fresh-a", True, V4), ("rendezvous/fresh-t", False, V6)):
+        txid = fixed(label, 12)
+        out.append(
+            {
+                "ticket": ticket.hex(),
+                "leading": leading,
+                "username": punch.fresh_username(ticket, leading=leading).decode(),
+                "transaction_id_label": label,
+                "transaction_id": txid.hex(),
+                "source": _address(source),
+                "request": punch.fresh_request(ticket, txid, leading=leading).hex(),
+                "answer": punch.answer(ticket, txid, source).hex(),
+            }
+        )
+    return out
+
+
 def build_vectors() -> dict[str, str]:
     """``{"rendezvous.json": text}``."""
     data = {
@@ -245,14 +272,17 @@ def build_vectors() -> dict[str, str]:
             "messages a receiver answers with "
             "ERROR 3; an unknown type, which is ignored; the reset key and tokens from a fixed node "
             "seed, and a stateless reset (0x0b || padding || token) drawn by a 30-byte record; STUN "
-            "Binding requests and the success responses (XOR-MAPPED-ADDRESS only) a node sends."
+            "Binding requests and the success responses (XOR-MAPPED-ADDRESS only) a node sends; fresh "
+            "Bindings (USERNAME ticket id ':a' or ':t', MESSAGE-INTEGRITY keyed with the ticket, "
+            "FINGERPRINT) and the node's answers (§4.6)."
         ),
-        "spec": ["spec/rendezvous.md §3", "spec/rendezvous.md §5", "spec/rendezvous.md §6"],
+        "spec": ["spec/rendezvous.md §3", "spec/rendezvous.md §4.6", "spec/rendezvous.md §5", "spec/rendezvous.md §6"],
         "messages": _messages(),
         "malformed": _malformed(),
         "unknown_type": {"hex": "7f00000001deadbeef", "decoded": None},
         "reset": _reset(),
         "stun_binding": _stun(),
+        "fresh_binding": _fresh_binding(),
     }
     return {"rendezvous.json": json.dumps(data, indent=2, ensure_ascii=False) + "\n"}
 

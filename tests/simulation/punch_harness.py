@@ -16,6 +16,12 @@ virtual time:
 3. the punchers run until both have an outcome (or the trial's time is up); every probe and
    answer crosses the emulated NATs and links.
 
+With ``fresh=True`` the node has a second address and answers fresh Bindings there with the core's
+``FreshTickets`` (spec/rendezvous.md §4.6): a sequential side's puncher sends them when it starts
+(spec/punch.md §3.4), and the node passes each to the other side as a FRESH (a ``fresh HOST PORT``
+control datagram on the side's registration mapping, lost or not like any other), which its
+puncher turns into a re-based prediction.
+
 ``run_trial(a, b, seed, wan=...)`` returns a :class:`TrialResult`: success (both sides found a
 pair), the pair that won and whether the emulator confirms it (packets from each side's winning
 socket reached the other's under the addresses each side names), the times to the first and to
@@ -38,6 +44,7 @@ from p2pos.proto.nat.profile import Filtering as PFiltering
 from p2pos.proto.nat.profile import Mapping as PMapping
 from p2pos.proto.nat.profile import NatProfile
 from p2pos.proto.nat.punch_plan import Plan, plan
+from p2pos.proto.rendezvous.fresh import FreshTickets
 from p2pos.proto.simulation.agents import run_agents
 from p2pos.proto.simulation.link import LinkConfig
 from p2pos.proto.simulation.nat import Allocation, FilteringBehaviour, MappingBehaviour, NatConfig, Refresh
@@ -189,6 +196,9 @@ class SideResult:
     answers: int
     heard: int
     sockets: int
+    #: Fresh Bindings sent and FRESHes acted on (spec/punch.md §3.4).
+    fresh_sent: int = 0
+    rebased: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -231,10 +241,16 @@ class _Trial:
 
 
 class _Node:
-    """The rendezvous node: answers registrations with ``seen``, then introduces the two sides."""
+    """The rendezvous node: answers registrations with ``seen``, then introduces the two sides; with
+    ``fresh``, it has a second address and answers fresh Bindings there, passing each to the other
+    side as a ``fresh HOST PORT`` control datagram (a FRESH, spec/rendezvous.md §4.6)."""
 
-    def __init__(self, host: Host, trial: _Trial, idle: float) -> None:
+    def __init__(self, host: Host, trial: _Trial, idle: float, *, fresh: bool = False) -> None:
         self.local = host.open(3478)
+        #: The node's other address (nat.md §3.1), where sequential sides send their fresh Binding.
+        self.other: Address | None = host.open(3479, ip=host.add_address()) if fresh else None
+        self.tickets = FreshTickets()
+        self.fresh_forwarded = 0
         self.idle = idle
         self.trial = trial
         self.acked: set[str] = set()
@@ -244,6 +260,19 @@ class _Node:
         self._out: list[tuple[bytes, Address, Address]] = []
 
     def receive_datagram(self, data: bytes, addr: Address, now: float, local: Address) -> None:
+        if data[:1] in (b"\x00", b"\x01"):  # STUN: a fresh Binding, or nothing the node answers here
+            verdict = self.tickets.receive_untrusted(data, addr, now)
+            if verdict is not None and verdict.answer is not None:
+                self._out.append((verdict.answer, addr, local))
+            if verdict is not None and verdict.fresh is not None:
+                other = "b" if verdict.fresh.peer_id == b"a" else "a"
+                host, port = verdict.fresh.observed
+                if other in self.tcp:
+                    self.tcp[other].receive_fresh(verdict.fresh.observed, now)
+                else:
+                    self._out.append((f"fresh {host} {port}".encode(), self.trial.observed[other], self.local))
+                self.fresh_forwarded += 1
+            return
         word, _, rest = data.partition(b" ")
         name = rest.split(b" ")[0].decode()
         if word == b"register":
@@ -264,6 +293,8 @@ class _Node:
         return self.timer
 
     def handle_timer(self, now: float) -> None:
+        if not self.tickets:  # the introduction: its ticket lives on for fresh Bindings (rendezvous.md §4.6)
+            self.tickets.add(self.trial.ticket, txid=1, asker=(b"a", 0), target=(b"b", 1), now=now)
         for name, address in self.trial.observed.items():
             if name in self.tcp and name not in self.acked:
                 self.acked.add(name)
@@ -287,6 +318,10 @@ class _Side:
         )
         self.main = host.open()
         self.node: Address = ("", 0)
+        #: The node's other address for a fresh Binding (None: the feature is off), and a FRESH that
+        #: arrived before the punch started.
+        self.fresh_to: Address | None = None
+        self.fresh_early: Address | None = None
         self.plan = plan(kind.profile, peer_kind.profile, leading=name == "a")
         self.attempts: list[float] = []
         self.register_at: float | None = 0.0
@@ -318,7 +353,7 @@ class _Side:
         if self.puncher is not None:
             for local, address, data in self.puncher.datagrams_to_send(now):
                 self.trial.sent[(data[8:20], data[:2])] = (self.name, _addr(local), address, now)
-                if data[:2] == _STUN_REQUEST:
+                if data[:2] == _STUN_REQUEST and address != self.fresh_to:
                     self.requests.append((now, _addr(local), address))
                 self._out.append((data, address, _addr(local)))
         out, self._out = self._out, []
@@ -349,6 +384,16 @@ class _Side:
         elif data == b"intro":
             self._out.append((f"ack-intro {self.name}".encode(), self.node, self.main))
             self.receive_intro(now)
+        elif data.startswith(b"fresh "):
+            _, host, port = data.split(b" ")
+            self.receive_fresh((host.decode(), int(port)), now)
+
+    def receive_fresh(self, address: Address, now: float) -> None:
+        """A FRESH: the peer's fresh mapping, for the running punch (or the one about to start)."""
+        if self.puncher is None:
+            self.fresh_early = address
+        else:
+            self.puncher.receive_fresh(address, now)
 
     def receive_intro(self, now: float) -> None:
         """The introduction arrived (over UDP from the node, or over another transport)."""
@@ -372,7 +417,11 @@ class _Side:
             rtt=estimate,
             random=self.trial.rng.derive(b"puncher " + self.name.encode()),
             now=now,
+            fresh_to=self.fresh_to,
+            leading=self.name == "a",
         )
+        if self.fresh_early is not None:
+            self.puncher.receive_fresh(self.fresh_early, now)
 
     def _poll(self, now: float) -> None:
         if self.success_at is None and self.puncher is not None and isinstance(self.puncher.outcome, pu.PunchSucceeded):
@@ -391,6 +440,8 @@ class _Side:
             answers=p.answers_sent if p else 0,
             heard=p.probes_heard if p else 0,
             sockets=len(self.extra),
+            fresh_sent=p.fresh_sent if p else 0,
+            rebased=p.rebased if p else 0,
         )
 
 
@@ -410,19 +461,24 @@ def _attach(net: Network, name: str, kind: NatKind, wan: LinkConfig) -> Host:
     return net.add_host(name, realm, link=link)
 
 
-def run_trial(a: NatKind, b: NatKind, seed: int, *, wan: LinkConfig = CLEAN, idle: float = 0.0) -> TrialResult:
+def run_trial(
+    a: NatKind, b: NatKind, seed: int, *, wan: LinkConfig = CLEAN, idle: float = 0.0, fresh: bool = False
+) -> TrialResult:
     """One punch between a side behind ``a`` (leading) and one behind ``b``; see the module docstring.
 
     ``idle``: seconds between the second registration and the introduction (the observed
-    addresses age meanwhile: a busy sequential NAT hands out ports to other hosts)."""
+    addresses age meanwhile: a busy sequential NAT hands out ports to other hosts).  ``fresh``: the
+    node has a second address and a sequential side takes a fresh mapping there when its punch
+    starts, which the node passes to the peer (spec/punch.md §3.4, spec/rendezvous.md §4.6)."""
     trial = _Trial(seed)
     net = Network(seed)
     node_host = net.add_host("node", net.internet, link=None)
-    node = _Node(node_host, trial, idle)
+    node = _Node(node_host, trial, idle, fresh=fresh)
     sides = {"a": _Side("a", "b", _attach(net, "a", a, wan), a, b, trial)}
     sides["b"] = _Side("b", "a", _attach(net, "b", b, wan), b, a, trial)
     for side in sides.values():
         side.node = node.local
+        side.fresh_to = node.other
         if side.kind.profile.udp_blocked:  # it reaches the node over TCP or a relay instead
             side.register_at = None
             trial.observed[side.name] = (side.host.ip, side.main[1])
@@ -487,7 +543,8 @@ def _violations(side: _Side) -> list[str]:
     if late:
         out.append(f"{name}: {len(late)} probes after the deadline (PUN-4.4.1)")
     scheduled = len(requests) - p.probes_triggered
-    budget = (pu.DIAL_PROBES if plan_.dial else 0) + plan_.predict * plan_.rounds
+    predicted = plan_.predict * plan_.rounds * (1 + p.rebased)  # a FRESH re-bases once at most (§4.2)
+    budget = (pu.DIAL_PROBES if plan_.dial else 0) + predicted
     budget += (plan_.sockets + 1 if plan_.sockets else 0) + plan_.scan
     if scheduled > budget:
         out.append(f"{name}: {scheduled} scheduled probes over the plan's budget {budget} (§4)")
@@ -495,7 +552,7 @@ def _violations(side: _Side) -> list[str]:
     for _, local, dst in requests:
         per_pair[(local, dst)] = per_pair.get((local, dst), 0) + 1
     most = max(per_pair.values(), default=0)
-    limit = max(pu.DIAL_PROBES, plan_.rounds) + p.probes_triggered
+    limit = max(pu.DIAL_PROBES, plan_.rounds * (1 + p.rebased)) + p.probes_triggered
     if most > limit:
         out.append(f"{name}: {most} probes to one address from one socket, over {limit} (PUN-4.1.1, PUN-4.2.1)")
     if plan_.sockets:
@@ -519,6 +576,10 @@ def _violations(side: _Side) -> list[str]:
             out.append(f"{name}: over {pu.SCAN_RATE:.0f} scan probes in a second (PUN-4.3.2)")
         if len(ports) > plan_.scan + p.probes_triggered:
             out.append(f"{name}: {len(ports)} scan probes (PUN-4.3.2)")
+    if p.fresh_sent > (pu.FRESH_SENDS if plan_.fresh and side.fresh_to is not None else 0):
+        out.append(f"{name}: {p.fresh_sent} fresh Bindings (PUN-3.4.1)")
+    if p.rebased > pu.MAX_REBASES:
+        out.append(f"{name}: re-based {p.rebased} times (PUN-3.4.2)")
     if p.answers_sent > p.probes_heard:
         out.append(f"{name}: {p.answers_sent} answers to {p.probes_heard} probes (PUN-5.2.1)")
     return out
@@ -528,15 +589,17 @@ def _pair_violations(a: _Side, b: _Side) -> list[str]:
     if a.plan.predict and b.plan.predict:
         scheduled = len(a.requests) + len(b.requests)
         scheduled -= (a.puncher.probes_triggered if a.puncher else 0) + (b.puncher.probes_triggered if b.puncher else 0)
-        if scheduled > 94:
-            return [f"both sequential: {scheduled} scheduled probes, over 94 (PUN-4.2.1)"]
+        rebased = max(a.puncher.rebased if a.puncher else 0, b.puncher.rebased if b.puncher else 0)
+        limit = 94 * (1 + rebased)  # each side re-bases once at most on a FRESH (§4.2)
+        if scheduled > limit:
+            return [f"both sequential: {scheduled} scheduled probes, over {limit} (PUN-4.2.1)"]
     return []
 
 
 def run_trials(
-    a: NatKind, b: NatKind, seeds: Iterable[int], *, wan: LinkConfig = CLEAN, idle: float = 0.0
+    a: NatKind, b: NatKind, seeds: Iterable[int], *, wan: LinkConfig = CLEAN, idle: float = 0.0, fresh: bool = False
 ) -> list[TrialResult]:
-    return [run_trial(a, b, seed, wan=wan, idle=idle) for seed in seeds]
+    return [run_trial(a, b, seed, wan=wan, idle=idle, fresh=fresh) for seed in seeds]
 
 
 def percentile(values: list[float], q: float) -> float:

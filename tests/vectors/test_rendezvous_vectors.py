@@ -1,13 +1,16 @@
 """spec/vectors/rendezvous.json holds through the core: every message decodes to its JSON form and
 encodes back byte for byte, malformed ones are refused, the reset key, tokens and reset are
-recomputed with ``hashlib`` and with the node, and the STUN pairs are rebuilt and read back."""
+recomputed with ``hashlib`` and with the node, the STUN pairs are rebuilt and read back, and the
+fresh Bindings are read by hand and answered by the node's ``FreshTickets``."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import ipaddress
 import json
 import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ from p2pos.proto.identity.identity import Identity
 from p2pos.proto.nat import stun
 from p2pos.proto.nat.profile import Allocation, Filtering, Mapping, NatProfile
 from p2pos.proto.rendezvous import messages as m
+from p2pos.proto.rendezvous.fresh import FreshTickets
 from p2pos.proto.rendezvous.node import MIN_RESET_LEN, STATELESS_RESET, reset_key, reset_token
 
 VECTORS = Path(__file__).resolve().parents[2] / "spec" / "vectors" / "rendezvous.json"
@@ -35,6 +39,7 @@ SPEC_TYPES = {
     "UNREGISTERED": 0x08,
     "ERROR": 0x09,
     "RELAYS": 0x0A,
+    "FRESH": 0x0B,
 }
 CLASSES: dict[str, Any] = {
     "REGISTER": m.Register,
@@ -47,6 +52,7 @@ CLASSES: dict[str, Any] = {
     "UNREGISTERED": m.Unregistered,
     "ERROR": m.Error,
     "RELAYS": m.Relays,
+    "FRESH": m.Fresh,
 }
 
 
@@ -75,7 +81,7 @@ def _message(obj: dict[str, Any]) -> m.Message:
     for name, raw in obj.items():
         if name == "type":
             continue
-        if name in ("peer_id", "reset_token"):
+        if name in ("peer_id", "reset_token", "ticket_id"):
             fields[name] = bytes.fromhex(raw)
         elif name == "observed":
             fields[name] = _address(raw)
@@ -112,6 +118,7 @@ def test_registered_sizes() -> None:
     sizes = {v["name"]: len(bytes.fromhex(v["hex"])) for v in DATA["messages"]}
     assert sizes["REGISTERED, IPv4 (32 bytes)"] == 32 and sizes["REGISTERED, IPv6 (44 bytes)"] == 44
     assert sizes["NOT_FOUND (37 bytes)"] == 37 and sizes["UNREGISTER (5 bytes)"] == 5
+    assert sizes["FRESH, IPv4 (52 bytes, §4.6)"] == 52 and sizes["FRESH, IPv6 (64 bytes)"] == 64
 
 
 @pytest.mark.parametrize("vector", DATA["malformed"], ids=lambda v: str(v["why"]))
@@ -165,3 +172,42 @@ def test_stun_binding_pair(vector: dict[str, Any]) -> None:
     assert stun.binding_success(txid, source) == response
     assert len(response) == (32 if ":" not in source[0] else 44) <= 3 * len(request)
     assert stun.mapped_address_untrusted(response, txid) == source == _xor_mapped(response, txid)
+
+
+def _attributes(message: bytes) -> list[tuple[int, bytes]]:
+    """A STUN message's attributes read by hand (RFC 8489 §5, §14): type, value, padded to 4."""
+    out, at = [], 20
+    while at < len(message):
+        atype, alen = struct.unpack(">HH", message[at : at + 4])
+        out.append((atype, message[at + 4 : at + 4 + alen]))
+        at += 4 + alen + (-alen % 4)
+    return out
+
+
+@pytest.mark.parametrize("vector", DATA["fresh_binding"], ids=lambda v: str(v["transaction_id_label"]))
+def test_fresh_binding_pair(vector: dict[str, Any]) -> None:
+    """rendezvous.md §4.6: the request's USERNAME, integrity under the ticket and FINGERPRINT, read by
+    hand; the node (``FreshTickets``) answers it with the vector's answer and a FRESH to the other side."""
+    ticket, txid = bytes.fromhex(vector["ticket"]), bytes.fromhex(vector["transaction_id"])
+    request, answer, source = (
+        bytes.fromhex(vector["request"]),
+        bytes.fromhex(vector["answer"]),
+        _address(vector["source"]),
+    )
+    assert vector["username"] == ticket[:8].hex() + (":a" if vector["leading"] else ":t") and len(request) == 76
+    assert request[8:20] == txid == answer[8:20]
+    attrs = _attributes(request)
+    assert [a for a, _ in attrs] == [0x0006, 0x0008, 0x8028] and attrs[0][1] == vector["username"].encode()
+    covered = bytearray(request[: len(request) - 32])  # up to MESSAGE-INTEGRITY, its length counted
+    struct.pack_into(">H", covered, 2, len(request) - 8 - 20)
+    assert hmac.new(ticket, bytes(covered), "sha1").digest() == attrs[1][1]
+    crc = (zlib.crc32(request[:-8]) ^ 0x5354554E) & 0xFFFFFFFF
+    assert struct.unpack(">I", attrs[2][1])[0] == crc
+    tickets = FreshTickets()
+    tickets.add(ticket, txid=5, asker=(b"A" * 32, 1), target=(b"T" * 32, 2), now=0.0)
+    verdict = tickets.receive_untrusted(request, source, 1.0)
+    assert verdict is not None and verdict.answer == answer and len(answer) <= len(request)
+    assert verdict.session == (2 if vector["leading"] else 1)
+    assert verdict.fresh == m.Fresh(
+        txid=5, peer_id=(b"A" if vector["leading"] else b"T") * 32, observed=source, ticket_id=ticket[:8]
+    )
