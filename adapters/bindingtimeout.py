@@ -59,6 +59,10 @@ PEER_MAX_INTERVAL: Final = 300.0
 POLL: Final = 1.0
 #: NAT-5.5.7: under a port mapping, keepalives at most this fraction of the mapping's lifetime apart.
 MAPPED_FRACTION: Final = 0.5
+#: NAT-5.5.8: a failed search runs again this long after, then after twice as long each time, at
+#: most ``RETRY_MAX`` apart (a lossy moment, a node restarting, a full socket table pass).
+RETRY_FIRST: Final = 600.0
+RETRY_MAX: Final = 6 * 3600.0
 
 
 class Spare(Protocol):
@@ -161,6 +165,9 @@ class BindingTimeouts:
         self._spare_scope: trio.CancelScope | None = None
         self._relearn: str | None = None
         self._recheck = False
+        #: NAT-5.5.8: when a failed search runs again, and the wait after the next failure.
+        self._retry_at: float | None = None
+        self._retry_delay = RETRY_FIRST
         #: NAT-5.5.7: the keepalive interval while a port mapping keeps the binding.
         self._mapped_interval = PEER_MAX_INTERVAL
         #: Where the target's node saw us when the search started (another address: NAT-5.5.4).
@@ -286,6 +293,8 @@ class BindingTimeouts:
 
     def _timers(self) -> list[float | None]:
         timers = [k.get_timer() for _, k in self._keepers.values()]
+        if self.state == "failed":
+            timers.append(self._retry_at)
         if self.prober is not None and self.state == "learning":
             timers.append(self.prober.get_timer())
         return timers
@@ -307,6 +316,9 @@ class BindingTimeouts:
                 keeper.handle_timer(now)
             while (kevent := keeper.next_event()) is not None:
                 self._keeper_event(registration, kevent)
+        if self.state == "failed" and self._retry_at is not None and now >= self._retry_at:
+            self._retry_at = None
+            self._relearn = "the last search failed: trying again"
         if self._relearn is not None or self.state == "waiting" or self._recheck:
             self._decide(now)
         self._sync_keepers(now)
@@ -317,13 +329,15 @@ class BindingTimeouts:
         self._close_spares()
         if isinstance(event, TimeoutSearchFailed):
             log.warning(
-                "binding timeout not learned (%s): keepalives every %g s, as configured",
+                "binding timeout not learned (%s): keepalives every %g s, as configured; trying again in %.0f s",
                 event.reason,
                 self.configured,
+                self._retry_delay,
             )
             self._stop("failed", event.reason, now)
             return
         self.state, self.result, self.learned_at, self.reason = "learned", event, self._clock(), ""
+        self._retry_delay = RETRY_FIRST
         self.nat.binding_timeout = round(event.timeout, 1)
         log.info(
             "binding timeout learned: %.1f s (not %s s; %.0f s, %d datagrams): keepalives every %.1f s",
@@ -472,6 +486,10 @@ class BindingTimeouts:
         self.target = None
         for registration in [r for r, _ in self._keepers.values()]:
             self._drop_keeper(registration)
+        self._retry_at = None
+        if state == "failed":  # NAT-5.5.8
+            self._retry_at = now + self._retry_delay
+            self._retry_delay = min(2 * self._retry_delay, RETRY_MAX)
 
     # -- applying ------------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import pytest
 import trio
 import trio.testing
 
-from p2pos.adapters.bindingtimeout import PEER_MAX_INTERVAL, BindingTimeouts
+from p2pos.adapters.bindingtimeout import PEER_MAX_INTERVAL, RETRY_FIRST, BindingTimeouts
 from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.nat import stun_message as sm
 from p2pos.proto.nat.discovery import Behaviour, NatReport
@@ -371,6 +371,27 @@ async def test_a_search_that_cannot_work_keeps_the_configured_interval(autojump_
         assert "ignores RESPONSE-PORT" in status["reason"] and status["interval"] == CONFIGURED
         assert world.client.keepalive_interval == CONFIGURED and world.node.keepalive_intervals[-1] == CONFIGURED
         assert world.nat.binding_timeout is None and all(s.closed for s in world.spares)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_failed_search_runs_again_later_and_backs_off(autojump_clock: trio.testing.MockClock) -> None:
+    """NAT-5.5.8: 10 minutes after a failure, then 20, ...; a later success ends the retries."""
+    async with trio.open_nursery() as nursery:
+        world = World(nursery, 30.0, nat_report=report())
+        world.router.ignore_response_port = True
+        nursery.start_soon(world.driver.run)
+        await world.until("failed", 60)
+        failed_at = trio.current_time()
+        await world.until("learning", RETRY_FIRST + 5)
+        first = trio.current_time() - failed_at
+        assert RETRY_FIRST - 1 <= first <= RETRY_FIRST + 1 and world.driver.relearned == 1
+        await world.until("failed", 60)
+        failed_at = trio.current_time()
+        world.router.ignore_response_port = False  # the node answers to spares from now on
+        await world.until("learning", 2 * RETRY_FIRST + 5)
+        assert 2 * RETRY_FIRST - 1 <= trio.current_time() - failed_at <= 2 * RETRY_FIRST + 1
+        await world.until("learned", 900)
+        assert world.nat.binding_timeout is not None and world.driver.relearned == 2
         nursery.cancel_scope.cancel()
 
 
