@@ -6,8 +6,9 @@ Two kinds of command.  Pure functions, answered at once: ``stun_decode`` and ``s
 ``keepalive_flows`` (nat.md §5).  And roles, one per process like the others of the adapter,
 each a sans-IO object whose sockets have text names: ``stun_server`` (a node's Binding answers,
 nat.md §3.1), ``nat_discovery`` (nat.md §3.2), ``punch`` (punch.md §4, §5), ``keeper`` (nat.md
-§5.3), ``timeout_search`` (nat.md §4) and ``portmap`` (a PCP or NAT-PMP client, portmap.md; ``portmap_remove``
-removes its mapping).  Then ``nat_receive`` hands the role one datagram
+§5.3), ``timeout_search`` (nat.md §4) and ``portmap`` (a PCP, NAT-PMP or UPnP IGD client,
+portmap.md; ``portmap_remove`` removes its mapping; ``upnp_http`` answers a UPnP client's HTTP
+exchange).  Then ``nat_receive`` hands the role one datagram
 (``data`` from ``addr`` on socket ``local``) and ``nat_timer`` runs its timers due by ``now``;
 every answer lists what the role sends (``out``, ``to``, ``from``: the datagram, its
 destination, the socket it leaves) and its ``events``, and ``timer``, when it next needs
@@ -28,6 +29,8 @@ from p2pos.proto.nat import (
     portmap_common,
     portmap_natpmp,
     portmap_pcp,
+    portmap_upnp,
+    portmap_upnp_client,
     profile,
     punch,
     punch_plan,
@@ -442,6 +445,26 @@ class SearchRole(NatRole):
         return {**super().drain(now), "interval": self.search.interval}
 
 
+def _mapping_events(mapper: portmap_common.DatagramMapper | portmap_upnp_client.UpnpClient) -> list[Json]:
+    """The events of portmap_common as the control protocol names them; a permanent lease's
+    lifetime (infinite, MAP-5.3) is null."""
+    out: list[Json] = []
+    while (event := mapper.next_event()) is not None:
+        if isinstance(event, portmap_common.MappingGranted):
+            m = event.mapping
+            external = format_address((m.external_address, m.external_port))
+            lifetime = None if m.lifetime == float("inf") else m.lifetime
+            renewed = event.renewed
+            out.append({"type": "mapping_granted", "external": external, "lifetime": lifetime, "renewed": renewed})
+        elif isinstance(event, portmap_common.MappingFailed):
+            out.append({"type": "mapping_failed", "result": event.result, "unsupported": event.unsupported})
+        elif isinstance(event, portmap_common.MappingLost):
+            out.append({"type": "mapping_lost"})
+        else:
+            out.append({"type": "mapping_removed", "confirmed": event.confirmed})
+    return out
+
+
 class PortmapRole(NatRole):
     """One PCP or NAT-PMP mapping (portmap.md §3-§6) on the socket ``local``, to ``gateway`` (port 5351)."""
 
@@ -459,7 +482,7 @@ class PortmapRole(NatRole):
                 random=seeded_stream(_hex(request, "seed")),
             )
         else:
-            raise RdvError("protocol is 'natpmp' or 'pcp'")
+            raise RdvError("protocol is 'natpmp', 'pcp' or 'upnp'")
         self.mapper = mapper
         self.mapper.start(_now(request))
 
@@ -480,21 +503,76 @@ class PortmapRole(NatRole):
         return [(d, self.gateway, self.local) for d in self.mapper.datagrams_to_send(now)]
 
     def events(self) -> list[Json]:
-        out: list[Json] = []
-        while (event := self.mapper.next_event()) is not None:
-            if isinstance(event, portmap_common.MappingGranted):
-                m = event.mapping
-                external = format_address((m.external_address, m.external_port))
-                out.append(
-                    {"type": "mapping_granted", "external": external, "lifetime": m.lifetime, "renewed": event.renewed}
-                )
-            elif isinstance(event, portmap_common.MappingFailed):
-                out.append({"type": "mapping_failed", "result": event.result, "unsupported": event.unsupported})
-            elif isinstance(event, portmap_common.MappingLost):
-                out.append({"type": "mapping_lost"})
+        return _mapping_events(self.mapper)
+
+
+class UpnpRole(NatRole):
+    """One UPnP IGD mapping (portmap.md §7) from the socket ``local`` through ``gateway`` (its SSDP
+    port, 1900).  Every M-SEARCH leaves twice, to the SSDP group and to the gateway; every answer
+    also carries ``http``, the HTTP exchange the client starts now (given once), which the runner
+    answers with ``upnp_http`` (spec/conformance.md §3.12)."""
+
+    def __init__(self, request: Json) -> None:
+        self.local, self.gateway = str(request["local"]), parse_address(request["gateway"])
+        self.client = portmap_upnp_client.UpnpClient(
+            gateway=self.gateway[0],
+            client_address=parse_address(self.local)[0],
+            internal_port=int(request["internal_port"]),
+            lifetime=int(request.get("lifetime", portmap_upnp_client.DEFAULT_LIFETIME)),
+        )
+        self.exchange: portmap_upnp.HttpExchange | None = None  # the last one given, until answered
+        self.client.start(_now(request))
+
+    def remove(self, now: float) -> None:
+        self.client.remove(now)
+
+    def receive(self, local: str, source: Address, data: bytes, now: float) -> None:
+        self.client.receive_datagram(data, source[0], now)  # the client keeps the gateway's only (MAP-1.3)
+
+    def answer(self, request: Json, now: float) -> None:
+        """``upnp_http``: the gateway's answer to the pending exchange (``status`` and ``body``, the
+        whole ``response`` read to the connection's end, or ``failed``)."""
+        exchange, self.exchange = self.exchange, None
+        if exchange is None:
+            raise RdvError("no HTTP exchange pending")
+        if request.get("failed") is not None:
+            self.client.http_failed(exchange, str(request["failed"]), now)
+        elif request.get("response") is not None:
+            try:
+                done = exchange.receive_untrusted(_hex(request, "response"))
+                status, body = exchange.receive_eof_untrusted() if done is None else done
+            except portmap_common.PortMapError as exc:  # a head over 8 KiB, a body over 64 KiB (MAP-7.3)
+                self.client.http_failed(exchange, str(exc), now)
             else:
-                out.append({"type": "mapping_removed", "confirmed": event.confirmed})
-        return out
+                self.client.receive_http(exchange, status, body, now)
+        else:
+            self.client.receive_http(exchange, int(request["status"]), _hex(request, "body"), now)
+
+    def handle_timer(self, now: float) -> None:
+        self.client.handle_timer(now)
+
+    def get_timer(self) -> float | None:
+        return self.client.get_timer()
+
+    def send(self, now: float) -> list[tuple[bytes, Address, str]]:
+        targets = (portmap_upnp.SSDP_GROUP, self.gateway)  # MAP-7.1
+        return [(d, to, self.local) for d in self.client.datagrams_to_send(now) for to in targets]
+
+    def events(self) -> list[Json]:
+        return _mapping_events(self.client)
+
+    def drain(self, now: float) -> Json:
+        out = super().drain(now)
+        exchange = self.client.http_to_send()
+        if exchange is not None:
+            self.exchange = exchange
+        http = None if exchange is None else {"url": str(exchange.url), "request": exchange.request.hex()}
+        return {**out, "http": http}
+
+
+def _portmap(request: Json) -> NatRole:
+    """The ``portmap`` role: UPnP IGD for ``protocol: "upnp"``, else PCP or NAT-PMP."""
+    return UpnpRole(request) if request.get("protocol") == "upnp" else PortmapRole(request)
 
 
 ROLES: dict[str, Callable[[Json], NatRole]] = {
@@ -503,7 +581,7 @@ ROLES: dict[str, Callable[[Json], NatRole]] = {
     "punch": PunchRole,
     "keeper": KeeperRole,
     "timeout_search": SearchRole,
-    "portmap": PortmapRole,
+    "portmap": _portmap,
 }
 FUNCTIONS: dict[str, Callable[[Json], Json]] = {
     "stun_decode": stun_decode,
@@ -531,6 +609,7 @@ class NatCommands:
         out["nat_timer"] = self.timer
         out["portmap_remove"] = self.portmap_remove
         out["punch_fresh"] = self.punch_fresh
+        out["upnp_http"] = self.upnp_http
         return out
 
     def _starter(self, make: Callable[[Json], NatRole]) -> Callable[[Json], Json]:
@@ -559,9 +638,16 @@ class NatCommands:
 
     def portmap_remove(self, request: Json) -> Json:
         role, now = self._need(), _now(request)
-        if not isinstance(role, PortmapRole):
+        if not isinstance(role, PortmapRole | UpnpRole):
             raise RdvError("no portmap role")
         role.remove(now)
+        return role.drain(now)
+
+    def upnp_http(self, request: Json) -> Json:
+        role, now = self._need(), _now(request)
+        if not isinstance(role, UpnpRole):
+            raise RdvError("no UPnP portmap role")
+        role.answer(request, now)
         return role.drain(now)
 
     def timer(self, request: Json) -> Json:

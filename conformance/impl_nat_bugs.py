@@ -1,8 +1,9 @@
 """The adapter's ``P2POS_IMPL_BUG`` hooks that break the NAT traversal core (impl_bugs.py calls this).
 
-Each value breaks one rule of spec/nat.md, candidates.md or punch.md the way an implementation
-could get it wrong; tests/conformance/test_bug_cases.py proves that the cases of
-conformance/cases_nat_*.py, cases_candidates.py and cases_punch.py then fail.
+Each value breaks one rule of spec/nat.md, candidates.md, punch.md or portmap.md the way an
+implementation could get it wrong; tests/conformance/test_bug_cases.py proves that the cases of
+conformance/cases_nat_*.py, cases_candidates.py, cases_punch.py, cases_portmap.py and
+cases_portmap_upnp.py then fail.
 """
 
 from __future__ import annotations
@@ -108,3 +109,37 @@ def install_nat_bug(bug: str) -> None:
         portmap_common.PortMapping.renew_at = property(lambda self: self.granted_at + self.lifetime)  # type: ignore[method-assign,assignment]
     elif bug == "keepalive-one-flow":  # NAT-5.2: the node's flow only, whatever the NAT
         keepalive.keepalive_flows = lambda mapping, filtering, server, peers: [server]
+    elif bug.startswith("upnp-"):
+        _install_upnp_bug(bug)
+
+
+def _install_upnp_bug(bug: str) -> None:
+    """The UPnP IGD client's rules (portmap.md §7), broken one at a time."""
+    import re
+
+    from p2pos.proto.nat import portmap_upnp as up
+    from p2pos.proto.nat import portmap_upnp_client as upc
+
+    if bug == "upnp-no-725-retry":  # MAP-7.2: OnlyPermanentLeasesSupported taken as a refusal
+        refusal = upc.UpnpClient._refusal
+
+        def no_permanent(self: Any, code: int, reason: str, now: float) -> None:
+            if code == up.ONLY_PERMANENT:
+                self._fail(reason, now, result=code)
+            else:
+                refusal(self, code, reason, now)
+
+        upc.UpnpClient._refusal = no_permanent  # type: ignore[method-assign]
+    elif bug == "upnp-parses-dtd":  # MAP-7.3: a DTD handed to the parser, which expands its entities
+        up._DTD = re.compile(rb"(?!)")
+    elif bug == "upnp-no-delete-in-flight":  # MAP-7.4: only a mapping already granted is deleted
+        remove = upc.UpnpClient.remove
+
+        def only_granted(self: Any, now: float) -> None:
+            if self.mapping is None:
+                self._step = ""
+            remove(self, now)
+
+        upc.UpnpClient.remove = only_granted  # type: ignore[method-assign]
+    elif bug == "upnp-ppp-first":  # MAP-7.1: the services tried in the reverse order, WANPPPConnection:1 first
+        up.SERVICES = (up.SERVICES[2], up.SERVICES[1], up.SERVICES[0])  # type: ignore[misc]

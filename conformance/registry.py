@@ -95,6 +95,7 @@ CASE_MODULES = (
     "cases_candidates",
     "cases_punch",
     "cases_portmap",
+    "cases_portmap_upnp",
 )
 
 

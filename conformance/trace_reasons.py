@@ -145,10 +145,6 @@ UNTESTABLE: Mapping[str, str] = {
 PENDING: Mapping[str, str] = {
     "PUN-3.9.1": "a `punch` role with an IPv6 socket beside the introduction's IPv4 one (conformance.md §3.12 has one socket family per role); tested by tests/daemon/test_punching.py, tests/adapters/test_rendezvous_pairing.py, tests/simulation/test_punch_ipv6.py and the lab matrix",
     "PUN-3.9.2": "the two-socket `punch` role of PUN-3.9.1, one socket's success not ending the other's punch; tested by tests/daemon/test_punching.py and tests/simulation/test_punch_ipv6.py",
-    "MAP-7.1": "a `upnp` role (conformance.md §3.12) whose HTTP exchanges the runner answers as a gateway (SSDP, description, SOAP); tested by tests/nat/test_portmap_upnp.py and tests/lab/test_lab_portmap.py",
-    "MAP-7.2": "the `upnp` role of MAP-7.1, the runner answering AddPortMapping with errors 725 and 718; tested by tests/nat/test_portmap_upnp.py",
-    "MAP-7.3": "the `upnp` role of MAP-7.1, the runner sending oversized SSDP, HTTP and DTD-laden XML; tested by tests/nat/test_portmap_upnp.py",
-    "MAP-7.4": "the `upnp` role of MAP-7.1 with `portmap_remove` while an AddPortMapping is in flight; tested by tests/nat/test_portmap_upnp.py",
     "QUIC-5.1.3": "a view of the carrier's rank and kind, the endpoint's own choice, which no control shows (the fate rule is PTH-4.8, ch/multipath/15); tested in tests/carriers/test_carrier_quic_shared.py and tests/lab/test_lab_quic.py",
 }
 #: The QUIC carrier's rules no case of conformance/quic can test (kept apart from the table above).

@@ -40,6 +40,8 @@ MAX_HTTP_HEAD: Final = 8192
 CONFLICT: Final = 718
 ONLY_PERMANENT: Final = 725
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+#: The blank line that ends an HTTP head, as h11 finds it (bare LF line ends included).
+_HEAD_END = re.compile(rb"\n\r?\n")
 
 
 class UpnpError(PortMapError):
@@ -223,9 +225,24 @@ class HttpExchange:
         self.request = b"".join(part or b"" for part in parts)
         self._status = 0
         self._body = bytearray()
+        self._head: bytearray | None = bytearray()  # the head's first bytes until its end is seen
+
+    def _check_head(self, data: bytes) -> None:
+        """MAP-7.3: the head (status line to blank line) at most 8 KiB.  h11 bounds only a head
+        still incomplete in its buffer, so one that arrives whole in a single read is measured here."""
+        if self._head is None:
+            return
+        self._head += data[: MAX_HTTP_HEAD + 2 - len(self._head)]
+        end = _HEAD_END.search(self._head)
+        if end is None and len(self._head) <= MAX_HTTP_HEAD:
+            return
+        if end is None or end.end() > MAX_HTTP_HEAD:
+            raise PortMapError("an HTTP head over 8 KiB")
+        self._head = None
 
     def receive_untrusted(self, data: bytes) -> tuple[int, bytes] | None:
         """Bytes from the gateway; (status, body) once the response is complete."""
+        self._check_head(data)
         try:
             self._conn.receive_data(data)
         except h11.RemoteProtocolError as exc:

@@ -64,7 +64,8 @@ BUGS = [
     ("bbr-no-floor", "ch/bbr/25", {"ch/bbr/25"}),
     ("bbr-no-aggregation", "ch/bbr/26", {"ch/bbr/26"}),
     ("early-no-open", "ch/early/", {"ch/early/5"}),
-    # NAT traversal (conformance/impl_nat_bugs.py): STUN, discovery, candidates, punching, keepalives.
+    # NAT traversal (conformance/impl_nat_bugs.py): STUN, discovery, candidates, punching, keepalives,
+    # port mapping.
     ("stun-mi-short-length", "nat/stun/", {"nat/stun/1"}),
     ("stun-change-ignored", "nat/stun/", {"nat/stun/7", "nat/stun/8"}),
     ("disc-public-by-mapping", "nat/disc/", {"nat/disc/2"}),
@@ -81,7 +82,11 @@ BUGS = [
     ("keepalive-one-flow", "nat/ka/", {"nat/ka/2"}),
     ("search-no-warm-gap", "nat/bt/", {"nat/bt/2"}),
     ("pcp-nonce-per-request", "map/pcp/", {"map/pcp/1"}),
-    ("portmap-renew-at-expiry", "map/", {"map/natpmp/4", "map/pcp/1", "map/pcp/4"}),
+    ("portmap-renew-at-expiry", "map/", {"map/natpmp/4", "map/pcp/1", "map/pcp/4", "map/upnp/2"}),
+    ("upnp-no-725-retry", "map/upnp/", {"map/upnp/4"}),
+    ("upnp-parses-dtd", "map/upnp/", {"map/upnp/9"}),
+    ("upnp-no-delete-in-flight", "map/upnp/", {"map/upnp/11"}),
+    ("upnp-ppp-first", "map/upnp/", {"map/upnp/2", "map/upnp/3"}),
 ]
 
 

@@ -233,6 +233,7 @@ def test_a_response_delimited_by_the_close() -> None:
         b"NOT HTTP\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
         b"HTTP/1.1 200 OK\r\n" + b"X: " + b"a" * 9000,
+        b"HTTP/1.1 200 OK\r\nX: " + b"a" * 9000 + b"\r\nContent-Length: 0\r\n\r\n",  # whole in one read
         b"HTTP/1.1 200 OK\r\nContent-Length: 70000\r\n\r\n" + b"a" * 70000,
     ],
 )
@@ -242,6 +243,19 @@ def test_bad_or_oversized_responses(response: bytes) -> None:
     with pytest.raises(PortMapError):
         if pending.receive_untrusted(response) is None:
             pending.receive_eof_untrusted()
+
+
+def test_a_head_of_8_kib_is_read_whole_or_byte_by_byte() -> None:
+    """[MAP-7.3] the bound is the head's size, status line to blank line, however it arrives."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX: "
+    response = head + b"a" * (up.MAX_HTTP_HEAD - len(head) - 4) + b"\r\n\r\nok"
+    assert response.index(b"\r\n\r\n") + 4 == up.MAX_HTTP_HEAD
+    assert exchange().receive_untrusted(response) == (200, b"ok")
+    pending = exchange()
+    assert [pending.receive_untrusted(response[i : i + 1]) for i in range(len(response))][-1] == (200, b"ok")
+    longer = response.replace(b"X: ", b"X: a")
+    with pytest.raises(PortMapError, match="8 KiB"):
+        exchange().receive_untrusted(longer)
 
 
 @given(st.binary(max_size=300))
