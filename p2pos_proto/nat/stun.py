@@ -70,11 +70,8 @@ def request_untrusted(data: bytes) -> BindingRequest | None:
     """The Binding request in ``data``, or None for anything else (malformed, another method or
     class).  ``unknown`` lists comprehension-required attributes other than CHANGE-REQUEST: such a
     request gets a 420 error, never a success (RDV-5.2)."""
-    try:
-        message = sm.decode_untrusted(data)
-    except sm.StunError:
-        return None
-    if message.method != sm.BINDING or message.klass != sm.REQUEST:
+    message = sm.binding_request_untrusted(data)
+    if message is None:
         return None
     change = 0
     value = message.get(sm.CHANGE_REQUEST)

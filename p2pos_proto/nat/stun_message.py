@@ -220,6 +220,16 @@ def is_stun(data: bytes) -> bool:
     return len(data) >= HEADER_LEN and data[0] < 0x40 and _U32.unpack_from(data, 4)[0] == MAGIC_COOKIE
 
 
+def binding_request_untrusted(data: bytes) -> Message | None:
+    """The Binding request in ``data``, or None for anything else: not STUN, malformed
+    (``decode_untrusted`` refuses it), another method or class.  Never raises."""
+    try:
+        message = decode_untrusted(data)
+    except StunError:
+        return None
+    return message if message.method == BINDING and message.klass == REQUEST else None
+
+
 def decode_untrusted(data: bytes) -> Message:
     """Parse one whole STUN message; ``StunError`` says what is wrong with a bad one.
 

@@ -84,13 +84,8 @@ class FreshTickets:
     def receive_untrusted(self, data: bytes, source: m.Address, now: float) -> FreshVerdict | None:
         """A STUN datagram on one of the node's sockets.  None: not a fresh Binding (its USERNAME is not
         ``<16 hex>:a`` or ``:t``), for the STUN server; otherwise what to do (never raises)."""
-        if not sm.is_stun(data):
-            return None
-        try:
-            message = sm.decode_untrusted(data)
-        except sm.StunError:
-            return None
-        if message.method != sm.BINDING or message.klass != sm.REQUEST:
+        message = sm.binding_request_untrusted(data) if sm.is_stun(data) else None
+        if message is None:
             return None
         username = message.get(sm.USERNAME)
         parsed = pu.fresh_username_untrusted(username) if username is not None else None
