@@ -15,7 +15,8 @@ punching driver's).  From then on the binding to each node is kept by STUN Bindi
 that draw a reply (NAT-5.3) at the prober's safe interval, then at the learned one; the
 rendezvous clients send no KEEPALIVE records meanwhile (NAT-5.5.2).  Peer sessions get the
 interval NAT-5.2 asks for (NAT-5.5.3).  A keepalive unanswered, a new public address, a lapsed
-registration or a network change start the search again (NAT-5.5.4).  No NAT (a public address),
+registration or a network change start the search again (NAT-5.5.4); an answer naming another
+node instance (the node restarted, RDV-7.8) renews that registration at once (NAT-5.5.9).  No NAT (a public address),
 no UDP registration (UDP blocked) or a search that cannot work leave the configured interval in
 force, and status says why.
 """
@@ -39,7 +40,14 @@ from p2pos.proto.events import ForeignDatagramReceived
 from p2pos.proto.nat.addresses import is_ip
 from p2pos.proto.nat.binding_timeout import BindingTimeoutProber, SearchConfig, TimeoutLearned, TimeoutSearchFailed
 from p2pos.proto.nat.discovery import NatReport
-from p2pos.proto.nat.keepalive import BindingKeeper, KeepaliveAnswered, KeeperEvent, MappingChanged, keepalive_flows
+from p2pos.proto.nat.keepalive import (
+    BindingKeeper,
+    KeepaliveAnswered,
+    KeeperEvent,
+    MappingChanged,
+    NodeRestarted,
+    keepalive_flows,
+)
 from p2pos.proto.rendezvous.client import ClientState
 
 from .nodetypes import Address, _show
@@ -157,6 +165,8 @@ class BindingTimeouts:
         #: The registration searched against, and where it is.
         self.target: Registration | None = None
         self.relearned = 0
+        #: Node restarts the keepers noticed (RDV-7.8), each answered by registering again.
+        self.node_restarts = 0
         #: The peer sessions' interval this driver set (None: it left the configured one).
         self.peer_interval: float | None = None
         self.flows: str | None = None
@@ -350,6 +360,13 @@ class BindingTimeouts:
 
     def _keeper_event(self, registration: Registration, event: KeeperEvent) -> None:
         if isinstance(event, KeepaliveAnswered):
+            return
+        if isinstance(event, NodeRestarted):
+            # RDV-7.8: the node lost our registration; the REGISTER on the old session draws a
+            # stateless reset (RDV-6), and the client connects and registers again at once.
+            log.info("the rendezvous node %s restarted: registering again", _show(registration.address))
+            self.rendezvous.reregister(registration)
+            self.node_restarts += 1
             return
         if isinstance(event, MappingChanged):
             log.info("the binding to %s was made again (%s, was %s)", _show(registration.address), event.new, event.old)

@@ -80,11 +80,12 @@ def keeper(iut: Iut, interval: float = 20.0, srtt: float = 0.05) -> Role:
     return role
 
 
-def reply(request: Sent, mapped: tuple[str, int]) -> bytes:
+def reply(request: Sent, mapped: tuple[str, int], instance: bytes | None = None) -> bytes:
     txid = decoded(request.data, "a keepalive").transaction_id
-    return sm.encode(
-        sm.BINDING, sm.SUCCESS, txid, [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(mapped, txid))], fingerprint=True
-    )
+    attributes = [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(mapped, txid))]
+    if instance is not None:
+        attributes.append((sm.P2POS_INSTANCE, instance))  # rendezvous.md RDV-5.5
+    return sm.encode(sm.BINDING, sm.SUCCESS, txid, attributes, fingerprint=True)
 
 
 @case(
@@ -134,6 +135,30 @@ def _(iut: Iut) -> str | None:
     expect(changed is not None, "no mapping_changed for a reply naming another address")
     assert changed is not None
     expect_eq((changed.get("old"), changed.get("new")), (text(MAPPED), text(MOVED)), "mapping_changed's addresses")
+    return None
+
+
+@case(
+    "nat/ka/5",
+    section=KEEPER,
+    title="a reply naming another node instance than the last reports node_restarted; a reply without one reports nothing",
+    requirements=("NAT-5.3", "RDV-7.8"),
+)
+def _(iut: Iut) -> str | None:
+    role = keeper(iut)
+    first, second = bytes.fromhex("1111111111111111"), bytes.fromhex("2222222222222222")
+    for at, instance in ((20.0, first), (40.0, None), (60.0, first)):
+        sent = only(fire(role, at), f"by {at:g} s")
+        role.receive(reply(sent, MAPPED, instance), NODE, text(LOCAL), at + 0.05)
+        what = "the first instance" if instance is not None else "no instance"
+        expect(role.event("node_restarted") is None, f"node_restarted on a reply with {what} at {at:g} s")
+    sent = only(fire(role, 80.0), "by 80 s")
+    role.receive(reply(sent, MAPPED, second), NODE, text(LOCAL), 80.05)
+    restarted = role.event("node_restarted")
+    expect(restarted is not None, "no node_restarted for a reply naming another instance")
+    assert restarted is not None
+    expect_eq((restarted.get("old"), restarted.get("new")), (first.hex(), second.hex()), "node_restarted's instances")
+    expect(role.event("mapping_changed") is None, "mapping_changed, though the address stayed")
     return None
 
 

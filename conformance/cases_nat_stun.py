@@ -317,3 +317,66 @@ def _(iut: Iut) -> str | None:
     answer = only(ask(role, request), "a padded request")
     expect_eq(len(answer.data), len(request), "the answer's size")
     return None
+
+
+INSTANCE = bytes.fromhex("5e1f0c0a7e57ab1e")
+
+
+def instance_of(answer: Sent, what: str) -> bytes | None:
+    """The P2POS-INSTANCE of an answer (rendezvous.md RDV-5.5), checked to follow XOR-MAPPED-ADDRESS."""
+    message = decoded(answer.data, what)
+    types = [t for t, _ in message.attributes]
+    value = message.get(sm.P2POS_INSTANCE)
+    if value is not None:
+        expect(
+            types.index(sm.P2POS_INSTANCE) > types.index(sm.XOR_MAPPED_ADDRESS), f"{what}: instance before the address"
+        )
+    return value
+
+
+@case(
+    "nat/stun/12",
+    section=BINDING,
+    title="a node's Binding answers carry its 8-byte P2POS-INSTANCE after XOR-MAPPED-ADDRESS, the same on every answer: 44 bytes from IPv4, 56 from IPv6",
+    requirements=("RDV-5.1", "RDV-5.4", "RDV-5.5", "CONF-3.12.2"),
+)
+def _(iut: Iut) -> str | None:
+    role = Role(iut)
+    role.start("stun_server", 0.0, primary=text(NODE), alternate=None, instance=INSTANCE.hex())
+    for source, size in ((CLIENT, 44), (CLIENT6, 56)):
+        bare = binding_request(TXID, fingerprint=False)
+        answer = only(ask(role, bare, NODE, source), f"answer to {text(source)}")
+        expect_eq(len(answer.data), size, f"the answer's size to a bare request from {text(source)}")
+        expect_eq(instance_of(answer, "the answer"), INSTANCE, "the instance the role was started with")
+    role = Role(iut)
+    role.start("stun_server", 0.0, primary=text(NODE), alternate=None)  # the IUT draws its own
+    seen = set()
+    for n in range(3):
+        value = instance_of(only(ask(role, binding_request(bytes([n]) * 12)), "an answer"), "an answer")
+        expect(value is not None and len(value) == 8, f"answer {n}: P2POS-INSTANCE of 8 bytes, got {value!r}")
+        seen.add(value)
+    expect_eq(len(seen), 1, "distinct instances over one start's answers")
+    return None
+
+
+@case(
+    "nat/stun/13",
+    section=ALTERNATE,
+    title="with an alternate address the instance only takes the room OTHER-ADDRESS and RESPONSE-ORIGIN leave within 3x; a keepalive's request (28 bytes) gets it",
+    requirements=("RDV-5.4", "RDV-5.5", "NAT-3.1.4"),
+)
+def _(iut: Iut) -> str | None:
+    role = Role(iut)
+    role.start("stun_server", 0.0, primary=text(NODE), alternate=text(NODE_ALT), instance=INSTANCE.hex())
+    bare = only(ask(role, binding_request(TXID, fingerprint=False)), "the answer to a bare IPv4 request")
+    message = decoded(bare.data, "the answer to a bare request")
+    expect(len(bare.data) <= 60, f"{len(bare.data)} bytes for a 20-byte request")
+    for attr in (sm.OTHER_ADDRESS, sm.RESPONSE_ORIGIN):
+        expect(message.has(attr), f"a bare IPv4 request gets attribute 0x{attr:04x} (RFC 5780's before the instance)")
+    expect_eq(message.get(sm.P2POS_INSTANCE), None, "the instance in an answer with no room for it")
+    for source in (CLIENT, CLIENT6):
+        keepalive = binding_request(TXID)  # FINGERPRINT only: 28 bytes, the answer up to 84
+        answer = only(ask(role, keepalive, NODE, source), f"the answer to a keepalive from {text(source)}")
+        expect(len(answer.data) <= 84, f"{len(answer.data)} bytes for a 28-byte request")
+        expect_eq(instance_of(answer, "the answer to a keepalive"), INSTANCE, f"the instance for {text(source)}")
+    return None

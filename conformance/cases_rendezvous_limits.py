@@ -44,26 +44,28 @@ def attribute(atype: int, value: bytes) -> bytes:
 
 
 def xor_mapped_address(response: bytes, txid: bytes) -> tuple[str, int]:
-    """The address of a Binding success response whose only attribute is XOR-MAPPED-ADDRESS."""
+    """The address of a Binding success response whose attributes are XOR-MAPPED-ADDRESS and then
+    P2POS-INSTANCE (type 0xCF50, 8 bytes: rendezvous.md RDV-5.5)."""
     expect(len(response) >= 24, f"STUN response of {len(response)} bytes")
     mtype, length, cookie = struct.unpack(">HHI", response[:8])
     expect_eq((mtype, cookie, response[8:20].hex()), (0x0101, COOKIE, txid.hex()), "type, cookie, transaction id")
     expect_eq(length, len(response) - 20, "STUN message length")
     atype, alen = struct.unpack(">HH", response[20:24])
-    expect_eq(atype, 0x0020, "the attribute (XOR-MAPPED-ADDRESS)")
-    expect_eq(24 + alen, len(response), "XOR-MAPPED-ADDRESS as the only attribute")
+    expect_eq(atype, 0x0020, "the first attribute (XOR-MAPPED-ADDRESS)")
+    expect_eq(24 + alen + 12, len(response), "XOR-MAPPED-ADDRESS and P2POS-INSTANCE as the only attributes")
+    expect_eq(response[24 + alen : 28 + alen].hex(), "cf500008", "P2POS-INSTANCE (0xCF50, 8 bytes) after it")
     family, port = response[25], struct.unpack(">H", response[26:28])[0] ^ (COOKIE >> 16)
     expect(family in (1, 2) and alen == (8 if family == 1 else 20), f"family {family} with {alen} bytes")
     mask = struct.pack(">I", COOKIE) + (txid if family == 2 else b"")
-    raw = bytes(a ^ b for a, b in zip(response[28:], mask, strict=True))
+    raw = bytes(a ^ b for a, b in zip(response[28 : 24 + alen], mask, strict=True))
     return str(ipaddress.ip_address(raw)), port
 
 
 @case(
     "rdv/stun/1",
     section=STUN,
-    title="a STUN Binding request from IPv4 gets a 32-byte response with its XOR-MAPPED-ADDRESS",
-    requirements=("RDV-2.1", "RDV-5.1", "RDV-5.4"),
+    title="a STUN Binding request from IPv4 gets 44 bytes: XOR-MAPPED-ADDRESS, the node's one instance",
+    requirements=("RDV-2.1", "RDV-5.1", "RDV-5.4", "RDV-5.5"),
 )
 def _(iut: Iut) -> None:
     net = Net(iut)
@@ -71,22 +73,24 @@ def _(iut: Iut) -> None:
     request = stun_message(0x0001, txid)
     ((response, to),) = net.receive(request, ALICE, 0.0)
     expect_eq(to, ALICE, "the response's destination")
-    expect_eq(len(response), 32, "response length")
+    expect_eq(len(response), 44, "response length")
     expect_eq(xor_mapped_address(response, txid), host_port(ALICE), "XOR-MAPPED-ADDRESS")
+    ((again, _),) = net.receive(stun_message(0x0001, bytes(12)), BOB, 1.0)
+    expect_eq(again[-8:].hex(), response[-8:].hex(), "the instance of a later answer")
 
 
 @case(
     "rdv/stun/2",
     section=STUN,
-    title="a STUN Binding request from IPv6 gets a 44-byte response with its XOR-MAPPED-ADDRESS",
-    requirements=("RDV-5.1", "RDV-5.4"),
+    title="a STUN Binding request from IPv6 gets 56 bytes: its XOR-MAPPED-ADDRESS and the node's instance",
+    requirements=("RDV-5.1", "RDV-5.4", "RDV-5.5"),
 )
 def _(iut: Iut) -> None:
     net = Net(iut)
     txid = bytes(range(12))
     ((response, to),) = net.receive(stun_message(0x0001, txid), BOB, 0.0)
     expect_eq(to, BOB, "the response's destination")
-    expect_eq(len(response), 44, "response length")
+    expect_eq(len(response), 56, "response length")
     expect_eq(xor_mapped_address(response, txid), host_port(BOB), "XOR-MAPPED-ADDRESS")
 
 

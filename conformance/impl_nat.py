@@ -38,7 +38,7 @@ from p2pos.proto.nat import (
 from p2pos.proto.nat import stun_message as sm
 from p2pos.proto.nat.binding_timeout import BindingTimeoutProber, TimeoutLearned, TimeoutSearchFailed
 from p2pos.proto.nat.discovery import NatDiscovery
-from p2pos.proto.nat.keepalive import BindingKeeper, BindingLost, KeepaliveAnswered, MappingChanged
+from p2pos.proto.nat.keepalive import BindingKeeper, BindingLost, KeepaliveAnswered, MappingChanged, NodeRestarted
 from p2pos.proto.nat.stun import BindingServer, socket_key
 
 from .impl_rdv import RdvError, format_address, parse_address
@@ -249,7 +249,14 @@ class StunServerRole(NatRole):
     def __init__(self, request: Json) -> None:
         primary = parse_address(request["primary"])
         alternate = None if request.get("alternate") is None else parse_address(request["alternate"])
-        self.server = BindingServer(primary, alternate)
+        # RDV-5.5: the instance the runner names, else one drawn from ``seed`` (or a fixed seed).
+        if request.get("instance") is not None:
+            instance = _hex(request, "instance")
+        else:
+            instance = seeded_stream(_hex(request, "seed") if request.get("seed") is not None else b"")(sm.INSTANCE_LEN)
+        if len(instance) != sm.INSTANCE_LEN:
+            raise RdvError("'instance' must be 8 bytes")
+        self.server = BindingServer(primary, alternate, instance)
         self.names: dict[Hashable, str] = {}
         self.keys: dict[str, Hashable] = {format_address(primary): 0}
         if alternate is not None:
@@ -396,6 +403,8 @@ class KeeperRole(NatRole):
                 )
             elif isinstance(event, BindingLost):
                 out.append({"type": "binding_lost"})
+            elif isinstance(event, NodeRestarted):
+                out.append({"type": "node_restarted", "old": event.old.hex(), "new": event.new.hex()})
         return out
 
 

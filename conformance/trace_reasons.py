@@ -141,6 +141,7 @@ UNTESTABLE: Mapping[str, str] = {
     "NAT-5.5.6": "the app API's status, not the wire; tests/adapters/test_bindingtimeout.py, the app API suite (api/status/) checks its shape",
     "NAT-5.5.7": "the daemon's choice from its own port mappings and registrations, outside the control protocol; tests/adapters/test_bindingtimeout.py",
     "NAT-5.5.8": "when the daemon searches again after a failure is the daemon's, outside the control protocol; tests/adapters/test_bindingtimeout.py",
+    "NAT-5.5.9": "the daemon's renewal on a keeper's node_restarted (nat/ka/5 checks the event) is outside the control protocol; tests/adapters/test_bindingtimeout.py",
 }
 PENDING: Mapping[str, str] = {
     "PUN-3.9.1": "a `punch` role with an IPv6 socket beside the introduction's IPv4 one (conformance.md §3.12 has one socket family per role); tested by tests/daemon/test_punching.py, tests/adapters/test_rendezvous_pairing.py, tests/simulation/test_punch_ipv6.py and the lab matrix",

@@ -12,7 +12,8 @@
   ``get_timer()``, then drain ``datagrams_to_send`` and ``next_event``; ``note_sent`` when
   the driver sends anything else on the flow (that refreshes the binding too, PTH-7.4);
   ``set_interval`` when a new K is learned.  ``BindingLost`` and ``MappingChanged`` tell the
-  driver to re-learn the timeout (``BindingTimeoutProber.relearn``, NAT-4.6).
+  driver to re-learn the timeout (``BindingTimeoutProber.relearn``, NAT-4.6); ``NodeRestarted``
+  (the answers name another node instance, RDV-7.8) tells it to renew the registration at once.
 """
 
 from __future__ import annotations
@@ -98,7 +99,16 @@ class BindingLost:
     sent: int
 
 
-KeeperEvent = KeepaliveAnswered | MappingChanged | BindingLost
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class NodeRestarted:
+    """The reply names another node instance (P2POS-INSTANCE) than before: the node restarted and
+    lost its registrations (RDV-7.8: register again at once)."""
+
+    old: bytes
+    new: bytes
+
+
+KeeperEvent = KeepaliveAnswered | MappingChanged | BindingLost | NodeRestarted
 
 
 class BindingKeeper:
@@ -136,6 +146,8 @@ class BindingKeeper:
         self._due: float | None = None
         self._lost_reported = False
         self.mapped: Address | None = None
+        #: The node instance its answers named last (RDV-5.5), None before one named any.
+        self.instance: bytes | None = None
         self._out: list[tuple[bytes, Address, Hashable]] = []
         self._events: collections.deque[KeeperEvent] = collections.deque()
         self.stats: collections.Counter[str] = collections.Counter()
@@ -187,12 +199,23 @@ class BindingKeeper:
         except sm.StunError:
             self.stats["malformed"] += 1
             return False
+        instance = message.get(sm.P2POS_INSTANCE)
+        if instance is not None and len(instance) != sm.INSTANCE_LEN:
+            self.stats["malformed_instance"] += 1  # not an instance: as if it were missing
+            instance = None
         rtt = now - self._first_send
         self.srtt = rtt if self.srtt == 0 else 0.875 * self.srtt + 0.125 * rtt
         self._events.append(KeepaliveAnswered(mapped=mapped, rtt=rtt, sent=self._sends))
         if self.mapped is not None and mapped != self.mapped:
             self._events.append(MappingChanged(old=self.mapped, new=mapped))
         self.mapped = mapped
+        # RDV-7.8: another instance is a restart; a missing one (a node of an earlier version, or
+        # an answer with no room for it) says nothing, and the last one named stays.
+        if instance is not None:
+            if self.instance is not None and instance != self.instance:
+                self._events.append(NodeRestarted(old=self.instance, new=instance))
+                self.stats["node_restarted"] += 1
+            self.instance = instance
         self._txid = None
         self._last_reply = now
         self._lost_reported = False

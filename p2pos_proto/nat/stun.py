@@ -7,7 +7,9 @@ address and port (``BindingServer`` with ``alternate``) also serves NAT behaviou
 (RFC 5780, spec/nat.md §3): it answers from four sockets ``(IP1|IP2, P1|P2)``, follows
 CHANGE-REQUEST, and adds RESPONSE-ORIGIN and OTHER-ADDRESS.  Every answer goes to the request's
 source and is at most three times the request's size (RDV-5.4): optional attributes are left
-out before that bound is passed.
+out before that bound is passed.  A node's answers also carry its ``instance`` (P2POS-INSTANCE,
+RDV-5.5), random bytes drawn at start, when they fit: a peer whose keepalive answers name
+another one knows the node restarted and lost its registration (RDV-7.8).
 
 The node calls ``BindingServer.answer_untrusted`` for every datagram whose first byte is 0-3
 and sends what it returns.  ``binding_request`` / ``binding_success`` /
@@ -110,9 +112,13 @@ def binding_request(txid: bytes, change: int | None = None) -> bytes:
     return sm.encode(sm.BINDING, sm.REQUEST, txid, attributes)
 
 
-def binding_success(txid: bytes, address: Address) -> bytes:
-    """A Binding success response telling the requester ``address`` (XOR-MAPPED-ADDRESS only)."""
-    return sm.encode(sm.BINDING, sm.SUCCESS, txid, [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(address, txid))])
+def binding_success(txid: bytes, address: Address, instance: bytes | None = None) -> bytes:
+    """A Binding success response telling the requester ``address``: XOR-MAPPED-ADDRESS, then
+    P2POS-INSTANCE when ``instance`` is given (RDV-5.1, RDV-5.5: 44 bytes for IPv4, 56 for IPv6)."""
+    attributes = [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(address, txid))]
+    if instance is not None:
+        attributes.append((sm.P2POS_INSTANCE, instance))
+    return sm.encode(sm.BINDING, sm.SUCCESS, txid, attributes)
 
 
 def mapped_address_untrusted(data: bytes, txid: bytes) -> Address | None:
@@ -139,12 +145,17 @@ class BindingServer:
     ``primary`` is the address of the node's main socket (IP1, P1); ``alternate`` (IP2, P2),
     when given, means the driver also listens on (IP1, P2), (IP2, P1) and (IP2, P2), under the
     local keys ``socket_key(ip, port)``, and feeds their datagrams to the node too.
+    ``instance`` (8 bytes, drawn at the node's start; ``RendezvousNode`` draws it) goes into
+    every success response that has room for it (RDV-5.5); None leaves it out.
     """
 
     primary: Address | None = None
     alternate: Address | None = None
+    instance: bytes | None = None
 
     def __post_init__(self) -> None:
+        if self.instance is not None and len(self.instance) != sm.INSTANCE_LEN:
+            raise ValueError("a STUN instance is 8 bytes")
         if self.alternate is not None:
             if self.primary is None:
                 raise ValueError("an alternate STUN address needs the primary one")
@@ -181,7 +192,8 @@ class BindingServer:
             if request.change:  # RFC 5780 §6.1: a server without an alternate address says 420
                 return _unknown(request, [sm.CHANGE_REQUEST], local, source)
             to = source if request.response_port is None else (source[0], request.response_port)
-            return Answer(binding_success(txid, source), local, to)
+            # RDV-5.4: at most 56 bytes (IPv6, with the instance) for a request of at least 20.
+            return Answer(binding_success(txid, source, self.instance), local, to)
         ip, port = role
         out = (ip ^ bool(request.change & sm.CHANGE_IP), port ^ bool(request.change & sm.CHANGE_PORT))
         required = [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(source, txid))]
@@ -197,6 +209,10 @@ class BindingServer:
             if len(answer) <= AMPLIFICATION * request.size or not optional:
                 break
             optional.pop()
+        # RDV-5.5: the instance only in the room the RFC 5780 attributes leave (NAT-3.1.4).
+        if self.instance is not None and len(answer) + 12 <= AMPLIFICATION * request.size:
+            optional.append((sm.P2POS_INSTANCE, self.instance))
+            answer = sm.encode(sm.BINDING, sm.SUCCESS, txid, required + optional)
         if request.padded and len(answer) + 4 <= request.size:  # RFC 5780 §7.6: as large as the request
             padding = (sm.PADDING, bytes(request.size - len(answer) - 4))
             answer = sm.encode(sm.BINDING, sm.SUCCESS, txid, [*required, *optional, padding])

@@ -76,6 +76,11 @@ ALTERNATE_SERVER: Final = 0x8023
 FINGERPRINT: Final = 0x8028
 RESPONSE_ORIGIN: Final = 0x802B  # RFC 5780 §7.3
 OTHER_ADDRESS: Final = 0x802C  # RFC 5780 §7.4
+#: A rendezvous node's instance (spec/rendezvous.md RDV-5.5): unregistered, in RFC 8489 §18.3's
+#: comprehension-optional range assigned by Expert Review, so other STUN clients ignore it.
+P2POS_INSTANCE: Final = 0xCF50
+#: The size of a P2POS-INSTANCE value: the random 8 bytes a node draws at start (RDV-5.5).
+INSTANCE_LEN: Final = 8
 
 #: CHANGE-REQUEST flags (RFC 5780 §7.2): answer from the other IP address, from the other port.
 CHANGE_IP: Final = 0x04

@@ -28,6 +28,7 @@ from ..events import HandshakeCompleted, MessageReceived, SessionClosed
 from ..handshake.handshake import LocalKeys
 from ..identity import crypto
 from ..nat import stun
+from ..nat import stun_message as sm
 from ..nat.profile import UNKNOWN_PROFILE
 from ..session.record import OVERHEAD as RECORD_MIN_LEN
 from ..session.session import SessionConfig
@@ -106,8 +107,13 @@ class RendezvousNode:
         stun_server: stun.BindingServer | None = None,
     ) -> None:
         self.config = config or NodeConfig()
-        #: Answers STUN (spec/rendezvous.md §5); with an alternate address, on four sockets.
-        self.stun = stun_server or stun.BindingServer()
+        #: Answers STUN (spec/rendezvous.md §5); with an alternate address, on four sockets.  Its
+        #: answers name this start's instance (RDV-5.5: a new one at every start, so that peers
+        #: keeping their binding with STUN keepalives notice a restart, RDV-7.8).
+        server = stun_server or stun.BindingServer()
+        if server.instance is None:
+            server = dataclasses.replace(server, instance=random(sm.INSTANCE_LEN))
+        self.stun = server
         #: The tickets of recent introductions, for fresh Bindings (spec/rendezvous.md §4.6).
         self.fresh = FreshTickets()
         self.endpoint = Endpoint(keys, config=session_config, channels=None, random=random)

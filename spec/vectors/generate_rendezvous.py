@@ -228,13 +228,16 @@ def _stun() -> list[Json]:
     out = []
     for label, source in (("rendezvous/stun-v4", V4), ("rendezvous/stun-v6", V6)):
         txid = fixed(label, 12)
+        instance = fixed("rendezvous/stun-instance", 8)  # RDV-5.5: drawn at the node's start
         request = stun.binding_request(txid)
-        response = stun.binding_success(txid, source)
+        response = stun.binding_success(txid, source, instance)
         out.append(
             {
                 "transaction_id_label": label,
                 "transaction_id": txid.hex(),
                 "source": _address(source),
+                "instance_label": "rendezvous/stun-instance",
+                "instance": instance.hex(),
                 "request": request.hex(),
                 "response": response.hex(),
             }

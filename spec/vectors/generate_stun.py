@@ -209,11 +209,13 @@ def fixed(label: str, size: int = 12) -> bytes:
 
 
 PRIMARY, ALTERNATE = ("198.18.0.1", 3478), ("198.18.0.2", 3479)
+#: The node's instance (RDV-5.5), which it draws at start.
+INSTANCE = fixed("node instance", 8)
 
 
 def node_answers() -> list[Json]:
-    plain = stun.BindingServer(primary=PRIMARY)
-    five = stun.BindingServer(primary=PRIMARY, alternate=ALTERNATE)
+    plain = stun.BindingServer(primary=PRIMARY, instance=INSTANCE)
+    five = stun.BindingServer(primary=PRIMARY, alternate=ALTERNATE, instance=INSTANCE)
     out: list[Json] = []
 
     def add(
@@ -249,8 +251,29 @@ def node_answers() -> list[Json]:
     )  # fmt: skip
     change_port = stun.binding_request(fixed("change port"), sm.CHANGE_PORT)
     bare = stun.binding_request(fixed("bare request"))
-    add("bare request, node without alternate: XOR-MAPPED-ADDRESS only (RDV-5.1)", plain, bare, v4, (0, 0))
-    add("bare request from IPv6, node without alternate (RDV-5.1)", plain, bare, v6, (0, 0))
+    keepalive = sm.encode(sm.BINDING, sm.REQUEST, fixed("keepalive"), [], fingerprint=True)
+    add(
+        "bare request, node without alternate: XOR-MAPPED-ADDRESS, P2POS-INSTANCE (RDV-5.1, RDV-5.5)",
+        plain,
+        bare,
+        v4,
+        (0, 0),
+    )
+    add("bare request from IPv6, node without alternate (RDV-5.1, RDV-5.5)", plain, bare, v6, (0, 0))
+    add(
+        "bare request, node with alternate: the RFC 5780 addresses fill 3x, no instance (NAT-3.1.4)",
+        five,
+        bare,
+        v4,
+        (0, 0),
+    )
+    add(
+        "keepalive (FINGERPRINT, 28 bytes) from IPv6, node with alternate: all four fit (NAT-3.1.4)",
+        five,
+        keepalive,
+        v6,
+        (0, 0),
+    )
     add("CHANGE-REQUEST to a node without alternate: 420 (NAT-3.1.3)", plain, change_port, v4, (0, 0))
     add("discovery probe, node with alternate: RESPONSE-ORIGIN, OTHER-ADDRESS (NAT-3.1.2)", five, probe, v4, (0, 0))
     add("discovery probe on the alternate IP and port (NAT-3.1.2)", five, probe, v4, (1, 1))
@@ -294,13 +317,15 @@ def build_vectors() -> dict[str, str]:
             "What p2pos sends: the rendezvous node's answers to STUN Binding requests (spec/rendezvous.md §5), "
             "without and with an alternate address (primary 198.18.0.1:3478, alternate 198.18.0.2:3479; "
             "received_on and answer_from name the node's sockets), and the discovery client's request "
-            "(CHANGE-REQUEST, SOFTWARE, FINGERPRINT). Transaction ids are BLAKE2b-256('p2pos test vector: ' || "
-            "label) cut to 12 bytes. answer null: the node drops the request. ratio: answer / request size, "
-            "at most 3 (RDV-5.4)."
+            "(CHANGE-REQUEST, SOFTWARE, FINGERPRINT). instance: the node's P2POS-INSTANCE (RDV-5.5), "
+            "BLAKE2b-256('p2pos test vector: node instance') cut to 8 bytes. Transaction ids are "
+            "BLAKE2b-256('p2pos test vector: ' || label) cut to 12 bytes. answer null: the node drops the "
+            "request. ratio: answer / request size, at most 3 (RDV-5.4)."
         ),
         "spec": ["spec/rendezvous.md §5", "spec/nat.md §2", "spec/nat.md §3"],
         "primary": list(PRIMARY),
         "alternate": list(ALTERNATE),
+        "instance": INSTANCE.hex(),
         "answers": node_answers(),
     }
     return {

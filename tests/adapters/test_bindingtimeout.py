@@ -39,7 +39,7 @@ class FakeRouter:
 
     def __init__(self, nursery: trio.Nursery, timeout: float, filtering: str = "apdf") -> None:
         self.nursery, self.timeout, self.filtering = nursery, timeout, filtering
-        self.server = BindingServer()
+        self.server = BindingServer(instance=bytes(8))
         self.bindings: dict[Address, dict[str, Any]] = {}  # local -> {port, last, peers, made}
         self.made: dict[Address, list[float]] = {}  # local -> when each binding of it was made
         self.receivers: dict[Address, Any] = {}  # local -> callable(data, source)
@@ -337,6 +337,31 @@ async def test_a_binding_made_again_elsewhere_starts_the_search_again(autojump_c
         assert world.nat.binding_timeout is None and world.driver.status()["interval"] == pytest.approx(9.3)
         await world.until("learned")
         assert 0.85 <= world.driver.interval / 20.0 <= 0.95
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_restarted_node_is_registered_with_again_within_one_keepalive_interval(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """[RDV-7.8] The node restarts (a new instance, its registrations gone): the next keepalive's
+    answer names the new instance, and the registration is renewed at once, not at lease / 2
+    (300 s).  The binding itself is fine: nothing is searched again."""
+    async with trio.open_nursery() as nursery:
+        world = await _learned(nursery, 60.0)
+        await trio.sleep(world.driver.interval)  # a keepalive answered by the first instance
+        assert world.rendezvous.reregistered == 0 and world.driver.node_restarts == 0
+        world.router.server = BindingServer(instance=bytes(range(1, 9)))  # the node restarted
+        restarted = trio.current_time()
+        with trio.fail_after(world.driver.interval + 2):
+            while world.rendezvous.reregistered == 0:
+                await trio.sleep(0.5)
+        assert trio.current_time() - restarted <= world.driver.interval + 1 < 300
+        assert world.driver.node_restarts == 1 and world.driver.relearned == 0
+        assert world.driver.state == "learned"
+        await trio.sleep(3 * world.driver.interval)  # the same node answers on: nothing more
+        world.router.server = BindingServer()  # a node of an earlier version: no instance, no restart
+        await trio.sleep(3 * world.driver.interval)
+        assert world.rendezvous.reregistered == 1 and world.driver.node_restarts == 1
         nursery.cancel_scope.cancel()
 
 

@@ -14,6 +14,7 @@ from p2pos.proto.nat.keepalive import (
     BindingLost,
     KeepaliveAnswered,
     MappingChanged,
+    NodeRestarted,
     keepalive_flows,
     keepalive_interval,
     reply_wait,
@@ -53,9 +54,12 @@ def test_flows_that_need_keepalives(mapping: Mapping, filtering: Filtering, flow
     assert keepalive_flows(mapping, filtering, SERVER, [*PEERS, PEERS[0], SERVER]) == flows
 
 
-def reply(request: bytes, mapped: tuple[str, int] = MAPPED) -> bytes:
+def reply(request: bytes, mapped: tuple[str, int] = MAPPED, instance: bytes | None = None) -> bytes:
     txid = request[8:20]
-    return sm.encode(sm.BINDING, sm.SUCCESS, txid, [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(mapped, txid))])
+    attributes = [(sm.XOR_MAPPED_ADDRESS, sm.xor_address(mapped, txid))]
+    if instance is not None:
+        attributes.append((sm.P2POS_INSTANCE, instance))
+    return sm.encode(sm.BINDING, sm.SUCCESS, txid, attributes)
 
 
 def keeper(interval: float = 100.0) -> BindingKeeper:
@@ -125,3 +129,32 @@ def test_garbage_is_not_a_reply(data: bytes) -> None:
     fire(k)
     assert k.receive_datagram(data, SERVER, 100.5) is False
     assert k.next_event() is None
+
+
+def _answer(k: BindingKeeper, instance: bytes | None) -> list[object]:
+    t, request = fire(k)
+    assert k.receive_datagram(reply(request, instance=instance), SERVER, t + 0.1)
+    return [e for e in iter(k.next_event, None) if not isinstance(e, KeepaliveAnswered)]
+
+
+def test_another_node_instance_is_a_restart() -> None:
+    """[RDV-7.8] An answer naming another instance than the last reports NodeRestarted, once."""
+    k = keeper()
+    first, second = bytes(range(8)), bytes(range(8, 16))
+    assert _answer(k, first) == [] and k.instance == first
+    assert _answer(k, first) == []
+    assert _answer(k, second) == [NodeRestarted(old=first, new=second)]
+    assert _answer(k, second) == [] and k.stats["node_restarted"] == 1
+
+
+def test_a_missing_or_malformed_instance_says_nothing() -> None:
+    """[RDV-7.8] A node of an earlier version sends none; an answer without one, or with one that is
+    not 8 bytes, neither reports a restart nor forgets the instance named before."""
+    k = keeper()
+    named = []
+    for instance in (None, bytes(8), None):  # the first one named is no restart
+        assert _answer(k, instance) == []
+        named.append(k.instance)
+    assert named == [None, bytes(8), bytes(8)]
+    assert _answer(k, bytes(7)) == [] and k.stats["malformed_instance"] == 1
+    assert _answer(k, bytes(8)) == []

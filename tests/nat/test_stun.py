@@ -13,6 +13,7 @@ from p2pos.proto.nat import stun_message as sm
 TXID = bytes.fromhex("b7e7a701bc34d686fa87dfae")
 V4_ATTR = bytes.fromhex("002000080001a147e112a643")  # 192.0.2.1 port 32853
 V6_ATTR = bytes.fromhex("002000140002a1470113a9faa5d3f179bc25f4b5bed2b9d9")  # 2001:db8:1234:5678:11:2233:4455:6677
+INSTANCE = bytes.fromhex("0123456789abcdef")
 
 
 def test_rfc5769_ipv4() -> None:
@@ -71,7 +72,7 @@ def test_any_bytes_never_raise(data: bytes) -> None:
 @given(st.lists(st.sampled_from([sm.SOFTWARE, sm.CHANGE_REQUEST, sm.FINGERPRINT, 0x8029]), max_size=4), st.booleans())
 def test_node_answers_stay_within_three_times_the_request(attrs: list[int], v6: bool) -> None:
     """[RDV-5.4] [NAT-3.1.4] whatever a Binding request carries, from IPv4 or IPv6, on any of the four sockets."""
-    server = stun.BindingServer(primary=("198.18.0.1", 3478), alternate=("198.18.0.2", 3479))
+    server = stun.BindingServer(primary=("198.18.0.1", 3478), alternate=("198.18.0.2", 3479), instance=INSTANCE)
     values = {sm.SOFTWARE: b"x", sm.CHANGE_REQUEST: sm.change_request(6), 0x8029: bytes(8)}
     fingerprint = sm.FINGERPRINT in attrs
     request = sm.encode(
@@ -83,3 +84,51 @@ def test_node_answers_stay_within_three_times_the_request(attrs: list[int], v6: 
             answer = server.answer_untrusted(request, source, stun.socket_key(ip, port))
             assert answer is not None and len(answer[0]) <= 3 * len(request)
             assert stun.mapped_address_untrusted(answer[0], TXID) == source
+
+
+def _attributes(answer: bytes) -> list[int]:
+    return [t for t, _ in sm.decode_untrusted(answer).attributes]
+
+
+@pytest.mark.parametrize(("source", "size"), [(("198.18.9.9", 1), 44), (("2001:2::1", 1), 56)])
+def test_a_node_answer_carries_its_instance_after_the_mapped_address(source: tuple[str, int], size: int) -> None:
+    """[RDV-5.1] [RDV-5.5] XOR-MAPPED-ADDRESS, then P2POS-INSTANCE: 44 bytes from IPv4, 56 from IPv6,
+    within three times a bare 20-byte request; the same instance on every answer."""
+    server = stun.BindingServer(instance=INSTANCE)
+    for txid in (TXID, bytes(12)):
+        answer = server.answer_untrusted(stun.binding_request(txid), source, 0)
+        assert answer is not None and len(answer.data) == size <= 60
+        assert _attributes(answer.data) == [sm.XOR_MAPPED_ADDRESS, sm.P2POS_INSTANCE]
+        assert sm.decode_untrusted(answer.data).get(sm.P2POS_INSTANCE) == INSTANCE
+        assert stun.mapped_address_untrusted(answer.data, txid) == source
+    assert stun.BindingServer().answer_untrusted(stun.binding_request(TXID), source, 0).data == (  # type: ignore[union-attr]
+        stun.binding_success(TXID, source)
+    )
+    with pytest.raises(ValueError):
+        stun.BindingServer(instance=bytes(7))
+
+
+@pytest.mark.parametrize(
+    ("v6", "request_attrs", "expected"),
+    [
+        # A bare 20-byte request (at most 60 bytes back): RFC 5780's attributes first (NAT-3.1.4).
+        (False, [], [sm.OTHER_ADDRESS, sm.RESPONSE_ORIGIN]),
+        (True, [], [sm.P2POS_INSTANCE]),
+        # A keeper's request (FINGERPRINT, 28 bytes: at most 84) always gets the instance.
+        (False, ["fingerprint"], [sm.OTHER_ADDRESS, sm.RESPONSE_ORIGIN, sm.P2POS_INSTANCE]),
+        (True, ["fingerprint"], [sm.OTHER_ADDRESS, sm.P2POS_INSTANCE]),
+        # Discovery's requests (48 bytes) get everything.
+        (True, ["software", "fingerprint"], [sm.OTHER_ADDRESS, sm.RESPONSE_ORIGIN, sm.P2POS_INSTANCE]),
+    ],
+)
+def test_with_an_alternate_address_the_instance_takes_the_room_left(
+    v6: bool, request_attrs: list[str], expected: list[int]
+) -> None:
+    """[RDV-5.5] [NAT-3.1.4] The instance never displaces OTHER-ADDRESS or RESPONSE-ORIGIN."""
+    node = [("2001:2::10", 3478), ("2001:2::11", 3479)] if v6 else [("198.18.0.1", 3478), ("198.18.0.2", 3479)]
+    server = stun.BindingServer(primary=node[0], alternate=node[1], instance=INSTANCE)
+    attributes = [(sm.SOFTWARE, bytes(16))] if "software" in request_attrs else []
+    request = sm.encode(sm.BINDING, sm.REQUEST, TXID, attributes, fingerprint="fingerprint" in request_attrs)
+    answer = server.answer_untrusted(request, ("2001:2::1", 1) if v6 else ("198.18.9.9", 1), 0)
+    assert answer is not None and len(answer.data) <= 3 * len(request)
+    assert _attributes(answer.data) == [sm.XOR_MAPPED_ADDRESS, *expected]

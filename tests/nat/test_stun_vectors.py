@@ -77,9 +77,12 @@ def test_rfc5769_mapped_addresses() -> None:
 
 @pytest.mark.parametrize("row", OWN["answers"], ids=lambda r: str(r["name"][:40]))
 def test_node_answers(row: dict[str, Any]) -> None:
-    """[RDV-5.1] [RDV-5.4] [NAT-3.1.2] [NAT-3.1.3] [NAT-3.1.4] the node's answers, byte for byte, within 3x."""
+    """[RDV-5.1] [RDV-5.4] [RDV-5.5] [NAT-3.1.2] [NAT-3.1.3] [NAT-3.1.4] the node's answers, byte for byte,
+    within 3x."""
     alternate = (row["node_alternate"][0], row["node_alternate"][1]) if row["node_alternate"] else None
-    server = stun.BindingServer(primary=(OWN["primary"][0], OWN["primary"][1]), alternate=alternate)
+    server = stun.BindingServer(
+        primary=(OWN["primary"][0], OWN["primary"][1]), alternate=alternate, instance=bytes.fromhex(OWN["instance"])
+    )
     received_on = tuple(row["received_on"])
     local = next(
         (stun.socket_key(i, p) for i in (0, 1) for p in (0, 1) if alternate and server.address(i, p) == received_on),

@@ -7,6 +7,7 @@ from typing import cast
 from helpers import SeededRandom, make_keys
 
 from p2pos.proto import Endpoint
+from p2pos.proto.nat.keepalive import BindingKeeper, NodeRestarted
 from p2pos.proto.rendezvous.client import (
     ClientState,
     IntroductionReceived,
@@ -37,6 +38,10 @@ class World:
         self.endpoints: dict[Address, Endpoint] = {}
         self.clients: dict[Address, RendezvousClient] = {}
         self.events: dict[Address, list[object]] = {}
+        #: ALICE's STUN keepalives to the node (nat.md NAT-5.5.2), if any; on NodeRestarted she
+        #: registers again at once, as the daemon does (RDV-7.8).
+        self.keeper: BindingKeeper | None = None
+        self.restarts: list[float] = []
 
     def add(self, addr: Address, name: str) -> RendezvousClient:
         ep = Endpoint(make_keys(name), random=SeededRandom(name))
@@ -51,10 +56,21 @@ class World:
             dest = cast(Address, to)
             for data in datagrams:
                 moved = True
-                if data[0] == STATELESS_RESET:
+                if self.keeper is not None and dest == ALICE and data[0] <= 3:
+                    assert self.keeper.receive_datagram(data, NODE, self.now)
+                    while (kevent := self.keeper.next_event()) is not None:
+                        if isinstance(kevent, NodeRestarted):
+                            self.restarts.append(self.now)
+                            self.clients[ALICE].reregister(self.now)
+                elif data[0] == STATELESS_RESET:
                     self.clients[dest].receive_reset_untrusted(data, NODE, self.now)
                 else:
                     self.endpoints[dest].receive_data(data, NODE, self.now)
+        if self.keeper is not None:
+            for data, _, _ in self.keeper.datagrams_to_send(self.now):
+                moved = True
+                if self.node_up:
+                    self.node.receive_datagram(data, ALICE, self.now)
         for addr, ep in self.endpoints.items():
             client = self.clients[addr]
             while (event := ep.next_event()) is not None:
@@ -77,6 +93,8 @@ class World:
             timers += [t for ep in self.endpoints.values() if (t := ep.get_timer()) is not None]
             if (t := self.node.get_timer()) is not None:
                 timers.append(t)
+            if self.keeper is not None and (t := self.keeper.get_timer()) is not None:
+                timers.append(t)
             nxt = min(timers, default=end)
             if nxt > end:
                 self.now = end
@@ -87,6 +105,8 @@ class World:
             for ep in self.endpoints.values():
                 ep.handle_timer(self.now)
             self.node.handle_timer(self.now)
+            if self.keeper is not None:
+                self.keeper.handle_timer(self.now)
 
 
 def test_register_lookup_and_introduction() -> None:
@@ -125,6 +145,28 @@ def test_a_restarted_node_is_registered_with_again_at_the_next_packet() -> None:
     assert alice.state is ClientState.REGISTERED and w.node.registration(pid("alice")) is not None
     lost = [e for e in w.events[ALICE] if isinstance(e, RegistrationChanged) and e.observed is None]
     assert len(lost) == 1 and "stateless reset" in lost[0].why
+
+
+def test_a_restarted_node_is_noticed_at_the_next_stun_keepalive() -> None:
+    """[RDV-5.5] [RDV-7.8] With STUN keepalives instead of KEEPALIVE records (RDV-7.3), the node's
+    new instance in the next answer makes the client register again at once: within one keepalive
+    interval of the restart, not at the renewal (lease / 2 = 300 s)."""
+    w = World()
+    alice = w.add(ALICE, "alice")
+    w.run_until(1.0)
+    alice.set_keepalive_interval(None, w.now)
+    w.keeper = BindingKeeper(NODE, 60.0, random=SeededRandom("keeper"), local=0)
+    w.keeper.start(w.now)
+    w.run_until(100.0)  # one keepalive answered at 61 s: the instance is known, nothing restarted
+    assert w.keeper.instance == w.node.stun.instance and w.restarts == []
+    w.node = RendezvousNode(make_keys("node"), random=SeededRandom("restarted"))
+    w.run_until(125.0)  # the keepalive at 121 s names the new instance
+    assert w.restarts == [121.0]
+    assert alice.state is ClientState.REGISTERED and w.node.registration(pid("alice")) is not None
+    lost = [e for e in w.events[ALICE] if isinstance(e, RegistrationChanged) and e.observed is None]
+    assert len(lost) == 1 and "stateless reset" in lost[0].why
+    w.run_until(250.0)  # the same node answers on: nothing more
+    assert w.restarts == [121.0]
 
 
 def test_a_lookup_without_answer_fails_after_its_timeout() -> None:

@@ -193,13 +193,18 @@ def test_a_restarted_node_answers_a_stateless_reset_with_the_token() -> None:
 
 
 def test_stun_binding_request_gets_the_observed_address() -> None:
+    """[RDV-5.1] [RDV-5.5] The observed address, then the instance the node drew at start (44 bytes)."""
     net = Net()
     net.add(ALICE, "alice")
     txid = bytes(range(12))
     net.node.receive_datagram(stun.binding_request(txid), ALICE, 0.0)
     net.flush()
     (response,) = net.raw[ALICE]
-    assert len(response) == 32 and stun.mapped_address_untrusted(response, txid) == ALICE
+    assert len(response) == 44 and stun.mapped_address_untrusted(response, txid) == ALICE
+    instance = sm.decode_untrusted(response).get(sm.P2POS_INSTANCE)
+    assert instance is not None and instance == net.node.stun.instance and len(instance) == 8
+    restarted = RendezvousNode(make_keys("node"), random=SeededRandom("restarted"))
+    assert restarted.stun.instance is not None and restarted.stun.instance != instance
 
 
 def test_a_node_with_an_alternate_address_answers_from_the_socket_change_request_names() -> None:

@@ -152,14 +152,15 @@ def test_reset_key_tokens_and_reset() -> None:
 
 
 def _xor_mapped(response: bytes, txid: bytes) -> m.Address:
-    """XOR-MAPPED-ADDRESS read by hand (RFC 8489 §14.2), the only attribute of the response."""
+    """XOR-MAPPED-ADDRESS read by hand (RFC 8489 §14.2), the first attribute of the response, which
+    ends with the 12 bytes of P2POS-INSTANCE (RDV-5.5)."""
     mtype, length, cookie = struct.unpack(">HHI", response[:8])
     assert (mtype, cookie, response[8:20]) == (0x0101, 0x2112A442, txid) and length == len(response) - 20
     atype, alen = struct.unpack(">HH", response[20:24])
-    assert atype == 0x0020 and 24 + alen == len(response)
+    assert atype == 0x0020 and 24 + alen + 12 == len(response)
     family, port = response[25], struct.unpack(">H", response[26:28])[0] ^ 0x2112
     mask = response[4:8] + (txid if family == 2 else b"")
-    raw = bytes(a ^ b for a, b in zip(response[28:], mask, strict=True))
+    raw = bytes(a ^ b for a, b in zip(response[28 : 24 + alen], mask, strict=True))
     return str(ipaddress.ip_address(raw)), port
 
 
@@ -169,8 +170,11 @@ def test_stun_binding_pair(vector: dict[str, Any]) -> None:
     request, response = bytes.fromhex(vector["request"]), bytes.fromhex(vector["response"])
     assert stun.binding_request(txid) == request and len(request) == 20
     assert stun.binding_request_untrusted(request) == txid
-    assert stun.binding_success(txid, source) == response
-    assert len(response) == (32 if ":" not in source[0] else 44) <= 3 * len(request)
+    instance = bytes.fromhex(vector["instance"])
+    assert stun.binding_success(txid, source, instance) == response  # RDV-5.5: the instance after the address
+    assert stun.BindingServer(instance=instance).answer_untrusted(request, source, 0) == (response, 0, source)
+    assert len(response) == (44 if ":" not in source[0] else 56) <= 3 * len(request)
+    assert response[-12:] == bytes.fromhex("cf500008") + instance
     assert stun.mapped_address_untrusted(response, txid) == source == _xor_mapped(response, txid)
 
 
