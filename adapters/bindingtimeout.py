@@ -167,6 +167,9 @@ class BindingTimeouts:
         self.relearned = 0
         #: Node restarts the keepers noticed (RDV-7.8), each answered by registering again.
         self.node_restarts = 0
+        #: Registrations renewed because their node restarted (RDV-7.8): the lapse that follows is
+        #: the node's, not the router's, so it starts no search (NAT-5.5.9).
+        self._restarted: set[int] = set()
         #: The peer sessions' interval this driver set (None: it left the configured one).
         self.peer_interval: float | None = None
         self.flows: str | None = None
@@ -258,12 +261,15 @@ class BindingTimeouts:
         if self._previous_registration is not None:
             self._previous_registration(registration, observed)
         seen = registration.client.observed if observed is not None else None
+        searching = registration is self.target and self.state in ("learning", "learned")
         if observed is None:
             self._drop_keeper(registration)
-            if registration is self.target and self.state in ("learning", "learned"):
+            if searching and id(registration) not in self._restarted:
                 self._relearn = "the registration with the rendezvous node lapsed"
-        elif registration is self.target and self.state in ("learning", "learned") and seen != self._target_seen:
-            self._relearn = f"the rendezvous node sees us at {_show(observed)} now"
+        else:
+            self._restarted.discard(id(registration))
+            if searching and seen != self._target_seen:
+                self._relearn = f"the rendezvous node sees us at {_show(observed)} now"
         self._recheck = True
         self._wake.set()
 
@@ -367,6 +373,7 @@ class BindingTimeouts:
             log.info("the rendezvous node %s restarted: registering again", _show(registration.address))
             self.rendezvous.reregister(registration)
             self.node_restarts += 1
+            self._restarted.add(id(registration))
             return
         if isinstance(event, MappingChanged):
             log.info("the binding to %s was made again (%s, was %s)", _show(registration.address), event.new, event.old)

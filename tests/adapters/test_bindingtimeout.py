@@ -358,6 +358,16 @@ async def test_a_restarted_node_is_registered_with_again_within_one_keepalive_in
         assert trio.current_time() - restarted <= world.driver.interval + 1 < 300
         assert world.driver.node_restarts == 1 and world.driver.relearned == 0
         assert world.driver.state == "learned"
+        # The REGISTER draws the new node's reset: the registration lapses and comes back at the same
+        # address.  That lapse is the node's, not the router's: no new search (NAT-5.5.9).
+        registration = world.rendezvous.registrations[0]
+        world.client.state = ClientState.IDLE
+        world.rendezvous.on_registration_changed(registration, None)
+        await trio.sleep(1)
+        world.client.state = ClientState.REGISTERED
+        world.rendezvous.on_registration_changed(registration, world.client.observed)
+        await trio.sleep(2)
+        assert world.driver.state == "learned" and world.driver.relearned == 0
         await trio.sleep(3 * world.driver.interval)  # the same node answers on: nothing more
         world.router.server = BindingServer()  # a node of an earlier version: no instance, no restart
         await trio.sleep(3 * world.driver.interval)
