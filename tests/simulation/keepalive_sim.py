@@ -37,7 +37,7 @@ class StunServerAgent:
 
     def __init__(self, host: Host) -> None:
         self.local = host.open(STUN_PORT)
-        self.server = BindingServer(primary=self.local)
+        self.server = BindingServer(primary=self.local, instance=bytes(range(8)))  # as a node answers (RDV-5.5)
         self._out: list[tuple[bytes, Address, Address]] = []
 
     def receive_datagram(self, data: bytes, addr: Address, now: float, local: Address) -> None:
