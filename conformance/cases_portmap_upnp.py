@@ -301,6 +301,14 @@ class Gateway:
     def event(self, kind: str) -> dict[str, Any] | None:
         return self.role.event(kind)
 
+    def granted(self, external: str, what: str) -> dict[str, Any]:
+        """The ``mapping_granted`` event, which must name ``external`` (``what``: the case's words)."""
+        granted = self.event("mapping_granted")
+        expect(granted is not None, f"no mapping_granted ({what}): {self.role.events}")
+        assert granted is not None
+        expect_eq(granted.get("external"), external, f"the external address ({what})")
+        return granted
+
     def quiet(self, what: str) -> None:
         expect(self.role.last.get("http") is None, f"an HTTP request after {what}: {short(self.role.last.get('http'))}")
 
@@ -398,14 +406,8 @@ def _(iut: Iut) -> str | None:
     add = gw.reply(200, soap_ok(IP2, "GetExternalIPAddress", [("NewExternalIPAddress", WAN)]), 0.3)
     check_soap(add, IP2, "AddPortMapping", add_args(3600))
     gw.reply(200, soap_ok(IP2, "AddPortMapping"), 0.5)
-    granted = gw.event("mapping_granted")
-    expect(granted is not None, f"no mapping_granted: {gw.role.events}")
-    assert granted is not None
-    expect_eq(
-        (granted.get("external"), granted.get("lifetime"), granted.get("renewed")),
-        (f"{WAN}:{LOCAL[1]}", 3600, False),
-        "the mapping granted",
-    )
+    granted = gw.granted(f"{WAN}:{LOCAL[1]}", "WANIPConnection:2")
+    expect_eq((granted.get("lifetime"), granted.get("renewed")), (3600, False), "the mapping granted")
     expect(gw.advance(1800.49) is None, f"a request before half the lease: {gw.requests[-1]}")
     renewal = gw.advance(4000.0)
     expect(
@@ -434,8 +436,7 @@ def _(iut: Iut) -> str | None:
         add = gw.addressed(description(*services), chosen, path)
         check_soap(add, chosen, "AddPortMapping", add_args(), path)
         gw.reply(200, soap_ok(chosen, "AddPortMapping"), 0.5)
-        granted = gw.event("mapping_granted")
-        expect(granted is not None and granted.get("external") == f"{WAN}:{LOCAL[1]}", f"{chosen}: {gw.role.events}")
+        gw.granted(f"{WAN}:{LOCAL[1]}", chosen)
     gw = started(iut)
     gw.described(description())
     failed_without_requests(gw, "a description without WANIPConnection or WANPPPConnection")
@@ -458,14 +459,8 @@ def _(iut: Iut) -> str | None:
     again = gw.reply(500, soap_fault(725, "OnlyPermanentLeasesSupported"), 0.4)
     check_soap(again, IP2, "AddPortMapping", add_args(0))
     gw.reply(200, soap_ok(IP2, "AddPortMapping"), 0.5)
-    granted = gw.event("mapping_granted")
-    expect(granted is not None, f"no mapping_granted after lease 0 was granted: {gw.role.events}")
-    assert granted is not None
-    expect_eq(
-        (granted.get("external"), granted.get("lifetime")),
-        (f"{WAN}:{LOCAL[1]}", None),
-        "the permanent mapping (lifetime null)",
-    )
+    granted = gw.granted(f"{WAN}:{LOCAL[1]}", "lease 0 granted")
+    expect_eq(granted.get("lifetime"), None, "the permanent mapping (lifetime null)")
     expect(gw.advance(1e6) is None, f"a request for a permanent lease: {gw.requests[-1]}")
     return None
 
@@ -482,11 +477,7 @@ def _(iut: Iut) -> str | None:
     any_port = gw.reply(500, soap_fault(718, "ConflictInMappingEntry"), 0.4)
     check_soap(any_port, IP2, "AddAnyPortMapping", add_args())
     gw.reply(200, soap_ok(IP2, "AddAnyPortMapping", [("NewReservedPort", "40123")]), 0.5)
-    granted = gw.event("mapping_granted")
-    expect(
-        granted is not None and granted.get("external") == f"{WAN}:40123",
-        f"the port AddAnyPortMapping reserved: {gw.role.events}",
-    )
+    gw.granted(f"{WAN}:40123", "the port AddAnyPortMapping reserved")
     return None
 
 
@@ -616,11 +607,7 @@ def _(iut: Iut) -> str | None:
     add = gw.reply(200, answer, 0.3)
     check_soap(add, IP2, "AddPortMapping", add_args())
     gw.reply(200, soap_ok(IP2, "AddPortMapping", env="soapenv", u="ns0"), 0.5)
-    granted = gw.event("mapping_granted")
-    expect(
-        granted is not None and granted.get("external") == f"{WAN}:{LOCAL[1]}",
-        f"the prefixed answers: {gw.role.events}",
-    )
+    gw.granted(f"{WAN}:{LOCAL[1]}", "the prefixed answers")
     return None
 
 
