@@ -210,7 +210,7 @@ class BindingServer:
                 break
             optional.pop()
         # RDV-5.5: the instance only in the room the RFC 5780 attributes leave (NAT-3.1.4).
-        if self.instance is not None and len(answer) + 12 <= AMPLIFICATION * request.size:
+        if self.instance is not None and len(answer) + 4 + sm.INSTANCE_LEN <= AMPLIFICATION * request.size:
             optional.append((sm.P2POS_INSTANCE, self.instance))
             answer = sm.encode(sm.BINDING, sm.SUCCESS, txid, required + optional)
         if request.padded and len(answer) + 4 <= request.size:  # RFC 5780 §7.6: as large as the request

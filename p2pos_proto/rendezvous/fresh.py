@@ -60,6 +60,11 @@ class FreshVerdict:
 _DROP: Final = FreshVerdict(answer=None)
 
 
+#: The shortest datagram with a fresh Binding's USERNAME: the header and USERNAME (18 characters,
+#: padded to 20, after its 4-byte attribute header), spec/rendezvous.md §4.6.
+FRESH_MIN_LEN: Final = sm.HEADER_LEN + 4 + 20
+
+
 class FreshTickets:
     """The live tickets of a node's introductions (see the module docstring)."""
 
@@ -84,7 +89,11 @@ class FreshTickets:
     def receive_untrusted(self, data: bytes, source: m.Address, now: float) -> FreshVerdict | None:
         """A STUN datagram on one of the node's sockets.  None: not a fresh Binding (its USERNAME is not
         ``<16 hex>:a`` or ``:t``), for the STUN server; otherwise what to do (never raises)."""
-        message = sm.binding_request_untrusted(data) if sm.is_stun(data) else None
+        # Too short for a fresh Binding's USERNAME (every keepalive is): left to the STUN server
+        # without a second parse.
+        if len(data) < FRESH_MIN_LEN or not sm.is_stun(data):
+            return None
+        message = sm.binding_request_untrusted(data)
         if message is None:
             return None
         username = message.get(sm.USERNAME)
