@@ -641,7 +641,11 @@ def main() -> None:
     lab = Lab(root)
     samples: dict[str, list[float]] = {}
     vias: dict[str, str] = {}
-    say(f"bench carriers: {rounds} repeats, {nbytes / 1e6:.0f} MB per transfer, core {core_build()}")
+    tcp_cc = tcp_congestion_control()
+    say(
+        f"bench carriers: {rounds} repeats, {nbytes / 1e6:.0f} MB per transfer, core {core_build()},"
+        f" the kernel's TCP congestion control {tcp_cc} (the relay's links are TCP)"
+    )
     try:
         bootstrap, ws_url = lab.relay()
         if "goodput" in parts:
@@ -738,7 +742,13 @@ def main() -> None:
             # AT_MOST's (ttfb_over_rtt) are upper bounds; --only leaves out the parts not measured
             "targets": {k: v for k, v in {**AT_LEAST, **AT_MOST}.items() if k in ratios},
             "targets_met": met,
-            "settings": {"core": core_build(), "bytes": nbytes, "rounds": rounds, "relay_delay_ms": RELAY_DELAY * 1000},
+            "settings": {
+                "core": core_build(),
+                "bytes": nbytes,
+                "rounds": rounds,
+                "relay_delay_ms": RELAY_DELAY * 1000,
+                "tcp_congestion_control": tcp_cc,
+            },
             "carried_by": vias,
             "labels": {
                 "direct_MBps": "one pair of daemons, pinned to each carrier in turn (PUT /v1/peers/B/pin)",
@@ -754,6 +764,16 @@ def main() -> None:
             },
         }
     )
+
+
+def tcp_congestion_control() -> str:
+    """The congestion control new TCP sockets get (Linux), which the relay's WebSocket links use:
+    with ``bbr`` and no ``fq`` qdisc the kernel paces each TCP segment itself, which costs the relay
+    path about a fifth of its goodput on loopback against ``cubic`` (bench/README.md)."""
+    try:
+        return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
+    except OSError:
+        return "unknown"
 
 
 if __name__ == "__main__":

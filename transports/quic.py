@@ -59,7 +59,7 @@ from p2pos.proto.identity.identity import Identity
 from p2pos.proto.identity.peer_id import PeerId
 from p2pos.proto.session.framing import StreamFramer, frame
 
-from . import quic_tls
+from . import quic_pacer, quic_tls
 from .quic_tls import ALPN, BadCertificate, PeerMismatch, QuicError
 
 __all__ = [
@@ -405,6 +405,7 @@ class _QuicSocket:
             return None
         config = self.configuration(is_client=False, now=now)
         quic = QuicConnection(configuration=config, original_destination_connection_id=dcid)
+        quic_pacer.install(quic)
         conn = _Conn(self, quic, addr, now + self.handshake_timeout)
         conn.own_spki = quic_tls.spki(config.certificate)
         self._register(conn, dcid)
@@ -652,6 +653,7 @@ async def _dial_on(driver: _QuicSocket, addr: tuple[str, int], expected_peer_id:
     """One dialing connection on ``driver`` (whose task runs): the carrier, closed on exit."""
     now = trio.current_time()
     connection = QuicConnection(configuration=driver.configuration(is_client=True, now=now))
+    quic_pacer.install(connection)
     conn = _Conn(driver, connection, addr, now + driver.handshake_timeout)
     conn.is_client = True
     conn.expected = expected_peer_id
