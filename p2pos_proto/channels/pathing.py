@@ -32,11 +32,8 @@ from ..paths.path import (
     PathInput,
     PathKind,
     PathState,
-    floored,
-    needs_floor,
     new_controller,
 )
-from ..recovery.congestion import WindowFloor
 from ..recovery.pacing import Pacer
 from ..recovery.pmtu import PmtuDiscovery
 from ..session.record import OVERHEAD as RECORD_OVERHEAD
@@ -111,10 +108,6 @@ class PathLayer(SendPath):
             path.pmtu = PmtuDiscovery(max_plpmtu=self.config.max_datagram_size, enabled=enabled)
             if kind is PathKind.STREAM:
                 path.cc.set_max_datagram_size(self.config.stream_frame_size)
-        if needs_floor(path.kind, path.relayed):
-            path.cc = floored(path.cc)
-        elif isinstance(path.cc, WindowFloor):
-            path.cc = path.cc.inner
         if path is self.path:
             self.pmtu, self.cc = path.pmtu, path.cc
             self.stream_path = path.kind is PathKind.STREAM
@@ -237,7 +230,7 @@ class PathLayer(SendPath):
     def _reset_congestion(self, path: Path) -> None:
         """A path that comes back after being dead starts from the initial window (RFC 9000 §9.4)."""
         mds = path.cc.max_datagram_size
-        path.cc = new_controller(self.config.congestion_control, mds, path.kind, relayed=path.relayed)
+        path.cc = new_controller(self.config.congestion_control, mds)
         path.pacer = Pacer(congestion_window=path.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         if path is self.path:
             self.cc, self.pacer = path.cc, path.pacer

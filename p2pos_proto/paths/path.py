@@ -37,9 +37,9 @@ CONTROLLERS: Final[dict[str, type[NewReno] | type[Cubic] | type[Bbr]]] = {
     "cubic": Cubic,
     "bbr": Bbr,
 }
-#: The window floor of a stream-carried or relayed path (spec/paths.md §5): what its rate moves in
-#: this long (the time a relay and the sockets on the way add per window under load, beyond the
-#: path's idle minimum RTT), at most this many bytes (16 of a WebSocket relay's 65000-byte records).
+#: The window floor of every path (spec/paths.md §5): what its rate moves in this long (the time
+#: the hosts, a relay and the sockets on the way add per window under load, beyond the path's idle
+#: minimum RTT), at most this many bytes (16 of a WebSocket relay's 65000-byte records).
 WINDOW_FLOOR_ALLOWANCE: Final = 0.005
 WINDOW_FLOOR_MAX: Final = 16 * 65000
 #: The datagram size a new path starts with (spec/recovery.md §7: BASE_PLPMTU).
@@ -98,28 +98,20 @@ class PathKind(enum.Enum):
 
 
 def floored(cc: CongestionController) -> CongestionController:
-    """``cc`` with the window floor of a stream-carried or relayed path (spec/paths.md §5): the
-    minimum RTT such a path shows when idle leaves out the time its relay and both ends' sockets
-    take per packet under load, so BBR's 2 x BDP from it keeps that pipeline half empty.  The floor
-    is 5 ms at the controller's rate, at most ``WINDOW_FLOOR_MAX`` (about 1 MB: 16 of the relay's
-    records, within what it queues for a destination, spec/relay.md REL-5.4); on a slow or distant
-    path it is below BBR's own."""
+    """``cc`` with the window floor every path has (spec/paths.md §5): the minimum RTT a path shows
+    when idle leaves out what the hosts (and a relay, and the sockets between) take per packet
+    under load, so BBR's 2 x BDP from it keeps that pipeline half empty.  The floor is 5 ms at the
+    controller's rate, at most ``WINDOW_FLOOR_MAX`` (about 1 MB: 16 of the relay's records, within
+    what it queues for a destination, spec/relay.md REL-5.4), and under the controller's own
+    ceiling (PROBE_RTT, a congested round); on a slow or distant path it is below BBR's own."""
     if isinstance(cc, WindowFloor):
         return cc
     return WindowFloor(cc, WINDOW_FLOOR_MAX, WINDOW_FLOOR_ALLOWANCE)
 
 
-def needs_floor(kind: PathKind, relayed: bool) -> bool:
-    """Whether a path's controller gets the window floor: stream-carried or through a relay (§5)."""
-    return relayed or kind is PathKind.STREAM
-
-
-def new_controller(
-    congestion_control: str, max_datagram_size: int, kind: PathKind, *, relayed: bool = False
-) -> CongestionController:
-    """A fresh controller for a path of ``kind`` (floored when it is stream-carried or relayed)."""
-    cc: CongestionController = CONTROLLERS[congestion_control](max_datagram_size=max_datagram_size)
-    return floored(cc) if needs_floor(kind, relayed) else cc
+def new_controller(congestion_control: str, max_datagram_size: int) -> CongestionController:
+    """A fresh controller for a path, with the window floor (§5)."""
+    return floored(CONTROLLERS[congestion_control](max_datagram_size=max_datagram_size))
 
 
 class Path:
@@ -168,7 +160,7 @@ class Path:
     ) -> None:
         self.path_id = path_id
         self.kind = kind
-        #: The carrier is a relay server (TURN, a WebSocket relay): the window floor applies (§5).
+        #: The carrier is a relay server (TURN, a WebSocket relay), as the driver says (§6).
         self.relayed = relayed
         #: Preference among validated paths, lower is better (direct 0 < QUIC < TURN < relay).
         self.rank = rank
@@ -178,7 +170,7 @@ class Path:
         self.rtt = RttEstimator()
         self.recovery: LossRecovery[Tokens] = LossRecovery(rtt=self.rtt)
         mds = INITIAL_DATAGRAM_SIZE
-        self.cc = new_controller(congestion_control, mds, kind, relayed=relayed)
+        self.cc = new_controller(congestion_control, mds)
         self.pacer = Pacer(congestion_window=self.cc.congestion_window, smoothed_rtt=0.0, max_datagram_size=mds)
         datagram = kind is PathKind.DATAGRAM
         self.pmtu = PmtuDiscovery(max_plpmtu=max_datagram_size, enabled=pmtu_probing and datagram)

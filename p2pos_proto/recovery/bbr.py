@@ -225,6 +225,14 @@ class Bbr(CongestionController):
         return self._inflight_hi
 
     @property
+    def window_ceiling(self) -> int | None:
+        """PROBE_RTT's window while it drains the queue to measure the RTT, else the bound the last
+        congested round set (``inflight_hi``): a window floor (spec/paths.md §5) stays under both."""
+        if self._state is BbrState.PROBE_RTT:
+            return self.congestion_window
+        return self._inflight_hi
+
+    @property
     def pacing_gain(self) -> float:
         if self._state is BbrState.STARTUP:
             return STARTUP_PACING_GAIN

@@ -70,6 +70,12 @@ class CongestionController:
         """Bytes per second the pacer should use, or None to derive it from the window and the RTT."""
         raise NotImplementedError
 
+    @property
+    def window_ceiling(self) -> int | None:
+        """A bound the controller's own model puts on the window for now (BBR: the four packets of
+        PROBE_RTT, the bound after a congested round), which a window floor stays under; None: none."""
+        return None
+
     def available(self, bytes_in_flight: int) -> int:
         """How many more bytes may be in flight now (0 when the window is full)."""
         raise NotImplementedError
@@ -334,10 +340,10 @@ class Cubic(_WindowBase):
 
 
 class WindowFloor(CongestionController):
-    """``inner``'s decisions with a floor under its window (spec/paths.md §5, stream-carried and
-    relayed paths): what ``inner``'s pacing rate moves in ``allowance`` seconds, at most
-    ``max_bytes``; no floor while it has no rate (a loss-based controller on a carrier that loses
-    nothing grows by itself).  Everything else is ``inner``'s own."""
+    """``inner``'s decisions with a floor under its window (spec/paths.md §5, every path): what
+    ``inner``'s pacing rate moves in ``allowance`` seconds, at most ``max_bytes`` and at most
+    ``inner``'s ``window_ceiling`` (PROBE_RTT still drains, a congested round still cuts); no floor
+    while it has no rate (a loss-based controller grows by itself).  Everything else is ``inner``'s own."""
 
     __slots__ = ("allowance", "inner", "max_bytes")
 
@@ -355,6 +361,9 @@ class WindowFloor(CongestionController):
         if rate is None:
             return inner.congestion_window
         floor = min(self.max_bytes, int(rate * self.allowance))
+        ceiling = inner.window_ceiling
+        if ceiling is not None and ceiling < floor:
+            floor = ceiling
         return max(inner.congestion_window, floor)
 
     @property
@@ -364,6 +373,10 @@ class WindowFloor(CongestionController):
     @property
     def pacing_rate(self) -> float | None:
         return self.inner.pacing_rate
+
+    @property
+    def window_ceiling(self) -> int | None:
+        return self.inner.window_ceiling
 
     def available(self, bytes_in_flight: int) -> int:
         return max(0, self.congestion_window - bytes_in_flight)

@@ -25,6 +25,7 @@ from chan_helpers import INDEX_A, KEYS_A, Side, TappedSession, payload
 
 from p2pos.proto.channels.connection import ChannelConfig, Connection, ConnectionState
 from p2pos.proto.recovery.bbr import Bbr, BbrState
+from p2pos.proto.recovery.congestion import WindowFloor
 from p2pos.proto.simulation.prng import Prng
 
 #: As on loopback: the PMTU search may go up to the largest UDP payload (its probes then exceed the window).
@@ -92,8 +93,7 @@ def _transfer(start: float, *, until: float = 10.0) -> _Run:
                 arrival = latest[name] = max(arrival, latest[name])
                 sequence += 1
                 heapq.heappush(queue, (arrival, sequence, "b" if name == "a" else "a", datagram))
-        cc = a.c.cc
-        assert isinstance(cc, Bbr)
+        cc = _bbr(a)
         if run.startup_exit_bandwidth is None and cc.state is not BbrState.STARTUP:
             run.startup_exit_bandwidth = cc.bandwidth
         if channel_id is not None and len(b.received.get(channel_id, b"")) == SIZE:
@@ -162,6 +162,9 @@ def test_the_first_bandwidth_sample_is_timed_from_the_first_packet_not_from_cloc
 
 
 def _bbr(side: Side) -> Bbr:
+    """The path's BBR, under its window floor (spec/paths.md §5)."""
     cc = side.c.cc
+    assert isinstance(cc, WindowFloor)
+    cc = cc.inner
     assert isinstance(cc, Bbr)
     return cc

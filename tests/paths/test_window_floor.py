@@ -1,6 +1,6 @@
-"""The window floor of stream-carried and relayed paths (spec/paths.md §5, after PTH-5.3): what the
-controller's rate moves in 5 ms, at most about 1 MB (16 relay records); none without a rate; a direct
-datagram path has none, a TURN path (relayed) has it, and so does a first path described as relayed."""
+"""The window floor of every path (spec/paths.md §5, after PTH-5.3): what the controller's rate
+moves in 5 ms, at most about 1 MB (16 relay records) and under the controller's own ceiling
+(PROBE_RTT's four packets, the bound after a congested round); none without a rate."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from chan_helpers import Pair
 from p2pos.proto.channels.channel import ChannelConfig
 from p2pos.proto.errors import LocalProtocolError
 from p2pos.proto.paths.path import WINDOW_FLOOR_ALLOWANCE, WINDOW_FLOOR_MAX, Path, PathKind, floored
+from p2pos.proto.recovery.bbr import Bbr, BbrState
 from p2pos.proto.recovery.congestion import CongestionController, NewReno, WindowFloor
 from p2pos.proto.recovery.recovery import SentPacket
 from p2pos.proto.recovery.rtt import RttEstimator
@@ -103,7 +104,7 @@ def test_every_call_reaches_the_controller() -> None:
 
 
 @pytest.mark.parametrize("controller", ["bbr", "newreno", "cubic"])
-def test_stream_and_relayed_paths_have_the_floor_and_direct_datagram_paths_do_not(controller: str) -> None:
+def test_every_kind_of_path_has_the_floor(controller: str) -> None:
     def path(path_id: int, kind: PathKind, relayed: bool) -> Path:
         return Path(
             path_id,
@@ -120,37 +121,60 @@ def test_stream_and_relayed_paths_have_the_floor_and_direct_datagram_paths_do_no
         path(2, PathKind.DATAGRAM, True),
         path(0, PathKind.DATAGRAM, False),
     )
-    assert isinstance(stream.cc, WindowFloor) and isinstance(turn.cc, WindowFloor)
-    assert not isinstance(datagram.cc, WindowFloor)
-    assert stream.cc.congestion_window == datagram.cc.congestion_window  # no rate yet: the controller's window
+    for each in (stream, turn, datagram):
+        assert isinstance(each.cc, WindowFloor)
+        assert each.cc.congestion_window == each.cc.inner.congestion_window  # no rate yet: the controller's window
 
 
-def test_a_connection_whose_first_path_is_stream_carried_has_the_floor() -> None:
-    """ChannelConfig(path_kind="stream"): the handshake's path is a relay link or a QUIC stream."""
-    pair = Pair(config_a=ChannelConfig(path_kind="stream"), config_b=ChannelConfig(path_kind="datagram"))
-    pair.connect()
-    a, b = pair.a.conn, pair.b.conn
-    assert a is not None and b is not None
-    assert isinstance(a.cc, WindowFloor) and a.cc is a.paths[0].cc
-    assert not isinstance(b.cc, WindowFloor)
-
-
-def test_a_first_path_described_as_relayed_gets_the_floor_and_keeps_it_when_its_rank_changes() -> None:
-    """The handshake's path is made before the driver says what carries it (a TURN allocation:
-    describe_path(..., relayed=True)); a later rank change (a pin) leaves the floor alone."""
-    pair = Pair()
+@pytest.mark.parametrize("path_kind", ["stream", "datagram"])
+def test_the_handshake_path_has_the_floor_and_keeps_it_when_described(path_kind: str) -> None:
+    """The handshake's path is made before the driver says what carries it; describing it (a TURN
+    allocation, a pin) leaves the floor in place."""
+    pair = Pair(config_a=ChannelConfig(path_kind=path_kind))
     pair.connect()
     a = pair.a.conn
-    assert a is not None
-
-    def floored_now() -> bool:
-        assert a is not None and a.cc is a.paths[0].cc
-        return isinstance(a.cc, WindowFloor)
-
-    assert not floored_now()
+    assert a is not None and isinstance(a.cc, WindowFloor) and a.cc is a.paths[0].cc
     a.describe_path(0, PathKind.DATAGRAM, 2, relayed=True)
-    assert floored_now() and a.paths[0].relayed
     a.describe_path(0, PathKind.DATAGRAM, -1)  # pinned: the rank only
-    assert floored_now()
     a.describe_path(0, PathKind.DATAGRAM, 0, relayed=False)
-    assert not floored_now()
+    assert isinstance(a.cc, WindowFloor) and a.cc is a.paths[0].cc
+
+
+class Ceiling(Fixed):
+    __slots__ = ("ceiling",)
+
+    def __init__(self, cwnd: int, rate: float | None, ceiling: int | None) -> None:
+        super().__init__(cwnd, rate)
+        self.ceiling = ceiling
+
+    @property
+    def window_ceiling(self) -> int | None:
+        return self.ceiling
+
+
+@pytest.mark.parametrize(
+    ("cwnd", "ceiling", "window"),
+    [
+        (5808, 5808, 5808),  # PROBE_RTT: four packets, the floor gives way and the queue drains
+        (200_000, 400_000, 400_000),  # after a congested round: the floor up to the bound, no further
+        (600_000, 300_000, 600_000),  # a bound below the controller's own window lowers nothing
+        (200_000, None, 1_000_000),  # no bound: the whole floor
+    ],
+)
+@pytest.mark.pure_core  # Fixed subclasses CongestionController, which a compiled core does not allow
+def test_the_floor_stays_under_the_controllers_ceiling(cwnd: int, ceiling: int | None, window: int) -> None:
+    floor = floored(Ceiling(cwnd, 200e6, ceiling))
+    assert floor.window_ceiling == ceiling
+    assert floor.congestion_window == window
+
+
+def test_bbr_names_its_ceiling_in_probe_rtt_and_after_a_congested_round() -> None:
+    def ceiling(bbr: Bbr) -> int | None:
+        return bbr.window_ceiling
+
+    bbr = Bbr(max_datagram_size=1452)
+    assert ceiling(bbr) is None and bbr.state is BbrState.STARTUP
+    bbr._inflight_hi = 300_000
+    assert ceiling(bbr) == 300_000
+    bbr._state = BbrState.PROBE_RTT
+    assert ceiling(bbr) == bbr.congestion_window == bbr.minimum_window
