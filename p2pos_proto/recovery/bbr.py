@@ -226,9 +226,10 @@ class Bbr(CongestionController):
 
     @property
     def window_ceiling(self) -> int | None:
-        """PROBE_RTT's window while it drains the queue to measure the RTT, else the bound the last
-        congested round set (``inflight_hi``): a window floor (spec/paths.md §5) stays under both."""
-        if self._state is BbrState.PROBE_RTT:
+        """The window itself in STARTUP (the initial window, and the window growing from it, hold
+        until the pipe is found) and in PROBE_RTT (the queue drains); else the bound the last
+        congested round set (``inflight_hi``).  A window floor (spec/paths.md §5) stays under it."""
+        if self._state is BbrState.STARTUP or self._state is BbrState.PROBE_RTT:
             return self.congestion_window
         return self._inflight_hi
 

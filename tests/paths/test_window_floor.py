@@ -168,13 +168,19 @@ def test_the_floor_stays_under_the_controllers_ceiling(cwnd: int, ceiling: int |
     assert floor.congestion_window == window
 
 
-def test_bbr_names_its_ceiling_in_probe_rtt_and_after_a_congested_round() -> None:
+def test_bbr_names_its_ceiling_in_startup_probe_rtt_and_after_a_congested_round() -> None:
     def ceiling(bbr: Bbr) -> int | None:
         return bbr.window_ceiling
 
     bbr = Bbr(max_datagram_size=1452)
-    assert ceiling(bbr) is None and bbr.state is BbrState.STARTUP
+    assert bbr.state is BbrState.STARTUP
+    assert ceiling(bbr) == bbr.congestion_window  # the initial window holds, then grows by BBR's own rule (REC-5.1)
+    bbr._state = BbrState.PROBE_BW
+    assert ceiling(bbr) is None
     bbr._inflight_hi = 300_000
     assert ceiling(bbr) == 300_000
     bbr._state = BbrState.PROBE_RTT
+    assert ceiling(bbr) == bbr.congestion_window == bbr.minimum_window
+    bbr.on_persistent_congestion(1.0)  # back to STARTUP at the minimum window
+    assert bbr.state is BbrState.STARTUP
     assert ceiling(bbr) == bbr.congestion_window == bbr.minimum_window
