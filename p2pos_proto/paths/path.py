@@ -103,7 +103,7 @@ def floored(cc: CongestionController) -> CongestionController:
     under load, so BBR's 2 x BDP from it keeps that pipeline half empty.  The floor is 5 ms at the
     controller's rate, at most ``WINDOW_FLOOR_MAX`` (about 1 MB: 16 of the relay's records, within
     what it queues for a destination, spec/relay.md REL-5.4), and under the controller's own
-    ceiling (PROBE_RTT, a congested round); on a slow or distant path it is below BBR's own."""
+    ceiling (STARTUP, PROBE_RTT, a congested round); on a slow or distant path it is below BBR's own."""
     if isinstance(cc, WindowFloor):
         return cc
     return WindowFloor(cc, WINDOW_FLOOR_MAX, WINDOW_FLOOR_ALLOWANCE)

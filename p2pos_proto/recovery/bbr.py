@@ -227,8 +227,9 @@ class Bbr(CongestionController):
     @property
     def window_ceiling(self) -> int | None:
         """The window itself in STARTUP (the initial window, and the window growing from it, hold
-        until the pipe is found) and in PROBE_RTT (the queue drains); else the bound the last
-        congested round set (``inflight_hi``).  A window floor (spec/paths.md §5) stays under it."""
+        until the pipe is found) and in PROBE_RTT (its four packets: the drain it waits for must
+        happen, or it never ends); else the bound the last congested round set (``inflight_hi``).
+        A window floor (spec/paths.md §5) stays under it."""
         if self._state is BbrState.STARTUP or self._state is BbrState.PROBE_RTT:
             return self.congestion_window
         return self._inflight_hi

@@ -72,8 +72,8 @@ class CongestionController:
 
     @property
     def window_ceiling(self) -> int | None:
-        """A bound the controller's own model puts on the window for now (BBR: the four packets of
-        PROBE_RTT, the bound after a congested round), which a window floor stays under; None: none."""
+        """A bound the controller's own model puts on the window for now (BBR: its window in STARTUP
+        and PROBE_RTT, the bound after a congested round), which a window floor stays under; None: none."""
         return None
 
     def available(self, bytes_in_flight: int) -> int:
@@ -342,7 +342,8 @@ class Cubic(_WindowBase):
 class WindowFloor(CongestionController):
     """``inner``'s decisions with a floor under its window (spec/paths.md §5, every path): what
     ``inner``'s pacing rate moves in ``allowance`` seconds, at most ``max_bytes`` and at most
-    ``inner``'s ``window_ceiling`` (PROBE_RTT still drains, a congested round still cuts); no floor
+    ``inner``'s ``window_ceiling`` (STARTUP grows from the initial window, PROBE_RTT drains, a
+    congested round cuts); no floor
     while it has no rate (a loss-based controller grows by itself).  Everything else is ``inner``'s own."""
 
     __slots__ = ("allowance", "inner", "max_bytes")

@@ -1,6 +1,6 @@
 """The window floor of every path (spec/paths.md §5, after PTH-5.3): what the controller's rate
 moves in 5 ms, at most about 1 MB (16 relay records) and under the controller's own ceiling
-(PROBE_RTT's four packets, the bound after a congested round); none without a rate."""
+(its window in STARTUP and PROBE_RTT, the bound after a congested round); none without a rate."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ class Ceiling(Fixed):
 @pytest.mark.parametrize(
     ("cwnd", "ceiling", "window"),
     [
-        (5808, 5808, 5808),  # PROBE_RTT: four packets, the floor gives way and the queue drains
+        (5808, 5808, 5808),  # STARTUP at the initial window: the floor gives way
         (200_000, 400_000, 400_000),  # after a congested round: the floor up to the bound, no further
         (600_000, 300_000, 600_000),  # a bound below the controller's own window lowers nothing
         (200_000, None, 1_000_000),  # no bound: the whole floor
@@ -179,7 +179,7 @@ def test_bbr_names_its_ceiling_in_startup_probe_rtt_and_after_a_congested_round(
     assert ceiling(bbr) is None
     bbr._inflight_hi = 300_000
     assert ceiling(bbr) == 300_000
-    bbr._state = BbrState.PROBE_RTT
+    bbr._state = BbrState.PROBE_RTT  # it waits for what is in flight to drain to four packets
     assert ceiling(bbr) == bbr.congestion_window == bbr.minimum_window
     bbr.on_persistent_congestion(1.0)  # back to STARTUP at the minimum window
     assert bbr.state is BbrState.STARTUP
