@@ -129,7 +129,7 @@ BUGS = {
     # recovery.md §5: no congestion window at all.
     "no-cwnd": (
         "from p2pos.proto.recovery import bbr, congestion\n"
-        "for cls in (congestion.CongestionController, congestion._WindowBase, bbr.Bbr):\n"
+        "for cls in (congestion.CongestionController, congestion._WindowBase, bbr.Bbr, congestion.WindowFloor):\n"
         "    cls.available = lambda self, bytes_in_flight: 1 << 40\n"
     ),
 }
