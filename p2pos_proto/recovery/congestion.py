@@ -343,8 +343,8 @@ class WindowFloor(CongestionController):
     """``inner``'s decisions with a floor under its window (spec/paths.md §5, every path): what
     ``inner``'s pacing rate moves in ``allowance`` seconds, at most ``max_bytes`` and at most
     ``inner``'s ``window_ceiling`` (STARTUP grows from the initial window, PROBE_RTT drains, a
-    congested round cuts); no floor
-    while it has no rate (a loss-based controller grows by itself).  Everything else is ``inner``'s own."""
+    congested round cuts); no floor while it has no rate (a loss-based controller grows by
+    itself).  Everything else is ``inner``'s own."""
 
     __slots__ = ("allowance", "inner", "max_bytes")
 
@@ -358,14 +358,17 @@ class WindowFloor(CongestionController):
     @property
     def congestion_window(self) -> int:
         inner = self.inner
+        window = inner.congestion_window
         rate = inner.pacing_rate
         if rate is None:
-            return inner.congestion_window
+            return window
         floor = min(self.max_bytes, int(rate * self.allowance))
+        if floor <= window:  # the common case on every packet: the ceiling need not be asked
+            return window
         ceiling = inner.window_ceiling
         if ceiling is not None and ceiling < floor:
             floor = ceiling
-        return max(inner.congestion_window, floor)
+        return max(window, floor)
 
     @property
     def max_datagram_size(self) -> int:
