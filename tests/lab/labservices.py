@@ -28,12 +28,39 @@ class Capture:
 
     frames: list[bytes] = dataclasses.field(default_factory=list)
     loopback: bool = False  # record loopback traffic too (off: the internet's own servers talk over it)
+    sock: socket.socket | None = None
+    dropped: int = 0  # frames the kernel dropped because the socket's queue was full (PACKET_STATISTICS)
 
     def contains(self, needle: bytes) -> bool:
         return any(needle in frame for frame in list(self.frames))
 
+    def size(self) -> int:
+        """Bytes of every frame recorded so far, link layer included."""
+        return sum(len(frame) for frame in list(self.frames))
+
+    def settled(self, at_least: int, timeout: float = 10.0) -> int:
+        """Wait until ``at_least`` bytes are recorded and the capture has gone quiet (its reader has
+        caught up with what the kernel queued); return the bytes recorded. Asserts the kernel dropped
+        nothing, so a short count means the traffic was short, not the capture."""
+        last = -1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            now = self.size()
+            if now >= at_least and now == last:
+                break
+            last = now
+            time.sleep(0.2)
+        if self.sock is not None:  # reading the statistics resets them
+            self.dropped += struct.unpack("II", self.sock.getsockopt(_SOL_PACKET, _PACKET_STATISTICS, 8))[1]
+        assert self.dropped == 0, f"the capture's socket dropped {self.dropped} frames"
+        return self.size()
+
 
 _ETH_P_ALL = 0x0003
+_SO_RCVBUFFORCE = 33
+_SOL_PACKET = 263
+_PACKET_STATISTICS = 6  # struct tpacket_stats {tp_packets, tp_drops}
+_MAX_FRAME = 256 * 1024
 
 
 class StunServer(Protocol):
@@ -114,16 +141,19 @@ def start_capture(lab: Lab, ns: str) -> Capture:
     For checks such as "the relay path carries only ciphertext": ``capture.contains(b"secret")``.
     An AF_PACKET socket read on a thread, no tcpdump needed.
     """
-    made = Capture()
     with inside(ns):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(_ETH_P_ALL))
+    made = Capture(sock=sock)
     lab.sockets.append(sock)
+    # A daemon pair moves hundreds of MB/s through the lab; the default queue (~200 kB) overflows
+    # while this thread waits for the GIL. Root may force a queue past rmem_max.
+    sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, 64 * 1024 * 1024)
     sock.settimeout(0.05)
 
     def record(stopping: threading.Event) -> None:
         while not stopping.is_set():
             try:
-                frame, where = sock.recvfrom(65535)
+                frame, where = sock.recvfrom(_MAX_FRAME)  # veth frames carry GSO segments up to 64 kB
             except TimeoutError:
                 continue
             except OSError:
