@@ -14,7 +14,7 @@ from collections.abc import Callable
 from p2pos.proto.channels import frames as ch
 
 from .cases_channels import Peer, ack_of
-from .cases_req_bbr import BANDWIDTH, DELAY, BbrPeer, Transfer, _flight_without, _profile
+from .cases_req_bbr import BANDWIDTH, DELAY, BbrPeer, Transfer, _flight_without, _profile, probe_rtt_window
 from .cases_req_pacing import MDS, payload
 from .checks import CaseFailed, Unsupported, expect
 from .impaired import IUT, REF, LinkConfig, Sent
@@ -613,7 +613,7 @@ def _(iut: Iut) -> str | None:
     # ch/bbr/3's path: 120 kB/s, 50 ms each way, the IUT backlogged; at 1 s both delays grow to
     # 60 ms, so min_rtt (0.1 s) expires between 10.1 and 11.5 s: the RTT sample of that ACK,
     # about 0.13 s (now - time_sent of its newest packet, recovery.md §5.6.2), becomes min_rtt,
-    # and ProbeRTT holds 4 datagrams for 0.2 s.  Then the model window comes back, with a queue
+    # and ProbeRTT holds half the BDP for 0.2 s.  Then the model window comes back, with a queue
     # at the bottleneck; ProbeBW's cycle (8 phases of about min_rtt each, phase 1 pacing at
     # 0.75 bw until the flight is at most BDP = bw * min_rtt) takes the flight down to the
     # path's BDP within about a second (recovery.md §5.6.3): by 2.5 s after ProbeRTT at the
@@ -629,9 +629,10 @@ def _(iut: Iut) -> str | None:
     rtt = 2 * longer + MDS / bandwidth
     until = changed + 0.5 + 10.0 + 2.5
     transfer.feed_until(until)
-    low = [t for t, f in peer.flight_at_sends(10.0, until) if f <= 4 * MDS]
-    expect(bool(low), f"internal: the IUT's flight never fell to 4 datagrams from 10 s to {until} s (ProbeRTT)")
-    ended = next((t for t, f in peer.flight_at_sends(low[0], until) if f > 4 * MDS), until)
+    window = probe_rtt_window(peer.bdp)
+    low = [t for t, f in peer.flight_at_sends(10.0, until) if f <= window]
+    expect(bool(low), f"internal: the IUT's flight never fell to half the BDP from 10 s to {until} s (ProbeRTT)")
+    ended = next((t for t, f in peer.flight_at_sends(low[0], until) if f > window), until)
     bdp = bandwidth * rtt
     by = ended + 2.5
     expect(by <= until, f"internal: ProbeRTT ended at {ended:.3f} s, too late to look until {by:.3f} s")

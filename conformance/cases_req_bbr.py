@@ -35,6 +35,7 @@ CWND_GAIN = 2.0
 PROBE_BW_GAINS = (1.25, 0.75, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 MIN_RTT_WINDOW = 10.0
 PROBE_RTT_DURATION = 0.2
+PROBE_RTT_CWND_GAIN = 0.5
 MINIMUM_WINDOW = 4 * MDS
 HEADROOM = 3 * MDS
 
@@ -197,6 +198,12 @@ def _window_bound(
             f"(recovery.md §5.6.3; {peer.describe()})",
         )
     return most
+
+
+def probe_rtt_window(bdp: float) -> int:
+    """The most ProbeRTT may hold in flight on a path of this BDP (recovery.md §5.6.3): half the
+    BDP, the IUT's estimate allowed a datagram above the path's; never below the minimum window."""
+    return max(MINIMUM_WINDOW, int(PROBE_RTT_CWND_GAIN * (bdp + MDS)))
 
 
 def _per_round(peer: BbrPeer, start: float, rounds: int) -> list[int]:
@@ -395,7 +402,7 @@ def _(iut: Iut) -> str | None:
 @case(
     "ch/bbr/3",
     section="recovery.md §5.6.3",
-    title="BBR: min_rtt expires after MIN_RTT_WINDOW, and ProbeRTT then holds the flight at 4 datagrams for 0.2 s",
+    title="BBR: min_rtt expires after MIN_RTT_WINDOW, and ProbeRTT then holds the flight at half the BDP for 0.2 s",
     requirements=(
         "REC-5.6.1.1",
         "REC-5.6.2.7",
@@ -410,11 +417,13 @@ def _(iut: Iut) -> str | None:
     # is last stamped before 1.5 s (the samples of packets already on their way) and, the first
     # sample being at 0.1 s, expires between 10.1 s and 11.5 s.  Until then the flight stays near
     # the BDP; at the first ACK after the expiry the IUT enters ProbeRTT: once its flight has
-    # fallen to the minimum window (4 datagrams) it holds it PROBE_RTT_DURATION (0.2 s) and at
-    # least one round trip, then goes back to ProbeBW and its model window.
+    # fallen to ProbeRTT's window (half the BDP of the expired min_rtt, 5.5 datagrams here; at
+    # least 4) it holds it PROBE_RTT_DURATION (0.2 s) and at least one round trip, then goes back
+    # to ProbeBW and its model window.  ``low`` allows the IUT's BDP a datagram above the path's.
     delay, bandwidth, changed, longer = 0.05, 120_000.0, 1.0, 0.06
     transfer = Transfer(iut, delay=delay, bandwidth=bandwidth)
     peer = transfer.peer
+    window = probe_rtt_window(peer.bdp)
     transfer.feed_until(changed)
     assert peer.emulator is not None
     peer.emulator.reconfigure(IUT, LinkConfig(delay=longer, bandwidth=bandwidth, queue_bytes=4 << 20), peer.now)
@@ -425,52 +434,53 @@ def _(iut: Iut) -> str | None:
     earliest, latest = first_sample + MIN_RTT_WINDOW, changed + 0.5 + MIN_RTT_WINDOW
     until = latest + 1.5
     transfer.feed_until(until)
-    low = [(t, f) for t, f in peer.flight_at_sends(2.0, until) if f <= MINIMUM_WINDOW]
+    low = [(t, f) for t, f in peer.flight_at_sends(2.0, until) if f <= window]
     early = [(round(t, 3), f) for t, f in low if t < earliest]
     expect(
         not early,
-        f"the IUT's flight fell to the minimum window (4 datagrams) at {early[:4]} (time, bytes), before its "
+        f"the IUT's flight fell to ProbeRTT's window (half the BDP, {window} bytes) at {early[:4]} (time, bytes), "
+        f"before its "
         f"min_rtt (first sampled at {first_sample:.2f} s) could expire, MIN_RTT_WINDOW ({MIN_RTT_WINDOW:.0f} s) "
         f"later: ProbeRTT came too early, or ProbeBW drained below the BDP (recovery.md §5.6.1, §5.6.3)",
     )
     expect(
         bool(low) and low[0][0] <= latest + 3 * rtt,
-        f"the IUT's flight never fell to the minimum window (4 datagrams, {MINIMUM_WINDOW} bytes) between "
+        f"the IUT's flight never fell to ProbeRTT's window (half the BDP, {window} bytes) between "
         f"{earliest:.1f} s and {latest + 3 * rtt:.2f} s, although no RTT sample since {changed + 0.5:.1f} s was as "
-        f"short as min_rtt: the min_rtt filter did not expire after MIN_RTT_WINDOW, or ProbeRTT did not hold the "
-        f"minimum window (recovery.md §5.6.2, §5.6.3); most in flight per round trip in BDPs from "
+        f"short as min_rtt: the min_rtt filter did not expire after MIN_RTT_WINDOW, or ProbeRTT did not hold "
+        f"its window (recovery.md §5.6.2, §5.6.3); most in flight per round trip in BDPs from "
         f"{earliest - 1:.1f} s: {_profile(peer, earliest - 1, until)}",
     )
     begin = low[0][0]
-    # The ProbeRTT period: the sends with the minimum window in flight, from the first on, until
+    # The ProbeRTT period: the sends with ProbeRTT's window in flight, from the first on, until
     # one with more (then the flight must have grown again: the model window is used after).
-    after = [(t, f) for t, f in peer.flight_at_sends(begin, until) if f > MINIMUM_WINDOW]
+    after = [(t, f) for t, f in peer.flight_at_sends(begin, until) if f > window]
     end = after[0][0] if after else until
     held = end - begin
     expect(
         held >= PROBE_RTT_DURATION,
-        f"ProbeRTT held the flight at 4 datagrams from {begin:.3f} s to {end:.3f} s, {held * 1000:.0f} ms: less "
+        f"ProbeRTT held the flight at half the BDP from {begin:.3f} s to {end:.3f} s, {held * 1000:.0f} ms: less "
         f"than PROBE_RTT_DURATION ({PROBE_RTT_DURATION * 1000:.0f} ms; recovery.md §5.6.1, §5.6.3)",
     )
     # It ends PROBE_RTT_DURATION after the flight drained, or one round trip of the IUT after
-    # (a round trip is at most the path's, nothing queued with 4 datagrams, and one datagram's
+    # (a round trip is at most the path's, nothing queued with half the BDP, and one datagram's
     # wait at the bottleneck for each in flight); plus a round trip for ACK timing.
-    longest = PROBE_RTT_DURATION + 2 * (rtt + 4 * MDS / bandwidth)
+    longest = PROBE_RTT_DURATION + 2 * (rtt + window / bandwidth)
     expect(
         held <= longest,
-        f"ProbeRTT held the flight at 4 datagrams from {begin:.3f} s to {end:.3f} s, {held * 1000:.0f} ms: it "
+        f"ProbeRTT held the flight at half the BDP from {begin:.3f} s to {end:.3f} s, {held * 1000:.0f} ms: it "
         f"lasts PROBE_RTT_DURATION and one round trip (at most {longest * 1000:.0f} ms here), then the IUT goes "
         f"back to ProbeBW's window (recovery.md §5.6.3); most in flight per round trip in BDPs: "
         f"{_profile(peer, begin - 0.5, until)}",
     )
     back = max((f for t, f in after if t <= end + 3 * rtt), default=0)
     expect(
-        back >= 2 * MINIMUM_WINDOW,
+        back >= max(2 * MINIMUM_WINDOW, window + 2 * MDS),
         f"after ProbeRTT (ended {end:.3f} s) the IUT had at most {back} bytes in flight in three round trips: "
         f"ProbeRTT keeps the model window and uses it again after (recovery.md §5.6.3)",
     )
     return (
-        f"min_rtt could expire from {earliest:.1f} s to {latest:.1f} s; the flight fell to 4 datagrams at "
+        f"min_rtt could expire from {earliest:.1f} s to {latest:.1f} s; the flight fell to half the BDP at "
         f"{begin:.3f} s and stayed there {held * 1000:.0f} ms; then {back} bytes in flight"
     )
 

@@ -193,6 +193,10 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "bbr-no-floor": (bbr.Bbr, "_set_pacing_rate", bbr_rate_without_floor),
         # REC-5.6.5.1 broken: no ACK-aggregation allowance (the window's bound is CWND_GAIN * BDP + headroom)
         "bbr-no-aggregation": (bbr.Bbr, "_update_ack_aggregation", lambda self, acked, now: None),
+        # REC-5.6.3.1 broken: BBRv1's ProbeRTT, four datagrams whatever the BDP
+        "bbr-probe-rtt-four": (bbr, "PROBE_RTT_CWND_GAIN", 0.0),
+        # REC-5.6.3.1 broken: ProbeRTT whenever min_rtt expires, even at a sample taken without a queue
+        "bbr-probe-rtt-after-quiet": (bbr.Bbr, "_without_queue", lambda self, packet, bdp: False),
         "early-no-open": (SendPath, "_with_open", with_open_once),
     }
     try:

@@ -77,6 +77,7 @@ CASE_MODULES = (
     "cases_req_bbr",
     "cases_bbr_floor",
     "cases_bbr_aggregation",
+    "cases_bbr_probe_rtt",
     "cases_req_conformance",
     "cases_mut_hsrec",
     "cases_mut_session",

@@ -56,8 +56,10 @@ BETA: Final = 0.7
 BW_WINDOW_ROUNDS: Final = 10
 #: The min RTT filter's window, in seconds; ProbeRTT runs when it expires.
 MIN_RTT_WINDOW: Final = 10.0
-#: ProbeRTT holds the window at the minimum for at least this long (and one round trip), in seconds.
+#: ProbeRTT holds its window for at least this long (and one round trip), in seconds.
 PROBE_RTT_DURATION: Final = 0.2
+#: ProbeRTT's window is this fraction of the BDP (never below the minimum window; BBRv2/v3).
+PROBE_RTT_CWND_GAIN: Final = 0.5
 #: The minimum window, in datagrams (BBR's minimum pipe).
 MINIMUM_WINDOW_PACKETS: Final = 4
 #: Datagrams of headroom on top of ``CWND_GAIN * BDP`` for ACK and pacing quantisation.
@@ -109,6 +111,7 @@ class Bbr(CongestionController):
         "_next_round_delivered",
         "_pacing_rate",
         "_phase",
+        "_probe_rtt_cwnd",
         "_probe_rtt_done",
         "_probe_rtt_round_done",
         "_round_count",
@@ -156,7 +159,9 @@ class Bbr(CongestionController):
         # Probing up against inflight_hi: rounds into the phase and bytes acknowledged towards the next step.
         self._up_rounds = 0
         self._up_acked = 0
-        # ProbeRTT: when it may end (None until the window has drained to the minimum).
+        # ProbeRTT: half the BDP as it was when ProbeRTT began (its window, never below the minimum),
+        # and when it may end (None until the flight has drained to that window).
+        self._probe_rtt_cwnd = 0
         self._probe_rtt_done: float | None = None
         self._probe_rtt_round_done = False
         self._pacing_rate = 0.0
@@ -173,7 +178,7 @@ class Bbr(CongestionController):
     @property
     def congestion_window(self) -> int:
         if self._state is BbrState.PROBE_RTT:
-            return min(self._cwnd, self.minimum_window)
+            return min(self._cwnd, self.probe_rtt_window)
         return self._cwnd
 
     @property
@@ -184,6 +189,12 @@ class Bbr(CongestionController):
     def minimum_window(self) -> int:
         """Four datagrams (spec/recovery.md §5.6.1)."""
         return MINIMUM_WINDOW_PACKETS * self._mds
+
+    @property
+    def probe_rtt_window(self) -> int:
+        """ProbeRTT's window: ``PROBE_RTT_CWND_GAIN`` times the BDP from the ``min_rtt`` that expired,
+        never below the minimum window (spec/recovery.md §5.6.3)."""
+        return max(self._probe_rtt_cwnd, self.minimum_window)
 
     @property
     def pacing_rate(self) -> float | None:
@@ -227,7 +238,7 @@ class Bbr(CongestionController):
     @property
     def window_ceiling(self) -> int | None:
         """The window itself in STARTUP (the initial window, and the window growing from it, hold
-        until the pipe is found) and in PROBE_RTT (its four packets: the drain it waits for must
+        until the pipe is found) and in PROBE_RTT (half the BDP: the drain it waits for must
         happen, or it never ends); else the bound the last congested round set (``inflight_hi``).
         A window floor (spec/paths.md §5) stays under it."""
         if self._state is BbrState.STARTUP or self._state is BbrState.PROBE_RTT:
@@ -281,7 +292,11 @@ class Bbr(CongestionController):
             self._start_round()
         if sample is not None:
             self._update_bandwidth(sample)
-        min_rtt_expired = self._update_min_rtt(now - packets[-1].time_sent, now)
+        bdp_before = self.bdp  # ProbeRTT's window comes from the min_rtt that is about to expire
+        newest = packets[-1]
+        min_rtt_expired = self._update_min_rtt(now - newest.time_sent, now)
+        if min_rtt_expired and self._without_queue(newest, bdp_before):
+            min_rtt_expired = False  # the sample that renewed min_rtt is one ProbeRTT would take
         if self._state is BbrState.PROBE_BW and self._phase == 0:
             self._probe_inflight_hi_up(acked, round_start)
         if self._state is BbrState.STARTUP and round_start and sample is not None:
@@ -289,7 +304,7 @@ class Bbr(CongestionController):
         self._check_drain(now)
         if self._state is BbrState.PROBE_BW:
             self._advance_cycle(now)
-        self._check_probe_rtt(now, round_start, min_rtt_expired)
+        self._check_probe_rtt(now, round_start, min_rtt_expired, bdp_before)
         self._update_ack_aggregation(acked, now)
         self._set_pacing_rate()
         self._set_cwnd(acked)
@@ -430,16 +445,26 @@ class Bbr(CongestionController):
         self._up_rounds = 0
         self._up_acked = 0
 
-    def _check_probe_rtt(self, now: float, round_start: bool, min_rtt_expired: bool) -> None:
+    def _without_queue(self, packet: SentPacket[Any], bdp: float | None) -> bool:
+        """Whether ``packet`` left with no more in flight than ProbeRTT's window (for ``bdp``, the
+        model's BDP before the sample): its RTT sample shows the path without this sender's queue,
+        as ProbeRTT's would (spec/recovery.md §5.6.3)."""
+        if packet.delivered < 0:  # not told of it (a PMTU probe): nothing known of its flight
+            return False
+        window = max(int(PROBE_RTT_CWND_GAIN * bdp) if bdp is not None else 0, self.minimum_window)
+        return packet.tx_in_flight <= window
+
+    def _check_probe_rtt(self, now: float, round_start: bool, min_rtt_expired: bool, bdp: float | None) -> None:
         if min_rtt_expired and self._state is not BbrState.PROBE_RTT:
             self._enter(BbrState.PROBE_RTT, now)
+            self._probe_rtt_cwnd = int(PROBE_RTT_CWND_GAIN * bdp) if bdp is not None else 0
             self._probe_rtt_done = None
             return
         if self._state is not BbrState.PROBE_RTT:
             return
         if self._probe_rtt_done is None:
-            if self._inflight <= self.minimum_window:
-                # Drained to the minimum: hold it for PROBE_RTT_DURATION and one full round trip.
+            if self._inflight <= self.probe_rtt_window:
+                # Drained to ProbeRTT's window: hold it for PROBE_RTT_DURATION and one full round trip.
                 self._probe_rtt_done = now + PROBE_RTT_DURATION
                 self._probe_rtt_round_done = False
                 self._next_round_delivered = self._sampler.delivered

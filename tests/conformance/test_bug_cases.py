@@ -63,6 +63,8 @@ BUGS = [
     ("too-old-congestion", "ch/multipath/", {"ch/multipath/16"}),
     ("bbr-no-floor", "ch/bbr/25", {"ch/bbr/25"}),
     ("bbr-no-aggregation", "ch/bbr/26", {"ch/bbr/26"}),
+    ("bbr-probe-rtt-four", "ch/bbr/27", {"ch/bbr/27"}),
+    ("bbr-probe-rtt-after-quiet", "ch/bbr/28", {"ch/bbr/28"}),
     ("early-no-open", "ch/early/", {"ch/early/5"}),
     # NAT traversal (conformance/impl_nat_bugs.py): STUN, discovery, candidates, punching, keepalives,
     # port mapping.

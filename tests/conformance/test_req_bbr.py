@@ -134,7 +134,7 @@ def broken_impl(tmp_path: Path, bug: str) -> str:
         ("ch/bbr/1", "bbr-rate-ignored", "or Drain did not drain"),
         ("ch/bbr/2", "no-probe-bw", "rose above 1.12 BDP only"),
         ("ch/bbr/2", "no-probe-down", "more than ProbeBW's highest gain"),
-        ("ch/bbr/3", "no-min-rtt-expiry", "never fell to the minimum window"),
+        ("ch/bbr/3", "no-min-rtt-expiry", "never fell to ProbeRTT's window"),
         ("ch/bbr/3", "short-probe-rtt", "less than PROBE_RTT_DURATION"),
         ("ch/bbr/4", "no-persistent-congestion", "more than BBR's minimum window"),
         ("ch/bbr/4", "minimum-window-2", "less than BBR's minimum window"),

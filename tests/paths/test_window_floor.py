@@ -179,8 +179,10 @@ def test_bbr_names_its_ceiling_in_startup_probe_rtt_and_after_a_congested_round(
     assert ceiling(bbr) is None
     bbr._inflight_hi = 300_000
     assert ceiling(bbr) == 300_000
-    bbr._state = BbrState.PROBE_RTT  # it waits for what is in flight to drain to four packets
-    assert ceiling(bbr) == bbr.congestion_window == bbr.minimum_window
+    bbr._state = BbrState.PROBE_RTT  # it waits for what is in flight to drain to its window
+    assert ceiling(bbr) == bbr.congestion_window == bbr.minimum_window  # no BDP yet: four packets
+    bbr._cwnd, bbr._probe_rtt_cwnd = 400_000, 100_000  # the model window is kept; half the BDP holds
+    assert ceiling(bbr) == bbr.congestion_window == bbr.probe_rtt_window == 100_000
     bbr.on_persistent_congestion(1.0)  # back to STARTUP at the minimum window
     assert bbr.state is BbrState.STARTUP
     assert ceiling(bbr) == bbr.congestion_window == bbr.minimum_window

@@ -499,10 +499,56 @@ def test_probe_rtt_when_min_rtt_is_stale() -> None:
     # At least PROBE_RTT_DURATION at the minimum window, plus the time to drain to it.
     assert PROBE_RTT_DURATION <= end - start < PROBE_RTT_DURATION + 0.3
     during = [row for row in trace.rows if start <= row[0] < end]
+    # Half this path's BDP (about 11 kB) is below the minimum window: ProbeRTT holds the minimum.
     assert during and all(row[2] == 4 * MDS for row in during)
     assert all(row[2] > 4 * MDS for row in trace.rows if end + 1.0 <= row[0])
     assert cc.min_rtt == pytest.approx(0.06 + MDS / rate, rel=0.01)
     assert sender.goodput(12.5, 14.0) >= 0.9 * rate
+
+
+def test_probe_rtt_holds_half_the_bdp_on_a_fast_path() -> None:
+    # 10 Mbit/s, RTT 50 ms growing to 60 ms at 2 s (a BDP of about 52 datagrams): ProbeRTT's window
+    # is half the BDP of the min_rtt that expired (BBRv2/v3), not four datagrams, so the path keeps
+    # about half its rate for those 0.2 s and the queue still drains (the flight is below one BDP).
+    sender, cc, trace = bulk(rate=RATE, base_rtt=BASE_RTT, queue=RATE * 0.1)
+    sender.run(2.0)
+    bdp = cc.bandwidth * cc.min_rtt
+    sender.path.base_rtt = 0.06
+    sender.run(14.0)
+    entries = [t for t in trace.transitions if t[2] is BbrState.PROBE_RTT]
+    exits = [t for t in trace.transitions if t[1] is BbrState.PROBE_RTT]
+    assert len(entries) == len(exits) == 1
+    start, end = entries[0][0], exits[0][0]
+    assert cc.probe_rtt_window == pytest.approx(0.5 * bdp, rel=0.1)
+    assert cc.probe_rtt_window > 20 * MDS
+    during = [row for row in trace.rows if start <= row[0] < end]
+    assert during and all(row[2] == cc.probe_rtt_window for row in during)
+    assert PROBE_RTT_DURATION <= end - start < PROBE_RTT_DURATION + 0.3
+    # What was queued drained: the new path's round trip (60 ms + a datagram's transmission) is min_rtt.
+    assert cc.min_rtt == pytest.approx(0.06 + MDS / RATE, rel=0.01)
+    # Four datagrams per 61 ms would be 6% of the rate; half the old BDP per round trip is about 40%.
+    assert sender.goodput(start, end) >= 0.3 * RATE
+    assert sender.goodput(12.5, 14.0) >= 0.9 * RATE
+
+
+def test_a_sample_taken_without_a_queue_renews_min_rtt_instead_of_probe_rtt() -> None:
+    # A transfer, 11 s of silence, another transfer: min_rtt (50 ms) has expired when the second
+    # begins.  Its first packets leave with next to nothing in flight, so their RTT samples show
+    # the path without this sender's queue, as ProbeRTT's would: the expired min_rtt takes one of
+    # them and ProbeRTT is not entered (it would hold half the BDP for 0.2 s for nothing).
+    cc = Bbr()
+    path = Path(rate=RATE, base_rtt=BASE_RTT, queue=int(BDP))
+    sender = Sender(cc, path, app_rate=lambda t: None if t < 1.0 or t >= 12.0 else 0.0)
+    trace = Trace(sender)
+    sender.run(12.0)
+    assert sender.now < 2.0  # the first transfer's last acknowledgement; then nothing until 12 s
+    stamp = cc._min_rtt_stamp
+    sender.now = 12.0
+    sender.run(14.0)
+    assert [t for t in trace.transitions if t[2] is BbrState.PROBE_RTT] == []
+    assert cc._min_rtt_stamp > 12.0 > stamp + MIN_RTT_WINDOW  # renewed by the second transfer's samples
+    assert cc.min_rtt == pytest.approx(BASE_RTT + MDS / RATE, rel=0.05)
+    assert sender.goodput(12.5, 14.0) >= 0.9 * RATE
 
 
 # -- bookkeeping -------------------------------------------------------------------------------------
