@@ -23,9 +23,11 @@ import wsproto.connection as wsc
 import wsproto.events as wse
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from .streams import MessageChannel
+from .streams import ChannelStream, MessageChannel
 
 CHUNK = 256 * 1024
+#: At most this many buffers per ``sendmsg`` (Linux's IOV_MAX).
+IOV_MAX = 1024
 #: A WebSocket message larger than this is refused (1009) before it is whole: far above what one
 #: channel message carries, so the channel's own limit speaks first for any real message.
 MAX_WS_MESSAGE = 1 << 20
@@ -64,10 +66,39 @@ _BROKEN = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 async def _copy(source: trio.abc.ReceiveStream, sink: trio.abc.SendStream) -> None:
-    while data := await source.receive_some(CHUNK):
-        await sink.send_all(data)
+    sock = _socket_of(sink)
+    if isinstance(source, ChannelStream) and sock is not None:
+        # A channel's bytes come in the pieces they arrived in (a packet's worth each): gathered by
+        # sendmsg, they are copied once (into the kernel), not joined first.
+        while pieces := await source.receive_pieces(CHUNK):
+            await _send_pieces(sock, pieces)
+    else:
+        while data := await source.receive_some(CHUNK):
+            await sink.send_all(data)
     if isinstance(sink, trio.abc.HalfCloseableStream):
         await sink.send_eof()
+
+
+def _socket_of(stream: trio.abc.SendStream) -> trio.socket.SocketType | None:
+    """The connected socket under ``stream`` (a ``SocketStream``, bare or ``Prefixed``), or None."""
+    if isinstance(stream, Prefixed):
+        stream = stream.stream
+    return stream.socket if isinstance(stream, trio.SocketStream) else None
+
+
+async def _send_pieces(sock: trio.socket.SocketType, pieces: list[bytes]) -> None:
+    """Send every byte of ``pieces`` (a gathering ``sendmsg``, ``IOV_MAX`` pieces at a time)."""
+    first = 0
+    while first < len(pieces):
+        batch = pieces[first : first + IOV_MAX]
+        sent = await sock.sendmsg(batch)
+        for piece in batch:
+            if sent < len(piece):
+                break
+            sent -= len(piece)
+            first += 1
+        if sent:  # a piece went in part: the rest of it first
+            pieces[first] = pieces[first][sent:]
 
 
 async def splice(a: trio.abc.Stream, b: trio.abc.Stream) -> bool:

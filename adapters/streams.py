@@ -189,16 +189,21 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
         with self._send_busy:
             self._check_sendable()
             view = memoryview(data).cast("B")
-            while view:
+            # ``bytes`` never change: the send buffer keeps them as they are when they fit whole, with
+            # no copy (what a socket read returns, relayed by ``bridge.splice``); the rest is copied.
+            offer: bytes | memoryview = data if isinstance(data, bytes) else view
+            sent, size = 0, len(view)
+            while sent < size:
                 try:
-                    accepted = self._connection().send(self.channel_id, view, trio.current_time())
+                    accepted = self._connection().send(self.channel_id, offer, trio.current_time())
                 except LocalProtocolError:  # the channel is gone: refused or reset meanwhile
                     gone = ChannelBroken("the channel is gone", ErrorCode.INTERNAL_ERROR, by_peer=False)
                     raise self._broken or gone from None
                 self._written += accepted
                 self._updated()
-                view = view[accepted:]
-                if view:
+                sent += accepted
+                if sent < size:
+                    offer = view[sent:]
                     self._full = True
                     await self._writable.wait()
                     self._check_sendable()
@@ -223,6 +228,14 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        pieces = await self.receive_pieces(max_bytes)
+        if not pieces:
+            return b""
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    async def receive_pieces(self, max_bytes: int | None = None) -> list[bytes]:
+        """``receive_some``, as the pieces the bytes arrived in (``[]`` at the end of the stream):
+        ``bridge.splice`` hands them to ``socket.sendmsg`` without joining them first."""
         if max_bytes is not None:
             if not isinstance(max_bytes, int):
                 raise TypeError("max_bytes must be an int or None")
@@ -232,13 +245,13 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
             while True:
                 if self._closed:
                     raise trio.ClosedResourceError("the channel was closed")
-                data = self._read(max_bytes)
-                if data:
+                pieces = self._read(max_bytes)
+                if pieces:
                     await trio.lowlevel.checkpoint()
-                    return data
+                    return pieces
                 if self._eof_received:
                     await trio.lowlevel.checkpoint()
-                    return b""
+                    return []
                 if self._broken is not None:
                     raise self._broken
                 await self._readable.wait()
@@ -272,19 +285,19 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
         if self._broken is not None:
             raise self._broken
 
-    def _read(self, max_bytes: int | None) -> bytes:
+    def _read(self, max_bytes: int | None) -> list[bytes]:
         if self._broken is not None and not self._eof_received:
-            return b""
+            return []
         connection = self._node.endpoint.connection(self.session_id)
         if connection is None:
-            return b""
+            return []
         try:
-            data = connection.read(self.channel_id, max_bytes)
+            pieces = connection.read_pieces(self.channel_id, max_bytes)
         except LocalProtocolError:  # the channel is gone (reset and forgotten)
-            return b""
-        if data:
+            return []
+        if pieces:
             self._updated()  # reading may open the peer's window: MAX_CHANNEL_DATA goes out
-        return data
+        return pieces
 
     def _unread(self) -> int:
         connection = self._node.endpoint.connection(self.session_id)

@@ -115,6 +115,14 @@ class ReceiveBuffer:
         stream ended.  Counts the bytes as consumed by the channel window; the
         caller counts them on the connection window.
         """
+        pieces = self.read_pieces(max_bytes)
+        if not pieces:
+            return b""
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def read_pieces(self, max_bytes: int | None = None) -> list[bytes]:
+        """``read``, as the pieces the bytes arrived in (in order, none empty), not joined: for a
+        writer that gathers them (``socket.sendmsg``) and so copies them only once."""
         if max_bytes is not None and max_bytes < 0:
             raise LocalProtocolError("max_bytes must not be negative")
         pieces: list[bytes] = []
@@ -133,7 +141,7 @@ class ReceiveBuffer:
         if taken:
             self.buffered -= taken
             self.window.on_consumed(taken)
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return pieces
 
     @property
     def readable(self) -> int:

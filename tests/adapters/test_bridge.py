@@ -9,7 +9,15 @@ import trio.testing
 import wsproto.connection as wsc
 import wsproto.events as wse
 
-from p2pos.adapters.bridge import MAX_WS_MESSAGE, Prefixed, splice, websocket_accept, websocket_bridge
+from p2pos.adapters.bridge import (
+    MAX_WS_MESSAGE,
+    Prefixed,
+    _send_pieces,
+    _socket_of,
+    splice,
+    websocket_accept,
+    websocket_bridge,
+)
 from p2pos.adapters.streams import MessageChannel
 
 
@@ -36,6 +44,47 @@ async def test_splice_carries_both_ways_and_turns_an_end_into_a_half_close() -> 
             answer += data
         assert answer == b"answer"
     assert outcome == [True]
+
+
+async def test_pieces_are_gathered_into_a_socket_whole_and_in_order_through_partial_sends() -> None:
+    # A send buffer far smaller than the pieces: sendmsg takes part of a batch, often part of a
+    # piece, many times over; the reader, slower, must still see every byte once, in order.
+    import random
+    import socket
+
+    a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    rng = random.Random(5)
+    pieces = [rng.randbytes(rng.randint(1, 3000)) for _ in range(3000)]  # more than IOV_MAX of them
+    expected = b"".join(pieces)
+    received = bytearray()
+
+    async def read() -> None:
+        while data := await b.recv(rng.randint(100, 5000)):
+            received.extend(data)
+            await trio.sleep(0)
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read)
+            await _send_pieces(a, list(pieces))
+            a.shutdown(socket.SHUT_WR)
+    assert len(received) == len(expected)
+    assert bytes(received) == expected
+    a.close()
+    b.close()
+
+
+async def test_the_socket_under_a_stream_is_found_only_for_socket_streams() -> None:
+    import socket
+
+    a, b = trio.socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    stream = trio.SocketStream(a)
+    assert _socket_of(stream) is a
+    assert _socket_of(Prefixed(stream, b"x")) is a
+    assert _socket_of(trio.testing.memory_stream_pair()[0]) is None
+    await stream.aclose()
+    b.close()
 
 
 def test_websocket_accept_is_rfc_6455s_example() -> None:

@@ -38,6 +38,18 @@ def test_in_order() -> None:
     assert buf.window.consumed == 11
 
 
+def test_read_pieces_gives_the_frames_bytes_in_order_unjoined() -> None:
+    buf = buffer()
+    buf.receive_untrusted(0, b"abc", False)
+    buf.receive_untrusted(3, b"defg", False)
+    buf.receive_untrusted(7, b"hi", True)
+    assert buf.read_pieces(5) == [b"abc", b"de"]  # a piece cut at the limit; the rest stays
+    assert buf.readable == 4 and buf.window.consumed == 5
+    assert buf.read_pieces() == [b"fg", b"hi"]
+    assert buf.read_pieces() == []
+    assert buf.is_finished and buf.buffered == 0
+
+
 def test_out_of_order_and_gaps() -> None:
     buf = buffer()
     assert buf.receive_untrusted(5, b"fghij", False) == 10
