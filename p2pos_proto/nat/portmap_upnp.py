@@ -42,6 +42,8 @@ ONLY_PERMANENT: Final = 725
 _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 #: The blank line that ends an HTTP head, as h11 finds it (bare LF line ends included).
 _HEAD_END = re.compile(rb"\n\r?\n")
+#: The status line of an informational (1xx) response: another head follows it.
+_INFORMATIONAL = re.compile(rb"HTTP/\d\.\d 1\d\d")
 
 
 class UpnpError(PortMapError):
@@ -228,17 +230,24 @@ class HttpExchange:
         self._head: bytearray | None = bytearray()  # the head's first bytes until its end is seen
 
     def _check_head(self, data: bytes) -> None:
-        """MAP-7.3: the head (status line to blank line) at most 8 KiB.  h11 bounds only a head
-        still incomplete in its buffer, so one that arrives whole in a single read is measured here."""
+        """MAP-7.3: every head (status line to blank line) at most 8 KiB: the final response's and
+        any informational (1xx) one's before it.  h11 bounds only a head still incomplete in its
+        buffer, so one that arrives whole in a single read is measured here."""
         if self._head is None:
             return
-        self._head += data[: MAX_HTTP_HEAD + 2 - len(self._head)]
-        end = _HEAD_END.search(self._head)
-        if end is None and len(self._head) <= MAX_HTTP_HEAD:
-            return
-        if end is None or end.end() > MAX_HTTP_HEAD:
-            raise PortMapError("an HTTP head over 8 KiB")
-        self._head = None
+        self._head += data
+        while True:
+            end = _HEAD_END.search(self._head, 0, MAX_HTTP_HEAD + 2)
+            if end is None:
+                if len(self._head) > MAX_HTTP_HEAD:
+                    raise PortMapError("an HTTP head over 8 KiB")
+                return
+            if end.end() > MAX_HTTP_HEAD:
+                raise PortMapError("an HTTP head over 8 KiB")
+            if _INFORMATIONAL.match(self._head) is None:
+                self._head = None  # the final response's head: the body follows
+                return
+            del self._head[: end.end()]  # a 1xx head: the next one is measured from its first byte
 
     def receive_untrusted(self, data: bytes) -> tuple[int, bytes] | None:
         """Bytes from the gateway; (status, body) once the response is complete."""

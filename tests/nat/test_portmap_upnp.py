@@ -258,6 +258,21 @@ def test_a_head_of_8_kib_is_read_whole_or_byte_by_byte() -> None:
         exchange().receive_untrusted(longer)
 
 
+def test_every_head_after_an_informational_one_is_bounded_too() -> None:
+    """[MAP-7.3] a 100 Continue, then a final head over 8 KiB in the same read: refused; a final
+    head of ordinary size after it: read."""
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    assert exchange().receive_untrusted(b"HTTP/1.1 100 Continue\r\n\r\n" + final) == (200, b"ok")
+    pending = exchange()
+    assert pending.receive_untrusted(b"HTTP/1.1 100 Continue\r\n\r\n") is None
+    assert pending.receive_untrusted(final) == (200, b"ok")
+    big = b"HTTP/1.1 200 OK\r\nX: " + b"a" * 9000 + b"\r\nContent-Length: 0\r\n\r\n"
+    with pytest.raises(PortMapError, match="8 KiB"):
+        exchange().receive_untrusted(b"HTTP/1.1 100 Continue\r\n\r\n" + big)
+    with pytest.raises(PortMapError, match="8 KiB"):  # 1xx heads, each short, do not reset the bound of the next
+        exchange().receive_untrusted(b"HTTP/1.1 102 Processing\r\n\r\n" * 3 + big)
+
+
 @given(st.binary(max_size=300))
 def test_any_bytes_parse_or_raise_port_map_error(data: bytes) -> None:
     """[MAP-1.2] the fuzz invariant, for SSDP, XML and HTTP."""
