@@ -149,6 +149,21 @@ def path_lost(node: Node, local: int, address: Address | None, reason: str) -> i
     return touched
 
 
+def addresses_in_use(node: Node, local: int) -> set[Address]:
+    """The remote addresses of every session's paths through socket ``local`` that are not abandoned
+    (of a session still handshaking: its route)."""
+    endpoint = node.endpoint
+    used: set[Address] = set()
+    for session in endpoint.sessions():
+        session_id = session.local_index
+        live = [p for p in endpoint.paths(session_id) if p["state"] != "abandoned"]
+        if not live:  # still handshaking: the route is all there is
+            live = [{"address": endpoint.address_of(session_id), "local": endpoint.socket_of(session_id)}]
+        ours = [p["address"] for p in live if p["local"] == local]
+        used.update(cast(Address, address) for address in ours if isinstance(address, tuple))
+    return used
+
+
 def peer_paths(node: Node, session_id: int) -> list[dict[str, object]]:
     """Session ``session_id``'s paths as status shows them (spec/appapi.md §3)."""
     from .node import _show

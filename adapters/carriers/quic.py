@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from typing import TYPE_CHECKING
 
 import trio
@@ -48,6 +48,11 @@ STREAM_PACKET_SIZE = 16384
 SHARED_PROTOCOLS = ("quic", "turn-channel")
 #: Addresses ``expect`` remembers (oldest forgotten first).
 EXPECTED_ADDRESSES = 4096
+#: How often a QUIC transport on a node's socket looks for carriers that no session's path uses;
+#: one found unused at two looks in a row is closed (spec/quic.md QUIC-4.5): 30-60 s after its
+#: last session ended, rather than QUIC's idle timeout, which follows the longest keepalive interval
+#: (up to 901 s).
+SWEEP_INTERVAL = 30.0
 
 
 @dataclasses.dataclass(eq=False)
@@ -57,7 +62,8 @@ class _Link:
     address: Address
     outbox: Outbox
     carrier: QuicCarrier | None = None
-    #: Replaced by a newer carrier from the same address: its end is no loss.
+    #: Replaced by a newer carrier from the same address, or closed because no session used it:
+    #: its end is no loss.
     replaced: bool = False
     cancel: trio.CancelScope = dataclasses.field(default_factory=trio.CancelScope)
 
@@ -102,6 +108,10 @@ class QuicTransport:
         self._lost_datagrams = 0
         #: Every loss reported, in order (``CarrierLost``): what ``status`` would show.
         self.losses: list[CarrierLost] = []
+        #: Carriers ``sweep`` found unused at its last look (closed if still unused at the next).
+        self._unused: set[Address] = set()
+        #: Carriers closed because no session used them.
+        self.released = 0
 
     @property
     def dropped(self) -> int:
@@ -175,6 +185,24 @@ class QuicTransport:
 
     async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
         return await self._inbox.take_runs()
+
+    def sweep(self, in_use: Collection[Address]) -> list[Address]:
+        """Close the open carriers whose addresses were not ``in_use`` (by any session's path) at
+        this call and the one before (QUIC-4.5): with QUIC's CONNECTION_CLOSE, reported as no loss
+        (the node has no path on them).  A carrier dialed or accepted since the last call, or still
+        handshaking, is never closed at once: a session coming up on it has a whole interval to
+        make its path.  Returns the addresses closed."""
+        unused = {addr for addr, link in self._links.items() if link.carrier is not None and addr not in in_use}
+        closed = sorted(unused & self._unused)
+        for addr in closed:
+            link = self._links[addr]
+            link.replaced = True
+            link.outbox.lose("no session used the carrier")
+            link.cancel.cancel()
+            log.info("QUIC carrier %s closed: no session used it", _show(addr))
+        self.released += len(closed)
+        self._unused = unused - set(closed)
+        return closed
 
     def close(self) -> None:
         """Close every carrier (abruptly: the node has already closed its sessions) and stop dialing."""
@@ -311,6 +339,15 @@ class QuicTransport:
         report(self.on_lost, event)
 
 
+async def _close_unused(node: Node, local: int, transport: QuicTransport) -> None:
+    """Every ``SWEEP_INTERVAL``: close the carriers no session's path on socket ``local`` used twice running."""
+    from ..nodepaths import addresses_in_use  # it imports node.py, which imports the carriers
+
+    while True:
+        await trio.sleep(SWEEP_INTERVAL)
+        transport.sweep(addresses_in_use(node, local))
+
+
 def _show(addr: Address) -> str:
     host, port = addr
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -398,8 +435,9 @@ async def open_shared_quic_transport(
         for protocol in SHARED_PROTOCOLS:
             node.foreign_handlers[protocol] = feed
         nursery.start_soon(transport._accept_loop)
-        node.add_transport(transport)
+        index = node.add_transport(transport)
         abandon_paths_on_loss(node, transport)
+        nursery.start_soon(_close_unused, node, index, transport)
         try:
             yield transport
         finally:

@@ -100,6 +100,36 @@ async def test_a_session_comes_up_over_quic_when_raw_p2pos_udp_is_dropped() -> N
             assert a.foreign.get("quic", 0) > 0 and b.foreign.get("quic", 0) > 0
 
 
+async def test_a_carrier_no_session_uses_is_closed_at_the_second_sweep_and_dialed_again_when_needed() -> None:
+    """[QUIC-4.5]: while the session runs on it the carrier stays, sweep after sweep; once the session
+    is closed, the first sweep that finds the carrier unused keeps it and the second closes it, on
+    both sides, reported as no loss; a new session dials a new carrier."""
+    from p2pos.adapters.nodepaths import addresses_in_use
+
+    def sweep(node: Node, transport: QuicTransport) -> list[tuple[str, int]]:
+        return transport.sweep(addresses_in_use(node, node.transports.index(transport)))
+
+    with trio.fail_after(40):
+        async with shared_nodes(firewall=True) as (a, b, qa, qb, _):
+            peer = await reach(a, b, qa)
+            assert addresses_in_use(a, a.transports.index(qa)) == {b.address}
+            for _ in range(3):
+                assert sweep(a, qa) == [] and sweep(b, qb) == []
+            await a.close_peer(BOB.identity.peer_id)
+            with trio.fail_after(10):
+                while a.peer(BOB.identity.peer_id) is not None or b.peer(ALICE.identity.peer_id) is not None:
+                    await trio.sleep(0.05)
+            assert qa.peers and qb.peers  # QUIC's idle timeout is far off
+            assert sweep(a, qa) == [] and sweep(b, qb) == []  # the first look: kept
+            assert sweep(a, qa) == [b.address] and sweep(b, qb) == [a.address]
+            with trio.fail_after(10):
+                while qa.peers or qb.peers:
+                    await trio.sleep(0.05)
+            assert qa.losses == [] and qb.losses == [] and qa.released == qb.released == 1
+            again = await reach(a, b, qa)
+            assert again.session_id != peer.session_id and qa.peers == {b.address: BOB.identity.peer_id}
+
+
 async def test_where_both_work_direct_udp_carries_and_quic_stands_by() -> None:
     """[QUIC-5.1.3]: nothing dropped: direct UDP (rank 0) is active, the QUIC path is validated and
     kept as a rank-1 standby; data flows."""
