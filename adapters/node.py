@@ -561,9 +561,9 @@ class Node:
         UDP socket has neither: a direct datagram path, rank 0.  One whose datagrams leave through
         another socket (QUIC sharing a UDP socket) names that socket's index in ``shares_socket``.
         """
-        kind, rank, relayed = routeconfig.kind_and_rank(transport)
+        kind, rank = routeconfig.kind_and_rank(transport)
         shares = getattr(transport, "shares_socket", None)  # QUIC on a UDP socket: one fate (PTH-4.8)
-        self.endpoint.declare_local(local, kind=kind, rank=rank, relayed=relayed, shares_socket=shares)
+        self.endpoint.declare_local(local, kind=kind, rank=rank, shares_socket=shares)
 
     def add_path(self, peer_id: PeerId, address: object, *, local: int | None = None) -> int | None:
         """Another path to ``peer_id``'s session: ``address`` through socket ``local`` (default: the
@@ -576,9 +576,9 @@ class Node:
         if local is None:
             local = self._socket_for(address)
         remote = self.transports[local].check_address(address)
-        kind, rank, relayed = routeconfig.kind_and_rank(self.transports[local])
+        kind, rank = routeconfig.kind_and_rank(self.transports[local])
         now = trio.current_time()
-        path_id = self.endpoint.add_path(peer.session_id, remote, local, now, kind=kind, rank=rank, relayed=relayed)
+        path_id = self.endpoint.add_path(peer.session_id, remote, local, now, kind=kind, rank=rank)
         self._updated(peer.session_id)
         return path_id
 

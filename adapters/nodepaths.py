@@ -110,8 +110,8 @@ async def connect_any(
             connection.close(now, ErrorCode.NO_ERROR, "another path answered first")
             node.endpoint.updated(session_id)
         transport = node.transports[local]
-        kind, rank, relayed = routeconfig.kind_and_rank(transport)
-        node.endpoint.add_path(winner.session_id, remote, local, now, kind=kind, rank=rank, relayed=relayed)
+        kind, rank = routeconfig.kind_and_rank(transport)
+        node.endpoint.add_path(winner.session_id, remote, local, now, kind=kind, rank=rank)
     node._updated(winner.session_id)
     return winner
 

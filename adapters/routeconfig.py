@@ -32,18 +32,17 @@ _DEFAULT_CEILING = ChannelConfig().max_datagram_size
 DIRECT_IPV6_RANK = -1
 
 
-def kind_and_rank(transport: object) -> tuple[PathKind, int, bool]:
-    """A socket's path kind, rank and whether it is a relay (spec/paths.md §4, §5): a transport says
-    them with ``path_kind`` ("datagram" or "stream"), ``path_rank`` and ``path_relayed``; a plain UDP
-    socket has none: direct datagrams, rank 0 (``DIRECT_IPV6_RANK`` bound to a global IPv6 address),
-    not relayed."""
+def kind_and_rank(transport: object) -> tuple[PathKind, int]:
+    """A socket's path kind and rank (spec/paths.md §4): a transport says them with ``path_kind``
+    ("datagram" or "stream") and ``path_rank``; a plain UDP socket has neither: direct datagrams,
+    rank 0 (``DIRECT_IPV6_RANK`` bound to a global IPv6 address)."""
     kind = PathKind(str(getattr(transport, "path_kind", "datagram")))
     rank = getattr(transport, "path_rank", None)
     if rank is None:
         local = getattr(transport, "local_address", None)
         host = local[0] if isinstance(local, tuple) and local else None
         rank = DIRECT_IPV6_RANK if is_global_ipv6(host) else 0
-    return kind, int(rank), bool(getattr(transport, "path_relayed", False))
+    return kind, int(rank)
 
 
 def channel_config_for(base: ChannelConfig, transport: Transport, address: Address) -> ChannelConfig:

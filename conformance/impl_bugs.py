@@ -124,10 +124,8 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
 
     make_path, on_response_path = pathing.PathLayer._make_path, path_module.Path.on_response
 
-    def make_path_shared(
-        self: Any, kind: Any, rank: int, max_datagram_size: int | None = None, relayed: bool = False
-    ) -> Any:
-        path = make_path(self, kind, rank, max_datagram_size, relayed)
+    def make_path_shared(self: Any, kind: Any, rank: int, max_datagram_size: int | None = None) -> Any:
+        path = make_path(self, kind, rank, max_datagram_size)
         if self.paths:  # one RTT estimate, controller and pacer for every path (PTH-1.1 broken)
             active = self.path
             path.rtt = path.recovery.rtt = active.rtt

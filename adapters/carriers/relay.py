@@ -57,7 +57,6 @@ class RelayTransport:
     #: spec/paths.md: a stream-carried path, the last resort (direct 0 < QUIC 1 < TURN 2 < relay 3).
     path_kind = "stream"
     path_rank = 3
-    path_relayed = True
 
     def __init__(
         self, link: RelayLink, *, on_lost: LostCallback | None = None, clock: Callable[[], float] = trio.current_time

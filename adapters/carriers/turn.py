@@ -68,7 +68,6 @@ class TurnTransport:
     path_kind = "datagram"
     path_rank = 2
     #: Through a relay server: the window floor of spec/paths.md §5.
-    path_relayed = True
 
     def __init__(self, turn: TurnSocket, *, on_lost: LostCallback | None = None) -> None:
         if turn.relayed is None:

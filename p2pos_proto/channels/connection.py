@@ -140,12 +140,11 @@ class Connection(ReceivePath):
         *,
         rank: int = 0,
         max_datagram_size: int | None = None,
-        relayed: bool = False,
     ) -> int | None:
         """Feed a datagram from an address none of the paths has (a NAT rebinding, spec/paths.md
         PTH-3.7).  If it authenticates, it makes a new path, being validated, whose id is returned;
         otherwise None and nothing changed.  Never raises."""
-        pending = self._rx_path = self._rx_pending = self._make_path(kind, rank, max_datagram_size, relayed)
+        pending = self._rx_path = self._rx_pending = self._make_path(kind, rank, max_datagram_size)
         try:
             self._receive(data, now)
         finally:

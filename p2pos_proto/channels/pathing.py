@@ -61,14 +61,11 @@ class PathLayer(SendPath):
 
     # -- the driver's calls ------------------------------------------------------------------
 
-    def add_path(
-        self, kind: PathKind, now: float, *, rank: int = 0, max_datagram_size: int | None = None, relayed: bool = False
-    ) -> int:
+    def add_path(self, kind: PathKind, now: float, *, rank: int = 0, max_datagram_size: int | None = None) -> int:
         """A new way to reach the peer; returns its path id.  It is validated first (PATH_CHALLENGE
         now, drain ``data_to_send_paths``); ``PathValidated`` follows, and the controlling side
-        moves the data to it if it ranks better than the active path (spec/paths.md §4).
-        ``relayed``: its carrier is a relay server (TURN), which gives it the window floor (§5)."""
-        path = self._new_path(kind, rank, max_datagram_size, relayed)
+        moves the data to it if it ranks better than the active path (spec/paths.md §4)."""
+        path = self._new_path(kind, rank, max_datagram_size)
         path.start_validation(now)
         return path.path_id
 
@@ -92,16 +89,13 @@ class PathLayer(SendPath):
         if path is not self.path:
             self.paths.pop(path_id, None)  # (``_set_active`` may have dropped it already)
 
-    def describe_path(self, path_id: int, kind: PathKind, rank: int, *, relayed: bool | None = None) -> None:
+    def describe_path(self, path_id: int, kind: PathKind, rank: int) -> None:
         """Set a path's rank (and, before anything was sent on it, its kind): for the first path,
-        which the handshake made before the driver could say what carries it.  ``relayed`` (None:
-        as it was): whether its carrier is a relay server (the window floor, spec/paths.md §5)."""
+        which the handshake made before the driver could say what carries it."""
         path = self.paths.get(path_id)
         if path is None:
             return
         path.rank = rank
-        if relayed is not None:
-            path.relayed = relayed
         if kind is not path.kind and path.recovery.largest_sent < 0:
             path.kind = kind
             enabled = kind is PathKind.DATAGRAM and self.config.pmtu_probing
@@ -137,9 +131,7 @@ class PathLayer(SendPath):
 
     # -- paths -----------------------------------------------------------------------------
 
-    def _make_path(
-        self, kind: PathKind, rank: int, max_datagram_size: int | None = None, relayed: bool = False
-    ) -> Path:
+    def _make_path(self, kind: PathKind, rank: int, max_datagram_size: int | None = None) -> Path:
         """A new path; ``max_datagram_size``: its carrier's own size, the datagram ceiling of a datagram
         path (within the session's) or the record size of a stream-carried one (1200..65000)."""
         path_id = self._next_path_id
@@ -158,14 +150,13 @@ class PathLayer(SendPath):
             congestion_control=config.congestion_control,
             max_datagram_size=ceiling,
             pmtu_probing=config.pmtu_probing,
-            relayed=relayed,
         )
         if kind is PathKind.STREAM:
             path.cc.set_max_datagram_size(frame)  # the path's record size (``_packet_size``)
         return path
 
-    def _new_path(self, kind: PathKind, rank: int, max_datagram_size: int | None = None, relayed: bool = False) -> Path:
-        path = self._make_path(kind, rank, max_datagram_size, relayed)
+    def _new_path(self, kind: PathKind, rank: int, max_datagram_size: int | None = None) -> Path:
+        path = self._make_path(kind, rank, max_datagram_size)
         for each in self.paths.values():
             each.recovery.share_space()  # PTH-2.2: from now on numbers are spread over paths
         path.recovery.share_space()

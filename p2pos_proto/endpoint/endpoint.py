@@ -91,7 +91,7 @@ class Endpoint:
         self._path_ids: dict[int, dict[Route, int]] = {}
         self._path_routes: dict[int, dict[int, Route]] = {}
         # The kind and rank of the paths a local socket carries (``add_path``), for rebindings on it.
-        self._local_kinds: dict[Hashable, tuple[PathKind, int, bool]] = {}
+        self._local_kinds: dict[Hashable, tuple[PathKind, int]] = {}
         # Local sockets that send through another one (QUIC sharing a UDP socket): local -> that socket.
         self._shared_sockets: dict[Hashable, Hashable] = {}
         self._timers = TimerHeap()
@@ -167,14 +167,12 @@ class Endpoint:
         *,
         kind: PathKind,
         rank: int = 0,
-        relayed: bool = False,
     ) -> int:
         """Another way to reach session ``session_id``'s peer: ``address`` through socket ``local``
         (a real socket or a virtual one: a relay link, a TURN allocation, a QUIC stream).
 
         ``kind``: ``PathKind.DATAGRAM`` (UDP, TURN) or ``PathKind.STREAM`` (a relay link, a QUIC
-        stream); ``rank``: the preference, lower is better (direct 0 < QUIC 1 < TURN 2 < relay 3);
-        ``relayed``: the carrier is a relay server (TURN, a WebSocket relay: the window floor, §5).
+        stream); ``rank``: the preference, lower is better (direct 0 < QUIC 1 < TURN 2 < relay 3).
         The path is validated first; ``PathValidated`` and, when it ranks better, ``PathActive``
         follow (spec/paths.md §3-§4).  Returns the path id (the one already there for a known
         route).  Needs a session with channels.  After this, drain ``data_to_send``.
@@ -182,13 +180,13 @@ class Endpoint:
         driven = self._driven.get(session_id)
         if not isinstance(driven, Connection):
             raise LocalProtocolError(f"no session with channels {session_id}")
-        self._local_kinds[local] = (kind, rank, relayed)
+        self._local_kinds[local] = (kind, rank)
         route = (address, local)
         known = self._path_ids[session_id].get(route)
         if known is not None:
             return known
         ceiling = self._ceiling(address, local, kind)
-        path_id = driven.add_path(kind, now, rank=rank, max_datagram_size=ceiling, relayed=relayed)
+        path_id = driven.add_path(kind, now, rank=rank, max_datagram_size=ceiling)
         self._path_ids[session_id][route] = path_id
         self._path_routes[session_id][path_id] = route
         self._share_fate(driven, path_id, route)
@@ -214,17 +212,15 @@ class Endpoint:
         *,
         kind: PathKind,
         rank: int,
-        relayed: bool = False,
         shares_socket: Hashable | None = None,
     ) -> None:
         """Say what socket ``local`` is (a relay link: ``PathKind.STREAM``, rank 3...): the first path
-        of a session made on it, and a path a rebinding makes on it, get that kind and rank, and
-        ``relayed`` (its carrier is a relay server: the window floor, spec/paths.md §5).
+        of a session made on it, and a path a rebinding makes on it, get that kind and rank.
 
         ``shares_socket``: the socket whose datagrams ``local``'s go out with (QUIC sharing a UDP
         socket, spec/quic.md §5.1): a path through ``local`` shares the fate of that socket's path to
         the same address, and is its last fall-back (spec/paths.md PTH-4.8)."""
-        self._local_kinds[local] = (kind, rank, relayed)
+        self._local_kinds[local] = (kind, rank)
         if shares_socket is not None and shares_socket != local:
             self._shared_sockets[local] = shares_socket
 
@@ -302,11 +298,9 @@ class Endpoint:
             if path_id is not None:  # the usual case: a path we know
                 driven.receive_data(data, now, path_id)
             else:  # a NAT rebinding, if it authenticates: a new path (spec/paths.md PTH-3.7)
-                kind, rank, relayed = self._local_kinds.get(local, (PathKind.DATAGRAM, 0, False))
+                kind, rank = self._local_kinds.get(local, (PathKind.DATAGRAM, 0))
                 ceiling = self._ceiling(address, local, kind)
-                path_id = driven.receive_on_new_path(
-                    data, now, kind, rank=rank, max_datagram_size=ceiling, relayed=relayed
-                )
+                path_id = driven.receive_on_new_path(data, now, kind, rank=rank, max_datagram_size=ceiling)
                 if path_id is not None:
                     self._path_ids[index][route] = path_id
                     self._path_routes[index][path_id] = route
@@ -454,7 +448,7 @@ class Endpoint:
         if isinstance(driven, Connection):
             declared = self._local_kinds.get(local)
             if declared is not None:
-                driven.describe_path(0, declared[0], declared[1], relayed=declared[2])
+                driven.describe_path(0, declared[0], declared[1])
             self._path_ids[index] = {(address, local): 0}
             self._path_routes[index] = {0: (address, local)}
             self._share_fate(driven, 0, (address, local))

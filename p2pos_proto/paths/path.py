@@ -139,7 +139,6 @@ class Path:
         "pmtu",
         "rank",
         "recovery",
-        "relayed",
         "reprobe_interval",
         "responses",
         "rtt",
@@ -156,12 +155,9 @@ class Path:
         congestion_control: str,
         max_datagram_size: int,
         pmtu_probing: bool,
-        relayed: bool = False,
     ) -> None:
         self.path_id = path_id
         self.kind = kind
-        #: The carrier is a relay server (TURN, a WebSocket relay), as the driver says (§6).
-        self.relayed = relayed
         #: Preference among validated paths, lower is better (direct 0 < QUIC < TURN < relay).
         self.rank = rank
         #: What the path shares its fate with (the driver's local socket and remote address, set by the

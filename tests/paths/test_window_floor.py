@@ -105,7 +105,7 @@ def test_every_call_reaches_the_controller() -> None:
 
 @pytest.mark.parametrize("controller", ["bbr", "newreno", "cubic"])
 def test_every_kind_of_path_has_the_floor(controller: str) -> None:
-    def path(path_id: int, kind: PathKind, relayed: bool) -> Path:
+    def path(path_id: int, kind: PathKind) -> Path:
         return Path(
             path_id,
             kind=kind,
@@ -113,13 +113,12 @@ def test_every_kind_of_path_has_the_floor(controller: str) -> None:
             congestion_control=controller,
             max_datagram_size=1452,
             pmtu_probing=True,
-            relayed=relayed,
         )
 
     stream, turn, datagram = (
-        path(3, PathKind.STREAM, False),
-        path(2, PathKind.DATAGRAM, True),
-        path(0, PathKind.DATAGRAM, False),
+        path(3, PathKind.STREAM),
+        path(2, PathKind.DATAGRAM),
+        path(0, PathKind.DATAGRAM),
     )
     for each in (stream, turn, datagram):
         assert isinstance(each.cc, WindowFloor)
@@ -134,9 +133,9 @@ def test_the_handshake_path_has_the_floor_and_keeps_it_when_described(path_kind:
     pair.connect()
     a = pair.a.conn
     assert a is not None and isinstance(a.cc, WindowFloor) and a.cc is a.paths[0].cc
-    a.describe_path(0, PathKind.DATAGRAM, 2, relayed=True)
+    a.describe_path(0, PathKind.DATAGRAM, 2)  # a TURN allocation
     a.describe_path(0, PathKind.DATAGRAM, -1)  # pinned: the rank only
-    a.describe_path(0, PathKind.DATAGRAM, 0, relayed=False)
+    a.describe_path(0, PathKind.DATAGRAM, 0)
     assert isinstance(a.cc, WindowFloor) and a.cc is a.paths[0].cc
 
 
