@@ -10,10 +10,16 @@ below the BDP.
 
 from __future__ import annotations
 
-from .cases_req_bbr import MIN_RTT_WINDOW, MINIMUM_WINDOW, PROBE_RTT_DURATION, Transfer, _profile, probe_rtt_window
-from .cases_req_pacing import MDS
+from .cases_req_bbr import (
+    MIN_RTT_WINDOW,
+    MINIMUM_WINDOW,
+    PROBE_RTT_DURATION,
+    Transfer,
+    _profile,
+    lengthen_delays,
+    probe_rtt_window,
+)
 from .checks import expect
-from .impaired import IUT, REF, LinkConfig
 from .iut import Iut
 from .registry import case
 
@@ -37,11 +43,7 @@ def _(iut: Iut) -> str | None:
     bdp = peer.bdp
     window = probe_rtt_window(bdp)
     transfer.feed_until(changed)
-    assert peer.emulator is not None
-    peer.emulator.reconfigure(IUT, LinkConfig(delay=longer, bandwidth=bandwidth, queue_bytes=4 << 20), peer.now)
-    peer.emulator.reconfigure(REF, LinkConfig(delay=longer), peer.now)
-    peer.delay = longer
-    rtt = 2 * longer + MDS / bandwidth
+    rtt = lengthen_delays(peer, longer, bandwidth)
     earliest, latest = 2 * delay + MIN_RTT_WINDOW, changed + 0.5 + MIN_RTT_WINDOW
     until = latest + 1.5
     transfer.feed_until(until)

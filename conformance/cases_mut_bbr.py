@@ -14,7 +14,16 @@ from collections.abc import Callable
 from p2pos.proto.channels import frames as ch
 
 from .cases_channels import Peer, ack_of
-from .cases_req_bbr import BANDWIDTH, DELAY, BbrPeer, Transfer, _flight_without, _profile, probe_rtt_window
+from .cases_req_bbr import (
+    BANDWIDTH,
+    DELAY,
+    BbrPeer,
+    Transfer,
+    _flight_without,
+    _profile,
+    lengthen_delays,
+    probe_rtt_window,
+)
 from .cases_req_pacing import MDS, payload
 from .checks import CaseFailed, Unsupported, expect
 from .impaired import IUT, REF, LinkConfig, Sent
@@ -622,11 +631,7 @@ def _(iut: Iut) -> str | None:
     transfer = Transfer(iut, delay=delay, bandwidth=bandwidth)
     peer = transfer.peer
     transfer.feed_until(changed)
-    assert peer.emulator is not None
-    peer.emulator.reconfigure(IUT, LinkConfig(delay=longer, bandwidth=bandwidth, queue_bytes=4 << 20), peer.now)
-    peer.emulator.reconfigure(REF, LinkConfig(delay=longer), peer.now)
-    peer.delay = longer
-    rtt = 2 * longer + MDS / bandwidth
+    rtt = lengthen_delays(peer, longer, bandwidth)
     until = changed + 0.5 + 10.0 + 2.5
     transfer.feed_until(until)
     window = probe_rtt_window(peer.bdp)

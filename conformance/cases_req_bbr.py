@@ -200,6 +200,16 @@ def _window_bound(
     return most
 
 
+def lengthen_delays(peer: BbrPeer, longer: float, bandwidth: float) -> float:
+    """Both one-way delays become ``longer`` (the IUT's bottleneck kept): no later RTT sample can
+    equal ``min_rtt``, which expires MIN_RTT_WINDOW after it was last renewed.  The new least RTT."""
+    assert peer.emulator is not None
+    peer.emulator.reconfigure(IUT, LinkConfig(delay=longer, bandwidth=bandwidth, queue_bytes=4 << 20), peer.now)
+    peer.emulator.reconfigure(REF, LinkConfig(delay=longer), peer.now)
+    peer.delay = longer
+    return 2 * longer + MDS / bandwidth
+
+
 def probe_rtt_window(bdp: float) -> int:
     """The most ProbeRTT may hold in flight on a path of this BDP (recovery.md §5.6.3): half the
     BDP, the IUT's estimate allowed a datagram above the path's; never below the minimum window."""
@@ -425,11 +435,7 @@ def _(iut: Iut) -> str | None:
     peer = transfer.peer
     window = probe_rtt_window(peer.bdp)
     transfer.feed_until(changed)
-    assert peer.emulator is not None
-    peer.emulator.reconfigure(IUT, LinkConfig(delay=longer, bandwidth=bandwidth, queue_bytes=4 << 20), peer.now)
-    peer.emulator.reconfigure(REF, LinkConfig(delay=longer), peer.now)
-    peer.delay = longer
-    rtt = 2 * longer + MDS / bandwidth
+    rtt = lengthen_delays(peer, longer, bandwidth)
     first_sample = 2 * delay
     earliest, latest = first_sample + MIN_RTT_WINDOW, changed + 0.5 + MIN_RTT_WINDOW
     until = latest + 1.5

@@ -479,6 +479,17 @@ def test_app_limited_samples_do_not_lower_the_estimate(marked: bool) -> None:
 # -- ProbeRTT ----------------------------------------------------------------------------------------
 
 
+def one_probe_rtt_after_the_rtt_grows(sender: Sender, trace: Trace) -> tuple[float, float, BbrState]:
+    """The propagation RTT grows to 60 ms now, so the old minimum is never seen again; run to 14 s:
+    (ProbeRTT's start, its end, the state after it), asserting there was exactly one."""
+    sender.path.base_rtt = 0.06
+    sender.run(14.0)
+    entries = [t for t in trace.transitions if t[2] is BbrState.PROBE_RTT]
+    exits = [t for t in trace.transitions if t[1] is BbrState.PROBE_RTT]
+    assert len(entries) == len(exits) == 1
+    return entries[0][0], exits[0][0], exits[0][2]
+
+
 def test_probe_rtt_when_min_rtt_is_stale() -> None:
     # 2 Mbit/s; the propagation RTT grows from 40 to 60 ms at t = 2 s, so the 40 ms
     # minimum is never seen again and expires 10 s after it was last measured.
@@ -487,15 +498,10 @@ def test_probe_rtt_when_min_rtt_is_stale() -> None:
     sender.run(2.0)
     # The minimum includes one datagram's transmission time at the bottleneck.
     assert cc.min_rtt == pytest.approx(0.04 + MDS / rate, rel=0.01)
-    sender.path.base_rtt = 0.06
-    sender.run(14.0)
-    entries = [t for t in trace.transitions if t[2] is BbrState.PROBE_RTT]
-    exits = [t for t in trace.transitions if t[1] is BbrState.PROBE_RTT]
-    assert len(entries) == len(exits) == 1
-    start, end = entries[0][0], exits[0][0]
+    start, end, back_to = one_probe_rtt_after_the_rtt_grows(sender, trace)
     # No earlier than MIN_RTT_WINDOW after the start, no later than that after the change.
     assert MIN_RTT_WINDOW <= start <= 2.0 + MIN_RTT_WINDOW + 0.5
-    assert exits[0][2] is BbrState.PROBE_BW
+    assert back_to is BbrState.PROBE_BW
     # At least PROBE_RTT_DURATION at the minimum window, plus the time to drain to it.
     assert PROBE_RTT_DURATION <= end - start < PROBE_RTT_DURATION + 0.3
     during = [row for row in trace.rows if start <= row[0] < end]
@@ -513,12 +519,7 @@ def test_probe_rtt_holds_half_the_bdp_on_a_fast_path() -> None:
     sender, cc, trace = bulk(rate=RATE, base_rtt=BASE_RTT, queue=RATE * 0.1)
     sender.run(2.0)
     bdp = cc.bandwidth * cc.min_rtt
-    sender.path.base_rtt = 0.06
-    sender.run(14.0)
-    entries = [t for t in trace.transitions if t[2] is BbrState.PROBE_RTT]
-    exits = [t for t in trace.transitions if t[1] is BbrState.PROBE_RTT]
-    assert len(entries) == len(exits) == 1
-    start, end = entries[0][0], exits[0][0]
+    start, end, _ = one_probe_rtt_after_the_rtt_grows(sender, trace)
     assert cc.probe_rtt_window == pytest.approx(0.5 * bdp, rel=0.1)
     assert cc.probe_rtt_window > 20 * MDS
     during = [row for row in trace.rows if start <= row[0] < end]
