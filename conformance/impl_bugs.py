@@ -194,7 +194,7 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         # REC-5.6.3.1 broken: BBRv1's ProbeRTT, four datagrams whatever the BDP
         "bbr-probe-rtt-four": (bbr, "PROBE_RTT_CWND_GAIN", 0.0),
         # REC-5.6.3.1 broken: ProbeRTT whenever min_rtt expires, even at a sample taken without a queue
-        "bbr-probe-rtt-after-quiet": (bbr.Bbr, "_without_queue", lambda self, packet, bdp: False),
+        "bbr-probe-rtt-after-quiet": (bbr.Bbr, "_without_queue", lambda self, packet, window: False),
         "early-no-open": (SendPath, "_with_open", with_open_once),
     }
     try:

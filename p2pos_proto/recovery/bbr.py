@@ -292,11 +292,14 @@ class Bbr(CongestionController):
             self._start_round()
         if sample is not None:
             self._update_bandwidth(sample)
-        bdp_before = self.bdp  # ProbeRTT's window comes from the min_rtt that is about to expire
         newest = packets[-1]
+        prior_min_rtt = self._min_rtt  # ProbeRTT's window comes from the min_rtt that may expire now
         min_rtt_expired = self._update_min_rtt(now - newest.time_sent, now)
-        if min_rtt_expired and self._without_queue(newest, bdp_before):
-            min_rtt_expired = False  # the sample that renewed min_rtt is one ProbeRTT would take
+        half_bdp = 0
+        if min_rtt_expired:
+            half_bdp = self._half_bdp(prior_min_rtt)
+            if self._without_queue(newest, max(half_bdp, self.minimum_window)):
+                min_rtt_expired = False  # the sample that renewed min_rtt is one ProbeRTT would take
         if self._state is BbrState.PROBE_BW and self._phase == 0:
             self._probe_inflight_hi_up(acked, round_start)
         if self._state is BbrState.STARTUP and round_start and sample is not None:
@@ -304,7 +307,7 @@ class Bbr(CongestionController):
         self._check_drain(now)
         if self._state is BbrState.PROBE_BW:
             self._advance_cycle(now)
-        self._check_probe_rtt(now, round_start, min_rtt_expired, bdp_before)
+        self._check_probe_rtt(now, round_start, min_rtt_expired, half_bdp)
         self._update_ack_aggregation(acked, now)
         self._set_pacing_rate()
         self._set_cwnd(acked)
@@ -445,19 +448,22 @@ class Bbr(CongestionController):
         self._up_rounds = 0
         self._up_acked = 0
 
-    def _without_queue(self, packet: SentPacket[Any], bdp: float | None) -> bool:
-        """Whether ``packet`` left with no more in flight than ProbeRTT's window (for ``bdp``, the
-        model's BDP before the sample): its RTT sample shows the path without this sender's queue,
-        as ProbeRTT's would (spec/recovery.md §5.6.3)."""
+    def _half_bdp(self, min_rtt: float) -> int:
+        """``PROBE_RTT_CWND_GAIN`` times the BDP with ``min_rtt`` (0 while either is unknown)."""
+        bw = self._bw.best
+        return int(PROBE_RTT_CWND_GAIN * bw * min_rtt) if bw > 0 and min_rtt < math.inf else 0
+
+    def _without_queue(self, packet: SentPacket[Any], window: int) -> bool:
+        """Whether ``packet`` left with no more than ProbeRTT's ``window`` in flight: its RTT sample
+        shows the path without this sender's queue, as ProbeRTT's would (spec/recovery.md §5.6.3)."""
         if packet.delivered < 0:  # not told of it (a PMTU probe): nothing known of its flight
             return False
-        window = max(int(PROBE_RTT_CWND_GAIN * bdp) if bdp is not None else 0, self.minimum_window)
         return packet.tx_in_flight <= window
 
-    def _check_probe_rtt(self, now: float, round_start: bool, min_rtt_expired: bool, bdp: float | None) -> None:
+    def _check_probe_rtt(self, now: float, round_start: bool, min_rtt_expired: bool, half_bdp: int) -> None:
         if min_rtt_expired and self._state is not BbrState.PROBE_RTT:
             self._enter(BbrState.PROBE_RTT, now)
-            self._probe_rtt_cwnd = int(PROBE_RTT_CWND_GAIN * bdp) if bdp is not None else 0
+            self._probe_rtt_cwnd = half_bdp
             self._probe_rtt_done = None
             return
         if self._state is not BbrState.PROBE_RTT:
