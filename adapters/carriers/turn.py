@@ -67,7 +67,6 @@ class TurnTransport:
     #: ``PathKind.DATAGRAM``, rank 2 = after direct UDP and QUIC, before a relay).
     path_kind = "datagram"
     path_rank = 2
-    #: Through a relay server: the window floor of spec/paths.md §5.
 
     def __init__(self, turn: TurnSocket, *, on_lost: LostCallback | None = None) -> None:
         if turn.relayed is None:
