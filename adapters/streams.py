@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from p2pos.proto import ErrorCode, LocalProtocolError, PeerId
+from p2pos.proto.channels.recvbuf import joined
 
 if TYPE_CHECKING:
     from p2pos.proto.channels.connection import Connection
@@ -228,10 +229,7 @@ class ChannelStream(_Channel, trio.abc.HalfCloseableStream):
             await trio.lowlevel.checkpoint()
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
-        pieces = await self.receive_pieces(max_bytes)
-        if not pieces:
-            return b""
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return joined(await self.receive_pieces(max_bytes))
 
     async def receive_pieces(self, max_bytes: int | None = None) -> list[bytes]:
         """``receive_some``, as the pieces the bytes arrived in (``[]`` at the end of the stream):

@@ -49,6 +49,7 @@ from . import frames as fr
 from .channel import INITIAL_MAX_DATA, Channel, ChannelConfig, ChannelInput, ChannelState
 from .liveness import KEEPALIVE_RETRY_MIN
 from .receiving import ReceivePath
+from .recvbuf import joined
 
 __all__ = ["INITIAL_MAX_DATA", "TRANSITIONS", "ChannelConfig", "Connection", "ConnectionInput", "ConnectionState"]
 
@@ -383,10 +384,7 @@ class Connection(ReceivePath):
 
     def read(self, channel_id: int, max_bytes: int | None = None) -> bytes:
         """Up to ``max_bytes`` of stream data (all that is readable when None); ``b""`` if none."""
-        pieces = self.read_pieces(channel_id, max_bytes)
-        if not pieces:
-            return b""
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return joined(self.read_pieces(channel_id, max_bytes))
 
     def read_pieces(self, channel_id: int, max_bytes: int | None = None) -> list[bytes]:
         """``read``, as the pieces the bytes arrived in (``[]`` if none), not joined into one:

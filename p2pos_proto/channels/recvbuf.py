@@ -20,6 +20,13 @@ from ..errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .flow import DEFAULT_CHANNEL_MAX_WINDOW, DEFAULT_CHANNEL_WINDOW, MAX_OFFSET, ReceiveWindow
 
 
+def joined(pieces: list[bytes]) -> bytes:
+    """``read_pieces``' pieces as one ``bytes`` (the piece itself when there is one)."""
+    if not pieces:
+        return b""
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+
 class ReceiveBuffer:
     """Reassembles one stream direction from frames in any order."""
 
@@ -115,10 +122,7 @@ class ReceiveBuffer:
         stream ended.  Counts the bytes as consumed by the channel window; the
         caller counts them on the connection window.
         """
-        pieces = self.read_pieces(max_bytes)
-        if not pieces:
-            return b""
-        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+        return joined(self.read_pieces(max_bytes))
 
     def read_pieces(self, max_bytes: int | None = None) -> list[bytes]:
         """``read``, as the pieces the bytes arrived in (in order, none empty), not joined: for a
