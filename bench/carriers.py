@@ -68,6 +68,8 @@ from _common import emit_json, say
 from daemon import _api, node_transfer
 from quic_carrier import aioquic_send
 
+from p2pos.transports import tcp_pacing
+
 _TESTS = Path(__file__).resolve().parent.parent / "tests"
 sys.path[:0] = [str(_TESTS / "turn"), str(_TESTS)]  # coturn_fixture, and the tls_helpers it uses
 
@@ -642,9 +644,10 @@ def main() -> None:
     samples: dict[str, list[float]] = {}
     vias: dict[str, str] = {}
     tcp_cc = tcp_congestion_control()
+    link_cc = tcp_pacing.unpaced_choice() or tcp_cc
     say(
         f"bench carriers: {rounds} repeats, {nbytes / 1e6:.0f} MB per transfer, core {core_build()},"
-        f" the kernel's TCP congestion control {tcp_cc} (the relay's links are TCP)"
+        f" the kernel's TCP congestion control {tcp_cc}; the relay's links (TCP within this host) {link_cc}"
     )
     try:
         bootstrap, ws_url = lab.relay()
@@ -748,6 +751,7 @@ def main() -> None:
                 "rounds": rounds,
                 "relay_delay_ms": RELAY_DELAY * 1000,
                 "tcp_congestion_control": tcp_cc,
+                "relay_link_congestion_control": link_cc,
             },
             "carried_by": vias,
             "labels": {
@@ -767,9 +771,9 @@ def main() -> None:
 
 
 def tcp_congestion_control() -> str:
-    """The congestion control new TCP sockets get (Linux), which the relay's WebSocket links use:
-    with ``bbr`` and no ``fq`` qdisc the kernel paces each TCP segment itself, which costs the relay
-    path about a fifth of its goodput on loopback against ``cubic`` (bench/README.md)."""
+    """The congestion control new TCP sockets get (Linux).  The relay's WebSocket links here never
+    leave this host, so where that default paces (``bbr`` without an ``fq`` qdisc: a timer per TCP
+    burst) they run an unpaced one instead (transports/tcp_pacing.py, spec/relay.md §9)."""
     try:
         return Path("/proc/sys/net/ipv4/tcp_congestion_control").read_text().strip()
     except OSError:

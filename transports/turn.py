@@ -44,7 +44,7 @@ from p2pos.proto.nat.turn_events import (
     TurnReleased,
 )
 from p2pos.proto.nat.turn_framing import CHANNEL_HEADER, channel_header
-from p2pos.transports import socket_options
+from p2pos.transports import socket_options, tcp_pacing
 from p2pos.transports.gso import GSO_REFUSALS, enable_gso, plan_runs, segment_cmsg
 
 _RECEIVE_SIZE = 65536
@@ -411,7 +411,7 @@ class TurnSocket:
                     raise
                 self._raw, self._udp = raw, udp
                 return
-            tcp = await trio.open_tcp_stream(server.host, server.port)
+            tcp = await tcp_pacing.open_tcp_stream(server.host, server.port)
             if server.transport is TurnTransport.TLS:
                 context = ssl_context or ssl.create_default_context()
                 tls = trio.SSLStream(tcp, context, server_hostname=server_hostname or server.host)

@@ -25,6 +25,7 @@ from p2pos.proto.identity.identity import Identity
 from p2pos.proto.relay import client as c
 from p2pos.proto.relay import messages as m
 
+from . import tcp_pacing
 from . import wsframes as wf
 from .gather import Part, send_parts
 from .http_connect import connect_tunnel, parse_proxy, proxy_for
@@ -165,7 +166,7 @@ class RelayLink:
     async def open_stream(self) -> trio.abc.Stream:
         """TCP to the relay or the proxy, CONNECT through the proxy, then TLS for wss://."""
         target = self.proxy or (self.host, self.port)
-        stream: trio.abc.Stream = await trio.open_tcp_stream(*target)
+        stream: trio.abc.Stream = await tcp_pacing.open_tcp_stream(*target)
         try:
             if self.proxy is not None:
                 stream = await connect_tunnel(stream, self.host, self.port)

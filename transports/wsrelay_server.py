@@ -26,6 +26,7 @@ from wsproto.utilities import ProtocolError as WsProtocolError
 from p2pos.proto.relay import messages as m
 from p2pos.proto.relay.server import RelayCore
 
+from . import tcp_pacing
 from . import wsframes as wf
 from .gather import Part, send_parts
 from .gso import LINUX
@@ -98,12 +99,16 @@ class WsRelayServer:
         self._timer_wake = trio.Event()
         self._armed = math.inf
         self.addresses: list[tuple[str, int]] = []
+        #: The listeners run the unpaced TCP controller (transports/tcp_pacing.py).
+        self._unpaced = False
 
     async def serve(
         self, host: str, port: int, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """Listen on ``host:port`` and serve until cancelled; ``self.addresses`` is set when started."""
         listeners = await trio.open_tcp_listeners(port, host=host)
+        for listener in listeners:  # links from this host run unpaced; _handle restores the others
+            self._unpaced = tcp_pacing.unpace(listener.socket) is not None or self._unpaced
         self.addresses = [tuple(listener.socket.getsockname()[:2]) for listener in listeners]
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._timers)
@@ -157,6 +162,8 @@ class WsRelayServer:
         if link is None:
             await trio.aclose_forcefully(stream)
             return
+        if self._unpaced and not tcp_pacing.on_this_host(str(address[0])):
+            tcp_pacing.restore_default(stream.socket)  # before anything is sent (TLS included)
         if LINUX:
             # Keep the kernel's unsent bytes low, so that what waits for a slow receiver waits in the
             # relay's per-link queue, where REL-5.4 bounds it and drops, not in a socket buffer.
