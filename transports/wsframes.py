@@ -15,9 +15,11 @@ C masker is used instead (about 1 us); ``MASKER`` says which one runs.
 with the other output (``key``: 4 random bytes from a client, ``None`` from a server);
 ``encode_parts(opcode, head, tail, key)`` the same for a payload in two parts (a relay message's
 head and its record), which it never joins.
-``FrameReader(server=...)``: ``feed(data)`` what the socket gave, then ``next_message()`` until
-it returns None; each is ``(opcode, payload)`` for a whole data message (fragments joined) or a
-control frame.  Anything the peer got wrong raises ``FrameError`` with the close code to send
+``FrameReader(server=...)``: ``feed(data)`` what the socket gave (or read straight into
+``space(n)`` and say ``filled(k)``: no copy), then ``next_message()`` until it returns None; each
+is ``(opcode, payload)`` for a whole data message (fragments joined) or a control frame; with
+``views=True`` a client's unfragmented payloads are views into the buffer, not copies.
+Anything the peer got wrong raises ``FrameError`` with the close code to send
 (1002 protocol error, 1009 too big); the reader is then poisoned.  ``close_payload`` and
 ``parse_close`` handle the Close frame's body (§5.5.1).
 """
@@ -45,6 +47,8 @@ TOO_BIG: Final = 1009
 
 _U16: Final = struct.Struct("!H")
 _U64: Final = struct.Struct("!Q")
+#: A reader's buffer to start with: a socket read of 256 KiB plus a partial frame fits.
+BUFFER_SIZE: Final = 512 * 1024
 #: ``_xor(k)`` maps each byte to itself XOR k: masking is four strided ``translate`` calls.  Made
 #: when first used (all 256 take a few ms, for every process that imports this).
 _XOR: dict[int, bytes] = {}
@@ -150,29 +154,63 @@ class FrameReader:
     (never masked).  ``max_message``: the longest data message accepted (REL-3.1.4); a longer one
     raises FrameError(1009) as soon as its length is known, before its bytes are buffered."""
 
-    def __init__(self, *, server: bool, max_message: int) -> None:
+    def __init__(self, *, server: bool, max_message: int, views: bool = False) -> None:
         self.server = server
         self.max_message = max_message
-        self._buf = bytearray()
+        #: Unmasked data payloads come back as views into the buffer instead of copies (see
+        #: ``next_message``); a server's (masked) payloads are always fresh bytes.
+        self.views = views and not server
+        #: Bytes fed and not yet parsed are ``_buf[_pos:_end]``; the buffer's size only grows
+        #: (by replacing it), so a view of it handed out stays readable.
+        self._buf = bytearray(BUFFER_SIZE)
         self._pos = 0
+        self._end = 0
         self._opcode: int | None = None  # the data message being reassembled from fragments
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
         self._size = 0
         self._error: FrameError | None = None
 
-    def feed(self, data: bytes | bytearray) -> None:
+    def space(self, size: int) -> memoryview:
+        """Room for at least ``size`` more bytes at the end of what is buffered: read the socket
+        into it (``recv_into``), then say how much with ``filled``.  Payload views returned before
+        may be overwritten from here on."""
+        if self._pos == self._end:
+            self._pos = self._end = 0
+        elif len(self._buf) - self._end < size:
+            kept = self._end - self._pos
+            if kept + size <= len(self._buf):
+                self._buf[:kept] = self._buf[self._pos : self._end]  # the same size: views stay valid
+            else:
+                grown = bytearray(max(kept + size, 2 * len(self._buf)))
+                grown[:kept] = self._buf[self._pos : self._end]
+                self._buf = grown
+            self._pos, self._end = 0, kept
+        if len(self._buf) - self._end < size:  # only when the buffer was empty and is too small
+            self._buf = bytearray(size)
+        return memoryview(self._buf)[self._end :]
+
+    def filled(self, count: int) -> None:
+        """``count`` bytes were written at the start of the last ``space``."""
+        if count < 0 or self._end + count > len(self._buf):
+            raise ValueError("filled more than the space given")
+        self._end += count
+
+    def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Bytes read from the socket (any amount)."""
-        if self._pos and self._pos >= len(self._buf) // 2:
-            del self._buf[: self._pos]  # drop what was parsed before growing the buffer
-            self._pos = 0
-        self._buf += data
+        size = len(data)
+        if size:
+            with self.space(size) as room:
+                room[:size] = data
+            self._end += size
 
     def buffered(self) -> int:
         """Bytes fed and not yet returned."""
-        return len(self._buf) - self._pos
+        return self._end - self._pos
 
-    def next_message(self) -> tuple[int, bytes] | None:
-        """The next whole message or control frame as ``(opcode, payload)``; None: more bytes needed."""
+    def next_message(self) -> tuple[int, bytes | memoryview] | None:
+        """The next whole message or control frame as ``(opcode, payload)``; None: more bytes needed.
+        With ``views``, an unfragmented data message's payload is a view into the buffer, valid
+        until the next ``space`` or ``feed``: take what is needed from it before reading again."""
         if self._error is not None:
             raise self._error
         try:
@@ -181,14 +219,14 @@ class FrameReader:
             self._error = exc
             raise
 
-    def _next(self) -> tuple[int, bytes] | None:
+    def _next(self) -> tuple[int, bytes | memoryview] | None:
         while True:
             frame = self._frame()
             if frame is None:
                 return None
             fin, opcode, payload = frame
             if opcode in _CONTROL:
-                return opcode, payload
+                return opcode, bytes(payload)
             if opcode == CONTINUATION:
                 if self._opcode is None:
                     raise FrameError(PROTOCOL_ERROR, "a continuation frame outside a message")
@@ -198,16 +236,16 @@ class FrameReader:
                 return opcode, payload  # the common case: a whole message in one frame
             else:
                 self._opcode = opcode
-            self._parts.append(payload)
+            self._parts.append(bytes(payload) if isinstance(payload, memoryview) else payload)  # outlives reads
             self._size += len(payload)
             if fin:
                 whole, kind = b"".join(self._parts), self._opcode
                 self._parts, self._size, self._opcode = [], 0, None
                 return kind, whole
 
-    def _frame(self) -> tuple[bool, int, bytes] | None:
+    def _frame(self) -> tuple[bool, int, bytes | memoryview] | None:
         buf, pos = self._buf, self._pos
-        have = len(buf) - pos
+        have = self._end - pos
         if have < 2:
             return None
         first, second = buf[pos], buf[pos + 1]
@@ -240,13 +278,17 @@ class FrameReader:
         if masked:
             at += 4
         end = at + length
-        if len(buf) < end:
+        if self._end < end:
             return None
-        with memoryview(buf) as view:
-            if masked:
+        payload: bytes | memoryview
+        if masked:
+            with memoryview(buf) as view:
                 unmasked = mask(view[at:end], bytes(buf[key_at:at]))
-                payload = unmasked if isinstance(unmasked, bytes) else bytes(unmasked)
-            else:
+            payload = unmasked if isinstance(unmasked, bytes) else bytes(unmasked)
+        elif self.views:
+            payload = memoryview(buf)[at:end]
+        else:
+            with memoryview(buf) as view:
                 payload = bytes(view[at:end])
         self._pos = end
         return fin, opcode, payload

@@ -11,6 +11,7 @@ when the peer is not paired) and ``await receive()`` for ``(peer_id, record)``.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import ssl
@@ -35,6 +36,7 @@ READ_SIZE = 262144  # several 65000-byte records per read
 #: Records waiting for ``receive()``; more are dropped (the sessions' recovery resends).
 RECEIVE_QUEUE = 4096
 HANDSHAKE_TIMEOUT = 15.0
+_RECV = bytes([m.MessageType.RECV])
 #: The longest HTTP answer to the upgrade read.
 MAX_HEAD = 16 * 1024
 
@@ -92,7 +94,11 @@ class RelayLink:
         self.client = c.RelayClient(identity, self.host)
         self.backoff = c.Backoff(random)
         self._wake = trio.Event()
-        self._send_in, self._receive_out = trio.open_memory_channel[tuple[bytes, bytes]](RECEIVE_QUEUE)
+        #: ``(peer_id, record)`` received and not yet taken (at most RECEIVE_QUEUE), and the event
+        #: ``receive`` waits on while it is empty (a deque, not a memory channel: records come in
+        #: runs from one read, and a run is handed over in one step).
+        self._received: collections.deque[tuple[bytes, bytes]] = collections.deque()
+        self._arrived = trio.Event()
         self._paired: dict[bytes, trio.Event] = {}
         self.ready = trio.Event()
         self._raw: list[Part] = []
@@ -133,14 +139,32 @@ class RelayLink:
         await self._room.wait()
 
     async def receive(self) -> tuple[bytes, bytes]:
-        return await self._receive_out.receive()
+        """The next ``(peer_id, record)``, waiting for one."""
+        await self._wait_received()
+        return self._received.popleft()
+
+    async def receive_batch(self, limit: int) -> list[tuple[bytes, bytes]]:
+        """Up to ``limit`` ``(peer_id, record)`` in the order received (at least one, waiting for it)."""
+        await self._wait_received()
+        received = self._received
+        if len(received) <= limit:
+            batch = list(received)
+            received.clear()
+            return batch
+        return [received.popleft() for _ in range(limit)]
 
     def receive_nowait(self) -> tuple[bytes, bytes] | None:
         """The next ``(peer_id, record)`` if one is waiting, else None."""
-        try:
-            return self._receive_out.receive_nowait()
-        except trio.WouldBlock:
-            return None
+        return self._received.popleft() if self._received else None
+
+    async def _wait_received(self) -> None:
+        """Until something is received; a checkpoint either way (trio's rule for async calls)."""
+        if self._received:
+            await trio.lowlevel.checkpoint()
+        while not self._received:
+            if self._arrived.is_set():
+                self._arrived = trio.Event()
+            await self._arrived.wait()
 
     async def wait_paired(self, peer: bytes) -> None:
         while not self.client.paired(peer):
@@ -216,7 +240,7 @@ class RelayLink:
         ws.receive_data(bytes(head[: end + 4]))
         for event in ws.events():
             if isinstance(event, AcceptConnection):
-                frames = wf.FrameReader(server=False, max_message=m.MAX_MESSAGE)
+                frames = wf.FrameReader(server=False, max_message=m.MAX_MESSAGE, views=True)
                 frames.feed(head[end + 4 :])
                 return frames
             if isinstance(event, RejectConnection | RejectData):
@@ -232,34 +256,44 @@ class RelayLink:
                 raise RelayLinkError(f"relay broke WebSocket framing: {exc}") from None
             self._events()
             self._wake.set()
-            data = await stream.receive_some(READ_SIZE)
-            if not data:
+            if isinstance(stream, trio.SocketStream):  # straight into the reader's buffer: no copy
+                count = await stream.socket.recv_into(frames.space(READ_SIZE), READ_SIZE)
+                frames.filled(count)
+            else:
+                data = await stream.receive_some(READ_SIZE)
+                count = len(data)
+                frames.feed(data)
+            if not count:
                 raise RelayLinkError("relay closed the connection")
             self._last_heard = self._clock()
-            frames.feed(data)
 
-    async def _message(self, stream: trio.abc.Stream, opcode: int, payload: bytes) -> None:
+    async def _message(self, stream: trio.abc.Stream, opcode: int, payload: bytes | memoryview) -> None:
         if opcode == wf.BINARY:
+            if isinstance(payload, memoryview) and payload[:1] != _RECV:
+                payload = bytes(payload)  # only a RECV's record is copied out of the view, by the core
             self.client.receive_message(payload, self._clock())
-        elif opcode == wf.TEXT:
+            return
+        body = bytes(payload)  # a control frame's, already bytes
+        if opcode == wf.TEXT:
             raise RelayLinkError("text message from the relay")
         elif opcode == wf.PING:
-            self._pong = b"".join(wf.encode(wf.PONG, payload, self._random(4)))
+            self._pong = b"".join(wf.encode(wf.PONG, body, self._random(4)))
         elif opcode == wf.CLOSE:
-            code, reason = wf.parse_close(payload)
+            code, reason = wf.parse_close(body)
             if self._open:  # answer with the same code (RFC 6455 §5.5.1)
                 self._open = False
                 async with self._sending:
-                    await stream.send_all(b"".join(wf.encode(wf.CLOSE, payload[:2], self._random(4))))
+                    await stream.send_all(b"".join(wf.encode(wf.CLOSE, body[:2], self._random(4))))
             raise RelayLinkError(f"relay closed the link: {code} {reason}")
 
     def _events(self) -> None:
         while (event := self.client.next_event()) is not None:
             match event:
                 case c.RecordReceived(peer_id=peer, record=record):
-                    try:
-                        self._send_in.send_nowait((peer, record))
-                    except trio.WouldBlock:
+                    if len(self._received) < RECEIVE_QUEUE:
+                        self._received.append((peer, record))
+                        self._arrived.set()
+                    else:
                         self.dropped += 1
                 case c.LinkReady():
                     self.backoff.reset()

@@ -17,6 +17,7 @@ import math
 import socket
 import ssl
 from collections.abc import Callable
+from typing import cast
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -202,16 +203,27 @@ class WsRelayServer:
             if delay > 0:
                 await trio.sleep(delay)
             bulk = self.core.read_allowance(conn.link, self._clock()) >= READ_SIZE_BULK
-            data = await conn.stream.receive_some(READ_SIZE_BULK if bulk else READ_SIZE)
-            self.core.charge(conn.link, len(data), self._clock())
-            if conn.frames is None:
-                self._upgrade(conn, data)
-            elif data:
-                conn.frames.feed(data)
-                self._messages(conn, conn.frames)
+            size = READ_SIZE_BULK if bulk else READ_SIZE
+            frames = conn.frames
+            if frames is not None and isinstance(conn.stream, trio.SocketStream):
+                # Upgraded, plain TCP: read straight into the frame reader's buffer (no copy).
+                count = await conn.stream.socket.recv_into(frames.space(size), size)
+                frames.filled(count)
+                self.core.charge(conn.link, count, self._clock())
+                if count:
+                    self._messages(conn, frames)
+            else:
+                data = await conn.stream.receive_some(size)
+                count = len(data)
+                self.core.charge(conn.link, count, self._clock())
+                if frames is None:
+                    self._upgrade(conn, data)
+                elif data:
+                    frames.feed(data)
+                    self._messages(conn, frames)
             self.pump()
             conn.wake.set()
-            if not data:
+            if not count:
                 return
 
     def _upgrade(self, conn: _Conn, data: bytes | bytearray) -> None:
@@ -258,7 +270,7 @@ class WsRelayServer:
                 message = frames.next_message()
                 if message is None:
                     return
-                opcode, payload = message
+                opcode, payload = message[0], cast(bytes, message[1])  # a server's reader returns bytes (no views)
                 if opcode == wf.CLOSE:
                     wf.parse_close(payload)
             except wf.FrameError as exc:

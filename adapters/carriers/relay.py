@@ -144,15 +144,9 @@ class RelayTransport:
         return len(datagrams)
 
     async def receive_runs(self) -> list[tuple[list[bytes], Address]]:
-        peer, record = await self.link.receive()
-        self._used[peer] = self._clock()
-        runs: list[tuple[list[bytes], Address]] = [([record], self._address(peer))]
-        last = peer
-        for _ in range(RUN_LIMIT - 1):
-            item = self.link.receive_nowait()
-            if item is None:
-                break
-            peer, record = item
+        runs: list[tuple[list[bytes], Address]] = []
+        last = None
+        for peer, record in await self.link.receive_batch(RUN_LIMIT):
             if peer == last:
                 runs[-1][0].append(record)
             else:

@@ -136,7 +136,7 @@ class RelayClient:
 
     # -- input -----------------------------------------------------------------------------
 
-    def receive_message(self, data: bytes, now: float) -> None:
+    def receive_message(self, data: bytes | memoryview, now: float) -> None:
         """One binary message from the relay.  Never raises: a bad one fails the link."""
         if self.state is ClientState.FAILED:
             return

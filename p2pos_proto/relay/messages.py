@@ -142,7 +142,7 @@ def sendto_head(peer_id: bytes) -> bytes:
     return bytes([MessageType.SENDTO]) + _peer(peer_id)
 
 
-def record_view_untrusted(data: bytes, max_record: int = MAX_RECORD) -> tuple[int, memoryview]:
+def record_view_untrusted(data: bytes | memoryview, max_record: int = MAX_RECORD) -> tuple[int, memoryview]:
     """A SEND or RECV message's pair id and its record as a view into ``data`` (nothing copied:
     the relay forwards it behind a new head).  Raises ``RemoteProtocolError`` as ``decode_untrusted``."""
     if len(data) < 6:
@@ -196,8 +196,9 @@ def _bad(why: str) -> RemoteProtocolError:
     return RemoteProtocolError(f"relay message: {why}", ErrorCode.MALFORMED_MESSAGE)
 
 
-def decode_untrusted(data: bytes, max_record: int = MAX_RECORD) -> Message:
-    """Parse one message; raises only ``RemoteProtocolError(MALFORMED_MESSAGE)`` (REL-3.2)."""
+def decode_untrusted(data: bytes | memoryview, max_record: int = MAX_RECORD) -> Message:
+    """Parse one message; raises only ``RemoteProtocolError(MALFORMED_MESSAGE)`` (REL-3.2).
+    ``data`` may be a view of a read buffer: what the message keeps (a record, a peer id) is copied."""
     if not data:
         raise _bad("empty")
     kind = data[0]
@@ -205,7 +206,7 @@ def decode_untrusted(data: bytes, max_record: int = MAX_RECORD) -> Message:
         pair, view = record_view_untrusted(data, max_record)
         record = bytes(view)
         return Send(pair=pair, record=record) if kind == MessageType.SEND else Recv(pair=pair, record=record)
-    body = data[1:]
+    body = bytes(data[1:])
     if kind == MessageType.CHALLENGE:
         if len(body) != _CHALLENGE.size:
             raise _bad("CHALLENGE is 42 bytes")

@@ -28,6 +28,26 @@ def _read_all(reader: wf.FrameReader, wire: bytes, rng: random.Random | None) ->
         reader.feed(wire[pos : pos + step])
         pos += step
         while (message := reader.next_message()) is not None:
+            out.append((message[0], bytes(message[1])))
+    assert reader.buffered() == 0
+    return out
+
+
+def _read_into(reader: wf.FrameReader, wire: bytes, rng: random.Random) -> list[tuple[int, bytes | memoryview]]:
+    """Like ``_read_all`` through ``space``/``filled`` (how the drivers read a socket), keeping each
+    payload as returned but checking a view's bytes before the next read may overwrite them."""
+    out: list[tuple[int, bytes | memoryview]] = []
+    pos = 0
+    while pos < len(wire):
+        want = rng.choice([1, 3, 4096, 65536, 262144])
+        room = reader.space(want)
+        assert len(room) >= want
+        step = min(want, len(wire) - pos)
+        room[:step] = wire[pos : pos + step]
+        reader.filled(step)
+        pos += step
+        while (message := reader.next_message()) is not None:
+            out.append((message[0], bytes(message[1])))
             out.append(message)
     assert reader.buffered() == 0
     return out
@@ -184,3 +204,53 @@ def _read_all_partial(reader: wf.FrameReader, wire: bytes, rng: random.Random) -
         pos += step
         while reader.next_message() is not None:
             pass
+
+
+@pytest.mark.parametrize("views", [False, True], ids=["copies", "views"])
+def test_reading_into_the_readers_buffer_gives_the_same_messages(views: bool) -> None:
+    """space/filled (recv_into) instead of feed, server frames (unmasked) from wsproto, fragments and
+    pings between; with ``views`` a whole message is a view (no copy), a fragmented one bytes."""
+    rng = random.Random(7)
+    server = FrameProtocol(client=False, extensions=[])
+    payloads = _messages(rng, 60)
+    wire = bytearray()
+    fragmented = []
+    for payload in payloads:
+        if len(payload) > 200 and rng.random() < 0.5:
+            cut = rng.randrange(1, len(payload))
+            wire += server.send_data(payload[:cut], False)
+            wire += server.ping(b"hi")
+            wire += server.send_data(payload[cut:], True)
+            fragmented.append(payload)
+        else:
+            wire += server.send_data(payload, True)
+    reader = wf.FrameReader(server=False, max_message=m.MAX_MESSAGE, views=views)
+    got = _read_into(reader, bytes(wire), rng)
+    copies, returned = got[0::2], got[1::2]
+    assert [p for op, p in copies if op == wf.BINARY] == payloads
+    assert all(p == b"hi" for op, p in copies if op == wf.PING)
+    for (op, _), (_, given) in zip(copies, returned, strict=True):
+        if op != wf.BINARY:
+            assert type(given) is bytes  # control frames are always copied
+        elif not views:
+            assert type(given) is bytes
+    kinds = {bytes(p): type(p) for op, p in returned if op == wf.BINARY and len(p) > 200}
+    if views:
+        assert any(kind is memoryview for kind in kinds.values())
+        assert all(kinds[p] is bytes for p in fragmented if p in kinds)  # joined fragments: a copy
+
+
+def test_a_message_longer_than_the_buffer_grows_it() -> None:
+    """The buffer grows for a frame longer than it (another reader's limit than the relay's)."""
+    payload = random.Random(3).randbytes(3 * wf.BUFFER_SIZE)
+    wire = b"".join(wf.encode(wf.BINARY, payload))
+    reader = wf.FrameReader(server=False, max_message=len(payload), views=True)
+    got = _read_into(reader, wire, random.Random(4))
+    assert got[0] == (wf.BINARY, payload)
+
+
+def test_filled_past_the_space_is_refused() -> None:
+    reader = wf.FrameReader(server=False, max_message=100)
+    room = reader.space(10)
+    with pytest.raises(ValueError):
+        reader.filled(len(room) + 1)
