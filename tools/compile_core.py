@@ -74,13 +74,17 @@ COMPILED = (
     "recovery.pmtu",
     "recovery.recovery",
     "recovery.rtt",
+    "relay.client",
+    "relay.messages",
+    "relay.server",
+    "relay.wsframes",
     "session.record",
     "session.replay",
     "session.session",
     "session.wire",
 )
 #: Compiled classes that tests (and the vector generator) subclass: mypyc must allow that.
-SUBCLASSED = {"session.session": "SecureSession"}
+SUBCLASSED = {"session.session": "SecureSession", "relay.server": "RelayCore"}
 #: A file in ``OUT`` that says what was compiled from which sources (the build is skipped when current).
 STAMP = "p2pos-compiled.txt"
 

@@ -25,9 +25,9 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from p2pos.proto.identity.identity import Identity
 from p2pos.proto.relay import client as c
 from p2pos.proto.relay import messages as m
+from p2pos.proto.relay import wsframes as wf
 
 from . import tcp_pacing
-from . import wsframes as wf
 from .gather import Part, send_parts
 from .http_connect import connect_tunnel, parse_proxy, proxy_for
 from .wsrelay_server import RELAY_PATH, SUBPROTOCOL

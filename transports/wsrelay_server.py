@@ -25,10 +25,10 @@ from wsproto.events import AcceptConnection, RejectConnection, Request
 from wsproto.utilities import ProtocolError as WsProtocolError
 
 from p2pos.proto.relay import messages as m
+from p2pos.proto.relay import wsframes as wf
 from p2pos.proto.relay.server import RelayCore
 
 from . import tcp_pacing
-from . import wsframes as wf
 from .gather import Part, send_parts
 from .gso import LINUX
 

@@ -15,8 +15,8 @@ import trio
 from relay_helpers import url_of
 
 from p2pos.proto.relay import messages as m
+from p2pos.proto.relay import wsframes
 from p2pos.proto.relay.server import RelayConfig, RelayCore, _Link
-from p2pos.transports import wsframes
 from p2pos.transports.wsrelay_server import WsRelayServer
 
 

@@ -1,4 +1,4 @@
-"""transports/wsframes.py: RFC 6455 frames of a relay link (spec/relay.md §3.1, REL-3.1.3, REL-3.1.4),
+"""p2pos_proto/relay/wsframes.py: RFC 6455 frames of a relay link (spec/relay.md §3.1, REL-3.1.3, REL-3.1.4),
 checked against wsproto's own framing in both directions, fed whole and in random pieces."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 
 from p2pos.proto.relay import messages as m
-from p2pos.transports import wsframes as wf
+from p2pos.proto.relay import wsframes as wf
 
 SIZES = [0, 1, 125, 126, 127, 65535, 65536, m.MAX_MESSAGE]
 

@@ -4,7 +4,9 @@ wsproto runs the HTTP upgrade; after it, both relay drivers frame and parse the 
 here, because the relay's traffic is a stream of 64 KiB binary messages and wsproto spends
 about 0.35 ms of CPU on each one end to end (several copies of every payload and a per-frame
 masker); this module copies a payload once on the way in (twice when it is masked) and builds a
-frame as a header plus the payload.  Sans-IO; the masking keys come from the caller.
+frame as a header plus the payload (a socket can read straight into a reader's buffer).  Sans-IO
+and compiled with the rest of the relay's per-message path (tools/compile_core.py); the masking
+keys come from the caller.
 
 Masking (RFC 6455 §5.3: every client frame, XOR a 4-byte key) is the largest cost left, twice
 per record (the client masks, the relay unmasks): pure Python does it with four strided
