@@ -29,7 +29,7 @@ async def send_parts(stream: trio.abc.SendStream, parts: Sequence[Part]) -> None
         await stream.send_all(b"".join(parts))
         return
     sock = stream.socket
-    views = [memoryview(part).cast("B") for part in parts if len(part)]
+    views = [part for part in parts if len(part)]  # sendmsg takes any buffer as it is
     first = 0
     while first < len(views):
         try:
@@ -37,10 +37,11 @@ async def send_parts(stream: trio.abc.SendStream, parts: Sequence[Part]) -> None
         except OSError as exc:  # as send_all says it: the peer is gone
             raise trio.BrokenResourceError(f"socket send failed: {exc}") from exc
         while sent and first < len(views):  # skip what went out; cut into a part sent in part
-            size = views[first].nbytes
+            part = views[first]
+            size = part.nbytes if isinstance(part, memoryview) else len(part)
             if sent >= size:
                 sent -= size
                 first += 1
             else:
-                views[first] = views[first][sent:]
+                views[first] = memoryview(part).cast("B")[sent:]
                 sent = 0
