@@ -23,9 +23,9 @@ Why: the channel layer spends almost all its time in per-packet Python
 pure-Python core stays the reference: CI runs the test suite against both
 (``make test-compiled``), and ``make bench`` measures both.
 
-``SecureSession`` (session.py) is compiled with ``allow_interpreted_subclasses``
-(the staged copy is marked, see ``SUBCLASSED``): tests and the vector generator
-subclass it.  ``errors.py`` and ``events.py`` stay interpreted: interpreted code
+``SecureSession`` (session.py) and ``RelayCore`` (relay/server.py) are compiled
+with ``allow_interpreted_subclasses`` (the staged copy is marked, see
+``SUBCLASSED``): tests and the vector generator subclass them.  ``errors.py`` and ``events.py`` stay interpreted: interpreted code
 subclasses their classes too.
 """
 
@@ -45,7 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The modules on the per-packet path (the endpoint, the session and the channel layer, and what they
-#: call per packet), as
+#: call per packet; the relay's messages, state machines and WebSocket frames, per relayed record), as
 #: dotted names under ``p2pos.proto``.
 COMPILED = (
     "channels.channel",
