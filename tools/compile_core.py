@@ -25,8 +25,8 @@ pure-Python core stays the reference: CI runs the test suite against both
 
 ``SecureSession`` (session.py) and ``RelayCore`` (relay/server.py) are compiled
 with ``allow_interpreted_subclasses`` (the staged copy is marked, see
-``SUBCLASSED``): tests and the vector generator subclass them.  ``errors.py`` and ``events.py`` stay interpreted: interpreted code
-subclasses their classes too.
+``SUBCLASSED``): tests and the vector generator subclass them.  ``errors.py`` and
+``events.py`` stay interpreted: interpreted code subclasses their classes too.
 """
 
 from __future__ import annotations
