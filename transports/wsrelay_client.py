@@ -6,7 +6,8 @@ upgrade (wsproto; the frames after it are ``wsframes``'s, masked with keys from 
 authentication; it reconnects with back-off when the link drops, pings every
 ``ping_interval`` seconds and gives the link up when nothing came for ``silence_timeout``.
 ``want(peer)`` / ``unwant(peer)``, ``send(peer, record)`` (never blocks: the record is dropped
-when the peer is not paired) and ``await receive()`` for ``(peer_id, record)``.
+when the peer is not paired) and ``await receive()`` for ``(peer_id, record)`` (``receive_batch(n)``
+for the run received so far).
 """
 
 from __future__ import annotations
@@ -30,13 +31,12 @@ from p2pos.proto.relay import wsframes as wf
 from . import tcp_pacing
 from .gather import Part, send_parts
 from .http_connect import connect_tunnel, parse_proxy, proxy_for
-from .wsrelay_server import RELAY_PATH, SUBPROTOCOL
+from .wsrelay_server import RELAY_PATH, SUBPROTOCOL, read_frames
 
 READ_SIZE = 262144  # several 65000-byte records per read
 #: Records waiting for ``receive()``; more are dropped (the sessions' recovery resends).
 RECEIVE_QUEUE = 4096
 HANDSHAKE_TIMEOUT = 15.0
-_RECV = bytes([m.MessageType.RECV])
 #: The longest HTTP answer to the upgrade read.
 MAX_HEAD = 16 * 1024
 
@@ -153,10 +153,6 @@ class RelayLink:
             return batch
         return [received.popleft() for _ in range(limit)]
 
-    def receive_nowait(self) -> tuple[bytes, bytes] | None:
-        """The next ``(peer_id, record)`` if one is waiting, else None."""
-        return self._received.popleft() if self._received else None
-
     async def _wait_received(self) -> None:
         """Until something is received; a checkpoint either way (trio's rule for async calls)."""
         if self._received:
@@ -256,27 +252,18 @@ class RelayLink:
                 raise RelayLinkError(f"relay broke WebSocket framing: {exc}") from None
             self._events()
             self._wake.set()
-            if isinstance(stream, trio.SocketStream):  # straight into the reader's buffer: no copy
-                count = await stream.socket.recv_into(frames.space(READ_SIZE), READ_SIZE)
-                frames.filled(count)
-            else:
-                data = await stream.receive_some(READ_SIZE)
-                count = len(data)
-                frames.feed(data)
-            if not count:
+            if not await read_frames(stream, frames, READ_SIZE):
                 raise RelayLinkError("relay closed the connection")
             self._last_heard = self._clock()
 
     async def _message(self, stream: trio.abc.Stream, opcode: int, payload: bytes | memoryview) -> None:
         if opcode == wf.BINARY:
-            if isinstance(payload, memoryview) and payload[:1] != _RECV:
-                payload = bytes(payload)  # only a RECV's record is copied out of the view, by the core
-            self.client.receive_message(payload, self._clock())
+            self.client.receive_message(payload, self._clock())  # copies what it keeps out of a view
             return
-        body = bytes(payload)  # a control frame's, already bytes
         if opcode == wf.TEXT:
             raise RelayLinkError("text message from the relay")
-        elif opcode == wf.PING:
+        body = bytes(payload)  # a control frame's, already bytes
+        if opcode == wf.PING:
             self._pong = b"".join(wf.encode(wf.PONG, body, self._random(4)))
         elif opcode == wf.CLOSE:
             code, reason = wf.parse_close(body)

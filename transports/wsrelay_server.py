@@ -84,6 +84,22 @@ class _Conn:
     open: bool = False
 
 
+async def read_frames(stream: trio.abc.ReceiveStream, frames: wf.FrameReader, size: int) -> int:
+    """Read up to ``size`` bytes of an upgraded link into ``frames``: how many (0: the peer closed).
+    A plain TCP link is read straight into the reader's buffer (no copy); a socket error is a
+    broken link, as trio's ``receive_some`` reports it."""
+    if isinstance(stream, trio.SocketStream):
+        try:
+            count = await stream.socket.recv_into(frames.space(size), size)
+        except OSError as exc:
+            raise trio.BrokenResourceError(f"socket receive failed: {exc}") from exc
+        frames.filled(count)
+        return count
+    data = await stream.receive_some(size)
+    frames.feed(data)
+    return len(data)
+
+
 class WsRelayServer:
     """Serves ``core`` on TCP listeners.  ``node_sink`` receives records for the co-located node."""
 
@@ -205,21 +221,15 @@ class WsRelayServer:
             bulk = self.core.read_allowance(conn.link, self._clock()) >= READ_SIZE_BULK
             size = READ_SIZE_BULK if bulk else READ_SIZE
             frames = conn.frames
-            if frames is not None and isinstance(conn.stream, trio.SocketStream):
-                # Upgraded, plain TCP: read straight into the frame reader's buffer (no copy).
-                count = await conn.stream.socket.recv_into(frames.space(size), size)
-                frames.filled(count)
-                self.core.charge(conn.link, count, self._clock())
-                if count:
-                    self._messages(conn, frames)
-            else:
+            if frames is None:
                 data = await conn.stream.receive_some(size)
                 count = len(data)
                 self.core.charge(conn.link, count, self._clock())
-                if frames is None:
-                    self._upgrade(conn, data)
-                elif data:
-                    frames.feed(data)
+                self._upgrade(conn, data)
+            else:
+                count = await read_frames(conn.stream, frames, size)
+                self.core.charge(conn.link, count, self._clock())
+                if count:
                     self._messages(conn, frames)
             self.pump()
             conn.wake.set()

@@ -3,8 +3,8 @@
 wsproto runs the HTTP upgrade; after it, both relay drivers frame and parse the link's bytes
 here, because the relay's traffic is a stream of 64 KiB binary messages and wsproto spends
 about 0.35 ms of CPU on each one end to end (several copies of every payload and a per-frame
-masker); this module copies a payload once on the way in (twice when it is masked) and builds a
-frame as a header plus the payload (a socket can read straight into a reader's buffer).  Sans-IO
+masker); here a socket is read straight into a reader's buffer, a payload is copied at most once
+on the way in (the unmasking; not at all as a view), and a frame is a header plus the payload.  Sans-IO
 and compiled with the rest of the relay's per-message path (tools/compile_core.py); the masking
 keys come from the caller.
 
@@ -168,7 +168,7 @@ class FrameReader:
         self._pos = 0
         self._end = 0
         self._opcode: int | None = None  # the data message being reassembled from fragments
-        self._parts: list[bytes | memoryview] = []
+        self._parts: list[bytes] = []
         self._size = 0
         self._error: FrameError | None = None
 
