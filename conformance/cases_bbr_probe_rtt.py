@@ -123,3 +123,45 @@ def _(iut: Iut) -> str | None:
         f"§5.6.3); most in flight per round trip in BDPs from {resume:.1f} s: {_profile(peer, resume, resume + 0.6)}",
     )
     return f"from {start:.3f} s the most in flight per 50 ms: {most} bytes (ProbeRTT's window {window})"
+
+
+@case(
+    "ch/bbr/29",
+    section="recovery.md §5.6.3",
+    title="BBR: quiet samples a few seconds old renew a min_rtt that expires mid-transfer, without ProbeRTT",
+    requirements=("REC-5.6.2.7", "REC-5.6.3.1", "CONF-3.8.6"),
+)
+def _(iut: Iut) -> str | None:
+    # ch/bbr/27's path (600 kB/s, 25 ms each way), the IUT backlogged for 1 s; then both delays
+    # grow to 30 ms, so no later sample renews min_rtt (about 0.05 s, last renewed in the first
+    # second: it expires between 10.05 and 11.5 s).  The IUT is offered nothing from 1 s to 7 s
+    # (the runner acknowledges whatever it sends), then is backlogged again to 13 s.  The first
+    # packets of the second transfer leave with next to nothing in flight: their samples (about
+    # 0.06 s, above min_rtt) are quiet, and they are at most 4.5 s old when min_rtt expires in the
+    # middle of the transfer, so they renew it and ProbeRTT is not entered.  Every 50 ms from
+    # 9.5 s to 12.5 s the flight exceeds ProbeRTT's window (entered, ProbeRTT holds it for at
+    # least 0.2 s).
+    delay, bandwidth, changed, longer, resume, until = 0.025, 600_000.0, 1.0, 0.03, 7.0, 13.0
+    transfer = Transfer(iut, delay=delay, bandwidth=bandwidth)
+    peer = transfer.peer
+    window = probe_rtt_window(peer.bdp)
+    transfer.feed_until(changed)
+    lengthen_delays(peer, longer, bandwidth)
+    peer.run(resume, auto_ack=True)
+    transfer.feed_now()
+    transfer.feed_until(until)
+    buckets = [9.5 + 0.05 * i for i in range(60)]
+    most = [max((f for _, f in peer.flight_at_sends(b, b + 0.05)), default=0) for b in buckets]
+    low = [(round(b, 2), m) for b, m in zip(buckets, most, strict=True) if m <= window]
+    expect(
+        not low,
+        f"the IUT's flight stayed at or below ProbeRTT's window ({window} bytes) in the 50 ms from {low[:3]} "
+        f"(start, most in flight): it entered ProbeRTT when min_rtt expired mid-transfer, although the "
+        f"transfer's first samples, taken at {resume:.1f} s with next to nothing in flight, were quiet and "
+        f"recent (recovery.md §5.6.2, §5.6.3); most in flight per round trip in BDPs from 9.5 s: "
+        f"{_profile(peer, 9.5, 12.5)}",
+    )
+    return (
+        f"from 9.5 s to 12.5 s the least of the most in flight per 50 ms: {min(most)} bytes "
+        f"(ProbeRTT's window {window})"
+    )

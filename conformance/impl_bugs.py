@@ -195,6 +195,8 @@ def install_bug(bug: str, adapter: dict[str, Any]) -> None:
         "bbr-probe-rtt-four": (bbr, "PROBE_RTT_CWND_GAIN", 0.0),
         # REC-5.6.3.1 broken: ProbeRTT whenever min_rtt expires, even at a sample taken without a queue
         "bbr-probe-rtt-after-quiet": (bbr.Bbr, "_without_queue", lambda self, packet, window: False),
+        # REC-5.6.2.7 broken: only the expiring acknowledgement's own sample may stand in for ProbeRTT
+        "bbr-quiet-only-at-expiry": (bbr, "QUIET_WINDOW", 0.0),
         "early-no-open": (SendPath, "_with_open", with_open_once),
     }
     try:

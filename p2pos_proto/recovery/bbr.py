@@ -56,6 +56,8 @@ BETA: Final = 0.7
 BW_WINDOW_ROUNDS: Final = 10
 #: The min RTT filter's window, in seconds; ProbeRTT runs when it expires.
 MIN_RTT_WINDOW: Final = 10.0
+#: A quiet sample (taken with at most ProbeRTT's window in flight) stands in for ProbeRTT for this long, in seconds.
+QUIET_WINDOW: Final = MIN_RTT_WINDOW / 2
 #: ProbeRTT holds its window for at least this long (and one round trip), in seconds.
 PROBE_RTT_DURATION: Final = 0.2
 #: ProbeRTT's window is this fraction of the BDP (never below the minimum window; BBRv2/v3).
@@ -114,6 +116,8 @@ class Bbr(CongestionController):
         "_probe_rtt_cwnd",
         "_probe_rtt_done",
         "_probe_rtt_round_done",
+        "_quiet_rtt",
+        "_quiet_stamp",
         "_round_count",
         "_round_delivered",
         "_round_flight",
@@ -136,6 +140,9 @@ class Bbr(CongestionController):
         self._bw = WindowedMax(BW_WINDOW_ROUNDS)
         self._min_rtt = math.inf
         self._min_rtt_stamp = 0.0
+        # The least quiet RTT sample of the last QUIET_WINDOW (inf until one), and when it was taken.
+        self._quiet_rtt = math.inf
+        self._quiet_stamp = 0.0
         self._srtt = 0.0
         # Bytes in flight as this controller counts them (sent, minus acknowledged and lost).
         self._inflight = 0
@@ -293,13 +300,17 @@ class Bbr(CongestionController):
         if sample is not None:
             self._update_bandwidth(sample)
         newest = packets[-1]
+        rtt_sample = now - newest.time_sent
         prior_min_rtt = self._min_rtt  # ProbeRTT's window comes from the min_rtt that may expire now
-        min_rtt_expired = self._update_min_rtt(now - newest.time_sent, now)
-        half_bdp = 0
-        if min_rtt_expired:
-            half_bdp = self._half_bdp(prior_min_rtt)
-            if self._without_queue(newest, max(half_bdp, self.minimum_window)):
-                min_rtt_expired = False  # the sample that renewed min_rtt is one ProbeRTT would take
+        half_bdp = self._half_bdp(prior_min_rtt)
+        if self._without_queue(newest, max(half_bdp, self.minimum_window)):
+            self._update_quiet_rtt(rtt_sample, now)
+        min_rtt_expired = self._update_min_rtt(rtt_sample, now)
+        if min_rtt_expired and self._quiet_rtt < math.inf and now - self._quiet_stamp <= QUIET_WINDOW:
+            # A sample ProbeRTT would take was taken lately: it stands in for ProbeRTT (§5.6.3).
+            if self._quiet_rtt < self._min_rtt:
+                self._min_rtt, self._min_rtt_stamp = self._quiet_rtt, self._quiet_stamp
+            min_rtt_expired = False
         if self._state is BbrState.PROBE_BW and self._phase == 0:
             self._probe_inflight_hi_up(acked, round_start)
         if self._state is BbrState.STARTUP and round_start and sample is not None:
@@ -382,6 +393,11 @@ class Bbr(CongestionController):
         # An application-limited sample only shows what the path can at least do.
         if rate is not None and (not sample.is_app_limited or rate >= self._bw.best):
             self._bw.update(self._round_count, rate)
+
+    def _update_quiet_rtt(self, rtt_sample: float, now: float) -> None:
+        if rtt_sample <= self._quiet_rtt or now - self._quiet_stamp > QUIET_WINDOW:
+            self._quiet_rtt = max(rtt_sample, 0.0)
+            self._quiet_stamp = now
 
     def _update_min_rtt(self, rtt_sample: float, now: float) -> bool:
         expired = self._min_rtt < math.inf and now > self._min_rtt_stamp + MIN_RTT_WINDOW

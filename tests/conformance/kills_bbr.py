@@ -114,8 +114,8 @@ KILLS: list[tuple[str, str, str, str, str]] = [
     (
         "ch/bbr/19",
         "recovery/bbr.py",
-        "self._update_min_rtt(now - newest.time_sent, now)",
-        "self._update_min_rtt(now + newest.time_sent, now)",
+        "rtt_sample = now - newest.time_sent",
+        "rtt_sample = now + newest.time_sent",
         "recovery/bbr.py:core/ReplaceBinaryOperator_Sub_Add:2",
     ),
     (

@@ -65,6 +65,7 @@ BUGS = [
     ("bbr-no-aggregation", "ch/bbr/26", {"ch/bbr/26"}),
     ("bbr-probe-rtt-four", "ch/bbr/27", {"ch/bbr/27"}),
     ("bbr-probe-rtt-after-quiet", "ch/bbr/28", {"ch/bbr/28"}),
+    ("bbr-quiet-only-at-expiry", "ch/bbr/29", {"ch/bbr/29"}),
     ("early-no-open", "ch/early/", {"ch/early/5"}),
     # NAT traversal (conformance/impl_nat_bugs.py): STUN, discovery, candidates, punching, keepalives,
     # port mapping.

@@ -179,14 +179,15 @@ PACED = (
 )
 
 
-def fallback_times(log: Path) -> list[float]:
-    """When the daemon logged each move of its active path to the relay because the path died."""
+def fallback_times(log: Path) -> list[tuple[float, str]]:
+    """When the daemon logged each move of its active path to the relay, and why (``dead``, the
+    one expected after a cut, or ``abandoned``, ``validation_failed``...)."""
     out = []
     for line in log.read_text().splitlines():
-        found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z INFO p2pos.node .*\(relay .*active: dead$", line)
+        found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z INFO p2pos.node .*\(relay .*active: (\w+)$", line)
         if found:
             stamp = datetime.datetime.strptime(found.group(1), "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.UTC)
-            out.append(stamp.timestamp() + int(found.group(2)) / 1000)
+            out.append((stamp.timestamp() + int(found.group(2)) / 1000, found.group(3)))
     return out
 
 
@@ -248,8 +249,18 @@ def test_a_transfer_survives_ten_cuts_of_its_direct_path_falling_back_within_thr
             pytest.fail(f"direct UDP not used again: {peer_entry(a, b_id)}", pytrace=False)
         returns.append(time.monotonic() - started)
     # The PathActive event (reason "dead") to the relay, as a's log stamps it (ms), after each cut.
-    moves = fallback_times(a.home / "logs" / "daemon.log")
-    fallbacks = [min(t for t in moves if t >= at) - at for at in cuts]
+    log = a.home / "logs" / "daemon.log"
+    moves = fallback_times(log)
+    fallbacks = []
+    for at in cuts:
+        after = [(t, why) for t, why in moves if t >= at]
+        if not after or after[0][1] != "dead":
+            pytest.fail(
+                f"not a move to the relay for a dead path after the cut at {at:.3f} (the path moves "
+                f"from 5 s before it):\n{moves_after(log, at - 5.0, 15.0)}",
+                pytrace=False,
+            )
+        fallbacks.append(after[0][0] - at)
     print("fall-backs (s):", " ".join(f"{t:.3f}" for t in fallbacks))
     print("back to direct (s):", " ".join(f"{t:.2f}" for t in returns))
     rc = lab.tmp / "pipe.rc"

@@ -552,6 +552,42 @@ def test_a_sample_taken_without_a_queue_renews_min_rtt_instead_of_probe_rtt() ->
     assert sender.goodput(12.5, 14.0) >= 0.9 * RATE
 
 
+def quiet_spell_then_transfer(resume: float) -> tuple[Bbr, Sender, Trace]:
+    """A transfer to 1 s, the propagation RTT grown from 50 to 55 ms (no later sample renews the
+    50 ms min_rtt, which expires about 11 s in), silence, another transfer from ``resume`` to 14 s."""
+    cc = Bbr()
+    path = Path(rate=RATE, base_rtt=BASE_RTT, queue=int(BDP))
+    sender = Sender(cc, path, app_rate=lambda t: None if t < 1.0 or t >= resume else 0.0)
+    trace = Trace(sender)
+    sender.run(resume)
+    assert sender.now < 2.0  # the first transfer's last acknowledgement; then nothing until resume
+    path.base_rtt = 0.055
+    sender.now = resume
+    sender.run(14.0)
+    return cc, sender, trace
+
+
+def test_quiet_samples_a_few_seconds_old_renew_min_rtt_mid_transfer() -> None:
+    # The second transfer's first packets leave with next to nothing in flight: their samples
+    # (55 ms) are quiet but above min_rtt, so they do not renew it then.  When min_rtt expires in
+    # the middle of the transfer, they are at most QUIET_WINDOW old: min_rtt becomes theirs, stamped
+    # when they were taken, and ProbeRTT is not entered (it would hold half the BDP for 0.2 s).
+    cc, sender, trace = quiet_spell_then_transfer(7.0)
+    assert [t for t in trace.transitions if t[2] is BbrState.PROBE_RTT] == []
+    assert cc._min_rtt_stamp > 7.0
+    assert cc.min_rtt == pytest.approx(0.055 + MDS / RATE, rel=0.05)
+    assert sender.goodput(10.0, 12.5) >= 0.9 * RATE
+
+
+def test_quiet_samples_older_than_the_quiet_window_leave_probe_rtt_to_run() -> None:
+    # The same, the second transfer from 4 s: at the expiry its quiet samples are about 7 s old,
+    # the transfer has kept a queue since, and ProbeRTT runs once.
+    cc, _, trace = quiet_spell_then_transfer(4.0)
+    entries = [t[0] for t in trace.transitions if t[2] is BbrState.PROBE_RTT]
+    assert len(entries) == 1 and MIN_RTT_WINDOW < entries[0] < 1.5 + MIN_RTT_WINDOW
+    assert cc.min_rtt == pytest.approx(0.055 + MDS / RATE, rel=0.05)
+
+
 # -- bookkeeping -------------------------------------------------------------------------------------
 
 
