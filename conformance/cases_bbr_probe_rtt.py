@@ -14,6 +14,7 @@ from .cases_req_bbr import (
     MIN_RTT_WINDOW,
     MINIMUM_WINDOW,
     PROBE_RTT_DURATION,
+    BbrPeer,
     Transfer,
     _profile,
     lengthen_delays,
@@ -87,6 +88,14 @@ def _(iut: Iut) -> str | None:
     )
 
 
+def _most_per_50ms(peer: BbrPeer, start: float, count: int, window: int) -> tuple[list[int], list[tuple[float, int]]]:
+    """The most in flight at a send in each of ``count`` 50 ms from ``start``, and (start, most) of
+    those where it was at most ``window`` (ProbeRTT's: entered, ProbeRTT holds it for 0.2 s)."""
+    buckets = [start + 0.05 * i for i in range(count)]
+    most = [max((f for _, f in peer.flight_at_sends(b, b + 0.05)), default=0) for b in buckets]
+    return most, [(round(b, 2), m) for b, m in zip(buckets, most, strict=True) if m <= window]
+
+
 @case(
     "ch/bbr/28",
     section="recovery.md §5.6.3",
@@ -112,9 +121,7 @@ def _(iut: Iut) -> str | None:
     transfer.feed_until(resume + 1.0)
     rtt = peer.base_rtt
     start = resume + 2 * rtt + 0.05
-    buckets = [start + 0.05 * i for i in range(5)]
-    most = [max((f for _, f in peer.flight_at_sends(b, b + 0.05)), default=0) for b in buckets]
-    low = [(round(b, 2), m) for b, m in zip(buckets, most, strict=True) if m <= window]
+    most, low = _most_per_50ms(peer, start, 5, window)
     expect(
         not low,
         f"after the transfer resumed at {resume:.1f} s the IUT's flight stayed at or below ProbeRTT's window "
@@ -150,9 +157,7 @@ def _(iut: Iut) -> str | None:
     peer.run(resume, auto_ack=True)
     transfer.feed_now()
     transfer.feed_until(until)
-    buckets = [9.5 + 0.05 * i for i in range(60)]
-    most = [max((f for _, f in peer.flight_at_sends(b, b + 0.05)), default=0) for b in buckets]
-    low = [(round(b, 2), m) for b, m in zip(buckets, most, strict=True) if m <= window]
+    most, low = _most_per_50ms(peer, 9.5, 60, window)
     expect(
         not low,
         f"the IUT's flight stayed at or below ProbeRTT's window ({window} bytes) in the 50 ms from {low[:3]} "
