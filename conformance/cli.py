@@ -7,7 +7,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 
-from .registry import all_cases
+from .registry import Case, all_cases
 from .runner import FAIL, precheck, run_cases, summary_line, write_json, write_table
 from .traceability import problems, table, traced_cases
 
@@ -44,6 +44,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def markdown_row(c: Case) -> str:
+    """A case as a row of spec/conformance.md §4's table."""
+    return f"| `{c.id}` | {c.section} | {c.title} |"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.trace:
@@ -55,11 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = [c for c in all_cases() if args.k is None or args.k in c.id]
     if args.list:
         for c in cases:
-            print(
-                f"| `{c.id}` | {c.section} | {c.title} |"
-                if args.markdown
-                else f"{c.id:<16}  {c.section:<18}  {c.title}"
-            )
+            print(markdown_row(c) if args.markdown else f"{c.id:<16}  {c.section:<18}  {c.title}")
         return 0
     if not cases:
         print(f"no case id contains {args.k!r}", file=sys.stderr)

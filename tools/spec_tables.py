@@ -16,20 +16,15 @@ tests/conformance keeps both in step; this is the way to bring them back.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-SPEC = ROOT / "spec" / "conformance.md"
+from p2pos.conformance.cli import markdown_row
+from p2pos.conformance.registry import all_cases
+from p2pos.conformance.traceability import BEGIN, END, table, traced_cases
+
+SPEC = Path(__file__).resolve().parent.parent / "spec" / "conformance.md"
 CASES, RETIRED = "\n## §4 Cases", "\n### §4.1 Retired ids"
-BEGIN, END = "<!-- traceability: begin (python -m conformance --trace) -->\n", "<!-- traceability: end"
-
-
-def _run(*args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "conformance", *args], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
 
 
 def regenerated(text: str) -> str:
@@ -40,11 +35,11 @@ def regenerated(text: str) -> str:
     rows = [i for i, line in enumerate(lines) if line.startswith("| `")]
     if not rows or rows[-1] - rows[0] + 1 != len(rows):
         raise SystemExit("spec/conformance.md §4: the case rows are not one block")
-    lines[rows[0] : rows[-1] + 1] = _run("--list", "--markdown").rstrip("\n").split("\n")
+    lines[rows[0] : rows[-1] + 1] = [markdown_row(c) for c in all_cases()]
     text = head + CASES + "\n".join(lines) + RETIRED + tail
     start = text.index(BEGIN) + len(BEGIN)
     end = text.index(END, start)
-    return text[:start] + _run("--trace").rstrip("\n") + "\n" + text[end:]
+    return text[:start] + "\n" + table(traced_cases()).strip("\n") + "\n" + text[end:]
 
 
 def main() -> int:
