@@ -183,7 +183,7 @@ def fallback_times(log: Path) -> list[tuple[float, str]]:
     """When the daemon logged each move of its active path to the relay, and why: after a cut,
     ``dead`` (its own direct path died, PTH-4.4) or ``peer`` (the peer failed over first and its
     data came by the relay while the direct path had been quiet for half the dead-path timeout,
-    PTH-4.3), which of the two depending on whose outstanding data was older at the cut."""
+    PTH-4.3), whichever side's dead-path timer fires first (both run out about 2.5 s after the cut)."""
     out = []
     for line in log.read_text().splitlines():
         found = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.(\d{3})Z INFO p2pos.node .*\(relay .*active: (\w+)$", line)
